@@ -1,0 +1,174 @@
+//! Model cards: a JSON document beside each `*.safetensors` checkpoint, and the model zoo.
+use crate::data::{InputSpec, Normalisation};
+use crate::error::{GraftError, Result};
+use crate::util::{read_to_string, sha256_file};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+pub const CARD_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ModelCard {
+    pub card_version: u32,
+    pub name: String,
+    pub arch: String,
+    pub input: InputSpec,
+    pub normalisation: Normalisation,
+    /// Layer groups from input to output.
+    pub groups: Vec<String>,
+    /// Number of classes of the source head.
+    pub n_classes: usize,
+    pub source_classes: Vec<String>,
+    /// The data the weights were trained on.
+    pub source: String,
+    /// Test accuracy on the source data (0..1), when measured.
+    pub source_accuracy: Option<f64>,
+    pub params: usize,
+    pub license: String,
+    /// sha256 of the safetensors file.
+    pub sha256: String,
+    /// How it was trained: `supervised`, `autoencoder`, ..., or `random`.
+    pub method: String,
+    pub epochs: usize,
+    pub seed: u64,
+    pub final_loss: Option<f64>,
+    /// The exact command that made it.
+    pub command: String,
+    pub created_at: String,
+    pub graft_version: String,
+    #[serde(default)]
+    pub train_seconds: Option<f64>,
+    #[serde(default)]
+    pub notes: String,
+}
+
+impl ModelCard {
+    pub fn card_path(weights: &Path) -> PathBuf {
+        weights.with_extension("json")
+    }
+
+    pub fn load(card_path: &Path) -> Result<Self> {
+        let s = read_to_string(card_path)?;
+        serde_json::from_str(&s).map_err(|e| {
+            GraftError::Model(format!(
+                "{}: not a valid model card: {e}",
+                card_path.display()
+            ))
+        })
+    }
+
+    /// Refuse a card whose sha256 does not match its weights file.
+    pub fn verify(&self, weights: &Path) -> Result<()> {
+        let actual = sha256_file(weights)?;
+        if actual != self.sha256 {
+            return Err(GraftError::Model(format!(
+                "{}: sha256 {actual} does not match its card ({}); the weights or the card were changed — restore them or re-create the card with `graft pretrain`",
+                weights.display(),
+                self.sha256
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// A resolved backbone reference: weights file and its card.
+#[derive(Debug, Clone)]
+pub struct ModelRef {
+    pub weights: PathBuf,
+    pub card: ModelCard,
+}
+
+/// Folders searched for named models, in order: `$GRAFT_MODELS`, `./models`, and `models/`
+/// beside the installed binary's repository (`target/release/graft` -> `models/`).
+pub fn model_dirs() -> Vec<PathBuf> {
+    let mut dirs = Vec::new();
+    if let Ok(d) = std::env::var("GRAFT_MODELS") {
+        dirs.push(PathBuf::from(d));
+    }
+    dirs.push(PathBuf::from("models"));
+    if let Ok(exe) = std::env::current_exe() {
+        if let Some(root) = exe
+            .parent()
+            .and_then(|p| p.parent())
+            .and_then(|p| p.parent())
+        {
+            dirs.push(root.join("models"));
+        }
+        if let Some(root) = exe
+            .parent()
+            .and_then(|p| p.parent())
+            .and_then(|p| p.parent())
+            .and_then(|p| p.parent())
+        {
+            dirs.push(root.join("models"));
+        }
+    }
+    dirs
+}
+
+/// Every model card found in the model folders (first folder wins for a repeated name).
+pub fn list_models() -> Result<Vec<ModelRef>> {
+    let mut out: Vec<ModelRef> = Vec::new();
+    for d in model_dirs() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        let mut files: Vec<PathBuf> = rd.filter_map(|e| e.ok()).map(|e| e.path()).collect();
+        files.sort();
+        for p in files {
+            if p.extension().and_then(|e| e.to_str()) == Some("safetensors") {
+                let cp = ModelCard::card_path(&p);
+                if !cp.is_file() {
+                    continue;
+                }
+                let card = ModelCard::load(&cp)?;
+                if !out.iter().any(|m| m.card.name == card.name) {
+                    out.push(ModelRef { weights: p, card });
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Resolve `--backbone NAME|FILE`. A file needs its card beside it; a name is looked up in
+/// the model folders. The card's sha256 is checked against the file.
+pub fn resolve(name_or_path: &str) -> Result<ModelRef> {
+    let p = Path::new(name_or_path);
+    let r = if p.extension().and_then(|e| e.to_str()) == Some("safetensors") || p.is_file() {
+        if !p.is_file() {
+            return Err(GraftError::Model(format!(
+                "--backbone {}: no such file",
+                p.display()
+            )));
+        }
+        let cp = ModelCard::card_path(p);
+        if !cp.is_file() {
+            return Err(GraftError::Model(format!(
+                "--backbone {}: no model card {} beside it; graft needs the card (arch, input, normalisation)",
+                p.display(),
+                cp.display()
+            )));
+        }
+        ModelRef {
+            weights: p.to_path_buf(),
+            card: ModelCard::load(&cp)?,
+        }
+    } else {
+        let all = list_models()?;
+        match all.iter().find(|m| m.card.name == name_or_path) {
+            Some(m) => m.clone(),
+            None => {
+                let names: Vec<String> = all.iter().map(|m| m.card.name.clone()).collect();
+                return Err(GraftError::Model(format!(
+                    "--backbone {name_or_path}: unknown model; known models: {} (searched {}); or pass a .safetensors file with its .json card",
+                    if names.is_empty() { "none".into() } else { names.join(", ") },
+                    model_dirs().iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", ")
+                )));
+            }
+        }
+    };
+    r.card.verify(&r.weights)?;
+    Ok(r)
+}

@@ -1,0 +1,128 @@
+//! The building blocks of graft's backbones, as plain structs over candle-nn layers.
+use candle_core::{Module, ModuleT, Result, Tensor};
+use candle_nn::{batch_norm, linear, BatchNorm, BatchNormConfig, Linear, VarBuilder};
+
+pub fn bn(c: usize, vb: VarBuilder) -> Result<BatchNorm> {
+    batch_norm(
+        c,
+        BatchNormConfig {
+            eps: 1e-5,
+            remove_mean: true,
+            affine: true,
+            momentum: 0.1,
+        },
+        vb,
+    )
+}
+
+/// A square convolution without bias (padding k/2), run by graft's im2col + GEMM kernel on the CPU.
+#[derive(Debug, Clone)]
+pub struct Conv2d {
+    pub weight: Tensor,
+    pub stride: usize,
+    pub pad: usize,
+}
+
+impl Module for Conv2d {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        crate::kernels::conv2d(x, &self.weight, self.stride, self.pad)
+    }
+}
+
+pub fn conv(cin: usize, cout: usize, k: usize, stride: usize, vb: VarBuilder) -> Result<Conv2d> {
+    let weight = vb.get_with_hints(
+        (cout, cin, k, k),
+        "weight",
+        candle_nn::init::DEFAULT_KAIMING_NORMAL,
+    )?;
+    Ok(Conv2d {
+        weight,
+        stride,
+        pad: k / 2,
+    })
+}
+
+/// conv -> BN -> (ReLU)
+#[derive(Debug, Clone)]
+pub struct ConvBn {
+    pub conv: Conv2d,
+    pub bn: BatchNorm,
+}
+
+impl ConvBn {
+    pub fn new(cin: usize, cout: usize, k: usize, stride: usize, vb: VarBuilder) -> Result<Self> {
+        Ok(ConvBn {
+            conv: conv(cin, cout, k, stride, vb.pp("conv"))?,
+            bn: bn(cout, vb.pp("bn"))?,
+        })
+    }
+    pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        self.bn.forward_t(&self.conv.forward(x)?, train)
+    }
+}
+
+/// The basic residual block of He et al. (2016): two 3x3 conv-BN, identity or 1x1 projection shortcut.
+#[derive(Debug, Clone)]
+pub struct BasicBlock {
+    pub conv1: Conv2d,
+    pub bn1: BatchNorm,
+    pub conv2: Conv2d,
+    pub bn2: BatchNorm,
+    pub down: Option<ConvBn>,
+}
+
+impl BasicBlock {
+    pub fn new(cin: usize, cout: usize, stride: usize, vb: VarBuilder) -> Result<Self> {
+        let down = if stride != 1 || cin != cout {
+            Some(ConvBn::new(cin, cout, 1, stride, vb.pp("down"))?)
+        } else {
+            None
+        };
+        Ok(BasicBlock {
+            conv1: conv(cin, cout, 3, stride, vb.pp("conv1"))?,
+            bn1: bn(cout, vb.pp("bn1"))?,
+            conv2: conv(cout, cout, 3, 1, vb.pp("conv2"))?,
+            bn2: bn(cout, vb.pp("bn2"))?,
+            down,
+        })
+    }
+    pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let y = self.bn1.forward_t(&self.conv1.forward(x)?, train)?.relu()?;
+        let y = self.bn2.forward_t(&self.conv2.forward(&y)?, train)?;
+        let s = match &self.down {
+            Some(d) => d.forward_t(x, train)?,
+            None => x.clone(),
+        };
+        (y + s)?.relu()
+    }
+}
+
+/// One layer of a group.
+#[derive(Debug, Clone)]
+pub enum Layer {
+    /// conv-BN-ReLU
+    ConvBnRelu(ConvBn),
+    /// conv-BN-ReLU then 2x2 max-pool
+    ConvBnReluPool(ConvBn),
+    Block(BasicBlock),
+    /// Global average pool, then a linear classifier.
+    PoolLinear(Linear),
+    /// Flatten, then a linear classifier.
+    FlattenLinear(Linear),
+}
+
+impl Layer {
+    pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        match self {
+            Layer::ConvBnRelu(c) => c.forward_t(x, train)?.relu(),
+            Layer::ConvBnReluPool(c) => c.forward_t(x, train)?.relu()?.max_pool2d(2),
+            Layer::Block(b) => b.forward_t(x, train),
+            Layer::PoolLinear(l) => l.forward(&x.mean((2, 3))?),
+            Layer::FlattenLinear(l) => l.forward(&x.flatten_from(1)?),
+        }
+    }
+}
+
+pub fn head_linear(cin: usize, n: usize, vb: VarBuilder) -> Result<Linear> {
+    linear(cin, n, vb)
+}

@@ -1,0 +1,363 @@
+//! Backbones as structs with named layer groups from input to output, features at every group,
+//! per-group train/eval mode for BatchNorm, a replaceable head, seeded initialisation and
+//! safetensors checkpoints with a card.
+pub mod card;
+pub mod layers;
+
+use crate::data::InputSpec;
+use crate::error::{GraftError, Result};
+use crate::util::rng_for;
+use candle_core::{DType, Device, Tensor, Var};
+use candle_nn::{VarBuilder, VarMap};
+use layers::{BasicBlock, ConvBn, Layer};
+use rand_distr::{Distribution, Normal, Uniform};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+pub use card::{ModelCard, ModelRef};
+
+/// The architectures graft can build.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Arch {
+    /// 4 conv blocks (64 channels, conv-BN-ReLU-maxpool), for 28x28 grey images.
+    Convnet4,
+    /// CIFAR ResNet with 1 basic block per stage (16/32/64 channels).
+    Resnet8,
+    /// CIFAR ResNet with 3 basic blocks per stage (16/32/64 channels).
+    Resnet20,
+}
+
+impl Arch {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Arch::Convnet4 => "convnet4",
+            Arch::Resnet8 => "resnet8",
+            Arch::Resnet20 => "resnet20",
+        }
+    }
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "convnet4" => Ok(Arch::Convnet4),
+            "resnet8" => Ok(Arch::Resnet8),
+            "resnet20" => Ok(Arch::Resnet20),
+            _ => Err(GraftError::Model(format!(
+                "unknown arch `{s}`; known: convnet4, resnet8, resnet20"
+            ))),
+        }
+    }
+    /// The default input of the architecture.
+    pub fn default_input(&self) -> InputSpec {
+        match self {
+            Arch::Convnet4 => InputSpec {
+                channels: 1,
+                height: 28,
+                width: 28,
+            },
+            _ => InputSpec {
+                channels: 3,
+                height: 32,
+                width: 32,
+            },
+        }
+    }
+    pub fn group_names(&self) -> Vec<String> {
+        let g: &[&str] = match self {
+            Arch::Convnet4 => &["block1", "block2", "block3", "block4", "head"],
+            _ => &["stem", "stage1", "stage2", "stage3", "head"],
+        };
+        g.iter().map(|s| s.to_string()).collect()
+    }
+}
+
+/// A backbone: layer groups from input to output; the last group is the classifier `head`.
+pub struct Model {
+    pub arch: Arch,
+    pub input: InputSpec,
+    pub n_classes: usize,
+    pub group_names: Vec<String>,
+    groups: Vec<Vec<Layer>>,
+    pub varmap: VarMap,
+    pub device: Device,
+}
+
+impl Model {
+    /// Build with seeded initialisation (He-normal convs, PyTorch-default linear, BN = identity).
+    pub fn new(
+        arch: Arch,
+        input: InputSpec,
+        n_classes: usize,
+        seed: u64,
+        device: &Device,
+    ) -> Result<Self> {
+        let varmap = VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, device);
+        let groups = match arch {
+            Arch::Convnet4 => {
+                let mut g = Vec::new();
+                let mut cin = input.channels;
+                let (mut h, mut w) = (input.height, input.width);
+                for i in 0..4 {
+                    g.push(vec![Layer::ConvBnReluPool(ConvBn::new(
+                        cin,
+                        64,
+                        3,
+                        1,
+                        vb.pp(format!("block{}", i + 1)),
+                    )?)]);
+                    cin = 64;
+                    h /= 2;
+                    w /= 2;
+                }
+                if h == 0 || w == 0 {
+                    return Err(GraftError::Model(format!(
+                        "convnet4 needs inputs of at least 16x16, got {}x{}",
+                        input.height, input.width
+                    )));
+                }
+                g.push(vec![Layer::FlattenLinear(layers::head_linear(
+                    64 * h * w,
+                    n_classes,
+                    vb.pp("head").pp("fc"),
+                )?)]);
+                g
+            }
+            Arch::Resnet8 | Arch::Resnet20 => {
+                let n = if arch == Arch::Resnet8 { 1 } else { 3 };
+                let mut g = vec![vec![Layer::ConvBnRelu(ConvBn::new(
+                    input.channels,
+                    16,
+                    3,
+                    1,
+                    vb.pp("stem"),
+                )?)]];
+                let mut cin = 16;
+                for (s, cout) in [16usize, 32, 64].into_iter().enumerate() {
+                    let vbs = vb.pp(format!("stage{}", s + 1));
+                    let mut blocks = Vec::new();
+                    for b in 0..n {
+                        let stride = if b == 0 && s > 0 { 2 } else { 1 };
+                        blocks.push(Layer::Block(BasicBlock::new(cin, cout, stride, vbs.pp(b))?));
+                        cin = cout;
+                    }
+                    g.push(blocks);
+                }
+                g.push(vec![Layer::PoolLinear(layers::head_linear(
+                    64,
+                    n_classes,
+                    vb.pp("head").pp("fc"),
+                )?)]);
+                g
+            }
+        };
+        let m = Model {
+            arch,
+            input,
+            n_classes,
+            group_names: arch.group_names(),
+            groups,
+            varmap,
+            device: device.clone(),
+        };
+        let all: Vec<String> = m.group_names.clone();
+        m.reinit_groups(&all, seed)?;
+        Ok(m)
+    }
+
+    pub fn n_groups(&self) -> usize {
+        self.groups.len()
+    }
+
+    pub fn group_index(&self, name: &str) -> Option<usize> {
+        self.group_names.iter().position(|g| g == name)
+    }
+
+    /// All variables by name (sorted), including BatchNorm running statistics.
+    pub fn named_vars(&self) -> BTreeMap<String, Var> {
+        let data = self.varmap.data().lock().expect("varmap lock");
+        data.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+    }
+
+    /// The group a variable belongs to: its first path component.
+    pub fn group_of(name: &str) -> &str {
+        name.split('.').next().unwrap_or(name)
+    }
+
+    pub fn is_buffer(name: &str) -> bool {
+        name.ends_with("running_mean") || name.ends_with("running_var")
+    }
+
+    /// Trainable parameters of a group (no BatchNorm running statistics), sorted by name.
+    pub fn group_params(&self, group: &str) -> Vec<(String, Var)> {
+        self.named_vars()
+            .into_iter()
+            .filter(|(k, _)| Self::group_of(k) == group && !Self::is_buffer(k))
+            .collect()
+    }
+
+    pub fn param_count(&self) -> usize {
+        self.named_vars()
+            .iter()
+            .filter(|(k, _)| !Self::is_buffer(k))
+            .map(|(_, v)| v.elem_count())
+            .sum()
+    }
+
+    /// Re-initialise the named groups from `seed`; each variable draws from its own stream.
+    pub fn reinit_groups(&self, groups: &[String], seed: u64) -> Result<()> {
+        for (name, var) in self.named_vars() {
+            if !groups.iter().any(|g| g == Self::group_of(&name)) {
+                continue;
+            }
+            let dims = var.dims().to_vec();
+            let n: usize = dims.iter().product();
+            let mut rng = rng_for(seed, &format!("init-{name}"));
+            let vals: Vec<f32> = if name.ends_with("running_var") {
+                vec![1.0; n]
+            } else if name.ends_with("running_mean") || name.ends_with("bias") {
+                vec![0.0; n]
+            } else if dims.len() == 1 {
+                vec![1.0; n] // BatchNorm scale
+            } else if dims.len() == 4 {
+                let fan_out = dims[0] * dims[2] * dims[3];
+                let d = Normal::new(0.0f32, (2.0 / fan_out as f32).sqrt()).expect("std > 0");
+                (0..n).map(|_| d.sample(&mut rng)).collect()
+            } else {
+                let fan_in = dims[1];
+                let b = 1.0 / (fan_in as f32).sqrt();
+                let d = Uniform::new_inclusive(-b, b).expect("bound > 0");
+                (0..n).map(|_| d.sample(&mut rng)).collect()
+            };
+            var.set(&Tensor::from_vec(vals, dims, &self.device)?)?;
+        }
+        Ok(())
+    }
+
+    /// Forward through groups `0..=upto`, with BatchNorm in train mode for groups whose flag is
+    /// set (frozen groups run in eval mode). Returns each group's output.
+    pub fn forward_groups(&self, x: &Tensor, train: &[bool], upto: usize) -> Result<Vec<Tensor>> {
+        let mut outs = Vec::with_capacity(upto + 1);
+        let mut h = x.clone();
+        for (i, g) in self.groups.iter().enumerate().take(upto + 1) {
+            let t = train.get(i).copied().unwrap_or(false);
+            for l in g {
+                h = l.forward_t(&h, t)?;
+            }
+            outs.push(h.clone());
+        }
+        Ok(outs)
+    }
+
+    /// Logits, with per-group train flags.
+    pub fn forward(&self, x: &Tensor, train: &[bool]) -> Result<Tensor> {
+        let mut h = x.clone();
+        for (i, g) in self.groups.iter().enumerate() {
+            let t = train.get(i).copied().unwrap_or(false);
+            for l in g {
+                h = l.forward_t(&h, t)?;
+            }
+        }
+        Ok(h)
+    }
+
+    /// Pooled features (global average over space) at group `upto`, all in eval mode.
+    pub fn features(&self, x: &Tensor, upto: usize) -> Result<Tensor> {
+        let mut h = x.clone();
+        for g in self.groups.iter().take(upto + 1) {
+            for l in g {
+                h = l.forward_t(&h, false)?;
+            }
+        }
+        Ok(pool(&h)?)
+    }
+
+    /// Save all variables (including BatchNorm statistics) as safetensors.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let tmp = path.with_extension("safetensors.tmp");
+        self.varmap.save(&tmp).map_err(|e| {
+            GraftError::Other(format!("{}: cannot save weights: {e}", tmp.display()))
+        })?;
+        std::fs::rename(&tmp, path).map_err(|e| GraftError::io(path, e))?;
+        Ok(())
+    }
+
+    /// Load weights from a safetensors file, skipping the groups in `skip` (e.g. a head whose
+    /// class count differs). A missing or misshapen tensor names the key and what was expected.
+    pub fn load_weights(&self, path: &Path, skip: &[String]) -> Result<()> {
+        let tensors = candle_core::safetensors::load(path, &self.device).map_err(|e| {
+            GraftError::Model(format!("{}: cannot read safetensors: {e}", path.display()))
+        })?;
+        for (name, var) in self.named_vars() {
+            if skip.iter().any(|g| g == Self::group_of(&name)) {
+                continue;
+            }
+            let t = tensors.get(&name).ok_or_else(|| {
+                GraftError::Model(format!(
+                    "{}: missing tensor `{name}` (expected shape {:?}); the file does not match arch {}",
+                    path.display(),
+                    var.dims(),
+                    self.arch.name()
+                ))
+            })?;
+            if t.dims() != var.dims() {
+                return Err(GraftError::Model(format!(
+                    "{}: tensor `{name}` has shape {:?}, expected {:?} for arch {}",
+                    path.display(),
+                    t.dims(),
+                    var.dims(),
+                    self.arch.name()
+                )));
+            }
+            var.set(&t.to_dtype(DType::F32)?)?;
+        }
+        Ok(())
+    }
+
+    /// Snapshot of every trainable parameter (for weight-change measures and L2-SP anchors).
+    pub fn snapshot(&self) -> Result<BTreeMap<String, Tensor>> {
+        self.named_vars()
+            .into_iter()
+            .filter(|(k, _)| !Self::is_buffer(k))
+            .map(|(k, v)| Ok((k, v.as_tensor().copy()?)))
+            .collect()
+    }
+
+    /// sha256 over every variable (name, then little-endian f32 values), in name order.
+    pub fn weights_sha256(&self) -> Result<String> {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        for (k, v) in self.named_vars() {
+            h.update(k.as_bytes());
+            for x in v.as_tensor().flatten_all()?.to_vec1::<f32>()? {
+                h.update(x.to_le_bytes());
+            }
+        }
+        Ok(hex::encode(h.finalize()))
+    }
+
+    /// ‖w_end − w_start‖ / ‖w_start‖ over a group's trainable parameters.
+    pub fn weight_change(&self, group: &str, start: &BTreeMap<String, Tensor>) -> Result<f64> {
+        let (mut num, mut den) = (0f64, 0f64);
+        for (k, v) in self.group_params(group) {
+            let s = &start[&k];
+            num += (v.as_tensor() - s)?.sqr()?.sum_all()?.to_scalar::<f32>()? as f64;
+            den += s.sqr()?.sum_all()?.to_scalar::<f32>()? as f64;
+        }
+        Ok(if den > 0.0 {
+            (num / den).sqrt()
+        } else {
+            num.sqrt()
+        })
+    }
+}
+
+/// Global average pool for 4-D activations; 2-D pass through.
+pub fn pool(h: &Tensor) -> candle_core::Result<Tensor> {
+    if h.rank() == 4 {
+        h.mean((2, 3))
+    } else {
+        Ok(h.clone())
+    }
+}

@@ -1,0 +1,509 @@
+//! One function per command.
+use super::progress::EpochBar;
+use super::{command_line, default_meta_dir, DataArgs};
+use crate::backbones::{card, Arch, Model, ModelCard};
+use crate::data::{self, load_dataset, Augment, LoadOptions};
+use crate::error::{GraftError, Result, EXIT_OK, EXIT_RUN_FAILED};
+use crate::executor::{self, run::decode_dataset, train, RunOptions};
+use crate::recipe::{
+    self, Action, OptimizerKind, OptimizerSpec, Recipe, ScheduleKind, ScheduleSpec, Strategy,
+};
+use crate::util::{now_rfc3339, read_to_string, sha256_file, write_atomic};
+use clap::{Args, Subcommand, ValueEnum};
+use std::path::PathBuf;
+use std::time::Instant;
+
+fn load_opts(d: &DataArgs, seed: u64) -> LoadOptions {
+    LoadOptions {
+        data: d.data.clone(),
+        test: d.test.clone(),
+        unlabelled: d.unlabelled.clone(),
+        seed,
+        test_fraction: d.test_fraction,
+    }
+}
+
+fn print_json<T: serde::Serialize>(v: &T) {
+    println!("{}", serde_json::to_string_pretty(v).expect("serialises"));
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Recipe file (JSON).
+    #[arg(long, conflicts_with = "preset", required_unless_present = "preset")]
+    pub recipe: Option<PathBuf>,
+    /// Preset: linear-probe, finetune-all, scratch.
+    #[arg(long)]
+    pub preset: Option<String>,
+    /// Backbone: a model name from `graft models`, or a .safetensors file with its .json card.
+    #[arg(long, default_value = "resnet8-cifar10")]
+    pub backbone: String,
+    /// Seed (overrides the recipe's).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Override the recipe's epochs.
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Meta-dataset folder to append the run to (default: $GRAFT_META or ~/.local/share/graft/meta_dataset).
+    #[arg(long)]
+    pub meta: Option<PathBuf>,
+    /// Do not append the run to any meta-dataset.
+    #[arg(long, conflicts_with = "meta")]
+    pub no_meta: bool,
+    /// Folder for run directories.
+    #[arg(long, default_value = "runs")]
+    pub runs: PathBuf,
+    /// Dataset family recorded in the meta-dataset (default: the data folder's name).
+    #[arg(long)]
+    pub family: Option<String>,
+    /// Task id recorded in the meta-dataset (default: the training set's fingerprint).
+    #[arg(long)]
+    pub task_id: Option<String>,
+    /// Print the run record as one JSON object on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn load_recipe(file: &Option<PathBuf>, preset: &Option<String>) -> Result<Recipe> {
+    match (file, preset) {
+        (Some(f), _) => Recipe::from_json(&read_to_string(f)?, &f.display().to_string()),
+        (None, Some(p)) => recipe::preset(p),
+        (None, None) => Err(GraftError::Usage(
+            "pass --recipe FILE or --preset NAME".into(),
+        )),
+    }
+}
+
+pub fn run(a: RunArgs) -> Result<i32> {
+    let mut recipe = load_recipe(&a.recipe, &a.preset)?;
+    if let Some(s) = a.seed {
+        recipe.seed = s;
+    }
+    if let Some(e) = a.epochs {
+        recipe.epochs = e;
+    }
+    let (device, device_name) = executor::select_device(&a.device)?;
+    let meta_dir = if a.no_meta {
+        None
+    } else {
+        Some(a.meta.clone().unwrap_or_else(default_meta_dir))
+    };
+    let opts = RunOptions {
+        data: load_opts(&a.data, recipe.seed),
+        skip_bad: a.data.skip_bad,
+        recipe: recipe.clone(),
+        backbone: a.backbone.clone(),
+        device,
+        device_name,
+        runs_dir: a.runs.clone(),
+        meta_dir: meta_dir.clone(),
+        family: a.family.clone(),
+        task_id: a.task_id.clone(),
+        command: command_line(),
+    };
+    let bar = EpochBar::new(recipe.epochs, "train", a.json);
+    let rec = executor::run(&opts, &bar)?;
+    bar.finish();
+    if a.json {
+        print_json(&rec);
+    } else {
+        eprintln!(
+            "run {}: {} on {} -> test_accuracy {:.4} (n_test {}), {:.1}s training; record in {}",
+            rec.run_id,
+            rec.strategy,
+            rec.backbone,
+            rec.test_accuracy,
+            rec.n_test,
+            rec.train_seconds,
+            rec.run_dir
+        );
+        for g in &rec.groups {
+            eprintln!(
+                "  {:<8} {:<8} lr {:<10.3e} weight_change {:.4}",
+                g.name, g.action, g.lr, g.weight_change
+            );
+        }
+        if let Some(m) = &meta_dir {
+            eprintln!("appended to meta-dataset {}", m.display());
+        }
+    }
+    if rec.status == "diverged" {
+        eprintln!(
+            "error: run diverged: {}",
+            rec.error.clone().unwrap_or_default()
+        );
+        return Ok(EXIT_RUN_FAILED);
+    }
+    Ok(EXIT_OK)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Method {
+    Supervised,
+    Autoencoder,
+    SparseAutoencoder,
+    DenoisingAutoencoder,
+    ContractiveAutoencoder,
+    GreedyLayerwise,
+    Simclr,
+}
+
+#[derive(Args, Debug)]
+pub struct PretrainArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
+    #[arg(long, value_enum)]
+    pub arch: Arch,
+    #[arg(long, value_enum, default_value = "supervised")]
+    pub method: Method,
+    /// Output weights file (.safetensors); the card is written beside it (.json).
+    #[arg(long)]
+    pub out: PathBuf,
+    #[arg(long, default_value_t = 30)]
+    pub epochs: usize,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Peak learning rate (SGD, Nesterov momentum 0.9, cosine with 1 warm-up epoch).
+    #[arg(long, default_value_t = 0.1)]
+    pub lr: f64,
+    #[arg(long, default_value_t = 128)]
+    pub batch_size: usize,
+    #[arg(long, default_value_t = 5e-4)]
+    pub weight_decay: f64,
+    /// Input size (square); default: the arch's.
+    #[arg(long)]
+    pub input_size: Option<usize>,
+    /// Use at most this many training images (seeded, stratified), e.g. for quick checks.
+    #[arg(long)]
+    pub max_train: Option<usize>,
+    /// Model name in the card (default: the output file's stem).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Source data name in the card (default: the data folder's name).
+    #[arg(long)]
+    pub source: Option<String>,
+    #[arg(
+        long,
+        default_value = "MIT OR Apache-2.0 (weights); the source data's own terms also apply"
+    )]
+    pub license: String,
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn pretrain(a: PretrainArgs) -> Result<i32> {
+    if a.method != Method::Supervised {
+        return Err(GraftError::Usage(format!(
+            "--method {}: not available in this version of graft; only `supervised` is implemented so far",
+            a.method.to_possible_value().map(|v| v.get_name().to_string()).unwrap_or_default()
+        )));
+    }
+    if a.out.extension().and_then(|e| e.to_str()) != Some("safetensors") {
+        return Err(GraftError::Usage(format!(
+            "--out {}: must end in .safetensors",
+            a.out.display()
+        )));
+    }
+    let t_all = Instant::now();
+    let (device, _) = executor::select_device(&a.device)?;
+    let ds = load_dataset(&load_opts(&a.data, a.seed))?;
+    let mut input = a.arch.default_input();
+    if let Some(s) = a.input_size {
+        input.height = s;
+        input.width = s;
+    }
+    let mut recipe = recipe::preset("scratch")?;
+    recipe.name = Some("supervised-pretraining".into());
+    recipe.lr = a.lr;
+    recipe.epochs = a.epochs;
+    recipe.batch_size = a.batch_size;
+    recipe.seed = a.seed;
+    recipe.optimizer = OptimizerSpec {
+        kind: OptimizerKind::Sgd,
+        weight_decay: a.weight_decay,
+        nesterov: true,
+        momentum: 0.9,
+        ..OptimizerSpec::default()
+    };
+    recipe.schedule = ScheduleSpec {
+        kind: ScheduleKind::Cosine,
+        warmup_epochs: 1.0_f64.min(a.epochs as f64),
+    };
+    recipe.augment = if input.channels == 3 {
+        Augment {
+            crop_padding: (input.height / 8) as u32,
+            hflip: true,
+            ..Augment::default()
+        }
+    } else {
+        Augment {
+            crop_padding: (input.height / 14) as u32,
+            ..Augment::default()
+        }
+    };
+    let groups = a.arch.group_names();
+    let checked = recipe.check(&groups, ds.n_classes(), ds.n_classes())?;
+    debug_assert!(checked.groups().iter().all(|g| g.action == Action::Reinit));
+    let mut ds_used = ds.clone();
+    if let Some(m) = a.max_train {
+        if m < ds.train.len() {
+            let frac = 1.0 - m as f64 / ds.train.len() as f64;
+            let (keep, _) = data::folder::stratified_split(
+                ds.train.clone(),
+                ds.n_classes(),
+                frac,
+                a.seed,
+                "max-train",
+            );
+            ds_used.train = keep;
+        }
+    }
+    let dec = decode_dataset(&ds_used, input, a.data.skip_bad, 0.0, a.seed)?;
+    let norm = dec.train.channel_stats();
+    let model = Model::new(a.arch, input, ds.n_classes(), a.seed, &device)?;
+    let bar = EpochBar::new(a.epochs, "pretrain", false);
+    let t0 = Instant::now();
+    let out = train::train(
+        &model,
+        &checked,
+        &dec.train,
+        None,
+        &norm,
+        &Default::default(),
+        &bar,
+    )?;
+    bar.finish();
+    let train_seconds = t0.elapsed().as_secs_f64();
+    if let Some(d) = out.diverged {
+        return Err(GraftError::Diverged(format!(
+            "pretraining {}: {d}",
+            a.out.display()
+        )));
+    }
+    let (test_loss, test_acc, _) = train::evaluate(&model, &dec.test, &norm, 256)?;
+    model.save(&a.out)?;
+    let sha = sha256_file(&a.out)?;
+    let name = a.name.clone().unwrap_or_else(|| {
+        a.out
+            .file_stem()
+            .map(|s| s.to_string_lossy().to_string())
+            .unwrap_or_default()
+    });
+    let source = a.source.clone().unwrap_or_else(|| {
+        ds.root
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_else(|| "unknown".into())
+    });
+    let card = ModelCard {
+        card_version: card::CARD_VERSION,
+        name,
+        arch: a.arch.name().into(),
+        input,
+        normalisation: norm,
+        groups: model.group_names.clone(),
+        n_classes: ds.n_classes(),
+        source_classes: ds.classes.clone(),
+        source,
+        source_accuracy: Some(test_acc),
+        params: model.param_count(),
+        license: a.license.clone(),
+        sha256: sha,
+        method: "supervised".into(),
+        epochs: out.epochs.len(),
+        seed: a.seed,
+        final_loss: out.epochs.last().map(|e| e.train_loss),
+        command: command_line(),
+        created_at: now_rfc3339(),
+        graft_version: env!("CARGO_PKG_VERSION").into(),
+        train_seconds: Some(train_seconds),
+        notes: format!(
+            "trained on {} images, tested on {} ({}); test loss {:.4}; total wall time {:.0}s",
+            dec.train.n,
+            dec.test.n,
+            ds.split.method,
+            test_loss,
+            t_all.elapsed().as_secs_f64()
+        ),
+    };
+    let cp = ModelCard::card_path(&a.out);
+    write_atomic(
+        &cp,
+        serde_json::to_string_pretty(&card)
+            .expect("serialises")
+            .as_bytes(),
+    )?;
+    if a.json {
+        print_json(&card);
+    } else {
+        eprintln!(
+            "wrote {} and {}: source test accuracy {:.4}",
+            a.out.display(),
+            cp.display(),
+            test_acc
+        );
+    }
+    Ok(EXIT_OK)
+}
+
+#[derive(Args, Debug)]
+pub struct ModelsArgs {
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn models(a: ModelsArgs) -> Result<i32> {
+    let list = card::list_models()?;
+    if a.json {
+        let cards: Vec<&ModelCard> = list.iter().map(|m| &m.card).collect();
+        print_json(&serde_json::json!({ "models": cards }));
+    } else {
+        for m in &list {
+            let c = &m.card;
+            eprintln!(
+                "{:<20} {:<9} {}x{}x{} source {:<12} acc {} params {} ({})",
+                c.name,
+                c.arch,
+                c.input.channels,
+                c.input.height,
+                c.input.width,
+                c.source,
+                c.source_accuracy
+                    .map(|v| format!("{v:.4}"))
+                    .unwrap_or("-".into()),
+                c.params,
+                m.weights.display()
+            );
+        }
+        if list.is_empty() {
+            eprintln!("no models found in {:?}", card::model_dirs());
+        }
+    }
+    Ok(EXIT_OK)
+}
+
+#[derive(Args, Debug)]
+pub struct TaskArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Comma-separated class names (default: --n-classes drawn at random).
+    #[arg(long, value_delimiter = ',')]
+    pub classes: Option<Vec<String>>,
+    #[arg(long, default_value_t = 5)]
+    pub n_classes: usize,
+    #[arg(long)]
+    pub shots: usize,
+    #[arg(long, default_value_t = 0)]
+    pub unlabelled_pool: usize,
+    /// Test images per class (default: all of those classes' test images).
+    #[arg(long)]
+    pub test_per_class: Option<usize>,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+pub fn task(a: TaskArgs) -> Result<i32> {
+    let ds = load_dataset(&load_opts(&a.data, a.seed))?;
+    let spec = data::task::TaskSpec {
+        classes: a.classes.clone(),
+        n_classes: a.n_classes,
+        shots: a.shots,
+        unlabelled: a.unlabelled_pool,
+        test_per_class: a.test_per_class,
+    };
+    let t = data::task::sample_task(&ds, &spec, a.seed)?;
+    data::task::write_imagefolder(&t, &a.out)?;
+    eprintln!(
+        "wrote task to {}: classes {}, {} train, {} test, {} unlabelled",
+        a.out.display(),
+        t.classes.join(","),
+        t.train.len(),
+        t.test.len(),
+        t.unlabelled.len()
+    );
+    Ok(EXIT_OK)
+}
+
+#[derive(Args, Debug)]
+pub struct RecipeArgs {
+    #[command(subcommand)]
+    pub cmd: RecipeCmd,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RecipeCmd {
+    /// Print a preset as a recipe document.
+    Preset { name: String },
+    /// Print the recipe JSON Schema.
+    Schema,
+    /// Validate a recipe file against a backbone and a class count.
+    Check {
+        file: PathBuf,
+        #[arg(long, default_value = "resnet8-cifar10")]
+        backbone: String,
+        #[arg(long)]
+        n_classes: usize,
+    },
+}
+
+pub fn recipe(a: RecipeArgs) -> Result<i32> {
+    match a.cmd {
+        RecipeCmd::Preset { name } => println!("{}", recipe::preset(&name)?.to_json()),
+        RecipeCmd::Schema => print_json(&Recipe::json_schema()),
+        RecipeCmd::Check {
+            file,
+            backbone,
+            n_classes,
+        } => {
+            let r = Recipe::from_json(&read_to_string(&file)?, &file.display().to_string())?;
+            let m = card::resolve(&backbone)?;
+            let c = r.check(&m.card.groups, m.card.n_classes, n_classes)?;
+            let groups: Vec<_> = c.groups().iter().map(|g| serde_json::json!({"name": g.name, "action": g.action.as_str(), "lr": g.lr})).collect();
+            print_json(
+                &serde_json::json!({"valid": true, "strategy": c.recipe().strategy.as_str(), "groups": groups}),
+            );
+        }
+    }
+    let _ = Strategy::Finetune;
+    Ok(EXIT_OK)
+}
+
+#[derive(Args, Debug)]
+pub struct MetaArgs {
+    #[command(subcommand)]
+    pub cmd: MetaCmd,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum MetaCmd {
+    /// Print a summary of a meta-dataset folder.
+    Show {
+        #[arg(long)]
+        meta: Option<PathBuf>,
+    },
+}
+
+pub fn meta(a: MetaArgs) -> Result<i32> {
+    match a.cmd {
+        MetaCmd::Show { meta } => {
+            let dir = meta.unwrap_or_else(default_meta_dir);
+            let df = crate::metadataset::read_all(&dir)?;
+            eprintln!(
+                "{} runs, {} columns in {}",
+                df.height(),
+                df.width(),
+                dir.display()
+            );
+            println!("{df}");
+        }
+    }
+    Ok(EXIT_OK)
+}

@@ -1,0 +1,142 @@
+//! The command-line front end: clap types stay here; each command turns its arguments into a
+//! validated library configuration, runs it, and maps errors to documented exit codes.
+mod commands;
+mod progress;
+
+use crate::error::{GraftError, EXIT_BAD_INPUT, EXIT_OK};
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(name = "graft", version, about = "An AutoML advisor for transfer learning on small image datasets", long_about = None)]
+pub struct Cli {
+    /// Worker threads for tensor ops and decoding (default: all cores).
+    #[arg(long, global = true)]
+    pub threads: Option<usize>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct DataArgs {
+    /// ImageFolder tree (DIR/<class>/<image>, or DIR/train, DIR/test, DIR/val, DIR/unlabelled) or a folder of IDX files.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Explicit test tree (same class folder names).
+    #[arg(long)]
+    pub test: Option<PathBuf>,
+    /// Unlabelled images (any depth).
+    #[arg(long)]
+    pub unlabelled: Option<PathBuf>,
+    /// Fraction of each class held out for testing when DATA has no split folders.
+    #[arg(long, default_value_t = 0.2)]
+    pub test_fraction: f64,
+    /// Skip unreadable or corrupt images (they are counted in the run record) instead of failing.
+    #[arg(long)]
+    pub skip_bad: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run one recipe end to end, evaluate it, write a run record and append it to the meta-dataset.
+    Run(commands::RunArgs),
+    /// Pretrain a backbone on a source dataset.
+    Pretrain(commands::PretrainArgs),
+    /// The model zoo: every backbone with its card.
+    Models(commands::ModelsArgs),
+    /// Sample a task (classes, shots, unlabelled pool) from a dataset and write it as an ImageFolder tree.
+    Task(commands::TaskArgs),
+    /// Recipes: print a preset, validate a file, or print the JSON Schema.
+    Recipe(commands::RecipeArgs),
+    /// Read the meta-dataset and print a summary.
+    Meta(commands::MetaArgs),
+}
+
+/// Parse arguments, run, and return the process exit code.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() {
+                EXIT_BAD_INPUT
+            } else {
+                EXIT_OK
+            };
+            let _ = e.print();
+            return code;
+        }
+    };
+    if let Some(t) = cli.threads {
+        if t == 0 {
+            eprintln!("error: bad usage: --threads must be at least 1");
+            return EXIT_BAD_INPUT;
+        }
+        std::env::set_var("RAYON_NUM_THREADS", t.to_string());
+        std::env::set_var("CANDLE_NUM_THREADS", t.to_string());
+        let _ = rayon::ThreadPoolBuilder::new()
+            .num_threads(t)
+            .build_global();
+    }
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("GRAFT_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .without_time()
+        .init();
+    let res = match cli.command {
+        Command::Run(a) => commands::run(a),
+        Command::Pretrain(a) => commands::pretrain(a),
+        Command::Models(a) => commands::models(a),
+        Command::Task(a) => commands::task(a),
+        Command::Recipe(a) => commands::recipe(a),
+        Command::Meta(a) => commands::meta(a),
+    };
+    match res {
+        Ok(code) => code,
+        Err(e) => report(&e),
+    }
+}
+
+fn report(e: &GraftError) -> i32 {
+    eprintln!("error: {e}");
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        eprintln!("  caused by: {s}");
+        src = s.source();
+    }
+    e.exit_code()
+}
+
+/// The command line as typed, for run records and model cards.
+/// The program is written as `graft` whatever path it was started by.
+pub fn command_line() -> String {
+    std::env::args()
+        .enumerate()
+        .map(|(i, a)| {
+            if i == 0 {
+                "graft".to_string()
+            } else if a.contains(' ') {
+                format!("'{a}'")
+            } else {
+                a
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Default meta-dataset folder for `graft run`: `$GRAFT_META`, else
+/// `$XDG_DATA_HOME/graft/meta_dataset`, else `~/.local/share/graft/meta_dataset`. Never the
+/// shipped `meta_dataset/`.
+pub fn default_meta_dir() -> PathBuf {
+    if let Ok(d) = std::env::var("GRAFT_META") {
+        return PathBuf::from(d);
+    }
+    if let Ok(d) = std::env::var("XDG_DATA_HOME") {
+        return PathBuf::from(d).join("graft").join("meta_dataset");
+    }
+    let home = std::env::var("HOME").unwrap_or_else(|_| ".".into());
+    PathBuf::from(home).join(".local/share/graft/meta_dataset")
+}

@@ -1,0 +1,345 @@
+//! ImageFolder trees (`DIR/<class>/<image>`), split folders, hold-out splits and unlabelled pools.
+use crate::error::{GraftError, Result};
+use crate::util::rng_for;
+use rand::seq::SliceRandom;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+pub const IMAGE_EXTENSIONS: &[&str] = &[
+    "png", "jpg", "jpeg", "bmp", "pgm", "ppm", "pnm", "pbm", "tif", "tiff", "webp",
+];
+
+/// Where an image's pixels come from: a file, or raw 8-bit pixels (IDX files).
+#[derive(Debug, Clone)]
+pub enum ItemSource {
+    File(PathBuf),
+    /// Raw pixels, row-major, `channels` interleaved.
+    Pixels {
+        data: Arc<[u8]>,
+        width: u32,
+        height: u32,
+        channels: u8,
+        /// A name for error messages and fingerprints (`file#index`).
+        name: String,
+    },
+}
+
+impl ItemSource {
+    pub fn display(&self) -> String {
+        match self {
+            ItemSource::File(p) => p.display().to_string(),
+            ItemSource::Pixels { name, .. } => name.clone(),
+        }
+    }
+}
+
+/// One image with its class index (None for unlabelled images).
+#[derive(Debug, Clone)]
+pub struct Item {
+    pub source: ItemSource,
+    pub label: Option<usize>,
+}
+
+/// How the train/test split was obtained; recorded in the run.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SplitInfo {
+    /// `folders` (train/ and test/ present), `explicit-test` (`--test DIR`), `holdout` (seeded
+    /// stratified hold-out), or `idx` (IDX train/t10k files).
+    pub method: String,
+    pub test_fraction: Option<f64>,
+    pub seed: u64,
+}
+
+/// A loaded (not yet decoded) dataset.
+#[derive(Debug, Clone)]
+pub struct Dataset {
+    pub root: PathBuf,
+    pub classes: Vec<String>,
+    pub train: Vec<Item>,
+    pub val: Vec<Item>,
+    pub test: Vec<Item>,
+    pub unlabelled: Vec<Item>,
+    pub split: SplitInfo,
+}
+
+impl Dataset {
+    pub fn n_classes(&self) -> usize {
+        self.classes.len()
+    }
+    /// Per-class counts of the training split.
+    pub fn train_counts(&self) -> Vec<usize> {
+        let mut c = vec![0; self.classes.len()];
+        for it in &self.train {
+            if let Some(l) = it.label {
+                c[l] += 1;
+            }
+        }
+        c
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    pub data: PathBuf,
+    pub test: Option<PathBuf>,
+    pub unlabelled: Option<PathBuf>,
+    pub seed: u64,
+    /// Fraction of each class held out for testing when the data has no split folders.
+    pub test_fraction: f64,
+}
+
+impl LoadOptions {
+    pub fn new(data: impl Into<PathBuf>) -> Self {
+        LoadOptions {
+            data: data.into(),
+            test: None,
+            unlabelled: None,
+            seed: 0,
+            test_fraction: 0.2,
+        }
+    }
+}
+
+fn is_image(p: &Path) -> bool {
+    p.extension()
+        .and_then(|e| e.to_str())
+        .map(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+        .unwrap_or(false)
+}
+
+fn check_dir(dir: &Path, what: &str) -> Result<()> {
+    if !dir.exists() {
+        return Err(GraftError::Data(format!(
+            "{what} folder {} does not exist; pass an ImageFolder tree (DIR/<class>/<image>)",
+            dir.display()
+        )));
+    }
+    if !dir.is_dir() {
+        return Err(GraftError::Data(format!(
+            "{what} {} is not a folder; pass an ImageFolder tree (DIR/<class>/<image>)",
+            dir.display()
+        )));
+    }
+    Ok(())
+}
+
+/// Read `DIR/<class>/<image>`: classes are the sorted subfolder names (as torchvision sorts them).
+/// Returns the class names and, per class, the sorted image paths.
+pub fn scan_class_folders(dir: &Path, what: &str) -> Result<(Vec<String>, Vec<Vec<PathBuf>>)> {
+    check_dir(dir, what)?;
+    let mut classes = BTreeMap::new();
+    let rd = std::fs::read_dir(dir).map_err(|e| GraftError::io(dir, e))?;
+    for entry in rd {
+        let entry = entry.map_err(|e| GraftError::io(dir, e))?;
+        let p = entry.path();
+        if p.is_dir() {
+            let name = entry.file_name().to_string_lossy().to_string();
+            if name.starts_with('.') {
+                continue;
+            }
+            classes.insert(name, p);
+        }
+    }
+    if classes.is_empty() {
+        return Err(GraftError::Data(format!(
+            "{what} folder {} has no class subfolders; expected DIR/<class>/<image> with at least two classes",
+            dir.display()
+        )));
+    }
+    let mut names = Vec::new();
+    let mut files = Vec::new();
+    for (name, p) in classes {
+        let mut imgs: Vec<PathBuf> = walkdir::WalkDir::new(&p)
+            .follow_links(true)
+            .into_iter()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_type().is_file() && is_image(e.path()))
+            .map(|e| e.into_path())
+            .collect();
+        imgs.sort();
+        if imgs.is_empty() {
+            return Err(GraftError::Data(format!(
+                "class folder {} has no images ({}); add images or remove the folder",
+                p.display(),
+                IMAGE_EXTENSIONS.join(", ")
+            )));
+        }
+        names.push(name);
+        files.push(imgs);
+    }
+    if names.len() < 2 {
+        return Err(GraftError::Data(format!(
+            "{what} folder {} has only one class ({}); classification needs at least two class subfolders",
+            dir.display(),
+            names[0]
+        )));
+    }
+    Ok((names, files))
+}
+
+fn items_for(
+    classes: &[String],
+    names: &[String],
+    files: Vec<Vec<PathBuf>>,
+    dir: &Path,
+) -> Result<Vec<Item>> {
+    let mut out = Vec::new();
+    for (name, fs) in names.iter().zip(files) {
+        let label = classes.iter().position(|c| c == name).ok_or_else(|| {
+            GraftError::Data(format!(
+                "class `{name}` in {} is not among the training classes ({}); the test tree must use the same class folder names",
+                dir.display(),
+                classes.join(", ")
+            ))
+        })?;
+        out.extend(fs.into_iter().map(|p| Item {
+            source: ItemSource::File(p),
+            label: Some(label),
+        }));
+    }
+    Ok(out)
+}
+
+/// Every image under `dir`, at any depth, without labels.
+pub fn scan_unlabelled(dir: &Path) -> Result<Vec<Item>> {
+    check_dir(dir, "unlabelled")?;
+    let mut imgs: Vec<PathBuf> = walkdir::WalkDir::new(dir)
+        .follow_links(true)
+        .into_iter()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_file() && is_image(e.path()))
+        .map(|e| e.into_path())
+        .collect();
+    imgs.sort();
+    Ok(imgs
+        .into_iter()
+        .map(|p| Item {
+            source: ItemSource::File(p),
+            label: None,
+        })
+        .collect())
+}
+
+/// Stratified, seeded hold-out: from each class, `round(fraction * n)` images (at least one,
+/// and at least one left for training) go to the test split.
+pub fn stratified_split(
+    items: Vec<Item>,
+    n_classes: usize,
+    fraction: f64,
+    seed: u64,
+    purpose: &str,
+) -> (Vec<Item>, Vec<Item>) {
+    let mut by_class: Vec<Vec<Item>> = vec![Vec::new(); n_classes];
+    for it in items {
+        by_class[it.label.unwrap_or(0)].push(it);
+    }
+    let mut rng = rng_for(seed, purpose);
+    let (mut keep, mut held) = (Vec::new(), Vec::new());
+    for mut v in by_class {
+        v.shuffle(&mut rng);
+        let n = v.len();
+        let mut k = (fraction * n as f64).round() as usize;
+        if n >= 2 {
+            k = k.clamp(1, n - 1);
+        } else {
+            k = 0;
+        }
+        let rest = v.split_off(k);
+        held.extend(v);
+        keep.extend(rest);
+    }
+    (keep, held)
+}
+
+/// Load a dataset as SPEC.md describes: split folders, `--test`, a seeded stratified hold-out,
+/// `unlabelled/` or `--unlabelled`, or MNIST-style IDX files.
+pub fn load_dataset(opts: &LoadOptions) -> Result<Dataset> {
+    let dir = &opts.data;
+    check_dir(dir, "data")?;
+    if !(opts.test_fraction > 0.0 && opts.test_fraction < 1.0) {
+        return Err(GraftError::Usage(format!(
+            "--test-fraction must be in (0, 1), got {}",
+            opts.test_fraction
+        )));
+    }
+    if let Some(ds) = super::idx::try_load_idx(dir, opts)? {
+        return Ok(ds);
+    }
+    let train_dir = dir.join("train");
+    let has_split = train_dir.is_dir();
+    let (classes, files) = if has_split {
+        scan_class_folders(&train_dir, "train")?
+    } else {
+        scan_class_folders(dir, "data")?
+    };
+    let classes_owned = classes.clone();
+    let base_dir = if has_split {
+        train_dir.clone()
+    } else {
+        dir.clone()
+    };
+    let mut train = items_for(&classes_owned, &classes, files, &base_dir)?;
+    let mut val = Vec::new();
+    let test;
+    let split;
+    if let Some(tdir) = &opts.test {
+        let (tn, tf) = scan_class_folders(tdir, "test")?;
+        test = items_for(&classes_owned, &tn, tf, tdir)?;
+        split = SplitInfo {
+            method: "explicit-test".into(),
+            test_fraction: None,
+            seed: opts.seed,
+        };
+    } else if has_split && dir.join("test").is_dir() {
+        let tdir = dir.join("test");
+        let (tn, tf) = scan_class_folders(&tdir, "test")?;
+        test = items_for(&classes_owned, &tn, tf, &tdir)?;
+        split = SplitInfo {
+            method: "folders".into(),
+            test_fraction: None,
+            seed: opts.seed,
+        };
+    } else {
+        let (keep, held) = stratified_split(
+            train,
+            classes_owned.len(),
+            opts.test_fraction,
+            opts.seed,
+            "holdout-test",
+        );
+        train = keep;
+        test = held;
+        split = SplitInfo {
+            method: "holdout".into(),
+            test_fraction: Some(opts.test_fraction),
+            seed: opts.seed,
+        };
+    }
+    if has_split && dir.join("val").is_dir() {
+        let vdir = dir.join("val");
+        let (vn, vf) = scan_class_folders(&vdir, "val")?;
+        val = items_for(&classes_owned, &vn, vf, &vdir)?;
+    }
+    let unlabelled = match &opts.unlabelled {
+        Some(u) => scan_unlabelled(u)?,
+        None if dir.join("unlabelled").is_dir() => scan_unlabelled(&dir.join("unlabelled"))?,
+        None => Vec::new(),
+    };
+    if test.is_empty() {
+        return Err(GraftError::Data(format!(
+            "{} gives an empty test split; add test/ or more images per class",
+            dir.display()
+        )));
+    }
+    Ok(Dataset {
+        root: dir.clone(),
+        classes: classes_owned,
+        train,
+        val,
+        test,
+        unlabelled,
+        split,
+    })
+}

@@ -1,0 +1,259 @@
+//! Decoding images into the backbone's input (channels, size) as 8-bit CHW, and producing
+//! normalised float batches, with optional augmentation.
+use super::augment::Augment;
+use super::folder::{Item, ItemSource};
+use crate::error::{GraftError, Result};
+use image::{DynamicImage, GenericImageView};
+use rayon::prelude::*;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// A backbone's input shape.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InputSpec {
+    pub channels: usize,
+    pub height: usize,
+    pub width: usize,
+}
+
+/// Per-channel mean and standard deviation, applied to pixels scaled to [0, 1].
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Normalisation {
+    pub mean: Vec<f32>,
+    pub std: Vec<f32>,
+}
+
+impl Normalisation {
+    pub fn identity(c: usize) -> Self {
+        Normalisation {
+            mean: vec![0.0; c],
+            std: vec![1.0; c],
+        }
+    }
+}
+
+/// Decoded images, 8-bit, CHW, all of one shape.
+#[derive(Debug, Clone)]
+pub struct ImageSet {
+    pub pixels: Vec<u8>,
+    pub labels: Vec<i64>,
+    pub n: usize,
+    pub spec: InputSpec,
+    /// Files that failed to decode and were skipped (`--skip-bad`).
+    pub skipped: Vec<String>,
+    /// sha256 over the sorted list of (source name, label, content hash).
+    pub fingerprint: String,
+}
+
+impl ImageSet {
+    pub fn image_len(&self) -> usize {
+        self.spec.channels * self.spec.height * self.spec.width
+    }
+    pub fn image(&self, i: usize) -> &[u8] {
+        let l = self.image_len();
+        &self.pixels[i * l..(i + 1) * l]
+    }
+
+    /// Normalised float batch (N*C*H*W) of the given images, augmented when `aug` is given.
+    /// Each image's augmentation draws from its own stream `(seed, epoch, index)`, so the result
+    /// does not depend on thread scheduling.
+    pub fn batch(
+        &self,
+        idx: &[usize],
+        norm: &Normalisation,
+        aug: Option<(&Augment, u64)>,
+    ) -> Vec<f32> {
+        let l = self.image_len();
+        let mut out = vec![0f32; idx.len() * l];
+        let spec = self.spec;
+        out.par_chunks_mut(l)
+            .zip(idx.par_iter())
+            .for_each(|(dst, &i)| {
+                let src = self.image(i);
+                for (d, s) in dst.iter_mut().zip(src) {
+                    *d = *s as f32 / 255.0;
+                }
+                if let Some((a, stream)) = aug {
+                    let mut rng = crate::util::rng_for(stream, &format!("aug-{i}"));
+                    a.apply(dst, spec, &mut rng);
+                }
+                normalise_in_place(dst, spec, norm);
+            });
+        out
+    }
+
+    /// Per-channel mean and std of the pixels in [0, 1].
+    pub fn channel_stats(&self) -> Normalisation {
+        let c = self.spec.channels;
+        let hw = self.spec.height * self.spec.width;
+        let mut sum = vec![0f64; c];
+        let mut sq = vec![0f64; c];
+        for i in 0..self.n {
+            let img = self.image(i);
+            for ch in 0..c {
+                for &p in &img[ch * hw..(ch + 1) * hw] {
+                    let v = p as f64 / 255.0;
+                    sum[ch] += v;
+                    sq[ch] += v * v;
+                }
+            }
+        }
+        let cnt = (self.n * hw).max(1) as f64;
+        let mean: Vec<f32> = sum.iter().map(|s| (s / cnt) as f32).collect();
+        let std = sq
+            .iter()
+            .zip(&mean)
+            .map(|(q, m)| ((q / cnt - (*m as f64).powi(2)).max(1e-12)).sqrt() as f32)
+            .collect();
+        Normalisation { mean, std }
+    }
+
+    /// The subset of images at `idx`, in that order.
+    pub fn subset(&self, idx: &[usize]) -> ImageSet {
+        let l = self.image_len();
+        let mut pixels = Vec::with_capacity(idx.len() * l);
+        let mut labels = Vec::with_capacity(idx.len());
+        for &i in idx {
+            pixels.extend_from_slice(self.image(i));
+            labels.push(self.labels[i]);
+        }
+        ImageSet {
+            pixels,
+            labels,
+            n: idx.len(),
+            spec: self.spec,
+            skipped: Vec::new(),
+            fingerprint: self.fingerprint.clone(),
+        }
+    }
+}
+
+pub fn normalise_in_place(x: &mut [f32], spec: InputSpec, norm: &Normalisation) {
+    let hw = spec.height * spec.width;
+    for ch in 0..spec.channels {
+        let (m, s) = (
+            norm.mean[ch.min(norm.mean.len() - 1)],
+            norm.std[ch.min(norm.std.len() - 1)],
+        );
+        for v in &mut x[ch * hw..(ch + 1) * hw] {
+            *v = (*v - m) / s;
+        }
+    }
+}
+
+/// Composite an image with alpha onto white, then convert to the requested channel count.
+fn to_channels(img: DynamicImage, channels: usize) -> Vec<u8> {
+    let rgba_needed = img.color().has_alpha();
+    let rgb = if rgba_needed {
+        let rgba = img.to_rgba8();
+        let (w, h) = rgba.dimensions();
+        let mut out = image::RgbImage::new(w, h);
+        for (o, p) in out.pixels_mut().zip(rgba.pixels()) {
+            let a = p[3] as f32 / 255.0;
+            for k in 0..3 {
+                o[k] = (p[k] as f32 * a + 255.0 * (1.0 - a)).round() as u8;
+            }
+        }
+        DynamicImage::ImageRgb8(out)
+    } else {
+        img
+    };
+    match channels {
+        1 => rgb.to_luma8().into_raw(),
+        _ => rgb.to_rgb8().into_raw(),
+    }
+}
+
+fn decode_one(item: &Item, spec: InputSpec) -> std::result::Result<(Vec<u8>, [u8; 32]), String> {
+    let (img, digest) = match &item.source {
+        ItemSource::File(p) => {
+            let bytes =
+                std::fs::read(p).map_err(|e| format!("{}: cannot read: {e}", p.display()))?;
+            let digest: [u8; 32] = Sha256::digest(&bytes).into();
+            let img = image::load_from_memory(&bytes)
+                .map_err(|e| format!("{}: cannot decode image: {e}", p.display()))?;
+            (img, digest)
+        }
+        ItemSource::Pixels {
+            data,
+            width,
+            height,
+            channels,
+            name,
+        } => {
+            let digest: [u8; 32] = Sha256::digest(&data[..]).into();
+            let img = match channels {
+                1 => image::GrayImage::from_raw(*width, *height, data.to_vec())
+                    .map(DynamicImage::ImageLuma8),
+                3 => image::RgbImage::from_raw(*width, *height, data.to_vec())
+                    .map(DynamicImage::ImageRgb8),
+                _ => None,
+            }
+            .ok_or_else(|| format!("{name}: pixel buffer does not match its shape"))?;
+            (img, digest)
+        }
+    };
+    let (w, h) = img.dimensions();
+    if w == 0 || h == 0 {
+        return Err(format!("{}: image has zero size", item.source.display()));
+    }
+    let img = if w as usize != spec.width || h as usize != spec.height {
+        img.resize_exact(
+            spec.width as u32,
+            spec.height as u32,
+            image::imageops::FilterType::Triangle,
+        )
+    } else {
+        img
+    };
+    let hwc = to_channels(img, spec.channels);
+    // HWC -> CHW
+    let (c, hw) = (spec.channels, spec.height * spec.width);
+    let mut chw = vec![0u8; c * hw];
+    for p in 0..hw {
+        for ch in 0..c {
+            chw[ch * hw + p] = hwc[p * c + ch];
+        }
+    }
+    Ok((chw, digest))
+}
+
+/// Decode items in parallel into `spec`'s channels and size. A file that cannot be read or
+/// decoded is an error naming it, unless `skip_bad`, in which case it is skipped and counted.
+pub fn decode_items(items: &[Item], spec: InputSpec, skip_bad: bool) -> Result<ImageSet> {
+    let decoded: Vec<std::result::Result<(Vec<u8>, [u8; 32]), String>> =
+        items.par_iter().map(|it| decode_one(it, spec)).collect();
+    let l = spec.channels * spec.height * spec.width;
+    let mut pixels = Vec::with_capacity(items.len() * l);
+    let mut labels = Vec::with_capacity(items.len());
+    let mut skipped = Vec::new();
+    let mut fp = Sha256::new();
+    for (it, d) in items.iter().zip(decoded) {
+        match d {
+            Ok((px, digest)) => {
+                pixels.extend_from_slice(&px);
+                labels.push(it.label.map(|l| l as i64).unwrap_or(-1));
+                fp.update(digest);
+                fp.update(it.label.map(|l| l as i64).unwrap_or(-1).to_le_bytes());
+            }
+            Err(msg) if skip_bad => skipped.push(msg),
+            Err(msg) => {
+                return Err(GraftError::Data(format!(
+                    "{msg}; fix or remove the file, or pass --skip-bad to skip unreadable images"
+                )))
+            }
+        }
+    }
+    let n = labels.len();
+    Ok(ImageSet {
+        pixels,
+        labels,
+        n,
+        spec,
+        skipped,
+        fingerprint: hex::encode(fp.finalize()),
+    })
+}

@@ -1,0 +1,11 @@
+//! Data: ImageFolder and IDX loading, splits, decoding into the backbone's input, task sampling
+//! and augmentations.
+pub mod augment;
+pub mod folder;
+pub mod idx;
+pub mod images;
+pub mod task;
+
+pub use augment::Augment;
+pub use folder::{load_dataset, Dataset, Item, ItemSource, LoadOptions, SplitInfo};
+pub use images::{decode_items, ImageSet, InputSpec, Normalisation};

@@ -1,0 +1,177 @@
+//! Task sampler for experiments: a subset of classes, K shots per class, an unlabelled pool,
+//! all drawn from the seed; and writing a task out as an ImageFolder tree.
+use super::folder::{Dataset, Item, ItemSource};
+use crate::error::{GraftError, Result};
+use crate::util::rng_for;
+use rand::seq::{IndexedRandom, SliceRandom};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TaskSpec {
+    /// Explicit class names; when None, `n_classes` classes are drawn at random.
+    pub classes: Option<Vec<String>>,
+    pub n_classes: usize,
+    /// Labelled training images per class.
+    pub shots: usize,
+    /// Unlabelled images drawn from the remaining training images of the chosen classes.
+    pub unlabelled: usize,
+    /// Test images per class (None = all of the source's test images of those classes).
+    pub test_per_class: Option<usize>,
+}
+
+pub fn sample_task(ds: &Dataset, spec: &TaskSpec, seed: u64) -> Result<Dataset> {
+    let mut rng = rng_for(seed, "task");
+    let chosen: Vec<usize> = match &spec.classes {
+        Some(names) => names
+            .iter()
+            .map(|n| {
+                ds.classes.iter().position(|c| c == n).ok_or_else(|| {
+                    GraftError::Usage(format!(
+                        "--classes: unknown class `{n}`; known: {}",
+                        ds.classes.join(", ")
+                    ))
+                })
+            })
+            .collect::<Result<_>>()?,
+        None => {
+            if spec.n_classes < 2 || spec.n_classes > ds.n_classes() {
+                return Err(GraftError::Usage(format!(
+                    "--n-classes must be between 2 and {} for {}, got {}",
+                    ds.n_classes(),
+                    ds.root.display(),
+                    spec.n_classes
+                )));
+            }
+            let all: Vec<usize> = (0..ds.n_classes()).collect();
+            let mut c: Vec<usize> = all
+                .choose_multiple(&mut rng, spec.n_classes)
+                .copied()
+                .collect();
+            c.sort();
+            c
+        }
+    };
+    if chosen.len() < 2 {
+        return Err(GraftError::Usage(
+            "a task needs at least two classes".into(),
+        ));
+    }
+    if spec.shots == 0 {
+        return Err(GraftError::Usage("--shots must be at least 1".into()));
+    }
+    let classes: Vec<String> = chosen.iter().map(|&c| ds.classes[c].clone()).collect();
+    let relabel = |l: usize| chosen.iter().position(|&c| c == l);
+    let mut train = Vec::new();
+    let mut pool = Vec::new();
+    let mut test = Vec::new();
+    for (new, &old) in chosen.iter().enumerate() {
+        let mut items: Vec<&Item> = ds.train.iter().filter(|it| it.label == Some(old)).collect();
+        items.shuffle(&mut rng);
+        if items.len() < spec.shots {
+            return Err(GraftError::Usage(format!(
+                "--shots {}: class `{}` has only {} training images",
+                spec.shots,
+                ds.classes[old],
+                items.len()
+            )));
+        }
+        for it in &items[..spec.shots] {
+            train.push(Item {
+                source: it.source.clone(),
+                label: Some(new),
+            });
+        }
+        pool.extend(items[spec.shots..].iter().map(|it| Item {
+            source: it.source.clone(),
+            label: None,
+        }));
+        let mut t: Vec<&Item> = ds.test.iter().filter(|it| it.label == Some(old)).collect();
+        if let Some(k) = spec.test_per_class {
+            t.shuffle(&mut rng);
+            t.truncate(k);
+        }
+        test.extend(t.into_iter().map(|it| Item {
+            source: it.source.clone(),
+            label: relabel(old),
+        }));
+    }
+    pool.shuffle(&mut rng);
+    pool.truncate(spec.unlabelled);
+    let mut unlabelled = pool;
+    if spec.unlabelled > unlabelled.len() {
+        unlabelled.extend(
+            ds.unlabelled
+                .iter()
+                .take(spec.unlabelled - unlabelled.len())
+                .cloned(),
+        );
+    }
+    Ok(Dataset {
+        root: ds.root.clone(),
+        classes,
+        train,
+        val: Vec::new(),
+        test,
+        unlabelled,
+        split: ds.split.clone(),
+    })
+}
+
+fn write_item(it: &Item, dir: &Path, i: usize) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| GraftError::io(dir, e))?;
+    match &it.source {
+        ItemSource::File(p) => {
+            let name = format!(
+                "{i:06}_{}",
+                p.file_name()
+                    .map(|n| n.to_string_lossy().to_string())
+                    .unwrap_or_default()
+            );
+            let dst = dir.join(name);
+            std::fs::copy(p, &dst).map_err(|e| GraftError::io(&dst, e))?;
+        }
+        ItemSource::Pixels {
+            data,
+            width,
+            height,
+            channels,
+            ..
+        } => {
+            let dst = dir.join(format!("{i:06}.png"));
+            let color = if *channels == 1 {
+                image::ExtendedColorType::L8
+            } else {
+                image::ExtendedColorType::Rgb8
+            };
+            image::save_buffer(&dst, data, *width, *height, color).map_err(|e| {
+                GraftError::Other(format!("{}: cannot write PNG: {e}", dst.display()))
+            })?;
+        }
+    }
+    Ok(())
+}
+
+/// Write a dataset as `out/train/<class>/`, `out/test/<class>/` and `out/unlabelled/`.
+pub fn write_imagefolder(ds: &Dataset, out: &Path) -> Result<()> {
+    if out.exists()
+        && std::fs::read_dir(out)
+            .map(|mut d| d.next().is_some())
+            .unwrap_or(false)
+    {
+        return Err(GraftError::Usage(format!(
+            "--out {} exists and is not empty; choose a new folder",
+            out.display()
+        )));
+    }
+    for (split, items) in [("train", &ds.train), ("test", &ds.test), ("val", &ds.val)] {
+        for (i, it) in items.iter().enumerate() {
+            let l = it.label.expect("labelled split");
+            write_item(it, &out.join(split).join(&ds.classes[l]), i)?;
+        }
+    }
+    for (i, it) in ds.unlabelled.iter().enumerate() {
+        write_item(it, &out.join("unlabelled"), i)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,367 @@
+//! Probes on fixed features: a one-vs-rest linear SVM (linfa-svm) with C chosen by stratified
+//! k-fold cross-validation, and a multinomial logistic regression fitted by L-BFGS (argmin).
+use crate::error::{GraftError, Result};
+use crate::util::rng_for;
+use argmin::core::{CostFunction, Executor, Gradient};
+use argmin::solver::linesearch::MoreThuenteLineSearch;
+use argmin::solver::quasinewton::LBFGS;
+use linfa::prelude::*;
+use linfa_svm::Svm;
+use ndarray::{Array1, Array2, Axis};
+use rand::seq::SliceRandom;
+use serde::{Deserialize, Serialize};
+
+/// Standardise columns with the training mean and std.
+pub struct Standardiser {
+    mean: Array1<f64>,
+    std: Array1<f64>,
+}
+
+impl Standardiser {
+    pub fn fit(x: &Array2<f64>) -> Self {
+        let mean = x.mean_axis(Axis(0)).expect("non-empty");
+        let std = x
+            .std_axis(Axis(0), 0.0)
+            .mapv(|s| if s > 1e-8 { s } else { 1.0 });
+        Standardiser { mean, std }
+    }
+    pub fn apply(&self, x: &Array2<f64>) -> Array2<f64> {
+        (x - &self.mean) / &self.std
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProbeReport {
+    pub kind: String,
+    pub group: String,
+    pub feature_dim: usize,
+    /// The chosen C (SVM) or L2 strength (softmax).
+    pub c: f64,
+    /// Cross-validated accuracy per candidate C, when cross-validation was possible.
+    pub cv: Vec<(f64, f64)>,
+    pub c_selection: String,
+    pub train_accuracy: f64,
+}
+
+/// One-vs-rest linear SVM.
+pub struct LinearSvm {
+    w: Array2<f64>, // k x d
+    b: Array1<f64>,
+}
+
+impl LinearSvm {
+    pub fn fit(x: &Array2<f64>, y: &[usize], k: usize, c: f64) -> Result<Self> {
+        let d = x.ncols();
+        let mut w = Array2::zeros((k, d));
+        let mut b = Array1::zeros(k);
+        for cls in 0..k {
+            let t: Array1<bool> = y.iter().map(|&l| l == cls).collect();
+            let ds = DatasetBase::new(x.clone(), t);
+            let m: Svm<f64, bool> = Svm::<f64, bool>::params()
+                .linear_kernel()
+                .pos_neg_weights(c, c)
+                .fit(&ds)
+                .map_err(|e| {
+                    GraftError::Other(format!("linear SVM for class {cls} failed: {e}"))
+                })?;
+            // decision(x) = weighted_sum(x) - rho; recover the hyperplane from unit vectors
+            let b0 = m.weighted_sum(&Array1::<f64>::zeros(d)) - m.rho;
+            for j in 0..d {
+                let mut e = Array1::<f64>::zeros(d);
+                e[j] = 1.0;
+                w[[cls, j]] = m.weighted_sum(&e) - m.rho - b0;
+            }
+            b[cls] = b0;
+        }
+        Ok(LinearSvm { w, b })
+    }
+    pub fn decision(&self, x: &Array2<f64>) -> Array2<f64> {
+        x.dot(&self.w.t()) + &self.b
+    }
+    pub fn predict(&self, x: &Array2<f64>) -> Vec<usize> {
+        argmax_rows(&self.decision(x))
+    }
+}
+
+pub fn argmax_rows(s: &Array2<f64>) -> Vec<usize> {
+    s.outer_iter()
+        .map(|r| {
+            r.iter()
+                .enumerate()
+                .fold(
+                    (0, f64::NEG_INFINITY),
+                    |b, (i, &v)| if v > b.1 { (i, v) } else { b },
+                )
+                .0
+        })
+        .collect()
+}
+
+pub fn accuracy(pred: &[usize], y: &[usize]) -> f64 {
+    if y.is_empty() {
+        return 0.0;
+    }
+    pred.iter().zip(y).filter(|(a, b)| a == b).count() as f64 / y.len() as f64
+}
+
+/// Stratified k-fold assignment (fold index per sample), seeded.
+pub fn stratified_folds(y: &[usize], k: usize, folds: usize, seed: u64) -> Vec<usize> {
+    let mut rng = rng_for(seed, "cv-folds");
+    let mut out = vec![0; y.len()];
+    for cls in 0..k {
+        let mut idx: Vec<usize> = (0..y.len()).filter(|&i| y[i] == cls).collect();
+        idx.shuffle(&mut rng);
+        for (j, i) in idx.into_iter().enumerate() {
+            out[i] = j % folds;
+        }
+    }
+    out
+}
+
+fn rows(x: &Array2<f64>, idx: &[usize]) -> Array2<f64> {
+    x.select(Axis(0), idx)
+}
+
+/// Choose C by stratified k-fold CV (ties go to the smaller C), then fit on all the data.
+/// With fewer than two images in some class, CV is impossible and C = 1 (or the grid's
+/// closest value) is used; the report says so.
+pub fn fit_svm_cv(
+    x: &Array2<f64>,
+    y: &[usize],
+    k: usize,
+    grid: &[f64],
+    folds: usize,
+    seed: u64,
+) -> Result<(LinearSvm, ProbeReport)> {
+    let min_count = (0..k)
+        .map(|c| y.iter().filter(|&&l| l == c).count())
+        .min()
+        .unwrap_or(0);
+    let folds = folds.min(min_count);
+    let mut cv = Vec::new();
+    let (c, how) = if folds >= 2 && grid.len() > 1 {
+        let assign = stratified_folds(y, k, folds, seed);
+        for &c in grid {
+            let mut correct = 0usize;
+            for f in 0..folds {
+                let tr: Vec<usize> = (0..y.len()).filter(|&i| assign[i] != f).collect();
+                let te: Vec<usize> = (0..y.len()).filter(|&i| assign[i] == f).collect();
+                let ytr: Vec<usize> = tr.iter().map(|&i| y[i]).collect();
+                let m = LinearSvm::fit(&rows(x, &tr), &ytr, k, c)?;
+                let p = m.predict(&rows(x, &te));
+                correct += p.iter().zip(&te).filter(|(p, &i)| **p == y[i]).count();
+            }
+            cv.push((c, correct as f64 / y.len() as f64));
+        }
+        let best = cv.iter().fold(
+            (grid[0], -1.0),
+            |b, &(c, a)| if a > b.1 + 1e-12 { (c, a) } else { b },
+        );
+        (best.0, format!("{folds}-fold stratified cross-validation"))
+    } else {
+        let c = grid
+            .iter()
+            .copied()
+            .min_by(|a, b| (a.ln().abs()).partial_cmp(&b.ln().abs()).unwrap())
+            .unwrap_or(1.0);
+        (
+            c,
+            "grid value closest to 1 (too few images per class to cross-validate)".to_string(),
+        )
+    };
+    let m = LinearSvm::fit(x, y, k, c)?;
+    let train_accuracy = accuracy(&m.predict(x), y);
+    Ok((
+        m,
+        ProbeReport {
+            kind: "linear-svm".into(),
+            group: String::new(),
+            feature_dim: x.ncols(),
+            c,
+            cv,
+            c_selection: how,
+            train_accuracy,
+        },
+    ))
+}
+
+/// Multinomial logistic regression: mean cross-entropy + l2 ‖W‖², parameters (d+1) x k.
+struct Softmax<'a> {
+    x: &'a Array2<f64>,
+    y: &'a [usize],
+    k: usize,
+    l2: f64,
+}
+
+impl Softmax<'_> {
+    fn unpack(&self, p: &Array1<f64>) -> (Array2<f64>, Array1<f64>) {
+        let d = self.x.ncols();
+        let w = Array2::from_shape_vec((d, self.k), p.as_slice().unwrap()[..d * self.k].to_vec())
+            .unwrap();
+        let b = Array1::from_vec(p.as_slice().unwrap()[d * self.k..].to_vec());
+        (w, b)
+    }
+    fn probs(&self, w: &Array2<f64>, b: &Array1<f64>) -> Array2<f64> {
+        let mut s = self.x.dot(w) + b;
+        for mut r in s.outer_iter_mut() {
+            let m = r.fold(f64::NEG_INFINITY, |a, &v| a.max(v));
+            r.mapv_inplace(|v| (v - m).exp());
+            let z = r.sum();
+            r.mapv_inplace(|v| v / z);
+        }
+        s
+    }
+}
+
+impl CostFunction for Softmax<'_> {
+    type Param = Array1<f64>;
+    type Output = f64;
+    fn cost(&self, p: &Self::Param) -> std::result::Result<f64, argmin::core::Error> {
+        let (w, b) = self.unpack(p);
+        let pr = self.probs(&w, &b);
+        let n = self.y.len() as f64;
+        let nll: f64 = self
+            .y
+            .iter()
+            .enumerate()
+            .map(|(i, &l)| -(pr[[i, l]].max(1e-300)).ln())
+            .sum::<f64>()
+            / n;
+        Ok(nll + self.l2 * w.mapv(|v| v * v).sum())
+    }
+}
+
+impl Gradient for Softmax<'_> {
+    type Param = Array1<f64>;
+    type Gradient = Array1<f64>;
+    fn gradient(&self, p: &Self::Param) -> std::result::Result<Array1<f64>, argmin::core::Error> {
+        let (w, b) = self.unpack(p);
+        let mut pr = self.probs(&w, &b);
+        let n = self.y.len() as f64;
+        for (i, &l) in self.y.iter().enumerate() {
+            pr[[i, l]] -= 1.0;
+        }
+        pr /= n;
+        let gw = self.x.t().dot(&pr) + &(&w * (2.0 * self.l2));
+        let gb = pr.sum_axis(Axis(0));
+        let mut g = gw.into_raw_vec_and_offset().0;
+        g.extend(gb.iter());
+        let _ = b;
+        Ok(Array1::from_vec(g))
+    }
+}
+
+pub struct SoftmaxProbe {
+    w: Array2<f64>,
+    b: Array1<f64>,
+}
+
+impl SoftmaxProbe {
+    pub fn fit(
+        x: &Array2<f64>,
+        y: &[usize],
+        k: usize,
+        l2: f64,
+        iters: usize,
+    ) -> Result<(Self, ProbeReport)> {
+        let d = x.ncols();
+        let prob = Softmax { x, y, k, l2 };
+        let init = Array1::<f64>::zeros(d * k + k);
+        let ls = MoreThuenteLineSearch::new();
+        let solver = LBFGS::new(ls, 10);
+        let res = Executor::new(prob, solver)
+            .configure(|s| s.param(init).max_iters(iters as u64))
+            .run()
+            .map_err(|e| GraftError::Other(format!("softmax probe (L-BFGS) failed: {e}")))?;
+        let best = res
+            .state()
+            .best_param
+            .clone()
+            .ok_or_else(|| GraftError::Other("softmax probe: no solution".into()))?;
+        let prob = Softmax { x, y, k, l2 };
+        let (w, b) = prob.unpack(&best);
+        let m = SoftmaxProbe { w, b };
+        let train_accuracy = accuracy(&m.predict(x), y);
+        Ok((
+            m,
+            ProbeReport {
+                kind: "softmax".into(),
+                group: String::new(),
+                feature_dim: d,
+                c: l2,
+                cv: vec![],
+                c_selection: "fixed (probe.l2)".into(),
+                train_accuracy,
+            },
+        ))
+    }
+    pub fn predict(&self, x: &Array2<f64>) -> Vec<usize> {
+        argmax_rows(&(x.dot(&self.w) + &self.b))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn blobs(n: usize, seed: u64) -> (Array2<f64>, Vec<usize>) {
+        use rand_distr::{Distribution, Normal};
+        let mut rng = rng_for(seed, "blobs");
+        let nd = Normal::new(0.0, 0.5).unwrap();
+        let centres = [[2.0, 0.0, 0.0], [0.0, 2.0, 0.0], [0.0, 0.0, 2.0]];
+        let mut x = Array2::zeros((n * 3, 3));
+        let mut y = Vec::new();
+        for c in 0..3 {
+            for i in 0..n {
+                for j in 0..3 {
+                    x[[c * n + i, j]] = centres[c][j] + nd.sample(&mut rng);
+                }
+                y.push(c);
+            }
+        }
+        (x, y)
+    }
+
+    #[test]
+    fn svm_probe_separates_blobs_and_picks_c_by_cv() {
+        let (x, y) = blobs(20, 1);
+        let (m, rep) = fit_svm_cv(&x, &y, 3, &[0.01, 1.0], 3, 0).unwrap();
+        assert_eq!(rep.cv.len(), 2);
+        let (xt, yt) = blobs(30, 2);
+        assert!(accuracy(&m.predict(&xt), &yt) > 0.9);
+    }
+
+    #[test]
+    fn svm_hyperplane_matches_linfa_decision() {
+        let (x, y) = blobs(10, 3);
+        let m = LinearSvm::fit(&x, &y, 3, 1.0).unwrap();
+        let t: Array1<bool> = y.iter().map(|&l| l == 0).collect();
+        let svm: Svm<f64, bool> = Svm::<f64, bool>::params()
+            .linear_kernel()
+            .pos_neg_weights(1.0, 1.0)
+            .fit(&DatasetBase::new(x.clone(), t))
+            .unwrap();
+        let dec = m.decision(&x);
+        for i in 0..x.nrows() {
+            let want = svm.weighted_sum(&x.row(i)) - svm.rho;
+            assert!((dec[[i, 0]] - want).abs() < 1e-9);
+        }
+    }
+
+    #[test]
+    fn softmax_probe_fits_blobs() {
+        let (x, y) = blobs(20, 4);
+        let (m, rep) = SoftmaxProbe::fit(&x, &y, 3, 1e-3, 100).unwrap();
+        assert!(rep.train_accuracy > 0.9);
+        let (xt, yt) = blobs(30, 5);
+        assert!(accuracy(&m.predict(&xt), &yt) > 0.9);
+    }
+
+    #[test]
+    fn one_shot_falls_back_to_default_c() {
+        let (x, y) = blobs(1, 6);
+        let (_, rep) = fit_svm_cv(&x, &y, 3, &[0.1, 1.0, 10.0], 3, 0).unwrap();
+        assert_eq!(rep.c, 1.0);
+        assert!(rep.cv.is_empty());
+    }
+}

@@ -1,0 +1,481 @@
+//! `graft run`: one recipe end to end.
+use super::probe::{accuracy, fit_svm_cv, ProbeReport, SoftmaxProbe, Standardiser};
+use super::train::{evaluate, train, EpochMetrics, Progress};
+use crate::backbones::{card, Arch, Model, ModelRef};
+use crate::data::{
+    decode_items, folder::stratified_split, load_dataset, Dataset, ImageSet, LoadOptions,
+    Normalisation,
+};
+use crate::error::{GraftError, Result};
+use crate::metadataset;
+use crate::recipe::{Action, CheckedRecipe, Recipe, Strategy};
+use crate::util::{now_rfc3339, sha256_hex, write_atomic};
+use candle_core::Device;
+use ndarray::Array2;
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+use std::time::Instant;
+
+pub const CANDLE_VERSION: &str = "0.11.1";
+
+pub struct RunOptions {
+    pub data: LoadOptions,
+    pub skip_bad: bool,
+    pub recipe: Recipe,
+    pub backbone: String,
+    pub device: Device,
+    pub device_name: String,
+    pub runs_dir: PathBuf,
+    /// Meta-dataset folder to append to (None: do not append).
+    pub meta_dir: Option<PathBuf>,
+    pub family: Option<String>,
+    pub task_id: Option<String>,
+    pub command: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GroupRecord {
+    pub name: String,
+    pub action: String,
+    pub lr: f64,
+    pub weight_change: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DatasetRecord {
+    pub root: String,
+    pub fingerprint: String,
+    pub classes: Vec<String>,
+    pub split: crate::data::SplitInfo,
+    pub train_per_class: Vec<usize>,
+    pub n_val: usize,
+    pub n_unlabelled: usize,
+    pub skipped: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Timings {
+    pub load_seconds: f64,
+    pub decode_seconds: f64,
+    pub model_seconds: f64,
+    pub train_seconds: f64,
+    pub eval_seconds: f64,
+    pub total_seconds: f64,
+}
+
+/// Everything about one run; `run.json` in the run directory and the `--json` output.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub run_id: String,
+    pub run_dir: String,
+    /// `ok` or `diverged`.
+    pub status: String,
+    pub error: Option<String>,
+    pub test_accuracy: f64,
+    pub val_accuracy: Option<f64>,
+    pub n_train: usize,
+    pub n_test: usize,
+    pub n_classes: usize,
+    pub train_seconds: f64,
+    pub backbone: String,
+    pub backbone_sha256: String,
+    pub arch: String,
+    pub recipe: Recipe,
+    pub groups: Vec<GroupRecord>,
+    pub seed: u64,
+    pub strategy: String,
+    pub task_id: String,
+    pub family: String,
+    pub dataset: DatasetRecord,
+    pub probe: Option<ProbeReport>,
+    pub epochs_run: usize,
+    pub best_epoch: Option<usize>,
+    pub final_train_loss: Option<f64>,
+    pub test_loss: Option<f64>,
+    /// confusion[true][predicted] on the test split.
+    pub confusion: Vec<Vec<usize>>,
+    /// sha256 of the final weights (see `Model::weights_sha256`), for reproducibility checks.
+    pub final_weights_sha256: String,
+    pub timings: Timings,
+    pub device: String,
+    pub threads: usize,
+    pub versions: serde_json::Value,
+    pub command: String,
+    pub created_at: String,
+    pub metafeatures: metadataset::TaskProfile,
+}
+
+fn features(
+    model: &Model,
+    set: &ImageSet,
+    norm: &Normalisation,
+    upto: usize,
+) -> Result<Array2<f64>> {
+    let mut rows: Vec<f32> = Vec::new();
+    let mut d = 0;
+    let idx: Vec<usize> = (0..set.n).collect();
+    for chunk in idx.chunks(256) {
+        let x = super::train::to_tensor(
+            set.batch(chunk, norm, None),
+            chunk.len(),
+            set,
+            &model.device,
+        )?;
+        let f = model.features(&x, upto)?;
+        d = f.dim(1)?;
+        rows.extend(f.flatten_all()?.to_vec1::<f32>()?);
+    }
+    Ok(
+        Array2::from_shape_vec((set.n, d), rows.into_iter().map(|v| v as f64).collect())
+            .expect("shape"),
+    )
+}
+
+fn labels(set: &ImageSet) -> Vec<usize> {
+    set.labels.iter().map(|&l| l as usize).collect()
+}
+
+fn make_run_id(fingerprint: &str, recipe_json: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let h =
+        sha256_hex(format!("{fingerprint}{recipe_json}{nanos}{}", std::process::id()).as_bytes());
+    format!("{}-{}", chrono::Utc::now().format("%Y%m%dT%H%M%S"), &h[..8])
+}
+
+fn metrics_csv(epochs: &[EpochMetrics]) -> String {
+    let f = |v: Option<f64>| v.map(|x| format!("{x:.6}")).unwrap_or_default();
+    let mut s =
+        String::from("epoch,lr_scale,train_loss,train_accuracy,val_loss,val_accuracy,seconds\n");
+    for m in epochs {
+        s.push_str(&format!(
+            "{},{:.6},{:.6},{:.6},{},{},{:.3}\n",
+            m.epoch,
+            m.lr_scale,
+            m.train_loss,
+            m.train_accuracy,
+            f(m.val_loss),
+            f(m.val_accuracy),
+            m.seconds
+        ));
+    }
+    s
+}
+
+/// Build a model for a card, transfer its weights into every group whose action is not
+/// `reinit` (and a head with the same class count), and re-initialise the rest from the seed.
+pub fn build_transferred(
+    mref: &ModelRef,
+    checked: &CheckedRecipe,
+    n_classes: usize,
+    device: &Device,
+) -> Result<Model> {
+    let arch = Arch::parse(&mref.card.arch)?;
+    let model = Model::new(
+        arch,
+        mref.card.input,
+        n_classes,
+        checked.recipe().seed,
+        device,
+    )?;
+    if model.group_names != mref.card.groups {
+        return Err(GraftError::Model(format!(
+            "{}: card lists groups {:?} but arch {} has {:?}",
+            mref.weights.display(),
+            mref.card.groups,
+            arch.name(),
+            model.group_names
+        )));
+    }
+    let mut skip: Vec<String> = checked
+        .groups()
+        .iter()
+        .filter(|g| g.action == Action::Reinit)
+        .map(|g| g.name.clone())
+        .collect();
+    if n_classes != mref.card.n_classes {
+        skip.push("head".into());
+    }
+    model.load_weights(&mref.weights, &skip)?;
+    Ok(model)
+}
+
+/// Decode a dataset's splits into the backbone's input.
+pub struct Decoded {
+    pub train: ImageSet,
+    pub val: Option<ImageSet>,
+    pub test: ImageSet,
+}
+
+pub fn decode_dataset(
+    ds: &Dataset,
+    input: crate::data::InputSpec,
+    skip_bad: bool,
+    val_fraction: f64,
+    seed: u64,
+) -> Result<Decoded> {
+    let (train_items, val_items) = if !ds.val.is_empty() {
+        (ds.train.clone(), ds.val.clone())
+    } else if val_fraction > 0.0 {
+        let (k, v) = stratified_split(
+            ds.train.clone(),
+            ds.n_classes(),
+            val_fraction,
+            seed,
+            "holdout-val",
+        );
+        (k, v)
+    } else {
+        (ds.train.clone(), Vec::new())
+    };
+    let train = decode_items(&train_items, input, skip_bad)?;
+    let val = if val_items.is_empty() {
+        None
+    } else {
+        Some(decode_items(&val_items, input, skip_bad)?)
+    };
+    let test = decode_items(&ds.test, input, skip_bad)?;
+    if train.n < 2 {
+        return Err(GraftError::Data(format!(
+            "{}: fewer than two readable training images",
+            ds.root.display()
+        )));
+    }
+    if test.n == 0 {
+        return Err(GraftError::Data(format!(
+            "{}: no readable test images",
+            ds.root.display()
+        )));
+    }
+    Ok(Decoded { train, val, test })
+}
+
+pub fn run(opts: &RunOptions, progress: &dyn Progress) -> Result<RunRecord> {
+    let t_all = Instant::now();
+    let mref = card::resolve(&opts.backbone)?;
+    let mut recipe = opts.recipe.clone();
+    let seed = recipe.seed;
+    let mut load_opts = opts.data.clone();
+    load_opts.seed = seed;
+    let t0 = Instant::now();
+    let ds = load_dataset(&load_opts)?;
+    let load_seconds = t0.elapsed().as_secs_f64();
+    let checked = recipe.check(&mref.card.groups, mref.card.n_classes, ds.n_classes())?;
+    recipe = checked.recipe().clone();
+    let t0 = Instant::now();
+    let dec = decode_dataset(
+        &ds,
+        mref.card.input,
+        opts.skip_bad,
+        recipe.val_fraction,
+        seed,
+    )?;
+    let decode_seconds = t0.elapsed().as_secs_f64();
+    let norm = mref.card.normalisation.clone();
+
+    // The run directory and its recipe are written before any training starts.
+    let recipe_json = recipe.to_json();
+    let run_id = make_run_id(&dec.train.fingerprint, &recipe_json);
+    let run_dir = opts.runs_dir.join(&run_id);
+    std::fs::create_dir_all(&run_dir).map_err(|e| GraftError::io(&run_dir, e))?;
+    write_atomic(&run_dir.join("recipe.json"), recipe_json.as_bytes())?;
+
+    let t0 = Instant::now();
+    let model = build_transferred(&mref, &checked, ds.n_classes(), &opts.device)?;
+    let start = model.snapshot()?;
+    let model_seconds = t0.elapsed().as_secs_f64();
+
+    let t0 = Instant::now();
+    let mut epochs = Vec::new();
+    let mut best_epoch = None;
+    let mut diverged = None;
+    let mut probe_report = None;
+    let (test_pred, test_loss, val_accuracy) = match recipe.strategy {
+        Strategy::Finetune => {
+            let out = train(
+                &model,
+                &checked,
+                &dec.train,
+                dec.val.as_ref(),
+                &norm,
+                &start,
+                progress,
+            )?;
+            epochs = out.epochs;
+            best_epoch = out.best_epoch;
+            diverged = out.diverged;
+            if diverged.is_some() {
+                (vec![0; dec.test.n], None, None)
+            } else {
+                let (l, _, p) = evaluate(&model, &dec.test, &norm, 256)?;
+                let va = match &dec.val {
+                    Some(v) => Some(evaluate(&model, v, &norm, 256)?.1),
+                    None => None,
+                };
+                (p, Some(l), va)
+            }
+        }
+        Strategy::LinearProbe | Strategy::SoftmaxProbe => {
+            let g = checked.probe_group();
+            let xtr = features(&model, &dec.train, &norm, g)?;
+            let st = Standardiser::fit(&xtr);
+            let xtr = st.apply(&xtr);
+            let ytr = labels(&dec.train);
+            let k = ds.n_classes();
+            let xte = st.apply(&features(&model, &dec.test, &norm, g)?);
+            let xva = match &dec.val {
+                Some(v) => Some(st.apply(&features(&model, v, &norm, g)?)),
+                None => None,
+            };
+            let (pred, pv, mut rep) = if recipe.strategy == Strategy::LinearProbe {
+                let (m, rep) = fit_svm_cv(
+                    &xtr,
+                    &ytr,
+                    k,
+                    &recipe.probe.c_grid,
+                    recipe.probe.cv_folds,
+                    seed,
+                )?;
+                (m.predict(&xte), xva.map(|x| m.predict(&x)), rep)
+            } else {
+                let (m, rep) =
+                    SoftmaxProbe::fit(&xtr, &ytr, k, recipe.probe.l2, recipe.probe.iterations)?;
+                (m.predict(&xte), xva.map(|x| m.predict(&x)), rep)
+            };
+            rep.group = checked.groups()[g].name.clone();
+            probe_report = Some(rep);
+            let va = match (pv, &dec.val) {
+                (Some(p), Some(v)) => Some(accuracy(&p, &labels(v))),
+                _ => None,
+            };
+            (pred, None, va)
+        }
+    };
+    let train_seconds = t0.elapsed().as_secs_f64();
+    let t0 = Instant::now();
+    let ytest = labels(&dec.test);
+    let test_accuracy = if diverged.is_some() {
+        0.0
+    } else {
+        accuracy(&test_pred, &ytest)
+    };
+    let mut confusion = vec![vec![0usize; ds.n_classes()]; ds.n_classes()];
+    if diverged.is_none() {
+        for (p, t) in test_pred.iter().zip(&ytest) {
+            confusion[*t][*p] += 1;
+        }
+    }
+    let mut groups = Vec::new();
+    for g in checked.groups() {
+        let wc = if g.action == Action::Freeze {
+            0.0
+        } else {
+            model.weight_change(&g.name, &start)?
+        };
+        groups.push(GroupRecord {
+            name: g.name.clone(),
+            action: g.action.as_str().into(),
+            lr: g.lr,
+            weight_change: wc,
+        });
+    }
+    let eval_seconds = t0.elapsed().as_secs_f64();
+    let profile = metadataset::TaskProfile::compute(&ds, &dec.train);
+    let family = opts.family.clone().unwrap_or_else(|| {
+        ds.root
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_else(|| "unknown".into())
+    });
+    let task_id = opts
+        .task_id
+        .clone()
+        .unwrap_or_else(|| dec.train.fingerprint[..16].to_string());
+    let train_counts = {
+        let mut c = vec![0; ds.n_classes()];
+        for &l in &dec.train.labels {
+            c[l as usize] += 1;
+        }
+        c
+    };
+    let rec = RunRecord {
+        run_id: run_id.clone(),
+        run_dir: run_dir.display().to_string(),
+        status: if diverged.is_some() {
+            "diverged".into()
+        } else {
+            "ok".into()
+        },
+        error: diverged.clone(),
+        test_accuracy,
+        val_accuracy,
+        n_train: dec.train.n,
+        n_test: dec.test.n,
+        n_classes: ds.n_classes(),
+        train_seconds,
+        backbone: mref.card.name.clone(),
+        backbone_sha256: mref.card.sha256.clone(),
+        arch: mref.card.arch.clone(),
+        recipe: recipe.clone(),
+        groups,
+        seed,
+        strategy: recipe.strategy.as_str().into(),
+        task_id,
+        family,
+        dataset: DatasetRecord {
+            root: ds.root.display().to_string(),
+            fingerprint: dec.train.fingerprint.clone(),
+            classes: ds.classes.clone(),
+            split: ds.split.clone(),
+            train_per_class: train_counts,
+            n_val: dec.val.as_ref().map(|v| v.n).unwrap_or(0),
+            n_unlabelled: ds.unlabelled.len(),
+            skipped: [
+                dec.train.skipped.clone(),
+                dec.test.skipped.clone(),
+                dec.val
+                    .as_ref()
+                    .map(|v| v.skipped.clone())
+                    .unwrap_or_default(),
+            ]
+            .concat(),
+        },
+        probe: probe_report,
+        epochs_run: epochs.len(),
+        best_epoch,
+        final_train_loss: epochs.last().map(|e| e.train_loss),
+        test_loss,
+        confusion,
+        final_weights_sha256: model.weights_sha256()?,
+        timings: Timings {
+            load_seconds,
+            decode_seconds,
+            model_seconds,
+            train_seconds,
+            eval_seconds,
+            total_seconds: t_all.elapsed().as_secs_f64(),
+        },
+        device: opts.device_name.clone(),
+        threads: rayon::current_num_threads(),
+        versions: serde_json::json!({"graft": env!("CARGO_PKG_VERSION"), "candle": CANDLE_VERSION, "meta_schema": metadataset::SCHEMA_VERSION}),
+        command: opts.command.clone(),
+        created_at: now_rfc3339(),
+        metafeatures: profile,
+    };
+    write_atomic(
+        &run_dir.join("metrics.csv"),
+        metrics_csv(&epochs).as_bytes(),
+    )?;
+    write_atomic(
+        &run_dir.join("run.json"),
+        serde_json::to_string_pretty(&rec)
+            .expect("serialises")
+            .as_bytes(),
+    )?;
+    if let Some(meta) = &opts.meta_dir {
+        metadataset::append(meta, &metadataset::MetaRow::from_run(&rec))?;
+    }
+    Ok(rec)
+}

@@ -1,0 +1,258 @@
+//! The fine-tuning loop: one optimiser with per-group learning rates (one backward per step,
+//! every group stepped with its own rate), frozen groups left out and kept in eval mode,
+//! label smoothing, warm-up + cosine schedule, early stopping on a validation split.
+use super::optim::{schedule_factor, Optimizer, Param};
+use crate::backbones::Model;
+use crate::data::{ImageSet, Normalisation};
+use crate::error::Result;
+use crate::recipe::{Action, CheckedRecipe};
+use crate::util::rng_for;
+use candle_core::{DType, Device, Tensor, D};
+use rand::seq::SliceRandom;
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EpochMetrics {
+    pub epoch: usize,
+    pub lr_scale: f64,
+    pub train_loss: f64,
+    pub train_accuracy: f64,
+    pub val_loss: Option<f64>,
+    pub val_accuracy: Option<f64>,
+    pub seconds: f64,
+}
+
+/// What the caller wants to hear about during training (the CLI draws a progress bar).
+pub trait Progress {
+    fn epoch(&self, _m: &EpochMetrics, _total: usize) {}
+}
+pub struct NoProgress;
+impl Progress for NoProgress {}
+
+pub struct TrainOutcome {
+    pub epochs: Vec<EpochMetrics>,
+    pub best_epoch: Option<usize>,
+    pub diverged: Option<String>,
+}
+
+/// Mean cross-entropy with label smoothing ε: (1-ε)·NLL + ε·mean_k(−log p_k).
+pub fn cross_entropy(
+    logits: &Tensor,
+    labels: &Tensor,
+    smoothing: f64,
+) -> candle_core::Result<Tensor> {
+    let logp = candle_nn::ops::log_softmax(logits, D::Minus1)?;
+    let nll = logp
+        .gather(&labels.unsqueeze(1)?, 1)?
+        .squeeze(1)?
+        .neg()?
+        .mean_all()?;
+    if smoothing == 0.0 {
+        return Ok(nll);
+    }
+    let uni = logp.mean(D::Minus1)?.neg()?.mean_all()?;
+    (nll * (1.0 - smoothing))? + (uni * smoothing)?
+}
+
+pub fn to_tensor(
+    x: Vec<f32>,
+    n: usize,
+    set: &ImageSet,
+    dev: &Device,
+) -> candle_core::Result<Tensor> {
+    Tensor::from_vec(
+        x,
+        (n, set.spec.channels, set.spec.height, set.spec.width),
+        dev,
+    )
+}
+
+/// Evaluate in eval mode: (mean loss, accuracy, predictions).
+pub fn evaluate(
+    model: &Model,
+    set: &ImageSet,
+    norm: &Normalisation,
+    batch: usize,
+) -> Result<(f64, f64, Vec<usize>)> {
+    let mut loss_sum = 0.0;
+    let mut preds = Vec::with_capacity(set.n);
+    let dev = &model.device;
+    let idx: Vec<usize> = (0..set.n).collect();
+    for chunk in idx.chunks(batch.max(1)) {
+        let x = to_tensor(set.batch(chunk, norm, None), chunk.len(), set, dev)?;
+        let y: Vec<i64> = chunk.iter().map(|&i| set.labels[i]).collect();
+        let yt = Tensor::new(y.as_slice(), dev)?;
+        let logits = model.forward(&x, &[])?;
+        loss_sum +=
+            cross_entropy(&logits, &yt, 0.0)?.to_scalar::<f32>()? as f64 * chunk.len() as f64;
+        let p = logits
+            .argmax(D::Minus1)?
+            .to_dtype(DType::U32)?
+            .to_vec1::<u32>()?;
+        preds.extend(p.into_iter().map(|v| v as usize));
+    }
+    let correct = preds
+        .iter()
+        .zip(&set.labels)
+        .filter(|(p, l)| **p as i64 == **l)
+        .count();
+    let n = set.n.max(1) as f64;
+    Ok((loss_sum / n, correct as f64 / n, preds))
+}
+
+/// Build the optimiser's parameters: trained groups only, with L2-SP anchors on transferred ones.
+pub fn build_params(
+    model: &Model,
+    recipe: &CheckedRecipe,
+    anchors: &BTreeMap<String, Tensor>,
+) -> Vec<Param> {
+    let mut params = Vec::new();
+    for (gi, g) in recipe.groups().iter().enumerate() {
+        if g.action == Action::Freeze {
+            continue;
+        }
+        for (name, var) in model.group_params(&g.name) {
+            let decay = recipe.recipe().optimizer.decay_1d || var.rank() > 1;
+            let anchor = if g.action == Action::Finetune {
+                anchors.get(&name).cloned()
+            } else {
+                None
+            };
+            params.push(Param::new(name, var, gi, decay, anchor));
+        }
+    }
+    params
+}
+
+pub fn train(
+    model: &Model,
+    recipe: &CheckedRecipe,
+    train_set: &ImageSet,
+    val_set: Option<&ImageSet>,
+    norm: &Normalisation,
+    anchors: &BTreeMap<String, Tensor>,
+    progress: &dyn Progress,
+) -> Result<TrainOutcome> {
+    let r = recipe.recipe();
+    let dev = model.device.clone();
+    let mut opt = Optimizer::new(
+        r.optimizer.clone(),
+        r.l2sp,
+        build_params(model, recipe, anchors),
+    );
+    let train_flags: Vec<bool> = recipe
+        .groups()
+        .iter()
+        .map(|g| g.action != Action::Freeze)
+        .collect();
+    let base_lrs: Vec<f64> = recipe.groups().iter().map(|g| g.lr).collect();
+    let bs = r.batch_size.min(train_set.n.max(2));
+    let steps_per_epoch = (train_set.n / bs + usize::from(train_set.n % bs >= 2)).max(1);
+    let total = steps_per_epoch * r.epochs;
+    let warmup = (r.schedule.warmup_epochs * steps_per_epoch as f64).round() as usize;
+    let aug = if r.augment.is_off() {
+        None
+    } else {
+        Some(&r.augment)
+    };
+    let mut epochs = Vec::new();
+    let mut best: Option<(f64, usize, BTreeMap<String, Tensor>)> = None;
+    let mut since_best = 0usize;
+    let mut step = 0usize;
+    for epoch in 0..r.epochs {
+        let t0 = std::time::Instant::now();
+        let mut order: Vec<usize> = (0..train_set.n).collect();
+        order.shuffle(&mut rng_for(r.seed, &format!("shuffle-{epoch}")));
+        let (mut loss_sum, mut correct, mut seen) = (0.0, 0usize, 0usize);
+        let mut lr_scale = 1.0;
+        for (bi, chunk) in order.chunks(bs).enumerate() {
+            if chunk.len() < 2 {
+                continue; // BatchNorm needs two images
+            }
+            let stream: u64 = rng_for(r.seed, &format!("aug-{epoch}-{bi}")).random();
+            let x = to_tensor(
+                train_set.batch(chunk, norm, aug.map(|a| (a, stream))),
+                chunk.len(),
+                train_set,
+                &dev,
+            )?;
+            let y: Vec<i64> = chunk.iter().map(|&i| train_set.labels[i]).collect();
+            let yt = Tensor::new(y.as_slice(), &dev)?;
+            let logits = model.forward(&x, &train_flags)?;
+            let loss = cross_entropy(&logits, &yt, r.label_smoothing)?;
+            let lv = loss.to_scalar::<f32>()? as f64;
+            if !lv.is_finite() {
+                return Ok(TrainOutcome {
+                    epochs,
+                    best_epoch: None,
+                    diverged: Some(format!(
+                        "loss became {lv} at epoch {} step {}",
+                        epoch + 1,
+                        step + 1
+                    )),
+                });
+            }
+            let grads = loss.backward()?;
+            lr_scale = schedule_factor(r.schedule.kind, step, total, warmup);
+            let lrs: Vec<f64> = base_lrs.iter().map(|l| l * lr_scale).collect();
+            opt.step(&grads, &lrs)?;
+            step += 1;
+            let p = logits
+                .argmax(D::Minus1)?
+                .to_dtype(DType::U32)?
+                .to_vec1::<u32>()?;
+            correct += p.iter().zip(&y).filter(|(a, b)| **a as i64 == **b).count();
+            loss_sum += lv * chunk.len() as f64;
+            seen += chunk.len();
+        }
+        let (val_loss, val_accuracy) = match val_set {
+            Some(v) if v.n > 0 => {
+                let (l, a, _) = evaluate(model, v, norm, 256)?;
+                (Some(l), Some(a))
+            }
+            _ => (None, None),
+        };
+        let m = EpochMetrics {
+            epoch: epoch + 1,
+            lr_scale,
+            train_loss: loss_sum / seen.max(1) as f64,
+            train_accuracy: correct as f64 / seen.max(1) as f64,
+            val_loss,
+            val_accuracy,
+            seconds: t0.elapsed().as_secs_f64(),
+        };
+        progress.epoch(&m, r.epochs);
+        epochs.push(m);
+        if let (Some(va), Some(es)) = (val_accuracy, &r.early_stopping) {
+            if best.as_ref().map(|b| va > b.0).unwrap_or(true) {
+                let snap = model
+                    .named_vars()
+                    .into_iter()
+                    .map(|(k, v)| Ok((k, v.as_tensor().copy()?)))
+                    .collect::<candle_core::Result<_>>()?;
+                best = Some((va, epoch + 1, snap));
+                since_best = 0;
+            } else {
+                since_best += 1;
+                if since_best >= es.patience {
+                    break;
+                }
+            }
+        }
+    }
+    let best_epoch = if let Some((_, e, snap)) = best {
+        for (k, v) in model.named_vars() {
+            v.set(&snap[&k])?;
+        }
+        Some(e)
+    } else {
+        None
+    };
+    Ok(TrainOutcome {
+        epochs,
+        best_epoch,
+        diverged: None,
+    })
+}

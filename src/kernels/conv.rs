@@ -1,0 +1,410 @@
+//! 2-D convolution (square kernel, no bias, groups = 1) with im2col + GEMM forward and backward.
+use super::sgemm;
+use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
+use rayon::prelude::*;
+
+#[derive(Debug, Clone, Copy)]
+struct Geom {
+    b: usize,
+    cin: usize,
+    h: usize,
+    w: usize,
+    cout: usize,
+    k: usize,
+    stride: usize,
+    pad: usize,
+    ho: usize,
+    wo: usize,
+}
+
+impl Geom {
+    fn new(xd: &[usize], wd: &[usize], stride: usize, pad: usize) -> Result<Self> {
+        if xd.len() != 4 || wd.len() != 4 || xd[1] != wd[1] || wd[2] != wd[3] {
+            candle_core::bail!("conv2d: bad shapes input {xd:?} weight {wd:?}");
+        }
+        let (h, w, k) = (xd[2], xd[3], wd[2]);
+        if h + 2 * pad < k || w + 2 * pad < k {
+            candle_core::bail!("conv2d: input {h}x{w} smaller than kernel {k}");
+        }
+        let ho = (h + 2 * pad - k) / stride + 1;
+        let wo = (w + 2 * pad - k) / stride + 1;
+        Ok(Geom {
+            b: xd[0],
+            cin: xd[1],
+            h,
+            w,
+            cout: wd[0],
+            k,
+            stride,
+            pad,
+            ho,
+            wo,
+        })
+    }
+    fn ckk(&self) -> usize {
+        self.cin * self.k * self.k
+    }
+    fn howo(&self) -> usize {
+        self.ho * self.wo
+    }
+    fn is_pointwise(&self) -> bool {
+        self.k == 1 && self.stride == 1 && self.pad == 0
+    }
+}
+
+/// col[(c*k + ky)*k + kx][oy*wo + ox] = x[c][oy*s - p + ky][ox*s - p + kx] (0 outside).
+fn im2col(x: &[f32], g: &Geom, col: &mut [f32]) {
+    let howo = g.howo();
+    for c in 0..g.cin {
+        for ky in 0..g.k {
+            for kx in 0..g.k {
+                let row = ((c * g.k + ky) * g.k + kx) * howo;
+                for oy in 0..g.ho {
+                    let iy = (oy * g.stride + ky) as isize - g.pad as isize;
+                    let dst = &mut col[row + oy * g.wo..row + (oy + 1) * g.wo];
+                    if iy < 0 || iy >= g.h as isize {
+                        dst.fill(0.0);
+                        continue;
+                    }
+                    let src = &x[c * g.h * g.w + iy as usize * g.w..][..g.w];
+                    if g.stride == 1 {
+                        // valid ox: 0 <= ox + kx - pad < w
+                        let lo = g.pad.saturating_sub(kx).min(g.wo);
+                        let hi = (g.w + g.pad).saturating_sub(kx).min(g.wo).max(lo);
+                        dst[..lo].fill(0.0);
+                        dst[hi..].fill(0.0);
+                        let s0 = lo + kx - g.pad;
+                        dst[lo..hi].copy_from_slice(&src[s0..s0 + (hi - lo)]);
+                    } else {
+                        for (ox, d) in dst.iter_mut().enumerate() {
+                            let ix = (ox * g.stride + kx) as isize - g.pad as isize;
+                            *d = if ix >= 0 && ix < g.w as isize {
+                                src[ix as usize]
+                            } else {
+                                0.0
+                            };
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Scatter-add a column matrix back to an image (the adjoint of im2col).
+fn col2im(col: &[f32], g: &Geom, x: &mut [f32]) {
+    x.fill(0.0);
+    let howo = g.howo();
+    for c in 0..g.cin {
+        for ky in 0..g.k {
+            for kx in 0..g.k {
+                let row = ((c * g.k + ky) * g.k + kx) * howo;
+                for oy in 0..g.ho {
+                    let iy = (oy * g.stride + ky) as isize - g.pad as isize;
+                    if iy < 0 || iy >= g.h as isize {
+                        continue;
+                    }
+                    let src = &col[row + oy * g.wo..row + (oy + 1) * g.wo];
+                    let dst = &mut x[c * g.h * g.w + iy as usize * g.w..][..g.w];
+                    if g.stride == 1 {
+                        let lo = g.pad.saturating_sub(kx).min(g.wo);
+                        let hi = (g.w + g.pad).saturating_sub(kx).min(g.wo).max(lo);
+                        let s0 = lo + kx - g.pad;
+                        for (d, v) in dst[s0..s0 + (hi - lo)].iter_mut().zip(&src[lo..hi]) {
+                            *d += v;
+                        }
+                        continue;
+                    }
+                    for (ox, v) in src.iter().enumerate() {
+                        let ix = (ox * g.stride + kx) as isize - g.pad as isize;
+                        if ix >= 0 && ix < g.w as isize {
+                            dst[ix as usize] += v;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
+    let data = s.as_slice::<f32>()?;
+    match l.contiguous_offsets() {
+        Some((a, b)) => Ok(&data[a..b]),
+        None => candle_core::bail!("conv2d: {what} must be contiguous"),
+    }
+}
+
+struct ConvFwd {
+    stride: usize,
+    pad: usize,
+}
+
+impl CustomOp2 for ConvFwd {
+    fn name(&self) -> &'static str {
+        "graft-conv2d"
+    }
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let g = Geom::new(l1.dims(), l2.dims(), self.stride, self.pad)?;
+        let x = slice(s1, l1, "input")?;
+        let w = slice(s2, l2, "weight")?;
+        let (ckk, howo, img) = (g.ckk(), g.howo(), g.cin * g.h * g.w);
+        let mut out = vec![0f32; g.b * g.cout * howo];
+        out.par_chunks_mut(g.cout * howo).enumerate().for_each_init(
+            || vec![0f32; if g.is_pointwise() { 0 } else { ckk * howo }],
+            |col, (i, y)| {
+                let xi = &x[i * img..(i + 1) * img];
+                let src: &[f32] = if g.is_pointwise() {
+                    xi
+                } else {
+                    im2col(xi, &g, col);
+                    col
+                };
+                sgemm(
+                    g.cout, howo, ckk, w, ckk, 1, src, howo, 1, y, howo, 1, false,
+                );
+            },
+        );
+        Ok((CpuStorage::F32(out), Shape::from((g.b, g.cout, g.ho, g.wo))))
+    }
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let grad = grad.contiguous()?;
+        let dx = grad.apply_op2_no_bwd(
+            w,
+            &ConvBwdInput {
+                stride: self.stride,
+                pad: self.pad,
+                h: x.dim(2)?,
+                w: x.dim(3)?,
+            },
+        )?;
+        let dw = x.apply_op2_no_bwd(
+            &grad,
+            &ConvBwdWeight {
+                stride: self.stride,
+                pad: self.pad,
+                k: w.dim(2)?,
+            },
+        )?;
+        Ok((Some(dx), Some(dw)))
+    }
+}
+
+/// dx from (dy, w).
+struct ConvBwdInput {
+    stride: usize,
+    pad: usize,
+    h: usize,
+    w: usize,
+}
+
+impl CustomOp2 for ConvBwdInput {
+    fn name(&self) -> &'static str {
+        "graft-conv2d-bwd-input"
+    }
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (dd, wd) = (l1.dims(), l2.dims());
+        let g = Geom::new(&[dd[0], wd[1], self.h, self.w], wd, self.stride, self.pad)?;
+        if dd[1] != g.cout || dd[2] != g.ho || dd[3] != g.wo {
+            candle_core::bail!("conv2d backward: grad shape {dd:?} does not match {g:?}");
+        }
+        let dy = slice(s1, l1, "grad")?;
+        let w = slice(s2, l2, "weight")?;
+        let (ckk, howo, img) = (g.ckk(), g.howo(), g.cin * g.h * g.w);
+        let mut dx = vec![0f32; g.b * img];
+        dx.par_chunks_mut(img).enumerate().for_each_init(
+            || vec![0f32; if g.is_pointwise() { 0 } else { ckk * howo }],
+            |col, (i, dxi)| {
+                let dyi = &dy[i * g.cout * howo..(i + 1) * g.cout * howo];
+                if g.is_pointwise() {
+                    // dx (cin x hw) = w^T (cin x cout) · dy (cout x hw)
+                    sgemm(
+                        ckk, howo, g.cout, w, 1, ckk, dyi, howo, 1, dxi, howo, 1, false,
+                    );
+                } else {
+                    sgemm(
+                        ckk, howo, g.cout, w, 1, ckk, dyi, howo, 1, col, howo, 1, false,
+                    );
+                    col2im(col, &g, dxi);
+                }
+            },
+        );
+        Ok((CpuStorage::F32(dx), Shape::from((g.b, g.cin, g.h, g.w))))
+    }
+}
+
+/// dw from (x, dy): sum over images of dy_i · col_i^T, in fixed chunks summed in order.
+struct ConvBwdWeight {
+    stride: usize,
+    pad: usize,
+    k: usize,
+}
+
+const WGRAD_CHUNK: usize = 4;
+
+impl CustomOp2 for ConvBwdWeight {
+    fn name(&self) -> &'static str {
+        "graft-conv2d-bwd-weight"
+    }
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (xd, dd) = (l1.dims(), l2.dims());
+        let wd = [dd[1], xd[1], self.k, self.k];
+        let g = Geom::new(xd, &wd, self.stride, self.pad)?;
+        let x = slice(s1, l1, "input")?;
+        let dy = slice(s2, l2, "grad")?;
+        let (ckk, howo, img) = (g.ckk(), g.howo(), g.cin * g.h * g.w);
+        let n_chunks = g.b.div_ceil(WGRAD_CHUNK);
+        let partials: Vec<Vec<f32>> = (0..n_chunks)
+            .into_par_iter()
+            .map(|c| {
+                let mut acc = vec![0f32; g.cout * ckk];
+                let mut col = vec![0f32; if g.is_pointwise() { 0 } else { ckk * howo }];
+                for i in c * WGRAD_CHUNK..((c + 1) * WGRAD_CHUNK).min(g.b) {
+                    let xi = &x[i * img..(i + 1) * img];
+                    let src: &[f32] = if g.is_pointwise() {
+                        xi
+                    } else {
+                        im2col(xi, &g, &mut col);
+                        &col
+                    };
+                    let dyi = &dy[i * g.cout * howo..(i + 1) * g.cout * howo];
+                    // dw (cout x ckk) += dy (cout x howo) · col^T (howo x ckk)
+                    sgemm(
+                        g.cout,
+                        ckk,
+                        howo,
+                        dyi,
+                        howo,
+                        1,
+                        src,
+                        1,
+                        howo,
+                        &mut acc,
+                        ckk,
+                        1,
+                        i > c * WGRAD_CHUNK,
+                    );
+                }
+                acc
+            })
+            .collect();
+        let mut dw = vec![0f32; g.cout * ckk];
+        for p in &partials {
+            for (d, v) in dw.iter_mut().zip(p) {
+                *d += v;
+            }
+        }
+        Ok((CpuStorage::F32(dw), Shape::from(wd.to_vec())))
+    }
+}
+
+/// Convolution of NCHW `x` with OIHW `w` (square kernel), stride and zero padding.
+pub fn conv2d(x: &Tensor, w: &Tensor, stride: usize, pad: usize) -> Result<Tensor> {
+    if x.device().is_cpu() && x.dtype() == candle_core::DType::F32 {
+        let x = x.contiguous()?;
+        let w = w.contiguous()?;
+        x.apply_op2(&w, ConvFwd { stride, pad })
+    } else {
+        x.conv2d(w, pad, stride, 1, 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Var};
+
+    fn rand(shape: &[usize], seed: u64) -> Tensor {
+        use rand::Rng;
+        let mut r = crate::util::rng_for(seed, "t");
+        let n: usize = shape.iter().product();
+        let v: Vec<f32> = (0..n).map(|_| r.random_range(-1.0f32..1.0)).collect();
+        Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+    }
+
+    fn max_rel(a: &Tensor, b: &Tensor) -> f32 {
+        let d = (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        let s = b
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        d / s.max(1e-6)
+    }
+
+    /// Forward and both gradients agree with candle's reference conv2d.
+    #[test]
+    fn matches_candle_conv_forward_and_backward() {
+        for (b, cin, h, cout, k, stride, pad) in [
+            (3, 4, 9, 5, 3, 1, 1),
+            (2, 3, 8, 6, 3, 2, 1),
+            (2, 4, 8, 6, 1, 2, 0),
+            (2, 4, 6, 3, 1, 1, 0),
+            (1, 2, 7, 2, 3, 1, 0),
+        ] {
+            let x = Var::from_tensor(&rand(&[b, cin, h, h], 1)).unwrap();
+            let w = Var::from_tensor(&rand(&[cout, cin, k, k], 2)).unwrap();
+            let up = rand(
+                &[
+                    b,
+                    cout,
+                    (h + 2 * pad - k) / stride + 1,
+                    (h + 2 * pad - k) / stride + 1,
+                ],
+                3,
+            );
+            let ours = conv2d(x.as_tensor(), w.as_tensor(), stride, pad).unwrap();
+            let refr = x
+                .as_tensor()
+                .conv2d(w.as_tensor(), pad, stride, 1, 1)
+                .unwrap();
+            assert!(
+                max_rel(&ours, &refr) < 1e-5,
+                "forward {b} {cin} {h} {k} {stride}"
+            );
+            let g1 = (ours * &up).unwrap().sum_all().unwrap().backward().unwrap();
+            let g2 = (refr * &up).unwrap().sum_all().unwrap().backward().unwrap();
+            assert!(
+                max_rel(g1.get(&x).unwrap(), g2.get(&x).unwrap()) < 1e-5,
+                "dx {k} {stride}"
+            );
+            assert!(
+                max_rel(g1.get(&w).unwrap(), g2.get(&w).unwrap()) < 1e-5,
+                "dw {k} {stride}"
+            );
+        }
+    }
+}

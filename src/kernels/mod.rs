@@ -1,0 +1,57 @@
+//! Fast CPU kernels as candle custom ops. candle 0.11's CPU conv2d backward goes through a
+//! direct conv-transpose and a large-kernel convolution, which made training 6-8x slower than
+//! PyTorch; these ops use im2col + packed GEMM (the `gemm` crate candle itself uses) for the
+//! forward pass and both gradients, parallel over images with a fixed reduction order, so
+//! results do not depend on the thread count. Non-CPU devices use candle's own conv2d.
+mod conv;
+pub use conv::conv2d;
+
+/// C (m x n) = A (m x k) · B (k x n) (+ C when `acc`), with explicit row/column strides.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn sgemm(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[f32],
+    a_rs: usize,
+    a_cs: usize,
+    b: &[f32],
+    b_rs: usize,
+    b_cs: usize,
+    c: &mut [f32],
+    c_rs: usize,
+    c_cs: usize,
+    acc: bool,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    debug_assert!(a.len() >= (m - 1) * a_rs + (k.max(1) - 1) * a_cs + 1 || k == 0);
+    debug_assert!(b.len() >= (k.max(1) - 1) * b_rs + (n - 1) * b_cs + 1 || k == 0);
+    debug_assert!(c.len() > (m - 1) * c_rs + (n - 1) * c_cs);
+    // SAFETY: the slices cover every index the strides reach (checked above in debug builds,
+    // and guaranteed by the callers' shape arithmetic).
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            c.as_mut_ptr(),
+            c_cs as isize,
+            c_rs as isize,
+            acc,
+            a.as_ptr(),
+            a_cs as isize,
+            a_rs as isize,
+            b.as_ptr(),
+            b_cs as isize,
+            b_rs as isize,
+            if acc { 1.0 } else { 0.0 },
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        )
+    }
+}

@@ -1,0 +1,4 @@
+fn main() {
+    graft::util::tune_allocator();
+    std::process::exit(graft::cli::main());
+}

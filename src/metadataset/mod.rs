@@ -1,0 +1,314 @@
+//! The meta-dataset: one row per run, as Parquet part files in a folder (one file per run or
+//! per shard), each written atomically (temporary file, fsync, rename), so a crash never
+//! leaves a partial row. pandas, pyarrow and polars read the folder as one table. The columns
+//! are fixed per schema version (see `meta_dataset/README.md`).
+use crate::data::{Dataset, ImageSet};
+use crate::error::{GraftError, Result};
+use crate::executor::RunRecord;
+use polars::prelude::*;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// Cheap task meta-features computed for every run (the `mf_*` columns).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct TaskProfile {
+    pub n_classes: usize,
+    pub n_train: usize,
+    pub n_test: usize,
+    pub n_unlabelled: usize,
+    pub shots_min: usize,
+    pub shots_median: f64,
+    pub shots_max: usize,
+    /// Mean and std of pixel values in [0, 1] over the training images (backbone input).
+    pub pixel_mean: f64,
+    pub pixel_std: f64,
+    pub input_channels: usize,
+    pub input_size: usize,
+}
+
+impl TaskProfile {
+    pub fn compute(ds: &Dataset, train: &ImageSet) -> Self {
+        let mut counts = vec![0usize; ds.n_classes()];
+        for &l in &train.labels {
+            if l >= 0 {
+                counts[l as usize] += 1;
+            }
+        }
+        let mut sorted = counts.clone();
+        sorted.sort();
+        let median = if sorted.is_empty() {
+            0.0
+        } else if sorted.len() % 2 == 1 {
+            sorted[sorted.len() / 2] as f64
+        } else {
+            (sorted[sorted.len() / 2 - 1] + sorted[sorted.len() / 2]) as f64 / 2.0
+        };
+        let st = train.channel_stats();
+        let c = st.mean.len().max(1) as f64;
+        TaskProfile {
+            n_classes: ds.n_classes(),
+            n_train: train.n,
+            n_test: ds.test.len(),
+            n_unlabelled: ds.unlabelled.len(),
+            shots_min: *sorted.first().unwrap_or(&0),
+            shots_median: median,
+            shots_max: *sorted.last().unwrap_or(&0),
+            pixel_mean: st.mean.iter().map(|&v| v as f64).sum::<f64>() / c,
+            pixel_std: st.std.iter().map(|&v| v as f64).sum::<f64>() / c,
+            input_channels: train.spec.channels,
+            input_size: train.spec.height,
+        }
+    }
+}
+
+/// One meta-dataset row. The column order and types are the schema.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct MetaRow {
+    pub run_id: String,
+    pub task_id: String,
+    pub family: String,
+    pub backbone: String,
+    pub strategy: String,
+    pub status: String,
+    pub test_accuracy: f64,
+    pub val_accuracy: Option<f64>,
+    pub seed: i64,
+    pub train_seconds: f64,
+    pub schema_version: i64,
+    pub device: String,
+    pub created_at: String,
+    pub n_train: i64,
+    pub n_test: i64,
+    pub n_classes: i64,
+    pub mf: TaskProfile,
+    pub r_default_action: String,
+    pub r_actions: String,
+    pub r_n_freeze: i64,
+    pub r_n_finetune: i64,
+    pub r_n_reinit: i64,
+    pub r_lr: f64,
+    pub r_layer_decay: f64,
+    pub r_optimizer: String,
+    pub r_weight_decay: f64,
+    pub r_l2sp: f64,
+    pub r_schedule: String,
+    pub r_warmup_epochs: f64,
+    pub r_epochs: i64,
+    pub r_batch_size: i64,
+    pub r_label_smoothing: f64,
+    pub r_probe_group: String,
+    pub r_aug_crop_padding: i64,
+    pub r_aug_hflip: bool,
+    pub r_aug_random_resized_crop: f64,
+    pub r_aug_color_jitter: f64,
+    pub r_aug_gaussian_noise: f64,
+    pub r_aug_gaussian_blur: f64,
+    pub recipe: String,
+}
+
+impl MetaRow {
+    pub fn from_run(r: &RunRecord) -> Self {
+        let rc = &r.recipe;
+        let count = |a: &str| r.groups.iter().filter(|g| g.action == a).count() as i64;
+        let actions = r
+            .groups
+            .iter()
+            .map(|g| format!("{}={}", g.name, g.action))
+            .collect::<Vec<_>>()
+            .join(",");
+        let probe_group = match rc.strategy {
+            crate::recipe::Strategy::Finetune => String::new(),
+            _ => r
+                .probe
+                .as_ref()
+                .map(|p| p.group.clone())
+                .unwrap_or_default(),
+        };
+        MetaRow {
+            run_id: r.run_id.clone(),
+            task_id: r.task_id.clone(),
+            family: r.family.clone(),
+            backbone: r.backbone.clone(),
+            strategy: r.strategy.clone(),
+            status: r.status.clone(),
+            test_accuracy: r.test_accuracy,
+            val_accuracy: r.val_accuracy,
+            seed: r.seed as i64,
+            train_seconds: r.train_seconds,
+            schema_version: SCHEMA_VERSION,
+            device: r.device.clone(),
+            created_at: r.created_at.clone(),
+            n_train: r.n_train as i64,
+            n_test: r.n_test as i64,
+            n_classes: r.n_classes as i64,
+            mf: r.metafeatures.clone(),
+            r_default_action: rc.default_action.as_str().into(),
+            r_actions: actions,
+            r_n_freeze: count("freeze"),
+            r_n_finetune: count("finetune"),
+            r_n_reinit: count("reinit"),
+            r_lr: rc.lr,
+            r_layer_decay: rc.layer_decay,
+            r_optimizer: format!("{:?}", rc.optimizer.kind).to_lowercase(),
+            r_weight_decay: rc.optimizer.weight_decay,
+            r_l2sp: rc.l2sp,
+            r_schedule: format!("{:?}", rc.schedule.kind).to_lowercase(),
+            r_warmup_epochs: rc.schedule.warmup_epochs,
+            r_epochs: rc.epochs as i64,
+            r_batch_size: rc.batch_size as i64,
+            r_label_smoothing: rc.label_smoothing,
+            r_probe_group: probe_group,
+            r_aug_crop_padding: rc.augment.crop_padding as i64,
+            r_aug_hflip: rc.augment.hflip,
+            r_aug_random_resized_crop: rc.augment.random_resized_crop.unwrap_or(0.0) as f64,
+            r_aug_color_jitter: rc.augment.color_jitter as f64,
+            r_aug_gaussian_noise: rc.augment.gaussian_noise as f64,
+            r_aug_gaussian_blur: rc.augment.gaussian_blur as f64,
+            recipe: serde_json::to_string(rc).expect("recipe serialises"),
+        }
+    }
+}
+
+macro_rules! col {
+    ($rows:expr, $name:expr, $f:expr) => {
+        Column::new($name.into(), $rows.iter().map($f).collect::<Vec<_>>())
+    };
+}
+
+/// Rows as a DataFrame with the schema's columns in order.
+pub fn to_frame(rows: &[MetaRow]) -> Result<DataFrame> {
+    let cols = vec![
+        col!(rows, "run_id", |r| r.run_id.clone()),
+        col!(rows, "task_id", |r| r.task_id.clone()),
+        col!(rows, "family", |r| r.family.clone()),
+        col!(rows, "backbone", |r| r.backbone.clone()),
+        col!(rows, "strategy", |r| r.strategy.clone()),
+        col!(rows, "status", |r| r.status.clone()),
+        col!(rows, "test_accuracy", |r| r.test_accuracy),
+        col!(rows, "val_accuracy", |r| r.val_accuracy),
+        col!(rows, "seed", |r| r.seed),
+        col!(rows, "train_seconds", |r| r.train_seconds),
+        col!(rows, "schema_version", |r| r.schema_version),
+        col!(rows, "device", |r| r.device.clone()),
+        col!(rows, "created_at", |r| r.created_at.clone()),
+        col!(rows, "n_train", |r| r.n_train),
+        col!(rows, "n_test", |r| r.n_test),
+        col!(rows, "n_classes", |r| r.n_classes),
+        col!(rows, "mf_n_classes", |r| r.mf.n_classes as i64),
+        col!(rows, "mf_n_train", |r| r.mf.n_train as i64),
+        col!(rows, "mf_n_test", |r| r.mf.n_test as i64),
+        col!(rows, "mf_n_unlabelled", |r| r.mf.n_unlabelled as i64),
+        col!(rows, "mf_shots_min", |r| r.mf.shots_min as i64),
+        col!(rows, "mf_shots_median", |r| r.mf.shots_median),
+        col!(rows, "mf_shots_max", |r| r.mf.shots_max as i64),
+        col!(rows, "mf_pixel_mean", |r| r.mf.pixel_mean),
+        col!(rows, "mf_pixel_std", |r| r.mf.pixel_std),
+        col!(rows, "mf_input_channels", |r| r.mf.input_channels as i64),
+        col!(rows, "mf_input_size", |r| r.mf.input_size as i64),
+        col!(rows, "r_default_action", |r| r.r_default_action.clone()),
+        col!(rows, "r_actions", |r| r.r_actions.clone()),
+        col!(rows, "r_n_freeze", |r| r.r_n_freeze),
+        col!(rows, "r_n_finetune", |r| r.r_n_finetune),
+        col!(rows, "r_n_reinit", |r| r.r_n_reinit),
+        col!(rows, "r_lr", |r| r.r_lr),
+        col!(rows, "r_layer_decay", |r| r.r_layer_decay),
+        col!(rows, "r_optimizer", |r| r.r_optimizer.clone()),
+        col!(rows, "r_weight_decay", |r| r.r_weight_decay),
+        col!(rows, "r_l2sp", |r| r.r_l2sp),
+        col!(rows, "r_schedule", |r| r.r_schedule.clone()),
+        col!(rows, "r_warmup_epochs", |r| r.r_warmup_epochs),
+        col!(rows, "r_epochs", |r| r.r_epochs),
+        col!(rows, "r_batch_size", |r| r.r_batch_size),
+        col!(rows, "r_label_smoothing", |r| r.r_label_smoothing),
+        col!(rows, "r_probe_group", |r| r.r_probe_group.clone()),
+        col!(rows, "r_aug_crop_padding", |r| r.r_aug_crop_padding),
+        col!(rows, "r_aug_hflip", |r| r.r_aug_hflip),
+        col!(rows, "r_aug_random_resized_crop", |r| r
+            .r_aug_random_resized_crop),
+        col!(rows, "r_aug_color_jitter", |r| r.r_aug_color_jitter),
+        col!(rows, "r_aug_gaussian_noise", |r| r.r_aug_gaussian_noise),
+        col!(rows, "r_aug_gaussian_blur", |r| r.r_aug_gaussian_blur),
+        col!(rows, "recipe", |r| r.recipe.clone()),
+    ];
+    DataFrame::new(rows.len(), cols)
+        .map_err(|e| GraftError::Other(format!("building meta-dataset frame: {e}")))
+}
+
+fn part_path(dir: &Path, id: &str) -> PathBuf {
+    dir.join(format!("part-{id}.parquet"))
+}
+
+/// Write rows as one Parquet part file `dir/part-<id>.parquet`, atomically.
+pub fn write_part(dir: &Path, id: &str, rows: &[MetaRow]) -> Result<PathBuf> {
+    std::fs::create_dir_all(dir).map_err(|e| GraftError::io(dir, e))?;
+    let mut df = to_frame(rows)?;
+    let path = part_path(dir, id);
+    let tmp = dir.join(format!(".part-{id}.parquet.tmp-{}", std::process::id()));
+    {
+        let f = std::fs::File::create(&tmp).map_err(|e| GraftError::io(&tmp, e))?;
+        ParquetWriter::new(&f)
+            .with_compression(ParquetCompression::Zstd(None))
+            .finish(&mut df)
+            .map_err(|e| GraftError::Other(format!("{}: writing Parquet: {e}", tmp.display())))?;
+        f.sync_all().map_err(|e| GraftError::io(&tmp, e))?;
+    }
+    std::fs::rename(&tmp, &path).map_err(|e| GraftError::io(&path, e))?;
+    Ok(path)
+}
+
+/// Append one run: its own part file, named by the run id.
+pub fn append(dir: &Path, row: &MetaRow) -> Result<PathBuf> {
+    write_part(dir, &row.run_id, std::slice::from_ref(row))
+}
+
+/// Every `*.parquet` file under `dir` (recursively; Hive-style folders allowed), sorted.
+pub fn part_files(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = walkdir::WalkDir::new(dir)
+        .into_iter()
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            let n = e.file_name().to_string_lossy();
+            e.file_type().is_file()
+                && n.ends_with(".parquet")
+                && !n.starts_with('.')
+                && !n.starts_with('_')
+        })
+        .map(|e| e.into_path())
+        .collect();
+    v.sort();
+    v
+}
+
+/// Read the whole meta-dataset folder as one DataFrame.
+pub fn read_all(dir: &Path) -> Result<DataFrame> {
+    let files = part_files(dir);
+    if files.is_empty() {
+        return Err(GraftError::Data(format!(
+            "meta-dataset {} holds no Parquet files; run `graft run --meta {}` first",
+            dir.display(),
+            dir.display()
+        )));
+    }
+    let mut out: Option<DataFrame> = None;
+    for f in files {
+        let file = std::fs::File::open(&f).map_err(|e| GraftError::io(&f, e))?;
+        let df = ParquetReader::new(file)
+            .finish()
+            .map_err(|e| GraftError::Data(format!("{}: unreadable Parquet: {e}", f.display())))?;
+        out = Some(match out {
+            None => df,
+            Some(mut acc) => {
+                acc.vstack_mut(&df).map_err(|e| {
+                    GraftError::Data(format!(
+                        "{}: schema differs from the other parts: {e}",
+                        f.display()
+                    ))
+                })?;
+                acc
+            }
+        });
+    }
+    Ok(out.expect("non-empty"))
+}

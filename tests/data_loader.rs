@@ -1,0 +1,214 @@
+//! The loader: split folders, hold-out, --test, unlabelled/, IDX files, and every bad input.
+mod common;
+use common::make_folder;
+use graft::data::{decode_items, load_dataset, InputSpec, LoadOptions};
+use graft::GraftError;
+
+fn spec() -> InputSpec {
+    InputSpec {
+        channels: 3,
+        height: 16,
+        width: 16,
+    }
+}
+
+fn data_err(r: graft::Result<graft::data::Dataset>) -> String {
+    match r {
+        Err(e @ GraftError::Data(_)) => {
+            assert_eq!(e.exit_code(), 2);
+            e.to_string()
+        }
+        Err(e) => panic!("expected a data error, got {e}"),
+        Ok(_) => panic!("expected an error"),
+    }
+}
+
+#[test]
+fn split_folders_and_sorted_classes() {
+    let t = tempfile::tempdir().unwrap();
+    make_folder(t.path(), &[("train", 5), ("test", 3), ("val", 2)], 3, 16);
+    std::fs::create_dir_all(t.path().join("unlabelled/deep/er")).unwrap();
+    common::synth_image(0, 1, 16)
+        .save(t.path().join("unlabelled/deep/er/u.png"))
+        .unwrap();
+    let ds = load_dataset(&LoadOptions::new(t.path())).unwrap();
+    assert_eq!(ds.classes, vec!["class0", "class1", "class2"]);
+    assert_eq!(
+        (
+            ds.train.len(),
+            ds.test.len(),
+            ds.val.len(),
+            ds.unlabelled.len()
+        ),
+        (15, 9, 6, 1)
+    );
+    assert_eq!(ds.split.method, "folders");
+    let set = decode_items(&ds.train, spec(), false).unwrap();
+    assert_eq!(set.n, 15);
+    assert_eq!(set.pixels.len(), 15 * 3 * 16 * 16);
+    // decoding resizes and converts channels
+    let grey = decode_items(
+        &ds.test,
+        InputSpec {
+            channels: 1,
+            height: 28,
+            width: 28,
+        },
+        false,
+    )
+    .unwrap();
+    assert_eq!(grey.pixels.len(), 9 * 28 * 28);
+}
+
+#[test]
+fn holdout_is_stratified_and_seeded() {
+    let t = tempfile::tempdir().unwrap();
+    make_folder(t.path(), &[("", 10)], 3, 16);
+    let mut o = LoadOptions::new(t.path());
+    o.test_fraction = 0.3;
+    o.seed = 5;
+    let a = load_dataset(&o).unwrap();
+    assert_eq!(a.split.method, "holdout");
+    assert_eq!(a.test.len(), 9);
+    assert_eq!(a.train_counts(), vec![7, 7, 7]);
+    let b = load_dataset(&o).unwrap();
+    let names = |d: &graft::data::Dataset| {
+        d.test
+            .iter()
+            .map(|i| i.source.display())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(names(&a), names(&b));
+    o.seed = 6;
+    let c = load_dataset(&o).unwrap();
+    assert_ne!(names(&a), names(&c));
+}
+
+#[test]
+fn explicit_test_tree() {
+    let t = tempfile::tempdir().unwrap();
+    make_folder(&t.path().join("a"), &[("", 4)], 2, 16);
+    make_folder(&t.path().join("b"), &[("", 3)], 2, 16);
+    let mut o = LoadOptions::new(t.path().join("a"));
+    o.test = Some(t.path().join("b"));
+    let ds = load_dataset(&o).unwrap();
+    assert_eq!((ds.train.len(), ds.test.len()), (8, 6));
+    assert_eq!(ds.split.method, "explicit-test");
+}
+
+fn write_idx(path: &std::path::Path, dims: &[u32], data: &[u8]) {
+    let mut b = vec![0u8, 0, 8, dims.len() as u8];
+    for d in dims {
+        b.extend(d.to_be_bytes());
+    }
+    b.extend(data);
+    std::fs::write(path, b).unwrap();
+}
+
+#[test]
+fn idx_files_load() {
+    let t = tempfile::tempdir().unwrap();
+    let n = 12;
+    let imgs: Vec<u8> = (0..n * 28 * 28).map(|i| (i % 251) as u8).collect();
+    let labels: Vec<u8> = (0..n).map(|i| (i % 3) as u8).collect();
+    write_idx(
+        &t.path().join("train-images-idx3-ubyte"),
+        &[n as u32, 28, 28],
+        &imgs,
+    );
+    write_idx(
+        &t.path().join("train-labels-idx1-ubyte"),
+        &[n as u32],
+        &labels,
+    );
+    let ds = load_dataset(&LoadOptions::new(t.path())).unwrap();
+    assert_eq!(ds.classes, vec!["0", "1", "2"]);
+    assert_eq!(ds.train.len() + ds.test.len(), n);
+    let set = decode_items(
+        &ds.train,
+        InputSpec {
+            channels: 1,
+            height: 28,
+            width: 28,
+        },
+        false,
+    )
+    .unwrap();
+    assert_eq!(set.n, ds.train.len());
+    // a truncated IDX file is refused, naming it
+    write_idx(
+        &t.path().join("train-labels-idx1-ubyte"),
+        &[n as u32 + 1],
+        &labels,
+    );
+    let e = data_err(load_dataset(&LoadOptions::new(t.path())));
+    assert!(e.contains("train-labels-idx1-ubyte"), "{e}");
+}
+
+#[test]
+fn missing_and_empty_folders() {
+    let t = tempfile::tempdir().unwrap();
+    let e = data_err(load_dataset(&LoadOptions::new(t.path().join("nope"))));
+    assert!(e.contains("does not exist") && e.contains("nope"), "{e}");
+    let e = data_err(load_dataset(&LoadOptions::new(t.path())));
+    assert!(e.contains("no class subfolders"), "{e}");
+}
+
+#[test]
+fn class_without_images_and_single_class() {
+    let t = tempfile::tempdir().unwrap();
+    make_folder(t.path(), &[("", 3)], 2, 16);
+    std::fs::create_dir_all(t.path().join("zempty")).unwrap();
+    let e = data_err(load_dataset(&LoadOptions::new(t.path())));
+    assert!(e.contains("zempty") && e.contains("no images"), "{e}");
+    let t2 = tempfile::tempdir().unwrap();
+    make_folder(t2.path(), &[("", 3)], 1, 16);
+    let e = data_err(load_dataset(&LoadOptions::new(t2.path())));
+    assert!(e.contains("only one class"), "{e}");
+}
+
+#[test]
+fn corrupt_image_is_named_or_skipped() {
+    let t = tempfile::tempdir().unwrap();
+    make_folder(t.path(), &[("train", 3), ("test", 2)], 2, 16);
+    let bad = t.path().join("train/class1/broken.png");
+    std::fs::write(&bad, b"this is not a png").unwrap();
+    let ds = load_dataset(&LoadOptions::new(t.path())).unwrap();
+    match decode_items(&ds.train, spec(), false) {
+        Err(e @ GraftError::Data(_)) => {
+            let m = e.to_string();
+            assert!(m.contains("broken.png") && m.contains("--skip-bad"), "{m}");
+        }
+        other => panic!("expected a data error, got {:?}", other.map(|s| s.n)),
+    }
+    let set = decode_items(&ds.train, spec(), true).unwrap();
+    assert_eq!(set.n, 6);
+    assert_eq!(set.skipped.len(), 1);
+    assert!(set.skipped[0].contains("broken.png"));
+}
+
+#[test]
+fn task_sampler_is_seeded() {
+    let t = tempfile::tempdir().unwrap();
+    make_folder(t.path(), &[("train", 10), ("test", 4)], 4, 16);
+    let ds = load_dataset(&LoadOptions::new(t.path())).unwrap();
+    let spec = graft::data::task::TaskSpec {
+        classes: None,
+        n_classes: 2,
+        shots: 3,
+        unlabelled: 5,
+        test_per_class: Some(2),
+    };
+    let a = graft::data::task::sample_task(&ds, &spec, 1).unwrap();
+    let b = graft::data::task::sample_task(&ds, &spec, 1).unwrap();
+    assert_eq!(a.classes, b.classes);
+    assert_eq!((a.train.len(), a.test.len(), a.unlabelled.len()), (6, 4, 5));
+    assert!(a.unlabelled.iter().all(|i| i.label.is_none()));
+    let names = |d: &graft::data::Dataset| {
+        d.train
+            .iter()
+            .map(|i| i.source.display())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(names(&a), names(&b));
+}

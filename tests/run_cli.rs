@@ -1,0 +1,436 @@
+//! `graft run` end to end through the binary: presets, freezing, layer-wise learning rates,
+//! the SVM probe, the run record, the Parquet append, determinism and every bad input.
+mod common;
+use common::{graft, json_of, make_folder, tiny_backbone};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    backbone: PathBuf,
+    data: PathBuf,
+    root: PathBuf,
+}
+
+fn fixture() -> &'static Fixture {
+    static F: OnceLock<Fixture> = OnceLock::new();
+    F.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let backbone = tiny_backbone(dir.path());
+        let data = dir.path().join("target-task");
+        make_folder(&data, &[("train", 8), ("test", 6)], 3, 32);
+        let root = dir.path().to_path_buf();
+        Fixture {
+            _dir: dir,
+            backbone,
+            data,
+            root,
+        }
+    })
+}
+
+fn run_args(f: &Fixture, extra: &[&str], runs: &Path) -> std::process::Output {
+    graft()
+        .args(["run", "--data"])
+        .arg(&f.data)
+        .arg("--backbone")
+        .arg(&f.backbone)
+        .arg("--runs")
+        .arg(runs)
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+fn write_recipe(dir: &Path, name: &str, v: &serde_json::Value) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, serde_json::to_string_pretty(v).unwrap()).unwrap();
+    p
+}
+
+fn preset_json(name: &str) -> serde_json::Value {
+    json_of(&graft().args(["recipe", "preset", name]).output().unwrap())
+}
+
+#[test]
+fn finetune_run_record_and_meta_append() {
+    let f = fixture();
+    let t = tempfile::tempdir().unwrap();
+    let meta = t.path().join("meta");
+    let out = run_args(
+        f,
+        &[
+            "--preset",
+            "finetune-all",
+            "--epochs",
+            "3",
+            "--json",
+            "--meta",
+            meta.to_str().unwrap(),
+            "--family",
+            "synth",
+        ],
+        t.path(),
+    );
+    let j = json_of(&out);
+    for k in [
+        "run_id",
+        "run_dir",
+        "test_accuracy",
+        "val_accuracy",
+        "n_train",
+        "n_test",
+        "n_classes",
+        "train_seconds",
+        "backbone",
+        "recipe",
+        "groups",
+    ] {
+        assert!(j.get(k).is_some(), "missing {k}");
+    }
+    assert_eq!(j["n_train"], 24);
+    assert_eq!(j["n_test"], 18);
+    assert_eq!(j["n_classes"], 3);
+    let acc = j["test_accuracy"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&acc));
+    let groups = j["groups"].as_array().unwrap();
+    assert_eq!(groups.len(), 5);
+    assert_eq!(groups[4]["action"], "reinit");
+    for g in groups {
+        assert!(g["weight_change"].as_f64().unwrap() > 0.0, "{g}");
+    }
+    let run_dir = PathBuf::from(j["run_dir"].as_str().unwrap());
+    for file in ["recipe.json", "metrics.csv", "run.json"] {
+        assert!(run_dir.join(file).is_file(), "{file}");
+    }
+    let csv = std::fs::read_to_string(run_dir.join("metrics.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 4, "{csv}");
+    let on_disk: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run_dir.join("run.json")).unwrap()).unwrap();
+    assert_eq!(on_disk["test_accuracy"], j["test_accuracy"]);
+    // the meta-dataset row reads back with the SPEC's columns
+    let df = graft::metadataset::read_all(&meta).unwrap();
+    assert_eq!(df.height(), 1);
+    for c in [
+        "run_id",
+        "task_id",
+        "family",
+        "backbone",
+        "strategy",
+        "test_accuracy",
+        "seed",
+        "train_seconds",
+        "schema_version",
+        "recipe",
+        "mf_n_classes",
+        "r_lr",
+    ] {
+        assert!(df.column(c).is_ok(), "missing column {c}");
+    }
+    assert_eq!(
+        df.column("family").unwrap().str().unwrap().get(0),
+        Some("synth")
+    );
+    assert_eq!(
+        df.column("run_id").unwrap().str().unwrap().get(0),
+        j["run_id"].as_str()
+    );
+    // a second run appends a second row, leaving the first intact
+    let out = run_args(
+        f,
+        &[
+            "--preset",
+            "linear-probe",
+            "--json",
+            "--meta",
+            meta.to_str().unwrap(),
+        ],
+        t.path(),
+    );
+    json_of(&out);
+    let df = graft::metadataset::read_all(&meta).unwrap();
+    assert_eq!(df.height(), 2);
+    assert!(
+        std::fs::read_dir(&meta).unwrap().all(|e| !e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .starts_with('.')),
+        "temporary file left behind"
+    );
+}
+
+#[test]
+fn frozen_groups_do_not_move_and_layerwise_rates_apply() {
+    let f = fixture();
+    let t = tempfile::tempdir().unwrap();
+    let mut r = preset_json("finetune-all");
+    r["epochs"] = 2.into();
+    r["lr"] = 0.01.into();
+    r["layer_decay"] = 0.5.into();
+    r["groups"]["stem"] = serde_json::json!({"action": "freeze"});
+    r["groups"]["stage1"] = serde_json::json!({"action": "freeze"});
+    r["groups"]["stage3"] = serde_json::json!({"lr": 0.002});
+    let p = write_recipe(t.path(), "r.json", &r);
+    let j = json_of(&run_args(
+        f,
+        &["--recipe", p.to_str().unwrap(), "--json", "--no-meta"],
+        t.path(),
+    ));
+    let g = j["groups"].as_array().unwrap();
+    let by = |n: &str| g.iter().find(|x| x["name"] == n).unwrap().clone();
+    assert_eq!(by("stem")["weight_change"].as_f64().unwrap(), 0.0);
+    assert_eq!(by("stage1")["weight_change"].as_f64().unwrap(), 0.0);
+    assert_eq!(by("stem")["action"], "freeze");
+    assert!(by("stage2")["weight_change"].as_f64().unwrap() > 0.0);
+    assert!((by("stage2")["lr"].as_f64().unwrap() - 0.0025).abs() < 1e-12);
+    assert!((by("stage3")["lr"].as_f64().unwrap() - 0.002).abs() < 1e-12);
+    assert!((by("head")["lr"].as_f64().unwrap() - 0.01).abs() < 1e-12);
+}
+
+#[test]
+fn same_seed_same_result_and_weights() {
+    let f = fixture();
+    let t = tempfile::tempdir().unwrap();
+    let go = |seed: &str| {
+        json_of(&run_args(
+            f,
+            &[
+                "--preset",
+                "finetune-all",
+                "--epochs",
+                "2",
+                "--seed",
+                seed,
+                "--json",
+                "--no-meta",
+            ],
+            t.path(),
+        ))
+    };
+    let (a, b, c) = (go("7"), go("7"), go("8"));
+    assert_eq!(a["test_accuracy"], b["test_accuracy"]);
+    assert_eq!(a["final_weights_sha256"], b["final_weights_sha256"]);
+    assert_eq!(a["groups"], b["groups"]);
+    assert_ne!(a["final_weights_sha256"], c["final_weights_sha256"]);
+    assert_ne!(a["run_id"], b["run_id"]);
+}
+
+#[test]
+fn linear_probe_and_softmax_probe() {
+    let f = fixture();
+    let t = tempfile::tempdir().unwrap();
+    let j = json_of(&run_args(
+        f,
+        &["--preset", "linear-probe", "--json", "--no-meta"],
+        t.path(),
+    ));
+    assert_eq!(j["probe"]["kind"], "linear-svm");
+    assert_eq!(j["probe"]["group"], "stage3");
+    assert!(j["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|g| g["action"] == "freeze" && g["weight_change"] == 0.0));
+    // learnable synthetic classes: the probe on the tiny backbone is far above chance (1/3)
+    assert!(
+        j["test_accuracy"].as_f64().unwrap() > 0.6,
+        "{}",
+        j["test_accuracy"]
+    );
+    let mut r = preset_json("linear-probe");
+    r["strategy"] = "softmax-probe".into();
+    r["probe"]["group"] = "stage2".into();
+    let p = write_recipe(t.path(), "s.json", &r);
+    let j = json_of(&run_args(
+        f,
+        &["--recipe", p.to_str().unwrap(), "--json", "--no-meta"],
+        t.path(),
+    ));
+    assert_eq!(j["probe"]["kind"], "softmax");
+    assert_eq!(j["probe"]["group"], "stage2");
+    assert_eq!(j["probe"]["feature_dim"], 32);
+}
+
+fn expect_exit(out: &std::process::Output, code: i32, needle: &str) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(code), "stderr: {err}");
+    assert!(err.contains(needle), "expected `{needle}` in: {err}");
+}
+
+#[test]
+fn bad_recipes_exit_2_naming_the_field() {
+    let f = fixture();
+    let t = tempfile::tempdir().unwrap();
+    let cases: Vec<(serde_json::Value, &str)> = vec![
+        (
+            {
+                let mut r = preset_json("finetune-all");
+                r["groups"]["stage7"] = serde_json::json!({"action": "freeze"});
+                r
+            },
+            "groups.stage7",
+        ),
+        (
+            {
+                let mut r = preset_json("finetune-all");
+                r["lr"] = (-0.1).into();
+                r
+            },
+            "`lr`",
+        ),
+        (
+            {
+                let mut r = preset_json("finetune-all");
+                r["lr"] = 0.0.into();
+                r
+            },
+            "`lr`",
+        ),
+        (
+            {
+                let mut r = preset_json("finetune-all");
+                r["lerning_rate"] = 0.1.into();
+                r
+            },
+            "lerning_rate",
+        ),
+        (
+            {
+                let mut r = preset_json("finetune-all");
+                r["schema_version"] = 99.into();
+                r
+            },
+            "schema_version",
+        ),
+    ];
+    for (i, (r, needle)) in cases.into_iter().enumerate() {
+        let p = write_recipe(t.path(), &format!("bad{i}.json"), &r);
+        expect_exit(
+            &run_args(f, &["--recipe", p.to_str().unwrap(), "--no-meta"], t.path()),
+            2,
+            needle,
+        );
+    }
+    expect_exit(
+        &run_args(f, &["--preset", "nope", "--no-meta"], t.path()),
+        2,
+        "unknown preset",
+    );
+}
+
+#[test]
+fn bad_data_and_backbone_exit_2() {
+    let f = fixture();
+    let t = tempfile::tempdir().unwrap();
+    let out = graft()
+        .args(["run", "--preset", "linear-probe", "--no-meta", "--data"])
+        .arg(t.path().join("missing"))
+        .arg("--backbone")
+        .arg(&f.backbone)
+        .output()
+        .unwrap();
+    expect_exit(&out, 2, "does not exist");
+    let one = t.path().join("one");
+    make_folder(&one, &[("", 4)], 1, 32);
+    let out = graft()
+        .args(["run", "--preset", "linear-probe", "--no-meta", "--data"])
+        .arg(&one)
+        .arg("--backbone")
+        .arg(&f.backbone)
+        .output()
+        .unwrap();
+    expect_exit(&out, 2, "only one class");
+    // corrupt image: named, then skipped with --skip-bad
+    let bad = t.path().join("bad");
+    make_folder(&bad, &[("train", 4), ("test", 2)], 2, 32);
+    std::fs::write(bad.join("train/class0/zz.jpg"), b"garbage").unwrap();
+    let base = |extra: &[&str]| {
+        graft()
+            .args([
+                "run",
+                "--preset",
+                "linear-probe",
+                "--no-meta",
+                "--json",
+                "--runs",
+            ])
+            .arg(t.path())
+            .arg("--data")
+            .arg(&bad)
+            .arg("--backbone")
+            .arg(&f.backbone)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    expect_exit(&base(&[]), 2, "zz.jpg");
+    let j = json_of(&base(&["--skip-bad"]));
+    assert_eq!(j["dataset"]["skipped"].as_array().unwrap().len(), 1);
+    assert_eq!(j["n_train"], 8);
+    // a backbone file that does not match its card
+    let copy = t.path().join("tampered.safetensors");
+    std::fs::copy(&f.backbone, &copy).unwrap();
+    std::fs::copy(
+        f.backbone.with_extension("json"),
+        copy.with_extension("json"),
+    )
+    .unwrap();
+    let mut bytes = std::fs::read(&copy).unwrap();
+    let n = bytes.len();
+    bytes[n - 1] ^= 0xff;
+    std::fs::write(&copy, bytes).unwrap();
+    let out = graft()
+        .args(["run", "--preset", "linear-probe", "--no-meta", "--data"])
+        .arg(&f.data)
+        .arg("--backbone")
+        .arg(&copy)
+        .output()
+        .unwrap();
+    expect_exit(&out, 2, "does not match its card");
+    let out = graft()
+        .args(["run", "--preset", "linear-probe", "--no-meta", "--data"])
+        .arg(&f.data)
+        .args(["--backbone", "no-such-model"])
+        .output()
+        .unwrap();
+    expect_exit(&out, 2, "unknown model");
+}
+
+#[test]
+fn diverging_run_exits_3_and_is_recorded() {
+    let f = fixture();
+    let t = tempfile::tempdir().unwrap();
+    let meta = t.path().join("meta");
+    let mut r = preset_json("finetune-all");
+    r["lr"] = 1e38.into();
+    r["epochs"] = 3.into();
+    r["optimizer"] = serde_json::json!({"kind": "sgd", "momentum": 0.0, "weight_decay": 0.0});
+    r["schedule"] = serde_json::json!({"kind": "constant", "warmup_epochs": 0.0});
+    let p = write_recipe(t.path(), "div.json", &r);
+    let out = run_args(
+        f,
+        &[
+            "--recipe",
+            p.to_str().unwrap(),
+            "--json",
+            "--meta",
+            meta.to_str().unwrap(),
+        ],
+        t.path(),
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(j["status"], "diverged");
+    let df = graft::metadataset::read_all(&meta).unwrap();
+    assert_eq!(
+        df.column("status").unwrap().str().unwrap().get(0),
+        Some("diverged")
+    );
+    let _ = &f.root;
+}
