@@ -1,18 +1,10 @@
-//! The building blocks of graft's backbones, as plain structs over candle-nn layers.
-use candle_core::{Module, ModuleT, Result, Tensor};
-use candle_nn::{batch_norm, linear, BatchNorm, BatchNormConfig, Linear, VarBuilder};
+//! The building blocks of graft's backbones, as plain structs over graft's CPU kernels and candle-nn.
+use candle_core::{Module, Result, Tensor};
+use crate::kernels::BatchNorm;
+use candle_nn::{linear, Linear, VarBuilder};
 
 pub fn bn(c: usize, vb: VarBuilder) -> Result<BatchNorm> {
-    batch_norm(
-        c,
-        BatchNormConfig {
-            eps: 1e-5,
-            remove_mean: true,
-            affine: true,
-            momentum: 0.1,
-        },
-        vb,
-    )
+    BatchNorm::new(c, vb)
 }
 
 /// A square convolution without bias (padding k/2), run by graft's im2col + GEMM kernel on the CPU.
@@ -23,9 +15,12 @@ pub struct Conv2d {
     pub pad: usize,
 }
 
-impl Module for Conv2d {
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        crate::kernels::conv2d(x, &self.weight, self.stride, self.pad)
+impl Conv2d {
+    /// Outside train mode (frozen or evaluating) the weight is detached, so no weight gradient
+    /// is computed for it.
+    pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let w = if train { self.weight.clone() } else { self.weight.detach() };
+        crate::kernels::conv2d(x, &w, self.stride, self.pad)
     }
 }
 
@@ -57,7 +52,7 @@ impl ConvBn {
         })
     }
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        self.bn.forward_t(&self.conv.forward(x)?, train)
+        self.bn.forward_t(&self.conv.forward_t(x, train)?, train)
     }
 }
 
@@ -87,8 +82,8 @@ impl BasicBlock {
         })
     }
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let y = self.bn1.forward_t(&self.conv1.forward(x)?, train)?.relu()?;
-        let y = self.bn2.forward_t(&self.conv2.forward(&y)?, train)?;
+        let y = self.bn1.forward_t(&self.conv1.forward_t(x, train)?, train)?.relu()?;
+        let y = self.bn2.forward_t(&self.conv2.forward_t(&y, train)?, train)?;
         let s = match &self.down {
             Some(d) => d.forward_t(x, train)?,
             None => x.clone(),
@@ -117,9 +112,18 @@ impl Layer {
             Layer::ConvBnRelu(c) => c.forward_t(x, train)?.relu(),
             Layer::ConvBnReluPool(c) => c.forward_t(x, train)?.relu()?.max_pool2d(2),
             Layer::Block(b) => b.forward_t(x, train),
-            Layer::PoolLinear(l) => l.forward(&x.mean((2, 3))?),
-            Layer::FlattenLinear(l) => l.forward(&x.flatten_from(1)?),
+            Layer::PoolLinear(l) => linear_t(l, train).forward(&x.mean((2, 3))?),
+            Layer::FlattenLinear(l) => linear_t(l, train).forward(&x.flatten_from(1)?),
         }
+    }
+}
+
+/// The linear layer itself in train mode, a detached copy otherwise.
+fn linear_t(l: &Linear, train: bool) -> Linear {
+    if train {
+        l.clone()
+    } else {
+        Linear::new(l.weight().detach(), l.bias().map(|b| b.detach()))
     }
 }
 

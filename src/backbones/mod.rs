@@ -324,6 +324,49 @@ impl Model {
             .collect()
     }
 
+    /// FLOPs (2 x multiply-adds) of one forward pass for one image: convolutions and linear layers.
+    pub fn forward_flops(&self) -> u64 {
+        let (mut h, mut w) = (self.input.height, self.input.width);
+        let mut total = 0u64;
+        let conv = |cin: usize, cout: usize, k: usize, ho: usize, wo: usize| 2 * (cin * cout * k * k * ho * wo) as u64;
+        for g in &self.groups {
+            for l in g {
+                match l {
+                    Layer::ConvBnRelu(c) | Layer::ConvBnReluPool(c) => {
+                        let d = c.conv.weight.dims();
+                        let (ho, wo) = ((h + 2 * c.conv.pad - d[2]) / c.conv.stride + 1, (w + 2 * c.conv.pad - d[3]) / c.conv.stride + 1);
+                        total += conv(d[1], d[0], d[2], ho, wo);
+                        h = ho;
+                        w = wo;
+                        if matches!(l, Layer::ConvBnReluPool(_)) {
+                            h /= 2;
+                            w /= 2;
+                        }
+                    }
+                    Layer::Block(b) => {
+                        let d1 = b.conv1.weight.dims();
+                        let s = b.conv1.stride;
+                        let (ho, wo) = ((h + 2 - 3) / s + 1, (w + 2 - 3) / s + 1);
+                        total += conv(d1[1], d1[0], 3, ho, wo);
+                        let d2 = b.conv2.weight.dims();
+                        total += conv(d2[1], d2[0], 3, ho, wo);
+                        if let Some(dn) = &b.down {
+                            let dd = dn.conv.weight.dims();
+                            total += conv(dd[1], dd[0], 1, ho, wo);
+                        }
+                        h = ho;
+                        w = wo;
+                    }
+                    Layer::PoolLinear(lin) | Layer::FlattenLinear(lin) => {
+                        let d = lin.weight().dims();
+                        total += 2 * (d[0] * d[1]) as u64;
+                    }
+                }
+            }
+        }
+        total
+    }
+
     /// sha256 over every variable (name, then little-endian f32 values), in name order.
     pub fn weights_sha256(&self) -> Result<String> {
         use sha2::{Digest, Sha256};

@@ -507,3 +507,42 @@ pub fn meta(a: MetaArgs) -> Result<i32> {
     }
     Ok(EXIT_OK)
 }
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    #[arg(long, value_enum, default_value = "resnet8")]
+    pub arch: Arch,
+    #[arg(long, default_value_t = 128)]
+    pub batch: usize,
+    /// Timed steps (after 2 warm-up steps).
+    #[arg(long, default_value_t = 10)]
+    pub steps: usize,
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn bench(a: BenchArgs) -> Result<i32> {
+    if a.batch < 2 || a.steps == 0 {
+        return Err(GraftError::Usage("--batch must be at least 2 and --steps at least 1".into()));
+    }
+    let (device, name) = executor::select_device(&a.device)?;
+    let r = executor::bench::bench(a.arch, a.batch, a.steps, &device, &name)?;
+    if a.json {
+        print_json(&r);
+    } else {
+        eprintln!(
+            "{} batch {} on {} ({} threads): train {:.0} img/s ({:.1} GFLOP/s), extract {:.0} img/s; peak {}",
+            r.arch,
+            r.batch,
+            r.device,
+            r.threads,
+            r.train_images_per_second,
+            r.train_gflops_achieved,
+            r.extract_images_per_second,
+            r.machine_peak_gflops.map(|p| format!("{p:.0} GFLOP/s ({})", r.peak_note)).unwrap_or(r.peak_note.clone())
+        );
+    }
+    Ok(EXIT_OK)
+}

@@ -50,6 +50,8 @@ pub enum Command {
     Recipe(commands::RecipeArgs),
     /// Read the meta-dataset and print a summary.
     Meta(commands::MetaArgs),
+    /// Throughput of training and feature extraction on random data.
+    Bench(commands::BenchArgs),
 }
 
 /// Parse arguments, run, and return the process exit code.
@@ -92,6 +94,7 @@ pub fn main() -> i32 {
         Command::Task(a) => commands::task(a),
         Command::Recipe(a) => commands::recipe(a),
         Command::Meta(a) => commands::meta(a),
+        Command::Bench(a) => commands::bench(a),
     };
     match res {
         Ok(code) => code,

@@ -3,7 +3,9 @@
 //! PyTorch; these ops use im2col + packed GEMM (the `gemm` crate candle itself uses) for the
 //! forward pass and both gradients, parallel over images with a fixed reduction order, so
 //! results do not depend on the thread count. Non-CPU devices use candle's own conv2d.
+mod batchnorm;
 mod conv;
+pub use batchnorm::BatchNorm;
 pub use conv::conv2d;
 
 /// C (m x n) = A (m x k) · B (k x n) (+ C when `acc`), with explicit row/column strides.

@@ -1,0 +1,285 @@
+//! Training-mode BatchNorm over NCHW as one custom op (forward: two passes over the input;
+//! backward: two passes), instead of candle-nn's chain of transposes, copies and broadcast ops.
+//! Per-channel sums are accumulated in f64 in a fixed order, so results are deterministic.
+use candle_core::{CpuStorage, CustomOp1, CustomOp3, Layout, Result, Shape, Tensor};
+use rayon::prelude::*;
+
+fn slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
+    let data = s.as_slice::<f32>()?;
+    match l.contiguous_offsets() {
+        Some((a, b)) => Ok(&data[a..b]),
+        None => candle_core::bail!("batch-norm: {what} must be contiguous"),
+    }
+}
+
+fn dims(l: &Layout) -> Result<(usize, usize, usize)> {
+    let d = l.dims();
+    if d.len() < 2 {
+        candle_core::bail!("batch-norm: input must have at least 2 dims, got {d:?}");
+    }
+    Ok((d[0], d[1], d[2..].iter().product()))
+}
+
+/// Per-channel (mean, biased variance) of an NCHW buffer.
+fn stats(x: &[f32], b: usize, c: usize, hw: usize) -> Vec<(f64, f64)> {
+    (0..c)
+        .into_par_iter()
+        .map(|ch| {
+            let n = (b * hw) as f64;
+            let mut s = 0f64;
+            for i in 0..b {
+                s += x[(i * c + ch) * hw..][..hw].iter().map(|&v| v as f64).sum::<f64>();
+            }
+            let mean = s / n;
+            let mut q = 0f64;
+            for i in 0..b {
+                q += x[(i * c + ch) * hw..][..hw].iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>();
+            }
+            (mean, q / n)
+        })
+        .collect()
+}
+
+/// y = (x − mean_batch) / sqrt(var_batch + eps) · gamma + beta.
+pub struct BnTrain {
+    pub eps: f64,
+}
+
+impl CustomOp3 for BnTrain {
+    fn name(&self) -> &'static str {
+        "graft-batchnorm-train"
+    }
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout, s3: &CpuStorage, l3: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (b, c, hw) = dims(l1)?;
+        let x = slice(s1, l1, "input")?;
+        let g = slice(s2, l2, "weight")?;
+        let be = slice(s3, l3, "bias")?;
+        let st = stats(x, b, c, hw);
+        let scale: Vec<f32> = (0..c).map(|ch| (g[ch] as f64 / (st[ch].1 + self.eps).sqrt()) as f32).collect();
+        let shift: Vec<f32> = (0..c).map(|ch| be[ch] - (st[ch].0 as f32) * scale[ch]).collect();
+        let mut y = vec![0f32; x.len()];
+        y.par_chunks_mut(c * hw).zip(x.par_chunks(c * hw)).for_each(|(yi, xi)| {
+            for ch in 0..c {
+                let (a, s) = (scale[ch], shift[ch]);
+                for (o, v) in yi[ch * hw..(ch + 1) * hw].iter_mut().zip(&xi[ch * hw..(ch + 1) * hw]) {
+                    *o = v * a + s;
+                }
+            }
+        });
+        Ok((CpuStorage::F32(y), l1.shape().clone()))
+    }
+    fn bwd(&self, x: &Tensor, gamma: &Tensor, _beta: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let grad = grad.contiguous()?;
+        let packed = x.apply_op3_no_bwd(gamma, &grad, &BnTrainBwd { eps: self.eps })?;
+        let n = x.elem_count();
+        let c = x.dim(1)?;
+        let dx = packed.narrow(0, 0, n)?.reshape(x.shape())?;
+        let dg = packed.narrow(0, n, c)?;
+        let db = packed.narrow(0, n + c, c)?;
+        Ok((Some(dx), Some(dg), Some(db)))
+    }
+}
+
+/// Backward of [`BnTrain`]: returns dx (flattened) ++ dgamma ++ dbeta.
+struct BnTrainBwd {
+    eps: f64,
+}
+
+impl CustomOp3 for BnTrainBwd {
+    fn name(&self) -> &'static str {
+        "graft-batchnorm-train-bwd"
+    }
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout, s3: &CpuStorage, l3: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (b, c, hw) = dims(l1)?;
+        let x = slice(s1, l1, "input")?;
+        let g = slice(s2, l2, "weight")?;
+        let dy = slice(s3, l3, "grad")?;
+        let st = stats(x, b, c, hw);
+        let n = (b * hw) as f64;
+        // per channel: sum(dy), sum(dy * xhat)
+        let sums: Vec<(f64, f64)> = (0..c)
+            .into_par_iter()
+            .map(|ch| {
+                let (mean, var) = st[ch];
+                let inv = 1.0 / (var + self.eps).sqrt();
+                let (mut sd, mut sdx) = (0f64, 0f64);
+                for i in 0..b {
+                    let o = (i * c + ch) * hw;
+                    for (d, v) in dy[o..o + hw].iter().zip(&x[o..o + hw]) {
+                        sd += *d as f64;
+                        sdx += *d as f64 * (*v as f64 - mean) * inv;
+                    }
+                }
+                (sd, sdx)
+            })
+            .collect();
+        let mut out = vec![0f32; x.len() + 2 * c];
+        let (dx, rest) = out.split_at_mut(x.len());
+        // dx = gamma * inv / n * (n*dy - sum(dy) - xhat * sum(dy*xhat))
+        // per channel: (gamma * inv, mean(dy), mean(dy * xhat), inv)
+        let coef: Vec<(f32, f32, f32, f32)> = (0..c)
+            .map(|ch| {
+                let inv = 1.0 / (st[ch].1 + self.eps).sqrt();
+                ((g[ch] as f64 * inv) as f32, (sums[ch].0 / n) as f32, (sums[ch].1 / n) as f32, inv as f32)
+            })
+            .collect();
+        let means: Vec<f32> = st.iter().map(|s| s.0 as f32).collect();
+        dx.par_chunks_mut(c * hw).enumerate().for_each(|(i, dxi)| {
+            for ch in 0..c {
+                let (k, md, mdx, inv) = coef[ch];
+                let m = means[ch];
+                let o = (i * c + ch) * hw;
+                for j in 0..hw {
+                    let xhat = (x[o + j] - m) * inv;
+                    dxi[ch * hw + j] = k * (dy[o + j] - md - xhat * mdx);
+                }
+            }
+        });
+        for ch in 0..c {
+            rest[ch] = sums[ch].1 as f32;
+            rest[c + ch] = sums[ch].0 as f32;
+        }
+        Ok((CpuStorage::F32(out), Shape::from(x.len() + 2 * c)))
+    }
+}
+
+/// Per-channel batch mean and unbiased variance, packed as [mean(C), var(C)] (no gradient).
+pub struct BnStats;
+
+impl CustomOp1 for BnStats {
+    fn name(&self) -> &'static str {
+        "graft-batchnorm-stats"
+    }
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (b, c, hw) = dims(l1)?;
+        let x = slice(s1, l1, "input")?;
+        let st = stats(x, b, c, hw);
+        let n = (b * hw) as f64;
+        let unb = if n > 1.0 { n / (n - 1.0) } else { 1.0 };
+        let mut out: Vec<f32> = st.iter().map(|s| s.0 as f32).collect();
+        out.extend(st.iter().map(|s| (s.1 * unb) as f32));
+        Ok((CpuStorage::F32(out), Shape::from(2 * c)))
+    }
+}
+
+/// BatchNorm over channels of NCHW input with running statistics; variable names match
+/// PyTorch's (`weight`, `bias`, `running_mean`, `running_var`).
+#[derive(Debug, Clone)]
+pub struct BatchNorm {
+    pub weight: Tensor,
+    pub bias: Tensor,
+    pub running_mean: candle_core::Var,
+    pub running_var: candle_core::Var,
+    pub eps: f64,
+    pub momentum: f64,
+}
+
+impl BatchNorm {
+    pub fn new(c: usize, vb: candle_nn::VarBuilder) -> Result<Self> {
+        use candle_nn::Init;
+        let running_mean = vb.get_with_hints(c, "running_mean", Init::Const(0.))?;
+        let running_var = vb.get_with_hints(c, "running_var", Init::Const(1.))?;
+        Ok(BatchNorm {
+            weight: vb.get_with_hints(c, "weight", Init::Const(1.))?,
+            bias: vb.get_with_hints(c, "bias", Init::Const(0.))?,
+            running_mean: candle_core::Var::from_tensor(&running_mean)?,
+            running_var: candle_core::Var::from_tensor(&running_var)?,
+            eps: 1e-5,
+            momentum: 0.1,
+        })
+    }
+
+    fn bshape(&self, x: &Tensor) -> Vec<usize> {
+        x.dims().iter().enumerate().map(|(i, &d)| if i == 1 { d } else { 1 }).collect()
+    }
+
+    /// Train mode normalises with batch statistics and updates the running ones; eval mode
+    /// uses the running statistics and, being frozen, detaches the affine parameters.
+    pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let c = x.dim(1)?;
+        if !train {
+            let scale = (self.weight.detach() / (self.running_var.as_detached_tensor() + self.eps)?.sqrt()?)?;
+            let shift = (self.bias.detach() - (self.running_mean.as_detached_tensor() * &scale)?)?;
+            let shape = self.bshape(x);
+            return x.broadcast_mul(&scale.reshape(shape.clone())?)?.broadcast_add(&shift.reshape(shape)?);
+        }
+        let (y, mean, var) = if x.device().is_cpu() && x.dtype() == candle_core::DType::F32 {
+            let x = x.contiguous()?;
+            let y = x.apply_op3(&self.weight, &self.bias, BnTrain { eps: self.eps })?;
+            let st = x.detach().apply_op1_no_bwd(&BnStats)?;
+            (y, st.narrow(0, 0, c)?, st.narrow(0, c, c)?)
+        } else {
+            let shape = self.bshape(x);
+            let axes: Vec<usize> = (0..x.rank()).filter(|&i| i != 1).collect();
+            let n = (x.elem_count() / c) as f64;
+            let mean = x.mean_keepdim(axes.clone())?;
+            let xc = x.broadcast_sub(&mean)?;
+            let var = xc.sqr()?.mean_keepdim(axes)?;
+            let y = xc
+                .broadcast_div(&(&var + self.eps)?.sqrt()?)?
+                .broadcast_mul(&self.weight.reshape(shape.clone())?)?
+                .broadcast_add(&self.bias.reshape(shape)?)?;
+            let unb = if n > 1.0 { n / (n - 1.0) } else { 1.0 };
+            (y, mean.flatten_all()?.detach(), (var.flatten_all()?.detach() * unb)?)
+        };
+        let m = self.momentum;
+        self.running_mean.set(&((self.running_mean.as_tensor() * (1.0 - m))? + (mean * m)?)?)?;
+        self.running_var.set(&((self.running_var.as_tensor() * (1.0 - m))? + (var * m)?)?)?;
+        Ok(y)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Var};
+    use candle_nn::ModuleT;
+
+    fn rand(shape: &[usize], seed: u64) -> Tensor {
+        use rand::Rng;
+        let mut r = crate::util::rng_for(seed, "bn");
+        let n: usize = shape.iter().product();
+        let v: Vec<f32> = (0..n).map(|_| r.random_range(-2.0f32..3.0)).collect();
+        Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+    }
+
+    fn max_rel(a: &Tensor, b: &Tensor) -> f32 {
+        let d = (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        let s = b.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        d / s.max(1e-6)
+    }
+
+    /// Forward, gradients and running statistics agree with candle-nn's BatchNorm.
+    #[test]
+    fn matches_candle_nn_batchnorm() {
+        let dev = Device::Cpu;
+        let (b, c, h) = (4, 3, 5);
+        let vm1 = candle_nn::VarMap::new();
+        let ours = BatchNorm::new(c, candle_nn::VarBuilder::from_varmap(&vm1, candle_core::DType::F32, &dev)).unwrap();
+        let vm2 = candle_nn::VarMap::new();
+        let cfg = candle_nn::BatchNormConfig { eps: 1e-5, remove_mean: true, affine: true, momentum: 0.1 };
+        let refr = candle_nn::batch_norm(c, cfg, candle_nn::VarBuilder::from_varmap(&vm2, candle_core::DType::F32, &dev)).unwrap();
+        let gamma = rand(&[c], 7);
+        for vm in [&vm1, &vm2] {
+            let d = vm.data().lock().unwrap();
+            d["weight"].set(&gamma).unwrap();
+            d["bias"].set(&rand(&[c], 8)).unwrap();
+        }
+        let x = Var::from_tensor(&rand(&[b, c, h, h], 1)).unwrap();
+        let up = rand(&[b, c, h, h], 2);
+        let y1 = ours.forward_t(x.as_tensor(), true).unwrap();
+        let y2 = refr.forward_t(x.as_tensor(), true).unwrap();
+        assert!(max_rel(&y1, &y2) < 1e-5);
+        let g1 = (y1 * &up).unwrap().sum_all().unwrap().backward().unwrap();
+        let g2 = (y2 * &up).unwrap().sum_all().unwrap().backward().unwrap();
+        assert!(max_rel(g1.get(&x).unwrap(), g2.get(&x).unwrap()) < 1e-4);
+        let (w1, w2) = (vm1.data().lock().unwrap()["weight"].clone(), vm2.data().lock().unwrap()["weight"].clone());
+        assert!(max_rel(g1.get(&w1).unwrap(), g2.get(&w2).unwrap()) < 1e-4);
+        let rv1 = vm1.data().lock().unwrap()["running_var"].as_tensor().clone();
+        let rv2 = vm2.data().lock().unwrap()["running_var"].as_tensor().clone();
+        assert!(max_rel(&rv1, &rv2) < 1e-5);
+        let e1 = ours.forward_t(x.as_tensor(), false).unwrap();
+        let e2 = refr.forward_t(x.as_tensor(), false).unwrap();
+        assert!(max_rel(&e1, &e2) < 1e-5);
+    }
+}
