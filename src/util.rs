@@ -62,6 +62,12 @@ pub fn now_rfc3339() -> String {
 /// allocates and frees the same activation-sized buffers every step, and glibc's default
 /// mmap/trim thresholds turn that into page faults that cost about a fifth of the step time.
 pub fn tune_allocator() {
+    if std::env::var("GRAFT_REFERENCE_KERNELS")
+        .map(|v| v == "1")
+        .unwrap_or(false)
+    {
+        return;
+    }
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only changes allocator parameters; called before other threads start.
     unsafe {

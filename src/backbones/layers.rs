@@ -1,6 +1,6 @@
 //! The building blocks of graft's backbones, as plain structs over graft's CPU kernels and candle-nn.
-use candle_core::{Module, Result, Tensor};
 use crate::kernels::BatchNorm;
+use candle_core::{Module, Result, Tensor};
 use candle_nn::{linear, Linear, VarBuilder};
 
 pub fn bn(c: usize, vb: VarBuilder) -> Result<BatchNorm> {
@@ -19,7 +19,11 @@ impl Conv2d {
     /// Outside train mode (frozen or evaluating) the weight is detached, so no weight gradient
     /// is computed for it.
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let w = if train { self.weight.clone() } else { self.weight.detach() };
+        let w = if train {
+            self.weight.clone()
+        } else {
+            self.weight.detach()
+        };
         crate::kernels::conv2d(x, &w, self.stride, self.pad)
     }
 }
@@ -82,8 +86,13 @@ impl BasicBlock {
         })
     }
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let y = self.bn1.forward_t(&self.conv1.forward_t(x, train)?, train)?.relu()?;
-        let y = self.bn2.forward_t(&self.conv2.forward_t(&y, train)?, train)?;
+        let y = self
+            .bn1
+            .forward_t(&self.conv1.forward_t(x, train)?, train)?
+            .relu()?;
+        let y = self
+            .bn2
+            .forward_t(&self.conv2.forward_t(&y, train)?, train)?;
         let s = match &self.down {
             Some(d) => d.forward_t(x, train)?,
             None => x.clone(),
@@ -110,7 +119,7 @@ impl Layer {
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         match self {
             Layer::ConvBnRelu(c) => c.forward_t(x, train)?.relu(),
-            Layer::ConvBnReluPool(c) => c.forward_t(x, train)?.relu()?.max_pool2d(2),
+            Layer::ConvBnReluPool(c) => crate::kernels::max_pool2(&c.forward_t(x, train)?.relu()?),
             Layer::Block(b) => b.forward_t(x, train),
             Layer::PoolLinear(l) => linear_t(l, train).forward(&x.mean((2, 3))?),
             Layer::FlattenLinear(l) => linear_t(l, train).forward(&x.flatten_from(1)?),

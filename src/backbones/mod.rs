@@ -328,13 +328,18 @@ impl Model {
     pub fn forward_flops(&self) -> u64 {
         let (mut h, mut w) = (self.input.height, self.input.width);
         let mut total = 0u64;
-        let conv = |cin: usize, cout: usize, k: usize, ho: usize, wo: usize| 2 * (cin * cout * k * k * ho * wo) as u64;
+        let conv = |cin: usize, cout: usize, k: usize, ho: usize, wo: usize| {
+            2 * (cin * cout * k * k * ho * wo) as u64
+        };
         for g in &self.groups {
             for l in g {
                 match l {
                     Layer::ConvBnRelu(c) | Layer::ConvBnReluPool(c) => {
                         let d = c.conv.weight.dims();
-                        let (ho, wo) = ((h + 2 * c.conv.pad - d[2]) / c.conv.stride + 1, (w + 2 * c.conv.pad - d[3]) / c.conv.stride + 1);
+                        let (ho, wo) = (
+                            (h + 2 * c.conv.pad - d[2]) / c.conv.stride + 1,
+                            (w + 2 * c.conv.pad - d[3]) / c.conv.stride + 1,
+                        );
                         total += conv(d[1], d[0], d[2], ho, wo);
                         h = ho;
                         w = wo;

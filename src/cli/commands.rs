@@ -525,7 +525,9 @@ pub struct BenchArgs {
 
 pub fn bench(a: BenchArgs) -> Result<i32> {
     if a.batch < 2 || a.steps == 0 {
-        return Err(GraftError::Usage("--batch must be at least 2 and --steps at least 1".into()));
+        return Err(GraftError::Usage(
+            "--batch must be at least 2 and --steps at least 1".into(),
+        ));
     }
     let (device, name) = executor::select_device(&a.device)?;
     let r = executor::bench::bench(a.arch, a.batch, a.steps, &device, &name)?;

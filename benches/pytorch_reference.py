@@ -1,0 +1,165 @@
+#!/usr/bin/env python3
+"""PyTorch reference for `graft bench`: the same architectures (convnet4, resnet8, resnet20, with
+identical layer shapes and parameter names), timed the same way (2 warm-up steps, then STEPS
+timed steps of forward + backward + AdamW on random data; feature extraction = eval-mode forward
+to the pooled output of the last group before the head), printing the same JSON fields.
+
+    python3 benches/pytorch_reference.py --arch resnet8 --batch 128 --steps 10 --threads 2
+
+Also importable: `build(arch, n_classes)` is used by tests/golden/make_golden.py.
+"""
+import argparse
+import json
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class ConvBn(nn.Module):
+    def __init__(self, cin, cout, k, stride):
+        super().__init__()
+        self.conv = nn.Conv2d(cin, cout, k, stride, k // 2, bias=False)
+        self.bn = nn.BatchNorm2d(cout, eps=1e-5, momentum=0.1)
+
+    def forward(self, x):
+        return self.bn(self.conv(x))
+
+
+class Block(nn.Module):
+    def __init__(self, cin, cout, stride):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.down = ConvBn(cin, cout, 1, stride) if (stride != 1 or cin != cout) else None
+
+    def forward(self, x):
+        y = F.relu(self.bn1(self.conv1(x)))
+        y = self.bn2(self.conv2(y))
+        return F.relu(y + (self.down(x) if self.down is not None else x))
+
+
+class Head(nn.Module):
+    def __init__(self, cin, n, pool):
+        super().__init__()
+        self.fc = nn.Linear(cin, n)
+        self.pool = pool
+
+    def forward(self, x):
+        x = x.mean((2, 3)) if self.pool else x.flatten(1)
+        return self.fc(x)
+
+
+class ConvBlock(nn.Module):
+    def __init__(self, cin, cout):
+        super().__init__()
+        self.conv = nn.Conv2d(cin, cout, 3, 1, 1, bias=False)
+        self.bn = nn.BatchNorm2d(cout)
+
+    def forward(self, x):
+        return F.max_pool2d(F.relu(self.bn(self.conv(x))), 2)
+
+
+class Net(nn.Module):
+    """Groups in order, named as graft names them (state_dict keys match graft's)."""
+
+    def __init__(self, arch, n_classes=10):
+        super().__init__()
+        if arch == "convnet4":
+            self.groups = ["block1", "block2", "block3", "block4", "head"]
+            self.input = (1, 28, 28)
+            for i in range(4):
+                setattr(self, f"block{i+1}", ConvBlock(1 if i == 0 else 64, 64))
+            self.head = Head(64, n_classes, pool=False)
+        else:
+            n = {"resnet8": 1, "resnet20": 3}[arch]
+            self.groups = ["stem", "stage1", "stage2", "stage3", "head"]
+            self.input = (3, 32, 32)
+            self.stem = StemRelu(3, 16)
+            cin = 16
+            for s, cout in enumerate([16, 32, 64]):
+                blocks = []
+                for b in range(n):
+                    blocks.append(Block(cin, cout, 2 if (b == 0 and s > 0) else 1))
+                    cin = cout
+                setattr(self, f"stage{s+1}", nn.Sequential(*blocks))
+            self.head = Head(64, n_classes, pool=True)
+
+    def forward(self, x, upto=None):
+        for i, g in enumerate(self.groups):
+            x = getattr(self, g)(x)
+            if upto is not None and i == upto:
+                return x.mean((2, 3)) if x.dim() == 4 else x
+        return x
+
+
+class StemRelu(nn.Module):
+    def __init__(self, cin, cout):
+        super().__init__()
+        self.conv = nn.Conv2d(cin, cout, 3, 1, 1, bias=False)
+        self.bn = nn.BatchNorm2d(cout)
+
+    def forward(self, x):
+        return F.relu(self.bn(self.conv(x)))
+
+
+def build(arch, n_classes=10):
+    return Net(arch, n_classes)
+
+
+def bench(arch, batch, steps, threads):
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    m = build(arch)
+    c, h, w = m.input
+    x = torch.randn(batch, c, h, w)
+    y = torch.arange(batch) % 10
+    decay = [p for p in m.parameters() if p.dim() > 1]
+    no_decay = [p for p in m.parameters() if p.dim() <= 1]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.01}, {"params": no_decay, "weight_decay": 0.0}], lr=1e-3)
+    m.train()
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(m(x), y)
+        loss.backward()
+        opt.step()
+
+    for _ in range(2):
+        step()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step()
+    train_ips = steps * batch / (time.perf_counter() - t0)
+    m.eval()
+    upto = len(m.groups) - 2
+    with torch.no_grad():
+        for _ in range(2):
+            m(x, upto)
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            m(x, upto)
+        extract_ips = steps * batch / (time.perf_counter() - t0)
+    return {
+        "arch": arch,
+        "batch": batch,
+        "threads": threads,
+        "steps": steps,
+        "device": "cpu",
+        "framework": f"pytorch {torch.__version__}",
+        "train_images_per_second": train_ips,
+        "extract_images_per_second": extract_ips,
+    }
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--arch", default="resnet8", choices=["convnet4", "resnet8", "resnet20"])
+    ap.add_argument("--batch", type=int, default=128)
+    ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--threads", type=int, default=2)
+    a = ap.parse_args()
+    print(json.dumps(bench(a.arch, a.batch, a.steps, a.threads)))
