@@ -14,6 +14,7 @@ pub mod error;
 pub mod executor;
 pub mod kernels;
 pub mod metadataset;
+pub mod metafeatures;
 pub mod recipe;
 pub mod util;
 

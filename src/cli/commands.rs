@@ -548,3 +548,175 @@ pub fn bench(a: BenchArgs) -> Result<i32> {
     }
     Ok(EXIT_OK)
 }
+
+#[derive(Args, Debug)]
+pub struct InspectArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
+    #[arg(long, default_value = "resnet8-cifar10")]
+    pub backbone: String,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Also write each group's pooled features, the source head's softmax and the labels as .npy files here.
+    #[arg(long)]
+    pub dump_features: Option<PathBuf>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn inspect(a: InspectArgs) -> Result<i32> {
+    let r = crate::metafeatures::inspect(&crate::metafeatures::InspectOptions {
+        data: load_opts(&a.data, a.seed),
+        backbone: a.backbone.clone(),
+        skip_bad: a.data.skip_bad,
+        dump_features: a.dump_features.clone(),
+    })?;
+    if a.json {
+        print_json(&r);
+    } else {
+        let d = &r.dataset;
+        eprintln!(
+            "{}: {} classes, {}..{} images per class (median {}), {} unlabelled; stored {}x{}x{}; pixel separability {}",
+            d.root,
+            d.n_classes,
+            d.images_per_class.min,
+            d.images_per_class.max,
+            d.images_per_class.median,
+            d.n_unlabelled,
+            d.image_width,
+            d.image_height,
+            d.image_channels,
+            d.pixel_separability.map(|v| format!("{v:.3}")).unwrap_or("-".into())
+        );
+        eprintln!(
+            "backbone {}: LEEP {:?} NCE {:?} Frechet {:?}",
+            r.backbone, r.leep, r.nce, r.frechet_distance
+        );
+        for g in &r.groups {
+            eprintln!(
+                "  {:<8} dim {:<4} LogME {:>8.4}  H-score {:>8.4}  probe {}",
+                g.name,
+                g.dim,
+                g.logme,
+                g.hscore,
+                g.probe_accuracy
+                    .map(|v| format!("{v:.3}"))
+                    .unwrap_or("-".into())
+            );
+        }
+    }
+    Ok(EXIT_OK)
+}
+
+#[derive(Args, Debug)]
+pub struct LogmeArgs {
+    /// n x d float32 or float64 .npy
+    #[arg(long)]
+    pub features: PathBuf,
+    /// n integer labels .npy (any integer dtype)
+    #[arg(long)]
+    pub labels: PathBuf,
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn read_features(p: &std::path::Path) -> Result<ndarray::Array2<f64>> {
+    use ndarray_npy::read_npy;
+    if let Ok(a) = read_npy::<_, ndarray::Array2<f64>>(p) {
+        return Ok(a);
+    }
+    read_npy::<_, ndarray::Array2<f32>>(p)
+        .map(|a| a.mapv(|v| v as f64))
+        .map_err(|e| {
+            GraftError::Data(format!(
+                "--features {}: expected a 2-D float32 or float64 .npy array (n x d): {e}",
+                p.display()
+            ))
+        })
+}
+
+fn read_labels(p: &std::path::Path) -> Result<Vec<i64>> {
+    use ndarray::Array1;
+    use ndarray_npy::read_npy;
+    macro_rules! try_ty {
+        ($t:ty) => {
+            if let Ok(a) = read_npy::<_, Array1<$t>>(p) {
+                return Ok(a.iter().map(|&v| v as i64).collect());
+            }
+        };
+    }
+    try_ty!(i64);
+    try_ty!(i32);
+    try_ty!(u8);
+    try_ty!(u32);
+    try_ty!(i16);
+    try_ty!(u16);
+    try_ty!(u64);
+    try_ty!(i8);
+    Err(GraftError::Data(format!(
+        "--labels {}: expected a 1-D integer .npy array",
+        p.display()
+    )))
+}
+
+pub fn logme(a: LogmeArgs) -> Result<i32> {
+    let f = read_features(&a.features)?;
+    let raw = read_labels(&a.labels)?;
+    if raw.len() != f.nrows() {
+        return Err(GraftError::Data(format!(
+            "--labels {} has {} labels but --features {} has {} rows",
+            a.labels.display(),
+            raw.len(),
+            a.features.display(),
+            f.nrows()
+        )));
+    }
+    if f.iter().any(|v| !v.is_finite()) {
+        return Err(GraftError::Data(format!(
+            "--features {}: contains NaN or infinite values",
+            a.features.display()
+        )));
+    }
+    // map labels to 0..k in sorted order
+    let mut uniq = raw.clone();
+    uniq.sort();
+    uniq.dedup();
+    if uniq.len() < 2 {
+        return Err(GraftError::Data(format!(
+            "--labels {}: LogME needs at least two classes",
+            a.labels.display()
+        )));
+    }
+    let y: Vec<usize> = raw
+        .iter()
+        .map(|v| uniq.binary_search(v).expect("present"))
+        .collect();
+    let v = crate::metafeatures::transfer::logme(&f, &y);
+    if a.json {
+        print_json(
+            &serde_json::json!({"logme": v, "n": f.nrows(), "d": f.ncols(), "classes": uniq.len()}),
+        );
+    } else {
+        println!("{v}");
+    }
+    Ok(EXIT_OK)
+}
+
+#[derive(Args, Debug)]
+pub struct SourceStatsArgs {
+    /// Model name or .safetensors file.
+    #[arg(long)]
+    pub backbone: String,
+    /// The model's source data (its training split is used).
+    #[arg(long)]
+    pub data: PathBuf,
+    #[arg(long, default_value_t = 5000)]
+    pub max_images: usize,
+}
+
+pub fn source_stats(a: SourceStatsArgs) -> Result<i32> {
+    let m = card::resolve(&a.backbone)?;
+    let p = crate::metafeatures::write_source_stats(&m, &a.data, a.max_images, 0)?;
+    eprintln!("wrote {}", p.display());
+    Ok(EXIT_OK)
+}

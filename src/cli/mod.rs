@@ -52,6 +52,12 @@ pub enum Command {
     Meta(commands::MetaArgs),
     /// Throughput of training and feature extraction on random data.
     Bench(commands::BenchArgs),
+    /// Dataset profile and per-group transferability meta-features.
+    Inspect(commands::InspectArgs),
+    /// LogME of a feature matrix and labels (.npy files).
+    Logme(commands::LogmeArgs),
+    /// Compute a model's source feature statistics (for domain distances) from its source data.
+    SourceStats(commands::SourceStatsArgs),
 }
 
 /// Parse arguments, run, and return the process exit code.
@@ -95,6 +101,9 @@ pub fn main() -> i32 {
         Command::Recipe(a) => commands::recipe(a),
         Command::Meta(a) => commands::meta(a),
         Command::Bench(a) => commands::bench(a),
+        Command::Inspect(a) => commands::inspect(a),
+        Command::Logme(a) => commands::logme(a),
+        Command::SourceStats(a) => commands::source_stats(a),
     };
     match res {
         Ok(code) => code,
