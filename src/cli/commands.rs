@@ -339,13 +339,23 @@ pub fn pretrain(a: PretrainArgs) -> Result<i32> {
             .expect("serialises")
             .as_bytes(),
     )?;
+    let stats = crate::metafeatures::write_source_stats(
+        &card::ModelRef {
+            weights: a.out.clone(),
+            card: card.clone(),
+        },
+        &a.data.data,
+        5000,
+        a.seed,
+    )?;
     if a.json {
         print_json(&card);
     } else {
         eprintln!(
-            "wrote {} and {}: source test accuracy {:.4}",
+            "wrote {}, {} and {}: source test accuracy {:.4}",
             a.out.display(),
             cp.display(),
+            stats.display(),
             test_acc
         );
     }
