@@ -11,21 +11,8 @@ use graft::recipe::OptimizerSpec;
 fn setup(arch: Arch, batch: usize) -> (Model, Tensor, Tensor) {
     let s = arch.default_input();
     let m = Model::new(arch, s, 10, 0, &Device::Cpu).unwrap();
-    let x = Tensor::randn(
-        0f32,
-        1.0,
-        (batch, s.channels, s.height, s.width),
-        &Device::Cpu,
-    )
-    .unwrap();
-    let y = Tensor::new(
-        (0..batch as i64)
-            .map(|i| i % 10)
-            .collect::<Vec<_>>()
-            .as_slice(),
-        &Device::Cpu,
-    )
-    .unwrap();
+    let x = Tensor::randn(0f32, 1.0, (batch, s.channels, s.height, s.width), &Device::Cpu).unwrap();
+    let y = Tensor::new((0..batch as i64).map(|i| i % 10).collect::<Vec<_>>().as_slice(), &Device::Cpu).unwrap();
     (m, x, y)
 }
 
@@ -59,9 +46,7 @@ fn bench(c: &mut Criterion) {
         for batch in [32usize, 128] {
             let (m, x, _) = setup(arch, batch);
             g.throughput(Throughput::Elements(batch as u64));
-            g.bench_with_input(BenchmarkId::new(arch.name(), batch), &batch, |b, _| {
-                b.iter(|| m.features(&x, m.n_groups() - 2).unwrap())
-            });
+            g.bench_with_input(BenchmarkId::new(arch.name(), batch), &batch, |b, _| b.iter(|| m.features(&x, m.n_groups() - 2).unwrap()));
         }
     }
     g.finish();

@@ -42,25 +42,16 @@ pub enum GraftError {
 impl GraftError {
     pub fn exit_code(&self) -> i32 {
         match self {
-            GraftError::Data(_)
-            | GraftError::Recipe { .. }
-            | GraftError::Usage(_)
-            | GraftError::Model(_) => EXIT_BAD_INPUT,
+            GraftError::Data(_) | GraftError::Recipe { .. } | GraftError::Usage(_) | GraftError::Model(_) => EXIT_BAD_INPUT,
             GraftError::Diverged(_) => EXIT_RUN_FAILED,
             _ => EXIT_INTERNAL,
         }
     }
     pub fn recipe(field: impl Into<String>, msg: impl Into<String>) -> Self {
-        GraftError::Recipe {
-            field: field.into(),
-            msg: msg.into(),
-        }
+        GraftError::Recipe { field: field.into(), msg: msg.into() }
     }
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        GraftError::Io {
-            path: path.into(),
-            source,
-        }
+        GraftError::Io { path: path.into(), source }
     }
 }
 

@@ -30,15 +30,9 @@ pub fn sha256_file(path: &Path) -> Result<String> {
 /// Write a file atomically: write to a hidden temporary file in the same folder, fsync, rename.
 /// A crash leaves either the old file or the new one, never a partial one.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(|e| GraftError::io(dir, e))?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().to_string())
-        .unwrap_or_else(|| "out".into());
+    let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_else(|| "out".into());
     let tmp = dir.join(format!(".{}.tmp-{}", name, std::process::id()));
     {
         let mut f = std::fs::File::create(&tmp).map_err(|e| GraftError::io(&tmp, e))?;
@@ -62,10 +56,7 @@ pub fn now_rfc3339() -> String {
 /// allocates and frees the same activation-sized buffers every step, and glibc's default
 /// mmap/trim thresholds turn that into page faults that cost about a fifth of the step time.
 pub fn tune_allocator() {
-    if std::env::var("GRAFT_REFERENCE_KERNELS")
-        .map(|v| v == "1")
-        .unwrap_or(false)
-    {
+    if std::env::var("GRAFT_REFERENCE_KERNELS").map(|v| v == "1").unwrap_or(false) {
         return;
     }
     #[cfg(all(target_os = "linux", target_env = "gnu"))]

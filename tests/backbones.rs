@@ -5,22 +5,14 @@ use graft::data::InputSpec;
 use graft::GraftError;
 
 fn x(b: usize, spec: InputSpec) -> Tensor {
-    Tensor::randn(
-        0f32,
-        1.0,
-        (b, spec.channels, spec.height, spec.width),
-        &Device::Cpu,
-    )
-    .unwrap()
+    Tensor::randn(0f32, 1.0, (b, spec.channels, spec.height, spec.width), &Device::Cpu).unwrap()
 }
 
 #[test]
 fn groups_features_and_logits() {
-    for (arch, dims) in [
-        (Arch::Convnet4, vec![64, 64, 64, 64, 7]),
-        (Arch::Resnet8, vec![16, 16, 32, 64, 7]),
-        (Arch::Resnet20, vec![16, 16, 32, 64, 7]),
-    ] {
+    for (arch, dims) in
+        [(Arch::Convnet4, vec![64, 64, 64, 64, 7]), (Arch::Resnet8, vec![16, 16, 32, 64, 7]), (Arch::Resnet20, vec![16, 16, 32, 64, 7])]
+    {
         let spec = arch.default_input();
         let m = Model::new(arch, spec, 7, 0, &Device::Cpu).unwrap();
         assert_eq!(m.group_names.last().unwrap(), "head");
@@ -35,23 +27,9 @@ fn groups_features_and_logits() {
         assert_eq!(m.forward(&input, &[]).unwrap().dims(), &[3, 7]);
     }
     // resnet20 has 3 blocks per stage
-    let m = Model::new(
-        Arch::Resnet20,
-        Arch::Resnet20.default_input(),
-        10,
-        0,
-        &Device::Cpu,
-    )
-    .unwrap();
-    assert!(m
-        .named_vars()
-        .keys()
-        .any(|k| k.starts_with("stage3.2.conv2")));
-    assert!(
-        m.param_count() > 250_000 && m.param_count() < 300_000,
-        "{}",
-        m.param_count()
-    );
+    let m = Model::new(Arch::Resnet20, Arch::Resnet20.default_input(), 10, 0, &Device::Cpu).unwrap();
+    assert!(m.named_vars().keys().any(|k| k.starts_with("stage3.2.conv2")));
+    assert!(m.param_count() > 250_000 && m.param_count() < 300_000, "{}", m.param_count());
 }
 
 #[test]
@@ -78,12 +56,7 @@ fn seeded_init_is_deterministic_and_reinit_touches_only_its_group() {
 fn batchnorm_statistics_move_only_in_train_mode() {
     let spec = Arch::Resnet8.default_input();
     let m = Model::new(Arch::Resnet8, spec, 5, 0, &Device::Cpu).unwrap();
-    let rm = |m: &Model| {
-        m.named_vars()["stem.bn.running_mean"]
-            .as_tensor()
-            .to_vec1::<f32>()
-            .unwrap()
-    };
+    let rm = |m: &Model| m.named_vars()["stem.bn.running_mean"].as_tensor().to_vec1::<f32>().unwrap();
     let r0 = rm(&m);
     let input = (x(4, spec) + 3.0).unwrap();
     m.forward(&input, &[false, true, true, true, true]).unwrap();

@@ -5,11 +5,7 @@ use graft::data::{decode_items, load_dataset, InputSpec, LoadOptions};
 use graft::GraftError;
 
 fn spec() -> InputSpec {
-    InputSpec {
-        channels: 3,
-        height: 16,
-        width: 16,
-    }
+    InputSpec { channels: 3, height: 16, width: 16 }
 }
 
 fn data_err(r: graft::Result<graft::data::Dataset>) -> String {
@@ -28,35 +24,16 @@ fn split_folders_and_sorted_classes() {
     let t = tempfile::tempdir().unwrap();
     make_folder(t.path(), &[("train", 5), ("test", 3), ("val", 2)], 3, 16);
     std::fs::create_dir_all(t.path().join("unlabelled/deep/er")).unwrap();
-    common::synth_image(0, 1, 16)
-        .save(t.path().join("unlabelled/deep/er/u.png"))
-        .unwrap();
+    common::synth_image(0, 1, 16).save(t.path().join("unlabelled/deep/er/u.png")).unwrap();
     let ds = load_dataset(&LoadOptions::new(t.path())).unwrap();
     assert_eq!(ds.classes, vec!["class0", "class1", "class2"]);
-    assert_eq!(
-        (
-            ds.train.len(),
-            ds.test.len(),
-            ds.val.len(),
-            ds.unlabelled.len()
-        ),
-        (15, 9, 6, 1)
-    );
+    assert_eq!((ds.train.len(), ds.test.len(), ds.val.len(), ds.unlabelled.len()), (15, 9, 6, 1));
     assert_eq!(ds.split.method, "folders");
     let set = decode_items(&ds.train, spec(), false).unwrap();
     assert_eq!(set.n, 15);
     assert_eq!(set.pixels.len(), 15 * 3 * 16 * 16);
     // decoding resizes and converts channels
-    let grey = decode_items(
-        &ds.test,
-        InputSpec {
-            channels: 1,
-            height: 28,
-            width: 28,
-        },
-        false,
-    )
-    .unwrap();
+    let grey = decode_items(&ds.test, InputSpec { channels: 1, height: 28, width: 28 }, false).unwrap();
     assert_eq!(grey.pixels.len(), 9 * 28 * 28);
 }
 
@@ -72,12 +49,7 @@ fn holdout_is_stratified_and_seeded() {
     assert_eq!(a.test.len(), 9);
     assert_eq!(a.train_counts(), vec![7, 7, 7]);
     let b = load_dataset(&o).unwrap();
-    let names = |d: &graft::data::Dataset| {
-        d.test
-            .iter()
-            .map(|i| i.source.display())
-            .collect::<Vec<_>>()
-    };
+    let names = |d: &graft::data::Dataset| d.test.iter().map(|i| i.source.display()).collect::<Vec<_>>();
     assert_eq!(names(&a), names(&b));
     o.seed = 6;
     let c = load_dataset(&o).unwrap();
@@ -111,36 +83,15 @@ fn idx_files_load() {
     let n = 12;
     let imgs: Vec<u8> = (0..n * 28 * 28).map(|i| (i % 251) as u8).collect();
     let labels: Vec<u8> = (0..n).map(|i| (i % 3) as u8).collect();
-    write_idx(
-        &t.path().join("train-images-idx3-ubyte"),
-        &[n as u32, 28, 28],
-        &imgs,
-    );
-    write_idx(
-        &t.path().join("train-labels-idx1-ubyte"),
-        &[n as u32],
-        &labels,
-    );
+    write_idx(&t.path().join("train-images-idx3-ubyte"), &[n as u32, 28, 28], &imgs);
+    write_idx(&t.path().join("train-labels-idx1-ubyte"), &[n as u32], &labels);
     let ds = load_dataset(&LoadOptions::new(t.path())).unwrap();
     assert_eq!(ds.classes, vec!["0", "1", "2"]);
     assert_eq!(ds.train.len() + ds.test.len(), n);
-    let set = decode_items(
-        &ds.train,
-        InputSpec {
-            channels: 1,
-            height: 28,
-            width: 28,
-        },
-        false,
-    )
-    .unwrap();
+    let set = decode_items(&ds.train, InputSpec { channels: 1, height: 28, width: 28 }, false).unwrap();
     assert_eq!(set.n, ds.train.len());
     // a truncated IDX file is refused, naming it
-    write_idx(
-        &t.path().join("train-labels-idx1-ubyte"),
-        &[n as u32 + 1],
-        &labels,
-    );
+    write_idx(&t.path().join("train-labels-idx1-ubyte"), &[n as u32 + 1], &labels);
     let e = data_err(load_dataset(&LoadOptions::new(t.path())));
     assert!(e.contains("train-labels-idx1-ubyte"), "{e}");
 }
@@ -192,23 +143,12 @@ fn task_sampler_is_seeded() {
     let t = tempfile::tempdir().unwrap();
     make_folder(t.path(), &[("train", 10), ("test", 4)], 4, 16);
     let ds = load_dataset(&LoadOptions::new(t.path())).unwrap();
-    let spec = graft::data::task::TaskSpec {
-        classes: None,
-        n_classes: 2,
-        shots: 3,
-        unlabelled: 5,
-        test_per_class: Some(2),
-    };
+    let spec = graft::data::task::TaskSpec { classes: None, n_classes: 2, shots: 3, unlabelled: 5, test_per_class: Some(2) };
     let a = graft::data::task::sample_task(&ds, &spec, 1).unwrap();
     let b = graft::data::task::sample_task(&ds, &spec, 1).unwrap();
     assert_eq!(a.classes, b.classes);
     assert_eq!((a.train.len(), a.test.len(), a.unlabelled.len()), (6, 4, 5));
     assert!(a.unlabelled.iter().all(|i| i.label.is_none()));
-    let names = |d: &graft::data::Dataset| {
-        d.train
-            .iter()
-            .map(|i| i.source.display())
-            .collect::<Vec<_>>()
-    };
+    let names = |d: &graft::data::Dataset| d.train.iter().map(|i| i.source.display()).collect::<Vec<_>>();
     assert_eq!(names(&a), names(&b));
 }

@@ -6,25 +6,12 @@ use common::{graft, json_of, make_folder, tiny_backbone};
 fn inspect_reports_every_field_per_group() {
     let t = tempfile::tempdir().unwrap();
     let bb = tiny_backbone(t.path());
-    assert!(
-        bb.with_extension("stats.safetensors").is_file(),
-        "pretrain writes source statistics"
-    );
+    assert!(bb.with_extension("stats.safetensors").is_file(), "pretrain writes source statistics");
     let data = t.path().join("task");
     make_folder(&data, &[("train", 8), ("test", 2)], 3, 32);
     std::fs::create_dir_all(data.join("unlabelled")).unwrap();
-    common::synth_image(1, 99, 32)
-        .save(data.join("unlabelled/u.png"))
-        .unwrap();
-    let j = json_of(
-        &graft()
-            .args(["inspect", "--json", "--data"])
-            .arg(&data)
-            .arg("--backbone")
-            .arg(&bb)
-            .output()
-            .unwrap(),
-    );
+    common::synth_image(1, 99, 32).save(data.join("unlabelled/u.png")).unwrap();
+    let j = json_of(&graft().args(["inspect", "--json", "--data"]).arg(&data).arg("--backbone").arg(&bb).output().unwrap());
     let d = &j["dataset"];
     assert_eq!(d["n_classes"], 3);
     assert_eq!(d["n_labelled"], 24);
@@ -34,13 +21,7 @@ fn inspect_reports_every_field_per_group() {
     assert_eq!(d["colour_mean"].as_array().unwrap().len(), 3);
     assert!(d["pixel_separability"].as_f64().unwrap() > 0.5);
     let groups = j["groups"].as_array().unwrap();
-    assert_eq!(
-        groups
-            .iter()
-            .map(|g| g["name"].as_str().unwrap())
-            .collect::<Vec<_>>(),
-        vec!["stem", "stage1", "stage2", "stage3"]
-    );
+    assert_eq!(groups.iter().map(|g| g["name"].as_str().unwrap()).collect::<Vec<_>>(), vec!["stem", "stage1", "stage2", "stage3"]);
     for g in groups {
         for k in ["logme", "hscore", "probe_accuracy"] {
             assert!(g[k].as_f64().unwrap().is_finite(), "{k} {g}");
@@ -73,18 +54,9 @@ fn logme_cli_matches_library_and_checks_input() {
     let labels: Vec<usize> = y.iter().map(|&v| (v / 10) as usize).collect();
     let want = graft::metafeatures::transfer::logme(&f.mapv(|v| v as f64), &labels);
     assert!((j["logme"].as_f64().unwrap() - want).abs() < 1e-12);
-    ndarray_npy::write_npy(
-        t.path().join("short.npy"),
-        &ndarray::Array1::from(vec![0i64, 1]),
-    )
-    .unwrap();
-    let out = graft()
-        .args(["logme", "--features"])
-        .arg(t.path().join("x.npy"))
-        .arg("--labels")
-        .arg(t.path().join("short.npy"))
-        .output()
-        .unwrap();
+    ndarray_npy::write_npy(t.path().join("short.npy"), &ndarray::Array1::from(vec![0i64, 1])).unwrap();
+    let out =
+        graft().args(["logme", "--features"]).arg(t.path().join("x.npy")).arg("--labels").arg(t.path().join("short.npy")).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("has 2 labels"));
 }

@@ -12,15 +12,11 @@ fn dir() -> PathBuf {
 
 fn close(got: f64, want: f64, what: &str) {
     let rel = (got - want).abs() / want.abs().max(1e-12);
-    assert!(
-        rel < 1e-6,
-        "{what}: graft {got} vs numpy {want} (relative {rel:e})"
-    );
+    assert!(rel < 1e-6, "{what}: graft {got} vs numpy {want} (relative {rel:e})");
 }
 
 fn golden() -> serde_json::Value {
-    serde_json::from_str(&std::fs::read_to_string(dir().join("metafeatures.json")).unwrap())
-        .unwrap()
+    serde_json::from_str(&std::fs::read_to_string(dir().join("metafeatures.json")).unwrap()).unwrap()
 }
 
 fn labels(p: PathBuf) -> Vec<usize> {
@@ -38,33 +34,13 @@ fn random_features_match_numpy() {
         let y = labels(p("y"));
         let theta: Array2<f64> = read_npy(p("theta")).unwrap();
         let other: Array2<f64> = read_npy(p("g")).unwrap();
-        close(
-            transfer::logme(&f, &y),
-            case["logme"].as_f64().unwrap(),
-            &format!("{name} LogME"),
-        );
-        close(
-            transfer::hscore(&f, &y),
-            case["hscore"].as_f64().unwrap(),
-            &format!("{name} H-score"),
-        );
-        close(
-            transfer::leep(&theta, &y),
-            case["leep"].as_f64().unwrap(),
-            &format!("{name} LEEP"),
-        );
-        close(
-            transfer::nce(&theta, &y),
-            case["nce"].as_f64().unwrap(),
-            &format!("{name} NCE"),
-        );
+        close(transfer::logme(&f, &y), case["logme"].as_f64().unwrap(), &format!("{name} LogME"));
+        close(transfer::hscore(&f, &y), case["hscore"].as_f64().unwrap(), &format!("{name} H-score"));
+        close(transfer::leep(&theta, &y), case["leep"].as_f64().unwrap(), &format!("{name} LEEP"));
+        close(transfer::nce(&theta, &y), case["nce"].as_f64().unwrap(), &format!("{name} NCE"));
         let (m1, s1) = transfer::mean_cov(&f);
         let (m2, s2) = transfer::mean_cov(&other);
-        close(
-            transfer::frechet(&m1, &s1, &m2, &s2),
-            case["frechet"].as_f64().unwrap(),
-            &format!("{name} Frechet"),
-        );
+        close(transfer::frechet(&m1, &s1, &m2, &s2), case["frechet"].as_f64().unwrap(), &format!("{name} Frechet"));
     }
 }
 
@@ -78,38 +54,19 @@ fn real_features_match_numpy() {
     for case in cases {
         let file = case["file"].as_str().unwrap();
         let f: Array2<f64> = read_npy(real.join(file)).unwrap();
-        close(
-            transfer::logme(&f, &y),
-            case["logme"].as_f64().unwrap(),
-            &format!("{file} LogME"),
-        );
-        close(
-            transfer::hscore(&f, &y),
-            case["hscore"].as_f64().unwrap(),
-            &format!("{file} H-score"),
-        );
+        close(transfer::logme(&f, &y), case["logme"].as_f64().unwrap(), &format!("{file} LogME"));
+        close(transfer::hscore(&f, &y), case["hscore"].as_f64().unwrap(), &format!("{file} H-score"));
     }
     let theta: Array2<f64> = read_npy(real.join("theta.npy")).unwrap();
-    close(
-        transfer::leep(&theta, &y),
-        g["real_leep"].as_f64().unwrap(),
-        "real LEEP",
-    );
-    close(
-        transfer::nce(&theta, &y),
-        g["real_nce"].as_f64().unwrap(),
-        "real NCE",
-    );
+    close(transfer::leep(&theta, &y), g["real_leep"].as_f64().unwrap(), "real LEEP");
+    close(transfer::nce(&theta, &y), g["real_nce"].as_f64().unwrap(), "real NCE");
 }
 
 #[test]
 fn logme_ranks_separable_features_higher() {
     let n = 90;
     let y: Vec<usize> = (0..n).map(|i| i % 3).collect();
-    let sep = Array2::from_shape_fn(
-        (n, 4),
-        |(i, j)| if j == y[i] { 3.0 } else { 0.0 } + ((i * 7 + j * 13) % 11) as f64 * 0.05,
-    );
+    let sep = Array2::from_shape_fn((n, 4), |(i, j)| if j == y[i] { 3.0 } else { 0.0 } + ((i * 7 + j * 13) % 11) as f64 * 0.05);
     let noise = Array2::from_shape_fn((n, 4), |(i, j)| ((i * 7 + j * 13) % 11) as f64 * 0.05);
     assert!(transfer::logme(&sep, &y) > transfer::logme(&noise, &y));
     assert!(transfer::hscore(&sep, &y) > transfer::hscore(&noise, &y));

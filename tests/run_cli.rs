@@ -20,26 +20,12 @@ fn fixture() -> &'static Fixture {
         let data = dir.path().join("target-task");
         make_folder(&data, &[("train", 8), ("test", 6)], 3, 32);
         let root = dir.path().to_path_buf();
-        Fixture {
-            _dir: dir,
-            backbone,
-            data,
-            root,
-        }
+        Fixture { _dir: dir, backbone, data, root }
     })
 }
 
 fn run_args(f: &Fixture, extra: &[&str], runs: &Path) -> std::process::Output {
-    graft()
-        .args(["run", "--data"])
-        .arg(&f.data)
-        .arg("--backbone")
-        .arg(&f.backbone)
-        .arg("--runs")
-        .arg(runs)
-        .args(extra)
-        .output()
-        .unwrap()
+    graft().args(["run", "--data"]).arg(&f.data).arg("--backbone").arg(&f.backbone).arg("--runs").arg(runs).args(extra).output().unwrap()
 }
 
 fn write_recipe(dir: &Path, name: &str, v: &serde_json::Value) -> PathBuf {
@@ -59,17 +45,7 @@ fn finetune_run_record_and_meta_append() {
     let meta = t.path().join("meta");
     let out = run_args(
         f,
-        &[
-            "--preset",
-            "finetune-all",
-            "--epochs",
-            "3",
-            "--json",
-            "--meta",
-            meta.to_str().unwrap(),
-            "--family",
-            "synth",
-        ],
+        &["--preset", "finetune-all", "--epochs", "3", "--json", "--meta", meta.to_str().unwrap(), "--family", "synth"],
         t.path(),
     );
     let j = json_of(&out);
@@ -105,8 +81,7 @@ fn finetune_run_record_and_meta_append() {
     }
     let csv = std::fs::read_to_string(run_dir.join("metrics.csv")).unwrap();
     assert_eq!(csv.lines().count(), 4, "{csv}");
-    let on_disk: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(run_dir.join("run.json")).unwrap()).unwrap();
+    let on_disk: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(run_dir.join("run.json")).unwrap()).unwrap();
     assert_eq!(on_disk["test_accuracy"], j["test_accuracy"]);
     // the meta-dataset row reads back with the SPEC's columns
     let df = graft::metadataset::read_all(&meta).unwrap();
@@ -127,35 +102,15 @@ fn finetune_run_record_and_meta_append() {
     ] {
         assert!(df.column(c).is_ok(), "missing column {c}");
     }
-    assert_eq!(
-        df.column("family").unwrap().str().unwrap().get(0),
-        Some("synth")
-    );
-    assert_eq!(
-        df.column("run_id").unwrap().str().unwrap().get(0),
-        j["run_id"].as_str()
-    );
+    assert_eq!(df.column("family").unwrap().str().unwrap().get(0), Some("synth"));
+    assert_eq!(df.column("run_id").unwrap().str().unwrap().get(0), j["run_id"].as_str());
     // a second run appends a second row, leaving the first intact
-    let out = run_args(
-        f,
-        &[
-            "--preset",
-            "linear-probe",
-            "--json",
-            "--meta",
-            meta.to_str().unwrap(),
-        ],
-        t.path(),
-    );
+    let out = run_args(f, &["--preset", "linear-probe", "--json", "--meta", meta.to_str().unwrap()], t.path());
     json_of(&out);
     let df = graft::metadataset::read_all(&meta).unwrap();
     assert_eq!(df.height(), 2);
     assert!(
-        std::fs::read_dir(&meta).unwrap().all(|e| !e
-            .unwrap()
-            .file_name()
-            .to_string_lossy()
-            .starts_with('.')),
+        std::fs::read_dir(&meta).unwrap().all(|e| !e.unwrap().file_name().to_string_lossy().starts_with('.')),
         "temporary file left behind"
     );
 }
@@ -172,11 +127,7 @@ fn frozen_groups_do_not_move_and_layerwise_rates_apply() {
     r["groups"]["stage1"] = serde_json::json!({"action": "freeze"});
     r["groups"]["stage3"] = serde_json::json!({"lr": 0.002});
     let p = write_recipe(t.path(), "r.json", &r);
-    let j = json_of(&run_args(
-        f,
-        &["--recipe", p.to_str().unwrap(), "--json", "--no-meta"],
-        t.path(),
-    ));
+    let j = json_of(&run_args(f, &["--recipe", p.to_str().unwrap(), "--json", "--no-meta"], t.path()));
     let g = j["groups"].as_array().unwrap();
     let by = |n: &str| g.iter().find(|x| x["name"] == n).unwrap().clone();
     assert_eq!(by("stem")["weight_change"].as_f64().unwrap(), 0.0);
@@ -192,22 +143,8 @@ fn frozen_groups_do_not_move_and_layerwise_rates_apply() {
 fn same_seed_same_result_and_weights() {
     let f = fixture();
     let t = tempfile::tempdir().unwrap();
-    let go = |seed: &str| {
-        json_of(&run_args(
-            f,
-            &[
-                "--preset",
-                "finetune-all",
-                "--epochs",
-                "2",
-                "--seed",
-                seed,
-                "--json",
-                "--no-meta",
-            ],
-            t.path(),
-        ))
-    };
+    let go =
+        |seed: &str| json_of(&run_args(f, &["--preset", "finetune-all", "--epochs", "2", "--seed", seed, "--json", "--no-meta"], t.path()));
     let (a, b, c) = (go("7"), go("7"), go("8"));
     assert_eq!(a["test_accuracy"], b["test_accuracy"]);
     assert_eq!(a["final_weights_sha256"], b["final_weights_sha256"]);
@@ -220,33 +157,17 @@ fn same_seed_same_result_and_weights() {
 fn linear_probe_and_softmax_probe() {
     let f = fixture();
     let t = tempfile::tempdir().unwrap();
-    let j = json_of(&run_args(
-        f,
-        &["--preset", "linear-probe", "--json", "--no-meta"],
-        t.path(),
-    ));
+    let j = json_of(&run_args(f, &["--preset", "linear-probe", "--json", "--no-meta"], t.path()));
     assert_eq!(j["probe"]["kind"], "linear-svm");
     assert_eq!(j["probe"]["group"], "stage3");
-    assert!(j["groups"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .all(|g| g["action"] == "freeze" && g["weight_change"] == 0.0));
+    assert!(j["groups"].as_array().unwrap().iter().all(|g| g["action"] == "freeze" && g["weight_change"] == 0.0));
     // learnable synthetic classes: the probe on the tiny backbone is far above chance (1/3)
-    assert!(
-        j["test_accuracy"].as_f64().unwrap() > 0.6,
-        "{}",
-        j["test_accuracy"]
-    );
+    assert!(j["test_accuracy"].as_f64().unwrap() > 0.6, "{}", j["test_accuracy"]);
     let mut r = preset_json("linear-probe");
     r["strategy"] = "softmax-probe".into();
     r["probe"]["group"] = "stage2".into();
     let p = write_recipe(t.path(), "s.json", &r);
-    let j = json_of(&run_args(
-        f,
-        &["--recipe", p.to_str().unwrap(), "--json", "--no-meta"],
-        t.path(),
-    ));
+    let j = json_of(&run_args(f, &["--recipe", p.to_str().unwrap(), "--json", "--no-meta"], t.path()));
     assert_eq!(j["probe"]["kind"], "softmax");
     assert_eq!(j["probe"]["group"], "stage2");
     assert_eq!(j["probe"]["feature_dim"], 32);
@@ -306,17 +227,9 @@ fn bad_recipes_exit_2_naming_the_field() {
     ];
     for (i, (r, needle)) in cases.into_iter().enumerate() {
         let p = write_recipe(t.path(), &format!("bad{i}.json"), &r);
-        expect_exit(
-            &run_args(f, &["--recipe", p.to_str().unwrap(), "--no-meta"], t.path()),
-            2,
-            needle,
-        );
+        expect_exit(&run_args(f, &["--recipe", p.to_str().unwrap(), "--no-meta"], t.path()), 2, needle);
     }
-    expect_exit(
-        &run_args(f, &["--preset", "nope", "--no-meta"], t.path()),
-        2,
-        "unknown preset",
-    );
+    expect_exit(&run_args(f, &["--preset", "nope", "--no-meta"], t.path()), 2, "unknown preset");
 }
 
 #[test]
@@ -347,14 +260,7 @@ fn bad_data_and_backbone_exit_2() {
     std::fs::write(bad.join("train/class0/zz.jpg"), b"garbage").unwrap();
     let base = |extra: &[&str]| {
         graft()
-            .args([
-                "run",
-                "--preset",
-                "linear-probe",
-                "--no-meta",
-                "--json",
-                "--runs",
-            ])
+            .args(["run", "--preset", "linear-probe", "--no-meta", "--json", "--runs"])
             .arg(t.path())
             .arg("--data")
             .arg(&bad)
@@ -371,11 +277,7 @@ fn bad_data_and_backbone_exit_2() {
     // a backbone file that does not match its card
     let copy = t.path().join("tampered.safetensors");
     std::fs::copy(&f.backbone, &copy).unwrap();
-    std::fs::copy(
-        f.backbone.with_extension("json"),
-        copy.with_extension("json"),
-    )
-    .unwrap();
+    std::fs::copy(f.backbone.with_extension("json"), copy.with_extension("json")).unwrap();
     let mut bytes = std::fs::read(&copy).unwrap();
     let n = bytes.len();
     bytes[n - 1] ^= 0xff;
@@ -408,29 +310,11 @@ fn diverging_run_exits_3_and_is_recorded() {
     r["optimizer"] = serde_json::json!({"kind": "sgd", "momentum": 0.0, "weight_decay": 0.0});
     r["schedule"] = serde_json::json!({"kind": "constant", "warmup_epochs": 0.0});
     let p = write_recipe(t.path(), "div.json", &r);
-    let out = run_args(
-        f,
-        &[
-            "--recipe",
-            p.to_str().unwrap(),
-            "--json",
-            "--meta",
-            meta.to_str().unwrap(),
-        ],
-        t.path(),
-    );
-    assert_eq!(
-        out.status.code(),
-        Some(3),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = run_args(f, &["--recipe", p.to_str().unwrap(), "--json", "--meta", meta.to_str().unwrap()], t.path());
+    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
     let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(j["status"], "diverged");
     let df = graft::metadataset::read_all(&meta).unwrap();
-    assert_eq!(
-        df.column("status").unwrap().str().unwrap().get(0),
-        Some("diverged")
-    );
+    assert_eq!(df.column("status").unwrap().str().unwrap().get(0), Some("diverged"));
     let _ = &f.root;
 }

@@ -50,12 +50,7 @@ impl ModelCard {
 
     pub fn load(card_path: &Path) -> Result<Self> {
         let s = read_to_string(card_path)?;
-        serde_json::from_str(&s).map_err(|e| {
-            GraftError::Model(format!(
-                "{}: not a valid model card: {e}",
-                card_path.display()
-            ))
-        })
+        serde_json::from_str(&s).map_err(|e| GraftError::Model(format!("{}: not a valid model card: {e}", card_path.display())))
     }
 
     /// Refuse a card whose sha256 does not match its weights file.
@@ -88,19 +83,10 @@ pub fn model_dirs() -> Vec<PathBuf> {
     }
     dirs.push(PathBuf::from("models"));
     if let Ok(exe) = std::env::current_exe() {
-        if let Some(root) = exe
-            .parent()
-            .and_then(|p| p.parent())
-            .and_then(|p| p.parent())
-        {
+        if let Some(root) = exe.parent().and_then(|p| p.parent()).and_then(|p| p.parent()) {
             dirs.push(root.join("models"));
         }
-        if let Some(root) = exe
-            .parent()
-            .and_then(|p| p.parent())
-            .and_then(|p| p.parent())
-            .and_then(|p| p.parent())
-        {
+        if let Some(root) = exe.parent().and_then(|p| p.parent()).and_then(|p| p.parent()).and_then(|p| p.parent()) {
             dirs.push(root.join("models"));
         }
     }
@@ -138,23 +124,19 @@ pub fn resolve(name_or_path: &str) -> Result<ModelRef> {
     let p = Path::new(name_or_path);
     let r = if p.extension().and_then(|e| e.to_str()) == Some("safetensors") || p.is_file() {
         if !p.is_file() {
-            return Err(GraftError::Model(format!(
-                "--backbone {}: no such file",
-                p.display()
-            )));
+            return Err(GraftError::Model(format!("--backbone {}: no such file", p.display())));
         }
         let cp = ModelCard::card_path(p);
         if !cp.is_file() {
-            return Err(GraftError::Model(format!(
-                "--backbone {}: no model card {} beside it; graft needs the card (arch, input, normalisation)",
-                p.display(),
-                cp.display()
-            )));
+            return torchvision_card(p).map_err(|e| {
+                GraftError::Model(format!(
+                    "--backbone {}: no model card {} beside it, and not a torchvision-format ResNet ({e}); write a card (arch, input, normalisation) or use a torchvision ResNet file",
+                    p.display(),
+                    cp.display()
+                ))
+            });
         }
-        ModelRef {
-            weights: p.to_path_buf(),
-            card: ModelCard::load(&cp)?,
-        }
+        ModelRef { weights: p.to_path_buf(), card: ModelCard::load(&cp)? }
     } else {
         let all = list_models()?;
         match all.iter().find(|m| m.card.name == name_or_path) {
@@ -171,4 +153,39 @@ pub fn resolve(name_or_path: &str) -> Result<ModelRef> {
     };
     r.card.verify(&r.weights)?;
     Ok(r)
+}
+
+/// A card for a torchvision-format ResNet file without one: ImageNet normalisation, 224x224
+/// RGB input (write a card beside the file to choose another size), groups stem, layer1..4, head.
+pub fn torchvision_card(weights: &Path) -> Result<ModelRef> {
+    let spec = super::torchvision::TvSpec::from_file(weights)?;
+    let arch = super::Arch::TorchvisionResnet;
+    let name = weights.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_else(|| spec.name());
+    let mut input = arch.default_input();
+    input.channels = spec.in_channels;
+    let card = ModelCard {
+        card_version: CARD_VERSION,
+        name,
+        arch: arch.name().into(),
+        input,
+        normalisation: Normalisation { mean: vec![0.485, 0.456, 0.406], std: vec![0.229, 0.224, 0.225] },
+        groups: arch.group_names(),
+        n_classes: spec.n_classes,
+        source_classes: Vec::new(),
+        source: "unknown (torchvision-format file without a card)".into(),
+        source_accuracy: None,
+        params: 0,
+        license: "unknown".into(),
+        sha256: sha256_file(weights)?,
+        method: "torchvision".into(),
+        epochs: 0,
+        seed: 0,
+        final_loss: None,
+        command: String::new(),
+        created_at: String::new(),
+        graft_version: env!("CARGO_PKG_VERSION").into(),
+        train_seconds: None,
+        notes: format!("{} read from tensor shapes: blocks {:?}, widths {:?}", spec.name(), spec.blocks, spec.outs),
+    };
+    Ok(ModelRef { weights: weights.to_path_buf(), card })
 }

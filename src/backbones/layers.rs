@@ -19,26 +19,14 @@ impl Conv2d {
     /// Outside train mode (frozen or evaluating) the weight is detached, so no weight gradient
     /// is computed for it.
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let w = if train {
-            self.weight.clone()
-        } else {
-            self.weight.detach()
-        };
+        let w = if train { self.weight.clone() } else { self.weight.detach() };
         crate::kernels::conv2d(x, &w, self.stride, self.pad)
     }
 }
 
 pub fn conv(cin: usize, cout: usize, k: usize, stride: usize, vb: VarBuilder) -> Result<Conv2d> {
-    let weight = vb.get_with_hints(
-        (cout, cin, k, k),
-        "weight",
-        candle_nn::init::DEFAULT_KAIMING_NORMAL,
-    )?;
-    Ok(Conv2d {
-        weight,
-        stride,
-        pad: k / 2,
-    })
+    let weight = vb.get_with_hints((cout, cin, k, k), "weight", candle_nn::init::DEFAULT_KAIMING_NORMAL)?;
+    Ok(Conv2d { weight, stride, pad: k / 2 })
 }
 
 /// conv -> BN -> (ReLU)
@@ -49,11 +37,11 @@ pub struct ConvBn {
 }
 
 impl ConvBn {
+    pub fn from_parts(cin: usize, cout: usize, k: usize, stride: usize, conv_vb: VarBuilder, bn_vb: VarBuilder) -> Result<Self> {
+        Ok(ConvBn { conv: conv(cin, cout, k, stride, conv_vb)?, bn: bn(cout, bn_vb)? })
+    }
     pub fn new(cin: usize, cout: usize, k: usize, stride: usize, vb: VarBuilder) -> Result<Self> {
-        Ok(ConvBn {
-            conv: conv(cin, cout, k, stride, vb.pp("conv"))?,
-            bn: bn(cout, vb.pp("bn"))?,
-        })
+        Ok(ConvBn { conv: conv(cin, cout, k, stride, vb.pp("conv"))?, bn: bn(cout, vb.pp("bn"))? })
     }
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         self.bn.forward_t(&self.conv.forward_t(x, train)?, train)
@@ -72,8 +60,16 @@ pub struct BasicBlock {
 
 impl BasicBlock {
     pub fn new(cin: usize, cout: usize, stride: usize, vb: VarBuilder) -> Result<Self> {
+        Self::with_names(cin, cout, stride, false, vb)
+    }
+    /// `torchvision`: the shortcut is named `downsample.0` / `downsample.1` as torchvision names it.
+    pub fn with_names(cin: usize, cout: usize, stride: usize, torchvision: bool, vb: VarBuilder) -> Result<Self> {
         let down = if stride != 1 || cin != cout {
-            Some(ConvBn::new(cin, cout, 1, stride, vb.pp("down"))?)
+            Some(if torchvision {
+                ConvBn::from_parts(cin, cout, 1, stride, vb.pp("downsample").pp("0"), vb.pp("downsample").pp("1"))?
+            } else {
+                ConvBn::new(cin, cout, 1, stride, vb.pp("down"))?
+            })
         } else {
             None
         };
@@ -86,13 +82,43 @@ impl BasicBlock {
         })
     }
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let y = self
-            .bn1
-            .forward_t(&self.conv1.forward_t(x, train)?, train)?
-            .relu()?;
-        let y = self
-            .bn2
-            .forward_t(&self.conv2.forward_t(&y, train)?, train)?;
+        let y = self.bn1.forward_t(&self.conv1.forward_t(x, train)?, train)?.relu()?;
+        let y = self.bn2.forward_t(&self.conv2.forward_t(&y, train)?, train)?;
+        let s = match &self.down {
+            Some(d) => d.forward_t(x, train)?,
+            None => x.clone(),
+        };
+        (y + s)?.relu()
+    }
+}
+
+/// The bottleneck block of torchvision's ResNet-50/101/152 (stride on the 3x3 convolution).
+#[derive(Debug, Clone)]
+pub struct Bottleneck {
+    pub c1: ConvBn,
+    pub c2: ConvBn,
+    pub c3: ConvBn,
+    pub down: Option<ConvBn>,
+}
+
+impl Bottleneck {
+    pub fn new(cin: usize, width: usize, cout: usize, stride: usize, has_down: bool, vb: VarBuilder) -> Result<Self> {
+        let down = if has_down {
+            Some(ConvBn::from_parts(cin, cout, 1, stride, vb.pp("downsample").pp("0"), vb.pp("downsample").pp("1"))?)
+        } else {
+            None
+        };
+        Ok(Bottleneck {
+            c1: ConvBn::from_parts(cin, width, 1, 1, vb.pp("conv1"), vb.pp("bn1"))?,
+            c2: ConvBn::from_parts(width, width, 3, stride, vb.pp("conv2"), vb.pp("bn2"))?,
+            c3: ConvBn::from_parts(width, cout, 1, 1, vb.pp("conv3"), vb.pp("bn3"))?,
+            down,
+        })
+    }
+    pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let y = self.c1.forward_t(x, train)?.relu()?;
+        let y = self.c2.forward_t(&y, train)?.relu()?;
+        let y = self.c3.forward_t(&y, train)?;
         let s = match &self.down {
             Some(d) => d.forward_t(x, train)?,
             None => x.clone(),
@@ -109,6 +135,9 @@ pub enum Layer {
     /// conv-BN-ReLU then 2x2 max-pool
     ConvBnReluPool(ConvBn),
     Block(BasicBlock),
+    Bottleneck(Bottleneck),
+    /// conv-BN-ReLU then 3x3 max-pool, stride 2, padding 1 (torchvision's stem).
+    ConvBnReluPool3(ConvBn),
     /// Global average pool, then a linear classifier.
     PoolLinear(Linear),
     /// Flatten, then a linear classifier.
@@ -121,6 +150,8 @@ impl Layer {
             Layer::ConvBnRelu(c) => c.forward_t(x, train)?.relu(),
             Layer::ConvBnReluPool(c) => crate::kernels::max_pool2(&c.forward_t(x, train)?.relu()?),
             Layer::Block(b) => b.forward_t(x, train),
+            Layer::Bottleneck(b) => b.forward_t(x, train),
+            Layer::ConvBnReluPool3(c) => crate::kernels::max_pool(&c.forward_t(x, train)?.relu()?, 3, 2, 1),
             Layer::PoolLinear(l) => linear_t(l, train).forward(&x.mean((2, 3))?),
             Layer::FlattenLinear(l) => linear_t(l, train).forward(&x.flatten_from(1)?),
         }

@@ -3,6 +3,7 @@
 //! safetensors checkpoints with a card.
 pub mod card;
 pub mod layers;
+pub mod torchvision;
 
 use crate::data::InputSpec;
 use crate::error::{GraftError, Result};
@@ -17,9 +18,7 @@ use std::path::Path;
 pub use card::{ModelCard, ModelRef};
 
 /// The architectures graft can build.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Arch {
     /// 4 conv blocks (64 channels, conv-BN-ReLU-maxpool), for 28x28 grey images.
@@ -28,6 +27,11 @@ pub enum Arch {
     Resnet8,
     /// CIFAR ResNet with 3 basic blocks per stage (16/32/64 channels).
     Resnet20,
+    /// A torchvision-format ResNet (18/34/50/...) loaded from a safetensors file; its depth and
+    /// widths are read from the file's tensor shapes.
+    #[value(skip)]
+    #[serde(rename = "torchvision-resnet")]
+    TorchvisionResnet,
 }
 
 impl Arch {
@@ -36,6 +40,7 @@ impl Arch {
             Arch::Convnet4 => "convnet4",
             Arch::Resnet8 => "resnet8",
             Arch::Resnet20 => "resnet20",
+            Arch::TorchvisionResnet => "torchvision-resnet",
         }
     }
     pub fn parse(s: &str) -> Result<Self> {
@@ -43,29 +48,22 @@ impl Arch {
             "convnet4" => Ok(Arch::Convnet4),
             "resnet8" => Ok(Arch::Resnet8),
             "resnet20" => Ok(Arch::Resnet20),
-            _ => Err(GraftError::Model(format!(
-                "unknown arch `{s}`; known: convnet4, resnet8, resnet20"
-            ))),
+            "torchvision-resnet" => Ok(Arch::TorchvisionResnet),
+            _ => Err(GraftError::Model(format!("unknown arch `{s}`; known: convnet4, resnet8, resnet20, torchvision-resnet"))),
         }
     }
     /// The default input of the architecture.
     pub fn default_input(&self) -> InputSpec {
         match self {
-            Arch::Convnet4 => InputSpec {
-                channels: 1,
-                height: 28,
-                width: 28,
-            },
-            _ => InputSpec {
-                channels: 3,
-                height: 32,
-                width: 32,
-            },
+            Arch::Convnet4 => InputSpec { channels: 1, height: 28, width: 28 },
+            Arch::TorchvisionResnet => InputSpec { channels: 3, height: 224, width: 224 },
+            _ => InputSpec { channels: 3, height: 32, width: 32 },
         }
     }
     pub fn group_names(&self) -> Vec<String> {
         let g: &[&str] = match self {
             Arch::Convnet4 => &["block1", "block2", "block3", "block4", "head"],
+            Arch::TorchvisionResnet => &["stem", "layer1", "layer2", "layer3", "layer4", "head"],
             _ => &["stem", "stage1", "stage2", "stage3", "head"],
         };
         g.iter().map(|s| s.to_string()).collect()
@@ -85,13 +83,21 @@ pub struct Model {
 
 impl Model {
     /// Build with seeded initialisation (He-normal convs, PyTorch-default linear, BN = identity).
-    pub fn new(
-        arch: Arch,
-        input: InputSpec,
-        n_classes: usize,
-        seed: u64,
-        device: &Device,
-    ) -> Result<Self> {
+    pub fn new(arch: Arch, input: InputSpec, n_classes: usize, seed: u64, device: &Device) -> Result<Self> {
+        if arch == Arch::TorchvisionResnet {
+            return Err(GraftError::Model("a torchvision ResNet is built from its weights file (Model::for_card)".into()));
+        }
+        Self::build(arch, None, input, n_classes, seed, device)
+    }
+
+    /// Build the model a card describes, for a task with `n_classes` (not yet loading weights).
+    pub fn for_card(mref: &ModelRef, n_classes: usize, seed: u64, device: &Device) -> Result<Self> {
+        let arch = Arch::parse(&mref.card.arch)?;
+        let tv = if arch == Arch::TorchvisionResnet { Some(torchvision::TvSpec::from_file(&mref.weights)?) } else { None };
+        Self::build(arch, tv, mref.card.input, n_classes, seed, device)
+    }
+
+    fn build(arch: Arch, tv: Option<torchvision::TvSpec>, input: InputSpec, n_classes: usize, seed: u64, device: &Device) -> Result<Self> {
         let varmap = VarMap::new();
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, device);
         let groups = match arch {
@@ -100,13 +106,7 @@ impl Model {
                 let mut cin = input.channels;
                 let (mut h, mut w) = (input.height, input.width);
                 for i in 0..4 {
-                    g.push(vec![Layer::ConvBnReluPool(ConvBn::new(
-                        cin,
-                        64,
-                        3,
-                        1,
-                        vb.pp(format!("block{}", i + 1)),
-                    )?)]);
+                    g.push(vec![Layer::ConvBnReluPool(ConvBn::new(cin, 64, 3, 1, vb.pp(format!("block{}", i + 1)))?)]);
                     cin = 64;
                     h /= 2;
                     w /= 2;
@@ -117,22 +117,12 @@ impl Model {
                         input.height, input.width
                     )));
                 }
-                g.push(vec![Layer::FlattenLinear(layers::head_linear(
-                    64 * h * w,
-                    n_classes,
-                    vb.pp("head").pp("fc"),
-                )?)]);
+                g.push(vec![Layer::FlattenLinear(layers::head_linear(64 * h * w, n_classes, vb.pp("head").pp("fc"))?)]);
                 g
             }
             Arch::Resnet8 | Arch::Resnet20 => {
                 let n = if arch == Arch::Resnet8 { 1 } else { 3 };
-                let mut g = vec![vec![Layer::ConvBnRelu(ConvBn::new(
-                    input.channels,
-                    16,
-                    3,
-                    1,
-                    vb.pp("stem"),
-                )?)]];
+                let mut g = vec![vec![Layer::ConvBnRelu(ConvBn::new(input.channels, 16, 3, 1, vb.pp("stem"))?)]];
                 let mut cin = 16;
                 for (s, cout) in [16usize, 32, 64].into_iter().enumerate() {
                     let vbs = vb.pp(format!("stage{}", s + 1));
@@ -144,23 +134,15 @@ impl Model {
                     }
                     g.push(blocks);
                 }
-                g.push(vec![Layer::PoolLinear(layers::head_linear(
-                    64,
-                    n_classes,
-                    vb.pp("head").pp("fc"),
-                )?)]);
+                g.push(vec![Layer::PoolLinear(layers::head_linear(64, n_classes, vb.pp("head").pp("fc"))?)]);
                 g
             }
+            Arch::TorchvisionResnet => {
+                let spec = tv.as_ref().ok_or_else(|| GraftError::Model("torchvision ResNet without a spec".into()))?;
+                spec.build(input, n_classes, &vb)?
+            }
         };
-        let m = Model {
-            arch,
-            input,
-            n_classes,
-            group_names: arch.group_names(),
-            groups,
-            varmap,
-            device: device.clone(),
-        };
+        let m = Model { arch, input, n_classes, group_names: arch.group_names(), groups, varmap, device: device.clone() };
         let all: Vec<String> = m.group_names.clone();
         m.reinit_groups(&all, seed)?;
         Ok(m)
@@ -180,9 +162,14 @@ impl Model {
         data.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
     }
 
-    /// The group a variable belongs to: its first path component.
+    /// The group a variable belongs to: its first path component (torchvision's `conv1`/`bn1`
+    /// are the stem and `fc` the head).
     pub fn group_of(name: &str) -> &str {
-        name.split('.').next().unwrap_or(name)
+        match name.split('.').next().unwrap_or(name) {
+            "conv1" | "bn1" => "stem",
+            "fc" => "head",
+            g => g,
+        }
     }
 
     pub fn is_buffer(name: &str) -> bool {
@@ -191,18 +178,11 @@ impl Model {
 
     /// Trainable parameters of a group (no BatchNorm running statistics), sorted by name.
     pub fn group_params(&self, group: &str) -> Vec<(String, Var)> {
-        self.named_vars()
-            .into_iter()
-            .filter(|(k, _)| Self::group_of(k) == group && !Self::is_buffer(k))
-            .collect()
+        self.named_vars().into_iter().filter(|(k, _)| Self::group_of(k) == group && !Self::is_buffer(k)).collect()
     }
 
     pub fn param_count(&self) -> usize {
-        self.named_vars()
-            .iter()
-            .filter(|(k, _)| !Self::is_buffer(k))
-            .map(|(_, v)| v.elem_count())
-            .sum()
+        self.named_vars().iter().filter(|(k, _)| !Self::is_buffer(k)).map(|(_, v)| v.elem_count()).sum()
     }
 
     /// Re-initialise the named groups from `seed`; each variable draws from its own stream.
@@ -276,9 +256,7 @@ impl Model {
     /// Save all variables (including BatchNorm statistics) as safetensors.
     pub fn save(&self, path: &Path) -> Result<()> {
         let tmp = path.with_extension("safetensors.tmp");
-        self.varmap.save(&tmp).map_err(|e| {
-            GraftError::Other(format!("{}: cannot save weights: {e}", tmp.display()))
-        })?;
+        self.varmap.save(&tmp).map_err(|e| GraftError::Other(format!("{}: cannot save weights: {e}", tmp.display())))?;
         std::fs::rename(&tmp, path).map_err(|e| GraftError::io(path, e))?;
         Ok(())
     }
@@ -286,9 +264,8 @@ impl Model {
     /// Load weights from a safetensors file, skipping the groups in `skip` (e.g. a head whose
     /// class count differs). A missing or misshapen tensor names the key and what was expected.
     pub fn load_weights(&self, path: &Path, skip: &[String]) -> Result<()> {
-        let tensors = candle_core::safetensors::load(path, &self.device).map_err(|e| {
-            GraftError::Model(format!("{}: cannot read safetensors: {e}", path.display()))
-        })?;
+        let tensors = candle_core::safetensors::load(path, &self.device)
+            .map_err(|e| GraftError::Model(format!("{}: cannot read safetensors: {e}", path.display())))?;
         for (name, var) in self.named_vars() {
             if skip.iter().any(|g| g == Self::group_of(&name)) {
                 continue;
@@ -317,29 +294,20 @@ impl Model {
 
     /// Snapshot of every trainable parameter (for weight-change measures and L2-SP anchors).
     pub fn snapshot(&self) -> Result<BTreeMap<String, Tensor>> {
-        self.named_vars()
-            .into_iter()
-            .filter(|(k, _)| !Self::is_buffer(k))
-            .map(|(k, v)| Ok((k, v.as_tensor().copy()?)))
-            .collect()
+        self.named_vars().into_iter().filter(|(k, _)| !Self::is_buffer(k)).map(|(k, v)| Ok((k, v.as_tensor().copy()?))).collect()
     }
 
     /// FLOPs (2 x multiply-adds) of one forward pass for one image: convolutions and linear layers.
     pub fn forward_flops(&self) -> u64 {
         let (mut h, mut w) = (self.input.height, self.input.width);
         let mut total = 0u64;
-        let conv = |cin: usize, cout: usize, k: usize, ho: usize, wo: usize| {
-            2 * (cin * cout * k * k * ho * wo) as u64
-        };
+        let conv = |cin: usize, cout: usize, k: usize, ho: usize, wo: usize| 2 * (cin * cout * k * k * ho * wo) as u64;
         for g in &self.groups {
             for l in g {
                 match l {
                     Layer::ConvBnRelu(c) | Layer::ConvBnReluPool(c) => {
                         let d = c.conv.weight.dims();
-                        let (ho, wo) = (
-                            (h + 2 * c.conv.pad - d[2]) / c.conv.stride + 1,
-                            (w + 2 * c.conv.pad - d[3]) / c.conv.stride + 1,
-                        );
+                        let (ho, wo) = ((h + 2 * c.conv.pad - d[2]) / c.conv.stride + 1, (w + 2 * c.conv.pad - d[3]) / c.conv.stride + 1);
                         total += conv(d[1], d[0], d[2], ho, wo);
                         h = ho;
                         w = wo;
@@ -355,6 +323,27 @@ impl Model {
                         total += conv(d1[1], d1[0], 3, ho, wo);
                         let d2 = b.conv2.weight.dims();
                         total += conv(d2[1], d2[0], 3, ho, wo);
+                        if let Some(dn) = &b.down {
+                            let dd = dn.conv.weight.dims();
+                            total += conv(dd[1], dd[0], 1, ho, wo);
+                        }
+                        h = ho;
+                        w = wo;
+                    }
+                    Layer::ConvBnReluPool3(c) => {
+                        let d = c.conv.weight.dims();
+                        let (ho, wo) = ((h + 2 * c.conv.pad - d[2]) / c.conv.stride + 1, (w + 2 * c.conv.pad - d[3]) / c.conv.stride + 1);
+                        total += conv(d[1], d[0], d[2], ho, wo);
+                        h = (ho + 2 - 3) / 2 + 1;
+                        w = (wo + 2 - 3) / 2 + 1;
+                    }
+                    Layer::Bottleneck(b) => {
+                        let s = b.c2.conv.stride;
+                        let (ho, wo) = ((h + 2 - 3) / s + 1, (w + 2 - 3) / s + 1);
+                        for (cb, oh, ow) in [(&b.c1, h, w), (&b.c2, ho, wo), (&b.c3, ho, wo)] {
+                            let d = cb.conv.weight.dims();
+                            total += conv(d[1], d[0], d[2], oh, ow);
+                        }
                         if let Some(dn) = &b.down {
                             let dd = dn.conv.weight.dims();
                             total += conv(dd[1], dd[0], 1, ho, wo);
@@ -393,11 +382,7 @@ impl Model {
             num += (v.as_tensor() - s)?.sqr()?.sum_all()?.to_scalar::<f32>()? as f64;
             den += s.sqr()?.sum_all()?.to_scalar::<f32>()? as f64;
         }
-        Ok(if den > 0.0 {
-            (num / den).sqrt()
-        } else {
-            num.sqrt()
-        })
+        Ok(if den > 0.0 { (num / den).sqrt() } else { num.sqrt() })
     }
 }
 

@@ -5,22 +5,14 @@ use crate::backbones::{card, Arch, Model, ModelCard};
 use crate::data::{self, load_dataset, Augment, LoadOptions};
 use crate::error::{GraftError, Result, EXIT_OK, EXIT_RUN_FAILED};
 use crate::executor::{self, run::decode_dataset, train, RunOptions};
-use crate::recipe::{
-    self, Action, OptimizerKind, OptimizerSpec, Recipe, ScheduleKind, ScheduleSpec, Strategy,
-};
+use crate::recipe::{self, Action, OptimizerKind, OptimizerSpec, Recipe, ScheduleKind, ScheduleSpec, Strategy};
 use crate::util::{now_rfc3339, read_to_string, sha256_file, write_atomic};
 use clap::{Args, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use std::time::Instant;
 
 fn load_opts(d: &DataArgs, seed: u64) -> LoadOptions {
-    LoadOptions {
-        data: d.data.clone(),
-        test: d.test.clone(),
-        unlabelled: d.unlabelled.clone(),
-        seed,
-        test_fraction: d.test_fraction,
-    }
+    LoadOptions { data: d.data.clone(), test: d.test.clone(), unlabelled: d.unlabelled.clone(), seed, test_fraction: d.test_fraction }
 }
 
 fn print_json<T: serde::Serialize>(v: &T) {
@@ -72,9 +64,7 @@ pub fn load_recipe(file: &Option<PathBuf>, preset: &Option<String>) -> Result<Re
     match (file, preset) {
         (Some(f), _) => Recipe::from_json(&read_to_string(f)?, &f.display().to_string()),
         (None, Some(p)) => recipe::preset(p),
-        (None, None) => Err(GraftError::Usage(
-            "pass --recipe FILE or --preset NAME".into(),
-        )),
+        (None, None) => Err(GraftError::Usage("pass --recipe FILE or --preset NAME".into())),
     }
 }
 
@@ -87,11 +77,7 @@ pub fn run(a: RunArgs) -> Result<i32> {
         recipe.epochs = e;
     }
     let (device, device_name) = executor::select_device(&a.device)?;
-    let meta_dir = if a.no_meta {
-        None
-    } else {
-        Some(a.meta.clone().unwrap_or_else(default_meta_dir))
-    };
+    let meta_dir = if a.no_meta { None } else { Some(a.meta.clone().unwrap_or_else(default_meta_dir)) };
     let opts = RunOptions {
         data: load_opts(&a.data, recipe.seed),
         skip_bad: a.data.skip_bad,
@@ -113,29 +99,17 @@ pub fn run(a: RunArgs) -> Result<i32> {
     } else {
         eprintln!(
             "run {}: {} on {} -> test_accuracy {:.4} (n_test {}), {:.1}s training; record in {}",
-            rec.run_id,
-            rec.strategy,
-            rec.backbone,
-            rec.test_accuracy,
-            rec.n_test,
-            rec.train_seconds,
-            rec.run_dir
+            rec.run_id, rec.strategy, rec.backbone, rec.test_accuracy, rec.n_test, rec.train_seconds, rec.run_dir
         );
         for g in &rec.groups {
-            eprintln!(
-                "  {:<8} {:<8} lr {:<10.3e} weight_change {:.4}",
-                g.name, g.action, g.lr, g.weight_change
-            );
+            eprintln!("  {:<8} {:<8} lr {:<10.3e} weight_change {:.4}", g.name, g.action, g.lr, g.weight_change);
         }
         if let Some(m) = &meta_dir {
             eprintln!("appended to meta-dataset {}", m.display());
         }
     }
     if rec.status == "diverged" {
-        eprintln!(
-            "error: run diverged: {}",
-            rec.error.clone().unwrap_or_default()
-        );
+        eprintln!("error: run diverged: {}", rec.error.clone().unwrap_or_default());
         return Ok(EXIT_RUN_FAILED);
     }
     Ok(EXIT_OK)
@@ -186,10 +160,7 @@ pub struct PretrainArgs {
     /// Source data name in the card (default: the data folder's name).
     #[arg(long)]
     pub source: Option<String>,
-    #[arg(
-        long,
-        default_value = "MIT OR Apache-2.0 (weights); the source data's own terms also apply"
-    )]
+    #[arg(long, default_value = "MIT OR Apache-2.0 (weights); the source data's own terms also apply")]
     pub license: String,
     #[arg(long, default_value = "cpu")]
     pub device: String,
@@ -205,10 +176,7 @@ pub fn pretrain(a: PretrainArgs) -> Result<i32> {
         )));
     }
     if a.out.extension().and_then(|e| e.to_str()) != Some("safetensors") {
-        return Err(GraftError::Usage(format!(
-            "--out {}: must end in .safetensors",
-            a.out.display()
-        )));
+        return Err(GraftError::Usage(format!("--out {}: must end in .safetensors", a.out.display())));
     }
     let t_all = Instant::now();
     let (device, _) = executor::select_device(&a.device)?;
@@ -224,28 +192,13 @@ pub fn pretrain(a: PretrainArgs) -> Result<i32> {
     recipe.epochs = a.epochs;
     recipe.batch_size = a.batch_size;
     recipe.seed = a.seed;
-    recipe.optimizer = OptimizerSpec {
-        kind: OptimizerKind::Sgd,
-        weight_decay: a.weight_decay,
-        nesterov: true,
-        momentum: 0.9,
-        ..OptimizerSpec::default()
-    };
-    recipe.schedule = ScheduleSpec {
-        kind: ScheduleKind::Cosine,
-        warmup_epochs: 1.0_f64.min(a.epochs as f64),
-    };
+    recipe.optimizer =
+        OptimizerSpec { kind: OptimizerKind::Sgd, weight_decay: a.weight_decay, nesterov: true, momentum: 0.9, ..OptimizerSpec::default() };
+    recipe.schedule = ScheduleSpec { kind: ScheduleKind::Cosine, warmup_epochs: 1.0_f64.min(a.epochs as f64) };
     recipe.augment = if input.channels == 3 {
-        Augment {
-            crop_padding: (input.height / 8) as u32,
-            hflip: true,
-            ..Augment::default()
-        }
+        Augment { crop_padding: (input.height / 8) as u32, hflip: true, ..Augment::default() }
     } else {
-        Augment {
-            crop_padding: (input.height / 14) as u32,
-            ..Augment::default()
-        }
+        Augment { crop_padding: (input.height / 14) as u32, ..Augment::default() }
     };
     let groups = a.arch.group_names();
     let checked = recipe.check(&groups, ds.n_classes(), ds.n_classes())?;
@@ -254,13 +207,7 @@ pub fn pretrain(a: PretrainArgs) -> Result<i32> {
     if let Some(m) = a.max_train {
         if m < ds.train.len() {
             let frac = 1.0 - m as f64 / ds.train.len() as f64;
-            let (keep, _) = data::folder::stratified_split(
-                ds.train.clone(),
-                ds.n_classes(),
-                frac,
-                a.seed,
-                "max-train",
-            );
+            let (keep, _) = data::folder::stratified_split(ds.train.clone(), ds.n_classes(), frac, a.seed, "max-train");
             ds_used.train = keep;
         }
     }
@@ -269,38 +216,20 @@ pub fn pretrain(a: PretrainArgs) -> Result<i32> {
     let model = Model::new(a.arch, input, ds.n_classes(), a.seed, &device)?;
     let bar = EpochBar::new(a.epochs, "pretrain", false);
     let t0 = Instant::now();
-    let out = train::train(
-        &model,
-        &checked,
-        &dec.train,
-        None,
-        &norm,
-        &Default::default(),
-        &bar,
-    )?;
+    let out = train::train(&model, &checked, &dec.train, None, &norm, &Default::default(), &bar)?;
     bar.finish();
     let train_seconds = t0.elapsed().as_secs_f64();
     if let Some(d) = out.diverged {
-        return Err(GraftError::Diverged(format!(
-            "pretraining {}: {d}",
-            a.out.display()
-        )));
+        return Err(GraftError::Diverged(format!("pretraining {}: {d}", a.out.display())));
     }
     let (test_loss, test_acc, _) = train::evaluate(&model, &dec.test, &norm, 256)?;
     model.save(&a.out)?;
     let sha = sha256_file(&a.out)?;
-    let name = a.name.clone().unwrap_or_else(|| {
-        a.out
-            .file_stem()
-            .map(|s| s.to_string_lossy().to_string())
-            .unwrap_or_default()
-    });
-    let source = a.source.clone().unwrap_or_else(|| {
-        ds.root
-            .file_name()
-            .map(|n| n.to_string_lossy().to_string())
-            .unwrap_or_else(|| "unknown".into())
-    });
+    let name = a.name.clone().unwrap_or_else(|| a.out.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_default());
+    let source = a
+        .source
+        .clone()
+        .unwrap_or_else(|| ds.root.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_else(|| "unknown".into()));
     let card = ModelCard {
         card_version: card::CARD_VERSION,
         name,
@@ -333,17 +262,9 @@ pub fn pretrain(a: PretrainArgs) -> Result<i32> {
         ),
     };
     let cp = ModelCard::card_path(&a.out);
-    write_atomic(
-        &cp,
-        serde_json::to_string_pretty(&card)
-            .expect("serialises")
-            .as_bytes(),
-    )?;
+    write_atomic(&cp, serde_json::to_string_pretty(&card).expect("serialises").as_bytes())?;
     let stats = crate::metafeatures::write_source_stats(
-        &card::ModelRef {
-            weights: a.out.clone(),
-            card: card.clone(),
-        },
+        &card::ModelRef { weights: a.out.clone(), card: card.clone() },
         &a.data.data,
         5000,
         a.seed,
@@ -351,13 +272,7 @@ pub fn pretrain(a: PretrainArgs) -> Result<i32> {
     if a.json {
         print_json(&card);
     } else {
-        eprintln!(
-            "wrote {}, {} and {}: source test accuracy {:.4}",
-            a.out.display(),
-            cp.display(),
-            stats.display(),
-            test_acc
-        );
+        eprintln!("wrote {}, {} and {}: source test accuracy {:.4}", a.out.display(), cp.display(), stats.display(), test_acc);
     }
     Ok(EXIT_OK)
 }
@@ -384,9 +299,7 @@ pub fn models(a: ModelsArgs) -> Result<i32> {
                 c.input.height,
                 c.input.width,
                 c.source,
-                c.source_accuracy
-                    .map(|v| format!("{v:.4}"))
-                    .unwrap_or("-".into()),
+                c.source_accuracy.map(|v| format!("{v:.4}")).unwrap_or("-".into()),
                 c.params,
                 m.weights.display()
             );
@@ -468,18 +381,13 @@ pub fn recipe(a: RecipeArgs) -> Result<i32> {
     match a.cmd {
         RecipeCmd::Preset { name } => println!("{}", recipe::preset(&name)?.to_json()),
         RecipeCmd::Schema => print_json(&Recipe::json_schema()),
-        RecipeCmd::Check {
-            file,
-            backbone,
-            n_classes,
-        } => {
+        RecipeCmd::Check { file, backbone, n_classes } => {
             let r = Recipe::from_json(&read_to_string(&file)?, &file.display().to_string())?;
             let m = card::resolve(&backbone)?;
             let c = r.check(&m.card.groups, m.card.n_classes, n_classes)?;
-            let groups: Vec<_> = c.groups().iter().map(|g| serde_json::json!({"name": g.name, "action": g.action.as_str(), "lr": g.lr})).collect();
-            print_json(
-                &serde_json::json!({"valid": true, "strategy": c.recipe().strategy.as_str(), "groups": groups}),
-            );
+            let groups: Vec<_> =
+                c.groups().iter().map(|g| serde_json::json!({"name": g.name, "action": g.action.as_str(), "lr": g.lr})).collect();
+            print_json(&serde_json::json!({"valid": true, "strategy": c.recipe().strategy.as_str(), "groups": groups}));
         }
     }
     let _ = Strategy::Finetune;
@@ -506,12 +414,7 @@ pub fn meta(a: MetaArgs) -> Result<i32> {
         MetaCmd::Show { meta } => {
             let dir = meta.unwrap_or_else(default_meta_dir);
             let df = crate::metadataset::read_all(&dir)?;
-            eprintln!(
-                "{} runs, {} columns in {}",
-                df.height(),
-                df.width(),
-                dir.display()
-            );
+            eprintln!("{} runs, {} columns in {}", df.height(), df.width(), dir.display());
             println!("{df}");
         }
     }
@@ -535,9 +438,7 @@ pub struct BenchArgs {
 
 pub fn bench(a: BenchArgs) -> Result<i32> {
     if a.batch < 2 || a.steps == 0 {
-        return Err(GraftError::Usage(
-            "--batch must be at least 2 and --steps at least 1".into(),
-        ));
+        return Err(GraftError::Usage("--batch must be at least 2 and --steps at least 1".into()));
     }
     let (device, name) = executor::select_device(&a.device)?;
     let r = executor::bench::bench(a.arch, a.batch, a.steps, &device, &name)?;
@@ -598,10 +499,7 @@ pub fn inspect(a: InspectArgs) -> Result<i32> {
             d.image_channels,
             d.pixel_separability.map(|v| format!("{v:.3}")).unwrap_or("-".into())
         );
-        eprintln!(
-            "backbone {}: LEEP {:?} NCE {:?} Frechet {:?}",
-            r.backbone, r.leep, r.nce, r.frechet_distance
-        );
+        eprintln!("backbone {}: LEEP {:?} NCE {:?} Frechet {:?}", r.backbone, r.leep, r.nce, r.frechet_distance);
         for g in &r.groups {
             eprintln!(
                 "  {:<8} dim {:<4} LogME {:>8.4}  H-score {:>8.4}  probe {}",
@@ -609,9 +507,7 @@ pub fn inspect(a: InspectArgs) -> Result<i32> {
                 g.dim,
                 g.logme,
                 g.hscore,
-                g.probe_accuracy
-                    .map(|v| format!("{v:.3}"))
-                    .unwrap_or("-".into())
+                g.probe_accuracy.map(|v| format!("{v:.3}")).unwrap_or("-".into())
             );
         }
     }
@@ -637,12 +533,7 @@ fn read_features(p: &std::path::Path) -> Result<ndarray::Array2<f64>> {
     }
     read_npy::<_, ndarray::Array2<f32>>(p)
         .map(|a| a.mapv(|v| v as f64))
-        .map_err(|e| {
-            GraftError::Data(format!(
-                "--features {}: expected a 2-D float32 or float64 .npy array (n x d): {e}",
-                p.display()
-            ))
-        })
+        .map_err(|e| GraftError::Data(format!("--features {}: expected a 2-D float32 or float64 .npy array (n x d): {e}", p.display())))
 }
 
 fn read_labels(p: &std::path::Path) -> Result<Vec<i64>> {
@@ -663,10 +554,7 @@ fn read_labels(p: &std::path::Path) -> Result<Vec<i64>> {
     try_ty!(u16);
     try_ty!(u64);
     try_ty!(i8);
-    Err(GraftError::Data(format!(
-        "--labels {}: expected a 1-D integer .npy array",
-        p.display()
-    )))
+    Err(GraftError::Data(format!("--labels {}: expected a 1-D integer .npy array", p.display())))
 }
 
 pub fn logme(a: LogmeArgs) -> Result<i32> {
@@ -682,30 +570,19 @@ pub fn logme(a: LogmeArgs) -> Result<i32> {
         )));
     }
     if f.iter().any(|v| !v.is_finite()) {
-        return Err(GraftError::Data(format!(
-            "--features {}: contains NaN or infinite values",
-            a.features.display()
-        )));
+        return Err(GraftError::Data(format!("--features {}: contains NaN or infinite values", a.features.display())));
     }
     // map labels to 0..k in sorted order
     let mut uniq = raw.clone();
     uniq.sort();
     uniq.dedup();
     if uniq.len() < 2 {
-        return Err(GraftError::Data(format!(
-            "--labels {}: LogME needs at least two classes",
-            a.labels.display()
-        )));
+        return Err(GraftError::Data(format!("--labels {}: LogME needs at least two classes", a.labels.display())));
     }
-    let y: Vec<usize> = raw
-        .iter()
-        .map(|v| uniq.binary_search(v).expect("present"))
-        .collect();
+    let y: Vec<usize> = raw.iter().map(|v| uniq.binary_search(v).expect("present")).collect();
     let v = crate::metafeatures::transfer::logme(&f, &y);
     if a.json {
-        print_json(
-            &serde_json::json!({"logme": v, "n": f.nrows(), "d": f.ncols(), "classes": uniq.len()}),
-        );
+        print_json(&serde_json::json!({"logme": v, "n": f.nrows(), "d": f.ncols(), "classes": uniq.len()}));
     } else {
         println!("{v}");
     }

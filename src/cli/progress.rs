@@ -13,11 +13,7 @@ impl EpochBar {
         let bar = if std::io::stderr().is_terminal() && !quiet {
             let b = ProgressBar::new(total as u64);
             b.set_style(
-                ProgressStyle::with_template(
-                    "{prefix} [{bar:30}] {pos}/{len} epochs {msg} ({elapsed})",
-                )
-                .unwrap()
-                .progress_chars("=> "),
+                ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} epochs {msg} ({elapsed})").unwrap().progress_chars("=> "),
             );
             b.set_prefix(label.to_string());
             Some(b)
@@ -35,10 +31,7 @@ impl EpochBar {
 
 impl Progress for EpochBar {
     fn epoch(&self, m: &EpochMetrics, total: usize) {
-        let val = m
-            .val_accuracy
-            .map(|v| format!(" val_acc {v:.4}"))
-            .unwrap_or_default();
+        let val = m.val_accuracy.map(|v| format!(" val_acc {v:.4}")).unwrap_or_default();
         let msg = format!("loss {:.4} acc {:.4}{val}", m.train_loss, m.train_accuracy);
         match &self.bar {
             Some(b) => {

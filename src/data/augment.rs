@@ -32,23 +32,13 @@ impl Augment {
 
     /// The SimCLR augmentation family at strength `s`, for small images.
     pub fn simclr(s: f32) -> Self {
-        Augment {
-            crop_padding: 0,
-            random_resized_crop: Some(0.2),
-            hflip: true,
-            color_jitter: s,
-            gaussian_noise: 0.02,
-            gaussian_blur: 0.5,
-        }
+        Augment { crop_padding: 0, random_resized_crop: Some(0.2), hflip: true, color_jitter: s, gaussian_noise: 0.02, gaussian_blur: 0.5 }
     }
 
     pub fn validate(&self) -> Result<(), (String, String)> {
         if let Some(s) = self.random_resized_crop {
             if !(s > 0.0 && s <= 1.0) {
-                return Err((
-                    "augment.random_resized_crop".into(),
-                    format!("must be in (0, 1], got {s}"),
-                ));
+                return Err(("augment.random_resized_crop".into(), format!("must be in (0, 1], got {s}")));
             }
         }
         for (name, v, hi) in [
@@ -61,10 +51,7 @@ impl Augment {
             }
         }
         if self.crop_padding > 64 {
-            return Err((
-                "augment.crop_padding".into(),
-                format!("must be at most 64 pixels, got {}", self.crop_padding),
-            ));
+            return Err(("augment.crop_padding".into(), format!("must be at most 64 pixels, got {}", self.crop_padding)));
         }
         Ok(())
     }
@@ -112,12 +99,11 @@ pub fn crop_with_padding<R: Rng>(img: &mut [f32], spec: InputSpec, pad: usize, r
         for y in 0..h {
             for x in 0..w {
                 let (sy, sx) = (y as isize + dy, x as isize + dx);
-                img[c * h * w + y * w + x] =
-                    if sy >= 0 && sx >= 0 && (sy as usize) < h && (sx as usize) < w {
-                        src[c * h * w + sy as usize * w + sx as usize]
-                    } else {
-                        0.0
-                    };
+                img[c * h * w + y * w + x] = if sy >= 0 && sx >= 0 && (sy as usize) < h && (sx as usize) < w {
+                    src[c * h * w + sy as usize * w + sx as usize]
+                } else {
+                    0.0
+                };
             }
         }
     }
@@ -191,9 +177,7 @@ pub fn color_jitter<R: Rng>(img: &mut [f32], spec: InputSpec, s: f32, rng: &mut 
 
 pub fn gaussian_blur(img: &mut [f32], spec: InputSpec, sigma: f32) {
     let k: Vec<f32> = {
-        let raw: Vec<f32> = (-1..=1)
-            .map(|i: i32| (-(i * i) as f32 / (2.0 * sigma * sigma)).exp())
-            .collect();
+        let raw: Vec<f32> = (-1..=1).map(|i: i32| (-(i * i) as f32 / (2.0 * sigma * sigma)).exp()).collect();
         let s: f32 = raw.iter().sum();
         raw.iter().map(|v| v / s).collect()
     };
@@ -231,11 +215,7 @@ mod tests {
     use rand::SeedableRng;
 
     fn spec() -> InputSpec {
-        InputSpec {
-            channels: 3,
-            height: 8,
-            width: 8,
-        }
+        InputSpec { channels: 3, height: 8, width: 8 }
     }
 
     #[test]

@@ -7,9 +7,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-pub const IMAGE_EXTENSIONS: &[&str] = &[
-    "png", "jpg", "jpeg", "bmp", "pgm", "ppm", "pnm", "pbm", "tif", "tiff", "webp",
-];
+pub const IMAGE_EXTENSIONS: &[&str] = &["png", "jpg", "jpeg", "bmp", "pgm", "ppm", "pnm", "pbm", "tif", "tiff", "webp"];
 
 /// Where an image's pixels come from: a file, or raw 8-bit pixels (IDX files).
 #[derive(Debug, Clone)]
@@ -92,21 +90,12 @@ pub struct LoadOptions {
 
 impl LoadOptions {
     pub fn new(data: impl Into<PathBuf>) -> Self {
-        LoadOptions {
-            data: data.into(),
-            test: None,
-            unlabelled: None,
-            seed: 0,
-            test_fraction: 0.2,
-        }
+        LoadOptions { data: data.into(), test: None, unlabelled: None, seed: 0, test_fraction: 0.2 }
     }
 }
 
 fn is_image(p: &Path) -> bool {
-    p.extension()
-        .and_then(|e| e.to_str())
-        .map(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
-        .unwrap_or(false)
+    p.extension().and_then(|e| e.to_str()).map(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str())).unwrap_or(false)
 }
 
 fn check_dir(dir: &Path, what: &str) -> Result<()> {
@@ -117,10 +106,7 @@ fn check_dir(dir: &Path, what: &str) -> Result<()> {
         )));
     }
     if !dir.is_dir() {
-        return Err(GraftError::Data(format!(
-            "{what} {} is not a folder; pass an ImageFolder tree (DIR/<class>/<image>)",
-            dir.display()
-        )));
+        return Err(GraftError::Data(format!("{what} {} is not a folder; pass an ImageFolder tree (DIR/<class>/<image>)", dir.display())));
     }
     Ok(())
 }
@@ -179,12 +165,7 @@ pub fn scan_class_folders(dir: &Path, what: &str) -> Result<(Vec<String>, Vec<Ve
     Ok((names, files))
 }
 
-fn items_for(
-    classes: &[String],
-    names: &[String],
-    files: Vec<Vec<PathBuf>>,
-    dir: &Path,
-) -> Result<Vec<Item>> {
+fn items_for(classes: &[String], names: &[String], files: Vec<Vec<PathBuf>>, dir: &Path) -> Result<Vec<Item>> {
     let mut out = Vec::new();
     for (name, fs) in names.iter().zip(files) {
         let label = classes.iter().position(|c| c == name).ok_or_else(|| {
@@ -194,10 +175,7 @@ fn items_for(
                 classes.join(", ")
             ))
         })?;
-        out.extend(fs.into_iter().map(|p| Item {
-            source: ItemSource::File(p),
-            label: Some(label),
-        }));
+        out.extend(fs.into_iter().map(|p| Item { source: ItemSource::File(p), label: Some(label) }));
     }
     Ok(out)
 }
@@ -213,24 +191,12 @@ pub fn scan_unlabelled(dir: &Path) -> Result<Vec<Item>> {
         .map(|e| e.into_path())
         .collect();
     imgs.sort();
-    Ok(imgs
-        .into_iter()
-        .map(|p| Item {
-            source: ItemSource::File(p),
-            label: None,
-        })
-        .collect())
+    Ok(imgs.into_iter().map(|p| Item { source: ItemSource::File(p), label: None }).collect())
 }
 
 /// Stratified, seeded hold-out: from each class, `round(fraction * n)` images (at least one,
 /// and at least one left for training) go to the test split.
-pub fn stratified_split(
-    items: Vec<Item>,
-    n_classes: usize,
-    fraction: f64,
-    seed: u64,
-    purpose: &str,
-) -> (Vec<Item>, Vec<Item>) {
+pub fn stratified_split(items: Vec<Item>, n_classes: usize, fraction: f64, seed: u64, purpose: &str) -> (Vec<Item>, Vec<Item>) {
     let mut by_class: Vec<Vec<Item>> = vec![Vec::new(); n_classes];
     for it in items {
         by_class[it.label.unwrap_or(0)].push(it);
@@ -259,27 +225,16 @@ pub fn load_dataset(opts: &LoadOptions) -> Result<Dataset> {
     let dir = &opts.data;
     check_dir(dir, "data")?;
     if !(opts.test_fraction > 0.0 && opts.test_fraction < 1.0) {
-        return Err(GraftError::Usage(format!(
-            "--test-fraction must be in (0, 1), got {}",
-            opts.test_fraction
-        )));
+        return Err(GraftError::Usage(format!("--test-fraction must be in (0, 1), got {}", opts.test_fraction)));
     }
     if let Some(ds) = super::idx::try_load_idx(dir, opts)? {
         return Ok(ds);
     }
     let train_dir = dir.join("train");
     let has_split = train_dir.is_dir();
-    let (classes, files) = if has_split {
-        scan_class_folders(&train_dir, "train")?
-    } else {
-        scan_class_folders(dir, "data")?
-    };
+    let (classes, files) = if has_split { scan_class_folders(&train_dir, "train")? } else { scan_class_folders(dir, "data")? };
     let classes_owned = classes.clone();
-    let base_dir = if has_split {
-        train_dir.clone()
-    } else {
-        dir.clone()
-    };
+    let base_dir = if has_split { train_dir.clone() } else { dir.clone() };
     let mut train = items_for(&classes_owned, &classes, files, &base_dir)?;
     let mut val = Vec::new();
     let test;
@@ -287,35 +242,17 @@ pub fn load_dataset(opts: &LoadOptions) -> Result<Dataset> {
     if let Some(tdir) = &opts.test {
         let (tn, tf) = scan_class_folders(tdir, "test")?;
         test = items_for(&classes_owned, &tn, tf, tdir)?;
-        split = SplitInfo {
-            method: "explicit-test".into(),
-            test_fraction: None,
-            seed: opts.seed,
-        };
+        split = SplitInfo { method: "explicit-test".into(), test_fraction: None, seed: opts.seed };
     } else if has_split && dir.join("test").is_dir() {
         let tdir = dir.join("test");
         let (tn, tf) = scan_class_folders(&tdir, "test")?;
         test = items_for(&classes_owned, &tn, tf, &tdir)?;
-        split = SplitInfo {
-            method: "folders".into(),
-            test_fraction: None,
-            seed: opts.seed,
-        };
+        split = SplitInfo { method: "folders".into(), test_fraction: None, seed: opts.seed };
     } else {
-        let (keep, held) = stratified_split(
-            train,
-            classes_owned.len(),
-            opts.test_fraction,
-            opts.seed,
-            "holdout-test",
-        );
+        let (keep, held) = stratified_split(train, classes_owned.len(), opts.test_fraction, opts.seed, "holdout-test");
         train = keep;
         test = held;
-        split = SplitInfo {
-            method: "holdout".into(),
-            test_fraction: Some(opts.test_fraction),
-            seed: opts.seed,
-        };
+        split = SplitInfo { method: "holdout".into(), test_fraction: Some(opts.test_fraction), seed: opts.seed };
     }
     if has_split && dir.join("val").is_dir() {
         let vdir = dir.join("val");
@@ -328,18 +265,7 @@ pub fn load_dataset(opts: &LoadOptions) -> Result<Dataset> {
         None => Vec::new(),
     };
     if test.is_empty() {
-        return Err(GraftError::Data(format!(
-            "{} gives an empty test split; add test/ or more images per class",
-            dir.display()
-        )));
+        return Err(GraftError::Data(format!("{} gives an empty test split; add test/ or more images per class", dir.display())));
     }
-    Ok(Dataset {
-        root: dir.clone(),
-        classes: classes_owned,
-        train,
-        val,
-        test,
-        unlabelled,
-        split,
-    })
+    Ok(Dataset { root: dir.clone(), classes: classes_owned, train, val, test, unlabelled, split })
 }

@@ -28,10 +28,7 @@ pub struct Normalisation {
 
 impl Normalisation {
     pub fn identity(c: usize) -> Self {
-        Normalisation {
-            mean: vec![0.0; c],
-            std: vec![1.0; c],
-        }
+        Normalisation { mean: vec![0.0; c], std: vec![1.0; c] }
     }
 }
 
@@ -60,28 +57,21 @@ impl ImageSet {
     /// Normalised float batch (N*C*H*W) of the given images, augmented when `aug` is given.
     /// Each image's augmentation draws from its own stream `(seed, epoch, index)`, so the result
     /// does not depend on thread scheduling.
-    pub fn batch(
-        &self,
-        idx: &[usize],
-        norm: &Normalisation,
-        aug: Option<(&Augment, u64)>,
-    ) -> Vec<f32> {
+    pub fn batch(&self, idx: &[usize], norm: &Normalisation, aug: Option<(&Augment, u64)>) -> Vec<f32> {
         let l = self.image_len();
         let mut out = vec![0f32; idx.len() * l];
         let spec = self.spec;
-        out.par_chunks_mut(l)
-            .zip(idx.par_iter())
-            .for_each(|(dst, &i)| {
-                let src = self.image(i);
-                for (d, s) in dst.iter_mut().zip(src) {
-                    *d = *s as f32 / 255.0;
-                }
-                if let Some((a, stream)) = aug {
-                    let mut rng = crate::util::rng_for(stream, &format!("aug-{i}"));
-                    a.apply(dst, spec, &mut rng);
-                }
-                normalise_in_place(dst, spec, norm);
-            });
+        out.par_chunks_mut(l).zip(idx.par_iter()).for_each(|(dst, &i)| {
+            let src = self.image(i);
+            for (d, s) in dst.iter_mut().zip(src) {
+                *d = *s as f32 / 255.0;
+            }
+            if let Some((a, stream)) = aug {
+                let mut rng = crate::util::rng_for(stream, &format!("aug-{i}"));
+                a.apply(dst, spec, &mut rng);
+            }
+            normalise_in_place(dst, spec, norm);
+        });
         out
     }
 
@@ -103,11 +93,7 @@ impl ImageSet {
         }
         let cnt = (self.n * hw).max(1) as f64;
         let mean: Vec<f32> = sum.iter().map(|s| (s / cnt) as f32).collect();
-        let std = sq
-            .iter()
-            .zip(&mean)
-            .map(|(q, m)| ((q / cnt - (*m as f64).powi(2)).max(1e-12)).sqrt() as f32)
-            .collect();
+        let std = sq.iter().zip(&mean).map(|(q, m)| ((q / cnt - (*m as f64).powi(2)).max(1e-12)).sqrt() as f32).collect();
         Normalisation { mean, std }
     }
 
@@ -120,24 +106,14 @@ impl ImageSet {
             pixels.extend_from_slice(self.image(i));
             labels.push(self.labels[i]);
         }
-        ImageSet {
-            pixels,
-            labels,
-            n: idx.len(),
-            spec: self.spec,
-            skipped: Vec::new(),
-            fingerprint: self.fingerprint.clone(),
-        }
+        ImageSet { pixels, labels, n: idx.len(), spec: self.spec, skipped: Vec::new(), fingerprint: self.fingerprint.clone() }
     }
 }
 
 pub fn normalise_in_place(x: &mut [f32], spec: InputSpec, norm: &Normalisation) {
     let hw = spec.height * spec.width;
     for ch in 0..spec.channels {
-        let (m, s) = (
-            norm.mean[ch.min(norm.mean.len() - 1)],
-            norm.std[ch.min(norm.std.len() - 1)],
-        );
+        let (m, s) = (norm.mean[ch.min(norm.mean.len() - 1)], norm.std[ch.min(norm.std.len() - 1)]);
         for v in &mut x[ch * hw..(ch + 1) * hw] {
             *v = (*v - m) / s;
         }
@@ -170,26 +146,16 @@ fn to_channels(img: DynamicImage, channels: usize) -> Vec<u8> {
 fn decode_one(item: &Item, spec: InputSpec) -> std::result::Result<(Vec<u8>, [u8; 32]), String> {
     let (img, digest) = match &item.source {
         ItemSource::File(p) => {
-            let bytes =
-                std::fs::read(p).map_err(|e| format!("{}: cannot read: {e}", p.display()))?;
+            let bytes = std::fs::read(p).map_err(|e| format!("{}: cannot read: {e}", p.display()))?;
             let digest: [u8; 32] = Sha256::digest(&bytes).into();
-            let img = image::load_from_memory(&bytes)
-                .map_err(|e| format!("{}: cannot decode image: {e}", p.display()))?;
+            let img = image::load_from_memory(&bytes).map_err(|e| format!("{}: cannot decode image: {e}", p.display()))?;
             (img, digest)
         }
-        ItemSource::Pixels {
-            data,
-            width,
-            height,
-            channels,
-            name,
-        } => {
+        ItemSource::Pixels { data, width, height, channels, name } => {
             let digest: [u8; 32] = Sha256::digest(&data[..]).into();
             let img = match channels {
-                1 => image::GrayImage::from_raw(*width, *height, data.to_vec())
-                    .map(DynamicImage::ImageLuma8),
-                3 => image::RgbImage::from_raw(*width, *height, data.to_vec())
-                    .map(DynamicImage::ImageRgb8),
+                1 => image::GrayImage::from_raw(*width, *height, data.to_vec()).map(DynamicImage::ImageLuma8),
+                3 => image::RgbImage::from_raw(*width, *height, data.to_vec()).map(DynamicImage::ImageRgb8),
                 _ => None,
             }
             .ok_or_else(|| format!("{name}: pixel buffer does not match its shape"))?;
@@ -201,11 +167,7 @@ fn decode_one(item: &Item, spec: InputSpec) -> std::result::Result<(Vec<u8>, [u8
         return Err(format!("{}: image has zero size", item.source.display()));
     }
     let img = if w as usize != spec.width || h as usize != spec.height {
-        img.resize_exact(
-            spec.width as u32,
-            spec.height as u32,
-            image::imageops::FilterType::Triangle,
-        )
+        img.resize_exact(spec.width as u32, spec.height as u32, image::imageops::FilterType::Triangle)
     } else {
         img
     };
@@ -224,8 +186,7 @@ fn decode_one(item: &Item, spec: InputSpec) -> std::result::Result<(Vec<u8>, [u8
 /// Decode items in parallel into `spec`'s channels and size. A file that cannot be read or
 /// decoded is an error naming it, unless `skip_bad`, in which case it is skipped and counted.
 pub fn decode_items(items: &[Item], spec: InputSpec, skip_bad: bool) -> Result<ImageSet> {
-    let decoded: Vec<std::result::Result<(Vec<u8>, [u8; 32]), String>> =
-        items.par_iter().map(|it| decode_one(it, spec)).collect();
+    let decoded: Vec<std::result::Result<(Vec<u8>, [u8; 32]), String>> = items.par_iter().map(|it| decode_one(it, spec)).collect();
     let l = spec.channels * spec.height * spec.width;
     let mut pixels = Vec::with_capacity(items.len() * l);
     let mut labels = Vec::with_capacity(items.len());
@@ -241,19 +202,10 @@ pub fn decode_items(items: &[Item], spec: InputSpec, skip_bad: bool) -> Result<I
             }
             Err(msg) if skip_bad => skipped.push(msg),
             Err(msg) => {
-                return Err(GraftError::Data(format!(
-                    "{msg}; fix or remove the file, or pass --skip-bad to skip unreadable images"
-                )))
+                return Err(GraftError::Data(format!("{msg}; fix or remove the file, or pass --skip-bad to skip unreadable images")))
             }
         }
     }
     let n = labels.len();
-    Ok(ImageSet {
-        pixels,
-        labels,
-        n,
-        spec,
-        skipped,
-        fingerprint: hex::encode(fp.finalize()),
-    })
+    Ok(ImageSet { pixels, labels, n, spec, skipped, fingerprint: hex::encode(fp.finalize()) })
 }

@@ -26,12 +26,10 @@ pub fn sample_task(ds: &Dataset, spec: &TaskSpec, seed: u64) -> Result<Dataset> 
         Some(names) => names
             .iter()
             .map(|n| {
-                ds.classes.iter().position(|c| c == n).ok_or_else(|| {
-                    GraftError::Usage(format!(
-                        "--classes: unknown class `{n}`; known: {}",
-                        ds.classes.join(", ")
-                    ))
-                })
+                ds.classes
+                    .iter()
+                    .position(|c| c == n)
+                    .ok_or_else(|| GraftError::Usage(format!("--classes: unknown class `{n}`; known: {}", ds.classes.join(", "))))
             })
             .collect::<Result<_>>()?,
         None => {
@@ -44,18 +42,13 @@ pub fn sample_task(ds: &Dataset, spec: &TaskSpec, seed: u64) -> Result<Dataset> 
                 )));
             }
             let all: Vec<usize> = (0..ds.n_classes()).collect();
-            let mut c: Vec<usize> = all
-                .choose_multiple(&mut rng, spec.n_classes)
-                .copied()
-                .collect();
+            let mut c: Vec<usize> = all.choose_multiple(&mut rng, spec.n_classes).copied().collect();
             c.sort();
             c
         }
     };
     if chosen.len() < 2 {
-        return Err(GraftError::Usage(
-            "a task needs at least two classes".into(),
-        ));
+        return Err(GraftError::Usage("a task needs at least two classes".into()));
     }
     if spec.shots == 0 {
         return Err(GraftError::Usage("--shots must be at least 1".into()));
@@ -77,76 +70,38 @@ pub fn sample_task(ds: &Dataset, spec: &TaskSpec, seed: u64) -> Result<Dataset> 
             )));
         }
         for it in &items[..spec.shots] {
-            train.push(Item {
-                source: it.source.clone(),
-                label: Some(new),
-            });
+            train.push(Item { source: it.source.clone(), label: Some(new) });
         }
-        pool.extend(items[spec.shots..].iter().map(|it| Item {
-            source: it.source.clone(),
-            label: None,
-        }));
+        pool.extend(items[spec.shots..].iter().map(|it| Item { source: it.source.clone(), label: None }));
         let mut t: Vec<&Item> = ds.test.iter().filter(|it| it.label == Some(old)).collect();
         if let Some(k) = spec.test_per_class {
             t.shuffle(&mut rng);
             t.truncate(k);
         }
-        test.extend(t.into_iter().map(|it| Item {
-            source: it.source.clone(),
-            label: relabel(old),
-        }));
+        test.extend(t.into_iter().map(|it| Item { source: it.source.clone(), label: relabel(old) }));
     }
     pool.shuffle(&mut rng);
     pool.truncate(spec.unlabelled);
     let mut unlabelled = pool;
     if spec.unlabelled > unlabelled.len() {
-        unlabelled.extend(
-            ds.unlabelled
-                .iter()
-                .take(spec.unlabelled - unlabelled.len())
-                .cloned(),
-        );
+        unlabelled.extend(ds.unlabelled.iter().take(spec.unlabelled - unlabelled.len()).cloned());
     }
-    Ok(Dataset {
-        root: ds.root.clone(),
-        classes,
-        train,
-        val: Vec::new(),
-        test,
-        unlabelled,
-        split: ds.split.clone(),
-    })
+    Ok(Dataset { root: ds.root.clone(), classes, train, val: Vec::new(), test, unlabelled, split: ds.split.clone() })
 }
 
 fn write_item(it: &Item, dir: &Path, i: usize) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| GraftError::io(dir, e))?;
     match &it.source {
         ItemSource::File(p) => {
-            let name = format!(
-                "{i:06}_{}",
-                p.file_name()
-                    .map(|n| n.to_string_lossy().to_string())
-                    .unwrap_or_default()
-            );
+            let name = format!("{i:06}_{}", p.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default());
             let dst = dir.join(name);
             std::fs::copy(p, &dst).map_err(|e| GraftError::io(&dst, e))?;
         }
-        ItemSource::Pixels {
-            data,
-            width,
-            height,
-            channels,
-            ..
-        } => {
+        ItemSource::Pixels { data, width, height, channels, .. } => {
             let dst = dir.join(format!("{i:06}.png"));
-            let color = if *channels == 1 {
-                image::ExtendedColorType::L8
-            } else {
-                image::ExtendedColorType::Rgb8
-            };
-            image::save_buffer(&dst, data, *width, *height, color).map_err(|e| {
-                GraftError::Other(format!("{}: cannot write PNG: {e}", dst.display()))
-            })?;
+            let color = if *channels == 1 { image::ExtendedColorType::L8 } else { image::ExtendedColorType::Rgb8 };
+            image::save_buffer(&dst, data, *width, *height, color)
+                .map_err(|e| GraftError::Other(format!("{}: cannot write PNG: {e}", dst.display())))?;
         }
     }
     Ok(())
@@ -154,15 +109,8 @@ fn write_item(it: &Item, dir: &Path, i: usize) -> Result<()> {
 
 /// Write a dataset as `out/train/<class>/`, `out/test/<class>/` and `out/unlabelled/`.
 pub fn write_imagefolder(ds: &Dataset, out: &Path) -> Result<()> {
-    if out.exists()
-        && std::fs::read_dir(out)
-            .map(|mut d| d.next().is_some())
-            .unwrap_or(false)
-    {
-        return Err(GraftError::Usage(format!(
-            "--out {} exists and is not empty; choose a new folder",
-            out.display()
-        )));
+    if out.exists() && std::fs::read_dir(out).map(|mut d| d.next().is_some()).unwrap_or(false) {
+        return Err(GraftError::Usage(format!("--out {} exists and is not empty; choose a new folder", out.display())));
     }
     for (split, items) in [("train", &ds.train), ("test", &ds.test), ("val", &ds.val)] {
         for (i, it) in items.iter().enumerate() {

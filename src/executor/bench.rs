@@ -33,14 +33,9 @@ fn random_batch(arch: Arch, batch: usize, dev: &Device) -> Result<(Tensor, Tenso
     let s = arch.default_input();
     let mut rng = rng_for(0, "bench-data");
     let nd = Normal::new(0f32, 1.0).expect("std");
-    let x: Vec<f32> = (0..batch * s.channels * s.height * s.width)
-        .map(|_| nd.sample(&mut rng))
-        .collect();
+    let x: Vec<f32> = (0..batch * s.channels * s.height * s.width).map(|_| nd.sample(&mut rng)).collect();
     let y: Vec<i64> = (0..batch as i64).map(|i| i % 10).collect();
-    Ok((
-        Tensor::from_vec(x, (batch, s.channels, s.height, s.width), dev)?,
-        Tensor::new(y.as_slice(), dev)?,
-    ))
+    Ok((Tensor::from_vec(x, (batch, s.channels, s.height, s.width), dev)?, Tensor::new(y.as_slice(), dev)?))
 }
 
 /// Peak f32 GFLOP/s = cores x flops per cycle x clock (GHz), from /proc/cpuinfo; AVX-512 with
@@ -49,11 +44,7 @@ pub fn machine_peak(threads: usize) -> (Option<f64>, String) {
     let Ok(info) = std::fs::read_to_string("/proc/cpuinfo") else {
         return (None, "no /proc/cpuinfo".into());
     };
-    let mhz = info
-        .lines()
-        .find(|l| l.starts_with("cpu MHz"))
-        .and_then(|l| l.split(':').nth(1))
-        .and_then(|v| v.trim().parse::<f64>().ok());
+    let mhz = info.lines().find(|l| l.starts_with("cpu MHz")).and_then(|l| l.split(':').nth(1)).and_then(|v| v.trim().parse::<f64>().ok());
     let flags = info.lines().find(|l| l.starts_with("flags")).unwrap_or("");
     let fpc = if flags.contains("avx512f") {
         64.0
@@ -71,13 +62,7 @@ pub fn machine_peak(threads: usize) -> (Option<f64>, String) {
     }
 }
 
-pub fn bench(
-    arch: Arch,
-    batch: usize,
-    steps: usize,
-    dev: &Device,
-    device_name: &str,
-) -> Result<BenchResult> {
+pub fn bench(arch: Arch, batch: usize, steps: usize, dev: &Device, device_name: &str) -> Result<BenchResult> {
     let spec = arch.default_input();
     let model = Model::new(arch, spec, 10, 0, dev)?;
     let (x, y) = random_batch(arch, batch, dev)?;
@@ -121,24 +106,12 @@ pub fn bench(
     }
     let extract_ips = (steps * batch) as f64 / t0.elapsed().as_secs_f64();
     let gf = model.forward_flops() as f64 / 1e9;
-    let threads = if dev.is_cpu() {
-        candle_core::utils::get_num_threads()
-    } else {
-        0
-    };
-    let (peak, note) = if dev.is_cpu() {
-        machine_peak(rayon::current_num_threads())
-    } else {
-        (None, "GPU".into())
-    };
+    let threads = if dev.is_cpu() { candle_core::utils::get_num_threads() } else { 0 };
+    let (peak, note) = if dev.is_cpu() { machine_peak(rayon::current_num_threads()) } else { (None, "GPU".into()) };
     Ok(BenchResult {
         arch: arch.name().into(),
         batch,
-        threads: if dev.is_cpu() {
-            rayon::current_num_threads()
-        } else {
-            threads
-        },
+        threads: if dev.is_cpu() { rayon::current_num_threads() } else { threads },
         steps,
         device: device_name.into(),
         train_images_per_second: train_ips,

@@ -32,8 +32,6 @@ pub fn select_device(name: &str) -> Result<(Device, String)> {
             }
             Ok((Device::Cpu, "cpu".into()))
         }
-        other => Err(GraftError::Usage(format!(
-            "--device {other}: expected cpu, cuda or auto"
-        ))),
+        other => Err(GraftError::Usage(format!("--device {other}: expected cpu, cuda or auto"))),
     }
 }

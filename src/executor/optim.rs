@@ -18,15 +18,7 @@ pub struct Param {
 
 impl Param {
     pub fn new(name: String, var: Var, group: usize, decay: bool, anchor: Option<Tensor>) -> Self {
-        Param {
-            name,
-            var,
-            group,
-            decay,
-            anchor,
-            m: None,
-            v: None,
-        }
+        Param { name, var, group, decay, anchor, m: None, v: None }
     }
 }
 
@@ -39,12 +31,7 @@ pub struct Optimizer {
 
 impl Optimizer {
     pub fn new(spec: OptimizerSpec, l2sp: f64, params: Vec<Param>) -> Self {
-        Optimizer {
-            spec,
-            l2sp,
-            params,
-            t: 0,
-        }
+        Optimizer { spec, l2sp, params, t: 0 }
     }
 
     pub fn params(&self) -> &[Param] {
@@ -101,11 +88,7 @@ impl Optimizer {
                         Some(b) if s.momentum > 0.0 => ((b * s.momentum)? + &g)?,
                         _ => g.clone(),
                     };
-                    let dir = if s.nesterov && s.momentum > 0.0 {
-                        (&g + (&buf * s.momentum)?)?
-                    } else {
-                        buf.clone()
-                    };
+                    let dir = if s.nesterov && s.momentum > 0.0 { (&g + (&buf * s.momentum)?)? } else { buf.clone() };
                     p.var.set(&(w - (dir * lr)?)?)?;
                     if s.momentum > 0.0 {
                         p.m = Some(buf);
@@ -118,12 +101,7 @@ impl Optimizer {
 }
 
 /// Learning-rate multiplier at optimisation step `t` of `total`, with `warmup` steps of linear warm-up.
-pub fn schedule_factor(
-    kind: crate::recipe::ScheduleKind,
-    t: usize,
-    total: usize,
-    warmup: usize,
-) -> f64 {
+pub fn schedule_factor(kind: crate::recipe::ScheduleKind, t: usize, total: usize, warmup: usize) -> f64 {
     if warmup > 0 && t < warmup {
         return (t + 1) as f64 / warmup as f64;
     }
@@ -147,15 +125,8 @@ mod tests {
         // One AdamW step from w=1, g=2 (loss = 2w): m=0.2, v=0.004, mhat=2, vhat=4 -> w = 1*(1-lr*wd) - lr*2/(2+eps)
         let dev = Device::Cpu;
         let w = Var::new(&[1.0f32], &dev).unwrap();
-        let spec = OptimizerSpec {
-            weight_decay: 0.1,
-            ..OptimizerSpec::default()
-        };
-        let mut opt = Optimizer::new(
-            spec,
-            0.0,
-            vec![Param::new("w".into(), w.clone(), 0, true, None)],
-        );
+        let spec = OptimizerSpec { weight_decay: 0.1, ..OptimizerSpec::default() };
+        let mut opt = Optimizer::new(spec, 0.0, vec![Param::new("w".into(), w.clone(), 0, true, None)]);
         let loss = (w.as_tensor() * 2.0).unwrap().sum_all().unwrap();
         let grads = loss.backward().unwrap();
         opt.step(&grads, &[0.01]).unwrap();
@@ -170,19 +141,11 @@ mod tests {
         let a = Var::new(&[1.0f32, 2.0], &dev).unwrap();
         let b = Var::new(&[3.0f32], &dev).unwrap();
         let anchor = Tensor::new(&[0.0f32], &dev).unwrap();
-        let spec = OptimizerSpec {
-            kind: OptimizerKind::Sgd,
-            momentum: 0.0,
-            weight_decay: 0.0,
-            ..OptimizerSpec::default()
-        };
+        let spec = OptimizerSpec { kind: OptimizerKind::Sgd, momentum: 0.0, weight_decay: 0.0, ..OptimizerSpec::default() };
         let mut opt = Optimizer::new(
             spec,
             0.5,
-            vec![
-                Param::new("a".into(), a.clone(), 0, true, None),
-                Param::new("b".into(), b.clone(), 1, true, Some(anchor)),
-            ],
+            vec![Param::new("a".into(), a.clone(), 0, true, None), Param::new("b".into(), b.clone(), 1, true, Some(anchor))],
         );
         let loss = (a.as_tensor().sum_all().unwrap() + b.as_tensor().sum_all().unwrap()).unwrap();
         let grads = loss.backward().unwrap();

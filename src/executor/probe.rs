@@ -20,9 +20,7 @@ pub struct Standardiser {
 impl Standardiser {
     pub fn fit(x: &Array2<f64>) -> Self {
         let mean = x.mean_axis(Axis(0)).expect("non-empty");
-        let std = x
-            .std_axis(Axis(0), 0.0)
-            .mapv(|s| if s > 1e-8 { s } else { 1.0 });
+        let std = x.std_axis(Axis(0), 0.0).mapv(|s| if s > 1e-8 { s } else { 1.0 });
         Standardiser { mean, std }
     }
     pub fn apply(&self, x: &Array2<f64>) -> Array2<f64> {
@@ -61,9 +59,7 @@ impl LinearSvm {
                 .linear_kernel()
                 .pos_neg_weights(c, c)
                 .fit(&ds)
-                .map_err(|e| {
-                    GraftError::Other(format!("linear SVM for class {cls} failed: {e}"))
-                })?;
+                .map_err(|e| GraftError::Other(format!("linear SVM for class {cls} failed: {e}")))?;
             // decision(x) = weighted_sum(x) - rho; recover the hyperplane from unit vectors
             let b0 = m.weighted_sum(&Array1::<f64>::zeros(d)) - m.rho;
             for j in 0..d {
@@ -84,17 +80,7 @@ impl LinearSvm {
 }
 
 pub fn argmax_rows(s: &Array2<f64>) -> Vec<usize> {
-    s.outer_iter()
-        .map(|r| {
-            r.iter()
-                .enumerate()
-                .fold(
-                    (0, f64::NEG_INFINITY),
-                    |b, (i, &v)| if v > b.1 { (i, v) } else { b },
-                )
-                .0
-        })
-        .collect()
+    s.outer_iter().map(|r| r.iter().enumerate().fold((0, f64::NEG_INFINITY), |b, (i, &v)| if v > b.1 { (i, v) } else { b }).0).collect()
 }
 
 pub fn accuracy(pred: &[usize], y: &[usize]) -> f64 {
@@ -125,18 +111,8 @@ fn rows(x: &Array2<f64>, idx: &[usize]) -> Array2<f64> {
 /// Choose C by stratified k-fold CV (ties go to the smaller C), then fit on all the data.
 /// With fewer than two images in some class, CV is impossible and C = 1 (or the grid's
 /// closest value) is used; the report says so.
-pub fn fit_svm_cv(
-    x: &Array2<f64>,
-    y: &[usize],
-    k: usize,
-    grid: &[f64],
-    folds: usize,
-    seed: u64,
-) -> Result<(LinearSvm, ProbeReport)> {
-    let min_count = (0..k)
-        .map(|c| y.iter().filter(|&&l| l == c).count())
-        .min()
-        .unwrap_or(0);
+pub fn fit_svm_cv(x: &Array2<f64>, y: &[usize], k: usize, grid: &[f64], folds: usize, seed: u64) -> Result<(LinearSvm, ProbeReport)> {
+    let min_count = (0..k).map(|c| y.iter().filter(|&&l| l == c).count()).min().unwrap_or(0);
     let folds = folds.min(min_count);
     let mut cv = Vec::new();
     let (c, how) = if folds >= 2 && grid.len() > 1 {
@@ -153,35 +129,17 @@ pub fn fit_svm_cv(
             }
             cv.push((c, correct as f64 / y.len() as f64));
         }
-        let best = cv.iter().fold(
-            (grid[0], -1.0),
-            |b, &(c, a)| if a > b.1 + 1e-12 { (c, a) } else { b },
-        );
+        let best = cv.iter().fold((grid[0], -1.0), |b, &(c, a)| if a > b.1 + 1e-12 { (c, a) } else { b });
         (best.0, format!("{folds}-fold stratified cross-validation"))
     } else {
-        let c = grid
-            .iter()
-            .copied()
-            .min_by(|a, b| (a.ln().abs()).partial_cmp(&b.ln().abs()).unwrap())
-            .unwrap_or(1.0);
-        (
-            c,
-            "grid value closest to 1 (too few images per class to cross-validate)".to_string(),
-        )
+        let c = grid.iter().copied().min_by(|a, b| (a.ln().abs()).partial_cmp(&b.ln().abs()).unwrap()).unwrap_or(1.0);
+        (c, "grid value closest to 1 (too few images per class to cross-validate)".to_string())
     };
     let m = LinearSvm::fit(x, y, k, c)?;
     let train_accuracy = accuracy(&m.predict(x), y);
     Ok((
         m,
-        ProbeReport {
-            kind: "linear-svm".into(),
-            group: String::new(),
-            feature_dim: x.ncols(),
-            c,
-            cv,
-            c_selection: how,
-            train_accuracy,
-        },
+        ProbeReport { kind: "linear-svm".into(), group: String::new(), feature_dim: x.ncols(), c, cv, c_selection: how, train_accuracy },
     ))
 }
 
@@ -196,8 +154,7 @@ struct Softmax<'a> {
 impl Softmax<'_> {
     fn unpack(&self, p: &Array1<f64>) -> (Array2<f64>, Array1<f64>) {
         let d = self.x.ncols();
-        let w = Array2::from_shape_vec((d, self.k), p.as_slice().unwrap()[..d * self.k].to_vec())
-            .unwrap();
+        let w = Array2::from_shape_vec((d, self.k), p.as_slice().unwrap()[..d * self.k].to_vec()).unwrap();
         let b = Array1::from_vec(p.as_slice().unwrap()[d * self.k..].to_vec());
         (w, b)
     }
@@ -220,13 +177,7 @@ impl CostFunction for Softmax<'_> {
         let (w, b) = self.unpack(p);
         let pr = self.probs(&w, &b);
         let n = self.y.len() as f64;
-        let nll: f64 = self
-            .y
-            .iter()
-            .enumerate()
-            .map(|(i, &l)| -(pr[[i, l]].max(1e-300)).ln())
-            .sum::<f64>()
-            / n;
+        let nll: f64 = self.y.iter().enumerate().map(|(i, &l)| -(pr[[i, l]].max(1e-300)).ln()).sum::<f64>() / n;
         Ok(nll + self.l2 * w.mapv(|v| v * v).sum())
     }
 }
@@ -257,13 +208,7 @@ pub struct SoftmaxProbe {
 }
 
 impl SoftmaxProbe {
-    pub fn fit(
-        x: &Array2<f64>,
-        y: &[usize],
-        k: usize,
-        l2: f64,
-        iters: usize,
-    ) -> Result<(Self, ProbeReport)> {
+    pub fn fit(x: &Array2<f64>, y: &[usize], k: usize, l2: f64, iters: usize) -> Result<(Self, ProbeReport)> {
         let d = x.ncols();
         let prob = Softmax { x, y, k, l2 };
         let init = Array1::<f64>::zeros(d * k + k);
@@ -273,11 +218,7 @@ impl SoftmaxProbe {
             .configure(|s| s.param(init).max_iters(iters as u64))
             .run()
             .map_err(|e| GraftError::Other(format!("softmax probe (L-BFGS) failed: {e}")))?;
-        let best = res
-            .state()
-            .best_param
-            .clone()
-            .ok_or_else(|| GraftError::Other("softmax probe: no solution".into()))?;
+        let best = res.state().best_param.clone().ok_or_else(|| GraftError::Other("softmax probe: no solution".into()))?;
         let prob = Softmax { x, y, k, l2 };
         let (w, b) = prob.unpack(&best);
         let m = SoftmaxProbe { w, b };
@@ -336,11 +277,8 @@ mod tests {
         let (x, y) = blobs(10, 3);
         let m = LinearSvm::fit(&x, &y, 3, 1.0).unwrap();
         let t: Array1<bool> = y.iter().map(|&l| l == 0).collect();
-        let svm: Svm<f64, bool> = Svm::<f64, bool>::params()
-            .linear_kernel()
-            .pos_neg_weights(1.0, 1.0)
-            .fit(&DatasetBase::new(x.clone(), t))
-            .unwrap();
+        let svm: Svm<f64, bool> =
+            Svm::<f64, bool>::params().linear_kernel().pos_neg_weights(1.0, 1.0).fit(&DatasetBase::new(x.clone(), t)).unwrap();
         let dec = m.decision(&x);
         for i in 0..x.nrows() {
             let want = svm.weighted_sum(&x.row(i)) - svm.rho;

@@ -1,11 +1,8 @@
 //! `graft run`: one recipe end to end.
 use super::probe::{accuracy, fit_svm_cv, ProbeReport, SoftmaxProbe, Standardiser};
 use super::train::{evaluate, train, EpochMetrics, Progress};
-use crate::backbones::{card, Arch, Model, ModelRef};
-use crate::data::{
-    decode_items, folder::stratified_split, load_dataset, Dataset, ImageSet, LoadOptions,
-    Normalisation,
-};
+use crate::backbones::{card, Model, ModelRef};
+use crate::data::{decode_items, folder::stratified_split, load_dataset, Dataset, ImageSet, LoadOptions, Normalisation};
 use crate::error::{GraftError, Result};
 use crate::metadataset;
 use crate::recipe::{Action, CheckedRecipe, Recipe, Strategy};
@@ -105,30 +102,17 @@ pub struct RunRecord {
     pub metafeatures: metadataset::TaskProfile,
 }
 
-fn features(
-    model: &Model,
-    set: &ImageSet,
-    norm: &Normalisation,
-    upto: usize,
-) -> Result<Array2<f64>> {
+fn features(model: &Model, set: &ImageSet, norm: &Normalisation, upto: usize) -> Result<Array2<f64>> {
     let mut rows: Vec<f32> = Vec::new();
     let mut d = 0;
     let idx: Vec<usize> = (0..set.n).collect();
     for chunk in idx.chunks(256) {
-        let x = super::train::to_tensor(
-            set.batch(chunk, norm, None),
-            chunk.len(),
-            set,
-            &model.device,
-        )?;
+        let x = super::train::to_tensor(set.batch(chunk, norm, None), chunk.len(), set, &model.device)?;
         let f = model.features(&x, upto)?;
         d = f.dim(1)?;
         rows.extend(f.flatten_all()?.to_vec1::<f32>()?);
     }
-    Ok(
-        Array2::from_shape_vec((set.n, d), rows.into_iter().map(|v| v as f64).collect())
-            .expect("shape"),
-    )
+    Ok(Array2::from_shape_vec((set.n, d), rows.into_iter().map(|v| v as f64).collect()).expect("shape"))
 }
 
 fn labels(set: &ImageSet) -> Vec<usize> {
@@ -136,19 +120,14 @@ fn labels(set: &ImageSet) -> Vec<usize> {
 }
 
 fn make_run_id(fingerprint: &str, recipe_json: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    let h =
-        sha256_hex(format!("{fingerprint}{recipe_json}{nanos}{}", std::process::id()).as_bytes());
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    let h = sha256_hex(format!("{fingerprint}{recipe_json}{nanos}{}", std::process::id()).as_bytes());
     format!("{}-{}", chrono::Utc::now().format("%Y%m%dT%H%M%S"), &h[..8])
 }
 
 fn metrics_csv(epochs: &[EpochMetrics]) -> String {
     let f = |v: Option<f64>| v.map(|x| format!("{x:.6}")).unwrap_or_default();
-    let mut s =
-        String::from("epoch,lr_scale,train_loss,train_accuracy,val_loss,val_accuracy,seconds\n");
+    let mut s = String::from("epoch,lr_scale,train_loss,train_accuracy,val_loss,val_accuracy,seconds\n");
     for m in epochs {
         s.push_str(&format!(
             "{},{:.6},{:.6},{:.6},{},{},{:.3}\n",
@@ -166,35 +145,18 @@ fn metrics_csv(epochs: &[EpochMetrics]) -> String {
 
 /// Build a model for a card, transfer its weights into every group whose action is not
 /// `reinit` (and a head with the same class count), and re-initialise the rest from the seed.
-pub fn build_transferred(
-    mref: &ModelRef,
-    checked: &CheckedRecipe,
-    n_classes: usize,
-    device: &Device,
-) -> Result<Model> {
-    let arch = Arch::parse(&mref.card.arch)?;
-    let model = Model::new(
-        arch,
-        mref.card.input,
-        n_classes,
-        checked.recipe().seed,
-        device,
-    )?;
+pub fn build_transferred(mref: &ModelRef, checked: &CheckedRecipe, n_classes: usize, device: &Device) -> Result<Model> {
+    let model = Model::for_card(mref, n_classes, checked.recipe().seed, device)?;
     if model.group_names != mref.card.groups {
         return Err(GraftError::Model(format!(
             "{}: card lists groups {:?} but arch {} has {:?}",
             mref.weights.display(),
             mref.card.groups,
-            arch.name(),
+            mref.card.arch,
             model.group_names
         )));
     }
-    let mut skip: Vec<String> = checked
-        .groups()
-        .iter()
-        .filter(|g| g.action == Action::Reinit)
-        .map(|g| g.name.clone())
-        .collect();
+    let mut skip: Vec<String> = checked.groups().iter().filter(|g| g.action == Action::Reinit).map(|g| g.name.clone()).collect();
     if n_classes != mref.card.n_classes {
         skip.push("head".into());
     }
@@ -209,45 +171,23 @@ pub struct Decoded {
     pub test: ImageSet,
 }
 
-pub fn decode_dataset(
-    ds: &Dataset,
-    input: crate::data::InputSpec,
-    skip_bad: bool,
-    val_fraction: f64,
-    seed: u64,
-) -> Result<Decoded> {
+pub fn decode_dataset(ds: &Dataset, input: crate::data::InputSpec, skip_bad: bool, val_fraction: f64, seed: u64) -> Result<Decoded> {
     let (train_items, val_items) = if !ds.val.is_empty() {
         (ds.train.clone(), ds.val.clone())
     } else if val_fraction > 0.0 {
-        let (k, v) = stratified_split(
-            ds.train.clone(),
-            ds.n_classes(),
-            val_fraction,
-            seed,
-            "holdout-val",
-        );
+        let (k, v) = stratified_split(ds.train.clone(), ds.n_classes(), val_fraction, seed, "holdout-val");
         (k, v)
     } else {
         (ds.train.clone(), Vec::new())
     };
     let train = decode_items(&train_items, input, skip_bad)?;
-    let val = if val_items.is_empty() {
-        None
-    } else {
-        Some(decode_items(&val_items, input, skip_bad)?)
-    };
+    let val = if val_items.is_empty() { None } else { Some(decode_items(&val_items, input, skip_bad)?) };
     let test = decode_items(&ds.test, input, skip_bad)?;
     if train.n < 2 {
-        return Err(GraftError::Data(format!(
-            "{}: fewer than two readable training images",
-            ds.root.display()
-        )));
+        return Err(GraftError::Data(format!("{}: fewer than two readable training images", ds.root.display())));
     }
     if test.n == 0 {
-        return Err(GraftError::Data(format!(
-            "{}: no readable test images",
-            ds.root.display()
-        )));
+        return Err(GraftError::Data(format!("{}: no readable test images", ds.root.display())));
     }
     Ok(Decoded { train, val, test })
 }
@@ -265,13 +205,7 @@ pub fn run(opts: &RunOptions, progress: &dyn Progress) -> Result<RunRecord> {
     let checked = recipe.check(&mref.card.groups, mref.card.n_classes, ds.n_classes())?;
     recipe = checked.recipe().clone();
     let t0 = Instant::now();
-    let dec = decode_dataset(
-        &ds,
-        mref.card.input,
-        opts.skip_bad,
-        recipe.val_fraction,
-        seed,
-    )?;
+    let dec = decode_dataset(&ds, mref.card.input, opts.skip_bad, recipe.val_fraction, seed)?;
     let decode_seconds = t0.elapsed().as_secs_f64();
     let norm = mref.card.normalisation.clone();
 
@@ -294,15 +228,7 @@ pub fn run(opts: &RunOptions, progress: &dyn Progress) -> Result<RunRecord> {
     let mut probe_report = None;
     let (test_pred, test_loss, val_accuracy) = match recipe.strategy {
         Strategy::Finetune => {
-            let out = train(
-                &model,
-                &checked,
-                &dec.train,
-                dec.val.as_ref(),
-                &norm,
-                &start,
-                progress,
-            )?;
+            let out = train(&model, &checked, &dec.train, dec.val.as_ref(), &norm, &start, progress)?;
             epochs = out.epochs;
             best_epoch = out.best_epoch;
             diverged = out.diverged;
@@ -330,18 +256,10 @@ pub fn run(opts: &RunOptions, progress: &dyn Progress) -> Result<RunRecord> {
                 None => None,
             };
             let (pred, pv, mut rep) = if recipe.strategy == Strategy::LinearProbe {
-                let (m, rep) = fit_svm_cv(
-                    &xtr,
-                    &ytr,
-                    k,
-                    &recipe.probe.c_grid,
-                    recipe.probe.cv_folds,
-                    seed,
-                )?;
+                let (m, rep) = fit_svm_cv(&xtr, &ytr, k, &recipe.probe.c_grid, recipe.probe.cv_folds, seed)?;
                 (m.predict(&xte), xva.map(|x| m.predict(&x)), rep)
             } else {
-                let (m, rep) =
-                    SoftmaxProbe::fit(&xtr, &ytr, k, recipe.probe.l2, recipe.probe.iterations)?;
+                let (m, rep) = SoftmaxProbe::fit(&xtr, &ytr, k, recipe.probe.l2, recipe.probe.iterations)?;
                 (m.predict(&xte), xva.map(|x| m.predict(&x)), rep)
             };
             rep.group = checked.groups()[g].name.clone();
@@ -356,11 +274,7 @@ pub fn run(opts: &RunOptions, progress: &dyn Progress) -> Result<RunRecord> {
     let train_seconds = t0.elapsed().as_secs_f64();
     let t0 = Instant::now();
     let ytest = labels(&dec.test);
-    let test_accuracy = if diverged.is_some() {
-        0.0
-    } else {
-        accuracy(&test_pred, &ytest)
-    };
+    let test_accuracy = if diverged.is_some() { 0.0 } else { accuracy(&test_pred, &ytest) };
     let mut confusion = vec![vec![0usize; ds.n_classes()]; ds.n_classes()];
     if diverged.is_none() {
         for (p, t) in test_pred.iter().zip(&ytest) {
@@ -369,30 +283,16 @@ pub fn run(opts: &RunOptions, progress: &dyn Progress) -> Result<RunRecord> {
     }
     let mut groups = Vec::new();
     for g in checked.groups() {
-        let wc = if g.action == Action::Freeze {
-            0.0
-        } else {
-            model.weight_change(&g.name, &start)?
-        };
-        groups.push(GroupRecord {
-            name: g.name.clone(),
-            action: g.action.as_str().into(),
-            lr: g.lr,
-            weight_change: wc,
-        });
+        let wc = if g.action == Action::Freeze { 0.0 } else { model.weight_change(&g.name, &start)? };
+        groups.push(GroupRecord { name: g.name.clone(), action: g.action.as_str().into(), lr: g.lr, weight_change: wc });
     }
     let eval_seconds = t0.elapsed().as_secs_f64();
     let profile = metadataset::TaskProfile::compute(&ds, &dec.train);
-    let family = opts.family.clone().unwrap_or_else(|| {
-        ds.root
-            .file_name()
-            .map(|n| n.to_string_lossy().to_string())
-            .unwrap_or_else(|| "unknown".into())
-    });
-    let task_id = opts
-        .task_id
+    let family = opts
+        .family
         .clone()
-        .unwrap_or_else(|| dec.train.fingerprint[..16].to_string());
+        .unwrap_or_else(|| ds.root.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_else(|| "unknown".into()));
+    let task_id = opts.task_id.clone().unwrap_or_else(|| dec.train.fingerprint[..16].to_string());
     let train_counts = {
         let mut c = vec![0; ds.n_classes()];
         for &l in &dec.train.labels {
@@ -403,11 +303,7 @@ pub fn run(opts: &RunOptions, progress: &dyn Progress) -> Result<RunRecord> {
     let rec = RunRecord {
         run_id: run_id.clone(),
         run_dir: run_dir.display().to_string(),
-        status: if diverged.is_some() {
-            "diverged".into()
-        } else {
-            "ok".into()
-        },
+        status: if diverged.is_some() { "diverged".into() } else { "ok".into() },
         error: diverged.clone(),
         test_accuracy,
         val_accuracy,
@@ -432,15 +328,8 @@ pub fn run(opts: &RunOptions, progress: &dyn Progress) -> Result<RunRecord> {
             train_per_class: train_counts,
             n_val: dec.val.as_ref().map(|v| v.n).unwrap_or(0),
             n_unlabelled: ds.unlabelled.len(),
-            skipped: [
-                dec.train.skipped.clone(),
-                dec.test.skipped.clone(),
-                dec.val
-                    .as_ref()
-                    .map(|v| v.skipped.clone())
-                    .unwrap_or_default(),
-            ]
-            .concat(),
+            skipped: [dec.train.skipped.clone(), dec.test.skipped.clone(), dec.val.as_ref().map(|v| v.skipped.clone()).unwrap_or_default()]
+                .concat(),
         },
         probe: probe_report,
         epochs_run: epochs.len(),
@@ -464,16 +353,8 @@ pub fn run(opts: &RunOptions, progress: &dyn Progress) -> Result<RunRecord> {
         created_at: now_rfc3339(),
         metafeatures: profile,
     };
-    write_atomic(
-        &run_dir.join("metrics.csv"),
-        metrics_csv(&epochs).as_bytes(),
-    )?;
-    write_atomic(
-        &run_dir.join("run.json"),
-        serde_json::to_string_pretty(&rec)
-            .expect("serialises")
-            .as_bytes(),
-    )?;
+    write_atomic(&run_dir.join("metrics.csv"), metrics_csv(&epochs).as_bytes())?;
+    write_atomic(&run_dir.join("run.json"), serde_json::to_string_pretty(&rec).expect("serialises").as_bytes())?;
     if let Some(meta) = &opts.meta_dir {
         metadataset::append(meta, &metadataset::MetaRow::from_run(&rec))?;
     }

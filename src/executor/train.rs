@@ -38,17 +38,9 @@ pub struct TrainOutcome {
 }
 
 /// Mean cross-entropy with label smoothing ε: (1-ε)·NLL + ε·mean_k(−log p_k).
-pub fn cross_entropy(
-    logits: &Tensor,
-    labels: &Tensor,
-    smoothing: f64,
-) -> candle_core::Result<Tensor> {
+pub fn cross_entropy(logits: &Tensor, labels: &Tensor, smoothing: f64) -> candle_core::Result<Tensor> {
     let logp = candle_nn::ops::log_softmax(logits, D::Minus1)?;
-    let nll = logp
-        .gather(&labels.unsqueeze(1)?, 1)?
-        .squeeze(1)?
-        .neg()?
-        .mean_all()?;
+    let nll = logp.gather(&labels.unsqueeze(1)?, 1)?.squeeze(1)?.neg()?.mean_all()?;
     if smoothing == 0.0 {
         return Ok(nll);
     }
@@ -56,26 +48,12 @@ pub fn cross_entropy(
     (nll * (1.0 - smoothing))? + (uni * smoothing)?
 }
 
-pub fn to_tensor(
-    x: Vec<f32>,
-    n: usize,
-    set: &ImageSet,
-    dev: &Device,
-) -> candle_core::Result<Tensor> {
-    Tensor::from_vec(
-        x,
-        (n, set.spec.channels, set.spec.height, set.spec.width),
-        dev,
-    )
+pub fn to_tensor(x: Vec<f32>, n: usize, set: &ImageSet, dev: &Device) -> candle_core::Result<Tensor> {
+    Tensor::from_vec(x, (n, set.spec.channels, set.spec.height, set.spec.width), dev)
 }
 
 /// Evaluate in eval mode: (mean loss, accuracy, predictions).
-pub fn evaluate(
-    model: &Model,
-    set: &ImageSet,
-    norm: &Normalisation,
-    batch: usize,
-) -> Result<(f64, f64, Vec<usize>)> {
+pub fn evaluate(model: &Model, set: &ImageSet, norm: &Normalisation, batch: usize) -> Result<(f64, f64, Vec<usize>)> {
     let mut loss_sum = 0.0;
     let mut preds = Vec::with_capacity(set.n);
     let dev = &model.device;
@@ -85,29 +63,17 @@ pub fn evaluate(
         let y: Vec<i64> = chunk.iter().map(|&i| set.labels[i]).collect();
         let yt = Tensor::new(y.as_slice(), dev)?;
         let logits = model.forward(&x, &[])?;
-        loss_sum +=
-            cross_entropy(&logits, &yt, 0.0)?.to_scalar::<f32>()? as f64 * chunk.len() as f64;
-        let p = logits
-            .argmax(D::Minus1)?
-            .to_dtype(DType::U32)?
-            .to_vec1::<u32>()?;
+        loss_sum += cross_entropy(&logits, &yt, 0.0)?.to_scalar::<f32>()? as f64 * chunk.len() as f64;
+        let p = logits.argmax(D::Minus1)?.to_dtype(DType::U32)?.to_vec1::<u32>()?;
         preds.extend(p.into_iter().map(|v| v as usize));
     }
-    let correct = preds
-        .iter()
-        .zip(&set.labels)
-        .filter(|(p, l)| **p as i64 == **l)
-        .count();
+    let correct = preds.iter().zip(&set.labels).filter(|(p, l)| **p as i64 == **l).count();
     let n = set.n.max(1) as f64;
     Ok((loss_sum / n, correct as f64 / n, preds))
 }
 
 /// Build the optimiser's parameters: trained groups only, with L2-SP anchors on transferred ones.
-pub fn build_params(
-    model: &Model,
-    recipe: &CheckedRecipe,
-    anchors: &BTreeMap<String, Tensor>,
-) -> Vec<Param> {
+pub fn build_params(model: &Model, recipe: &CheckedRecipe, anchors: &BTreeMap<String, Tensor>) -> Vec<Param> {
     let mut params = Vec::new();
     for (gi, g) in recipe.groups().iter().enumerate() {
         if g.action == Action::Freeze {
@@ -115,11 +81,7 @@ pub fn build_params(
         }
         for (name, var) in model.group_params(&g.name) {
             let decay = recipe.recipe().optimizer.decay_1d || var.rank() > 1;
-            let anchor = if g.action == Action::Finetune {
-                anchors.get(&name).cloned()
-            } else {
-                None
-            };
+            let anchor = if g.action == Action::Finetune { anchors.get(&name).cloned() } else { None };
             params.push(Param::new(name, var, gi, decay, anchor));
         }
     }
@@ -137,26 +99,14 @@ pub fn train(
 ) -> Result<TrainOutcome> {
     let r = recipe.recipe();
     let dev = model.device.clone();
-    let mut opt = Optimizer::new(
-        r.optimizer.clone(),
-        r.l2sp,
-        build_params(model, recipe, anchors),
-    );
-    let train_flags: Vec<bool> = recipe
-        .groups()
-        .iter()
-        .map(|g| g.action != Action::Freeze)
-        .collect();
+    let mut opt = Optimizer::new(r.optimizer.clone(), r.l2sp, build_params(model, recipe, anchors));
+    let train_flags: Vec<bool> = recipe.groups().iter().map(|g| g.action != Action::Freeze).collect();
     let base_lrs: Vec<f64> = recipe.groups().iter().map(|g| g.lr).collect();
     let bs = r.batch_size.min(train_set.n.max(2));
     let steps_per_epoch = (train_set.n / bs + usize::from(train_set.n % bs >= 2)).max(1);
     let total = steps_per_epoch * r.epochs;
     let warmup = (r.schedule.warmup_epochs * steps_per_epoch as f64).round() as usize;
-    let aug = if r.augment.is_off() {
-        None
-    } else {
-        Some(&r.augment)
-    };
+    let aug = if r.augment.is_off() { None } else { Some(&r.augment) };
     let mut epochs = Vec::new();
     let mut best: Option<(f64, usize, BTreeMap<String, Tensor>)> = None;
     let mut since_best = 0usize;
@@ -172,12 +122,7 @@ pub fn train(
                 continue; // BatchNorm needs two images
             }
             let stream: u64 = rng_for(r.seed, &format!("aug-{epoch}-{bi}")).random();
-            let x = to_tensor(
-                train_set.batch(chunk, norm, aug.map(|a| (a, stream))),
-                chunk.len(),
-                train_set,
-                &dev,
-            )?;
+            let x = to_tensor(train_set.batch(chunk, norm, aug.map(|a| (a, stream))), chunk.len(), train_set, &dev)?;
             let y: Vec<i64> = chunk.iter().map(|&i| train_set.labels[i]).collect();
             let yt = Tensor::new(y.as_slice(), &dev)?;
             let logits = model.forward(&x, &train_flags)?;
@@ -187,11 +132,7 @@ pub fn train(
                 return Ok(TrainOutcome {
                     epochs,
                     best_epoch: None,
-                    diverged: Some(format!(
-                        "loss became {lv} at epoch {} step {}",
-                        epoch + 1,
-                        step + 1
-                    )),
+                    diverged: Some(format!("loss became {lv} at epoch {} step {}", epoch + 1, step + 1)),
                 });
             }
             let grads = loss.backward()?;
@@ -199,10 +140,7 @@ pub fn train(
             let lrs: Vec<f64> = base_lrs.iter().map(|l| l * lr_scale).collect();
             opt.step(&grads, &lrs)?;
             step += 1;
-            let p = logits
-                .argmax(D::Minus1)?
-                .to_dtype(DType::U32)?
-                .to_vec1::<u32>()?;
+            let p = logits.argmax(D::Minus1)?.to_dtype(DType::U32)?.to_vec1::<u32>()?;
             correct += p.iter().zip(&y).filter(|(a, b)| **a as i64 == **b).count();
             loss_sum += lv * chunk.len() as f64;
             seen += chunk.len();
@@ -227,11 +165,8 @@ pub fn train(
         epochs.push(m);
         if let (Some(va), Some(es)) = (val_accuracy, &r.early_stopping) {
             if best.as_ref().map(|b| va > b.0).unwrap_or(true) {
-                let snap = model
-                    .named_vars()
-                    .into_iter()
-                    .map(|(k, v)| Ok((k, v.as_tensor().copy()?)))
-                    .collect::<candle_core::Result<_>>()?;
+                let snap =
+                    model.named_vars().into_iter().map(|(k, v)| Ok((k, v.as_tensor().copy()?))).collect::<candle_core::Result<_>>()?;
                 best = Some((va, epoch + 1, snap));
                 since_best = 0;
             } else {
@@ -250,9 +185,5 @@ pub fn train(
     } else {
         None
     };
-    Ok(TrainOutcome {
-        epochs,
-        best_epoch,
-        diverged: None,
-    })
+    Ok(TrainOutcome { epochs, best_epoch, diverged: None })
 }

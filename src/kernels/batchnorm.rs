@@ -28,18 +28,12 @@ fn stats(x: &[f32], b: usize, c: usize, hw: usize) -> Vec<(f64, f64)> {
             let n = (b * hw) as f64;
             let mut s = 0f64;
             for i in 0..b {
-                s += x[(i * c + ch) * hw..][..hw]
-                    .iter()
-                    .map(|&v| v as f64)
-                    .sum::<f64>();
+                s += x[(i * c + ch) * hw..][..hw].iter().map(|&v| v as f64).sum::<f64>();
             }
             let mean = s / n;
             let mut q = 0f64;
             for i in 0..b {
-                q += x[(i * c + ch) * hw..][..hw]
-                    .iter()
-                    .map(|&v| (v as f64 - mean).powi(2))
-                    .sum::<f64>();
+                q += x[(i * c + ch) * hw..][..hw].iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>();
             }
             (mean, q / n)
         })
@@ -69,26 +63,17 @@ impl CustomOp3 for BnTrain {
         let g = slice(s2, l2, "weight")?;
         let be = slice(s3, l3, "bias")?;
         let st = stats(x, b, c, hw);
-        let scale: Vec<f32> = (0..c)
-            .map(|ch| (g[ch] as f64 / (st[ch].1 + self.eps).sqrt()) as f32)
-            .collect();
-        let shift: Vec<f32> = (0..c)
-            .map(|ch| be[ch] - (st[ch].0 as f32) * scale[ch])
-            .collect();
+        let scale: Vec<f32> = (0..c).map(|ch| (g[ch] as f64 / (st[ch].1 + self.eps).sqrt()) as f32).collect();
+        let shift: Vec<f32> = (0..c).map(|ch| be[ch] - (st[ch].0 as f32) * scale[ch]).collect();
         let mut y = vec![0f32; x.len()];
-        y.par_chunks_mut(c * hw)
-            .zip(x.par_chunks(c * hw))
-            .for_each(|(yi, xi)| {
-                for ch in 0..c {
-                    let (a, s) = (scale[ch], shift[ch]);
-                    for (o, v) in yi[ch * hw..(ch + 1) * hw]
-                        .iter_mut()
-                        .zip(&xi[ch * hw..(ch + 1) * hw])
-                    {
-                        *o = v * a + s;
-                    }
+        y.par_chunks_mut(c * hw).zip(x.par_chunks(c * hw)).for_each(|(yi, xi)| {
+            for ch in 0..c {
+                let (a, s) = (scale[ch], shift[ch]);
+                for (o, v) in yi[ch * hw..(ch + 1) * hw].iter_mut().zip(&xi[ch * hw..(ch + 1) * hw]) {
+                    *o = v * a + s;
                 }
-            });
+            }
+        });
         Ok((CpuStorage::F32(y), l1.shape().clone()))
     }
     fn bwd(
@@ -158,12 +143,7 @@ impl CustomOp3 for BnTrainBwd {
         let coef: Vec<(f32, f32, f32, f32)> = (0..c)
             .map(|ch| {
                 let inv = 1.0 / (st[ch].1 + self.eps).sqrt();
-                (
-                    (g[ch] as f64 * inv) as f32,
-                    (sums[ch].0 / n) as f32,
-                    (sums[ch].1 / n) as f32,
-                    inv as f32,
-                )
+                ((g[ch] as f64 * inv) as f32, (sums[ch].0 / n) as f32, (sums[ch].1 / n) as f32, inv as f32)
             })
             .collect();
         let means: Vec<f32> = st.iter().map(|s| s.0 as f32).collect();
@@ -233,11 +213,7 @@ impl BatchNorm {
     }
 
     fn bshape(&self, x: &Tensor) -> Vec<usize> {
-        x.dims()
-            .iter()
-            .enumerate()
-            .map(|(i, &d)| if i == 1 { d } else { 1 })
-            .collect()
+        x.dims().iter().enumerate().map(|(i, &d)| if i == 1 { d } else { 1 }).collect()
     }
 
     /// Train mode normalises with batch statistics and updates the running ones; eval mode
@@ -245,18 +221,12 @@ impl BatchNorm {
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         let c = x.dim(1)?;
         if !train {
-            let scale = (self.weight.detach()
-                / (self.running_var.as_detached_tensor() + self.eps)?.sqrt()?)?;
+            let scale = (self.weight.detach() / (self.running_var.as_detached_tensor() + self.eps)?.sqrt()?)?;
             let shift = (self.bias.detach() - (self.running_mean.as_detached_tensor() * &scale)?)?;
             let shape = self.bshape(x);
-            return x
-                .broadcast_mul(&scale.reshape(shape.clone())?)?
-                .broadcast_add(&shift.reshape(shape)?);
+            return x.broadcast_mul(&scale.reshape(shape.clone())?)?.broadcast_add(&shift.reshape(shape)?);
         }
-        let (y, mean, var) = if x.device().is_cpu()
-            && x.dtype() == candle_core::DType::F32
-            && !super::use_reference_kernels()
-        {
+        let (y, mean, var) = if x.device().is_cpu() && x.dtype() == candle_core::DType::F32 && !super::use_reference_kernels() {
             let x = x.contiguous()?;
             let y = x.apply_op3(&self.weight, &self.bias, BnTrain { eps: self.eps })?;
             let st = x.detach().apply_op1_no_bwd(&BnStats)?;
@@ -273,17 +243,11 @@ impl BatchNorm {
                 .broadcast_mul(&self.weight.reshape(shape.clone())?)?
                 .broadcast_add(&self.bias.reshape(shape)?)?;
             let unb = if n > 1.0 { n / (n - 1.0) } else { 1.0 };
-            (
-                y,
-                mean.flatten_all()?.detach(),
-                (var.flatten_all()?.detach() * unb)?,
-            )
+            (y, mean.flatten_all()?.detach(), (var.flatten_all()?.detach() * unb)?)
         };
         let m = self.momentum;
-        self.running_mean
-            .set(&((self.running_mean.as_tensor() * (1.0 - m))? + (mean * m)?)?)?;
-        self.running_var
-            .set(&((self.running_var.as_tensor() * (1.0 - m))? + (var * m)?)?)?;
+        self.running_mean.set(&((self.running_mean.as_tensor() * (1.0 - m))? + (mean * m)?)?)?;
+        self.running_var.set(&((self.running_var.as_tensor() * (1.0 - m))? + (var * m)?)?)?;
         Ok(y)
     }
 }
@@ -303,21 +267,8 @@ mod tests {
     }
 
     fn max_rel(a: &Tensor, b: &Tensor) -> f32 {
-        let d = (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
-        let s = b
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let d = (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        let s = b.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
         d / s.max(1e-6)
     }
 
@@ -327,24 +278,10 @@ mod tests {
         let dev = Device::Cpu;
         let (b, c, h) = (4, 3, 5);
         let vm1 = candle_nn::VarMap::new();
-        let ours = BatchNorm::new(
-            c,
-            candle_nn::VarBuilder::from_varmap(&vm1, candle_core::DType::F32, &dev),
-        )
-        .unwrap();
+        let ours = BatchNorm::new(c, candle_nn::VarBuilder::from_varmap(&vm1, candle_core::DType::F32, &dev)).unwrap();
         let vm2 = candle_nn::VarMap::new();
-        let cfg = candle_nn::BatchNormConfig {
-            eps: 1e-5,
-            remove_mean: true,
-            affine: true,
-            momentum: 0.1,
-        };
-        let refr = candle_nn::batch_norm(
-            c,
-            cfg,
-            candle_nn::VarBuilder::from_varmap(&vm2, candle_core::DType::F32, &dev),
-        )
-        .unwrap();
+        let cfg = candle_nn::BatchNormConfig { eps: 1e-5, remove_mean: true, affine: true, momentum: 0.1 };
+        let refr = candle_nn::batch_norm(c, cfg, candle_nn::VarBuilder::from_varmap(&vm2, candle_core::DType::F32, &dev)).unwrap();
         let gamma = rand(&[c], 7);
         for vm in [&vm1, &vm2] {
             let d = vm.data().lock().unwrap();
@@ -359,17 +296,10 @@ mod tests {
         let g1 = (y1 * &up).unwrap().sum_all().unwrap().backward().unwrap();
         let g2 = (y2 * &up).unwrap().sum_all().unwrap().backward().unwrap();
         assert!(max_rel(g1.get(&x).unwrap(), g2.get(&x).unwrap()) < 1e-4);
-        let (w1, w2) = (
-            vm1.data().lock().unwrap()["weight"].clone(),
-            vm2.data().lock().unwrap()["weight"].clone(),
-        );
+        let (w1, w2) = (vm1.data().lock().unwrap()["weight"].clone(), vm2.data().lock().unwrap()["weight"].clone());
         assert!(max_rel(g1.get(&w1).unwrap(), g2.get(&w2).unwrap()) < 1e-4);
-        let rv1 = vm1.data().lock().unwrap()["running_var"]
-            .as_tensor()
-            .clone();
-        let rv2 = vm2.data().lock().unwrap()["running_var"]
-            .as_tensor()
-            .clone();
+        let rv1 = vm1.data().lock().unwrap()["running_var"].as_tensor().clone();
+        let rv2 = vm2.data().lock().unwrap()["running_var"].as_tensor().clone();
         assert!(max_rel(&rv1, &rv2) < 1e-5);
         let e1 = ours.forward_t(x.as_tensor(), false).unwrap();
         let e2 = refr.forward_t(x.as_tensor(), false).unwrap();

@@ -28,18 +28,7 @@ impl Geom {
         }
         let ho = (h + 2 * pad - k) / stride + 1;
         let wo = (w + 2 * pad - k) / stride + 1;
-        Ok(Geom {
-            b: xd[0],
-            cin: xd[1],
-            h,
-            w,
-            cout: wd[0],
-            k,
-            stride,
-            pad,
-            ho,
-            wo,
-        })
+        Ok(Geom { b: xd[0], cin: xd[1], h, w, cout: wd[0], k, stride, pad, ho, wo })
     }
     fn ckk(&self) -> usize {
         self.cin * self.k * self.k
@@ -78,11 +67,7 @@ fn im2col(x: &[f32], g: &Geom, col: &mut [f32]) {
                     } else {
                         for (ox, d) in dst.iter_mut().enumerate() {
                             let ix = (ox * g.stride + kx) as isize - g.pad as isize;
-                            *d = if ix >= 0 && ix < g.w as isize {
-                                src[ix as usize]
-                            } else {
-                                0.0
-                            };
+                            *d = if ix >= 0 && ix < g.w as isize { src[ix as usize] } else { 0.0 };
                         }
                     }
                 }
@@ -144,13 +129,7 @@ impl CustomOp2 for ConvFwd {
     fn name(&self) -> &'static str {
         "graft-conv2d"
     }
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
         let g = Geom::new(l1.dims(), l2.dims(), self.stride, self.pad)?;
         let x = slice(s1, l1, "input")?;
         let w = slice(s2, l2, "weight")?;
@@ -166,38 +145,15 @@ impl CustomOp2 for ConvFwd {
                     im2col(xi, &g, col);
                     col
                 };
-                sgemm(
-                    g.cout, howo, ckk, w, ckk, 1, src, howo, 1, y, howo, 1, false,
-                );
+                sgemm(g.cout, howo, ckk, w, ckk, 1, src, howo, 1, y, howo, 1, false);
             },
         );
         Ok((CpuStorage::F32(out), Shape::from((g.b, g.cout, g.ho, g.wo))))
     }
-    fn bwd(
-        &self,
-        x: &Tensor,
-        w: &Tensor,
-        _res: &Tensor,
-        grad: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+    fn bwd(&self, x: &Tensor, w: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let grad = grad.contiguous()?;
-        let dx = grad.apply_op2_no_bwd(
-            w,
-            &ConvBwdInput {
-                stride: self.stride,
-                pad: self.pad,
-                h: x.dim(2)?,
-                w: x.dim(3)?,
-            },
-        )?;
-        let dw = x.apply_op2_no_bwd(
-            &grad,
-            &ConvBwdWeight {
-                stride: self.stride,
-                pad: self.pad,
-                k: w.dim(2)?,
-            },
-        )?;
+        let dx = grad.apply_op2_no_bwd(w, &ConvBwdInput { stride: self.stride, pad: self.pad, h: x.dim(2)?, w: x.dim(3)? })?;
+        let dw = x.apply_op2_no_bwd(&grad, &ConvBwdWeight { stride: self.stride, pad: self.pad, k: w.dim(2)? })?;
         Ok((Some(dx), Some(dw)))
     }
 }
@@ -214,13 +170,7 @@ impl CustomOp2 for ConvBwdInput {
     fn name(&self) -> &'static str {
         "graft-conv2d-bwd-input"
     }
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
         let (dd, wd) = (l1.dims(), l2.dims());
         let g = Geom::new(&[dd[0], wd[1], self.h, self.w], wd, self.stride, self.pad)?;
         if dd[1] != g.cout || dd[2] != g.ho || dd[3] != g.wo {
@@ -236,13 +186,9 @@ impl CustomOp2 for ConvBwdInput {
                 let dyi = &dy[i * g.cout * howo..(i + 1) * g.cout * howo];
                 if g.is_pointwise() {
                     // dx (cin x hw) = w^T (cin x cout) · dy (cout x hw)
-                    sgemm(
-                        ckk, howo, g.cout, w, 1, ckk, dyi, howo, 1, dxi, howo, 1, false,
-                    );
+                    sgemm(ckk, howo, g.cout, w, 1, ckk, dyi, howo, 1, dxi, howo, 1, false);
                 } else {
-                    sgemm(
-                        ckk, howo, g.cout, w, 1, ckk, dyi, howo, 1, col, howo, 1, false,
-                    );
+                    sgemm(ckk, howo, g.cout, w, 1, ckk, dyi, howo, 1, col, howo, 1, false);
                     col2im(col, &g, dxi);
                 }
             },
@@ -264,13 +210,7 @@ impl CustomOp2 for ConvBwdWeight {
     fn name(&self) -> &'static str {
         "graft-conv2d-bwd-weight"
     }
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
         let (xd, dd) = (l1.dims(), l2.dims());
         let wd = [dd[1], xd[1], self.k, self.k];
         let g = Geom::new(xd, &wd, self.stride, self.pad)?;
@@ -293,21 +233,7 @@ impl CustomOp2 for ConvBwdWeight {
                     };
                     let dyi = &dy[i * g.cout * howo..(i + 1) * g.cout * howo];
                     // dw (cout x ckk) += dy (cout x howo) · col^T (howo x ckk)
-                    sgemm(
-                        g.cout,
-                        ckk,
-                        howo,
-                        dyi,
-                        howo,
-                        1,
-                        src,
-                        1,
-                        howo,
-                        &mut acc,
-                        ckk,
-                        1,
-                        i > c * WGRAD_CHUNK,
-                    );
+                    sgemm(g.cout, ckk, howo, dyi, howo, 1, src, 1, howo, &mut acc, ckk, 1, i > c * WGRAD_CHUNK);
                 }
                 acc
             })
@@ -324,10 +250,7 @@ impl CustomOp2 for ConvBwdWeight {
 
 /// Convolution of NCHW `x` with OIHW `w` (square kernel), stride and zero padding.
 pub fn conv2d(x: &Tensor, w: &Tensor, stride: usize, pad: usize) -> Result<Tensor> {
-    if x.device().is_cpu()
-        && x.dtype() == candle_core::DType::F32
-        && !super::use_reference_kernels()
-    {
+    if x.device().is_cpu() && x.dtype() == candle_core::DType::F32 && !super::use_reference_kernels() {
         let x = x.contiguous()?;
         let w = w.contiguous()?;
         x.apply_op2(&w, ConvFwd { stride, pad })
@@ -350,64 +273,27 @@ mod tests {
     }
 
     fn max_rel(a: &Tensor, b: &Tensor) -> f32 {
-        let d = (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
-        let s = b
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let d = (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        let s = b.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
         d / s.max(1e-6)
     }
 
     /// Forward and both gradients agree with candle's reference conv2d.
     #[test]
     fn matches_candle_conv_forward_and_backward() {
-        for (b, cin, h, cout, k, stride, pad) in [
-            (3, 4, 9, 5, 3, 1, 1),
-            (2, 3, 8, 6, 3, 2, 1),
-            (2, 4, 8, 6, 1, 2, 0),
-            (2, 4, 6, 3, 1, 1, 0),
-            (1, 2, 7, 2, 3, 1, 0),
-        ] {
+        for (b, cin, h, cout, k, stride, pad) in
+            [(3, 4, 9, 5, 3, 1, 1), (2, 3, 8, 6, 3, 2, 1), (2, 4, 8, 6, 1, 2, 0), (2, 4, 6, 3, 1, 1, 0), (1, 2, 7, 2, 3, 1, 0)]
+        {
             let x = Var::from_tensor(&rand(&[b, cin, h, h], 1)).unwrap();
             let w = Var::from_tensor(&rand(&[cout, cin, k, k], 2)).unwrap();
-            let up = rand(
-                &[
-                    b,
-                    cout,
-                    (h + 2 * pad - k) / stride + 1,
-                    (h + 2 * pad - k) / stride + 1,
-                ],
-                3,
-            );
+            let up = rand(&[b, cout, (h + 2 * pad - k) / stride + 1, (h + 2 * pad - k) / stride + 1], 3);
             let ours = conv2d(x.as_tensor(), w.as_tensor(), stride, pad).unwrap();
-            let refr = x
-                .as_tensor()
-                .conv2d(w.as_tensor(), pad, stride, 1, 1)
-                .unwrap();
-            assert!(
-                max_rel(&ours, &refr) < 1e-5,
-                "forward {b} {cin} {h} {k} {stride}"
-            );
+            let refr = x.as_tensor().conv2d(w.as_tensor(), pad, stride, 1, 1).unwrap();
+            assert!(max_rel(&ours, &refr) < 1e-5, "forward {b} {cin} {h} {k} {stride}");
             let g1 = (ours * &up).unwrap().sum_all().unwrap().backward().unwrap();
             let g2 = (refr * &up).unwrap().sum_all().unwrap().backward().unwrap();
-            assert!(
-                max_rel(g1.get(&x).unwrap(), g2.get(&x).unwrap()) < 1e-5,
-                "dx {k} {stride}"
-            );
-            assert!(
-                max_rel(g1.get(&w).unwrap(), g2.get(&w).unwrap()) < 1e-5,
-                "dw {k} {stride}"
-            );
+            assert!(max_rel(g1.get(&x).unwrap(), g2.get(&x).unwrap()) < 1e-5, "dx {k} {stride}");
+            assert!(max_rel(g1.get(&w).unwrap(), g2.get(&w).unwrap()) < 1e-5, "dw {k} {stride}");
         }
     }
 }

@@ -8,17 +8,13 @@ mod conv;
 mod pool;
 pub use batchnorm::BatchNorm;
 pub use conv::conv2d;
-pub use pool::max_pool2;
+pub use pool::{max_pool, max_pool2};
 
 /// `GRAFT_REFERENCE_KERNELS=1` runs candle's own conv2d and a tensor-op BatchNorm instead of
 /// graft's kernels (for before/after benchmarks and cross-checks).
 pub fn use_reference_kernels() -> bool {
     static FLAG: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *FLAG.get_or_init(|| {
-        std::env::var("GRAFT_REFERENCE_KERNELS")
-            .map(|v| v == "1")
-            .unwrap_or(false)
-    })
+    *FLAG.get_or_init(|| std::env::var("GRAFT_REFERENCE_KERNELS").map(|v| v == "1").unwrap_or(false))
 }
 
 /// C (m x n) = A (m x k) · B (k x n) (+ C when `acc`), with explicit row/column strides.

@@ -1,6 +1,7 @@
-//! 2x2 max-pool with stride 2 (floor), forward and backward. candle 0.11's max-pool gradient
-//! routes through nearest upsampling, which misplaces gradients when the input size is odd
-//! (7x7 -> 3x3 in convnet4): caught by the PyTorch golden test.
+//! Max-pooling (square window k, stride s, padding p with −∞, floor), forward and backward.
+//! candle 0.11's max-pool gradient routes through nearest upsampling, which misplaces gradients
+//! when the input size is odd (7x7 -> 3x3 in convnet4: caught by the PyTorch golden test), and
+//! it has no padding (torchvision's 3x3/2/1 stem pool).
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
@@ -12,71 +13,87 @@ fn slice<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
     }
 }
 
-/// Index (within the plane) of the maximum of window (oy, ox); the first one on ties.
-#[inline]
-fn argmax(p: &[f32], w: usize, oy: usize, ox: usize) -> usize {
-    let mut best = (2 * oy) * w + 2 * ox;
-    for (dy, dx) in [(0, 1), (1, 0), (1, 1)] {
-        let i = (2 * oy + dy) * w + 2 * ox + dx;
-        if p[i] > p[best] {
-            best = i;
-        }
-    }
-    best
+#[derive(Clone, Copy)]
+struct Pool {
+    k: usize,
+    s: usize,
+    p: usize,
 }
 
-struct MaxPool2;
+impl Pool {
+    fn out(&self, h: usize) -> usize {
+        (h + 2 * self.p - self.k) / self.s + 1
+    }
+    /// Index (within the h x w plane) of the maximum of window (oy, ox); the first on ties.
+    #[inline]
+    fn argmax(&self, plane: &[f32], h: usize, w: usize, oy: usize, ox: usize) -> usize {
+        let y0 = (oy * self.s) as isize - self.p as isize;
+        let x0 = (ox * self.s) as isize - self.p as isize;
+        let mut best = usize::MAX;
+        let mut bv = f32::NEG_INFINITY;
+        for dy in 0..self.k as isize {
+            let y = y0 + dy;
+            if y < 0 || y >= h as isize {
+                continue;
+            }
+            for dx in 0..self.k as isize {
+                let x = x0 + dx;
+                if x < 0 || x >= w as isize {
+                    continue;
+                }
+                let i = y as usize * w + x as usize;
+                if best == usize::MAX || plane[i] > bv {
+                    best = i;
+                    bv = plane[i];
+                }
+            }
+        }
+        best
+    }
+}
 
-impl CustomOp1 for MaxPool2 {
+impl CustomOp1 for Pool {
     fn name(&self) -> &'static str {
-        "graft-maxpool2"
+        "graft-maxpool"
     }
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let (b, c, h, w) = l.shape().dims4()?;
         let x = slice(s, l)?;
-        let (ho, wo) = (h / 2, w / 2);
+        let (ho, wo) = (self.out(h), self.out(w));
         let mut y = vec![0f32; b * c * ho * wo];
         y.par_chunks_mut(ho * wo).enumerate().for_each(|(pi, yp)| {
-            let p = &x[pi * h * w..(pi + 1) * h * w];
+            let plane = &x[pi * h * w..(pi + 1) * h * w];
             for oy in 0..ho {
                 for ox in 0..wo {
-                    yp[oy * wo + ox] = p[argmax(p, w, oy, ox)];
+                    yp[oy * wo + ox] = plane[self.argmax(plane, h, w, oy, ox)];
                 }
             }
         });
         Ok((CpuStorage::F32(y), Shape::from((b, c, ho, wo))))
     }
     fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
-        Ok(Some(
-            arg.apply_op2_no_bwd(&grad.contiguous()?, &MaxPool2Bwd)?,
-        ))
+        Ok(Some(arg.apply_op2_no_bwd(&grad.contiguous()?, &PoolBwd(*self))?))
     }
 }
 
-struct MaxPool2Bwd;
+struct PoolBwd(Pool);
 
-impl CustomOp2 for MaxPool2Bwd {
+impl CustomOp2 for PoolBwd {
     fn name(&self) -> &'static str {
-        "graft-maxpool2-bwd"
+        "graft-maxpool-bwd"
     }
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
         let (b, c, h, w) = l1.shape().dims4()?;
         let x = slice(s1, l1)?;
         let g = slice(s2, l2)?;
-        let (ho, wo) = (h / 2, w / 2);
+        let (ho, wo) = (self.0.out(h), self.0.out(w));
         let mut dx = vec![0f32; b * c * h * w];
         dx.par_chunks_mut(h * w).enumerate().for_each(|(pi, dp)| {
-            let p = &x[pi * h * w..(pi + 1) * h * w];
+            let plane = &x[pi * h * w..(pi + 1) * h * w];
             let gp = &g[pi * ho * wo..(pi + 1) * ho * wo];
             for oy in 0..ho {
                 for ox in 0..wo {
-                    dp[argmax(p, w, oy, ox)] += gp[oy * wo + ox];
+                    dp[self.0.argmax(plane, h, w, oy, ox)] += gp[oy * wo + ox];
                 }
             }
         });
@@ -84,14 +101,18 @@ impl CustomOp2 for MaxPool2Bwd {
     }
 }
 
-/// 2x2 max-pool, stride 2; graft's kernel on CPU, candle's elsewhere.
-pub fn max_pool2(x: &Tensor) -> Result<Tensor> {
-    if x.device().is_cpu()
-        && x.dtype() == candle_core::DType::F32
-        && !super::use_reference_kernels()
-    {
-        x.contiguous()?.apply_op1(MaxPool2)
+/// Max-pool with window k, stride s and padding p (k > p); graft's kernel on the CPU.
+pub fn max_pool(x: &Tensor, k: usize, s: usize, p: usize) -> Result<Tensor> {
+    if x.device().is_cpu() && x.dtype() == candle_core::DType::F32 && !super::use_reference_kernels() {
+        x.contiguous()?.apply_op1(Pool { k, s, p })
+    } else if p == 0 {
+        x.max_pool2d_with_stride(k, s)
     } else {
-        x.max_pool2d(2)
+        candle_core::bail!("padded max-pool is only implemented on the CPU")
     }
+}
+
+/// 2x2 max-pool, stride 2.
+pub fn max_pool2(x: &Tensor) -> Result<Tensor> {
+    max_pool(x, 2, 2, 0)
 }

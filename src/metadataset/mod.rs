@@ -112,19 +112,10 @@ impl MetaRow {
     pub fn from_run(r: &RunRecord) -> Self {
         let rc = &r.recipe;
         let count = |a: &str| r.groups.iter().filter(|g| g.action == a).count() as i64;
-        let actions = r
-            .groups
-            .iter()
-            .map(|g| format!("{}={}", g.name, g.action))
-            .collect::<Vec<_>>()
-            .join(",");
+        let actions = r.groups.iter().map(|g| format!("{}={}", g.name, g.action)).collect::<Vec<_>>().join(",");
         let probe_group = match rc.strategy {
             crate::recipe::Strategy::Finetune => String::new(),
-            _ => r
-                .probe
-                .as_ref()
-                .map(|p| p.group.clone())
-                .unwrap_or_default(),
+            _ => r.probe.as_ref().map(|p| p.group.clone()).unwrap_or_default(),
         };
         MetaRow {
             run_id: r.run_id.clone(),
@@ -225,15 +216,13 @@ pub fn to_frame(rows: &[MetaRow]) -> Result<DataFrame> {
         col!(rows, "r_probe_group", |r| r.r_probe_group.clone()),
         col!(rows, "r_aug_crop_padding", |r| r.r_aug_crop_padding),
         col!(rows, "r_aug_hflip", |r| r.r_aug_hflip),
-        col!(rows, "r_aug_random_resized_crop", |r| r
-            .r_aug_random_resized_crop),
+        col!(rows, "r_aug_random_resized_crop", |r| r.r_aug_random_resized_crop),
         col!(rows, "r_aug_color_jitter", |r| r.r_aug_color_jitter),
         col!(rows, "r_aug_gaussian_noise", |r| r.r_aug_gaussian_noise),
         col!(rows, "r_aug_gaussian_blur", |r| r.r_aug_gaussian_blur),
         col!(rows, "recipe", |r| r.recipe.clone()),
     ];
-    DataFrame::new(rows.len(), cols)
-        .map_err(|e| GraftError::Other(format!("building meta-dataset frame: {e}")))
+    DataFrame::new(rows.len(), cols).map_err(|e| GraftError::Other(format!("building meta-dataset frame: {e}")))
 }
 
 fn part_path(dir: &Path, id: &str) -> PathBuf {
@@ -270,10 +259,7 @@ pub fn part_files(dir: &Path) -> Vec<PathBuf> {
         .filter_map(|e| e.ok())
         .filter(|e| {
             let n = e.file_name().to_string_lossy();
-            e.file_type().is_file()
-                && n.ends_with(".parquet")
-                && !n.starts_with('.')
-                && !n.starts_with('_')
+            e.file_type().is_file() && n.ends_with(".parquet") && !n.starts_with('.') && !n.starts_with('_')
         })
         .map(|e| e.into_path())
         .collect();
@@ -294,18 +280,11 @@ pub fn read_all(dir: &Path) -> Result<DataFrame> {
     let mut out: Option<DataFrame> = None;
     for f in files {
         let file = std::fs::File::open(&f).map_err(|e| GraftError::io(&f, e))?;
-        let df = ParquetReader::new(file)
-            .finish()
-            .map_err(|e| GraftError::Data(format!("{}: unreadable Parquet: {e}", f.display())))?;
+        let df = ParquetReader::new(file).finish().map_err(|e| GraftError::Data(format!("{}: unreadable Parquet: {e}", f.display())))?;
         out = Some(match out {
             None => df,
             Some(mut acc) => {
-                acc.vstack_mut(&df).map_err(|e| {
-                    GraftError::Data(format!(
-                        "{}: schema differs from the other parts: {e}",
-                        f.display()
-                    ))
-                })?;
+                acc.vstack_mut(&df).map_err(|e| GraftError::Data(format!("{}: schema differs from the other parts: {e}", f.display())))?;
                 acc
             }
         });

@@ -2,7 +2,7 @@
 //! from one pass of the training images through a backbone (`graft inspect`).
 pub mod transfer;
 
-use crate::backbones::{card, Arch, Model, ModelRef};
+use crate::backbones::{card, Model, ModelRef};
 use crate::data::{decode_items, load_dataset, ImageSet, ItemSource, LoadOptions};
 use crate::error::{GraftError, Result};
 use candle_core::{Device, Tensor, D};
@@ -75,11 +75,7 @@ fn count_stats(counts: &[usize]) -> CountStats {
     } else {
         (s[s.len() / 2 - 1] + s[s.len() / 2]) as f64 / 2.0
     };
-    CountStats {
-        min: *s.first().unwrap_or(&0),
-        median,
-        max: *s.last().unwrap_or(&0),
-    }
+    CountStats { min: *s.first().unwrap_or(&0), median, max: *s.last().unwrap_or(&0) }
 }
 
 fn to_array(rows: Vec<f32>, n: usize) -> Array2<f64> {
@@ -88,32 +84,19 @@ fn to_array(rows: Vec<f32>, n: usize) -> Array2<f64> {
 }
 
 /// Pooled features of every group but the head, and the head's softmax, in one pass.
-pub fn group_features(
-    model: &Model,
-    set: &ImageSet,
-    norm: &crate::data::Normalisation,
-) -> Result<(Vec<Array2<f64>>, Array2<f64>)> {
+pub fn group_features(model: &Model, set: &ImageSet, norm: &crate::data::Normalisation) -> Result<(Vec<Array2<f64>>, Array2<f64>)> {
     let ng = model.n_groups();
     let mut rows: Vec<Vec<f32>> = vec![Vec::new(); ng];
     let idx: Vec<usize> = (0..set.n).collect();
     for chunk in idx.chunks(256) {
         let x = Tensor::from_vec(
             set.batch(chunk, norm, None),
-            (
-                chunk.len(),
-                set.spec.channels,
-                set.spec.height,
-                set.spec.width,
-            ),
+            (chunk.len(), set.spec.channels, set.spec.height, set.spec.width),
             &model.device,
         )?;
         let outs = model.forward_groups(&x, &[], ng - 1)?;
         for (g, o) in outs.iter().enumerate() {
-            let t = if g == ng - 1 {
-                candle_nn::ops::softmax(o, D::Minus1)?
-            } else {
-                crate::backbones::pool(o)?
-            };
+            let t = if g == ng - 1 { candle_nn::ops::softmax(o, D::Minus1)? } else { crate::backbones::pool(o)? };
             rows[g].extend(t.flatten_all()?.to_vec1::<f32>()?);
         }
     }
@@ -130,10 +113,7 @@ pub fn stats_path(weights: &Path) -> PathBuf {
 
 /// Compute and write source statistics for a model from (up to `max`) images of `data`.
 pub fn write_source_stats(mref: &ModelRef, data: &Path, max: usize, seed: u64) -> Result<PathBuf> {
-    let ds = load_dataset(&LoadOptions {
-        seed,
-        ..LoadOptions::new(data)
-    })?;
+    let ds = load_dataset(&LoadOptions { seed, ..LoadOptions::new(data) })?;
     let mut items = ds.train.clone();
     if items.len() > max {
         use rand::seq::SliceRandom;
@@ -141,13 +121,7 @@ pub fn write_source_stats(mref: &ModelRef, data: &Path, max: usize, seed: u64) -
         items.truncate(max);
     }
     let set = decode_items(&items, mref.card.input, true)?;
-    let model = Model::new(
-        Arch::parse(&mref.card.arch)?,
-        mref.card.input,
-        mref.card.n_classes,
-        0,
-        &Device::Cpu,
-    )?;
+    let model = Model::for_card(mref, mref.card.n_classes, 0, &Device::Cpu)?;
     model.load_weights(&mref.weights, &[])?;
     let (feats, _) = group_features(&model, &set, &mref.card.normalisation)?;
     let pen = &feats[feats.len() - 1];
@@ -155,18 +129,11 @@ pub fn write_source_stats(mref: &ModelRef, data: &Path, max: usize, seed: u64) -
     let d = mean.len();
     let dev = Device::Cpu;
     let mut map = HashMap::new();
-    map.insert(
-        "penultimate.mean".to_string(),
-        Tensor::from_vec(mean, d, &dev)?,
-    );
-    map.insert(
-        "penultimate.cov".to_string(),
-        Tensor::from_vec(cov.into_raw_vec_and_offset().0, (d, d), &dev)?,
-    );
+    map.insert("penultimate.mean".to_string(), Tensor::from_vec(mean, d, &dev)?);
+    map.insert("penultimate.cov".to_string(), Tensor::from_vec(cov.into_raw_vec_and_offset().0, (d, d), &dev)?);
     map.insert("n".to_string(), Tensor::new(&[set.n as f64], &dev)?);
     let p = stats_path(&mref.weights);
-    candle_core::safetensors::save(&map, &p)
-        .map_err(|e| GraftError::Other(format!("{}: {e}", p.display())))?;
+    candle_core::safetensors::save(&map, &p).map_err(|e| GraftError::Other(format!("{}: {e}", p.display())))?;
     Ok(p)
 }
 
@@ -175,19 +142,13 @@ fn load_source_stats(mref: &ModelRef) -> Result<Option<(Vec<f64>, Array2<f64>)>>
     if !p.is_file() {
         return Ok(None);
     }
-    let t = candle_core::safetensors::load(&p, &Device::Cpu)
-        .map_err(|e| GraftError::Model(format!("{}: {e}", p.display())))?;
-    let get = |k: &str| {
-        t.get(k)
-            .ok_or_else(|| GraftError::Model(format!("{}: missing tensor `{k}`", p.display())))
-    };
-    let mean: Vec<f64> = get("penultimate.mean")?
-        .to_dtype(candle_core::DType::F64)?
-        .to_vec1()?;
+    let t = candle_core::safetensors::load(&p, &Device::Cpu).map_err(|e| GraftError::Model(format!("{}: {e}", p.display())))?;
+    let get = |k: &str| t.get(k).ok_or_else(|| GraftError::Model(format!("{}: missing tensor `{k}`", p.display())));
+    let mean: Vec<f64> = get("penultimate.mean")?.to_dtype(candle_core::DType::F64)?.to_vec1()?;
     let cov = get("penultimate.cov")?.to_dtype(candle_core::DType::F64)?;
     let d = mean.len();
-    let cov = Array2::from_shape_vec((d, d), cov.flatten_all()?.to_vec1()?)
-        .map_err(|e| GraftError::Model(format!("{}: {e}", p.display())))?;
+    let cov =
+        Array2::from_shape_vec((d, d), cov.flatten_all()?.to_vec1()?).map_err(|e| GraftError::Model(format!("{}: {e}", p.display())))?;
     Ok(Some((mean, cov)))
 }
 
@@ -199,18 +160,10 @@ pub struct InspectOptions {
     pub dump_features: Option<PathBuf>,
 }
 
-fn dump(
-    dir: &Path,
-    names: &[String],
-    feats: &[Array2<f64>],
-    theta: &Array2<f64>,
-    y: &[usize],
-) -> Result<()> {
+fn dump(dir: &Path, names: &[String], feats: &[Array2<f64>], theta: &Array2<f64>, y: &[usize]) -> Result<()> {
     use ndarray_npy::write_npy;
     std::fs::create_dir_all(dir).map_err(|e| GraftError::io(dir, e))?;
-    let err = |p: &Path, e: ndarray_npy::WriteNpyError| {
-        GraftError::Other(format!("{}: {e}", p.display()))
-    };
+    let err = |p: &Path, e: ndarray_npy::WriteNpyError| GraftError::Other(format!("{}: {e}", p.display()));
     for (g, f) in feats.iter().enumerate() {
         let p = dir.join(format!("group_{g}_{}.npy", names[g]));
         write_npy(&p, f).map_err(|e| err(&p, e))?;
@@ -218,8 +171,7 @@ fn dump(
     let p = dir.join("theta.npy");
     write_npy(&p, theta).map_err(|e| err(&p, e))?;
     let p = dir.join("labels.npy");
-    write_npy(&p, &ndarray::Array1::from_iter(y.iter().map(|&v| v as i64)))
-        .map_err(|e| err(&p, e))?;
+    write_npy(&p, &ndarray::Array1::from_iter(y.iter().map(|&v| v as i64))).map_err(|e| err(&p, e))?;
     Ok(())
 }
 
@@ -233,38 +185,23 @@ pub fn inspect(o: &InspectOptions) -> Result<InspectReport> {
     let set = decode_items(&ds.train, mref.card.input, o.skip_bad)?;
     secs.insert("decode".to_string(), t0.elapsed().as_secs_f64());
     if set.n < 2 {
-        return Err(GraftError::Data(format!(
-            "{}: fewer than two readable training images",
-            ds.root.display()
-        )));
+        return Err(GraftError::Data(format!("{}: fewer than two readable training images", ds.root.display())));
     }
     let y: Vec<usize> = set.labels.iter().map(|&l| l as usize).collect();
     let (w, h, ch) = match ds.train.first().map(|i| &i.source) {
         Some(ItemSource::File(p)) => {
             let (w, h) = image::image_dimensions(p).unwrap_or((0, 0));
-            let c = image::open(p)
-                .map(|i| i.color().channel_count())
-                .unwrap_or(0);
+            let c = image::open(p).map(|i| i.color().channel_count()).unwrap_or(0);
             (w, h, c)
         }
-        Some(ItemSource::Pixels {
-            width,
-            height,
-            channels,
-            ..
-        }) => (*width, *height, *channels),
+        Some(ItemSource::Pixels { width, height, channels, .. }) => (*width, *height, *channels),
         None => (0, 0, 0),
     };
     let t0 = Instant::now();
     let stats = set.channel_stats();
-    let pix = to_array(
-        set.pixels.iter().map(|&p| p as f32 / 255.0).collect(),
-        set.n,
-    );
+    let pix = to_array(set.pixels.iter().map(|&p| p as f32 / 255.0).collect(), set.n);
     let pixel_sep = transfer::nearest_centroid_cv(&pix, &y, 0);
-    let counts: Vec<usize> = (0..ds.n_classes())
-        .map(|c| y.iter().filter(|&&l| l == c).count())
-        .collect();
+    let counts: Vec<usize> = (0..ds.n_classes()).map(|c| y.iter().filter(|&&l| l == c).count()).collect();
     let profile = DatasetProfile {
         root: ds.root.display().to_string(),
         classes: ds.classes.clone(),
@@ -283,8 +220,7 @@ pub fn inspect(o: &InspectOptions) -> Result<InspectReport> {
     };
     secs.insert("profile".to_string(), t0.elapsed().as_secs_f64());
     let t0 = Instant::now();
-    let arch = Arch::parse(&mref.card.arch)?;
-    let model = Model::new(arch, mref.card.input, mref.card.n_classes, 0, &Device::Cpu)?;
+    let model = Model::for_card(&mref, mref.card.n_classes, 0, &Device::Cpu)?;
     model.load_weights(&mref.weights, &[])?;
     let (feats, theta) = group_features(&model, &set, &mref.card.normalisation)?;
     secs.insert("features".to_string(), t0.elapsed().as_secs_f64());
@@ -304,14 +240,7 @@ pub fn inspect(o: &InspectOptions) -> Result<InspectReport> {
         })
         .collect();
     let has_head = mref.card.method == "supervised" && !mref.card.source_classes.is_empty();
-    let (leep, nce) = if has_head {
-        (
-            Some(transfer::leep(&theta, &y)),
-            Some(transfer::nce(&theta, &y)),
-        )
-    } else {
-        (None, None)
-    };
+    let (leep, nce) = if has_head { (Some(transfer::leep(&theta, &y)), Some(transfer::nce(&theta, &y))) } else { (None, None) };
     let frechet_distance = match load_source_stats(&mref)? {
         Some((mu, cov)) => {
             let (m2, c2) = transfer::mean_cov(&feats[feats.len() - 1]);
@@ -320,13 +249,5 @@ pub fn inspect(o: &InspectOptions) -> Result<InspectReport> {
         None => None,
     };
     secs.insert("scores".to_string(), t0.elapsed().as_secs_f64());
-    Ok(InspectReport {
-        dataset: profile,
-        backbone: mref.card.name.clone(),
-        groups,
-        leep,
-        nce,
-        frechet_distance,
-        seconds: secs,
-    })
+    Ok(InspectReport { dataset: profile, backbone: mref.card.name.clone(), groups, leep, nce, frechet_distance, seconds: secs })
 }

@@ -28,15 +28,7 @@ pub fn logme(f: &Array2<f64>, y: &[usize]) -> f64 {
             lam,
             Box::new(move |yv: &DMatrix<f64>| {
                 let fty = fm2.transpose() * yv; // d x 1
-                (0..lam2.len())
-                    .map(|j| {
-                        if lam2[j] > 1e-10 {
-                            v.column(j).dot(&fty.column(0)) / lam2[j].sqrt()
-                        } else {
-                            0.0
-                        }
-                    })
-                    .collect()
+                (0..lam2.len()).map(|j| if lam2[j] > 1e-10 { v.column(j).dot(&fty.column(0)) / lam2[j].sqrt() } else { 0.0 }).collect()
             }),
         )
     } else {
@@ -47,15 +39,7 @@ pub fn logme(f: &Array2<f64>, y: &[usize]) -> f64 {
         (
             lam,
             Box::new(move |yv: &DMatrix<f64>| {
-                (0..lam2.len())
-                    .map(|j| {
-                        if lam2[j] > 1e-10 {
-                            u.column(j).dot(&yv.column(0))
-                        } else {
-                            0.0
-                        }
-                    })
-                    .collect()
+                (0..lam2.len()).map(|j| if lam2[j] > 1e-10 { u.column(j).dot(&yv.column(0)) } else { 0.0 }).collect()
             }),
         )
     };
@@ -73,17 +57,8 @@ pub fn logme(f: &Array2<f64>, y: &[usize]) -> f64 {
         for _ in 0..11 {
             let t = alpha / beta;
             let gamma: f64 = sigma.iter().map(|s| s / (s + t)).sum();
-            m2 = sigma
-                .iter()
-                .zip(&x2)
-                .map(|(s, x)| s * x / ((t + s) * (t + s)))
-                .sum();
-            res2 = sigma
-                .iter()
-                .zip(&x2)
-                .map(|(s, x)| x / ((1.0 + s / t) * (1.0 + s / t)))
-                .sum::<f64>()
-                + res_x2;
+            m2 = sigma.iter().zip(&x2).map(|(s, x)| s * x / ((t + s) * (t + s))).sum();
+            res2 = sigma.iter().zip(&x2).map(|(s, x)| x / ((1.0 + s / t) * (1.0 + s / t))).sum::<f64>() + res_x2;
             alpha = gamma / (m2 + 1e-5);
             beta = (nf - gamma) / (res2 + 1e-5);
             if ((alpha / beta - t) / t).abs() < 0.01 {
@@ -91,8 +66,7 @@ pub fn logme(f: &Array2<f64>, y: &[usize]) -> f64 {
             }
         }
         // the evidence at the last (alpha, beta), with m'm and the residual of the last step
-        let logdet: f64 =
-            sigma.iter().map(|s| (alpha + beta * s).ln()).sum::<f64>() + extra_zero * alpha.ln();
+        let logdet: f64 = sigma.iter().map(|s| (alpha + beta * s).ln()).sum::<f64>() + extra_zero * alpha.ln();
         let evidence = d as f64 / 2.0 * alpha.ln() + nf / 2.0 * beta.ln()
             - 0.5 * logdet
             - beta / 2.0 * (res2 + 1e-5)
@@ -158,23 +132,8 @@ pub fn leep(theta: &Array2<f64>, y: &[usize]) -> f64 {
         }
     }
     let pz = joint.sum_axis(Axis(0));
-    let cond = Array2::from_shape_fn((k, z), |(a, b)| {
-        if pz[b] > 0.0 {
-            joint[[a, b]] / pz[b]
-        } else {
-            0.0
-        }
-    });
-    (0..n)
-        .map(|i| {
-            (0..z)
-                .map(|j| cond[[y[i], j]] * theta[[i, j]])
-                .sum::<f64>()
-                .max(1e-300)
-                .ln()
-        })
-        .sum::<f64>()
-        / n as f64
+    let cond = Array2::from_shape_fn((k, z), |(a, b)| if pz[b] > 0.0 { joint[[a, b]] / pz[b] } else { 0.0 });
+    (0..n).map(|i| (0..z).map(|j| cond[[y[i], j]] * theta[[i, j]]).sum::<f64>().max(1e-300).ln()).sum::<f64>() / n as f64
 }
 
 /// NCE: the negative conditional entropy −H(Y | Z) of target labels given the source head's
@@ -205,16 +164,10 @@ pub fn nce(theta: &Array2<f64>, y: &[usize]) -> f64 {
 pub fn frechet(mu1: &[f64], s1: &Array2<f64>, mu2: &[f64], s2: &Array2<f64>) -> f64 {
     let d2: f64 = mu1.iter().zip(mu2).map(|(a, b)| (a - b) * (a - b)).sum();
     let e = SymmetricEigen::new(to_na(s1));
-    let sq = &e.eigenvectors
-        * DMatrix::from_diagonal(&e.eigenvalues.map(|v| v.max(0.0).sqrt()))
-        * e.eigenvectors.transpose();
+    let sq = &e.eigenvectors * DMatrix::from_diagonal(&e.eigenvalues.map(|v| v.max(0.0).sqrt())) * e.eigenvectors.transpose();
     let m = &sq * to_na(s2) * &sq;
     let m = (&m + m.transpose()) * 0.5;
-    let tr_sqrt: f64 = SymmetricEigen::new(m)
-        .eigenvalues
-        .iter()
-        .map(|v| v.max(0.0).sqrt())
-        .sum();
+    let tr_sqrt: f64 = SymmetricEigen::new(m).eigenvalues.iter().map(|v| v.max(0.0).sqrt()).sum();
     let tr1: f64 = (0..s1.nrows()).map(|i| s1[[i, i]]).sum();
     let tr2: f64 = (0..s2.nrows()).map(|i| s2[[i, i]]).sum();
     d2 + tr1 + tr2 - 2.0 * tr_sqrt
@@ -232,10 +185,7 @@ pub fn mean_cov(f: &Array2<f64>) -> (Vec<f64>, Array2<f64>) {
 /// (k = min(5, smallest class)); None when a class has fewer than two images.
 pub fn nearest_centroid_cv(f: &Array2<f64>, y: &[usize], seed: u64) -> Option<f64> {
     let k = y.iter().copied().max().map(|m| m + 1).unwrap_or(0);
-    let min_count = (0..k)
-        .map(|c| y.iter().filter(|&&l| l == c).count())
-        .min()
-        .unwrap_or(0);
+    let min_count = (0..k).map(|c| y.iter().filter(|&&l| l == c).count()).min().unwrap_or(0);
     let folds = min_count.min(5);
     if folds < 2 {
         return None;
@@ -262,10 +212,7 @@ pub fn nearest_centroid_cv(f: &Array2<f64>, y: &[usize], seed: u64) -> Option<f6
             let x = st.apply(&f.select(Axis(0), &[i]));
             let best = (0..k)
                 .map(|c| (c, (&x.row(0) - &cents.row(c)).mapv(|v| v * v).sum()))
-                .fold(
-                    (0, f64::INFINITY),
-                    |b, (c, dist)| if dist < b.1 { (c, dist) } else { b },
-                )
+                .fold((0, f64::INFINITY), |b, (c, dist)| if dist < b.1 { (c, dist) } else { b })
                 .0;
             if best == y[i] {
                 correct += 1;

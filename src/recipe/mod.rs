@@ -117,10 +117,7 @@ pub struct ScheduleSpec {
 
 impl Default for ScheduleSpec {
     fn default() -> Self {
-        ScheduleSpec {
-            kind: ScheduleKind::Cosine,
-            warmup_epochs: 1.0,
-        }
+        ScheduleSpec { kind: ScheduleKind::Cosine, warmup_epochs: 1.0 }
     }
 }
 
@@ -140,13 +137,7 @@ pub struct ProbeSpec {
 
 impl Default for ProbeSpec {
     fn default() -> Self {
-        ProbeSpec {
-            group: None,
-            c_grid: vec![0.01, 0.1, 1.0, 10.0],
-            cv_folds: 3,
-            l2: 1e-3,
-            iterations: 300,
-        }
+        ProbeSpec { group: None, c_grid: vec![0.01, 0.1, 1.0, 10.0], cv_folds: 3, l2: 1e-3, iterations: 300 }
     }
 }
 
@@ -259,10 +250,7 @@ impl CheckedRecipe {
 
 fn pos(field: &str, v: f64) -> Result<()> {
     if !(v > 0.0) || !v.is_finite() {
-        return Err(GraftError::recipe(
-            field,
-            format!("must be a positive finite number, got {v}"),
-        ));
+        return Err(GraftError::recipe(field, format!("must be a positive finite number, got {v}")));
     }
     Ok(())
 }
@@ -271,10 +259,7 @@ fn unit(field: &str, v: f64, lo_open: bool) -> Result<()> {
     let ok = v.is_finite() && v <= 1.0 && if lo_open { v > 0.0 } else { v >= 0.0 };
     if !ok {
         let range = if lo_open { "(0, 1]" } else { "[0, 1]" };
-        return Err(GraftError::recipe(
-            field,
-            format!("must be in {range}, got {v}"),
-        ));
+        return Err(GraftError::recipe(field, format!("must be in {range}, got {v}")));
     }
     Ok(())
 }
@@ -300,73 +285,36 @@ impl Recipe {
 
     /// Validate against a backbone's groups (input to output, last = head), the backbone's
     /// source class count and the target's class count.
-    pub fn check(
-        &self,
-        group_names: &[String],
-        source_classes: usize,
-        target_classes: usize,
-    ) -> Result<CheckedRecipe> {
+    pub fn check(&self, group_names: &[String], source_classes: usize, target_classes: usize) -> Result<CheckedRecipe> {
         if self.schema_version != RECIPE_SCHEMA_VERSION {
-            return Err(GraftError::recipe(
-                "schema_version",
-                format!(
-                    "must be {RECIPE_SCHEMA_VERSION}, got {}",
-                    self.schema_version
-                ),
-            ));
+            return Err(GraftError::recipe("schema_version", format!("must be {RECIPE_SCHEMA_VERSION}, got {}", self.schema_version)));
         }
         if target_classes < 2 {
-            return Err(GraftError::Data(format!(
-                "the task has {target_classes} class; classification needs at least two"
-            )));
+            return Err(GraftError::Data(format!("the task has {target_classes} class; classification needs at least two")));
         }
         pos("lr", self.lr)?;
         unit("layer_decay", self.layer_decay, true)?;
         if self.epochs == 0 || self.epochs > 10_000 {
-            return Err(GraftError::recipe(
-                "epochs",
-                format!("must be in 1..=10000, got {}", self.epochs),
-            ));
+            return Err(GraftError::recipe("epochs", format!("must be in 1..=10000, got {}", self.epochs)));
         }
         if self.batch_size < 2 || self.batch_size > 8192 {
-            return Err(GraftError::recipe(
-                "batch_size",
-                format!(
-                    "must be in 2..=8192 (BatchNorm needs 2), got {}",
-                    self.batch_size
-                ),
-            ));
+            return Err(GraftError::recipe("batch_size", format!("must be in 2..=8192 (BatchNorm needs 2), got {}", self.batch_size)));
         }
         if !(self.l2sp >= 0.0) || !self.l2sp.is_finite() {
-            return Err(GraftError::recipe(
-                "l2sp",
-                format!("must be >= 0, got {}", self.l2sp),
-            ));
+            return Err(GraftError::recipe("l2sp", format!("must be >= 0, got {}", self.l2sp)));
         }
         if !(self.label_smoothing >= 0.0 && self.label_smoothing < 1.0) {
-            return Err(GraftError::recipe(
-                "label_smoothing",
-                format!("must be in [0, 1), got {}", self.label_smoothing),
-            ));
+            return Err(GraftError::recipe("label_smoothing", format!("must be in [0, 1), got {}", self.label_smoothing)));
         }
         if !(self.val_fraction >= 0.0 && self.val_fraction < 0.9) {
-            return Err(GraftError::recipe(
-                "val_fraction",
-                format!("must be in [0, 0.9), got {}", self.val_fraction),
-            ));
+            return Err(GraftError::recipe("val_fraction", format!("must be in [0, 0.9), got {}", self.val_fraction)));
         }
         let o = &self.optimizer;
         if !(o.weight_decay >= 0.0) || !o.weight_decay.is_finite() {
-            return Err(GraftError::recipe(
-                "optimizer.weight_decay",
-                format!("must be >= 0, got {}", o.weight_decay),
-            ));
+            return Err(GraftError::recipe("optimizer.weight_decay", format!("must be >= 0, got {}", o.weight_decay)));
         }
         if !(o.momentum >= 0.0 && o.momentum < 1.0) {
-            return Err(GraftError::recipe(
-                "optimizer.momentum",
-                format!("must be in [0, 1), got {}", o.momentum),
-            ));
+            return Err(GraftError::recipe("optimizer.momentum", format!("must be in [0, 1), got {}", o.momentum)));
         }
         for (f, v) in [("optimizer.beta1", o.beta1), ("optimizer.beta2", o.beta2)] {
             if !(v >= 0.0 && v < 1.0) {
@@ -374,48 +322,30 @@ impl Recipe {
             }
         }
         pos("optimizer.eps", o.eps)?;
-        if !(self.schedule.warmup_epochs >= 0.0) || self.schedule.warmup_epochs > self.epochs as f64
-        {
+        if !(self.schedule.warmup_epochs >= 0.0) || self.schedule.warmup_epochs > self.epochs as f64 {
             return Err(GraftError::recipe(
                 "schedule.warmup_epochs",
-                format!(
-                    "must be in [0, epochs={}], got {}",
-                    self.epochs, self.schedule.warmup_epochs
-                ),
+                format!("must be in [0, epochs={}], got {}", self.epochs, self.schedule.warmup_epochs),
             ));
         }
-        self.augment
-            .validate()
-            .map_err(|(f, m)| GraftError::recipe(f, m))?;
+        self.augment.validate().map_err(|(f, m)| GraftError::recipe(f, m))?;
         if let Some(es) = &self.early_stopping {
             if es.patience == 0 {
-                return Err(GraftError::recipe(
-                    "early_stopping.patience",
-                    "must be at least 1",
-                ));
+                return Err(GraftError::recipe("early_stopping.patience", "must be at least 1"));
             }
         }
         let p = &self.probe;
         if p.c_grid.is_empty() {
-            return Err(GraftError::recipe(
-                "probe.c_grid",
-                "must list at least one C",
-            ));
+            return Err(GraftError::recipe("probe.c_grid", "must list at least one C"));
         }
         for c in &p.c_grid {
             pos("probe.c_grid", *c)?;
         }
         if p.cv_folds < 2 || p.cv_folds > 20 {
-            return Err(GraftError::recipe(
-                "probe.cv_folds",
-                format!("must be in 2..=20, got {}", p.cv_folds),
-            ));
+            return Err(GraftError::recipe("probe.cv_folds", format!("must be in 2..=20, got {}", p.cv_folds)));
         }
         if !(p.l2 >= 0.0) {
-            return Err(GraftError::recipe(
-                "probe.l2",
-                format!("must be >= 0, got {}", p.l2),
-            ));
+            return Err(GraftError::recipe("probe.l2", format!("must be >= 0, got {}", p.l2)));
         }
         if p.iterations == 0 {
             return Err(GraftError::recipe("probe.iterations", "must be at least 1"));
@@ -424,10 +354,7 @@ impl Recipe {
             if !group_names.iter().any(|n| n == name) {
                 return Err(GraftError::recipe(
                     format!("groups.{name}"),
-                    format!(
-                        "unknown group; this backbone's groups are {}",
-                        group_names.join(", ")
-                    ),
+                    format!("unknown group; this backbone's groups are {}", group_names.join(", ")),
                 ));
             }
             if let Some(lr) = g.lr {
@@ -438,13 +365,7 @@ impl Recipe {
         let head = n - 1;
         let probe_group = match &p.group {
             Some(g) => group_names.iter().position(|n| n == g).ok_or_else(|| {
-                GraftError::recipe(
-                    "probe.group",
-                    format!(
-                        "unknown group `{g}`; this backbone's groups are {}",
-                        group_names.join(", ")
-                    ),
-                )
+                GraftError::recipe("probe.group", format!("unknown group `{g}`; this backbone's groups are {}", group_names.join(", ")))
             })?,
             None => head.saturating_sub(1),
         };
@@ -459,10 +380,7 @@ impl Recipe {
                     if a != Action::Freeze {
                         return Err(GraftError::recipe(
                             format!("groups.{name}.action"),
-                            format!(
-                                "strategy {} keeps the backbone fixed; only `freeze` is allowed",
-                                self.strategy.as_str()
-                            ),
+                            format!("strategy {} keeps the backbone fixed; only `freeze` is allowed", self.strategy.as_str()),
                         ));
                     }
                 }
@@ -485,24 +403,17 @@ impl Recipe {
             let lr = match action {
                 Action::Freeze => 0.0,
                 Action::Reinit => spec.and_then(|s| s.lr).unwrap_or(self.lr),
-                Action::Finetune => spec
-                    .and_then(|s| s.lr)
-                    .unwrap_or(self.lr * self.layer_decay.powi(depth)),
+                Action::Finetune => spec.and_then(|s| s.lr).unwrap_or(self.lr * self.layer_decay.powi(depth)),
             };
-            groups.push(CheckedGroup {
-                name: name.clone(),
-                action,
-                lr,
-            });
+            groups.push(CheckedGroup { name: name.clone(), action, lr });
         }
         if !is_probe && groups.iter().all(|g| g.action == Action::Freeze) {
-            return Err(GraftError::recipe("groups", "strategy finetune with every group frozen trains nothing; use strategy linear-probe or unfreeze a group"));
+            return Err(GraftError::recipe(
+                "groups",
+                "strategy finetune with every group frozen trains nothing; use strategy linear-probe or unfreeze a group",
+            ));
         }
-        Ok(CheckedRecipe {
-            recipe: self.clone(),
-            groups,
-            probe_group,
-        })
+        Ok(CheckedRecipe { recipe: self.clone(), groups, probe_group })
     }
 }
 
@@ -511,10 +422,7 @@ mod tests {
     use super::*;
 
     fn names() -> Vec<String> {
-        ["stem", "stage1", "stage2", "stage3", "head"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect()
+        ["stem", "stage1", "stage2", "stage3", "head"].iter().map(|s| s.to_string()).collect()
     }
 
     #[test]
@@ -527,14 +435,8 @@ mod tests {
                 assert_eq!(c.groups()[4].action, Action::Reinit, "{p}");
             }
         }
-        let c = preset("linear-probe")
-            .unwrap()
-            .check(&names(), 10, 5)
-            .unwrap();
-        assert!(c
-            .groups()
-            .iter()
-            .all(|g| g.action == Action::Freeze && g.lr == 0.0));
+        let c = preset("linear-probe").unwrap().check(&names(), 10, 5).unwrap();
+        assert!(c.groups().iter().all(|g| g.action == Action::Freeze && g.lr == 0.0));
         assert_eq!(c.probe_group(), 3);
         let c = preset("scratch").unwrap().check(&names(), 10, 5).unwrap();
         assert!(c.groups().iter().all(|g| g.action == Action::Reinit));
@@ -545,20 +447,8 @@ mod tests {
         let mut r = preset("finetune-all").unwrap();
         r.lr = 0.1;
         r.layer_decay = 0.5;
-        r.groups.insert(
-            "stem".into(),
-            GroupSpec {
-                action: Some(Action::Freeze),
-                lr: None,
-            },
-        );
-        r.groups.insert(
-            "stage1".into(),
-            GroupSpec {
-                action: None,
-                lr: Some(0.003),
-            },
-        );
+        r.groups.insert("stem".into(), GroupSpec { action: Some(Action::Freeze), lr: None });
+        r.groups.insert("stage1".into(), GroupSpec { action: None, lr: Some(0.003) });
         let c = r.check(&names(), 10, 5).unwrap();
         let lrs: Vec<f64> = c.groups().iter().map(|g| g.lr).collect();
         assert_eq!(lrs, vec![0.0, 0.003, 0.025, 0.05, 0.1]);
@@ -580,22 +470,10 @@ mod tests {
         r.lr = 0.0;
         assert_eq!(check(r), "lr");
         let mut r = preset("finetune-all").unwrap();
-        r.groups.insert(
-            "stage2".into(),
-            GroupSpec {
-                action: None,
-                lr: Some(0.0),
-            },
-        );
+        r.groups.insert("stage2".into(), GroupSpec { action: None, lr: Some(0.0) });
         assert_eq!(check(r), "groups.stage2.lr");
         let mut r = preset("finetune-all").unwrap();
-        r.groups.insert(
-            "head".into(),
-            GroupSpec {
-                action: Some(Action::Freeze),
-                lr: None,
-            },
-        );
+        r.groups.insert("head".into(), GroupSpec { action: Some(Action::Freeze), lr: None });
         assert_eq!(check(r), "groups.head.action");
         let mut r = preset("finetune-all").unwrap();
         r.batch_size = 1;

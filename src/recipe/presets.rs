@@ -17,11 +17,7 @@ fn base(name: &str, strategy: Strategy, action: Action) -> Recipe {
         schedule: ScheduleSpec::default(),
         epochs: 30,
         batch_size: 32,
-        augment: Augment {
-            crop_padding: 4,
-            hflip: true,
-            ..Augment::default()
-        },
+        augment: Augment { crop_padding: 4, hflip: true, ..Augment::default() },
         label_smoothing: 0.0,
         seed: 0,
         probe: ProbeSpec::default(),
@@ -40,20 +36,11 @@ pub fn preset(name: &str) -> Result<Recipe> {
         // every group reinitialised and trained, same epochs as finetune-all
         "scratch" => base(name, Strategy::Finetune, Action::Reinit),
         _ => {
-            return Err(GraftError::Usage(format!(
-                "--preset {name}: unknown preset; known: {}",
-                PRESETS.join(", ")
-            )));
+            return Err(GraftError::Usage(format!("--preset {name}: unknown preset; known: {}", PRESETS.join(", "))));
         }
     };
     if r.strategy == Strategy::Finetune && r.default_action == Action::Finetune {
-        r.groups.insert(
-            "head".into(),
-            GroupSpec {
-                action: Some(Action::Reinit),
-                lr: None,
-            },
-        );
+        r.groups.insert("head".into(), GroupSpec { action: Some(Action::Reinit), lr: None });
     }
     if r.strategy != Strategy::Finetune {
         r.augment = Augment::default();

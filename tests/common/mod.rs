@@ -41,17 +41,11 @@ pub fn synth_image(class: usize, idx: usize, size: u32) -> image::RgbImage {
 pub fn make_folder(dir: &Path, splits: &[(&str, usize)], classes: usize, size: u32) {
     for (s, per) in splits {
         for c in 0..classes {
-            let d = if s.is_empty() {
-                dir.join(format!("class{c}"))
-            } else {
-                dir.join(s).join(format!("class{c}"))
-            };
+            let d = if s.is_empty() { dir.join(format!("class{c}")) } else { dir.join(s).join(format!("class{c}")) };
             std::fs::create_dir_all(&d).unwrap();
             for i in 0..*per {
                 let off = if *s == "test" { 10_000 } else { 0 };
-                synth_image(c, i + off, size)
-                    .save(d.join(format!("img{i:03}.png")))
-                    .unwrap();
+                synth_image(c, i + off, size).save(d.join(format!("img{i:03}.png"))).unwrap();
             }
         }
     }
@@ -65,41 +59,16 @@ pub fn tiny_backbone(dir: &Path) -> PathBuf {
     let o = graft()
         .args(["pretrain", "--data"])
         .arg(&src)
-        .args([
-            "--arch",
-            "resnet8",
-            "--epochs",
-            "2",
-            "--batch-size",
-            "16",
-            "--seed",
-            "1",
-            "--lr",
-            "0.05",
-            "--out",
-        ])
+        .args(["--arch", "resnet8", "--epochs", "2", "--batch-size", "16", "--seed", "1", "--lr", "0.05", "--out"])
         .arg(&out)
         .output()
         .unwrap();
-    assert!(
-        o.status.success(),
-        "pretrain failed: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    assert!(o.status.success(), "pretrain failed: {}", String::from_utf8_lossy(&o.stderr));
     out
 }
 
 pub fn json_of(out: &std::process::Output) -> serde_json::Value {
-    assert!(
-        out.status.success(),
-        "command failed ({:?}): {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "stdout is not one JSON object: {e}: {}",
-            String::from_utf8_lossy(&out.stdout)
-        )
-    })
+    assert!(out.status.success(), "command failed ({:?}): {}", out.status, String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not one JSON object: {e}: {}", String::from_utf8_lossy(&out.stdout)))
 }

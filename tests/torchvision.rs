@@ -1,0 +1,92 @@
+//! Bring-your-own torchvision ResNets: narrow, randomly initialised torchvision-format files
+//! (tests/golden/make_torchvision_golden.py, built from torchvision's own BasicBlock/Bottleneck)
+//! load without a card as graft backbones with groups stem, layer1..4, head, and give
+//! PyTorch's logits in eval and train mode (1e-4 relative).
+mod common;
+use candle_core::{Device, Tensor};
+use graft::backbones::{card, Model};
+use std::path::PathBuf;
+
+fn golden(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(name)
+}
+
+fn rel(a: &Tensor, b: &Tensor) -> f32 {
+    let d = (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+    d / b.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap().max(1e-12)
+}
+
+#[test]
+fn torchvision_files_load_and_match_pytorch() {
+    let dev = Device::Cpu;
+    let g = candle_core::safetensors::load(golden("tv_golden.safetensors"), &dev).unwrap();
+    let n = 2 * 3 * 224 * 224;
+    let x: Vec<f32> = (0..n).map(|i| (i as f64 * 0.37).sin() as f32).collect();
+    let x = Tensor::from_vec(x, (2, 3, 224, 224), &dev).unwrap();
+    for (name, classes, groups_len) in [("basic", 7, [2, 1, 1, 1]), ("bottleneck", 5, [1, 2, 1, 1])] {
+        let m = card::resolve(golden(&format!("tv_{name}.safetensors")).to_str().unwrap()).unwrap();
+        assert_eq!(m.card.arch, "torchvision-resnet");
+        assert_eq!(m.card.groups, vec!["stem", "layer1", "layer2", "layer3", "layer4", "head"]);
+        assert_eq!(m.card.n_classes, classes);
+        let model = Model::for_card(&m, classes, 0, &dev).unwrap();
+        model.load_weights(&m.weights, &[]).unwrap();
+        let e = model.forward(&x, &[]).unwrap();
+        assert!(rel(&e, &g[&format!("{name}.logits_eval")]) < 1e-4, "{name} eval {}", rel(&e, &g[&format!("{name}.logits_eval")]));
+        let t = model.forward(&x, &vec![true; 6]).unwrap();
+        assert!(rel(&t, &g[&format!("{name}.logits_train")]) < 1e-4, "{name} train {}", rel(&t, &g[&format!("{name}.logits_train")]));
+        // every group holds variables, and blocks per layer were read from the file
+        for grp in &model.group_names {
+            assert!(!model.group_params(grp).is_empty(), "{name} group {grp} is empty");
+        }
+        let blocks: Vec<usize> = (1..=4).map(|l| model.named_vars().keys().filter(|k| k.starts_with(&format!("layer{l}.")) && k.ends_with("conv1.weight")).count()).collect();
+        assert_eq!(blocks, groups_len.to_vec());
+    }
+}
+
+#[test]
+fn misshapen_or_missing_tensors_are_named() {
+    let t = tempfile::tempdir().unwrap();
+    let dev = Device::Cpu;
+    let mut ts = candle_core::safetensors::load(golden("tv_basic.safetensors"), &dev).unwrap();
+    ts.remove("layer2.0.bn1.running_var");
+    let p = t.path().join("missing.safetensors");
+    candle_core::safetensors::save(&ts, &p).unwrap();
+    let m = card::resolve(p.to_str().unwrap()).unwrap();
+    let model = Model::for_card(&m, 7, 0, &dev).unwrap();
+    let e = model.load_weights(&p, &[]).unwrap_err().to_string();
+    assert!(e.contains("missing tensor `layer2.0.bn1.running_var`"), "{e}");
+    let mut ts = candle_core::safetensors::load(golden("tv_basic.safetensors"), &dev).unwrap();
+    ts.insert("layer3.0.conv2.weight".into(), Tensor::zeros((32, 32, 1, 1), candle_core::DType::F32, &dev).unwrap());
+    let p = t.path().join("bad.safetensors");
+    candle_core::safetensors::save(&ts, &p).unwrap();
+    let m = card::resolve(p.to_str().unwrap()).unwrap();
+    let model = Model::for_card(&m, 7, 0, &dev).unwrap();
+    let e = model.load_weights(&p, &[]).unwrap_err().to_string();
+    assert!(e.contains("layer3.0.conv2.weight") && e.contains("[32, 32, 3, 3]"), "{e}");
+    let mut ts = candle_core::safetensors::load(golden("tv_basic.safetensors"), &dev).unwrap();
+    ts.remove("fc.weight");
+    let p = t.path().join("nofc.safetensors");
+    candle_core::safetensors::save(&ts, &p).unwrap();
+    let e = card::resolve(p.to_str().unwrap()).unwrap_err().to_string();
+    assert!(e.contains("fc.weight"), "{e}");
+}
+
+#[test]
+fn run_fine_tunes_a_torchvision_backbone() {
+    let t = tempfile::tempdir().unwrap();
+    let data = t.path().join("d");
+    common::make_folder(&data, &[("train", 4), ("test", 2)], 2, 32);
+    let out = common::graft()
+        .args(["run", "--preset", "finetune-all", "--epochs", "1", "--no-meta", "--json", "--runs"])
+        .arg(t.path())
+        .arg("--data")
+        .arg(&data)
+        .arg("--backbone")
+        .arg(golden("tv_basic.safetensors"))
+        .output()
+        .unwrap();
+    let j = common::json_of(&out);
+    let names: Vec<&str> = j["groups"].as_array().unwrap().iter().map(|g| g["name"].as_str().unwrap()).collect();
+    assert_eq!(names, vec!["stem", "layer1", "layer2", "layer3", "layer4", "head"]);
+    assert!(j["groups"].as_array().unwrap().iter().all(|g| g["weight_change"].as_f64().unwrap() > 0.0));
+}
