@@ -38,7 +38,9 @@ fn torchvision_files_load_and_match_pytorch() {
         for grp in &model.group_names {
             assert!(!model.group_params(grp).is_empty(), "{name} group {grp} is empty");
         }
-        let blocks: Vec<usize> = (1..=4).map(|l| model.named_vars().keys().filter(|k| k.starts_with(&format!("layer{l}.")) && k.ends_with("conv1.weight")).count()).collect();
+        let blocks: Vec<usize> = (1..=4)
+            .map(|l| model.named_vars().keys().filter(|k| k.starts_with(&format!("layer{l}.")) && k.ends_with("conv1.weight")).count())
+            .collect();
         assert_eq!(blocks, groups_len.to_vec());
     }
 }

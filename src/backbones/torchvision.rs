@@ -25,7 +25,8 @@ pub struct TvSpec {
 
 fn shapes(path: &Path) -> Result<HashMap<String, Vec<usize>>> {
     let bytes = std::fs::read(path).map_err(|e| GraftError::io(path, e))?;
-    let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| GraftError::Model(format!("{}: not a safetensors file: {e}", path.display())))?;
+    let st = safetensors::SafeTensors::deserialize(&bytes)
+        .map_err(|e| GraftError::Model(format!("{}: not a safetensors file: {e}", path.display())))?;
     Ok(st.tensors().into_iter().map(|(k, v)| (k, v.shape().to_vec())).collect())
 }
 
@@ -81,7 +82,10 @@ impl TvSpec {
 
     pub fn build(&self, input: InputSpec, n_classes: usize, vb: &VarBuilder) -> Result<Vec<Vec<Layer>>> {
         if input.channels != self.in_channels {
-            return Err(GraftError::Model(format!("the card's input has {} channels but conv1 expects {}", input.channels, self.in_channels)));
+            return Err(GraftError::Model(format!(
+                "the card's input has {} channels but conv1 expects {}",
+                input.channels, self.in_channels
+            )));
         }
         let stem = ConvBn::from_parts(self.in_channels, self.stem, 7, 2, vb.pp("conv1"), vb.pp("bn1"))?;
         let mut g = vec![vec![Layer::ConvBnReluPool3(stem)]];

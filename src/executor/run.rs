@@ -226,6 +226,7 @@ pub fn run(opts: &RunOptions, progress: &dyn Progress) -> Result<RunRecord> {
     let mut best_epoch = None;
     let mut diverged = None;
     let mut probe_report = None;
+    let mut eval_only = 0.0;
     let (test_pred, test_loss, val_accuracy) = match recipe.strategy {
         Strategy::Finetune => {
             let out = train(&model, &checked, &dec.train, dec.val.as_ref(), &norm, &start, progress)?;
@@ -235,11 +236,13 @@ pub fn run(opts: &RunOptions, progress: &dyn Progress) -> Result<RunRecord> {
             if diverged.is_some() {
                 (vec![0; dec.test.n], None, None)
             } else {
+                let te = Instant::now();
                 let (l, _, p) = evaluate(&model, &dec.test, &norm, 256)?;
                 let va = match &dec.val {
                     Some(v) => Some(evaluate(&model, v, &norm, 256)?.1),
                     None => None,
                 };
+                eval_only += te.elapsed().as_secs_f64();
                 (p, Some(l), va)
             }
         }
@@ -250,11 +253,13 @@ pub fn run(opts: &RunOptions, progress: &dyn Progress) -> Result<RunRecord> {
             let xtr = st.apply(&xtr);
             let ytr = labels(&dec.train);
             let k = ds.n_classes();
+            let te = Instant::now();
             let xte = st.apply(&features(&model, &dec.test, &norm, g)?);
             let xva = match &dec.val {
                 Some(v) => Some(st.apply(&features(&model, v, &norm, g)?)),
                 None => None,
             };
+            eval_only += te.elapsed().as_secs_f64();
             let (pred, pv, mut rep) = if recipe.strategy == Strategy::LinearProbe {
                 let (m, rep) = fit_svm_cv(&xtr, &ytr, k, &recipe.probe.c_grid, recipe.probe.cv_folds, seed)?;
                 (m.predict(&xte), xva.map(|x| m.predict(&x)), rep)
@@ -271,7 +276,8 @@ pub fn run(opts: &RunOptions, progress: &dyn Progress) -> Result<RunRecord> {
             (pred, None, va)
         }
     };
-    let train_seconds = t0.elapsed().as_secs_f64();
+    // training time excludes evaluating the test and validation splits
+    let train_seconds = t0.elapsed().as_secs_f64() - eval_only;
     let t0 = Instant::now();
     let ytest = labels(&dec.test);
     let test_accuracy = if diverged.is_some() { 0.0 } else { accuracy(&test_pred, &ytest) };
@@ -286,7 +292,7 @@ pub fn run(opts: &RunOptions, progress: &dyn Progress) -> Result<RunRecord> {
         let wc = if g.action == Action::Freeze { 0.0 } else { model.weight_change(&g.name, &start)? };
         groups.push(GroupRecord { name: g.name.clone(), action: g.action.as_str().into(), lr: g.lr, weight_change: wc });
     }
-    let eval_seconds = t0.elapsed().as_secs_f64();
+    let eval_seconds = t0.elapsed().as_secs_f64() + eval_only;
     let profile = metadataset::TaskProfile::compute(&ds, &dec.train);
     let family = opts
         .family
