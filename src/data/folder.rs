@@ -98,6 +98,19 @@ fn is_image(p: &Path) -> bool {
     p.extension().and_then(|e| e.to_str()).map(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str())).unwrap_or(false)
 }
 
+/// Image files under `dir` at any depth (following links), sorted.
+fn list_images(dir: &Path) -> Vec<PathBuf> {
+    let mut imgs: Vec<PathBuf> = walkdir::WalkDir::new(dir)
+        .follow_links(true)
+        .into_iter()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_file() && is_image(e.path()))
+        .map(|e| e.into_path())
+        .collect();
+    imgs.sort();
+    imgs
+}
+
 fn check_dir(dir: &Path, what: &str) -> Result<()> {
     if !dir.exists() {
         return Err(GraftError::Data(format!(
@@ -137,14 +150,7 @@ pub fn scan_class_folders(dir: &Path, what: &str) -> Result<(Vec<String>, Vec<Ve
     let mut names = Vec::new();
     let mut files = Vec::new();
     for (name, p) in classes {
-        let mut imgs: Vec<PathBuf> = walkdir::WalkDir::new(&p)
-            .follow_links(true)
-            .into_iter()
-            .filter_map(|e| e.ok())
-            .filter(|e| e.file_type().is_file() && is_image(e.path()))
-            .map(|e| e.into_path())
-            .collect();
-        imgs.sort();
+        let imgs = list_images(&p);
         if imgs.is_empty() {
             return Err(GraftError::Data(format!(
                 "class folder {} has no images ({}); add images or remove the folder",
@@ -183,15 +189,7 @@ fn items_for(classes: &[String], names: &[String], files: Vec<Vec<PathBuf>>, dir
 /// Every image under `dir`, at any depth, without labels.
 pub fn scan_unlabelled(dir: &Path) -> Result<Vec<Item>> {
     check_dir(dir, "unlabelled")?;
-    let mut imgs: Vec<PathBuf> = walkdir::WalkDir::new(dir)
-        .follow_links(true)
-        .into_iter()
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_type().is_file() && is_image(e.path()))
-        .map(|e| e.into_path())
-        .collect();
-    imgs.sort();
-    Ok(imgs.into_iter().map(|p| Item { source: ItemSource::File(p), label: None }).collect())
+    Ok(list_images(dir).into_iter().map(|p| Item { source: ItemSource::File(p), label: None }).collect())
 }
 
 /// Stratified, seeded hold-out: from each class, `round(fraction * n)` images (at least one,

@@ -258,18 +258,10 @@ mod tests {
     use candle_core::{Device, Var};
     use candle_nn::ModuleT;
 
-    fn rand(shape: &[usize], seed: u64) -> Tensor {
-        use rand::Rng;
-        let mut r = crate::util::rng_for(seed, "bn");
-        let n: usize = shape.iter().product();
-        let v: Vec<f32> = (0..n).map(|_| r.random_range(-2.0f32..3.0)).collect();
-        Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
-    }
+    use crate::kernels::testutil::max_rel;
 
-    fn max_rel(a: &Tensor, b: &Tensor) -> f32 {
-        let d = (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
-        let s = b.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
-        d / s.max(1e-6)
+    fn rand(shape: &[usize], seed: u64) -> Tensor {
+        crate::kernels::testutil::rand(shape, seed, -2.0, 3.0)
     }
 
     /// Forward, gradients and running statistics agree with candle-nn's BatchNorm.

@@ -262,20 +262,12 @@ pub fn conv2d(x: &Tensor, w: &Tensor, stride: usize, pad: usize) -> Result<Tenso
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::{Device, Var};
+    use candle_core::Var;
+
+    use crate::kernels::testutil::max_rel;
 
     fn rand(shape: &[usize], seed: u64) -> Tensor {
-        use rand::Rng;
-        let mut r = crate::util::rng_for(seed, "t");
-        let n: usize = shape.iter().product();
-        let v: Vec<f32> = (0..n).map(|_| r.random_range(-1.0f32..1.0)).collect();
-        Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
-    }
-
-    fn max_rel(a: &Tensor, b: &Tensor) -> f32 {
-        let d = (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
-        let s = b.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
-        d / s.max(1e-6)
+        crate::kernels::testutil::rand(shape, seed, -1.0, 1.0)
     }
 
     /// Forward and both gradients agree with candle's reference conv2d.

@@ -66,3 +66,24 @@ pub(crate) fn sgemm(
         )
     }
 }
+
+#[cfg(test)]
+pub(crate) mod testutil {
+    use candle_core::{Device, Tensor};
+
+    /// A seeded uniform tensor in [lo, hi).
+    pub fn rand(shape: &[usize], seed: u64, lo: f32, hi: f32) -> Tensor {
+        use rand::Rng;
+        let mut r = crate::util::rng_for(seed, "kernel-test");
+        let n: usize = shape.iter().product();
+        let v: Vec<f32> = (0..n).map(|_| r.random_range(lo..hi)).collect();
+        Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+    }
+
+    /// max |a - b| / max |b|.
+    pub fn max_rel(a: &Tensor, b: &Tensor) -> f32 {
+        let d = (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        let s = b.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        d / s.max(1e-6)
+    }
+}
