@@ -318,3 +318,35 @@ fn diverging_run_exits_3_and_is_recorded() {
     assert_eq!(df.column("status").unwrap().str().unwrap().get(0), Some("diverged"));
     let _ = &f.root;
 }
+
+#[test]
+fn pretraining_resumes_to_the_same_weights() {
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("src");
+    make_folder(&src, &[("train", 10), ("test", 3)], 3, 32);
+    let pre = |out: &Path, extra: &[&str]| {
+        let o = graft()
+            .args(["pretrain", "--arch", "resnet8", "--epochs", "3", "--batch-size", "8", "--seed", "4", "--data"])
+            .arg(&src)
+            .arg("--out")
+            .arg(out)
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stderr).to_string()
+    };
+    let card =
+        |out: &Path| -> serde_json::Value { serde_json::from_str(&std::fs::read_to_string(out.with_extension("json")).unwrap()).unwrap() };
+    let straight = t.path().join("a.safetensors");
+    pre(&straight, &[]);
+    let resumed = t.path().join("b.safetensors");
+    let msg = pre(&resumed, &["--stop-after-epoch", "1"]);
+    assert!(msg.contains("stopped after epoch 1"), "{msg}");
+    assert!(!resumed.exists());
+    assert!(PathBuf::from(format!("{}.ckpt", resumed.display())).join("state.json").is_file());
+    pre(&resumed, &["--resume"]);
+    assert_eq!(card(&straight)["sha256"], card(&resumed)["sha256"], "resumed pretraining differs from an uninterrupted one");
+    assert_eq!(card(&resumed)["epochs"], 3);
+    assert!(!PathBuf::from(format!("{}.ckpt", resumed.display())).exists(), "checkpoint folder removed after success");
+}

@@ -164,6 +164,15 @@ pub struct PretrainArgs {
     pub license: String,
     #[arg(long, default_value = "cpu")]
     pub device: String,
+    /// Folder for per-epoch checkpoints (default: OUT with `.ckpt` appended); removed after success.
+    #[arg(long)]
+    pub checkpoint_dir: Option<PathBuf>,
+    /// Resume from the last finished epoch in the checkpoint folder.
+    #[arg(long)]
+    pub resume: bool,
+    /// Stop after this many epochs as if killed (for testing --resume).
+    #[arg(long, hide = true)]
+    pub stop_after_epoch: Option<usize>,
     #[arg(long)]
     pub json: bool,
 }
@@ -216,8 +225,14 @@ pub fn pretrain(a: PretrainArgs) -> Result<i32> {
     let model = Model::new(a.arch, input, ds.n_classes(), a.seed, &device)?;
     let bar = EpochBar::new(a.epochs, "pretrain", false);
     let t0 = Instant::now();
-    let out = train::train(&model, &checked, &dec.train, None, &norm, &Default::default(), &bar)?;
+    let ckpt_dir = a.checkpoint_dir.clone().unwrap_or_else(|| PathBuf::from(format!("{}.ckpt", a.out.display())));
+    let ckpt = train::Checkpointing { dir: &ckpt_dir, resume: a.resume, stop_after: a.stop_after_epoch };
+    let out = train::train_with(&model, &checked, &dec.train, None, &norm, &Default::default(), &bar, Some(&ckpt))?;
     bar.finish();
+    if out.interrupted {
+        eprintln!("stopped after epoch {}; resume with --resume (checkpoint in {})", out.epochs.len(), ckpt_dir.display());
+        return Ok(EXIT_OK);
+    }
     let train_seconds = t0.elapsed().as_secs_f64();
     if let Some(d) = out.diverged {
         return Err(GraftError::Diverged(format!("pretraining {}: {d}", a.out.display())));
@@ -263,6 +278,7 @@ pub fn pretrain(a: PretrainArgs) -> Result<i32> {
     };
     let cp = ModelCard::card_path(&a.out);
     write_atomic(&cp, serde_json::to_string_pretty(&card).expect("serialises").as_bytes())?;
+    let _ = std::fs::remove_dir_all(&ckpt_dir);
     let stats = crate::metafeatures::write_source_stats(
         &card::ModelRef { weights: a.out.clone(), card: card.clone() },
         &a.data.data,

@@ -38,6 +38,34 @@ impl Optimizer {
         &self.params
     }
 
+    /// Steps taken so far.
+    pub fn steps(&self) -> i32 {
+        self.t
+    }
+
+    /// Moment buffers by name (`m.<param>`, `v.<param>`), for checkpoints.
+    pub fn state(&self) -> std::collections::HashMap<String, Tensor> {
+        let mut out = std::collections::HashMap::new();
+        for p in &self.params {
+            if let Some(m) = &p.m {
+                out.insert(format!("m.{}", p.name), m.clone());
+            }
+            if let Some(v) = &p.v {
+                out.insert(format!("v.{}", p.name), v.clone());
+            }
+        }
+        out
+    }
+
+    /// Restore what [`Optimizer::state`] saved, and the step count.
+    pub fn load_state(&mut self, state: &std::collections::HashMap<String, Tensor>, steps: i32) {
+        for p in &mut self.params {
+            p.m = state.get(&format!("m.{}", p.name)).cloned();
+            p.v = state.get(&format!("v.{}", p.name)).cloned();
+        }
+        self.t = steps;
+    }
+
     /// One step; `lrs[g]` is the current learning rate of group g (0 skips the group).
     pub fn step(&mut self, grads: &GradStore, lrs: &[f64]) -> Result<()> {
         self.t += 1;

@@ -35,6 +35,8 @@ pub struct TrainOutcome {
     pub epochs: Vec<EpochMetrics>,
     pub best_epoch: Option<usize>,
     pub diverged: Option<String>,
+    /// Stopped before the last epoch on request (`Checkpointing::stop_after`).
+    pub interrupted: bool,
 }
 
 /// Mean cross-entropy with label smoothing ε: (1-ε)·NLL + ε·mean_k(−log p_k).
@@ -97,6 +99,97 @@ pub fn train(
     anchors: &BTreeMap<String, Tensor>,
     progress: &dyn Progress,
 ) -> Result<TrainOutcome> {
+    train_with(model, recipe, train_set, val_set, norm, anchors, progress, None)
+}
+
+/// Per-epoch checkpoints for long runs: after every epoch the weights, the optimiser's moments,
+/// the step count and the epoch metrics are written to `dir` (new files, then `state.json` as
+/// the commit point), so a killed run resumes at the last finished epoch and, because shuffling
+/// and augmentation streams derive from (seed, epoch), ends with the same weights as an
+/// uninterrupted one. Early-stopping snapshots are not checkpointed.
+pub struct Checkpointing<'a> {
+    pub dir: &'a std::path::Path,
+    pub resume: bool,
+    /// Stop (as if killed) after this many epochs; for tests of resuming.
+    pub stop_after: Option<usize>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct CheckpointState {
+    epochs_done: usize,
+    steps: i32,
+    model_file: String,
+    optim_file: String,
+    model_sha256: String,
+    optim_sha256: String,
+    epochs: Vec<EpochMetrics>,
+}
+
+fn save_checkpoint(dir: &std::path::Path, model: &Model, opt: &Optimizer, epochs: &[EpochMetrics]) -> Result<()> {
+    use crate::error::GraftError;
+    std::fs::create_dir_all(dir).map_err(|e| GraftError::io(dir, e))?;
+    let n = epochs.len();
+    let mf = format!("model-e{n}.safetensors");
+    let of = format!("optim-e{n}.safetensors");
+    model.save(&dir.join(&mf))?;
+    let tmp = dir.join(format!(".{of}.tmp"));
+    candle_core::safetensors::save(&opt.state(), &tmp).map_err(|e| GraftError::Other(format!("{}: {e}", tmp.display())))?;
+    std::fs::rename(&tmp, dir.join(&of)).map_err(|e| GraftError::io(dir.join(&of), e))?;
+    let st = CheckpointState {
+        epochs_done: n,
+        steps: opt.steps(),
+        model_sha256: crate::util::sha256_file(&dir.join(&mf))?,
+        optim_sha256: crate::util::sha256_file(&dir.join(&of))?,
+        model_file: mf.clone(),
+        optim_file: of.clone(),
+        epochs: epochs.to_vec(),
+    };
+    crate::util::write_atomic(&dir.join("state.json"), serde_json::to_string_pretty(&st).expect("serialises").as_bytes())?;
+    // older checkpoints are no longer referenced
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().to_string();
+            if name.ends_with(".safetensors") && name != mf && name != of {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+    Ok(())
+}
+
+fn load_checkpoint(dir: &std::path::Path, model: &Model, opt: &mut Optimizer) -> Result<Option<Vec<EpochMetrics>>> {
+    use crate::error::GraftError;
+    let sp = dir.join("state.json");
+    if !sp.is_file() {
+        return Ok(None);
+    }
+    let st: CheckpointState = serde_json::from_str(&crate::util::read_to_string(&sp)?)
+        .map_err(|e| GraftError::Data(format!("{}: corrupt checkpoint state ({e}); delete the folder to start over", sp.display())))?;
+    for (f, sha) in [(&st.model_file, &st.model_sha256), (&st.optim_file, &st.optim_sha256)] {
+        if &crate::util::sha256_file(&dir.join(f))? != sha {
+            return Err(GraftError::Data(format!(
+                "{}: checksum mismatch; delete the checkpoint folder to start over",
+                dir.join(f).display()
+            )));
+        }
+    }
+    model.load_weights(&dir.join(&st.model_file), &[])?;
+    let state = candle_core::safetensors::load(dir.join(&st.optim_file), &model.device)?;
+    opt.load_state(&state, st.steps);
+    Ok(Some(st.epochs))
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn train_with(
+    model: &Model,
+    recipe: &CheckedRecipe,
+    train_set: &ImageSet,
+    val_set: Option<&ImageSet>,
+    norm: &Normalisation,
+    anchors: &BTreeMap<String, Tensor>,
+    progress: &dyn Progress,
+    ckpt: Option<&Checkpointing>,
+) -> Result<TrainOutcome> {
     let r = recipe.recipe();
     let dev = model.device.clone();
     let mut opt = Optimizer::new(r.optimizer.clone(), r.l2sp, build_params(model, recipe, anchors));
@@ -111,7 +204,18 @@ pub fn train(
     let mut best: Option<(f64, usize, BTreeMap<String, Tensor>)> = None;
     let mut since_best = 0usize;
     let mut step = 0usize;
-    for epoch in 0..r.epochs {
+    let mut start_epoch = 0;
+    if let Some(c) = ckpt.filter(|c| c.resume) {
+        if let Some(done) = load_checkpoint(c.dir, model, &mut opt)? {
+            start_epoch = done.len();
+            step = opt.steps() as usize;
+            for m in &done {
+                progress.epoch(m, r.epochs);
+            }
+            epochs = done;
+        }
+    }
+    for epoch in start_epoch..r.epochs {
         let t0 = std::time::Instant::now();
         let mut order: Vec<usize> = (0..train_set.n).collect();
         order.shuffle(&mut rng_for(r.seed, &format!("shuffle-{epoch}")));
@@ -133,6 +237,7 @@ pub fn train(
                     epochs,
                     best_epoch: None,
                     diverged: Some(format!("loss became {lv} at epoch {} step {}", epoch + 1, step + 1)),
+                    interrupted: false,
                 });
             }
             let grads = loss.backward()?;
@@ -163,6 +268,12 @@ pub fn train(
         };
         progress.epoch(&m, r.epochs);
         epochs.push(m);
+        if let Some(c) = ckpt {
+            save_checkpoint(c.dir, model, &opt, &epochs)?;
+            if c.stop_after == Some(epochs.len()) && epochs.len() < r.epochs {
+                return Ok(TrainOutcome { epochs, best_epoch: None, diverged: None, interrupted: true });
+            }
+        }
         if let (Some(va), Some(es)) = (val_accuracy, &r.early_stopping) {
             if best.as_ref().map(|b| va > b.0).unwrap_or(true) {
                 let snap =
@@ -185,5 +296,5 @@ pub fn train(
     } else {
         None
     };
-    Ok(TrainOutcome { epochs, best_epoch, diverged: None })
+    Ok(TrainOutcome { epochs, best_epoch, diverged: None, interrupted: false })
 }
