@@ -189,3 +189,19 @@ pub fn torchvision_card(weights: &Path) -> Result<ModelRef> {
     };
     Ok(ModelRef { weights: weights.to_path_buf(), card })
 }
+
+/// Use a square input of `size` pixels instead of the card's (convnet4 needs at least 16).
+pub fn override_input_size(m: &mut ModelRef, size: usize) -> Result<()> {
+    if !(16..=1024).contains(&size) {
+        return Err(GraftError::Usage(format!("--input-size must be in 16..=1024, got {size}")));
+    }
+    if m.card.arch == "convnet4" && size != m.card.input.height {
+        return Err(GraftError::Usage(format!(
+            "--input-size: convnet4's flatten head is fixed to its card's {}x{} input",
+            m.card.input.height, m.card.input.width
+        )));
+    }
+    m.card.input.height = size;
+    m.card.input.width = size;
+    Ok(())
+}

@@ -127,6 +127,86 @@ impl Bottleneck {
     }
 }
 
+/// A convolution with TensorFlow "same" padding (as EfficientNet's converted weights need),
+/// followed by BatchNorm (eps 1e-3) and optionally ReLU6; depthwise when `depthwise`.
+#[derive(Debug, Clone)]
+pub struct SameConvBn {
+    pub weight: Tensor,
+    pub stride: usize,
+    pub depthwise: bool,
+    pub bn: BatchNorm,
+    pub relu6: bool,
+}
+
+impl SameConvBn {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        cin: usize,
+        cout: usize,
+        k: usize,
+        stride: usize,
+        depthwise: bool,
+        relu6: bool,
+        conv_vb: VarBuilder,
+        bn_vb: VarBuilder,
+    ) -> Result<Self> {
+        let shape = if depthwise { (cout, 1, k, k) } else { (cout, cin, k, k) };
+        let weight = conv_vb.get_with_hints(shape, "weight", candle_nn::init::DEFAULT_KAIMING_NORMAL)?;
+        Ok(SameConvBn { weight, stride, depthwise, bn: BatchNorm::with_eps(cout, 1e-3, bn_vb)?, relu6 })
+    }
+    pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let w = if train { self.weight.clone() } else { self.weight.detach() };
+        let k = w.dim(2)?;
+        let x = if k > 1 || self.stride > 1 { crate::kernels::pad_same(x, k, self.stride)? } else { x.clone() };
+        let y = if self.depthwise {
+            crate::kernels::depthwise_conv2d(&x, &w, self.stride)?
+        } else {
+            crate::kernels::conv2d(&x, &w, self.stride, 0)?
+        };
+        let y = self.bn.forward_t(&y, train)?;
+        if self.relu6 {
+            y.clamp(0f32, 6f32)
+        } else {
+            Ok(y)
+        }
+    }
+}
+
+/// EfficientNet's inverted-residual block without squeeze-excitation (the Lite variants):
+/// 1x1 expansion, depthwise k x k, 1x1 projection, identity skip when shapes allow.
+#[derive(Debug, Clone)]
+pub struct MbConv {
+    pub expand: Option<SameConvBn>,
+    pub depthwise: SameConvBn,
+    pub project: SameConvBn,
+    pub skip: bool,
+}
+
+impl MbConv {
+    pub fn new(cin: usize, cout: usize, expand: usize, k: usize, stride: usize, vb: VarBuilder) -> Result<Self> {
+        let mid = cin * expand;
+        let e = if expand != 1 { Some(SameConvBn::new(cin, mid, 1, 1, false, true, vb.pp("_expand_conv"), vb.pp("_bn0"))?) } else { None };
+        Ok(MbConv {
+            expand: e,
+            depthwise: SameConvBn::new(mid, mid, k, stride, true, true, vb.pp("_depthwise_conv"), vb.pp("_bn1"))?,
+            project: SameConvBn::new(mid, cout, 1, 1, false, false, vb.pp("_project_conv"), vb.pp("_bn2"))?,
+            skip: stride == 1 && cin == cout,
+        })
+    }
+    pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let mut y = x.clone();
+        if let Some(e) = &self.expand {
+            y = e.forward_t(&y, train)?;
+        }
+        y = self.project.forward_t(&self.depthwise.forward_t(&y, train)?, train)?;
+        if self.skip {
+            y + x
+        } else {
+            Ok(y)
+        }
+    }
+}
+
 /// One layer of a group.
 #[derive(Debug, Clone)]
 pub enum Layer {
@@ -136,6 +216,8 @@ pub enum Layer {
     ConvBnReluPool(ConvBn),
     Block(BasicBlock),
     Bottleneck(Bottleneck),
+    SameConvBn(SameConvBn),
+    MbConv(MbConv),
     /// conv-BN-ReLU then 3x3 max-pool, stride 2, padding 1 (torchvision's stem).
     ConvBnReluPool3(ConvBn),
     /// Global average pool, then a linear classifier.
@@ -151,6 +233,8 @@ impl Layer {
             Layer::ConvBnReluPool(c) => crate::kernels::max_pool2(&c.forward_t(x, train)?.relu()?),
             Layer::Block(b) => b.forward_t(x, train),
             Layer::Bottleneck(b) => b.forward_t(x, train),
+            Layer::SameConvBn(c) => c.forward_t(x, train),
+            Layer::MbConv(b) => b.forward_t(x, train),
             Layer::ConvBnReluPool3(c) => crate::kernels::max_pool(&c.forward_t(x, train)?.relu()?, 3, 2, 1),
             Layer::PoolLinear(l) => linear_t(l, train).forward(&x.mean((2, 3))?),
             Layer::FlattenLinear(l) => linear_t(l, train).forward(&x.flatten_from(1)?),

@@ -32,7 +32,16 @@ pub enum Arch {
     #[value(skip)]
     #[serde(rename = "torchvision-resnet")]
     TorchvisionResnet,
+    /// EfficientNet-Lite0 (no squeeze-excitation, ReLU6, TensorFlow "same" padding), groups
+    /// stem, stage1..stage7, top (1x1 conv to 1280), head; any input size from about 32 px.
+    #[value(name = "efficientnet-lite0")]
+    #[serde(rename = "efficientnet-lite0")]
+    EfficientnetLite0,
 }
+
+/// EfficientNet-Lite0 stages: (expand ratio, kernel, stride, output channels, blocks).
+pub const LITE0_STAGES: [(usize, usize, usize, usize, usize); 7] =
+    [(1, 3, 1, 16, 1), (6, 3, 2, 24, 2), (6, 5, 2, 40, 2), (6, 3, 2, 80, 3), (6, 5, 1, 112, 3), (6, 5, 2, 192, 4), (6, 3, 1, 320, 1)];
 
 impl Arch {
     pub fn name(&self) -> &'static str {
@@ -41,6 +50,7 @@ impl Arch {
             Arch::Resnet8 => "resnet8",
             Arch::Resnet20 => "resnet20",
             Arch::TorchvisionResnet => "torchvision-resnet",
+            Arch::EfficientnetLite0 => "efficientnet-lite0",
         }
     }
     pub fn parse(s: &str) -> Result<Self> {
@@ -49,14 +59,17 @@ impl Arch {
             "resnet8" => Ok(Arch::Resnet8),
             "resnet20" => Ok(Arch::Resnet20),
             "torchvision-resnet" => Ok(Arch::TorchvisionResnet),
-            _ => Err(GraftError::Model(format!("unknown arch `{s}`; known: convnet4, resnet8, resnet20, torchvision-resnet"))),
+            "efficientnet-lite0" => Ok(Arch::EfficientnetLite0),
+            _ => Err(GraftError::Model(format!(
+                "unknown arch `{s}`; known: convnet4, resnet8, resnet20, efficientnet-lite0, torchvision-resnet"
+            ))),
         }
     }
     /// The default input of the architecture.
     pub fn default_input(&self) -> InputSpec {
         match self {
             Arch::Convnet4 => InputSpec { channels: 1, height: 28, width: 28 },
-            Arch::TorchvisionResnet => InputSpec { channels: 3, height: 224, width: 224 },
+            Arch::TorchvisionResnet | Arch::EfficientnetLite0 => InputSpec { channels: 3, height: 224, width: 224 },
             _ => InputSpec { channels: 3, height: 32, width: 32 },
         }
     }
@@ -64,6 +77,7 @@ impl Arch {
         let g: &[&str] = match self {
             Arch::Convnet4 => &["block1", "block2", "block3", "block4", "head"],
             Arch::TorchvisionResnet => &["stem", "layer1", "layer2", "layer3", "layer4", "head"],
+            Arch::EfficientnetLite0 => &["stem", "stage1", "stage2", "stage3", "stage4", "stage5", "stage6", "stage7", "top", "head"],
             _ => &["stem", "stage1", "stage2", "stage3", "head"],
         };
         g.iter().map(|s| s.to_string()).collect()
@@ -137,6 +151,38 @@ impl Model {
                 g.push(vec![Layer::PoolLinear(layers::head_linear(64, n_classes, vb.pp("head").pp("fc"))?)]);
                 g
             }
+            Arch::EfficientnetLite0 => {
+                let mut g = vec![vec![Layer::SameConvBn(layers::SameConvBn::new(
+                    input.channels,
+                    32,
+                    3,
+                    2,
+                    false,
+                    true,
+                    vb.pp("_conv_stem"),
+                    vb.pp("_bn0"),
+                )?)]];
+                let (mut cin, mut idx) = (32, 0);
+                for (e, k, st, cout, r) in LITE0_STAGES {
+                    let mut stage = Vec::new();
+                    for i in 0..r {
+                        stage.push(Layer::MbConv(layers::MbConv::new(
+                            cin,
+                            cout,
+                            e,
+                            k,
+                            if i == 0 { st } else { 1 },
+                            vb.pp("_blocks").pp(idx),
+                        )?));
+                        cin = cout;
+                        idx += 1;
+                    }
+                    g.push(stage);
+                }
+                g.push(vec![Layer::SameConvBn(layers::SameConvBn::new(320, 1280, 1, 1, false, true, vb.pp("_conv_head"), vb.pp("_bn1"))?)]);
+                g.push(vec![Layer::PoolLinear(layers::head_linear(1280, n_classes, vb.pp("_fc"))?)]);
+                g
+            }
             Arch::TorchvisionResnet => {
                 let spec = tv.as_ref().ok_or_else(|| GraftError::Model("torchvision ResNet without a spec".into()))?;
                 spec.build(input, n_classes, &vb)?
@@ -165,9 +211,23 @@ impl Model {
     /// The group a variable belongs to: its first path component (torchvision's `conv1`/`bn1`
     /// are the stem and `fc` the head).
     pub fn group_of(name: &str) -> &str {
-        match name.split('.').next().unwrap_or(name) {
-            "conv1" | "bn1" => "stem",
-            "fc" => "head",
+        let mut parts = name.split('.');
+        match parts.next().unwrap_or(name) {
+            "conv1" | "bn1" | "_conv_stem" | "_bn0" => "stem",
+            "fc" | "_fc" => "head",
+            "_conv_head" | "_bn1" => "top",
+            "_blocks" => {
+                // EfficientNet-Lite0: block index -> stage
+                let i: usize = parts.next().and_then(|v| v.parse().ok()).unwrap_or(0);
+                let mut end = 0;
+                for (s, st) in LITE0_STAGES.iter().enumerate() {
+                    end += st.4;
+                    if i < end {
+                        return ["stage1", "stage2", "stage3", "stage4", "stage5", "stage6", "stage7"][s];
+                    }
+                }
+                "stage7"
+            }
             g => g,
         }
     }
@@ -327,6 +387,26 @@ impl Model {
                             let dd = dn.conv.weight.dims();
                             total += conv(dd[1], dd[0], 1, ho, wo);
                         }
+                        h = ho;
+                        w = wo;
+                    }
+                    Layer::SameConvBn(c) => {
+                        let d = c.weight.dims();
+                        let (ho, wo) = (h.div_ceil(c.stride), w.div_ceil(c.stride));
+                        total += if c.depthwise { conv(1, d[0], d[2], ho, wo) } else { conv(d[1], d[0], d[2], ho, wo) };
+                        h = ho;
+                        w = wo;
+                    }
+                    Layer::MbConv(b) => {
+                        if let Some(e) = &b.expand {
+                            let d = e.weight.dims();
+                            total += conv(d[1], d[0], 1, h, w);
+                        }
+                        let d = b.depthwise.weight.dims();
+                        let (ho, wo) = (h.div_ceil(b.depthwise.stride), w.div_ceil(b.depthwise.stride));
+                        total += conv(1, d[0], d[2], ho, wo);
+                        let d = b.project.weight.dims();
+                        total += conv(d[1], d[0], 1, ho, wo);
                         h = ho;
                         w = wo;
                     }

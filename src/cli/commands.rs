@@ -43,6 +43,9 @@ pub struct RunArgs {
     /// Meta-dataset folder to append the run to (default: $GRAFT_META or ~/.local/share/graft/meta_dataset).
     #[arg(long)]
     pub meta: Option<PathBuf>,
+    /// Square input size for the backbone instead of its card's (e.g. 96 for efficientnet-lite0 on small images).
+    #[arg(long)]
+    pub input_size: Option<usize>,
     /// Do not append the run to any meta-dataset.
     #[arg(long, conflicts_with = "meta")]
     pub no_meta: bool,
@@ -90,6 +93,7 @@ pub fn run(a: RunArgs) -> Result<i32> {
         family: a.family.clone(),
         task_id: a.task_id.clone(),
         command: command_line(),
+        input_size: a.input_size,
     };
     let bar = EpochBar::new(recipe.epochs, "train", a.json);
     let rec = executor::run(&opts, &bar)?;
@@ -484,6 +488,9 @@ pub struct InspectArgs {
     pub backbone: String,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Square input size for the backbone instead of its card's.
+    #[arg(long)]
+    pub input_size: Option<usize>,
     /// Also write each group's pooled features, the source head's softmax and the labels as .npy files here.
     #[arg(long)]
     pub dump_features: Option<PathBuf>,
@@ -497,6 +504,7 @@ pub fn inspect(a: InspectArgs) -> Result<i32> {
         backbone: a.backbone.clone(),
         skip_bad: a.data.skip_bad,
         dump_features: a.dump_features.clone(),
+        input_size: a.input_size,
     })?;
     if a.json {
         print_json(&r);

@@ -28,6 +28,9 @@ pub struct RunOptions {
     pub family: Option<String>,
     pub task_id: Option<String>,
     pub command: String,
+    /// Run the backbone at this square input size instead of its card's (e.g. 64-128 px for
+    /// an ImageNet backbone on small images).
+    pub input_size: Option<usize>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -194,7 +197,10 @@ pub fn decode_dataset(ds: &Dataset, input: crate::data::InputSpec, skip_bad: boo
 
 pub fn run(opts: &RunOptions, progress: &dyn Progress) -> Result<RunRecord> {
     let t_all = Instant::now();
-    let mref = card::resolve(&opts.backbone)?;
+    let mut mref = card::resolve(&opts.backbone)?;
+    if let Some(sz) = opts.input_size {
+        card::override_input_size(&mut mref, sz)?;
+    }
     let mut recipe = opts.recipe.clone();
     let seed = recipe.seed;
     let mut load_opts = opts.data.clone();

@@ -199,6 +199,10 @@ pub struct BatchNorm {
 
 impl BatchNorm {
     pub fn new(c: usize, vb: candle_nn::VarBuilder) -> Result<Self> {
+        Self::with_eps(c, 1e-5, vb)
+    }
+
+    pub fn with_eps(c: usize, eps: f64, vb: candle_nn::VarBuilder) -> Result<Self> {
         use candle_nn::Init;
         let running_mean = vb.get_with_hints(c, "running_mean", Init::Const(0.))?;
         let running_var = vb.get_with_hints(c, "running_var", Init::Const(1.))?;
@@ -207,7 +211,7 @@ impl BatchNorm {
             bias: vb.get_with_hints(c, "bias", Init::Const(0.))?,
             running_mean: candle_core::Var::from_tensor(&running_mean)?,
             running_var: candle_core::Var::from_tensor(&running_var)?,
-            eps: 1e-5,
+            eps,
             momentum: 0.1,
         })
     }

@@ -5,9 +5,11 @@
 //! results do not depend on the thread count. Non-CPU devices use candle's own conv2d.
 mod batchnorm;
 mod conv;
+mod depthwise;
 mod pool;
 pub use batchnorm::BatchNorm;
 pub use conv::conv2d;
+pub use depthwise::{depthwise_conv2d, pad_same};
 pub use pool::{max_pool, max_pool2};
 
 /// `GRAFT_REFERENCE_KERNELS=1` runs candle's own conv2d and a tensor-op BatchNorm instead of

@@ -158,6 +158,8 @@ pub struct InspectOptions {
     pub skip_bad: bool,
     /// Write each group's pooled features, the head's softmax and the labels as .npy here.
     pub dump_features: Option<PathBuf>,
+    /// Square input size instead of the card's.
+    pub input_size: Option<usize>,
 }
 
 fn dump(dir: &Path, names: &[String], feats: &[Array2<f64>], theta: &Array2<f64>, y: &[usize]) -> Result<()> {
@@ -178,7 +180,10 @@ fn dump(dir: &Path, names: &[String], feats: &[Array2<f64>], theta: &Array2<f64>
 pub fn inspect(o: &InspectOptions) -> Result<InspectReport> {
     let mut secs = HashMap::new();
     let t0 = Instant::now();
-    let mref = card::resolve(&o.backbone)?;
+    let mut mref = card::resolve(&o.backbone)?;
+    if let Some(sz) = o.input_size {
+        card::override_input_size(&mut mref, sz)?;
+    }
     let ds = load_dataset(&o.data)?;
     secs.insert("load".to_string(), t0.elapsed().as_secs_f64());
     let t0 = Instant::now();
