@@ -52,5 +52,38 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench);
+/// `graft inspect` on 1 000 synthetic 32x32 images in 10 classes with resnet8-cifar10, all groups
+/// (decode, profile, one pass through the backbone, every score).
+fn bench_inspect(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    for cls in 0..10u32 {
+        let d = dir.path().join(format!("c{cls}"));
+        std::fs::create_dir_all(&d).unwrap();
+        for i in 0..100u32 {
+            let img = image::RgbImage::from_fn(32, 32, |x, y| {
+                image::Rgb([(x * 8 + cls * 20) as u8, (y * 8 + i) as u8, ((x + y) * 4 + cls * 10) as u8])
+            });
+            img.save(d.join(format!("{i}.png"))).unwrap();
+        }
+    }
+    let mut g = c.benchmark_group("inspect");
+    g.sample_size(10);
+    g.bench_function("resnet8-cifar10/1000x32x32", |b| {
+        b.iter(|| {
+            let mut data = graft::data::LoadOptions::new(dir.path());
+            data.test_fraction = 0.01;
+            graft::metafeatures::inspect(&graft::metafeatures::InspectOptions {
+                data,
+                backbone: "resnet8-cifar10".into(),
+                skip_bad: false,
+                dump_features: None,
+                input_size: None,
+            })
+            .unwrap()
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench, bench_inspect);
 criterion_main!(benches);
