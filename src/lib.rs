@@ -16,6 +16,7 @@ pub mod kernels;
 pub mod metadataset;
 pub mod metafeatures;
 pub mod recipe;
+pub mod report;
 pub mod util;
 
 pub use error::{GraftError, Result};

@@ -631,3 +631,38 @@ pub fn source_stats(a: SourceStatsArgs) -> Result<i32> {
     eprintln!("wrote {}", p.display());
     Ok(EXIT_OK)
 }
+
+#[derive(Args, Debug)]
+pub struct ReportArgs {
+    /// Run directories (each with run.json and metrics.csv).
+    #[arg(required = true)]
+    pub runs: Vec<PathBuf>,
+    /// Output folder for report.html (default: the first run directory).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Also compute per-group transferability (graft inspect) for the first run's data and backbone.
+    #[arg(long)]
+    pub inspect: bool,
+}
+
+pub fn report(a: ReportArgs) -> Result<i32> {
+    let runs = a.runs.iter().map(|d| crate::report::load_run(d)).collect::<Result<Vec<_>>>()?;
+    let ins = if a.inspect {
+        let r = &runs[0].record;
+        Some(crate::metafeatures::inspect(&crate::metafeatures::InspectOptions {
+            data: LoadOptions { seed: r.seed, ..LoadOptions::new(&r.dataset.root) },
+            backbone: if r.backbone_ref.is_empty() { r.backbone.clone() } else { r.backbone_ref.clone() },
+            skip_bad: true,
+            dump_features: None,
+            input_size: None,
+        })?)
+    } else {
+        None
+    };
+    let html = crate::report::render(&runs, ins.as_ref());
+    let out = a.out.clone().unwrap_or_else(|| a.runs[0].clone());
+    let path = out.join("report.html");
+    write_atomic(&path, html.as_bytes())?;
+    eprintln!("wrote {}", path.display());
+    Ok(EXIT_OK)
+}

@@ -56,6 +56,8 @@ pub enum Command {
     Inspect(commands::InspectArgs),
     /// LogME of a feature matrix and labels (.npy files).
     Logme(commands::LogmeArgs),
+    /// Self-contained HTML report (inline SVG) for one or more run directories.
+    Report(commands::ReportArgs),
     /// Compute a model's source feature statistics (for domain distances) from its source data.
     SourceStats(commands::SourceStatsArgs),
 }
@@ -95,6 +97,7 @@ pub fn main() -> i32 {
         Command::Inspect(a) => commands::inspect(a),
         Command::Logme(a) => commands::logme(a),
         Command::SourceStats(a) => commands::source_stats(a),
+        Command::Report(a) => commands::report(a),
     };
     match res {
         Ok(code) => code,

@@ -78,6 +78,9 @@ pub struct RunRecord {
     pub n_classes: usize,
     pub train_seconds: f64,
     pub backbone: String,
+    /// `--backbone` as given (a model name or a file path).
+    #[serde(default)]
+    pub backbone_ref: String,
     pub backbone_sha256: String,
     pub arch: String,
     pub recipe: Recipe,
@@ -324,6 +327,7 @@ pub fn run(opts: &RunOptions, progress: &dyn Progress) -> Result<RunRecord> {
         n_classes: ds.n_classes(),
         train_seconds,
         backbone: mref.card.name.clone(),
+        backbone_ref: opts.backbone.clone(),
         backbone_sha256: mref.card.sha256.clone(),
         arch: mref.card.arch.clone(),
         recipe: recipe.clone(),

@@ -244,7 +244,8 @@ pub fn inspect(o: &InspectOptions) -> Result<InspectReport> {
             probe_accuracy: transfer::nearest_centroid_cv(f, &y, 0),
         })
         .collect();
-    let has_head = mref.card.method == "supervised" && !mref.card.source_classes.is_empty();
+    // a head trained on labelled source data (graft's supervised pretraining, converted ImageNet weights)
+    let has_head = mref.card.method.starts_with("supervised");
     let (leep, nce) = if has_head { (Some(transfer::leep(&theta, &y)), Some(transfer::nce(&theta, &y))) } else { (None, None) };
     let frechet_distance = match load_source_stats(&mref)? {
         Some((mu, cov)) => {

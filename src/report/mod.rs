@@ -1,0 +1,222 @@
+//! Self-contained HTML reports with hand-made inline SVG (no network, no font libraries):
+//! learning curves of one or more runs overlaid, per-group action / learning rate / weight
+//! change beside per-group transferability from `graft inspect`, and the test confusion matrix.
+mod svg;
+
+use crate::error::{GraftError, Result};
+use crate::executor::train::EpochMetrics;
+use crate::executor::RunRecord;
+use crate::metafeatures::InspectReport;
+use std::fmt::Write;
+use std::path::{Path, PathBuf};
+
+pub use svg::{bar_chart, line_chart, Series};
+
+/// A run directory read back: its record and per-epoch metrics.
+pub struct LoadedRun {
+    pub dir: PathBuf,
+    pub record: RunRecord,
+    pub epochs: Vec<EpochMetrics>,
+}
+
+fn parse_opt(s: &str) -> Option<f64> {
+    if s.is_empty() {
+        None
+    } else {
+        s.parse().ok()
+    }
+}
+
+pub fn load_run(dir: &Path) -> Result<LoadedRun> {
+    let rp = dir.join("run.json");
+    if !rp.is_file() {
+        return Err(GraftError::Data(format!("{}: no run.json; pass run directories written by `graft run`", dir.display())));
+    }
+    let record: RunRecord = serde_json::from_str(&crate::util::read_to_string(&rp)?)
+        .map_err(|e| GraftError::Data(format!("{}: not a graft run record: {e}", rp.display())))?;
+    let mp = dir.join("metrics.csv");
+    let text = crate::util::read_to_string(&mp)?;
+    let mut epochs = Vec::new();
+    for (i, line) in text.lines().enumerate().skip(1) {
+        let f: Vec<&str> = line.split(',').collect();
+        if f.len() != 7 {
+            return Err(GraftError::Data(format!("{}: line {}: expected 7 fields", mp.display(), i + 1)));
+        }
+        let num = |s: &str| s.parse::<f64>().map_err(|_| GraftError::Data(format!("{}: line {}: bad number `{s}`", mp.display(), i + 1)));
+        epochs.push(EpochMetrics {
+            epoch: f[0].parse().map_err(|_| GraftError::Data(format!("{}: line {}: bad epoch", mp.display(), i + 1)))?,
+            lr_scale: num(f[1])?,
+            train_loss: num(f[2])?,
+            train_accuracy: num(f[3])?,
+            val_loss: parse_opt(f[4]),
+            val_accuracy: parse_opt(f[5]),
+            seconds: num(f[6])?,
+        });
+    }
+    Ok(LoadedRun { dir: dir.to_path_buf(), record, epochs })
+}
+
+pub fn esc(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+const STYLE: &str = "body{font-family:sans-serif;margin:24px;color:#222;max-width:1100px}h1{font-size:22px}h2{font-size:18px;margin-top:28px;border-bottom:1px solid #ddd}\
+table{border-collapse:collapse;margin:8px 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right;font-size:13px}th{background:#f3f3f3}\
+td.l,th.l{text-align:left}.grid{display:flex;flex-wrap:wrap;gap:16px}.muted{color:#777;font-size:12px}";
+
+/// One HTML report for the given runs; `inspect` adds transferability by depth for the first.
+pub fn render(runs: &[LoadedRun], inspect: Option<&InspectReport>) -> String {
+    let mut h = String::new();
+    let _ = write!(h, "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>graft report</title><style>{STYLE}</style></head><body>");
+    let _ = write!(h, "<h1>graft report: {} run{}</h1>", runs.len(), if runs.len() == 1 { "" } else { "s" });
+    // summary
+    h.push_str("<section id=\"summary\"><h2>Runs</h2><table><tr><th class=\"l\">run</th><th class=\"l\">backbone</th><th class=\"l\">strategy</th><th class=\"l\">status</th><th>test accuracy</th><th>val accuracy</th><th>n_train</th><th>n_test</th><th>classes</th><th>train s</th><th>seed</th></tr>");
+    for r in runs {
+        let x = &r.record;
+        let _ = write!(
+            h,
+            "<tr><td class=\"l\">{}</td><td class=\"l\">{}</td><td class=\"l\">{}</td><td class=\"l\">{}</td><td class=\"acc\">{:.4}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.1}</td><td>{}</td></tr>",
+            esc(&x.run_id),
+            esc(&x.backbone),
+            esc(&x.strategy),
+            esc(&x.status),
+            x.test_accuracy,
+            x.val_accuracy.map(|v| format!("{v:.4}")).unwrap_or_else(|| "–".into()),
+            x.n_train,
+            x.n_test,
+            x.n_classes,
+            x.train_seconds,
+            x.seed
+        );
+    }
+    h.push_str("</table></section>");
+    // learning curves
+    h.push_str("<section id=\"curves\"><h2>Learning curves</h2>");
+    if runs.iter().all(|r| r.epochs.is_empty()) {
+        h.push_str("<p class=\"muted\">No epochs: probes fit on fixed features in one step.</p>");
+    } else {
+        let mk = |f: &dyn Fn(&EpochMetrics) -> Option<f64>, label: &str| -> Vec<Series> {
+            runs.iter()
+                .filter(|r| !r.epochs.is_empty())
+                .map(|r| Series {
+                    name: format!("{} {label}", short(&r.record.run_id)),
+                    points: r.epochs.iter().filter_map(|e| f(e).map(|v| (e.epoch as f64, v))).collect(),
+                })
+                .filter(|s| !s.points.is_empty())
+                .collect()
+        };
+        let mut loss = mk(&|e| Some(e.train_loss), "train");
+        loss.extend(mk(&|e| e.val_loss, "val"));
+        let mut acc = mk(&|e| Some(e.train_accuracy), "train");
+        acc.extend(mk(&|e| e.val_accuracy, "val"));
+        h.push_str("<div class=\"grid\">");
+        h.push_str(&line_chart("Loss per epoch", "epoch", "loss", &loss, None));
+        h.push_str(&line_chart("Accuracy per epoch", "epoch", "accuracy", &acc, Some((0.0, 1.0))));
+        h.push_str("</div>");
+    }
+    h.push_str("</section>");
+    // groups
+    h.push_str("<section id=\"groups\"><h2>Layer groups</h2>");
+    for r in runs {
+        let x = &r.record;
+        let _ = write!(
+            h,
+            "<h3>{}</h3><table><tr><th class=\"l\">group</th><th class=\"l\">action</th><th>lr</th><th>weight change</th></tr>",
+            esc(&x.run_id)
+        );
+        for g in &x.groups {
+            let _ = write!(
+                h,
+                "<tr class=\"group\"><td class=\"l\">{}</td><td class=\"l\">{}</td><td>{:.3e}</td><td class=\"wc\">{:.6}</td></tr>",
+                esc(&g.name),
+                esc(&g.action),
+                g.lr,
+                g.weight_change
+            );
+        }
+        h.push_str("</table><div class=\"grid\">");
+        let names: Vec<String> = x.groups.iter().map(|g| g.name.clone()).collect();
+        h.push_str(&bar_chart(
+            "Weight change ‖w_end − w_start‖ / ‖w_start‖",
+            &names,
+            &x.groups.iter().map(|g| g.weight_change).collect::<Vec<_>>(),
+        ));
+        h.push_str(&bar_chart("Learning rate", &names, &x.groups.iter().map(|g| g.lr).collect::<Vec<_>>()));
+        h.push_str("</div>");
+    }
+    h.push_str("</section>");
+    // transferability
+    h.push_str("<section id=\"transferability\"><h2>Transferability by depth</h2>");
+    match inspect {
+        Some(ins) => {
+            let _ = write!(
+                h,
+                "<p>backbone {} on {}: LEEP {}, NCE {}, Fréchet distance to the source {}</p>",
+                esc(&ins.backbone),
+                esc(&ins.dataset.root),
+                fmt_opt(ins.leep),
+                fmt_opt(ins.nce),
+                fmt_opt(ins.frechet_distance)
+            );
+            h.push_str("<table><tr><th class=\"l\">group</th><th>dim</th><th>LogME</th><th>H-score</th><th>probe accuracy</th></tr>");
+            for g in &ins.groups {
+                let _ = write!(
+                    h,
+                    "<tr><td class=\"l\">{}</td><td>{}</td><td>{:.4}</td><td>{:.4}</td><td>{}</td></tr>",
+                    esc(&g.name),
+                    g.dim,
+                    g.logme,
+                    g.hscore,
+                    fmt_opt(g.probe_accuracy)
+                );
+            }
+            h.push_str("</table><div class=\"grid\">");
+            let names: Vec<String> = ins.groups.iter().map(|g| g.name.clone()).collect();
+            h.push_str(
+                &line_chart(
+                    "LogME by depth",
+                    "group",
+                    "LogME",
+                    &[Series { name: "LogME".into(), points: ins.groups.iter().enumerate().map(|(i, g)| (i as f64, g.logme)).collect() }],
+                    None,
+                )
+                .replace("</svg>", &svg::x_labels(&names)),
+            );
+            h.push_str(
+                &line_chart(
+                    "Nearest-centroid probe accuracy by depth",
+                    "group",
+                    "accuracy",
+                    &[Series {
+                        name: "probe".into(),
+                        points: ins.groups.iter().enumerate().filter_map(|(i, g)| g.probe_accuracy.map(|a| (i as f64, a))).collect(),
+                    }],
+                    Some((0.0, 1.0)),
+                )
+                .replace("</svg>", &svg::x_labels(&names)),
+            );
+            h.push_str("</div>");
+        }
+        None => h.push_str("<p class=\"muted\">Not computed (pass --inspect).</p>"),
+    }
+    h.push_str("</section>");
+    // confusion
+    h.push_str("<section id=\"confusion\"><h2>Confusion matrix (test split)</h2>");
+    for r in runs {
+        let x = &r.record;
+        let _ = write!(h, "<h3>{}</h3>", esc(&x.run_id));
+        h.push_str(&svg::confusion(&x.dataset.classes, &x.confusion));
+    }
+    h.push_str("</section><p class=\"muted\">Written by graft ");
+    h.push_str(env!("CARGO_PKG_VERSION"));
+    h.push_str(".</p></body></html>\n");
+    h
+}
+
+fn short(id: &str) -> &str {
+    id.rsplit('-').next().unwrap_or(id)
+}
+
+fn fmt_opt(v: Option<f64>) -> String {
+    v.map(|x| format!("{x:.4}")).unwrap_or_else(|| "–".into())
+}
