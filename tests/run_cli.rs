@@ -350,3 +350,28 @@ fn pretraining_resumes_to_the_same_weights() {
     assert_eq!(card(&resumed)["epochs"], 3);
     assert!(!PathBuf::from(format!("{}.ckpt", resumed.display())).exists(), "checkpoint folder removed after success");
 }
+
+#[test]
+fn validation_split_and_early_stopping() {
+    let f = fixture();
+    let t = tempfile::tempdir().unwrap();
+    let mut r = preset_json("finetune-all");
+    r["epochs"] = 12.into();
+    r["val_fraction"] = 0.25.into();
+    r["early_stopping"] = serde_json::json!({"patience": 2});
+    r["label_smoothing"] = 0.1.into();
+    let p = write_recipe(t.path(), "es.json", &r);
+    let j = json_of(&run_args(f, &["--recipe", p.to_str().unwrap(), "--json", "--no-meta"], t.path()));
+    assert_eq!(j["n_train"], 18, "a quarter of each class held out for validation");
+    assert_eq!(j["dataset"]["n_val"], 6);
+    let va = j["val_accuracy"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&va));
+    let best = j["best_epoch"].as_u64().unwrap() as usize;
+    let run = j["epochs_run"].as_u64().unwrap() as usize;
+    assert!(best >= 1 && best <= run && run <= 12);
+    if run < 12 {
+        assert_eq!(run, best + 2, "stopped after `patience` epochs without improvement");
+    }
+    let csv = std::fs::read_to_string(PathBuf::from(j["run_dir"].as_str().unwrap()).join("metrics.csv")).unwrap();
+    assert!(csv.lines().nth(1).unwrap().split(',').nth(5).unwrap().parse::<f64>().is_ok(), "val accuracy logged per epoch");
+}

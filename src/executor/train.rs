@@ -298,3 +298,30 @@ pub fn train_with(
     };
     Ok(TrainOutcome { epochs, best_epoch, diverged: None, interrupted: false })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cross_entropy_with_label_smoothing() {
+        let dev = Device::Cpu;
+        // uniform logits: every term is ln k whatever the smoothing
+        let z = Tensor::zeros((2, 4), DType::F32, &dev).unwrap();
+        let y = Tensor::new(&[1i64, 3], &dev).unwrap();
+        for eps in [0.0, 0.1, 0.5] {
+            let l = cross_entropy(&z, &y, eps).unwrap().to_scalar::<f32>().unwrap();
+            assert!((l - 4f32.ln()).abs() < 1e-6);
+        }
+        // confident correct logits: smoothing adds eps * mean(-log p) > 0
+        let z = Tensor::new(&[[10f32, 0.0], [0.0, 10.0]], &dev).unwrap();
+        let y = Tensor::new(&[0i64, 1], &dev).unwrap();
+        let l0 = cross_entropy(&z, &y, 0.0).unwrap().to_scalar::<f32>().unwrap();
+        let l1 = cross_entropy(&z, &y, 0.2).unwrap().to_scalar::<f32>().unwrap();
+        let nll = (1.0 + (-10f32).exp()).ln();
+        assert!((l0 - nll).abs() < 1e-6);
+        // mean over classes of -log p = (nll + (10 + nll)) / 2
+        let want = 0.8 * nll + 0.2 * (nll + 10.0 + nll) / 2.0;
+        assert!((l1 - want).abs() < 1e-5, "{l1} vs {want}");
+    }
+}
