@@ -5,11 +5,7 @@ use candle_core::{CpuStorage, CustomOp1, CustomOp3, Layout, Result, Shape, Tenso
 use rayon::prelude::*;
 
 fn slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
-    let data = s.as_slice::<f32>()?;
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&data[a..b]),
-        None => candle_core::bail!("batch-norm: {what} must be contiguous"),
-    }
+    super::contiguous_f32(s, l, "batch-norm", what)
 }
 
 fn dims(l: &Layout) -> Result<(usize, usize, usize)> {

@@ -113,11 +113,7 @@ fn col2im(col: &[f32], g: &Geom, x: &mut [f32]) {
 }
 
 fn slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
-    let data = s.as_slice::<f32>()?;
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&data[a..b]),
-        None => candle_core::bail!("conv2d: {what} must be contiguous"),
-    }
+    super::contiguous_f32(s, l, "conv2d", what)
 }
 
 struct ConvFwd {

@@ -19,6 +19,20 @@ pub fn use_reference_kernels() -> bool {
     *FLAG.get_or_init(|| std::env::var("GRAFT_REFERENCE_KERNELS").map(|v| v == "1").unwrap_or(false))
 }
 
+/// The f32 data of a contiguous CPU tensor; `op` and `what` name it in the error.
+pub(crate) fn contiguous_f32<'a>(
+    s: &'a candle_core::CpuStorage,
+    l: &candle_core::Layout,
+    op: &str,
+    what: &str,
+) -> candle_core::Result<&'a [f32]> {
+    let data = s.as_slice::<f32>()?;
+    match l.contiguous_offsets() {
+        Some((a, b)) => Ok(&data[a..b]),
+        None => candle_core::bail!("{op}: {what} must be contiguous"),
+    }
+}
+
 /// C (m x n) = A (m x k) · B (k x n) (+ C when `acc`), with explicit row/column strides.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn sgemm(

@@ -26,6 +26,19 @@ fn nice_range(lo: f64, hi: f64) -> (f64, f64) {
     (lo - pad, hi + pad)
 }
 
+/// An SVG chart canvas with a white background and a title.
+fn open_chart(title: &str) -> String {
+    let mut s = String::new();
+    let _ = write!(s, "<svg xmlns=\"http://www.w3.org/2000/svg\" class=\"chart\" width=\"{W}\" height=\"{H}\" viewBox=\"0 0 {W} {H}\" font-family=\"sans-serif\" font-size=\"11\">");
+    let _ = write!(
+        s,
+        "<rect width=\"{W}\" height=\"{H}\" fill=\"white\"/><text x=\"{}\" y=\"18\" text-anchor=\"middle\" font-size=\"13\">{}</text>",
+        W / 2.0,
+        esc(title)
+    );
+    s
+}
+
 pub fn line_chart(title: &str, xlabel: &str, ylabel: &str, series: &[Series], yrange: Option<(f64, f64)>) -> String {
     let all: Vec<(f64, f64)> = series.iter().flat_map(|s| s.points.iter().copied()).collect();
     let (x0, x1) =
@@ -35,14 +48,7 @@ pub fn line_chart(title: &str, xlabel: &str, ylabel: &str, series: &[Series], yr
     });
     let sx = |x: f64| L + (x - x0) / (x1 - x0) * (W - L - R);
     let sy = |y: f64| H - B - (y - y0) / (y1 - y0) * (H - T - B);
-    let mut s = String::new();
-    let _ = write!(s, "<svg xmlns=\"http://www.w3.org/2000/svg\" class=\"chart\" width=\"{W}\" height=\"{H}\" viewBox=\"0 0 {W} {H}\" font-family=\"sans-serif\" font-size=\"11\">");
-    let _ = write!(
-        s,
-        "<rect width=\"{W}\" height=\"{H}\" fill=\"white\"/><text x=\"{}\" y=\"18\" text-anchor=\"middle\" font-size=\"13\">{}</text>",
-        W / 2.0,
-        esc(title)
-    );
+    let mut s = open_chart(title);
     let _ = write!(s, "<line x1=\"{L}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"#444\"/><line x1=\"{L}\" y1=\"{T}\" x2=\"{L}\" y2=\"{}\" stroke=\"#444\"/>", H - B, W - R, H - B, H - B);
     for i in 0..=4 {
         let yv = y0 + (y1 - y0) * i as f64 / 4.0;
@@ -111,14 +117,7 @@ fn fmt_tick(v: f64) -> String {
 pub fn bar_chart(title: &str, names: &[String], values: &[f64]) -> String {
     let hmax = values.iter().cloned().fold(0.0, f64::max).max(1e-12);
     let bw = (W - L - R) / names.len().max(1) as f64;
-    let mut s = String::new();
-    let _ = write!(s, "<svg xmlns=\"http://www.w3.org/2000/svg\" class=\"chart\" width=\"{W}\" height=\"{H}\" viewBox=\"0 0 {W} {H}\" font-family=\"sans-serif\" font-size=\"11\">");
-    let _ = write!(
-        s,
-        "<rect width=\"{W}\" height=\"{H}\" fill=\"white\"/><text x=\"{}\" y=\"18\" text-anchor=\"middle\" font-size=\"13\">{}</text>",
-        W / 2.0,
-        esc(title)
-    );
+    let mut s = open_chart(title);
     let _ = write!(s, "<line x1=\"{L}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"#444\"/>", H - B, W - R, H - B);
     for (i, (n, v)) in names.iter().zip(values).enumerate() {
         let bh = v / hmax * (H - T - B);
