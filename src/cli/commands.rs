@@ -654,7 +654,7 @@ pub fn report(a: ReportArgs) -> Result<i32> {
             backbone: if r.backbone_ref.is_empty() { r.backbone.clone() } else { r.backbone_ref.clone() },
             skip_bad: true,
             dump_features: None,
-            input_size: None,
+            input_size: r.input.map(|i| i.height),
         })?)
     } else {
         None

@@ -83,6 +83,9 @@ pub struct RunRecord {
     pub backbone_ref: String,
     pub backbone_sha256: String,
     pub arch: String,
+    /// The backbone input the run used (the card's, or `--input-size`).
+    #[serde(default)]
+    pub input: Option<crate::data::InputSpec>,
     pub recipe: Recipe,
     pub groups: Vec<GroupRecord>,
     pub seed: u64,
@@ -330,6 +333,7 @@ pub fn run(opts: &RunOptions, progress: &dyn Progress) -> Result<RunRecord> {
         backbone_ref: opts.backbone.clone(),
         backbone_sha256: mref.card.sha256.clone(),
         arch: mref.card.arch.clone(),
+        input: Some(mref.card.input),
         recipe: recipe.clone(),
         groups,
         seed,
