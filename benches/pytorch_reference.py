@@ -106,6 +106,21 @@ class StemRelu(nn.Module):
         return F.relu(self.bn(self.conv(x)))
 
 
+def perturb_batchnorm(m):
+    """Non-trivial BatchNorm parameters and running statistics (golden tests), from torch's RNG."""
+    with torch.no_grad():
+        for name, p in m.named_parameters():
+            if p.dim() == 1 and name.endswith("weight"):
+                p.copy_(1.0 + 0.2 * torch.randn_like(p))
+            elif p.dim() == 1 and name.endswith("bias"):
+                p.copy_(0.1 * torch.randn_like(p))
+        for name, b in m.named_buffers():
+            if name.endswith("running_mean"):
+                b.copy_(0.1 * torch.randn_like(b))
+            elif name.endswith("running_var"):
+                b.copy_(1.0 + 0.3 * torch.rand_like(b))
+
+
 def build(arch, n_classes=10):
     return Net(arch, n_classes)
 

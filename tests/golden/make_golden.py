@@ -24,18 +24,7 @@ import pytorch_reference as ref  # noqa: E402
 torch.manual_seed(1234)
 for arch in ["convnet4", "resnet8"]:
     m = ref.build(arch, 10)
-    # non-trivial BatchNorm parameters and statistics
-    with torch.no_grad():
-        for name, p in m.named_parameters():
-            if p.dim() == 1 and name.endswith("weight"):
-                p.copy_(1.0 + 0.2 * torch.randn_like(p))
-            elif p.dim() == 1 and name.endswith("bias"):
-                p.copy_(0.1 * torch.randn_like(p))
-        for name, b in m.named_buffers():
-            if name.endswith("running_mean"):
-                b.copy_(0.1 * torch.randn_like(b))
-            elif name.endswith("running_var"):
-                b.copy_(1.0 + 0.3 * torch.rand_like(b))
+    ref.perturb_batchnorm(m)
     sd = {k: v.clone().contiguous() for k, v in m.state_dict().items() if not k.endswith("num_batches_tracked")}
     save_file(sd, os.path.join(HERE, f"{arch}_weights.safetensors"))
     c, h, w = m.input

@@ -10,10 +10,14 @@ tv_golden.safetensors (eval-mode and train-mode logits for x[i] = sin(0.37 i)).
     python3 tests/golden/make_torchvision_golden.py
 """
 import os
+import sys
 
 import torch
 from safetensors.torch import save_file
 from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "benches"))
+import pytorch_reference as ref  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -38,17 +42,7 @@ torch.manual_seed(99)
 out = {}
 for name, block, layers, n in [("basic", BasicBlock, [2, 1, 1, 1], 7), ("bottleneck", Bottleneck, [1, 2, 1, 1], 5)]:
     m = Narrow(block, layers, n)
-    with torch.no_grad():
-        for k, p in m.named_parameters():
-            if p.dim() == 1 and k.endswith("weight"):
-                p.copy_(1.0 + 0.2 * torch.randn_like(p))
-            elif p.dim() == 1 and k.endswith("bias"):
-                p.copy_(0.1 * torch.randn_like(p))
-        for k, b in m.named_buffers():
-            if k.endswith("running_mean"):
-                b.copy_(0.1 * torch.randn_like(b))
-            elif k.endswith("running_var"):
-                b.copy_(1.0 + 0.3 * torch.rand_like(b))
+    ref.perturb_batchnorm(m)
     sd = {k: v.contiguous() for k, v in m.state_dict().items() if not k.endswith("num_batches_tracked")}
     save_file(sd, os.path.join(HERE, f"tv_{name}.safetensors"))
     # a deterministic input both sides can make: x[i] = sin(0.37 i) over the flat index
