@@ -5,7 +5,7 @@ use crate::backbones::{card, Arch, Model, ModelCard};
 use crate::data::{self, load_dataset, Augment, LoadOptions};
 use crate::error::{GraftError, Result, EXIT_OK, EXIT_RUN_FAILED};
 use crate::executor::{self, run::decode_dataset, train, RunOptions};
-use crate::recipe::{self, Action, OptimizerKind, OptimizerSpec, Recipe, ScheduleKind, ScheduleSpec, Strategy};
+use crate::recipe::{self, Action, OptimizerKind, OptimizerSpec, Recipe, ScheduleKind, ScheduleSpec};
 use crate::util::{now_rfc3339, read_to_string, sha256_file, write_atomic};
 use clap::{Args, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -410,7 +410,6 @@ pub fn recipe(a: RecipeArgs) -> Result<i32> {
             print_json(&serde_json::json!({"valid": true, "strategy": c.recipe().strategy.as_str(), "groups": groups}));
         }
     }
-    let _ = Strategy::Finetune;
     Ok(EXIT_OK)
 }
 

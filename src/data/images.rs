@@ -97,6 +97,17 @@ impl ImageSet {
         Normalisation { mean, std }
     }
 
+    /// Images per class 0..k (unlabelled images are not counted).
+    pub fn class_counts(&self, k: usize) -> Vec<usize> {
+        let mut c = vec![0usize; k];
+        for &l in &self.labels {
+            if l >= 0 && (l as usize) < k {
+                c[l as usize] += 1;
+            }
+        }
+        c
+    }
+
     /// The subset of images at `idx`, in that order.
     pub fn subset(&self, idx: &[usize]) -> ImageSet {
         let l = self.image_len();

@@ -311,13 +311,7 @@ pub fn run(opts: &RunOptions, progress: &dyn Progress) -> Result<RunRecord> {
         .clone()
         .unwrap_or_else(|| ds.root.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_else(|| "unknown".into()));
     let task_id = opts.task_id.clone().unwrap_or_else(|| dec.train.fingerprint[..16].to_string());
-    let train_counts = {
-        let mut c = vec![0; ds.n_classes()];
-        for &l in &dec.train.labels {
-            c[l as usize] += 1;
-        }
-        c
-    };
+    let train_counts = dec.train.class_counts(ds.n_classes());
     let rec = RunRecord {
         run_id: run_id.clone(),
         run_dir: run_dir.display().to_string(),

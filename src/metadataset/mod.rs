@@ -30,21 +30,7 @@ pub struct TaskProfile {
 
 impl TaskProfile {
     pub fn compute(ds: &Dataset, train: &ImageSet) -> Self {
-        let mut counts = vec![0usize; ds.n_classes()];
-        for &l in &train.labels {
-            if l >= 0 {
-                counts[l as usize] += 1;
-            }
-        }
-        let mut sorted = counts.clone();
-        sorted.sort();
-        let median = if sorted.is_empty() {
-            0.0
-        } else if sorted.len() % 2 == 1 {
-            sorted[sorted.len() / 2] as f64
-        } else {
-            (sorted[sorted.len() / 2 - 1] + sorted[sorted.len() / 2]) as f64 / 2.0
-        };
+        let shots = crate::metafeatures::count_stats(&train.class_counts(ds.n_classes()));
         let st = train.channel_stats();
         let c = st.mean.len().max(1) as f64;
         TaskProfile {
@@ -52,9 +38,9 @@ impl TaskProfile {
             n_train: train.n,
             n_test: ds.test.len(),
             n_unlabelled: ds.unlabelled.len(),
-            shots_min: *sorted.first().unwrap_or(&0),
-            shots_median: median,
-            shots_max: *sorted.last().unwrap_or(&0),
+            shots_min: shots.min,
+            shots_median: shots.median,
+            shots_max: shots.max,
             pixel_mean: st.mean.iter().map(|&v| v as f64).sum::<f64>() / c,
             pixel_std: st.std.iter().map(|&v| v as f64).sum::<f64>() / c,
             input_channels: train.spec.channels,

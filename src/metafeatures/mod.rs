@@ -65,7 +65,8 @@ pub struct InspectReport {
     pub seconds: HashMap<String, f64>,
 }
 
-fn count_stats(counts: &[usize]) -> CountStats {
+/// Minimum, median and maximum of per-class image counts.
+pub fn count_stats(counts: &[usize]) -> CountStats {
     let mut s = counts.to_vec();
     s.sort();
     let median = if s.is_empty() {
@@ -206,7 +207,7 @@ pub fn inspect(o: &InspectOptions) -> Result<InspectReport> {
     let stats = set.channel_stats();
     let pix = to_array(set.pixels.iter().map(|&p| p as f32 / 255.0).collect(), set.n);
     let pixel_sep = transfer::nearest_centroid_cv(&pix, &y, 0);
-    let counts: Vec<usize> = (0..ds.n_classes()).map(|c| y.iter().filter(|&&l| l == c).count()).collect();
+    let counts = set.class_counts(ds.n_classes());
     let profile = DatasetProfile {
         root: ds.root.display().to_string(),
         classes: ds.classes.clone(),
