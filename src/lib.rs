@@ -17,6 +17,7 @@ pub mod metadataset;
 pub mod metafeatures;
 pub mod recipe;
 pub mod report;
+pub mod sweep;
 pub mod util;
 
 pub use error::{GraftError, Result};

@@ -347,6 +347,9 @@ pub struct TaskArgs {
     /// Test images per class (default: all of those classes' test images).
     #[arg(long)]
     pub test_per_class: Option<usize>,
+    /// Labelled validation images per class (written to OUT/val/), disjoint from the shots.
+    #[arg(long, default_value_t = 0)]
+    pub val_per_class: usize,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     #[arg(long)]
@@ -361,6 +364,7 @@ pub fn task(a: TaskArgs) -> Result<i32> {
         shots: a.shots,
         unlabelled: a.unlabelled_pool,
         test_per_class: a.test_per_class,
+        val_per_class: a.val_per_class,
     };
     let t = data::task::sample_task(&ds, &spec, a.seed)?;
     data::task::write_imagefolder(&t, &a.out)?;

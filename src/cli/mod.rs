@@ -1,5 +1,6 @@
 //! The command-line front end: clap types stay here; each command turns its arguments into a
 //! validated library configuration, runs it, and maps errors to documented exit codes.
+mod advisor;
 mod commands;
 mod progress;
 
@@ -58,6 +59,8 @@ pub enum Command {
     Logme(commands::LogmeArgs),
     /// Self-contained HTML report (inline SVG) for one or more run directories.
     Report(commands::ReportArgs),
+    /// Run many tasks x recipes to grow the meta-dataset (sharded, resumable).
+    Sweep(advisor::SweepArgs),
     /// Compute a model's source feature statistics (for domain distances) from its source data.
     SourceStats(commands::SourceStatsArgs),
 }
@@ -98,6 +101,7 @@ pub fn main() -> i32 {
         Command::Logme(a) => commands::logme(a),
         Command::SourceStats(a) => commands::source_stats(a),
         Command::Report(a) => commands::report(a),
+        Command::Sweep(a) => advisor::sweep(a),
     };
     match res {
         Ok(code) => code,

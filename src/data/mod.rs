@@ -4,8 +4,10 @@ pub mod augment;
 pub mod folder;
 pub mod idx;
 pub mod images;
+pub mod shift;
 pub mod task;
 
 pub use augment::Augment;
 pub use folder::{load_dataset, Dataset, Item, ItemSource, LoadOptions, SplitInfo};
 pub use images::{decode_items, ImageSet, InputSpec, Normalisation};
+pub use shift::Shift;

@@ -18,6 +18,10 @@ pub struct TaskSpec {
     pub unlabelled: usize,
     /// Test images per class (None = all of the source's test images of those classes).
     pub test_per_class: Option<usize>,
+    /// Labelled validation images per class, drawn from the source's training images after the
+    /// shots (disjoint from them), into the task's `val` split.
+    #[serde(default)]
+    pub val_per_class: usize,
 }
 
 pub fn sample_task(ds: &Dataset, spec: &TaskSpec, seed: u64) -> Result<Dataset> {
@@ -58,13 +62,15 @@ pub fn sample_task(ds: &Dataset, spec: &TaskSpec, seed: u64) -> Result<Dataset> 
     let mut train = Vec::new();
     let mut pool = Vec::new();
     let mut test = Vec::new();
+    let mut val = Vec::new();
     for (new, &old) in chosen.iter().enumerate() {
         let mut items: Vec<&Item> = ds.train.iter().filter(|it| it.label == Some(old)).collect();
         items.shuffle(&mut rng);
-        if items.len() < spec.shots {
+        if items.len() < spec.shots + spec.val_per_class {
             return Err(GraftError::Usage(format!(
-                "--shots {}: class `{}` has only {} training images",
+                "--shots {} (+ {} validation): class `{}` has only {} training images",
                 spec.shots,
+                spec.val_per_class,
                 ds.classes[old],
                 items.len()
             )));
@@ -72,7 +78,9 @@ pub fn sample_task(ds: &Dataset, spec: &TaskSpec, seed: u64) -> Result<Dataset> 
         for it in &items[..spec.shots] {
             train.push(Item { source: it.source.clone(), label: Some(new) });
         }
-        pool.extend(items[spec.shots..].iter().map(|it| Item { source: it.source.clone(), label: None }));
+        let v_end = spec.shots + spec.val_per_class;
+        val.extend(items[spec.shots..v_end].iter().map(|it| Item { source: it.source.clone(), label: Some(new) }));
+        pool.extend(items[v_end..].iter().map(|it| Item { source: it.source.clone(), label: None }));
         let mut t: Vec<&Item> = ds.test.iter().filter(|it| it.label == Some(old)).collect();
         if let Some(k) = spec.test_per_class {
             t.shuffle(&mut rng);
@@ -86,7 +94,7 @@ pub fn sample_task(ds: &Dataset, spec: &TaskSpec, seed: u64) -> Result<Dataset> 
     if spec.unlabelled > unlabelled.len() {
         unlabelled.extend(ds.unlabelled.iter().take(spec.unlabelled - unlabelled.len()).cloned());
     }
-    Ok(Dataset { root: ds.root.clone(), classes, train, val: Vec::new(), test, unlabelled, split: ds.split.clone() })
+    Ok(Dataset { root: ds.root.clone(), classes, train, val, test, unlabelled, split: ds.split.clone() })
 }
 
 fn write_item(it: &Item, dir: &Path, i: usize) -> Result<()> {

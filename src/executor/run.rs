@@ -109,6 +109,9 @@ pub struct RunRecord {
     pub command: String,
     pub created_at: String,
     pub metafeatures: metadataset::TaskProfile,
+    /// Transferability meta-features and the task's shift, when the caller computed them.
+    #[serde(default)]
+    pub context: TaskContext,
 }
 
 fn features(model: &Model, set: &ImageSet, norm: &Normalisation, upto: usize) -> Result<Array2<f64>> {
@@ -201,35 +204,71 @@ pub fn decode_dataset(ds: &Dataset, input: crate::data::InputSpec, skip_bad: boo
     Ok(Decoded { train, val, test })
 }
 
+/// A dataset loaded and decoded for one backbone, ready for any number of recipes.
+pub struct Prepared {
+    pub mref: ModelRef,
+    pub ds: Dataset,
+    pub dec: Decoded,
+    pub load_seconds: f64,
+    pub decode_seconds: f64,
+}
+
+/// Extra task meta-features a caller computed (the sweep, `graft auto`): the backbone's
+/// transferability scores, and a description of the task as drawn.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct TaskContext {
+    pub transfer: Option<metadataset::TransferFeatures>,
+    /// The input shift applied to the task (`none` for a user's own data).
+    pub shift: String,
+    /// The task's description as JSON (sweeps), or empty.
+    pub spec: String,
+}
+
 pub fn run(opts: &RunOptions, progress: &dyn Progress) -> Result<RunRecord> {
-    let t_all = Instant::now();
     let mut mref = card::resolve(&opts.backbone)?;
     if let Some(sz) = opts.input_size {
         card::override_input_size(&mut mref, sz)?;
     }
-    let mut recipe = opts.recipe.clone();
-    let seed = recipe.seed;
+    let seed = opts.recipe.seed;
     let mut load_opts = opts.data.clone();
     load_opts.seed = seed;
     let t0 = Instant::now();
     let ds = load_dataset(&load_opts)?;
     let load_seconds = t0.elapsed().as_secs_f64();
-    let checked = recipe.check(&mref.card.groups, mref.card.n_classes, ds.n_classes())?;
-    recipe = checked.recipe().clone();
+    // fail on a bad recipe before decoding anything
+    let checked = opts.recipe.check(&mref.card.groups, mref.card.n_classes, ds.n_classes())?;
     let t0 = Instant::now();
-    let dec = decode_dataset(&ds, mref.card.input, opts.skip_bad, recipe.val_fraction, seed)?;
+    let dec = decode_dataset(&ds, mref.card.input, opts.skip_bad, checked.recipe().val_fraction, seed)?;
     let decode_seconds = t0.elapsed().as_secs_f64();
+    let prep = Prepared { mref, ds, dec, load_seconds, decode_seconds };
+    run_prepared(opts, &prep, &TaskContext::default(), None, progress)
+}
+
+/// Run `opts.recipe` on prepared data. `run_id`: a fixed id (sweeps), or None for a fresh one.
+pub fn run_prepared(
+    opts: &RunOptions,
+    prep: &Prepared,
+    ctx: &TaskContext,
+    run_id: Option<String>,
+    progress: &dyn Progress,
+) -> Result<RunRecord> {
+    let t_all = Instant::now();
+    let (mref, ds, dec) = (&prep.mref, &prep.ds, &prep.dec);
+    let (load_seconds, decode_seconds) = (prep.load_seconds, prep.decode_seconds);
+    let checked = opts.recipe.check(&mref.card.groups, mref.card.n_classes, ds.n_classes())?;
+    let recipe = checked.recipe().clone();
+    let seed = recipe.seed;
     let norm = mref.card.normalisation.clone();
 
     // The run directory and its recipe are written before any training starts.
     let recipe_json = recipe.to_json();
-    let run_id = make_run_id(&dec.train.fingerprint, &recipe_json);
+    let run_id = run_id.unwrap_or_else(|| make_run_id(&dec.train.fingerprint, &recipe_json));
     let run_dir = opts.runs_dir.join(&run_id);
     std::fs::create_dir_all(&run_dir).map_err(|e| GraftError::io(&run_dir, e))?;
     write_atomic(&run_dir.join("recipe.json"), recipe_json.as_bytes())?;
 
     let t0 = Instant::now();
-    let model = build_transferred(&mref, &checked, ds.n_classes(), &opts.device)?;
+    let model = build_transferred(mref, &checked, ds.n_classes(), &opts.device)?;
     let start = model.snapshot()?;
     let model_seconds = t0.elapsed().as_secs_f64();
 
@@ -305,7 +344,7 @@ pub fn run(opts: &RunOptions, progress: &dyn Progress) -> Result<RunRecord> {
         groups.push(GroupRecord { name: g.name.clone(), action: g.action.as_str().into(), lr: g.lr, weight_change: wc });
     }
     let eval_seconds = t0.elapsed().as_secs_f64() + eval_only;
-    let profile = metadataset::TaskProfile::compute(&ds, &dec.train);
+    let profile = metadataset::TaskProfile::compute(ds, &dec.train);
     let family = opts
         .family
         .clone()
@@ -358,7 +397,7 @@ pub fn run(opts: &RunOptions, progress: &dyn Progress) -> Result<RunRecord> {
             model_seconds,
             train_seconds,
             eval_seconds,
-            total_seconds: t_all.elapsed().as_secs_f64(),
+            total_seconds: t_all.elapsed().as_secs_f64() + load_seconds + decode_seconds,
         },
         device: opts.device_name.clone(),
         threads: rayon::current_num_threads(),
@@ -366,6 +405,7 @@ pub fn run(opts: &RunOptions, progress: &dyn Progress) -> Result<RunRecord> {
         command: opts.command.clone(),
         created_at: now_rfc3339(),
         metafeatures: profile,
+        context: ctx.clone(),
     };
     write_atomic(&run_dir.join("metrics.csv"), metrics_csv(&epochs).as_bytes())?;
     write_atomic(&run_dir.join("run.json"), serde_json::to_string_pretty(&rec).expect("serialises").as_bytes())?;

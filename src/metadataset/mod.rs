@@ -9,7 +9,7 @@ use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// Cheap task meta-features computed for every run (the `mf_*` columns).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -49,6 +49,45 @@ impl TaskProfile {
     }
 }
 
+/// Transferability meta-features of a task for one backbone (from `graft inspect`), taken at
+/// three relative depths so that backbones with different group counts line up: the first
+/// group, the middle body group and the penultimate group.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct TransferFeatures {
+    pub logme_first: f64,
+    pub logme_mid: f64,
+    pub logme_last: f64,
+    pub ncprobe_first: Option<f64>,
+    pub ncprobe_mid: Option<f64>,
+    pub ncprobe_last: Option<f64>,
+    pub hscore_last: f64,
+    pub leep: Option<f64>,
+    pub nce: Option<f64>,
+    pub frechet: Option<f64>,
+    pub pixel_separability: Option<f64>,
+}
+
+impl TransferFeatures {
+    pub fn from_report(r: &crate::metafeatures::InspectReport) -> Self {
+        let g = &r.groups;
+        let n = g.len();
+        let (first, mid, last) = (&g[0], &g[(n - 1) / 2], &g[n - 1]);
+        TransferFeatures {
+            logme_first: first.logme,
+            logme_mid: mid.logme,
+            logme_last: last.logme,
+            ncprobe_first: first.probe_accuracy,
+            ncprobe_mid: mid.probe_accuracy,
+            ncprobe_last: last.probe_accuracy,
+            hscore_last: last.hscore,
+            leep: r.leep,
+            nce: r.nce,
+            frechet: r.frechet_distance,
+            pixel_separability: r.dataset.pixel_separability,
+        }
+    }
+}
+
 /// One meta-dataset row. The column order and types are the schema.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct MetaRow {
@@ -69,6 +108,19 @@ pub struct MetaRow {
     pub n_test: i64,
     pub n_classes: i64,
     pub mf: TaskProfile,
+    pub mft: TransferFeatures,
+    /// Whether `mft` was computed for this run (false for a plain `graft run`).
+    pub has_mft: bool,
+    pub task_shift: String,
+    pub task_spec: String,
+    pub r_n_groups: i64,
+    /// The recipe's name (a preset's name, or a sweep arm's id).
+    pub r_name: String,
+    /// Relative depth of the probed group, 0 (first) .. 1 (penultimate); null for fine-tuning.
+    pub r_probe_depth: Option<f64>,
+    /// Unsupervised pretraining before fine-tuning (`none` until recipes carry one).
+    pub r_pretrain: String,
+    pub wall_seconds: f64,
     pub r_default_action: String,
     pub r_actions: String,
     pub r_n_freeze: i64,
@@ -121,6 +173,21 @@ impl MetaRow {
             n_test: r.n_test as i64,
             n_classes: r.n_classes as i64,
             mf: r.metafeatures.clone(),
+            mft: r.context.transfer.clone().unwrap_or_default(),
+            has_mft: r.context.transfer.is_some(),
+            task_shift: if r.context.shift.is_empty() { "none".into() } else { r.context.shift.clone() },
+            task_spec: r.context.spec.clone(),
+            r_n_groups: r.groups.len() as i64,
+            r_name: rc.name.clone().unwrap_or_default(),
+            r_probe_depth: match rc.strategy {
+                crate::recipe::Strategy::Finetune => None,
+                _ => r.probe.as_ref().and_then(|p| {
+                    let body = r.groups.len().saturating_sub(1);
+                    r.groups.iter().position(|g| g.name == p.group).map(|i| if body > 1 { i as f64 / (body - 1) as f64 } else { 1.0 })
+                }),
+            },
+            r_pretrain: "none".into(),
+            wall_seconds: r.timings.total_seconds,
             r_default_action: rc.default_action.as_str().into(),
             r_actions: actions,
             r_n_freeze: count("freeze"),
@@ -184,6 +251,24 @@ pub fn to_frame(rows: &[MetaRow]) -> Result<DataFrame> {
         col!(rows, "mf_pixel_std", |r| r.mf.pixel_std),
         col!(rows, "mf_input_channels", |r| r.mf.input_channels as i64),
         col!(rows, "mf_input_size", |r| r.mf.input_size as i64),
+        col!(rows, "mf_logme_first", |r| r.has_mft.then_some(r.mft.logme_first)),
+        col!(rows, "mf_logme_mid", |r| r.has_mft.then_some(r.mft.logme_mid)),
+        col!(rows, "mf_logme_last", |r| r.has_mft.then_some(r.mft.logme_last)),
+        col!(rows, "mf_ncprobe_first", |r| r.mft.ncprobe_first),
+        col!(rows, "mf_ncprobe_mid", |r| r.mft.ncprobe_mid),
+        col!(rows, "mf_ncprobe_last", |r| r.mft.ncprobe_last),
+        col!(rows, "mf_hscore_last", |r| r.has_mft.then_some(r.mft.hscore_last)),
+        col!(rows, "mf_leep", |r| r.mft.leep),
+        col!(rows, "mf_nce", |r| r.mft.nce),
+        col!(rows, "mf_frechet", |r| r.mft.frechet),
+        col!(rows, "mf_pixel_separability", |r| r.mft.pixel_separability),
+        col!(rows, "task_shift", |r| r.task_shift.clone()),
+        col!(rows, "task_spec", |r| r.task_spec.clone()),
+        col!(rows, "r_n_groups", |r| r.r_n_groups),
+        col!(rows, "r_name", |r| r.r_name.clone()),
+        col!(rows, "r_probe_depth", |r| r.r_probe_depth),
+        col!(rows, "r_pretrain", |r| r.r_pretrain.clone()),
+        col!(rows, "wall_seconds", |r| r.wall_seconds),
         col!(rows, "r_default_action", |r| r.r_default_action.clone()),
         col!(rows, "r_actions", |r| r.r_actions.clone()),
         col!(rows, "r_n_freeze", |r| r.r_n_freeze),
@@ -233,15 +318,22 @@ pub fn write_part(dir: &Path, id: &str, rows: &[MetaRow]) -> Result<PathBuf> {
     Ok(path)
 }
 
-/// Append one run: its own part file, named by the run id.
+/// Append one run: its own part file `dir/source=run/part-<run id>.parquet` (a Hive-style
+/// partition beside the sweeps' `source=sweep-<plan>/`).
 pub fn append(dir: &Path, row: &MetaRow) -> Result<PathBuf> {
-    write_part(dir, &row.run_id, std::slice::from_ref(row))
+    write_part(&dir.join("source=run"), &row.run_id, std::slice::from_ref(row))
 }
 
-/// Every `*.parquet` file under `dir` (recursively; Hive-style folders allowed), sorted.
+/// Every `*.parquet` file under `dir` (recursively; Hive-style folders allowed), sorted. Files
+/// and folders whose names start with `.` or `_` are skipped, as pyarrow and polars skip them
+/// (a sweep's staging area lives in `_staging/`).
 pub fn part_files(dir: &Path) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = walkdir::WalkDir::new(dir)
         .into_iter()
+        .filter_entry(|e| {
+            let n = e.file_name().to_string_lossy();
+            e.depth() == 0 || !(n.starts_with('.') || n.starts_with('_'))
+        })
         .filter_map(|e| e.ok())
         .filter(|e| {
             let n = e.file_name().to_string_lossy();

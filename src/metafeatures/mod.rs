@@ -193,6 +193,14 @@ pub fn inspect(o: &InspectOptions) -> Result<InspectReport> {
     if set.n < 2 {
         return Err(GraftError::Data(format!("{}: fewer than two readable training images", ds.root.display())));
     }
+    let mut r = inspect_decoded(&mref, &ds, &set, o.dump_features.as_deref())?;
+    r.seconds.extend(secs);
+    Ok(r)
+}
+
+/// Inspect already decoded training images (`set`, of dataset `ds`) with a resolved backbone.
+pub fn inspect_decoded(mref: &ModelRef, ds: &crate::data::Dataset, set: &ImageSet, dump_features: Option<&Path>) -> Result<InspectReport> {
+    let mut secs = HashMap::new();
     let y: Vec<usize> = set.labels.iter().map(|&l| l as usize).collect();
     let (w, h, ch) = match ds.train.first().map(|i| &i.source) {
         Some(ItemSource::File(p)) => {
@@ -226,11 +234,11 @@ pub fn inspect(o: &InspectOptions) -> Result<InspectReport> {
     };
     secs.insert("profile".to_string(), t0.elapsed().as_secs_f64());
     let t0 = Instant::now();
-    let model = Model::for_card(&mref, mref.card.n_classes, 0, &Device::Cpu)?;
+    let model = Model::for_card(mref, mref.card.n_classes, 0, &Device::Cpu)?;
     model.load_weights(&mref.weights, &[])?;
-    let (feats, theta) = group_features(&model, &set, &mref.card.normalisation)?;
+    let (feats, theta) = group_features(&model, set, &mref.card.normalisation)?;
     secs.insert("features".to_string(), t0.elapsed().as_secs_f64());
-    if let Some(d) = &o.dump_features {
+    if let Some(d) = dump_features {
         dump(d, &model.group_names, &feats, &theta, &y)?;
     }
     let t0 = Instant::now();
@@ -248,7 +256,7 @@ pub fn inspect(o: &InspectOptions) -> Result<InspectReport> {
     // a head trained on labelled source data (graft's supervised pretraining, converted ImageNet weights)
     let has_head = mref.card.method.starts_with("supervised");
     let (leep, nce) = if has_head { (Some(transfer::leep(&theta, &y)), Some(transfer::nce(&theta, &y))) } else { (None, None) };
-    let frechet_distance = match load_source_stats(&mref)? {
+    let frechet_distance = match load_source_stats(mref)? {
         Some((mu, cov)) => {
             let (m2, c2) = transfer::mean_cov(&feats[feats.len() - 1]);
             Some(transfer::frechet(&m2, &c2, &mu, &cov))

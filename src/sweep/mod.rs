@@ -1,0 +1,229 @@
+//! `graft sweep`: every (task, backbone, recipe, seed) of a plan, run in-process, each finished
+//! run stored at once (see [`store`]); `--shard I/N` runs every N-th (task, backbone) block and
+//! `--resume` skips runs already recorded.
+pub mod plan;
+pub mod store;
+
+use crate::backbones::card;
+use crate::data::{load_dataset, task::sample_task, Dataset, LoadOptions};
+use crate::error::{GraftError, Result};
+use crate::executor::run::{decode_dataset, run_prepared, Prepared, RunOptions, TaskContext};
+use crate::executor::NoProgress;
+use crate::metadataset::{MetaRow, TransferFeatures};
+use crate::metafeatures::inspect_decoded;
+use candle_core::Device;
+use plan::{run_key, Plan};
+use serde::Serialize;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Instant;
+
+pub struct SweepOptions {
+    pub plan: PathBuf,
+    pub out: PathBuf,
+    pub runs_dir: PathBuf,
+    /// (index, count)
+    pub shard: (usize, usize),
+    pub resume: bool,
+    pub compact_every: usize,
+    /// Stop after this many runs (time-boxing; `--resume` continues).
+    pub max_runs: Option<usize>,
+    /// Only count the units; run nothing.
+    pub dry_run: bool,
+    pub device: Device,
+    pub device_name: String,
+    pub command: String,
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct SweepSummary {
+    pub plan: String,
+    pub shard: String,
+    pub units_in_plan: usize,
+    pub units_in_shard: usize,
+    pub already_done: usize,
+    pub ran: usize,
+    pub failed: usize,
+    pub remaining: usize,
+    pub seconds: f64,
+    pub failures: Vec<String>,
+}
+
+/// Parse `I/N`.
+pub fn parse_shard(s: &str) -> Result<(usize, usize)> {
+    let bad = || GraftError::Usage(format!("--shard {s}: expected I/N with 0 <= I < N, e.g. 0/4"));
+    let (i, n) = s.split_once('/').ok_or_else(bad)?;
+    let (i, n): (usize, usize) = (i.trim().parse().map_err(|_| bad())?, n.trim().parse().map_err(|_| bad())?);
+    if n == 0 || i >= n {
+        return Err(bad());
+    }
+    Ok((i, n))
+}
+
+pub fn sweep(o: &SweepOptions, log: &dyn Fn(&str)) -> Result<SweepSummary> {
+    let t_all = Instant::now();
+    let plan = Plan::load(&o.plan)?;
+    let templates = plan.templates()?;
+    let (shard, n_shards) = o.shard;
+    let store = store::Store::new(&o.out, &plan.name, shard, n_shards)?;
+    if o.resume {
+        let n = store.compact()?;
+        if n > 0 {
+            log(&format!("recovered {n} staged runs from an interrupted sweep"));
+        }
+    }
+    let done = store.done()?;
+    let mut mrefs = HashMap::new();
+    for b in &plan.backbones {
+        let mut m = card::resolve(&b.name)?;
+        if let Some(sz) = b.input_size {
+            card::override_input_size(&mut m, sz)?;
+        }
+        mrefs.insert(b.name.clone(), m);
+    }
+    // families are loaded once; the task draws depend on their class sizes
+    let mut fams: Vec<Dataset> = Vec::new();
+    for f in &plan.families {
+        let ds = load_dataset(&LoadOptions { seed: plan.plan_seed, ..LoadOptions::new(&f.data) })
+            .map_err(|e| GraftError::Data(format!("sweep plan family `{}`: {e}", f.name)))?;
+        if ds.test.is_empty() {
+            return Err(GraftError::Data(format!("sweep plan family `{}`: {} has no test split", f.name, f.data.display())));
+        }
+        fams.push(ds);
+    }
+    let mut sum = SweepSummary { plan: plan.name.clone(), shard: format!("{shard}/{n_shards}"), ..Default::default() };
+    // expand the plan: every (task, backbone) block and its runs; this shard's blocks
+    struct Block<'a> {
+        fi: usize,
+        draw: plan::TaskDraw,
+        bb: &'a plan::BackboneSpec,
+        pending: Vec<(&'a plan::Template, crate::recipe::Recipe, String)>,
+    }
+    let mut blocks = Vec::new();
+    let mut b = 0usize;
+    for (fi, fam) in plan.families.iter().enumerate() {
+        let sizes = fams[fi].train_counts();
+        for t in 0..fam.tasks {
+            let draw = plan.draw_task(fam, &sizes, t)?;
+            for bb in &plan.backbones {
+                let mine = b % n_shards == shard;
+                b += 1;
+                let mref = &mrefs[&bb.name];
+                let mut units = Vec::new();
+                for tpl in templates.iter().filter(|t| bb.only.as_ref().is_none_or(|o| o.contains(&t.id))) {
+                    for &seed in &plan.seeds {
+                        let r = tpl.recipe(&mref.card.groups, seed)?;
+                        let key = run_key(&draw, bb, &r.to_json());
+                        units.push((tpl, r, key));
+                    }
+                }
+                sum.units_in_plan += units.len();
+                if !mine {
+                    continue;
+                }
+                sum.units_in_shard += units.len();
+                let n_block = units.len();
+                let pending: Vec<_> = units.into_iter().filter(|u| !done.contains(&u.2)).collect();
+                sum.already_done += n_block - pending.len();
+                blocks.push(Block { fi, draw: draw.clone(), bb, pending });
+            }
+        }
+    }
+    if sum.already_done > 0 && !o.resume {
+        return Err(GraftError::Usage(format!(
+            "{} already holds {} runs of plan `{}` shard {}; pass --resume to continue the sweep (finished runs are skipped)",
+            o.out.display(),
+            sum.already_done,
+            plan.name,
+            sum.shard
+        )));
+    }
+    let mut since_compact = 0usize;
+    let mut stop = false;
+    for Block { fi, draw, bb, pending } in blocks {
+        let fam = &plan.families[fi];
+        let mref = &mrefs[&bb.name];
+        if o.dry_run || stop || pending.is_empty() {
+            sum.remaining += pending.len();
+            continue;
+        }
+        // draw the task, decode it at this backbone's input, shift it, inspect it
+        let t0 = Instant::now();
+        let task = sample_task(&fams[fi], &draw.spec, draw.seed)?;
+        let load_seconds = t0.elapsed().as_secs_f64();
+        let t0 = Instant::now();
+        let mut dec = decode_dataset(&task, mref.card.input, true, 0.0, draw.seed)?;
+        draw.shift.apply(&mut dec.train, draw.seed, "train");
+        draw.shift.apply(&mut dec.test, draw.seed, "test");
+        if let Some(v) = dec.val.as_mut() {
+            draw.shift.apply(v, draw.seed, "val");
+        }
+        let decode_seconds = t0.elapsed().as_secs_f64();
+        let report = inspect_decoded(mref, &task, &dec.train, None)?;
+        let ctx = TaskContext {
+            transfer: Some(TransferFeatures::from_report(&report)),
+            shift: draw.shift.name(),
+            spec: serde_json::to_string(&draw).expect("serialises"),
+        };
+        let prep = Prepared { mref: mref.clone(), ds: task, dec, load_seconds, decode_seconds };
+        let mut left = pending.len();
+        for (tpl, recipe, key) in pending {
+            if stop {
+                sum.remaining += 1;
+                continue;
+            }
+            left -= 1;
+            let opts = RunOptions {
+                data: LoadOptions::new(&fam.data),
+                skip_bad: true,
+                recipe,
+                backbone: bb.name.clone(),
+                device: o.device.clone(),
+                device_name: o.device_name.clone(),
+                runs_dir: o.runs_dir.clone(),
+                meta_dir: None,
+                family: Some(fam.name.clone()),
+                task_id: Some(draw.task_id()),
+                command: o.command.clone(),
+                input_size: bb.input_size,
+            };
+            let t0 = Instant::now();
+            match run_prepared(&opts, &prep, &ctx, Some(key.clone()), &NoProgress) {
+                Ok(rec) => {
+                    store.stage(&MetaRow::from_run(&rec))?;
+                    sum.ran += 1;
+                    since_compact += 1;
+                    log(&format!(
+                        "[{} {}/{}] {} {} {} seed {}: {} {:.4} ({:.1} s; {left} left in block)",
+                        sum.shard,
+                        sum.already_done + sum.ran,
+                        sum.units_in_shard,
+                        draw.task_id(),
+                        bb.name,
+                        tpl.id,
+                        rec.seed,
+                        rec.status,
+                        rec.test_accuracy,
+                        t0.elapsed().as_secs_f64()
+                    ));
+                }
+                Err(e) => {
+                    sum.failed += 1;
+                    let msg = format!("{key} ({} {} {}): {e}", draw.task_id(), bb.name, tpl.id);
+                    log(&format!("FAILED {msg}"));
+                    sum.failures.push(msg);
+                }
+            }
+            if since_compact >= o.compact_every {
+                store.compact()?;
+                since_compact = 0;
+            }
+            if o.max_runs.is_some_and(|m| sum.ran + sum.failed >= m) {
+                stop = true;
+            }
+        }
+    }
+    store.compact()?;
+    sum.seconds = t_all.elapsed().as_secs_f64();
+    Ok(sum)
+}

@@ -1,0 +1,508 @@
+//! A sweep plan (TOML): data families, how tasks are drawn from them, backbones, and the recipe
+//! space. Expanding a plan is deterministic: the same plan gives the same tasks, recipes and
+//! run keys on every machine and in every shard.
+use crate::data::task::TaskSpec;
+use crate::data::Shift;
+use crate::error::{GraftError, Result};
+use crate::recipe::{self, Action, GroupSpec, Recipe, Strategy};
+use crate::util::{rng_for, sha256_hex};
+use rand::seq::IndexedRandom;
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Plan {
+    /// Names the sweep's part files (`source=sweep-<name>/`).
+    pub name: String,
+    /// Recipe seeds: every (task, backbone, recipe) runs once per seed.
+    pub seeds: Vec<u64>,
+    /// Seed of the task draws and the recipe sample.
+    #[serde(default)]
+    pub plan_seed: u64,
+    #[serde(rename = "family")]
+    pub families: Vec<FamilySpec>,
+    pub tasks: TaskSpace,
+    #[serde(rename = "backbone")]
+    pub backbones: Vec<BackboneSpec>,
+    pub recipes: RecipeSpace,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FamilySpec {
+    pub name: String,
+    /// ImageFolder tree with train/ and test/, or a folder of IDX files (relative paths are
+    /// taken from the plan file's folder).
+    pub data: PathBuf,
+    /// Tasks drawn from this family.
+    pub tasks: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskSpace {
+    /// Inclusive range of the class count (capped at the family's).
+    pub n_classes: [usize; 2],
+    /// Shots per class to choose from (capped by the family's smallest class).
+    pub shots: Vec<usize>,
+    /// Unlabelled pool sizes to choose from.
+    #[serde(default = "zero_vec")]
+    pub unlabelled: Vec<usize>,
+    /// Shift kinds to choose from (repeat a kind to weight it): none, rotate, noise, blur,
+    /// invert, contrast, downscale.
+    #[serde(default = "none_vec")]
+    pub shifts: Vec<String>,
+    pub test_per_class: usize,
+    #[serde(default)]
+    pub val_per_class: usize,
+}
+
+fn zero_vec() -> Vec<usize> {
+    vec![0]
+}
+fn none_vec() -> Vec<String> {
+    vec!["none".into()]
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackboneSpec {
+    pub name: String,
+    #[serde(default)]
+    pub input_size: Option<usize>,
+    /// Run only these recipe ids on this backbone (default: every recipe of the portfolio).
+    #[serde(default)]
+    pub only: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecipeSpace {
+    /// `grid` (every combination of `space`), `random:N` (N distinct combinations, drawn once
+    /// from the plan seed and used for every task), or `none` (only `include` and `arm`).
+    pub sample: String,
+    /// Presets always included (baselines), e.g. ["linear-probe", "finetune-all"].
+    #[serde(default)]
+    pub include: Vec<String>,
+    /// Explicit recipes (one-factor arms around a baseline), each a [`Arm`].
+    #[serde(default, rename = "arm")]
+    pub arms: Vec<Arm>,
+    #[serde(default)]
+    pub space: Option<Space>,
+}
+
+/// One explicit recipe of the portfolio; unset fields take the finetune-all preset's values.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Arm {
+    pub strategy: String,
+    #[serde(default = "last")]
+    pub probe_depth: String,
+    #[serde(default)]
+    pub reinit_top: usize,
+    #[serde(default)]
+    pub freeze_bottom: usize,
+    #[serde(default = "lr_default")]
+    pub lr: f64,
+    #[serde(default = "one_f")]
+    pub layer_decay: f64,
+    #[serde(default)]
+    pub l2sp: f64,
+    #[serde(default = "epochs_default")]
+    pub epochs: usize,
+    #[serde(default = "batch_default")]
+    pub batch_size: usize,
+}
+
+fn last() -> String {
+    "last".into()
+}
+fn lr_default() -> f64 {
+    1e-3
+}
+fn one_f() -> f64 {
+    1.0
+}
+fn epochs_default() -> usize {
+    10
+}
+fn batch_default() -> usize {
+    32
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Space {
+    /// finetune, linear-probe, softmax-probe
+    pub strategy: Vec<String>,
+    /// Probed group for probes: first, mid or last (the penultimate group).
+    #[serde(default = "last_vec")]
+    pub probe_depth: Vec<String>,
+    /// Top body groups re-initialised (capped at the backbone's body groups).
+    #[serde(default = "zero_vec")]
+    pub reinit_top: Vec<usize>,
+    /// Bottom body groups frozen (capped so frozen and re-initialised groups do not overlap).
+    #[serde(default = "zero_vec")]
+    pub freeze_bottom: Vec<usize>,
+    pub lr: Vec<f64>,
+    #[serde(default = "one_vec")]
+    pub layer_decay: Vec<f64>,
+    #[serde(default = "zero_f_vec")]
+    pub l2sp: Vec<f64>,
+    pub epochs: Vec<usize>,
+    #[serde(default = "batch_vec")]
+    pub batch_size: Vec<usize>,
+}
+
+fn last_vec() -> Vec<String> {
+    vec!["last".into()]
+}
+fn one_vec() -> Vec<f64> {
+    vec![1.0]
+}
+fn zero_f_vec() -> Vec<f64> {
+    vec![0.0]
+}
+fn batch_vec() -> Vec<usize> {
+    vec![32]
+}
+
+/// A recipe independent of the backbone; instantiated per backbone by [`Template::recipe`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Template {
+    /// A short readable id, e.g. `ft-r1-f0-lr0.003-ld1-sp0-e10` or `preset-linear-probe`.
+    pub id: String,
+    pub preset: Option<String>,
+    pub strategy: String,
+    pub probe_depth: String,
+    pub reinit_top: usize,
+    pub freeze_bottom: usize,
+    pub lr: f64,
+    pub layer_decay: f64,
+    pub l2sp: f64,
+    pub epochs: usize,
+    pub batch_size: usize,
+}
+
+impl Template {
+    /// The recipe for a backbone whose groups are `groups` (the last is the head).
+    pub fn recipe(&self, groups: &[String], seed: u64) -> Result<Recipe> {
+        if let Some(p) = &self.preset {
+            let mut r = recipe::preset(p)?;
+            r.seed = seed;
+            if r.strategy == Strategy::Finetune {
+                r.epochs = self.epochs;
+            }
+            return Ok(r);
+        }
+        let body = groups.len() - 1;
+        let strategy = match self.strategy.as_str() {
+            "finetune" => Strategy::Finetune,
+            "linear-probe" => Strategy::LinearProbe,
+            "softmax-probe" => Strategy::SoftmaxProbe,
+            s => return Err(GraftError::Usage(format!("plan: unknown strategy `{s}`; known: finetune, linear-probe, softmax-probe"))),
+        };
+        let mut r = recipe::preset(if strategy == Strategy::Finetune { "finetune-all" } else { "linear-probe" })?;
+        r.name = Some(self.id.clone());
+        r.strategy = strategy;
+        r.seed = seed;
+        if strategy == Strategy::Finetune {
+            r.lr = self.lr;
+            r.layer_decay = self.layer_decay;
+            r.l2sp = self.l2sp;
+            r.epochs = self.epochs;
+            r.batch_size = self.batch_size;
+            let reinit = self.reinit_top.min(body);
+            let freeze = self.freeze_bottom.min(body - reinit);
+            for (i, g) in groups[..body].iter().enumerate() {
+                let action = if i < freeze {
+                    Action::Freeze
+                } else if i >= body - reinit {
+                    Action::Reinit
+                } else {
+                    continue;
+                };
+                r.groups.insert(g.clone(), GroupSpec { action: Some(action), lr: None });
+            }
+        } else {
+            let g = match self.probe_depth.as_str() {
+                "first" => 0,
+                "mid" => (body - 1) / 2,
+                "last" => body - 1,
+                d => return Err(GraftError::Usage(format!("plan: unknown probe_depth `{d}`; known: first, mid, last"))),
+            };
+            r.probe.group = Some(groups[g].clone());
+        }
+        Ok(r)
+    }
+}
+
+/// One task of the plan: where it comes from and how it was drawn.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TaskDraw {
+    pub family: String,
+    pub index: usize,
+    pub spec: TaskSpec,
+    pub shift: Shift,
+    /// Seed of the class/shot draw and of the shift's noise.
+    pub seed: u64,
+}
+
+impl TaskDraw {
+    /// Stable id: hash of the draw (family, spec, shift, seed).
+    pub fn task_id(&self) -> String {
+        let j = serde_json::to_string(self).expect("serialises");
+        format!("{}-{}", self.family, &sha256_hex(j.as_bytes())[..12])
+    }
+}
+
+impl Plan {
+    pub fn load(path: &Path) -> Result<Plan> {
+        let text = std::fs::read_to_string(path).map_err(|e| GraftError::io(path, e))?;
+        let mut p: Plan =
+            toml::from_str(&text).map_err(|e| GraftError::Usage(format!("{}: not a valid sweep plan: {e}", path.display())))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        for f in &mut p.families {
+            if f.data.is_relative() && !f.data.exists() {
+                f.data = base.join(&f.data);
+            }
+        }
+        p.validate(path)?;
+        Ok(p)
+    }
+
+    fn validate(&self, path: &Path) -> Result<()> {
+        let bad = |field: &str, msg: String| Err(GraftError::Usage(format!("{}: `{field}` {msg}", path.display())));
+        if self.seeds.is_empty() {
+            return bad("seeds", "must list at least one seed".into());
+        }
+        if self.families.is_empty() {
+            return bad("family", "must list at least one [[family]]".into());
+        }
+        if self.backbones.is_empty() {
+            return bad("backbone", "must list at least one [[backbone]]".into());
+        }
+        let t = &self.tasks;
+        if t.n_classes[0] < 2 || t.n_classes[0] > t.n_classes[1] {
+            return bad("tasks.n_classes", format!("must be [lo, hi] with 2 <= lo <= hi, got {:?}", t.n_classes));
+        }
+        if t.shots.is_empty() || t.shots.contains(&0) {
+            return bad("tasks.shots", "must list shot counts >= 1".into());
+        }
+        for s in &t.shifts {
+            Shift::of_kind(s, 0.0).map_err(|e| GraftError::Usage(format!("{}: `tasks.shifts`: {e}", path.display())))?;
+        }
+        if t.test_per_class == 0 {
+            return bad("tasks.test_per_class", "must be at least 1".into());
+        }
+        if let Some(s) = &self.recipes.space {
+            if s.lr.is_empty() || s.epochs.is_empty() || s.strategy.is_empty() {
+                return bad("recipes.space", "needs at least one strategy, lr and epochs value".into());
+            }
+        }
+        self.templates().map(|_| ())
+    }
+
+    /// The recipe portfolio: the included presets, then the grid or a seeded sample of it.
+    pub fn templates(&self) -> Result<Vec<Template>> {
+        let empty = Space {
+            strategy: vec![],
+            probe_depth: vec![],
+            reinit_top: vec![],
+            freeze_bottom: vec![],
+            lr: vec![],
+            layer_decay: vec![],
+            l2sp: vec![],
+            epochs: vec![10],
+            batch_size: vec![],
+        };
+        let s = self.recipes.space.as_ref().unwrap_or(&empty);
+        let mut grid = Vec::new();
+        for strat in &s.strategy {
+            if strat == "finetune" {
+                for &r in &s.reinit_top {
+                    for &f in &s.freeze_bottom {
+                        for &lr in &s.lr {
+                            for &ld in &s.layer_decay {
+                                for &sp in &s.l2sp {
+                                    for &e in &s.epochs {
+                                        for &b in &s.batch_size {
+                                            grid.push(Template {
+                                                id: format!("ft-r{r}-f{f}-lr{lr}-ld{ld}-sp{sp}-e{e}-b{b}"),
+                                                preset: None,
+                                                strategy: strat.clone(),
+                                                probe_depth: String::new(),
+                                                reinit_top: r,
+                                                freeze_bottom: f,
+                                                lr,
+                                                layer_decay: ld,
+                                                l2sp: sp,
+                                                epochs: e,
+                                                batch_size: b,
+                                            });
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            } else if strat == "linear-probe" || strat == "softmax-probe" {
+                for d in &s.probe_depth {
+                    grid.push(Template {
+                        id: format!("{}-{d}", if strat == "linear-probe" { "svm" } else { "softmax" }),
+                        preset: None,
+                        strategy: strat.clone(),
+                        probe_depth: d.clone(),
+                        reinit_top: 0,
+                        freeze_bottom: 0,
+                        lr: 0.0,
+                        layer_decay: 1.0,
+                        l2sp: 0.0,
+                        epochs: 0,
+                        batch_size: 0,
+                    });
+                }
+            } else {
+                return Err(GraftError::Usage(format!(
+                    "sweep plan: recipes.space.strategy: unknown `{strat}`; known: finetune, linear-probe, softmax-probe"
+                )));
+            }
+        }
+        let chosen: Vec<Template> = if self.recipes.sample == "none" {
+            Vec::new()
+        } else if self.recipes.space.is_none() {
+            return Err(GraftError::Usage(format!("sweep plan: recipes.sample `{}` needs a [recipes.space] table", self.recipes.sample)));
+        } else if self.recipes.sample == "grid" {
+            grid
+        } else if let Some(n) = self.recipes.sample.strip_prefix("random:") {
+            let n: usize = n
+                .parse()
+                .map_err(|_| GraftError::Usage(format!("sweep plan: recipes.sample `{}`: N must be a number", self.recipes.sample)))?;
+            let mut rng = rng_for(self.plan_seed, "recipe-sample");
+            let mut g = grid;
+            use rand::seq::SliceRandom;
+            g.shuffle(&mut rng);
+            g.truncate(n);
+            g.sort_by(|a, b| a.id.cmp(&b.id));
+            g
+        } else {
+            return Err(GraftError::Usage(format!(
+                "sweep plan: recipes.sample must be `grid` or `random:N`, got `{}`",
+                self.recipes.sample
+            )));
+        };
+        let mut out = Vec::new();
+        let e0 = s.epochs.first().copied().unwrap_or(10);
+        for p in &self.recipes.include {
+            recipe::preset(p)?;
+            out.push(Template {
+                id: format!("preset-{p}"),
+                preset: Some(p.clone()),
+                strategy: String::new(),
+                probe_depth: String::new(),
+                reinit_top: 0,
+                freeze_bottom: 0,
+                lr: 0.0,
+                layer_decay: 1.0,
+                l2sp: 0.0,
+                epochs: e0,
+                batch_size: 32,
+            });
+        }
+        for a in &self.recipes.arms {
+            let id = match a.strategy.as_str() {
+                "finetune" => format!(
+                    "ft-r{}-f{}-lr{}-ld{}-sp{}-e{}-b{}",
+                    a.reinit_top, a.freeze_bottom, a.lr, a.layer_decay, a.l2sp, a.epochs, a.batch_size
+                ),
+                "linear-probe" => format!("svm-{}", a.probe_depth),
+                "softmax-probe" => format!("softmax-{}", a.probe_depth),
+                x => {
+                    return Err(GraftError::Usage(format!(
+                        "sweep plan: recipes.arm.strategy: unknown `{x}`; known: finetune, linear-probe, softmax-probe"
+                    )))
+                }
+            };
+            out.push(Template {
+                id,
+                preset: None,
+                strategy: a.strategy.clone(),
+                probe_depth: a.probe_depth.clone(),
+                reinit_top: a.reinit_top,
+                freeze_bottom: a.freeze_bottom,
+                lr: a.lr,
+                layer_decay: a.layer_decay,
+                l2sp: a.l2sp,
+                epochs: a.epochs,
+                batch_size: a.batch_size,
+            });
+        }
+        out.extend(chosen);
+        let mut seen = std::collections::HashSet::new();
+        if let Some(t) = out.iter().find(|t| !seen.insert(t.id.clone())) {
+            return Err(GraftError::Usage(format!("sweep plan: recipe `{}` is listed twice", t.id)));
+        }
+        if out.is_empty() {
+            return Err(GraftError::Usage("sweep plan: the recipe portfolio is empty (add include, arm or a sampled space)".into()));
+        }
+        for b in &self.backbones {
+            for id in b.only.iter().flatten() {
+                if !out.iter().any(|t| &t.id == id) {
+                    return Err(GraftError::Usage(format!(
+                        "sweep plan: backbone {}: `only` names recipe `{id}`, which is not in the portfolio ({})",
+                        b.name,
+                        out.iter().map(|t| t.id.as_str()).collect::<Vec<_>>().join(", ")
+                    )));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Draw the `index`-th task of a family whose classes have `class_sizes` training images.
+    pub fn draw_task(&self, fam: &FamilySpec, class_sizes: &[usize], index: usize) -> Result<TaskDraw> {
+        let t = &self.tasks;
+        let mut rng = rng_for(self.plan_seed, &format!("task-{}-{index}", fam.name));
+        let k_max = t.n_classes[1].min(class_sizes.len());
+        let k_min = t.n_classes[0].min(k_max);
+        if k_max < 2 {
+            return Err(GraftError::Data(format!("family {}: fewer than two classes in {}", fam.name, fam.data.display())));
+        }
+        let n_classes = rng.random_range(k_min..=k_max);
+        let smallest = *class_sizes.iter().min().unwrap_or(&0);
+        let room = smallest.saturating_sub(t.val_per_class);
+        if room == 0 {
+            return Err(GraftError::Data(format!("family {}: a class has no training images left after validation", fam.name)));
+        }
+        let shots = (*t.shots.choose(&mut rng).expect("non-empty")).min(room);
+        let unlabelled = *t.unlabelled.choose(&mut rng).expect("non-empty");
+        let kind = t.shifts.choose(&mut rng).expect("non-empty").clone();
+        let u: f32 = rng.random();
+        let shift = Shift::of_kind(&kind, u)?;
+        let seed: u64 = rng.random::<u32>() as u64;
+        Ok(TaskDraw {
+            family: fam.name.clone(),
+            index,
+            spec: TaskSpec {
+                classes: None,
+                n_classes,
+                shots,
+                unlabelled,
+                test_per_class: Some(t.test_per_class),
+                val_per_class: t.val_per_class,
+            },
+            shift,
+            seed,
+        })
+    }
+}
+
+/// The run key of one (task, backbone, recipe): a hash of what determines the result, so a
+/// resumed or re-sharded sweep recognises a finished run.
+pub fn run_key(task: &TaskDraw, backbone: &BackboneSpec, recipe_json: &str) -> String {
+    let k = format!("{}|{}|{:?}|{}", task.task_id(), backbone.name, backbone.input_size, recipe_json);
+    format!("sw-{}", &sha256_hex(k.as_bytes())[..20])
+}

@@ -1,0 +1,138 @@
+//! Crash-safe storage of a sweep's rows. Each finished run is first written as its own Parquet
+//! file in `OUT/_staging/<shard>/` (atomic rename; pyarrow, polars and graft skip `_` folders),
+//! then staged files are compacted into `OUT/source=sweep-<plan>/part-<shard>-<seq>.parquet`
+//! (atomic) and only then deleted. A staged file whose run is already in a compacted part (a
+//! crash between the two steps) is deleted on the next start, so no row is ever read twice
+//! and a SIGKILL loses at most the run in flight.
+use crate::error::{GraftError, Result};
+use crate::metadataset::{self, MetaRow};
+use polars::prelude::*;
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+pub struct Store {
+    pub out: PathBuf,
+    pub staging: PathBuf,
+    pub part_dir: PathBuf,
+    pub shard_tag: String,
+}
+
+fn read_rows_ids(path: &Path) -> Result<Vec<String>> {
+    let f = std::fs::File::open(path).map_err(|e| GraftError::io(path, e))?;
+    let df = ParquetReader::new(f)
+        .with_columns(Some(vec!["run_id".into()]))
+        .finish()
+        .map_err(|e| GraftError::Data(format!("{}: unreadable Parquet: {e}", path.display())))?;
+    let c = df.column("run_id").map_err(|e| GraftError::Data(format!("{}: {e}", path.display())))?;
+    let s = c.str().map_err(|e| GraftError::Data(format!("{}: run_id: {e}", path.display())))?;
+    Ok(s.iter().map(|v| v.unwrap_or_default().to_string()).collect())
+}
+
+fn parquet_in(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.path())
+                .filter(|p| {
+                    let n = p.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+                    n.ends_with(".parquet") && !n.starts_with('.')
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+impl Store {
+    pub fn new(out: &Path, plan: &str, shard: usize, n_shards: usize) -> Result<Store> {
+        let shard_tag = format!("s{shard}of{n_shards}");
+        let staging = out.join("_staging").join(format!("{plan}-{shard_tag}"));
+        let part_dir = out.join(format!("source=sweep-{plan}"));
+        std::fs::create_dir_all(&staging).map_err(|e| GraftError::io(&staging, e))?;
+        std::fs::create_dir_all(&part_dir).map_err(|e| GraftError::io(&part_dir, e))?;
+        // temporary files of this shard left by a killed process (never renamed, never read)
+        for (dir, prefix) in [(&staging, ".part-".to_string()), (&part_dir, format!(".part-{shard_tag}-"))] {
+            for e in std::fs::read_dir(dir).map_err(|e| GraftError::io(dir, e))?.flatten() {
+                let n = e.file_name().to_string_lossy().to_string();
+                if n.starts_with(&prefix) && n.contains(".tmp-") {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+        }
+        Ok(Store { out: out.to_path_buf(), staging, part_dir, shard_tag })
+    }
+
+    /// Run ids already recorded anywhere under OUT (compacted parts of every shard and source,
+    /// and this shard's staging area).
+    pub fn done(&self) -> Result<HashSet<String>> {
+        let mut s = HashSet::new();
+        for f in metadataset::part_files(&self.out) {
+            s.extend(read_rows_ids(&f)?);
+        }
+        for f in parquet_in(&self.staging) {
+            s.extend(read_rows_ids(&f)?);
+        }
+        Ok(s)
+    }
+
+    /// Write one finished run to staging (atomically).
+    pub fn stage(&self, row: &MetaRow) -> Result<()> {
+        metadataset::write_part(&self.staging, &row.run_id, std::slice::from_ref(row))?;
+        Ok(())
+    }
+
+    /// Move every staged run into one new compacted part file, then delete the staged files.
+    /// Staged runs already present in a compacted part are dropped, not duplicated.
+    pub fn compact(&self) -> Result<usize> {
+        let staged = parquet_in(&self.staging);
+        if staged.is_empty() {
+            return Ok(0);
+        }
+        let mut compacted = HashSet::new();
+        for f in metadataset::part_files(&self.out) {
+            compacted.extend(read_rows_ids(&f)?);
+        }
+        let mut frames: Option<DataFrame> = None;
+        let mut n = 0;
+        for f in &staged {
+            let ids = read_rows_ids(f)?;
+            if ids.iter().all(|i| compacted.contains(i)) {
+                continue;
+            }
+            let file = std::fs::File::open(f).map_err(|e| GraftError::io(f, e))?;
+            let df =
+                ParquetReader::new(file).finish().map_err(|e| GraftError::Data(format!("{}: unreadable Parquet: {e}", f.display())))?;
+            n += df.height();
+            frames = Some(match frames {
+                None => df,
+                Some(mut acc) => {
+                    acc.vstack_mut(&df).map_err(|e| GraftError::Data(format!("{}: schema differs: {e}", f.display())))?;
+                    acc
+                }
+            });
+        }
+        if let Some(mut df) = frames {
+            let seq = (0..)
+                .find(|i| !self.part_dir.join(format!("part-{}-{i:05}.parquet", self.shard_tag)).exists())
+                .expect("a free sequence number");
+            let id = format!("{}-{seq:05}", self.shard_tag);
+            let tmp = self.part_dir.join(format!(".part-{id}.parquet.tmp-{}", std::process::id()));
+            {
+                let f = std::fs::File::create(&tmp).map_err(|e| GraftError::io(&tmp, e))?;
+                df.rechunk_mut();
+                ParquetWriter::new(&f)
+                    .with_compression(ParquetCompression::Zstd(None))
+                    .finish(&mut df)
+                    .map_err(|e| GraftError::Other(format!("{}: writing Parquet: {e}", tmp.display())))?;
+                f.sync_all().map_err(|e| GraftError::io(&tmp, e))?;
+            }
+            let dst = self.part_dir.join(format!("part-{id}.parquet"));
+            std::fs::rename(&tmp, &dst).map_err(|e| GraftError::io(&dst, e))?;
+        }
+        for f in &staged {
+            std::fs::remove_file(f).map_err(|e| GraftError::io(f, e))?;
+        }
+        Ok(n)
+    }
+}
