@@ -15,6 +15,7 @@ pub mod executor;
 pub mod kernels;
 pub mod metadataset;
 pub mod metafeatures;
+pub mod metalearner;
 pub mod recipe;
 pub mod report;
 pub mod sweep;

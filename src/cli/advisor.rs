@@ -1,6 +1,7 @@
 //! Commands that grow and use the meta-dataset: `sweep` (and the advisor's commands).
 use crate::error::{Result, EXIT_OK, EXIT_RUN_FAILED};
 use crate::executor;
+use crate::metalearner as ml;
 use crate::sweep::{self, SweepOptions};
 use clap::Args;
 use std::path::PathBuf;
@@ -67,4 +68,331 @@ pub fn sweep(a: SweepArgs) -> Result<i32> {
         );
     }
     Ok(if s.failed > 0 { EXIT_RUN_FAILED } else { EXIT_OK })
+}
+
+/// Meta-dataset folders to learn from: `--meta` as given, else the shipped `meta_dataset/`
+/// (./meta_dataset, or beside the installed binary) plus the user's run log if it has runs.
+fn meta_dirs(given: &[PathBuf]) -> Vec<PathBuf> {
+    if !given.is_empty() {
+        return given.to_vec();
+    }
+    let mut v = Vec::new();
+    let local = PathBuf::from("meta_dataset");
+    if local.is_dir() {
+        v.push(local);
+    } else if let Some(repo) = std::env::current_exe().ok().and_then(|e| e.parent()?.parent()?.parent().map(|p| p.join("meta_dataset"))) {
+        if repo.is_dir() {
+            v.push(repo);
+        }
+    }
+    let user = super::default_meta_dir();
+    if !crate::metadataset::part_files(&user).is_empty() {
+        v.push(user);
+    }
+    v
+}
+
+/// The meta-learner file: `--model` as given, else `meta-learner.json` in the model folders.
+fn model_path(given: &Option<PathBuf>) -> Result<PathBuf> {
+    if let Some(p) = given {
+        return Ok(p.clone());
+    }
+    for d in crate::backbones::card::model_dirs() {
+        let p = d.join("meta-learner.json");
+        if p.is_file() {
+            return Ok(p);
+        }
+    }
+    Err(crate::GraftError::Data(
+        "no meta-learner found (models/meta-learner.json); fit one with `graft meta fit` or pass --model FILE".into(),
+    ))
+}
+
+#[derive(Args, Debug)]
+pub struct MetaFitArgs {
+    /// Meta-dataset folder(s) (repeatable; default: the shipped meta_dataset/ and your run log).
+    #[arg(long)]
+    pub meta: Vec<PathBuf>,
+    /// Where the fitted meta-learner goes.
+    #[arg(long, default_value = "models/meta-learner.json")]
+    pub out: PathBuf,
+    /// Observations the Gaussian process is fitted on (a seeded subsample of task x recipe cells).
+    #[arg(long, default_value_t = 600)]
+    pub gp_points: usize,
+    /// L-BFGS iterations of the GP's marginal-likelihood fit.
+    #[arg(long, default_value_t = 40)]
+    pub gp_iters: u64,
+    /// Family-grouped cross-validation folds for choosing between the GP and kNN.
+    #[arg(long, default_value_t = 4)]
+    pub cv_folds: usize,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn meta_fit(a: MetaFitArgs) -> Result<i32> {
+    let dirs = meta_dirs(&a.meta);
+    if dirs.is_empty() {
+        return Err(crate::GraftError::Data("no meta-dataset found: pass --meta DIR (e.g. meta_dataset)".into()));
+    }
+    let refs: Vec<&std::path::Path> = dirs.iter().map(|d| d.as_path()).collect();
+    let obs = ml::features::load_obs(&refs)?;
+    eprintln!("fitting on {} runs from {}", obs.len(), dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", "));
+    let fo = ml::FitOptions { max_gp_points: a.gp_points, gp_iters: a.gp_iters, knn_k: 7, seed: a.seed, cv_folds: a.cv_folds };
+    let t0 = std::time::Instant::now();
+    let m = ml::fit(&obs, &fo, &|s| eprintln!("{s}"))?;
+    if let Some(p) = a.out.parent() {
+        std::fs::create_dir_all(p).map_err(|e| crate::GraftError::io(p, e))?;
+    }
+    m.save(&a.out)?;
+    let summary = serde_json::json!({
+        "out": a.out.display().to_string(), "learner": m.learner, "n_runs": m.n_runs, "n_tasks": m.n_tasks,
+        "families": m.families, "meta_hash": m.meta_hash, "cv": m.cv, "seconds": t0.elapsed().as_secs_f64(),
+        "gp_lengthscales": m.encoder.feature_names().into_iter().zip(m.gp.lengthscales()).collect::<Vec<_>>(),
+    });
+    if a.json {
+        print_json(&summary);
+    } else {
+        eprintln!(
+            "wrote {} ({} learner, {} runs, {} tasks, {:.0} s)",
+            a.out.display(),
+            m.learner,
+            m.n_runs,
+            m.n_tasks,
+            t0.elapsed().as_secs_f64()
+        );
+    }
+    Ok(EXIT_OK)
+}
+
+#[derive(Args, Debug)]
+pub struct MetaEvalArgs {
+    #[arg(long)]
+    pub meta: Vec<PathBuf>,
+    /// Budgets 1..=K.
+    #[arg(long, default_value_t = 5)]
+    pub budget: usize,
+    #[arg(long, default_value_t = 600)]
+    pub gp_points: usize,
+    #[arg(long, default_value_t = 40)]
+    pub gp_iters: u64,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Folder for meta-eval.md, regret.svg, calibration.svg and meta-eval.json.
+    #[arg(long, default_value = "docs/meta-eval")]
+    pub out: PathBuf,
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn meta_eval(a: MetaEvalArgs) -> Result<i32> {
+    let dirs = meta_dirs(&a.meta);
+    let refs: Vec<&std::path::Path> = dirs.iter().map(|d| d.as_path()).collect();
+    let obs = ml::features::load_obs(&refs)?;
+    let fo = ml::FitOptions { max_gp_points: a.gp_points, gp_iters: a.gp_iters, knn_k: 7, seed: a.seed, cv_folds: 0 };
+    let r = ml::eval::evaluate(&obs, a.budget.max(1), &fo, &|s| eprintln!("{s}"))?;
+    std::fs::create_dir_all(&a.out).map_err(|e| crate::GraftError::io(&a.out, e))?;
+    let md = ml::eval::markdown(&r);
+    let (regret, cal) = ml::eval::plots(&r);
+    let w = |name: &str, s: &str| crate::util::write_atomic(&a.out.join(name), s.as_bytes());
+    w(
+        "meta-eval.md",
+        &format!(
+            "# graft meta eval\n\n`{}`\n\n{md}\n![regret vs budget](regret.svg)\n![calibration](calibration.svg)\n",
+            super::command_line()
+        ),
+    )?;
+    w("regret.svg", &regret)?;
+    w("calibration.svg", &cal)?;
+    w("meta-eval.json", &serde_json::to_string_pretty(&r).expect("serialises"))?;
+    if a.json {
+        print_json(&r);
+    } else {
+        eprintln!("{md}");
+        eprintln!("wrote {}", a.out.display());
+    }
+    Ok(EXIT_OK)
+}
+
+#[derive(Args, Debug)]
+pub struct RecommendArgs {
+    #[command(flatten)]
+    pub data: super::DataArgs,
+    /// A backbone the meta-learner knows, or `auto` to let it choose.
+    #[arg(long, default_value = "auto")]
+    pub backbone: String,
+    /// Alternatives to list.
+    #[arg(long, default_value_t = 5)]
+    pub top: usize,
+    /// Meta-learner file (default: models/meta-learner.json).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn load_data(d: &super::DataArgs, seed: u64) -> Result<crate::data::Dataset> {
+    crate::data::load_dataset(&crate::data::LoadOptions {
+        test: d.test.clone(),
+        unlabelled: d.unlabelled.clone(),
+        test_fraction: d.test_fraction,
+        seed,
+        ..crate::data::LoadOptions::new(&d.data)
+    })
+}
+
+fn print_recommendation(r: &ml::search::Recommendation) {
+    eprintln!(
+        "recommended recipe ({}): predicted accuracy {:.3}, 80% interval [{:.3}, {:.3}]",
+        r.backbone, r.predicted_accuracy, r.interval[0], r.interval[1]
+    );
+    for l in &r.rationale {
+        eprintln!("  - {l}");
+    }
+    eprintln!("alternatives:");
+    for a in &r.alternatives {
+        eprintln!(
+            "  {:<10} {:<40} {:.3} [{:.3}, {:.3}]",
+            a.backbone,
+            a.recipe.name.clone().unwrap_or_default(),
+            a.predicted_accuracy,
+            a.interval[0],
+            a.interval[1]
+        );
+    }
+}
+
+pub fn recommend(a: RecommendArgs) -> Result<i32> {
+    let model = ml::MetaModel::load(&model_path(&a.model)?)?;
+    let ds = load_data(&a.data, a.seed)?;
+    let r = ml::search::recommend(&model, &ds, &ml::search::RecommendOptions { backbone: a.backbone.clone(), top: a.top, seed: a.seed })?;
+    if a.json {
+        print_json(&r);
+    } else {
+        print_recommendation(&r);
+        println!("{}", r.recipe.to_json());
+    }
+    Ok(EXIT_OK)
+}
+
+#[derive(Args, Debug)]
+pub struct AutoArgs {
+    #[command(flatten)]
+    pub data: super::DataArgs,
+    /// Runs to spend: the most promising recipes by expected improvement (q-EI on the GP).
+    #[arg(long, default_value_t = 1)]
+    pub budget: usize,
+    #[arg(long, default_value = "auto")]
+    pub backbone: String,
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Meta-dataset folder the runs are appended to (default: $GRAFT_META or ~/.local/share/graft/meta_dataset).
+    #[arg(long)]
+    pub meta: Option<PathBuf>,
+    #[arg(long, default_value = "runs")]
+    pub runs: PathBuf,
+    /// Write an HTML report (recommendation, runs) into this folder.
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn auto(a: AutoArgs) -> Result<i32> {
+    let model = ml::MetaModel::load(&model_path(&a.model)?)?;
+    let ds = load_data(&a.data, a.seed)?;
+    let rec = ml::search::recommend(&model, &ds, &ml::search::RecommendOptions { backbone: a.backbone.clone(), top: 5, seed: a.seed })?;
+    if !a.json {
+        print_recommendation(&rec);
+    }
+    let picks = ml::search::pick_batch(&model, &rec, a.budget.max(1), a.seed);
+    let (device, device_name) = executor::select_device(&a.device)?;
+    let meta_dir = a.meta.clone().unwrap_or_else(super::default_meta_dir);
+    let mut runs = Vec::new();
+    for (i, c) in picks.iter().enumerate() {
+        let mut recipe = c.recipe.clone();
+        // with several runs the winner is chosen on a validation split, never on the test split
+        if picks.len() > 1 && ds.val.is_empty() && recipe.val_fraction == 0.0 {
+            recipe.val_fraction = 0.2;
+        }
+        eprintln!(
+            "run {}/{}: {} on {} (predicted {:.3})",
+            i + 1,
+            picks.len(),
+            recipe.name.clone().unwrap_or_default(),
+            c.backbone,
+            c.predicted_accuracy
+        );
+        let opts = executor::RunOptions {
+            data: crate::data::LoadOptions {
+                test: a.data.test.clone(),
+                unlabelled: a.data.unlabelled.clone(),
+                test_fraction: a.data.test_fraction,
+                ..crate::data::LoadOptions::new(&a.data.data)
+            },
+            skip_bad: a.data.skip_bad,
+            recipe,
+            backbone: c.backbone.clone(),
+            device: device.clone(),
+            device_name: device_name.clone(),
+            runs_dir: a.runs.clone(),
+            meta_dir: Some(meta_dir.clone()),
+            family: None,
+            task_id: None,
+            command: super::command_line(),
+            input_size: None,
+            context: executor::run::TaskContext {
+                transfer: rec.transfer.get(&c.backbone).cloned(),
+                shift: "none".into(),
+                spec: String::new(),
+            },
+        };
+        let r = executor::run(&opts, &executor::NoProgress)?;
+        eprintln!("  -> test accuracy {:.4}, validation {:?}", r.test_accuracy, r.val_accuracy);
+        runs.push(r);
+    }
+    let best = runs
+        .iter()
+        .enumerate()
+        .max_by(|x, y| {
+            let key = |r: &executor::RunRecord, i: usize| {
+                r.val_accuracy.unwrap_or(0.0) * 1e3 - i as f64 * 1e-9 + picks[i].predicted_accuracy * 1e-6
+            };
+            key(x.1, x.0).total_cmp(&key(y.1, y.0))
+        })
+        .map(|(_, r)| r.run_id.clone())
+        .unwrap_or_default();
+    let mut out = serde_json::to_value(&rec).expect("serialises");
+    out["runs"] = serde_json::to_value(&runs).expect("serialises");
+    out["best_run_id"] = serde_json::Value::String(best.clone());
+    if let Some(dir) = &a.report {
+        let loaded: Vec<crate::report::LoadedRun> =
+            runs.iter().map(|r| crate::report::load_run(std::path::Path::new(&r.run_dir))).collect::<Result<_>>()?;
+        let html = crate::report::render_auto(&rec, &loaded, &best);
+        std::fs::create_dir_all(dir).map_err(|e| crate::GraftError::io(dir, e))?;
+        crate::util::write_atomic(&dir.join("report.html"), html.as_bytes())?;
+        eprintln!("report: {}", dir.join("report.html").display());
+    }
+    if a.json {
+        print_json(&out);
+    } else {
+        let b = runs.iter().find(|r| r.run_id == best).expect("best run");
+        eprintln!(
+            "winner {}: {} on {}: test accuracy {:.4} (appended {} runs to {})",
+            best,
+            b.recipe.name.clone().unwrap_or_default(),
+            b.backbone,
+            b.test_accuracy,
+            runs.len(),
+            meta_dir.display()
+        );
+    }
+    Ok(EXIT_OK)
 }

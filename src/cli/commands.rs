@@ -94,6 +94,7 @@ pub fn run(a: RunArgs) -> Result<i32> {
         task_id: a.task_id.clone(),
         command: command_line(),
         input_size: a.input_size,
+        context: Default::default(),
     };
     let bar = EpochBar::new(recipe.epochs, "train", a.json);
     let rec = executor::run(&opts, &bar)?;
@@ -430,6 +431,10 @@ pub enum MetaCmd {
         #[arg(long)]
         meta: Option<PathBuf>,
     },
+    /// Fit the meta-learner (GP vs kNN, chosen by family-grouped held-out error).
+    Fit(super::advisor::MetaFitArgs),
+    /// Leave-one-family-out evaluation of the advisor against baselines.
+    Eval(super::advisor::MetaEvalArgs),
 }
 
 pub fn meta(a: MetaArgs) -> Result<i32> {
@@ -440,6 +445,8 @@ pub fn meta(a: MetaArgs) -> Result<i32> {
             eprintln!("{} runs, {} columns in {}", df.height(), df.width(), dir.display());
             println!("{df}");
         }
+        MetaCmd::Fit(f) => return super::advisor::meta_fit(f),
+        MetaCmd::Eval(e) => return super::advisor::meta_eval(e),
     }
     Ok(EXIT_OK)
 }

@@ -59,6 +59,10 @@ pub enum Command {
     Logme(commands::LogmeArgs),
     /// Self-contained HTML report (inline SVG) for one or more run directories.
     Report(commands::ReportArgs),
+    /// Predict the best recipe for a dataset, with an interval, alternatives and reasons.
+    Recommend(advisor::RecommendArgs),
+    /// Recommend, run the best recipe (or the --budget most promising), report the winner.
+    Auto(advisor::AutoArgs),
     /// Run many tasks x recipes to grow the meta-dataset (sharded, resumable).
     Sweep(advisor::SweepArgs),
     /// Compute a model's source feature statistics (for domain distances) from its source data.
@@ -102,6 +106,8 @@ pub fn main() -> i32 {
         Command::SourceStats(a) => commands::source_stats(a),
         Command::Report(a) => commands::report(a),
         Command::Sweep(a) => advisor::sweep(a),
+        Command::Recommend(a) => advisor::recommend(a),
+        Command::Auto(a) => advisor::auto(a),
     };
     match res {
         Ok(code) => code,

@@ -31,6 +31,8 @@ pub struct RunOptions {
     /// Run the backbone at this square input size instead of its card's (e.g. 64-128 px for
     /// an ImageNet backbone on small images).
     pub input_size: Option<usize>,
+    /// Task meta-features computed by the caller (`graft auto`), recorded with the run.
+    pub context: TaskContext,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -241,7 +243,7 @@ pub fn run(opts: &RunOptions, progress: &dyn Progress) -> Result<RunRecord> {
     let dec = decode_dataset(&ds, mref.card.input, opts.skip_bad, checked.recipe().val_fraction, seed)?;
     let decode_seconds = t0.elapsed().as_secs_f64();
     let prep = Prepared { mref, ds, dec, load_seconds, decode_seconds };
-    run_prepared(opts, &prep, &TaskContext::default(), None, progress)
+    run_prepared(opts, &prep, &opts.context, None, progress)
 }
 
 /// Run `opts.recipe` on prepared data. `run_id`: a fixed id (sweeps), or None for a fresh one.

@@ -1,7 +1,7 @@
 //! Self-contained HTML reports with hand-made inline SVG (no network, no font libraries):
 //! learning curves of one or more runs overlaid, per-group action / learning rate / weight
 //! change beside per-group transferability from `graft inspect`, and the test confusion matrix.
-mod svg;
+pub mod svg;
 
 use crate::error::{GraftError, Result};
 use crate::executor::train::EpochMetrics;
@@ -219,4 +219,73 @@ fn short(id: &str) -> &str {
 
 fn fmt_opt(v: Option<f64>) -> String {
     v.map(|x| format!("{x:.4}")).unwrap_or_else(|| "–".into())
+}
+
+/// The recommendation section: the recipe as a table, the prediction with its interval, the
+/// alternatives, the rationale and the nearest past tasks.
+pub fn recommendation_html(rec: &crate::metalearner::search::Recommendation) -> String {
+    let mut h = String::new();
+    h.push_str("<section id=\"recommendation\"><h2>Recommendation</h2>");
+    let _ = write!(
+        h,
+        "<p>Backbone <b>{}</b>, predicted test accuracy <b class=\"pred\">{:.3}</b>, 80% interval [{:.3}, {:.3}] ({} meta-learner{}).</p>",
+        esc(&rec.backbone),
+        rec.predicted_accuracy,
+        rec.interval[0],
+        rec.interval[1],
+        esc(&rec.learner),
+        if rec.far_from_past_tasks { "; <b>far from every past task</b>" } else { "" }
+    );
+    h.push_str("<table id=\"recipe\"><tr><th class=\"l\">field</th><th class=\"l\">value</th></tr>");
+    if let serde_json::Value::Object(m) = serde_json::to_value(&rec.recipe).expect("serialises") {
+        for (k, v) in m {
+            let _ = write!(h, "<tr><td class=\"l\">{}</td><td class=\"l\">{}</td></tr>", esc(&k), esc(&v.to_string()));
+        }
+    }
+    h.push_str("</table><h3>Why</h3><ul>");
+    for l in &rec.rationale {
+        let _ = write!(h, "<li>{}</li>", esc(l));
+    }
+    h.push_str("</ul><h3>Alternatives</h3><table id=\"alternatives\"><tr><th class=\"l\">recipe</th><th class=\"l\">backbone</th><th>predicted</th><th>80% interval</th></tr>");
+    for a in &rec.alternatives {
+        let _ = write!(
+            h,
+            "<tr><td class=\"l\">{}</td><td class=\"l\">{}</td><td>{:.3}</td><td>[{:.3}, {:.3}]</td></tr>",
+            esc(&a.recipe.name.clone().unwrap_or_default()),
+            esc(&a.backbone),
+            a.predicted_accuracy,
+            a.interval[0],
+            a.interval[1]
+        );
+    }
+    h.push_str("</table><h3>Nearest past tasks</h3><table id=\"nearest\"><tr><th class=\"l\">task</th><th class=\"l\">family</th><th>classes</th><th>shots</th><th class=\"l\">shift</th><th>distance</th><th class=\"l\">best recipe there</th><th>its accuracy</th></tr>");
+    for t in &rec.nearest_tasks {
+        let g = |k: &str| t.get(k).cloned().unwrap_or_default();
+        let _ = write!(
+            h,
+            "<tr><td class=\"l\">{}</td><td class=\"l\">{}</td><td>{}</td><td>{}</td><td class=\"l\">{}</td><td>{:.2}</td><td class=\"l\">{}</td><td>{:.3}</td></tr>",
+            esc(g("task_id").as_str().unwrap_or("")),
+            esc(g("family").as_str().unwrap_or("")),
+            g("n_classes"),
+            g("shots"),
+            esc(g("shift").as_str().unwrap_or("")),
+            g("distance").as_f64().unwrap_or(0.0),
+            esc(g("best_config").as_str().unwrap_or("")),
+            g("best_accuracy").as_f64().unwrap_or(0.0)
+        );
+    }
+    h.push_str("</table></section>");
+    h
+}
+
+/// `graft auto --report`: the recommendation, then the usual run report of the runs it made.
+pub fn render_auto(rec: &crate::metalearner::search::Recommendation, runs: &[LoadedRun], best_run: &str) -> String {
+    let body = render(runs, None);
+    let mut sec = recommendation_html(rec);
+    let _ =
+        write!(sec, "<p id=\"winner\">Winner (chosen on validation accuracy when several runs were made): <b>{}</b>.</p>", esc(best_run));
+    match body.find("<section id=\"summary\">") {
+        Some(i) => format!("{}{}{}", &body[..i], sec, &body[i..]),
+        None => body + &sec,
+    }
 }

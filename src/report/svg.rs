@@ -185,3 +185,26 @@ pub fn confusion(classes: &[String], m: &[Vec<usize>]) -> String {
     s.push_str("</svg>");
     s
 }
+
+/// Scatter plot of `pts` on [0, 1] x [0, 1] with a reference line `diag` (e.g. y = x).
+pub fn scatter_chart(title: &str, xlabel: &str, ylabel: &str, pts: &Series, diag: &Series) -> String {
+    let mut s = line_chart(title, xlabel, ylabel, std::slice::from_ref(diag), Some(nice_range(0.0, 1.0)));
+    let (x0, x1) = nice_range(0.0, 1.0);
+    let (y0, y1) = nice_range(0.0, 1.0);
+    let sx = |x: f64| L + (x - x0) / (x1 - x0) * (W - L - R);
+    let sy = |y: f64| H - B - (y - y0) / (y1 - y0) * (H - T - B);
+    let mut dots = String::new();
+    for &(x, y) in &pts.points {
+        let _ = write!(
+            dots,
+            "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"1.6\" fill=\"#d62728\" fill-opacity=\"0.35\"/>",
+            sx(x.clamp(0.0, 1.0)),
+            sy(y.clamp(0.0, 1.0))
+        );
+    }
+    let _ = write!(dots, "<text x=\"{}\" y=\"{}\" fill=\"#d62728\">{}</text>", L + 8.0, T + 8.0, esc(&pts.name));
+    s.truncate(s.len() - "</svg>".len());
+    s.push_str(&dots);
+    s.push_str("</svg>");
+    s
+}

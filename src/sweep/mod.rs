@@ -101,10 +101,17 @@ pub fn sweep(o: &SweepOptions, log: &dyn Fn(&str)) -> Result<SweepSummary> {
     }
     let mut blocks = Vec::new();
     let mut b = 0usize;
-    for (fi, fam) in plan.families.iter().enumerate() {
-        let sizes = fams[fi].train_counts();
-        for t in 0..fam.tasks {
-            let draw = plan.draw_task(fam, &sizes, t)?;
+    // tasks interleave across families (task 0 of every family, then task 1, ...), so a
+    // partial sweep already covers every family
+    let sizes: Vec<Vec<usize>> = fams.iter().map(|d| d.train_counts()).collect();
+    let max_tasks = plan.families.iter().map(|f| f.tasks).max().unwrap_or(0);
+    let counts: Vec<usize> = plan.families.iter().map(|f| f.tasks).collect();
+    let order: Vec<(usize, usize)> =
+        (0..max_tasks).flat_map(|t| counts.iter().enumerate().filter(move |(_, &n)| t < n).map(move |(fi, _)| (fi, t))).collect();
+    for (fi, t) in order {
+        let fam = &plan.families[fi];
+        {
+            let draw = plan.draw_task(fam, &sizes[fi], t)?;
             for bb in &plan.backbones {
                 let mine = b % n_shards == shard;
                 b += 1;
@@ -186,6 +193,7 @@ pub fn sweep(o: &SweepOptions, log: &dyn Fn(&str)) -> Result<SweepSummary> {
                 task_id: Some(draw.task_id()),
                 command: o.command.clone(),
                 input_size: bb.input_size,
+                context: ctx.clone(),
             };
             let t0 = Instant::now();
             match run_prepared(&opts, &prep, &ctx, Some(key.clone()), &NoProgress) {

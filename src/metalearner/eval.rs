@@ -1,0 +1,409 @@
+//! `graft meta eval`: leave-one-family-out evaluation of the advisor against baselines at equal
+//! budgets. Every task drawn from a family (shifted copies included) is held out together; the
+//! meta-learner is refitted without that family and must choose among the configurations
+//! logged on each held-out task, so regret is measured against real runs.
+use super::features::Obs;
+use super::{cells, fit, Cell, FitOptions, MetaModel, Z80};
+use crate::error::{GraftError, Result};
+use crate::util::rng_for;
+use rand_distr::{Distribution, StandardNormal};
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+
+pub const METHODS: &[&str] = &[
+    "advisor (q-EI)",
+    "advisor (knn)",
+    "finetune-all",
+    "linear-probe",
+    "best on average",
+    "random search",
+    "LogME cut layer + probe",
+    "fastai-style (discriminative LRs)",
+];
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TaskResult {
+    pub task_id: String,
+    pub family: String,
+    pub shots: f64,
+    pub shift: String,
+    pub distance: String,
+    pub n_configs: usize,
+    pub best_acc: f64,
+    /// method -> normalised regret at budgets 1..=K
+    pub regret: BTreeMap<String, Vec<f64>>,
+    /// method -> accuracy gap (best − chosen) at budgets 1..=K
+    pub gap: BTreeMap<String, Vec<f64>>,
+    /// method -> rank (1 = best) of the best chosen configuration at budgets 1..=K
+    pub rank: BTreeMap<String, Vec<f64>>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct EvalReport {
+    pub families: Vec<String>,
+    pub n_tasks: usize,
+    pub budgets: usize,
+    pub tasks: Vec<TaskResult>,
+    /// method -> mean normalised regret per budget
+    pub mean_regret: BTreeMap<String, Vec<f64>>,
+    pub mean_gap: BTreeMap<String, Vec<f64>>,
+    pub mean_rank: BTreeMap<String, Vec<f64>>,
+    /// Fraction of held-out runs inside the advisor's stated 80% interval.
+    pub coverage80: f64,
+    pub n_calibration_runs: usize,
+    /// (predicted, actual) per held-out run (advisor, GP), for the calibration plot.
+    pub calibration: Vec<(f64, f64)>,
+}
+
+/// Expected best of K distinct configurations drawn uniformly at random (exact).
+fn random_best_of_k(accs: &[f64], k: usize) -> f64 {
+    let mut a = accs.to_vec();
+    a.sort_by(|x, y| x.total_cmp(y));
+    let n = a.len();
+    let k = k.min(n);
+    // P(max is the i-th smallest, 1-based) = C(i-1, k-1) / C(n, k)
+    let lc = |n: usize, r: usize| -> f64 {
+        if r > n {
+            return f64::NEG_INFINITY;
+        }
+        (1..=r).map(|j| ((n - r + j) as f64).ln() - (j as f64).ln()).sum()
+    };
+    let denom = lc(n, k);
+    (1..=n).map(|i| if i >= k { (lc(i - 1, k - 1) - denom).exp() * a[i - 1] } else { 0.0 }).sum()
+}
+
+/// Greedy batch selection by Monte-Carlo q-expected improvement on the joint posterior.
+pub fn qei_order(mean: &[f64], cov: &nalgebra::DMatrix<f64>, k: usize, seed: u64) -> Vec<usize> {
+    let n = mean.len();
+    let mut c = cov.clone();
+    for i in 0..n {
+        c[(i, i)] += 1e-8;
+    }
+    let l = match nalgebra::Cholesky::new(c) {
+        Some(ch) => ch.l(),
+        None => {
+            let mut idx: Vec<usize> = (0..n).collect();
+            idx.sort_by(|&a, &b| mean[b].total_cmp(&mean[a]));
+            return idx.into_iter().take(k).collect();
+        }
+    };
+    let mut rng = rng_for(seed, "qei");
+    let draws = 512;
+    let samples: Vec<Vec<f64>> = (0..draws)
+        .map(|_| {
+            let z: nalgebra::DVector<f64> = nalgebra::DVector::from_iterator(n, (0..n).map(|_| StandardNormal.sample(&mut rng)));
+            let s = &l * z;
+            (0..n).map(|i| mean[i] + s[i]).collect()
+        })
+        .collect();
+    let mut chosen: Vec<usize> = Vec::new();
+    let mut cur = vec![f64::NEG_INFINITY; draws];
+    for _ in 0..k.min(n) {
+        let best = (0..n)
+            .filter(|i| !chosen.contains(i))
+            .map(|i| (i, samples.iter().zip(&cur).map(|(s, c)| s[i].max(*c)).sum::<f64>()))
+            .max_by(|a, b| a.1.total_cmp(&b.1).then(b.0.cmp(&a.0)))
+            .expect("candidates left");
+        chosen.push(best.0);
+        for (c, s) in cur.iter_mut().zip(&samples) {
+            *c = c.max(s[best.0]);
+        }
+    }
+    chosen
+}
+
+fn outcome(order: &[usize], accs: &[f64], k: usize) -> (f64, f64, f64) {
+    let best = accs.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    let worst = accs.iter().cloned().fold(f64::INFINITY, f64::min);
+    let got = order.iter().take(k).map(|&i| accs[i]).fold(f64::NEG_INFINITY, f64::max);
+    let regret = if best - worst > 1e-12 { (best - got) / (best - worst) } else { 0.0 };
+    let rank = 1.0 + accs.iter().filter(|&&a| a > got + 1e-12).count() as f64;
+    (regret, best - got, rank)
+}
+
+pub fn evaluate(obs: &[Obs], budgets: usize, fo: &FitOptions, log: &dyn Fn(&str)) -> Result<EvalReport> {
+    let families: Vec<String> = obs.iter().map(|o| o.family.clone()).collect::<BTreeSet<_>>().into_iter().collect();
+    if families.len() < 2 {
+        return Err(GraftError::Data("meta eval needs runs from at least two families".into()));
+    }
+    let mut tasks_out = Vec::new();
+    let mut calib = Vec::new();
+    let mut inside = 0usize;
+    let mut n_cal = 0usize;
+    // domain distance tercile thresholds over all tasks (mean log1p Fréchet over backbones)
+    let all_cells = cells(obs);
+    let dist_of = |tid: &str| -> f64 {
+        let v: Vec<f64> = all_cells.iter().filter(|c| c.task_id == tid).filter_map(|c| c.task[12]).collect();
+        if v.is_empty() {
+            0.0
+        } else {
+            v.iter().sum::<f64>() / v.len() as f64
+        }
+    };
+    let mut dvals: Vec<f64> = all_cells.iter().map(|c| c.task_id.clone()).collect::<BTreeSet<_>>().iter().map(|t| dist_of(t)).collect();
+    dvals.sort_by(|a, b| a.total_cmp(b));
+    let (d1, d2) = (dvals[dvals.len() / 3], dvals[2 * dvals.len() / 3]);
+    for fam in &families {
+        let train: Vec<Obs> = obs.iter().filter(|o| &o.family != fam).cloned().collect();
+        let held: Vec<&Obs> = obs.iter().filter(|o| &o.family == fam).collect();
+        let fo1 = FitOptions { cv_folds: 0, ..fo.clone() };
+        let model: MetaModel = fit(&train, &fo1, &|_| {})?;
+        let train_cells = cells(&train);
+        // baselines' fixed choices from the training families
+        let mut avg: BTreeMap<String, (f64, usize)> = BTreeMap::new();
+        for c in &train_cells {
+            let e = avg.entry(c.config()).or_insert((0.0, 0));
+            e.0 += c.acc;
+            e.1 += 1;
+        }
+        let avg: BTreeMap<String, f64> = avg.into_iter().map(|(k, (s, n))| (k, s / n as f64)).collect();
+        let best_backbone_for = |r_name: &str| -> Option<String> {
+            avg.iter().filter(|(k, _)| k.ends_with(&format!("::{r_name}"))).max_by(|a, b| a.1.total_cmp(b.1)).map(|(k, _)| k.clone())
+        };
+        let fixed: BTreeMap<&str, Option<String>> = [
+            ("finetune-all", best_backbone_for("finetune-all")),
+            ("linear-probe", best_backbone_for("linear-probe")),
+            ("fastai-style (discriminative LRs)", best_backbone_for("ft-r0-f0-lr0.003-ld0.5-sp0-e10-b32")),
+        ]
+        .into_iter()
+        .collect();
+        let mut by_avg: Vec<(&String, &f64)> = avg.iter().collect();
+        by_avg.sort_by(|a, b| b.1.total_cmp(a.1));
+        let held_cells = cells(&held.iter().map(|o| (*o).clone()).collect::<Vec<_>>());
+        let task_ids: BTreeSet<String> = held_cells.iter().map(|c| c.task_id.clone()).collect();
+        for tid in task_ids {
+            let tc: Vec<&Cell> = held_cells.iter().filter(|c| c.task_id == tid && avg.contains_key(&c.config())).collect();
+            if tc.len() < 2 {
+                continue;
+            }
+            let accs: Vec<f64> = tc.iter().map(|c| c.acc).collect();
+            let mut task_feats = BTreeMap::new();
+            for c in &tc {
+                task_feats.insert(c.backbone.clone(), c.task.clone());
+            }
+            let keys: Vec<(String, super::features::RecipeSummary, String)> =
+                tc.iter().map(|c| (c.backbone.clone(), (&c.recipe).into(), c.config())).collect();
+            let xs: Vec<Vec<f64>> = keys.iter().map(|(b, r, _)| model.encoder.encode(&task_feats[b], r, b)).collect();
+            let (mean, cov, sn2) = model.gp.predict_joint(&xs);
+            let mut orders: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+            orders.insert(METHODS[0].into(), qei_order(&mean, &cov, budgets, fo.seed));
+            // kNN advisor
+            let knn_m: Vec<f64> = keys
+                .iter()
+                .map(|(b, _, k)| model.knn.predict(k, &model.encoder.task(&task_feats[b])).map(|x| x.0).unwrap_or(0.0))
+                .collect();
+            let mut o: Vec<usize> = (0..tc.len()).collect();
+            o.sort_by(|&a, &b| knn_m[b].total_cmp(&knn_m[a]));
+            orders.insert(METHODS[1].into(), o);
+            for (name, cfg) in &fixed {
+                if let Some(cfg) = cfg {
+                    if let Some(i) = tc.iter().position(|c| &c.config() == cfg) {
+                        orders.insert(name.to_string(), vec![i]);
+                    }
+                }
+            }
+            let o: Vec<usize> = by_avg.iter().filter_map(|(k, _)| tc.iter().position(|c| &c.config() == *k)).collect();
+            orders.insert(METHODS[4].into(), o);
+            // LogME: probes ranked by the task's LogME at the probed depth (mid = 6, last = 7)
+            let mut lo: Vec<(usize, f64)> = tc
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| c.recipe.strategy == "linear-probe")
+                .filter_map(|(i, c)| {
+                    let idx = if c.recipe.probe_depth.unwrap_or(1.0) < 0.75 { 6 } else { 7 };
+                    c.task[idx].map(|v| (i, v))
+                })
+                .collect();
+            lo.sort_by(|a, b| b.1.total_cmp(&a.1));
+            orders.insert(METHODS[6].into(), lo.into_iter().map(|x| x.0).collect());
+            let mut regret = BTreeMap::new();
+            let mut gap = BTreeMap::new();
+            let mut rank = BTreeMap::new();
+            for (name, ord) in &orders {
+                if ord.is_empty() {
+                    continue;
+                }
+                let (mut r, mut g, mut k) = (Vec::new(), Vec::new(), Vec::new());
+                for b in 1..=budgets {
+                    let (a, bgap, c) = outcome(ord, &accs, b);
+                    r.push(a);
+                    g.push(bgap);
+                    k.push(c);
+                }
+                regret.insert(name.clone(), r);
+                gap.insert(name.clone(), g);
+                rank.insert(name.clone(), k);
+            }
+            // random search, exact expectation
+            let best = accs.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            let worst = accs.iter().cloned().fold(f64::INFINITY, f64::min);
+            let rs: Vec<f64> = (1..=budgets).map(|b| random_best_of_k(&accs, b)).collect();
+            regret.insert(
+                METHODS[5].into(),
+                rs.iter().map(|v| if best - worst > 1e-12 { (best - v) / (best - worst) } else { 0.0 }).collect(),
+            );
+            gap.insert(METHODS[5].into(), rs.iter().map(|v| best - v).collect());
+            rank.insert(METHODS[5].into(), rs.iter().map(|v| 1.0 + accs.iter().filter(|&&a| a > v + 1e-12).count() as f64).collect());
+            // calibration on the individual held-out runs
+            for (i, c) in tc.iter().enumerate() {
+                let sd = (cov[(i, i)].max(0.0) + sn2).sqrt();
+                for o in held.iter().filter(|o| o.task_id == tid && o.config() == c.config()) {
+                    n_cal += 1;
+                    if (o.acc - mean[i]).abs() <= Z80 * sd {
+                        inside += 1;
+                    }
+                    calib.push((mean[i], o.acc));
+                }
+            }
+            let dv = dist_of(&tid);
+            let c0 = tc[0];
+            tasks_out.push(TaskResult {
+                task_id: tid.clone(),
+                family: fam.clone(),
+                shots: c0.shots,
+                shift: c0.shift.clone(),
+                distance: if dv <= d1 {
+                    "near".into()
+                } else if dv <= d2 {
+                    "mid".into()
+                } else {
+                    "far".into()
+                },
+                n_configs: tc.len(),
+                best_acc: best,
+                regret,
+                gap,
+                rank,
+            });
+        }
+        log(&format!("held out {fam}: {} tasks so far", tasks_out.len()));
+    }
+    let mean_of = |f: &dyn Fn(&TaskResult) -> Option<&Vec<f64>>| -> Vec<f64> {
+        (0..budgets)
+            .map(|b| {
+                let v: Vec<f64> = tasks_out.iter().filter_map(|t| f(t).map(|r| r[b])).collect();
+                if v.is_empty() {
+                    f64::NAN
+                } else {
+                    v.iter().sum::<f64>() / v.len() as f64
+                }
+            })
+            .collect()
+    };
+    let mut mean_regret = BTreeMap::new();
+    let mut mean_gap = BTreeMap::new();
+    let mut mean_rank = BTreeMap::new();
+    for m in METHODS {
+        mean_regret.insert(m.to_string(), mean_of(&|t| t.regret.get(*m)));
+        mean_gap.insert(m.to_string(), mean_of(&|t| t.gap.get(*m)));
+        mean_rank.insert(m.to_string(), mean_of(&|t| t.rank.get(*m)));
+    }
+    Ok(EvalReport {
+        families,
+        n_tasks: tasks_out.len(),
+        budgets,
+        tasks: tasks_out,
+        mean_regret,
+        mean_gap,
+        mean_rank,
+        coverage80: inside as f64 / n_cal.max(1) as f64,
+        n_calibration_runs: n_cal,
+        calibration: calib,
+    })
+}
+
+/// Markdown tables: overall regret/gap/rank per budget, and regret at budget 1 by stratum.
+pub fn markdown(r: &EvalReport) -> String {
+    let mut s = String::new();
+    s.push_str(&format!(
+        "Leave-one-family-out over {} families ({}), {} held-out tasks. Normalised regret = (best − chosen) / (best − worst) over the configurations logged on each task; gap in accuracy points; rank 1 = best.\n\n",
+        r.families.len(),
+        r.families.join(", "),
+        r.n_tasks
+    ));
+    s.push_str("| method |");
+    for b in 1..=r.budgets {
+        s.push_str(&format!(" regret@{b} |"));
+    }
+    s.push_str(" gap@1 (pts) | gap@3 (pts) | rank@1 |\n|---|");
+    for _ in 0..r.budgets + 3 {
+        s.push_str("---|");
+    }
+    s.push('\n');
+    for m in METHODS {
+        let rg = &r.mean_regret[*m];
+        if rg.iter().all(|v| v.is_nan()) {
+            continue;
+        }
+        s.push_str(&format!("| {m} |"));
+        for v in rg {
+            s.push_str(&format!(" {v:.3} |"));
+        }
+        let g = &r.mean_gap[*m];
+        s.push_str(&format!(" {:.2} | {:.2} | {:.2} |\n", g[0] * 100.0, g[2.min(g.len() - 1)] * 100.0, r.mean_rank[*m][0]));
+    }
+    s.push_str(&format!(
+        "\nCalibration: {:.1}% of {} held-out runs fell inside the advisor's stated 80% interval.\n\n",
+        r.coverage80 * 100.0,
+        r.n_calibration_runs
+    ));
+    let strata: Vec<(&str, Box<dyn Fn(&TaskResult) -> String>)> = vec![
+        (
+            "shots per class",
+            Box::new(|t: &TaskResult| {
+                match t.shots as usize {
+                    0..=2 => "1-2",
+                    3..=10 => "3-10",
+                    11..=50 => "11-50",
+                    _ => "51-200",
+                }
+                .to_string()
+            }),
+        ),
+        ("domain distance (Fréchet tercile)", Box::new(|t: &TaskResult| t.distance.clone())),
+        ("input shift", Box::new(|t: &TaskResult| if t.shift == "none" { "none".into() } else { "shifted".into() })),
+    ];
+    for (title, key) in strata {
+        let groups: BTreeSet<String> = r.tasks.iter().map(|t| key(t)).collect();
+        s.push_str(&format!("Regret at budget 1 by {title}:\n\n| method |"));
+        for g in &groups {
+            let n = r.tasks.iter().filter(|t| &key(t) == g).count();
+            s.push_str(&format!(" {g} (n={n}) |"));
+        }
+        s.push_str("\n|---|");
+        for _ in &groups {
+            s.push_str("---|");
+        }
+        s.push('\n');
+        for m in METHODS {
+            s.push_str(&format!("| {m} |"));
+            for g in &groups {
+                let v: Vec<f64> = r.tasks.iter().filter(|t| &key(t) == g).filter_map(|t| t.regret.get(*m).map(|x| x[0])).collect();
+                if v.is_empty() {
+                    s.push_str(" – |");
+                } else {
+                    s.push_str(&format!(" {:.3} |", v.iter().sum::<f64>() / v.len() as f64));
+                }
+            }
+            s.push('\n');
+        }
+        s.push('\n');
+    }
+    s
+}
+
+/// SVG plots: regret vs budget per method, and predicted vs actual accuracy.
+pub fn plots(r: &EvalReport) -> (String, String) {
+    use crate::report::svg::{line_chart, Series};
+    let series: Vec<Series> = METHODS
+        .iter()
+        .filter(|m| !r.mean_regret[**m].iter().all(|v| v.is_nan()))
+        .map(|m| Series { name: m.to_string(), points: r.mean_regret[*m].iter().enumerate().map(|(i, v)| ((i + 1) as f64, *v)).collect() })
+        .collect();
+    let regret =
+        line_chart("Normalised regret vs budget (held-out families)", "budget (runs)", "mean normalised regret", &series, Some((0.0, 1.0)));
+    let pts = Series { name: "held-out runs".into(), points: r.calibration.clone() };
+    let diag = Series { name: "y = x".into(), points: vec![(0.0, 0.0), (1.0, 1.0)] };
+    let cal = crate::report::svg::scatter_chart("Predicted vs actual test accuracy", "predicted", "actual", &pts, &diag);
+    (regret, cal)
+}

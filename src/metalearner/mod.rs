@@ -1,0 +1,504 @@
+//! The meta-learner: a surrogate that predicts a recipe's test accuracy on a task from the task's
+//! meta-features and the recipe's fields, with an uncertainty. Two learners are fitted and the
+//! one with the lower held-out error (family-grouped cross-validation) is kept:
+//! a Gaussian process ([`gp`]) and a k-nearest-task warm start ([`Knn`], the auto-sklearn way).
+pub mod eval;
+pub mod features;
+pub mod gp;
+pub mod search;
+
+use crate::error::{GraftError, Result};
+use crate::util::rng_for;
+use features::{obs_hash, Obs, RecipeSummary, RECIPE_FEATURES, TASK_FEATURES};
+use gp::Gp;
+use rand::seq::SliceRandom;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+pub const MODEL_SCHEMA_VERSION: u32 = 1;
+/// z of a central 80% normal interval.
+pub const Z80: f64 = 1.2815515655446004;
+
+/// Standardises task and recipe features and one-hot encodes the backbone.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Encoder {
+    pub backbones: Vec<String>,
+    pub task_mean: Vec<f64>,
+    pub task_std: Vec<f64>,
+    pub recipe_mean: Vec<f64>,
+    pub recipe_std: Vec<f64>,
+}
+
+fn mean_std(cols: &[Vec<f64>]) -> (Vec<f64>, Vec<f64>) {
+    cols.iter()
+        .map(|c| {
+            if c.is_empty() {
+                return (0.0, 1.0);
+            }
+            let m = c.iter().sum::<f64>() / c.len() as f64;
+            let s = (c.iter().map(|v| (v - m).powi(2)).sum::<f64>() / c.len() as f64).sqrt();
+            (m, if s > 1e-9 { s } else { 1.0 })
+        })
+        .unzip()
+}
+
+impl Encoder {
+    pub fn fit(obs: &[Obs]) -> Encoder {
+        let backbones: BTreeSet<String> = obs.iter().map(|o| o.backbone.clone()).collect();
+        let mut tc = vec![Vec::new(); TASK_FEATURES.len()];
+        let mut rc = vec![Vec::new(); RECIPE_FEATURES.len()];
+        for o in obs {
+            for (i, v) in o.task.iter().enumerate() {
+                if let Some(v) = v.filter(|v| v.is_finite()) {
+                    tc[i].push(v);
+                }
+            }
+            for (i, v) in o.recipe.vector().into_iter().enumerate() {
+                rc[i].push(v);
+            }
+        }
+        let (task_mean, task_std) = mean_std(&tc);
+        let (recipe_mean, recipe_std) = mean_std(&rc);
+        Encoder { backbones: backbones.into_iter().collect(), task_mean, task_std, recipe_mean, recipe_std }
+    }
+
+    /// Standardised task features; a missing value becomes the mean (0).
+    pub fn task(&self, t: &[Option<f64>]) -> Vec<f64> {
+        t.iter()
+            .enumerate()
+            .map(|(i, v)| match v {
+                Some(v) if v.is_finite() => ((v - self.task_mean[i]) / self.task_std[i]).clamp(-6.0, 6.0),
+                _ => 0.0,
+            })
+            .collect()
+    }
+
+    pub fn encode(&self, t: &[Option<f64>], r: &RecipeSummary, backbone: &str) -> Vec<f64> {
+        let mut v = self.task(t);
+        v.extend(r.vector().iter().enumerate().map(|(i, x)| (x - self.recipe_mean[i]) / self.recipe_std[i]));
+        v.extend(self.backbones.iter().map(|b| (b == backbone) as u8 as f64));
+        v
+    }
+
+    pub fn feature_names(&self) -> Vec<String> {
+        let mut n: Vec<String> = TASK_FEATURES.iter().map(|s| format!("task.{s}")).collect();
+        n.extend(RECIPE_FEATURES.iter().map(|s| format!("recipe.{s}")));
+        n.extend(self.backbones.iter().map(|b| format!("backbone={b}")));
+        n
+    }
+}
+
+/// A (task, configuration) cell: the mean accuracy over the seeds logged.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Cell {
+    pub task_id: String,
+    pub family: String,
+    pub backbone: String,
+    pub r_name: String,
+    pub acc: f64,
+    pub n_seeds: usize,
+    pub task: Vec<Option<f64>>,
+    pub recipe: RecipeSummaryDto,
+    pub shots: f64,
+    pub n_classes: usize,
+    pub shift: String,
+}
+
+/// Serialisable copy of [`RecipeSummary`].
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RecipeSummaryDto {
+    pub strategy: String,
+    pub probe_depth: Option<f64>,
+    pub n_freeze: usize,
+    pub n_reinit: usize,
+    pub n_groups: usize,
+    pub lr: f64,
+    pub layer_decay: f64,
+    pub l2sp: f64,
+    pub epochs: usize,
+}
+
+impl From<&RecipeSummary> for RecipeSummaryDto {
+    fn from(r: &RecipeSummary) -> Self {
+        RecipeSummaryDto {
+            strategy: r.strategy.clone(),
+            probe_depth: r.probe_depth,
+            n_freeze: r.n_freeze,
+            n_reinit: r.n_reinit,
+            n_groups: r.n_groups,
+            lr: r.lr,
+            layer_decay: r.layer_decay,
+            l2sp: r.l2sp,
+            epochs: r.epochs,
+        }
+    }
+}
+impl From<&RecipeSummaryDto> for RecipeSummary {
+    fn from(r: &RecipeSummaryDto) -> Self {
+        RecipeSummary {
+            strategy: r.strategy.clone(),
+            probe_depth: r.probe_depth,
+            n_freeze: r.n_freeze,
+            n_reinit: r.n_reinit,
+            n_groups: r.n_groups,
+            lr: r.lr,
+            layer_decay: r.layer_decay,
+            l2sp: r.l2sp,
+            epochs: r.epochs,
+        }
+    }
+}
+
+impl Cell {
+    pub fn config(&self) -> String {
+        format!("{}::{}", self.backbone, self.r_name)
+    }
+}
+
+/// Average the seeds of every (task, configuration).
+pub fn cells(obs: &[Obs]) -> Vec<Cell> {
+    let mut m: BTreeMap<(String, String, String), (Vec<f64>, &Obs)> = BTreeMap::new();
+    for o in obs {
+        m.entry((o.task_id.clone(), o.backbone.clone(), o.r_name.clone())).or_insert_with(|| (Vec::new(), o)).0.push(o.acc);
+    }
+    m.into_values()
+        .map(|(accs, o)| Cell {
+            task_id: o.task_id.clone(),
+            family: o.family.clone(),
+            backbone: o.backbone.clone(),
+            r_name: o.r_name.clone(),
+            acc: accs.iter().sum::<f64>() / accs.len() as f64,
+            n_seeds: accs.len(),
+            task: o.task.clone(),
+            recipe: (&o.recipe).into(),
+            shots: o.shots,
+            n_classes: o.n_classes,
+            shift: o.shift.clone(),
+        })
+        .collect()
+}
+
+/// k-nearest-task warm start: a configuration's accuracy on a new task is the distance-weighted
+/// mean of its accuracy on the k most similar past tasks (task features under that backbone).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Knn {
+    pub k: usize,
+    /// (config, encoded task features, mean accuracy, task id)
+    pub entries: Vec<(String, Vec<f64>, f64, String)>,
+}
+
+fn dist(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| (x - y).powi(2)).sum::<f64>().sqrt()
+}
+
+impl Knn {
+    pub fn fit(cells: &[Cell], enc: &Encoder, k: usize) -> Knn {
+        Knn { k, entries: cells.iter().map(|c| (c.config(), enc.task(&c.task), c.acc, c.task_id.clone())).collect() }
+    }
+    /// Mean and variance for `config` on a task with encoded features `t`; None if the
+    /// configuration was never logged.
+    pub fn predict(&self, config: &str, t: &[f64]) -> Option<(f64, f64)> {
+        let mut nb: Vec<(f64, f64)> = self.entries.iter().filter(|e| e.0 == config).map(|e| (dist(&e.1, t), e.2)).collect();
+        if nb.is_empty() {
+            return None;
+        }
+        nb.sort_by(|a, b| a.0.total_cmp(&b.0));
+        nb.truncate(self.k);
+        let w: Vec<f64> = nb.iter().map(|(d, _)| 1.0 / (d + 0.25)).collect();
+        let ws: f64 = w.iter().sum();
+        let m = nb.iter().zip(&w).map(|((_, a), w)| a * w).sum::<f64>() / ws;
+        let v = nb.iter().zip(&w).map(|((_, a), w)| w * (a - m).powi(2)).sum::<f64>() / ws;
+        // a floor for the spread: few neighbours say little
+        Some((m, v.max(0.0025) * (1.0 + 1.0 / nb.len() as f64)))
+    }
+}
+
+/// One configuration of the logged portfolio, with a recipe document that reproduces it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PortfolioEntry {
+    pub backbone: String,
+    pub r_name: String,
+    pub recipe: RecipeSummaryDto,
+    pub recipe_json: String,
+    pub n_tasks: usize,
+    pub mean_acc: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct CvReport {
+    pub folds: Vec<Vec<String>>,
+    pub gp_rmse: f64,
+    pub knn_rmse: f64,
+    pub gp_coverage80: f64,
+    pub knn_coverage80: f64,
+    pub n_cells: usize,
+    pub chosen: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MetaModel {
+    pub schema_version: u32,
+    pub meta_schema_version: i64,
+    /// sha256 over the runs it was fitted on (run ids and accuracies).
+    pub meta_hash: String,
+    pub n_runs: usize,
+    pub n_tasks: usize,
+    pub families: Vec<String>,
+    pub created_at: String,
+    /// `gp` or `knn`: the learner used for predictions.
+    pub learner: String,
+    pub encoder: Encoder,
+    pub gp: Gp,
+    pub knn: Knn,
+    pub portfolio: Vec<PortfolioEntry>,
+    pub cv: CvReport,
+    /// Encoded-task distance to the nearest past task above which a task counts as far from
+    /// everything seen (the 95th percentile of past tasks' nearest-neighbour distances).
+    pub ood_distance: f64,
+    /// Past tasks (id, family, shots, classes, shift, encoded features per backbone, best config, its accuracy).
+    pub tasks: Vec<PastTask>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PastTask {
+    pub task_id: String,
+    pub family: String,
+    pub shots: f64,
+    pub n_classes: usize,
+    pub shift: String,
+    pub backbone: String,
+    pub features: Vec<f64>,
+    pub best_config: String,
+    pub best_acc: f64,
+}
+
+#[derive(Debug, Clone)]
+pub struct FitOptions {
+    pub max_gp_points: usize,
+    pub gp_iters: u64,
+    pub knn_k: usize,
+    pub seed: u64,
+    pub cv_folds: usize,
+}
+
+impl Default for FitOptions {
+    fn default() -> Self {
+        FitOptions { max_gp_points: 600, gp_iters: 40, knn_k: 7, seed: 0, cv_folds: 4 }
+    }
+}
+
+/// GP on a seeded subsample of cells (stratified by task so every task contributes).
+pub fn fit_gp(cells: &[Cell], enc: &Encoder, o: &FitOptions) -> Result<Gp> {
+    let mut idx: Vec<usize> = (0..cells.len()).collect();
+    idx.shuffle(&mut rng_for(o.seed, "gp-subsample"));
+    idx.truncate(o.max_gp_points);
+    idx.sort();
+    let x: Vec<Vec<f64>> = idx.iter().map(|&i| enc.encode(&cells[i].task, &(&cells[i].recipe).into(), &cells[i].backbone)).collect();
+    let y: Vec<f64> = idx.iter().map(|&i| cells[i].acc).collect();
+    Gp::fit(x, y, o.gp_iters)
+}
+
+fn rmse_cov(pred: &[(f64, f64)], y: &[f64]) -> (f64, f64) {
+    let n = y.len().max(1) as f64;
+    let rmse = (pred.iter().zip(y).map(|((m, _), a)| (m - a).powi(2)).sum::<f64>() / n).sqrt();
+    let cov = pred.iter().zip(y).filter(|((m, v), a)| (*a - m).abs() <= Z80 * v.sqrt()).count() as f64 / n;
+    (rmse, cov)
+}
+
+/// Family-grouped folds: families dealt round-robin in sorted order.
+pub fn family_folds(families: &[String], k: usize) -> Vec<Vec<String>> {
+    let k = k.clamp(1, families.len().max(1));
+    let mut f = vec![Vec::new(); k];
+    for (i, fam) in families.iter().enumerate() {
+        f[i % k].push(fam.clone());
+    }
+    f
+}
+
+pub fn fit(obs: &[Obs], o: &FitOptions, log: &dyn Fn(&str)) -> Result<MetaModel> {
+    let enc = Encoder::fit(obs);
+    let all = cells(obs);
+    let families: Vec<String> = obs.iter().map(|c| c.family.clone()).collect::<BTreeSet<_>>().into_iter().collect();
+    // held-out error of both learners, folds grouped by family
+    let mut cv = CvReport { n_cells: all.len(), ..Default::default() };
+    if families.len() >= 2 {
+        cv.folds = family_folds(&families, o.cv_folds);
+        let (mut pg, mut pk, mut ys) = (Vec::new(), Vec::new(), Vec::new());
+        for (fi, held) in cv.folds.iter().enumerate() {
+            let train: Vec<Cell> = all.iter().filter(|c| !held.contains(&c.family)).cloned().collect();
+            let test: Vec<&Cell> = all.iter().filter(|c| held.contains(&c.family)).collect();
+            let gp = fit_gp(&train, &enc, o)?;
+            let knn = Knn::fit(&train, &enc, o.knn_k);
+            let xs: Vec<Vec<f64>> = test.iter().map(|c| enc.encode(&c.task, &(&c.recipe).into(), &c.backbone)).collect();
+            let (m, v) = gp.predict(&xs);
+            for (i, c) in test.iter().enumerate() {
+                let kp = knn.predict(&c.config(), &enc.task(&c.task)).unwrap_or((gp.params.mean, 0.05));
+                pg.push((m[i], v[i]));
+                pk.push(kp);
+                ys.push(c.acc);
+            }
+            log(&format!("cv fold {}/{} (held out: {}): {} cells", fi + 1, cv.folds.len(), held.join(", "), test.len()));
+        }
+        (cv.gp_rmse, cv.gp_coverage80) = rmse_cov(&pg, &ys);
+        (cv.knn_rmse, cv.knn_coverage80) = rmse_cov(&pk, &ys);
+        cv.chosen = if cv.gp_rmse <= cv.knn_rmse { "gp".into() } else { "knn".into() };
+        log(&format!(
+            "held-out RMSE: gp {:.4} (80% coverage {:.2}), knn {:.4} (coverage {:.2}) -> {}",
+            cv.gp_rmse, cv.gp_coverage80, cv.knn_rmse, cv.knn_coverage80, cv.chosen
+        ));
+    } else {
+        cv.chosen = "gp".into();
+        log("one family only: no held-out comparison; using the GP");
+    }
+    let gp = fit_gp(&all, &enc, o)?;
+    let knn = Knn::fit(&all, &enc, o.knn_k);
+    // the portfolio, and the past tasks with their best configuration
+    let mut port: BTreeMap<String, (Vec<f64>, &Obs)> = BTreeMap::new();
+    for ob in obs {
+        port.entry(ob.config()).or_insert_with(|| (Vec::new(), ob));
+    }
+    for c in &all {
+        if let Some(e) = port.get_mut(&c.config()) {
+            e.0.push(c.acc);
+        }
+    }
+    let portfolio = port
+        .into_values()
+        .map(|(accs, ob)| PortfolioEntry {
+            backbone: ob.backbone.clone(),
+            r_name: ob.r_name.clone(),
+            recipe: (&ob.recipe).into(),
+            recipe_json: ob.recipe_json.clone(),
+            n_tasks: accs.len(),
+            mean_acc: accs.iter().sum::<f64>() / accs.len().max(1) as f64,
+        })
+        .collect();
+    let mut by_task: BTreeMap<(String, String), Vec<&Cell>> = BTreeMap::new();
+    for c in &all {
+        by_task.entry((c.task_id.clone(), c.backbone.clone())).or_default().push(c);
+    }
+    let mut best_of_task: BTreeMap<String, (String, f64)> = BTreeMap::new();
+    for c in &all {
+        let e = best_of_task.entry(c.task_id.clone()).or_insert((c.config(), c.acc));
+        if c.acc > e.1 {
+            *e = (c.config(), c.acc);
+        }
+    }
+    let tasks: Vec<PastTask> = by_task
+        .into_iter()
+        .map(|((tid, bb), cs)| {
+            let c = cs[0];
+            let (best_config, best_acc) = best_of_task[&tid].clone();
+            PastTask {
+                task_id: tid,
+                family: c.family.clone(),
+                shots: c.shots,
+                n_classes: c.n_classes,
+                shift: c.shift.clone(),
+                backbone: bb,
+                features: enc.task(&c.task),
+                best_config,
+                best_acc,
+            }
+        })
+        .collect();
+    let ood_distance = ood_threshold(&tasks);
+    Ok(MetaModel {
+        schema_version: MODEL_SCHEMA_VERSION,
+        meta_schema_version: crate::metadataset::SCHEMA_VERSION,
+        meta_hash: obs_hash(obs),
+        n_runs: obs.len(),
+        n_tasks: obs.iter().map(|o| o.task_id.clone()).collect::<BTreeSet<_>>().len(),
+        families,
+        created_at: crate::util::now_rfc3339(),
+        learner: cv.chosen.clone(),
+        encoder: enc,
+        gp,
+        knn,
+        portfolio,
+        cv,
+        ood_distance,
+        tasks,
+    })
+}
+
+/// 95th percentile of each past task's distance to its nearest other task (same backbone, other family).
+fn ood_threshold(tasks: &[PastTask]) -> f64 {
+    let mut d: Vec<f64> = tasks
+        .iter()
+        .filter_map(|a| {
+            tasks
+                .iter()
+                .filter(|b| b.backbone == a.backbone && b.task_id != a.task_id)
+                .map(|b| dist(&a.features, &b.features))
+                .min_by(|x, y| x.total_cmp(y))
+        })
+        .collect();
+    if d.is_empty() {
+        return 3.0;
+    }
+    d.sort_by(|a, b| a.total_cmp(b));
+    d[((d.len() as f64 * 0.95) as usize).min(d.len() - 1)].max(0.5)
+}
+
+impl MetaModel {
+    /// Predictive mean and variance for candidates (backbone, recipe summary, config key) on a
+    /// task whose (unencoded) features under each backbone are `task`.
+    pub fn predict(&self, task: &BTreeMap<String, Vec<Option<f64>>>, cands: &[(String, RecipeSummary, String)]) -> Vec<(f64, f64)> {
+        match self.learner.as_str() {
+            "knn" => cands
+                .iter()
+                .map(|(b, _, key)| {
+                    let t = self.encoder.task(&task[b]);
+                    self.knn.predict(key, &t).unwrap_or((self.gp.params.mean, 0.05))
+                })
+                .collect(),
+            _ => {
+                let xs: Vec<Vec<f64>> = cands.iter().map(|(b, r, _)| self.encoder.encode(&task[b], r, b)).collect();
+                let (m, v) = self.gp.predict(&xs);
+                m.into_iter().zip(v).collect()
+            }
+        }
+    }
+
+    /// Nearest past tasks (other than `exclude_family`) to a task's features under `backbone`.
+    pub fn nearest_tasks(&self, backbone: &str, t: &[Option<f64>], k: usize) -> Vec<(f64, &PastTask)> {
+        let e = self.encoder.task(t);
+        let mut v: Vec<(f64, &PastTask)> =
+            self.tasks.iter().filter(|p| p.backbone == backbone).map(|p| (dist(&p.features, &e), p)).collect();
+        v.sort_by(|a, b| a.0.total_cmp(&b.0));
+        v.truncate(k);
+        v
+    }
+
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let s = serde_json::to_string(self).expect("serialises");
+        crate::util::write_atomic(path, s.as_bytes())
+    }
+
+    pub fn load(path: &Path) -> Result<MetaModel> {
+        let text = std::fs::read_to_string(path).map_err(|e| GraftError::io(path, e))?;
+        let v: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| GraftError::Data(format!("{}: not a meta-learner file: {e}", path.display())))?;
+        let sv = v.get("schema_version").and_then(|x| x.as_u64()).unwrap_or(0);
+        if sv != MODEL_SCHEMA_VERSION as u64 {
+            return Err(GraftError::Data(format!(
+                "{}: meta-learner schema version {sv}, this graft reads {MODEL_SCHEMA_VERSION}; refit it with `graft meta fit`",
+                path.display()
+            )));
+        }
+        let mut m: MetaModel =
+            serde_json::from_value(v).map_err(|e| GraftError::Data(format!("{}: malformed meta-learner: {e}", path.display())))?;
+        if m.meta_schema_version != crate::metadataset::SCHEMA_VERSION {
+            return Err(GraftError::Data(format!(
+                "{}: fitted on meta-dataset schema {}, this graft writes schema {}; refit with `graft meta fit`",
+                path.display(),
+                m.meta_schema_version,
+                crate::metadataset::SCHEMA_VERSION
+            )));
+        }
+        m.gp.refit()?;
+        Ok(m)
+    }
+}

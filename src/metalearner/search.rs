@@ -1,0 +1,389 @@
+//! `graft recommend`: compute a task's meta-features under each candidate backbone, enumerate
+//! recipes (the logged portfolio, and with the GP a grid of freeze/reinit depths, learning
+//! rates, layer decay and L2-SP), predict each, refine the best one's learning rate with
+//! argmin's Brent optimiser on the surrogate, and explain the choice.
+use super::features::{task_vector, RecipeSummary, TASK_FEATURES};
+use super::{MetaModel, Z80};
+use crate::backbones::{card, ModelRef};
+use crate::data::{decode_items, Dataset};
+use crate::error::{GraftError, Result};
+use crate::metadataset::{TaskProfile, TransferFeatures};
+use crate::metafeatures::inspect_decoded;
+use crate::recipe::{Recipe, Strategy};
+use crate::sweep::plan::Template;
+use argmin::core::{CostFunction, Executor};
+use argmin::solver::brent::BrentOpt;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Candidate {
+    pub backbone: String,
+    /// `backbone::recipe name`
+    pub config: String,
+    pub recipe: Recipe,
+    #[serde(skip)]
+    pub summary: RecipeSummary,
+    pub predicted_accuracy: f64,
+    pub sd: f64,
+    pub interval: [f64; 2],
+    /// `portfolio` (logged on past tasks) or `search` (a new combination, predicted only).
+    pub origin: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Alternative {
+    pub recipe: Recipe,
+    pub backbone: String,
+    pub predicted_accuracy: f64,
+    pub interval: [f64; 2],
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Recommendation {
+    pub recipe: Recipe,
+    pub backbone: String,
+    pub predicted_accuracy: f64,
+    pub interval: [f64; 2],
+    pub alternatives: Vec<Alternative>,
+    pub rationale: Vec<String>,
+    /// Meta-features used, per backbone (name -> value).
+    pub features: BTreeMap<String, BTreeMap<String, Option<f64>>>,
+    pub nearest_tasks: Vec<serde_json::Value>,
+    pub far_from_past_tasks: bool,
+    pub learner: String,
+    pub meta_hash: String,
+    pub seconds: f64,
+    /// Every candidate, ranked (for `auto` and reports).
+    #[serde(skip)]
+    pub ranked: Vec<Candidate>,
+    /// Per-backbone task features (raw).
+    #[serde(skip)]
+    pub task_features: BTreeMap<String, Vec<Option<f64>>>,
+    #[serde(skip)]
+    pub transfer: BTreeMap<String, TransferFeatures>,
+}
+
+/// Meta-features of a dataset under one backbone.
+pub fn task_features(mref: &ModelRef, ds: &Dataset) -> Result<(Vec<Option<f64>>, TransferFeatures)> {
+    let set = decode_items(&ds.train, mref.card.input, true)?;
+    if set.n < 2 {
+        return Err(GraftError::Data(format!("{}: fewer than two readable training images", ds.root.display())));
+    }
+    let profile = TaskProfile::compute(ds, &set);
+    let rep = inspect_decoded(mref, ds, &set, None)?;
+    let tf = TransferFeatures::from_report(&rep);
+    Ok((task_vector(&profile, &tf), tf))
+}
+
+fn grid_templates(lrs: &[f64]) -> Vec<Template> {
+    let mut v = Vec::new();
+    for strat in ["linear-probe", "softmax-probe"] {
+        for d in ["first", "mid", "last"] {
+            v.push(Template {
+                id: format!("{}-{d}", if strat == "linear-probe" { "svm" } else { "softmax" }),
+                preset: None,
+                strategy: strat.into(),
+                probe_depth: d.into(),
+                reinit_top: 0,
+                freeze_bottom: 0,
+                lr: 0.0,
+                layer_decay: 1.0,
+                l2sp: 0.0,
+                epochs: 0,
+                batch_size: 0,
+            });
+        }
+    }
+    for f in [0usize, 1, 2, 99] {
+        for r in [0usize, 1, 2] {
+            for &lr in lrs {
+                for ld in [1.0, 0.5] {
+                    for sp in [0.0, 0.01] {
+                        v.push(Template {
+                            id: format!("ft-r{r}-f{f}-lr{lr}-ld{ld}-sp{sp}-e10-b32"),
+                            preset: None,
+                            strategy: "finetune".into(),
+                            probe_depth: String::new(),
+                            reinit_top: r,
+                            freeze_bottom: f,
+                            lr,
+                            layer_decay: ld,
+                            l2sp: sp,
+                            epochs: 10,
+                            batch_size: 32,
+                        });
+                    }
+                }
+            }
+        }
+    }
+    v
+}
+
+struct LrCost<'a> {
+    model: &'a MetaModel,
+    task: &'a BTreeMap<String, Vec<Option<f64>>>,
+    cand: &'a Candidate,
+}
+
+impl CostFunction for LrCost<'_> {
+    type Param = f64;
+    type Output = f64;
+    fn cost(&self, log_lr: &f64) -> std::result::Result<f64, argmin::core::Error> {
+        let mut s = self.cand.summary.clone();
+        s.lr = 10f64.powf(*log_lr);
+        Ok(-self.model.predict(self.task, &[(self.cand.backbone.clone(), s, self.cand.config.clone())])[0].0)
+    }
+}
+
+fn interval(m: f64, sd: f64, widen: f64) -> [f64; 2] {
+    [(m - Z80 * sd * widen).max(0.0), (m + Z80 * sd * widen).min(1.0)]
+}
+
+pub struct RecommendOptions {
+    /// `auto` (every backbone the meta-learner knows that is in the zoo) or a name.
+    pub backbone: String,
+    pub top: usize,
+    pub seed: u64,
+}
+
+pub fn recommend(model: &MetaModel, ds: &Dataset, o: &RecommendOptions) -> Result<Recommendation> {
+    let t0 = Instant::now();
+    if ds.n_classes() < 2 {
+        return Err(GraftError::Data(format!("{}: one class only; a classifier needs at least two classes", ds.root.display())));
+    }
+    let names: Vec<String> = if o.backbone == "auto" {
+        model.encoder.backbones.clone()
+    } else {
+        if !model.encoder.backbones.contains(&o.backbone) {
+            return Err(GraftError::Usage(format!(
+                "--backbone {}: the meta-learner has no runs with this backbone; known: {} (or auto)",
+                o.backbone,
+                model.encoder.backbones.join(", ")
+            )));
+        }
+        vec![o.backbone.clone()]
+    };
+    let mut mrefs = BTreeMap::new();
+    let mut task = BTreeMap::new();
+    let mut transfer = BTreeMap::new();
+    for b in &names {
+        let m = card::resolve(b)?;
+        let (tv, tf) = task_features(&m, ds)?;
+        task.insert(b.clone(), tv);
+        transfer.insert(b.clone(), tf);
+        mrefs.insert(b.clone(), m);
+    }
+    // candidates
+    let lrs: Vec<f64> = {
+        let mut v: Vec<f64> = model.portfolio.iter().filter(|p| p.recipe.strategy == "finetune").map(|p| p.recipe.lr).collect();
+        v.sort_by(|a, b| a.total_cmp(b));
+        v.dedup();
+        v
+    };
+    let mut cands: Vec<Candidate> = Vec::new();
+    let k = ds.n_classes();
+    for b in &names {
+        let mref = &mrefs[b];
+        let mut push = |recipe: Recipe, name: String, origin: &str| -> Result<()> {
+            let checked = recipe.check(&mref.card.groups, mref.card.n_classes, k)?;
+            let mut recipe = checked.recipe().clone();
+            if recipe.strategy != Strategy::Finetune {
+                recipe.probe.group = Some(checked.groups()[checked.probe_group()].name.clone());
+            }
+            cands.push(Candidate {
+                backbone: b.clone(),
+                config: format!("{b}::{name}"),
+                recipe,
+                summary: RecipeSummary::of(&checked),
+                predicted_accuracy: 0.0,
+                sd: 0.0,
+                interval: [0.0, 1.0],
+                origin: origin.into(),
+            });
+            Ok(())
+        };
+        for p in model.portfolio.iter().filter(|p| &p.backbone == b) {
+            let mut r: Recipe = serde_json::from_str(&p.recipe_json)
+                .map_err(|e| GraftError::Data(format!("meta-learner portfolio entry {}: bad recipe: {e}", p.r_name)))?;
+            r.seed = o.seed;
+            push(r, p.r_name.clone(), "portfolio")?;
+        }
+        if model.learner == "gp" && !lrs.is_empty() {
+            for t in grid_templates(&lrs) {
+                let r = t.recipe(&mref.card.groups, o.seed)?;
+                push(r, t.id.clone(), "search")?;
+            }
+        }
+    }
+    // identical recipes (e.g. a portfolio arm equal to a grid point) are kept once
+    let mut seen = std::collections::HashSet::new();
+    cands.retain(|c| seen.insert((c.backbone.clone(), format!("{:?}", c.summary))));
+    let keys: Vec<(String, RecipeSummary, String)> =
+        cands.iter().map(|c| (c.backbone.clone(), c.summary.clone(), c.config.clone())).collect();
+    let preds = model.predict(&task, &keys);
+    // distance to the nearest past task: far tasks get a wider interval
+    let nn: BTreeMap<String, f64> =
+        names.iter().map(|b| (b.clone(), model.nearest_tasks(b, &task[b], 1).first().map(|x| x.0).unwrap_or(f64::INFINITY))).collect();
+    for (c, (m, v)) in cands.iter_mut().zip(preds) {
+        let widen = (nn[&c.backbone] / model.ood_distance).max(1.0);
+        c.predicted_accuracy = m;
+        c.sd = v.sqrt() * widen;
+        c.interval = interval(m, v.sqrt(), widen);
+    }
+    cands.sort_by(|a, b| b.predicted_accuracy.total_cmp(&a.predicted_accuracy).then(a.config.cmp(&b.config)));
+    // refine the best fine-tuning candidate's learning rate on the surrogate
+    let mut rationale = Vec::new();
+    if model.learner == "gp" && cands[0].recipe.strategy == Strategy::Finetune && lrs.len() >= 2 {
+        let (lo, hi) = (lrs[0].log10(), lrs[lrs.len() - 1].log10());
+        let cost = LrCost { model, task: &task, cand: &cands[0] };
+        if let Ok(res) = Executor::new(cost, BrentOpt::new(lo, hi)).configure(|s| s.max_iters(30)).run() {
+            let best = res.state().best_param.unwrap_or(cands[0].recipe.lr.log10());
+            let lr = format!("{:.2e}", 10f64.powf(best)).parse::<f64>().unwrap_or(cands[0].recipe.lr);
+            let mut s = cands[0].summary.clone();
+            s.lr = lr;
+            let (m, v) = model.predict(&task, &[(cands[0].backbone.clone(), s.clone(), cands[0].config.clone())])[0];
+            if m > cands[0].predicted_accuracy + 1e-4 {
+                let c = &mut cands[0];
+                rationale.push(format!(
+                    "Learning rate refined on the surrogate (Brent, log10 lr in [{lo:.2}, {hi:.2}]): {:.2e} -> {lr:.2e}, predicted {:.3} -> {m:.3}.",
+                    c.recipe.lr, c.predicted_accuracy
+                ));
+                let widen = (nn[&c.backbone] / model.ood_distance).max(1.0);
+                c.recipe.lr = lr;
+                c.recipe.name = Some(format!("{}-lr{lr:.2e}", c.recipe.name.clone().unwrap_or_default()));
+                c.summary = s;
+                c.predicted_accuracy = m;
+                c.sd = v.sqrt() * widen;
+                c.interval = interval(m, v.sqrt(), widen);
+            }
+        }
+    }
+    let best = cands[0].clone();
+    // rationale
+    let far = nn[&best.backbone] > model.ood_distance;
+    let mut lines = vec![format!(
+        "Recommended: {} on {} (predicted test accuracy {:.3}, 80% interval [{:.3}, {:.3}]), by the {} meta-learner fitted on {} runs over {} tasks from {} families.",
+        best.recipe.name.clone().unwrap_or_default(),
+        best.backbone,
+        best.predicted_accuracy,
+        best.interval[0],
+        best.interval[1],
+        model.learner,
+        model.n_runs,
+        model.n_tasks,
+        model.families.len()
+    )];
+    let near = model.nearest_tasks(&best.backbone, &task[&best.backbone], 3);
+    lines.push(format!(
+        "Most similar past tasks (meta-feature distance; typical nearest distance {:.2}): {}.",
+        model.ood_distance,
+        near.iter()
+            .map(|(d, p)| format!(
+                "{} ({}, {} classes, {} shots, shift {}; d={d:.2}; best there {} at {:.3})",
+                p.task_id, p.family, p.n_classes, p.shots, p.shift, p.best_config, p.best_acc
+            ))
+            .collect::<Vec<_>>()
+            .join("; ")
+    ));
+    if far {
+        lines.push(format!(
+            "This task is far from every past task (nearest distance {:.2} > {:.2}): the prediction is an extrapolation and the interval is widened x{:.1}.",
+            nn[&best.backbone],
+            model.ood_distance,
+            nn[&best.backbone] / model.ood_distance
+        ));
+    }
+    if names.len() > 1 {
+        let mut per_b: Vec<(String, f64)> = names
+            .iter()
+            .map(|b| (b.clone(), cands.iter().find(|c| &c.backbone == b).map(|c| c.predicted_accuracy).unwrap_or(0.0)))
+            .collect();
+        per_b.sort_by(|a, b| b.1.total_cmp(&a.1));
+        lines.push(format!(
+            "Backbone: best predicted recipe per backbone: {}; LogME at the penultimate group: {}.",
+            per_b.iter().map(|(b, a)| format!("{b} {a:.3}")).collect::<Vec<_>>().join(", "),
+            names.iter().map(|b| format!("{b} {:.3}", transfer[b].logme_last)).collect::<Vec<_>>().join(", ")
+        ));
+    }
+    let same_b: Vec<&Candidate> = cands.iter().filter(|c| c.backbone == best.backbone).collect();
+    let best_of = |f: &dyn Fn(&Candidate) -> bool| same_b.iter().filter(|c| f(c)).map(|c| c.predicted_accuracy).fold(f64::NAN, f64::max);
+    let ft = best_of(&|c| c.recipe.strategy == Strategy::Finetune);
+    let pr = best_of(&|c| c.recipe.strategy != Strategy::Finetune);
+    lines.push(format!("Strategy: best fine-tuning recipe predicted {ft:.3}, best probe {pr:.3} on {}.", best.backbone));
+    if best.recipe.strategy == Strategy::Finetune {
+        let s = &best.summary;
+        let nf = best_of(&|c| c.recipe.strategy == Strategy::Finetune && c.summary.n_freeze == 0);
+        let nr = best_of(&|c| c.recipe.strategy == Strategy::Finetune && c.summary.n_reinit <= 1);
+        lines.push(format!(
+            "Groups: {} of {} frozen (best recipe with nothing frozen: {nf:.3}); {} re-initialised incl. the new head (best with only the head new: {nr:.3}); learning rate {:.2e}, layer decay {}, L2-SP {}.",
+            s.n_freeze, s.n_groups, s.n_reinit, s.lr, s.layer_decay, s.l2sp
+        ));
+    } else {
+        lines.push(format!(
+            "Probe on group `{}` (relative depth {:.2}): the backbone stays frozen; fine-tuning is predicted {:+.3} relative to it.",
+            best.recipe.probe.group.clone().unwrap_or_default(),
+            best.summary.probe_depth.unwrap_or(1.0),
+            ft - best.predicted_accuracy
+        ));
+    }
+    if model.learner == "gp" {
+        let ls = model.gp.lengthscales();
+        let names_f = model.encoder.feature_names();
+        let mut imp: Vec<(String, f64)> = names_f.into_iter().zip(ls).take(TASK_FEATURES.len()).collect();
+        imp.sort_by(|a, b| a.1.total_cmp(&b.1));
+        lines.push(format!(
+            "Task meta-features the surrogate is most sensitive to (shortest GP length-scales): {}.",
+            imp.iter().take(4).map(|(n, l)| format!("{n} (l={l:.2})")).collect::<Vec<_>>().join(", ")
+        ));
+    }
+    lines.extend(rationale);
+    let alternatives = cands
+        .iter()
+        .skip(1)
+        .take(o.top.max(1))
+        .map(|c| Alternative {
+            recipe: c.recipe.clone(),
+            backbone: c.backbone.clone(),
+            predicted_accuracy: c.predicted_accuracy,
+            interval: c.interval,
+        })
+        .collect();
+    let features =
+        task.iter().map(|(b, v)| (b.clone(), TASK_FEATURES.iter().map(|s| s.to_string()).zip(v.iter().copied()).collect())).collect();
+    let nearest_tasks = near
+        .iter()
+        .map(|(d, p)| serde_json::json!({"task_id": p.task_id, "family": p.family, "distance": d, "shots": p.shots, "n_classes": p.n_classes, "shift": p.shift, "best_config": p.best_config, "best_accuracy": p.best_acc}))
+        .collect();
+    Ok(Recommendation {
+        recipe: best.recipe.clone(),
+        backbone: best.backbone.clone(),
+        predicted_accuracy: best.predicted_accuracy,
+        interval: best.interval,
+        alternatives,
+        rationale: lines,
+        features,
+        nearest_tasks,
+        far_from_past_tasks: far,
+        learner: model.learner.clone(),
+        meta_hash: model.meta_hash.clone(),
+        seconds: t0.elapsed().as_secs_f64(),
+        ranked: cands,
+        task_features: task,
+        transfer,
+    })
+}
+
+/// The `k` candidates to run: greedy Monte-Carlo q-expected-improvement on the GP's joint
+/// posterior over the 40 best-predicted candidates (the kNN learner: its top k).
+pub fn pick_batch(model: &MetaModel, rec: &Recommendation, k: usize, seed: u64) -> Vec<Candidate> {
+    let top: Vec<&Candidate> = rec.ranked.iter().take(40).collect();
+    if k <= 1 || model.learner != "gp" {
+        return top.into_iter().take(k.max(1)).cloned().collect();
+    }
+    let xs: Vec<Vec<f64>> = top.iter().map(|c| model.encoder.encode(&rec.task_features[&c.backbone], &c.summary, &c.backbone)).collect();
+    let (mean, cov, _) = model.gp.predict_joint(&xs);
+    super::eval::qei_order(&mean, &cov, k, seed).into_iter().map(|i| top[i].clone()).collect()
+}

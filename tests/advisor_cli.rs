@@ -1,0 +1,221 @@
+//! The advisor through the binary: `meta fit` on a real (tiny) sweep, `recommend`, `auto` with
+//! a budget (runs logged back), `meta eval`, the shipped meta-learner, and every bad input.
+mod common;
+use common::{graft, json_of, make_folder};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+#[path = "sweep_cli.rs"]
+#[allow(dead_code)]
+mod sweep_cli;
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+    meta: PathBuf,
+    model: PathBuf,
+}
+
+fn fixture() -> &'static Fixture {
+    static F: OnceLock<Fixture> = OnceLock::new();
+    F.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_path_buf();
+        let plan = sweep_cli::tiny_plan(&root, "adv", 3);
+        let meta = root.join("meta");
+        let o = graft()
+            .args(["--threads", "1", "sweep", "--plan"])
+            .arg(&plan)
+            .arg("--out")
+            .arg(&meta)
+            .arg("--runs")
+            .arg(root.join("runs"))
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let model = root.join("ml.json");
+        let o = graft().args(["meta", "fit", "--json", "--gp-iters", "15", "--meta"]).arg(&meta).arg("--out").arg(&model).output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let v = json_of(&o);
+        assert_eq!(v["n_runs"], 36);
+        assert!(v["cv"]["gp_rmse"].as_f64().unwrap().is_finite());
+        assert!(["gp", "knn"].contains(&v["learner"].as_str().unwrap()));
+        Fixture { _dir: dir, root, meta, model }
+    })
+}
+
+fn example() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/cifar3")
+}
+
+fn check_recommendation(v: &serde_json::Value) {
+    let p = v["predicted_accuracy"].as_f64().unwrap();
+    let iv = v["interval"].as_array().unwrap();
+    let (lo, hi) = (iv[0].as_f64().unwrap(), iv[1].as_f64().unwrap());
+    assert!(lo <= p && p <= hi && hi <= 1.0 && lo >= 0.0, "{p} {lo} {hi}");
+    assert!(!v["alternatives"].as_array().unwrap().is_empty());
+    assert!(v["rationale"].as_array().unwrap().len() >= 3);
+    assert!(v["features"].as_object().unwrap().values().next().unwrap().get("logme_last").is_some());
+    assert!(v["recipe"]["strategy"].is_string());
+}
+
+#[test]
+fn recommend_gives_a_runnable_recipe_with_interval_and_reasons() {
+    let f = fixture();
+    let o = graft().args(["recommend", "--json", "--data"]).arg(example()).arg("--model").arg(&f.model).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v = json_of(&o);
+    check_recommendation(&v);
+    // the recipe is a document `graft run --recipe` accepts as is
+    let r = f.root.join("rec.json");
+    std::fs::write(&r, serde_json::to_string(&v["recipe"]).unwrap()).unwrap();
+    let o = graft()
+        .args(["run", "--json", "--no-meta", "--data"])
+        .arg(example())
+        .arg("--recipe")
+        .arg(&r)
+        .arg("--backbone")
+        .arg(v["backbone"].as_str().unwrap())
+        .arg("--runs")
+        .arg(f.root.join("runs-rec"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+#[test]
+fn auto_runs_the_budget_and_logs_every_run_back() {
+    let f = fixture();
+    let meta = f.root.join("user-meta");
+    let rep = f.root.join("auto-report");
+    let o = graft()
+        .args(["auto", "--json", "--budget", "2", "--data"])
+        .arg(example())
+        .arg("--model")
+        .arg(&f.model)
+        .arg("--meta")
+        .arg(&meta)
+        .arg("--runs")
+        .arg(f.root.join("runs-auto"))
+        .arg("--report")
+        .arg(&rep)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v = json_of(&o);
+    check_recommendation(&v);
+    let runs = v["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 2);
+    let best = v["best_run_id"].as_str().unwrap();
+    assert!(runs.iter().any(|r| r["run_id"] == best));
+    // winner chosen on validation (a 20% split), never on test
+    assert!(runs.iter().all(|r| r["val_accuracy"].is_number()));
+    // both runs are in the meta-dataset, with transfer meta-features, and a refit reads them
+    let df = graft::metadataset::read_all(&meta).unwrap();
+    assert_eq!(df.height(), 2);
+    assert_eq!(df.column("mf_logme_last").unwrap().null_count(), 0);
+    let o = graft()
+        .args(["meta", "fit", "--json", "--gp-iters", "5", "--meta"])
+        .arg(&f.meta)
+        .arg("--meta")
+        .arg(&meta)
+        .arg("--out")
+        .arg(f.root.join("ml2.json"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(json_of(&o)["n_runs"], 38);
+    let html = std::fs::read_to_string(rep.join("report.html")).unwrap();
+    for id in ["id=\"recommendation\"", "id=\"alternatives\"", "id=\"nearest\"", "id=\"winner\"", "id=\"curves\"", "id=\"confusion\""] {
+        assert!(html.contains(id), "report lacks {id}");
+    }
+    assert!(html.contains(&format!("{:.3}", v["predicted_accuracy"].as_f64().unwrap())));
+}
+
+#[test]
+fn meta_eval_writes_tables_and_plots() {
+    let f = fixture();
+    let out = f.root.join("eval");
+    let o = graft()
+        .args(["meta", "eval", "--json", "--budget", "3", "--gp-iters", "10", "--meta"])
+        .arg(&f.meta)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v = json_of(&o);
+    assert_eq!(v["families"].as_array().unwrap().len(), 2);
+    assert_eq!(v["n_tasks"], 6);
+    let r1 = v["mean_regret"]["advisor (q-EI)"].as_array().unwrap();
+    assert_eq!(r1.len(), 3);
+    // best of K can only get better with K
+    let r: Vec<f64> = r1.iter().map(|x| x.as_f64().unwrap()).collect();
+    assert!(r[0] >= r[1] - 1e-12 && r[1] >= r[2] - 1e-12 && r.iter().all(|x| (0.0..=1.0).contains(x)), "{r:?}");
+    let cov = v["coverage80"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&cov));
+    assert_eq!(v["n_calibration_runs"], 36);
+    let md = std::fs::read_to_string(out.join("meta-eval.md")).unwrap();
+    assert!(md.contains("random search") && md.contains("shots per class"));
+    assert!(std::fs::read_to_string(out.join("regret.svg")).unwrap().starts_with("<svg"));
+}
+
+#[test]
+fn bad_inputs_exit_2_with_a_clear_message() {
+    let f = fixture();
+    let dir = tempfile::tempdir().unwrap();
+    // empty meta-dataset
+    let empty = dir.path().join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let o = graft().args(["meta", "fit", "--meta"]).arg(&empty).arg("--out").arg(dir.path().join("x.json")).output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no Parquet files"));
+    // a meta-learner of another schema version
+    let mut v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&f.model).unwrap()).unwrap();
+    v["schema_version"] = serde_json::json!(99);
+    let old = dir.path().join("old.json");
+    std::fs::write(&old, v.to_string()).unwrap();
+    let o = graft().args(["recommend", "--data"]).arg(example()).arg("--model").arg(&old).output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(e.contains("schema version 99") && e.contains("graft meta fit"), "{e}");
+    // a dataset with one class
+    let one = dir.path().join("one");
+    make_folder(&one, &[("train", 5), ("test", 3)], 1, 32);
+    let o = graft().args(["recommend", "--data"]).arg(&one).arg("--model").arg(&f.model).output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("one class"), "{}", String::from_utf8_lossy(&o.stderr));
+    // an unknown backbone
+    let o = graft().args(["recommend", "--backbone", "nope", "--data"]).arg(example()).arg("--model").arg(&f.model).output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--backbone nope"));
+}
+
+#[test]
+fn a_task_far_from_everything_says_so_and_widens_the_interval() {
+    let f = fixture();
+    // 10 classes of synthetic stripes: nothing like the CIFAR-3 tasks the model saw
+    let dir = tempfile::tempdir().unwrap();
+    let far = dir.path().join("far");
+    make_folder(&far, &[("train", 40), ("test", 4)], 10, 32);
+    let o = graft().args(["recommend", "--json", "--data"]).arg(&far).arg("--model").arg(&f.model).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v = json_of(&o);
+    assert_eq!(v["far_from_past_tasks"], true);
+    assert!(v["rationale"].as_array().unwrap().iter().any(|l| l.as_str().unwrap().contains("far from every past task")));
+    let near = json_of(&graft().args(["recommend", "--json", "--data"]).arg(example()).arg("--model").arg(&f.model).output().unwrap());
+    let w = |v: &serde_json::Value| v["interval"][1].as_f64().unwrap() - v["interval"][0].as_f64().unwrap();
+    assert!(w(&v) > w(&near), "far {} vs near {}", w(&v), w(&near));
+}
+
+#[test]
+fn the_shipped_meta_learner_recommends_for_the_example() {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/meta-learner.json");
+    assert!(p.is_file(), "models/meta-learner.json is missing: fit it with `graft meta fit`");
+    let o = graft().args(["recommend", "--json", "--data"]).arg(example()).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v = json_of(&o);
+    check_recommendation(&v);
+    let m: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+    assert!(m["n_runs"].as_u64().unwrap() >= 1000 && m["families"].as_array().unwrap().len() >= 6);
+}
