@@ -16,6 +16,7 @@ pub mod kernels;
 pub mod metadataset;
 pub mod metafeatures;
 pub mod metalearner;
+pub mod pretrain;
 pub mod recipe;
 pub mod report;
 pub mod sweep;

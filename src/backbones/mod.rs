@@ -290,6 +290,18 @@ impl Model {
         Ok(outs)
     }
 
+    /// Forward `x` (the output of group `from - 1`, or the image for 0) through groups
+    /// `from..=to` with BatchNorm in train mode.
+    pub fn forward_from(&self, x: &Tensor, from: usize, to: usize) -> Result<Tensor> {
+        let mut h = x.clone();
+        for g in &self.groups[from..=to] {
+            for l in g {
+                h = l.forward_t(&h, true)?;
+            }
+        }
+        Ok(h)
+    }
+
     /// Logits, with per-group train flags.
     pub fn forward(&self, x: &Tensor, train: &[bool]) -> Result<Tensor> {
         let mut h = x.clone();

@@ -11,11 +11,11 @@ use clap::{Args, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use std::time::Instant;
 
-fn load_opts(d: &DataArgs, seed: u64) -> LoadOptions {
+pub(super) fn load_opts(d: &DataArgs, seed: u64) -> LoadOptions {
     LoadOptions { data: d.data.clone(), test: d.test.clone(), unlabelled: d.unlabelled.clone(), seed, test_fraction: d.test_fraction }
 }
 
-fn print_json<T: serde::Serialize>(v: &T) {
+pub(super) fn print_json<T: serde::Serialize>(v: &T) {
     println!("{}", serde_json::to_string_pretty(v).expect("serialises"));
 }
 
@@ -146,9 +146,18 @@ pub struct PretrainArgs {
     pub epochs: usize,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Peak learning rate (SGD, Nesterov momentum 0.9, cosine with 1 warm-up epoch).
-    #[arg(long, default_value_t = 0.1)]
-    pub lr: f64,
+    /// Peak learning rate (supervised: SGD, Nesterov momentum 0.9, cosine with 1 warm-up epoch,
+    /// default 0.1; other methods: AdamW, cosine, default 1e-3).
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// Start from this backbone's weights (name or file) instead of a random initialisation:
+    /// continued pretraining on the target domain (unsupervised methods).
+    #[arg(long)]
+    pub init: Option<String>,
+    /// Method settings as JSON, e.g. '{"temperature": 0.2}' or '{"noise": 0.3, "mask": 0.1}'
+    /// (fields of the recipe's `pretrain` step; see `graft recipe schema`).
+    #[arg(long)]
+    pub settings: Option<String>,
     #[arg(long, default_value_t = 128)]
     pub batch_size: usize,
     #[arg(long, default_value_t = 5e-4)]
@@ -183,14 +192,14 @@ pub struct PretrainArgs {
 }
 
 pub fn pretrain(a: PretrainArgs) -> Result<i32> {
-    if a.method != Method::Supervised {
-        return Err(GraftError::Usage(format!(
-            "--method {}: not available in this version of graft; only `supervised` is implemented so far",
-            a.method.to_possible_value().map(|v| v.get_name().to_string()).unwrap_or_default()
-        )));
-    }
     if a.out.extension().and_then(|e| e.to_str()) != Some("safetensors") {
         return Err(GraftError::Usage(format!("--out {}: must end in .safetensors", a.out.display())));
+    }
+    if a.method != Method::Supervised {
+        return super::pretrain_cmd::unsupervised(a);
+    }
+    if a.init.is_some() || a.settings.is_some() {
+        return Err(GraftError::Usage("--init and --settings apply to the unsupervised methods, not to --method supervised".into()));
     }
     let t_all = Instant::now();
     let (device, _) = executor::select_device(&a.device)?;
@@ -202,7 +211,7 @@ pub fn pretrain(a: PretrainArgs) -> Result<i32> {
     }
     let mut recipe = recipe::preset("scratch")?;
     recipe.name = Some("supervised-pretraining".into());
-    recipe.lr = a.lr;
+    recipe.lr = a.lr.unwrap_or(0.1);
     recipe.epochs = a.epochs;
     recipe.batch_size = a.batch_size;
     recipe.seed = a.seed;

@@ -2,6 +2,7 @@
 //! validated library configuration, runs it, and maps errors to documented exit codes.
 mod advisor;
 mod commands;
+mod pretrain_cmd;
 mod progress;
 
 use crate::error::{GraftError, EXIT_BAD_INPUT, EXIT_OK};

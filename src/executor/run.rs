@@ -114,6 +114,9 @@ pub struct RunRecord {
     /// Transferability meta-features and the task's shift, when the caller computed them.
     #[serde(default)]
     pub context: TaskContext,
+    /// The recipe's pretraining step, when it had one (losses per epoch, images/s).
+    #[serde(default)]
+    pub pretrain: Option<crate::pretrain::PretrainOutcome>,
 }
 
 fn features(model: &Model, set: &ImageSet, norm: &Normalisation, upto: usize) -> Result<Array2<f64>> {
@@ -183,6 +186,8 @@ pub struct Decoded {
     pub train: ImageSet,
     pub val: Option<ImageSet>,
     pub test: ImageSet,
+    /// The unlabelled pool, when a caller decoded it (sweeps); else decoded on demand.
+    pub unlabelled: Option<ImageSet>,
 }
 
 pub fn decode_dataset(ds: &Dataset, input: crate::data::InputSpec, skip_bad: bool, val_fraction: f64, seed: u64) -> Result<Decoded> {
@@ -203,7 +208,7 @@ pub fn decode_dataset(ds: &Dataset, input: crate::data::InputSpec, skip_bad: boo
     if test.n == 0 {
         return Err(GraftError::Data(format!("{}: no readable test images", ds.root.display())));
     }
-    Ok(Decoded { train, val, test })
+    Ok(Decoded { train, val, test, unlabelled: None })
 }
 
 /// A dataset loaded and decoded for one backbone, ready for any number of recipes.
@@ -271,8 +276,26 @@ pub fn run_prepared(
 
     let t0 = Instant::now();
     let model = build_transferred(mref, &checked, ds.n_classes(), &opts.device)?;
-    let start = model.snapshot()?;
     let model_seconds = t0.elapsed().as_secs_f64();
+    // optional unsupervised pretraining step; counted in the training time
+    let t_pre = Instant::now();
+    let pretrain = match &recipe.pretrain {
+        Some(spec) => {
+            let owned;
+            let images = match (&dec.unlabelled, spec.data.as_str()) {
+                (Some(u), "unlabelled") if u.n >= 2 => u,
+                (None, "unlabelled") if ds.unlabelled.len() >= 2 => {
+                    owned = crate::data::decode_items(&ds.unlabelled, mref.card.input, opts.skip_bad)?;
+                    &owned
+                }
+                _ => &dec.train,
+            };
+            Some(crate::pretrain::pretrain(&model, images, &norm, spec, seed, &|_| {})?)
+        }
+        None => None,
+    };
+    let pretrain_seconds = t_pre.elapsed().as_secs_f64();
+    let start = model.snapshot()?;
 
     let t0 = Instant::now();
     let mut epochs = Vec::new();
@@ -330,7 +353,7 @@ pub fn run_prepared(
         }
     };
     // training time excludes evaluating the test and validation splits
-    let train_seconds = t0.elapsed().as_secs_f64() - eval_only;
+    let train_seconds = t0.elapsed().as_secs_f64() - eval_only + pretrain_seconds;
     let t0 = Instant::now();
     let ytest = labels(&dec.test);
     let test_accuracy = if diverged.is_some() { 0.0 } else { accuracy(&test_pred, &ytest) };
@@ -408,6 +431,7 @@ pub fn run_prepared(
         created_at: now_rfc3339(),
         metafeatures: profile,
         context: ctx.clone(),
+        pretrain,
     };
     write_atomic(&run_dir.join("metrics.csv"), metrics_csv(&epochs).as_bytes())?;
     write_atomic(&run_dir.join("run.json"), serde_json::to_string_pretty(&rec).expect("serialises").as_bytes())?;

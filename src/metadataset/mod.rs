@@ -186,7 +186,7 @@ impl MetaRow {
                     r.groups.iter().position(|g| g.name == p.group).map(|i| if body > 1 { i as f64 / (body - 1) as f64 } else { 1.0 })
                 }),
             },
-            r_pretrain: "none".into(),
+            r_pretrain: rc.pretrain.as_ref().map(|p| format!("{}:{}", p.method.as_str(), p.epochs)).unwrap_or_else(|| "none".into()),
             wall_seconds: r.timings.total_seconds,
             r_default_action: rc.default_action.as_str().into(),
             r_actions: actions,

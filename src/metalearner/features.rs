@@ -69,6 +69,8 @@ pub struct RecipeSummary {
     pub layer_decay: f64,
     pub l2sp: f64,
     pub epochs: usize,
+    /// Unsupervised pretraining first.
+    pub pretrain: bool,
 }
 
 impl RecipeSummary {
@@ -90,6 +92,7 @@ impl RecipeSummary {
             layer_decay: r.layer_decay,
             l2sp: r.l2sp,
             epochs: r.epochs,
+            pretrain: r.pretrain.is_some(),
         }
     }
 
@@ -107,6 +110,7 @@ impl RecipeSummary {
             if ft { self.layer_decay } else { 1.0 },
             if ft { self.l2sp * 100.0 } else { 0.0 },
             if ft { self.epochs as f64 / 10.0 } else { 0.0 },
+            self.pretrain as u8 as f64,
         ]
     }
 }
@@ -176,6 +180,7 @@ pub fn load_obs(dirs: &[&Path]) -> Result<Vec<Obs>> {
             s("task_shift")?,
             s("recipe")?,
         );
+        let r_pre = s("r_pretrain")?;
         let (acc, seed, n_classes, shots, unl, pm, ps) = (
             f("test_accuracy")?,
             f("seed")?,
@@ -257,6 +262,7 @@ pub fn load_obs(dirs: &[&Path]) -> Result<Vec<Obs>> {
                     layer_decay: ld[i].unwrap_or(1.0),
                     l2sp: sp[i].unwrap_or(0.0),
                     epochs: ep[i].unwrap_or(0.0) as usize,
+                    pretrain: r_pre[i] != "none",
                 },
                 recipe_json: recipe[i].clone(),
             });

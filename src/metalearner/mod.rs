@@ -117,6 +117,8 @@ pub struct RecipeSummaryDto {
     pub layer_decay: f64,
     pub l2sp: f64,
     pub epochs: usize,
+    #[serde(default)]
+    pub pretrain: bool,
 }
 
 impl From<&RecipeSummary> for RecipeSummaryDto {
@@ -131,6 +133,7 @@ impl From<&RecipeSummary> for RecipeSummaryDto {
             layer_decay: r.layer_decay,
             l2sp: r.l2sp,
             epochs: r.epochs,
+            pretrain: r.pretrain,
         }
     }
 }
@@ -146,6 +149,7 @@ impl From<&RecipeSummaryDto> for RecipeSummary {
             layer_decay: r.layer_decay,
             l2sp: r.l2sp,
             epochs: r.epochs,
+            pretrain: r.pretrain,
         }
     }
 }

@@ -93,6 +93,7 @@ fn grid_templates(lrs: &[f64]) -> Vec<Template> {
                 l2sp: 0.0,
                 epochs: 0,
                 batch_size: 0,
+                pretrain: None,
             });
         }
     }
@@ -113,6 +114,7 @@ fn grid_templates(lrs: &[f64]) -> Vec<Template> {
                             l2sp: sp,
                             epochs: 10,
                             batch_size: 32,
+                            pretrain: None,
                         });
                     }
                 }

@@ -200,6 +200,11 @@ pub struct Recipe {
     /// Fraction of each training class held out for validation when the data has no val/ split.
     #[serde(default)]
     pub val_fraction: f64,
+    /// Optional unsupervised or self-supervised pretraining of the backbone (after transfer and
+    /// re-initialisation, before fine-tuning or probing) on the target's unlabelled pool or its
+    /// training images without labels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pretrain: Option<crate::pretrain::PretrainSpec>,
 }
 
 fn default_action() -> Action {
@@ -305,6 +310,9 @@ impl Recipe {
         }
         if !(self.label_smoothing >= 0.0 && self.label_smoothing < 1.0) {
             return Err(GraftError::recipe("label_smoothing", format!("must be in [0, 1), got {}", self.label_smoothing)));
+        }
+        if let Some(p) = &self.pretrain {
+            p.validate().map_err(|(f, m)| GraftError::recipe(&f, m))?;
         }
         if !(self.val_fraction >= 0.0 && self.val_fraction < 0.9) {
             return Err(GraftError::recipe("val_fraction", format!("must be in [0, 0.9), got {}", self.val_fraction)));

@@ -23,6 +23,7 @@ fn base(name: &str, strategy: Strategy, action: Action) -> Recipe {
         probe: ProbeSpec::default(),
         early_stopping: None,
         val_fraction: 0.0,
+        pretrain: None,
     }
 }
 

@@ -165,6 +165,11 @@ pub fn sweep(o: &SweepOptions, log: &dyn Fn(&str)) -> Result<SweepSummary> {
         if let Some(v) = dec.val.as_mut() {
             draw.shift.apply(v, draw.seed, "val");
         }
+        if pending.iter().any(|u| u.1.pretrain.is_some()) && task.unlabelled.len() >= 2 {
+            let mut u = crate::data::decode_items(&task.unlabelled, mref.card.input, true)?;
+            draw.shift.apply(&mut u, draw.seed, "unlabelled");
+            dec.unlabelled = Some(u);
+        }
         let decode_seconds = t0.elapsed().as_secs_f64();
         let report = inspect_decoded(mref, &task, &dec.train, None)?;
         let ctx = TaskContext {

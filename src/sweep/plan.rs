@@ -114,6 +114,16 @@ pub struct Arm {
     pub epochs: usize,
     #[serde(default = "batch_default")]
     pub batch_size: usize,
+    /// Unsupervised pretraining first (a method of `graft pretrain`), on the task's unlabelled
+    /// pool (its training images when the pool is empty).
+    #[serde(default)]
+    pub pretrain: Option<String>,
+    #[serde(default = "pretrain_epochs_default")]
+    pub pretrain_epochs: usize,
+}
+
+fn pretrain_epochs_default() -> usize {
+    3
 }
 
 fn last() -> String {
@@ -184,6 +194,8 @@ pub struct Template {
     pub l2sp: f64,
     pub epochs: usize,
     pub batch_size: usize,
+    #[serde(default)]
+    pub pretrain: Option<(String, usize)>,
 }
 
 impl Template {
@@ -234,6 +246,11 @@ impl Template {
                 d => return Err(GraftError::Usage(format!("plan: unknown probe_depth `{d}`; known: first, mid, last"))),
             };
             r.probe.group = Some(groups[g].clone());
+        }
+        if let Some((m, e)) = &self.pretrain {
+            let mut p = crate::pretrain::PretrainSpec::new(crate::pretrain::Method::parse(m)?);
+            p.epochs = *e;
+            r.pretrain = Some(p);
         }
         Ok(r)
     }
@@ -341,6 +358,7 @@ impl Plan {
                                                 l2sp: sp,
                                                 epochs: e,
                                                 batch_size: b,
+                                                pretrain: None,
                                             });
                                         }
                                     }
@@ -363,6 +381,7 @@ impl Plan {
                         l2sp: 0.0,
                         epochs: 0,
                         batch_size: 0,
+                        pretrain: None,
                     });
                 }
             } else {
@@ -410,16 +429,21 @@ impl Plan {
                 l2sp: 0.0,
                 epochs: e0,
                 batch_size: 32,
+                pretrain: None,
             });
         }
         for a in &self.recipes.arms {
+            if let Some(m) = &a.pretrain {
+                crate::pretrain::Method::parse(m).map_err(|e| GraftError::Usage(format!("sweep plan: recipes.arm.pretrain: {e}")))?;
+            }
+            let pt = a.pretrain.as_ref().map(|m| format!("-pt-{m}{}", a.pretrain_epochs)).unwrap_or_default();
             let id = match a.strategy.as_str() {
                 "finetune" => format!(
-                    "ft-r{}-f{}-lr{}-ld{}-sp{}-e{}-b{}",
+                    "ft-r{}-f{}-lr{}-ld{}-sp{}-e{}-b{}{pt}",
                     a.reinit_top, a.freeze_bottom, a.lr, a.layer_decay, a.l2sp, a.epochs, a.batch_size
                 ),
-                "linear-probe" => format!("svm-{}", a.probe_depth),
-                "softmax-probe" => format!("softmax-{}", a.probe_depth),
+                "linear-probe" => format!("svm-{}{pt}", a.probe_depth),
+                "softmax-probe" => format!("softmax-{}{pt}", a.probe_depth),
                 x => {
                     return Err(GraftError::Usage(format!(
                         "sweep plan: recipes.arm.strategy: unknown `{x}`; known: finetune, linear-probe, softmax-probe"
@@ -438,6 +462,7 @@ impl Plan {
                 l2sp: a.l2sp,
                 epochs: a.epochs,
                 batch_size: a.batch_size,
+                pretrain: a.pretrain.clone().map(|m| (m, a.pretrain_epochs)),
             });
         }
         out.extend(chosen);

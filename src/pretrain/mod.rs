@@ -1,0 +1,483 @@
+//! Unsupervised and self-supervised pretraining of any backbone's body (every group but the
+//! head) on unlabelled images: autoencoders (undercomplete, sparse, denoising, contractive),
+//! greedy layer-wise autoencoders, and SimCLR. The auxiliary parts (code layer, decoder,
+//! projection head) live in their own variable map and are dropped afterwards; what remains is
+//! an ordinary backbone checkpoint.
+//!
+//! Autoencoder shape: encoder (the body) → global average pool → dense code layer
+//! h = sigmoid(W p + b) with `code_dim` units (fewer than the input's pixels: undercomplete) →
+//! dense layer back to the last feature map → for each body group from the top, nearest
+//! upsampling to that group's input size and a 3×3 convolution to its input channels (ReLU
+//! between) — a decoder mirrored from the encoder's shapes. Loss: mean squared error to the
+//! clean (normalised) input.
+use crate::backbones::Model;
+use crate::data::{Augment, ImageSet, Normalisation};
+use crate::error::{GraftError, Result};
+use crate::executor::optim::{Optimizer, Param};
+use crate::recipe::OptimizerSpec;
+use crate::util::rng_for;
+use candle_core::{DType, Device, Module, Tensor, Var, D};
+use candle_nn::{VarBuilder, VarMap};
+use rand::seq::SliceRandom;
+use rand::Rng;
+use rand_distr::{Distribution, Normal};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Method {
+    Autoencoder,
+    SparseAutoencoder,
+    DenoisingAutoencoder,
+    ContractiveAutoencoder,
+    GreedyLayerwise,
+    Simclr,
+}
+
+impl Method {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Method::Autoencoder => "autoencoder",
+            Method::SparseAutoencoder => "sparse-autoencoder",
+            Method::DenoisingAutoencoder => "denoising-autoencoder",
+            Method::ContractiveAutoencoder => "contractive-autoencoder",
+            Method::GreedyLayerwise => "greedy-layerwise",
+            Method::Simclr => "simclr",
+        }
+    }
+    pub fn parse(s: &str) -> Result<Method> {
+        Ok(match s {
+            "autoencoder" => Method::Autoencoder,
+            "sparse-autoencoder" => Method::SparseAutoencoder,
+            "denoising-autoencoder" => Method::DenoisingAutoencoder,
+            "contractive-autoencoder" => Method::ContractiveAutoencoder,
+            "greedy-layerwise" => Method::GreedyLayerwise,
+            "simclr" => Method::Simclr,
+            _ => {
+                return Err(GraftError::Usage(format!(
+                    "unknown pretraining method `{s}`; known: autoencoder, sparse-autoencoder, denoising-autoencoder, contractive-autoencoder, greedy-layerwise, simclr"
+                )))
+            }
+        })
+    }
+}
+
+/// Pretraining settings (also the `pretrain` step of a recipe).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PretrainSpec {
+    pub method: Method,
+    #[serde(default = "d_epochs")]
+    pub epochs: usize,
+    #[serde(default = "d_batch")]
+    pub batch_size: usize,
+    #[serde(default = "d_lr")]
+    pub lr: f64,
+    /// Code units of the autoencoders' dense code layer.
+    #[serde(default = "d_code")]
+    pub code_dim: usize,
+    /// Sparse autoencoder: target mean activation ρ of the code units and weight β of the KL penalty.
+    #[serde(default = "d_rho")]
+    pub sparsity_target: f64,
+    #[serde(default = "d_beta")]
+    pub sparsity_weight: f64,
+    /// Denoising autoencoder: Gaussian noise (std, normalised units) and the fraction of pixels masked.
+    #[serde(default = "d_noise")]
+    pub noise: f64,
+    #[serde(default = "d_mask")]
+    pub mask: f64,
+    /// Contractive autoencoder: weight λ of ‖∂h/∂p‖²_F.
+    #[serde(default = "d_lambda")]
+    pub contractive_weight: f64,
+    /// SimCLR: NT-Xent temperature, projection size, colour-jitter strength.
+    #[serde(default = "d_temp")]
+    pub temperature: f64,
+    #[serde(default = "d_proj")]
+    pub projection_dim: usize,
+    #[serde(default = "d_jitter")]
+    pub jitter: f32,
+    /// Which images: `unlabelled` (the unlabelled pool, else the training images) or `train`
+    /// (the training images without their labels). Used by recipes.
+    #[serde(default = "d_data")]
+    pub data: String,
+}
+
+fn d_epochs() -> usize {
+    5
+}
+fn d_batch() -> usize {
+    64
+}
+fn d_lr() -> f64 {
+    1e-3
+}
+fn d_code() -> usize {
+    32
+}
+fn d_rho() -> f64 {
+    0.05
+}
+fn d_beta() -> f64 {
+    0.1
+}
+fn d_noise() -> f64 {
+    0.5
+}
+fn d_mask() -> f64 {
+    0.25
+}
+fn d_lambda() -> f64 {
+    0.1
+}
+fn d_temp() -> f64 {
+    0.5
+}
+fn d_proj() -> usize {
+    64
+}
+fn d_jitter() -> f32 {
+    0.5
+}
+fn d_data() -> String {
+    "unlabelled".into()
+}
+
+impl PretrainSpec {
+    pub fn new(method: Method) -> Self {
+        let mut s: PretrainSpec = serde_json::from_value(serde_json::json!({"method": method})).expect("defaults");
+        if method == Method::Simclr {
+            s.batch_size = 128;
+        }
+        s
+    }
+    pub fn validate(&self) -> std::result::Result<(), (String, String)> {
+        let pos = |f: &str, v: f64| {
+            if v > 0.0 && v.is_finite() {
+                Ok(())
+            } else {
+                Err((format!("pretrain.{f}"), format!("must be positive, got {v}")))
+            }
+        };
+        pos("lr", self.lr)?;
+        pos("temperature", self.temperature)?;
+        if self.batch_size < 2 {
+            return Err(("pretrain.batch_size".into(), format!("must be at least 2, got {}", self.batch_size)));
+        }
+        if self.code_dim == 0 || self.projection_dim == 0 {
+            return Err(("pretrain.code_dim".into(), "code_dim and projection_dim must be at least 1".into()));
+        }
+        if !(self.sparsity_target > 0.0 && self.sparsity_target < 1.0) {
+            return Err(("pretrain.sparsity_target".into(), format!("must be in (0, 1), got {}", self.sparsity_target)));
+        }
+        if !(0.0..1.0).contains(&self.mask) {
+            return Err(("pretrain.mask".into(), format!("must be in [0, 1), got {}", self.mask)));
+        }
+        if self.data != "unlabelled" && self.data != "train" {
+            return Err(("pretrain.data".into(), format!("must be `unlabelled` or `train`, got `{}`", self.data)));
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PretrainOutcome {
+    pub method: String,
+    /// Mean loss per epoch (for greedy layer-wise: per group, then per epoch).
+    pub losses: Vec<f64>,
+    pub images: usize,
+    pub seconds: f64,
+    pub images_per_second: f64,
+}
+
+/// Output shapes (C, H, W) of the input and of every body group.
+fn shapes(model: &Model) -> Result<Vec<(usize, usize, usize)>> {
+    let i = model.input;
+    let x = Tensor::zeros((2, i.channels, i.height, i.width), DType::F32, &model.device)?;
+    let nb = model.n_groups() - 1;
+    let outs = model.forward_groups(&x, &[], nb - 1)?;
+    let mut v = vec![(i.channels, i.height, i.width)];
+    for o in outs {
+        let (_, c, h, w) = o.dims4()?;
+        v.push((c, h, w));
+    }
+    Ok(v)
+}
+
+/// Nearest upsampling to (h, w) by an integer factor, then a crop (both differentiable).
+fn upsample_to(x: &Tensor, h: usize, w: usize) -> candle_core::Result<Tensor> {
+    let (_, _, xh, xw) = x.dims4()?;
+    if xh == h && xw == w {
+        return Ok(x.clone());
+    }
+    let s = h.div_ceil(xh).max(w.div_ceil(xw)).max(1);
+    let u = if s > 1 { x.upsample_nearest2d(xh * s, xw * s)? } else { x.clone() };
+    u.narrow(2, 0, h.min(xh * s))?.narrow(3, 0, w.min(xw * s))
+}
+
+/// One decoder stage: upsample to (h, w), 3×3 conv to `cout` channels.
+struct Stage {
+    conv: crate::backbones::layers::Conv2d,
+    bias: Tensor,
+    h: usize,
+    w: usize,
+}
+
+impl Stage {
+    fn new(cin: usize, cout: usize, h: usize, w: usize, vb: VarBuilder) -> candle_core::Result<Stage> {
+        // graft's im2col + GEMM convolution (the backbones' kernel), plus a bias
+        let conv = crate::backbones::layers::conv(cin, cout, 3, 1, vb.clone())?;
+        let bias = vb.get_with_hints(cout, "bias", candle_nn::init::ZERO)?;
+        Ok(Stage { conv, bias, h, w })
+    }
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        self.conv.forward_t(&upsample_to(x, self.h, self.w)?, true)?.broadcast_add(&self.bias.reshape((1, (), 1, 1))?)
+    }
+}
+
+struct Autoencoder {
+    code: candle_nn::Linear,
+    expand: candle_nn::Linear,
+    top: (usize, usize, usize),
+    stages: Vec<Stage>,
+}
+
+impl Autoencoder {
+    fn new(sh: &[(usize, usize, usize)], code_dim: usize, vb: VarBuilder) -> candle_core::Result<Self> {
+        let top = *sh.last().expect("shapes");
+        let code = candle_nn::linear(top.0, code_dim, vb.pp("code"))?;
+        let expand = candle_nn::linear(code_dim, top.0 * top.1 * top.2, vb.pp("expand"))?;
+        let mut stages = Vec::new();
+        for i in (0..sh.len() - 1).rev() {
+            let (cin, cout) = (sh[i + 1].0, sh[i].0);
+            stages.push(Stage::new(cin, cout, sh[i].1, sh[i].2, vb.pp(format!("dec{i}")))?);
+        }
+        Ok(Autoencoder { code, expand, top, stages })
+    }
+    /// (pooled features p, code h)
+    fn encode(&self, feat: &Tensor) -> candle_core::Result<(Tensor, Tensor)> {
+        let p = feat.mean(D::Minus1)?.mean(D::Minus1)?;
+        let h = candle_nn::ops::sigmoid(&self.code.forward(&p)?)?;
+        Ok((p, h))
+    }
+    fn decode(&self, h: &Tensor) -> candle_core::Result<Tensor> {
+        let n = h.dim(0)?;
+        let (c, hh, ww) = self.top;
+        let mut x = self.expand.forward(h)?.relu()?.reshape((n, c, hh, ww))?;
+        let last = self.stages.len() - 1;
+        for (i, s) in self.stages.iter().enumerate() {
+            x = s.forward(&x)?;
+            if i < last {
+                x = x.relu()?;
+            }
+        }
+        Ok(x)
+    }
+}
+
+fn aux_params(vm: &VarMap, offset: usize) -> Vec<Param> {
+    let mut v: Vec<(String, Var)> = vm.data().lock().expect("varmap").iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v.into_iter().map(|(k, var)| Param::new(format!("aux.{k}"), var.clone(), offset, var.rank() > 1, None)).collect()
+}
+
+fn body_params(model: &Model, groups: &[usize]) -> Vec<Param> {
+    let mut v = Vec::new();
+    for &g in groups {
+        for (name, var) in model.group_params(&model.group_names[g]) {
+            let decay = var.rank() > 1;
+            v.push(Param::new(name, var, 0, decay, None));
+        }
+    }
+    v
+}
+
+fn mse(a: &Tensor, b: &Tensor) -> candle_core::Result<Tensor> {
+    (a - b)?.sqr()?.mean_all()
+}
+
+/// KL(ρ ‖ ρ̂) summed over code units, ρ̂ the batch mean activation.
+fn kl_sparsity(h: &Tensor, rho: f64) -> candle_core::Result<Tensor> {
+    let r = h.mean(0)?.clamp(1e-6, 1.0 - 1e-6)?;
+    let t1 = (r.log()?.affine(-rho, rho * rho.ln()))?; // ρ log ρ − ρ log ρ̂
+    let one_minus = r.affine(-1.0, 1.0)?;
+    let t2 = one_minus.log()?.affine(-(1.0 - rho), (1.0 - rho) * (1.0 - rho).ln())?;
+    (t1 + t2)?.sum_all()
+}
+
+/// ‖∂h/∂p‖²_F for h = sigmoid(W p + b): Σ_j (h_j(1−h_j))² Σ_i W_ji², averaged over the batch.
+fn contractive(h: &Tensor, w: &Tensor) -> candle_core::Result<Tensor> {
+    let d = (h * h.affine(-1.0, 1.0)?)?.sqr()?; // (n, code)
+    let wn = w.sqr()?.sum(1)?; // (code,)
+    d.broadcast_mul(&wn)?.sum(1)?.mean_all()
+}
+
+/// NT-Xent over 2N projections z (first N and last N are the two views of the same images).
+pub fn nt_xent(z: &Tensor, temperature: f64) -> candle_core::Result<Tensor> {
+    let n2 = z.dim(0)?;
+    let n = n2 / 2;
+    let norm = z.sqr()?.sum_keepdim(1)?.sqrt()?.clamp(1e-8, f64::MAX)?;
+    let zn = z.broadcast_div(&norm)?;
+    let sim = (zn.matmul(&zn.t()?)? / temperature)?;
+    let eye = Tensor::eye(n2, DType::F32, z.device())?;
+    let sim = (sim - (eye * 1e9)?)?;
+    let targets: Vec<u32> = (0..n2).map(|i| if i < n { (i + n) as u32 } else { (i - n) as u32 }).collect();
+    let t = Tensor::new(targets.as_slice(), z.device())?;
+    let ls = candle_nn::ops::log_softmax(&sim, D::Minus1)?;
+    ls.gather(&t.unsqueeze(1)?, 1)?.neg()?.mean_all()
+}
+
+fn corrupt(x: &mut [f32], noise: f64, mask: f64, rng: &mut impl Rng) {
+    let nd = Normal::new(0.0f32, noise.max(1e-12) as f32).expect("noise");
+    for v in x.iter_mut() {
+        if mask > 0.0 && rng.random::<f64>() < mask {
+            *v = 0.0; // the normalised mean
+        } else if noise > 0.0 {
+            *v += nd.sample(rng);
+        }
+    }
+}
+
+/// Pretrain `model`'s body on `images` (labels ignored) with `spec`; `log` gets one line per epoch.
+pub fn pretrain(
+    model: &Model,
+    images: &ImageSet,
+    norm: &Normalisation,
+    spec: &PretrainSpec,
+    seed: u64,
+    log: &dyn Fn(&str),
+) -> Result<PretrainOutcome> {
+    spec.validate().map_err(|(f, m)| GraftError::recipe(&f, m))?;
+    if images.n < 2 {
+        return Err(GraftError::Data("pretraining needs at least two images".into()));
+    }
+    let t0 = std::time::Instant::now();
+    let dev: Device = model.device.clone();
+    let nb = model.n_groups() - 1;
+    let sh = shapes(model)?;
+    let mut losses = Vec::new();
+    let bs = spec.batch_size.min(images.n);
+    let mut seen = 0usize;
+    let body: Vec<usize> = (0..nb).collect();
+    let plans: Vec<(Vec<usize>, usize)> = if spec.method == Method::GreedyLayerwise {
+        // group g trained alone (with its own one-stage decoder) on the codes of groups < g
+        (0..nb).map(|g| (vec![g], spec.epochs)).collect()
+    } else {
+        vec![(body.clone(), spec.epochs)]
+    };
+    for (pi, (train_groups, epochs)) in plans.iter().enumerate() {
+        let vm = VarMap::new();
+        let vb = VarBuilder::from_varmap(&vm, DType::F32, &dev);
+        let top_g = *train_groups.last().expect("groups");
+        let (ae, greedy_dec, proj) = match spec.method {
+            Method::Simclr => {
+                let c = sh[nb].0;
+                let l1 = candle_nn::linear(c, c, vb.pp("proj1"))?;
+                let l2 = candle_nn::linear(c, spec.projection_dim, vb.pp("proj2"))?;
+                (None, None, Some((l1, l2)))
+            }
+            Method::GreedyLayerwise => {
+                let g = top_g;
+                let st = Stage::new(sh[g + 1].0, sh[g].0, sh[g].1, sh[g].2, vb.pp(format!("greedy{g}")))?;
+                (None, Some(st), None)
+            }
+            _ => (Some(Autoencoder::new(&sh, spec.code_dim, vb.clone())?), None, None),
+        };
+        let mut params = body_params(model, train_groups);
+        params.extend(aux_params(&vm, 0));
+        let ospec = OptimizerSpec { weight_decay: 1e-4, ..OptimizerSpec::default() };
+        let mut opt = Optimizer::new(ospec, 0.0, params);
+        let mut flags = vec![false; nb + 1];
+        for &g in train_groups {
+            flags[g] = true;
+        }
+        let steps_per_epoch = (images.n / bs).max(1);
+        let total = steps_per_epoch * epochs;
+        let mut step = 0;
+        let aug = Augment::simclr(spec.jitter);
+        for epoch in 0..*epochs {
+            let mut order: Vec<usize> = (0..images.n).collect();
+            order.shuffle(&mut rng_for(seed, &format!("pretrain-{pi}-{epoch}")));
+            let (mut sum, mut cnt) = (0.0, 0usize);
+            for (bi, chunk) in order.chunks(bs).enumerate() {
+                if chunk.len() < 2 {
+                    continue;
+                }
+                let n = chunk.len();
+                let shape = (n, images.spec.channels, images.spec.height, images.spec.width);
+                let clean = Tensor::from_vec(images.batch(chunk, norm, None), shape, &dev)?;
+                let loss = match spec.method {
+                    Method::Simclr => {
+                        let s1: u64 = rng_for(seed, &format!("simclr-a-{pi}-{epoch}-{bi}")).random();
+                        let s2: u64 = rng_for(seed, &format!("simclr-b-{pi}-{epoch}-{bi}")).random();
+                        let mut v = images.batch(chunk, norm, Some((&aug, s1)));
+                        v.extend(images.batch(chunk, norm, Some((&aug, s2))));
+                        let x = Tensor::from_vec(v, (2 * n, shape.1, shape.2, shape.3), &dev)?;
+                        let f = model.forward_groups(&x, &flags, nb - 1)?.pop().expect("features");
+                        let p = f.mean(D::Minus1)?.mean(D::Minus1)?;
+                        let (l1, l2) = proj.as_ref().expect("projection");
+                        let z = l2.forward(&l1.forward(&p)?.relu()?)?;
+                        nt_xent(&z, spec.temperature)?
+                    }
+                    Method::GreedyLayerwise => {
+                        let g = top_g;
+                        let below =
+                            if g == 0 { clean.clone() } else { model.forward_groups(&clean, &[], g - 1)?.pop().expect("codes").detach() };
+                        // this group alone: its output from the (frozen) codes below
+                        let out = model.forward_from(&below, g, g)?;
+                        let rec = greedy_dec.as_ref().expect("decoder").forward(&out)?;
+                        mse(&rec, &below)?
+                    }
+                    _ => {
+                        let ae = ae.as_ref().expect("autoencoder");
+                        let input = if spec.method == Method::DenoisingAutoencoder {
+                            let mut v = images.batch(chunk, norm, None);
+                            corrupt(&mut v, spec.noise, spec.mask, &mut rng_for(seed, &format!("corrupt-{epoch}-{bi}")));
+                            Tensor::from_vec(v, shape, &dev)?
+                        } else {
+                            clean.clone()
+                        };
+                        let f = model.forward_groups(&input, &flags, nb - 1)?.pop().expect("features");
+                        let (_, h) = ae.encode(&f)?;
+                        let rec = ae.decode(&h)?;
+                        let mut l = mse(&rec, &clean)?;
+                        if spec.method == Method::SparseAutoencoder {
+                            l = (l + (kl_sparsity(&h, spec.sparsity_target)? * spec.sparsity_weight)?)?;
+                        }
+                        if spec.method == Method::ContractiveAutoencoder {
+                            l = (l + (contractive(&h, ae.code.weight())? * spec.contractive_weight)?)?;
+                        }
+                        l
+                    }
+                };
+                let lv = loss.to_scalar::<f32>()? as f64;
+                if !lv.is_finite() {
+                    return Err(GraftError::Diverged(format!(
+                        "{} pretraining: loss became {lv} at epoch {}",
+                        spec.method.as_str(),
+                        epoch + 1
+                    )));
+                }
+                let grads = loss.backward()?;
+                let f = crate::executor::optim::schedule_factor(crate::recipe::ScheduleKind::Cosine, step, total, 0);
+                opt.step(&grads, &[spec.lr * f])?;
+                step += 1;
+                sum += lv * n as f64;
+                cnt += n;
+                seen += n;
+            }
+            let m = sum / cnt.max(1) as f64;
+            losses.push(m);
+            let what = if spec.method == Method::GreedyLayerwise { format!(" group {}", model.group_names[top_g]) } else { String::new() };
+            log(&format!("{}{what} epoch {}/{}: loss {m:.5}", spec.method.as_str(), epoch + 1, epochs));
+        }
+    }
+    let seconds = t0.elapsed().as_secs_f64();
+    Ok(PretrainOutcome {
+        method: spec.method.as_str().into(),
+        losses,
+        images: images.n,
+        seconds,
+        images_per_second: seen as f64 / seconds.max(1e-9),
+    })
+}
