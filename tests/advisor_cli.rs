@@ -158,6 +158,9 @@ fn meta_eval_writes_tables_and_plots() {
     let md = std::fs::read_to_string(out.join("meta-eval.md")).unwrap();
     assert!(md.contains("random search") && md.contains("shots per class"));
     assert!(std::fs::read_to_string(out.join("regret.svg")).unwrap().starts_with("<svg"));
+    let html = std::fs::read_to_string(out.join("meta-eval.html")).unwrap();
+    assert!(html.contains("id=\"regret\"") && html.contains("id=\"calibration\"") && html.matches("<svg").count() == 2);
+    assert!(html.contains(&format!("{:.3}", r[0])), "regret@1 of the advisor is in the table");
 }
 
 #[test]

@@ -206,6 +206,7 @@ pub fn meta_eval(a: MetaEvalArgs) -> Result<i32> {
     w("regret.svg", &regret)?;
     w("calibration.svg", &cal)?;
     w("meta-eval.json", &serde_json::to_string_pretty(&r).expect("serialises"))?;
+    w("meta-eval.html", &crate::report::render_meta_eval(&r))?;
     if a.json {
         print_json(&r);
     } else {

@@ -161,6 +161,9 @@ impl PretrainSpec {
         };
         pos("lr", self.lr)?;
         pos("temperature", self.temperature)?;
+        if self.epochs == 0 {
+            return Err(("pretrain.epochs".into(), "must be at least 1".into()));
+        }
         if self.batch_size < 2 {
             return Err(("pretrain.batch_size".into(), format!("must be at least 2, got {}", self.batch_size)));
         }
@@ -423,8 +426,12 @@ pub fn pretrain(
                         let g = top_g;
                         let below =
                             if g == 0 { clean.clone() } else { model.forward_groups(&clean, &[], g - 1)?.pop().expect("codes").detach() };
-                        // this group alone: its output from the (frozen) codes below
-                        let out = model.forward_from(&below, g, g)?;
+                        // this group alone, as a denoising autoencoder (stacked denoising
+                        // autoencoders, Vincent et al. 2010): corrupted codes in, clean codes out
+                        let mut v = below.flatten_all()?.to_vec1::<f32>()?;
+                        corrupt(&mut v, spec.noise, spec.mask, &mut rng_for(seed, &format!("greedy-{g}-{epoch}-{bi}")));
+                        let noisy = Tensor::from_vec(v, below.shape(), &dev)?;
+                        let out = model.forward_from(&noisy, g, g)?;
                         let rec = greedy_dec.as_ref().expect("decoder").forward(&out)?;
                         mse(&rec, &below)?
                     }

@@ -289,3 +289,45 @@ pub fn render_auto(rec: &crate::metalearner::search::Recommendation, runs: &[Loa
         None => body + &sec,
     }
 }
+
+/// `graft meta eval`'s HTML report: regret, accuracy gap and rank per method and budget, regret
+/// vs budget, and predicted vs actual accuracy (calibration).
+pub fn render_meta_eval(r: &crate::metalearner::eval::EvalReport) -> String {
+    use crate::metalearner::eval::{plots, METHODS};
+    let mut h = String::new();
+    let _ =
+        write!(h, "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>graft meta eval</title><style>{STYLE}</style></head><body>");
+    let _ = write!(
+        h,
+        "<h1>graft meta eval</h1><p>Leave-one-family-out over {} families ({}), {} held-out tasks; normalised regret = (best − chosen) / (best − worst) over the configurations logged on each task.</p>",
+        r.families.len(),
+        esc(&r.families.join(", ")),
+        r.n_tasks
+    );
+    h.push_str("<section id=\"regret\"><h2>Regret vs budget</h2><table><tr><th class=\"l\">method</th>");
+    for b in 1..=r.budgets {
+        let _ = write!(h, "<th>regret@{b}</th>");
+    }
+    h.push_str("<th>gap@1 (points)</th><th>rank@1</th></tr>");
+    for m in METHODS {
+        let rg = &r.mean_regret[*m];
+        if rg.iter().all(|v| v.is_nan()) {
+            continue;
+        }
+        let _ = write!(h, "<tr><td class=\"l\">{}</td>", esc(m));
+        for v in rg {
+            let _ = write!(h, "<td>{v:.3}</td>");
+        }
+        let _ = write!(h, "<td>{:.2}</td><td>{:.2}</td></tr>", r.mean_gap[*m][0] * 100.0, r.mean_rank[*m][0]);
+    }
+    let (regret, cal) = plots(r);
+    let _ = write!(h, "</table><div class=\"grid\">{regret}</div></section>");
+    let _ = write!(
+        h,
+        "<section id=\"calibration\"><h2>Calibration</h2><p>{:.1}% of {} held-out runs fell inside the advisor's stated 80% interval.</p><div class=\"grid\">{cal}</div></section>",
+        r.coverage80 * 100.0,
+        r.n_calibration_runs
+    );
+    h.push_str("</body></html>\n");
+    h
+}
