@@ -471,6 +471,9 @@ pub struct BenchArgs {
     pub steps: usize,
     #[arg(long, default_value = "cpu")]
     pub device: String,
+    /// Also time SimCLR pretraining (two augmented views, projection head, NT-Xent).
+    #[arg(long)]
+    pub simclr: bool,
     #[arg(long)]
     pub json: bool,
 }
@@ -480,7 +483,10 @@ pub fn bench(a: BenchArgs) -> Result<i32> {
         return Err(GraftError::Usage("--batch must be at least 2 and --steps at least 1".into()));
     }
     let (device, name) = executor::select_device(&a.device)?;
-    let r = executor::bench::bench(a.arch, a.batch, a.steps, &device, &name)?;
+    let mut r = executor::bench::bench(a.arch, a.batch, a.steps, &device, &name)?;
+    if a.simclr {
+        r.simclr_images_per_second = Some(executor::bench::bench_simclr(a.arch, a.batch, a.steps, &device)?);
+    }
     if a.json {
         print_json(&r);
     } else {
@@ -495,6 +501,9 @@ pub fn bench(a: BenchArgs) -> Result<i32> {
             r.extract_images_per_second,
             r.machine_peak_gflops.map(|p| format!("{p:.0} GFLOP/s ({})", r.peak_note)).unwrap_or(r.peak_note.clone())
         );
+        if let Some(s) = r.simclr_images_per_second {
+            eprintln!("SimCLR pretraining: {s:.0} img/s (two views each)");
+        }
     }
     Ok(EXIT_OK)
 }

@@ -27,6 +27,30 @@ pub struct BenchResult {
     pub extract_gflops_achieved: f64,
     pub machine_peak_gflops: Option<f64>,
     pub peak_note: String,
+    /// SimCLR pretraining throughput (images/s; two augmented views per image, projection
+    /// head, NT-Xent, optimiser step), with `--simclr`.
+    #[serde(default)]
+    pub simclr_images_per_second: Option<f64>,
+}
+
+/// SimCLR pretraining images/s on `steps` batches of random 8-bit images (augmentation included).
+pub fn bench_simclr(arch: Arch, batch: usize, steps: usize, dev: &Device) -> Result<f64> {
+    let spec = arch.default_input();
+    let model = Model::new(arch, spec, 10, 0, dev)?;
+    let n = batch * steps;
+    let mut rng = rng_for(0, "bench-simclr");
+    use rand::Rng;
+    let pixels: Vec<u8> = (0..n * spec.channels * spec.height * spec.width).map(|_| rng.random()).collect();
+    let set = crate::data::ImageSet { pixels, labels: vec![-1; n], n, spec, skipped: vec![], fingerprint: String::new() };
+    let norm = crate::data::Normalisation { mean: vec![0.5; spec.channels], std: vec![0.25; spec.channels] };
+    let mut ps = crate::pretrain::PretrainSpec::new(crate::pretrain::Method::Simclr);
+    ps.epochs = 1;
+    ps.batch_size = batch;
+    // one warm-up batch, then the timed epoch
+    let warm = set.subset(&(0..batch.min(n)).collect::<Vec<_>>());
+    crate::pretrain::pretrain(&model, &warm, &norm, &ps, 0, &|_| {})?;
+    let out = crate::pretrain::pretrain(&model, &set, &norm, &ps, 0, &|_| {})?;
+    Ok(out.images_per_second)
 }
 
 fn random_batch(arch: Arch, batch: usize, dev: &Device) -> Result<(Tensor, Tensor)> {
@@ -121,5 +145,6 @@ pub fn bench(arch: Arch, batch: usize, steps: usize, dev: &Device, device_name: 
         extract_gflops_achieved: extract_ips * gf,
         machine_peak_gflops: peak,
         peak_note: note,
+        simclr_images_per_second: None,
     })
 }

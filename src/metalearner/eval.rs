@@ -146,7 +146,8 @@ pub fn evaluate(obs: &[Obs], budgets: usize, fo: &FitOptions, log: &dyn Fn(&str)
     for fam in &families {
         let train: Vec<Obs> = obs.iter().filter(|o| &o.family != fam).cloned().collect();
         let held: Vec<&Obs> = obs.iter().filter(|o| &o.family == fam).collect();
-        let fo1 = FitOptions { cv_folds: 0, ..fo.clone() };
+        // nested: the fold's own family-grouped CV calibrates the interval (as `meta fit` does)
+        let fo1 = FitOptions { cv_folds: 2, ..fo.clone() };
         let model: MetaModel = fit(&train, &fo1, &|_| {})?;
         let train_cells = cells(&train);
         // baselines' fixed choices from the training families
@@ -185,6 +186,8 @@ pub fn evaluate(obs: &[Obs], budgets: usize, fo: &FitOptions, log: &dyn Fn(&str)
                 tc.iter().map(|c| (c.backbone.clone(), (&c.recipe).into(), c.config())).collect();
             let xs: Vec<Vec<f64>> = keys.iter().map(|(b, r, _)| model.encoder.encode(&task_feats[b], r, b)).collect();
             let (mean, cov, sn2) = model.gp.predict_joint(&xs);
+            let k2 = model.cv.gp_sd_scale.powi(2);
+            let (cov, sn2) = (cov * k2, sn2 * k2);
             let mut orders: BTreeMap<String, Vec<usize>> = BTreeMap::new();
             orders.insert(METHODS[0].into(), qei_order(&mean, &cov, budgets, fo.seed));
             // kNN advisor

@@ -36,6 +36,7 @@ pub const RECIPE_FEATURES: &[&str] = &[
     "layer_decay",
     "l2sp_x100",
     "epochs_10",
+    "pretrain",
 ];
 
 pub fn task_vector(p: &TaskProfile, t: &TransferFeatures) -> Vec<Option<f64>> {

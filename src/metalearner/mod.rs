@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-pub const MODEL_SCHEMA_VERSION: u32 = 1;
+pub const MODEL_SCHEMA_VERSION: u32 = 2;
 /// z of a central 80% normal interval.
 pub const Z80: f64 = 1.2815515655446004;
 
@@ -238,6 +238,26 @@ pub struct CvReport {
     pub knn_coverage80: f64,
     pub n_cells: usize,
     pub chosen: String,
+    /// Factors applied to each learner's predictive standard deviation so that 80% of the
+    /// held-out cells fall inside the 80% interval (variance recalibration on the CV residuals).
+    #[serde(default = "one")]
+    pub gp_sd_scale: f64,
+    #[serde(default = "one")]
+    pub knn_sd_scale: f64,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+/// The factor k with P(|y − m| ≤ Z80 · k · sd) = 0.8 on held-out predictions.
+fn sd_scale(pred: &[(f64, f64)], y: &[f64]) -> f64 {
+    let mut r: Vec<f64> = pred.iter().zip(y).map(|((m, v), a)| (a - m).abs() / v.sqrt().max(1e-6)).collect();
+    if r.is_empty() {
+        return 1.0;
+    }
+    r.sort_by(|a, b| a.total_cmp(b));
+    (r[((r.len() as f64 * 0.8) as usize).min(r.len() - 1)] / Z80).max(0.25)
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -346,12 +366,16 @@ pub fn fit(obs: &[Obs], o: &FitOptions, log: &dyn Fn(&str)) -> Result<MetaModel>
         }
         (cv.gp_rmse, cv.gp_coverage80) = rmse_cov(&pg, &ys);
         (cv.knn_rmse, cv.knn_coverage80) = rmse_cov(&pk, &ys);
+        cv.gp_sd_scale = sd_scale(&pg, &ys);
+        cv.knn_sd_scale = sd_scale(&pk, &ys);
         cv.chosen = if cv.gp_rmse <= cv.knn_rmse { "gp".into() } else { "knn".into() };
         log(&format!(
-            "held-out RMSE: gp {:.4} (80% coverage {:.2}), knn {:.4} (coverage {:.2}) -> {}",
-            cv.gp_rmse, cv.gp_coverage80, cv.knn_rmse, cv.knn_coverage80, cv.chosen
+            "held-out RMSE: gp {:.4} (80% coverage {:.2}), knn {:.4} (coverage {:.2}) -> {}; interval scale gp x{:.2}, knn x{:.2}",
+            cv.gp_rmse, cv.gp_coverage80, cv.knn_rmse, cv.knn_coverage80, cv.chosen, cv.gp_sd_scale, cv.knn_sd_scale
         ));
     } else {
+        cv.gp_sd_scale = 1.0;
+        cv.knn_sd_scale = 1.0;
         cv.chosen = "gp".into();
         log("one family only: no held-out comparison; using the GP");
     }
@@ -449,19 +473,25 @@ fn ood_threshold(tasks: &[PastTask]) -> f64 {
 impl MetaModel {
     /// Predictive mean and variance for candidates (backbone, recipe summary, config key) on a
     /// task whose (unencoded) features under each backbone are `task`.
+    /// Variances are recalibrated by the cross-validated factor (`cv.*_sd_scale`).
     pub fn predict(&self, task: &BTreeMap<String, Vec<Option<f64>>>, cands: &[(String, RecipeSummary, String)]) -> Vec<(f64, f64)> {
         match self.learner.as_str() {
-            "knn" => cands
-                .iter()
-                .map(|(b, _, key)| {
-                    let t = self.encoder.task(&task[b]);
-                    self.knn.predict(key, &t).unwrap_or((self.gp.params.mean, 0.05))
-                })
-                .collect(),
+            "knn" => {
+                let s2 = self.cv.knn_sd_scale.powi(2);
+                cands
+                    .iter()
+                    .map(|(b, _, key)| {
+                        let t = self.encoder.task(&task[b]);
+                        let (m, v) = self.knn.predict(key, &t).unwrap_or((self.gp.params.mean, 0.05));
+                        (m, v * s2)
+                    })
+                    .collect()
+            }
             _ => {
+                let s2 = self.cv.gp_sd_scale.powi(2);
                 let xs: Vec<Vec<f64>> = cands.iter().map(|(b, r, _)| self.encoder.encode(&task[b], r, b)).collect();
                 let (m, v) = self.gp.predict(&xs);
-                m.into_iter().zip(v).collect()
+                m.into_iter().zip(v).map(|(m, v)| (m, v * s2)).collect()
             }
         }
     }
@@ -500,6 +530,16 @@ impl MetaModel {
                 path.display(),
                 m.meta_schema_version,
                 crate::metadataset::SCHEMA_VERSION
+            )));
+        }
+        if m.encoder.task_mean.len() != TASK_FEATURES.len() || m.encoder.recipe_mean.len() != RECIPE_FEATURES.len() {
+            return Err(GraftError::Data(format!(
+                "{}: fitted on {} task and {} recipe features, this graft computes {} and {}; refit it with `graft meta fit`",
+                path.display(),
+                m.encoder.task_mean.len(),
+                m.encoder.recipe_mean.len(),
+                TASK_FEATURES.len(),
+                RECIPE_FEATURES.len()
             )));
         }
         m.gp.refit()?;

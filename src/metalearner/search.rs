@@ -387,5 +387,6 @@ pub fn pick_batch(model: &MetaModel, rec: &Recommendation, k: usize, seed: u64) 
     }
     let xs: Vec<Vec<f64>> = top.iter().map(|c| model.encoder.encode(&rec.task_features[&c.backbone], &c.summary, &c.backbone)).collect();
     let (mean, cov, _) = model.gp.predict_joint(&xs);
+    let cov = cov * model.cv.gp_sd_scale.powi(2);
     super::eval::qei_order(&mean, &cov, k, seed).into_iter().map(|i| top[i].clone()).collect()
 }
