@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-pub const MODEL_SCHEMA_VERSION: u32 = 2;
+pub const MODEL_SCHEMA_VERSION: u32 = 3;
 /// z of a central 80% normal interval.
 pub const Z80: f64 = 1.2815515655446004;
 
@@ -28,6 +28,25 @@ pub struct Encoder {
     pub task_std: Vec<f64>,
     pub recipe_mean: Vec<f64>,
     pub recipe_std: Vec<f64>,
+    /// Task x recipe interactions: LogME and nearest-centroid accuracy at the depth the recipe
+    /// uses (the probed group; the penultimate group for fine-tuning).
+    pub inter_mean: Vec<f64>,
+    pub inter_std: Vec<f64>,
+}
+
+pub const INTERACTION_FEATURES: &[&str] = &["logme_at_depth", "ncprobe_at_depth"];
+
+/// LogME and nearest-centroid accuracy of the task at the recipe's depth (raw values).
+pub fn interactions(t: &[Option<f64>], r: &RecipeSummary) -> [Option<f64>; 2] {
+    let d = if r.strategy == "finetune" { 1.0 } else { r.probe_depth.unwrap_or(1.0) };
+    let k = if d < 0.25 {
+        0
+    } else if d < 0.75 {
+        1
+    } else {
+        2
+    };
+    [t[5 + k], t[8 + k]]
 }
 
 fn mean_std(cols: &[Vec<f64>]) -> (Vec<f64>, Vec<f64>) {
@@ -58,9 +77,18 @@ impl Encoder {
                 rc[i].push(v);
             }
         }
+        let mut ic = vec![Vec::new(); INTERACTION_FEATURES.len()];
+        for o in obs {
+            for (i, v) in interactions(&o.task, &o.recipe).iter().enumerate() {
+                if let Some(v) = v.filter(|v| v.is_finite()) {
+                    ic[i].push(v);
+                }
+            }
+        }
         let (task_mean, task_std) = mean_std(&tc);
         let (recipe_mean, recipe_std) = mean_std(&rc);
-        Encoder { backbones: backbones.into_iter().collect(), task_mean, task_std, recipe_mean, recipe_std }
+        let (inter_mean, inter_std) = mean_std(&ic);
+        Encoder { backbones: backbones.into_iter().collect(), task_mean, task_std, recipe_mean, recipe_std, inter_mean, inter_std }
     }
 
     /// Standardised task features; a missing value becomes the mean (0).
@@ -77,6 +105,10 @@ impl Encoder {
     pub fn encode(&self, t: &[Option<f64>], r: &RecipeSummary, backbone: &str) -> Vec<f64> {
         let mut v = self.task(t);
         v.extend(r.vector().iter().enumerate().map(|(i, x)| (x - self.recipe_mean[i]) / self.recipe_std[i]));
+        v.extend(interactions(t, r).iter().enumerate().map(|(i, x)| match x {
+            Some(x) if x.is_finite() => ((x - self.inter_mean[i]) / self.inter_std[i]).clamp(-6.0, 6.0),
+            _ => 0.0,
+        }));
         v.extend(self.backbones.iter().map(|b| (b == backbone) as u8 as f64));
         v
     }
@@ -84,6 +116,7 @@ impl Encoder {
     pub fn feature_names(&self) -> Vec<String> {
         let mut n: Vec<String> = TASK_FEATURES.iter().map(|s| format!("task.{s}")).collect();
         n.extend(RECIPE_FEATURES.iter().map(|s| format!("recipe.{s}")));
+        n.extend(INTERACTION_FEATURES.iter().map(|s| format!("task_x_recipe.{s}")));
         n.extend(self.backbones.iter().map(|b| format!("backbone={b}")));
         n
     }

@@ -68,11 +68,16 @@ pub struct Recommendation {
 /// Meta-features of a dataset under one backbone.
 pub fn task_features(mref: &ModelRef, ds: &Dataset) -> Result<(Vec<Option<f64>>, TransferFeatures)> {
     let set = decode_items(&ds.train, mref.card.input, true)?;
+    task_features_decoded(mref, ds, &set)
+}
+
+/// Meta-features from training images already decoded at the backbone's input.
+pub fn task_features_decoded(mref: &ModelRef, ds: &Dataset, set: &crate::data::ImageSet) -> Result<(Vec<Option<f64>>, TransferFeatures)> {
     if set.n < 2 {
         return Err(GraftError::Data(format!("{}: fewer than two readable training images", ds.root.display())));
     }
-    let profile = TaskProfile::compute(ds, &set);
-    let rep = inspect_decoded(mref, ds, &set, None)?;
+    let profile = TaskProfile::compute(ds, set);
+    let rep = inspect_decoded(mref, ds, set, None)?;
     let tf = TransferFeatures::from_report(&rep);
     Ok((task_vector(&profile, &tf), tf))
 }
@@ -171,9 +176,15 @@ pub fn recommend(model: &MetaModel, ds: &Dataset, o: &RecommendOptions) -> Resul
     let mut mrefs = BTreeMap::new();
     let mut task = BTreeMap::new();
     let mut transfer = BTreeMap::new();
+    // backbones with the same input share one decoding of the training images
+    let mut decoded: Vec<(crate::data::InputSpec, crate::data::ImageSet)> = Vec::new();
     for b in &names {
         let m = card::resolve(b)?;
-        let (tv, tf) = task_features(&m, ds)?;
+        if !decoded.iter().any(|(s, _)| *s == m.card.input) {
+            decoded.push((m.card.input, decode_items(&ds.train, m.card.input, true)?));
+        }
+        let set = &decoded.iter().find(|(s, _)| *s == m.card.input).expect("decoded").1;
+        let (tv, tf) = task_features_decoded(&m, ds, set)?;
         task.insert(b.clone(), tv);
         transfer.insert(b.clone(), tf);
         mrefs.insert(b.clone(), m);
