@@ -183,7 +183,7 @@ pub fn evaluate(obs: &[Obs], budgets: usize, fo: &FitOptions, log: &dyn Fn(&str)
                 task_feats.insert(c.backbone.clone(), c.task.clone());
             }
             let keys: Vec<(String, super::features::RecipeSummary, String)> =
-                tc.iter().map(|c| (c.backbone.clone(), (&c.recipe).into(), c.config())).collect();
+                tc.iter().map(|c| (c.backbone.clone(), c.recipe.clone(), c.config())).collect();
             let xs: Vec<Vec<f64>> = keys.iter().map(|(b, r, _)| model.encoder.encode(&task_feats[b], r, b)).collect();
             let (mean, cov, sn2) = model.gp.predict_joint(&xs);
             let k2 = model.cv.gp_sd_scale.powi(2);

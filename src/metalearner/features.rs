@@ -59,7 +59,7 @@ pub fn task_vector(p: &TaskProfile, t: &TransferFeatures) -> Vec<Option<f64>> {
 }
 
 /// What the recipe features are computed from (a meta-dataset row or a checked recipe).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RecipeSummary {
     pub strategy: String,
     pub probe_depth: Option<f64>,
@@ -71,6 +71,7 @@ pub struct RecipeSummary {
     pub l2sp: f64,
     pub epochs: usize,
     /// Unsupervised pretraining first.
+    #[serde(default)]
     pub pretrain: bool,
 }
 

@@ -132,59 +132,10 @@ pub struct Cell {
     pub acc: f64,
     pub n_seeds: usize,
     pub task: Vec<Option<f64>>,
-    pub recipe: RecipeSummaryDto,
+    pub recipe: RecipeSummary,
     pub shots: f64,
     pub n_classes: usize,
     pub shift: String,
-}
-
-/// Serialisable copy of [`RecipeSummary`].
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct RecipeSummaryDto {
-    pub strategy: String,
-    pub probe_depth: Option<f64>,
-    pub n_freeze: usize,
-    pub n_reinit: usize,
-    pub n_groups: usize,
-    pub lr: f64,
-    pub layer_decay: f64,
-    pub l2sp: f64,
-    pub epochs: usize,
-    #[serde(default)]
-    pub pretrain: bool,
-}
-
-impl From<&RecipeSummary> for RecipeSummaryDto {
-    fn from(r: &RecipeSummary) -> Self {
-        RecipeSummaryDto {
-            strategy: r.strategy.clone(),
-            probe_depth: r.probe_depth,
-            n_freeze: r.n_freeze,
-            n_reinit: r.n_reinit,
-            n_groups: r.n_groups,
-            lr: r.lr,
-            layer_decay: r.layer_decay,
-            l2sp: r.l2sp,
-            epochs: r.epochs,
-            pretrain: r.pretrain,
-        }
-    }
-}
-impl From<&RecipeSummaryDto> for RecipeSummary {
-    fn from(r: &RecipeSummaryDto) -> Self {
-        RecipeSummary {
-            strategy: r.strategy.clone(),
-            probe_depth: r.probe_depth,
-            n_freeze: r.n_freeze,
-            n_reinit: r.n_reinit,
-            n_groups: r.n_groups,
-            lr: r.lr,
-            layer_decay: r.layer_decay,
-            l2sp: r.l2sp,
-            epochs: r.epochs,
-            pretrain: r.pretrain,
-        }
-    }
 }
 
 impl Cell {
@@ -208,7 +159,7 @@ pub fn cells(obs: &[Obs]) -> Vec<Cell> {
             acc: accs.iter().sum::<f64>() / accs.len() as f64,
             n_seeds: accs.len(),
             task: o.task.clone(),
-            recipe: (&o.recipe).into(),
+            recipe: o.recipe.clone(),
             shots: o.shots,
             n_classes: o.n_classes,
             shift: o.shift.clone(),
@@ -256,7 +207,7 @@ impl Knn {
 pub struct PortfolioEntry {
     pub backbone: String,
     pub r_name: String,
-    pub recipe: RecipeSummaryDto,
+    pub recipe: RecipeSummary,
     pub recipe_json: String,
     pub n_tasks: usize,
     pub mean_acc: f64,
@@ -351,7 +302,7 @@ pub fn fit_gp(cells: &[Cell], enc: &Encoder, o: &FitOptions) -> Result<Gp> {
     idx.shuffle(&mut rng_for(o.seed, "gp-subsample"));
     idx.truncate(o.max_gp_points);
     idx.sort();
-    let x: Vec<Vec<f64>> = idx.iter().map(|&i| enc.encode(&cells[i].task, &(&cells[i].recipe).into(), &cells[i].backbone)).collect();
+    let x: Vec<Vec<f64>> = idx.iter().map(|&i| enc.encode(&cells[i].task, &cells[i].recipe.clone(), &cells[i].backbone)).collect();
     let y: Vec<f64> = idx.iter().map(|&i| cells[i].acc).collect();
     Gp::fit(x, y, o.gp_iters)
 }
@@ -387,7 +338,7 @@ pub fn fit(obs: &[Obs], o: &FitOptions, log: &dyn Fn(&str)) -> Result<MetaModel>
             let test: Vec<&Cell> = all.iter().filter(|c| held.contains(&c.family)).collect();
             let gp = fit_gp(&train, &enc, o)?;
             let knn = Knn::fit(&train, &enc, o.knn_k);
-            let xs: Vec<Vec<f64>> = test.iter().map(|c| enc.encode(&c.task, &(&c.recipe).into(), &c.backbone)).collect();
+            let xs: Vec<Vec<f64>> = test.iter().map(|c| enc.encode(&c.task, &c.recipe.clone(), &c.backbone)).collect();
             let (m, v) = gp.predict(&xs);
             for (i, c) in test.iter().enumerate() {
                 let kp = knn.predict(&c.config(), &enc.task(&c.task)).unwrap_or((gp.params.mean, 0.05));
@@ -429,7 +380,7 @@ pub fn fit(obs: &[Obs], o: &FitOptions, log: &dyn Fn(&str)) -> Result<MetaModel>
         .map(|(accs, ob)| PortfolioEntry {
             backbone: ob.backbone.clone(),
             r_name: ob.r_name.clone(),
-            recipe: (&ob.recipe).into(),
+            recipe: ob.recipe.clone(),
             recipe_json: ob.recipe_json.clone(),
             n_tasks: accs.len(),
             mean_acc: accs.iter().sum::<f64>() / accs.len().max(1) as f64,

@@ -86,20 +86,7 @@ fn grid_templates(lrs: &[f64]) -> Vec<Template> {
     let mut v = Vec::new();
     for strat in ["linear-probe", "softmax-probe"] {
         for d in ["first", "mid", "last"] {
-            v.push(Template {
-                id: format!("{}-{d}", if strat == "linear-probe" { "svm" } else { "softmax" }),
-                preset: None,
-                strategy: strat.into(),
-                probe_depth: d.into(),
-                reinit_top: 0,
-                freeze_bottom: 0,
-                lr: 0.0,
-                layer_decay: 1.0,
-                l2sp: 0.0,
-                epochs: 0,
-                batch_size: 0,
-                pretrain: None,
-            });
+            v.push(Template::probe(strat, d));
         }
     }
     for f in [0usize, 1, 2, 99] {
@@ -107,20 +94,7 @@ fn grid_templates(lrs: &[f64]) -> Vec<Template> {
             for &lr in lrs {
                 for ld in [1.0, 0.5] {
                     for sp in [0.0, 0.01] {
-                        v.push(Template {
-                            id: format!("ft-r{r}-f{f}-lr{lr}-ld{ld}-sp{sp}-e10-b32"),
-                            preset: None,
-                            strategy: "finetune".into(),
-                            probe_depth: String::new(),
-                            reinit_top: r,
-                            freeze_bottom: f,
-                            lr,
-                            layer_decay: ld,
-                            l2sp: sp,
-                            epochs: 10,
-                            batch_size: 32,
-                            pretrain: None,
-                        });
+                        v.push(Template::finetune(r, f, lr, ld, sp, 10, 32));
                     }
                 }
             }

@@ -199,6 +199,43 @@ pub struct Template {
 }
 
 impl Template {
+    /// A probe (`linear-probe` or `softmax-probe`) at depth `first`, `mid` or `last`.
+    pub fn probe(strategy: &str, depth: &str) -> Template {
+        Template {
+            id: format!("{}-{depth}", if strategy == "linear-probe" { "svm" } else { "softmax" }),
+            preset: None,
+            strategy: strategy.into(),
+            probe_depth: depth.into(),
+            reinit_top: 0,
+            freeze_bottom: 0,
+            lr: 0.0,
+            layer_decay: 1.0,
+            l2sp: 0.0,
+            epochs: 0,
+            batch_size: 0,
+            pretrain: None,
+        }
+    }
+
+    /// Fine-tuning with the top `r` body groups re-initialised and the bottom `f` frozen.
+    #[allow(clippy::too_many_arguments)]
+    pub fn finetune(r: usize, f: usize, lr: f64, ld: f64, sp: f64, e: usize, b: usize) -> Template {
+        Template {
+            id: format!("ft-r{r}-f{f}-lr{lr}-ld{ld}-sp{sp}-e{e}-b{b}"),
+            preset: None,
+            strategy: "finetune".into(),
+            probe_depth: String::new(),
+            reinit_top: r,
+            freeze_bottom: f,
+            lr,
+            layer_decay: ld,
+            l2sp: sp,
+            epochs: e,
+            batch_size: b,
+            pretrain: None,
+        }
+    }
+
     /// The recipe for a backbone whose groups are `groups` (the last is the head).
     pub fn recipe(&self, groups: &[String], seed: u64) -> Result<Recipe> {
         if let Some(p) = &self.preset {
@@ -346,20 +383,7 @@ impl Plan {
                                 for &sp in &s.l2sp {
                                     for &e in &s.epochs {
                                         for &b in &s.batch_size {
-                                            grid.push(Template {
-                                                id: format!("ft-r{r}-f{f}-lr{lr}-ld{ld}-sp{sp}-e{e}-b{b}"),
-                                                preset: None,
-                                                strategy: strat.clone(),
-                                                probe_depth: String::new(),
-                                                reinit_top: r,
-                                                freeze_bottom: f,
-                                                lr,
-                                                layer_decay: ld,
-                                                l2sp: sp,
-                                                epochs: e,
-                                                batch_size: b,
-                                                pretrain: None,
-                                            });
+                                            grid.push(Template::finetune(r, f, lr, ld, sp, e, b));
                                         }
                                     }
                                 }
@@ -369,20 +393,7 @@ impl Plan {
                 }
             } else if strat == "linear-probe" || strat == "softmax-probe" {
                 for d in &s.probe_depth {
-                    grid.push(Template {
-                        id: format!("{}-{d}", if strat == "linear-probe" { "svm" } else { "softmax" }),
-                        preset: None,
-                        strategy: strat.clone(),
-                        probe_depth: d.clone(),
-                        reinit_top: 0,
-                        freeze_bottom: 0,
-                        lr: 0.0,
-                        layer_decay: 1.0,
-                        l2sp: 0.0,
-                        epochs: 0,
-                        batch_size: 0,
-                        pretrain: None,
-                    });
+                    grid.push(Template::probe(strat, d));
                 }
             } else {
                 return Err(GraftError::Usage(format!(
