@@ -37,13 +37,21 @@ if has fashion-mnist && [ ! -f "$DATA/fashion-mnist/train-images-idx3-ubyte.gz" 
 fi
 
 write_idx_py='
-import gzip, struct, sys, numpy as np
+import gzip, os, struct, sys, numpy as np
 def write_idx(path, arr):
     arr = np.ascontiguousarray(arr, dtype=np.uint8)
     with gzip.open(path, "wb") as f:
         f.write(struct.pack(">HBB", 0, 8, arr.ndim))
         for d in arr.shape: f.write(struct.pack(">I", d))
         f.write(arr.tobytes())
+def write_split(out, x, y):
+    """Seeded 80/20 split of (x, y) into IDX train-* and t10k-* files."""
+    idx = np.random.default_rng(0).permutation(len(y))
+    te, tr = idx[: len(y) // 5], idx[len(y) // 5 :]
+    write_idx(os.path.join(out, "train-images-idx3-ubyte.gz"), x[tr])
+    write_idx(os.path.join(out, "train-labels-idx1-ubyte.gz"), y[tr])
+    write_idx(os.path.join(out, "t10k-images-idx3-ubyte.gz"), x[te])
+    write_idx(os.path.join(out, "t10k-labels-idx1-ubyte.gz"), y[te])
 '
 
 if has mnist && [ ! -f "$DATA/mnist/train-images-idx3-ubyte.gz" ]; then
@@ -82,13 +90,7 @@ def load(p):
         return np.asarray(pickle.load(f))
 x, y = load(d).reshape(-1, 28, 28), load(l).reshape(-1).astype(np.int64)
 y = y - y.min()
-rng = np.random.default_rng(0)
-idx = rng.permutation(len(y))
-te, tr = idx[: len(y) // 5], idx[len(y) // 5 :]
-write_idx(os.path.join(out, "train-images-idx3-ubyte.gz"), x[tr])
-write_idx(os.path.join(out, "train-labels-idx1-ubyte.gz"), y[tr])
-write_idx(os.path.join(out, "t10k-images-idx3-ubyte.gz"), x[te])
-write_idx(os.path.join(out, "t10k-labels-idx1-ubyte.gz"), y[te])
+write_split(out, x, y)
 PY
 fi
 
@@ -128,13 +130,7 @@ p = glob.glob(os.path.join(src, "**", "digits.csv.gz"), recursive=True)[0]
 a = np.loadtxt(p, delimiter=",")
 x = np.round(a[:, :64] * 255.0 / 16.0).astype(np.uint8).reshape(-1, 8, 8)
 y = a[:, 64].astype(np.int64)
-rng = np.random.default_rng(0)
-idx = rng.permutation(len(y))
-te, tr = idx[: len(y) // 5], idx[len(y) // 5 :]
-write_idx(os.path.join(out, "train-images-idx3-ubyte.gz"), x[tr])
-write_idx(os.path.join(out, "train-labels-idx1-ubyte.gz"), y[tr])
-write_idx(os.path.join(out, "t10k-images-idx3-ubyte.gz"), x[te])
-write_idx(os.path.join(out, "t10k-labels-idx1-ubyte.gz"), y[te])
+write_split(out, x, y)
 PY
 fi
 

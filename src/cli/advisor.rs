@@ -1,14 +1,11 @@
 //! Commands that grow and use the meta-dataset: `sweep` (and the advisor's commands).
+use super::commands::{load_opts, print_json};
 use crate::error::{Result, EXIT_OK, EXIT_RUN_FAILED};
 use crate::executor;
 use crate::metalearner as ml;
 use crate::sweep::{self, SweepOptions};
 use clap::Args;
 use std::path::PathBuf;
-
-fn print_json<T: serde::Serialize>(v: &T) {
-    println!("{}", serde_json::to_string_pretty(v).expect("serialises"));
-}
 
 #[derive(Args, Debug)]
 pub struct SweepArgs {
@@ -236,13 +233,7 @@ pub struct RecommendArgs {
 }
 
 fn load_data(d: &super::DataArgs, seed: u64) -> Result<crate::data::Dataset> {
-    crate::data::load_dataset(&crate::data::LoadOptions {
-        test: d.test.clone(),
-        unlabelled: d.unlabelled.clone(),
-        test_fraction: d.test_fraction,
-        seed,
-        ..crate::data::LoadOptions::new(&d.data)
-    })
+    crate::data::load_dataset(&load_opts(d, seed))
 }
 
 fn print_recommendation(r: &ml::search::Recommendation) {
@@ -332,12 +323,7 @@ pub fn auto(a: AutoArgs) -> Result<i32> {
             c.predicted_accuracy
         );
         let opts = executor::RunOptions {
-            data: crate::data::LoadOptions {
-                test: a.data.test.clone(),
-                unlabelled: a.data.unlabelled.clone(),
-                test_fraction: a.data.test_fraction,
-                ..crate::data::LoadOptions::new(&a.data.data)
-            },
+            data: load_opts(&a.data, a.seed),
             skip_bad: a.data.skip_bad,
             recipe,
             backbone: c.backbone.clone(),

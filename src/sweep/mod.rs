@@ -65,7 +65,7 @@ pub fn sweep(o: &SweepOptions, log: &dyn Fn(&str)) -> Result<SweepSummary> {
     let plan = Plan::load(&o.plan)?;
     let templates = plan.templates()?;
     let (shard, n_shards) = o.shard;
-    let store = store::Store::new(&o.out, &plan.name, shard, n_shards)?;
+    let mut store = store::Store::new(&o.out, &plan.name, shard, n_shards)?;
     if o.resume {
         let n = store.compact()?;
         if n > 0 {

@@ -11,10 +11,12 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 pub struct Store {
-    pub out: PathBuf,
     pub staging: PathBuf,
     pub part_dir: PathBuf,
     pub shard_tag: String,
+    /// Run ids in compacted part files: read once when the store opens, then kept up to date
+    /// by [`Store::compact`] (only this shard writes this shard's staged runs).
+    compacted: HashSet<String>,
 }
 
 fn read_rows_ids(path: &Path) -> Result<Vec<String>> {
@@ -23,6 +25,10 @@ fn read_rows_ids(path: &Path) -> Result<Vec<String>> {
         .with_columns(Some(vec!["run_id".into()]))
         .finish()
         .map_err(|e| GraftError::Data(format!("{}: unreadable Parquet: {e}", path.display())))?;
+    frame_ids(&df, path)
+}
+
+fn frame_ids(df: &DataFrame, path: &Path) -> Result<Vec<String>> {
     let c = df.column("run_id").map_err(|e| GraftError::Data(format!("{}: {e}", path.display())))?;
     let s = c.str().map_err(|e| GraftError::Data(format!("{}: run_id: {e}", path.display())))?;
     Ok(s.iter().map(|v| v.unwrap_or_default().to_string()).collect())
@@ -60,16 +66,17 @@ impl Store {
                 }
             }
         }
-        Ok(Store { out: out.to_path_buf(), staging, part_dir, shard_tag })
+        let mut compacted = HashSet::new();
+        for f in metadataset::part_files(out) {
+            compacted.extend(read_rows_ids(&f)?);
+        }
+        Ok(Store { staging, part_dir, shard_tag, compacted })
     }
 
     /// Run ids already recorded anywhere under OUT (compacted parts of every shard and source,
     /// and this shard's staging area).
     pub fn done(&self) -> Result<HashSet<String>> {
-        let mut s = HashSet::new();
-        for f in metadataset::part_files(&self.out) {
-            s.extend(read_rows_ids(&f)?);
-        }
+        let mut s = self.compacted.clone();
         for f in parquet_in(&self.staging) {
             s.extend(read_rows_ids(&f)?);
         }
@@ -84,25 +91,23 @@ impl Store {
 
     /// Move every staged run into one new compacted part file, then delete the staged files.
     /// Staged runs already present in a compacted part are dropped, not duplicated.
-    pub fn compact(&self) -> Result<usize> {
+    pub fn compact(&mut self) -> Result<usize> {
         let staged = parquet_in(&self.staging);
         if staged.is_empty() {
             return Ok(0);
         }
-        let mut compacted = HashSet::new();
-        for f in metadataset::part_files(&self.out) {
-            compacted.extend(read_rows_ids(&f)?);
-        }
         let mut frames: Option<DataFrame> = None;
+        let mut new_ids = Vec::new();
         let mut n = 0;
         for f in &staged {
-            let ids = read_rows_ids(f)?;
-            if ids.iter().all(|i| compacted.contains(i)) {
-                continue;
-            }
             let file = std::fs::File::open(f).map_err(|e| GraftError::io(f, e))?;
             let df =
                 ParquetReader::new(file).finish().map_err(|e| GraftError::Data(format!("{}: unreadable Parquet: {e}", f.display())))?;
+            let ids = frame_ids(&df, f)?;
+            if ids.iter().all(|i| self.compacted.contains(i)) {
+                continue;
+            }
+            new_ids.extend(ids);
             n += df.height();
             frames = Some(match frames {
                 None => df,
@@ -129,6 +134,7 @@ impl Store {
             }
             let dst = self.part_dir.join(format!("part-{id}.parquet"));
             std::fs::rename(&tmp, &dst).map_err(|e| GraftError::io(&dst, e))?;
+            self.compacted.extend(new_ids);
         }
         for f in &staged {
             std::fs::remove_file(f).map_err(|e| GraftError::io(f, e))?;
