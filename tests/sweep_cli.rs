@@ -205,6 +205,9 @@ fn bad_plans_name_the_field() {
     assert_eq!(o.status.code(), Some(2));
     let e = String::from_utf8_lossy(&o.stderr);
     assert!(e.contains("tasks.shifts") && e.contains("melt"), "{e}");
+    let o = graft().args(["sweep", "--plan"]).arg(dir.path().join("missing.toml")).output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("missing.toml"));
     let o = graft().args(["sweep", "--shard", "4/4", "--plan"]).arg(&plan).output().unwrap();
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("--shard 4/4"));

@@ -314,7 +314,8 @@ impl TaskDraw {
 
 impl Plan {
     pub fn load(path: &Path) -> Result<Plan> {
-        let text = std::fs::read_to_string(path).map_err(|e| GraftError::io(path, e))?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| GraftError::Usage(format!("--plan {}: cannot read the sweep plan: {e}", path.display())))?;
         let mut p: Plan =
             toml::from_str(&text).map_err(|e| GraftError::Usage(format!("{}: not a valid sweep plan: {e}", path.display())))?;
         let base = path.parent().unwrap_or(Path::new("."));
