@@ -125,13 +125,17 @@ def build(arch, n_classes=10):
     return Net(arch, n_classes)
 
 
-def bench(arch, batch, steps, threads):
+def bench(arch, batch, steps, threads, device="cpu", precision="f32"):
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    m = build(arch)
+    dev = torch.device(device)
+    m = build(arch).to(dev)
     c, h, w = m.input
-    x = torch.randn(batch, c, h, w)
-    y = torch.arange(batch) % 10
+    x = torch.randn(batch, c, h, w, device=dev)
+    y = torch.arange(batch, device=dev) % 10
+    # bf16: autocast (bfloat16 convolutions and matmuls, float32 weights), as graft's --precision bf16
+    amp = lambda: torch.autocast(dev.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+    sync = (lambda: torch.cuda.synchronize()) if dev.type == "cuda" else (lambda: None)
     decay = [p for p in m.parameters() if p.dim() > 1]
     no_decay = [p for p in m.parameters() if p.dim() <= 1]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.01}, {"params": no_decay, "weight_decay": 0.0}], lr=1e-3)
@@ -139,31 +143,37 @@ def bench(arch, batch, steps, threads):
 
     def step():
         opt.zero_grad(set_to_none=True)
-        loss = F.cross_entropy(m(x), y)
+        with amp():
+            out = m(x)
+        loss = F.cross_entropy(out.float(), y)
         loss.backward()
         opt.step()
 
     for _ in range(2):
         step()
+    sync()
     t0 = time.perf_counter()
     for _ in range(steps):
         step()
+    sync()
     train_ips = steps * batch / (time.perf_counter() - t0)
     m.eval()
     upto = len(m.groups) - 2
-    with torch.no_grad():
+    with torch.no_grad(), amp():
         for _ in range(2):
             m(x, upto)
+        sync()
         t0 = time.perf_counter()
         for _ in range(steps):
-            m(x, upto)
+            m(x, upto).float().cpu()  # graft copies the features back to the host too
         extract_ips = steps * batch / (time.perf_counter() - t0)
     return {
         "arch": arch,
         "batch": batch,
         "threads": threads,
         "steps": steps,
-        "device": "cpu",
+        "device": "cpu" if dev.type == "cpu" else f"cuda:0 ({torch.cuda.get_device_name(0)})",
+        "precision": precision,
         "framework": f"pytorch {torch.__version__}",
         "train_images_per_second": train_ips,
         "extract_images_per_second": extract_ips,
@@ -176,5 +186,7 @@ if __name__ == "__main__":
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    ap.add_argument("--precision", default="f32", choices=["f32", "bf16"])
     a = ap.parse_args()
-    print(json.dumps(bench(a.arch, a.batch, a.steps, a.threads)))
+    print(json.dumps(bench(a.arch, a.batch, a.steps, a.threads, a.device, a.precision)))

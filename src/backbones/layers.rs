@@ -1,6 +1,6 @@
 //! The building blocks of graft's backbones, as plain structs over graft's CPU kernels and candle-nn.
 use crate::kernels::BatchNorm;
-use candle_core::{Module, Result, Tensor};
+use candle_core::{Result, Tensor};
 use candle_nn::{linear, Linear, VarBuilder};
 
 pub fn bn(c: usize, vb: VarBuilder) -> Result<BatchNorm> {
@@ -236,8 +236,8 @@ impl Layer {
             Layer::SameConvBn(c) => c.forward_t(x, train),
             Layer::MbConv(b) => b.forward_t(x, train),
             Layer::ConvBnReluPool3(c) => crate::kernels::max_pool(&c.forward_t(x, train)?.relu()?, 3, 2, 1),
-            Layer::PoolLinear(l) => linear_t(l, train).forward(&x.mean((2, 3))?),
-            Layer::FlattenLinear(l) => linear_t(l, train).forward(&x.flatten_from(1)?),
+            Layer::PoolLinear(l) => crate::kernels::linear_forward(&linear_t(l, train), &x.mean((2, 3))?),
+            Layer::FlattenLinear(l) => crate::kernels::linear_forward(&linear_t(l, train), &x.flatten_from(1)?),
         }
     }
 }

@@ -40,6 +40,10 @@ pub struct RunArgs {
     pub epochs: Option<usize>,
     #[arg(long, default_value = "cpu")]
     pub device: String,
+    /// Override the recipe's precision: f32, or bf16 mixed precision (bfloat16 convolutions and
+    /// matmuls, float32 master weights; pays on a GPU).
+    #[arg(long, value_enum)]
+    pub precision: Option<crate::kernels::Precision>,
     /// Meta-dataset folder to append the run to (default: $GRAFT_META or ~/.local/share/graft/meta_dataset).
     #[arg(long)]
     pub meta: Option<PathBuf>,
@@ -78,6 +82,9 @@ pub fn run(a: RunArgs) -> Result<i32> {
     }
     if let Some(e) = a.epochs {
         recipe.epochs = e;
+    }
+    if let Some(p) = a.precision {
+        recipe.precision = p;
     }
     let (device, device_name) = executor::select_device(&a.device)?;
     let meta_dir = if a.no_meta { None } else { Some(a.meta.clone().unwrap_or_else(default_meta_dir)) };
@@ -471,6 +478,9 @@ pub struct BenchArgs {
     pub steps: usize,
     #[arg(long, default_value = "cpu")]
     pub device: String,
+    /// f32, or bf16 mixed precision (bfloat16 convolutions and matmuls, float32 master weights).
+    #[arg(long, value_enum, default_value = "f32")]
+    pub precision: crate::kernels::Precision,
     /// Also time SimCLR pretraining (two augmented views, projection head, NT-Xent).
     #[arg(long)]
     pub simclr: bool,
@@ -483,6 +493,7 @@ pub fn bench(a: BenchArgs) -> Result<i32> {
         return Err(GraftError::Usage("--batch must be at least 2 and --steps at least 1".into()));
     }
     let (device, name) = executor::select_device(&a.device)?;
+    let _precision = crate::kernels::set_precision(a.precision);
     let mut r = executor::bench::bench(a.arch, a.batch, a.steps, &device, &name)?;
     if a.simclr {
         r.simclr_images_per_second = Some(executor::bench::bench_simclr(a.arch, a.batch, a.steps, &device)?);
@@ -491,9 +502,10 @@ pub fn bench(a: BenchArgs) -> Result<i32> {
         print_json(&r);
     } else {
         eprintln!(
-            "{} batch {} on {} ({} threads): train {:.0} img/s ({:.1} GFLOP/s), extract {:.0} img/s; peak {}",
+            "{} batch {} {} on {} ({} threads): train {:.0} img/s ({:.1} GFLOP/s), extract {:.0} img/s; peak {}",
             r.arch,
             r.batch,
+            r.precision.as_str(),
             r.device,
             r.threads,
             r.train_images_per_second,

@@ -18,6 +18,9 @@ pub struct BenchResult {
     pub threads: usize,
     pub steps: usize,
     pub device: String,
+    /// f32 or bf16 (mixed precision).
+    #[serde(default)]
+    pub precision: crate::kernels::Precision,
     pub train_images_per_second: f64,
     pub extract_images_per_second: f64,
     /// Multiply-adds x 2 of one forward pass per image (convolutions and linear layers).
@@ -138,6 +141,7 @@ pub fn bench(arch: Arch, batch: usize, steps: usize, dev: &Device, device_name: 
         threads: if dev.is_cpu() { rayon::current_num_threads() } else { threads },
         steps,
         device: device_name.into(),
+        precision: crate::kernels::precision(),
         train_images_per_second: train_ips,
         extract_images_per_second: extract_ips,
         forward_gflop_per_image: gf,

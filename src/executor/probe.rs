@@ -39,22 +39,113 @@ pub struct ProbeReport {
     pub cv: Vec<(f64, f64)>,
     pub c_selection: String,
     pub train_accuracy: f64,
+    /// The SVM solver ("dual-cd" or "linfa-smo"; records before it was logged used linfa-smo).
+    #[serde(default)]
+    pub solver: Option<String>,
 }
 
-/// One-vs-rest linear SVM.
+/// One-vs-rest linear SVM (hinge loss, ½‖w‖² + C Σ hinge).
 pub struct LinearSvm {
     w: Array2<f64>, // k x d
     b: Array1<f64>,
 }
 
+/// Which solver fits the binary SVMs. Both solve the same hinge-loss problem; `Dcd` (dual
+/// coordinate descent, Hsieh et al. 2008, the LIBLINEAR method) is one to two orders of magnitude
+/// faster than linfa-svm's SMO on a linear kernel and is the default; it treats the bias as a
+/// weight on a constant feature `DCD_BIAS_FEATURE`, so the bias is penalised 1/B² as much as
+/// the weights (SMO leaves it unpenalised). `GRAFT_SVM_SOLVER=linfa` selects linfa-svm's SMO.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SvmSolver {
+    Dcd,
+    LinfaSmo,
+}
+
+impl SvmSolver {
+    pub fn from_env() -> SvmSolver {
+        match std::env::var("GRAFT_SVM_SOLVER").as_deref() {
+            Ok("linfa") => SvmSolver::LinfaSmo,
+            _ => SvmSolver::Dcd,
+        }
+    }
+    pub fn name(&self) -> &'static str {
+        match self {
+            SvmSolver::Dcd => "dual-cd",
+            SvmSolver::LinfaSmo => "linfa-smo",
+        }
+    }
+}
+
+pub const DCD_BIAS_FEATURE: f64 = 5.0;
+const DCD_TOLERANCE: f64 = 1e-3;
+const DCD_MAX_EPOCHS: usize = 2000;
+
+/// Dual coordinate descent for one binary hinge-loss SVM (labels ±1): min over 0 ≤ α ≤ C of
+/// ½αᵀQα − Σα with Q = (y yᵀ)∘(X̃X̃ᵀ), X̃ = [X, B]; w = Σ αᵢ yᵢ x̃ᵢ is kept up to date, so each
+/// coordinate step costs O(d). Stops when the projected-gradient spread is under the tolerance.
+/// The visiting order is a fixed-seed shuffle per epoch, so the result depends only on the data.
+fn dcd_binary(x: &Array2<f64>, pos: &[bool], c: f64) -> (Array1<f64>, f64) {
+    let (n, d) = x.dim();
+    let bf = DCD_BIAS_FEATURE;
+    let xs = x.as_standard_layout();
+    let xs = xs.as_slice().expect("standard layout");
+    let qii: Vec<f64> = (0..n).map(|i| xs[i * d..(i + 1) * d].iter().map(|v| v * v).sum::<f64>() + bf * bf).collect();
+    let y: Vec<f64> = pos.iter().map(|&p| if p { 1.0 } else { -1.0 }).collect();
+    let mut alpha = vec![0.0f64; n];
+    let mut w = vec![0.0f64; d];
+    let mut wb = 0.0f64;
+    let mut order: Vec<usize> = (0..n).collect();
+    let mut rng = rng_for(0, "svm-dual-cd");
+    for _ in 0..DCD_MAX_EPOCHS {
+        order.shuffle(&mut rng);
+        let (mut max_pg, mut min_pg) = (f64::NEG_INFINITY, f64::INFINITY);
+        for &i in &order {
+            let xi = &xs[i * d..(i + 1) * d];
+            let g = y[i] * (xi.iter().zip(&w).map(|(a, b)| a * b).sum::<f64>() + wb * bf) - 1.0;
+            let pg = if alpha[i] <= 0.0 {
+                g.min(0.0)
+            } else if alpha[i] >= c {
+                g.max(0.0)
+            } else {
+                g
+            };
+            max_pg = max_pg.max(pg);
+            min_pg = min_pg.min(pg);
+            if pg.abs() > 1e-12 {
+                let old = alpha[i];
+                alpha[i] = (old - g / qii[i]).clamp(0.0, c);
+                let delta = (alpha[i] - old) * y[i];
+                for (wj, xj) in w.iter_mut().zip(xi) {
+                    *wj += delta * xj;
+                }
+                wb += delta * bf;
+            }
+        }
+        if max_pg - min_pg < DCD_TOLERANCE {
+            break;
+        }
+    }
+    (Array1::from_vec(w), wb * bf)
+}
+
 impl LinearSvm {
     pub fn fit(x: &Array2<f64>, y: &[usize], k: usize, c: f64) -> Result<Self> {
+        Self::fit_with(x, y, k, c, SvmSolver::from_env())
+    }
+
+    pub fn fit_with(x: &Array2<f64>, y: &[usize], k: usize, c: f64, solver: SvmSolver) -> Result<Self> {
         let d = x.ncols();
         let mut w = Array2::zeros((k, d));
         let mut b = Array1::zeros(k);
         for cls in 0..k {
-            let t: Array1<bool> = y.iter().map(|&l| l == cls).collect();
-            let ds = DatasetBase::new(x.clone(), t);
+            let t: Vec<bool> = y.iter().map(|&l| l == cls).collect();
+            if solver == SvmSolver::Dcd {
+                let (wc, bc) = dcd_binary(x, &t, c);
+                w.row_mut(cls).assign(&wc);
+                b[cls] = bc;
+                continue;
+            }
+            let ds = DatasetBase::new(x.clone(), Array1::from_vec(t));
             let m: Svm<f64, bool> = Svm::<f64, bool>::params()
                 .linear_kernel()
                 .pos_neg_weights(c, c)
@@ -139,7 +230,16 @@ pub fn fit_svm_cv(x: &Array2<f64>, y: &[usize], k: usize, grid: &[f64], folds: u
     let train_accuracy = accuracy(&m.predict(x), y);
     Ok((
         m,
-        ProbeReport { kind: "linear-svm".into(), group: String::new(), feature_dim: x.ncols(), c, cv, c_selection: how, train_accuracy },
+        ProbeReport {
+            kind: "linear-svm".into(),
+            group: String::new(),
+            feature_dim: x.ncols(),
+            c,
+            cv,
+            c_selection: how,
+            train_accuracy,
+            solver: Some(SvmSolver::from_env().name().into()),
+        },
     ))
 }
 
@@ -233,6 +333,7 @@ impl SoftmaxProbe {
                 cv: vec![],
                 c_selection: "fixed (probe.l2)".into(),
                 train_accuracy,
+                solver: Some("lbfgs".into()),
             },
         ))
     }
@@ -275,7 +376,7 @@ mod tests {
     #[test]
     fn svm_hyperplane_matches_linfa_decision() {
         let (x, y) = blobs(10, 3);
-        let m = LinearSvm::fit(&x, &y, 3, 1.0).unwrap();
+        let m = LinearSvm::fit_with(&x, &y, 3, 1.0, SvmSolver::LinfaSmo).unwrap();
         let t: Array1<bool> = y.iter().map(|&l| l == 0).collect();
         let svm: Svm<f64, bool> =
             Svm::<f64, bool>::params().linear_kernel().pos_neg_weights(1.0, 1.0).fit(&DatasetBase::new(x.clone(), t)).unwrap();
@@ -283,6 +384,43 @@ mod tests {
         for i in 0..x.nrows() {
             let want = svm.weighted_sum(&x.row(i)) - svm.rho;
             assert!((dec[[i, 0]] - want).abs() < 1e-9);
+        }
+    }
+
+    /// Dual coordinate descent reaches the optimum SMO reaches: on overlapping blobs (so the
+    /// hinge terms and C matter), across C, the SVC objective (unpenalised bias) of the dual-CD
+    /// solution is within 0.5% of SMO's (measured: 0.03-0.15%), predictions agree on ≥ 98% of
+    /// new points, and decision values within 10% of their spread (measured: 0.8-6.8%; the
+    /// optimum is flat at large C).
+    #[test]
+    fn dual_cd_matches_linfa_smo() {
+        use rand_distr::{Distribution, Normal};
+        let (mut x, y) = blobs(60, 7);
+        let mut rng = rng_for(8, "noise");
+        let nd = Normal::new(0.0, 0.8).unwrap();
+        x.mapv_inplace(|v| v + nd.sample(&mut rng));
+        let (xt, _) = blobs(100, 9);
+        for c in [0.01, 0.1, 1.0, 10.0] {
+            let a = LinearSvm::fit_with(&x, &y, 3, c, SvmSolver::Dcd).unwrap();
+            let b = LinearSvm::fit_with(&x, &y, 3, c, SvmSolver::LinfaSmo).unwrap();
+            let (da, db) = (a.decision(&xt), b.decision(&xt));
+            let spread = db.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+            let worst = (&da - &db).iter().fold(0.0f64, |m, v| m.max(v.abs()));
+            let agree = a.predict(&xt).iter().zip(b.predict(&xt)).filter(|(p, q)| **p == *q).count() as f64 / xt.nrows() as f64;
+            let primal = |m: &LinearSvm| {
+                let dx = m.decision(&x);
+                (0..3)
+                    .map(|k| {
+                        0.5 * m.w.row(k).dot(&m.w.row(k))
+                            + c * (0..x.nrows()).map(|i| (1.0 - if y[i] == k { 1.0 } else { -1.0 } * dx[[i, k]]).max(0.0)).sum::<f64>()
+                    })
+                    .collect::<Vec<_>>()
+            };
+            for (pa, pb) in primal(&a).into_iter().zip(primal(&b)) {
+                assert!((pa - pb) / pb < 5e-3, "C {c}: primal {pa} (dual CD) vs {pb} (SMO)");
+            }
+            assert!(worst / spread < 0.1, "C {c}: decision gap {worst} vs spread {spread}");
+            assert!(agree >= 0.98, "C {c}: predictions agree on {agree}");
         }
     }
 

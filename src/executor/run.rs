@@ -99,6 +99,9 @@ pub struct RunRecord {
     pub epochs_run: usize,
     pub best_epoch: Option<usize>,
     pub final_train_loss: Option<f64>,
+    /// Loss of the first optimisation step (fine-tuning only); CPU/GPU parity compares it.
+    #[serde(default)]
+    pub first_step_loss: Option<f64>,
     pub test_loss: Option<f64>,
     /// confusion[true][predicted] on the test split.
     pub confusion: Vec<Vec<usize>>,
@@ -266,6 +269,7 @@ pub fn run_prepared(
     let recipe = checked.recipe().clone();
     let seed = recipe.seed;
     let norm = mref.card.normalisation.clone();
+    let _precision = crate::kernels::set_precision(recipe.precision);
 
     // The run directory and its recipe are written before any training starts.
     let recipe_json = recipe.to_json();
@@ -301,6 +305,7 @@ pub fn run_prepared(
     let mut epochs = Vec::new();
     let mut best_epoch = None;
     let mut diverged = None;
+    let mut first_step_loss = None;
     let mut probe_report = None;
     let mut eval_only = 0.0;
     let (test_pred, test_loss, val_accuracy) = match recipe.strategy {
@@ -309,6 +314,7 @@ pub fn run_prepared(
             epochs = out.epochs;
             best_epoch = out.best_epoch;
             diverged = out.diverged;
+            first_step_loss = out.first_step_loss;
             if diverged.is_some() {
                 (vec![0; dec.test.n], None, None)
             } else {
@@ -413,6 +419,7 @@ pub fn run_prepared(
         epochs_run: epochs.len(),
         best_epoch,
         final_train_loss: epochs.last().map(|e| e.train_loss),
+        first_step_loss,
         test_loss,
         confusion,
         final_weights_sha256: model.weights_sha256()?,

@@ -37,6 +37,9 @@ pub struct TrainOutcome {
     pub diverged: Option<String>,
     /// Stopped before the last epoch on request (`Checkpointing::stop_after`).
     pub interrupted: bool,
+    /// Loss of the very first optimisation step (before any update): the CPU/GPU parity check
+    /// compares it. None when training resumed from a checkpoint.
+    pub first_step_loss: Option<f64>,
 }
 
 /// Mean cross-entropy with label smoothing ε: (1-ε)·NLL + ε·mean_k(−log p_k).
@@ -205,6 +208,7 @@ pub fn train_with(
     let mut since_best = 0usize;
     let mut step = 0usize;
     let mut start_epoch = 0;
+    let mut first_step_loss = None;
     if let Some(c) = ckpt.filter(|c| c.resume) {
         if let Some(done) = load_checkpoint(c.dir, model, &mut opt)? {
             start_epoch = done.len();
@@ -238,7 +242,11 @@ pub fn train_with(
                     best_epoch: None,
                     diverged: Some(format!("loss became {lv} at epoch {} step {}", epoch + 1, step + 1)),
                     interrupted: false,
+                    first_step_loss,
                 });
+            }
+            if step == 0 {
+                first_step_loss = Some(lv);
             }
             let grads = loss.backward()?;
             lr_scale = schedule_factor(r.schedule.kind, step, total, warmup);
@@ -271,7 +279,7 @@ pub fn train_with(
         if let Some(c) = ckpt {
             save_checkpoint(c.dir, model, &opt, &epochs)?;
             if c.stop_after == Some(epochs.len()) && epochs.len() < r.epochs {
-                return Ok(TrainOutcome { epochs, best_epoch: None, diverged: None, interrupted: true });
+                return Ok(TrainOutcome { epochs, best_epoch: None, diverged: None, interrupted: true, first_step_loss });
             }
         }
         if let (Some(va), Some(es)) = (val_accuracy, &r.early_stopping) {
@@ -296,7 +304,7 @@ pub fn train_with(
     } else {
         None
     };
-    Ok(TrainOutcome { epochs, best_epoch, diverged: None, interrupted: false })
+    Ok(TrainOutcome { epochs, best_epoch, diverged: None, interrupted: false, first_step_loss })
 }
 
 #[cfg(test)]

@@ -246,6 +246,14 @@ impl CustomOp2 for ConvBwdWeight {
 
 /// Convolution of NCHW `x` with OIHW `w` (square kernel), stride and zero padding.
 pub fn conv2d(x: &Tensor, w: &Tensor, stride: usize, pad: usize) -> Result<Tensor> {
+    match super::mixed(x, w, |x, w| conv2d_native(x, w, stride, pad))? {
+        Some(y) => Ok(y),
+        None => conv2d_native(x, w, stride, pad),
+    }
+}
+
+/// graft's kernel for float32 on the CPU, candle's conv2d otherwise.
+fn conv2d_native(x: &Tensor, w: &Tensor, stride: usize, pad: usize) -> Result<Tensor> {
     if x.device().is_cpu() && x.dtype() == candle_core::DType::F32 && !super::use_reference_kernels() {
         let x = x.contiguous()?;
         let w = w.contiguous()?;

@@ -205,6 +205,10 @@ pub struct Recipe {
     /// training images without labels.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pretrain: Option<crate::pretrain::PretrainSpec>,
+    /// Arithmetic of convolutions and linear layers: `f32` (default) or `bf16` mixed precision
+    /// (bfloat16 operands, float32 master weights, BatchNorm and losses). Pays on a GPU.
+    #[serde(default, skip_serializing_if = "crate::kernels::Precision::is_f32")]
+    pub precision: crate::kernels::Precision,
 }
 
 fn default_action() -> Action {

@@ -24,6 +24,7 @@ fn base(name: &str, strategy: Strategy, action: Action) -> Recipe {
         early_stopping: None,
         val_fraction: 0.0,
         pretrain: None,
+        precision: Default::default(),
     }
 }
 

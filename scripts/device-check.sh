@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# GPU check of graft's CUDA build, for the GPU machine (no network needed). From the repo root:
+#
+#   scripts/device-check.sh [BIN]        # BIN defaults to target/cuda/release/graft
+#
+# Build BIN elsewhere with scripts/build-cuda.sh and bring it along. Needs the NVIDIA driver
+# (libcuda.so.1) and CUDA 13 user-space libraries (cuBLAS, cuBLASLt, NVRTC, cuRAND, cudart),
+# which PyTorch's CUDA 13 wheels provide; the script finds them under python3's site-packages.
+# Results go to ${OUT:-a temporary folder}: parity.json, bench-*.json, torch-*.json, table.md.
+# It prints a short table last. Each step has its own time limit; the whole check takes a few
+# minutes on an H100.
+#
+# (a) parity: the same small recipe (finetune-all on resnet8-cifar10, examples/cifar3, seed 0,
+#     3 epochs) on CPU and on CUDA: first-step loss must agree to 1e-4 relative (float32), final
+#     accuracy within run-to-run noise (reported; 2 seeds on CUDA show that noise); then the
+#     same with --precision bf16 on CUDA.
+# (b) throughput: graft bench --device cuda for resnet8 and resnet20 at batch 128 and 512, f32
+#     and bf16, beside benches/pytorch_reference.py on the same GPU, and the ratio.
+set -uo pipefail
+BIN=${1:-target/cuda/release/graft}
+OUT=${OUT:-$(mktemp -d)}
+mkdir -p "$OUT"
+PY=${PYTHON:-python3}
+say() { echo "device-check: $*" >&2; }
+
+[ -x "$BIN" ] || { say "no graft binary at $BIN (build it with scripts/build-cuda.sh)"; exit 2; }
+command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$OUT/gpu.txt" >&2
+
+# CUDA user-space libraries from the Python environment's NVIDIA wheels.
+LIBS=$("$PY" - <<'EOF' 2>/dev/null
+import glob, os, site, sys
+roots = site.getsitepackages() + [site.getusersitepackages()]
+want = ["libcublas.so.13", "libcublasLt.so.13", "libnvrtc.so.13", "libcurand.so.10", "libcudart.so.13"]
+dirs = []
+for r in roots:
+    for w in want:
+        for f in glob.glob(os.path.join(r, "nvidia", "**", w), recursive=True):
+            d = os.path.dirname(f)
+            if d not in dirs:
+                dirs.append(d)
+print(":".join(dirs))
+EOF
+)
+export LD_LIBRARY_PATH=${LIBS}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+say "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
+if ldd "$BIN" | grep -q 'not found'; then
+    ldd "$BIN" | grep 'not found' >&2
+    say "missing run-time libraries above: install PyTorch's CUDA 13 wheels or the nvidia-* wheels named in scripts/build-cuda.sh"
+    exit 2
+fi
+
+G() { timeout "${T:-120}" "$BIN" "$@"; }
+RUNS=$OUT/runs
+
+# (a) parity ---------------------------------------------------------------------
+run() { # device precision seed -> json
+    G run --data examples/cifar3 --preset finetune-all --backbone resnet8-cifar10 --epochs 3 --seed "$3" \
+        --device "$1" --precision "$2" --no-meta --runs "$RUNS" --json 2>>"$OUT/stderr.log"
+}
+run cpu f32 0 > "$OUT/run-cpu-f32-s0.json" || say "CPU run failed (see $OUT/stderr.log)"
+run cuda f32 0 > "$OUT/run-cuda-f32-s0.json" || say "CUDA run failed (see $OUT/stderr.log)"
+run cuda f32 1 > "$OUT/run-cuda-f32-s1.json" || say "CUDA run (seed 1) failed"
+run cpu f32 1 > "$OUT/run-cpu-f32-s1.json" || say "CPU run (seed 1) failed"
+run cuda bf16 0 > "$OUT/run-cuda-bf16-s0.json" || say "CUDA bf16 run failed"
+run cpu bf16 0 > "$OUT/run-cpu-bf16-s0.json" || say "CPU bf16 (emulated) run failed"
+
+# (b) throughput -----------------------------------------------------------------
+for arch in resnet8 resnet20; do
+    for b in 128 512; do
+        for p in f32 bf16; do
+            G bench --arch $arch --batch $b --steps 20 --device cuda --precision $p --json > "$OUT/bench-$arch-$b-$p.json" 2>>"$OUT/stderr.log" ||
+                say "graft bench $arch $b $p failed"
+            timeout 120 "$PY" benches/pytorch_reference.py --arch $arch --batch $b --steps 20 --device cuda --precision $p \
+                > "$OUT/torch-$arch-$b-$p.json" 2>>"$OUT/stderr.log" || say "pytorch reference $arch $b $p failed"
+        done
+    done
+done
+G bench --arch resnet8 --batch 256 --steps 5 --device cuda --simclr --json > "$OUT/bench-simclr.json" 2>>"$OUT/stderr.log" || true
+
+# (c) table ------------------------------------------------------------------------
+"$PY" - "$OUT" <<'EOF'
+import json, os, sys
+out = sys.argv[1]
+def load(name):
+    try:
+        with open(os.path.join(out, name)) as f:
+            return json.loads(f.read())
+    except Exception:
+        return None
+lines = ["## Parity (resnet8-cifar10, finetune-all, examples/cifar3, 3 epochs)", "",
+         "| run | first-step loss | rel. diff vs CPU f32 | test accuracy |", "|---|---|---|---|"]
+ok = True
+ref = load("run-cpu-f32-s0.json")
+for name in ["cpu-f32-s0", "cuda-f32-s0", "cpu-f32-s1", "cuda-f32-s1", "cpu-bf16-s0", "cuda-bf16-s0"]:
+    r = load(f"run-{name}.json")
+    if r is None:
+        lines.append(f"| {name} | failed | | |"); ok = False; continue
+    base = ref if name.endswith("s0") else load("run-cpu-f32-s1.json")
+    l, a = r.get("first_step_loss"), r.get("test_accuracy")
+    rel = abs(l - base["first_step_loss"]) / abs(base["first_step_loss"]) if base and l is not None else float("nan")
+    if name == "cuda-f32-s0" and not rel <= 1e-4:
+        ok = False
+    lines.append(f"| {name} | {l:.6f} | {rel:.2e} | {a:.4f} |")
+lines += ["", "## Throughput on the GPU (images/s)", "",
+          "| arch | batch | precision | graft train | PyTorch train | ratio | graft extract | PyTorch extract | ratio |",
+          "|---|---|---|---|---|---|---|---|---|"]
+for arch in ["resnet8", "resnet20"]:
+    for b in [128, 512]:
+        for p in ["f32", "bf16"]:
+            g, t = load(f"bench-{arch}-{b}-{p}.json"), load(f"torch-{arch}-{b}-{p}.json")
+            f = lambda r, k: f"{r[k]:.0f}" if r else "failed"
+            ratio = lambda k: f"{g[k] / t[k]:.2f}" if g and t else "-"
+            lines.append(f"| {arch} | {b} | {p} | {f(g, 'train_images_per_second')} | {f(t, 'train_images_per_second')} | "
+                         f"{ratio('train_images_per_second')} | {f(g, 'extract_images_per_second')} | "
+                         f"{f(t, 'extract_images_per_second')} | {ratio('extract_images_per_second')} |")
+s = load("bench-simclr.json")
+if s and s.get("simclr_images_per_second"):
+    lines += ["", f"SimCLR pretraining, resnet8, batch 256, CUDA: {s['simclr_images_per_second']:.0f} images/s"]
+lines += ["", "parity: " + ("PASS (CUDA first-step loss within 1e-4 of CPU)" if ok else "FAIL (see above)")]
+text = "\n".join(lines)
+open(os.path.join(out, "table.md"), "w").write(text + "\n")
+print(text)
+sys.exit(0 if ok else 1)
+EOF
