@@ -12,6 +12,7 @@ pub mod cli;
 pub mod data;
 pub mod error;
 pub mod executor;
+pub mod experiment;
 pub mod kernels;
 pub mod metadataset;
 pub mod metafeatures;

@@ -2,6 +2,7 @@
 //! validated library configuration, runs it, and maps errors to documented exit codes.
 mod advisor;
 mod commands;
+mod experiment_cmd;
 mod pretrain_cmd;
 mod progress;
 
@@ -66,6 +67,9 @@ pub enum Command {
     Auto(advisor::AutoArgs),
     /// Run many tasks x recipes to grow the meta-dataset (sharded, resumable).
     Sweep(advisor::SweepArgs),
+    /// Reproduce a claim of the lecture (paine: pretraining without labels when labels are few;
+    /// yosinski: transferability by layer), writing a Markdown table, an SVG and the raw rows.
+    Experiment(experiment_cmd::ExperimentArgs),
     /// Compute a model's source feature statistics (for domain distances) from its source data.
     SourceStats(commands::SourceStatsArgs),
 }
@@ -107,6 +111,7 @@ pub fn main() -> i32 {
         Command::SourceStats(a) => commands::source_stats(a),
         Command::Report(a) => commands::report(a),
         Command::Sweep(a) => advisor::sweep(a),
+        Command::Experiment(a) => experiment_cmd::experiment(a),
         Command::Recommend(a) => advisor::recommend(a),
         Command::Auto(a) => advisor::auto(a),
     };
