@@ -89,6 +89,10 @@ cargo build --release --locked --features cuda --bin graft
 
 BIN=$CARGO_TARGET_DIR/release/graft
 say "built $BIN"
+# a stripped, gzipped copy small enough to carry to a GPU machine (scripts/device-check.sh takes it)
+strip -o "$CARGO_TARGET_DIR/graft.stripped" "$BIN" && gzip -1 -c "$CARGO_TARGET_DIR/graft.stripped" > "$CARGO_TARGET_DIR/graft.gz.tmp" &&
+    mv "$CARGO_TARGET_DIR/graft.gz.tmp" "$CARGO_TARGET_DIR/graft.gz" && rm -f "$CARGO_TARGET_DIR/graft.stripped"
+say "portable copy: $CARGO_TARGET_DIR/graft.gz ($(du -h "$CARGO_TARGET_DIR/graft.gz" | cut -f1))"
 say "shared libraries it loads at run time (the stubs above are link-time only):"
 "$PY" - "$BIN" <<'EOF'
 import subprocess, sys

@@ -3,6 +3,9 @@
 #
 #   scripts/device-check.sh [BIN]        # BIN defaults to target/cuda/release/graft
 #
+# BIN may be the stripped, gzipped copy scripts/build-cuda.sh writes (target/cuda/graft.gz,
+# ~28 MB), which is small enough to carry to a GPU machine.
+#
 # Build BIN elsewhere with scripts/build-cuda.sh and bring it along. Needs the NVIDIA driver
 # (libcuda.so.1) and CUDA 13 user-space libraries (cuBLAS, cuBLASLt, NVRTC, cuRAND, cudart),
 # which PyTorch's CUDA 13 wheels provide; the script finds them under python3's site-packages.
@@ -23,6 +26,12 @@ mkdir -p "$OUT"
 PY=${PYTHON:-python3}
 say() { echo "device-check: $*" >&2; }
 
+case "$BIN" in
+*.gz)
+    [ -f "$BIN" ] || { say "no $BIN (build it with scripts/build-cuda.sh)"; exit 2; }
+    gunzip -c "$BIN" > "$OUT/graft" && chmod +x "$OUT/graft" && BIN=$OUT/graft
+    ;;
+esac
 [ -x "$BIN" ] || { say "no graft binary at $BIN (build it with scripts/build-cuda.sh)"; exit 2; }
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$OUT/gpu.txt" >&2
 

@@ -11,7 +11,7 @@ use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 
 pub const METHODS: &[&str] = &[
-    "advisor (q-EI)",
+    "advisor (LogME-anchored q-EI)",
     "advisor (knn)",
     "finetune-all",
     "linear-probe",
@@ -19,6 +19,10 @@ pub const METHODS: &[&str] = &[
     "random search",
     "LogME cut layer + probe",
     "fastai-style (discriminative LRs)",
+    "advisor (q-EI, absolute GP)",
+    "advisor (q-EI, within-task GP)",
+    "advisor (per-config GP)",
+    "advisor (q-EI, the GP nested CV chose to rank with)",
 ];
 
 #[derive(Debug, Clone, Serialize)]
@@ -189,7 +193,23 @@ pub fn evaluate(obs: &[Obs], budgets: usize, fo: &FitOptions, log: &dyn Fn(&str)
             let k2 = model.cv.gp_sd_scale.powi(2);
             let (cov, sn2) = (cov * k2, sn2 * k2);
             let mut orders: BTreeMap<String, Vec<usize>> = BTreeMap::new();
-            orders.insert(METHODS[0].into(), qei_order(&mean, &cov, budgets, fo.seed));
+            orders.insert(METHODS[8].into(), qei_order(&mean, &cov, budgets, fo.seed));
+            if let Some(g) = &model.gp_rel {
+                let (rm, rc, _) = g.predict_joint(&xs);
+                orders.insert(METHODS[9].into(), qei_order(&rm, &(rc * k2), budgets, fo.seed));
+            }
+            // the advisor as shipped: q-EI on the joint posterior of the GP its nested CV chose to rank with
+            let (am, ac, _) = model.ranking_gp().predict_joint(&xs);
+            let ac = ac * k2;
+            orders.insert(METHODS[11].into(), qei_order(&am, &ac, budgets, fo.seed));
+            // per-configuration GPs: ranked by predicted mean
+            let pc: Vec<Option<f64>> =
+                keys.iter().map(|(b, _, k)| model.per_config.predict(k, &model.encoder.task(&task_feats[b])).map(|x| x.0)).collect();
+            if pc.iter().all(|p| p.is_some()) {
+                let mut o: Vec<usize> = (0..tc.len()).collect();
+                o.sort_by(|&a, &b| pc[b].unwrap_or(0.0).total_cmp(&pc[a].unwrap_or(0.0)));
+                orders.insert(METHODS[10].into(), o);
+            }
             // kNN advisor
             let knn_m: Vec<f64> = keys
                 .iter()
@@ -218,7 +238,18 @@ pub fn evaluate(obs: &[Obs], budgets: usize, fo: &FitOptions, log: &dyn Fn(&str)
                 })
                 .collect();
             lo.sort_by(|a, b| b.1.total_cmp(&a.1));
-            orders.insert(METHODS[6].into(), lo.into_iter().map(|x| x.0).collect());
+            let lo: Vec<usize> = lo.into_iter().map(|x| x.0).collect();
+            // the advisor anchored on the LogME pick: it overrides it only when confident
+            if let Some(&anchor) = lo.first() {
+                let (pick, _) = super::anchored_pick(&am, &ac, anchor, super::ANCHOR_SWITCH_PROBABILITY);
+                let mut o = vec![pick];
+                o.extend(qei_order(&am, &ac, budgets + 1, fo.seed).into_iter().filter(|&i| i != pick));
+                o.truncate(budgets);
+                orders.insert(METHODS[0].into(), o);
+            } else {
+                orders.insert(METHODS[0].into(), qei_order(&am, &ac, budgets, fo.seed));
+            }
+            orders.insert(METHODS[6].into(), lo);
             let mut regret = BTreeMap::new();
             let mut gap = BTreeMap::new();
             let mut rank = BTreeMap::new();

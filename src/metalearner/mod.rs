@@ -228,6 +228,66 @@ pub struct CvReport {
     pub gp_sd_scale: f64,
     #[serde(default = "one")]
     pub knn_sd_scale: f64,
+    /// Held-out normalised regret of the top-1 pick per task, by which GP orders candidates:
+    /// the absolute GP, or the within-task GP (`fit_gp_rel`). The lower one becomes `ranker`.
+    #[serde(default)]
+    pub gp_regret1: f64,
+    #[serde(default)]
+    pub gp_rel_regret1: f64,
+}
+
+/// Standard normal CDF (Abramowitz & Stegun 26.2.17, |error| < 7.5e-8).
+pub fn normal_cdf(z: f64) -> f64 {
+    let t = 1.0 / (1.0 + 0.2316419 * z.abs());
+    let poly = t * (0.319381530 + t * (-0.356563782 + t * (1.781477937 + t * (-1.821255978 + t * 1.330274429))));
+    let tail = (-0.5 * z * z).exp() / (2.0 * std::f64::consts::PI).sqrt() * poly;
+    if z >= 0.0 {
+        1.0 - tail
+    } else {
+        tail
+    }
+}
+
+/// Probability that the advisor must reach before it overrides the transferability anchor.
+pub const ANCHOR_SWITCH_PROBABILITY: f64 = 0.9;
+
+/// The LogME-anchored first pick: keep `anchor` (the linear probe at the backbone and depth with
+/// the highest LogME on this task) unless the candidate with the highest ranking-GP mean beats it
+/// with posterior probability ≥ `p` under the GP's joint posterior (so the correlation between the
+/// two predictions counts). Returns the first pick and P(best-mean candidate > anchor).
+pub fn anchored_pick(mean: &[f64], cov: &nalgebra::DMatrix<f64>, anchor: usize, p: f64) -> (usize, f64) {
+    let j = (0..mean.len()).max_by(|&a, &b| mean[a].total_cmp(&mean[b])).expect("candidates");
+    if j == anchor {
+        return (anchor, 0.5);
+    }
+    let var = (cov[(j, j)] + cov[(anchor, anchor)] - 2.0 * cov[(j, anchor)]).max(1e-12);
+    let pr = normal_cdf((mean[j] - mean[anchor]) / var.sqrt());
+    (if pr >= p { j } else { anchor }, pr)
+}
+
+/// Mean over tasks of the normalised regret (best − chosen) / (best − worst) of picking the
+/// cell with the highest score; tasks whose cells all tie are skipped.
+pub fn regret_at_1(cells: &[&Cell], score: &[f64]) -> (f64, usize) {
+    let mut by: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for (i, c) in cells.iter().enumerate() {
+        by.entry(c.task_id.as_str()).or_default().push(i);
+    }
+    let (mut sum, mut n) = (0.0, 0usize);
+    for idx in by.values() {
+        let best = idx.iter().map(|&i| cells[i].acc).fold(f64::NEG_INFINITY, f64::max);
+        let worst = idx.iter().map(|&i| cells[i].acc).fold(f64::INFINITY, f64::min);
+        if best - worst < 1e-12 {
+            continue;
+        }
+        let pick = *idx.iter().max_by(|&&a, &&b| score[a].total_cmp(&score[b])).expect("non-empty");
+        sum += (best - cells[pick].acc) / (best - worst);
+        n += 1;
+    }
+    (if n > 0 { sum / n as f64 } else { 0.0 }, n)
+}
+
+fn default_ranker() -> String {
+    "gp".into()
 }
 
 fn one() -> f64 {
@@ -258,6 +318,16 @@ pub struct MetaModel {
     pub learner: String,
     pub encoder: Encoder,
     pub gp: Gp,
+    /// The within-task GP (`fit_gp_rel`); when `ranker` is `gp_rel` it orders candidates and
+    /// `gp` states their accuracy and interval.
+    #[serde(default)]
+    pub gp_rel: Option<Gp>,
+    /// Which GP orders candidates: `gp` or `gp_rel`, chosen by held-out regret (`cv`).
+    #[serde(default = "default_ranker")]
+    pub ranker: String,
+    /// One GP per logged configuration over task features (`PerConfig`).
+    #[serde(default)]
+    pub per_config: PerConfig,
     pub knn: Knn,
     pub portfolio: Vec<PortfolioEntry>,
     pub cv: CvReport,
@@ -307,6 +377,75 @@ pub fn fit_gp(cells: &[Cell], enc: &Encoder, o: &FitOptions) -> Result<Gp> {
     Gp::fit(x, y, o.gp_iters)
 }
 
+/// The within-task GP: the same inputs and subsample as `fit_gp`, but the target is a cell's
+/// accuracy minus its task's mean accuracy over every logged configuration (all backbones). Task
+/// difficulty, which dominates raw accuracy and is the same for every candidate of a task, is
+/// removed, so the kernel's length scales are spent on how recipes differ within a task (the
+/// quantity a choice depends on; ZAP's pairwise loss targets the same thing).
+pub fn fit_gp_rel(cells: &[Cell], enc: &Encoder, o: &FitOptions) -> Result<Gp> {
+    let mut tm: BTreeMap<&str, (f64, usize)> = BTreeMap::new();
+    for c in cells {
+        let e = tm.entry(c.task_id.as_str()).or_insert((0.0, 0));
+        e.0 += c.acc;
+        e.1 += 1;
+    }
+    let mut idx: Vec<usize> = (0..cells.len()).collect();
+    idx.shuffle(&mut rng_for(o.seed, "gp-subsample"));
+    idx.truncate(o.max_gp_points);
+    idx.sort();
+    let x: Vec<Vec<f64>> = idx.iter().map(|&i| enc.encode(&cells[i].task, &cells[i].recipe.clone(), &cells[i].backbone)).collect();
+    let y: Vec<f64> = idx
+        .iter()
+        .map(|&i| {
+            let (s, n) = tm[cells[i].task_id.as_str()];
+            cells[i].acc - s / n as f64
+        })
+        .collect();
+    Gp::fit(x, y, o.gp_iters)
+}
+
+/// One GP per configuration (backbone::recipe) over the task's encoded meta-features, each fitted
+/// on every past task that configuration ran on (no subsampling: ~100-150 tasks per model), the
+/// multi-output view of the meta-learning problem: a configuration's accuracy as a function of the
+/// task. Predicts only logged configurations.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct PerConfig {
+    pub gps: BTreeMap<String, Gp>,
+}
+
+pub const PER_CONFIG_MIN_TASKS: usize = 8;
+
+impl PerConfig {
+    pub fn fit(cells: &[Cell], enc: &Encoder, iters: u64) -> Result<PerConfig> {
+        let mut by: BTreeMap<String, (Vec<Vec<f64>>, Vec<f64>)> = BTreeMap::new();
+        for c in cells {
+            let e = by.entry(c.config()).or_default();
+            e.0.push(enc.task(&c.task));
+            e.1.push(c.acc);
+        }
+        let mut gps = BTreeMap::new();
+        for (k, (x, y)) in by {
+            if y.len() >= PER_CONFIG_MIN_TASKS {
+                gps.insert(k, Gp::fit(x, y, iters)?);
+            }
+        }
+        Ok(PerConfig { gps })
+    }
+    /// (mean, variance of an observation) of `config` on a task with encoded features `t`.
+    pub fn predict(&self, config: &str, t: &[f64]) -> Option<(f64, f64)> {
+        self.gps.get(config).map(|g| {
+            let (m, v) = g.predict(&[t.to_vec()]);
+            (m[0], v[0])
+        })
+    }
+    pub fn refit(&mut self) -> Result<()> {
+        for g in self.gps.values_mut() {
+            g.refit()?;
+        }
+        Ok(())
+    }
+}
+
 fn rmse_cov(pred: &[(f64, f64)], y: &[f64]) -> (f64, f64) {
     let n = y.len().max(1) as f64;
     let rmse = (pred.iter().zip(y).map(|((m, _), a)| (m - a).powi(2)).sum::<f64>() / n).sqrt();
@@ -333,6 +472,7 @@ pub fn fit(obs: &[Obs], o: &FitOptions, log: &dyn Fn(&str)) -> Result<MetaModel>
     if families.len() >= 2 {
         cv.folds = family_folds(&families, o.cv_folds);
         let (mut pg, mut pk, mut ys) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut reg_abs, mut reg_rel, mut reg_n) = (0.0, 0.0, 0usize);
         for (fi, held) in cv.folds.iter().enumerate() {
             let train: Vec<Cell> = all.iter().filter(|c| !held.contains(&c.family)).cloned().collect();
             let test: Vec<&Cell> = all.iter().filter(|c| held.contains(&c.family)).collect();
@@ -340,6 +480,13 @@ pub fn fit(obs: &[Obs], o: &FitOptions, log: &dyn Fn(&str)) -> Result<MetaModel>
             let knn = Knn::fit(&train, &enc, o.knn_k);
             let xs: Vec<Vec<f64>> = test.iter().map(|c| enc.encode(&c.task, &c.recipe.clone(), &c.backbone)).collect();
             let (m, v) = gp.predict(&xs);
+            let gp_rel = fit_gp_rel(&train, &enc, o)?;
+            let (mr, _) = gp_rel.predict(&xs);
+            let (ra, n) = regret_at_1(&test, &m);
+            let (rr, _) = regret_at_1(&test, &mr);
+            reg_abs += ra * n as f64;
+            reg_rel += rr * n as f64;
+            reg_n += n;
             for (i, c) in test.iter().enumerate() {
                 let kp = knn.predict(&c.config(), &enc.task(&c.task)).unwrap_or((gp.params.mean, 0.05));
                 pg.push((m[i], v[i]));
@@ -353,6 +500,12 @@ pub fn fit(obs: &[Obs], o: &FitOptions, log: &dyn Fn(&str)) -> Result<MetaModel>
         cv.gp_sd_scale = sd_scale(&pg, &ys);
         cv.knn_sd_scale = sd_scale(&pk, &ys);
         cv.chosen = if cv.gp_rmse <= cv.knn_rmse { "gp".into() } else { "knn".into() };
+        cv.gp_regret1 = reg_abs / reg_n.max(1) as f64;
+        cv.gp_rel_regret1 = reg_rel / reg_n.max(1) as f64;
+        log(&format!(
+            "held-out regret of the top pick: absolute GP {:.3}, within-task GP {:.3} over {reg_n} tasks",
+            cv.gp_regret1, cv.gp_rel_regret1
+        ));
         log(&format!(
             "held-out RMSE: gp {:.4} (80% coverage {:.2}), knn {:.4} (coverage {:.2}) -> {}; interval scale gp x{:.2}, knn x{:.2}",
             cv.gp_rmse, cv.gp_coverage80, cv.knn_rmse, cv.knn_coverage80, cv.chosen, cv.gp_sd_scale, cv.knn_sd_scale
@@ -364,6 +517,8 @@ pub fn fit(obs: &[Obs], o: &FitOptions, log: &dyn Fn(&str)) -> Result<MetaModel>
         log("one family only: no held-out comparison; using the GP");
     }
     let gp = fit_gp(&all, &enc, o)?;
+    let gp_rel = Some(fit_gp_rel(&all, &enc, o)?);
+    let per_config = PerConfig::fit(&all, &enc, o.gp_iters)?;
     let knn = Knn::fit(&all, &enc, o.knn_k);
     // the portfolio, and the past tasks with their best configuration
     let mut port: BTreeMap<String, (Vec<f64>, &Obs)> = BTreeMap::new();
@@ -427,6 +582,9 @@ pub fn fit(obs: &[Obs], o: &FitOptions, log: &dyn Fn(&str)) -> Result<MetaModel>
         learner: cv.chosen.clone(),
         encoder: enc,
         gp,
+        ranker: if cv.gp_rel_regret1 < cv.gp_regret1 && gp_rel.is_some() { "gp_rel".into() } else { "gp".into() },
+        gp_rel,
+        per_config,
         knn,
         portfolio,
         cv,
@@ -480,6 +638,23 @@ impl MetaModel {
         }
     }
 
+    /// The GP that orders candidates (see `ranker`).
+    pub fn ranking_gp(&self) -> &Gp {
+        match (&self.ranker[..], &self.gp_rel) {
+            ("gp_rel", Some(g)) => g,
+            _ => &self.gp,
+        }
+    }
+
+    /// Scores that order candidates (higher is better): the ranking GP's predictive means.
+    pub fn rank_scores(&self, task: &BTreeMap<String, Vec<Option<f64>>>, cands: &[(String, RecipeSummary, String)]) -> Vec<f64> {
+        if self.learner != "gp" {
+            return self.predict(task, cands).into_iter().map(|x| x.0).collect();
+        }
+        let xs: Vec<Vec<f64>> = cands.iter().map(|(b, r, _)| self.encoder.encode(&task[b], r, b)).collect();
+        self.ranking_gp().predict(&xs).0
+    }
+
     /// Nearest past tasks (other than `exclude_family`) to a task's features under `backbone`.
     pub fn nearest_tasks(&self, backbone: &str, t: &[Option<f64>], k: usize) -> Vec<(f64, &PastTask)> {
         let e = self.encoder.task(t);
@@ -527,6 +702,43 @@ impl MetaModel {
             )));
         }
         m.gp.refit()?;
+        if let Some(g) = m.gp_rel.as_mut() {
+            g.refit()?;
+        }
+        m.per_config.refit()?;
         Ok(m)
+    }
+}
+
+#[cfg(test)]
+mod anchor_tests {
+    use super::*;
+    use nalgebra::DMatrix;
+
+    #[test]
+    fn normal_cdf_matches_known_values() {
+        for (z, p) in [(0.0, 0.5), (1.0, 0.841344746), (-1.959963985, 0.025), (1.281551566, 0.9), (3.0, 0.998650102)] {
+            assert!((normal_cdf(z) - p).abs() < 1e-6, "{z}: {}", normal_cdf(z));
+        }
+    }
+
+    /// The anchor is kept unless the best-mean candidate beats it with the required probability;
+    /// a positive correlation between the two predictions makes the difference more certain.
+    #[test]
+    fn anchored_pick_switches_only_when_confident() {
+        let m = [0.70, 0.72, 0.60];
+        let indep = DMatrix::from_diagonal(&nalgebra::DVector::from_vec(vec![0.01, 0.01, 0.01]));
+        // anchor 0: best is 1, P = Phi(0.02 / sqrt(0.02)) = 0.556 < 0.9 -> keep the anchor
+        let (pick, pr) = anchored_pick(&m, &indep, 0, 0.9);
+        assert_eq!(pick, 0);
+        assert!((pr - normal_cdf(0.02 / 0.02f64.sqrt())).abs() < 1e-12);
+        // strongly correlated: var of the difference 0.01 + 0.01 - 2*0.0099 = 0.0002 -> P = Phi(1.414) = 0.92
+        let mut corr = indep.clone();
+        corr[(0, 1)] = 0.0099;
+        corr[(1, 0)] = 0.0099;
+        let (pick, pr) = anchored_pick(&m, &corr, 0, 0.9);
+        assert_eq!(pick, 1, "P {pr}");
+        // the anchor is the best-mean candidate itself
+        assert_eq!(anchored_pick(&m, &indep, 1, 0.9).0, 1);
     }
 }

@@ -26,6 +26,9 @@ pub struct Candidate {
     #[serde(skip)]
     pub summary: RecipeSummary,
     pub predicted_accuracy: f64,
+    /// What orders candidates: the ranking GP's mean (equal to `predicted_accuracy` when the
+    /// absolute GP ranks; a within-task relative accuracy when the within-task GP does).
+    pub score: f64,
     pub sd: f64,
     pub interval: [f64; 2],
     /// `portfolio` (logged on past tasks) or `search` (a new combination, predicted only).
@@ -115,7 +118,7 @@ impl CostFunction for LrCost<'_> {
     fn cost(&self, log_lr: &f64) -> std::result::Result<f64, argmin::core::Error> {
         let mut s = self.cand.summary.clone();
         s.lr = 10f64.powf(*log_lr);
-        Ok(-self.model.predict(self.task, &[(self.cand.backbone.clone(), s, self.cand.config.clone())])[0].0)
+        Ok(-self.model.rank_scores(self.task, &[(self.cand.backbone.clone(), s, self.cand.config.clone())])[0])
     }
 }
 
@@ -186,6 +189,7 @@ pub fn recommend(model: &MetaModel, ds: &Dataset, o: &RecommendOptions) -> Resul
                 recipe,
                 summary: RecipeSummary::of(&checked),
                 predicted_accuracy: 0.0,
+                score: 0.0,
                 sd: 0.0,
                 interval: [0.0, 1.0],
                 origin: origin.into(),
@@ -211,16 +215,56 @@ pub fn recommend(model: &MetaModel, ds: &Dataset, o: &RecommendOptions) -> Resul
     let keys: Vec<(String, RecipeSummary, String)> =
         cands.iter().map(|c| (c.backbone.clone(), c.summary.clone(), c.config.clone())).collect();
     let preds = model.predict(&task, &keys);
+    let scores = model.rank_scores(&task, &keys);
     // distance to the nearest past task: far tasks get a wider interval
     let nn: BTreeMap<String, f64> =
         names.iter().map(|b| (b.clone(), model.nearest_tasks(b, &task[b], 1).first().map(|x| x.0).unwrap_or(f64::INFINITY))).collect();
-    for (c, (m, v)) in cands.iter_mut().zip(preds) {
+    for ((c, (m, v)), sc) in cands.iter_mut().zip(preds).zip(scores) {
+        c.score = sc;
         let widen = (nn[&c.backbone] / model.ood_distance).max(1.0);
         c.predicted_accuracy = m;
         c.sd = v.sqrt() * widen;
         c.interval = interval(m, v.sqrt(), widen);
     }
-    cands.sort_by(|a, b| b.predicted_accuracy.total_cmp(&a.predicted_accuracy).then(a.config.cmp(&b.config)));
+    cands.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.config.cmp(&b.config)));
+    // Anchor on transferability: the linear probe at the (backbone, depth) with the highest
+    // LogME on this task is the default pick; the meta-learner overrides it only when its best
+    // candidate beats the anchor with posterior probability >= ANCHOR_SWITCH_PROBABILITY.
+    let mut anchor_note = None;
+    if model.learner == "gp" {
+        let logme_of = |c: &Candidate| -> Option<f64> {
+            if c.summary.strategy != "linear-probe" {
+                return None;
+            }
+            let idx = if c.summary.probe_depth.unwrap_or(1.0) < 0.75 { 6 } else { 7 };
+            task[&c.backbone][idx]
+        };
+        let anchor = (0..cands.len()).filter_map(|i| logme_of(&cands[i]).map(|l| (i, l))).max_by(|a, b| a.1.total_cmp(&b.1)).map(|x| x.0);
+        if let Some(a) = anchor {
+            let xs: Vec<Vec<f64>> =
+                [0, a].iter().map(|&i| model.encoder.encode(&task[&cands[i].backbone], &cands[i].summary, &cands[i].backbone)).collect();
+            let (m, c, _) = model.ranking_gp().predict_joint(&xs);
+            let (pick, pr) = super::anchored_pick(&m, &c, 1, super::ANCHOR_SWITCH_PROBABILITY);
+            let (top, anc) = (cands[0].config.clone(), cands[a].config.clone());
+            if pick == 1 {
+                let ac = cands.remove(a);
+                cands.insert(0, ac);
+            }
+            anchor_note = Some(if a == 0 {
+                format!("The meta-learner's best candidate is also the transferability anchor (the linear probe where LogME is highest: {anc}).")
+            } else if pick == 1 {
+                format!(
+                    "Kept the transferability anchor {anc} (linear probe where LogME is highest): the meta-learner's best, {top}, beats it with probability {pr:.2} only (needs {:.2}).",
+                    super::ANCHOR_SWITCH_PROBABILITY
+                )
+            } else {
+                format!(
+                    "Overrode the transferability anchor {anc} (linear probe where LogME is highest): the meta-learner's best, {top}, beats it with probability {pr:.2} (>= {:.2}).",
+                    super::ANCHOR_SWITCH_PROBABILITY
+                )
+            });
+        }
+    }
     // refine the best fine-tuning candidate's learning rate on the surrogate
     let mut rationale = Vec::new();
     if model.learner == "gp" && cands[0].recipe.strategy == Strategy::Finetune && lrs.len() >= 2 {
@@ -231,8 +275,10 @@ pub fn recommend(model: &MetaModel, ds: &Dataset, o: &RecommendOptions) -> Resul
             let lr = format!("{:.2e}", 10f64.powf(best)).parse::<f64>().unwrap_or(cands[0].recipe.lr);
             let mut s = cands[0].summary.clone();
             s.lr = lr;
-            let (m, v) = model.predict(&task, &[(cands[0].backbone.clone(), s.clone(), cands[0].config.clone())])[0];
-            if m > cands[0].predicted_accuracy + 1e-4 {
+            let key = [(cands[0].backbone.clone(), s.clone(), cands[0].config.clone())];
+            let (m, v) = model.predict(&task, &key)[0];
+            let sc = model.rank_scores(&task, &key)[0];
+            if sc > cands[0].score + 1e-4 {
                 let c = &mut cands[0];
                 rationale.push(format!(
                     "Learning rate refined on the surrogate (Brent, log10 lr in [{lo:.2}, {hi:.2}]): {:.2e} -> {lr:.2e}, predicted {:.3} -> {m:.3}.",
@@ -242,6 +288,7 @@ pub fn recommend(model: &MetaModel, ds: &Dataset, o: &RecommendOptions) -> Resul
                 c.recipe.lr = lr;
                 c.recipe.name = Some(format!("{}-lr{lr:.2e}", c.recipe.name.clone().unwrap_or_default()));
                 c.summary = s;
+                c.score = sc;
                 c.predicted_accuracy = m;
                 c.sd = v.sqrt() * widen;
                 c.interval = interval(m, v.sqrt(), widen);
@@ -252,17 +299,25 @@ pub fn recommend(model: &MetaModel, ds: &Dataset, o: &RecommendOptions) -> Resul
     // rationale
     let far = nn[&best.backbone] > model.ood_distance;
     let mut lines = vec![format!(
-        "Recommended: {} on {} (predicted test accuracy {:.3}, 80% interval [{:.3}, {:.3}]), by the {} meta-learner fitted on {} runs over {} tasks from {} families.",
+        "Recommended: {} on {} (predicted test accuracy {:.3}, 80% interval [{:.3}, {:.3}]), by the {} meta-learner{} fitted on {} runs over {} tasks from {} families.",
         best.recipe.name.clone().unwrap_or_default(),
         best.backbone,
         best.predicted_accuracy,
         best.interval[0],
         best.interval[1],
         model.learner,
+        if model.learner == "gp" && model.ranker == "gp_rel" {
+            " (candidates ordered by its within-task GP, which had the lower held-out regret)"
+        } else {
+            ""
+        },
         model.n_runs,
         model.n_tasks,
         model.families.len()
     )];
+    if let Some(n) = anchor_note {
+        lines.push(n);
+    }
     let near = model.nearest_tasks(&best.backbone, &task[&best.backbone], 3);
     lines.push(format!(
         "Most similar past tasks (meta-feature distance; typical nearest distance {:.2}): {}.",
@@ -371,7 +426,11 @@ pub fn pick_batch(model: &MetaModel, rec: &Recommendation, k: usize, seed: u64) 
         return top.into_iter().take(k.max(1)).cloned().collect();
     }
     let xs: Vec<Vec<f64>> = top.iter().map(|c| model.encoder.encode(&rec.task_features[&c.backbone], &c.summary, &c.backbone)).collect();
-    let (mean, cov, _) = model.gp.predict_joint(&xs);
+    let (mean, cov, _) = model.ranking_gp().predict_joint(&xs);
     let cov = cov * model.cv.gp_sd_scale.powi(2);
-    super::eval::qei_order(&mean, &cov, k, seed).into_iter().map(|i| top[i].clone()).collect()
+    // the first pick is the recommendation (anchored); the rest by q-EI among the others
+    let mut order = vec![0];
+    order.extend(super::eval::qei_order(&mean, &cov, k + 1, seed).into_iter().filter(|&i| i != 0));
+    order.truncate(k);
+    order.into_iter().map(|i| top[i].clone()).collect()
 }
