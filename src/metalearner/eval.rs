@@ -233,7 +233,7 @@ pub fn evaluate(obs: &[Obs], budgets: usize, fo: &FitOptions, log: &dyn Fn(&str)
                 .enumerate()
                 .filter(|(_, c)| c.recipe.strategy == "linear-probe")
                 .filter_map(|(i, c)| {
-                    let idx = if c.recipe.probe_depth.unwrap_or(1.0) < 0.75 { 6 } else { 7 };
+                    let idx = super::logme_index(c.recipe.probe_depth);
                     c.task[idx].map(|v| (i, v))
                 })
                 .collect();

@@ -248,6 +248,16 @@ pub fn normal_cdf(z: f64) -> f64 {
     }
 }
 
+/// Index in TASK_FEATURES of the LogME at a probe's depth (0 = first body group, 1 = last):
+/// logme_first, logme_mid or logme_last.
+pub fn logme_index(probe_depth: Option<f64>) -> usize {
+    match probe_depth.unwrap_or(1.0) {
+        d if d < 0.25 => 5,
+        d if d < 0.75 => 6,
+        _ => 7,
+    }
+}
+
 /// Probability that the advisor must reach before it overrides the transferability anchor.
 pub const ANCHOR_SWITCH_PROBABILITY: f64 = 0.9;
 
@@ -714,6 +724,14 @@ impl MetaModel {
 mod anchor_tests {
     use super::*;
     use nalgebra::DMatrix;
+
+    #[test]
+    fn logme_index_points_at_the_probe_depths_logme() {
+        assert_eq!(TASK_FEATURES[logme_index(Some(0.0))], "logme_first");
+        assert_eq!(TASK_FEATURES[logme_index(Some(0.5))], "logme_mid");
+        assert_eq!(TASK_FEATURES[logme_index(Some(1.0))], "logme_last");
+        assert_eq!(TASK_FEATURES[logme_index(None)], "logme_last");
+    }
 
     #[test]
     fn normal_cdf_matches_known_values() {

@@ -236,7 +236,7 @@ pub fn recommend(model: &MetaModel, ds: &Dataset, o: &RecommendOptions) -> Resul
             if c.summary.strategy != "linear-probe" {
                 return None;
             }
-            let idx = if c.summary.probe_depth.unwrap_or(1.0) < 0.75 { 6 } else { 7 };
+            let idx = super::logme_index(c.summary.probe_depth);
             task[&c.backbone][idx]
         };
         let anchor = (0..cands.len()).filter_map(|i| logme_of(&cands[i]).map(|l| (i, l))).max_by(|a, b| a.1.total_cmp(&b.1)).map(|x| x.0);
