@@ -375,3 +375,35 @@ fn validation_split_and_early_stopping() {
     let csv = std::fs::read_to_string(PathBuf::from(j["run_dir"].as_str().unwrap()).join("metrics.csv")).unwrap();
     assert!(csv.lines().nth(1).unwrap().split(',').nth(5).unwrap().parse::<f64>().is_ok(), "val accuracy logged per epoch");
 }
+
+/// `pretrain --out` into a folder that does not exist yet creates it; a path that cannot be a
+/// folder is refused before any training (exit 2, naming --out).
+#[test]
+fn pretrain_out_folder_is_made_or_refused_before_training() {
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("src");
+    make_folder(&src, &[("train", 6), ("test", 2)], 2, 32);
+    let out = t.path().join("new").join("deeper").join("ae.safetensors");
+    let o = graft()
+        .args(["pretrain", "--arch", "resnet8", "--method", "autoencoder", "--epochs", "1", "--batch-size", "4", "--data"])
+        .arg(&src)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(out.is_file() && out.with_extension("json").is_file());
+    let blocker = t.path().join("a-file");
+    std::fs::write(&blocker, "x").unwrap();
+    let o = graft()
+        .args(["pretrain", "--arch", "resnet8", "--method", "simclr", "--epochs", "50", "--data"])
+        .arg(&src)
+        .arg("--out")
+        .arg(blocker.join("x.safetensors"))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("--out") && err.contains("cannot create its folder"), "{err}");
+    assert!(!err.contains("epoch"), "refused before training: {err}");
+}

@@ -202,6 +202,11 @@ pub fn pretrain(a: PretrainArgs) -> Result<i32> {
     if a.out.extension().and_then(|e| e.to_str()) != Some("safetensors") {
         return Err(GraftError::Usage(format!("--out {}: must end in .safetensors", a.out.display())));
     }
+    // the output folder is made (or refused) before any training, not after it
+    if let Some(d) = a.out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(d)
+            .map_err(|e| GraftError::Usage(format!("--out {}: cannot create its folder {}: {e}", a.out.display(), d.display())))?;
+    }
     if a.method != Method::Supervised {
         return super::pretrain_cmd::unsupervised(a);
     }
