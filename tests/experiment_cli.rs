@@ -16,11 +16,11 @@ fn paine_and_yosinski_run_resume_and_refuse_bad_input() {
     make_folder(&data, &[("train", 14), ("test", 3)], 10, 32);
     let out = dir.path().join("docs");
     let runs = dir.path().join("runs");
-    let paine = |pool: &str| {
+    let paine = |pool: &str, seeds: &str| {
         graft()
             .args(["experiment", "paine", "--data"])
             .arg(&data)
-            .args(["--seeds", "0", "--labels", "2,4", "--unlabelled", pool, "--pretrain-epochs", "1", "--epochs", "1"])
+            .args(["--seeds", seeds, "--labels", "2,4", "--unlabelled", pool, "--pretrain-epochs", "1", "--epochs", "1"])
             .args(["--test-per-class", "3", "--out"])
             .arg(&out)
             .arg("--runs")
@@ -28,7 +28,7 @@ fn paine_and_yosinski_run_resume_and_refuse_bad_input() {
             .output()
             .unwrap()
     };
-    let o = paine("20");
+    let o = paine("20", "0");
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let r = rows(&out.join("paine.json"));
     // scratch / denoising-ae / simclr, each fine-tuned and probed, at 2 label counts
@@ -46,12 +46,12 @@ fn paine_and_yosinski_run_resume_and_refuse_bad_input() {
     assert!(md.contains("| simclr |") && md.contains("labels per class = 4"), "{md}");
     assert!(std::fs::read_to_string(out.join("paine.svg")).unwrap().starts_with("<svg"));
     // resumes: nothing rerun, same rows
-    let o = paine("20");
+    let o = paine("20", "0");
     assert!(o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("12 runs already done"));
     assert_eq!(rows(&out.join("paine.json")).len(), 12);
     // other settings into the same file: refused, file untouched
-    let o = paine("30");
+    let o = paine("30", "0");
     assert_eq!(o.status.code(), Some(2));
     assert!(
         String::from_utf8_lossy(&o.stderr).contains("paine.json holds results for other settings"),
@@ -59,6 +59,14 @@ fn paine_and_yosinski_run_resume_and_refuse_bad_input() {
         String::from_utf8_lossy(&o.stderr)
     );
     assert_eq!(rows(&out.join("paine.json")).len(), 12);
+    // adding a seed keeps the 12 rows and runs only the new seed's 12
+    let o = paine("20", "0,1");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let r = rows(&out.join("paine.json"));
+    assert_eq!(r.len(), 24);
+    assert_eq!(r.iter().filter(|x| x["seed"] == 1).count(), 12);
+    let md = std::fs::read_to_string(out.join("paine.md")).unwrap();
+    assert!(md.contains("(n=2)"), "{md}");
 
     let o = graft()
         .args(["experiment", "yosinski", "--data"])

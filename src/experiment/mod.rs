@@ -110,12 +110,15 @@ fn open_book<'a>(env: &'a Env, settings: &Settings) -> Result<Book<'a>> {
         let old: Results = serde_json::from_str(&crate::util::read_to_string(&path)?).map_err(|e| {
             GraftError::Usage(format!("{}: not an experiment results file ({e}); move it away to start afresh", path.display()))
         })?;
-        if old.settings == *settings {
+        // the same settings, or the same but more seeds: keep every row and run what is missing
+        let same_but_seeds = Settings { seeds: settings.seeds.clone(), ..old.settings.clone() } == *settings
+            && old.settings.seeds.iter().all(|s| settings.seeds.contains(s));
+        if same_but_seeds {
             (env.log)(&format!("resuming {}: {} runs already done", path.display(), old.rows.len()));
             res.rows = old.rows;
         } else {
             return Err(GraftError::Usage(format!(
-                "{} holds results for other settings ({}); pass another --out or move it away",
+                "{} holds results for other settings ({}); pass another --out or move it away (adding seeds is allowed)",
                 path.display(),
                 serde_json::to_string(&old.settings).expect("serialises")
             )));
