@@ -77,6 +77,15 @@ fn random_best_of_k(accs: &[f64], k: usize) -> f64 {
 }
 
 /// Greedy batch selection by Monte-Carlo q-expected improvement on the joint posterior.
+/// `first`, then the other k − 1 picks by q-EI among the rest (the advisor's batch: its first pick
+/// is the anchored recommendation).
+pub fn first_then_qei(first: usize, mean: &[f64], cov: &nalgebra::DMatrix<f64>, k: usize, seed: u64) -> Vec<usize> {
+    let mut o = vec![first];
+    o.extend(qei_order(mean, cov, k + 1, seed).into_iter().filter(|&i| i != first));
+    o.truncate(k);
+    o
+}
+
 pub fn qei_order(mean: &[f64], cov: &nalgebra::DMatrix<f64>, k: usize, seed: u64) -> Vec<usize> {
     let n = mean.len();
     let mut c = cov.clone();
@@ -154,6 +163,7 @@ pub fn evaluate(obs: &[Obs], budgets: usize, fo: &FitOptions, log: &dyn Fn(&str)
         let fo1 = FitOptions { cv_folds: 2, ..fo.clone() };
         let model: MetaModel = fit(&train, &fo1, &|_| {})?;
         let train_cells = cells(&train);
+        let per_config = super::PerConfig::fit(&train_cells, &model.encoder, fo.gp_iters)?;
         // baselines' fixed choices from the training families
         let mut avg: BTreeMap<String, (f64, usize)> = BTreeMap::new();
         for c in &train_cells {
@@ -194,17 +204,22 @@ pub fn evaluate(obs: &[Obs], budgets: usize, fo: &FitOptions, log: &dyn Fn(&str)
             let (cov, sn2) = (cov * k2, sn2 * k2);
             let mut orders: BTreeMap<String, Vec<usize>> = BTreeMap::new();
             orders.insert(METHODS[8].into(), qei_order(&mean, &cov, budgets, fo.seed));
-            if let Some(g) = &model.gp_rel {
+            let rel = model.gp_rel.as_ref().map(|g| {
                 let (rm, rc, _) = g.predict_joint(&xs);
-                orders.insert(METHODS[9].into(), qei_order(&rm, &(rc * k2), budgets, fo.seed));
+                (rm, rc * k2)
+            });
+            if let Some((rm, rc)) = &rel {
+                orders.insert(METHODS[9].into(), qei_order(rm, rc, budgets, fo.seed));
             }
             // the advisor as shipped: q-EI on the joint posterior of the GP its nested CV chose to rank with
-            let (am, ac, _) = model.ranking_gp().predict_joint(&xs);
-            let ac = ac * k2;
-            orders.insert(METHODS[11].into(), qei_order(&am, &ac, budgets, fo.seed));
+            let (am, ac) = match (model.ranker.as_str(), &rel) {
+                ("gp_rel", Some((rm, rc))) => (rm, rc),
+                _ => (&mean, &cov),
+            };
+            orders.insert(METHODS[11].into(), qei_order(am, ac, budgets, fo.seed));
             // per-configuration GPs: ranked by predicted mean
             let pc: Vec<Option<f64>> =
-                keys.iter().map(|(b, _, k)| model.per_config.predict(k, &model.encoder.task(&task_feats[b])).map(|x| x.0)).collect();
+                keys.iter().map(|(b, _, k)| per_config.predict(k, &model.encoder.task(&task_feats[b])).map(|x| x.0)).collect();
             if pc.iter().all(|p| p.is_some()) {
                 let mut o: Vec<usize> = (0..tc.len()).collect();
                 o.sort_by(|&a, &b| pc[b].unwrap_or(0.0).total_cmp(&pc[a].unwrap_or(0.0)));
@@ -228,26 +243,16 @@ pub fn evaluate(obs: &[Obs], budgets: usize, fo: &FitOptions, log: &dyn Fn(&str)
             let o: Vec<usize> = by_avg.iter().filter_map(|(k, _)| tc.iter().position(|c| &c.config() == *k)).collect();
             orders.insert(METHODS[4].into(), o);
             // LogME: probes ranked by the task's LogME at the probed depth (mid = 6, last = 7)
-            let mut lo: Vec<(usize, f64)> = tc
-                .iter()
-                .enumerate()
-                .filter(|(_, c)| c.recipe.strategy == "linear-probe")
-                .filter_map(|(i, c)| {
-                    let idx = super::logme_index(c.recipe.probe_depth);
-                    c.task[idx].map(|v| (i, v))
-                })
-                .collect();
+            let mut lo: Vec<(usize, f64)> =
+                tc.iter().enumerate().filter_map(|(i, c)| super::probe_logme(&c.recipe, &c.task).map(|v| (i, v))).collect();
             lo.sort_by(|a, b| b.1.total_cmp(&a.1));
             let lo: Vec<usize> = lo.into_iter().map(|x| x.0).collect();
             // the advisor anchored on the LogME pick: it overrides it only when confident
             if let Some(&anchor) = lo.first() {
-                let (pick, _) = super::anchored_pick(&am, &ac, anchor, super::ANCHOR_SWITCH_PROBABILITY);
-                let mut o = vec![pick];
-                o.extend(qei_order(&am, &ac, budgets + 1, fo.seed).into_iter().filter(|&i| i != pick));
-                o.truncate(budgets);
-                orders.insert(METHODS[0].into(), o);
+                let (pick, _) = super::anchored_pick(am, ac, anchor, super::ANCHOR_SWITCH_PROBABILITY);
+                orders.insert(METHODS[0].into(), first_then_qei(pick, am, ac, budgets, fo.seed));
             } else {
-                orders.insert(METHODS[0].into(), qei_order(&am, &ac, budgets, fo.seed));
+                orders.insert(METHODS[0].into(), qei_order(am, ac, budgets, fo.seed));
             }
             orders.insert(METHODS[6].into(), lo);
             let mut regret = BTreeMap::new();

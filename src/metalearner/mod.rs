@@ -38,15 +38,20 @@ pub const INTERACTION_FEATURES: &[&str] = &["logme_at_depth", "ncprobe_at_depth"
 
 /// LogME and nearest-centroid accuracy of the task at the recipe's depth (raw values).
 pub fn interactions(t: &[Option<f64>], r: &RecipeSummary) -> [Option<f64>; 2] {
-    let d = if r.strategy == "finetune" { 1.0 } else { r.probe_depth.unwrap_or(1.0) };
-    let k = if d < 0.25 {
+    let k = depth_bucket(if r.strategy == "finetune" { 1.0 } else { r.probe_depth.unwrap_or(1.0) });
+    [t[5 + k], t[8 + k]]
+}
+
+/// Which of the three measured depths (0 first, 1 mid, 2 penultimate group) a relative depth in
+/// [0, 1] falls to: the first, mid and last columns of LogME and nearest-centroid accuracy.
+fn depth_bucket(d: f64) -> usize {
+    if d < 0.25 {
         0
     } else if d < 0.75 {
         1
     } else {
         2
-    };
-    [t[5 + k], t[8 + k]]
+    }
 }
 
 fn mean_std(cols: &[Vec<f64>]) -> (Vec<f64>, Vec<f64>) {
@@ -251,10 +256,16 @@ pub fn normal_cdf(z: f64) -> f64 {
 /// Index in TASK_FEATURES of the LogME at a probe's depth (0 = first body group, 1 = last):
 /// logme_first, logme_mid or logme_last.
 pub fn logme_index(probe_depth: Option<f64>) -> usize {
-    match probe_depth.unwrap_or(1.0) {
-        d if d < 0.25 => 5,
-        d if d < 0.75 => 6,
-        _ => 7,
+    5 + depth_bucket(probe_depth.unwrap_or(1.0))
+}
+
+/// The LogME of a linear-probe candidate at the depth it probes (None for other strategies or
+/// when LogME is missing): what "LogME cut layer + probe" ranks by and the advisor anchors on.
+pub fn probe_logme(r: &RecipeSummary, task: &[Option<f64>]) -> Option<f64> {
+    if r.strategy == "linear-probe" {
+        task[logme_index(r.probe_depth)]
+    } else {
+        None
     }
 }
 
@@ -335,9 +346,6 @@ pub struct MetaModel {
     /// Which GP orders candidates: `gp` or `gp_rel`, chosen by held-out regret (`cv`).
     #[serde(default = "default_ranker")]
     pub ranker: String,
-    /// One GP per logged configuration over task features (`PerConfig`).
-    #[serde(default)]
-    pub per_config: PerConfig,
     pub knn: Knn,
     pub portfolio: Vec<PortfolioEntry>,
     pub cv: CvReport,
@@ -378,13 +386,19 @@ impl Default for FitOptions {
 
 /// GP on a seeded subsample of cells (stratified by task so every task contributes).
 pub fn fit_gp(cells: &[Cell], enc: &Encoder, o: &FitOptions) -> Result<Gp> {
+    let (idx, x) = gp_sample(cells, enc, o);
+    let y: Vec<f64> = idx.iter().map(|&i| cells[i].acc).collect();
+    Gp::fit(x, y, o.gp_iters)
+}
+
+/// The seeded subsample of cells both GPs are fitted on, and its encoded inputs.
+fn gp_sample(cells: &[Cell], enc: &Encoder, o: &FitOptions) -> (Vec<usize>, Vec<Vec<f64>>) {
     let mut idx: Vec<usize> = (0..cells.len()).collect();
     idx.shuffle(&mut rng_for(o.seed, "gp-subsample"));
     idx.truncate(o.max_gp_points);
     idx.sort();
-    let x: Vec<Vec<f64>> = idx.iter().map(|&i| enc.encode(&cells[i].task, &cells[i].recipe.clone(), &cells[i].backbone)).collect();
-    let y: Vec<f64> = idx.iter().map(|&i| cells[i].acc).collect();
-    Gp::fit(x, y, o.gp_iters)
+    let x = idx.iter().map(|&i| enc.encode(&cells[i].task, &cells[i].recipe, &cells[i].backbone)).collect();
+    (idx, x)
 }
 
 /// The within-task GP: the same inputs and subsample as `fit_gp`, but the target is a cell's
@@ -399,11 +413,7 @@ pub fn fit_gp_rel(cells: &[Cell], enc: &Encoder, o: &FitOptions) -> Result<Gp> {
         e.0 += c.acc;
         e.1 += 1;
     }
-    let mut idx: Vec<usize> = (0..cells.len()).collect();
-    idx.shuffle(&mut rng_for(o.seed, "gp-subsample"));
-    idx.truncate(o.max_gp_points);
-    idx.sort();
-    let x: Vec<Vec<f64>> = idx.iter().map(|&i| enc.encode(&cells[i].task, &cells[i].recipe.clone(), &cells[i].backbone)).collect();
+    let (idx, x) = gp_sample(cells, enc, o);
     let y: Vec<f64> = idx
         .iter()
         .map(|&i| {
@@ -417,8 +427,9 @@ pub fn fit_gp_rel(cells: &[Cell], enc: &Encoder, o: &FitOptions) -> Result<Gp> {
 /// One GP per configuration (backbone::recipe) over the task's encoded meta-features, each fitted
 /// on every past task that configuration ran on (no subsampling: ~100-150 tasks per model), the
 /// multi-output view of the meta-learning problem: a configuration's accuracy as a function of the
-/// task. Predicts only logged configurations.
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+/// task. Predicts only logged configurations; `meta eval` fits it as an ablation (it is not part
+/// of the shipped meta-learner, which must also score recipes never logged).
+#[derive(Debug, Clone, Default)]
 pub struct PerConfig {
     pub gps: BTreeMap<String, Gp>,
 }
@@ -447,12 +458,6 @@ impl PerConfig {
             let (m, v) = g.predict(&[t.to_vec()]);
             (m[0], v[0])
         })
-    }
-    pub fn refit(&mut self) -> Result<()> {
-        for g in self.gps.values_mut() {
-            g.refit()?;
-        }
-        Ok(())
     }
 }
 
@@ -488,7 +493,7 @@ pub fn fit(obs: &[Obs], o: &FitOptions, log: &dyn Fn(&str)) -> Result<MetaModel>
             let test: Vec<&Cell> = all.iter().filter(|c| held.contains(&c.family)).collect();
             let gp = fit_gp(&train, &enc, o)?;
             let knn = Knn::fit(&train, &enc, o.knn_k);
-            let xs: Vec<Vec<f64>> = test.iter().map(|c| enc.encode(&c.task, &c.recipe.clone(), &c.backbone)).collect();
+            let xs: Vec<Vec<f64>> = test.iter().map(|c| enc.encode(&c.task, &c.recipe, &c.backbone)).collect();
             let (m, v) = gp.predict(&xs);
             let gp_rel = fit_gp_rel(&train, &enc, o)?;
             let (mr, _) = gp_rel.predict(&xs);
@@ -528,7 +533,6 @@ pub fn fit(obs: &[Obs], o: &FitOptions, log: &dyn Fn(&str)) -> Result<MetaModel>
     }
     let gp = fit_gp(&all, &enc, o)?;
     let gp_rel = Some(fit_gp_rel(&all, &enc, o)?);
-    let per_config = PerConfig::fit(&all, &enc, o.gp_iters)?;
     let knn = Knn::fit(&all, &enc, o.knn_k);
     // the portfolio, and the past tasks with their best configuration
     let mut port: BTreeMap<String, (Vec<f64>, &Obs)> = BTreeMap::new();
@@ -594,7 +598,6 @@ pub fn fit(obs: &[Obs], o: &FitOptions, log: &dyn Fn(&str)) -> Result<MetaModel>
         gp,
         ranker: if cv.gp_rel_regret1 < cv.gp_regret1 && gp_rel.is_some() { "gp_rel".into() } else { "gp".into() },
         gp_rel,
-        per_config,
         knn,
         portfolio,
         cv,
@@ -715,7 +718,6 @@ impl MetaModel {
         if let Some(g) = m.gp_rel.as_mut() {
             g.refit()?;
         }
-        m.per_config.refit()?;
         Ok(m)
     }
 }

@@ -232,14 +232,10 @@ pub fn recommend(model: &MetaModel, ds: &Dataset, o: &RecommendOptions) -> Resul
     // candidate beats the anchor with posterior probability >= ANCHOR_SWITCH_PROBABILITY.
     let mut anchor_note = None;
     if model.learner == "gp" {
-        let logme_of = |c: &Candidate| -> Option<f64> {
-            if c.summary.strategy != "linear-probe" {
-                return None;
-            }
-            let idx = super::logme_index(c.summary.probe_depth);
-            task[&c.backbone][idx]
-        };
-        let anchor = (0..cands.len()).filter_map(|i| logme_of(&cands[i]).map(|l| (i, l))).max_by(|a, b| a.1.total_cmp(&b.1)).map(|x| x.0);
+        let anchor = (0..cands.len())
+            .filter_map(|i| super::probe_logme(&cands[i].summary, &task[&cands[i].backbone]).map(|l| (i, l)))
+            .max_by(|a, b| a.1.total_cmp(&b.1))
+            .map(|x| x.0);
         if let Some(a) = anchor {
             let xs: Vec<Vec<f64>> =
                 [0, a].iter().map(|&i| model.encoder.encode(&task[&cands[i].backbone], &cands[i].summary, &cands[i].backbone)).collect();
@@ -429,8 +425,5 @@ pub fn pick_batch(model: &MetaModel, rec: &Recommendation, k: usize, seed: u64) 
     let (mean, cov, _) = model.ranking_gp().predict_joint(&xs);
     let cov = cov * model.cv.gp_sd_scale.powi(2);
     // the first pick is the recommendation (anchored); the rest by q-EI among the others
-    let mut order = vec![0];
-    order.extend(super::eval::qei_order(&mean, &cov, k + 1, seed).into_iter().filter(|&i| i != 0));
-    order.truncate(k);
-    order.into_iter().map(|i| top[i].clone()).collect()
+    super::eval::first_then_qei(0, &mean, &cov, k, seed).into_iter().map(|i| top[i].clone()).collect()
 }
