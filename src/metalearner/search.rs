@@ -239,7 +239,9 @@ pub fn recommend(model: &MetaModel, ds: &Dataset, o: &RecommendOptions) -> Resul
         if let Some(a) = anchor {
             let xs: Vec<Vec<f64>> =
                 [0, a].iter().map(|&i| model.encoder.encode(&task[&cands[i].backbone], &cands[i].summary, &cands[i].backbone)).collect();
+            // the recalibrated posterior, as `meta eval` evaluates the anchored pick
             let (m, c, _) = model.ranking_gp().predict_joint(&xs);
+            let c = c * model.cv.gp_sd_scale.powi(2);
             let (pick, pr) = super::anchored_pick(&m, &c, 1, super::ANCHOR_SWITCH_PROBABILITY);
             let (top, anc) = (cands[0].config.clone(), cands[a].config.clone());
             if pick == 1 {
