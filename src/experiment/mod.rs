@@ -356,7 +356,7 @@ pub fn yosinski(env: &Env, s: &Settings) -> Result<Results> {
         let mut bases = Vec::new();
         for (hi, name) in ["A", "B"].iter().enumerate() {
             let path = dir.join(format!("base{name}.safetensors"));
-            let (t, d) = &tasks[hi];
+            let d = &tasks[hi].1;
             let norm = d.train.channel_stats();
             let key = format!("base/{name}/s{seed}");
             let mref = if path.is_file() && ModelCard::card_path(&path).is_file() && book.has(&key).is_some() {
@@ -400,7 +400,6 @@ pub fn yosinski(env: &Env, s: &Settings) -> Result<Results> {
                         note: halves[hi].join(","),
                     })?;
                 }
-                let _ = t;
                 mref
             };
             bases.push(mref);
