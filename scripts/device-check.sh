@@ -3,8 +3,8 @@
 #
 #   scripts/device-check.sh [BIN]        # BIN defaults to target/cuda/release/graft
 #
-# BIN may be the stripped, gzipped copy scripts/build-cuda.sh writes (target/cuda/graft.gz,
-# ~28 MB), which is small enough to carry to a GPU machine.
+# BIN may be the stripped, xz-compressed copy scripts/build-cuda.sh writes (target/cuda/graft.xz,
+# ~12 MB), which is small enough to carry to a GPU machine (a .gz copy works too).
 #
 # Build BIN elsewhere with scripts/build-cuda.sh and bring it along. Needs the NVIDIA driver
 # (libcuda.so.1) and CUDA 13 user-space libraries (cuBLAS, cuBLASLt, NVRTC, cuRAND, cudart),
@@ -27,9 +27,10 @@ PY=${PYTHON:-python3}
 say() { echo "device-check: $*" >&2; }
 
 case "$BIN" in
-*.gz)
+*.gz | *.xz)
     [ -f "$BIN" ] || { say "no $BIN (build it with scripts/build-cuda.sh)"; exit 2; }
-    gunzip -c "$BIN" > "$OUT/graft" && chmod +x "$OUT/graft" && BIN=$OUT/graft
+    "$PY" -c 'import gzip, lzma, shutil, sys; o = (gzip.open if sys.argv[1].endswith(".gz") else lzma.open)(sys.argv[1]); shutil.copyfileobj(o, open(sys.argv[2], "wb"))' \
+        "$BIN" "$OUT/graft" && chmod +x "$OUT/graft" && BIN=$OUT/graft || { say "could not unpack $BIN"; exit 2; }
     ;;
 esac
 [ -x "$BIN" ] || { say "no graft binary at $BIN (build it with scripts/build-cuda.sh)"; exit 2; }
