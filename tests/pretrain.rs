@@ -83,3 +83,32 @@ fn greedy_layerwise() {
 fn simclr() {
     check(Method::Simclr, 8, 3e-3);
 }
+
+/// The same seed gives the same pretraining, bit for bit: the decoders' and projection heads'
+/// initial weights, the batch order, the noise and the augmentations all come from the seed.
+#[test]
+fn same_seed_same_pretraining() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/cifar3");
+    let ds = load_dataset(&LoadOptions::new(&dir)).unwrap();
+    let input = InputSpec { channels: 3, height: 32, width: 32 };
+    let items: Vec<Item> = ds.train.iter().take(24).map(|i| Item { source: i.source.clone(), label: None }).collect();
+    let unl = decode_items(&items, input, false).unwrap();
+    let norm = unl.channel_stats();
+    let dev = candle_core::Device::Cpu;
+    for method in [Method::DenoisingAutoencoder, Method::GreedyLayerwise, Method::Simclr] {
+        let run = |seed: u64| {
+            let model = Model::new(Arch::Convnet4, input, 3, 7, &dev).unwrap();
+            let mut spec = PretrainSpec::new(method);
+            spec.epochs = 1;
+            spec.batch_size = 8;
+            let out = pretrain(&model, &unl, &norm, &spec, seed, &|_| {}).unwrap();
+            let w: Vec<f32> =
+                model.named_vars().into_iter().flat_map(|(_, v)| v.flatten_all().unwrap().to_vec1::<f32>().unwrap()).collect();
+            (out.losses, w)
+        };
+        let (a, b, c) = (run(3), run(3), run(4));
+        assert_eq!(a.0, b.0, "{}: same seed, different losses", method.as_str());
+        assert!(a.1 == b.1, "{}: same seed, different weights", method.as_str());
+        assert_ne!(a.0, c.0, "{}: another seed gave the same losses", method.as_str());
+    }
+}

@@ -252,24 +252,7 @@ impl Model {
                 continue;
             }
             let dims = var.dims().to_vec();
-            let n: usize = dims.iter().product();
-            let mut rng = rng_for(seed, &format!("init-{name}"));
-            let vals: Vec<f32> = if name.ends_with("running_var") {
-                vec![1.0; n]
-            } else if name.ends_with("running_mean") || name.ends_with("bias") {
-                vec![0.0; n]
-            } else if dims.len() == 1 {
-                vec![1.0; n] // BatchNorm scale
-            } else if dims.len() == 4 {
-                let fan_out = dims[0] * dims[2] * dims[3];
-                let d = Normal::new(0.0f32, (2.0 / fan_out as f32).sqrt()).expect("std > 0");
-                (0..n).map(|_| d.sample(&mut rng)).collect()
-            } else {
-                let fan_in = dims[1];
-                let b = 1.0 / (fan_in as f32).sqrt();
-                let d = Uniform::new_inclusive(-b, b).expect("bound > 0");
-                (0..n).map(|_| d.sample(&mut rng)).collect()
-            };
+            let vals = init_values(&name, &dims, seed);
             var.set(&Tensor::from_vec(vals, dims, &self.device)?)?;
         }
         Ok(())
@@ -484,5 +467,31 @@ pub fn pool(h: &Tensor) -> candle_core::Result<Tensor> {
         h.mean((2, 3))
     } else {
         Ok(h.clone())
+    }
+}
+
+/// Seeded initial values of one variable (each variable draws from its own stream
+/// `init-<name>` of `seed`): BatchNorm running statistics 0/1, biases 0, BatchNorm scales 1,
+/// convolution kernels He-normal over fan-out, dense weights uniform ±1/√fan-in (PyTorch's
+/// defaults). Used for backbones and for pretraining's decoders and projection heads, so no
+/// weight depends on an unseeded generator.
+pub fn init_values(name: &str, dims: &[usize], seed: u64) -> Vec<f32> {
+    let n: usize = dims.iter().product();
+    let mut rng = rng_for(seed, &format!("init-{name}"));
+    if name.ends_with("running_var") {
+        vec![1.0; n]
+    } else if name.ends_with("running_mean") || name.ends_with("bias") {
+        vec![0.0; n]
+    } else if dims.len() == 1 {
+        vec![1.0; n] // BatchNorm scale
+    } else if dims.len() == 4 {
+        let fan_out = dims[0] * dims[2] * dims[3];
+        let d = Normal::new(0.0f32, (2.0 / fan_out as f32).sqrt()).expect("std > 0");
+        (0..n).map(|_| d.sample(&mut rng)).collect()
+    } else {
+        let fan_in = dims[1];
+        let b = 1.0 / (fan_in as f32).sqrt();
+        let d = Uniform::new_inclusive(-b, b).expect("bound > 0");
+        (0..n).map(|_| d.sample(&mut rng)).collect()
     }
 }

@@ -284,6 +284,16 @@ fn aux_params(vm: &VarMap, offset: usize) -> Vec<Param> {
     v.into_iter().map(|(k, var)| Param::new(format!("aux.{k}"), var.clone(), offset, var.rank() > 1, None)).collect()
 }
 
+fn seed_vars(vm: &VarMap, seed: u64, tag: &str) -> candle_core::Result<()> {
+    let data = vm.data().lock().expect("varmap");
+    for (name, var) in data.iter() {
+        let dims = var.dims().to_vec();
+        let vals = crate::backbones::init_values(&format!("{tag}.{name}"), &dims, seed);
+        var.set(&Tensor::from_vec(vals, dims, var.device())?)?;
+    }
+    Ok(())
+}
+
 fn body_params(model: &Model, groups: &[usize]) -> Vec<Param> {
     let mut v = Vec::new();
     for &g in groups {
@@ -386,6 +396,9 @@ pub fn pretrain(
             }
             _ => (Some(Autoencoder::new(&sh, spec.code_dim, vb.clone())?), None, None),
         };
+        // the decoders and projection heads draw their initial weights from the recorded seed
+        // (candle-nn's initialisers use an unseeded generator)
+        seed_vars(&vm, seed, &format!("pretrain-{pi}"))?;
         let mut params = body_params(model, train_groups);
         params.extend(aux_params(&vm, 0));
         let ospec = OptimizerSpec { weight_decay: 1e-4, ..OptimizerSpec::default() };
