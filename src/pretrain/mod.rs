@@ -284,11 +284,24 @@ fn aux_params(vm: &VarMap, offset: usize) -> Vec<Param> {
     v.into_iter().map(|(k, var)| Param::new(format!("aux.{k}"), var.clone(), offset, var.rank() > 1, None)).collect()
 }
 
+/// Seeded initial weights for the decoders and projection heads: PyTorch's default for
+/// `Linear` and `Conv2d` layers, uniform ±1/√fan-in with fan-in = in-channels × kernel area
+/// (no BatchNorm follows a decoder stage, so the fan-in scaling keeps the reconstruction's
+/// scale near the input's at the start), biases zero. Each variable draws from its own stream.
 fn seed_vars(vm: &VarMap, seed: u64, tag: &str) -> candle_core::Result<()> {
     let data = vm.data().lock().expect("varmap");
     for (name, var) in data.iter() {
         let dims = var.dims().to_vec();
-        let vals = crate::backbones::init_values(&format!("{tag}.{name}"), &dims, seed);
+        let n: usize = dims.iter().product();
+        let vals: Vec<f32> = if dims.len() < 2 {
+            vec![0.0; n]
+        } else {
+            let fan_in: usize = dims[1..].iter().product();
+            let b = 1.0 / (fan_in as f32).sqrt();
+            let d = rand_distr::Uniform::new_inclusive(-b, b).expect("bound > 0");
+            let mut rng = rng_for(seed, &format!("init-{tag}.{name}"));
+            (0..n).map(|_| d.sample(&mut rng)).collect()
+        };
         var.set(&Tensor::from_vec(vals, dims, var.device())?)?;
     }
     Ok(())
@@ -372,13 +385,18 @@ pub fn pretrain(
     let bs = spec.batch_size.min(images.n);
     let mut seen = 0usize;
     let body: Vec<usize> = (0..nb).collect();
-    let plans: Vec<(Vec<usize>, usize)> = if spec.method == Method::GreedyLayerwise {
-        // group g trained alone (with its own one-stage decoder) on the codes of groups < g
-        (0..nb).map(|g| (vec![g], spec.epochs)).collect()
+    // (groups trained, epochs, greedy stage?)
+    let plans: Vec<(Vec<usize>, usize, bool)> = if spec.method == Method::GreedyLayerwise {
+        // group g trained alone (with its own one-stage decoder) on the codes of groups < g, then
+        // the stack fine-tuned end to end as one deep autoencoder (Hinton & Salakhutdinov 2006)
+        let mut p: Vec<(Vec<usize>, usize, bool)> = (0..nb).map(|g| (vec![g], spec.epochs, true)).collect();
+        p.push((body.clone(), spec.epochs, false));
+        p
     } else {
-        vec![(body.clone(), spec.epochs)]
+        vec![(body.clone(), spec.epochs, false)]
     };
-    for (pi, (train_groups, epochs)) in plans.iter().enumerate() {
+    for (pi, (train_groups, epochs, greedy)) in plans.iter().enumerate() {
+        let greedy = *greedy;
         let vm = VarMap::new();
         let vb = VarBuilder::from_varmap(&vm, DType::F32, &dev);
         let top_g = *train_groups.last().expect("groups");
@@ -389,7 +407,7 @@ pub fn pretrain(
                 let l2 = candle_nn::linear(c, spec.projection_dim, vb.pp("proj2"))?;
                 (None, None, Some((l1, l2)))
             }
-            Method::GreedyLayerwise => {
+            Method::GreedyLayerwise if greedy => {
                 let g = top_g;
                 let st = Stage::new(sh[g + 1].0, sh[g].0, sh[g].1, sh[g].2, vb.pp(format!("greedy{g}")))?;
                 (None, Some(st), None)
@@ -435,7 +453,7 @@ pub fn pretrain(
                         let z = l2.forward(&l1.forward(&p)?.relu()?)?;
                         nt_xent(&z, spec.temperature)?
                     }
-                    Method::GreedyLayerwise => {
+                    Method::GreedyLayerwise if greedy => {
                         let g = top_g;
                         let below =
                             if g == 0 { clean.clone() } else { model.forward_groups(&clean, &[], g - 1)?.pop().expect("codes").detach() };
@@ -488,7 +506,11 @@ pub fn pretrain(
             }
             let m = sum / cnt.max(1) as f64;
             losses.push(m);
-            let what = if spec.method == Method::GreedyLayerwise { format!(" group {}", model.group_names[top_g]) } else { String::new() };
+            let what = match (spec.method, greedy) {
+                (Method::GreedyLayerwise, true) => format!(" group {}", model.group_names[top_g]),
+                (Method::GreedyLayerwise, false) => " (whole stack)".to_string(),
+                _ => String::new(),
+            };
             log(&format!("{}{what} epoch {}/{}: loss {m:.5}", spec.method.as_str(), epoch + 1, epochs));
         }
     }
