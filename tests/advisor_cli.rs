@@ -147,7 +147,7 @@ fn meta_eval_writes_tables_and_plots() {
     let v = json_of(&o);
     assert_eq!(v["families"].as_array().unwrap().len(), 2);
     assert_eq!(v["n_tasks"], 6);
-    let r1 = v["mean_regret"]["advisor (LogME-anchored q-EI)"].as_array().unwrap();
+    let r1 = v["mean_regret"]["advisor (LogME-anchored, sequential EI)"].as_array().unwrap();
     assert_eq!(r1.len(), 3);
     // best of K can only get better with K
     let r: Vec<f64> = r1.iter().map(|x| x.as_f64().unwrap()).collect();

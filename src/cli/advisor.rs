@@ -274,7 +274,8 @@ pub fn recommend(a: RecommendArgs) -> Result<i32> {
 pub struct AutoArgs {
     #[command(flatten)]
     pub data: super::DataArgs,
-    /// Runs to spend: the most promising recipes by expected improvement (q-EI on the GP).
+    /// Runs to spend, one after another: the recommendation, then each next recipe by expected
+    /// improvement on the GP given the validation accuracies of the runs so far.
     #[arg(long, default_value_t = 1)]
     pub budget: usize,
     #[arg(long, default_value = "auto")]
@@ -304,20 +305,26 @@ pub fn auto(a: AutoArgs) -> Result<i32> {
     if !a.json {
         print_recommendation(&rec);
     }
-    let picks = ml::search::pick_batch(&model, &rec, a.budget.max(1), a.seed);
+    // runs one after another: each next recipe is chosen after seeing the validation accuracy
+    // of the ones before it (sequential expected improvement)
+    let mut planner = ml::search::Planner::new(&model, &rec);
+    let budget = a.budget.max(1);
     let (device, device_name) = executor::select_device(&a.device)?;
     let meta_dir = a.meta.clone().unwrap_or_else(super::default_meta_dir);
     let mut runs = Vec::new();
-    for (i, c) in picks.iter().enumerate() {
+    let mut picks: Vec<ml::search::Candidate> = Vec::new();
+    while runs.len() < budget {
+        let Some(c) = planner.next().cloned() else { break };
+        let i = runs.len();
         let mut recipe = c.recipe.clone();
         // with several runs the winner is chosen on a validation split, never on the test split
-        if picks.len() > 1 && ds.val.is_empty() && recipe.val_fraction == 0.0 {
+        if budget > 1 && ds.val.is_empty() && recipe.val_fraction == 0.0 {
             recipe.val_fraction = 0.2;
         }
         eprintln!(
             "run {}/{}: {} on {} (predicted {:.3})",
             i + 1,
-            picks.len(),
+            budget,
             recipe.name.clone().unwrap_or_default(),
             c.backbone,
             c.predicted_accuracy
@@ -343,7 +350,9 @@ pub fn auto(a: AutoArgs) -> Result<i32> {
         };
         let r = executor::run(&opts, &executor::NoProgress)?;
         eprintln!("  -> test accuracy {:.4}, validation {:?}", r.test_accuracy, r.val_accuracy);
+        planner.observe(r.val_accuracy);
         runs.push(r);
+        picks.push(c);
     }
     let best = runs
         .iter()

@@ -11,7 +11,7 @@ use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 
 pub const METHODS: &[&str] = &[
-    "advisor (LogME-anchored q-EI)",
+    "advisor (LogME-anchored, sequential EI)",
     "advisor (knn)",
     "finetune-all",
     "linear-probe",
@@ -23,6 +23,7 @@ pub const METHODS: &[&str] = &[
     "advisor (q-EI, within-task GP)",
     "advisor (per-config GP)",
     "advisor (q-EI, the GP nested CV chose to rank with)",
+    "advisor (LogME-anchored, q-EI batch)",
 ];
 
 #[derive(Debug, Clone, Serialize)]
@@ -84,6 +85,103 @@ pub fn first_then_qei(first: usize, mean: &[f64], cov: &nalgebra::DMatrix<f64>, 
     o.extend(qei_order(mean, cov, k + 1, seed).into_iter().filter(|&i| i != first));
     o.truncate(k);
     o
+}
+
+/// Sequential Bayesian optimisation over one task's candidates, as `graft auto --budget K` runs
+/// them one after another: after each run the joint Gaussian posterior over the candidates is
+/// conditioned on the accuracy observed, and the next candidate is the one with the highest
+/// expected improvement over the best accuracy observed so far. `noise_var` is the observation
+/// noise; `offset_var` adds a task-level offset shared by all candidates (the within-task GP
+/// predicts accuracy minus the task's unknown mean; 0 for the absolute GP), which the first
+/// observation pins down.
+#[derive(Debug, Clone)]
+pub struct SeqEi {
+    mean: Vec<f64>,
+    cov: nalgebra::DMatrix<f64>,
+    noise_var: f64,
+    chosen: Vec<usize>,
+    best: f64,
+}
+
+impl SeqEi {
+    pub fn new(mean: &[f64], cov: &nalgebra::DMatrix<f64>, noise_var: f64, offset_var: f64) -> Self {
+        let n = mean.len();
+        let mut c = cov.clone();
+        for i in 0..n {
+            for j in 0..n {
+                c[(i, j)] += offset_var;
+            }
+        }
+        SeqEi { mean: mean.to_vec(), cov: c, noise_var: noise_var.max(1e-10), chosen: Vec::new(), best: f64::NEG_INFINITY }
+    }
+
+    /// Record that candidate `i` was run (`y`: its observed accuracy, if any) and condition on it.
+    pub fn observe(&mut self, i: usize, y: Option<f64>) {
+        if !self.chosen.contains(&i) {
+            self.chosen.push(i);
+        }
+        let Some(y) = y else { return };
+        self.best = self.best.max(y);
+        let n = self.mean.len();
+        let d = self.cov[(i, i)] + self.noise_var;
+        let ci: Vec<f64> = (0..n).map(|j| self.cov[(j, i)]).collect();
+        let r = y - self.mean[i];
+        for j in 0..n {
+            self.mean[j] += ci[j] / d * r;
+        }
+        for a in 0..n {
+            for b in 0..n {
+                self.cov[(a, b)] -= ci[a] * ci[b] / d;
+            }
+        }
+    }
+
+    /// Expected improvement of candidate `j` over the best observation (its mean before any).
+    pub fn ei(&self, j: usize) -> f64 {
+        let sd = self.cov[(j, j)].max(1e-12).sqrt();
+        let gain = if self.best.is_finite() { self.mean[j] - self.best } else { self.mean[j] };
+        let z = gain / sd;
+        gain * super::normal_cdf(z) + sd * (-0.5 * z * z).exp() / (2.0 * std::f64::consts::PI).sqrt()
+    }
+
+    /// The not-yet-run candidate with the highest expected improvement (ties: the lower index).
+    pub fn next(&self) -> Option<usize> {
+        (0..self.mean.len())
+            .filter(|j| !self.chosen.contains(j))
+            .map(|j| (j, self.ei(j)))
+            .max_by(|a, b| a.1.total_cmp(&b.1).then(b.0.cmp(&a.0)))
+            .map(|x| x.0)
+    }
+
+    /// Posterior mean and variance of candidate `j` given the observations so far.
+    pub fn posterior(&self, j: usize) -> (f64, f64) {
+        (self.mean[j], self.cov[(j, j)])
+    }
+}
+
+/// The first `k` picks of sequential EI when `first` is run first and `observe` reveals each
+/// pick's accuracy (in `meta eval`: the accuracy logged for that configuration on the task).
+pub fn sequential_ei_order(
+    first: usize,
+    mean: &[f64],
+    cov: &nalgebra::DMatrix<f64>,
+    noise_var: f64,
+    offset_var: f64,
+    observe: &dyn Fn(usize) -> f64,
+    k: usize,
+) -> Vec<usize> {
+    let mut s = SeqEi::new(mean, cov, noise_var, offset_var);
+    let mut pick = Some(first);
+    let mut order = Vec::new();
+    while let Some(i) = pick {
+        order.push(i);
+        if order.len() >= k {
+            break;
+        }
+        s.observe(i, Some(observe(i)));
+        pick = s.next();
+    }
+    order
 }
 
 pub fn qei_order(mean: &[f64], cov: &nalgebra::DMatrix<f64>, k: usize, seed: u64) -> Vec<usize> {
@@ -205,16 +303,16 @@ pub fn evaluate(obs: &[Obs], budgets: usize, fo: &FitOptions, log: &dyn Fn(&str)
             let mut orders: BTreeMap<String, Vec<usize>> = BTreeMap::new();
             orders.insert(METHODS[8].into(), qei_order(&mean, &cov, budgets, fo.seed));
             let rel = model.gp_rel.as_ref().map(|g| {
-                let (rm, rc, _) = g.predict_joint(&xs);
-                (rm, rc * k2)
+                let (rm, rc, rn) = g.predict_joint(&xs);
+                (rm, rc * k2, rn * k2)
             });
-            if let Some((rm, rc)) = &rel {
+            if let Some((rm, rc, _)) = &rel {
                 orders.insert(METHODS[9].into(), qei_order(rm, rc, budgets, fo.seed));
             }
             // the advisor as shipped: q-EI on the joint posterior of the GP its nested CV chose to rank with
-            let (am, ac) = match (model.ranker.as_str(), &rel) {
-                ("gp_rel", Some((rm, rc))) => (rm, rc),
-                _ => (&mean, &cov),
+            let (am, ac, an, aoff) = match (model.ranker.as_str(), &rel) {
+                ("gp_rel", Some((rm, rc, rn))) => (rm, rc, *rn, model.task_mean_var),
+                _ => (&mean, &cov, sn2, 0.0),
             };
             orders.insert(METHODS[11].into(), qei_order(am, ac, budgets, fo.seed));
             // per-configuration GPs: ranked by predicted mean
@@ -250,7 +348,9 @@ pub fn evaluate(obs: &[Obs], budgets: usize, fo: &FitOptions, log: &dyn Fn(&str)
             // the advisor anchored on the LogME pick: it overrides it only when confident
             if let Some(&anchor) = lo.first() {
                 let (pick, _) = super::anchored_pick(am, ac, anchor, super::ANCHOR_SWITCH_PROBABILITY);
-                orders.insert(METHODS[0].into(), first_then_qei(pick, am, ac, budgets, fo.seed));
+                let observe = |i: usize| accs[i];
+                orders.insert(METHODS[0].into(), sequential_ei_order(pick, am, ac, an, aoff, &observe, budgets));
+                orders.insert(METHODS[12].into(), first_then_qei(pick, am, ac, budgets, fo.seed));
             } else {
                 orders.insert(METHODS[0].into(), qei_order(am, ac, budgets, fo.seed));
             }
@@ -445,4 +545,52 @@ pub fn plots(r: &EvalReport) -> (String, String) {
     let diag = Series { name: "y = x".into(), points: vec![(0.0, 0.0), (1.0, 1.0)] };
     let cal = crate::report::svg::scatter_chart("Predicted vs actual test accuracy", "predicted", "actual", &pts, &diag);
     (regret, cal)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nalgebra::DMatrix;
+
+    #[test]
+    fn sequential_ei_conditions_on_what_it_observes() {
+        // two correlated candidates and an independent one
+        let mean = [0.60, 0.55, 0.50];
+        let cov = DMatrix::from_row_slice(3, 3, &[0.010, 0.008, 0.0, 0.008, 0.010, 0.0, 0.0, 0.0, 0.010]);
+        let mut s = SeqEi::new(&mean, &cov, 1e-6, 0.0);
+        s.observe(0, Some(0.70));
+        // the correlated one moves by cov/var of the surprise, the independent one not at all
+        let (m1, v1) = s.posterior(1);
+        assert!((m1 - (0.55 + 0.008 / (0.010 + 1e-6) * 0.10)).abs() < 1e-9, "{m1}");
+        assert!((v1 - (0.010 - 0.008 * 0.008 / (0.010 + 1e-6))).abs() < 1e-9, "{v1}");
+        assert!((s.posterior(2).0 - 0.50).abs() < 1e-12);
+        // the observed one is pinned down
+        let (m0, v0) = s.posterior(0);
+        assert!((m0 - 0.70).abs() < 1e-4 && v0 < 1e-5, "{m0} {v0}");
+        // a task-level offset: one observation shifts every candidate's level
+        let mut t = SeqEi::new(&mean, &DMatrix::from_diagonal_element(3, 3, 0.001), 1e-6, 0.04);
+        t.observe(0, Some(0.90));
+        for j in 1..3 {
+            let shift = t.posterior(j).0 - mean[j];
+            assert!(shift > 0.25 && shift < 0.30, "candidate {j} moved by {shift}");
+        }
+    }
+
+    #[test]
+    fn sequential_ei_explores_after_a_disappointment() {
+        // candidate 0 is predicted best; 1 is strongly tied to it; 2 is independent and uncertain.
+        let mean = [0.70, 0.68, 0.60];
+        let cov = DMatrix::from_row_slice(3, 3, &[0.004, 0.0038, 0.0, 0.0038, 0.004, 0.0, 0.0, 0.0, 0.02]);
+        // before any run, 1 ranks above 2
+        let s = SeqEi::new(&mean, &cov, 1e-4, 0.0);
+        assert!(s.ei(1) > 0.0);
+        // 0 comes in far below its prediction: 1 is dragged down with it, so 2 is next
+        let order = sequential_ei_order(0, &mean, &cov, 1e-4, 0.0, &|i| [0.50, 0.49, 0.65][i], 3);
+        assert_eq!(order, vec![0, 2, 1]);
+        // whatever comes in, every candidate is picked exactly once
+        let order = sequential_ei_order(0, &mean, &cov, 1e-4, 0.0, &|i| [0.70, 0.69, 0.55][i], 3);
+        let mut sorted = order.clone();
+        sorted.sort();
+        assert_eq!(sorted, vec![0, 1, 2]);
+    }
 }

@@ -354,6 +354,10 @@ pub struct MetaModel {
     pub ood_distance: f64,
     /// Past tasks (id, family, shots, classes, shift, encoded features per backbone, best config, its accuracy).
     pub tasks: Vec<PastTask>,
+    /// Variance of the past tasks' mean accuracies: the prior variance of a new task's level,
+    /// which the within-task GP leaves out and `auto`'s sequential picks learn from the first run.
+    #[serde(default)]
+    pub task_mean_var: f64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -603,7 +607,21 @@ pub fn fit(obs: &[Obs], o: &FitOptions, log: &dyn Fn(&str)) -> Result<MetaModel>
         cv,
         ood_distance,
         tasks,
+        task_mean_var: task_mean_variance(&all),
     })
+}
+
+/// Variance over tasks of each task's mean accuracy over its logged configurations.
+pub fn task_mean_variance(cells: &[Cell]) -> f64 {
+    let mut tm: BTreeMap<&str, (f64, usize)> = BTreeMap::new();
+    for c in cells {
+        let e = tm.entry(c.task_id.as_str()).or_insert((0.0, 0));
+        e.0 += c.acc;
+        e.1 += 1;
+    }
+    let v: Vec<f64> = tm.values().map(|(s, n)| s / *n as f64).collect();
+    let mu = v.iter().sum::<f64>() / v.len().max(1) as f64;
+    v.iter().map(|x| (x - mu).powi(2)).sum::<f64>() / v.len().max(1) as f64
 }
 
 /// 95th percentile of each past task's distance to its nearest other task (same backbone, other family).
@@ -652,6 +670,14 @@ impl MetaModel {
     }
 
     /// The GP that orders candidates (see `ranker`).
+    /// The task-level offset variance the ranking GP leaves out (see `task_mean_var`).
+    pub fn ranking_offset_var(&self) -> f64 {
+        match (&self.ranker[..], &self.gp_rel) {
+            ("gp_rel", Some(_)) => self.task_mean_var,
+            _ => 0.0,
+        }
+    }
+
     pub fn ranking_gp(&self) -> &Gp {
         match (&self.ranker[..], &self.gp_rel) {
             ("gp_rel", Some(g)) => g,

@@ -416,16 +416,45 @@ pub fn recommend(model: &MetaModel, ds: &Dataset, o: &RecommendOptions) -> Resul
     })
 }
 
-/// The `k` candidates to run: greedy Monte-Carlo q-expected-improvement on the GP's joint
-/// posterior over the 40 best-predicted candidates (the kNN learner: its top k).
-pub fn pick_batch(model: &MetaModel, rec: &Recommendation, k: usize, seed: u64) -> Vec<Candidate> {
-    let top: Vec<&Candidate> = rec.ranked.iter().take(40).collect();
-    if k <= 1 || model.learner != "gp" {
-        return top.into_iter().take(k.max(1)).cloned().collect();
+/// What `graft auto --budget K` runs, one after another: the recommendation first (the anchored
+/// pick), then each next candidate by expected improvement on the ranking GP's joint posterior
+/// over the 40 best-predicted candidates, conditioned on the validation accuracies of the runs
+/// so far (`eval::SeqEi`). With the kNN learner: its candidates in predicted order.
+pub struct Planner {
+    top: Vec<Candidate>,
+    seq: Option<super::eval::SeqEi>,
+    next: Option<usize>,
+}
+
+impl Planner {
+    pub fn new(model: &MetaModel, rec: &Recommendation) -> Self {
+        let top: Vec<Candidate> = rec.ranked.iter().take(40).cloned().collect();
+        let seq = (model.learner == "gp" && top.len() > 1).then(|| {
+            let xs: Vec<Vec<f64>> =
+                top.iter().map(|c| model.encoder.encode(&rec.task_features[&c.backbone], &c.summary, &c.backbone)).collect();
+            let (mean, cov, noise) = model.ranking_gp().predict_joint(&xs);
+            let k2 = model.cv.gp_sd_scale.powi(2);
+            super::eval::SeqEi::new(&mean, &(cov * k2), noise * k2, model.ranking_offset_var())
+        });
+        let next = if top.is_empty() { None } else { Some(0) };
+        Planner { top, seq, next }
     }
-    let xs: Vec<Vec<f64>> = top.iter().map(|c| model.encoder.encode(&rec.task_features[&c.backbone], &c.summary, &c.backbone)).collect();
-    let (mean, cov, _) = model.ranking_gp().predict_joint(&xs);
-    let cov = cov * model.cv.gp_sd_scale.powi(2);
-    // the first pick is the recommendation (anchored); the rest by q-EI among the others
-    super::eval::first_then_qei(0, &mean, &cov, k, seed).into_iter().map(|i| top[i].clone()).collect()
+
+    /// The candidate to run next (None when every candidate has run).
+    pub fn next(&self) -> Option<&Candidate> {
+        self.next.map(|i| &self.top[i])
+    }
+
+    /// Record the run of the candidate `next` returned and its validation accuracy, if any
+    /// (never the test accuracy), and choose the one after it.
+    pub fn observe(&mut self, val_accuracy: Option<f64>) {
+        let Some(i) = self.next else { return };
+        self.next = match &mut self.seq {
+            Some(s) => {
+                s.observe(i, val_accuracy);
+                s.next()
+            }
+            None => (i + 1 < self.top.len()).then_some(i + 1),
+        };
+    }
 }
