@@ -1,7 +1,7 @@
 //! Training-mode BatchNorm over NCHW as one custom op (forward: two passes over the input;
 //! backward: two passes), instead of candle-nn's chain of transposes, copies and broadcast ops.
 //! Per-channel sums are accumulated in f64 in a fixed order, so results are deterministic.
-use candle_core::{CpuStorage, CustomOp1, CustomOp3, Layout, Result, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 fn slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
@@ -36,9 +36,15 @@ fn stats(x: &[f32], b: usize, c: usize, hw: usize) -> Vec<(f64, f64)> {
         .collect()
 }
 
+/// Per-channel (mean, biased variance) the forward pass computed, kept for the running
+/// statistics and the backward pass so neither walks the input again.
+type SharedStats = std::sync::Arc<std::sync::Mutex<Option<Vec<(f64, f64)>>>>;
+
 /// y = (x − mean_batch) / sqrt(var_batch + eps) · gamma + beta.
 pub struct BnTrain {
     pub eps: f64,
+    /// Filled by the forward pass.
+    pub stats: SharedStats,
 }
 
 impl CustomOp3 for BnTrain {
@@ -59,6 +65,7 @@ impl CustomOp3 for BnTrain {
         let g = slice(s2, l2, "weight")?;
         let be = slice(s3, l3, "bias")?;
         let st = stats(x, b, c, hw);
+        *self.stats.lock().expect("stats") = Some(st.clone());
         let scale: Vec<f32> = (0..c).map(|ch| (g[ch] as f64 / (st[ch].1 + self.eps).sqrt()) as f32).collect();
         let shift: Vec<f32> = (0..c).map(|ch| be[ch] - (st[ch].0 as f32) * scale[ch]).collect();
         let mut y = vec![0f32; x.len()];
@@ -81,7 +88,7 @@ impl CustomOp3 for BnTrain {
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let grad = grad.contiguous()?;
-        let packed = x.apply_op3_no_bwd(gamma, &grad, &BnTrainBwd { eps: self.eps })?;
+        let packed = x.apply_op3_no_bwd(gamma, &grad, &BnTrainBwd { eps: self.eps, stats: self.stats.clone() })?;
         let n = x.elem_count();
         let c = x.dim(1)?;
         let dx = packed.narrow(0, 0, n)?.reshape(x.shape())?;
@@ -94,6 +101,7 @@ impl CustomOp3 for BnTrain {
 /// Backward of [`BnTrain`]: returns dx (flattened) ++ dgamma ++ dbeta.
 struct BnTrainBwd {
     eps: f64,
+    stats: SharedStats,
 }
 
 impl CustomOp3 for BnTrainBwd {
@@ -113,7 +121,10 @@ impl CustomOp3 for BnTrainBwd {
         let x = slice(s1, l1, "input")?;
         let g = slice(s2, l2, "weight")?;
         let dy = slice(s3, l3, "grad")?;
-        let st = stats(x, b, c, hw);
+        let st = match self.stats.lock().expect("stats").clone() {
+            Some(st) if st.len() == c => st,
+            _ => stats(x, b, c, hw),
+        };
         let n = (b * hw) as f64;
         // per channel: sum(dy), sum(dy * xhat)
         let sums: Vec<(f64, f64)> = (0..c)
@@ -159,25 +170,6 @@ impl CustomOp3 for BnTrainBwd {
             rest[c + ch] = sums[ch].0 as f32;
         }
         Ok((CpuStorage::F32(out), Shape::from(x.len() + 2 * c)))
-    }
-}
-
-/// Per-channel batch mean and unbiased variance, packed as [mean(C), var(C)] (no gradient).
-pub struct BnStats;
-
-impl CustomOp1 for BnStats {
-    fn name(&self) -> &'static str {
-        "graft-batchnorm-stats"
-    }
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout) -> Result<(CpuStorage, Shape)> {
-        let (b, c, hw) = dims(l1)?;
-        let x = slice(s1, l1, "input")?;
-        let st = stats(x, b, c, hw);
-        let n = (b * hw) as f64;
-        let unb = if n > 1.0 { n / (n - 1.0) } else { 1.0 };
-        let mut out: Vec<f32> = st.iter().map(|s| s.0 as f32).collect();
-        out.extend(st.iter().map(|s| (s.1 * unb) as f32));
-        Ok((CpuStorage::F32(out), Shape::from(2 * c)))
     }
 }
 
@@ -228,9 +220,14 @@ impl BatchNorm {
         }
         let (y, mean, var) = if x.device().is_cpu() && x.dtype() == candle_core::DType::F32 && !super::use_reference_kernels() {
             let x = x.contiguous()?;
-            let y = x.apply_op3(&self.weight, &self.bias, BnTrain { eps: self.eps })?;
-            let st = x.detach().apply_op1_no_bwd(&BnStats)?;
-            (y, st.narrow(0, 0, c)?, st.narrow(0, c, c)?)
+            let shared = SharedStats::default();
+            let y = x.apply_op3(&self.weight, &self.bias, BnTrain { eps: self.eps, stats: shared.clone() })?;
+            let st = shared.lock().expect("stats").clone().expect("the forward pass fills the statistics");
+            let n = (x.elem_count() / c) as f64;
+            let unb = if n > 1.0 { n / (n - 1.0) } else { 1.0 };
+            let mean: Vec<f32> = st.iter().map(|s| s.0 as f32).collect();
+            let var: Vec<f32> = st.iter().map(|s| (s.1 * unb) as f32).collect();
+            (y, Tensor::from_vec(mean, c, x.device())?, Tensor::from_vec(var, c, x.device())?)
         } else {
             let shape = self.bshape(x);
             let axes: Vec<usize> = (0..x.rank()).filter(|&i| i != 1).collect();
