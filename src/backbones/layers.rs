@@ -46,6 +46,10 @@ impl ConvBn {
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         self.bn.forward_t(&self.conv.forward_t(x, train)?, train)
     }
+    /// conv → BatchNorm → ReLU, the ReLU fused into the BatchNorm kernel.
+    pub fn forward_t_relu(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        self.bn.forward_t_relu(&self.conv.forward_t(x, train)?, train)
+    }
 }
 
 /// The basic residual block of He et al. (2016): two 3x3 conv-BN, identity or 1x1 projection shortcut.
@@ -82,7 +86,7 @@ impl BasicBlock {
         })
     }
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let y = self.bn1.forward_t(&self.conv1.forward_t(x, train)?, train)?.relu()?;
+        let y = self.bn1.forward_t_relu(&self.conv1.forward_t(x, train)?, train)?;
         let y = self.bn2.forward_t(&self.conv2.forward_t(&y, train)?, train)?;
         let s = match &self.down {
             Some(d) => d.forward_t(x, train)?,
@@ -116,8 +120,8 @@ impl Bottleneck {
         })
     }
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let y = self.c1.forward_t(x, train)?.relu()?;
-        let y = self.c2.forward_t(&y, train)?.relu()?;
+        let y = self.c1.forward_t_relu(x, train)?;
+        let y = self.c2.forward_t_relu(&y, train)?;
         let y = self.c3.forward_t(&y, train)?;
         let s = match &self.down {
             Some(d) => d.forward_t(x, train)?,
@@ -229,13 +233,13 @@ pub enum Layer {
 impl Layer {
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         match self {
-            Layer::ConvBnRelu(c) => c.forward_t(x, train)?.relu(),
-            Layer::ConvBnReluPool(c) => crate::kernels::max_pool2(&c.forward_t(x, train)?.relu()?),
+            Layer::ConvBnRelu(c) => c.forward_t_relu(x, train),
+            Layer::ConvBnReluPool(c) => crate::kernels::max_pool2(&c.forward_t_relu(x, train)?),
             Layer::Block(b) => b.forward_t(x, train),
             Layer::Bottleneck(b) => b.forward_t(x, train),
             Layer::SameConvBn(c) => c.forward_t(x, train),
             Layer::MbConv(b) => b.forward_t(x, train),
-            Layer::ConvBnReluPool3(c) => crate::kernels::max_pool(&c.forward_t(x, train)?.relu()?, 3, 2, 1),
+            Layer::ConvBnReluPool3(c) => crate::kernels::max_pool(&c.forward_t_relu(x, train)?, 3, 2, 1),
             Layer::PoolLinear(l) => crate::kernels::linear_forward(&linear_t(l, train), &x.mean((2, 3))?),
             Layer::FlattenLinear(l) => crate::kernels::linear_forward(&linear_t(l, train), &x.flatten_from(1)?),
         }

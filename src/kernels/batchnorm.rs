@@ -45,6 +45,8 @@ pub struct BnTrain {
     pub eps: f64,
     /// Filled by the forward pass.
     pub stats: SharedStats,
+    /// Fused ReLU: y = max(0, ·), and the gradient is masked where y = 0.
+    pub relu: bool,
 }
 
 impl CustomOp3 for BnTrain {
@@ -69,11 +71,19 @@ impl CustomOp3 for BnTrain {
         let scale: Vec<f32> = (0..c).map(|ch| (g[ch] as f64 / (st[ch].1 + self.eps).sqrt()) as f32).collect();
         let shift: Vec<f32> = (0..c).map(|ch| be[ch] - (st[ch].0 as f32) * scale[ch]).collect();
         let mut y = vec![0f32; x.len()];
+        let relu = self.relu;
         y.par_chunks_mut(c * hw).zip(x.par_chunks(c * hw)).for_each(|(yi, xi)| {
             for ch in 0..c {
                 let (a, s) = (scale[ch], shift[ch]);
-                for (o, v) in yi[ch * hw..(ch + 1) * hw].iter_mut().zip(&xi[ch * hw..(ch + 1) * hw]) {
-                    *o = v * a + s;
+                let (yo, xo) = (&mut yi[ch * hw..(ch + 1) * hw], &xi[ch * hw..(ch + 1) * hw]);
+                if relu {
+                    for (o, v) in yo.iter_mut().zip(xo) {
+                        *o = (v * a + s).max(0.0);
+                    }
+                } else {
+                    for (o, v) in yo.iter_mut().zip(xo) {
+                        *o = v * a + s;
+                    }
                 }
             }
         });
@@ -84,11 +94,12 @@ impl CustomOp3 for BnTrain {
         x: &Tensor,
         gamma: &Tensor,
         _beta: &Tensor,
-        _res: &Tensor,
+        res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let grad = grad.contiguous()?;
-        let packed = x.apply_op3_no_bwd(gamma, &grad, &BnTrainBwd { eps: self.eps, stats: self.stats.clone() })?;
+        let relu_out = if self.relu { Some(res.contiguous()?) } else { None };
+        let packed = x.apply_op3_no_bwd(gamma, &grad, &BnTrainBwd { eps: self.eps, stats: self.stats.clone(), relu_out })?;
         let n = x.elem_count();
         let c = x.dim(1)?;
         let dx = packed.narrow(0, 0, n)?.reshape(x.shape())?;
@@ -102,6 +113,8 @@ impl CustomOp3 for BnTrain {
 struct BnTrainBwd {
     eps: f64,
     stats: SharedStats,
+    /// With the fused ReLU: the forward output, whose zeros mask the incoming gradient.
+    relu_out: Option<Tensor>,
 }
 
 impl CustomOp3 for BnTrainBwd {
@@ -120,7 +133,18 @@ impl CustomOp3 for BnTrainBwd {
         let (b, c, hw) = dims(l1)?;
         let x = slice(s1, l1, "input")?;
         let g = slice(s2, l2, "weight")?;
-        let dy = slice(s3, l3, "grad")?;
+        let dy_in = slice(s3, l3, "grad")?;
+        let masked: Vec<f32>;
+        let dy: &[f32] = match &self.relu_out {
+            None => dy_in,
+            Some(r) => {
+                let (rs, rl) = r.storage_and_layout();
+                let candle_core::Storage::Cpu(rs) = &*rs else { candle_core::bail!("batch-norm: ReLU output must be on the CPU") };
+                let ro = slice(rs, rl, "relu output")?;
+                masked = dy_in.iter().zip(ro).map(|(d, o)| if *o > 0.0 { *d } else { 0.0 }).collect();
+                &masked
+            }
+        };
         let st = match self.stats.lock().expect("stats").clone() {
             Some(st) if st.len() == c => st,
             _ => stats(x, b, c, hw),
@@ -211,17 +235,27 @@ impl BatchNorm {
     /// Train mode normalises with batch statistics and updates the running ones; eval mode
     /// uses the running statistics and, being frozen, detaches the affine parameters.
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        self.forward_impl(x, train, false)
+    }
+
+    /// `relu(forward_t(x))`, with the ReLU fused into the training-mode kernel on the CPU.
+    pub fn forward_t_relu(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        self.forward_impl(x, train, true)
+    }
+
+    fn forward_impl(&self, x: &Tensor, train: bool, relu: bool) -> Result<Tensor> {
         let c = x.dim(1)?;
         if !train {
             let scale = (self.weight.detach() / (self.running_var.as_detached_tensor() + self.eps)?.sqrt()?)?;
             let shift = (self.bias.detach() - (self.running_mean.as_detached_tensor() * &scale)?)?;
             let shape = self.bshape(x);
-            return x.broadcast_mul(&scale.reshape(shape.clone())?)?.broadcast_add(&shift.reshape(shape)?);
+            let y = x.broadcast_mul(&scale.reshape(shape.clone())?)?.broadcast_add(&shift.reshape(shape)?)?;
+            return if relu { y.relu() } else { Ok(y) };
         }
         let (y, mean, var) = if x.device().is_cpu() && x.dtype() == candle_core::DType::F32 && !super::use_reference_kernels() {
             let x = x.contiguous()?;
             let shared = SharedStats::default();
-            let y = x.apply_op3(&self.weight, &self.bias, BnTrain { eps: self.eps, stats: shared.clone() })?;
+            let y = x.apply_op3(&self.weight, &self.bias, BnTrain { eps: self.eps, stats: shared.clone(), relu })?;
             let st = shared.lock().expect("stats").clone().expect("the forward pass fills the statistics");
             let n = (x.elem_count() / c) as f64;
             let unb = if n > 1.0 { n / (n - 1.0) } else { 1.0 };
@@ -240,6 +274,7 @@ impl BatchNorm {
                 .broadcast_mul(&self.weight.reshape(shape.clone())?)?
                 .broadcast_add(&self.bias.reshape(shape)?)?;
             let unb = if n > 1.0 { n / (n - 1.0) } else { 1.0 };
+            let y = if relu { y.relu()? } else { y };
             (y, mean.flatten_all()?.detach(), (var.flatten_all()?.detach() * unb)?)
         };
         let m = self.momentum;
@@ -293,5 +328,39 @@ mod tests {
         let e1 = ours.forward_t(x.as_tensor(), false).unwrap();
         let e2 = refr.forward_t(x.as_tensor(), false).unwrap();
         assert!(max_rel(&e1, &e2) < 1e-5);
+    }
+
+    /// The fused BatchNorm + ReLU gives relu(BatchNorm(x)) and the same gradients as the two
+    /// separate ops (input, weight and bias), in train and eval mode.
+    #[test]
+    fn fused_relu_matches_separate_ops() {
+        let dev = Device::Cpu;
+        let (b, c, h) = (4, 3, 5);
+        let vm1 = candle_nn::VarMap::new();
+        let fused = BatchNorm::new(c, candle_nn::VarBuilder::from_varmap(&vm1, candle_core::DType::F32, &dev)).unwrap();
+        let vm2 = candle_nn::VarMap::new();
+        let sep = BatchNorm::new(c, candle_nn::VarBuilder::from_varmap(&vm2, candle_core::DType::F32, &dev)).unwrap();
+        for vm in [&vm1, &vm2] {
+            let d = vm.data().lock().unwrap();
+            d["weight"].set(&rand(&[c], 7)).unwrap();
+            d["bias"].set(&rand(&[c], 8)).unwrap();
+        }
+        let x = Var::from_tensor(&rand(&[b, c, h, h], 1)).unwrap();
+        let up = rand(&[b, c, h, h], 2);
+        let y1 = fused.forward_t_relu(x.as_tensor(), true).unwrap();
+        let y2 = sep.forward_t(x.as_tensor(), true).unwrap().relu().unwrap();
+        assert!(max_rel(&y1, &y2) < 1e-6);
+        let zeros = y1.flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().filter(|v| **v == 0.0).count();
+        assert!(zeros > 10, "the test input must exercise the ReLU mask ({zeros} zeros)");
+        let g1 = (y1 * &up).unwrap().sum_all().unwrap().backward().unwrap();
+        let g2 = (y2 * &up).unwrap().sum_all().unwrap().backward().unwrap();
+        assert!(max_rel(g1.get(&x).unwrap(), g2.get(&x).unwrap()) < 1e-5);
+        for name in ["weight", "bias"] {
+            let (v1, v2) = (vm1.data().lock().unwrap()[name].clone(), vm2.data().lock().unwrap()[name].clone());
+            assert!(max_rel(g1.get(&v1).unwrap(), g2.get(&v2).unwrap()) < 1e-5, "{name}");
+        }
+        let e1 = fused.forward_t_relu(x.as_tensor(), false).unwrap();
+        let e2 = sep.forward_t(x.as_tensor(), false).unwrap().relu().unwrap();
+        assert!(max_rel(&e1, &e2) < 1e-6);
     }
 }
