@@ -470,12 +470,11 @@ pub fn pool(h: &Tensor) -> candle_core::Result<Tensor> {
     }
 }
 
-/// Seeded initial values of one variable (each variable draws from its own stream
+/// Seeded initial values of one backbone variable (each variable draws from its own stream
 /// `init-<name>` of `seed`): BatchNorm running statistics 0/1, biases 0, BatchNorm scales 1,
-/// convolution kernels He-normal over fan-out, dense weights uniform ±1/√fan-in (PyTorch's
-/// defaults). Used for backbones and for pretraining's decoders and projection heads, so no
-/// weight depends on an unseeded generator.
-pub fn init_values(name: &str, dims: &[usize], seed: u64) -> Vec<f32> {
+/// convolution kernels He-normal over fan-out (as torchvision's ResNets), dense weights uniform
+/// ±1/√fan-in. Pretraining's decoders and heads use their own (`pretrain::seed_vars`).
+fn init_values(name: &str, dims: &[usize], seed: u64) -> Vec<f32> {
     let n: usize = dims.iter().product();
     let mut rng = rng_for(seed, &format!("init-{name}"));
     if name.ends_with("running_var") {

@@ -105,14 +105,13 @@ pub struct SeqEi {
 
 impl SeqEi {
     pub fn new(mean: &[f64], cov: &nalgebra::DMatrix<f64>, noise_var: f64, offset_var: f64) -> Self {
-        let n = mean.len();
-        let mut c = cov.clone();
-        for i in 0..n {
-            for j in 0..n {
-                c[(i, j)] += offset_var;
-            }
+        SeqEi {
+            mean: mean.to_vec(),
+            cov: cov.add_scalar(offset_var),
+            noise_var: noise_var.max(1e-10),
+            chosen: Vec::new(),
+            best: f64::NEG_INFINITY,
         }
-        SeqEi { mean: mean.to_vec(), cov: c, noise_var: noise_var.max(1e-10), chosen: Vec::new(), best: f64::NEG_INFINITY }
     }
 
     /// Record that candidate `i` was run (`y`: its observed accuracy, if any) and condition on it.

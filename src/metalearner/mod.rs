@@ -411,21 +411,21 @@ fn gp_sample(cells: &[Cell], enc: &Encoder, o: &FitOptions) -> (Vec<usize>, Vec<
 /// removed, so the kernel's length scales are spent on how recipes differ within a task (the
 /// quantity a choice depends on; ZAP's pairwise loss targets the same thing).
 pub fn fit_gp_rel(cells: &[Cell], enc: &Encoder, o: &FitOptions) -> Result<Gp> {
+    let tm = task_means(cells);
+    let (idx, x) = gp_sample(cells, enc, o);
+    let y: Vec<f64> = idx.iter().map(|&i| cells[i].acc - tm[cells[i].task_id.as_str()]).collect();
+    Gp::fit(x, y, o.gp_iters)
+}
+
+/// Each task's mean accuracy over its logged configurations (all backbones).
+fn task_means(cells: &[Cell]) -> BTreeMap<&str, f64> {
     let mut tm: BTreeMap<&str, (f64, usize)> = BTreeMap::new();
     for c in cells {
         let e = tm.entry(c.task_id.as_str()).or_insert((0.0, 0));
         e.0 += c.acc;
         e.1 += 1;
     }
-    let (idx, x) = gp_sample(cells, enc, o);
-    let y: Vec<f64> = idx
-        .iter()
-        .map(|&i| {
-            let (s, n) = tm[cells[i].task_id.as_str()];
-            cells[i].acc - s / n as f64
-        })
-        .collect();
-    Gp::fit(x, y, o.gp_iters)
+    tm.into_iter().map(|(t, (s, n))| (t, s / n as f64)).collect()
 }
 
 /// One GP per configuration (backbone::recipe) over the task's encoded meta-features, each fitted
@@ -613,13 +613,7 @@ pub fn fit(obs: &[Obs], o: &FitOptions, log: &dyn Fn(&str)) -> Result<MetaModel>
 
 /// Variance over tasks of each task's mean accuracy over its logged configurations.
 pub fn task_mean_variance(cells: &[Cell]) -> f64 {
-    let mut tm: BTreeMap<&str, (f64, usize)> = BTreeMap::new();
-    for c in cells {
-        let e = tm.entry(c.task_id.as_str()).or_insert((0.0, 0));
-        e.0 += c.acc;
-        e.1 += 1;
-    }
-    let v: Vec<f64> = tm.values().map(|(s, n)| s / *n as f64).collect();
+    let v: Vec<f64> = task_means(cells).into_values().collect();
     let mu = v.iter().sum::<f64>() / v.len().max(1) as f64;
     v.iter().map(|x| (x - mu).powi(2)).sum::<f64>() / v.len().max(1) as f64
 }
