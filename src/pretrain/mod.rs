@@ -207,6 +207,15 @@ fn shapes(model: &Model) -> Result<Vec<(usize, usize, usize)>> {
     Ok(v)
 }
 
+/// Nearest upsampling by an integer factor `s`, as a broadcast: (n, c, h, 1, w, 1) →
+/// (n, c, h, s, w, s) → (n, c, h·s, w·s). Not candle's `upsample_nearest2d`: its backward
+/// (candle-core 0.11.1) overwrites the input's accumulated gradient instead of adding to it, so
+/// a tensor that feeds an upsample and anything else loses the other consumers' gradients.
+pub fn upsample_nearest(x: &Tensor, s: usize) -> candle_core::Result<Tensor> {
+    let (n, c, h, w) = x.dims4()?;
+    x.reshape((n, c, h, 1, w, 1))?.broadcast_as((n, c, h, s, w, s))?.reshape((n, c, h * s, w * s))
+}
+
 /// Nearest upsampling to (h, w) by an integer factor, then a crop (both differentiable).
 fn upsample_to(x: &Tensor, h: usize, w: usize) -> candle_core::Result<Tensor> {
     let (_, _, xh, xw) = x.dims4()?;
@@ -214,7 +223,7 @@ fn upsample_to(x: &Tensor, h: usize, w: usize) -> candle_core::Result<Tensor> {
         return Ok(x.clone());
     }
     let s = h.div_ceil(xh).max(w.div_ceil(xw)).max(1);
-    let u = if s > 1 { x.upsample_nearest2d(xh * s, xw * s)? } else { x.clone() };
+    let u = if s > 1 { upsample_nearest(x, s)? } else { x.clone() };
     u.narrow(2, 0, h.min(xh * s))?.narrow(3, 0, w.min(xw * s))
 }
 
@@ -522,4 +531,30 @@ pub fn pretrain(
         seconds,
         images_per_second: seen as f64 / seconds.max(1e-9),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The broadcast upsample equals candle's forward, and its gradient adds to the gradients
+    /// that other consumers of the same tensor contribute (candle's own overwrites them: with
+    /// `upsample_nearest2d` here the `+ 1` from the second consumer is lost).
+    #[test]
+    fn upsample_forward_matches_and_gradients_accumulate() {
+        let dev = Device::Cpu;
+        let x = candle_core::Var::from_tensor(&Tensor::randn(0f32, 1.0, (2, 3, 4, 5), &dev).unwrap()).unwrap();
+        let ours = upsample_nearest(x.as_tensor(), 2).unwrap();
+        let theirs = x.as_tensor().upsample_nearest2d(8, 10).unwrap();
+        let d = (&ours - &theirs).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        assert_eq!(d, 0.0);
+        // loss = Σ up(x)² + Σ x: dL/dx = 2·x·4 (four copies of each element) + 1
+        let loss = (ours.sqr().unwrap().sum_all().unwrap() + x.as_tensor().sum_all().unwrap()).unwrap();
+        let g = loss.backward().unwrap();
+        let g = g.get(x.as_tensor()).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let xv = x.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        for (gi, xi) in g.iter().zip(&xv) {
+            assert!((gi - (8.0 * xi + 1.0)).abs() < 1e-4, "gradient {gi} != 8·{xi} + 1");
+        }
+    }
 }
