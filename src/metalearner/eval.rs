@@ -24,7 +24,55 @@ pub const METHODS: &[&str] = &[
     "advisor (per-config GP)",
     "advisor (q-EI, the GP nested CV chose to rank with)",
     "advisor (LogME-anchored, q-EI batch)",
+    "advisor (LogME anchor, then greedy portfolio)",
 ];
+
+/// The LogME anchor of every task among `cells`: the linear probe whose backbone and depth have
+/// the highest LogME on that task (tasks without probe cells have none).
+pub fn logme_anchors<'a>(cells: &[&'a Cell]) -> BTreeMap<String, &'a Cell> {
+    let mut out: BTreeMap<String, (&Cell, f64)> = BTreeMap::new();
+    for c in cells {
+        if let Some(v) = super::probe_logme(&c.recipe, &c.task) {
+            let e = out.entry(c.task_id.clone()).or_insert((c, v));
+            if v > e.1 {
+                *e = (c, v);
+            }
+        }
+    }
+    out.into_iter().map(|(k, (c, _))| (k, c)).collect()
+}
+
+/// A greedy portfolio of `k` configurations that complements the LogME anchor on past tasks
+/// (auto-sklearn 2.0's portfolio construction, started from the anchor): each step adds the
+/// configuration with the largest mean gain in best-so-far accuracy over the tasks, where a task
+/// on which the configuration was not logged counts as no gain.
+pub fn anchored_portfolio(cells: &[&Cell], k: usize) -> Vec<String> {
+    let anchors = logme_anchors(cells);
+    let mut by_task: BTreeMap<&str, BTreeMap<String, f64>> = BTreeMap::new();
+    for c in cells {
+        if anchors.contains_key(&c.task_id) {
+            by_task.entry(c.task_id.as_str()).or_default().insert(c.config(), c.acc);
+        }
+    }
+    let mut cur: BTreeMap<&str, f64> = by_task.keys().map(|t| (*t, anchors[*t].acc)).collect();
+    let configs: BTreeSet<String> = by_task.values().flat_map(|m| m.keys().cloned()).collect();
+    let mut chosen: Vec<String> = Vec::new();
+    for _ in 0..k {
+        let gain =
+            |cfg: &String| -> f64 { by_task.iter().map(|(t, m)| m.get(cfg).map(|a| (a - cur[t]).max(0.0)).unwrap_or(0.0)).sum::<f64>() };
+        let Some(best) = configs.iter().filter(|c| !chosen.contains(c)).max_by(|a, b| gain(a).total_cmp(&gain(b))) else {
+            break;
+        };
+        for (t, m) in &by_task {
+            if let Some(a) = m.get(best) {
+                let e = cur.get_mut(t).expect("task");
+                *e = e.max(*a);
+            }
+        }
+        chosen.push(best.clone());
+    }
+    chosen
+}
 
 #[derive(Debug, Clone, Serialize)]
 pub struct TaskResult {
@@ -279,6 +327,7 @@ pub fn evaluate(obs: &[Obs], budgets: usize, fo: &FitOptions, log: &dyn Fn(&str)
         ]
         .into_iter()
         .collect();
+        let portfolio = anchored_portfolio(&train_cells.iter().collect::<Vec<_>>(), budgets + 2);
         let mut by_avg: Vec<(&String, &f64)> = avg.iter().collect();
         by_avg.sort_by(|a, b| b.1.total_cmp(a.1));
         let held_cells = cells(&held.iter().map(|o| (*o).clone()).collect::<Vec<_>>());
@@ -350,6 +399,9 @@ pub fn evaluate(obs: &[Obs], budgets: usize, fo: &FitOptions, log: &dyn Fn(&str)
                 let observe = |i: usize| accs[i];
                 orders.insert(METHODS[0].into(), sequential_ei_order(pick, am, ac, an, aoff, &observe, budgets));
                 orders.insert(METHODS[12].into(), first_then_qei(pick, am, ac, budgets, fo.seed));
+                let mut po = vec![pick];
+                po.extend(portfolio.iter().filter_map(|k| tc.iter().position(|c| &c.config() == k)).filter(|&i| i != pick));
+                orders.insert(METHODS[13].into(), po);
             } else {
                 orders.insert(METHODS[0].into(), qei_order(am, ac, budgets, fo.seed));
             }
