@@ -600,6 +600,54 @@ pub fn plots(r: &EvalReport) -> (String, String) {
 
 #[cfg(test)]
 mod tests {
+    fn cell(task: &str, backbone: &str, name: &str, acc: f64, logme: Option<f64>) -> Cell {
+        let mut t = vec![None; super::super::features::TASK_FEATURES.len()];
+        t[super::super::logme_index(Some(1.0))] = logme;
+        Cell {
+            task_id: task.into(),
+            family: "f".into(),
+            backbone: backbone.into(),
+            r_name: name.into(),
+            acc,
+            n_seeds: 1,
+            task: t,
+            recipe: super::super::features::RecipeSummary {
+                strategy: if logme.is_some() { "linear-probe".into() } else { "finetune".into() },
+                probe_depth: logme.map(|_| 1.0),
+                n_freeze: 0,
+                n_reinit: 0,
+                n_groups: 5,
+                lr: 1e-3,
+                layer_decay: 1.0,
+                l2sp: 0.0,
+                epochs: 10,
+                pretrain: false,
+            },
+            shots: 5.0,
+            n_classes: 2,
+            shift: "none".into(),
+        }
+    }
+
+    /// The portfolio starts from each task's LogME anchor and adds what complements it: `ft-b`
+    /// is best on average but never beats the anchor; `ft-c` is worse on average but wins where
+    /// the anchor is weak, so it comes first.
+    #[test]
+    fn anchored_portfolio_complements_the_anchor() {
+        let mut cs = Vec::new();
+        for (t, probe, ftb, ftc) in [("t1", 0.9, 0.85, 0.5), ("t2", 0.9, 0.88, 0.5), ("t3", 0.4, 0.38, 0.8)] {
+            cs.push(cell(t, "bb", "probe", probe, Some(1.0)));
+            cs.push(cell(t, "bb", "probe-low", 0.1, Some(0.0)));
+            cs.push(cell(t, "bb", "ft-b", ftb, None));
+            cs.push(cell(t, "bb", "ft-c", ftc, None));
+        }
+        let refs: Vec<&Cell> = cs.iter().collect();
+        let anchors = logme_anchors(&refs);
+        assert!(anchors.values().all(|c| c.r_name == "probe"));
+        let p = anchored_portfolio(&refs, 2);
+        assert_eq!(p[0], "bb::ft-c");
+    }
+
     use super::*;
     use nalgebra::DMatrix;
 
