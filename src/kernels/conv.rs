@@ -228,16 +228,25 @@ impl CustomOp2 for ConvBwdWeight {
                         &col
                     };
                     let dyi = &dy[i * g.cout * howo..(i + 1) * g.cout * howo];
-                    // dw (cout x ckk) += dy (cout x howo) · col^T (howo x ckk)
-                    sgemm(g.cout, ckk, howo, dyi, howo, 1, src, 1, howo, &mut acc, ckk, 1, i > c * WGRAD_CHUNK);
+                    // dw (cout x ckk) += dy (cout x howo) · col^T (howo x ckk), accumulated
+                    // transposed (ckk x cout, column-major = dw row-major is what gemm sees as
+                    // its output): so gemm streams the im2col matrix unpacked and packs only dy
+                    sgemm(g.cout, ckk, howo, dyi, howo, 1, src, 1, howo, &mut acc, 1, g.cout, i > c * WGRAD_CHUNK);
                 }
                 acc
             })
             .collect();
-        let mut dw = vec![0f32; g.cout * ckk];
+        // partials hold dw transposed (ckk x cout); sum in chunk order, then transpose
+        let mut dwt = vec![0f32; g.cout * ckk];
         for p in &partials {
-            for (d, v) in dw.iter_mut().zip(p) {
+            for (d, v) in dwt.iter_mut().zip(p) {
                 *d += v;
+            }
+        }
+        let mut dw = vec![0f32; g.cout * ckk];
+        for (j, row) in dwt.chunks(g.cout).enumerate() {
+            for (o, v) in row.iter().enumerate() {
+                dw[o * ckk + j] = *v;
             }
         }
         Ok((CpuStorage::F32(dw), Shape::from(wd.to_vec())))
