@@ -16,6 +16,163 @@ fn dims(l: &Layout) -> Result<(usize, usize, usize)> {
     Ok((d[0], d[1], d[2..].iter().product()))
 }
 
+/// f64 accumulator lanes: lane j sums elements j, j + LANES, …, and the lanes are added in
+/// order at the end. The order is fixed (so results do not depend on the thread count) and the
+/// lanes are independent, so the compiler vectorises the loop; a single running f64 sum cannot be.
+const LANES: usize = 8;
+
+fn lanes_total(acc: [f64; LANES]) -> f64 {
+    acc.iter().sum()
+}
+
+/// Compiles `$body` (an `#[inline(always)]` function) again with AVX-512 and with AVX2 enabled
+/// and picks the widest the CPU has at run time. Rust never contracts a multiply and an add into
+/// an FMA on its own, and the lanes fix the summation order, so all three give the same bits.
+macro_rules! multiversion {
+    ($name:ident($($a:ident: $t:ty),*) -> $r:ty = $body:ident) => {
+        fn $name($($a: $t),*) -> $r {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f")]
+                unsafe fn v4($($a: $t),*) -> $r {
+                    $body($($a),*)
+                }
+                #[target_feature(enable = "avx2")]
+                unsafe fn v3($($a: $t),*) -> $r {
+                    $body($($a),*)
+                }
+                if std::is_x86_feature_detected!("avx512f") {
+                    // SAFETY: the CPU supports AVX-512F (checked just above).
+                    return unsafe { v4($($a),*) };
+                }
+                if std::is_x86_feature_detected!("avx2") {
+                    // SAFETY: the CPU supports AVX2 (checked just above).
+                    return unsafe { v3($($a),*) };
+                }
+            }
+            $body($($a),*)
+        }
+    };
+}
+
+multiversion!(lane_sum(x: &[f32]) -> f64 = lane_sum_body);
+multiversion!(lane_sq_dev(x: &[f32], mean: f64) -> f64 = lane_sq_dev_body);
+multiversion!(lane_bwd_sums(dy: &[f32], x: &[f32], relu_out: Option<&[f32]>, mean: f64) -> (f64, f64) = lane_bwd_sums_body);
+multiversion!(affine_row(y: &mut [f32], x: &[f32], a: f32, s: f32, relu: bool) -> () = affine_row_body);
+multiversion!(bwd_dx_row(out: &mut [f32], dy: &[f32], x: &[f32], relu_out: Option<&[f32]>, c: [f32; 5]) -> () = bwd_dx_row_body);
+
+/// `d` where the ReLU output `o` is positive, else 0, as a bit mask (a select the compiler
+/// vectorises; written as a branch it stays scalar).
+#[inline(always)]
+fn relu_mask(d: f32, o: f32) -> f32 {
+    f32::from_bits(d.to_bits() & (-((o > 0.0) as i32)) as u32)
+}
+
+/// y = a·x + s, then max(0, ·) with the fused ReLU.
+#[inline(always)]
+fn affine_row_body(y: &mut [f32], x: &[f32], a: f32, s: f32, relu: bool) {
+    if relu {
+        for (o, v) in y.iter_mut().zip(x) {
+            *o = (v * a + s).max(0.0);
+        }
+    } else {
+        for (o, v) in y.iter_mut().zip(x) {
+            *o = v * a + s;
+        }
+    }
+}
+
+/// dx = k·(dy − mean(dy) − x̂·mean(dy·x̂)), x̂ = (x − m)·inv, dy masked by the ReLU output;
+/// `c` = [k, mean(dy), m, inv, mean(dy·x̂)].
+#[inline(always)]
+fn bwd_dx_row_body(out: &mut [f32], dy: &[f32], x: &[f32], relu_out: Option<&[f32]>, c: [f32; 5]) {
+    let [k, md, m, inv, mdx] = c;
+    match relu_out {
+        None => {
+            for ((d, xv), dst) in dy.iter().zip(x).zip(out.iter_mut()) {
+                *dst = k * (d - md - (xv - m) * inv * mdx);
+            }
+        }
+        Some(r) => {
+            for (((d, xv), rv), dst) in dy.iter().zip(x).zip(r).zip(out.iter_mut()) {
+                let d = relu_mask(*d, *rv);
+                *dst = k * (d - md - (xv - m) * inv * mdx);
+            }
+        }
+    }
+}
+
+/// Σ x.
+#[inline(always)]
+fn lane_sum_body(x: &[f32]) -> f64 {
+    let mut acc = [0f64; LANES];
+    let mut it = x.chunks_exact(LANES);
+    for ch in &mut it {
+        for j in 0..LANES {
+            acc[j] += ch[j] as f64;
+        }
+    }
+    lanes_total(acc) + it.remainder().iter().map(|&v| v as f64).sum::<f64>()
+}
+
+/// Σ (x − mean)².
+#[inline(always)]
+fn lane_sq_dev_body(x: &[f32], mean: f64) -> f64 {
+    let mut acc = [0f64; LANES];
+    let mut it = x.chunks_exact(LANES);
+    for ch in &mut it {
+        for j in 0..LANES {
+            let d = ch[j] as f64 - mean;
+            acc[j] += d * d;
+        }
+    }
+    lanes_total(acc) + it.remainder().iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>()
+}
+
+/// The incoming gradient, masked by the fused ReLU's output (0 where the output is 0).
+#[inline(always)]
+fn masked(d: f32, o: Option<f32>) -> f32 {
+    match o {
+        Some(o) if o > 0.0 => d,
+        Some(_) => 0.0,
+        None => d,
+    }
+}
+
+/// (Σ dy, Σ dy·(x − mean)) with dy masked by `relu_out` when given.
+#[inline(always)]
+fn lane_bwd_sums_body(dy: &[f32], x: &[f32], relu_out: Option<&[f32]>, mean: f64) -> (f64, f64) {
+    let (mut sd, mut sdx) = ([0f64; LANES], [0f64; LANES]);
+    let n = dy.len() / LANES * LANES;
+    match relu_out {
+        None => {
+            for (dc, xc) in dy[..n].chunks_exact(LANES).zip(x[..n].chunks_exact(LANES)) {
+                for j in 0..LANES {
+                    let d = dc[j] as f64;
+                    sd[j] += d;
+                    sdx[j] += d * (xc[j] as f64 - mean);
+                }
+            }
+        }
+        Some(r) => {
+            for ((dc, xc), rc) in dy[..n].chunks_exact(LANES).zip(x[..n].chunks_exact(LANES)).zip(r[..n].chunks_exact(LANES)) {
+                for j in 0..LANES {
+                    let d = relu_mask(dc[j], rc[j]) as f64;
+                    sd[j] += d;
+                    sdx[j] += d * (xc[j] as f64 - mean);
+                }
+            }
+        }
+    }
+    let (mut a, mut b) = (lanes_total(sd), lanes_total(sdx));
+    for k in n..dy.len() {
+        let d = masked(dy[k], relu_out.map(|r| r[k])) as f64;
+        a += d;
+        b += d * (x[k] as f64 - mean);
+    }
+    (a, b)
+}
+
 /// Per-channel (mean, biased variance) of an NCHW buffer.
 fn stats(x: &[f32], b: usize, c: usize, hw: usize) -> Vec<(f64, f64)> {
     (0..c)
@@ -24,12 +181,12 @@ fn stats(x: &[f32], b: usize, c: usize, hw: usize) -> Vec<(f64, f64)> {
             let n = (b * hw) as f64;
             let mut s = 0f64;
             for i in 0..b {
-                s += x[(i * c + ch) * hw..][..hw].iter().map(|&v| v as f64).sum::<f64>();
+                s += lane_sum(&x[(i * c + ch) * hw..][..hw]);
             }
             let mean = s / n;
             let mut q = 0f64;
             for i in 0..b {
-                q += x[(i * c + ch) * hw..][..hw].iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>();
+                q += lane_sq_dev(&x[(i * c + ch) * hw..][..hw], mean);
             }
             (mean, q / n)
         })
@@ -75,16 +232,7 @@ impl CustomOp3 for BnTrain {
         y.par_chunks_mut(c * hw).zip(x.par_chunks(c * hw)).for_each(|(yi, xi)| {
             for ch in 0..c {
                 let (a, s) = (scale[ch], shift[ch]);
-                let (yo, xo) = (&mut yi[ch * hw..(ch + 1) * hw], &xi[ch * hw..(ch + 1) * hw]);
-                if relu {
-                    for (o, v) in yo.iter_mut().zip(xo) {
-                        *o = (v * a + s).max(0.0);
-                    }
-                } else {
-                    for (o, v) in yo.iter_mut().zip(xo) {
-                        *o = v * a + s;
-                    }
-                }
+                affine_row(&mut yi[ch * hw..(ch + 1) * hw], &xi[ch * hw..(ch + 1) * hw], a, s, relu);
             }
         });
         Ok((CpuStorage::F32(y), l1.shape().clone()))
@@ -134,15 +282,16 @@ impl CustomOp3 for BnTrainBwd {
         let x = slice(s1, l1, "input")?;
         let g = slice(s2, l2, "weight")?;
         let dy_in = slice(s3, l3, "grad")?;
-        let masked: Vec<f32>;
-        let dy: &[f32] = match &self.relu_out {
-            None => dy_in,
-            Some(r) => {
-                let (rs, rl) = r.storage_and_layout();
-                let candle_core::Storage::Cpu(rs) = &*rs else { candle_core::bail!("batch-norm: ReLU output must be on the CPU") };
-                let ro = slice(rs, rl, "relu output")?;
-                masked = dy_in.iter().zip(ro).map(|(d, o)| if *o > 0.0 { *d } else { 0.0 }).collect();
-                &masked
+        let dy = dy_in;
+        let relu_guard = match &self.relu_out {
+            None => None,
+            Some(r) => Some(r.storage_and_layout()),
+        };
+        let ro: Option<&[f32]> = match &relu_guard {
+            None => None,
+            Some((rs, rl)) => {
+                let candle_core::Storage::Cpu(rs) = &**rs else { candle_core::bail!("batch-norm: ReLU output must be on the CPU") };
+                Some(slice(rs, rl, "relu output")?)
             }
         };
         let st = match self.stats.lock().expect("stats").clone() {
@@ -159,12 +308,11 @@ impl CustomOp3 for BnTrainBwd {
                 let (mut sd, mut sdx) = (0f64, 0f64);
                 for i in 0..b {
                     let o = (i * c + ch) * hw;
-                    for (d, v) in dy[o..o + hw].iter().zip(&x[o..o + hw]) {
-                        sd += *d as f64;
-                        sdx += *d as f64 * (*v as f64 - mean) * inv;
-                    }
+                    let (a, d) = lane_bwd_sums(&dy[o..o + hw], &x[o..o + hw], ro.map(|r| &r[o..o + hw]), mean);
+                    sd += a;
+                    sdx += d;
                 }
-                (sd, sdx)
+                (sd, sdx * inv)
             })
             .collect();
         let mut out = vec![0f32; x.len() + 2 * c];
@@ -183,10 +331,13 @@ impl CustomOp3 for BnTrainBwd {
                 let (k, md, mdx, inv) = coef[ch];
                 let m = means[ch];
                 let o = (i * c + ch) * hw;
-                for j in 0..hw {
-                    let xhat = (x[o + j] - m) * inv;
-                    dxi[ch * hw + j] = k * (dy[o + j] - md - xhat * mdx);
-                }
+                bwd_dx_row(
+                    &mut dxi[ch * hw..(ch + 1) * hw],
+                    &dy[o..o + hw],
+                    &x[o..o + hw],
+                    ro.map(|r| &r[o..o + hw]),
+                    [k, md, m, inv, mdx],
+                );
             }
         });
         for ch in 0..c {

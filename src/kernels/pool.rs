@@ -16,7 +16,28 @@ struct Pool {
     p: usize,
 }
 
+/// (index, value) of the maximum of a 2x2 window given in row-major order; the first on ties,
+/// as [`Pool::argmax`] picks it.
+#[inline(always)]
+fn window2(a: f32, b: f32, c: f32, d: f32) -> (usize, f32) {
+    let (mut i, mut v) = (0, a);
+    if b > v {
+        (i, v) = (1, b);
+    }
+    if c > v {
+        (i, v) = (2, c);
+    }
+    if d > v {
+        (i, v) = (3, d);
+    }
+    (i, v)
+}
+
 impl Pool {
+    /// The common 2x2 window, stride 2, no padding.
+    fn is_2x2(&self) -> bool {
+        self.k == 2 && self.s == 2 && self.p == 0
+    }
     fn out(&self, h: usize) -> usize {
         (h + 2 * self.p - self.k) / self.s + 1
     }
@@ -59,6 +80,15 @@ impl CustomOp1 for Pool {
         let mut y = vec![0f32; b * c * ho * wo];
         y.par_chunks_mut(ho * wo).enumerate().for_each(|(pi, yp)| {
             let plane = &x[pi * h * w..(pi + 1) * h * w];
+            if self.is_2x2() {
+                for (oy, yr) in yp.chunks_exact_mut(wo).enumerate() {
+                    let (r0, r1) = (&plane[2 * oy * w..][..2 * wo], &plane[(2 * oy + 1) * w..][..2 * wo]);
+                    for (ox, o) in yr.iter_mut().enumerate() {
+                        *o = window2(r0[2 * ox], r0[2 * ox + 1], r1[2 * ox], r1[2 * ox + 1]).1;
+                    }
+                }
+                return;
+            }
             for oy in 0..ho {
                 for ox in 0..wo {
                     yp[oy * wo + ox] = plane[self.argmax(plane, h, w, oy, ox)];
@@ -87,6 +117,17 @@ impl CustomOp2 for PoolBwd {
         dx.par_chunks_mut(h * w).enumerate().for_each(|(pi, dp)| {
             let plane = &x[pi * h * w..(pi + 1) * h * w];
             let gp = &g[pi * ho * wo..(pi + 1) * ho * wo];
+            if self.0.is_2x2() {
+                // windows do not overlap: each input receives at most one gradient
+                for (oy, gr) in gp.chunks_exact(wo).enumerate() {
+                    let (r0, r1) = (&plane[2 * oy * w..][..2 * wo], &plane[(2 * oy + 1) * w..][..2 * wo]);
+                    for (ox, gv) in gr.iter().enumerate() {
+                        let (i, _) = window2(r0[2 * ox], r0[2 * ox + 1], r1[2 * ox], r1[2 * ox + 1]);
+                        dp[(2 * oy + i / 2) * w + 2 * ox + i % 2] = *gv;
+                    }
+                }
+                return;
+            }
             for oy in 0..ho {
                 for ox in 0..wo {
                     dp[self.0.argmax(plane, h, w, oy, ox)] += gp[oy * wo + ox];
@@ -111,4 +152,39 @@ pub fn max_pool(x: &Tensor, k: usize, s: usize, p: usize) -> Result<Tensor> {
 /// 2x2 max-pool, stride 2.
 pub fn max_pool2(x: &Tensor) -> Result<Tensor> {
     max_pool(x, 2, 2, 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The 2x2 fast path gives the generic window search's outputs and gradient routing, on odd
+    /// sizes and with ties (values rounded to a few levels).
+    #[test]
+    fn fast_2x2_matches_generic_search() {
+        let dev = candle_core::Device::Cpu;
+        let (b, c, h, w) = (2, 3, 7, 9);
+        let xs: Vec<f32> = (0..b * c * h * w).map(|i| ((i * 7919 % 13) as f32 / 4.0).round()).collect();
+        let x = candle_core::Var::from_vec(xs.clone(), (b, c, h, w), &dev).unwrap();
+        let y = max_pool2(x.as_tensor()).unwrap();
+        let (ho, wo) = (h / 2, w / 2);
+        let gs: Vec<f32> = (0..b * c * ho * wo).map(|i| i as f32 + 1.0).collect();
+        let g = Tensor::from_vec(gs.clone(), (b, c, ho, wo), &dev).unwrap();
+        let grads = (y.clone() * &g).unwrap().sum_all().unwrap().backward().unwrap();
+        let dx = grads.get(x.as_tensor()).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let yv = y.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let pool = Pool { k: 2, s: 2, p: 0 };
+        let mut want_dx = vec![0f32; xs.len()];
+        for pi in 0..b * c {
+            let plane = &xs[pi * h * w..(pi + 1) * h * w];
+            for oy in 0..ho {
+                for ox in 0..wo {
+                    let i = pool.argmax(plane, h, w, oy, ox);
+                    assert_eq!(yv[pi * ho * wo + oy * wo + ox], plane[i]);
+                    want_dx[pi * h * w + i] += gs[pi * ho * wo + oy * wo + ox];
+                }
+            }
+        }
+        assert_eq!(dx, want_dx);
+    }
 }
