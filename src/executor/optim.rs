@@ -27,11 +27,13 @@ pub struct Optimizer {
     l2sp: f64,
     params: Vec<Param>,
     t: i32,
+    /// AdamW on CPU f32 parameters in one fused pass (off only to test it against the tensor ops).
+    fused: bool,
 }
 
 impl Optimizer {
     pub fn new(spec: OptimizerSpec, l2sp: f64, params: Vec<Param>) -> Self {
-        Optimizer { spec, l2sp, params, t: 0 }
+        Optimizer { spec, l2sp, params, t: 0, fused: true }
     }
 
     pub fn params(&self) -> &[Param] {
@@ -70,6 +72,7 @@ impl Optimizer {
     pub fn step(&mut self, grads: &GradStore, lrs: &[f64]) -> Result<()> {
         self.t += 1;
         let s = &self.spec;
+        let fused = self.fused;
         for p in &mut self.params {
             let lr = lrs[p.group];
             if lr == 0.0 {
@@ -85,6 +88,48 @@ impl Optimizer {
             }
             let wd = if p.decay { s.weight_decay } else { 0.0 };
             match s.kind {
+                OptimizerKind::Adamw if fused && w.device().is_cpu() && w.dtype() == candle_core::DType::F32 => {
+                    // one fused pass instead of ~15 tensor ops (each a thread fork-join and an
+                    // allocation); the f32 arithmetic is candle's, op for op (its scalar ops are
+                    // x·a + b with a, b rounded to f32), so both paths give the same bits
+                    let f = |x: f64| x as f32;
+                    let (b1, c1, b2, c2) = (f(s.beta1), f(1.0 - s.beta1), f(s.beta2), f(1.0 - s.beta2));
+                    let bc1 = 1.0 - s.beta1.powi(self.t);
+                    let bc2 = 1.0 - s.beta2.powi(self.t);
+                    let (ibc1, ibc2, eps) = (f(1.0 / bc1), f(1.0 / bc2), f(s.eps));
+                    let decay = if wd > 0.0 { Some(f(1.0 - lr * wd)) } else { None };
+                    let lr32 = f(lr);
+                    let gv = g.flatten_all()?.to_vec1::<f32>()?;
+                    let mut wv = w.flatten_all()?.to_vec1::<f32>()?;
+                    let mut mv = match &p.m {
+                        Some(m) => m.flatten_all()?.to_vec1::<f32>()?,
+                        None => vec![0f32; gv.len()],
+                    };
+                    let mut vv = match &p.v {
+                        Some(v) => v.flatten_all()?.to_vec1::<f32>()?,
+                        None => vec![0f32; gv.len()],
+                    };
+                    let first = p.m.is_none();
+                    for i in 0..gv.len() {
+                        let gi = gv[i];
+                        let m = if first { gi * c1 + 0.0 } else { (mv[i] * b1 + 0.0) + (gi * c1 + 0.0) };
+                        let g2 = gi * gi;
+                        let v = if p.v.is_none() { g2 * c2 + 0.0 } else { (vv[i] * b2 + 0.0) + (g2 * c2 + 0.0) };
+                        let denom = (v * ibc2 + 0.0).sqrt() * 1.0 + eps;
+                        let upd = (m * ibc1 + 0.0) / denom;
+                        let mut nw = wv[i];
+                        if let Some(d) = decay {
+                            nw = nw * d + 0.0;
+                        }
+                        wv[i] = nw - (upd * lr32 + 0.0);
+                        mv[i] = m;
+                        vv[i] = v;
+                    }
+                    let shape = w.shape().clone();
+                    p.var.set(&Tensor::from_vec(wv, shape.clone(), w.device())?)?;
+                    p.m = Some(Tensor::from_vec(mv, shape.clone(), w.device())?);
+                    p.v = Some(Tensor::from_vec(vv, shape, w.device())?);
+                }
                 OptimizerKind::Adamw => {
                     let m = match &p.m {
                         Some(m) => ((m * s.beta1)? + (&g * (1.0 - s.beta1))?)?,
@@ -161,6 +206,42 @@ mod tests {
         let got = w.as_tensor().to_vec1::<f32>().unwrap()[0];
         let want = 1.0 * (1.0 - 0.01 * 0.1) - 0.01 * 2.0 / (2.0 + 1e-8);
         assert!((got as f64 - want).abs() < 1e-6, "{got} vs {want}");
+    }
+
+    /// The fused CPU AdamW gives the tensor-op path's weights and moments bit for bit, over
+    /// several steps, with and without weight decay and L2-SP.
+    #[test]
+    fn fused_adamw_matches_tensor_ops_bitwise() {
+        let dev = Device::Cpu;
+        let run = |fused: bool| {
+            let w1 = Var::from_vec((0..15).map(|i| (i as f32 * 0.37).sin()).collect::<Vec<_>>(), (3, 5), &dev).unwrap();
+            let w2 = Var::new(&[0.5f32, -1.25, 2.0], &dev).unwrap();
+            let anchor = Tensor::new(&[0.0f32, 0.0, 1.0], &dev).unwrap();
+            let spec = OptimizerSpec { weight_decay: 0.05, ..OptimizerSpec::default() };
+            let mut opt = Optimizer::new(
+                spec,
+                0.1,
+                vec![Param::new("a".into(), w1.clone(), 0, true, None), Param::new("b".into(), w2.clone(), 1, false, Some(anchor))],
+            );
+            opt.fused = fused;
+            for step in 0..4 {
+                let loss = ((w1.as_tensor().sqr().unwrap().sum_all().unwrap() * (1.0 + step as f64)).unwrap()
+                    + w2.as_tensor().powf(3.0).unwrap().sum_all().unwrap())
+                .unwrap();
+                let grads = loss.backward().unwrap();
+                opt.step(&grads, &[1e-2, 3e-3]).unwrap();
+            }
+            let mut out: Vec<Vec<f32>> = vec![w1.as_tensor().flatten_all().unwrap().to_vec1().unwrap(), w2.as_tensor().to_vec1().unwrap()];
+            let mut st: Vec<_> = opt.state().into_iter().collect();
+            st.sort_by(|a, b| a.0.cmp(&b.0));
+            out.extend(st.into_iter().map(|(_, t)| t.flatten_all().unwrap().to_vec1::<f32>().unwrap()));
+            out
+        };
+        let (a, b) = (run(true), run(false));
+        for (x, y) in a.iter().zip(&b) {
+            let (xb, yb): (Vec<u32>, Vec<u32>) = (x.iter().map(|v| v.to_bits()).collect(), y.iter().map(|v| v.to_bits()).collect());
+            assert_eq!(xb, yb, "fused {x:?} vs tensor ops {y:?}");
+        }
     }
 
     #[test]

@@ -25,36 +25,6 @@ fn lanes_total(acc: [f64; LANES]) -> f64 {
     acc.iter().sum()
 }
 
-/// Compiles `$body` (an `#[inline(always)]` function) again with AVX-512 and with AVX2 enabled
-/// and picks the widest the CPU has at run time. Rust never contracts a multiply and an add into
-/// an FMA on its own, and the lanes fix the summation order, so all three give the same bits.
-macro_rules! multiversion {
-    ($name:ident($($a:ident: $t:ty),*) -> $r:ty = $body:ident) => {
-        fn $name($($a: $t),*) -> $r {
-            #[cfg(target_arch = "x86_64")]
-            {
-                #[target_feature(enable = "avx512f")]
-                unsafe fn v4($($a: $t),*) -> $r {
-                    $body($($a),*)
-                }
-                #[target_feature(enable = "avx2")]
-                unsafe fn v3($($a: $t),*) -> $r {
-                    $body($($a),*)
-                }
-                if std::is_x86_feature_detected!("avx512f") {
-                    // SAFETY: the CPU supports AVX-512F (checked just above).
-                    return unsafe { v4($($a),*) };
-                }
-                if std::is_x86_feature_detected!("avx2") {
-                    // SAFETY: the CPU supports AVX2 (checked just above).
-                    return unsafe { v3($($a),*) };
-                }
-            }
-            $body($($a),*)
-        }
-    };
-}
-
 multiversion!(lane_sum(x: &[f32]) -> f64 = lane_sum_body);
 multiversion!(lane_sq_dev(x: &[f32], mean: f64) -> f64 = lane_sq_dev_body);
 multiversion!(lane_bwd_sums(dy: &[f32], x: &[f32], relu_out: Option<&[f32]>, mean: f64) -> (f64, f64) = lane_bwd_sums_body);

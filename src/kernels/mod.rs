@@ -3,6 +3,37 @@
 //! PyTorch; these ops use im2col + packed GEMM (the `gemm` crate candle itself uses) for the
 //! forward pass and both gradients, parallel over images with a fixed reduction order, so
 //! results do not depend on the thread count. Non-CPU devices use candle's own conv2d.
+
+/// Compiles `$body` (an `#[inline(always)]` function) again with AVX-512 and with AVX2 enabled
+/// and picks the widest the CPU has at run time. Rust never contracts a multiply and an add into
+/// an FMA on its own and the bodies fix their summation order, so all three give the same bits.
+macro_rules! multiversion {
+    ($name:ident($($a:ident: $t:ty),*) -> $r:ty = $body:ident) => {
+        fn $name($($a: $t),*) -> $r {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f")]
+                unsafe fn v4($($a: $t),*) -> $r {
+                    $body($($a),*)
+                }
+                #[target_feature(enable = "avx2")]
+                unsafe fn v3($($a: $t),*) -> $r {
+                    $body($($a),*)
+                }
+                if std::is_x86_feature_detected!("avx512f") {
+                    // SAFETY: the CPU supports AVX-512F (checked just above).
+                    return unsafe { v4($($a),*) };
+                }
+                if std::is_x86_feature_detected!("avx2") {
+                    // SAFETY: the CPU supports AVX2 (checked just above).
+                    return unsafe { v3($($a),*) };
+                }
+            }
+            $body($($a),*)
+        }
+    };
+}
+
 mod batchnorm;
 mod conv;
 mod depthwise;
