@@ -72,7 +72,8 @@ impl Optimizer {
     pub fn step(&mut self, grads: &GradStore, lrs: &[f64]) -> Result<()> {
         self.t += 1;
         let s = &self.spec;
-        let fused = self.fused;
+        // (GRAFT_REFERENCE_KERNELS=1 measures the "before" of docs/speed.md: candle's ops only)
+        let fused = self.fused && !crate::kernels::use_reference_kernels();
         for p in &mut self.params {
             let lr = lrs[p.group];
             if lr == 0.0 {

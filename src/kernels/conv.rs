@@ -76,9 +76,8 @@ fn im2col(x: &[f32], g: &Geom, col: &mut [f32]) {
     }
 }
 
-/// Scatter-add a column matrix back to an image (the adjoint of im2col).
+/// Scatter-add a column matrix back to an image (the adjoint of im2col); `x` must arrive zeroed.
 fn col2im(col: &[f32], g: &Geom, x: &mut [f32]) {
-    x.fill(0.0);
     let howo = g.howo();
     for c in 0..g.cin {
         for ky in 0..g.k {
@@ -185,7 +184,7 @@ impl CustomOp2 for ConvBwdInput {
                     sgemm(ckk, howo, g.cout, w, 1, ckk, dyi, howo, 1, dxi, howo, 1, false);
                 } else {
                     sgemm(ckk, howo, g.cout, w, 1, ckk, dyi, howo, 1, col, howo, 1, false);
-                    col2im(col, &g, dxi);
+                    col2im(col, &g, dxi); // dxi is a fresh zeroed chunk of dx
                 }
             },
         );
