@@ -1,5 +1,5 @@
 //! 2-D convolution (square kernel, no bias, groups = 1) with im2col + GEMM forward and backward.
-use super::sgemm;
+use super::{direct, sgemm};
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
@@ -35,6 +35,11 @@ impl Geom {
     }
     fn howo(&self) -> usize {
         self.ho * self.wo
+    }
+    /// 3x3, stride 1, pad 1 on an AVX-512 CPU: the direct kernel (`direct.rs`) instead of
+    /// im2col + GEMM, for the forward pass and the input gradient.
+    fn is_direct(&self) -> bool {
+        self.k == 3 && self.stride == 1 && self.pad == 1 && self.w % 16 == 0 && direct::available()
     }
     fn is_pointwise(&self) -> bool {
         self.k == 1 && self.stride == 1 && self.pad == 0
@@ -130,6 +135,18 @@ impl CustomOp2 for ConvFwd {
         let w = slice(s2, l2, "weight")?;
         let (ckk, howo, img) = (g.ckk(), g.howo(), g.cin * g.h * g.w);
         let mut out = vec![0f32; g.b * g.cout * howo];
+        if g.is_direct() {
+            let wpk = direct::pack(g.cout, g.cin, |o, i, t| w[(o * g.cin + i) * 9 + t]);
+            let plane = (g.h + 2) * (g.w + 2);
+            out.par_chunks_mut(g.cout * howo).enumerate().for_each_init(
+                || vec![0f32; g.cin * plane],
+                |xp, (i, y)| {
+                    direct::pad_into(&x[i * img..(i + 1) * img], g.cin, g.h, g.w, xp);
+                    direct::conv_image(xp, &wpk, g.cin, g.cout, g.h, g.w, y);
+                },
+            );
+            return Ok((CpuStorage::F32(out), Shape::from((g.b, g.cout, g.ho, g.wo))));
+        }
         out.par_chunks_mut(g.cout * howo).enumerate().for_each_init(
             || vec![0f32; if g.is_pointwise() { 0 } else { ckk * howo }],
             |col, (i, y)| {
@@ -175,6 +192,19 @@ impl CustomOp2 for ConvBwdInput {
         let w = slice(s2, l2, "weight")?;
         let (ckk, howo, img) = (g.ckk(), g.howo(), g.cin * g.h * g.w);
         let mut dx = vec![0f32; g.b * img];
+        if g.is_direct() {
+            // dx = dy convolved with the weights flipped in both axes, in/out channels swapped
+            let wpk = direct::pack(g.cin, g.cout, |o, i, t| w[(i * g.cin + o) * 9 + 8 - t]);
+            let plane = (g.h + 2) * (g.w + 2);
+            dx.par_chunks_mut(img).enumerate().for_each_init(
+                || vec![0f32; g.cout * plane],
+                |dp, (i, dxi)| {
+                    direct::pad_into(&dy[i * g.cout * howo..(i + 1) * g.cout * howo], g.cout, g.h, g.w, dp);
+                    direct::conv_image(dp, &wpk, g.cout, g.cin, g.h, g.w, dxi);
+                },
+            );
+            return Ok((CpuStorage::F32(dx), Shape::from((g.b, g.cin, g.h, g.w))));
+        }
         dx.par_chunks_mut(img).enumerate().for_each_init(
             || vec![0f32; if g.is_pointwise() { 0 } else { ckk * howo }],
             |col, (i, dxi)| {
@@ -294,6 +324,10 @@ mod tests {
             (1, 2, 7, 2, 3, 1, 0),
             (6, 3, 8, 5, 3, 1, 1),
             (9, 2, 9, 4, 3, 2, 1),
+            (2, 17, 5, 20, 3, 1, 1),
+            (2, 16, 4, 32, 3, 1, 1),
+            (2, 3, 16, 20, 3, 1, 1),
+            (1, 17, 32, 5, 3, 1, 1),
         ] {
             let x = Var::from_tensor(&rand(&[b, cin, h, h], 1)).unwrap();
             let w = Var::from_tensor(&rand(&[cout, cin, k, k], 2)).unwrap();

@@ -37,6 +37,7 @@ macro_rules! multiversion {
 mod batchnorm;
 mod conv;
 mod depthwise;
+mod direct;
 mod pool;
 pub use batchnorm::BatchNorm;
 pub use conv::conv2d;
