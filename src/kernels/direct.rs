@@ -77,6 +77,7 @@ unsafe fn conv_image_avx512(xp: &[f32], wp: &[f32], n_in: usize, n_out: usize, h
             *o = (p / w) * wpd + p % w;
         }
         let in_row = valid == 16 && p0 / w == (p0 + 15) / w;
+        let two_rows = valid == 16 && w == 8;
         for blk in 0..n_out.div_ceil(16) {
             let mut acc = [_mm512_setzero_ps(); 16];
             let wb = wp.as_ptr().add(blk * n_in * 144);
@@ -90,6 +91,23 @@ unsafe fn conv_image_avx512(xp: &[f32], wp: &[f32], n_in: usize, n_out: usize, h
                         let wv = _mm512_loadu_ps(wc.add(t * 16));
                         for j in 0..16 {
                             acc[j] = _mm512_fmadd_ps(_mm512_set1_ps(*xr.add(j)), wv, acc[j]);
+                        }
+                    }
+                }
+            } else if two_rows {
+                // width 8: pixels 0..8 of the tile in one row, 8..16 at the same columns of the next
+                for ci in 0..n_in {
+                    let xb = xp.as_ptr().add(ci * plane + off[0]);
+                    let wc = wb.add(ci * 144);
+                    for t in 0..9 {
+                        let xr = xb.add((t / 3) * wpd + t % 3);
+                        let xr2 = xr.add(wpd - 8);
+                        let wv = _mm512_loadu_ps(wc.add(t * 16));
+                        for j in 0..8 {
+                            acc[j] = _mm512_fmadd_ps(_mm512_set1_ps(*xr.add(j)), wv, acc[j]);
+                        }
+                        for j in 8..16 {
+                            acc[j] = _mm512_fmadd_ps(_mm512_set1_ps(*xr2.add(j)), wv, acc[j]);
                         }
                     }
                 }
