@@ -6,47 +6,10 @@
 //! These pin a measured result on cifar3's cat/frog/ship: on two other CIFAR-10 class triples
 //! (`tests/dev_selection.rs`) every autoencoder loses to random features (docs/pretrain.md).
 use graft::backbones::{Arch, Model};
-use graft::data::{decode_items, load_dataset, ImageSet, InputSpec, Item, LoadOptions, Normalisation};
-use graft::executor::probe::{accuracy, fit_svm_cv, Standardiser};
+use graft::data::{decode_items, load_dataset, InputSpec, Item, LoadOptions};
 use graft::pretrain::{pretrain, Method, PretrainSpec};
-use ndarray::{Array2, Axis};
-use rand::seq::SliceRandom;
-use rand::SeedableRng;
-
-fn features(model: &Model, s: &ImageSet, norm: &Normalisation) -> Array2<f64> {
-    let x = candle_core::Tensor::from_vec(
-        s.batch(&(0..s.n).collect::<Vec<_>>(), norm, None),
-        (s.n, s.spec.channels, s.spec.height, s.spec.width),
-        &model.device,
-    )
-    .unwrap();
-    let f = model.features(&x, model.n_groups() - 2).unwrap();
-    let d = f.dim(1).unwrap();
-    Array2::from_shape_vec((s.n, d), f.flatten_all().unwrap().to_vec1::<f32>().unwrap().into_iter().map(|v| v as f64).collect()).unwrap()
-}
-
-/// Mean test accuracy of a linear SVM (C in {0.01, 0.1, 1} by inner 3-fold CV) over 5 seeded
-/// random halvings of the labelled images, each half testing the probe trained on the other.
-fn probe_accuracy(model: &Model, labelled: &ImageSet, norm: &Normalisation) -> f64 {
-    let x = features(model, labelled, norm);
-    let y: Vec<usize> = labelled.labels.iter().map(|&l| l as usize).collect();
-    let n = y.len();
-    let mut accs = Vec::new();
-    for r in 0..5u64 {
-        let mut idx: Vec<usize> = (0..n).collect();
-        idx.shuffle(&mut rand::rngs::StdRng::seed_from_u64(r));
-        let (h1, h2) = idx.split_at(n / 2);
-        for (tr, te) in [(h1, h2), (h2, h1)] {
-            let (xtr, xte) = (x.select(Axis(0), tr), x.select(Axis(0), te));
-            let ytr: Vec<usize> = tr.iter().map(|&i| y[i]).collect();
-            let yte: Vec<usize> = te.iter().map(|&i| y[i]).collect();
-            let st = Standardiser::fit(&xtr);
-            let (m, _) = fit_svm_cv(&st.apply(&xtr), &ytr, 3, &[0.01, 0.1, 1.0], 3, 0).unwrap();
-            accs.push(accuracy(&m.predict(&st.apply(&xte)), &yte));
-        }
-    }
-    accs.iter().sum::<f64>() / accs.len() as f64
-}
+mod common;
+use common::probe::probe_accuracy;
 
 /// Pretrains with seeds 0, 1 and 2 and compares the mean probe accuracy with random features':
 /// one pretraining seed moves the probe by several points at this scale (180 images), so a

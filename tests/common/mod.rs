@@ -2,6 +2,8 @@
 //! pretrained backbone made by `graft pretrain`.
 #![allow(dead_code)]
 use std::path::{Path, PathBuf};
+
+pub mod probe;
 use std::process::Command;
 
 pub fn graft() -> Command {
