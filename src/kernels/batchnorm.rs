@@ -99,16 +99,6 @@ fn lane_sq_dev_body(x: &[f32], mean: f64) -> f64 {
     lanes_total(acc) + it.remainder().iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>()
 }
 
-/// The incoming gradient, masked by the fused ReLU's output (0 where the output is 0).
-#[inline(always)]
-fn masked(d: f32, o: Option<f32>) -> f32 {
-    match o {
-        Some(o) if o > 0.0 => d,
-        Some(_) => 0.0,
-        None => d,
-    }
-}
-
 /// (Σ dy, Σ dy·(x − mean)) with dy masked by `relu_out` when given.
 #[inline(always)]
 fn lane_bwd_sums_body(dy: &[f32], x: &[f32], relu_out: Option<&[f32]>, mean: f64) -> (f64, f64) {
@@ -136,7 +126,7 @@ fn lane_bwd_sums_body(dy: &[f32], x: &[f32], relu_out: Option<&[f32]>, mean: f64
     }
     let (mut a, mut b) = (lanes_total(sd), lanes_total(sdx));
     for k in n..dy.len() {
-        let d = masked(dy[k], relu_out.map(|r| r[k])) as f64;
+        let d = relu_out.map_or(dy[k], |r| relu_mask(dy[k], r[k])) as f64;
         a += d;
         b += d * (x[k] as f64 - mean);
     }
@@ -251,12 +241,8 @@ impl CustomOp3 for BnTrainBwd {
         let (b, c, hw) = dims(l1)?;
         let x = slice(s1, l1, "input")?;
         let g = slice(s2, l2, "weight")?;
-        let dy_in = slice(s3, l3, "grad")?;
-        let dy = dy_in;
-        let relu_guard = match &self.relu_out {
-            None => None,
-            Some(r) => Some(r.storage_and_layout()),
-        };
+        let dy = slice(s3, l3, "grad")?;
+        let relu_guard = self.relu_out.as_ref().map(|r| r.storage_and_layout());
         let ro: Option<&[f32]> = match &relu_guard {
             None => None,
             Some((rs, rl)) => {

@@ -139,14 +139,7 @@ impl CustomOp2 for ConvFwd {
         let mut out = vec![0f32; g.b * g.cout * howo];
         if g.is_direct() {
             let wpk = direct::pack(g.cout, g.cin, |o, i, t| w[(o * g.cin + i) * 9 + t]);
-            let plane = (g.h + 2) * (g.w + 2);
-            out.par_chunks_mut(g.cout * howo).enumerate().for_each_init(
-                || vec![0f32; g.cin * plane],
-                |xp, (i, y)| {
-                    direct::pad_into(&x[i * img..(i + 1) * img], g.cin, g.h, g.w, xp);
-                    direct::conv_image(xp, &wpk, g.cin, g.cout, g.h, g.w, y);
-                },
-            );
+            direct::conv_batch(x, &wpk, g.cin, g.cout, g.h, g.w, &mut out);
             return Ok((CpuStorage::F32(out), Shape::from((g.b, g.cout, g.ho, g.wo))));
         }
         out.par_chunks_mut(g.cout * howo).enumerate().for_each_init(
@@ -197,14 +190,7 @@ impl CustomOp2 for ConvBwdInput {
         if g.is_direct() {
             // dx = dy convolved with the weights flipped in both axes, in/out channels swapped
             let wpk = direct::pack(g.cin, g.cout, |o, i, t| w[(i * g.cin + o) * 9 + 8 - t]);
-            let plane = (g.h + 2) * (g.w + 2);
-            dx.par_chunks_mut(img).enumerate().for_each_init(
-                || vec![0f32; g.cout * plane],
-                |dp, (i, dxi)| {
-                    direct::pad_into(&dy[i * g.cout * howo..(i + 1) * g.cout * howo], g.cout, g.h, g.w, dp);
-                    direct::conv_image(dp, &wpk, g.cout, g.cin, g.h, g.w, dxi);
-                },
-            );
+            direct::conv_batch(dy, &wpk, g.cout, g.cin, g.h, g.w, &mut dx);
             return Ok((CpuStorage::F32(dx), Shape::from((g.b, g.cin, g.h, g.w))));
         }
         dx.par_chunks_mut(img).enumerate().for_each_init(

@@ -50,6 +50,20 @@ pub fn pad_into(x: &[f32], n_in: usize, h: usize, w: usize, xp: &mut [f32]) {
     }
 }
 
+/// Every image of `x` (`n_in` x h x w each, one after another) convolved with packed weights
+/// `wp` into `y` (`n_out` x h x w each), images in parallel, each padded into a per-thread buffer.
+pub fn conv_batch(x: &[f32], wp: &[f32], n_in: usize, n_out: usize, h: usize, w: usize, y: &mut [f32]) {
+    use rayon::prelude::*;
+    let img = n_in * h * w;
+    y.par_chunks_mut(n_out * h * w).enumerate().for_each_init(
+        || vec![0f32; n_in * (h + 2) * (w + 2)],
+        |xp, (i, yi)| {
+            pad_into(&x[i * img..(i + 1) * img], n_in, h, w, xp);
+            conv_image(xp, wp, n_in, n_out, h, w, yi);
+        },
+    );
+}
+
 /// y (n_out x h x w) = the 3x3 convolution of the padded image `xp` with packed weights `wp`.
 pub fn conv_image(xp: &[f32], wp: &[f32], n_in: usize, n_out: usize, h: usize, w: usize, y: &mut [f32]) {
     assert!(available(), "direct conv needs AVX-512");

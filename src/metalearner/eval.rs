@@ -60,7 +60,9 @@ pub fn anchored_portfolio(cells: &[&Cell], k: usize) -> Vec<String> {
     for _ in 0..k {
         let gain =
             |cfg: &String| -> f64 { by_task.iter().map(|(t, m)| m.get(cfg).map(|a| (a - cur[t]).max(0.0)).unwrap_or(0.0)).sum::<f64>() };
-        let Some(best) = configs.iter().filter(|c| !chosen.contains(c)).max_by(|a, b| gain(a).total_cmp(&gain(b))) else {
+        // each candidate's gain once; max_by keeps the last of equal maxima, as before
+        let Some((_, best)) = configs.iter().filter(|c| !chosen.contains(c)).map(|c| (gain(c), c)).max_by(|a, b| a.0.total_cmp(&b.0))
+        else {
             break;
         };
         for (t, m) in &by_task {

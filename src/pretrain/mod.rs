@@ -211,7 +211,7 @@ fn shapes(model: &Model) -> Result<Vec<(usize, usize, usize)>> {
 /// (n, c, h, s, w, s) → (n, c, h·s, w·s). Not candle's `upsample_nearest2d`: its backward
 /// (candle-core 0.11.1) overwrites the input's accumulated gradient instead of adding to it, so
 /// a tensor that feeds an upsample and anything else loses the other consumers' gradients.
-pub fn upsample_nearest(x: &Tensor, s: usize) -> candle_core::Result<Tensor> {
+fn upsample_nearest(x: &Tensor, s: usize) -> candle_core::Result<Tensor> {
     let (n, c, h, w) = x.dims4()?;
     x.reshape((n, c, h, 1, w, 1))?.broadcast_as((n, c, h, s, w, s))?.reshape((n, c, h * s, w * s))
 }
