@@ -66,3 +66,60 @@ fn settings_on_dev_classes() {
         }
     }
 }
+
+fn env_or(k: &str, d: &str) -> String {
+    std::env::var(k).unwrap_or_else(|_| d.into())
+}
+
+/// Development harness at CIFAR-10 scale: pretrain on DEV_POOL unlabelled training images per
+/// class (all 10 classes), probe (linear SVM at the penultimate pooled layer) trained on
+/// DEV_LABELLED further training images per class and scored on DEV_TEST further training
+/// images per class.
+#[test]
+#[ignore = "development harness: needs data/cifar10"]
+fn scale_on_cifar10() {
+    let pool: usize = env_or("DEV_POOL", "500").parse().unwrap();
+    let nl: usize = env_or("DEV_LABELLED", "50").parse().unwrap();
+    let nt: usize = env_or("DEV_TEST", "100").parse().unwrap();
+    let epochs: usize = env_or("DEV_EPOCHS", "10").parse().unwrap();
+    let seeds: u64 = env_or("DEV_SEEDS", "1").parse().unwrap();
+    let arch = Arch::parse(&env_or("DEV_ARCH", "convnet4")).unwrap();
+    let input = InputSpec { channels: 3, height: 32, width: 32 };
+    let unl = decode_items(&common::cifar10::items("train", 0..pool, false), input, false).unwrap();
+    let train = decode_items(&common::cifar10::items("train", pool..pool + nl, true), input, false).unwrap();
+    // scored on further *training* images (a validation set), so that settings chosen here are
+    // not chosen on the CIFAR-10 test images that tests/pretrain.rs scores on
+    let test = decode_items(&common::cifar10::items("train", pool + nl..pool + nl + nt, true), input, false).unwrap();
+    let norm = unl.channel_stats();
+    let dev = candle_core::Device::Cpu;
+    let base = common::probe::holdout_accuracy(&Model::new(arch, input, 10, 7, &dev).unwrap(), &train, &test, &norm);
+    eprintln!("DEV10 random features {base:.4}");
+    for m in env_or("DEV_METHODS", "autoencoder").split(',') {
+        let method = Method::parse(m).unwrap();
+        for seed in 0..seeds {
+            let model = Model::new(arch, input, 10, 7, &dev).unwrap();
+            let mut spec = PretrainSpec::new(method);
+            spec.epochs = epochs;
+            spec.batch_size = env_or("DEV_BATCH", if method == Method::Simclr { "128" } else { "64" }).parse().unwrap();
+            spec.lr = env_or("DEV_LR", "3e-3").parse().unwrap();
+            spec.code_dim = env_or("DEV_CODE", "32").parse().unwrap();
+            if let Ok(s) = std::env::var("DEV_SETTINGS") {
+                // extra PretrainSpec fields as JSON, e.g. {"noise": 0.3, "temperature": 0.2}
+                let mut v = serde_json::to_value(&spec).unwrap();
+                for (k, x) in serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&s).unwrap() {
+                    v[k] = x;
+                }
+                spec = serde_json::from_value(v).unwrap();
+            }
+            let out = pretrain(&model, &unl, &norm, &spec, seed, &|_| {}).unwrap();
+            let acc = common::probe::holdout_accuracy(&model, &train, &test, &norm);
+            eprintln!(
+                "DEV10 {m} seed {seed}: {:.1} s, loss {:.4} -> {:.4}; probe {acc:.4} ({:+.4} vs random)",
+                out.seconds,
+                out.losses[0],
+                out.losses.last().unwrap(),
+                acc - base
+            );
+        }
+    }
+}

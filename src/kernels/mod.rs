@@ -42,7 +42,7 @@ mod pool;
 pub use batchnorm::BatchNorm;
 pub use conv::conv2d;
 pub use depthwise::{depthwise_conv2d, pad_same};
-pub use pool::{max_pool, max_pool2};
+pub use pool::{max_pool, max_pool2, upsample_nearest};
 
 use candle_core::{DType, Module, Tensor};
 use std::cell::Cell;

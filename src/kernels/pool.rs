@@ -154,6 +154,79 @@ pub fn max_pool2(x: &Tensor) -> Result<Tensor> {
     max_pool(x, 2, 2, 0)
 }
 
+/// Nearest upsampling by an integer factor (each value fills an s x s block); its gradient sums
+/// each block ([`BlockSum`]). candle's own `upsample_nearest2d` overwrites the input's
+/// accumulated gradient (candle-core 0.11.1), and the reshape + broadcast that replaced it spends
+/// most of an autoencoder's step in candle's strided reduction over the broadcast dimensions.
+struct Upsample(usize);
+
+impl CustomOp1 for Upsample {
+    fn name(&self) -> &'static str {
+        "graft-upsample-nearest"
+    }
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (b, c, h, w) = l.shape().dims4()?;
+        let x = super::contiguous_f32(s, l, "upsample", "input")?;
+        let f = self.0;
+        let (ho, wo) = (h * f, w * f);
+        let mut y = vec![0f32; b * c * ho * wo];
+        y.par_chunks_mut(ho * wo).zip(x.par_chunks(h * w)).for_each(|(yp, xp)| {
+            for (iy, xr) in xp.chunks_exact(w).enumerate() {
+                let row = &mut yp[iy * f * wo..][..wo];
+                for (ix, v) in xr.iter().enumerate() {
+                    row[ix * f..(ix + 1) * f].fill(*v);
+                }
+                for r in 1..f {
+                    yp.copy_within(iy * f * wo..(iy * f + 1) * wo, (iy * f + r) * wo);
+                }
+            }
+        });
+        Ok((CpuStorage::F32(y), Shape::from((b, c, ho, wo))))
+    }
+    fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        Ok(Some(grad.contiguous()?.apply_op1_no_bwd(&BlockSum(self.0))?))
+    }
+}
+
+/// The sum of every s x s block (row by row within a block), the upsample's gradient.
+struct BlockSum(usize);
+
+impl CustomOp1 for BlockSum {
+    fn name(&self) -> &'static str {
+        "graft-block-sum"
+    }
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (b, c, ho, wo) = l.shape().dims4()?;
+        let g = super::contiguous_f32(s, l, "upsample backward", "gradient")?;
+        let f = self.0;
+        let (h, w) = (ho / f, wo / f);
+        let mut dx = vec![0f32; b * c * h * w];
+        dx.par_chunks_mut(h * w).zip(g.par_chunks(ho * wo)).for_each(|(dp, gp)| {
+            for (iy, dr) in dp.chunks_exact_mut(w).enumerate() {
+                for r in 0..f {
+                    let grow = &gp[(iy * f + r) * wo..][..wo];
+                    for (ix, d) in dr.iter_mut().enumerate() {
+                        for v in &grow[ix * f..(ix + 1) * f] {
+                            *d += v;
+                        }
+                    }
+                }
+            }
+        });
+        Ok((CpuStorage::F32(dx), Shape::from((b, c, h, w))))
+    }
+}
+
+/// Nearest upsampling of an (n, c, h, w) tensor by the integer factor `s`: graft's kernel on
+/// the CPU, a reshape + broadcast elsewhere (both accumulate gradients correctly).
+pub fn upsample_nearest(x: &Tensor, s: usize) -> Result<Tensor> {
+    if x.device().is_cpu() && x.dtype() == candle_core::DType::F32 && !super::use_reference_kernels() {
+        return x.contiguous()?.apply_op1(Upsample(s));
+    }
+    let (n, c, h, w) = x.dims4()?;
+    x.reshape((n, c, h, 1, w, 1))?.broadcast_as((n, c, h, s, w, s))?.reshape((n, c, h * s, w * s))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

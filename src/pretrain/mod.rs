@@ -207,13 +207,12 @@ fn shapes(model: &Model) -> Result<Vec<(usize, usize, usize)>> {
     Ok(v)
 }
 
-/// Nearest upsampling by an integer factor `s`, as a broadcast: (n, c, h, 1, w, 1) →
-/// (n, c, h, s, w, s) → (n, c, h·s, w·s). Not candle's `upsample_nearest2d`: its backward
-/// (candle-core 0.11.1) overwrites the input's accumulated gradient instead of adding to it, so
-/// a tensor that feeds an upsample and anything else loses the other consumers' gradients.
+/// Nearest upsampling by an integer factor `s` (`kernels::upsample_nearest`). Not candle's
+/// `upsample_nearest2d`: its backward (candle-core 0.11.1) overwrites the input's accumulated
+/// gradient instead of adding to it, so a tensor that feeds an upsample and anything else loses
+/// the other consumers' gradients.
 fn upsample_nearest(x: &Tensor, s: usize) -> candle_core::Result<Tensor> {
-    let (n, c, h, w) = x.dims4()?;
-    x.reshape((n, c, h, 1, w, 1))?.broadcast_as((n, c, h, s, w, s))?.reshape((n, c, h * s, w * s))
+    crate::kernels::upsample_nearest(x, s)
 }
 
 /// Nearest upsampling to (h, w) by an integer factor, then a crop (both differentiable).
@@ -537,24 +536,28 @@ pub fn pretrain(
 mod tests {
     use super::*;
 
-    /// The broadcast upsample equals candle's forward, and its gradient adds to the gradients
-    /// that other consumers of the same tensor contribute (candle's own overwrites them: with
-    /// `upsample_nearest2d` here the `+ 1` from the second consumer is lost).
+    /// The upsample equals candle's forward, and its gradient adds to the gradients that other
+    /// consumers of the same tensor contribute (candle's own overwrites them: with
+    /// `upsample_nearest2d` here the `+ 1` from the second consumer is lost). Factors 2 and 3,
+    /// graft's kernel (the CPU path); the broadcast path is the same check on other devices.
     #[test]
     fn upsample_forward_matches_and_gradients_accumulate() {
         let dev = Device::Cpu;
-        let x = candle_core::Var::from_tensor(&Tensor::randn(0f32, 1.0, (2, 3, 4, 5), &dev).unwrap()).unwrap();
-        let ours = upsample_nearest(x.as_tensor(), 2).unwrap();
-        let theirs = x.as_tensor().upsample_nearest2d(8, 10).unwrap();
-        let d = (&ours - &theirs).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
-        assert_eq!(d, 0.0);
-        // loss = Σ up(x)² + Σ x: dL/dx = 2·x·4 (four copies of each element) + 1
-        let loss = (ours.sqr().unwrap().sum_all().unwrap() + x.as_tensor().sum_all().unwrap()).unwrap();
-        let g = loss.backward().unwrap();
-        let g = g.get(x.as_tensor()).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
-        let xv = x.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap();
-        for (gi, xi) in g.iter().zip(&xv) {
-            assert!((gi - (8.0 * xi + 1.0)).abs() < 1e-4, "gradient {gi} != 8·{xi} + 1");
+        for s in [2usize, 3] {
+            let x = candle_core::Var::from_tensor(&Tensor::randn(0f32, 1.0, (2, 3, 4, 5), &dev).unwrap()).unwrap();
+            let ours = upsample_nearest(x.as_tensor(), s).unwrap();
+            let theirs = x.as_tensor().upsample_nearest2d(4 * s, 5 * s).unwrap();
+            let d = (&ours - &theirs).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+            assert_eq!(d, 0.0);
+            // loss = Σ up(x)² + Σ x: dL/dx = 2·x·s² (s² copies of each element) + 1
+            let loss = (ours.sqr().unwrap().sum_all().unwrap() + x.as_tensor().sum_all().unwrap()).unwrap();
+            let g = loss.backward().unwrap();
+            let g = g.get(x.as_tensor()).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            let xv = x.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            let k = 2.0 * (s * s) as f32;
+            for (gi, xi) in g.iter().zip(&xv) {
+                assert!((gi - (k * xi + 1.0)).abs() < 1e-4, "factor {s}: gradient {gi} != {k}·{xi} + 1");
+            }
         }
     }
 }

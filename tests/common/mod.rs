@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 use std::path::{Path, PathBuf};
 
+pub mod cifar10;
 pub mod probe;
 use std::process::Command;
 
