@@ -156,8 +156,8 @@ pub fn max_pool2(x: &Tensor) -> Result<Tensor> {
 
 /// Nearest upsampling by an integer factor (each value fills an s x s block); its gradient sums
 /// each block ([`BlockSum`]). candle's own `upsample_nearest2d` overwrites the input's
-/// accumulated gradient (candle-core 0.11.1), and the reshape + broadcast that replaced it spends
-/// most of an autoencoder's step in candle's strided reduction over the broadcast dimensions.
+/// accumulated gradient (candle-core 0.11.1), and the reshape + broadcast that replaced it spent
+/// a quarter of an autoencoder's step in candle's strided reduction over the broadcast dimensions.
 struct Upsample(usize);
 
 impl CustomOp1 for Upsample {
