@@ -34,9 +34,7 @@ pub fn probe_accuracy(model: &Model, labelled: &ImageSet, norm: &Normalisation) 
             let (xtr, xte) = (x.select(Axis(0), tr), x.select(Axis(0), te));
             let ytr: Vec<usize> = tr.iter().map(|&i| y[i]).collect();
             let yte: Vec<usize> = te.iter().map(|&i| y[i]).collect();
-            let st = Standardiser::fit(&xtr);
-            let (m, _) = fit_svm_cv(&st.apply(&xtr), &ytr, 3, &[0.01, 0.1, 1.0], 3, 0).unwrap();
-            accs.push(accuracy(&m.predict(&st.apply(&xte)), &yte));
+            accs.push(fit_and_score(&xtr, &ytr, &xte, &yte));
         }
     }
     accs.iter().sum::<f64>() / accs.len() as f64
@@ -48,8 +46,14 @@ pub fn holdout_accuracy(model: &Model, train: &ImageSet, test: &ImageSet, norm: 
     let (xtr, xte) = (features(model, train, norm), features(model, test, norm));
     let ytr: Vec<usize> = train.labels.iter().map(|&l| l as usize).collect();
     let yte: Vec<usize> = test.labels.iter().map(|&l| l as usize).collect();
+    fit_and_score(&xtr, &ytr, &xte, &yte)
+}
+
+/// Standardise on the training features, fit the SVM (C by inner 3-fold CV; classes 0..=max
+/// label), and return its accuracy on the test features.
+fn fit_and_score(xtr: &Array2<f64>, ytr: &[usize], xte: &Array2<f64>, yte: &[usize]) -> f64 {
     let k = ytr.iter().max().map_or(0, |m| m + 1);
-    let st = Standardiser::fit(&xtr);
-    let (m, _) = fit_svm_cv(&st.apply(&xtr), &ytr, k, &[0.01, 0.1, 1.0], 3, 0).unwrap();
-    accuracy(&m.predict(&st.apply(&xte)), &yte)
+    let st = Standardiser::fit(xtr);
+    let (m, _) = fit_svm_cv(&st.apply(xtr), ytr, k, &[0.01, 0.1, 1.0], 3, 0).unwrap();
+    accuracy(&m.predict(&st.apply(xte)), yte)
 }
