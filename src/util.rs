@@ -67,3 +67,100 @@ pub fn tune_allocator() {
         libc::mallopt(libc::M_TOP_PAD, 64 << 20);
     }
 }
+
+/// Check that `value` can be used as one path component (a file or folder name) without
+/// leaving the folder it is joined to: non-empty, at most 128 bytes, only ASCII letters,
+/// digits, `-`, `_` and `.`, not starting with `.`. `what` names the field for the message.
+pub fn check_path_component(what: &str, value: &str) -> Result<()> {
+    let ok = !value.is_empty()
+        && value.len() <= 128
+        && !value.starts_with('.')
+        && value.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(GraftError::Usage(format!(
+            "{what} = {value:?}: must be one safe file-name component (letters, digits, '-', '_', '.'; \
+             not starting with '.'; at most 128 characters), because it names files and folders"
+        )))
+    }
+}
+
+/// Whether a process with this id runs on this machine.
+pub fn pid_alive(pid: u32) -> bool {
+    if pid == std::process::id() {
+        return true;
+    }
+    // SAFETY: kill with signal 0 only checks that the process exists; it sends nothing.
+    let r = unsafe { libc::kill(pid as libc::pid_t, 0) };
+    r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+/// Remove the temporary files that [`write_atomic`] and the Parquet writers leave behind when a
+/// process is killed or the disk fills up: names starting with `.` and holding `.tmp-<pid>`,
+/// directly in `dir`. A file is stale when its process is gone and it is older than a minute
+/// (another machine writing into a shared folder renames its files within seconds), or when it
+/// is older than a day. Returns how many were removed; errors are ignored (best effort).
+pub fn remove_stale_temps(dir: &Path) -> usize {
+    let Ok(rd) = std::fs::read_dir(dir) else { return 0 };
+    let mut n = 0;
+    for e in rd.flatten() {
+        let name = e.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let Some(pid) = stale_temp_pid(name) else { continue };
+        let age = e.metadata().ok().and_then(|m| m.modified().ok()).and_then(|t| t.elapsed().ok()).map(|d| d.as_secs()).unwrap_or(0);
+        if (age > 60 && !pid_alive(pid)) || age > 86_400 {
+            if std::fs::remove_file(e.path()).is_ok() {
+                n += 1;
+            }
+        }
+    }
+    n
+}
+
+/// The process id in a temporary file's name `.<name>.tmp-<pid>`, if it is one.
+fn stale_temp_pid(name: &str) -> Option<u32> {
+    if !name.starts_with('.') {
+        return None;
+    }
+    let (_, pid) = name.rsplit_once(".tmp-")?;
+    pid.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_components() {
+        for ok in ["main", "sweep-pretrain", "a.b_c-1"] {
+            check_path_component("name", ok).unwrap();
+        }
+        for bad in ["", "..", ".", "../../x", "a/b", "a\\b", ".hidden", "x\0y", "é"] {
+            assert!(check_path_component("name", bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn temp_names() {
+        assert_eq!(stale_temp_pid(".metrics.csv.tmp-123"), Some(123));
+        assert_eq!(stale_temp_pid(".part-x.parquet.tmp-77"), Some(77));
+        assert_eq!(stale_temp_pid("metrics.csv"), None);
+        assert_eq!(stale_temp_pid(".x.tmp-abc"), None);
+    }
+}
+
+/// Serde helpers for numbers that may be NaN: JSON has no NaN, so serde_json writes NaN and
+/// infinities as `null`; these read `null` back as NaN, so every record graft writes (a
+/// diverged run included) can be read again.
+pub mod nan_as_null {
+    use serde::{Deserialize, Deserializer};
+
+    pub fn f64<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<f64, D::Error> {
+        Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
+    }
+
+    pub fn vec<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Vec<f64>, D::Error> {
+        Ok(Vec::<Option<f64>>::deserialize(d)?.into_iter().map(|v| v.unwrap_or(f64::NAN)).collect())
+    }
+}

@@ -102,6 +102,10 @@ fn auto_runs_the_budget_and_logs_every_run_back() {
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // each run's line states its validation accuracy as a number, not Rust's `None`/`Some(..)`
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("validation accuracy 0.") || err.contains("validation accuracy 1."), "{err}");
+    assert!(!err.contains("None") && !err.contains("Some("), "{err}");
     let v = json_of(&o);
     check_recommendation(&v);
     let runs = v["runs"].as_array().unwrap();

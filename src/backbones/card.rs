@@ -1,7 +1,7 @@
 //! Model cards: a JSON document beside each `*.safetensors` checkpoint, and the model zoo.
 use crate::data::{InputSpec, Normalisation};
 use crate::error::{GraftError, Result};
-use crate::util::{read_to_string, sha256_file};
+use crate::util::sha256_file;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -49,8 +49,37 @@ impl ModelCard {
     }
 
     pub fn load(card_path: &Path) -> Result<Self> {
-        let s = read_to_string(card_path)?;
-        serde_json::from_str(&s).map_err(|e| GraftError::Model(format!("{}: not a valid model card: {e}", card_path.display())))
+        let bytes = std::fs::read(card_path).map_err(|e| GraftError::io(card_path, e))?;
+        let card: ModelCard = serde_json::from_slice(&bytes)
+            .map_err(|e| GraftError::Model(format!("{}: not a valid model card: {e}", card_path.display())))?;
+        card.validate().map_err(|why| GraftError::Model(format!("{}: bad model card: {why}", card_path.display())))?;
+        Ok(card)
+    }
+
+    /// The fields a backbone is built from: an input graft can decode to, a normalisation per
+    /// channel with positive spreads, at least two groups, a source head.
+    fn validate(&self) -> std::result::Result<(), String> {
+        let i = self.input;
+        if !matches!(i.channels, 1 | 3) {
+            return Err(format!("`input.channels` is {}, expected 1 or 3", i.channels));
+        }
+        if !(8..=1024).contains(&i.height) || !(8..=1024).contains(&i.width) {
+            return Err(format!("`input` is {}x{}, expected 8 to 1024 pixels a side", i.height, i.width));
+        }
+        let n = &self.normalisation;
+        if n.mean.len() != i.channels || n.std.len() != i.channels {
+            return Err(format!("`normalisation` needs {} mean and std values", i.channels));
+        }
+        if n.mean.iter().any(|v| !v.is_finite()) || n.std.iter().any(|v| !(v.is_finite() && *v > 0.0)) {
+            return Err("`normalisation` needs finite means and positive, finite stds".into());
+        }
+        if self.groups.len() < 2 {
+            return Err("`groups` needs at least two layer groups".into());
+        }
+        if self.n_classes == 0 {
+            return Err("`n_classes` must be at least 1".into());
+        }
+        Ok(())
     }
 
     /// Refuse a card whose sha256 does not match its weights file.

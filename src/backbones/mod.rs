@@ -449,6 +449,16 @@ impl Model {
         Ok(hex::encode(h.finalize()))
     }
 
+    /// The first variable (by name) holding a NaN or infinite value, if any.
+    pub fn first_non_finite(&self) -> Result<Option<String>> {
+        for (k, v) in self.named_vars() {
+            if v.as_tensor().flatten_all()?.to_dtype(candle_core::DType::F32)?.to_vec1::<f32>()?.iter().any(|x| !x.is_finite()) {
+                return Ok(Some(k));
+            }
+        }
+        Ok(None)
+    }
+
     /// ‖w_end − w_start‖ / ‖w_start‖ over a group's trainable parameters.
     pub fn weight_change(&self, group: &str, start: &BTreeMap<String, Tensor>) -> Result<f64> {
         let (mut num, mut den) = (0f64, 0f64);

@@ -55,13 +55,21 @@ pub fn sweep(a: SweepArgs) -> Result<i32> {
         device_name,
         command: super::command_line(),
     };
-    let s = sweep::sweep(&opts, &|m| eprintln!("{m}"))?;
+    let s = sweep::sweep(&opts, &|m| errln!("{m}"))?;
     if a.json {
         print_json(&s);
     } else {
-        eprintln!(
+        errln!(
             "sweep {} shard {}: {} runs in plan, {} in this shard: {} already done, {} ran, {} failed, {} remaining; {:.0} s",
-            s.plan, s.shard, s.units_in_plan, s.units_in_shard, s.already_done, s.ran, s.failed, s.remaining, s.seconds
+            s.plan,
+            s.shard,
+            s.units_in_plan,
+            s.units_in_shard,
+            s.already_done,
+            s.ran,
+            s.failed,
+            s.remaining,
+            s.seconds
         );
     }
     Ok(if s.failed > 0 { EXIT_RUN_FAILED } else { EXIT_OK })
@@ -135,10 +143,10 @@ pub fn meta_fit(a: MetaFitArgs) -> Result<i32> {
     }
     let refs: Vec<&std::path::Path> = dirs.iter().map(|d| d.as_path()).collect();
     let obs = ml::features::load_obs(&refs)?;
-    eprintln!("fitting on {} runs from {}", obs.len(), dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", "));
+    errln!("fitting on {} runs from {}", obs.len(), dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", "));
     let fo = ml::FitOptions { max_gp_points: a.gp_points, gp_iters: a.gp_iters, knn_k: 7, seed: a.seed, cv_folds: a.cv_folds };
     let t0 = std::time::Instant::now();
-    let m = ml::fit(&obs, &fo, &|s| eprintln!("{s}"))?;
+    let m = ml::fit(&obs, &fo, &|s| errln!("{s}"))?;
     if let Some(p) = a.out.parent() {
         std::fs::create_dir_all(p).map_err(|e| crate::GraftError::io(p, e))?;
     }
@@ -151,7 +159,7 @@ pub fn meta_fit(a: MetaFitArgs) -> Result<i32> {
     if a.json {
         print_json(&summary);
     } else {
-        eprintln!(
+        errln!(
             "wrote {} ({} learner, {} runs, {} tasks, {:.0} s)",
             a.out.display(),
             m.learner,
@@ -188,7 +196,7 @@ pub fn meta_eval(a: MetaEvalArgs) -> Result<i32> {
     let refs: Vec<&std::path::Path> = dirs.iter().map(|d| d.as_path()).collect();
     let obs = ml::features::load_obs(&refs)?;
     let fo = ml::FitOptions { max_gp_points: a.gp_points, gp_iters: a.gp_iters, knn_k: 7, seed: a.seed, cv_folds: 0 };
-    let r = ml::eval::evaluate(&obs, a.budget.max(1), &fo, &|s| eprintln!("{s}"))?;
+    let r = ml::eval::evaluate(&obs, a.budget.max(1), &fo, &|s| errln!("{s}"))?;
     std::fs::create_dir_all(&a.out).map_err(|e| crate::GraftError::io(&a.out, e))?;
     let md = ml::eval::markdown(&r);
     let (regret, cal) = ml::eval::plots(&r);
@@ -207,8 +215,8 @@ pub fn meta_eval(a: MetaEvalArgs) -> Result<i32> {
     if a.json {
         print_json(&r);
     } else {
-        eprintln!("{md}");
-        eprintln!("wrote {}", a.out.display());
+        errln!("{md}");
+        errln!("wrote {}", a.out.display());
     }
     Ok(EXIT_OK)
 }
@@ -232,21 +240,33 @@ pub struct RecommendArgs {
     pub json: bool,
 }
 
+/// A word as a POSIX shell reads it: unchanged when it is plain, else in single quotes.
+fn shell_quote(s: &str) -> String {
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_./=:+,@".contains(&b)) {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
 fn load_data(d: &super::DataArgs, seed: u64) -> Result<crate::data::Dataset> {
     crate::data::load_dataset(&load_opts(d, seed))
 }
 
 fn print_recommendation(r: &ml::search::Recommendation) {
-    eprintln!(
+    errln!(
         "recommended recipe ({}): predicted accuracy {:.3}, 80% interval [{:.3}, {:.3}]",
-        r.backbone, r.predicted_accuracy, r.interval[0], r.interval[1]
+        r.backbone,
+        r.predicted_accuracy,
+        r.interval[0],
+        r.interval[1]
     );
     for l in &r.rationale {
-        eprintln!("  - {l}");
+        errln!("  - {l}");
     }
-    eprintln!("alternatives:");
+    errln!("alternatives:");
     for a in &r.alternatives {
-        eprintln!(
+        errln!(
             "  {:<10} {:<40} {:.3} [{:.3}, {:.3}]",
             a.backbone,
             a.recipe.name.clone().unwrap_or_default(),
@@ -261,11 +281,19 @@ pub fn recommend(a: RecommendArgs) -> Result<i32> {
     let model = ml::MetaModel::load(&model_path(&a.model)?)?;
     let ds = load_data(&a.data, a.seed)?;
     let r = ml::search::recommend(&model, &ds, &ml::search::RecommendOptions { backbone: a.backbone.clone(), top: a.top, seed: a.seed })?;
+    let run_cmd = format!(
+        "graft run --data {} --recipe RECIPE.json --backbone {}",
+        shell_quote(&a.data.data.display().to_string()),
+        shell_quote(&r.backbone)
+    );
     if a.json {
-        print_json(&r);
+        let mut v = serde_json::to_value(&r).expect("serialises");
+        v["run_command"] = serde_json::Value::String(format!("{run_cmd}   # RECIPE.json: the `recipe` object above"));
+        print_json(&v);
     } else {
         print_recommendation(&r);
-        println!("{}", r.recipe.to_json());
+        errln!("to run it, save the recipe below (stdout) as RECIPE.json, then:\n  {run_cmd}");
+        outln!("{}", r.recipe.to_json());
     }
     Ok(EXIT_OK)
 }
@@ -321,7 +349,7 @@ pub fn auto(a: AutoArgs) -> Result<i32> {
         if budget > 1 && ds.val.is_empty() && recipe.val_fraction == 0.0 {
             recipe.val_fraction = 0.2;
         }
-        eprintln!(
+        errln!(
             "run {}/{}: {} on {} (predicted {:.3})",
             i + 1,
             budget,
@@ -349,7 +377,10 @@ pub fn auto(a: AutoArgs) -> Result<i32> {
             },
         };
         let r = executor::run(&opts, &executor::NoProgress)?;
-        eprintln!("  -> test accuracy {:.4}, validation {:?}", r.test_accuracy, r.val_accuracy);
+        match r.val_accuracy {
+            Some(v) => errln!("  -> test accuracy {:.4}, validation accuracy {v:.4}", r.test_accuracy),
+            None => errln!("  -> test accuracy {:.4} (no validation split)", r.test_accuracy),
+        }
         planner.observe(r.val_accuracy);
         runs.push(r);
         picks.push(c);
@@ -374,13 +405,13 @@ pub fn auto(a: AutoArgs) -> Result<i32> {
         let html = crate::report::render_auto(&rec, &loaded, &best);
         std::fs::create_dir_all(dir).map_err(|e| crate::GraftError::io(dir, e))?;
         crate::util::write_atomic(&dir.join("report.html"), html.as_bytes())?;
-        eprintln!("report: {}", dir.join("report.html").display());
+        errln!("report: {}", dir.join("report.html").display());
     }
     if a.json {
         print_json(&out);
     } else {
         let b = runs.iter().find(|r| r.run_id == best).expect("best run");
-        eprintln!(
+        errln!(
             "winner {}: {} on {}: test accuracy {:.4} (appended {} runs to {})",
             best,
             b.recipe.name.clone().unwrap_or_default(),

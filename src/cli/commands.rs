@@ -16,7 +16,7 @@ pub(super) fn load_opts(d: &DataArgs, seed: u64) -> LoadOptions {
 }
 
 pub(super) fn print_json<T: serde::Serialize>(v: &T) {
-    println!("{}", serde_json::to_string_pretty(v).expect("serialises"));
+    outln!("{}", serde_json::to_string_pretty(v).expect("serialises"));
 }
 
 #[derive(Args, Debug)]
@@ -29,9 +29,10 @@ pub struct RunArgs {
     /// Preset: linear-probe, finetune-all, scratch.
     #[arg(long)]
     pub preset: Option<String>,
-    /// Backbone: a model name from `graft models`, or a .safetensors file with its .json card.
-    #[arg(long, default_value = "resnet8-cifar10")]
-    pub backbone: String,
+    /// Backbone: a model name from `graft models`, or a .safetensors file with its .json card
+    /// (default: the recipe's `backbone`, else resnet8-cifar10).
+    #[arg(long)]
+    pub backbone: Option<String>,
     /// Seed (overrides the recipe's).
     #[arg(long)]
     pub seed: Option<u64>,
@@ -75,6 +76,26 @@ pub fn load_recipe(file: &Option<PathBuf>, preset: &Option<String>) -> Result<Re
     }
 }
 
+/// The backbone a run uses: `--backbone`, else the recipe's `backbone`, else resnet8-cifar10.
+/// When both are given they must name the same weights (same sha256).
+fn run_backbone(flag: &Option<String>, recipe: &Recipe) -> Result<String> {
+    match (flag, &recipe.backbone) {
+        (Some(f), Some(r)) if f != r => {
+            let (fc, rc) = (card::resolve(f)?, card::resolve(r)?);
+            if fc.card.sha256 != rc.card.sha256 {
+                return Err(GraftError::Usage(format!(
+                    "--backbone {f} conflicts with the recipe's \"backbone\": {r:?}; drop --backbone to run the recipe as written, \
+                     or remove the recipe's backbone field"
+                )));
+            }
+            Ok(f.clone())
+        }
+        (Some(f), _) => Ok(f.clone()),
+        (None, Some(r)) => Ok(r.clone()),
+        (None, None) => Ok("resnet8-cifar10".into()),
+    }
+}
+
 pub fn run(a: RunArgs) -> Result<i32> {
     let mut recipe = load_recipe(&a.recipe, &a.preset)?;
     if let Some(s) = a.seed {
@@ -86,13 +107,14 @@ pub fn run(a: RunArgs) -> Result<i32> {
     if let Some(p) = a.precision {
         recipe.precision = p;
     }
+    let backbone = run_backbone(&a.backbone, &recipe)?;
     let (device, device_name) = executor::select_device(&a.device)?;
     let meta_dir = if a.no_meta { None } else { Some(a.meta.clone().unwrap_or_else(default_meta_dir)) };
     let opts = RunOptions {
         data: load_opts(&a.data, recipe.seed),
         skip_bad: a.data.skip_bad,
         recipe: recipe.clone(),
-        backbone: a.backbone.clone(),
+        backbone,
         device,
         device_name,
         runs_dir: a.runs.clone(),
@@ -109,19 +131,25 @@ pub fn run(a: RunArgs) -> Result<i32> {
     if a.json {
         print_json(&rec);
     } else {
-        eprintln!(
+        errln!(
             "run {}: {} on {} -> test_accuracy {:.4} (n_test {}), {:.1}s training; record in {}",
-            rec.run_id, rec.strategy, rec.backbone, rec.test_accuracy, rec.n_test, rec.train_seconds, rec.run_dir
+            rec.run_id,
+            rec.strategy,
+            rec.backbone,
+            rec.test_accuracy,
+            rec.n_test,
+            rec.train_seconds,
+            rec.run_dir
         );
         for g in &rec.groups {
-            eprintln!("  {:<8} {:<8} lr {:<10.3e} weight_change {:.4}", g.name, g.action, g.lr, g.weight_change);
+            errln!("  {:<8} {:<8} lr {:<10.3e} weight_change {:.4}", g.name, g.action, g.lr, g.weight_change);
         }
         if let Some(m) = &meta_dir {
-            eprintln!("appended to meta-dataset {}", m.display());
+            errln!("appended to meta-dataset {}", m.display());
         }
     }
     if rec.status == "diverged" {
-        eprintln!("error: run diverged: {}", rec.error.clone().unwrap_or_default());
+        errln!("error: run diverged: {}", rec.error.clone().unwrap_or_default());
         return Ok(EXIT_RUN_FAILED);
     }
     Ok(EXIT_OK)
@@ -256,7 +284,7 @@ pub fn pretrain(a: PretrainArgs) -> Result<i32> {
     let out = train::train_with(&model, &checked, &dec.train, None, &norm, &Default::default(), &bar, Some(&ckpt))?;
     bar.finish();
     if out.interrupted {
-        eprintln!("stopped after epoch {}; resume with --resume (checkpoint in {})", out.epochs.len(), ckpt_dir.display());
+        errln!("stopped after epoch {}; resume with --resume (checkpoint in {})", out.epochs.len(), ckpt_dir.display());
         return Ok(EXIT_OK);
     }
     let train_seconds = t0.elapsed().as_secs_f64();
@@ -314,7 +342,7 @@ pub fn pretrain(a: PretrainArgs) -> Result<i32> {
     if a.json {
         print_json(&card);
     } else {
-        eprintln!("wrote {}, {} and {}: source test accuracy {:.4}", a.out.display(), cp.display(), stats.display(), test_acc);
+        errln!("wrote {}, {} and {}: source test accuracy {:.4}", a.out.display(), cp.display(), stats.display(), test_acc);
     }
     Ok(EXIT_OK)
 }
@@ -333,7 +361,7 @@ pub fn models(a: ModelsArgs) -> Result<i32> {
     } else {
         for m in &list {
             let c = &m.card;
-            eprintln!(
+            errln!(
                 "{:<20} {:<9} {}x{}x{} source {:<12} acc {} params {} ({})",
                 c.name,
                 c.arch,
@@ -347,7 +375,7 @@ pub fn models(a: ModelsArgs) -> Result<i32> {
             );
         }
         if list.is_empty() {
-            eprintln!("no models found in {:?}", card::model_dirs());
+            errln!("no models found in {:?}", card::model_dirs());
         }
     }
     Ok(EXIT_OK)
@@ -390,7 +418,7 @@ pub fn task(a: TaskArgs) -> Result<i32> {
     };
     let t = data::task::sample_task(&ds, &spec, a.seed)?;
     data::task::write_imagefolder(&t, &a.out)?;
-    eprintln!(
+    errln!(
         "wrote task to {}: classes {}, {} train, {} test, {} unlabelled",
         a.out.display(),
         t.classes.join(","),
@@ -416,8 +444,9 @@ pub enum RecipeCmd {
     /// Validate a recipe file against a backbone and a class count.
     Check {
         file: PathBuf,
-        #[arg(long, default_value = "resnet8-cifar10")]
-        backbone: String,
+        /// Default: the recipe's `backbone`, else resnet8-cifar10.
+        #[arg(long)]
+        backbone: Option<String>,
         #[arg(long)]
         n_classes: usize,
     },
@@ -425,11 +454,11 @@ pub enum RecipeCmd {
 
 pub fn recipe(a: RecipeArgs) -> Result<i32> {
     match a.cmd {
-        RecipeCmd::Preset { name } => println!("{}", recipe::preset(&name)?.to_json()),
+        RecipeCmd::Preset { name } => outln!("{}", recipe::preset(&name)?.to_json()),
         RecipeCmd::Schema => print_json(&Recipe::json_schema()),
         RecipeCmd::Check { file, backbone, n_classes } => {
             let r = Recipe::from_json(&read_to_string(&file)?, &file.display().to_string())?;
-            let m = card::resolve(&backbone)?;
+            let m = card::resolve(&run_backbone(&backbone, &r)?)?;
             let c = r.check(&m.card.groups, m.card.n_classes, n_classes)?;
             let groups: Vec<_> =
                 c.groups().iter().map(|g| serde_json::json!({"name": g.name, "action": g.action.as_str(), "lr": g.lr})).collect();
@@ -463,8 +492,8 @@ pub fn meta(a: MetaArgs) -> Result<i32> {
         MetaCmd::Show { meta } => {
             let dir = meta.unwrap_or_else(default_meta_dir);
             let df = crate::metadataset::read_all(&dir)?;
-            eprintln!("{} runs, {} columns in {}", df.height(), df.width(), dir.display());
-            println!("{df}");
+            errln!("{} runs, {} columns in {}", df.height(), df.width(), dir.display());
+            outln!("{df}");
         }
         MetaCmd::Fit(f) => return super::advisor::meta_fit(f),
         MetaCmd::Eval(e) => return super::advisor::meta_eval(e),
@@ -506,7 +535,7 @@ pub fn bench(a: BenchArgs) -> Result<i32> {
     if a.json {
         print_json(&r);
     } else {
-        eprintln!(
+        errln!(
             "{} batch {} {} on {} ({} threads): train {:.0} img/s ({:.1} GFLOP/s), extract {:.0} img/s; peak {}",
             r.arch,
             r.batch,
@@ -519,7 +548,7 @@ pub fn bench(a: BenchArgs) -> Result<i32> {
             r.machine_peak_gflops.map(|p| format!("{p:.0} GFLOP/s ({})", r.peak_note)).unwrap_or(r.peak_note.clone())
         );
         if let Some(s) = r.simclr_images_per_second {
-            eprintln!("SimCLR pretraining: {s:.0} img/s (two views each)");
+            errln!("SimCLR pretraining: {s:.0} img/s (two views each)");
         }
     }
     Ok(EXIT_OK)
@@ -555,7 +584,7 @@ pub fn inspect(a: InspectArgs) -> Result<i32> {
         print_json(&r);
     } else {
         let d = &r.dataset;
-        eprintln!(
+        errln!(
             "{}: {} classes, {}..{} images per class (median {}), {} unlabelled; stored {}x{}x{}; pixel separability {}",
             d.root,
             d.n_classes,
@@ -568,9 +597,9 @@ pub fn inspect(a: InspectArgs) -> Result<i32> {
             d.image_channels,
             d.pixel_separability.map(|v| format!("{v:.3}")).unwrap_or("-".into())
         );
-        eprintln!("backbone {}: LEEP {:?} NCE {:?} Frechet {:?}", r.backbone, r.leep, r.nce, r.frechet_distance);
+        errln!("backbone {}: LEEP {:?} NCE {:?} Frechet {:?}", r.backbone, r.leep, r.nce, r.frechet_distance);
         for g in &r.groups {
-            eprintln!(
+            errln!(
                 "  {:<8} dim {:<4} LogME {:>8.4}  H-score {:>8.4}  probe {}",
                 g.name,
                 g.dim,
@@ -595,40 +624,9 @@ pub struct LogmeArgs {
     pub json: bool,
 }
 
-fn read_features(p: &std::path::Path) -> Result<ndarray::Array2<f64>> {
-    use ndarray_npy::read_npy;
-    if let Ok(a) = read_npy::<_, ndarray::Array2<f64>>(p) {
-        return Ok(a);
-    }
-    read_npy::<_, ndarray::Array2<f32>>(p)
-        .map(|a| a.mapv(|v| v as f64))
-        .map_err(|e| GraftError::Data(format!("--features {}: expected a 2-D float32 or float64 .npy array (n x d): {e}", p.display())))
-}
-
-fn read_labels(p: &std::path::Path) -> Result<Vec<i64>> {
-    use ndarray::Array1;
-    use ndarray_npy::read_npy;
-    macro_rules! try_ty {
-        ($t:ty) => {
-            if let Ok(a) = read_npy::<_, Array1<$t>>(p) {
-                return Ok(a.iter().map(|&v| v as i64).collect());
-            }
-        };
-    }
-    try_ty!(i64);
-    try_ty!(i32);
-    try_ty!(u8);
-    try_ty!(u32);
-    try_ty!(i16);
-    try_ty!(u16);
-    try_ty!(u64);
-    try_ty!(i8);
-    Err(GraftError::Data(format!("--labels {}: expected a 1-D integer .npy array", p.display())))
-}
-
 pub fn logme(a: LogmeArgs) -> Result<i32> {
-    let f = read_features(&a.features)?;
-    let raw = read_labels(&a.labels)?;
+    let f = crate::data::npy::read_features(&a.features)?;
+    let raw = crate::data::npy::read_labels(&a.labels)?;
     if raw.len() != f.nrows() {
         return Err(GraftError::Data(format!(
             "--labels {} has {} labels but --features {} has {} rows",
@@ -653,7 +651,7 @@ pub fn logme(a: LogmeArgs) -> Result<i32> {
     if a.json {
         print_json(&serde_json::json!({"logme": v, "n": f.nrows(), "d": f.ncols(), "classes": uniq.len()}));
     } else {
-        println!("{v}");
+        outln!("{v}");
     }
     Ok(EXIT_OK)
 }
@@ -673,7 +671,7 @@ pub struct SourceStatsArgs {
 pub fn source_stats(a: SourceStatsArgs) -> Result<i32> {
     let m = card::resolve(&a.backbone)?;
     let p = crate::metafeatures::write_source_stats(&m, &a.data, a.max_images, 0)?;
-    eprintln!("wrote {}", p.display());
+    errln!("wrote {}", p.display());
     Ok(EXIT_OK)
 }
 
@@ -708,6 +706,6 @@ pub fn report(a: ReportArgs) -> Result<i32> {
     let out = a.out.clone().unwrap_or_else(|| a.runs[0].clone());
     let path = out.join("report.html");
     write_atomic(&path, html.as_bytes())?;
-    eprintln!("wrote {}", path.display());
+    errln!("wrote {}", path.display());
     Ok(EXIT_OK)
 }

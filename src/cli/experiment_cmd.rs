@@ -74,7 +74,7 @@ pub fn experiment(a: ExperimentArgs) -> Result<i32> {
         device,
         device_name,
         command: super::command_line(),
-        log: Box::new(|l: &str| eprintln!("{l}")),
+        log: Box::new(|l: &str| errln!("{l}")),
     };
     let res = match a.name.as_str() {
         "paine" => experiment::paine(&env, &s)?,
@@ -84,8 +84,8 @@ pub fn experiment(a: ExperimentArgs) -> Result<i32> {
     if a.json {
         print_json(&res);
     } else {
-        eprintln!("{}", experiment::render(&res).0);
-        eprintln!("wrote {}, {} and {}", md.display(), svg.display(), a.out.join(format!("{}.json", a.name)).display());
+        errln!("{}", experiment::render(&res).0);
+        errln!("wrote {}, {} and {}", md.display(), svg.display(), a.out.join(format!("{}.json", a.name)).display());
     }
     Ok(EXIT_OK)
 }

@@ -1,5 +1,18 @@
 //! The command-line front end: clap types stay here; each command turns its arguments into a
 //! validated library configuration, runs it, and maps errors to documented exit codes.
+//!
+//! Output goes through [`outln!`] and [`errln!`], never `println!`: a closed pipe
+//! (`graft run ... | head -1`) must not kill a run before it is recorded. A failed write is
+//! remembered, the command finishes and records its work, and the process then exits quietly.
+
+/// Print a line on stdout; a write failure (closed pipe) is remembered, not fatal.
+macro_rules! outln {
+    ($($t:tt)*) => { $crate::cli::write_line(false, format_args!($($t)*)) };
+}
+/// Print a line on stderr; a write failure (closed pipe) is remembered, not fatal.
+macro_rules! errln {
+    ($($t:tt)*) => { $crate::cli::write_line(true, format_args!($($t)*)) };
+}
 mod advisor;
 mod commands;
 mod experiment_cmd;
@@ -8,7 +21,33 @@ mod progress;
 
 use crate::error::{GraftError, EXIT_BAD_INPUT, EXIT_OK};
 use clap::{Args, Parser, Subcommand};
+use std::io::Write;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Set once a write to stdout (`[0]`) or stderr (`[1]`) has failed (the reader of a pipe exited).
+static OUTPUT_CLOSED: [AtomicBool; 2] = [AtomicBool::new(false), AtomicBool::new(false)];
+
+/// Write one line to stdout (`to_stderr` false) or stderr. Errors are not raised: the first
+/// one is remembered and later output is dropped, so the command can still finish and record
+/// its run.
+#[doc(hidden)]
+pub fn write_line(to_stderr: bool, args: std::fmt::Arguments) {
+    let closed = &OUTPUT_CLOSED[to_stderr as usize];
+    if closed.load(Ordering::Relaxed) {
+        return;
+    }
+    let ok = if to_stderr {
+        let mut e = std::io::stderr().lock();
+        e.write_fmt(args).and_then(|_| e.write_all(b"\n")).and_then(|_| e.flush()).is_ok()
+    } else {
+        let mut o = std::io::stdout().lock();
+        o.write_fmt(args).and_then(|_| o.write_all(b"\n")).and_then(|_| o.flush()).is_ok()
+    };
+    if !ok {
+        closed.store(true, Ordering::Relaxed);
+    }
+}
 
 #[derive(Parser, Debug)]
 #[command(name = "graft", version, about = "An AutoML advisor for transfer learning on small image datasets", long_about = None)]
@@ -86,7 +125,7 @@ pub fn main() -> i32 {
     };
     if let Some(t) = cli.threads {
         if t == 0 {
-            eprintln!("error: bad usage: --threads must be at least 1");
+            errln!("error: bad usage: --threads must be at least 1");
             return EXIT_BAD_INPUT;
         }
         std::env::set_var("RAYON_NUM_THREADS", t.to_string());
@@ -95,6 +134,7 @@ pub fn main() -> i32 {
     }
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .log_internal_errors(false)
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("GRAFT_LOG").unwrap_or_else(|_| "warn".into()))
         .without_time()
         .init();
@@ -122,10 +162,10 @@ pub fn main() -> i32 {
 }
 
 fn report(e: &GraftError) -> i32 {
-    eprintln!("error: {e}");
+    errln!("error: {e}");
     let mut src = std::error::Error::source(e);
     while let Some(s) = src {
-        eprintln!("  caused by: {s}");
+        errln!("  caused by: {s}");
         src = s.source();
     }
     e.exit_code()

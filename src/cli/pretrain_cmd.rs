@@ -8,6 +8,43 @@ use crate::pretrain::{self, PretrainSpec};
 use crate::util::{now_rfc3339, sha256_file, write_atomic};
 use clap::ValueEnum;
 
+/// The images an unsupervised method learns from, without labels. A labelled tree (class
+/// folders, split folders or IDX files) gives its training split and its unlabelled pool, so a
+/// later `graft run` with the same seed never tests on an image pretraining saw. Anything else,
+/// e.g. a plain folder of photos at any depth, gives every image under it.
+fn unlabelled_images(a: &PretrainArgs) -> Result<(Option<crate::data::Dataset>, Vec<crate::data::Item>)> {
+    // an ImageFolder root holds class folders only; images directly in it mean a plain folder
+    let loose = std::fs::read_dir(&a.data.data)
+        .map(|rd| rd.flatten().any(|e| e.path().is_file() && crate::data::folder::is_image(&e.path())))
+        .unwrap_or(false);
+    let labelled =
+        if loose { Err(GraftError::Data("images directly in the folder".into())) } else { load_dataset(&load_opts(&a.data, a.seed)) };
+    match labelled {
+        Ok(ds) => {
+            let items =
+                ds.train.iter().chain(ds.unlabelled.iter()).map(|i| crate::data::Item { source: i.source.clone(), label: None }).collect();
+            Ok((Some(ds), items))
+        }
+        // not a labelled tree (no split folders, no class folders): a plain folder of images
+        Err(GraftError::Data(why)) if !a.data.data.join("train").is_dir() && a.data.test.is_none() => {
+            let mut items = crate::data::folder::scan_unlabelled(&a.data.data)?;
+            if let Some(u) = &a.data.unlabelled {
+                items.extend(crate::data::folder::scan_unlabelled(u)?);
+            }
+            if items.is_empty() {
+                return Err(GraftError::Data(format!(
+                    "{} holds no images at any depth ({}); pass a folder of images",
+                    a.data.data.display(),
+                    crate::data::folder::IMAGE_EXTENSIONS.join(", ")
+                )));
+            }
+            tracing::info!("{}: not a labelled tree ({why}); pretraining on all {} images under it", a.data.data.display(), items.len());
+            Ok((None, items))
+        }
+        Err(e) => Err(e),
+    }
+}
+
 pub fn unsupervised(a: PretrainArgs) -> Result<i32> {
     if a.resume || a.checkpoint_dir.is_some() {
         return Err(GraftError::Usage("--resume and --checkpoint-dir apply to --method supervised only".into()));
@@ -34,10 +71,7 @@ pub fn unsupervised(a: PretrainArgs) -> Result<i32> {
     spec.validate().map_err(|(f, m)| GraftError::Usage(format!("{f}: {m}")))?;
     let t_all = std::time::Instant::now();
     let (device, _) = executor::select_device(&a.device)?;
-    let ds = load_dataset(&load_opts(&a.data, a.seed))?;
-    // every image without its label: the training split and the unlabelled pool
-    let mut items: Vec<crate::data::Item> =
-        ds.train.iter().chain(ds.unlabelled.iter()).map(|i| crate::data::Item { source: i.source.clone(), label: None }).collect();
+    let (ds, mut items) = unlabelled_images(&a)?;
     if let Some(m) = a.max_train {
         use rand::seq::SliceRandom;
         items.shuffle(&mut crate::util::rng_for(a.seed, "max-train"));
@@ -62,12 +96,13 @@ pub fn unsupervised(a: PretrainArgs) -> Result<i32> {
                 input.height = s;
                 input.width = s;
             }
-            (Model::new(a.arch, input, ds.n_classes().max(2), a.seed, &device)?, input, "random initialisation".to_string())
+            let k = ds.as_ref().map(|d| d.n_classes()).unwrap_or(2).max(2);
+            (Model::new(a.arch, input, k, a.seed, &device)?, input, "random initialisation".to_string())
         }
     };
     let set = decode_items(&items, input, a.data.skip_bad)?;
     let norm = set.channel_stats();
-    let out = pretrain::pretrain(&model, &set, &norm, &spec, a.seed, &|l| eprintln!("{l}"))?;
+    let out = pretrain::pretrain(&model, &set, &norm, &spec, a.seed, &|l| errln!("{l}"))?;
     model.save(&a.out)?;
     let sha = sha256_file(&a.out)?;
     let card = ModelCard {
@@ -82,7 +117,7 @@ pub fn unsupervised(a: PretrainArgs) -> Result<i32> {
         source: a
             .source
             .clone()
-            .unwrap_or_else(|| ds.root.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_else(|| "unknown".into())),
+            .unwrap_or_else(|| a.data.data.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_else(|| "unknown".into())),
         source_accuracy: None,
         params: model.param_count(),
         license: a.license.clone(),
@@ -111,7 +146,7 @@ pub fn unsupervised(a: PretrainArgs) -> Result<i32> {
     if a.json {
         print_json(&serde_json::json!({"card": card, "losses": out.losses, "images_per_second": out.images_per_second}));
     } else {
-        eprintln!(
+        errln!(
             "wrote {} and {}: {} loss {:.5} -> {:.5}",
             a.out.display(),
             cp.display(),

@@ -39,7 +39,7 @@ impl Progress for EpochBar {
                 b.set_message(msg);
             }
             None if !self.quiet => {
-                eprintln!("epoch {}/{total}: {msg} ({:.1}s)", m.epoch, m.seconds)
+                errln!("epoch {}/{total}: {msg} ({:.1}s)", m.epoch, m.seconds)
             }
             None => {}
         }

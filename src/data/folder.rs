@@ -94,21 +94,25 @@ impl LoadOptions {
     }
 }
 
-fn is_image(p: &Path) -> bool {
+pub fn is_image(p: &Path) -> bool {
     p.extension().and_then(|e| e.to_str()).map(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str())).unwrap_or(false)
 }
 
-/// Image files under `dir` at any depth (following links), sorted.
-fn list_images(dir: &Path) -> Vec<PathBuf> {
-    let mut imgs: Vec<PathBuf> = walkdir::WalkDir::new(dir)
-        .follow_links(true)
-        .into_iter()
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_type().is_file() && is_image(e.path()))
-        .map(|e| e.into_path())
-        .collect();
+/// Image files under `dir` at any depth (following links), sorted. A folder that cannot be
+/// read (permissions, a link loop) is an error naming it, not an empty folder.
+fn list_images(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut imgs = Vec::new();
+    for e in walkdir::WalkDir::new(dir).follow_links(true) {
+        let e = e.map_err(|e| {
+            let at = e.path().unwrap_or(dir).display().to_string();
+            GraftError::Data(format!("cannot read {at}: {e}; check that the folder and its files are readable"))
+        })?;
+        if e.file_type().is_file() && is_image(e.path()) {
+            imgs.push(e.into_path());
+        }
+    }
     imgs.sort();
-    imgs
+    Ok(imgs)
 }
 
 fn check_dir(dir: &Path, what: &str) -> Result<()> {
@@ -129,17 +133,42 @@ fn check_dir(dir: &Path, what: &str) -> Result<()> {
 pub fn scan_class_folders(dir: &Path, what: &str) -> Result<(Vec<String>, Vec<Vec<PathBuf>>)> {
     check_dir(dir, what)?;
     let mut classes = BTreeMap::new();
-    let rd = std::fs::read_dir(dir).map_err(|e| GraftError::io(dir, e))?;
+    let mut not_utf8 = Vec::new();
+    let rd = std::fs::read_dir(dir)
+        .map_err(|e| GraftError::Data(format!("cannot read {what} folder {}: {e}; check its permissions", dir.display())))?;
     for entry in rd {
         let entry = entry.map_err(|e| GraftError::io(dir, e))?;
         let p = entry.path();
         if p.is_dir() {
-            let name = entry.file_name().to_string_lossy().to_string();
+            // class names go into run records and the meta-dataset as text: a folder name that
+            // is not UTF-8 is refused, never replaced by a lossy (possibly colliding) name
+            let name = match entry.file_name().into_string() {
+                Ok(n) => n,
+                Err(raw) => {
+                    not_utf8.push(raw);
+                    continue;
+                }
+            };
             if name.starts_with('.') {
                 continue;
             }
             classes.insert(name, p);
         }
+    }
+    if !not_utf8.is_empty() {
+        not_utf8.sort();
+        let lossy: Vec<String> = not_utf8.iter().map(|n| n.to_string_lossy().to_string()).collect();
+        let collide = lossy.iter().enumerate().any(|(i, a)| lossy[..i].contains(a) || classes.contains_key(a));
+        let names: Vec<String> = not_utf8.iter().map(|n| format!("{n:?}")).collect();
+        return Err(GraftError::Data(format!(
+            "{what} folder {}: class folder name{} {} {} not valid UTF-8{}; rename {} (class names are recorded as text)",
+            dir.display(),
+            if names.len() > 1 { "s" } else { "" },
+            names.join(" and "),
+            if names.len() > 1 { "are" } else { "is" },
+            if collide { ", and would merge with another class if read lossily" } else { "" },
+            if names.len() > 1 { "them" } else { "it" },
+        )));
     }
     if classes.is_empty() {
         return Err(GraftError::Data(format!(
@@ -150,7 +179,7 @@ pub fn scan_class_folders(dir: &Path, what: &str) -> Result<(Vec<String>, Vec<Ve
     let mut names = Vec::new();
     let mut files = Vec::new();
     for (name, p) in classes {
-        let imgs = list_images(&p);
+        let imgs = list_images(&p)?;
         if imgs.is_empty() {
             return Err(GraftError::Data(format!(
                 "class folder {} has no images ({}); add images or remove the folder",
@@ -171,6 +200,23 @@ pub fn scan_class_folders(dir: &Path, what: &str) -> Result<(Vec<String>, Vec<Ve
     Ok((names, files))
 }
 
+/// A test tree must hold every training class: accuracy on a subset of the classes is not the
+/// task's accuracy.
+fn check_all_classes(classes: &[String], names: &[String], dir: &Path) -> Result<()> {
+    let missing: Vec<&str> = classes.iter().filter(|c| !names.contains(c)).map(|c| c.as_str()).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(GraftError::Data(format!(
+        "test tree {} has no folder for class{} {} (training classes: {}); add {} test images or remove the class from training",
+        dir.display(),
+        if missing.len() > 1 { "es" } else { "" },
+        missing.iter().map(|c| format!("`{c}`")).collect::<Vec<_>>().join(", "),
+        classes.join(", "),
+        if missing.len() > 1 { "their" } else { "its" }
+    )))
+}
+
 fn items_for(classes: &[String], names: &[String], files: Vec<Vec<PathBuf>>, dir: &Path) -> Result<Vec<Item>> {
     let mut out = Vec::new();
     for (name, fs) in names.iter().zip(files) {
@@ -189,7 +235,7 @@ fn items_for(classes: &[String], names: &[String], files: Vec<Vec<PathBuf>>, dir
 /// Every image under `dir`, at any depth, without labels.
 pub fn scan_unlabelled(dir: &Path) -> Result<Vec<Item>> {
     check_dir(dir, "unlabelled")?;
-    Ok(list_images(dir).into_iter().map(|p| Item { source: ItemSource::File(p), label: None }).collect())
+    Ok(list_images(dir)?.into_iter().map(|p| Item { source: ItemSource::File(p), label: None }).collect())
 }
 
 /// Stratified, seeded hold-out: from each class, `round(fraction * n)` images (at least one,
@@ -240,11 +286,13 @@ pub fn load_dataset(opts: &LoadOptions) -> Result<Dataset> {
     if let Some(tdir) = &opts.test {
         let (tn, tf) = scan_class_folders(tdir, "test")?;
         test = items_for(&classes_owned, &tn, tf, tdir)?;
+        check_all_classes(&classes_owned, &tn, tdir)?;
         split = SplitInfo { method: "explicit-test".into(), test_fraction: None, seed: opts.seed };
     } else if has_split && dir.join("test").is_dir() {
         let tdir = dir.join("test");
         let (tn, tf) = scan_class_folders(&tdir, "test")?;
         test = items_for(&classes_owned, &tn, tf, &tdir)?;
+        check_all_classes(&classes_owned, &tn, &tdir)?;
         split = SplitInfo { method: "folders".into(), test_fraction: None, seed: opts.seed };
     } else {
         let (keep, held) = stratified_split(train, classes_owned.len(), opts.test_fraction, opts.seed, "holdout-test");

@@ -159,6 +159,11 @@ fn decode_one(item: &Item, spec: InputSpec) -> std::result::Result<(Vec<u8>, [u8
         ItemSource::File(p) => {
             let bytes = std::fs::read(p).map_err(|e| format!("{}: cannot read: {e}", p.display()))?;
             let digest: [u8; 32] = Sha256::digest(&bytes).into();
+            // the JPEG decoder fills a truncated scan with grey and succeeds; such a file is
+            // as corrupt as one it rejects
+            if bytes.starts_with(&[0xFF, 0xD8]) && !jpeg_is_complete(&bytes) {
+                return Err(format!("{}: truncated JPEG (the image data ends before its end-of-image marker)", p.display()));
+            }
             let img = image::load_from_memory(&bytes).map_err(|e| format!("{}: cannot decode image: {e}", p.display()))?;
             (img, digest)
         }
@@ -192,6 +197,54 @@ fn decode_one(item: &Item, spec: InputSpec) -> std::result::Result<(Vec<u8>, [u8
         }
     }
     Ok((chw, digest))
+}
+
+/// Whether a JPEG stream reaches its end-of-image marker: walks the marker segments (skipping
+/// each by its length, so an EXIF thumbnail's markers are not mistaken for the image's) and the
+/// entropy-coded data after every start-of-scan (where 0xFF is followed only by a stuffed 0x00
+/// or a restart marker), until EOI. A file cut anywhere before EOI is incomplete.
+pub fn jpeg_is_complete(b: &[u8]) -> bool {
+    let mut i = 2; // after SOI
+    loop {
+        // the next marker, allowing fill bytes 0xFF
+        while i < b.len() && b[i] != 0xFF {
+            i += 1;
+        }
+        while i < b.len() && b[i] == 0xFF {
+            i += 1;
+        }
+        let Some(&m) = b.get(i) else { return false };
+        i += 1;
+        match m {
+            0xD9 => return true,
+            0x01 | 0xD0..=0xD7 => continue,
+            _ => {
+                if i + 2 > b.len() {
+                    return false;
+                }
+                let len = ((b[i] as usize) << 8) | b[i + 1] as usize;
+                if len < 2 || i + len > b.len() {
+                    return false;
+                }
+                i += len;
+                if m == 0xDA {
+                    // entropy-coded data: runs until 0xFF followed by something other than a
+                    // stuffed zero or a restart marker
+                    loop {
+                        while i < b.len() && b[i] != 0xFF {
+                            i += 1;
+                        }
+                        match b.get(i + 1) {
+                            None => return false,
+                            Some(0x00) | Some(0xD0..=0xD7) => i += 2,
+                            Some(0xFF) => i += 1,
+                            Some(_) => break,
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// Decode items in parallel into `spec`'s channels and size. A file that cannot be read or

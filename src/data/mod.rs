@@ -4,6 +4,7 @@ pub mod augment;
 pub mod folder;
 pub mod idx;
 pub mod images;
+pub mod npy;
 pub mod shift;
 pub mod task;
 

@@ -34,10 +34,12 @@ pub struct ProbeReport {
     pub group: String,
     pub feature_dim: usize,
     /// The chosen C (SVM) or L2 strength (softmax).
+    #[serde(deserialize_with = "crate::util::nan_as_null::f64")]
     pub c: f64,
     /// Cross-validated accuracy per candidate C, when cross-validation was possible.
     pub cv: Vec<(f64, f64)>,
     pub c_selection: String,
+    #[serde(deserialize_with = "crate::util::nan_as_null::f64")]
     pub train_accuracy: f64,
     /// The SVM solver ("dual-cd" or "linfa-smo"; records before it was logged used linfa-smo).
     #[serde(default)]

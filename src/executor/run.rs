@@ -39,7 +39,10 @@ pub struct RunOptions {
 pub struct GroupRecord {
     pub name: String,
     pub action: String,
+    #[serde(deserialize_with = "crate::util::nan_as_null::f64")]
     pub lr: f64,
+    /// NaN (written as `null`) when the run diverged.
+    #[serde(deserialize_with = "crate::util::nan_as_null::f64")]
     pub weight_change: f64,
 }
 
@@ -73,6 +76,7 @@ pub struct RunRecord {
     /// `ok` or `diverged`.
     pub status: String,
     pub error: Option<String>,
+    #[serde(deserialize_with = "crate::util::nan_as_null::f64")]
     pub test_accuracy: f64,
     pub val_accuracy: Option<f64>,
     pub n_train: usize,
@@ -133,6 +137,15 @@ fn features(model: &Model, set: &ImageSet, norm: &Normalisation, upto: usize) ->
         rows.extend(f.flatten_all()?.to_vec1::<f32>()?);
     }
     Ok(Array2::from_shape_vec((set.n, d), rows.into_iter().map(|v| v as f64).collect()).expect("shape"))
+}
+
+/// Why a probe cannot be fitted: the backbone's weights or its features at the probed group
+/// hold NaN or infinite values (a corrupt checkpoint, or pretraining that diverged).
+fn probe_inputs_not_finite(model: &Model, train_features: &Array2<f64>, g: usize) -> Result<Option<String>> {
+    if let Some(v) = model.first_non_finite()? {
+        return Ok(Some(format!("the backbone's weights `{v}` are not finite")));
+    }
+    Ok(train_features.iter().any(|v| !v.is_finite()).then(|| format!("the features at group {g} are not finite")))
 }
 
 fn labels(set: &ImageSet) -> Vec<usize> {
@@ -205,6 +218,9 @@ pub fn decode_dataset(ds: &Dataset, input: crate::data::InputSpec, skip_bad: boo
     let train = decode_items(&train_items, input, skip_bad)?;
     let val = if val_items.is_empty() { None } else { Some(decode_items(&val_items, input, skip_bad)?) };
     let test = decode_items(&ds.test, input, skip_bad)?;
+    // --skip-bad must not silently drop a whole class from training or from the test
+    check_classes_survive(ds, &train_items, &train, "training")?;
+    check_classes_survive(ds, &ds.test, &test, "test")?;
     if train.n < 2 {
         return Err(GraftError::Data(format!("{}: fewer than two readable training images", ds.root.display())));
     }
@@ -212,6 +228,30 @@ pub fn decode_dataset(ds: &Dataset, input: crate::data::InputSpec, skip_bad: boo
         return Err(GraftError::Data(format!("{}: no readable test images", ds.root.display())));
     }
     Ok(Decoded { train, val, test, unlabelled: None })
+}
+
+/// Every class that had images in `items` still has one after decoding (`--skip-bad` skips
+/// unreadable files, but a class left with none would silently turn the task into another).
+fn check_classes_survive(ds: &Dataset, items: &[crate::data::Item], set: &ImageSet, split: &str) -> Result<()> {
+    let k = ds.n_classes();
+    let mut before = vec![0usize; k];
+    for it in items {
+        if let Some(l) = it.label.filter(|&l| l < k) {
+            before[l] += 1;
+        }
+    }
+    let after = set.class_counts(k);
+    let lost: Vec<String> = (0..k).filter(|&c| before[c] > 0 && after[c] == 0).map(|c| format!("`{}`", ds.classes[c])).collect();
+    if lost.is_empty() {
+        return Ok(());
+    }
+    Err(GraftError::Data(format!(
+        "{}: every {split} image of class {} is unreadable and was skipped ({} skipped in all, e.g. {}); fix or replace those files",
+        ds.root.display(),
+        lost.join(", "),
+        set.skipped.len(),
+        set.skipped.first().map(|s| s.as_str()).unwrap_or("?")
+    )))
 }
 
 /// A dataset loaded and decoded for one backbone, ready for any number of recipes.
@@ -235,6 +275,7 @@ pub struct TaskContext {
 }
 
 pub fn run(opts: &RunOptions, progress: &dyn Progress) -> Result<RunRecord> {
+    remove_stale_run_temps(&opts.runs_dir);
     let mut mref = card::resolve(&opts.backbone)?;
     if let Some(sz) = opts.input_size {
         card::override_input_size(&mut mref, sz)?;
@@ -245,13 +286,45 @@ pub fn run(opts: &RunOptions, progress: &dyn Progress) -> Result<RunRecord> {
     let t0 = Instant::now();
     let ds = load_dataset(&load_opts)?;
     let load_seconds = t0.elapsed().as_secs_f64();
+    tracing::info!(
+        "loaded {}: {} classes, {} train / {} val / {} test / {} unlabelled images ({:.2} s)",
+        ds.root.display(),
+        ds.n_classes(),
+        ds.train.len(),
+        ds.val.len(),
+        ds.test.len(),
+        ds.unlabelled.len(),
+        load_seconds
+    );
     // fail on a bad recipe before decoding anything
     let checked = opts.recipe.check(&mref.card.groups, mref.card.n_classes, ds.n_classes())?;
     let t0 = Instant::now();
     let dec = decode_dataset(&ds, mref.card.input, opts.skip_bad, checked.recipe().val_fraction, seed)?;
     let decode_seconds = t0.elapsed().as_secs_f64();
+    tracing::info!(
+        "decoded at {}x{}x{} ({:.2} s)",
+        mref.card.input.channels,
+        mref.card.input.height,
+        mref.card.input.width,
+        decode_seconds
+    );
     let prep = Prepared { mref, ds, dec, load_seconds, decode_seconds };
     run_prepared(opts, &prep, &opts.context, None, progress)
+}
+
+/// Remove temporary files that killed or disk-full runs left in the run directories under
+/// `runs_dir` (`.metrics.csv.tmp-<pid>` and the like; see [`crate::util::remove_stale_temps`]).
+pub fn remove_stale_run_temps(runs_dir: &std::path::Path) {
+    let Ok(rd) = std::fs::read_dir(runs_dir) else { return };
+    let mut n = 0;
+    for e in rd.flatten() {
+        if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+            n += crate::util::remove_stale_temps(&e.path());
+        }
+    }
+    if n > 0 {
+        tracing::info!("removed {n} stale temporary files under {}", runs_dir.display());
+    }
 }
 
 /// Run `opts.recipe` on prepared data. `run_id`: a fixed id (sweeps), or None for a fresh one.
@@ -266,7 +339,9 @@ pub fn run_prepared(
     let (mref, ds, dec) = (&prep.mref, &prep.ds, &prep.dec);
     let (load_seconds, decode_seconds) = (prep.load_seconds, prep.decode_seconds);
     let checked = opts.recipe.check(&mref.card.groups, mref.card.n_classes, ds.n_classes())?;
-    let recipe = checked.recipe().clone();
+    let mut recipe = checked.recipe().clone();
+    // the backbone is recorded on its own (`backbone`, `backbone_sha256`), not in the recipe
+    recipe.backbone = None;
     let seed = recipe.seed;
     let norm = mref.card.normalisation.clone();
     let _precision = crate::kernels::set_precision(recipe.precision);
@@ -281,6 +356,7 @@ pub fn run_prepared(
     let t0 = Instant::now();
     let model = build_transferred(mref, &checked, ds.n_classes(), &opts.device)?;
     let model_seconds = t0.elapsed().as_secs_f64();
+    tracing::info!("run {run_id}: {} on {} ({} parameters), seed {seed}", recipe.strategy.as_str(), mref.card.name, model.param_count());
     // optional unsupervised pretraining step; counted in the training time
     let t_pre = Instant::now();
     let pretrain = match &recipe.pretrain {
@@ -299,12 +375,15 @@ pub fn run_prepared(
         None => None,
     };
     let pretrain_seconds = t_pre.elapsed().as_secs_f64();
+    if let Some(p) = &pretrain {
+        tracing::info!("pretrained ({}) on {} images in {pretrain_seconds:.1} s", p.method, p.images);
+    }
     let start = model.snapshot()?;
 
     let t0 = Instant::now();
     let mut epochs = Vec::new();
     let mut best_epoch = None;
-    let mut diverged = None;
+    let mut diverged: Option<String>;
     let mut first_step_loss = None;
     let mut probe_report = None;
     let mut eval_only = 0.0;
@@ -315,6 +394,10 @@ pub fn run_prepared(
             best_epoch = out.best_epoch;
             diverged = out.diverged;
             first_step_loss = out.first_step_loss;
+            if diverged.is_none() {
+                // a loss that stayed finite can still leave NaN or infinite weights or logits
+                diverged = model.first_non_finite()?.map(|v| format!("the final weights of `{v}` are not finite"));
+            }
             if diverged.is_some() {
                 (vec![0; dec.test.n], None, None)
             } else {
@@ -325,12 +408,22 @@ pub fn run_prepared(
                     None => None,
                 };
                 eval_only += te.elapsed().as_secs_f64();
-                (p, Some(l), va)
+                if l.is_finite() {
+                    (p, Some(l), va)
+                } else {
+                    diverged = Some(format!("the test loss is {l} (non-finite test logits)"));
+                    (vec![0; dec.test.n], None, None)
+                }
             }
         }
-        Strategy::LinearProbe | Strategy::SoftmaxProbe => {
+        Strategy::LinearProbe | Strategy::SoftmaxProbe => 'probe: {
             let g = checked.probe_group();
             let xtr = features(&model, &dec.train, &norm, g)?;
+            // a corrupt checkpoint or a diverged pretraining step: nothing to fit a probe on
+            diverged = probe_inputs_not_finite(&model, &xtr, g)?;
+            if diverged.is_some() {
+                break 'probe (vec![0; dec.test.n], None, None);
+            }
             let st = Standardiser::fit(&xtr);
             let xtr = st.apply(&xtr);
             let ytr = labels(&dec.train);
@@ -360,7 +453,16 @@ pub fn run_prepared(
     };
     // training time excludes evaluating the test and validation splits
     let train_seconds = t0.elapsed().as_secs_f64() - eval_only + pretrain_seconds;
+    tracing::info!("trained in {train_seconds:.1} s{}", diverged.as_ref().map(|d| format!("; diverged: {d}")).unwrap_or_default());
     let t0 = Instant::now();
+    let mut groups = Vec::new();
+    for g in checked.groups() {
+        let wc = if g.action == Action::Freeze { 0.0 } else { model.weight_change(&g.name, &start)? };
+        if !wc.is_finite() && diverged.is_none() {
+            diverged = Some(format!("the weight change of group `{}` is not finite", g.name));
+        }
+        groups.push(GroupRecord { name: g.name.clone(), action: g.action.as_str().into(), lr: g.lr, weight_change: wc });
+    }
     let ytest = labels(&dec.test);
     let test_accuracy = if diverged.is_some() { 0.0 } else { accuracy(&test_pred, &ytest) };
     let mut confusion = vec![vec![0usize; ds.n_classes()]; ds.n_classes()];
@@ -368,11 +470,6 @@ pub fn run_prepared(
         for (p, t) in test_pred.iter().zip(&ytest) {
             confusion[*t][*p] += 1;
         }
-    }
-    let mut groups = Vec::new();
-    for g in checked.groups() {
-        let wc = if g.action == Action::Freeze { 0.0 } else { model.weight_change(&g.name, &start)? };
-        groups.push(GroupRecord { name: g.name.clone(), action: g.action.as_str().into(), lr: g.lr, weight_change: wc });
     }
     let eval_seconds = t0.elapsed().as_secs_f64() + eval_only;
     let profile = metadataset::TaskProfile::compute(ds, &dec.train);
@@ -442,8 +539,10 @@ pub fn run_prepared(
     };
     write_atomic(&run_dir.join("metrics.csv"), metrics_csv(&epochs).as_bytes())?;
     write_atomic(&run_dir.join("run.json"), serde_json::to_string_pretty(&rec).expect("serialises").as_bytes())?;
+    tracing::info!("run {run_id}: {} test accuracy {:.4}; record in {}", rec.status, rec.test_accuracy, run_dir.display());
     if let Some(meta) = &opts.meta_dir {
-        metadataset::append(meta, &metadataset::MetaRow::from_run(&rec))?;
+        let p = metadataset::append(meta, &metadataset::MetaRow::from_run(&rec))?;
+        tracing::info!("appended to the meta-dataset: {}", p.display());
     }
     Ok(rec)
 }

@@ -301,19 +301,32 @@ fn part_path(dir: &Path, id: &str) -> PathBuf {
 }
 
 /// Write rows as one Parquet part file `dir/part-<id>.parquet`, atomically.
+/// Encode `df` as Parquet (zstd) in memory, then write, fsync and close `path`. Encoding into
+/// memory first means a full disk or any other write failure surfaces as an I/O error naming
+/// `path` (the Parquet writer's own buffered flush could swallow it and leave a truncated file).
+pub fn write_parquet_file(df: &mut DataFrame, path: &Path) -> Result<()> {
+    use std::io::Write;
+    let mut buf: Vec<u8> = Vec::new();
+    ParquetWriter::new(&mut buf)
+        .with_compression(ParquetCompression::Zstd(None))
+        .finish(df)
+        .map_err(|e| GraftError::Other(format!("{}: encoding Parquet: {e}", path.display())))?;
+    let mut f = std::fs::File::create(path).map_err(|e| GraftError::io(path, e))?;
+    let res = f.write_all(&buf).and_then(|_| f.sync_all());
+    if let Err(e) = res {
+        drop(f);
+        let _ = std::fs::remove_file(path);
+        return Err(GraftError::io(path, e));
+    }
+    Ok(())
+}
+
 pub fn write_part(dir: &Path, id: &str, rows: &[MetaRow]) -> Result<PathBuf> {
     std::fs::create_dir_all(dir).map_err(|e| GraftError::io(dir, e))?;
     let mut df = to_frame(rows)?;
     let path = part_path(dir, id);
     let tmp = dir.join(format!(".part-{id}.parquet.tmp-{}", std::process::id()));
-    {
-        let f = std::fs::File::create(&tmp).map_err(|e| GraftError::io(&tmp, e))?;
-        ParquetWriter::new(&f)
-            .with_compression(ParquetCompression::Zstd(None))
-            .finish(&mut df)
-            .map_err(|e| GraftError::Other(format!("{}: writing Parquet: {e}", tmp.display())))?;
-        f.sync_all().map_err(|e| GraftError::io(&tmp, e))?;
-    }
+    write_parquet_file(&mut df, &tmp)?;
     std::fs::rename(&tmp, &path).map_err(|e| GraftError::io(&path, e))?;
     Ok(path)
 }
@@ -321,6 +334,8 @@ pub fn write_part(dir: &Path, id: &str, rows: &[MetaRow]) -> Result<PathBuf> {
 /// Append one run: its own part file `dir/source=run/part-<run id>.parquet` (a Hive-style
 /// partition beside the sweeps' `source=sweep-<plan>/`).
 pub fn append(dir: &Path, row: &MetaRow) -> Result<PathBuf> {
+    // temporary files left by a killed process or a full disk
+    crate::util::remove_stale_temps(&dir.join("source=run"));
     write_part(&dir.join("source=run"), &row.run_id, std::slice::from_ref(row))
 }
 
@@ -347,6 +362,13 @@ pub fn part_files(dir: &Path) -> Vec<PathBuf> {
 
 /// Read the whole meta-dataset folder as one DataFrame.
 pub fn read_all(dir: &Path) -> Result<DataFrame> {
+    if !dir.is_dir() {
+        return Err(GraftError::Data(format!(
+            "meta-dataset folder {} does not exist{}; pass --meta with a folder that `graft run --meta` or `graft sweep --out` wrote",
+            dir.display(),
+            if dir.exists() { " as a folder" } else { "" }
+        )));
+    }
     let files = part_files(dir);
     if files.is_empty() {
         return Err(GraftError::Data(format!(
@@ -367,5 +389,20 @@ pub fn read_all(dir: &Path) -> Result<DataFrame> {
             }
         });
     }
-    Ok(out.expect("non-empty"))
+    drop_duplicate_runs(out.expect("non-empty"), dir)
+}
+
+/// Keep the first row of every run id: two writers on one shard (before sweeps took a lock)
+/// could record a run twice, and a run must count once.
+fn drop_duplicate_runs(df: DataFrame, dir: &Path) -> Result<DataFrame> {
+    let ids =
+        df.column("run_id").and_then(|c| c.str().cloned()).map_err(|e| GraftError::Data(format!("{}: run_id: {e}", dir.display())))?;
+    let mut seen = std::collections::HashSet::new();
+    let keep: Vec<bool> = ids.iter().map(|v| seen.insert(v.unwrap_or_default().to_string())).collect();
+    let dropped = keep.iter().filter(|k| !**k).count();
+    if dropped == 0 {
+        return Ok(df);
+    }
+    tracing::warn!("{}: {dropped} duplicate rows of already-recorded runs ignored", dir.display());
+    df.filter(&BooleanChunked::from_slice("keep".into(), &keep)).map_err(|e| GraftError::Data(format!("{}: {e}", dir.display())))
 }

@@ -704,9 +704,19 @@ impl MetaModel {
     }
 
     pub fn load(path: &Path) -> Result<MetaModel> {
-        let text = std::fs::read_to_string(path).map_err(|e| GraftError::io(path, e))?;
-        let v: serde_json::Value =
-            serde_json::from_str(&text).map_err(|e| GraftError::Data(format!("{}: not a meta-learner file: {e}", path.display())))?;
+        let bytes = std::fs::read(path).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                GraftError::Usage(format!(
+                    "meta-learner file {} does not exist; pass --model FILE or fit one with `graft meta fit`",
+                    path.display()
+                ))
+            } else {
+                GraftError::io(path, e)
+            }
+        })?;
+        let v: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
+            GraftError::Data(format!("{}: not a meta-learner file (not JSON: {e}); refit it with `graft meta fit`", path.display()))
+        })?;
         let sv = v.get("schema_version").and_then(|x| x.as_u64()).unwrap_or(0);
         if sv != MODEL_SCHEMA_VERSION as u64 {
             return Err(GraftError::Data(format!(
@@ -734,11 +744,91 @@ impl MetaModel {
                 RECIPE_FEATURES.len()
             )));
         }
-        m.gp.refit()?;
+        let corrupt =
+            |what: String| GraftError::Data(format!("{}: corrupt meta-learner: {what}; refit it with `graft meta fit`", path.display()));
+        m.validate().map_err(corrupt)?;
+        m.gp.refit().map_err(|e| corrupt(format!("gp: {e}")))?;
         if let Some(g) = m.gp_rel.as_mut() {
-            g.refit()?;
+            g.refit().map_err(|e| corrupt(format!("gp_rel: {e}")))?;
         }
         Ok(m)
+    }
+
+    /// Every shape, list and number the predictions rely on: a hand-edited or damaged file is
+    /// refused on load instead of panicking or predicting NaN later.
+    fn validate(&self) -> std::result::Result<(), String> {
+        let e = &self.encoder;
+        if e.backbones.is_empty() {
+            return Err("`encoder.backbones` is empty".into());
+        }
+        for (name, v, n) in [
+            ("encoder.task_mean", &e.task_mean, TASK_FEATURES.len()),
+            ("encoder.task_std", &e.task_std, TASK_FEATURES.len()),
+            ("encoder.recipe_mean", &e.recipe_mean, RECIPE_FEATURES.len()),
+            ("encoder.recipe_std", &e.recipe_std, RECIPE_FEATURES.len()),
+            ("encoder.inter_mean", &e.inter_mean, INTERACTION_FEATURES.len()),
+            ("encoder.inter_std", &e.inter_std, INTERACTION_FEATURES.len()),
+        ] {
+            if v.len() != n {
+                return Err(format!("`{name}` has {} values, expected {n}", v.len()));
+            }
+            if v.iter().any(|x| !x.is_finite()) {
+                return Err(format!("`{name}` holds a non-finite value"));
+            }
+        }
+        if [&e.task_std, &e.recipe_std, &e.inter_std].iter().any(|v| v.iter().any(|x| *x <= 0.0)) {
+            return Err("an `encoder.*_std` value is not positive".into());
+        }
+        let dim = TASK_FEATURES.len() + RECIPE_FEATURES.len() + INTERACTION_FEATURES.len() + e.backbones.len();
+        self.gp.validate("gp", dim)?;
+        if let Some(g) = &self.gp_rel {
+            g.validate("gp_rel", dim)?;
+        }
+        if !matches!(self.learner.as_str(), "gp" | "knn") {
+            return Err(format!("`learner` is {:?}, expected \"gp\" or \"knn\"", self.learner));
+        }
+        match (self.ranker.as_str(), &self.gp_rel) {
+            ("gp", _) | ("gp_rel", Some(_)) => {}
+            ("gp_rel", None) => return Err("`ranker` is \"gp_rel\" but there is no `gp_rel`".into()),
+            (r, _) => return Err(format!("`ranker` is {r:?}, expected \"gp\" or \"gp_rel\"")),
+        }
+        if self.knn.k == 0 || self.knn.entries.is_empty() {
+            return Err("`knn` needs k >= 1 and at least one entry".into());
+        }
+        let td = TASK_FEATURES.len();
+        if let Some(i) =
+            self.knn.entries.iter().position(|(_, f, a, _)| f.len() != td || !a.is_finite() || f.iter().any(|x| !x.is_finite()))
+        {
+            return Err(format!(
+                "`knn.entries[{i}]` is misshapen or not finite (expected {td} finite task features and a finite accuracy)"
+            ));
+        }
+        if self.portfolio.is_empty() {
+            return Err("`portfolio` is empty".into());
+        }
+        for (i, p) in self.portfolio.iter().enumerate() {
+            if !e.backbones.contains(&p.backbone) {
+                return Err(format!("`portfolio[{i}].backbone` {:?} is not among `encoder.backbones`", p.backbone));
+            }
+            crate::recipe::Recipe::from_json(&p.recipe_json, "portfolio").map_err(|err| format!("`portfolio[{i}].recipe_json`: {err}"))?;
+            if !p.mean_acc.is_finite() {
+                return Err(format!("`portfolio[{i}].mean_acc` is not finite"));
+            }
+        }
+        if let Some(i) = self.tasks.iter().position(|t| !t.best_acc.is_finite() || t.features.iter().any(|x| !x.is_finite())) {
+            return Err(format!("`tasks[{i}]` holds a non-finite value"));
+        }
+        let c = &self.cv;
+        if !(self.ood_distance.is_finite() && self.ood_distance >= 0.0) {
+            return Err("`ood_distance` must be finite and >= 0".into());
+        }
+        if !(c.gp_sd_scale.is_finite() && c.gp_sd_scale > 0.0 && c.knn_sd_scale.is_finite() && c.knn_sd_scale > 0.0) {
+            return Err("`cv.gp_sd_scale` and `cv.knn_sd_scale` must be finite and > 0".into());
+        }
+        if !(self.task_mean_var.is_finite() && self.task_mean_var >= 0.0) {
+            return Err("`task_mean_var` must be finite and >= 0".into());
+        }
+        Ok(())
     }
 }
 

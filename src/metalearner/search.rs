@@ -397,8 +397,26 @@ pub fn recommend(model: &MetaModel, ds: &Dataset, o: &RecommendOptions) -> Resul
         .iter()
         .map(|(d, p)| serde_json::json!({"task_id": p.task_id, "family": p.family, "distance": d, "shots": p.shots, "n_classes": p.n_classes, "shift": p.shift, "best_config": p.best_config, "best_accuracy": p.best_acc}))
         .collect();
+    tracing::info!(
+        "recommend: {} candidates ranked by the {} in {:.1} s; best {} on {} (predicted {:.3})",
+        cands.len(),
+        model.learner,
+        t0.elapsed().as_secs_f64(),
+        best.recipe.name.clone().unwrap_or_default(),
+        best.backbone,
+        best.predicted_accuracy
+    );
+    if !(best.predicted_accuracy.is_finite() && best.interval.iter().all(|v| v.is_finite())) {
+        return Err(GraftError::Model(format!(
+            "the meta-learner (fitted {}) predicts a non-finite accuracy for {}; refit it with `graft meta fit`",
+            model.created_at, best.backbone
+        )));
+    }
+    // the recipe names its backbone, so `graft run --recipe` on it runs what was recommended
+    let mut recipe = best.recipe.clone();
+    recipe.backbone = Some(best.backbone.clone());
     Ok(Recommendation {
-        recipe: best.recipe.clone(),
+        recipe,
         backbone: best.backbone.clone(),
         predicted_accuracy: best.predicted_accuracy,
         interval: best.interval,

@@ -187,6 +187,7 @@ impl PretrainSpec {
 pub struct PretrainOutcome {
     pub method: String,
     /// Mean loss per epoch (for greedy layer-wise: per group, then per epoch).
+    #[serde(deserialize_with = "crate::util::nan_as_null::vec")]
     pub losses: Vec<f64>,
     pub images: usize,
     pub seconds: f64,

@@ -209,6 +209,12 @@ pub struct Recipe {
     /// (bfloat16 operands, float32 master weights, BatchNorm and losses). Pays on a GPU.
     #[serde(default, skip_serializing_if = "crate::kernels::Precision::is_f32")]
     pub precision: crate::kernels::Precision,
+    /// The backbone the recipe was made for (a name from `graft models`, or a .safetensors file
+    /// with its card); `graft recommend` writes it. `graft run` uses it unless `--backbone`
+    /// is given, and refuses a `--backbone` that names other weights. Not part of the recipe as
+    /// run: the run record states the backbone on its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backbone: Option<String>,
 }
 
 fn default_action() -> Action {
@@ -275,10 +281,12 @@ fn unit(field: &str, v: f64, lo_open: bool) -> Result<()> {
 
 impl Recipe {
     pub fn from_json(s: &str, origin: &str) -> Result<Self> {
-        let r: Recipe = serde_json::from_str(s).map_err(|e| {
-            let msg = e.to_string();
-            let field = msg.split('`').nth(1).unwrap_or("(document)").to_string();
-            GraftError::recipe(field, format!("{origin}: {msg}"))
+        let de = &mut serde_json::Deserializer::from_str(s);
+        let r: Recipe = serde_path_to_error::deserialize(de).map_err(|e| {
+            // the path of the offending field (`epochs`, `groups.block1.lr`), not a word of the message
+            let path = e.path().to_string();
+            let field = if path.is_empty() || path == "." { "(document)".to_string() } else { path };
+            GraftError::recipe(field, format!("{origin}: {}", e.inner()))
         })?;
         Ok(r)
     }

@@ -65,7 +65,10 @@ pub fn sweep(o: &SweepOptions, log: &dyn Fn(&str)) -> Result<SweepSummary> {
     let plan = Plan::load(&o.plan)?;
     let templates = plan.templates()?;
     let (shard, n_shards) = o.shard;
-    let mut store = store::Store::new(&o.out, &plan.name, shard, n_shards)?;
+    let mut store = store::Store::new(&o.out, &plan.name, shard, n_shards, !o.dry_run)?;
+    if !o.dry_run {
+        crate::executor::run::remove_stale_run_temps(&o.runs_dir);
+    }
     if o.resume {
         let n = store.compact()?;
         if n > 0 {
@@ -73,6 +76,7 @@ pub fn sweep(o: &SweepOptions, log: &dyn Fn(&str)) -> Result<SweepSummary> {
         }
     }
     let done = store.done()?;
+    tracing::info!("sweep plan `{}` shard {shard}/{n_shards}: {} runs already recorded in {}", plan.name, done.len(), o.out.display());
     let mut mrefs = HashMap::new();
     for b in &plan.backbones {
         let mut m = card::resolve(&b.name)?;

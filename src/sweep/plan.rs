@@ -316,8 +316,14 @@ impl Plan {
     pub fn load(path: &Path) -> Result<Plan> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| GraftError::Usage(format!("--plan {}: cannot read the sweep plan: {e}", path.display())))?;
+        Plan::parse(&text, path)
+    }
+
+    /// Parse and validate a plan's text; `path` names it in messages, and relative family
+    /// folders are taken from its folder.
+    pub fn parse(text: &str, path: &Path) -> Result<Plan> {
         let mut p: Plan =
-            toml::from_str(&text).map_err(|e| GraftError::Usage(format!("{}: not a valid sweep plan: {e}", path.display())))?;
+            toml::from_str(text).map_err(|e| GraftError::Usage(format!("{}: not a valid sweep plan: {e}", path.display())))?;
         let base = path.parent().unwrap_or(Path::new("."));
         for f in &mut p.families {
             if f.data.is_relative() && !f.data.exists() {
@@ -330,6 +336,14 @@ impl Plan {
 
     fn validate(&self, path: &Path) -> Result<()> {
         let bad = |field: &str, msg: String| Err(GraftError::Usage(format!("{}: `{field}` {msg}", path.display())));
+        // names that end up in file and folder names must stay inside --out
+        let named = |field: &str, v: &str| {
+            crate::util::check_path_component(field, v).map_err(|e| GraftError::Usage(format!("{}: {e}", path.display())))
+        };
+        named("name", &self.name)?;
+        for f in &self.families {
+            named("family.name", &f.name)?;
+        }
         if self.seeds.is_empty() {
             return bad("seeds", "must list at least one seed".into());
         }

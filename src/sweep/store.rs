@@ -17,6 +17,29 @@ pub struct Store {
     /// Run ids in compacted part files: read once when the store opens, then kept up to date
     /// by [`Store::compact`] (only this shard writes this shard's staged runs).
     compacted: HashSet<String>,
+    /// The shard's lock (`OUT/_staging/<plan>-<shard>.lock`, `flock`ed): held while the store
+    /// lives, so a second process on the same shard is refused instead of writing duplicates.
+    _lock: Option<std::fs::File>,
+}
+
+/// Take an exclusive, non-blocking `flock` on `path` (created if missing). The lock is released
+/// when the file is closed, also when the process is killed.
+fn lock_shard(path: &Path, what: &str) -> Result<std::fs::File> {
+    use std::os::unix::io::AsRawFd;
+    let f = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(path).map_err(|e| GraftError::io(path, e))?;
+    // SAFETY: flock on a file descriptor this function owns; no memory is touched.
+    let r = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if r != 0 {
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+            return Err(GraftError::Usage(format!(
+                "another graft sweep is already writing {what} (lock {} is held); wait for it to finish, or run another --shard",
+                path.display()
+            )));
+        }
+        return Err(GraftError::io(path, e));
+    }
+    Ok(f)
 }
 
 fn read_rows_ids(path: &Path) -> Result<Vec<String>> {
@@ -51,11 +74,20 @@ fn parquet_in(dir: &Path) -> Vec<PathBuf> {
 }
 
 impl Store {
-    pub fn new(out: &Path, plan: &str, shard: usize, n_shards: usize) -> Result<Store> {
+    /// Open the store of one shard. `lock`: take the shard's lock (every writer must; a dry run
+    /// that only counts need not).
+    pub fn new(out: &Path, plan: &str, shard: usize, n_shards: usize, lock: bool) -> Result<Store> {
+        crate::util::check_path_component("plan name", plan)?;
         let shard_tag = format!("s{shard}of{n_shards}");
         let staging = out.join("_staging").join(format!("{plan}-{shard_tag}"));
         let part_dir = out.join(format!("source=sweep-{plan}"));
         std::fs::create_dir_all(&staging).map_err(|e| GraftError::io(&staging, e))?;
+        let lock = if lock {
+            let p = out.join("_staging").join(format!("{plan}-{shard_tag}.lock"));
+            Some(lock_shard(&p, &format!("plan `{plan}` shard {shard}/{n_shards} in {}", out.display()))?)
+        } else {
+            None
+        };
         std::fs::create_dir_all(&part_dir).map_err(|e| GraftError::io(&part_dir, e))?;
         // temporary files of this shard left by a killed process (never renamed, never read)
         for (dir, prefix) in [(&staging, ".part-".to_string()), (&part_dir, format!(".part-{shard_tag}-"))] {
@@ -70,7 +102,7 @@ impl Store {
         for f in metadataset::part_files(out) {
             compacted.extend(read_rows_ids(&f)?);
         }
-        Ok(Store { staging, part_dir, shard_tag, compacted })
+        Ok(Store { staging, part_dir, shard_tag, compacted, _lock: lock })
     }
 
     /// Run ids already recorded anywhere under OUT (compacted parts of every shard and source,
@@ -97,17 +129,24 @@ impl Store {
             return Ok(0);
         }
         let mut frames: Option<DataFrame> = None;
-        let mut new_ids = Vec::new();
+        let mut new_ids: HashSet<String> = HashSet::new();
         let mut n = 0;
         for f in &staged {
             let file = std::fs::File::open(f).map_err(|e| GraftError::io(f, e))?;
             let df =
                 ParquetReader::new(file).finish().map_err(|e| GraftError::Data(format!("{}: unreadable Parquet: {e}", f.display())))?;
             let ids = frame_ids(&df, f)?;
-            if ids.iter().all(|i| self.compacted.contains(i)) {
+            // a run id already compacted, or met earlier in this batch, is dropped: one row per run
+            let keep: Vec<bool> = ids.iter().map(|i| !self.compacted.contains(i) && new_ids.insert(i.clone())).collect();
+            if !keep.iter().any(|&k| k) {
                 continue;
             }
-            new_ids.extend(ids);
+            let df = if keep.iter().all(|&k| k) {
+                df
+            } else {
+                let mask = BooleanChunked::from_slice("keep".into(), &keep);
+                df.filter(&mask).map_err(|e| GraftError::Data(format!("{}: {e}", f.display())))?
+            };
             n += df.height();
             frames = Some(match frames {
                 None => df,
@@ -123,15 +162,8 @@ impl Store {
                 .expect("a free sequence number");
             let id = format!("{}-{seq:05}", self.shard_tag);
             let tmp = self.part_dir.join(format!(".part-{id}.parquet.tmp-{}", std::process::id()));
-            {
-                let f = std::fs::File::create(&tmp).map_err(|e| GraftError::io(&tmp, e))?;
-                df.rechunk_mut();
-                ParquetWriter::new(&f)
-                    .with_compression(ParquetCompression::Zstd(None))
-                    .finish(&mut df)
-                    .map_err(|e| GraftError::Other(format!("{}: writing Parquet: {e}", tmp.display())))?;
-                f.sync_all().map_err(|e| GraftError::io(&tmp, e))?;
-            }
+            df.rechunk_mut();
+            metadataset::write_parquet_file(&mut df, &tmp)?;
             let dst = self.part_dir.join(format!("part-{id}.parquet"));
             std::fs::rename(&tmp, &dst).map_err(|e| GraftError::io(&dst, e))?;
             self.compacted.extend(new_ids);
