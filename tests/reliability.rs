@@ -30,6 +30,11 @@ fn fixture() -> &'static Fixture {
     })
 }
 
+/// `graft run` with these arguments (strings or paths), run to completion.
+macro_rules! graft_run {
+    ($($a:expr),* $(,)?) => { graft().arg("run")$(.arg($a))*.output().unwrap() };
+}
+
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).to_string()
 }
@@ -156,19 +161,19 @@ fn exploding_sgd_is_diverged_not_ok() {
     let rp = t.path().join("r.json");
     std::fs::write(&rp, r.to_string()).unwrap();
     let meta = t.path().join("meta");
-    let o = graft()
-        .args(["run", "--json", "--data"])
-        .arg(&f.data)
-        .arg("--backbone")
-        .arg(&f.backbone)
-        .arg("--recipe")
-        .arg(&rp)
-        .arg("--runs")
-        .arg(t.path().join("runs"))
-        .arg("--meta")
-        .arg(&meta)
-        .output()
-        .unwrap();
+    let o = graft_run!(
+        "--json",
+        "--data",
+        &f.data,
+        "--backbone",
+        &f.backbone,
+        "--recipe",
+        &rp,
+        "--runs",
+        t.path().join("runs"),
+        "--meta",
+        &meta
+    );
     diverged_run_reads_back(&o, &meta);
 }
 
@@ -204,17 +209,21 @@ fn nan_checkpoint_is_diverged_for_finetuning_and_probing() {
     let nan = nan_checkpoint(&f.backbone, t.path());
     for preset in ["finetune-all", "linear-probe"] {
         let meta = t.path().join(format!("meta-{preset}"));
-        let o = graft()
-            .args(["run", "--json", "--epochs", "1", "--preset", preset, "--data"])
-            .arg(&f.data)
-            .arg("--backbone")
-            .arg(&nan)
-            .arg("--runs")
-            .arg(t.path().join("runs"))
-            .arg("--meta")
-            .arg(&meta)
-            .output()
-            .unwrap();
+        let o = graft_run!(
+            "--json",
+            "--epochs",
+            "1",
+            "--preset",
+            preset,
+            "--data",
+            &f.data,
+            "--backbone",
+            &nan,
+            "--runs",
+            t.path().join("runs"),
+            "--meta",
+            &meta
+        );
         diverged_run_reads_back(&o, &meta);
     }
 }
@@ -228,26 +237,35 @@ fn a_class_emptied_by_skip_bad_or_missing_from_test_is_refused() {
     for e in std::fs::read_dir(data.join("train/class2")).unwrap() {
         std::fs::write(e.unwrap().path(), b"not an image").unwrap();
     }
-    let o = graft()
-        .args(["run", "--skip-bad", "--no-meta", "--preset", "linear-probe", "--backbone", "resnet8-cifar10", "--data"])
-        .arg(&data)
-        .arg("--runs")
-        .arg(t.path().join("runs"))
-        .output()
-        .unwrap();
+    let o = graft_run!(
+        "--skip-bad",
+        "--no-meta",
+        "--preset",
+        "linear-probe",
+        "--backbone",
+        "resnet8-cifar10",
+        "--data",
+        &data,
+        "--runs",
+        t.path().join("runs")
+    );
     assert_exit(&o, 2, &["class2", "unreadable"]);
     let (good, test2) = (t.path().join("good"), t.path().join("test2"));
     make_folder(&good, &[("", 5)], 3, 32);
     make_folder(&test2, &[("", 2)], 2, 32);
-    let o = graft()
-        .args(["run", "--no-meta", "--preset", "linear-probe", "--backbone", "resnet8-cifar10", "--data"])
-        .arg(&good)
-        .arg("--test")
-        .arg(&test2)
-        .arg("--runs")
-        .arg(t.path().join("runs"))
-        .output()
-        .unwrap();
+    let o = graft_run!(
+        "--no-meta",
+        "--preset",
+        "linear-probe",
+        "--backbone",
+        "resnet8-cifar10",
+        "--data",
+        &good,
+        "--test",
+        &test2,
+        "--runs",
+        t.path().join("runs")
+    );
     assert_exit(&o, 2, &["class2", "test tree"]);
 }
 
@@ -318,13 +336,7 @@ fn non_utf8_class_folders_are_refused_by_name() {
             common::synth_image(i % 2, i, 32).save(d.join(format!("{i}.png"))).unwrap();
         }
     }
-    let o = graft()
-        .args(["run", "--no-meta", "--preset", "linear-probe", "--data"])
-        .arg(&data)
-        .arg("--runs")
-        .arg(t.path().join("runs"))
-        .output()
-        .unwrap();
+    let o = graft_run!("--no-meta", "--preset", "linear-probe", "--data", &data, "--runs", t.path().join("runs"));
     assert_exit(&o, 2, &["x\\xFE", "x\\xFF", "UTF-8", "merge"]);
 }
 
@@ -342,18 +354,10 @@ fn truncated_jpeg_is_corrupt_or_skipped() {
     assert!(!graft::data::images::jpeg_is_complete(cut));
     let bad = data.join("train/class0/cut.jpg");
     std::fs::write(&bad, cut).unwrap();
-    let run = |extra: &[&str]| {
-        graft()
-            .args(["run", "--no-meta", "--json", "--preset", "linear-probe", "--data"])
-            .arg(&data)
-            .arg("--runs")
-            .arg(t.path().join("runs"))
-            .args(extra)
-            .output()
-            .unwrap()
-    };
-    assert_exit(&run(&[]), 2, &["cut.jpg", "truncated JPEG"]);
-    let o = run(&["--skip-bad"]);
+    let runs = t.path().join("runs");
+    let o = graft_run!("--no-meta", "--json", "--preset", "linear-probe", "--data", &data, "--runs", &runs);
+    assert_exit(&o, 2, &["cut.jpg", "truncated JPEG"]);
+    let o = graft_run!("--no-meta", "--json", "--preset", "linear-probe", "--data", &data, "--runs", &runs, "--skip-bad");
     let rec = json_of(&o);
     let skipped = rec["dataset"]["skipped"].as_array().unwrap();
     assert_eq!(skipped.len(), 1, "{skipped:?}");
@@ -432,28 +436,11 @@ fn a_recommended_recipe_runs_on_its_own_backbone() {
     assert!(rec["run_command"].as_str().unwrap().starts_with("graft run --data "), "{}", rec["run_command"]);
     let rp = t.path().join("rec.json");
     std::fs::write(&rp, rec["recipe"].to_string()).unwrap();
-    let o = graft()
-        .args(["run", "--json", "--no-meta", "--epochs", "1", "--data"])
-        .arg(&data)
-        .arg("--recipe")
-        .arg(&rp)
-        .arg("--runs")
-        .arg(t.path().join("runs"))
-        .output()
-        .unwrap();
+    let o = graft_run!("--json", "--no-meta", "--epochs", "1", "--data", &data, "--recipe", &rp, "--runs", t.path().join("runs"));
     let run = json_of(&o);
     assert_eq!(run["backbone"].as_str(), Some(backbone.as_str()));
     let other = if backbone == "convnet4-mnist" { "resnet8-cifar10" } else { "convnet4-mnist" };
-    let o = graft()
-        .args(["run", "--no-meta", "--data"])
-        .arg(&data)
-        .arg("--recipe")
-        .arg(&rp)
-        .args(["--backbone", other])
-        .arg("--runs")
-        .arg(t.path().join("runs"))
-        .output()
-        .unwrap();
+    let o = graft_run!("--no-meta", "--data", &data, "--recipe", &rp, "--backbone", other, "--runs", t.path().join("runs"));
     assert_exit(&o, 2, &["conflicts with the recipe's \"backbone\""]);
 }
 
@@ -480,13 +467,7 @@ fn messages_name_the_real_cause() {
         std::fs::remove_file(e.unwrap().path()).unwrap();
     }
     std::os::unix::fs::symlink(&c2, c2.join("loop")).unwrap();
-    let o = graft()
-        .args(["run", "--no-meta", "--preset", "linear-probe", "--data"])
-        .arg(&data)
-        .arg("--runs")
-        .arg(t.path().join("runs"))
-        .output()
-        .unwrap();
+    let o = graft_run!("--no-meta", "--preset", "linear-probe", "--data", &data, "--runs", t.path().join("runs"));
     assert_exit(&o, 2, &["cannot read", "class2"]);
     if unsafe { libc::geteuid() } != 0 {
         std::fs::remove_file(c2.join("loop")).unwrap();
@@ -494,13 +475,7 @@ fn messages_name_the_real_cause() {
         let mut perm = std::fs::metadata(&c2).unwrap().permissions();
         std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o000);
         std::fs::set_permissions(&c2, perm).unwrap();
-        let o = graft()
-            .args(["run", "--no-meta", "--preset", "linear-probe", "--data"])
-            .arg(&data)
-            .arg("--runs")
-            .arg(t.path().join("runs"))
-            .output()
-            .unwrap();
+        let o = graft_run!("--no-meta", "--preset", "linear-probe", "--data", &data, "--runs", t.path().join("runs"));
         let mut perm = std::fs::metadata(&c2).unwrap().permissions();
         std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
         std::fs::set_permissions(&c2, perm).unwrap();
@@ -554,17 +529,7 @@ fn stale_temporary_files_are_removed_by_the_next_run() {
         fh.write_all(b"partial").unwrap();
         fh.set_modified(old).unwrap();
     }
-    let o = graft()
-        .args(["run", "--preset", "linear-probe", "--data"])
-        .arg(&f.data)
-        .arg("--backbone")
-        .arg(&f.backbone)
-        .arg("--runs")
-        .arg(&runs)
-        .arg("--meta")
-        .arg(&meta)
-        .output()
-        .unwrap();
+    let o = graft_run!("--preset", "linear-probe", "--data", &f.data, "--backbone", &f.backbone, "--runs", &runs, "--meta", &meta);
     assert_exit(&o, 0, &[]);
     for p in &stale {
         assert!(!p.exists(), "{} was left behind", p.display());
