@@ -226,3 +226,13 @@ fn the_shipped_meta_learner_recommends_for_the_example() {
     let m: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
     assert!(m["n_runs"].as_u64().unwrap() >= 1000 && m["families"].as_array().unwrap().len() >= 6);
 }
+
+/// The shipped meta-learner reads and writes back unchanged: the learner, ranker, strategy and
+/// status fields are enums in code and the same strings on disk.
+#[test]
+fn the_shipped_meta_learner_round_trips_unchanged() {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/meta-learner.json");
+    let on_disk: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+    let m = graft::metalearner::MetaModel::load(&p).unwrap();
+    assert_eq!(serde_json::to_value(&m).unwrap(), on_disk);
+}

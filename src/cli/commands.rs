@@ -148,7 +148,7 @@ pub fn run(a: RunArgs) -> Result<i32> {
             errln!("appended to meta-dataset {}", m.display());
         }
     }
-    if rec.status == "diverged" {
+    if rec.status == executor::run::RunStatus::Diverged {
         errln!("error: run diverged: {}", rec.error.clone().unwrap_or_default());
         return Ok(EXIT_RUN_FAILED);
     }

@@ -68,13 +68,39 @@ pub struct Timings {
     pub total_seconds: f64,
 }
 
+/// How a run ended: `ok`, or `diverged` (a NaN or infinite loss, weight or logit; exit 3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunStatus {
+    Ok,
+    Diverged,
+}
+
+impl RunStatus {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            RunStatus::Ok => "ok",
+            RunStatus::Diverged => "diverged",
+        }
+    }
+    /// The status written as `s` in a run record or the meta-dataset.
+    pub fn parse(s: &str) -> Option<RunStatus> {
+        [RunStatus::Ok, RunStatus::Diverged].into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Everything about one run; `run.json` in the run directory and the `--json` output.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunRecord {
     pub run_id: String,
     pub run_dir: String,
-    /// `ok` or `diverged`.
-    pub status: String,
+    pub status: RunStatus,
     pub error: Option<String>,
     #[serde(deserialize_with = "crate::util::nan_as_null::f64")]
     pub test_accuracy: f64,
@@ -95,7 +121,7 @@ pub struct RunRecord {
     pub recipe: Recipe,
     pub groups: Vec<GroupRecord>,
     pub seed: u64,
-    pub strategy: String,
+    pub strategy: Strategy,
     pub task_id: String,
     pub family: String,
     pub dataset: DatasetRecord,
@@ -482,7 +508,7 @@ pub fn run_prepared(
     let rec = RunRecord {
         run_id: run_id.clone(),
         run_dir: run_dir.display().to_string(),
-        status: if diverged.is_some() { "diverged".into() } else { "ok".into() },
+        status: if diverged.is_some() { RunStatus::Diverged } else { RunStatus::Ok },
         error: diverged.clone(),
         test_accuracy,
         val_accuracy,
@@ -498,7 +524,7 @@ pub fn run_prepared(
         recipe: recipe.clone(),
         groups,
         seed,
-        strategy: recipe.strategy.as_str().into(),
+        strategy: recipe.strategy,
         task_id,
         family,
         dataset: DatasetRecord {

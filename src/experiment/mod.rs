@@ -139,6 +139,7 @@ fn checkpoint(
     seed: u64,
     final_loss: Option<f64>,
     notes: String,
+    command: &str,
 ) -> Result<ModelRef> {
     if let Some(d) = path.parent() {
         std::fs::create_dir_all(d).map_err(|e| GraftError::io(d, e))?;
@@ -162,7 +163,7 @@ fn checkpoint(
         epochs,
         seed,
         final_loss,
-        command: crate::cli::command_line(),
+        command: command.to_string(),
         created_at: now_rfc3339(),
         graft_version: env!("CARGO_PKG_VERSION").into(),
         train_seconds: None,
@@ -205,7 +206,7 @@ fn run_one(env: &Env, mref: &ModelRef, recipe: Recipe, task: &Dataset, dec: Deco
     };
     let prep = Prepared { mref: mref.clone(), ds: task.clone(), dec, load_seconds: 0.0, decode_seconds: 0.0 };
     let rec = run_prepared(&opts, &prep, &TaskContext::default(), None, &NoProgress)?;
-    if rec.status != "ok" {
+    if rec.status != crate::executor::run::RunStatus::Ok {
         return Err(GraftError::Other(format!("run {} {}: {}", rec.run_id, rec.status, rec.error.clone().unwrap_or_default())));
     }
     Ok(rec)
@@ -295,6 +296,7 @@ pub fn paine(env: &Env, s: &Settings) -> Result<Results> {
                     seed,
                     loss,
                     notes,
+                    &env.command,
                 )?
             };
             starts.push((arm, mref));
@@ -385,6 +387,7 @@ pub fn yosinski(env: &Env, s: &Settings) -> Result<Results> {
                     seed,
                     out.epochs.last().map(|e| e.train_loss),
                     format!("base {name}: {}", halves[hi].join(", ")),
+                    &env.command,
                 )?;
                 if book.has(&key).is_none() {
                     book.push(Row {

@@ -360,8 +360,8 @@ pub fn evaluate(obs: &[Obs], budgets: usize, fo: &FitOptions, log: &dyn Fn(&str)
                 orders.insert(METHODS[9].into(), qei_order(rm, rc, budgets, fo.seed));
             }
             // the advisor as shipped: q-EI on the joint posterior of the GP its nested CV chose to rank with
-            let (am, ac, an, aoff) = match (model.ranker.as_str(), &rel) {
-                ("gp_rel", Some((rm, rc, rn))) => (rm, rc, *rn, model.task_mean_var),
+            let (am, ac, an, aoff) = match (model.ranker, &rel) {
+                (super::Ranker::GpRel, Some((rm, rc, rn))) => (rm, rc, *rn, model.task_mean_var),
                 _ => (&mean, &cov, sn2, 0.0),
             };
             orders.insert(METHODS[11].into(), qei_order(am, ac, budgets, fo.seed));
@@ -614,7 +614,7 @@ mod tests {
             n_seeds: 1,
             task: t,
             recipe: super::super::features::RecipeSummary {
-                strategy: if logme.is_some() { "linear-probe".into() } else { "finetune".into() },
+                strategy: if logme.is_some() { crate::recipe::Strategy::LinearProbe } else { crate::recipe::Strategy::Finetune },
                 probe_depth: logme.map(|_| 1.0),
                 n_freeze: 0,
                 n_reinit: 0,

@@ -1,6 +1,7 @@
 //! The meta-learner's inputs: task meta-features (per backbone) and recipe features, read from
 //! the meta-dataset or computed for a new task, as fixed-order numeric vectors.
 use crate::error::{GraftError, Result};
+use crate::executor::run::RunStatus;
 use crate::metadataset::{TaskProfile, TransferFeatures};
 use crate::recipe::{Action, CheckedRecipe, Strategy};
 use polars::prelude::*;
@@ -61,7 +62,7 @@ pub fn task_vector(p: &TaskProfile, t: &TransferFeatures) -> Vec<Option<f64>> {
 /// What the recipe features are computed from (a meta-dataset row or a checked recipe).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RecipeSummary {
-    pub strategy: String,
+    pub strategy: Strategy,
     pub probe_depth: Option<f64>,
     pub n_freeze: usize,
     pub n_reinit: usize,
@@ -85,7 +86,7 @@ impl RecipeSummary {
             _ => Some(if body > 1 { c.probe_group() as f64 / (body - 1) as f64 } else { 1.0 }),
         };
         RecipeSummary {
-            strategy: r.strategy.as_str().to_string(),
+            strategy: r.strategy,
             probe_depth,
             n_freeze: g.iter().filter(|x| x.action == Action::Freeze).count(),
             n_reinit: g.iter().filter(|x| x.action == Action::Reinit).count(),
@@ -100,11 +101,11 @@ impl RecipeSummary {
 
     pub fn vector(&self) -> Vec<f64> {
         let ng = self.n_groups.max(1) as f64;
-        let ft = self.strategy == "finetune";
+        let ft = self.strategy == Strategy::Finetune;
         vec![
             ft as u8 as f64,
-            (self.strategy == "linear-probe") as u8 as f64,
-            (self.strategy == "softmax-probe") as u8 as f64,
+            (self.strategy == Strategy::LinearProbe) as u8 as f64,
+            (self.strategy == Strategy::SoftmaxProbe) as u8 as f64,
             self.probe_depth.unwrap_or(1.0),
             if ft { self.n_freeze as f64 / ng } else { 1.0 },
             if ft { self.n_reinit as f64 / ng } else { 0.0 },
@@ -217,9 +218,17 @@ pub fn load_obs(dirs: &[&Path]) -> Result<Vec<Obs>> {
             f("r_epochs")?,
         );
         for i in 0..df.height() {
-            if status[i] != "ok" || tf[2][i].is_none() {
+            if RunStatus::parse(&status[i]) != Some(RunStatus::Ok) || tf[2][i].is_none() {
                 continue;
             }
+            let Some(strat) = Strategy::parse(&strategy[i]) else {
+                return Err(GraftError::Data(format!(
+                    "meta-dataset {}: run {} has an unknown strategy {:?} (expected finetune, linear-probe or softmax-probe)",
+                    dir.display(),
+                    run_id[i],
+                    strategy[i]
+                )));
+            };
             let profile = TaskProfile {
                 n_classes: n_classes[i].unwrap_or(2.0) as usize,
                 shots_median: shots[i].unwrap_or(1.0),
@@ -255,7 +264,7 @@ pub fn load_obs(dirs: &[&Path]) -> Result<Vec<Obs>> {
                 shift: shift[i].clone(),
                 task: task_vector(&profile, &t),
                 recipe: RecipeSummary {
-                    strategy: strategy[i].clone(),
+                    strategy: strat,
                     probe_depth: pd[i],
                     n_freeze: nf[i].unwrap_or(0.0) as usize,
                     n_reinit: nr[i].unwrap_or(0.0) as usize,

@@ -8,6 +8,7 @@ pub mod gp;
 pub mod search;
 
 use crate::error::{GraftError, Result};
+use crate::recipe::Strategy;
 use crate::util::rng_for;
 use features::{obs_hash, Obs, RecipeSummary, RECIPE_FEATURES, TASK_FEATURES};
 use gp::Gp;
@@ -38,7 +39,7 @@ pub const INTERACTION_FEATURES: &[&str] = &["logme_at_depth", "ncprobe_at_depth"
 
 /// LogME and nearest-centroid accuracy of the task at the recipe's depth (raw values).
 pub fn interactions(t: &[Option<f64>], r: &RecipeSummary) -> [Option<f64>; 2] {
-    let k = depth_bucket(if r.strategy == "finetune" { 1.0 } else { r.probe_depth.unwrap_or(1.0) });
+    let k = depth_bucket(if r.strategy == Strategy::Finetune { 1.0 } else { r.probe_depth.unwrap_or(1.0) });
     [t[5 + k], t[8 + k]]
 }
 
@@ -226,7 +227,7 @@ pub struct CvReport {
     pub gp_coverage80: f64,
     pub knn_coverage80: f64,
     pub n_cells: usize,
-    pub chosen: String,
+    pub chosen: Learner,
     /// Factors applied to each learner's predictive standard deviation so that 80% of the
     /// held-out cells fall inside the 80% interval (variance recalibration on the CV residuals).
     #[serde(default = "one")]
@@ -262,7 +263,7 @@ pub fn logme_index(probe_depth: Option<f64>) -> usize {
 /// The LogME of a linear-probe candidate at the depth it probes (None for other strategies or
 /// when LogME is missing): what "LogME cut layer + probe" ranks by and the advisor anchors on.
 pub fn probe_logme(r: &RecipeSummary, task: &[Option<f64>]) -> Option<f64> {
-    if r.strategy == "linear-probe" {
+    if r.strategy == Strategy::LinearProbe {
         task[logme_index(r.probe_depth)]
     } else {
         None
@@ -307,8 +308,40 @@ pub fn regret_at_1(cells: &[&Cell], score: &[f64]) -> (f64, usize) {
     (if n > 0 { sum / n as f64 } else { 0.0 }, n)
 }
 
-fn default_ranker() -> String {
-    "gp".into()
+/// Which learner states predictions: the Gaussian process or the k-nearest-task model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Learner {
+    #[default]
+    Gp,
+    Knn,
+}
+
+impl Learner {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Learner::Gp => "gp",
+            Learner::Knn => "knn",
+        }
+    }
+}
+
+impl std::fmt::Display for Learner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Which GP orders candidates: the absolute one, or the within-task one (`fit_gp_rel`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Ranker {
+    Gp,
+    GpRel,
+}
+
+fn default_ranker() -> Ranker {
+    Ranker::Gp
 }
 
 fn one() -> f64 {
@@ -336,7 +369,7 @@ pub struct MetaModel {
     pub families: Vec<String>,
     pub created_at: String,
     /// `gp` or `knn`: the learner used for predictions.
-    pub learner: String,
+    pub learner: Learner,
     pub encoder: Encoder,
     pub gp: Gp,
     /// The within-task GP (`fit_gp_rel`); when `ranker` is `gp_rel` it orders candidates and
@@ -345,7 +378,7 @@ pub struct MetaModel {
     pub gp_rel: Option<Gp>,
     /// Which GP orders candidates: `gp` or `gp_rel`, chosen by held-out regret (`cv`).
     #[serde(default = "default_ranker")]
-    pub ranker: String,
+    pub ranker: Ranker,
     pub knn: Knn,
     pub portfolio: Vec<PortfolioEntry>,
     pub cv: CvReport,
@@ -518,7 +551,7 @@ pub fn fit(obs: &[Obs], o: &FitOptions, log: &dyn Fn(&str)) -> Result<MetaModel>
         (cv.knn_rmse, cv.knn_coverage80) = rmse_cov(&pk, &ys);
         cv.gp_sd_scale = sd_scale(&pg, &ys);
         cv.knn_sd_scale = sd_scale(&pk, &ys);
-        cv.chosen = if cv.gp_rmse <= cv.knn_rmse { "gp".into() } else { "knn".into() };
+        cv.chosen = if cv.gp_rmse <= cv.knn_rmse { Learner::Gp } else { Learner::Knn };
         cv.gp_regret1 = reg_abs / reg_n.max(1) as f64;
         cv.gp_rel_regret1 = reg_rel / reg_n.max(1) as f64;
         log(&format!(
@@ -532,7 +565,7 @@ pub fn fit(obs: &[Obs], o: &FitOptions, log: &dyn Fn(&str)) -> Result<MetaModel>
     } else {
         cv.gp_sd_scale = 1.0;
         cv.knn_sd_scale = 1.0;
-        cv.chosen = "gp".into();
+        cv.chosen = Learner::Gp;
         log("one family only: no held-out comparison; using the GP");
     }
     let gp = fit_gp(&all, &enc, o)?;
@@ -597,10 +630,10 @@ pub fn fit(obs: &[Obs], o: &FitOptions, log: &dyn Fn(&str)) -> Result<MetaModel>
         n_tasks: obs.iter().map(|o| o.task_id.clone()).collect::<BTreeSet<_>>().len(),
         families,
         created_at: crate::util::now_rfc3339(),
-        learner: cv.chosen.clone(),
+        learner: cv.chosen,
         encoder: enc,
         gp,
-        ranker: if cv.gp_rel_regret1 < cv.gp_regret1 && gp_rel.is_some() { "gp_rel".into() } else { "gp".into() },
+        ranker: if cv.gp_rel_regret1 < cv.gp_regret1 && gp_rel.is_some() { Ranker::GpRel } else { Ranker::Gp },
         gp_rel,
         knn,
         portfolio,
@@ -642,8 +675,8 @@ impl MetaModel {
     /// task whose (unencoded) features under each backbone are `task`.
     /// Variances are recalibrated by the cross-validated factor (`cv.*_sd_scale`).
     pub fn predict(&self, task: &BTreeMap<String, Vec<Option<f64>>>, cands: &[(String, RecipeSummary, String)]) -> Vec<(f64, f64)> {
-        match self.learner.as_str() {
-            "knn" => {
+        match self.learner {
+            Learner::Knn => {
                 let s2 = self.cv.knn_sd_scale.powi(2);
                 cands
                     .iter()
@@ -654,7 +687,7 @@ impl MetaModel {
                     })
                     .collect()
             }
-            _ => {
+            Learner::Gp => {
                 let s2 = self.cv.gp_sd_scale.powi(2);
                 let xs: Vec<Vec<f64>> = cands.iter().map(|(b, r, _)| self.encoder.encode(&task[b], r, b)).collect();
                 let (m, v) = self.gp.predict(&xs);
@@ -666,22 +699,22 @@ impl MetaModel {
     /// The GP that orders candidates (see `ranker`).
     /// The task-level offset variance the ranking GP leaves out (see `task_mean_var`).
     pub fn ranking_offset_var(&self) -> f64 {
-        match (&self.ranker[..], &self.gp_rel) {
-            ("gp_rel", Some(_)) => self.task_mean_var,
+        match (self.ranker, &self.gp_rel) {
+            (Ranker::GpRel, Some(_)) => self.task_mean_var,
             _ => 0.0,
         }
     }
 
     pub fn ranking_gp(&self) -> &Gp {
-        match (&self.ranker[..], &self.gp_rel) {
-            ("gp_rel", Some(g)) => g,
+        match (self.ranker, &self.gp_rel) {
+            (Ranker::GpRel, Some(g)) => g,
             _ => &self.gp,
         }
     }
 
     /// Scores that order candidates (higher is better): the ranking GP's predictive means.
     pub fn rank_scores(&self, task: &BTreeMap<String, Vec<Option<f64>>>, cands: &[(String, RecipeSummary, String)]) -> Vec<f64> {
-        if self.learner != "gp" {
+        if self.learner != Learner::Gp {
             return self.predict(task, cands).into_iter().map(|x| x.0).collect();
         }
         let xs: Vec<Vec<f64>> = cands.iter().map(|(b, r, _)| self.encoder.encode(&task[b], r, b)).collect();
@@ -784,13 +817,8 @@ impl MetaModel {
         if let Some(g) = &self.gp_rel {
             g.validate("gp_rel", dim)?;
         }
-        if !matches!(self.learner.as_str(), "gp" | "knn") {
-            return Err(format!("`learner` is {:?}, expected \"gp\" or \"knn\"", self.learner));
-        }
-        match (self.ranker.as_str(), &self.gp_rel) {
-            ("gp", _) | ("gp_rel", Some(_)) => {}
-            ("gp_rel", None) => return Err("`ranker` is \"gp_rel\" but there is no `gp_rel`".into()),
-            (r, _) => return Err(format!("`ranker` is {r:?}, expected \"gp\" or \"gp_rel\"")),
+        if self.ranker == Ranker::GpRel && self.gp_rel.is_none() {
+            return Err("`ranker` is \"gp_rel\" but there is no `gp_rel`".into());
         }
         if self.knn.k == 0 || self.knn.entries.is_empty() {
             return Err("`knn` needs k >= 1 and at least one entry".into());

@@ -3,7 +3,7 @@
 //! rates, layer decay and L2-SP), predict each, refine the best one's learning rate with
 //! argmin's Brent optimiser on the surrogate, and explain the choice.
 use super::features::{task_vector, RecipeSummary, TASK_FEATURES};
-use super::{MetaModel, Z80};
+use super::{Learner, MetaModel, Ranker, Z80};
 use crate::backbones::{card, ModelRef};
 use crate::data::{decode_items, Dataset};
 use crate::error::{GraftError, Result};
@@ -55,7 +55,7 @@ pub struct Recommendation {
     pub features: BTreeMap<String, BTreeMap<String, Option<f64>>>,
     pub nearest_tasks: Vec<serde_json::Value>,
     pub far_from_past_tasks: bool,
-    pub learner: String,
+    pub learner: Learner,
     pub meta_hash: String,
     pub seconds: f64,
     /// Every candidate, ranked (for `auto` and reports).
@@ -87,7 +87,7 @@ pub fn task_features_decoded(mref: &ModelRef, ds: &Dataset, set: &crate::data::I
 
 fn grid_templates(lrs: &[f64]) -> Vec<Template> {
     let mut v = Vec::new();
-    for strat in ["linear-probe", "softmax-probe"] {
+    for strat in [Strategy::LinearProbe, Strategy::SoftmaxProbe] {
         for d in ["first", "mid", "last"] {
             v.push(Template::probe(strat, d));
         }
@@ -168,7 +168,7 @@ pub fn recommend(model: &MetaModel, ds: &Dataset, o: &RecommendOptions) -> Resul
     }
     // candidates
     let lrs: Vec<f64> = {
-        let mut v: Vec<f64> = model.portfolio.iter().filter(|p| p.recipe.strategy == "finetune").map(|p| p.recipe.lr).collect();
+        let mut v: Vec<f64> = model.portfolio.iter().filter(|p| p.recipe.strategy == Strategy::Finetune).map(|p| p.recipe.lr).collect();
         v.sort_by(|a, b| a.total_cmp(b));
         v.dedup();
         v
@@ -202,7 +202,7 @@ pub fn recommend(model: &MetaModel, ds: &Dataset, o: &RecommendOptions) -> Resul
             r.seed = o.seed;
             push(r, p.r_name.clone(), "portfolio")?;
         }
-        if model.learner == "gp" && !lrs.is_empty() {
+        if model.learner == Learner::Gp && !lrs.is_empty() {
             for t in grid_templates(&lrs) {
                 let r = t.recipe(&mref.card.groups, o.seed)?;
                 push(r, t.id.clone(), "search")?;
@@ -231,7 +231,7 @@ pub fn recommend(model: &MetaModel, ds: &Dataset, o: &RecommendOptions) -> Resul
     // LogME on this task is the default pick; the meta-learner overrides it only when its best
     // candidate beats the anchor with posterior probability >= ANCHOR_SWITCH_PROBABILITY.
     let mut anchor_note = None;
-    if model.learner == "gp" {
+    if model.learner == Learner::Gp {
         let anchor = (0..cands.len())
             .filter_map(|i| super::probe_logme(&cands[i].summary, &task[&cands[i].backbone]).map(|l| (i, l)))
             .max_by(|a, b| a.1.total_cmp(&b.1))
@@ -265,7 +265,7 @@ pub fn recommend(model: &MetaModel, ds: &Dataset, o: &RecommendOptions) -> Resul
     }
     // refine the best fine-tuning candidate's learning rate on the surrogate
     let mut rationale = Vec::new();
-    if model.learner == "gp" && cands[0].recipe.strategy == Strategy::Finetune && lrs.len() >= 2 {
+    if model.learner == Learner::Gp && cands[0].recipe.strategy == Strategy::Finetune && lrs.len() >= 2 {
         let (lo, hi) = (lrs[0].log10(), lrs[lrs.len() - 1].log10());
         let cost = LrCost { model, task: &task, cand: &cands[0] };
         if let Ok(res) = Executor::new(cost, BrentOpt::new(lo, hi)).configure(|s| s.max_iters(30)).run() {
@@ -304,7 +304,7 @@ pub fn recommend(model: &MetaModel, ds: &Dataset, o: &RecommendOptions) -> Resul
         best.interval[0],
         best.interval[1],
         model.learner,
-        if model.learner == "gp" && model.ranker == "gp_rel" {
+        if model.learner == Learner::Gp && model.ranker == Ranker::GpRel {
             " (candidates ordered by its within-task GP, which had the lower held-out regret)"
         } else {
             ""
@@ -369,7 +369,7 @@ pub fn recommend(model: &MetaModel, ds: &Dataset, o: &RecommendOptions) -> Resul
             ft - best.predicted_accuracy
         ));
     }
-    if model.learner == "gp" {
+    if model.learner == Learner::Gp {
         let ls = model.gp.lengthscales();
         let names_f = model.encoder.feature_names();
         let mut imp: Vec<(String, f64)> = names_f.into_iter().zip(ls).take(TASK_FEATURES.len()).collect();
@@ -425,7 +425,7 @@ pub fn recommend(model: &MetaModel, ds: &Dataset, o: &RecommendOptions) -> Resul
         features,
         nearest_tasks,
         far_from_past_tasks: far,
-        learner: model.learner.clone(),
+        learner: model.learner,
         meta_hash: model.meta_hash.clone(),
         seconds: t0.elapsed().as_secs_f64(),
         ranked: cands,
@@ -447,7 +447,7 @@ pub struct Planner {
 impl Planner {
     pub fn new(model: &MetaModel, rec: &Recommendation) -> Self {
         let top: Vec<Candidate> = rec.ranked.iter().take(40).cloned().collect();
-        let seq = (model.learner == "gp" && top.len() > 1).then(|| {
+        let seq = (model.learner == Learner::Gp && top.len() > 1).then(|| {
             let xs: Vec<Vec<f64>> =
                 top.iter().map(|c| model.encoder.encode(&rec.task_features[&c.backbone], &c.summary, &c.backbone)).collect();
             let (mean, cov, noise) = model.ranking_gp().predict_joint(&xs);

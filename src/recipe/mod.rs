@@ -23,12 +23,23 @@ pub enum Strategy {
 }
 
 impl Strategy {
+    /// The strategy named by `s` as written in recipes and the meta-dataset.
+    pub fn parse(s: &str) -> Option<Strategy> {
+        [Strategy::Finetune, Strategy::LinearProbe, Strategy::SoftmaxProbe].into_iter().find(|k| k.as_str() == s)
+    }
+
     pub fn as_str(&self) -> &'static str {
         match self {
             Strategy::Finetune => "finetune",
             Strategy::LinearProbe => "linear-probe",
             Strategy::SoftmaxProbe => "softmax-probe",
         }
+    }
+}
+
+impl std::fmt::Display for Strategy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

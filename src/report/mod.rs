@@ -78,8 +78,8 @@ pub fn render(runs: &[LoadedRun], inspect: Option<&InspectReport>) -> String {
             "<tr><td class=\"l\">{}</td><td class=\"l\">{}</td><td class=\"l\">{}</td><td class=\"l\">{}</td><td class=\"acc\">{:.4}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.1}</td><td>{}</td></tr>",
             esc(&x.run_id),
             esc(&x.backbone),
-            esc(&x.strategy),
-            esc(&x.status),
+            esc(x.strategy.as_str()),
+            esc(x.status.as_str()),
             x.test_accuracy,
             x.val_accuracy.map(|v| format!("{v:.4}")).unwrap_or_else(|| "–".into()),
             x.n_train,
@@ -233,7 +233,7 @@ pub fn recommendation_html(rec: &crate::metalearner::search::Recommendation) -> 
         rec.predicted_accuracy,
         rec.interval[0],
         rec.interval[1],
-        esc(&rec.learner),
+        esc(rec.learner.as_str()),
         if rec.far_from_past_tasks { "; <b>far from every past task</b>" } else { "" }
     );
     h.push_str("<table id=\"recipe\"><tr><th class=\"l\">field</th><th class=\"l\">value</th></tr>");

@@ -97,7 +97,7 @@ pub struct RecipeSpace {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Arm {
-    pub strategy: String,
+    pub strategy: Strategy,
     #[serde(default = "last")]
     pub probe_depth: String,
     #[serde(default)]
@@ -146,7 +146,7 @@ fn batch_default() -> usize {
 #[serde(deny_unknown_fields)]
 pub struct Space {
     /// finetune, linear-probe, softmax-probe
-    pub strategy: Vec<String>,
+    pub strategy: Vec<Strategy>,
     /// Probed group for probes: first, mid or last (the penultimate group).
     #[serde(default = "last_vec")]
     pub probe_depth: Vec<String>,
@@ -185,7 +185,7 @@ pub struct Template {
     /// A short readable id, e.g. `ft-r1-f0-lr0.003-ld1-sp0-e10` or `preset-linear-probe`.
     pub id: String,
     pub preset: Option<String>,
-    pub strategy: String,
+    pub strategy: Strategy,
     pub probe_depth: String,
     pub reinit_top: usize,
     pub freeze_bottom: usize,
@@ -200,11 +200,11 @@ pub struct Template {
 
 impl Template {
     /// A probe (`linear-probe` or `softmax-probe`) at depth `first`, `mid` or `last`.
-    pub fn probe(strategy: &str, depth: &str) -> Template {
+    pub fn probe(strategy: Strategy, depth: &str) -> Template {
         Template {
-            id: format!("{}-{depth}", if strategy == "linear-probe" { "svm" } else { "softmax" }),
+            id: format!("{}-{depth}", if strategy == Strategy::LinearProbe { "svm" } else { "softmax" }),
             preset: None,
-            strategy: strategy.into(),
+            strategy,
             probe_depth: depth.into(),
             reinit_top: 0,
             freeze_bottom: 0,
@@ -223,7 +223,7 @@ impl Template {
         Template {
             id: format!("ft-r{r}-f{f}-lr{lr}-ld{ld}-sp{sp}-e{e}-b{b}"),
             preset: None,
-            strategy: "finetune".into(),
+            strategy: Strategy::Finetune,
             probe_depth: String::new(),
             reinit_top: r,
             freeze_bottom: f,
@@ -247,12 +247,7 @@ impl Template {
             return Ok(r);
         }
         let body = groups.len() - 1;
-        let strategy = match self.strategy.as_str() {
-            "finetune" => Strategy::Finetune,
-            "linear-probe" => Strategy::LinearProbe,
-            "softmax-probe" => Strategy::SoftmaxProbe,
-            s => return Err(GraftError::Usage(format!("plan: unknown strategy `{s}`; known: finetune, linear-probe, softmax-probe"))),
-        };
+        let strategy = self.strategy;
         let mut r = recipe::preset(if strategy == Strategy::Finetune { "finetune-all" } else { "linear-probe" })?;
         r.name = Some(self.id.clone());
         r.strategy = strategy;
@@ -389,8 +384,8 @@ impl Plan {
         };
         let s = self.recipes.space.as_ref().unwrap_or(&empty);
         let mut grid = Vec::new();
-        for strat in &s.strategy {
-            if strat == "finetune" {
+        for &strat in &s.strategy {
+            if strat == Strategy::Finetune {
                 for &r in &s.reinit_top {
                     for &f in &s.freeze_bottom {
                         for &lr in &s.lr {
@@ -406,14 +401,10 @@ impl Plan {
                         }
                     }
                 }
-            } else if strat == "linear-probe" || strat == "softmax-probe" {
+            } else {
                 for d in &s.probe_depth {
                     grid.push(Template::probe(strat, d));
                 }
-            } else {
-                return Err(GraftError::Usage(format!(
-                    "sweep plan: recipes.space.strategy: unknown `{strat}`; known: finetune, linear-probe, softmax-probe"
-                )));
             }
         }
         let chosen: Vec<Template> = if self.recipes.sample == "none" {
@@ -442,11 +433,11 @@ impl Plan {
         let mut out = Vec::new();
         let e0 = s.epochs.first().copied().unwrap_or(10);
         for p in &self.recipes.include {
-            recipe::preset(p)?;
+            let strategy = recipe::preset(p)?.strategy;
             out.push(Template {
                 id: format!("preset-{p}"),
                 preset: Some(p.clone()),
-                strategy: String::new(),
+                strategy,
                 probe_depth: String::new(),
                 reinit_top: 0,
                 freeze_bottom: 0,
@@ -463,23 +454,18 @@ impl Plan {
                 crate::pretrain::Method::parse(m).map_err(|e| GraftError::Usage(format!("sweep plan: recipes.arm.pretrain: {e}")))?;
             }
             let pt = a.pretrain.as_ref().map(|m| format!("-pt-{m}{}", a.pretrain_epochs)).unwrap_or_default();
-            let id = match a.strategy.as_str() {
-                "finetune" => format!(
+            let id = match a.strategy {
+                Strategy::Finetune => format!(
                     "ft-r{}-f{}-lr{}-ld{}-sp{}-e{}-b{}{pt}",
                     a.reinit_top, a.freeze_bottom, a.lr, a.layer_decay, a.l2sp, a.epochs, a.batch_size
                 ),
-                "linear-probe" => format!("svm-{}{pt}", a.probe_depth),
-                "softmax-probe" => format!("softmax-{}{pt}", a.probe_depth),
-                x => {
-                    return Err(GraftError::Usage(format!(
-                        "sweep plan: recipes.arm.strategy: unknown `{x}`; known: finetune, linear-probe, softmax-probe"
-                    )))
-                }
+                Strategy::LinearProbe => format!("svm-{}{pt}", a.probe_depth),
+                Strategy::SoftmaxProbe => format!("softmax-{}{pt}", a.probe_depth),
             };
             out.push(Template {
                 id,
                 preset: None,
-                strategy: a.strategy.clone(),
+                strategy: a.strategy,
                 probe_depth: a.probe_depth.clone(),
                 reinit_top: a.reinit_top,
                 freeze_bottom: a.freeze_bottom,
