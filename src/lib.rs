@@ -17,6 +17,7 @@ pub mod kernels;
 pub mod metadataset;
 pub mod metafeatures;
 pub mod metalearner;
+pub mod optim;
 pub mod pretrain;
 pub mod recipe;
 pub mod report;

@@ -199,7 +199,7 @@ pub fn meta_eval(a: MetaEvalArgs) -> Result<i32> {
     let r = ml::eval::evaluate(&obs, a.budget.max(1), &fo, &|s| errln!("{s}"))?;
     std::fs::create_dir_all(&a.out).map_err(|e| crate::GraftError::io(&a.out, e))?;
     let md = ml::eval::markdown(&r);
-    let (regret, cal) = ml::eval::plots(&r);
+    let (regret, cal) = crate::report::meta_eval_plots(&r);
     let w = |name: &str, s: &str| crate::util::write_atomic(&a.out.join(name), s.as_bytes());
     w(
         "meta-eval.md",

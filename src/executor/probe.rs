@@ -11,22 +11,7 @@ use ndarray::{Array1, Array2, Axis};
 use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 
-/// Standardise columns with the training mean and std.
-pub struct Standardiser {
-    mean: Array1<f64>,
-    std: Array1<f64>,
-}
-
-impl Standardiser {
-    pub fn fit(x: &Array2<f64>) -> Self {
-        let mean = x.mean_axis(Axis(0)).expect("non-empty");
-        let std = x.std_axis(Axis(0), 0.0).mapv(|s| if s > 1e-8 { s } else { 1.0 });
-        Standardiser { mean, std }
-    }
-    pub fn apply(&self, x: &Array2<f64>) -> Array2<f64> {
-        (x - &self.mean) / &self.std
-    }
-}
+pub use crate::metafeatures::stats::{stratified_folds, Standardiser};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ProbeReport {
@@ -181,20 +166,6 @@ pub fn accuracy(pred: &[usize], y: &[usize]) -> f64 {
         return 0.0;
     }
     pred.iter().zip(y).filter(|(a, b)| a == b).count() as f64 / y.len() as f64
-}
-
-/// Stratified k-fold assignment (fold index per sample), seeded.
-pub fn stratified_folds(y: &[usize], k: usize, folds: usize, seed: u64) -> Vec<usize> {
-    let mut rng = rng_for(seed, "cv-folds");
-    let mut out = vec![0; y.len()];
-    for cls in 0..k {
-        let mut idx: Vec<usize> = (0..y.len()).filter(|&i| y[i] == cls).collect();
-        idx.shuffle(&mut rng);
-        for (j, i) in idx.into_iter().enumerate() {
-            out[i] = j % folds;
-        }
-    }
-    out
 }
 
 fn rows(x: &Array2<f64>, idx: &[usize]) -> Array2<f64> {

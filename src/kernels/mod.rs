@@ -226,62 +226,7 @@ pub(crate) mod testutil {
 
 #[cfg(test)]
 mod precision_tests {
-    use super::testutil::{max_rel, rand};
     use super::*;
-    use candle_core::Var;
-
-    /// bf16 mixed precision: a training step of a whole backbone gives float32 outputs and
-    /// float32 gradients for the float32 weights, within bfloat16's ~3 significant digits of
-    /// the float32 step; the guard restores float32 when dropped.
-    #[test]
-    fn bf16_step_matches_f32_within_bf16_rounding() {
-        use crate::backbones::{Arch, Model};
-        let dev = candle_core::Device::Cpu;
-        let arch = Arch::Resnet8;
-        let model = Model::new(arch, arch.default_input(), 10, 0, &dev).unwrap();
-        let s = arch.default_input();
-        let x = rand(&[8, s.channels, s.height, s.width], 5, -1.0, 1.0);
-        let y = Tensor::new(&[0i64, 1, 2, 3, 4, 5, 6, 7], &dev).unwrap();
-        let flags = vec![true; model.n_groups()];
-        let step = || {
-            let logits = model.forward(&x, &flags).unwrap();
-            let loss = crate::executor::train::cross_entropy(&logits, &y, 0.0).unwrap();
-            let grads = loss.backward().unwrap();
-            let (name, w) = model.named_vars().into_iter().find(|(k, v)| v.rank() == 4 && k.contains("conv")).unwrap();
-            (logits, loss.to_scalar::<f32>().unwrap(), grads.get(w.as_tensor()).unwrap().clone(), name)
-        };
-        let (l32, loss32, g32, _) = step();
-        let (l16, loss16, g16, name) = {
-            let _g = set_precision(Precision::Bf16);
-            step()
-        };
-        assert_eq!(precision(), Precision::F32, "guard restores f32");
-        assert_eq!(l16.dtype(), DType::F32);
-        assert_eq!(g16.dtype(), DType::F32, "{name}: master-weight gradient stays f32");
-        let rel_loss = ((loss16 - loss32) / loss32).abs();
-        assert!(rel_loss < 1e-3 && rel_loss > 0.0, "loss f32 {loss32} bf16 {loss16}");
-        let rel_norm = |a: &Tensor, b: &Tensor| {
-            let d = (a - b).unwrap().sqr().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap().sqrt();
-            d / b.sqr().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap().sqrt()
-        };
-        eprintln!("bf16 vs f32: loss {rel_loss:.2e}, logits {:.2e}, {name} grad {:.2e}", rel_norm(&l16, &l32), rel_norm(&g16, &g32));
-        assert!(rel_norm(&l16, &l32) < 2e-2, "logits {}", rel_norm(&l16, &l32));
-        // Early-layer gradients at initialisation cancel a lot, so bf16 rounding shows: PyTorch
-        // 2.15's CPU bf16 autocast on the same arch, batch and input range gives relative errors
-        // of 6.5e-5 (loss), 4.4e-3 (logits) and 0.147 (stage1.0.conv1 gradient); graft gives
-        // 1.2e-4, 5.4e-3 and 0.164.
-        assert!(rel_norm(&g16, &g32) < 0.3 && rel_norm(&g16, &g32) > 1e-4, "{name} grad {}", rel_norm(&g16, &g32));
-        // and a bare conv: bf16 operands really are rounded (not silently f32)
-        let xv = Var::from_tensor(&rand(&[2, 3, 8, 8], 1, -1.0, 1.0)).unwrap();
-        let w = rand(&[4, 3, 3, 3], 2, -1.0, 1.0);
-        let f = conv2d(xv.as_tensor(), &w, 1, 1).unwrap();
-        let b = {
-            let _g = set_precision(Precision::Bf16);
-            conv2d(xv.as_tensor(), &w, 1, 1).unwrap()
-        };
-        let r = max_rel(&b, &f);
-        assert!(r > 1e-5 && r < 2e-2, "bf16 conv rel err {r}");
-    }
 
     #[test]
     fn precision_parses_and_round_trips() {

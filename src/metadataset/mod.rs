@@ -4,7 +4,6 @@
 //! are fixed per schema version (see `meta_dataset/README.md`).
 use crate::data::{Dataset, ImageSet};
 use crate::error::{GraftError, Result};
-use crate::executor::RunRecord;
 use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -144,75 +143,6 @@ pub struct MetaRow {
     pub r_aug_gaussian_noise: f64,
     pub r_aug_gaussian_blur: f64,
     pub recipe: String,
-}
-
-impl MetaRow {
-    pub fn from_run(r: &RunRecord) -> Self {
-        let rc = &r.recipe;
-        let count = |a: &str| r.groups.iter().filter(|g| g.action == a).count() as i64;
-        let actions = r.groups.iter().map(|g| format!("{}={}", g.name, g.action)).collect::<Vec<_>>().join(",");
-        let probe_group = match rc.strategy {
-            crate::recipe::Strategy::Finetune => String::new(),
-            _ => r.probe.as_ref().map(|p| p.group.clone()).unwrap_or_default(),
-        };
-        MetaRow {
-            run_id: r.run_id.clone(),
-            task_id: r.task_id.clone(),
-            family: r.family.clone(),
-            backbone: r.backbone.clone(),
-            strategy: r.strategy.as_str().into(),
-            status: r.status.as_str().into(),
-            test_accuracy: r.test_accuracy,
-            val_accuracy: r.val_accuracy,
-            seed: r.seed as i64,
-            train_seconds: r.train_seconds,
-            schema_version: SCHEMA_VERSION,
-            device: r.device.clone(),
-            created_at: r.created_at.clone(),
-            n_train: r.n_train as i64,
-            n_test: r.n_test as i64,
-            n_classes: r.n_classes as i64,
-            mf: r.metafeatures.clone(),
-            mft: r.context.transfer.clone().unwrap_or_default(),
-            has_mft: r.context.transfer.is_some(),
-            task_shift: if r.context.shift.is_empty() { "none".into() } else { r.context.shift.clone() },
-            task_spec: r.context.spec.clone(),
-            r_n_groups: r.groups.len() as i64,
-            r_name: rc.name.clone().unwrap_or_default(),
-            r_probe_depth: match rc.strategy {
-                crate::recipe::Strategy::Finetune => None,
-                _ => r.probe.as_ref().and_then(|p| {
-                    let body = r.groups.len().saturating_sub(1);
-                    r.groups.iter().position(|g| g.name == p.group).map(|i| if body > 1 { i as f64 / (body - 1) as f64 } else { 1.0 })
-                }),
-            },
-            r_pretrain: rc.pretrain.as_ref().map(|p| format!("{}:{}", p.method.as_str(), p.epochs)).unwrap_or_else(|| "none".into()),
-            wall_seconds: r.timings.total_seconds,
-            r_default_action: rc.default_action.as_str().into(),
-            r_actions: actions,
-            r_n_freeze: count("freeze"),
-            r_n_finetune: count("finetune"),
-            r_n_reinit: count("reinit"),
-            r_lr: rc.lr,
-            r_layer_decay: rc.layer_decay,
-            r_optimizer: format!("{:?}", rc.optimizer.kind).to_lowercase(),
-            r_weight_decay: rc.optimizer.weight_decay,
-            r_l2sp: rc.l2sp,
-            r_schedule: format!("{:?}", rc.schedule.kind).to_lowercase(),
-            r_warmup_epochs: rc.schedule.warmup_epochs,
-            r_epochs: rc.epochs as i64,
-            r_batch_size: rc.batch_size as i64,
-            r_label_smoothing: rc.label_smoothing,
-            r_probe_group: probe_group,
-            r_aug_crop_padding: rc.augment.crop_padding as i64,
-            r_aug_hflip: rc.augment.hflip,
-            r_aug_random_resized_crop: rc.augment.random_resized_crop.unwrap_or(0.0) as f64,
-            r_aug_color_jitter: rc.augment.color_jitter as f64,
-            r_aug_gaussian_noise: rc.augment.gaussian_noise as f64,
-            r_aug_gaussian_blur: rc.augment.gaussian_blur as f64,
-            recipe: serde_json::to_string(rc).expect("recipe serialises"),
-        }
-    }
 }
 
 macro_rules! col {

@@ -1,5 +1,6 @@
 //! Task meta-features: a dataset profile and per-layer-group transferability scores computed
 //! from one pass of the training images through a backbone (`graft inspect`).
+pub mod stats;
 pub mod transfer;
 
 use crate::backbones::{card, Model, ModelRef};

@@ -190,12 +190,12 @@ pub fn nearest_centroid_cv(f: &Array2<f64>, y: &[usize], seed: u64) -> Option<f6
     if folds < 2 {
         return None;
     }
-    let assign = crate::executor::probe::stratified_folds(y, k, folds, seed);
+    let assign = super::stats::stratified_folds(y, k, folds, seed);
     let mut correct = 0;
     for fo in 0..folds {
         let tr: Vec<usize> = (0..y.len()).filter(|&i| assign[i] != fo).collect();
         let xtr = f.select(Axis(0), &tr);
-        let st = crate::executor::probe::Standardiser::fit(&xtr);
+        let st = super::stats::Standardiser::fit(&xtr);
         let xtr = st.apply(&xtr);
         let mut cents = Array2::<f64>::zeros((k, f.ncols()));
         let mut cnt = vec![0usize; k];

@@ -584,22 +584,6 @@ pub fn markdown(r: &EvalReport) -> String {
     s
 }
 
-/// SVG plots: regret vs budget per method, and predicted vs actual accuracy.
-pub fn plots(r: &EvalReport) -> (String, String) {
-    use crate::report::svg::{line_chart, Series};
-    let series: Vec<Series> = METHODS
-        .iter()
-        .filter(|m| !r.mean_regret[**m].iter().all(|v| v.is_nan()))
-        .map(|m| Series { name: m.to_string(), points: r.mean_regret[*m].iter().enumerate().map(|(i, v)| ((i + 1) as f64, *v)).collect() })
-        .collect();
-    let regret =
-        line_chart("Normalised regret vs budget (held-out families)", "budget (runs)", "mean normalised regret", &series, Some((0.0, 1.0)));
-    let pts = Series { name: "held-out runs".into(), points: r.calibration.clone() };
-    let diag = Series { name: "y = x".into(), points: vec![(0.0, 0.0), (1.0, 1.0)] };
-    let cal = crate::report::svg::scatter_chart("Predicted vs actual test accuracy", "predicted", "actual", &pts, &diag);
-    (regret, cal)
-}
-
 #[cfg(test)]
 mod tests {
     fn cell(task: &str, backbone: &str, name: &str, acc: f64, logme: Option<f64>) -> Cell {

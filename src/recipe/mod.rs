@@ -1,6 +1,7 @@
 //! Transfer recipes: the serde document users and the meta-learner write, its validation into a
 //! [`CheckedRecipe`] against a backbone's groups, and the presets.
 mod presets;
+pub mod pretrain;
 pub use presets::{preset, PRESETS};
 
 use crate::data::Augment;
@@ -215,7 +216,7 @@ pub struct Recipe {
     /// re-initialisation, before fine-tuning or probing) on the target's unlabelled pool or its
     /// training images without labels.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pretrain: Option<crate::pretrain::PretrainSpec>,
+    pub pretrain: Option<crate::recipe::pretrain::PretrainSpec>,
     /// Arithmetic of convolutions and linear layers: `f32` (default) or `bf16` mixed precision
     /// (bfloat16 operands, float32 master weights, BatchNorm and losses). Pays on a GPU.
     #[serde(default, skip_serializing_if = "crate::kernels::Precision::is_f32")]

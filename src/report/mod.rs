@@ -293,7 +293,7 @@ pub fn render_auto(rec: &crate::metalearner::search::Recommendation, runs: &[Loa
 /// `graft meta eval`'s HTML report: regret, accuracy gap and rank per method and budget, regret
 /// vs budget, and predicted vs actual accuracy (calibration).
 pub fn render_meta_eval(r: &crate::metalearner::eval::EvalReport) -> String {
-    use crate::metalearner::eval::{plots, METHODS};
+    use crate::metalearner::eval::METHODS;
     let mut h = String::new();
     let _ =
         write!(h, "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>graft meta eval</title><style>{STYLE}</style></head><body>");
@@ -320,7 +320,7 @@ pub fn render_meta_eval(r: &crate::metalearner::eval::EvalReport) -> String {
         }
         let _ = write!(h, "<td>{:.2}</td><td>{:.2}</td></tr>", r.mean_gap[*m][0] * 100.0, r.mean_rank[*m][0]);
     }
-    let (regret, cal) = plots(r);
+    let (regret, cal) = meta_eval_plots(r);
     let _ = write!(h, "</table><div class=\"grid\">{regret}</div></section>");
     let _ = write!(
         h,
@@ -330,4 +330,21 @@ pub fn render_meta_eval(r: &crate::metalearner::eval::EvalReport) -> String {
     );
     h.push_str("</body></html>\n");
     h
+}
+
+/// SVG plots: regret vs budget per method, and predicted vs actual accuracy.
+pub fn meta_eval_plots(r: &crate::metalearner::eval::EvalReport) -> (String, String) {
+    use crate::metalearner::eval::METHODS;
+    use svg::{line_chart, Series};
+    let series: Vec<Series> = METHODS
+        .iter()
+        .filter(|m| !r.mean_regret[**m].iter().all(|v| v.is_nan()))
+        .map(|m| Series { name: m.to_string(), points: r.mean_regret[*m].iter().enumerate().map(|(i, v)| ((i + 1) as f64, *v)).collect() })
+        .collect();
+    let regret =
+        line_chart("Normalised regret vs budget (held-out families)", "budget (runs)", "mean normalised regret", &series, Some((0.0, 1.0)));
+    let pts = Series { name: "held-out runs".into(), points: r.calibration.clone() };
+    let diag = Series { name: "y = x".into(), points: vec![(0.0, 0.0), (1.0, 1.0)] };
+    let cal = svg::scatter_chart("Predicted vs actual test accuracy", "predicted", "actual", &pts, &diag);
+    (regret, cal)
 }
