@@ -425,6 +425,149 @@ pub fn remove_stale_run_temps(runs_dir: &std::path::Path) {
     }
 }
 
+/// What training (or fitting a probe) and evaluating gave, before the run record is written.
+struct Outcome {
+    test_pred: Vec<usize>,
+    test_loss: Option<f64>,
+    val_accuracy: Option<f64>,
+    epochs: Vec<EpochMetrics>,
+    best_epoch: Option<usize>,
+    /// Why the run diverged (a NaN or infinite loss, weight, logit or feature).
+    diverged: Option<String>,
+    first_step_loss: Option<f64>,
+    probe: Option<ProbeReport>,
+    /// Seconds spent evaluating the test and validation splits (not training time).
+    eval_seconds: f64,
+}
+
+impl Outcome {
+    fn diverged(n_test: usize, why: String) -> Outcome {
+        Outcome {
+            test_pred: vec![0; n_test],
+            test_loss: None,
+            val_accuracy: None,
+            epochs: Vec::new(),
+            best_epoch: None,
+            diverged: Some(why),
+            first_step_loss: None,
+            probe: None,
+            eval_seconds: 0.0,
+        }
+    }
+}
+
+/// The recipe's optional unsupervised pretraining step, on the unlabelled pool when the recipe
+/// asks for it and there is one, else on the training images without labels.
+fn pretrain_step(
+    opts: &RunOptions,
+    prep: &Prepared,
+    model: &Model,
+    recipe: &Recipe,
+    norm: &Normalisation,
+) -> Result<Option<crate::pretrain::PretrainOutcome>> {
+    let Some(spec) = &recipe.pretrain else { return Ok(None) };
+    let (ds, dec) = (&prep.ds, &prep.dec);
+    let owned;
+    let images = match (&dec.unlabelled, spec.data.as_str()) {
+        (Some(u), "unlabelled") if u.n >= 2 => u,
+        (None, "unlabelled") if ds.unlabelled.len() >= 2 => {
+            owned = crate::data::decode_items(&ds.unlabelled, prep.mref.card.input, opts.skip_bad)?;
+            &owned
+        }
+        _ => &dec.train,
+    };
+    Ok(Some(crate::pretrain::pretrain(model, images, norm, spec, recipe.seed, &|_| {})?))
+}
+
+/// Fine-tune, then evaluate on the test (and validation) split. A loss, final weight or test
+/// logit that is NaN or infinite means the run diverged.
+fn finetune_outcome(
+    model: &Model,
+    checked: &CheckedRecipe,
+    dec: &Decoded,
+    norm: &Normalisation,
+    start: &std::collections::BTreeMap<String, candle_core::Tensor>,
+    progress: &dyn Progress,
+) -> Result<Outcome> {
+    let out = train(model, checked, &dec.train, dec.val.as_ref(), norm, start, progress)?;
+    let mut o = Outcome {
+        test_pred: vec![0; dec.test.n],
+        test_loss: None,
+        val_accuracy: None,
+        epochs: out.epochs,
+        best_epoch: out.best_epoch,
+        diverged: out.diverged,
+        first_step_loss: out.first_step_loss,
+        probe: None,
+        eval_seconds: 0.0,
+    };
+    if o.diverged.is_none() {
+        // a loss that stayed finite can still leave NaN or infinite weights or logits
+        o.diverged = model.first_non_finite()?.map(|v| format!("the final weights of `{v}` are not finite"));
+    }
+    if o.diverged.is_some() {
+        return Ok(o);
+    }
+    let te = Instant::now();
+    let (l, _, p) = evaluate(model, &dec.test, norm, 256)?;
+    let va = match &dec.val {
+        Some(v) => Some(evaluate(model, v, norm, 256)?.1),
+        None => None,
+    };
+    o.eval_seconds = te.elapsed().as_secs_f64();
+    if l.is_finite() {
+        (o.test_pred, o.test_loss, o.val_accuracy) = (p, Some(l), va);
+    } else {
+        o.diverged = Some(format!("the test loss is {l} (non-finite test logits)"));
+    }
+    Ok(o)
+}
+
+/// Fit the recipe's probe (linear SVM or softmax) on standardised features of the probed group,
+/// then predict the test (and validation) split. Non-finite weights or features mean the run
+/// diverged: there is nothing to fit a probe on.
+fn probe_outcome(model: &Model, checked: &CheckedRecipe, dec: &Decoded, norm: &Normalisation, k: usize) -> Result<Outcome> {
+    let recipe = checked.recipe();
+    let g = checked.probe_group();
+    let xtr = features(model, &dec.train, norm, g)?;
+    if let Some(why) = probe_inputs_not_finite(model, &xtr, g)? {
+        return Ok(Outcome::diverged(dec.test.n, why));
+    }
+    let st = Standardiser::fit(&xtr);
+    let xtr = st.apply(&xtr);
+    let ytr = labels(&dec.train);
+    let te = Instant::now();
+    let xte = st.apply(&features(model, &dec.test, norm, g)?);
+    let xva = match &dec.val {
+        Some(v) => Some(st.apply(&features(model, v, norm, g)?)),
+        None => None,
+    };
+    let eval_seconds = te.elapsed().as_secs_f64();
+    let (pred, pv, mut rep) = if recipe.strategy == Strategy::LinearProbe {
+        let (m, rep) = fit_svm_cv(&xtr, &ytr, k, &recipe.probe.c_grid, recipe.probe.cv_folds, recipe.seed)?;
+        (m.predict(&xte), xva.map(|x| m.predict(&x)), rep)
+    } else {
+        let (m, rep) = SoftmaxProbe::fit(&xtr, &ytr, k, recipe.probe.l2, recipe.probe.iterations)?;
+        (m.predict(&xte), xva.map(|x| m.predict(&x)), rep)
+    };
+    rep.group = checked.groups()[g].name.clone();
+    let val_accuracy = match (pv, &dec.val) {
+        (Some(p), Some(v)) => Some(accuracy(&p, &labels(v))),
+        _ => None,
+    };
+    Ok(Outcome {
+        test_pred: pred,
+        test_loss: None,
+        val_accuracy,
+        epochs: Vec::new(),
+        best_epoch: None,
+        diverged: None,
+        first_step_loss: None,
+        probe: Some(rep),
+        eval_seconds,
+    })
+}
+
 /// Run `opts.recipe` on prepared data. `run_id`: a fixed id (sweeps), or None for a fresh one.
 pub fn run_prepared(
     opts: &RunOptions,
@@ -457,21 +600,7 @@ pub fn run_prepared(
     tracing::info!("run {run_id}: {} on {} ({} parameters), seed {seed}", recipe.strategy.as_str(), mref.card.name, model.param_count());
     // optional unsupervised pretraining step; counted in the training time
     let t_pre = Instant::now();
-    let pretrain = match &recipe.pretrain {
-        Some(spec) => {
-            let owned;
-            let images = match (&dec.unlabelled, spec.data.as_str()) {
-                (Some(u), "unlabelled") if u.n >= 2 => u,
-                (None, "unlabelled") if ds.unlabelled.len() >= 2 => {
-                    owned = crate::data::decode_items(&ds.unlabelled, mref.card.input, opts.skip_bad)?;
-                    &owned
-                }
-                _ => &dec.train,
-            };
-            Some(crate::pretrain::pretrain(&model, images, &norm, spec, seed, &|_| {})?)
-        }
-        None => None,
-    };
+    let pretrain = pretrain_step(opts, prep, &model, &recipe, &norm)?;
     let pretrain_seconds = t_pre.elapsed().as_secs_f64();
     if let Some(p) = &pretrain {
         tracing::info!("pretrained ({}) on {} images in {pretrain_seconds:.1} s", p.method, p.images);
@@ -479,76 +608,21 @@ pub fn run_prepared(
     let start = model.snapshot()?;
 
     let t0 = Instant::now();
-    let mut epochs = Vec::new();
-    let mut best_epoch = None;
-    let mut diverged: Option<String>;
-    let mut first_step_loss = None;
-    let mut probe_report = None;
-    let mut eval_only = 0.0;
-    let (test_pred, test_loss, val_accuracy) = match recipe.strategy {
-        Strategy::Finetune => {
-            let out = train(&model, &checked, &dec.train, dec.val.as_ref(), &norm, &start, progress)?;
-            epochs = out.epochs;
-            best_epoch = out.best_epoch;
-            diverged = out.diverged;
-            first_step_loss = out.first_step_loss;
-            if diverged.is_none() {
-                // a loss that stayed finite can still leave NaN or infinite weights or logits
-                diverged = model.first_non_finite()?.map(|v| format!("the final weights of `{v}` are not finite"));
-            }
-            if diverged.is_some() {
-                (vec![0; dec.test.n], None, None)
-            } else {
-                let te = Instant::now();
-                let (l, _, p) = evaluate(&model, &dec.test, &norm, 256)?;
-                let va = match &dec.val {
-                    Some(v) => Some(evaluate(&model, v, &norm, 256)?.1),
-                    None => None,
-                };
-                eval_only += te.elapsed().as_secs_f64();
-                if l.is_finite() {
-                    (p, Some(l), va)
-                } else {
-                    diverged = Some(format!("the test loss is {l} (non-finite test logits)"));
-                    (vec![0; dec.test.n], None, None)
-                }
-            }
-        }
-        Strategy::LinearProbe | Strategy::SoftmaxProbe => 'probe: {
-            let g = checked.probe_group();
-            let xtr = features(&model, &dec.train, &norm, g)?;
-            // a corrupt checkpoint or a diverged pretraining step: nothing to fit a probe on
-            diverged = probe_inputs_not_finite(&model, &xtr, g)?;
-            if diverged.is_some() {
-                break 'probe (vec![0; dec.test.n], None, None);
-            }
-            let st = Standardiser::fit(&xtr);
-            let xtr = st.apply(&xtr);
-            let ytr = labels(&dec.train);
-            let k = ds.n_classes();
-            let te = Instant::now();
-            let xte = st.apply(&features(&model, &dec.test, &norm, g)?);
-            let xva = match &dec.val {
-                Some(v) => Some(st.apply(&features(&model, v, &norm, g)?)),
-                None => None,
-            };
-            eval_only += te.elapsed().as_secs_f64();
-            let (pred, pv, mut rep) = if recipe.strategy == Strategy::LinearProbe {
-                let (m, rep) = fit_svm_cv(&xtr, &ytr, k, &recipe.probe.c_grid, recipe.probe.cv_folds, seed)?;
-                (m.predict(&xte), xva.map(|x| m.predict(&x)), rep)
-            } else {
-                let (m, rep) = SoftmaxProbe::fit(&xtr, &ytr, k, recipe.probe.l2, recipe.probe.iterations)?;
-                (m.predict(&xte), xva.map(|x| m.predict(&x)), rep)
-            };
-            rep.group = checked.groups()[g].name.clone();
-            probe_report = Some(rep);
-            let va = match (pv, &dec.val) {
-                (Some(p), Some(v)) => Some(accuracy(&p, &labels(v))),
-                _ => None,
-            };
-            (pred, None, va)
-        }
+    let out = match recipe.strategy {
+        Strategy::Finetune => finetune_outcome(&model, &checked, dec, &norm, &start, progress)?,
+        Strategy::LinearProbe | Strategy::SoftmaxProbe => probe_outcome(&model, &checked, dec, &norm, ds.n_classes())?,
     };
+    let Outcome {
+        test_pred,
+        test_loss,
+        val_accuracy,
+        epochs,
+        best_epoch,
+        mut diverged,
+        first_step_loss,
+        probe: probe_report,
+        eval_seconds: eval_only,
+    } = out;
     // training time excludes evaluating the test and validation splits
     let train_seconds = t0.elapsed().as_secs_f64() - eval_only + pretrain_seconds;
     tracing::info!("trained in {train_seconds:.1} s{}", diverged.as_ref().map(|d| format!("; diverged: {d}")).unwrap_or_default());
