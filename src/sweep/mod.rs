@@ -60,6 +60,62 @@ pub fn parse_shard(s: &str) -> Result<(usize, usize)> {
     Ok((i, n))
 }
 
+/// One (task, backbone) block of a plan: the task draw and the runs of it not yet recorded.
+struct Block<'a> {
+    fi: usize,
+    draw: plan::TaskDraw,
+    bb: &'a plan::BackboneSpec,
+    pending: Vec<(&'a plan::Template, crate::recipe::Recipe, String)>,
+}
+
+/// Expand the plan into its (task, backbone) blocks and their runs, and keep this shard's
+/// blocks (every N-th, counting from I). Counts the plan's, the shard's and the recorded runs
+/// into `sum`. Tasks interleave across families (task 0 of every family, then task 1, ...), so
+/// a partial sweep already covers every family.
+fn expand<'a>(
+    plan: &'a Plan,
+    templates: &'a [plan::Template],
+    fams: &[Dataset],
+    mrefs: &HashMap<String, crate::backbones::ModelRef>,
+    done: &std::collections::HashSet<String>,
+    (shard, n_shards): (usize, usize),
+    sum: &mut SweepSummary,
+) -> Result<Vec<Block<'a>>> {
+    let mut blocks = Vec::new();
+    let mut b = 0usize;
+    let sizes: Vec<Vec<usize>> = fams.iter().map(|d| d.train_counts()).collect();
+    let max_tasks = plan.families.iter().map(|f| f.tasks).max().unwrap_or(0);
+    let counts: Vec<usize> = plan.families.iter().map(|f| f.tasks).collect();
+    let order: Vec<(usize, usize)> =
+        (0..max_tasks).flat_map(|t| counts.iter().enumerate().filter(move |(_, &n)| t < n).map(move |(fi, _)| (fi, t))).collect();
+    for (fi, t) in order {
+        let draw = plan.draw_task(&plan.families[fi], &sizes[fi], t)?;
+        for bb in &plan.backbones {
+            let mine = b % n_shards == shard;
+            b += 1;
+            let mref = &mrefs[&bb.name];
+            let mut units = Vec::new();
+            for tpl in templates.iter().filter(|t| bb.only.as_ref().is_none_or(|o| o.contains(&t.id))) {
+                for &seed in &plan.seeds {
+                    let r = tpl.recipe(&mref.card.groups, seed)?;
+                    let key = run_key(&draw, bb, &r.to_json());
+                    units.push((tpl, r, key));
+                }
+            }
+            sum.units_in_plan += units.len();
+            if !mine {
+                continue;
+            }
+            sum.units_in_shard += units.len();
+            let n_block = units.len();
+            let pending: Vec<_> = units.into_iter().filter(|u| !done.contains(&u.2)).collect();
+            sum.already_done += n_block - pending.len();
+            blocks.push(Block { fi, draw: draw.clone(), bb, pending });
+        }
+    }
+    Ok(blocks)
+}
+
 pub fn sweep(o: &SweepOptions, log: &dyn Fn(&str)) -> Result<SweepSummary> {
     let t_all = Instant::now();
     let plan = Plan::load(&o.plan)?;
@@ -96,50 +152,7 @@ pub fn sweep(o: &SweepOptions, log: &dyn Fn(&str)) -> Result<SweepSummary> {
         fams.push(ds);
     }
     let mut sum = SweepSummary { plan: plan.name.clone(), shard: format!("{shard}/{n_shards}"), ..Default::default() };
-    // expand the plan: every (task, backbone) block and its runs; this shard's blocks
-    struct Block<'a> {
-        fi: usize,
-        draw: plan::TaskDraw,
-        bb: &'a plan::BackboneSpec,
-        pending: Vec<(&'a plan::Template, crate::recipe::Recipe, String)>,
-    }
-    let mut blocks = Vec::new();
-    let mut b = 0usize;
-    // tasks interleave across families (task 0 of every family, then task 1, ...), so a
-    // partial sweep already covers every family
-    let sizes: Vec<Vec<usize>> = fams.iter().map(|d| d.train_counts()).collect();
-    let max_tasks = plan.families.iter().map(|f| f.tasks).max().unwrap_or(0);
-    let counts: Vec<usize> = plan.families.iter().map(|f| f.tasks).collect();
-    let order: Vec<(usize, usize)> =
-        (0..max_tasks).flat_map(|t| counts.iter().enumerate().filter(move |(_, &n)| t < n).map(move |(fi, _)| (fi, t))).collect();
-    for (fi, t) in order {
-        let fam = &plan.families[fi];
-        {
-            let draw = plan.draw_task(fam, &sizes[fi], t)?;
-            for bb in &plan.backbones {
-                let mine = b % n_shards == shard;
-                b += 1;
-                let mref = &mrefs[&bb.name];
-                let mut units = Vec::new();
-                for tpl in templates.iter().filter(|t| bb.only.as_ref().is_none_or(|o| o.contains(&t.id))) {
-                    for &seed in &plan.seeds {
-                        let r = tpl.recipe(&mref.card.groups, seed)?;
-                        let key = run_key(&draw, bb, &r.to_json());
-                        units.push((tpl, r, key));
-                    }
-                }
-                sum.units_in_plan += units.len();
-                if !mine {
-                    continue;
-                }
-                sum.units_in_shard += units.len();
-                let n_block = units.len();
-                let pending: Vec<_> = units.into_iter().filter(|u| !done.contains(&u.2)).collect();
-                sum.already_done += n_block - pending.len();
-                blocks.push(Block { fi, draw: draw.clone(), bb, pending });
-            }
-        }
-    }
+    let blocks = expand(&plan, &templates, &fams, &mrefs, &done, o.shard, &mut sum)?;
     if sum.already_done > 0 && !o.resume {
         return Err(GraftError::Usage(format!(
             "{} already holds {} runs of plan `{}` shard {}; pass --resume to continue the sweep (finished runs are skipped)",
