@@ -1,12 +1,25 @@
 //! graft: an AutoML advisor for transfer learning on small image-classification datasets.
 //!
-//! The library is organised one concern per module:
-//! - [`data`]: ImageFolder / IDX loading, splits, task sampling, augmentations;
+//! The library is organised one concern per module, and the modules import each other without
+//! cycles (lowest first):
+//! - [`error`], [`util`]: the error type with its exit codes; seeded RNG streams, hashing,
+//!   atomic writes, safe path components, stale temporary files;
+//! - [`data`]: ImageFolder / IDX / `.npy` loading, splits, decoding, task sampling, augmentations;
+//! - [`kernels`]: CPU custom ops (convolutions, BatchNorm, pooling, AdamW) and the precision;
 //! - [`backbones`]: CNN backbones as structs with named layer groups, model cards, checkpoints;
-//! - [`recipe`]: the transfer recipe document, its validation into a [`recipe::CheckedRecipe`], presets;
-//! - [`executor`]: training, probing, evaluation and run records;
+//! - [`recipe`]: the transfer recipe document (with its pretraining step), its validation into
+//!   a [`recipe::CheckedRecipe`], presets;
+//! - [`optim`]: optimisers with per-group learning rates, L2-SP, schedules;
+//! - [`pretrain`]: the unsupervised and self-supervised pretraining methods;
+//! - [`metafeatures`]: dataset profile and transferability scores (LogME, H-score, probes);
 //! - [`metadataset`]: the Parquet meta-dataset of past runs;
-//! - [`cli`]: the command-line front end (the binary is a thin wrapper around it).
+//! - [`executor`]: training, probing, evaluation and run records;
+//! - [`sweep`]: sweep plans and the sharded, resumable sweep;
+//! - [`metalearner`]: the GP/kNN advisor, `recommend`, `meta eval`;
+//! - [`report`]: HTML reports and SVG plots;
+//! - [`experiment`]: the lecture's reproductions;
+//! - [`cli`]: the command-line front end (the binary is a thin wrapper around it; nothing else
+//!   imports it).
 pub mod backbones;
 pub mod cli;
 pub mod data;
