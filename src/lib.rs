@@ -35,6 +35,7 @@ pub mod pretrain;
 pub mod recipe;
 pub mod report;
 pub mod sweep;
+pub mod train;
 pub mod util;
 
 pub use error::{GraftError, Result};

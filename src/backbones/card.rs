@@ -43,7 +43,91 @@ pub struct ModelCard {
     pub notes: String,
 }
 
+/// What a card records about where a checkpoint came from: everything the model itself cannot
+/// say (its architecture, input, groups, classes and parameter count come from the model).
+#[derive(Debug, Clone, Default)]
+pub struct Provenance {
+    pub name: String,
+    /// The data the weights were trained on.
+    pub source: String,
+    pub source_classes: Vec<String>,
+    pub source_accuracy: Option<f64>,
+    pub license: String,
+    /// `supervised`, `autoencoder`, ..., `torchvision`.
+    pub method: String,
+    pub epochs: usize,
+    pub seed: u64,
+    pub final_loss: Option<f64>,
+    /// The exact command that made it.
+    pub command: String,
+    pub train_seconds: Option<f64>,
+    pub notes: String,
+}
+
+/// The model's side of a card.
+pub struct Shape {
+    pub arch: String,
+    pub input: InputSpec,
+    pub groups: Vec<String>,
+    pub n_classes: usize,
+    pub params: usize,
+}
+
+impl Shape {
+    pub fn of(model: &super::Model) -> Self {
+        Shape {
+            arch: model.arch.name().into(),
+            input: model.input,
+            groups: model.group_names.clone(),
+            n_classes: model.n_classes,
+            params: model.param_count(),
+        }
+    }
+}
+
+/// Saves `model` to `weights` (a `.safetensors` path; its folder is made if missing) and its
+/// card beside it, written atomically; returns the reference `graft run --backbone` resolves.
+pub fn save_with_card(model: &super::Model, weights: &Path, normalisation: &Normalisation, p: Provenance) -> Result<ModelRef> {
+    if let Some(d) = weights.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(d).map_err(|e| GraftError::io(d, e))?;
+    }
+    model.save(weights)?;
+    let card = ModelCard::new(Shape::of(model), normalisation.clone(), sha256_file(weights)?, crate::util::now_rfc3339(), p);
+    let cp = ModelCard::card_path(weights);
+    crate::util::write_atomic(&cp, serde_json::to_string_pretty(&card).expect("serialises").as_bytes())?;
+    Ok(ModelRef { weights: weights.to_path_buf(), card })
+}
+
 impl ModelCard {
+    /// The one constructor: the model's shape, its input normalisation, the weights' sha256,
+    /// when it was made, and its provenance.
+    pub fn new(shape: Shape, normalisation: Normalisation, sha256: String, created_at: String, p: Provenance) -> Self {
+        ModelCard {
+            card_version: CARD_VERSION,
+            name: p.name,
+            arch: shape.arch,
+            input: shape.input,
+            normalisation,
+            groups: shape.groups,
+            n_classes: shape.n_classes,
+            source_classes: p.source_classes,
+            source: p.source,
+            source_accuracy: p.source_accuracy,
+            params: shape.params,
+            license: p.license,
+            sha256,
+            method: p.method,
+            epochs: p.epochs,
+            seed: p.seed,
+            final_loss: p.final_loss,
+            command: p.command,
+            created_at,
+            graft_version: env!("CARGO_PKG_VERSION").into(),
+            train_seconds: p.train_seconds,
+            notes: p.notes,
+        }
+    }
+
     pub fn card_path(weights: &Path) -> PathBuf {
         weights.with_extension("json")
     }
@@ -52,32 +136,33 @@ impl ModelCard {
         let bytes = std::fs::read(card_path).map_err(|e| GraftError::io(card_path, e))?;
         let card: ModelCard = serde_json::from_slice(&bytes)
             .map_err(|e| GraftError::Model(format!("{}: not a valid model card: {e}", card_path.display())))?;
-        card.validate().map_err(|why| GraftError::Model(format!("{}: bad model card: {why}", card_path.display())))?;
+        card.validate(card_path)?;
         Ok(card)
     }
 
     /// The fields a backbone is built from: an input graft can decode to, a normalisation per
     /// channel with positive spreads, at least two groups, a source head.
-    fn validate(&self) -> std::result::Result<(), String> {
+    fn validate(&self, card_path: &Path) -> Result<()> {
+        let bad = |why: String| GraftError::Model(format!("{}: bad model card: {why}", card_path.display()));
         let i = self.input;
         if !matches!(i.channels, 1 | 3) {
-            return Err(format!("`input.channels` is {}, expected 1 or 3", i.channels));
+            return Err(bad(format!("`input.channels` is {}, expected 1 or 3", i.channels)));
         }
         if !(8..=1024).contains(&i.height) || !(8..=1024).contains(&i.width) {
-            return Err(format!("`input` is {}x{}, expected 8 to 1024 pixels a side", i.height, i.width));
+            return Err(bad(format!("`input` is {}x{}, expected 8 to 1024 pixels a side", i.height, i.width)));
         }
         let n = &self.normalisation;
         if n.mean.len() != i.channels || n.std.len() != i.channels {
-            return Err(format!("`normalisation` needs {} mean and std values", i.channels));
+            return Err(bad(format!("`normalisation` needs {} mean and std values", i.channels)));
         }
         if n.mean.iter().any(|v| !v.is_finite()) || n.std.iter().any(|v| !(v.is_finite() && *v > 0.0)) {
-            return Err("`normalisation` needs finite means and positive, finite stds".into());
+            return Err(bad("`normalisation` needs finite means and positive, finite stds".into()));
         }
         if self.groups.len() < 2 {
-            return Err("`groups` needs at least two layer groups".into());
+            return Err(bad("`groups` needs at least two layer groups".into()));
         }
         if self.n_classes == 0 {
-            return Err("`n_classes` must be at least 1".into());
+            return Err(bad("`n_classes` must be at least 1".into()));
         }
         Ok(())
     }
@@ -192,30 +277,17 @@ pub fn torchvision_card(weights: &Path) -> Result<ModelRef> {
     let name = weights.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_else(|| spec.name());
     let mut input = arch.default_input();
     input.channels = spec.in_channels;
-    let card = ModelCard {
-        card_version: CARD_VERSION,
+    let shape = Shape { arch: arch.name().into(), input, groups: arch.group_names(), n_classes: spec.n_classes, params: 0 };
+    let normalisation = Normalisation { mean: vec![0.485, 0.456, 0.406], std: vec![0.229, 0.224, 0.225] };
+    let p = Provenance {
         name,
-        arch: arch.name().into(),
-        input,
-        normalisation: Normalisation { mean: vec![0.485, 0.456, 0.406], std: vec![0.229, 0.224, 0.225] },
-        groups: arch.group_names(),
-        n_classes: spec.n_classes,
-        source_classes: Vec::new(),
         source: "unknown (torchvision-format file without a card)".into(),
-        source_accuracy: None,
-        params: 0,
         license: "unknown".into(),
-        sha256: sha256_file(weights)?,
         method: "torchvision".into(),
-        epochs: 0,
-        seed: 0,
-        final_loss: None,
-        command: String::new(),
-        created_at: String::new(),
-        graft_version: env!("CARGO_PKG_VERSION").into(),
-        train_seconds: None,
         notes: format!("{} read from tensor shapes: blocks {:?}, widths {:?}", spec.name(), spec.blocks, spec.outs),
+        ..Provenance::default()
     };
+    let card = ModelCard::new(shape, normalisation, sha256_file(weights)?, String::new(), p);
     Ok(ModelRef { weights: weights.to_path_buf(), card })
 }
 

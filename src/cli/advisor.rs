@@ -333,87 +333,37 @@ pub fn auto(a: AutoArgs) -> Result<i32> {
     if !a.json {
         print_recommendation(&rec);
     }
-    // runs one after another: each next recipe is chosen after seeing the validation accuracy
-    // of the ones before it (sequential expected improvement)
-    let mut planner = ml::search::Planner::new(&model, &rec);
-    let budget = a.budget.max(1);
     let (device, device_name) = executor::select_device(&a.device)?;
     let meta_dir = a.meta.clone().unwrap_or_else(super::default_meta_dir);
-    let mut runs = Vec::new();
-    let mut picks: Vec<ml::search::Candidate> = Vec::new();
-    while runs.len() < budget {
-        let Some(c) = planner.next().cloned() else { break };
-        let i = runs.len();
-        let mut recipe = c.recipe.clone();
-        // with several runs the winner is chosen on a validation split, never on the test split
-        if budget > 1 && ds.val.is_empty() && recipe.val_fraction == 0.0 {
-            recipe.val_fraction = 0.2;
-        }
-        errln!(
-            "run {}/{}: {} on {} (predicted {:.3})",
-            i + 1,
-            budget,
-            recipe.name.clone().unwrap_or_default(),
-            c.backbone,
-            c.predicted_accuracy
-        );
-        let opts = executor::RunOptions {
-            data: load_opts(&a.data, a.seed),
-            skip_bad: a.data.skip_bad,
-            recipe,
-            backbone: c.backbone.clone(),
-            device: device.clone(),
-            device_name: device_name.clone(),
-            runs_dir: a.runs.clone(),
-            meta_dir: Some(meta_dir.clone()),
-            family: None,
-            task_id: None,
-            command: super::command_line(),
-            input_size: None,
-            context: executor::run::TaskContext {
-                transfer: rec.transfer.get(&c.backbone).cloned(),
-                shift: "none".into(),
-                spec: String::new(),
-            },
-        };
-        let r = executor::run(&opts, &executor::NoProgress)?;
-        match r.val_accuracy {
-            Some(v) => errln!("  -> test accuracy {:.4}, validation accuracy {v:.4}", r.test_accuracy),
-            None => errln!("  -> test accuracy {:.4} (no validation split)", r.test_accuracy),
-        }
-        planner.observe(r.val_accuracy);
-        runs.push(r);
-        picks.push(c);
-    }
-    let best = runs
-        .iter()
-        .enumerate()
-        .max_by(|x, y| {
-            let key = |r: &executor::RunRecord, i: usize| {
-                r.val_accuracy.unwrap_or(0.0) * 1e3 - i as f64 * 1e-9 + picks[i].predicted_accuracy * 1e-6
-            };
-            key(x.1, x.0).total_cmp(&key(y.1, y.0))
-        })
-        .map(|(_, r)| r.run_id.clone())
-        .unwrap_or_default();
+    let opts = ml::auto::AutoOptions {
+        budget: a.budget,
+        data: load_opts(&a.data, a.seed),
+        skip_bad: a.data.skip_bad,
+        device,
+        device_name,
+        runs_dir: a.runs.clone(),
+        meta_dir: meta_dir.clone(),
+        command: super::command_line(),
+    };
+    let done = ml::auto::auto(&model, &rec, &ds, &opts, &|l| errln!("{l}"))?;
+    let runs: Vec<&executor::RunRecord> = done.runs.iter().map(|(_, r)| r).collect();
     let mut out = serde_json::to_value(&rec).expect("serialises");
     out["runs"] = serde_json::to_value(&runs).expect("serialises");
-    out["best_run_id"] = serde_json::Value::String(best.clone());
+    out["best_run_id"] = serde_json::Value::String(done.best_run_id.clone());
     if let Some(dir) = &a.report {
         let loaded: Vec<crate::report::LoadedRun> =
             runs.iter().map(|r| crate::report::load_run(std::path::Path::new(&r.run_dir))).collect::<Result<_>>()?;
-        let html = crate::report::render_auto(&rec, &loaded, &best);
+        let html = crate::report::render_auto(&rec, &loaded, &done.best_run_id);
         std::fs::create_dir_all(dir).map_err(|e| crate::GraftError::io(dir, e))?;
         crate::util::write_atomic(&dir.join("report.html"), html.as_bytes())?;
         errln!("report: {}", dir.join("report.html").display());
     }
     if a.json {
         print_json(&out);
-    } else {
-        let b = runs.iter().find(|r| r.run_id == best).expect("best run");
+    } else if let Some(b) = done.best() {
         errln!(
             "winner {}: {} on {}: test accuracy {:.4} (appended {} runs to {})",
-            best,
+            b.run_id,
             b.recipe.name.clone().unwrap_or_default(),
             b.backbone,
             b.test_accuracy,

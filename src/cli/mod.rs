@@ -15,8 +15,8 @@ macro_rules! errln {
 }
 mod advisor;
 mod commands;
-mod experiment_cmd;
-mod pretrain_cmd;
+mod experiment;
+mod pretrain;
 mod progress;
 
 use crate::error::{GraftError, EXIT_BAD_INPUT, EXIT_OK};
@@ -83,7 +83,7 @@ pub enum Command {
     /// Run one recipe end to end, evaluate it, write a run record and append it to the meta-dataset.
     Run(commands::RunArgs),
     /// Pretrain a backbone on a source dataset.
-    Pretrain(commands::PretrainArgs),
+    Pretrain(pretrain::PretrainArgs),
     /// The model zoo: every backbone with its card.
     Models(commands::ModelsArgs),
     /// Sample a task (classes, shots, unlabelled pool) from a dataset and write it as an ImageFolder tree.
@@ -108,7 +108,7 @@ pub enum Command {
     Sweep(advisor::SweepArgs),
     /// Reproduce a claim of the lecture (paine: pretraining without labels when labels are few;
     /// yosinski: transferability by layer), writing a Markdown table, an SVG and the raw rows.
-    Experiment(experiment_cmd::ExperimentArgs),
+    Experiment(experiment::ExperimentArgs),
     /// Compute a model's source feature statistics (for domain distances) from its source data.
     SourceStats(commands::SourceStatsArgs),
 }
@@ -140,7 +140,7 @@ pub fn main() -> i32 {
         .init();
     let res = match cli.command {
         Command::Run(a) => commands::run(a),
-        Command::Pretrain(a) => commands::pretrain(a),
+        Command::Pretrain(a) => pretrain::pretrain(a),
         Command::Models(a) => commands::models(a),
         Command::Task(a) => commands::task(a),
         Command::Recipe(a) => commands::recipe(a),
@@ -151,7 +151,7 @@ pub fn main() -> i32 {
         Command::SourceStats(a) => commands::source_stats(a),
         Command::Report(a) => commands::report(a),
         Command::Sweep(a) => advisor::sweep(a),
-        Command::Experiment(a) => experiment_cmd::experiment(a),
+        Command::Experiment(a) => experiment::experiment(a),
         Command::Recommend(a) => advisor::recommend(a),
         Command::Auto(a) => advisor::auto(a),
     };

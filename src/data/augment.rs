@@ -35,10 +35,11 @@ impl Augment {
         Augment { crop_padding: 0, random_resized_crop: Some(0.2), hflip: true, color_jitter: s, gaussian_noise: 0.02, gaussian_blur: 0.5 }
     }
 
-    pub fn validate(&self) -> Result<(), (String, String)> {
+    /// Every strength in range; the error names the field (`augment.color_jitter`, ...).
+    pub fn validate(&self) -> crate::error::Result<()> {
         if let Some(s) = self.random_resized_crop {
             if !(s > 0.0 && s <= 1.0) {
-                return Err(("augment.random_resized_crop".into(), format!("must be in (0, 1], got {s}")));
+                return Err(crate::error::GraftError::recipe("augment.random_resized_crop", format!("must be in (0, 1], got {s}")));
             }
         }
         for (name, v, hi) in [
@@ -47,11 +48,11 @@ impl Augment {
             ("augment.gaussian_blur", self.gaussian_blur, 1.0),
         ] {
             if !(v >= 0.0 && v <= hi) || !v.is_finite() {
-                return Err((name.into(), format!("must be in [0, {hi}], got {v}")));
+                return Err(crate::error::GraftError::recipe(name, format!("must be in [0, {hi}], got {v}")));
             }
         }
         if self.crop_padding > 64 {
-            return Err(("augment.crop_padding".into(), format!("must be at most 64 pixels, got {}", self.crop_padding)));
+            return Err(crate::error::GraftError::recipe("augment.crop_padding", format!("must be at most 64 pixels, got {}", self.crop_padding)));
         }
         Ok(())
     }

@@ -4,7 +4,7 @@ pub mod bench;
 pub use crate::optim;
 pub mod probe;
 pub mod run;
-pub mod train;
+pub use crate::train;
 
 pub use run::{run, RunOptions, RunRecord};
 pub use train::{NoProgress, Progress};

@@ -2,7 +2,7 @@
 use super::probe::{accuracy, fit_svm_cv, ProbeReport, SoftmaxProbe, Standardiser};
 use super::train::{evaluate, train, EpochMetrics, Progress};
 use crate::backbones::{card, Model, ModelRef};
-use crate::data::{decode_items, folder::stratified_split, load_dataset, Dataset, ImageSet, LoadOptions, Normalisation};
+use crate::data::{load_dataset, Dataset, ImageSet, LoadOptions, Normalisation};
 use crate::error::{GraftError, Result};
 use crate::metadataset;
 use crate::recipe::{Action, CheckedRecipe, Recipe, Strategy};
@@ -18,6 +18,8 @@ pub const CANDLE_VERSION: &str = "0.11.1";
 pub struct RunOptions {
     pub data: LoadOptions,
     pub skip_bad: bool,
+    /// The recipe as given: `run` checks it once against the backbone and the task and passes
+    /// the [`CheckedRecipe`] on; `run_prepared` takes only a checked one.
     pub recipe: Recipe,
     pub backbone: String,
     pub device: Device,
@@ -223,62 +225,8 @@ pub fn build_transferred(mref: &ModelRef, checked: &CheckedRecipe, n_classes: us
     Ok(model)
 }
 
-/// Decode a dataset's splits into the backbone's input.
-pub struct Decoded {
-    pub train: ImageSet,
-    pub val: Option<ImageSet>,
-    pub test: ImageSet,
-    /// The unlabelled pool, when a caller decoded it (sweeps); else decoded on demand.
-    pub unlabelled: Option<ImageSet>,
-}
+pub use crate::data::{decode_dataset, Decoded};
 
-pub fn decode_dataset(ds: &Dataset, input: crate::data::InputSpec, skip_bad: bool, val_fraction: f64, seed: u64) -> Result<Decoded> {
-    let (train_items, val_items) = if !ds.val.is_empty() {
-        (ds.train.clone(), ds.val.clone())
-    } else if val_fraction > 0.0 {
-        let (k, v) = stratified_split(ds.train.clone(), ds.n_classes(), val_fraction, seed, "holdout-val");
-        (k, v)
-    } else {
-        (ds.train.clone(), Vec::new())
-    };
-    let train = decode_items(&train_items, input, skip_bad)?;
-    let val = if val_items.is_empty() { None } else { Some(decode_items(&val_items, input, skip_bad)?) };
-    let test = decode_items(&ds.test, input, skip_bad)?;
-    // --skip-bad must not silently drop a whole class from training or from the test
-    check_classes_survive(ds, &train_items, &train, "training")?;
-    check_classes_survive(ds, &ds.test, &test, "test")?;
-    if train.n < 2 {
-        return Err(GraftError::Data(format!("{}: fewer than two readable training images", ds.root.display())));
-    }
-    if test.n == 0 {
-        return Err(GraftError::Data(format!("{}: no readable test images", ds.root.display())));
-    }
-    Ok(Decoded { train, val, test, unlabelled: None })
-}
-
-/// Every class that had images in `items` still has one after decoding (`--skip-bad` skips
-/// unreadable files, but a class left with none would silently turn the task into another).
-fn check_classes_survive(ds: &Dataset, items: &[crate::data::Item], set: &ImageSet, split: &str) -> Result<()> {
-    let k = ds.n_classes();
-    let mut before = vec![0usize; k];
-    for it in items {
-        if let Some(l) = it.label.filter(|&l| l < k) {
-            before[l] += 1;
-        }
-    }
-    let after = set.class_counts(k);
-    let lost: Vec<String> = (0..k).filter(|&c| before[c] > 0 && after[c] == 0).map(|c| format!("`{}`", ds.classes[c])).collect();
-    if lost.is_empty() {
-        return Ok(());
-    }
-    Err(GraftError::Data(format!(
-        "{}: every {split} image of class {} is unreadable and was skipped ({} skipped in all, e.g. {}); fix or replace those files",
-        ds.root.display(),
-        lost.join(", "),
-        set.skipped.len(),
-        set.skipped.first().map(|s| s.as_str()).unwrap_or("?")
-    )))
-}
 
 /// A dataset loaded and decoded for one backbone, ready for any number of recipes.
 pub struct Prepared {
@@ -335,7 +283,7 @@ pub fn run(opts: &RunOptions, progress: &dyn Progress) -> Result<RunRecord> {
         decode_seconds
     );
     let prep = Prepared { mref, ds, dec, load_seconds, decode_seconds };
-    run_prepared(opts, &prep, &opts.context, None, progress)
+    run_prepared(opts, &checked, &prep, &opts.context, None, progress)
 }
 
 /// A run's row in the meta-dataset (here, beside the run record, so the meta-dataset module
@@ -568,9 +516,12 @@ fn probe_outcome(model: &Model, checked: &CheckedRecipe, dec: &Decoded, norm: &N
     })
 }
 
-/// Run `opts.recipe` on prepared data. `run_id`: a fixed id (sweeps), or None for a fresh one.
+/// Run a recipe checked against the prepared backbone and task (the one check: `run`, the
+/// sweep and the experiments check `opts.recipe` once and pass the result) on prepared data.
+/// `run_id`: a fixed id (sweeps), or None for a fresh one.
 pub fn run_prepared(
     opts: &RunOptions,
+    checked: &CheckedRecipe,
     prep: &Prepared,
     ctx: &TaskContext,
     run_id: Option<String>,
@@ -579,7 +530,6 @@ pub fn run_prepared(
     let t_all = Instant::now();
     let (mref, ds, dec) = (&prep.mref, &prep.ds, &prep.dec);
     let (load_seconds, decode_seconds) = (prep.load_seconds, prep.decode_seconds);
-    let checked = opts.recipe.check(&mref.card.groups, mref.card.n_classes, ds.n_classes())?;
     let mut recipe = checked.recipe().clone();
     // the backbone is recorded on its own (`backbone`, `backbone_sha256`), not in the recipe
     recipe.backbone = None;

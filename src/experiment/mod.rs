@@ -21,7 +21,7 @@ use crate::executor::RunOptions;
 use crate::pretrain::{self, Method, PretrainSpec};
 use crate::recipe::{self, Action, GroupSpec, Recipe, Strategy};
 use crate::report::svg::{line_chart, Series};
-use crate::util::{now_rfc3339, rng_for, sha256_file, write_atomic};
+use crate::util::{now_rfc3339, rng_for, write_atomic};
 use candle_core::Device;
 use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
@@ -132,7 +132,6 @@ fn open_book<'a>(env: &'a Env, settings: &Settings) -> Result<Book<'a>> {
 fn checkpoint(
     model: &Model,
     path: &Path,
-    arch: Arch,
     norm: &Normalisation,
     method: &str,
     epochs: usize,
@@ -141,36 +140,19 @@ fn checkpoint(
     notes: String,
     command: &str,
 ) -> Result<ModelRef> {
-    if let Some(d) = path.parent() {
-        std::fs::create_dir_all(d).map_err(|e| GraftError::io(d, e))?;
-    }
-    model.save(path)?;
-    let card = ModelCard {
-        card_version: card::CARD_VERSION,
+    let p = card::Provenance {
         name: path.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_default(),
-        arch: arch.name().into(),
-        input: model.input,
-        normalisation: norm.clone(),
-        groups: model.group_names.clone(),
-        n_classes: model.n_classes,
-        source_classes: vec![],
         source: "graft experiment".into(),
-        source_accuracy: None,
-        params: model.param_count(),
         license: "same as the data".into(),
-        sha256: sha256_file(path)?,
         method: method.into(),
         epochs,
         seed,
         final_loss,
         command: command.to_string(),
-        created_at: now_rfc3339(),
-        graft_version: env!("CARGO_PKG_VERSION").into(),
-        train_seconds: None,
         notes,
+        ..card::Provenance::default()
     };
-    write_atomic(&ModelCard::card_path(path), serde_json::to_string_pretty(&card).expect("serialises").as_bytes())?;
-    Ok(ModelRef { weights: path.to_path_buf(), card })
+    card::save_with_card(model, path, norm, p)
 }
 
 /// The first `l` training images of every class (nested: the first 4 are among the first 25).
@@ -205,7 +187,8 @@ fn run_one(env: &Env, mref: &ModelRef, recipe: Recipe, task: &Dataset, dec: Deco
         context: TaskContext::default(),
     };
     let prep = Prepared { mref: mref.clone(), ds: task.clone(), dec, load_seconds: 0.0, decode_seconds: 0.0 };
-    let rec = run_prepared(&opts, &prep, &TaskContext::default(), None, &NoProgress)?;
+    let checked = opts.recipe.check(&mref.card.groups, mref.card.n_classes, prep.ds.n_classes())?;
+    let rec = run_prepared(&opts, &checked, &prep, &TaskContext::default(), None, &NoProgress)?;
     if rec.status != crate::executor::run::RunStatus::Ok {
         return Err(GraftError::Other(format!("run {} {}: {}", rec.run_id, rec.status, rec.error.clone().unwrap_or_default())));
     }
@@ -289,7 +272,6 @@ pub fn paine(env: &Env, s: &Settings) -> Result<Results> {
                 checkpoint(
                     &model,
                     &path,
-                    arch,
                     &norm,
                     method.map(|m| m.as_str()).unwrap_or("random"),
                     s.pretrain_epochs,
@@ -380,7 +362,6 @@ pub fn yosinski(env: &Env, s: &Settings) -> Result<Results> {
                 let mref = checkpoint(
                     &model,
                     &path,
-                    arch,
                     &norm,
                     "supervised",
                     s.epochs,

@@ -173,11 +173,14 @@ pub(crate) fn sgemm(
     if m == 0 || n == 0 {
         return;
     }
-    debug_assert!(a.len() >= (m - 1) * a_rs + (k.max(1) - 1) * a_cs + 1 || k == 0);
-    debug_assert!(b.len() >= (k.max(1) - 1) * b_rs + (n - 1) * b_cs + 1 || k == 0);
-    debug_assert!(c.len() > (m - 1) * c_rs + (n - 1) * c_cs);
-    // SAFETY: the slices cover every index the strides reach (checked above in debug builds,
-    // and guaranteed by the callers' shape arithmetic).
+    // Bounds, checked in every build (three multiplications against an O(mnk) product): the
+    // slices must cover every index the strides reach, or the unchecked GEMM below would read
+    // or write out of bounds.
+    let reach = |rows: usize, rs: usize, cols: usize, cs: usize| (rows - 1) * rs + (cols - 1) * cs + 1;
+    assert!(k == 0 || a.len() >= reach(m, a_rs, k, a_cs), "sgemm: A holds {} values, the strides reach {}", a.len(), reach(m, a_rs, k.max(1), a_cs));
+    assert!(k == 0 || b.len() >= reach(k, b_rs, n, b_cs), "sgemm: B holds {} values, the strides reach {}", b.len(), reach(k.max(1), b_rs, n, b_cs));
+    assert!(c.len() >= reach(m, c_rs, n, c_cs), "sgemm: C holds {} values, the strides reach {}", c.len(), reach(m, c_rs, n, c_cs));
+    // SAFETY: the asserts above guarantee every index the strides reach lies inside the slices.
     unsafe {
         gemm::gemm(
             m,
@@ -235,5 +238,28 @@ mod precision_tests {
         assert_eq!(Precision::parse("fp8"), None);
         let j = serde_json::to_string(&Precision::Bf16).unwrap();
         assert_eq!(j, "\"bf16\"");
+    }
+}
+
+#[cfg(test)]
+mod sgemm_tests {
+    use super::sgemm;
+
+    #[test]
+    fn sgemm_multiplies_with_strides() {
+        // A = [[1, 2], [3, 4]] row-major, B = [[5, 6], [7, 8]] given column-major
+        let a = [1.0, 2.0, 3.0, 4.0];
+        let b = [5.0, 7.0, 6.0, 8.0];
+        let mut c = [0.0f32; 4];
+        sgemm(2, 2, 2, &a, 2, 1, &b, 1, 2, &mut c, 2, 1, false);
+        assert_eq!(c, [19.0, 22.0, 43.0, 50.0]);
+    }
+
+    #[test]
+    #[should_panic(expected = "sgemm: C holds 3 values")]
+    fn sgemm_refuses_a_short_output_in_release_too() {
+        let (a, b) = ([1.0f32; 4], [1.0f32; 4]);
+        let mut c = [0.0f32; 3];
+        sgemm(2, 2, 2, &a, 2, 1, &b, 2, 1, &mut c, 2, 1, false);
     }
 }

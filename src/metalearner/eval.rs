@@ -281,188 +281,48 @@ fn outcome(order: &[usize], accs: &[f64], k: usize) -> (f64, f64, f64) {
     (regret, best - got, rank)
 }
 
+/// Leave-one-family-out evaluation of every ranking method: per held-out family, refit on the
+/// others (fold), rank each held-out task's logged configurations with every method (orders),
+/// score the orders by regret, gap and rank (outcomes), check the intervals (calibration), then
+/// average over tasks.
 pub fn evaluate(obs: &[Obs], budgets: usize, fo: &FitOptions, log: &dyn Fn(&str)) -> Result<EvalReport> {
     let families: Vec<String> = obs.iter().map(|o| o.family.clone()).collect::<BTreeSet<_>>().into_iter().collect();
     if families.len() < 2 {
         return Err(GraftError::Data("meta eval needs runs from at least two families".into()));
     }
+    let strata = DistanceStrata::of(obs);
     let mut tasks_out = Vec::new();
-    let mut calib = Vec::new();
-    let mut inside = 0usize;
-    let mut n_cal = 0usize;
-    // domain distance tercile thresholds over all tasks (mean log1p Fréchet over backbones)
-    let all_cells = cells(obs);
-    let dist_of = |tid: &str| -> f64 {
-        let v: Vec<f64> = all_cells.iter().filter(|c| c.task_id == tid).filter_map(|c| c.task[12]).collect();
-        if v.is_empty() {
-            0.0
-        } else {
-            v.iter().sum::<f64>() / v.len() as f64
-        }
-    };
-    let mut dvals: Vec<f64> = all_cells.iter().map(|c| c.task_id.clone()).collect::<BTreeSet<_>>().iter().map(|t| dist_of(t)).collect();
-    dvals.sort_by(|a, b| a.total_cmp(b));
-    let (d1, d2) = (dvals[dvals.len() / 3], dvals[2 * dvals.len() / 3]);
+    let mut calib = Calibration::default();
     for fam in &families {
         let train: Vec<Obs> = obs.iter().filter(|o| &o.family != fam).cloned().collect();
         let held: Vec<&Obs> = obs.iter().filter(|o| &o.family == fam).collect();
-        // nested: the fold's own family-grouped CV calibrates the interval (as `meta fit` does)
-        let fo1 = FitOptions { cv_folds: 2, ..fo.clone() };
-        let model: MetaModel = fit(&train, &fo1, &|_| {})?;
-        let train_cells = cells(&train);
-        let per_config = super::PerConfig::fit(&train_cells, &model.encoder, fo.gp_iters)?;
-        // baselines' fixed choices from the training families
-        let mut avg: BTreeMap<String, (f64, usize)> = BTreeMap::new();
-        for c in &train_cells {
-            let e = avg.entry(c.config()).or_insert((0.0, 0));
-            e.0 += c.acc;
-            e.1 += 1;
-        }
-        let avg: BTreeMap<String, f64> = avg.into_iter().map(|(k, (s, n))| (k, s / n as f64)).collect();
-        let best_backbone_for = |r_name: &str| -> Option<String> {
-            avg.iter().filter(|(k, _)| k.ends_with(&format!("::{r_name}"))).max_by(|a, b| a.1.total_cmp(b.1)).map(|(k, _)| k.clone())
-        };
-        let fixed: BTreeMap<&str, Option<String>> = [
-            ("finetune-all", best_backbone_for("finetune-all")),
-            ("linear-probe", best_backbone_for("linear-probe")),
-            ("fastai-style (discriminative LRs)", best_backbone_for("ft-r0-f0-lr0.003-ld0.5-sp0-e10-b32")),
-        ]
-        .into_iter()
-        .collect();
-        let portfolio = anchored_portfolio(&train_cells.iter().collect::<Vec<_>>(), budgets + 2);
-        let mut by_avg: Vec<(&String, &f64)> = avg.iter().collect();
-        by_avg.sort_by(|a, b| b.1.total_cmp(a.1));
+        let fold = Fold::fit(&train, budgets, fo)?;
         let held_cells = cells(&held.iter().map(|o| (*o).clone()).collect::<Vec<_>>());
         let task_ids: BTreeSet<String> = held_cells.iter().map(|c| c.task_id.clone()).collect();
         for tid in task_ids {
-            let tc: Vec<&Cell> = held_cells.iter().filter(|c| c.task_id == tid && avg.contains_key(&c.config())).collect();
+            let tc: Vec<&Cell> = held_cells.iter().filter(|c| c.task_id == tid && fold.avg.contains_key(&c.config())).collect();
             if tc.len() < 2 {
                 continue;
             }
             let accs: Vec<f64> = tc.iter().map(|c| c.acc).collect();
-            let mut task_feats = BTreeMap::new();
-            for c in &tc {
-                task_feats.insert(c.backbone.clone(), c.task.clone());
-            }
-            let keys: Vec<(String, super::features::RecipeSummary, String)> =
-                tc.iter().map(|c| (c.backbone.clone(), c.recipe.clone(), c.config())).collect();
-            let xs: Vec<Vec<f64>> = keys.iter().map(|(b, r, _)| model.encoder.encode(&task_feats[b], r, b)).collect();
-            let (mean, cov, sn2) = model.gp.predict_joint(&xs);
-            let k2 = model.cv.gp_sd_scale.powi(2);
-            let (cov, sn2) = (cov * k2, sn2 * k2);
-            let mut orders: BTreeMap<String, Vec<usize>> = BTreeMap::new();
-            orders.insert(METHODS[8].into(), qei_order(&mean, &cov, budgets, fo.seed));
-            let rel = model.gp_rel.as_ref().map(|g| {
-                let (rm, rc, rn) = g.predict_joint(&xs);
-                (rm, rc * k2, rn * k2)
-            });
-            if let Some((rm, rc, _)) = &rel {
-                orders.insert(METHODS[9].into(), qei_order(rm, rc, budgets, fo.seed));
-            }
-            // the advisor as shipped: q-EI on the joint posterior of the GP its nested CV chose to rank with
-            let (am, ac, an, aoff) = match (model.ranker, &rel) {
-                (super::Ranker::GpRel, Some((rm, rc, rn))) => (rm, rc, *rn, model.task_mean_var),
-                _ => (&mean, &cov, sn2, 0.0),
-            };
-            orders.insert(METHODS[11].into(), qei_order(am, ac, budgets, fo.seed));
-            // per-configuration GPs: ranked by predicted mean
-            let pc: Vec<Option<f64>> =
-                keys.iter().map(|(b, _, k)| per_config.predict(k, &model.encoder.task(&task_feats[b])).map(|x| x.0)).collect();
-            if pc.iter().all(|p| p.is_some()) {
-                let mut o: Vec<usize> = (0..tc.len()).collect();
-                o.sort_by(|&a, &b| pc[b].unwrap_or(0.0).total_cmp(&pc[a].unwrap_or(0.0)));
-                orders.insert(METHODS[10].into(), o);
-            }
-            // kNN advisor
-            let knn_m: Vec<f64> = keys
-                .iter()
-                .map(|(b, _, k)| model.knn.predict(k, &model.encoder.task(&task_feats[b])).map(|x| x.0).unwrap_or(0.0))
-                .collect();
-            let mut o: Vec<usize> = (0..tc.len()).collect();
-            o.sort_by(|&a, &b| knn_m[b].total_cmp(&knn_m[a]));
-            orders.insert(METHODS[1].into(), o);
-            for (name, cfg) in &fixed {
-                if let Some(cfg) = cfg {
-                    if let Some(i) = tc.iter().position(|c| &c.config() == cfg) {
-                        orders.insert(name.to_string(), vec![i]);
-                    }
-                }
-            }
-            let o: Vec<usize> = by_avg.iter().filter_map(|(k, _)| tc.iter().position(|c| &c.config() == *k)).collect();
-            orders.insert(METHODS[4].into(), o);
-            // LogME: probes ranked by the task's LogME at the probed depth (mid = 6, last = 7)
-            let mut lo: Vec<(usize, f64)> =
-                tc.iter().enumerate().filter_map(|(i, c)| super::probe_logme(&c.recipe, &c.task).map(|v| (i, v))).collect();
-            lo.sort_by(|a, b| b.1.total_cmp(&a.1));
-            let lo: Vec<usize> = lo.into_iter().map(|x| x.0).collect();
-            // the advisor anchored on the LogME pick: it overrides it only when confident
-            if let Some(&anchor) = lo.first() {
-                let (pick, _) = super::anchored_pick(am, ac, anchor, super::ANCHOR_SWITCH_PROBABILITY);
-                let observe = |i: usize| accs[i];
-                orders.insert(METHODS[0].into(), sequential_ei_order(pick, am, ac, an, aoff, &observe, budgets));
-                orders.insert(METHODS[12].into(), first_then_qei(pick, am, ac, budgets, fo.seed));
-                let mut po = vec![pick];
-                po.extend(portfolio.iter().filter_map(|k| tc.iter().position(|c| &c.config() == k)).filter(|&i| i != pick));
-                orders.insert(METHODS[13].into(), po);
-            } else {
-                orders.insert(METHODS[0].into(), qei_order(am, ac, budgets, fo.seed));
-            }
-            orders.insert(METHODS[6].into(), lo);
-            let mut regret = BTreeMap::new();
-            let mut gap = BTreeMap::new();
-            let mut rank = BTreeMap::new();
-            for (name, ord) in &orders {
-                if ord.is_empty() {
-                    continue;
-                }
-                let (mut r, mut g, mut k) = (Vec::new(), Vec::new(), Vec::new());
-                for b in 1..=budgets {
-                    let (a, bgap, c) = outcome(ord, &accs, b);
-                    r.push(a);
-                    g.push(bgap);
-                    k.push(c);
-                }
-                regret.insert(name.clone(), r);
-                gap.insert(name.clone(), g);
-                rank.insert(name.clone(), k);
-            }
-            // random search, exact expectation
-            let best = accs.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-            let worst = accs.iter().cloned().fold(f64::INFINITY, f64::min);
-            let rs: Vec<f64> = (1..=budgets).map(|b| random_best_of_k(&accs, b)).collect();
-            regret.insert(
-                METHODS[5].into(),
-                rs.iter().map(|v| if best - worst > 1e-12 { (best - v) / (best - worst) } else { 0.0 }).collect(),
-            );
-            gap.insert(METHODS[5].into(), rs.iter().map(|v| best - v).collect());
-            rank.insert(METHODS[5].into(), rs.iter().map(|v| 1.0 + accs.iter().filter(|&&a| a > v + 1e-12).count() as f64).collect());
+            let ranked = fold.orders(&tc, &accs, budgets, fo.seed);
+            let (regret, gap, rank) = outcomes(&ranked.orders, &accs, budgets);
             // calibration on the individual held-out runs
             for (i, c) in tc.iter().enumerate() {
-                let sd = (cov[(i, i)].max(0.0) + sn2).sqrt();
+                let sd = (ranked.cov[(i, i)].max(0.0) + ranked.noise).sqrt();
                 for o in held.iter().filter(|o| o.task_id == tid && o.config() == c.config()) {
-                    n_cal += 1;
-                    if (o.acc - mean[i]).abs() <= Z80 * sd {
-                        inside += 1;
-                    }
-                    calib.push((mean[i], o.acc));
+                    calib.add(ranked.mean[i], sd, o.acc);
                 }
             }
-            let dv = dist_of(&tid);
             let c0 = tc[0];
             tasks_out.push(TaskResult {
                 task_id: tid.clone(),
                 family: fam.clone(),
                 shots: c0.shots,
                 shift: c0.shift.clone(),
-                distance: if dv <= d1 {
-                    "near".into()
-                } else if dv <= d2 {
-                    "mid".into()
-                } else {
-                    "far".into()
-                },
+                distance: strata.label(&tid).into(),
                 n_configs: tc.len(),
-                best_acc: best,
+                best_acc: accs.iter().cloned().fold(f64::NEG_INFINITY, f64::max),
                 regret,
                 gap,
                 rank,
@@ -498,10 +358,227 @@ pub fn evaluate(obs: &[Obs], budgets: usize, fo: &FitOptions, log: &dyn Fn(&str)
         mean_regret,
         mean_gap,
         mean_rank,
-        coverage80: inside as f64 / n_cal.max(1) as f64,
-        n_calibration_runs: n_cal,
-        calibration: calib,
+        coverage80: calib.inside as f64 / calib.n.max(1) as f64,
+        n_calibration_runs: calib.n,
+        calibration: calib.pairs,
     })
+}
+
+/// Domain-distance strata: a task's mean log1p Fréchet distance over backbones, cut at the
+/// terciles over all tasks into near, mid and far.
+struct DistanceStrata {
+    distance: BTreeMap<String, f64>,
+    cuts: (f64, f64),
+}
+
+impl DistanceStrata {
+    fn of(obs: &[Obs]) -> Self {
+        let all_cells = cells(obs);
+        let mut per_task: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+        for c in &all_cells {
+            let v = per_task.entry(c.task_id.clone()).or_default();
+            v.extend(c.task[12]);
+        }
+        let distance: BTreeMap<String, f64> = per_task
+            .into_iter()
+            .map(|(t, v)| (t, if v.is_empty() { 0.0 } else { v.iter().sum::<f64>() / v.len() as f64 }))
+            .collect();
+        let mut dvals: Vec<f64> = distance.values().copied().collect();
+        dvals.sort_by(|a, b| a.total_cmp(b));
+        let cuts = (dvals[dvals.len() / 3], dvals[2 * dvals.len() / 3]);
+        DistanceStrata { distance, cuts }
+    }
+
+    fn label(&self, task_id: &str) -> &'static str {
+        let d = self.distance.get(task_id).copied().unwrap_or(0.0);
+        if d <= self.cuts.0 {
+            "near"
+        } else if d <= self.cuts.1 {
+            "mid"
+        } else {
+            "far"
+        }
+    }
+}
+
+/// The 80% intervals against the held-out runs' accuracies.
+#[derive(Default)]
+struct Calibration {
+    inside: usize,
+    n: usize,
+    pairs: Vec<(f64, f64)>,
+}
+
+impl Calibration {
+    fn add(&mut self, mean: f64, sd: f64, acc: f64) {
+        self.n += 1;
+        if (acc - mean).abs() <= Z80 * sd {
+            self.inside += 1;
+        }
+        self.pairs.push((mean, acc));
+    }
+}
+
+/// What one leave-one-family-out fold learns from the training families: the meta-learner (its
+/// own family-grouped CV calibrates the interval, as `meta fit` does), the per-configuration
+/// GPs, and the baselines' fixed choices.
+struct Fold {
+    model: MetaModel,
+    per_config: super::PerConfig,
+    /// Mean accuracy per configuration over the training families.
+    avg: BTreeMap<String, f64>,
+    /// Fixed recipes on the backbone where each did best on average.
+    fixed: BTreeMap<&'static str, Option<String>>,
+    portfolio: Vec<String>,
+    /// Configurations by mean accuracy, best first.
+    by_avg: Vec<String>,
+}
+
+/// A held-out task's candidates ranked by every method, and the meta-learner's (recalibrated)
+/// joint posterior over them.
+struct Ranked {
+    orders: BTreeMap<String, Vec<usize>>,
+    mean: Vec<f64>,
+    cov: nalgebra::DMatrix<f64>,
+    noise: f64,
+}
+
+impl Fold {
+    fn fit(train: &[Obs], budgets: usize, fo: &FitOptions) -> Result<Self> {
+        let fo1 = FitOptions { cv_folds: 2, ..fo.clone() };
+        let model: MetaModel = fit(train, &fo1, &|_| {})?;
+        let train_cells = cells(train);
+        let per_config = super::PerConfig::fit(&train_cells, &model.encoder, fo.gp_iters)?;
+        let mut sums: BTreeMap<String, (f64, usize)> = BTreeMap::new();
+        for c in &train_cells {
+            let e = sums.entry(c.config()).or_insert((0.0, 0));
+            e.0 += c.acc;
+            e.1 += 1;
+        }
+        let avg: BTreeMap<String, f64> = sums.into_iter().map(|(k, (s, n))| (k, s / n as f64)).collect();
+        let best_backbone_for = |r_name: &str| -> Option<String> {
+            avg.iter().filter(|(k, _)| k.ends_with(&format!("::{r_name}"))).max_by(|a, b| a.1.total_cmp(b.1)).map(|(k, _)| k.clone())
+        };
+        let fixed = [
+            ("finetune-all", best_backbone_for("finetune-all")),
+            ("linear-probe", best_backbone_for("linear-probe")),
+            ("fastai-style (discriminative LRs)", best_backbone_for("ft-r0-f0-lr0.003-ld0.5-sp0-e10-b32")),
+        ]
+        .into_iter()
+        .collect();
+        let portfolio = anchored_portfolio(&train_cells.iter().collect::<Vec<_>>(), budgets + 2);
+        let mut by_avg: Vec<(&String, &f64)> = avg.iter().collect();
+        by_avg.sort_by(|a, b| b.1.total_cmp(a.1));
+        let by_avg = by_avg.into_iter().map(|(k, _)| k.clone()).collect();
+        Ok(Fold { model, per_config, avg, fixed, portfolio, by_avg })
+    }
+
+    /// Every method's order over a held-out task's configurations `tc` (accuracies `accs`, which
+    /// only the sequential methods observe, one run at a time).
+    fn orders(&self, tc: &[&Cell], accs: &[f64], budgets: usize, seed: u64) -> Ranked {
+        let model = &self.model;
+        let mut task_feats = BTreeMap::new();
+        for c in tc {
+            task_feats.insert(c.backbone.clone(), c.task.clone());
+        }
+        let keys: Vec<(String, super::features::RecipeSummary, String)> =
+            tc.iter().map(|c| (c.backbone.clone(), c.recipe.clone(), c.config())).collect();
+        let xs: Vec<Vec<f64>> = keys.iter().map(|(b, r, _)| model.encoder.encode(&task_feats[b], r, b)).collect();
+        let (mean, cov, sn2) = model.gp.predict_joint(&xs);
+        let k2 = model.cv.gp_sd_scale.powi(2);
+        let (cov, sn2) = (cov * k2, sn2 * k2);
+        let mut orders: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+        orders.insert(METHODS[8].into(), qei_order(&mean, &cov, budgets, seed));
+        let rel = model.gp_rel.as_ref().map(|g| {
+            let (rm, rc, rn) = g.predict_joint(&xs);
+            (rm, rc * k2, rn * k2)
+        });
+        if let Some((rm, rc, _)) = &rel {
+            orders.insert(METHODS[9].into(), qei_order(rm, rc, budgets, seed));
+        }
+        // the advisor as shipped: q-EI on the joint posterior of the GP its nested CV chose to rank with
+        let (am, ac, an, aoff) = match (model.ranker, &rel) {
+            (super::Ranker::GpRel, Some((rm, rc, rn))) => (rm, rc, *rn, model.task_mean_var),
+            _ => (&mean, &cov, sn2, 0.0),
+        };
+        orders.insert(METHODS[11].into(), qei_order(am, ac, budgets, seed));
+        // per-configuration GPs: ranked by predicted mean
+        let pc: Vec<Option<f64>> =
+            keys.iter().map(|(b, _, k)| self.per_config.predict(k, &model.encoder.task(&task_feats[b])).map(|x| x.0)).collect();
+        if pc.iter().all(|p| p.is_some()) {
+            let mut o: Vec<usize> = (0..tc.len()).collect();
+            o.sort_by(|&a, &b| pc[b].unwrap_or(0.0).total_cmp(&pc[a].unwrap_or(0.0)));
+            orders.insert(METHODS[10].into(), o);
+        }
+        // kNN advisor
+        let knn_m: Vec<f64> = keys
+            .iter()
+            .map(|(b, _, k)| model.knn.predict(k, &model.encoder.task(&task_feats[b])).map(|x| x.0).unwrap_or(0.0))
+            .collect();
+        let mut o: Vec<usize> = (0..tc.len()).collect();
+        o.sort_by(|&a, &b| knn_m[b].total_cmp(&knn_m[a]));
+        orders.insert(METHODS[1].into(), o);
+        for (name, cfg) in &self.fixed {
+            if let Some(cfg) = cfg {
+                if let Some(i) = tc.iter().position(|c| &c.config() == cfg) {
+                    orders.insert(name.to_string(), vec![i]);
+                }
+            }
+        }
+        let o: Vec<usize> = self.by_avg.iter().filter_map(|k| tc.iter().position(|c| &c.config() == k)).collect();
+        orders.insert(METHODS[4].into(), o);
+        // LogME: probes ranked by the task's LogME at the probed depth (mid = 6, last = 7)
+        let mut lo: Vec<(usize, f64)> =
+            tc.iter().enumerate().filter_map(|(i, c)| super::probe_logme(&c.recipe, &c.task).map(|v| (i, v))).collect();
+        lo.sort_by(|a, b| b.1.total_cmp(&a.1));
+        let lo: Vec<usize> = lo.into_iter().map(|x| x.0).collect();
+        // the advisor anchored on the LogME pick: it overrides it only when confident
+        if let Some(&anchor) = lo.first() {
+            let (pick, _) = super::anchored_pick(am, ac, anchor, super::ANCHOR_SWITCH_PROBABILITY);
+            let observe = |i: usize| accs[i];
+            orders.insert(METHODS[0].into(), sequential_ei_order(pick, am, ac, an, aoff, &observe, budgets));
+            orders.insert(METHODS[12].into(), first_then_qei(pick, am, ac, budgets, seed));
+            let mut po = vec![pick];
+            po.extend(self.portfolio.iter().filter_map(|k| tc.iter().position(|c| &c.config() == k)).filter(|&i| i != pick));
+            orders.insert(METHODS[13].into(), po);
+        } else {
+            orders.insert(METHODS[0].into(), qei_order(am, ac, budgets, seed));
+        }
+        orders.insert(METHODS[6].into(), lo);
+        Ranked { orders, mean, cov, noise: sn2 }
+    }
+}
+
+type PerMethod = BTreeMap<String, Vec<f64>>;
+
+/// Regret, gap and rank at budgets 1..=`budgets` of every order, and of random search (its exact
+/// expectation).
+fn outcomes(orders: &BTreeMap<String, Vec<usize>>, accs: &[f64], budgets: usize) -> (PerMethod, PerMethod, PerMethod) {
+    let mut regret = BTreeMap::new();
+    let mut gap = BTreeMap::new();
+    let mut rank = BTreeMap::new();
+    for (name, ord) in orders {
+        if ord.is_empty() {
+            continue;
+        }
+        let (mut r, mut g, mut k) = (Vec::new(), Vec::new(), Vec::new());
+        for b in 1..=budgets {
+            let (a, bgap, c) = outcome(ord, accs, b);
+            r.push(a);
+            g.push(bgap);
+            k.push(c);
+        }
+        regret.insert(name.clone(), r);
+        gap.insert(name.clone(), g);
+        rank.insert(name.clone(), k);
+    }
+    let best = accs.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    let worst = accs.iter().cloned().fold(f64::INFINITY, f64::min);
+    let rs: Vec<f64> = (1..=budgets).map(|b| random_best_of_k(accs, b)).collect();
+    regret.insert(METHODS[5].into(), rs.iter().map(|v| if best - worst > 1e-12 { (best - v) / (best - worst) } else { 0.0 }).collect());
+    gap.insert(METHODS[5].into(), rs.iter().map(|v| best - v).collect());
+    rank.insert(METHODS[5].into(), rs.iter().map(|v| 1.0 + accs.iter().filter(|&&a| a > v + 1e-12).count() as f64).collect());
+    (regret, gap, rank)
 }
 
 /// Markdown tables: overall regret/gap/rank per budget, and regret at budget 1 by stratum.

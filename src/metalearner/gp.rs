@@ -166,27 +166,27 @@ impl Gp {
     /// (Re)compute the Cholesky factor and weights for the stored data and hyperparameters.
     /// Shapes and ranges of a loaded GP: `x` is n rows of `dim` finite values, `y` n finite
     /// values of an accuracy's scale, and the hyper-parameters finite and of sane magnitude.
-    pub fn validate(&self, name: &str, dim: usize) -> std::result::Result<(), String> {
+    pub fn validate(&self, name: &str, dim: usize) -> Result<()> {
         let p = &self.params;
         if self.x.is_empty() {
-            return Err(format!("`{name}.x` is empty"));
+            return Err(GraftError::Other(format!("`{name}.x` is empty")));
         }
         if self.y.len() != self.x.len() {
-            return Err(format!("`{name}.x` has {} rows but `{name}.y` has {} values", self.x.len(), self.y.len()));
+            return Err(GraftError::Other(format!("`{name}.x` has {} rows but `{name}.y` has {} values", self.x.len(), self.y.len())));
         }
         if let Some(i) = self.x.iter().position(|r| r.len() != dim || r.iter().any(|v| !v.is_finite())) {
-            return Err(format!("`{name}.x[{i}]` does not hold {dim} finite values"));
+            return Err(GraftError::Other(format!("`{name}.x[{i}]` does not hold {dim} finite values")));
         }
         // accuracies (or their differences) live in [-1, 1]; leave room, refuse absurd values
         if let Some(i) = self.y.iter().position(|v| !v.is_finite() || v.abs() > 10.0) {
-            return Err(format!("`{name}.y[{i}]` = {} is not an accuracy", self.y[i]));
+            return Err(GraftError::Other(format!("`{name}.y[{i}]` = {} is not an accuracy", self.y[i])));
         }
         if p.log_ls.len() != dim {
-            return Err(format!("`{name}.params.log_ls` has {} values, expected {dim}", p.log_ls.len()));
+            return Err(GraftError::Other(format!("`{name}.params.log_ls` has {} values, expected {dim}", p.log_ls.len())));
         }
         let sane = |v: f64| v.is_finite() && v.abs() <= 50.0;
         if !(p.log_ls.iter().all(|v| sane(*v)) && sane(p.log_sf2) && sane(p.log_sn2) && sane(p.mean)) {
-            return Err(format!("`{name}.params` holds a non-finite or out-of-range value"));
+            return Err(GraftError::Other(format!("`{name}.params` holds a non-finite or out-of-range value")));
         }
         Ok(())
     }

@@ -2,6 +2,7 @@
 //! meta-features and the recipe's fields, with an uncertainty. Two learners are fitted and the
 //! one with the lower held-out error (family-grouped cross-validation) is kept:
 //! a Gaussian process ([`gp`]) and a k-nearest-task warm start ([`Knn`], the auto-sklearn way).
+pub mod auto;
 pub mod eval;
 pub mod features;
 pub mod gp;
@@ -779,7 +780,7 @@ impl MetaModel {
         }
         let corrupt =
             |what: String| GraftError::Data(format!("{}: corrupt meta-learner: {what}; refit it with `graft meta fit`", path.display()));
-        m.validate().map_err(corrupt)?;
+        m.validate().map_err(|e| corrupt(e.to_string()))?;
         m.gp.refit().map_err(|e| corrupt(format!("gp: {e}")))?;
         if let Some(g) = m.gp_rel.as_mut() {
             g.refit().map_err(|e| corrupt(format!("gp_rel: {e}")))?;
@@ -789,10 +790,11 @@ impl MetaModel {
 
     /// Every shape, list and number the predictions rely on: a hand-edited or damaged file is
     /// refused on load instead of panicking or predicting NaN later.
-    fn validate(&self) -> std::result::Result<(), String> {
+    fn validate(&self) -> Result<()> {
+        let bad = |what: String| GraftError::Other(what);
         let e = &self.encoder;
         if e.backbones.is_empty() {
-            return Err("`encoder.backbones` is empty".into());
+            return Err(bad("`encoder.backbones` is empty".into()));
         }
         for (name, v, n) in [
             ("encoder.task_mean", &e.task_mean, TASK_FEATURES.len()),
@@ -803,14 +805,14 @@ impl MetaModel {
             ("encoder.inter_std", &e.inter_std, INTERACTION_FEATURES.len()),
         ] {
             if v.len() != n {
-                return Err(format!("`{name}` has {} values, expected {n}", v.len()));
+                return Err(bad(format!("`{name}` has {} values, expected {n}", v.len())));
             }
             if v.iter().any(|x| !x.is_finite()) {
-                return Err(format!("`{name}` holds a non-finite value"));
+                return Err(bad(format!("`{name}` holds a non-finite value")));
             }
         }
         if [&e.task_std, &e.recipe_std, &e.inter_std].iter().any(|v| v.iter().any(|x| *x <= 0.0)) {
-            return Err("an `encoder.*_std` value is not positive".into());
+            return Err(bad("an `encoder.*_std` value is not positive".into()));
         }
         let dim = TASK_FEATURES.len() + RECIPE_FEATURES.len() + INTERACTION_FEATURES.len() + e.backbones.len();
         self.gp.validate("gp", dim)?;
@@ -818,43 +820,43 @@ impl MetaModel {
             g.validate("gp_rel", dim)?;
         }
         if self.ranker == Ranker::GpRel && self.gp_rel.is_none() {
-            return Err("`ranker` is \"gp_rel\" but there is no `gp_rel`".into());
+            return Err(bad("`ranker` is \"gp_rel\" but there is no `gp_rel`".into()));
         }
         if self.knn.k == 0 || self.knn.entries.is_empty() {
-            return Err("`knn` needs k >= 1 and at least one entry".into());
+            return Err(bad("`knn` needs k >= 1 and at least one entry".into()));
         }
         let td = TASK_FEATURES.len();
         if let Some(i) =
             self.knn.entries.iter().position(|(_, f, a, _)| f.len() != td || !a.is_finite() || f.iter().any(|x| !x.is_finite()))
         {
-            return Err(format!(
+            return Err(bad(format!(
                 "`knn.entries[{i}]` is misshapen or not finite (expected {td} finite task features and a finite accuracy)"
-            ));
+            )));
         }
         if self.portfolio.is_empty() {
-            return Err("`portfolio` is empty".into());
+            return Err(bad("`portfolio` is empty".into()));
         }
         for (i, p) in self.portfolio.iter().enumerate() {
             if !e.backbones.contains(&p.backbone) {
-                return Err(format!("`portfolio[{i}].backbone` {:?} is not among `encoder.backbones`", p.backbone));
+                return Err(bad(format!("`portfolio[{i}].backbone` {:?} is not among `encoder.backbones`", p.backbone)));
             }
-            crate::recipe::Recipe::from_json(&p.recipe_json, "portfolio").map_err(|err| format!("`portfolio[{i}].recipe_json`: {err}"))?;
+            crate::recipe::Recipe::from_json(&p.recipe_json, "portfolio").map_err(|err| bad(format!("`portfolio[{i}].recipe_json`: {err}")))?;
             if !p.mean_acc.is_finite() {
-                return Err(format!("`portfolio[{i}].mean_acc` is not finite"));
+                return Err(bad(format!("`portfolio[{i}].mean_acc` is not finite")));
             }
         }
         if let Some(i) = self.tasks.iter().position(|t| !t.best_acc.is_finite() || t.features.iter().any(|x| !x.is_finite())) {
-            return Err(format!("`tasks[{i}]` holds a non-finite value"));
+            return Err(bad(format!("`tasks[{i}]` holds a non-finite value")));
         }
         let c = &self.cv;
         if !(self.ood_distance.is_finite() && self.ood_distance >= 0.0) {
-            return Err("`ood_distance` must be finite and >= 0".into());
+            return Err(bad("`ood_distance` must be finite and >= 0".into()));
         }
         if !(c.gp_sd_scale.is_finite() && c.gp_sd_scale > 0.0 && c.knn_sd_scale.is_finite() && c.knn_sd_scale > 0.0) {
-            return Err("`cv.gp_sd_scale` and `cv.knn_sd_scale` must be finite and > 0".into());
+            return Err(bad("`cv.gp_sd_scale` and `cv.knn_sd_scale` must be finite and > 0".into()));
         }
         if !(self.task_mean_var.is_finite() && self.task_mean_var >= 0.0) {
-            return Err("`task_mean_var` must be finite and >= 0".into());
+            return Err(bad("`task_mean_var` must be finite and >= 0".into()));
         }
         Ok(())
     }

@@ -133,52 +133,160 @@ pub struct RecommendOptions {
     pub seed: u64,
 }
 
+/// The task as each candidate backbone sees it: meta-features, transferability, and the
+/// distance to the nearest past task (far tasks get wider intervals).
+struct TaskView {
+    names: Vec<String>,
+    task: BTreeMap<String, Vec<Option<f64>>>,
+    transfer: BTreeMap<String, TransferFeatures>,
+    nearest: BTreeMap<String, f64>,
+}
+
+impl TaskView {
+    /// How much a backbone's intervals widen: the nearest past task's distance over the typical one.
+    fn widen(&self, model: &MetaModel, backbone: &str) -> f64 {
+        (self.nearest[backbone] / model.ood_distance).max(1.0)
+    }
+}
+
+/// Features → candidates → anchor → refine → rationale.
 pub fn recommend(model: &MetaModel, ds: &Dataset, o: &RecommendOptions) -> Result<Recommendation> {
     let t0 = Instant::now();
     if ds.n_classes() < 2 {
         return Err(GraftError::Data(format!("{}: one class only; a classifier needs at least two classes", ds.root.display())));
     }
-    let names: Vec<String> = if o.backbone == "auto" {
-        model.encoder.backbones.clone()
-    } else {
-        if !model.encoder.backbones.contains(&o.backbone) {
-            return Err(GraftError::Usage(format!(
-                "--backbone {}: the meta-learner has no runs with this backbone; known: {} (or auto)",
-                o.backbone,
-                model.encoder.backbones.join(", ")
-            )));
-        }
-        vec![o.backbone.clone()]
-    };
+    let names = backbone_names(model, &o.backbone)?;
+    let (view, mrefs) = task_view(model, ds, names)?;
+    let lrs = portfolio_lrs(model);
+    let mut cands = candidates(model, ds.n_classes(), o.seed, &view.names, &mrefs, &lrs)?;
+    score(model, &view, &mut cands);
+    let anchor_note = anchor(model, &view, &mut cands);
+    let refine_note = refine_lr(model, &view, &lrs, &mut cands);
+    let best = cands[0].clone();
+    let near = model.nearest_tasks(&best.backbone, &view.task[&best.backbone], 3);
+    let mut lines = rationale(model, &view, &cands, &near, anchor_note);
+    lines.extend(refine_note);
+    tracing::info!(
+        "recommend: {} candidates ranked by the {} in {:.1} s; best {} on {} (predicted {:.3})",
+        cands.len(),
+        model.learner,
+        t0.elapsed().as_secs_f64(),
+        best.recipe.name.clone().unwrap_or_default(),
+        best.backbone,
+        best.predicted_accuracy
+    );
+    if !(best.predicted_accuracy.is_finite() && best.interval.iter().all(|v| v.is_finite())) {
+        return Err(GraftError::Model(format!(
+            "the meta-learner (fitted {}) predicts a non-finite accuracy for {}; refit it with `graft meta fit`",
+            model.created_at, best.backbone
+        )));
+    }
+    let alternatives = cands
+        .iter()
+        .skip(1)
+        .take(o.top.max(1))
+        .map(|c| Alternative {
+            recipe: c.recipe.clone(),
+            backbone: c.backbone.clone(),
+            predicted_accuracy: c.predicted_accuracy,
+            interval: c.interval,
+        })
+        .collect();
+    let features = view
+        .task
+        .iter()
+        .map(|(b, v)| (b.clone(), TASK_FEATURES.iter().map(|s| s.to_string()).zip(v.iter().copied()).collect()))
+        .collect();
+    let nearest_tasks = near
+        .iter()
+        .map(|(d, p)| serde_json::json!({"task_id": p.task_id, "family": p.family, "distance": d, "shots": p.shots, "n_classes": p.n_classes, "shift": p.shift, "best_config": p.best_config, "best_accuracy": p.best_acc}))
+        .collect();
+    // the recipe names its backbone, so `graft run --recipe` on it runs what was recommended
+    let mut recipe = best.recipe.clone();
+    recipe.backbone = Some(best.backbone.clone());
+    Ok(Recommendation {
+        recipe,
+        backbone: best.backbone.clone(),
+        predicted_accuracy: best.predicted_accuracy,
+        interval: best.interval,
+        alternatives,
+        rationale: lines,
+        features,
+        nearest_tasks,
+        far_from_past_tasks: view.nearest[&best.backbone] > model.ood_distance,
+        learner: model.learner,
+        meta_hash: model.meta_hash.clone(),
+        seconds: t0.elapsed().as_secs_f64(),
+        ranked: cands,
+        task_features: view.task,
+        transfer: view.transfer,
+    })
+}
+
+/// `auto`: every backbone the meta-learner knows; otherwise the one named, if it knows it.
+fn backbone_names(model: &MetaModel, backbone: &str) -> Result<Vec<String>> {
+    if backbone == "auto" {
+        return Ok(model.encoder.backbones.clone());
+    }
+    if !model.encoder.backbones.iter().any(|b| b == backbone) {
+        return Err(GraftError::Usage(format!(
+            "--backbone {backbone}: the meta-learner has no runs with this backbone; known: {} (or auto)",
+            model.encoder.backbones.join(", ")
+        )));
+    }
+    Ok(vec![backbone.to_string()])
+}
+
+/// The task's meta-features under each backbone; backbones with the same input share one
+/// decoding of the training images.
+fn task_view(model: &MetaModel, ds: &Dataset, names: Vec<String>) -> Result<(TaskView, BTreeMap<String, ModelRef>)> {
     let mut mrefs = BTreeMap::new();
     let mut task = BTreeMap::new();
     let mut transfer = BTreeMap::new();
-    // backbones with the same input share one decoding of the training images
     let mut decoded: Vec<(crate::data::InputSpec, crate::data::ImageSet)> = Vec::new();
     for b in &names {
         let m = card::resolve(b)?;
-        if !decoded.iter().any(|(s, _)| *s == m.card.input) {
-            decoded.push((m.card.input, decode_items(&ds.train, m.card.input, true)?));
-        }
-        let set = &decoded.iter().find(|(s, _)| *s == m.card.input).expect("decoded").1;
-        let (tv, tf) = task_features_decoded(&m, ds, set)?;
+        let i = match decoded.iter().position(|(s, _)| *s == m.card.input) {
+            Some(i) => i,
+            None => {
+                decoded.push((m.card.input, decode_items(&ds.train, m.card.input, true)?));
+                decoded.len() - 1
+            }
+        };
+        let (tv, tf) = task_features_decoded(&m, ds, &decoded[i].1)?;
         task.insert(b.clone(), tv);
         transfer.insert(b.clone(), tf);
         mrefs.insert(b.clone(), m);
     }
-    // candidates
-    let lrs: Vec<f64> = {
-        let mut v: Vec<f64> = model.portfolio.iter().filter(|p| p.recipe.strategy == Strategy::Finetune).map(|p| p.recipe.lr).collect();
-        v.sort_by(|a, b| a.total_cmp(b));
-        v.dedup();
-        v
-    };
+    let nearest =
+        names.iter().map(|b| (b.clone(), model.nearest_tasks(b, &task[b], 1).first().map(|x| x.0).unwrap_or(f64::INFINITY))).collect();
+    Ok((TaskView { names, task, transfer, nearest }, mrefs))
+}
+
+/// The fine-tuning learning rates of the logged portfolio, ascending: the grid's rates and the
+/// range the learning-rate refinement searches.
+fn portfolio_lrs(model: &MetaModel) -> Vec<f64> {
+    let mut v: Vec<f64> = model.portfolio.iter().filter(|p| p.recipe.strategy == Strategy::Finetune).map(|p| p.recipe.lr).collect();
+    v.sort_by(|a, b| a.total_cmp(b));
+    v.dedup();
+    v
+}
+
+/// Every candidate, unscored: the logged portfolio per backbone and, with the GP, the search
+/// grid; identical recipes (e.g. a portfolio arm equal to a grid point) are kept once.
+fn candidates(
+    model: &MetaModel,
+    n_classes: usize,
+    seed: u64,
+    names: &[String],
+    mrefs: &BTreeMap<String, ModelRef>,
+    lrs: &[f64],
+) -> Result<Vec<Candidate>> {
     let mut cands: Vec<Candidate> = Vec::new();
-    let k = ds.n_classes();
-    for b in &names {
+    for b in names {
         let mref = &mrefs[b];
         let mut push = |recipe: Recipe, name: String, origin: &str| -> Result<()> {
-            let checked = recipe.check(&mref.card.groups, mref.card.n_classes, k)?;
+            let checked = recipe.check(&mref.card.groups, mref.card.n_classes, n_classes)?;
             let mut recipe = checked.recipe().clone();
             if recipe.strategy != Strategy::Finetune {
                 recipe.probe.group = Some(checked.groups()[checked.probe_group()].name.clone());
@@ -199,103 +307,119 @@ pub fn recommend(model: &MetaModel, ds: &Dataset, o: &RecommendOptions) -> Resul
         for p in model.portfolio.iter().filter(|p| &p.backbone == b) {
             let mut r: Recipe = serde_json::from_str(&p.recipe_json)
                 .map_err(|e| GraftError::Data(format!("meta-learner portfolio entry {}: bad recipe: {e}", p.r_name)))?;
-            r.seed = o.seed;
+            r.seed = seed;
             push(r, p.r_name.clone(), "portfolio")?;
         }
         if model.learner == Learner::Gp && !lrs.is_empty() {
-            for t in grid_templates(&lrs) {
-                let r = t.recipe(&mref.card.groups, o.seed)?;
+            for t in grid_templates(lrs) {
+                let r = t.recipe(&mref.card.groups, seed)?;
                 push(r, t.id.clone(), "search")?;
             }
         }
     }
-    // identical recipes (e.g. a portfolio arm equal to a grid point) are kept once
     let mut seen = std::collections::HashSet::new();
     cands.retain(|c| seen.insert((c.backbone.clone(), format!("{:?}", c.summary))));
+    Ok(cands)
+}
+
+/// Predicts every candidate (mean, widened interval, ranking score) and orders them best first.
+fn score(model: &MetaModel, view: &TaskView, cands: &mut [Candidate]) {
     let keys: Vec<(String, RecipeSummary, String)> =
         cands.iter().map(|c| (c.backbone.clone(), c.summary.clone(), c.config.clone())).collect();
-    let preds = model.predict(&task, &keys);
-    let scores = model.rank_scores(&task, &keys);
-    // distance to the nearest past task: far tasks get a wider interval
-    let nn: BTreeMap<String, f64> =
-        names.iter().map(|b| (b.clone(), model.nearest_tasks(b, &task[b], 1).first().map(|x| x.0).unwrap_or(f64::INFINITY))).collect();
+    let preds = model.predict(&view.task, &keys);
+    let scores = model.rank_scores(&view.task, &keys);
     for ((c, (m, v)), sc) in cands.iter_mut().zip(preds).zip(scores) {
+        let widen = view.widen(model, &c.backbone);
         c.score = sc;
-        let widen = (nn[&c.backbone] / model.ood_distance).max(1.0);
         c.predicted_accuracy = m;
         c.sd = v.sqrt() * widen;
         c.interval = interval(m, v.sqrt(), widen);
     }
     cands.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.config.cmp(&b.config)));
-    // Anchor on transferability: the linear probe at the (backbone, depth) with the highest
-    // LogME on this task is the default pick; the meta-learner overrides it only when its best
-    // candidate beats the anchor with posterior probability >= ANCHOR_SWITCH_PROBABILITY.
-    let mut anchor_note = None;
-    if model.learner == Learner::Gp {
-        let anchor = (0..cands.len())
-            .filter_map(|i| super::probe_logme(&cands[i].summary, &task[&cands[i].backbone]).map(|l| (i, l)))
-            .max_by(|a, b| a.1.total_cmp(&b.1))
-            .map(|x| x.0);
-        if let Some(a) = anchor {
-            let xs: Vec<Vec<f64>> =
-                [0, a].iter().map(|&i| model.encoder.encode(&task[&cands[i].backbone], &cands[i].summary, &cands[i].backbone)).collect();
-            // the recalibrated posterior, as `meta eval` evaluates the anchored pick
-            let (m, c, _) = model.ranking_gp().predict_joint(&xs);
-            let c = c * model.cv.gp_sd_scale.powi(2);
-            let (pick, pr) = super::anchored_pick(&m, &c, 1, super::ANCHOR_SWITCH_PROBABILITY);
-            let (top, anc) = (cands[0].config.clone(), cands[a].config.clone());
-            if pick == 1 {
-                let ac = cands.remove(a);
-                cands.insert(0, ac);
-            }
-            anchor_note = Some(if a == 0 {
-                format!("The meta-learner's best candidate is also the transferability anchor (the linear probe where LogME is highest: {anc}).")
-            } else if pick == 1 {
-                format!(
-                    "Kept the transferability anchor {anc} (linear probe where LogME is highest): the meta-learner's best, {top}, beats it with probability {pr:.2} only (needs {:.2}).",
-                    super::ANCHOR_SWITCH_PROBABILITY
-                )
-            } else {
-                format!(
-                    "Overrode the transferability anchor {anc} (linear probe where LogME is highest): the meta-learner's best, {top}, beats it with probability {pr:.2} (>= {:.2}).",
-                    super::ANCHOR_SWITCH_PROBABILITY
-                )
-            });
-        }
+}
+
+/// Anchor on transferability: the linear probe at the (backbone, depth) with the highest LogME
+/// on this task is the default pick; the meta-learner overrides it only when its best candidate
+/// beats the anchor with posterior probability >= ANCHOR_SWITCH_PROBABILITY (the recalibrated
+/// posterior, as `meta eval` evaluates the anchored pick). Returns the rationale line.
+fn anchor(model: &MetaModel, view: &TaskView, cands: &mut Vec<Candidate>) -> Option<String> {
+    if model.learner != Learner::Gp {
+        return None;
     }
-    // refine the best fine-tuning candidate's learning rate on the surrogate
-    let mut rationale = Vec::new();
-    if model.learner == Learner::Gp && cands[0].recipe.strategy == Strategy::Finetune && lrs.len() >= 2 {
-        let (lo, hi) = (lrs[0].log10(), lrs[lrs.len() - 1].log10());
-        let cost = LrCost { model, task: &task, cand: &cands[0] };
-        if let Ok(res) = Executor::new(cost, BrentOpt::new(lo, hi)).configure(|s| s.max_iters(30)).run() {
-            let best = res.state().best_param.unwrap_or(cands[0].recipe.lr.log10());
-            let lr = format!("{:.2e}", 10f64.powf(best)).parse::<f64>().unwrap_or(cands[0].recipe.lr);
-            let mut s = cands[0].summary.clone();
-            s.lr = lr;
-            let key = [(cands[0].backbone.clone(), s.clone(), cands[0].config.clone())];
-            let (m, v) = model.predict(&task, &key)[0];
-            let sc = model.rank_scores(&task, &key)[0];
-            if sc > cands[0].score + 1e-4 {
-                let c = &mut cands[0];
-                rationale.push(format!(
-                    "Learning rate refined on the surrogate (Brent, log10 lr in [{lo:.2}, {hi:.2}]): {:.2e} -> {lr:.2e}, predicted {:.3} -> {m:.3}.",
-                    c.recipe.lr, c.predicted_accuracy
-                ));
-                let widen = (nn[&c.backbone] / model.ood_distance).max(1.0);
-                c.recipe.lr = lr;
-                c.recipe.name = Some(format!("{}-lr{lr:.2e}", c.recipe.name.clone().unwrap_or_default()));
-                c.summary = s;
-                c.score = sc;
-                c.predicted_accuracy = m;
-                c.sd = v.sqrt() * widen;
-                c.interval = interval(m, v.sqrt(), widen);
-            }
-        }
+    let a = (0..cands.len())
+        .filter_map(|i| super::probe_logme(&cands[i].summary, &view.task[&cands[i].backbone]).map(|l| (i, l)))
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .map(|x| x.0)?;
+    let xs: Vec<Vec<f64>> =
+        [0, a].iter().map(|&i| model.encoder.encode(&view.task[&cands[i].backbone], &cands[i].summary, &cands[i].backbone)).collect();
+    let (m, c, _) = model.ranking_gp().predict_joint(&xs);
+    let c = c * model.cv.gp_sd_scale.powi(2);
+    let (pick, pr) = super::anchored_pick(&m, &c, 1, super::ANCHOR_SWITCH_PROBABILITY);
+    let (top, anc) = (cands[0].config.clone(), cands[a].config.clone());
+    if pick == 1 {
+        let ac = cands.remove(a);
+        cands.insert(0, ac);
     }
-    let best = cands[0].clone();
-    // rationale
-    let far = nn[&best.backbone] > model.ood_distance;
+    Some(if a == 0 {
+        format!("The meta-learner's best candidate is also the transferability anchor (the linear probe where LogME is highest: {anc}).")
+    } else if pick == 1 {
+        format!(
+            "Kept the transferability anchor {anc} (linear probe where LogME is highest): the meta-learner's best, {top}, beats it with probability {pr:.2} only (needs {:.2}).",
+            super::ANCHOR_SWITCH_PROBABILITY
+        )
+    } else {
+        format!(
+            "Overrode the transferability anchor {anc} (linear probe where LogME is highest): the meta-learner's best, {top}, beats it with probability {pr:.2} (>= {:.2}).",
+            super::ANCHOR_SWITCH_PROBABILITY
+        )
+    })
+}
+
+/// Refines the best fine-tuning candidate's learning rate on the surrogate (argmin's Brent over
+/// the portfolio's log10 range); returns the rationale line when the refined rate scores higher.
+fn refine_lr(model: &MetaModel, view: &TaskView, lrs: &[f64], cands: &mut [Candidate]) -> Option<String> {
+    if model.learner != Learner::Gp || cands[0].recipe.strategy != Strategy::Finetune || lrs.len() < 2 {
+        return None;
+    }
+    let (lo, hi) = (lrs[0].log10(), lrs[lrs.len() - 1].log10());
+    let cost = LrCost { model, task: &view.task, cand: &cands[0] };
+    let res = Executor::new(cost, BrentOpt::new(lo, hi)).configure(|s| s.max_iters(30)).run().ok()?;
+    let best = res.state().best_param.unwrap_or(cands[0].recipe.lr.log10());
+    let lr = format!("{:.2e}", 10f64.powf(best)).parse::<f64>().unwrap_or(cands[0].recipe.lr);
+    let mut s = cands[0].summary.clone();
+    s.lr = lr;
+    let key = [(cands[0].backbone.clone(), s.clone(), cands[0].config.clone())];
+    let (m, v) = model.predict(&view.task, &key)[0];
+    let sc = model.rank_scores(&view.task, &key)[0];
+    if sc <= cands[0].score + 1e-4 {
+        return None;
+    }
+    let widen = view.widen(model, &cands[0].backbone);
+    let c = &mut cands[0];
+    let note = format!(
+        "Learning rate refined on the surrogate (Brent, log10 lr in [{lo:.2}, {hi:.2}]): {:.2e} -> {lr:.2e}, predicted {:.3} -> {m:.3}.",
+        c.recipe.lr, c.predicted_accuracy
+    );
+    c.recipe.lr = lr;
+    c.recipe.name = Some(format!("{}-lr{lr:.2e}", c.recipe.name.clone().unwrap_or_default()));
+    c.summary = s;
+    c.score = sc;
+    c.predicted_accuracy = m;
+    c.sd = v.sqrt() * widen;
+    c.interval = interval(m, v.sqrt(), widen);
+    Some(note)
+}
+
+/// Why: the pick and its interval, the anchor decision, the nearest past tasks, backbone,
+/// strategy and group choices, and the meta-features the surrogate weighs most.
+fn rationale(
+    model: &MetaModel,
+    view: &TaskView,
+    cands: &[Candidate],
+    near: &[(f64, &super::PastTask)],
+    anchor_note: Option<String>,
+) -> Vec<String> {
+    let best = &cands[0];
     let mut lines = vec![format!(
         "Recommended: {} on {} (predicted test accuracy {:.3}, 80% interval [{:.3}, {:.3}]), by the {} meta-learner{} fitted on {} runs over {} tasks from {} families.",
         best.recipe.name.clone().unwrap_or_default(),
@@ -313,10 +437,7 @@ pub fn recommend(model: &MetaModel, ds: &Dataset, o: &RecommendOptions) -> Resul
         model.n_tasks,
         model.families.len()
     )];
-    if let Some(n) = anchor_note {
-        lines.push(n);
-    }
-    let near = model.nearest_tasks(&best.backbone, &task[&best.backbone], 3);
+    lines.extend(anchor_note);
     lines.push(format!(
         "Most similar past tasks (meta-feature distance; typical nearest distance {:.2}): {}.",
         model.ood_distance,
@@ -328,16 +449,17 @@ pub fn recommend(model: &MetaModel, ds: &Dataset, o: &RecommendOptions) -> Resul
             .collect::<Vec<_>>()
             .join("; ")
     ));
-    if far {
+    let d = view.nearest[&best.backbone];
+    if d > model.ood_distance {
         lines.push(format!(
-            "This task is far from every past task (nearest distance {:.2} > {:.2}): the prediction is an extrapolation and the interval is widened x{:.1}.",
-            nn[&best.backbone],
+            "This task is far from every past task (nearest distance {d:.2} > {:.2}): the prediction is an extrapolation and the interval is widened x{:.1}.",
             model.ood_distance,
-            nn[&best.backbone] / model.ood_distance
+            d / model.ood_distance
         ));
     }
-    if names.len() > 1 {
-        let mut per_b: Vec<(String, f64)> = names
+    if view.names.len() > 1 {
+        let mut per_b: Vec<(String, f64)> = view
+            .names
             .iter()
             .map(|b| (b.clone(), cands.iter().find(|c| &c.backbone == b).map(|c| c.predicted_accuracy).unwrap_or(0.0)))
             .collect();
@@ -345,7 +467,7 @@ pub fn recommend(model: &MetaModel, ds: &Dataset, o: &RecommendOptions) -> Resul
         lines.push(format!(
             "Backbone: best predicted recipe per backbone: {}; LogME at the penultimate group: {}.",
             per_b.iter().map(|(b, a)| format!("{b} {a:.3}")).collect::<Vec<_>>().join(", "),
-            names.iter().map(|b| format!("{b} {:.3}", transfer[b].logme_last)).collect::<Vec<_>>().join(", ")
+            view.names.iter().map(|b| format!("{b} {:.3}", view.transfer[b].logme_last)).collect::<Vec<_>>().join(", ")
         ));
     }
     let same_b: Vec<&Candidate> = cands.iter().filter(|c| c.backbone == best.backbone).collect();
@@ -371,67 +493,14 @@ pub fn recommend(model: &MetaModel, ds: &Dataset, o: &RecommendOptions) -> Resul
     }
     if model.learner == Learner::Gp {
         let ls = model.gp.lengthscales();
-        let names_f = model.encoder.feature_names();
-        let mut imp: Vec<(String, f64)> = names_f.into_iter().zip(ls).take(TASK_FEATURES.len()).collect();
+        let mut imp: Vec<(String, f64)> = model.encoder.feature_names().into_iter().zip(ls).take(TASK_FEATURES.len()).collect();
         imp.sort_by(|a, b| a.1.total_cmp(&b.1));
         lines.push(format!(
             "Task meta-features the surrogate is most sensitive to (shortest GP length-scales): {}.",
             imp.iter().take(4).map(|(n, l)| format!("{n} (l={l:.2})")).collect::<Vec<_>>().join(", ")
         ));
     }
-    lines.extend(rationale);
-    let alternatives = cands
-        .iter()
-        .skip(1)
-        .take(o.top.max(1))
-        .map(|c| Alternative {
-            recipe: c.recipe.clone(),
-            backbone: c.backbone.clone(),
-            predicted_accuracy: c.predicted_accuracy,
-            interval: c.interval,
-        })
-        .collect();
-    let features =
-        task.iter().map(|(b, v)| (b.clone(), TASK_FEATURES.iter().map(|s| s.to_string()).zip(v.iter().copied()).collect())).collect();
-    let nearest_tasks = near
-        .iter()
-        .map(|(d, p)| serde_json::json!({"task_id": p.task_id, "family": p.family, "distance": d, "shots": p.shots, "n_classes": p.n_classes, "shift": p.shift, "best_config": p.best_config, "best_accuracy": p.best_acc}))
-        .collect();
-    tracing::info!(
-        "recommend: {} candidates ranked by the {} in {:.1} s; best {} on {} (predicted {:.3})",
-        cands.len(),
-        model.learner,
-        t0.elapsed().as_secs_f64(),
-        best.recipe.name.clone().unwrap_or_default(),
-        best.backbone,
-        best.predicted_accuracy
-    );
-    if !(best.predicted_accuracy.is_finite() && best.interval.iter().all(|v| v.is_finite())) {
-        return Err(GraftError::Model(format!(
-            "the meta-learner (fitted {}) predicts a non-finite accuracy for {}; refit it with `graft meta fit`",
-            model.created_at, best.backbone
-        )));
-    }
-    // the recipe names its backbone, so `graft run --recipe` on it runs what was recommended
-    let mut recipe = best.recipe.clone();
-    recipe.backbone = Some(best.backbone.clone());
-    Ok(Recommendation {
-        recipe,
-        backbone: best.backbone.clone(),
-        predicted_accuracy: best.predicted_accuracy,
-        interval: best.interval,
-        alternatives,
-        rationale: lines,
-        features,
-        nearest_tasks,
-        far_from_past_tasks: far,
-        learner: model.learner,
-        meta_hash: model.meta_hash.clone(),
-        seconds: t0.elapsed().as_secs_f64(),
-        ranked: cands,
-        task_features: task,
-        transfer,
-    })
+    lines
 }
 
 /// What `graft auto --budget K` runs, one after another: the recommendation first (the anchored

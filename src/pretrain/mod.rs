@@ -16,14 +16,17 @@ use crate::error::{GraftError, Result};
 use crate::optim::{Optimizer, Param};
 use crate::recipe::OptimizerSpec;
 use crate::util::rng_for;
-use candle_core::{DType, Device, Module, Tensor, Var, D};
+use candle_core::{DType, Module, Tensor, Var, D};
 use candle_nn::{VarBuilder, VarMap};
 use rand::seq::SliceRandom;
 use rand::Rng;
 use rand_distr::{Distribution, Normal};
 use serde::{Deserialize, Serialize};
 
+pub mod job;
+
 pub use crate::recipe::pretrain::{Method, PretrainSpec};
+pub use job::{run, Finished, Objective, PretrainJob};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PretrainOutcome {
@@ -215,6 +218,118 @@ fn corrupt(x: &mut [f32], noise: f64, mask: f64, rng: &mut impl Rng) {
     }
 }
 
+/// What one stage trains on top of the body, in its own variable map: the autoencoders' code
+/// layer and mirrored decoder, greedy layer-wise's one-stage decoder for group `group`, or
+/// SimCLR's two-layer projection head.
+enum Head {
+    Autoencoder(Autoencoder),
+    Greedy { group: usize, decoder: Stage },
+    Projection(candle_nn::Linear, candle_nn::Linear),
+}
+
+/// The stages: for greedy layer-wise, each body group trained alone (with its own one-stage
+/// decoder) on the codes of the groups below it, then the stack fine-tuned end to end as one
+/// deep autoencoder (Hinton & Salakhutdinov 2006); for every other method one stage, the body.
+fn stages(method: Method, n_body: usize) -> Vec<(Vec<usize>, bool)> {
+    let body: Vec<usize> = (0..n_body).collect();
+    let mut p: Vec<(Vec<usize>, bool)> = Vec::new();
+    if method == Method::GreedyLayerwise {
+        p.extend((0..n_body).map(|g| (vec![g], true)));
+    }
+    p.push((body, false));
+    p
+}
+
+/// The fixed inputs of a pretraining run.
+struct Job<'a> {
+    model: &'a Model,
+    images: &'a ImageSet,
+    norm: &'a Normalisation,
+    spec: &'a PretrainSpec,
+    seed: u64,
+    /// Body groups (every group but the head).
+    nb: usize,
+    aug: Augment,
+}
+
+impl Job<'_> {
+    fn head(&self, sh: &[(usize, usize, usize)], top_g: usize, greedy: bool, vb: VarBuilder) -> Result<Head> {
+        let spec = self.spec;
+        Ok(match spec.method {
+            Method::Simclr => {
+                let c = sh[self.nb].0;
+                let l1 = candle_nn::linear(c, c, vb.pp("proj1"))?;
+                let l2 = candle_nn::linear(c, spec.projection_dim, vb.pp("proj2"))?;
+                Head::Projection(l1, l2)
+            }
+            Method::GreedyLayerwise if greedy => {
+                let g = top_g;
+                Head::Greedy { group: g, decoder: Stage::new(sh[g + 1].0, sh[g].0, sh[g].1, sh[g].2, vb.pp(format!("greedy{g}")))? }
+            }
+            _ => Head::Autoencoder(Autoencoder::new(sh, spec.code_dim, vb)?),
+        })
+    }
+
+    /// The loss of one batch (`chunk` of image indices; `at` = (stage, epoch, batch) names the
+    /// random streams of its augmentations and corruption).
+    fn loss(&self, head: &Head, chunk: &[usize], flags: &[bool], at: (usize, usize, usize)) -> Result<Tensor> {
+        let (model, images, norm, spec, seed, nb) = (self.model, self.images, self.norm, self.spec, self.seed, self.nb);
+        let (pi, epoch, bi) = at;
+        let dev = &model.device;
+        let n = chunk.len();
+        let shape = (n, images.spec.channels, images.spec.height, images.spec.width);
+        let clean = Tensor::from_vec(images.batch(chunk, norm, None), shape, dev)?;
+        let last_features = |x: &Tensor| -> Result<Tensor> {
+            model.forward_groups(x, flags, nb - 1)?.pop().ok_or_else(|| GraftError::Model("the body has no groups".into()))
+        };
+        Ok(match head {
+            Head::Projection(l1, l2) => {
+                let s1: u64 = rng_for(seed, &format!("simclr-a-{pi}-{epoch}-{bi}")).random();
+                let s2: u64 = rng_for(seed, &format!("simclr-b-{pi}-{epoch}-{bi}")).random();
+                let mut v = images.batch(chunk, norm, Some((&self.aug, s1)));
+                v.extend(images.batch(chunk, norm, Some((&self.aug, s2))));
+                let x = Tensor::from_vec(v, (2 * n, shape.1, shape.2, shape.3), dev)?;
+                let p = last_features(&x)?.mean(D::Minus1)?.mean(D::Minus1)?;
+                let z = l2.forward(&l1.forward(&p)?.relu()?)?;
+                nt_xent(&z, spec.temperature)?
+            }
+            Head::Greedy { group: g, decoder } => {
+                let g = *g;
+                let below = if g == 0 {
+                    clean.clone()
+                } else {
+                    model.forward_groups(&clean, &[], g - 1)?.pop().ok_or_else(|| GraftError::Model("no codes below".into()))?.detach()
+                };
+                // this group alone, as a denoising autoencoder (stacked denoising autoencoders,
+                // Vincent et al. 2010): corrupted codes in, clean codes out
+                let mut v = below.flatten_all()?.to_vec1::<f32>()?;
+                corrupt(&mut v, spec.noise, spec.mask, &mut rng_for(seed, &format!("greedy-{g}-{epoch}-{bi}")));
+                let noisy = Tensor::from_vec(v, below.shape(), dev)?;
+                let out = model.forward_from(&noisy, g, g)?;
+                mse(&decoder.forward(&out)?, &below)?
+            }
+            Head::Autoencoder(ae) => {
+                let input = if spec.method == Method::DenoisingAutoencoder {
+                    let mut v = images.batch(chunk, norm, None);
+                    corrupt(&mut v, spec.noise, spec.mask, &mut rng_for(seed, &format!("corrupt-{epoch}-{bi}")));
+                    Tensor::from_vec(v, shape, dev)?
+                } else {
+                    clean.clone()
+                };
+                let (_, h) = ae.encode(&last_features(&input)?)?;
+                let mut l = mse(&ae.decode(&h)?, &clean)?;
+                if spec.method == Method::SparseAutoencoder {
+                    l = (l + (kl_sparsity(&h, spec.sparsity_target)? * spec.sparsity_weight)?)?;
+                }
+                if spec.method == Method::ContractiveAutoencoder {
+                    l = (l + (contractive(&h, ae.code.weight())? * spec.contractive_weight)?)?;
+                }
+                l
+            }
+        })
+    }
+}
+
 /// Pretrain `model`'s body on `images` (labels ignored) with `spec`; `log` gets one line per epoch.
 pub fn pretrain(
     model: &Model,
@@ -224,63 +339,36 @@ pub fn pretrain(
     seed: u64,
     log: &dyn Fn(&str),
 ) -> Result<PretrainOutcome> {
-    spec.validate().map_err(|(f, m)| GraftError::recipe(&f, m))?;
+    spec.validate()?;
     if images.n < 2 {
         return Err(GraftError::Data("pretraining needs at least two images".into()));
     }
     let t0 = std::time::Instant::now();
-    let dev: Device = model.device.clone();
     let nb = model.n_groups() - 1;
+    let job = Job { model, images, norm, spec, seed, nb, aug: Augment::simclr(spec.jitter) };
     let sh = shapes(model)?;
     let mut losses = Vec::new();
     let bs = spec.batch_size.min(images.n);
     let mut seen = 0usize;
-    let body: Vec<usize> = (0..nb).collect();
-    // (groups trained, epochs, greedy stage?)
-    let plans: Vec<(Vec<usize>, usize, bool)> = if spec.method == Method::GreedyLayerwise {
-        // group g trained alone (with its own one-stage decoder) on the codes of groups < g, then
-        // the stack fine-tuned end to end as one deep autoencoder (Hinton & Salakhutdinov 2006)
-        let mut p: Vec<(Vec<usize>, usize, bool)> = (0..nb).map(|g| (vec![g], spec.epochs, true)).collect();
-        p.push((body.clone(), spec.epochs, false));
-        p
-    } else {
-        vec![(body.clone(), spec.epochs, false)]
-    };
-    for (pi, (train_groups, epochs, greedy)) in plans.iter().enumerate() {
-        let greedy = *greedy;
+    for (pi, (train_groups, greedy)) in stages(spec.method, nb).into_iter().enumerate() {
         let vm = VarMap::new();
-        let vb = VarBuilder::from_varmap(&vm, DType::F32, &dev);
-        let top_g = *train_groups.last().expect("groups");
-        let (ae, greedy_dec, proj) = match spec.method {
-            Method::Simclr => {
-                let c = sh[nb].0;
-                let l1 = candle_nn::linear(c, c, vb.pp("proj1"))?;
-                let l2 = candle_nn::linear(c, spec.projection_dim, vb.pp("proj2"))?;
-                (None, None, Some((l1, l2)))
-            }
-            Method::GreedyLayerwise if greedy => {
-                let g = top_g;
-                let st = Stage::new(sh[g + 1].0, sh[g].0, sh[g].1, sh[g].2, vb.pp(format!("greedy{g}")))?;
-                (None, Some(st), None)
-            }
-            _ => (Some(Autoencoder::new(&sh, spec.code_dim, vb.clone())?), None, None),
-        };
+        let vb = VarBuilder::from_varmap(&vm, DType::F32, &model.device);
+        let top_g = *train_groups.last().ok_or_else(|| GraftError::Model("a pretraining stage without groups".into()))?;
+        let head = job.head(&sh, top_g, greedy, vb)?;
         // the decoders and projection heads draw their initial weights from the recorded seed
         // (candle-nn's initialisers use an unseeded generator)
         seed_vars(&vm, seed, &format!("pretrain-{pi}"))?;
-        let mut params = body_params(model, train_groups);
+        let mut params = body_params(model, &train_groups);
         params.extend(aux_params(&vm, 0));
         let ospec = OptimizerSpec { weight_decay: 1e-4, ..OptimizerSpec::default() };
         let mut opt = Optimizer::new(ospec, 0.0, params);
         let mut flags = vec![false; nb + 1];
-        for &g in train_groups {
+        for &g in &train_groups {
             flags[g] = true;
         }
-        let steps_per_epoch = (images.n / bs).max(1);
-        let total = steps_per_epoch * epochs;
+        let total = (images.n / bs).max(1) * spec.epochs;
         let mut step = 0;
-        let aug = Augment::simclr(spec.jitter);
-        for epoch in 0..*epochs {
+        for epoch in 0..spec.epochs {
             let mut order: Vec<usize> = (0..images.n).collect();
             order.shuffle(&mut rng_for(seed, &format!("pretrain-{pi}-{epoch}")));
             let (mut sum, mut cnt) = (0.0, 0usize);
@@ -288,57 +376,7 @@ pub fn pretrain(
                 if chunk.len() < 2 {
                     continue;
                 }
-                let n = chunk.len();
-                let shape = (n, images.spec.channels, images.spec.height, images.spec.width);
-                let clean = Tensor::from_vec(images.batch(chunk, norm, None), shape, &dev)?;
-                let loss = match spec.method {
-                    Method::Simclr => {
-                        let s1: u64 = rng_for(seed, &format!("simclr-a-{pi}-{epoch}-{bi}")).random();
-                        let s2: u64 = rng_for(seed, &format!("simclr-b-{pi}-{epoch}-{bi}")).random();
-                        let mut v = images.batch(chunk, norm, Some((&aug, s1)));
-                        v.extend(images.batch(chunk, norm, Some((&aug, s2))));
-                        let x = Tensor::from_vec(v, (2 * n, shape.1, shape.2, shape.3), &dev)?;
-                        let f = model.forward_groups(&x, &flags, nb - 1)?.pop().expect("features");
-                        let p = f.mean(D::Minus1)?.mean(D::Minus1)?;
-                        let (l1, l2) = proj.as_ref().expect("projection");
-                        let z = l2.forward(&l1.forward(&p)?.relu()?)?;
-                        nt_xent(&z, spec.temperature)?
-                    }
-                    Method::GreedyLayerwise if greedy => {
-                        let g = top_g;
-                        let below =
-                            if g == 0 { clean.clone() } else { model.forward_groups(&clean, &[], g - 1)?.pop().expect("codes").detach() };
-                        // this group alone, as a denoising autoencoder (stacked denoising
-                        // autoencoders, Vincent et al. 2010): corrupted codes in, clean codes out
-                        let mut v = below.flatten_all()?.to_vec1::<f32>()?;
-                        corrupt(&mut v, spec.noise, spec.mask, &mut rng_for(seed, &format!("greedy-{g}-{epoch}-{bi}")));
-                        let noisy = Tensor::from_vec(v, below.shape(), &dev)?;
-                        let out = model.forward_from(&noisy, g, g)?;
-                        let rec = greedy_dec.as_ref().expect("decoder").forward(&out)?;
-                        mse(&rec, &below)?
-                    }
-                    _ => {
-                        let ae = ae.as_ref().expect("autoencoder");
-                        let input = if spec.method == Method::DenoisingAutoencoder {
-                            let mut v = images.batch(chunk, norm, None);
-                            corrupt(&mut v, spec.noise, spec.mask, &mut rng_for(seed, &format!("corrupt-{epoch}-{bi}")));
-                            Tensor::from_vec(v, shape, &dev)?
-                        } else {
-                            clean.clone()
-                        };
-                        let f = model.forward_groups(&input, &flags, nb - 1)?.pop().expect("features");
-                        let (_, h) = ae.encode(&f)?;
-                        let rec = ae.decode(&h)?;
-                        let mut l = mse(&rec, &clean)?;
-                        if spec.method == Method::SparseAutoencoder {
-                            l = (l + (kl_sparsity(&h, spec.sparsity_target)? * spec.sparsity_weight)?)?;
-                        }
-                        if spec.method == Method::ContractiveAutoencoder {
-                            l = (l + (contractive(&h, ae.code.weight())? * spec.contractive_weight)?)?;
-                        }
-                        l
-                    }
-                };
+                let loss = job.loss(&head, chunk, &flags, (pi, epoch, bi))?;
                 let lv = loss.to_scalar::<f32>()? as f64;
                 if !lv.is_finite() {
                     return Err(GraftError::Diverged(format!(
@@ -351,9 +389,9 @@ pub fn pretrain(
                 let f = crate::optim::schedule_factor(crate::recipe::ScheduleKind::Cosine, step, total, 0);
                 opt.step(&grads, &[spec.lr * f])?;
                 step += 1;
-                sum += lv * n as f64;
-                cnt += n;
-                seen += n;
+                sum += lv * chunk.len() as f64;
+                cnt += chunk.len();
+                seen += chunk.len();
             }
             let m = sum / cnt.max(1) as f64;
             losses.push(m);
@@ -362,7 +400,7 @@ pub fn pretrain(
                 (Method::GreedyLayerwise, false) => " (whole stack)".to_string(),
                 _ => String::new(),
             };
-            log(&format!("{}{what} epoch {}/{}: loss {m:.5}", spec.method.as_str(), epoch + 1, epochs));
+            log(&format!("{}{what} epoch {}/{}: loss {m:.5}", spec.method.as_str(), epoch + 1, spec.epochs));
         }
     }
     let seconds = t0.elapsed().as_secs_f64();
@@ -385,7 +423,7 @@ mod tests {
     /// graft's kernel (the CPU path); the broadcast path is the same check on other devices.
     #[test]
     fn upsample_forward_matches_and_gradients_accumulate() {
-        let dev = Device::Cpu;
+        let dev = candle_core::Device::Cpu;
         for s in [2usize, 3] {
             let x = candle_core::Var::from_tensor(&Tensor::randn(0f32, 1.0, (2, 3, 4, 5), &dev).unwrap()).unwrap();
             let ours = upsample_nearest(x.as_tensor(), s).unwrap();

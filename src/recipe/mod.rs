@@ -336,7 +336,7 @@ impl Recipe {
             return Err(GraftError::recipe("label_smoothing", format!("must be in [0, 1), got {}", self.label_smoothing)));
         }
         if let Some(p) = &self.pretrain {
-            p.validate().map_err(|(f, m)| GraftError::recipe(&f, m))?;
+            p.validate()?;
         }
         if !(self.val_fraction >= 0.0 && self.val_fraction < 0.9) {
             return Err(GraftError::recipe("val_fraction", format!("must be in [0, 0.9), got {}", self.val_fraction)));
@@ -360,7 +360,7 @@ impl Recipe {
                 format!("must be in [0, epochs={}], got {}", self.epochs, self.schedule.warmup_epochs),
             ));
         }
-        self.augment.validate().map_err(|(f, m)| GraftError::recipe(f, m))?;
+        self.augment.validate()?;
         if let Some(es) = &self.early_stopping {
             if es.patience == 0 {
                 return Err(GraftError::recipe("early_stopping.patience", "must be at least 1"));

@@ -16,6 +16,15 @@ pub enum Method {
 }
 
 impl Method {
+    pub const ALL: [Method; 6] = [
+        Method::Autoencoder,
+        Method::SparseAutoencoder,
+        Method::DenoisingAutoencoder,
+        Method::ContractiveAutoencoder,
+        Method::GreedyLayerwise,
+        Method::Simclr,
+    ];
+
     pub fn as_str(&self) -> &'static str {
         match self {
             Method::Autoencoder => "autoencoder",
@@ -27,18 +36,11 @@ impl Method {
         }
     }
     pub fn parse(s: &str) -> Result<Method> {
-        Ok(match s {
-            "autoencoder" => Method::Autoencoder,
-            "sparse-autoencoder" => Method::SparseAutoencoder,
-            "denoising-autoencoder" => Method::DenoisingAutoencoder,
-            "contractive-autoencoder" => Method::ContractiveAutoencoder,
-            "greedy-layerwise" => Method::GreedyLayerwise,
-            "simclr" => Method::Simclr,
-            _ => {
-                return Err(GraftError::Usage(format!(
-                    "unknown pretraining method `{s}`; known: autoencoder, sparse-autoencoder, denoising-autoencoder, contractive-autoencoder, greedy-layerwise, simclr"
-                )))
-            }
+        Method::ALL.into_iter().find(|m| m.as_str() == s).ok_or_else(|| {
+            GraftError::Usage(format!(
+                "unknown pretraining method `{s}`; known: {}",
+                Method::ALL.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(", ")
+            ))
         })
     }
 }
@@ -131,33 +133,34 @@ impl PretrainSpec {
         }
         s
     }
-    pub fn validate(&self) -> std::result::Result<(), (String, String)> {
+    /// Every setting in range; the error names the field (`pretrain.lr`, ...).
+    pub fn validate(&self) -> Result<()> {
         let pos = |f: &str, v: f64| {
             if v > 0.0 && v.is_finite() {
                 Ok(())
             } else {
-                Err((format!("pretrain.{f}"), format!("must be positive, got {v}")))
+                Err(GraftError::recipe(format!("pretrain.{f}"), format!("must be positive, got {v}")))
             }
         };
         pos("lr", self.lr)?;
         pos("temperature", self.temperature)?;
         if self.epochs == 0 {
-            return Err(("pretrain.epochs".into(), "must be at least 1".into()));
+            return Err(GraftError::recipe("pretrain.epochs", "must be at least 1"));
         }
         if self.batch_size < 2 {
-            return Err(("pretrain.batch_size".into(), format!("must be at least 2, got {}", self.batch_size)));
+            return Err(GraftError::recipe("pretrain.batch_size", format!("must be at least 2, got {}", self.batch_size)));
         }
         if self.code_dim == 0 || self.projection_dim == 0 {
-            return Err(("pretrain.code_dim".into(), "code_dim and projection_dim must be at least 1".into()));
+            return Err(GraftError::recipe("pretrain.code_dim", "code_dim and projection_dim must be at least 1"));
         }
         if !(self.sparsity_target > 0.0 && self.sparsity_target < 1.0) {
-            return Err(("pretrain.sparsity_target".into(), format!("must be in (0, 1), got {}", self.sparsity_target)));
+            return Err(GraftError::recipe("pretrain.sparsity_target", format!("must be in (0, 1), got {}", self.sparsity_target)));
         }
         if !(0.0..1.0).contains(&self.mask) {
-            return Err(("pretrain.mask".into(), format!("must be in [0, 1), got {}", self.mask)));
+            return Err(GraftError::recipe("pretrain.mask", format!("must be in [0, 1), got {}", self.mask)));
         }
         if self.data != "unlabelled" && self.data != "train" {
-            return Err(("pretrain.data".into(), format!("must be `unlabelled` or `train`, got `{}`", self.data)));
+            return Err(GraftError::recipe("pretrain.data", format!("must be `unlabelled` or `train`, got `{}`", self.data)));
         }
         Ok(())
     }

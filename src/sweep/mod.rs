@@ -218,7 +218,8 @@ pub fn sweep(o: &SweepOptions, log: &dyn Fn(&str)) -> Result<SweepSummary> {
                 context: ctx.clone(),
             };
             let t0 = Instant::now();
-            match run_prepared(&opts, &prep, &ctx, Some(key.clone()), &NoProgress) {
+            let checked = opts.recipe.check(&prep.mref.card.groups, prep.mref.card.n_classes, prep.ds.n_classes());
+            match checked.and_then(|c| run_prepared(&opts, &c, &prep, &ctx, Some(key.clone()), &NoProgress)) {
                 Ok(rec) => {
                     store.stage(&MetaRow::from_run(&rec))?;
                     sum.ran += 1;
