@@ -10,12 +10,14 @@
 //! - [`recipe`]: the transfer recipe document (with its pretraining step), its validation into
 //!   a [`recipe::CheckedRecipe`], presets;
 //! - [`optim`]: optimisers with per-group learning rates, L2-SP, schedules;
-//! - [`pretrain`]: the unsupervised and self-supervised pretraining methods;
+//! - [`train`]: the training loop, evaluation, per-epoch checkpoints and `metrics.csv`;
 //! - [`metafeatures`]: dataset profile and transferability scores (LogME, H-score, probes);
-//! - [`metadataset`]: the Parquet meta-dataset of past runs;
-//! - [`executor`]: training, probing, evaluation and run records;
+//! - [`pretrain`]: the unsupervised and self-supervised pretraining methods, and
+//!   [`pretrain::run`], every `graft pretrain` (supervised included) as one library call;
+//! - [`metadataset`]: the Parquet meta-dataset of past runs (its schema is one table);
+//! - [`executor`]: runs a [`recipe::CheckedRecipe`] (fine-tuning or a probe), run records;
 //! - [`sweep`]: sweep plans and the sharded, resumable sweep;
-//! - [`metalearner`]: the GP/kNN advisor, `recommend`, `meta eval`;
+//! - [`metalearner`]: the GP/kNN advisor, `recommend`, `auto`, `meta eval`;
 //! - [`report`]: HTML reports and SVG plots;
 //! - [`experiment`]: the lecture's reproductions;
 //! - [`cli`]: the command-line front end (the binary is a thin wrapper around it; nothing else

@@ -6,7 +6,7 @@
 //! (500 per class; binomial s.e. about 0.6 points), beats the same probe on the same
 //! architecture's random initialisation. Each method's settings were chosen with
 //! `tests/dev_selection.rs::scale_on_cifar10`, which scores on further *training* images, never
-//! on these test images (docs/pretrain.md, session 6).
+//! on these test images (docs/pretrain.md).
 use graft::backbones::{Arch, Model};
 use graft::data::{decode_items, load_dataset, ImageSet, InputSpec, Item, LoadOptions, Normalisation};
 use graft::pretrain::{pretrain, Method, PretrainSpec};

@@ -186,23 +186,6 @@ fn make_run_id(fingerprint: &str, recipe_json: &str) -> String {
     format!("{}-{}", chrono::Utc::now().format("%Y%m%dT%H%M%S"), &h[..8])
 }
 
-fn metrics_csv(epochs: &[EpochMetrics]) -> String {
-    let f = |v: Option<f64>| v.map(|x| format!("{x:.6}")).unwrap_or_default();
-    let mut s = String::from("epoch,lr_scale,train_loss,train_accuracy,val_loss,val_accuracy,seconds\n");
-    for m in epochs {
-        s.push_str(&format!(
-            "{},{:.6},{:.6},{:.6},{},{},{:.3}\n",
-            m.epoch,
-            m.lr_scale,
-            m.train_loss,
-            m.train_accuracy,
-            f(m.val_loss),
-            f(m.val_accuracy),
-            m.seconds
-        ));
-    }
-    s
-}
 
 /// Build a model for a card, transfer its weights into every group whose action is not
 /// `reinit` (and a head with the same class count), and re-initialise the rest from the seed.
@@ -659,7 +642,7 @@ pub fn run_prepared(
         context: ctx.clone(),
         pretrain,
     };
-    write_atomic(&run_dir.join("metrics.csv"), metrics_csv(&epochs).as_bytes())?;
+    write_atomic(&run_dir.join("metrics.csv"), EpochMetrics::to_csv(&epochs).as_bytes())?;
     write_atomic(&run_dir.join("run.json"), serde_json::to_string_pretty(&rec).expect("serialises").as_bytes())?;
     tracing::info!("run {run_id}: {} test accuracy {:.4}; record in {}", rec.status, rec.test_accuracy, run_dir.display());
     if let Some(meta) = &opts.meta_dir {

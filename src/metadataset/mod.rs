@@ -87,8 +87,9 @@ impl TransferFeatures {
     }
 }
 
-/// One meta-dataset row. The column order and types are the schema.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+/// One meta-dataset row. Its columns, their order and types are defined once, by the
+/// `schema!` table below.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct MetaRow {
     pub run_id: String,
     pub task_id: String,
@@ -145,85 +146,150 @@ pub struct MetaRow {
     pub recipe: String,
 }
 
-macro_rules! col {
-    ($rows:expr, $name:expr, $f:expr) => {
-        Column::new($name.into(), $rows.iter().map($f).collect::<Vec<_>>())
+/// The schema, each column once: its name, how it is read back (`text`, `real`, `int`, `flag`),
+/// the value a row gives it (whose type is the column's Parquet type), and how a value read
+/// back sets the row. [`to_frame`], [`from_frame`] and [`COLUMNS`] are generated from it.
+macro_rules! schema {
+    ($($name:literal $kind:ident: |$r:ident| $get:expr, |$w:ident, $v:ident| $set:expr;)*) => {
+        /// The columns, in order.
+        pub const COLUMNS: &[&str] = &[$($name),*];
+
+        /// Rows as a DataFrame with the schema's columns in order.
+        pub fn to_frame(rows: &[MetaRow]) -> Result<DataFrame> {
+            let cols = vec![$(Column::new($name.into(), rows.iter().map(|$r| $get).collect::<Vec<_>>())),*];
+            DataFrame::new(rows.len(), cols).map_err(|e| GraftError::Other(format!("building meta-dataset frame: {e}")))
+        }
+
+        /// Rows back from a DataFrame with the schema's columns (`what` names it in errors).
+        pub fn from_frame(df: &DataFrame, what: &Path) -> Result<Vec<MetaRow>> {
+            let mut rows = vec![MetaRow::default(); df.height()];
+            $(
+                for (row, value) in rows.iter_mut().zip(read::$kind(df, $name, what)?) {
+                    let ($w, $v) = (row, value);
+                    $set;
+                }
+            )*
+            Ok(rows)
+        }
     };
 }
 
-/// Rows as a DataFrame with the schema's columns in order.
-pub fn to_frame(rows: &[MetaRow]) -> Result<DataFrame> {
-    let cols = vec![
-        col!(rows, "run_id", |r| r.run_id.clone()),
-        col!(rows, "task_id", |r| r.task_id.clone()),
-        col!(rows, "family", |r| r.family.clone()),
-        col!(rows, "backbone", |r| r.backbone.clone()),
-        col!(rows, "strategy", |r| r.strategy.clone()),
-        col!(rows, "status", |r| r.status.clone()),
-        col!(rows, "test_accuracy", |r| r.test_accuracy),
-        col!(rows, "val_accuracy", |r| r.val_accuracy),
-        col!(rows, "seed", |r| r.seed),
-        col!(rows, "train_seconds", |r| r.train_seconds),
-        col!(rows, "schema_version", |r| r.schema_version),
-        col!(rows, "device", |r| r.device.clone()),
-        col!(rows, "created_at", |r| r.created_at.clone()),
-        col!(rows, "n_train", |r| r.n_train),
-        col!(rows, "n_test", |r| r.n_test),
-        col!(rows, "n_classes", |r| r.n_classes),
-        col!(rows, "mf_n_classes", |r| r.mf.n_classes as i64),
-        col!(rows, "mf_n_train", |r| r.mf.n_train as i64),
-        col!(rows, "mf_n_test", |r| r.mf.n_test as i64),
-        col!(rows, "mf_n_unlabelled", |r| r.mf.n_unlabelled as i64),
-        col!(rows, "mf_shots_min", |r| r.mf.shots_min as i64),
-        col!(rows, "mf_shots_median", |r| r.mf.shots_median),
-        col!(rows, "mf_shots_max", |r| r.mf.shots_max as i64),
-        col!(rows, "mf_pixel_mean", |r| r.mf.pixel_mean),
-        col!(rows, "mf_pixel_std", |r| r.mf.pixel_std),
-        col!(rows, "mf_input_channels", |r| r.mf.input_channels as i64),
-        col!(rows, "mf_input_size", |r| r.mf.input_size as i64),
-        col!(rows, "mf_logme_first", |r| r.has_mft.then_some(r.mft.logme_first)),
-        col!(rows, "mf_logme_mid", |r| r.has_mft.then_some(r.mft.logme_mid)),
-        col!(rows, "mf_logme_last", |r| r.has_mft.then_some(r.mft.logme_last)),
-        col!(rows, "mf_ncprobe_first", |r| r.mft.ncprobe_first),
-        col!(rows, "mf_ncprobe_mid", |r| r.mft.ncprobe_mid),
-        col!(rows, "mf_ncprobe_last", |r| r.mft.ncprobe_last),
-        col!(rows, "mf_hscore_last", |r| r.has_mft.then_some(r.mft.hscore_last)),
-        col!(rows, "mf_leep", |r| r.mft.leep),
-        col!(rows, "mf_nce", |r| r.mft.nce),
-        col!(rows, "mf_frechet", |r| r.mft.frechet),
-        col!(rows, "mf_pixel_separability", |r| r.mft.pixel_separability),
-        col!(rows, "task_shift", |r| r.task_shift.clone()),
-        col!(rows, "task_spec", |r| r.task_spec.clone()),
-        col!(rows, "r_n_groups", |r| r.r_n_groups),
-        col!(rows, "r_name", |r| r.r_name.clone()),
-        col!(rows, "r_probe_depth", |r| r.r_probe_depth),
-        col!(rows, "r_pretrain", |r| r.r_pretrain.clone()),
-        col!(rows, "wall_seconds", |r| r.wall_seconds),
-        col!(rows, "r_default_action", |r| r.r_default_action.clone()),
-        col!(rows, "r_actions", |r| r.r_actions.clone()),
-        col!(rows, "r_n_freeze", |r| r.r_n_freeze),
-        col!(rows, "r_n_finetune", |r| r.r_n_finetune),
-        col!(rows, "r_n_reinit", |r| r.r_n_reinit),
-        col!(rows, "r_lr", |r| r.r_lr),
-        col!(rows, "r_layer_decay", |r| r.r_layer_decay),
-        col!(rows, "r_optimizer", |r| r.r_optimizer.clone()),
-        col!(rows, "r_weight_decay", |r| r.r_weight_decay),
-        col!(rows, "r_l2sp", |r| r.r_l2sp),
-        col!(rows, "r_schedule", |r| r.r_schedule.clone()),
-        col!(rows, "r_warmup_epochs", |r| r.r_warmup_epochs),
-        col!(rows, "r_epochs", |r| r.r_epochs),
-        col!(rows, "r_batch_size", |r| r.r_batch_size),
-        col!(rows, "r_label_smoothing", |r| r.r_label_smoothing),
-        col!(rows, "r_probe_group", |r| r.r_probe_group.clone()),
-        col!(rows, "r_aug_crop_padding", |r| r.r_aug_crop_padding),
-        col!(rows, "r_aug_hflip", |r| r.r_aug_hflip),
-        col!(rows, "r_aug_random_resized_crop", |r| r.r_aug_random_resized_crop),
-        col!(rows, "r_aug_color_jitter", |r| r.r_aug_color_jitter),
-        col!(rows, "r_aug_gaussian_noise", |r| r.r_aug_gaussian_noise),
-        col!(rows, "r_aug_gaussian_blur", |r| r.r_aug_gaussian_blur),
-        col!(rows, "recipe", |r| r.recipe.clone()),
-    ];
-    DataFrame::new(rows.len(), cols).map_err(|e| GraftError::Other(format!("building meta-dataset frame: {e}")))
+schema! {
+    "run_id" text: |r| r.run_id.clone(), |w, v| w.run_id = v;
+    "task_id" text: |r| r.task_id.clone(), |w, v| w.task_id = v;
+    "family" text: |r| r.family.clone(), |w, v| w.family = v;
+    "backbone" text: |r| r.backbone.clone(), |w, v| w.backbone = v;
+    "strategy" text: |r| r.strategy.clone(), |w, v| w.strategy = v;
+    "status" text: |r| r.status.clone(), |w, v| w.status = v;
+    "test_accuracy" real: |r| r.test_accuracy, |w, v| w.test_accuracy = v.unwrap_or(f64::NAN);
+    "val_accuracy" real: |r| r.val_accuracy, |w, v| w.val_accuracy = v;
+    "seed" int: |r| r.seed, |w, v| w.seed = v.unwrap_or(0);
+    "train_seconds" real: |r| r.train_seconds, |w, v| w.train_seconds = v.unwrap_or(f64::NAN);
+    "schema_version" int: |r| r.schema_version, |w, v| w.schema_version = v.unwrap_or(0);
+    "device" text: |r| r.device.clone(), |w, v| w.device = v;
+    "created_at" text: |r| r.created_at.clone(), |w, v| w.created_at = v;
+    "n_train" int: |r| r.n_train, |w, v| w.n_train = v.unwrap_or(0);
+    "n_test" int: |r| r.n_test, |w, v| w.n_test = v.unwrap_or(0);
+    "n_classes" int: |r| r.n_classes, |w, v| w.n_classes = v.unwrap_or(0);
+    "mf_n_classes" int: |r| r.mf.n_classes as i64, |w, v| w.mf.n_classes = v.unwrap_or(0) as usize;
+    "mf_n_train" int: |r| r.mf.n_train as i64, |w, v| w.mf.n_train = v.unwrap_or(0) as usize;
+    "mf_n_test" int: |r| r.mf.n_test as i64, |w, v| w.mf.n_test = v.unwrap_or(0) as usize;
+    "mf_n_unlabelled" int: |r| r.mf.n_unlabelled as i64, |w, v| w.mf.n_unlabelled = v.unwrap_or(0) as usize;
+    "mf_shots_min" int: |r| r.mf.shots_min as i64, |w, v| w.mf.shots_min = v.unwrap_or(0) as usize;
+    "mf_shots_median" real: |r| r.mf.shots_median, |w, v| w.mf.shots_median = v.unwrap_or(f64::NAN);
+    "mf_shots_max" int: |r| r.mf.shots_max as i64, |w, v| w.mf.shots_max = v.unwrap_or(0) as usize;
+    "mf_pixel_mean" real: |r| r.mf.pixel_mean, |w, v| w.mf.pixel_mean = v.unwrap_or(f64::NAN);
+    "mf_pixel_std" real: |r| r.mf.pixel_std, |w, v| w.mf.pixel_std = v.unwrap_or(f64::NAN);
+    "mf_input_channels" int: |r| r.mf.input_channels as i64, |w, v| w.mf.input_channels = v.unwrap_or(0) as usize;
+    "mf_input_size" int: |r| r.mf.input_size as i64, |w, v| w.mf.input_size = v.unwrap_or(0) as usize;
+    "mf_logme_first" real: |r| r.has_mft.then_some(r.mft.logme_first), |w, v| { w.mft.logme_first = v.unwrap_or(0.0) };
+    "mf_logme_mid" real: |r| r.has_mft.then_some(r.mft.logme_mid), |w, v| { w.mft.logme_mid = v.unwrap_or(0.0) };
+    "mf_logme_last" real: |r| r.has_mft.then_some(r.mft.logme_last), |w, v| { w.mft.logme_last = v.unwrap_or(0.0); w.has_mft = v.is_some() };
+    "mf_ncprobe_first" real: |r| r.mft.ncprobe_first, |w, v| w.mft.ncprobe_first = v;
+    "mf_ncprobe_mid" real: |r| r.mft.ncprobe_mid, |w, v| w.mft.ncprobe_mid = v;
+    "mf_ncprobe_last" real: |r| r.mft.ncprobe_last, |w, v| w.mft.ncprobe_last = v;
+    "mf_hscore_last" real: |r| r.has_mft.then_some(r.mft.hscore_last), |w, v| { w.mft.hscore_last = v.unwrap_or(0.0) };
+    "mf_leep" real: |r| r.mft.leep, |w, v| w.mft.leep = v;
+    "mf_nce" real: |r| r.mft.nce, |w, v| w.mft.nce = v;
+    "mf_frechet" real: |r| r.mft.frechet, |w, v| w.mft.frechet = v;
+    "mf_pixel_separability" real: |r| r.mft.pixel_separability, |w, v| w.mft.pixel_separability = v;
+    "task_shift" text: |r| r.task_shift.clone(), |w, v| w.task_shift = v;
+    "task_spec" text: |r| r.task_spec.clone(), |w, v| w.task_spec = v;
+    "r_n_groups" int: |r| r.r_n_groups, |w, v| w.r_n_groups = v.unwrap_or(0);
+    "r_name" text: |r| r.r_name.clone(), |w, v| w.r_name = v;
+    "r_probe_depth" real: |r| r.r_probe_depth, |w, v| w.r_probe_depth = v;
+    "r_pretrain" text: |r| r.r_pretrain.clone(), |w, v| w.r_pretrain = v;
+    "wall_seconds" real: |r| r.wall_seconds, |w, v| w.wall_seconds = v.unwrap_or(f64::NAN);
+    "r_default_action" text: |r| r.r_default_action.clone(), |w, v| w.r_default_action = v;
+    "r_actions" text: |r| r.r_actions.clone(), |w, v| w.r_actions = v;
+    "r_n_freeze" int: |r| r.r_n_freeze, |w, v| w.r_n_freeze = v.unwrap_or(0);
+    "r_n_finetune" int: |r| r.r_n_finetune, |w, v| w.r_n_finetune = v.unwrap_or(0);
+    "r_n_reinit" int: |r| r.r_n_reinit, |w, v| w.r_n_reinit = v.unwrap_or(0);
+    "r_lr" real: |r| r.r_lr, |w, v| w.r_lr = v.unwrap_or(f64::NAN);
+    "r_layer_decay" real: |r| r.r_layer_decay, |w, v| w.r_layer_decay = v.unwrap_or(f64::NAN);
+    "r_optimizer" text: |r| r.r_optimizer.clone(), |w, v| w.r_optimizer = v;
+    "r_weight_decay" real: |r| r.r_weight_decay, |w, v| w.r_weight_decay = v.unwrap_or(f64::NAN);
+    "r_l2sp" real: |r| r.r_l2sp, |w, v| w.r_l2sp = v.unwrap_or(f64::NAN);
+    "r_schedule" text: |r| r.r_schedule.clone(), |w, v| w.r_schedule = v;
+    "r_warmup_epochs" real: |r| r.r_warmup_epochs, |w, v| w.r_warmup_epochs = v.unwrap_or(f64::NAN);
+    "r_epochs" int: |r| r.r_epochs, |w, v| w.r_epochs = v.unwrap_or(0);
+    "r_batch_size" int: |r| r.r_batch_size, |w, v| w.r_batch_size = v.unwrap_or(0);
+    "r_label_smoothing" real: |r| r.r_label_smoothing, |w, v| w.r_label_smoothing = v.unwrap_or(f64::NAN);
+    "r_probe_group" text: |r| r.r_probe_group.clone(), |w, v| w.r_probe_group = v;
+    "r_aug_crop_padding" int: |r| r.r_aug_crop_padding, |w, v| w.r_aug_crop_padding = v.unwrap_or(0);
+    "r_aug_hflip" flag: |r| r.r_aug_hflip, |w, v| w.r_aug_hflip = v.unwrap_or(false);
+    "r_aug_random_resized_crop" real: |r| r.r_aug_random_resized_crop, |w, v| w.r_aug_random_resized_crop = v.unwrap_or(f64::NAN);
+    "r_aug_color_jitter" real: |r| r.r_aug_color_jitter, |w, v| w.r_aug_color_jitter = v.unwrap_or(f64::NAN);
+    "r_aug_gaussian_noise" real: |r| r.r_aug_gaussian_noise, |w, v| w.r_aug_gaussian_noise = v.unwrap_or(f64::NAN);
+    "r_aug_gaussian_blur" real: |r| r.r_aug_gaussian_blur, |w, v| w.r_aug_gaussian_blur = v.unwrap_or(f64::NAN);
+    "recipe" text: |r| r.recipe.clone(), |w, v| w.recipe = v;
+}
+
+/// Typed column readers for [`from_frame`]; numbers are cast, so an integer column written by
+/// another tool reads as a float column and the other way round.
+mod read {
+    use super::*;
+
+    fn column<'a>(df: &'a DataFrame, name: &str, what: &Path) -> Result<&'a Column> {
+        df.column(name).map_err(|_| GraftError::Data(format!("meta-dataset {}: column `{name}` is missing (schema too old?)", what.display())))
+    }
+
+    fn cast(df: &DataFrame, name: &str, what: &Path, to: &DataType) -> Result<Column> {
+        column(df, name, what)?.cast(to).map_err(|e| GraftError::Data(format!("meta-dataset {}: column `{name}`: {e}", what.display())))
+    }
+
+    fn bad(name: &str, what: &Path, e: PolarsError) -> GraftError {
+        GraftError::Data(format!("meta-dataset {}: column `{name}`: {e}", what.display()))
+    }
+
+    pub fn text(df: &DataFrame, name: &str, what: &Path) -> Result<Vec<String>> {
+        let c = column(df, name, what)?;
+        Ok(c.str().map_err(|e| bad(name, what, e))?.iter().map(|v| v.unwrap_or_default().to_string()).collect())
+    }
+
+    pub fn real(df: &DataFrame, name: &str, what: &Path) -> Result<Vec<Option<f64>>> {
+        Ok(cast(df, name, what, &DataType::Float64)?.f64().map_err(|e| bad(name, what, e))?.iter().collect())
+    }
+
+    pub fn int(df: &DataFrame, name: &str, what: &Path) -> Result<Vec<Option<i64>>> {
+        Ok(cast(df, name, what, &DataType::Int64)?.i64().map_err(|e| bad(name, what, e))?.iter().collect())
+    }
+
+    pub fn flag(df: &DataFrame, name: &str, what: &Path) -> Result<Vec<Option<bool>>> {
+        Ok(cast(df, name, what, &DataType::Boolean)?.bool().map_err(|e| bad(name, what, e))?.iter().collect())
+    }
+}
+
+/// Every row of the meta-dataset folder `dir`, refusing rows of another schema version.
+pub fn read_rows(dir: &Path) -> Result<Vec<MetaRow>> {
+    let df = read_all(dir)?;
+    if let Some(v) = read::int(&df, "schema_version", dir)?.into_iter().flatten().find(|v| *v != SCHEMA_VERSION) {
+        return Err(GraftError::Data(format!(
+            "meta-dataset {} holds rows of schema version {v}; this graft reads version {SCHEMA_VERSION} (re-run the sweep or use a matching graft)",
+            dir.display()
+        )));
+    }
+    from_frame(&df, dir)
 }
 
 fn part_path(dir: &Path, id: &str) -> PathBuf {
@@ -335,4 +401,52 @@ fn drop_duplicate_runs(df: DataFrame, dir: &Path) -> Result<DataFrame> {
     }
     tracing::warn!("{}: {dropped} duplicate rows of already-recorded runs ignored", dir.display());
     df.filter(&BooleanChunked::from_slice("keep".into(), &keep)).map_err(|e| GraftError::Data(format!("{}: {e}", dir.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The one schema table drives both directions: a row with every field set (and one without
+    /// transfer features) goes through a DataFrame and comes back equal, in the columns'
+    /// order; and the committed meta-dataset reads back into rows with the frame's values.
+    #[test]
+    fn rows_round_trip_through_the_schema() {
+        let a = MetaRow {
+            run_id: "r1".into(),
+            task_id: "t".into(),
+            family: "f".into(),
+            strategy: "finetune".into(),
+            status: "ok".into(),
+            test_accuracy: 0.5,
+            val_accuracy: Some(0.25),
+            seed: 3,
+            schema_version: SCHEMA_VERSION,
+            mf: TaskProfile { n_classes: 5, shots_median: 2.5, pixel_mean: 0.4, input_size: 32, ..Default::default() },
+            mft: TransferFeatures { logme_first: -1.0, logme_mid: -0.5, logme_last: 0.25, hscore_last: 1.5, leep: Some(-2.0), ..Default::default() },
+            has_mft: true,
+            r_probe_depth: Some(0.5),
+            r_aug_hflip: true,
+            r_lr: 1e-3,
+            recipe: "{}".into(),
+            ..Default::default()
+        };
+        let mut b = a.clone();
+        b.run_id = "r2".into();
+        b.has_mft = false;
+        b.mft = TransferFeatures { ncprobe_last: Some(0.75), ..Default::default() };
+        b.val_accuracy = None;
+        let df = to_frame(&[a.clone(), b.clone()]).unwrap();
+        assert_eq!(df.get_column_names().iter().map(|c| c.as_str()).collect::<Vec<_>>(), COLUMNS);
+        let back = from_frame(&df, Path::new("mem")).unwrap();
+        assert_eq!(back, vec![a, b]);
+
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("meta_dataset");
+        let df = read_all(&dir).unwrap();
+        let rows = read_rows(&dir).unwrap();
+        assert_eq!(rows.len(), df.height());
+        let acc: Vec<Option<f64>> = df.column("test_accuracy").unwrap().f64().unwrap().iter().collect();
+        assert!(rows.iter().zip(&acc).all(|(r, a)| a.is_none_or(|a| a.to_bits() == r.test_accuracy.to_bits())));
+        assert_eq!(to_frame(&rows).unwrap().height(), df.height());
+    }
 }

@@ -4,7 +4,6 @@ use crate::error::{GraftError, Result};
 use crate::executor::run::RunStatus;
 use crate::metadataset::{TaskProfile, TransferFeatures};
 use crate::recipe::{Action, CheckedRecipe, Strategy};
-use polars::prelude::*;
 use std::path::Path;
 
 /// Task meta-features, in order (`None` where a feature is missing, e.g. no LEEP for a backbone
@@ -145,137 +144,59 @@ impl Obs {
     }
 }
 
-fn col_f64(df: &DataFrame, name: &str) -> Result<Vec<Option<f64>>> {
-    let c = df.column(name).map_err(|_| GraftError::Data(format!("meta-dataset: column `{name}` is missing (schema too old?)")))?;
-    let c = c.cast(&DataType::Float64).map_err(|e| GraftError::Data(format!("meta-dataset: column `{name}`: {e}")))?;
-    Ok(c.f64().map_err(|e| GraftError::Data(format!("meta-dataset: column `{name}`: {e}")))?.iter().collect())
-}
-
-fn col_str(df: &DataFrame, name: &str) -> Result<Vec<String>> {
-    let c = df.column(name).map_err(|_| GraftError::Data(format!("meta-dataset: column `{name}` is missing (schema too old?)")))?;
-    let s = c.str().map_err(|e| GraftError::Data(format!("meta-dataset: column `{name}`: {e}")))?;
-    Ok(s.iter().map(|v| v.unwrap_or_default().to_string()).collect())
-}
-
 /// Every usable run (status ok, transfer meta-features present) of the meta-dataset folders.
+/// The meta-learner sees, of a run's task profile, the class count, median shots, unlabelled
+/// pool and pixel statistics, and of its transfer features those that every backbone has.
 pub fn load_obs(dirs: &[&Path]) -> Result<Vec<Obs>> {
     let mut out = Vec::new();
     for dir in dirs {
-        let df = crate::metadataset::read_all(dir)?;
-        let sv = col_f64(&df, "schema_version")?;
-        if let Some(v) = sv.iter().flatten().find(|v| **v as i64 != crate::metadataset::SCHEMA_VERSION) {
-            return Err(GraftError::Data(format!(
-                "meta-dataset {} holds rows of schema version {v}; this graft reads version {} (re-run the sweep or use a matching graft)",
-                dir.display(),
-                crate::metadataset::SCHEMA_VERSION
-            )));
-        }
-        let s = |n: &str| col_str(&df, n);
-        let f = |n: &str| col_f64(&df, n);
-        let (run_id, task_id, family, backbone, r_name, strategy, status, shift, recipe) = (
-            s("run_id")?,
-            s("task_id")?,
-            s("family")?,
-            s("backbone")?,
-            s("r_name")?,
-            s("strategy")?,
-            s("status")?,
-            s("task_shift")?,
-            s("recipe")?,
-        );
-        let r_pre = s("r_pretrain")?;
-        let (acc, seed, n_classes, shots, unl, pm, ps) = (
-            f("test_accuracy")?,
-            f("seed")?,
-            f("mf_n_classes")?,
-            f("mf_shots_median")?,
-            f("mf_n_unlabelled")?,
-            f("mf_pixel_mean")?,
-            f("mf_pixel_std")?,
-        );
-        let tf: Vec<Vec<Option<f64>>> = [
-            "mf_logme_first",
-            "mf_logme_mid",
-            "mf_logme_last",
-            "mf_ncprobe_first",
-            "mf_ncprobe_mid",
-            "mf_ncprobe_last",
-            "mf_leep",
-            "mf_frechet",
-            "mf_pixel_separability",
-        ]
-        .iter()
-        .map(|n| f(n))
-        .collect::<Result<_>>()?;
-        let (pd, nf, nr, ng, lr, ld, sp, ep) = (
-            f("r_probe_depth")?,
-            f("r_n_freeze")?,
-            f("r_n_reinit")?,
-            f("r_n_groups")?,
-            f("r_lr")?,
-            f("r_layer_decay")?,
-            f("r_l2sp")?,
-            f("r_epochs")?,
-        );
-        for i in 0..df.height() {
-            if RunStatus::parse(&status[i]) != Some(RunStatus::Ok) || tf[2][i].is_none() {
+        for r in crate::metadataset::read_rows(dir)? {
+            if RunStatus::parse(&r.status) != Some(RunStatus::Ok) || !r.has_mft {
                 continue;
             }
-            let Some(strat) = Strategy::parse(&strategy[i]) else {
+            let Some(strat) = Strategy::parse(&r.strategy) else {
                 return Err(GraftError::Data(format!(
                     "meta-dataset {}: run {} has an unknown strategy {:?} (expected finetune, linear-probe or softmax-probe)",
                     dir.display(),
-                    run_id[i],
-                    strategy[i]
+                    r.run_id,
+                    r.strategy
                 )));
             };
             let profile = TaskProfile {
-                n_classes: n_classes[i].unwrap_or(2.0) as usize,
-                shots_median: shots[i].unwrap_or(1.0),
-                n_unlabelled: unl[i].unwrap_or(0.0) as usize,
-                pixel_mean: pm[i].unwrap_or(0.5),
-                pixel_std: ps[i].unwrap_or(0.25),
+                n_classes: r.mf.n_classes,
+                shots_median: r.mf.shots_median,
+                n_unlabelled: r.mf.n_unlabelled,
+                pixel_mean: r.mf.pixel_mean,
+                pixel_std: r.mf.pixel_std,
                 ..Default::default()
             };
-            let t = TransferFeatures {
-                logme_first: tf[0][i].unwrap_or(0.0),
-                logme_mid: tf[1][i].unwrap_or(0.0),
-                logme_last: tf[2][i].unwrap_or(0.0),
-                ncprobe_first: tf[3][i],
-                ncprobe_mid: tf[4][i],
-                ncprobe_last: tf[5][i],
-                hscore_last: 0.0,
-                leep: tf[6][i],
-                nce: None,
-                frechet: tf[7][i],
-                pixel_separability: tf[8][i],
-            };
+            let t = TransferFeatures { hscore_last: 0.0, nce: None, ..r.mft.clone() };
             out.push(Obs {
-                run_id: run_id[i].clone(),
-                task_id: task_id[i].clone(),
-                family: family[i].clone(),
-                backbone: backbone[i].clone(),
-                r_name: r_name[i].clone(),
-                strategy: strategy[i].clone(),
-                acc: acc[i].unwrap_or(0.0),
-                seed: seed[i].unwrap_or(0.0) as i64,
                 n_classes: profile.n_classes,
                 shots: profile.shots_median,
-                shift: shift[i].clone(),
                 task: task_vector(&profile, &t),
                 recipe: RecipeSummary {
                     strategy: strat,
-                    probe_depth: pd[i],
-                    n_freeze: nf[i].unwrap_or(0.0) as usize,
-                    n_reinit: nr[i].unwrap_or(0.0) as usize,
-                    n_groups: ng[i].unwrap_or(1.0) as usize,
-                    lr: lr[i].unwrap_or(1e-3),
-                    layer_decay: ld[i].unwrap_or(1.0),
-                    l2sp: sp[i].unwrap_or(0.0),
-                    epochs: ep[i].unwrap_or(0.0) as usize,
-                    pretrain: r_pre[i] != "none",
+                    probe_depth: r.r_probe_depth,
+                    n_freeze: r.r_n_freeze as usize,
+                    n_reinit: r.r_n_reinit as usize,
+                    n_groups: r.r_n_groups as usize,
+                    lr: r.r_lr,
+                    layer_decay: r.r_layer_decay,
+                    l2sp: r.r_l2sp,
+                    epochs: r.r_epochs as usize,
+                    pretrain: r.r_pretrain != "none",
                 },
-                recipe_json: recipe[i].clone(),
+                run_id: r.run_id,
+                task_id: r.task_id,
+                family: r.family,
+                backbone: r.backbone,
+                r_name: r.r_name,
+                strategy: r.strategy,
+                acc: r.test_accuracy,
+                seed: r.seed,
+                shift: r.task_shift,
+                recipe_json: r.recipe,
             });
         }
     }

@@ -19,14 +19,6 @@ pub struct LoadedRun {
     pub epochs: Vec<EpochMetrics>,
 }
 
-fn parse_opt(s: &str) -> Option<f64> {
-    if s.is_empty() {
-        None
-    } else {
-        s.parse().ok()
-    }
-}
-
 pub fn load_run(dir: &Path) -> Result<LoadedRun> {
     let rp = dir.join("run.json");
     if !rp.is_file() {
@@ -35,24 +27,7 @@ pub fn load_run(dir: &Path) -> Result<LoadedRun> {
     let record: RunRecord = serde_json::from_str(&crate::util::read_to_string(&rp)?)
         .map_err(|e| GraftError::Data(format!("{}: not a graft run record: {e}", rp.display())))?;
     let mp = dir.join("metrics.csv");
-    let text = crate::util::read_to_string(&mp)?;
-    let mut epochs = Vec::new();
-    for (i, line) in text.lines().enumerate().skip(1) {
-        let f: Vec<&str> = line.split(',').collect();
-        if f.len() != 7 {
-            return Err(GraftError::Data(format!("{}: line {}: expected 7 fields", mp.display(), i + 1)));
-        }
-        let num = |s: &str| s.parse::<f64>().map_err(|_| GraftError::Data(format!("{}: line {}: bad number `{s}`", mp.display(), i + 1)));
-        epochs.push(EpochMetrics {
-            epoch: f[0].parse().map_err(|_| GraftError::Data(format!("{}: line {}: bad epoch", mp.display(), i + 1)))?,
-            lr_scale: num(f[1])?,
-            train_loss: num(f[2])?,
-            train_accuracy: num(f[3])?,
-            val_loss: parse_opt(f[4]),
-            val_accuracy: parse_opt(f[5]),
-            seconds: num(f[6])?,
-        });
-    }
+    let epochs = EpochMetrics::from_csv(&crate::util::read_to_string(&mp)?, &mp)?;
     Ok(LoadedRun { dir: dir.to_path_buf(), record, epochs })
 }
 
