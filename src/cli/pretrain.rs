@@ -138,7 +138,9 @@ pub fn pretrain(a: PretrainArgs) -> Result<i32> {
         stop_after_epoch: a.stop_after_epoch,
         command: super::command_line(),
     };
-    let bar = EpochBar::new(a.epochs, "pretrain", false);
+    // supervised training reports epochs to the bar; the label-free methods log a line per
+    // epoch through `log` instead
+    let bar = EpochBar::new(a.epochs, "pretrain", a.method.0.is_some());
     let done = pretrain::run(&job, &bar, &|l| errln!("{l}"));
     bar.finish();
     match done? {
