@@ -1,10 +1,10 @@
 //! The fine-tuning loop: one optimiser with per-group learning rates (one backward per step,
 //! every group stepped with its own rate), frozen groups left out and kept in eval mode,
 //! label smoothing, warm-up + cosine schedule, early stopping on a validation split.
-use crate::optim::{schedule_factor, Optimizer, Param};
 use crate::backbones::Model;
 use crate::data::{ImageSet, Normalisation};
 use crate::error::Result;
+use crate::optim::{schedule_factor, Optimizer, Param};
 use crate::recipe::{Action, CheckedRecipe};
 use crate::util::rng_for;
 use candle_core::{DType, Device, Tensor, D};

@@ -161,7 +161,9 @@ pub fn pretrain(a: PretrainArgs) -> Result<i32> {
         }
         Finished::Unsupervised { model, outcome } => {
             if a.json {
-                print_json(&serde_json::json!({"card": model.card, "losses": outcome.losses, "images_per_second": outcome.images_per_second}));
+                print_json(
+                    &serde_json::json!({"card": model.card, "losses": outcome.losses, "images_per_second": outcome.images_per_second}),
+                );
             } else {
                 errln!(
                     "wrote {} and {}: {} loss {:.5} -> {:.5}",

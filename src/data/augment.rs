@@ -52,7 +52,10 @@ impl Augment {
             }
         }
         if self.crop_padding > 64 {
-            return Err(crate::error::GraftError::recipe("augment.crop_padding", format!("must be at most 64 pixels, got {}", self.crop_padding)));
+            return Err(crate::error::GraftError::recipe(
+                "augment.crop_padding",
+                format!("must be at most 64 pixels, got {}", self.crop_padding),
+            ));
         }
         Ok(())
     }

@@ -186,7 +186,6 @@ fn make_run_id(fingerprint: &str, recipe_json: &str) -> String {
     format!("{}-{}", chrono::Utc::now().format("%Y%m%dT%H%M%S"), &h[..8])
 }
 
-
 /// Build a model for a card, transfer its weights into every group whose action is not
 /// `reinit` (and a head with the same class count), and re-initialise the rest from the seed.
 pub fn build_transferred(mref: &ModelRef, checked: &CheckedRecipe, n_classes: usize, device: &Device) -> Result<Model> {
@@ -209,7 +208,6 @@ pub fn build_transferred(mref: &ModelRef, checked: &CheckedRecipe, n_classes: us
 }
 
 pub use crate::data::{decode_dataset, Decoded};
-
 
 /// A dataset loaded and decoded for one backbone, ready for any number of recipes.
 pub struct Prepared {

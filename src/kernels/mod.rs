@@ -177,8 +177,18 @@ pub(crate) fn sgemm(
     // slices must cover every index the strides reach, or the unchecked GEMM below would read
     // or write out of bounds.
     let reach = |rows: usize, rs: usize, cols: usize, cs: usize| (rows - 1) * rs + (cols - 1) * cs + 1;
-    assert!(k == 0 || a.len() >= reach(m, a_rs, k, a_cs), "sgemm: A holds {} values, the strides reach {}", a.len(), reach(m, a_rs, k.max(1), a_cs));
-    assert!(k == 0 || b.len() >= reach(k, b_rs, n, b_cs), "sgemm: B holds {} values, the strides reach {}", b.len(), reach(k.max(1), b_rs, n, b_cs));
+    assert!(
+        k == 0 || a.len() >= reach(m, a_rs, k, a_cs),
+        "sgemm: A holds {} values, the strides reach {}",
+        a.len(),
+        reach(m, a_rs, k.max(1), a_cs)
+    );
+    assert!(
+        k == 0 || b.len() >= reach(k, b_rs, n, b_cs),
+        "sgemm: B holds {} values, the strides reach {}",
+        b.len(),
+        reach(k.max(1), b_rs, n, b_cs)
+    );
     assert!(c.len() >= reach(m, c_rs, n, c_cs), "sgemm: C holds {} values, the strides reach {}", c.len(), reach(m, c_rs, n, c_cs));
     // SAFETY: the asserts above guarantee every index the strides reach lies inside the slices.
     unsafe {

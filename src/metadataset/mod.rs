@@ -251,7 +251,8 @@ mod read {
     use super::*;
 
     fn column<'a>(df: &'a DataFrame, name: &str, what: &Path) -> Result<&'a Column> {
-        df.column(name).map_err(|_| GraftError::Data(format!("meta-dataset {}: column `{name}` is missing (schema too old?)", what.display())))
+        df.column(name)
+            .map_err(|_| GraftError::Data(format!("meta-dataset {}: column `{name}` is missing (schema too old?)", what.display())))
     }
 
     fn cast(df: &DataFrame, name: &str, what: &Path, to: &DataType) -> Result<Column> {
@@ -423,7 +424,14 @@ mod tests {
             seed: 3,
             schema_version: SCHEMA_VERSION,
             mf: TaskProfile { n_classes: 5, shots_median: 2.5, pixel_mean: 0.4, input_size: 32, ..Default::default() },
-            mft: TransferFeatures { logme_first: -1.0, logme_mid: -0.5, logme_last: 0.25, hscore_last: 1.5, leep: Some(-2.0), ..Default::default() },
+            mft: TransferFeatures {
+                logme_first: -1.0,
+                logme_mid: -0.5,
+                logme_last: 0.25,
+                hscore_last: 1.5,
+                leep: Some(-2.0),
+                ..Default::default()
+            },
             has_mft: true,
             r_probe_depth: Some(0.5),
             r_aug_hflip: true,

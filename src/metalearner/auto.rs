@@ -87,10 +87,7 @@ pub fn auto(model: &MetaModel, rec: &Recommendation, ds: &Dataset, o: &AutoOptio
 
 /// The highest validation accuracy; ties go to the earlier run, then the higher prediction.
 fn winner(runs: &[(Candidate, RunRecord)]) -> String {
-    let key = |i: usize, (c, r): &(Candidate, RunRecord)| r.val_accuracy.unwrap_or(0.0) * 1e3 - i as f64 * 1e-9 + c.predicted_accuracy * 1e-6;
-    runs.iter()
-        .enumerate()
-        .max_by(|x, y| key(x.0, x.1).total_cmp(&key(y.0, y.1)))
-        .map(|(_, (_, r))| r.run_id.clone())
-        .unwrap_or_default()
+    let key =
+        |i: usize, (c, r): &(Candidate, RunRecord)| r.val_accuracy.unwrap_or(0.0) * 1e3 - i as f64 * 1e-9 + c.predicted_accuracy * 1e-6;
+    runs.iter().enumerate().max_by(|x, y| key(x.0, x.1).total_cmp(&key(y.0, y.1))).map(|(_, (_, r))| r.run_id.clone()).unwrap_or_default()
 }

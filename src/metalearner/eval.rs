@@ -379,10 +379,8 @@ impl DistanceStrata {
             let v = per_task.entry(c.task_id.clone()).or_default();
             v.extend(c.task[12]);
         }
-        let distance: BTreeMap<String, f64> = per_task
-            .into_iter()
-            .map(|(t, v)| (t, if v.is_empty() { 0.0 } else { v.iter().sum::<f64>() / v.len() as f64 }))
-            .collect();
+        let distance: BTreeMap<String, f64> =
+            per_task.into_iter().map(|(t, v)| (t, if v.is_empty() { 0.0 } else { v.iter().sum::<f64>() / v.len() as f64 })).collect();
         let mut dvals: Vec<f64> = distance.values().copied().collect();
         dvals.sort_by(|a, b| a.total_cmp(b));
         let cuts = (dvals[dvals.len() / 3], dvals[2 * dvals.len() / 3]);
@@ -511,10 +509,8 @@ impl Fold {
             orders.insert(METHODS[10].into(), o);
         }
         // kNN advisor
-        let knn_m: Vec<f64> = keys
-            .iter()
-            .map(|(b, _, k)| model.knn.predict(k, &model.encoder.task(&task_feats[b])).map(|x| x.0).unwrap_or(0.0))
-            .collect();
+        let knn_m: Vec<f64> =
+            keys.iter().map(|(b, _, k)| model.knn.predict(k, &model.encoder.task(&task_feats[b])).map(|x| x.0).unwrap_or(0.0)).collect();
         let mut o: Vec<usize> = (0..tc.len()).collect();
         o.sort_by(|&a, &b| knn_m[b].total_cmp(&knn_m[a]));
         orders.insert(METHODS[1].into(), o);

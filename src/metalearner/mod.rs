@@ -840,7 +840,8 @@ impl MetaModel {
             if !e.backbones.contains(&p.backbone) {
                 return Err(bad(format!("`portfolio[{i}].backbone` {:?} is not among `encoder.backbones`", p.backbone)));
             }
-            crate::recipe::Recipe::from_json(&p.recipe_json, "portfolio").map_err(|err| bad(format!("`portfolio[{i}].recipe_json`: {err}")))?;
+            crate::recipe::Recipe::from_json(&p.recipe_json, "portfolio")
+                .map_err(|err| bad(format!("`portfolio[{i}].recipe_json`: {err}")))?;
             if !p.mean_acc.is_finite() {
                 return Err(bad(format!("`portfolio[{i}].mean_acc` is not finite")));
             }

@@ -192,11 +192,8 @@ pub fn recommend(model: &MetaModel, ds: &Dataset, o: &RecommendOptions) -> Resul
             interval: c.interval,
         })
         .collect();
-    let features = view
-        .task
-        .iter()
-        .map(|(b, v)| (b.clone(), TASK_FEATURES.iter().map(|s| s.to_string()).zip(v.iter().copied()).collect()))
-        .collect();
+    let features =
+        view.task.iter().map(|(b, v)| (b.clone(), TASK_FEATURES.iter().map(|s| s.to_string()).zip(v.iter().copied()).collect())).collect();
     let nearest_tasks = near
         .iter()
         .map(|(d, p)| serde_json::json!({"task_id": p.task_id, "family": p.family, "distance": d, "shots": p.shots, "n_classes": p.n_classes, "shift": p.shift, "best_config": p.best_config, "best_accuracy": p.best_acc}))

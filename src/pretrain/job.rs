@@ -64,9 +64,19 @@ pub struct PretrainJob {
 /// What a finished (or deliberately stopped) job made.
 pub enum Finished {
     /// Supervised training stopped after `epochs` epochs by `stop_after_epoch`; resume from `checkpoint_dir`.
-    Stopped { epochs: usize, checkpoint_dir: PathBuf },
-    Supervised { model: ModelRef, test_accuracy: f64, source_stats: PathBuf },
-    Unsupervised { model: ModelRef, outcome: super::PretrainOutcome },
+    Stopped {
+        epochs: usize,
+        checkpoint_dir: PathBuf,
+    },
+    Supervised {
+        model: ModelRef,
+        test_accuracy: f64,
+        source_stats: PathBuf,
+    },
+    Unsupervised {
+        model: ModelRef,
+        outcome: super::PretrainOutcome,
+    },
 }
 
 impl PretrainJob {
@@ -107,7 +117,9 @@ pub fn run(job: &PretrainJob, progress: &dyn Progress, log: &dyn Fn(&str)) -> Re
     match &job.objective {
         Objective::Supervised => {
             if job.init.is_some() {
-                return Err(GraftError::Usage("--init and --settings apply to the unsupervised methods, not to --method supervised".into()));
+                return Err(GraftError::Usage(
+                    "--init and --settings apply to the unsupervised methods, not to --method supervised".into(),
+                ));
             }
             supervised(job, progress)
         }
@@ -129,8 +141,13 @@ fn supervised_recipe(job: &PretrainJob, input: data::InputSpec) -> Result<recipe
     r.epochs = job.epochs;
     r.batch_size = job.batch_size;
     r.seed = job.seed;
-    r.optimizer =
-        OptimizerSpec { kind: OptimizerKind::Sgd, weight_decay: job.weight_decay, nesterov: true, momentum: 0.9, ..OptimizerSpec::default() };
+    r.optimizer = OptimizerSpec {
+        kind: OptimizerKind::Sgd,
+        weight_decay: job.weight_decay,
+        nesterov: true,
+        momentum: 0.9,
+        ..OptimizerSpec::default()
+    };
     r.schedule = ScheduleSpec { kind: ScheduleKind::Cosine, warmup_epochs: 1.0_f64.min(job.epochs as f64) };
     r.augment = if input.channels == 3 {
         Augment { crop_padding: (input.height / 8) as u32, hflip: true, ..Augment::default() }
@@ -200,9 +217,8 @@ fn supervised(job: &PretrainJob, progress: &dyn Progress) -> Result<Finished> {
 fn unlabelled_images(job: &PretrainJob) -> Result<(Option<Dataset>, Vec<Item>)> {
     let root = &job.load.data;
     // an ImageFolder root holds class folders only; images directly in it mean a plain folder
-    let loose = std::fs::read_dir(root)
-        .map(|rd| rd.flatten().any(|e| e.path().is_file() && data::folder::is_image(&e.path())))
-        .unwrap_or(false);
+    let loose =
+        std::fs::read_dir(root).map(|rd| rd.flatten().any(|e| e.path().is_file() && data::folder::is_image(&e.path()))).unwrap_or(false);
     let labelled = if loose { None } else { Some(load_dataset(&job.load)) };
     let plain_allowed = !root.join("train").is_dir() && job.load.test.is_none();
     let not_labelled_why = match labelled {
