@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """PyTorch reference for `graft bench`: the same architectures (convnet4, resnet8, resnet20, with
-identical layer shapes and parameter names), timed the same way (2 warm-up steps, then STEPS
+identical layer shapes and parameter names; EfficientNet-Lite0 from scripts/efficientnet_lite0.py), timed the same way (2 warm-up steps, then STEPS
 timed steps of forward + backward + AdamW on random data; feature extraction = eval-mode forward
 to the pooled output of the last group before the head), printing the same JSON fields.
 
@@ -10,6 +10,7 @@ Also importable: `build(arch, n_classes)` is used by tests/golden/make_golden.py
 """
 import argparse
 import json
+import resource
 import time
 
 import torch
@@ -121,7 +122,33 @@ def perturb_batchnorm(m):
                 b.copy_(1.0 + 0.3 * torch.rand_like(b))
 
 
+class Lite0Net(nn.Module):
+    """EfficientNet-Lite0 (scripts/efficientnet_lite0.py: TensorFlow "same" padding, ReLU6) at
+    224 px, with graft's groups: extraction stops after `top` (1x1 conv to 1280, BN, ReLU6)."""
+
+    def __init__(self, n_classes=10):
+        super().__init__()
+        import os
+        import sys
+        sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "scripts"))
+        from efficientnet_lite0 import Lite0
+        self.net = Lite0(n_classes=n_classes)
+        self.input = (3, 224, 224)
+        self.groups = ["stem", "blocks", "top", "head"]
+
+    def forward(self, x, upto=None):
+        n = self.net
+        x = F.relu6(n._bn0(n._conv_stem(x)))
+        for b in n._blocks:
+            x = b(x)
+        x = F.relu6(n._bn1(n._conv_head(x)))
+        x = x.mean((2, 3))
+        return x if upto is not None else n._fc(x)
+
+
 def build(arch, n_classes=10):
+    if arch == "efficientnet-lite0":
+        return Lite0Net(n_classes)
     return Net(arch, n_classes)
 
 
@@ -177,12 +204,14 @@ def bench(arch, batch, steps, threads, device="cpu", precision="f32"):
         "framework": f"pytorch {torch.__version__}",
         "train_images_per_second": train_ips,
         "extract_images_per_second": extract_ips,
+        # the process's peak resident memory (Linux reports KiB), as `graft bench` reports its own
+        "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
     }
 
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
-    ap.add_argument("--arch", default="resnet8", choices=["convnet4", "resnet8", "resnet20"])
+    ap.add_argument("--arch", default="resnet8", choices=["convnet4", "resnet8", "resnet20", "efficientnet-lite0"])
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--threads", type=int, default=2)

@@ -167,12 +167,8 @@ impl SameConvBn {
         } else {
             crate::kernels::conv2d(&x, &w, self.stride, 0)?
         };
-        let y = self.bn.forward_t(&y, train)?;
-        if self.relu6 {
-            y.clamp(0f32, 6f32)
-        } else {
-            Ok(y)
-        }
+        let act = if self.relu6 { crate::kernels::Act::Relu6 } else { crate::kernels::Act::Identity };
+        self.bn.forward_act(&y, train, act)
     }
 }
 

@@ -338,12 +338,13 @@ pub fn bench(a: BenchArgs) -> Result<i32> {
     let mut r = executor::bench::bench(a.arch, a.batch, a.steps, &device, &name)?;
     if a.simclr {
         r.simclr_images_per_second = Some(executor::bench::bench_simclr(a.arch, a.batch, a.steps, &device)?);
+        r.peak_rss_bytes = executor::bench::peak_rss_bytes();
     }
     if a.json {
         print_json(&r);
     } else {
         errln!(
-            "{} batch {} {} on {} ({} threads): train {:.0} img/s ({:.1} GFLOP/s), extract {:.0} img/s; peak {}",
+            "{} batch {} {} on {} ({} threads): train {:.1} img/s ({:.1} GFLOP/s), extract {:.1} img/s; peak memory {}; peak {}",
             r.arch,
             r.batch,
             r.precision.as_str(),
@@ -352,6 +353,7 @@ pub fn bench(a: BenchArgs) -> Result<i32> {
             r.train_images_per_second,
             r.train_gflops_achieved,
             r.extract_images_per_second,
+            r.peak_rss_bytes.map(|b| format!("{:.2} GB", b as f64 / 1e9)).unwrap_or_else(|| "unknown".into()),
             r.machine_peak_gflops.map(|p| format!("{p:.0} GFLOP/s ({})", r.peak_note)).unwrap_or(r.peak_note.clone())
         );
         if let Some(s) = r.simclr_images_per_second {

@@ -34,6 +34,25 @@ pub struct BenchResult {
     /// head, NT-Xent, optimiser step), with `--simclr`.
     #[serde(default)]
     pub simclr_images_per_second: Option<f64>,
+    /// The process's peak resident memory in bytes at the end of the benchmark (getrusage;
+    /// `benches/pytorch_reference.py` reports its own the same way). `None` where the OS does
+    /// not say.
+    #[serde(default)]
+    pub peak_rss_bytes: Option<u64>,
+}
+
+/// This process's peak resident set size so far (Linux reports KiB).
+pub fn peak_rss_bytes() -> Option<u64> {
+    #[cfg(target_os = "linux")]
+    {
+        let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: `u` is a valid, writable rusage; getrusage only writes into it.
+        let rc = unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
+        if rc == 0 {
+            return Some(u.ru_maxrss as u64 * 1024);
+        }
+    }
+    None
 }
 
 /// SimCLR pretraining images/s on `steps` batches of random 8-bit images (augmentation included).
@@ -150,5 +169,6 @@ pub fn bench(arch: Arch, batch: usize, steps: usize, dev: &Device, device_name: 
         machine_peak_gflops: peak,
         peak_note: note,
         simclr_images_per_second: None,
+        peak_rss_bytes: peak_rss_bytes(),
     })
 }

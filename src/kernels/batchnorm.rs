@@ -27,23 +27,46 @@ fn lanes_total(acc: [f64; LANES]) -> f64 {
 
 multiversion!(lane_sum(x: &[f32]) -> f64 = lane_sum_body);
 multiversion!(lane_sq_dev(x: &[f32], mean: f64) -> f64 = lane_sq_dev_body);
-multiversion!(lane_bwd_sums(dy: &[f32], x: &[f32], relu_out: Option<&[f32]>, mean: f64) -> (f64, f64) = lane_bwd_sums_body);
-multiversion!(affine_row(y: &mut [f32], x: &[f32], a: f32, s: f32, relu: bool) -> () = affine_row_body);
-multiversion!(bwd_dx_row(out: &mut [f32], dy: &[f32], x: &[f32], relu_out: Option<&[f32]>, c: [f32; 5]) -> () = bwd_dx_row_body);
+multiversion!(lane_bwd_sums(dy: &[f32], x: &[f32], act_out: Option<(&[f32], f32)>, mean: f64) -> (f64, f64) = lane_bwd_sums_body);
+multiversion!(affine_row(y: &mut [f32], x: &[f32], a: f32, s: f32, cap: Option<f32>) -> () = affine_row_body);
+multiversion!(bwd_dx_row(out: &mut [f32], dy: &[f32], x: &[f32], act_out: Option<(&[f32], f32)>, c: [f32; 5]) -> () = bwd_dx_row_body);
+multiversion!(scale_masked_row(out: &mut [f32], dy: &[f32], act_out: Option<(&[f32], f32)>, a: f32) -> () = scale_masked_row_body);
 
-/// `d` where the ReLU output `o` is positive, else 0, as a bit mask (a select the compiler
-/// vectorises; written as a branch it stays scalar).
-#[inline(always)]
-fn relu_mask(d: f32, o: f32) -> f32 {
-    f32::from_bits(d.to_bits() & (-((o > 0.0) as i32)) as u32)
+/// The activation fused into the BatchNorm kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Act {
+    Identity,
+    /// max(0, ·)
+    Relu,
+    /// min(max(0, ·), 6), as MobileNet and EfficientNet-Lite use.
+    Relu6,
 }
 
-/// y = a·x + s, then max(0, ·) with the fused ReLU.
+impl Act {
+    /// The clamp's upper bound (`None`: no activation).
+    fn cap(self) -> Option<f32> {
+        match self {
+            Act::Identity => None,
+            Act::Relu => Some(f32::INFINITY),
+            Act::Relu6 => Some(6.0),
+        }
+    }
+}
+
+/// `d` where the clamped output `o` lies strictly inside (0, cap), else 0, as a bit mask (a
+/// select the compiler vectorises; written as a branch it stays scalar). For ReLU (cap = ∞)
+/// that is `o > 0`; for ReLU6 it is PyTorch's hardtanh gradient mask.
 #[inline(always)]
-fn affine_row_body(y: &mut [f32], x: &[f32], a: f32, s: f32, relu: bool) {
-    if relu {
+fn act_mask(d: f32, o: f32, cap: f32) -> f32 {
+    f32::from_bits(d.to_bits() & (-(((o > 0.0) & (o < cap)) as i32)) as u32)
+}
+
+/// y = a·x + s, then min(max(0, ·), cap) with a fused activation.
+#[inline(always)]
+fn affine_row_body(y: &mut [f32], x: &[f32], a: f32, s: f32, cap: Option<f32>) {
+    if let Some(cap) = cap {
         for (o, v) in y.iter_mut().zip(x) {
-            *o = (v * a + s).max(0.0);
+            *o = (v * a + s).max(0.0).min(cap);
         }
     } else {
         for (o, v) in y.iter_mut().zip(x) {
@@ -52,20 +75,37 @@ fn affine_row_body(y: &mut [f32], x: &[f32], a: f32, s: f32, relu: bool) {
     }
 }
 
-/// dx = k·(dy − mean(dy) − x̂·mean(dy·x̂)), x̂ = (x − m)·inv, dy masked by the ReLU output;
-/// `c` = [k, mean(dy), m, inv, mean(dy·x̂)].
+/// out = a·dy, dy masked by the activation's output (the eval-mode input gradient).
 #[inline(always)]
-fn bwd_dx_row_body(out: &mut [f32], dy: &[f32], x: &[f32], relu_out: Option<&[f32]>, c: [f32; 5]) {
+fn scale_masked_row_body(out: &mut [f32], dy: &[f32], act_out: Option<(&[f32], f32)>, a: f32) {
+    match act_out {
+        None => {
+            for (o, d) in out.iter_mut().zip(dy) {
+                *o = d * a;
+            }
+        }
+        Some((r, cap)) => {
+            for ((o, d), rv) in out.iter_mut().zip(dy).zip(r) {
+                *o = act_mask(*d, *rv, cap) * a;
+            }
+        }
+    }
+}
+
+/// dx = k·(dy − mean(dy) − x̂·mean(dy·x̂)), x̂ = (x − m)·inv, dy masked by the activation's
+/// output; `c` = [k, mean(dy), m, inv, mean(dy·x̂)].
+#[inline(always)]
+fn bwd_dx_row_body(out: &mut [f32], dy: &[f32], x: &[f32], act_out: Option<(&[f32], f32)>, c: [f32; 5]) {
     let [k, md, m, inv, mdx] = c;
-    match relu_out {
+    match act_out {
         None => {
             for ((d, xv), dst) in dy.iter().zip(x).zip(out.iter_mut()) {
                 *dst = k * (d - md - (xv - m) * inv * mdx);
             }
         }
-        Some(r) => {
+        Some((r, cap)) => {
             for (((d, xv), rv), dst) in dy.iter().zip(x).zip(r).zip(out.iter_mut()) {
-                let d = relu_mask(*d, *rv);
+                let d = act_mask(*d, *rv, cap);
                 *dst = k * (d - md - (xv - m) * inv * mdx);
             }
         }
@@ -99,12 +139,12 @@ fn lane_sq_dev_body(x: &[f32], mean: f64) -> f64 {
     lanes_total(acc) + it.remainder().iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>()
 }
 
-/// (Σ dy, Σ dy·(x − mean)) with dy masked by `relu_out` when given.
+/// (Σ dy, Σ dy·(x − mean)) with dy masked by the activation's output when given.
 #[inline(always)]
-fn lane_bwd_sums_body(dy: &[f32], x: &[f32], relu_out: Option<&[f32]>, mean: f64) -> (f64, f64) {
+fn lane_bwd_sums_body(dy: &[f32], x: &[f32], act_out: Option<(&[f32], f32)>, mean: f64) -> (f64, f64) {
     let (mut sd, mut sdx) = ([0f64; LANES], [0f64; LANES]);
     let n = dy.len() / LANES * LANES;
-    match relu_out {
+    match act_out {
         None => {
             for (dc, xc) in dy[..n].chunks_exact(LANES).zip(x[..n].chunks_exact(LANES)) {
                 for j in 0..LANES {
@@ -114,10 +154,10 @@ fn lane_bwd_sums_body(dy: &[f32], x: &[f32], relu_out: Option<&[f32]>, mean: f64
                 }
             }
         }
-        Some(r) => {
+        Some((r, cap)) => {
             for ((dc, xc), rc) in dy[..n].chunks_exact(LANES).zip(x[..n].chunks_exact(LANES)).zip(r[..n].chunks_exact(LANES)) {
                 for j in 0..LANES {
-                    let d = relu_mask(dc[j], rc[j]) as f64;
+                    let d = act_mask(dc[j], rc[j], cap) as f64;
                     sd[j] += d;
                     sdx[j] += d * (xc[j] as f64 - mean);
                 }
@@ -126,7 +166,7 @@ fn lane_bwd_sums_body(dy: &[f32], x: &[f32], relu_out: Option<&[f32]>, mean: f64
     }
     let (mut a, mut b) = (lanes_total(sd), lanes_total(sdx));
     for k in n..dy.len() {
-        let d = relu_out.map_or(dy[k], |r| relu_mask(dy[k], r[k])) as f64;
+        let d = act_out.map_or(dy[k], |(r, cap)| act_mask(dy[k], r[k], cap)) as f64;
         a += d;
         b += d * (x[k] as f64 - mean);
     }
@@ -162,8 +202,9 @@ pub struct BnTrain {
     pub eps: f64,
     /// Filled by the forward pass.
     pub stats: SharedStats,
-    /// Fused ReLU: y = max(0, ·), and the gradient is masked where y = 0.
-    pub relu: bool,
+    /// Fused activation: y = min(max(0, ·), cap), and the gradient is masked where y is
+    /// clamped.
+    pub act: Act,
 }
 
 impl CustomOp3 for BnTrain {
@@ -188,11 +229,11 @@ impl CustomOp3 for BnTrain {
         let scale: Vec<f32> = (0..c).map(|ch| (g[ch] as f64 / (st[ch].1 + self.eps).sqrt()) as f32).collect();
         let shift: Vec<f32> = (0..c).map(|ch| be[ch] - (st[ch].0 as f32) * scale[ch]).collect();
         let mut y = vec![0f32; x.len()];
-        let relu = self.relu;
+        let cap = self.act.cap();
         y.par_chunks_mut(c * hw).zip(x.par_chunks(c * hw)).for_each(|(yi, xi)| {
             for ch in 0..c {
                 let (a, s) = (scale[ch], shift[ch]);
-                affine_row(&mut yi[ch * hw..(ch + 1) * hw], &xi[ch * hw..(ch + 1) * hw], a, s, relu);
+                affine_row(&mut yi[ch * hw..(ch + 1) * hw], &xi[ch * hw..(ch + 1) * hw], a, s, cap);
             }
         });
         Ok((CpuStorage::F32(y), l1.shape().clone()))
@@ -206,8 +247,8 @@ impl CustomOp3 for BnTrain {
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let grad = grad.contiguous()?;
-        let relu_out = if self.relu { Some(res.contiguous()?) } else { None };
-        let packed = x.apply_op3_no_bwd(gamma, &grad, &BnTrainBwd { eps: self.eps, stats: self.stats.clone(), relu_out })?;
+        let act_out = self.act.cap().map(|cap| Ok::<_, candle_core::Error>((res.contiguous()?, cap))).transpose()?;
+        let packed = x.apply_op3_no_bwd(gamma, &grad, &BnTrainBwd { eps: self.eps, stats: self.stats.clone(), act_out })?;
         let n = x.elem_count();
         let c = x.dim(1)?;
         let dx = packed.narrow(0, 0, n)?.reshape(x.shape())?;
@@ -221,8 +262,9 @@ impl CustomOp3 for BnTrain {
 struct BnTrainBwd {
     eps: f64,
     stats: SharedStats,
-    /// With the fused ReLU: the forward output, whose zeros mask the incoming gradient.
-    relu_out: Option<Tensor>,
+    /// With a fused activation: the forward output (whose clamped values mask the incoming
+    /// gradient) and the clamp's upper bound.
+    act_out: Option<(Tensor, f32)>,
 }
 
 impl CustomOp3 for BnTrainBwd {
@@ -242,12 +284,12 @@ impl CustomOp3 for BnTrainBwd {
         let x = slice(s1, l1, "input")?;
         let g = slice(s2, l2, "weight")?;
         let dy = slice(s3, l3, "grad")?;
-        let relu_guard = self.relu_out.as_ref().map(|r| r.storage_and_layout());
-        let ro: Option<&[f32]> = match &relu_guard {
+        let act_guard = self.act_out.as_ref().map(|(r, cap)| (r.storage_and_layout(), *cap));
+        let ro: Option<(&[f32], f32)> = match &act_guard {
             None => None,
-            Some((rs, rl)) => {
-                let candle_core::Storage::Cpu(rs) = &**rs else { candle_core::bail!("batch-norm: ReLU output must be on the CPU") };
-                Some(slice(rs, rl, "relu output")?)
+            Some(((rs, rl), cap)) => {
+                let candle_core::Storage::Cpu(rs) = &**rs else { candle_core::bail!("batch-norm: activation output must be on the CPU") };
+                Some((slice(rs, rl, "activation output")?, *cap))
             }
         };
         let st = match self.stats.lock().expect("stats").clone() {
@@ -264,7 +306,7 @@ impl CustomOp3 for BnTrainBwd {
                 let (mut sd, mut sdx) = (0f64, 0f64);
                 for i in 0..b {
                     let o = (i * c + ch) * hw;
-                    let (a, d) = lane_bwd_sums(&dy[o..o + hw], &x[o..o + hw], ro.map(|r| &r[o..o + hw]), mean);
+                    let (a, d) = lane_bwd_sums(&dy[o..o + hw], &x[o..o + hw], ro.map(|(r, cap)| (&r[o..o + hw], cap)), mean);
                     sd += a;
                     sdx += d;
                 }
@@ -291,7 +333,7 @@ impl CustomOp3 for BnTrainBwd {
                     &mut dxi[ch * hw..(ch + 1) * hw],
                     &dy[o..o + hw],
                     &x[o..o + hw],
-                    ro.map(|r| &r[o..o + hw]),
+                    ro.map(|(r, cap)| (&r[o..o + hw], cap)),
                     [k, md, m, inv, mdx],
                 );
             }
@@ -342,27 +384,34 @@ impl BatchNorm {
     /// Train mode normalises with batch statistics and updates the running ones; eval mode
     /// uses the running statistics and, being frozen, detaches the affine parameters.
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        self.forward_impl(x, train, false)
+        self.forward_act(x, train, Act::Identity)
     }
 
-    /// `relu(forward_t(x))`, with the ReLU fused into the training-mode kernel on the CPU.
+    /// `relu(forward_t(x))`, with the ReLU fused into the kernel on the CPU.
     pub fn forward_t_relu(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        self.forward_impl(x, train, true)
+        self.forward_act(x, train, Act::Relu)
     }
 
-    fn forward_impl(&self, x: &Tensor, train: bool, relu: bool) -> Result<Tensor> {
+    /// `act(forward_t(x))`, the activation fused into graft's kernel on the CPU (train and eval
+    /// mode); elsewhere candle's ops.
+    pub fn forward_act(&self, x: &Tensor, train: bool, act: Act) -> Result<Tensor> {
         let c = x.dim(1)?;
+        let fast = x.device().is_cpu() && x.dtype() == candle_core::DType::F32 && !super::use_reference_kernels();
         if !train {
             let scale = (self.weight.detach() / (self.running_var.as_detached_tensor() + self.eps)?.sqrt()?)?;
             let shift = (self.bias.detach() - (self.running_mean.as_detached_tensor() * &scale)?)?;
+            if fast {
+                let op = BnEval { scale: scale.to_vec1()?, shift: shift.to_vec1()?, act };
+                return x.contiguous()?.apply_op1(op);
+            }
             let shape = self.bshape(x);
             let y = x.broadcast_mul(&scale.reshape(shape.clone())?)?.broadcast_add(&shift.reshape(shape)?)?;
-            return if relu { y.relu() } else { Ok(y) };
+            return apply_act(y, act);
         }
-        let (y, mean, var) = if x.device().is_cpu() && x.dtype() == candle_core::DType::F32 && !super::use_reference_kernels() {
+        let (y, mean, var) = if fast {
             let x = x.contiguous()?;
             let shared = SharedStats::default();
-            let y = x.apply_op3(&self.weight, &self.bias, BnTrain { eps: self.eps, stats: shared.clone(), relu })?;
+            let y = x.apply_op3(&self.weight, &self.bias, BnTrain { eps: self.eps, stats: shared.clone(), act })?;
             let st = shared.lock().expect("stats").clone().expect("the forward pass fills the statistics");
             let n = (x.elem_count() / c) as f64;
             let unb = if n > 1.0 { n / (n - 1.0) } else { 1.0 };
@@ -381,13 +430,84 @@ impl BatchNorm {
                 .broadcast_mul(&self.weight.reshape(shape.clone())?)?
                 .broadcast_add(&self.bias.reshape(shape)?)?;
             let unb = if n > 1.0 { n / (n - 1.0) } else { 1.0 };
-            let y = if relu { y.relu()? } else { y };
+            let y = apply_act(y, act)?;
             (y, mean.flatten_all()?.detach(), (var.flatten_all()?.detach() * unb)?)
         };
         let m = self.momentum;
         self.running_mean.set(&((self.running_mean.as_tensor() * (1.0 - m))? + (mean * m)?)?)?;
         self.running_var.set(&((self.running_var.as_tensor() * (1.0 - m))? + (var * m)?)?)?;
         Ok(y)
+    }
+}
+
+/// candle's ops for `act` (the reference and non-CPU path).
+fn apply_act(y: Tensor, act: Act) -> Result<Tensor> {
+    match act {
+        Act::Identity => Ok(y),
+        Act::Relu => y.relu(),
+        Act::Relu6 => y.clamp(0f32, 6f32),
+    }
+}
+
+/// Eval-mode BatchNorm with its activation as one pass: y = act(scale·x + shift) per channel
+/// (the same two roundings as candle's broadcast multiply then add, so the same bits), and
+/// dx = scale·dy masked by the activation. The affine parameters are frozen in eval mode, so
+/// there is no gradient for them.
+struct BnEval {
+    scale: Vec<f32>,
+    shift: Vec<f32>,
+    act: Act,
+}
+
+impl candle_core::CustomOp1 for BnEval {
+    fn name(&self) -> &'static str {
+        "graft-batchnorm-eval"
+    }
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (_, c, hw) = dims(l1)?;
+        if c != self.scale.len() {
+            candle_core::bail!("batch-norm: input has {c} channels, the layer {}", self.scale.len());
+        }
+        let x = slice(s1, l1, "input")?;
+        let mut y = vec![0f32; x.len()];
+        let cap = self.act.cap();
+        y.par_chunks_mut(c * hw).zip(x.par_chunks(c * hw)).for_each(|(yi, xi)| {
+            for ch in 0..c {
+                affine_row(&mut yi[ch * hw..(ch + 1) * hw], &xi[ch * hw..(ch + 1) * hw], self.scale[ch], self.shift[ch], cap);
+            }
+        });
+        Ok((CpuStorage::F32(y), l1.shape().clone()))
+    }
+    fn bwd(&self, _x: &Tensor, res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        let grad = grad.contiguous()?;
+        let res = res.contiguous()?;
+        Ok(Some(grad.apply_op2_no_bwd(&res, &BnEvalBwd { scale: self.scale.clone(), cap: self.act.cap() })?))
+    }
+}
+
+/// dx of [`BnEval`] from (dy, its output).
+struct BnEvalBwd {
+    scale: Vec<f32>,
+    cap: Option<f32>,
+}
+
+impl candle_core::CustomOp2 for BnEvalBwd {
+    fn name(&self) -> &'static str {
+        "graft-batchnorm-eval-bwd"
+    }
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (_, c, hw) = dims(l1)?;
+        let dy = slice(s1, l1, "grad")?;
+        let r = slice(s2, l2, "output")?;
+        let mut dx = vec![0f32; dy.len()];
+        dx.par_chunks_mut(c * hw).enumerate().for_each(|(i, dxi)| {
+            for ch in 0..c {
+                let o = (i * c + ch) * hw;
+                let ro = self.cap.map(|cap| (&r[o..o + hw], cap));
+                scale_masked_row(&mut dxi[ch * hw..(ch + 1) * hw], &dy[o..o + hw], ro, self.scale[ch]);
+            }
+        });
+        Ok((CpuStorage::F32(dx), l1.shape().clone()))
     }
 }
 
@@ -437,37 +557,51 @@ mod tests {
         assert!(max_rel(&e1, &e2) < 1e-5);
     }
 
-    /// The fused BatchNorm + ReLU gives relu(BatchNorm(x)) and the same gradients as the two
-    /// separate ops (input, weight and bias), in train and eval mode.
+    /// The fused BatchNorm + ReLU (and + ReLU6) gives act(BatchNorm(x)) and the same gradients
+    /// as the separate ops (input, weight and bias) in train mode, and the same output and
+    /// input gradient in eval mode (frozen: no parameter gradients).
     #[test]
-    fn fused_relu_matches_separate_ops() {
+    fn fused_activations_match_separate_ops() {
         let dev = Device::Cpu;
         let (b, c, h) = (4, 3, 5);
-        let vm1 = candle_nn::VarMap::new();
-        let fused = BatchNorm::new(c, candle_nn::VarBuilder::from_varmap(&vm1, candle_core::DType::F32, &dev)).unwrap();
-        let vm2 = candle_nn::VarMap::new();
-        let sep = BatchNorm::new(c, candle_nn::VarBuilder::from_varmap(&vm2, candle_core::DType::F32, &dev)).unwrap();
-        for vm in [&vm1, &vm2] {
-            let d = vm.data().lock().unwrap();
-            d["weight"].set(&rand(&[c], 7)).unwrap();
-            d["bias"].set(&rand(&[c], 8)).unwrap();
+        for act in [Act::Relu, Act::Relu6] {
+            let separate = |y: Tensor| if act == Act::Relu { y.relu().unwrap() } else { y.clamp(0f32, 6f32).unwrap() };
+            let vm1 = candle_nn::VarMap::new();
+            let fused = BatchNorm::new(c, candle_nn::VarBuilder::from_varmap(&vm1, candle_core::DType::F32, &dev)).unwrap();
+            let vm2 = candle_nn::VarMap::new();
+            let sep = BatchNorm::new(c, candle_nn::VarBuilder::from_varmap(&vm2, candle_core::DType::F32, &dev)).unwrap();
+            // large and negative gammas: outputs below 0 and above 6 in every channel
+            let gamma = Tensor::new(&[5.0f32, -4.5, 4.0], &dev).unwrap();
+            let beta = Tensor::new(&[1.0f32, 2.0, 3.0], &dev).unwrap();
+            for vm in [&vm1, &vm2] {
+                let d = vm.data().lock().unwrap();
+                d["weight"].set(&gamma).unwrap();
+                d["bias"].set(&beta).unwrap();
+            }
+            let x = Var::from_tensor(&rand(&[b, c, h, h], 1)).unwrap();
+            let up = rand(&[b, c, h, h], 2);
+            let y1 = fused.forward_act(x.as_tensor(), true, act).unwrap();
+            let y2 = separate(sep.forward_t(x.as_tensor(), true).unwrap());
+            assert!(max_rel(&y1, &y2) < 1e-6, "{act:?}");
+            let v = y1.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            assert!(v.iter().filter(|v| **v == 0.0).count() > 10, "{act:?}: the input must exercise the lower clamp");
+            if act == Act::Relu6 {
+                assert!(v.iter().filter(|v| **v == 6.0).count() > 3, "the input must exercise the upper clamp");
+            }
+            let g1 = (y1 * &up).unwrap().sum_all().unwrap().backward().unwrap();
+            let g2 = (y2 * &up).unwrap().sum_all().unwrap().backward().unwrap();
+            assert!(max_rel(g1.get(&x).unwrap(), g2.get(&x).unwrap()) < 1e-5, "{act:?}");
+            for name in ["weight", "bias"] {
+                let (v1, v2) = (vm1.data().lock().unwrap()[name].clone(), vm2.data().lock().unwrap()[name].clone());
+                assert!(max_rel(g1.get(&v1).unwrap(), g2.get(&v2).unwrap()) < 1e-5, "{act:?} {name}");
+            }
+            // eval mode: the same bits as candle's broadcast multiply, add and activation
+            let e1 = fused.forward_act(x.as_tensor(), false, act).unwrap();
+            let e2 = separate(sep.forward_t(x.as_tensor(), false).unwrap());
+            assert_eq!(e1.flatten_all().unwrap().to_vec1::<f32>().unwrap(), e2.flatten_all().unwrap().to_vec1::<f32>().unwrap());
+            let g1 = (e1 * &up).unwrap().sum_all().unwrap().backward().unwrap();
+            let g2 = (e2 * &up).unwrap().sum_all().unwrap().backward().unwrap();
+            assert!(max_rel(g1.get(&x).unwrap(), g2.get(&x).unwrap()) < 1e-6, "{act:?} eval dx");
         }
-        let x = Var::from_tensor(&rand(&[b, c, h, h], 1)).unwrap();
-        let up = rand(&[b, c, h, h], 2);
-        let y1 = fused.forward_t_relu(x.as_tensor(), true).unwrap();
-        let y2 = sep.forward_t(x.as_tensor(), true).unwrap().relu().unwrap();
-        assert!(max_rel(&y1, &y2) < 1e-6);
-        let zeros = y1.flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().filter(|v| **v == 0.0).count();
-        assert!(zeros > 10, "the test input must exercise the ReLU mask ({zeros} zeros)");
-        let g1 = (y1 * &up).unwrap().sum_all().unwrap().backward().unwrap();
-        let g2 = (y2 * &up).unwrap().sum_all().unwrap().backward().unwrap();
-        assert!(max_rel(g1.get(&x).unwrap(), g2.get(&x).unwrap()) < 1e-5);
-        for name in ["weight", "bias"] {
-            let (v1, v2) = (vm1.data().lock().unwrap()[name].clone(), vm2.data().lock().unwrap()[name].clone());
-            assert!(max_rel(g1.get(&v1).unwrap(), g2.get(&v2).unwrap()) < 1e-5, "{name}");
-        }
-        let e1 = fused.forward_t_relu(x.as_tensor(), false).unwrap();
-        let e2 = sep.forward_t(x.as_tensor(), false).unwrap().relu().unwrap();
-        assert!(max_rel(&e1, &e2) < 1e-6);
     }
 }

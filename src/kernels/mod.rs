@@ -39,7 +39,7 @@ mod conv;
 mod depthwise;
 mod direct;
 mod pool;
-pub use batchnorm::BatchNorm;
+pub use batchnorm::{Act, BatchNorm};
 pub use conv::conv2d;
 pub use depthwise::{depthwise_conv2d, pad_same};
 pub use pool::{max_pool, max_pool2, upsample_nearest};
