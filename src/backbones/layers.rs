@@ -161,11 +161,13 @@ impl SameConvBn {
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         let w = if train { self.weight.clone() } else { self.weight.detach() };
         let k = w.dim(2)?;
-        let x = if k > 1 || self.stride > 1 { crate::kernels::pad_same(x, k, self.stride)? } else { x.clone() };
         let y = if self.depthwise {
-            crate::kernels::depthwise_conv2d(&x, &w, self.stride)?
+            // the padding is built into the depthwise kernel (no padded copy of the input)
+            crate::kernels::depthwise_conv2d_same(x, &w, self.stride)?
+        } else if k > 1 || self.stride > 1 {
+            crate::kernels::conv2d(&crate::kernels::pad_same(x, k, self.stride)?, &w, self.stride, 0)?
         } else {
-            crate::kernels::conv2d(&x, &w, self.stride, 0)?
+            crate::kernels::conv2d(x, &w, 1, 0)?
         };
         let act = if self.relu6 { crate::kernels::Act::Relu6 } else { crate::kernels::Act::Identity };
         self.bn.forward_act(&y, train, act)

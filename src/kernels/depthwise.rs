@@ -1,6 +1,13 @@
-//! Depthwise 2-D convolution (groups = channels, one filter per channel, no padding: callers
-//! pad explicitly, e.g. TensorFlow-style "same"), forward and both gradients, parallel over
-//! planes (forward, input gradient) and channels (weight gradient), in a fixed order.
+//! Depthwise 2-D convolution (groups = channels, one k x k filter per channel) with explicit,
+//! possibly asymmetric zero padding (TensorFlow "same" for EfficientNet), forward and both
+//! gradients. Each input plane is first copied into a padded, *phase-split* scratch buffer:
+//! for stride s, row r of the padded plane is stored as s rows of its every s-th pixel
+//! (phase p holds columns p, p + s, p + 2s, ...). Tap (ky, kx) of output row oy then reads the
+//! contiguous run `phase kx % s, offset kx / s` of padded row oy·s + ky, so every inner loop is a
+//! plain vectorisable axpy or dot product, for stride 1 and 2 alike. The loops are compiled for
+//! AVX-512, AVX2 and the baseline and chosen at run time; their summation order is fixed, so all
+//! give the same bits, whatever the thread count (parallel over planes, and over channels for
+//! the weight gradient, each summing its images in order).
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
@@ -8,7 +15,28 @@ fn slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
     super::contiguous_f32(s, l, "depthwise conv", what)
 }
 
-#[derive(Clone, Copy)]
+/// Zero padding (top, bottom, left, right).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pad {
+    pub top: usize,
+    pub bottom: usize,
+    pub left: usize,
+    pub right: usize,
+}
+
+impl Pad {
+    pub const NONE: Pad = Pad { top: 0, bottom: 0, left: 0, right: 0 };
+
+    /// TensorFlow "SAME" padding of an h x w input for a k x k window at stride s: the output
+    /// is ceil(n / s), and the odd pixel of the padding goes to the bottom/right.
+    pub fn same(h: usize, w: usize, k: usize, s: usize) -> Pad {
+        let total = |n: usize| ((n.div_ceil(s) - 1) * s + k).saturating_sub(n);
+        let (ph, pw) = (total(h), total(w));
+        Pad { top: ph / 2, bottom: ph - ph / 2, left: pw / 2, right: pw - pw / 2 }
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
 struct G {
     b: usize,
     c: usize,
@@ -16,19 +44,160 @@ struct G {
     w: usize,
     k: usize,
     s: usize,
+    pad: Pad,
     ho: usize,
     wo: usize,
+    /// Padded rows the outputs read: (ho − 1)·s + k.
+    hp: usize,
+    /// Length of one phase row: wo + (k − 1) / s.
+    wq: usize,
 }
 
-fn geom(xd: &[usize], k: usize, s: usize) -> Result<G> {
-    if xd.len() != 4 || xd[2] < k || xd[3] < k {
-        candle_core::bail!("depthwise conv: input {xd:?} too small for kernel {k}");
+impl G {
+    fn new(xd: &[usize], k: usize, s: usize, pad: Pad) -> Result<G> {
+        if xd.len() != 4 || k == 0 || s == 0 {
+            candle_core::bail!("depthwise conv: input {xd:?}, kernel {k}, stride {s}");
+        }
+        let (h, w) = (xd[2] + pad.top + pad.bottom, xd[3] + pad.left + pad.right);
+        if h < k || w < k {
+            candle_core::bail!("depthwise conv: input {xd:?} with padding {pad:?} too small for kernel {k}");
+        }
+        let (ho, wo) = ((h - k) / s + 1, (w - k) / s + 1);
+        Ok(G { b: xd[0], c: xd[1], h: xd[2], w: xd[3], k, s, pad, ho, wo, hp: (ho - 1) * s + k, wq: wo + (k - 1) / s })
     }
-    Ok(G { b: xd[0], c: xd[1], h: xd[2], w: xd[3], k, s, ho: (xd[2] - k) / s + 1, wo: (xd[3] - k) / s + 1 })
+    fn plane(&self) -> usize {
+        self.h * self.w
+    }
+    fn oplane(&self) -> usize {
+        self.ho * self.wo
+    }
+    /// Scratch floats for one phase-split padded plane.
+    fn scratch(&self) -> usize {
+        self.hp * self.s * self.wq
+    }
+    /// Start of (padded row r, phase p) in the scratch buffer.
+    fn q(&self, r: usize, p: usize) -> usize {
+        (r * self.s + p) * self.wq
+    }
+    /// The padded column of phase p, position j, as an input column (None: padding or unread).
+    fn col(&self, p: usize, j: usize) -> Option<usize> {
+        (j * self.s + p).checked_sub(self.pad.left).filter(|&ix| ix < self.w)
+    }
+}
+
+multiversion!(fill_phases(x: &[f32], g: &G, q: &mut [f32]) -> () = fill_phases_body);
+multiversion!(fwd_plane(q: &[f32], wk: &[f32], g: &G, y: &mut [f32]) -> () = fwd_plane_body);
+multiversion!(bwd_input_plane(dy: &[f32], wk: &[f32], g: &G, dq: &mut [f32], dx: &mut [f32]) -> () = bwd_input_plane_body);
+multiversion!(bwd_weight_plane(q: &[f32], dy: &[f32], g: &G, dw: &mut [f32]) -> () = bwd_weight_plane_body);
+
+/// Copies plane `x` into the phase-split padded layout (zeros where the padding is).
+#[inline(always)]
+fn fill_phases_body(x: &[f32], g: &G, q: &mut [f32]) {
+    for r in 0..g.hp {
+        let iy = r.checked_sub(g.pad.top).filter(|&iy| iy < g.h);
+        for p in 0..g.s {
+            let dst = &mut q[g.q(r, p)..g.q(r, p) + g.wq];
+            match iy {
+                None => dst.fill(0.0),
+                Some(iy) => {
+                    let src = &x[iy * g.w..(iy + 1) * g.w];
+                    for (j, d) in dst.iter_mut().enumerate() {
+                        *d = g.col(p, j).map_or(0.0, |ix| src[ix]);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// y[oy][ox] = Σ_{ky,kx} w[ky][kx] · padded[oy·s + ky][ox·s + kx], tap by tap (fixed order).
+#[inline(always)]
+fn fwd_plane_body(q: &[f32], wk: &[f32], g: &G, y: &mut [f32]) {
+    for oy in 0..g.ho {
+        let yr = &mut y[oy * g.wo..(oy + 1) * g.wo];
+        yr.fill(0.0);
+        for ky in 0..g.k {
+            for kx in 0..g.k {
+                let wv = wk[ky * g.k + kx];
+                let src = &q[g.q(oy * g.s + ky, kx % g.s) + kx / g.s..][..g.wo];
+                for (o, v) in yr.iter_mut().zip(src) {
+                    *o += wv * v;
+                }
+            }
+        }
+    }
+}
+
+/// The adjoint of the forward pass: padded gradient dq += w·dy tap by tap, then the padding is
+/// cropped away into dx.
+#[inline(always)]
+fn bwd_input_plane_body(dy: &[f32], wk: &[f32], g: &G, dq: &mut [f32], dx: &mut [f32]) {
+    dq.fill(0.0);
+    for oy in 0..g.ho {
+        let dyr = &dy[oy * g.wo..(oy + 1) * g.wo];
+        for ky in 0..g.k {
+            for kx in 0..g.k {
+                let wv = wk[ky * g.k + kx];
+                let o = g.q(oy * g.s + ky, kx % g.s) + kx / g.s;
+                for (d, v) in dq[o..o + g.wo].iter_mut().zip(dyr) {
+                    *d += wv * v;
+                }
+            }
+        }
+    }
+    for iy in 0..g.h {
+        let r = iy + g.pad.top;
+        let row = &mut dx[iy * g.w..(iy + 1) * g.w];
+        if r >= g.hp {
+            row.fill(0.0); // below the last row any output reads
+            continue;
+        }
+        for (ix, d) in row.iter_mut().enumerate() {
+            let c = ix + g.pad.left;
+            let (p, j) = (c % g.s, c / g.s);
+            *d = if j < g.wq { dq[g.q(r, p) + j] } else { 0.0 };
+        }
+    }
+}
+
+/// Lanes of the weight gradient's dot products: lane l sums elements l, l + 8, ..., then the
+/// lanes are added in order (fixed order, and vectorisable).
+const LANES: usize = 8;
+
+#[inline(always)]
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; LANES];
+    let n = a.len() / LANES * LANES;
+    for (ca, cb) in a[..n].chunks_exact(LANES).zip(b[..n].chunks_exact(LANES)) {
+        for l in 0..LANES {
+            acc[l] += ca[l] * cb[l];
+        }
+    }
+    let mut t = acc.iter().sum::<f32>();
+    for i in n..a.len() {
+        t += a[i] * b[i];
+    }
+    t
+}
+
+/// dw[ky][kx] += Σ_{oy} dy[oy] · padded[oy·s + ky][kx ...] (one plane's contribution).
+#[inline(always)]
+fn bwd_weight_plane_body(q: &[f32], dy: &[f32], g: &G, dw: &mut [f32]) {
+    for ky in 0..g.k {
+        for kx in 0..g.k {
+            let mut acc = 0f32;
+            for oy in 0..g.ho {
+                let src = &q[g.q(oy * g.s + ky, kx % g.s) + kx / g.s..][..g.wo];
+                acc += dot(&dy[oy * g.wo..(oy + 1) * g.wo], src);
+            }
+            dw[ky * g.k + kx] += acc;
+        }
+    }
 }
 
 struct DwFwd {
     s: usize,
+    pad: Pad,
 }
 
 impl CustomOp2 for DwFwd {
@@ -37,42 +206,34 @@ impl CustomOp2 for DwFwd {
     }
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
         let wd = l2.dims();
-        let g = geom(l1.dims(), wd[2], self.s)?;
-        if wd[0] != g.c || wd[1] != 1 || wd[3] != g.k {
+        let g = G::new(l1.dims(), wd[2], self.s, self.pad)?;
+        if wd.len() != 4 || wd[0] != g.c || wd[1] != 1 || wd[3] != g.k {
             candle_core::bail!("depthwise conv: weight {wd:?} does not match {} channels", g.c);
         }
         let x = slice(s1, l1, "input")?;
         let w = slice(s2, l2, "weight")?;
-        let mut y = vec![0f32; g.b * g.c * g.ho * g.wo];
-        y.par_chunks_mut(g.ho * g.wo).enumerate().for_each(|(pi, yp)| {
-            let c = pi % g.c;
-            let xp = &x[pi * g.h * g.w..(pi + 1) * g.h * g.w];
-            let wk = &w[c * g.k * g.k..(c + 1) * g.k * g.k];
-            for oy in 0..g.ho {
-                let yr = &mut yp[oy * g.wo..(oy + 1) * g.wo];
-                for ky in 0..g.k {
-                    let xr = &xp[(oy * g.s + ky) * g.w..];
-                    for kx in 0..g.k {
-                        let wv = wk[ky * g.k + kx];
-                        for (ox, o) in yr.iter_mut().enumerate() {
-                            *o += wv * xr[ox * g.s + kx];
-                        }
-                    }
-                }
-            }
-        });
+        let mut y = vec![0f32; g.b * g.c * g.oplane()];
+        y.par_chunks_mut(g.oplane()).enumerate().for_each_init(
+            || vec![0f32; g.scratch()],
+            |q, (pi, yp)| {
+                let c = pi % g.c;
+                fill_phases(&x[pi * g.plane()..(pi + 1) * g.plane()], &g, q);
+                fwd_plane(q, &w[c * g.k * g.k..(c + 1) * g.k * g.k], &g, yp);
+            },
+        );
         Ok((CpuStorage::F32(y), Shape::from((g.b, g.c, g.ho, g.wo))))
     }
     fn bwd(&self, x: &Tensor, w: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let grad = grad.contiguous()?;
-        let dx = grad.apply_op2_no_bwd(w, &DwBwdInput { s: self.s, h: x.dim(2)?, w: x.dim(3)? })?;
-        let dw = x.apply_op2_no_bwd(&grad, &DwBwdWeight { s: self.s, k: w.dim(2)? })?;
+        let dx = grad.apply_op2_no_bwd(w, &DwBwdInput { s: self.s, pad: self.pad, h: x.dim(2)?, w: x.dim(3)? })?;
+        let dw = x.apply_op2_no_bwd(&grad, &DwBwdWeight { s: self.s, pad: self.pad, k: w.dim(2)? })?;
         Ok((Some(dx), Some(dw)))
     }
 }
 
 struct DwBwdInput {
     s: usize,
+    pad: Pad,
     h: usize,
     w: usize,
 }
@@ -83,34 +244,27 @@ impl CustomOp2 for DwBwdInput {
     }
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
         let dd = l1.dims();
-        let k = l2.dims()[2];
-        let g = geom(&[dd[0], dd[1], self.h, self.w], k, self.s)?;
+        let g = G::new(&[dd[0], dd[1], self.h, self.w], l2.dims()[2], self.s, self.pad)?;
+        if dd[2] != g.ho || dd[3] != g.wo {
+            candle_core::bail!("depthwise conv backward: grad {dd:?} does not match output {}x{}", g.ho, g.wo);
+        }
         let dy = slice(s1, l1, "grad")?;
         let w = slice(s2, l2, "weight")?;
-        let mut dx = vec![0f32; g.b * g.c * g.h * g.w];
-        dx.par_chunks_mut(g.h * g.w).enumerate().for_each(|(pi, dxp)| {
-            let c = pi % g.c;
-            let dyp = &dy[pi * g.ho * g.wo..(pi + 1) * g.ho * g.wo];
-            let wk = &w[c * g.k * g.k..(c + 1) * g.k * g.k];
-            for oy in 0..g.ho {
-                let dyr = &dyp[oy * g.wo..(oy + 1) * g.wo];
-                for ky in 0..g.k {
-                    let row = (oy * g.s + ky) * g.w;
-                    for kx in 0..g.k {
-                        let wv = wk[ky * g.k + kx];
-                        for (ox, d) in dyr.iter().enumerate() {
-                            dxp[row + ox * g.s + kx] += wv * d;
-                        }
-                    }
-                }
-            }
-        });
+        let mut dx = vec![0f32; g.b * g.c * g.plane()];
+        dx.par_chunks_mut(g.plane()).enumerate().for_each_init(
+            || vec![0f32; g.scratch()],
+            |dq, (pi, dxp)| {
+                let c = pi % g.c;
+                bwd_input_plane(&dy[pi * g.oplane()..(pi + 1) * g.oplane()], &w[c * g.k * g.k..(c + 1) * g.k * g.k], &g, dq, dxp);
+            },
+        );
         Ok((CpuStorage::F32(dx), Shape::from((g.b, g.c, g.h, g.w))))
     }
 }
 
 struct DwBwdWeight {
     s: usize,
+    pad: Pad,
     k: usize,
 }
 
@@ -119,51 +273,53 @@ impl CustomOp2 for DwBwdWeight {
         "graft-depthwise-conv-bwd-weight"
     }
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
-        let g = geom(l1.dims(), self.k, self.s)?;
+        let g = G::new(l1.dims(), self.k, self.s, self.pad)?;
         let x = slice(s1, l1, "input")?;
         let dy = slice(s2, l2, "grad")?;
         let mut dw = vec![0f32; g.c * g.k * g.k];
-        dw.par_chunks_mut(g.k * g.k).enumerate().for_each(|(c, dwk)| {
-            for bi in 0..g.b {
-                let pi = bi * g.c + c;
-                let xp = &x[pi * g.h * g.w..(pi + 1) * g.h * g.w];
-                let dyp = &dy[pi * g.ho * g.wo..(pi + 1) * g.ho * g.wo];
-                for ky in 0..g.k {
-                    for kx in 0..g.k {
-                        let mut acc = 0f32;
-                        for oy in 0..g.ho {
-                            let xr = &xp[(oy * g.s + ky) * g.w..];
-                            for (ox, d) in dyp[oy * g.wo..(oy + 1) * g.wo].iter().enumerate() {
-                                acc += d * xr[ox * g.s + kx];
-                            }
-                        }
-                        dwk[ky * g.k + kx] += acc;
-                    }
+        dw.par_chunks_mut(g.k * g.k).enumerate().for_each_init(
+            || vec![0f32; g.scratch()],
+            |q, (c, dwk)| {
+                for bi in 0..g.b {
+                    let pi = bi * g.c + c;
+                    fill_phases(&x[pi * g.plane()..(pi + 1) * g.plane()], &g, q);
+                    bwd_weight_plane(q, &dy[pi * g.oplane()..(pi + 1) * g.oplane()], &g, dwk);
                 }
-            }
-        });
+            },
+        );
         Ok((CpuStorage::F32(dw), Shape::from((g.c, 1, g.k, g.k))))
+    }
+}
+
+/// Depthwise convolution of NCHW `x` with (C, 1, k, k) `w`, stride `s`, zero padding `pad`.
+pub fn depthwise_conv2d_padded(x: &Tensor, w: &Tensor, s: usize, pad: Pad) -> Result<Tensor> {
+    if x.device().is_cpu() && x.dtype() == candle_core::DType::F32 && !super::use_reference_kernels() {
+        x.contiguous()?.apply_op2(&w.contiguous()?, DwFwd { s, pad })
+    } else {
+        let x = if pad.top + pad.bottom > 0 { x.pad_with_zeros(2, pad.top, pad.bottom)? } else { x.clone() };
+        let x = if pad.left + pad.right > 0 { x.pad_with_zeros(3, pad.left, pad.right)? } else { x };
+        x.conv2d(w, 0, s, 1, x.dim(1)?)
     }
 }
 
 /// Depthwise convolution of NCHW `x` with (C, 1, k, k) `w`, stride `s`, no padding.
 pub fn depthwise_conv2d(x: &Tensor, w: &Tensor, s: usize) -> Result<Tensor> {
-    if x.device().is_cpu() && x.dtype() == candle_core::DType::F32 && !super::use_reference_kernels() {
-        x.contiguous()?.apply_op2(&w.contiguous()?, DwFwd { s })
-    } else {
-        x.conv2d(w, 0, s, 1, x.dim(1)?)
-    }
+    depthwise_conv2d_padded(x, w, s, Pad::NONE)
+}
+
+/// Depthwise convolution with TensorFlow "SAME" padding (EfficientNet's converted weights).
+pub fn depthwise_conv2d_same(x: &Tensor, w: &Tensor, s: usize) -> Result<Tensor> {
+    let pad = Pad::same(x.dim(2)?, x.dim(3)?, w.dim(2)?, s);
+    depthwise_conv2d_padded(x, w, s, pad)
 }
 
 /// TensorFlow "SAME" zero padding for a k x k window at stride s (asymmetric: the extra
 /// pixel goes to the bottom/right).
 pub fn pad_same(x: &Tensor, k: usize, s: usize) -> Result<Tensor> {
-    let (h, w) = (x.dim(2)?, x.dim(3)?);
-    let total = |n: usize| ((n.div_ceil(s) - 1) * s + k).saturating_sub(n);
-    let (ph, pw) = (total(h), total(w));
-    let x = if ph > 0 { x.pad_with_zeros(2, ph / 2, ph - ph / 2)? } else { x.clone() };
-    if pw > 0 {
-        x.pad_with_zeros(3, pw / 2, pw - pw / 2)
+    let p = Pad::same(x.dim(2)?, x.dim(3)?, k, s);
+    let x = if p.top + p.bottom > 0 { x.pad_with_zeros(2, p.top, p.bottom)? } else { x.clone() };
+    if p.left + p.right > 0 {
+        x.pad_with_zeros(3, p.left, p.right)
     } else {
         Ok(x)
     }
@@ -177,11 +333,23 @@ mod tests {
 
     #[test]
     fn matches_candle_grouped_conv_forward_and_backward() {
-        for (c, h, k, s) in [(3, 9, 3, 1), (4, 10, 5, 2), (2, 7, 3, 2)] {
+        for (c, h, k, s, same) in [
+            (3, 9, 3, 1, false),
+            (4, 10, 5, 2, false),
+            (2, 7, 3, 2, false),
+            (3, 9, 3, 1, true),
+            (2, 10, 3, 2, true),
+            (2, 11, 5, 2, true),
+            (3, 8, 5, 1, true),
+            (2, 24, 5, 2, true),
+        ] {
             let x = Var::from_tensor(&rand(&[2, c, h, h], 1, -1.0, 1.0)).unwrap();
             let w = Var::from_tensor(&rand(&[c, 1, k, k], 2, -1.0, 1.0)).unwrap();
-            let ours = depthwise_conv2d(x.as_tensor(), w.as_tensor(), s).unwrap();
-            let refr = x.as_tensor().conv2d(w.as_tensor(), 0, s, 1, c).unwrap();
+            let conv = |x: &Tensor, w: &Tensor| if same { depthwise_conv2d_same(x, w, s) } else { depthwise_conv2d(x, w, s) };
+            let ours = conv(x.as_tensor(), w.as_tensor()).unwrap();
+            let xp = if same { pad_same(x.as_tensor(), k, s).unwrap() } else { x.as_tensor().clone() };
+            let refr = xp.conv2d(w.as_tensor(), 0, s, 1, c).unwrap();
+            assert_eq!(ours.dims(), refr.dims());
             assert!(max_rel(&ours, &refr) < 1e-5);
             let up = rand(ours.dims(), 3, -1.0, 1.0);
             let g = (ours * &up).unwrap().sum_all().unwrap().backward().unwrap();
@@ -189,15 +357,14 @@ mod tests {
             let gw = g.get(&w).unwrap();
             // check against candle's gradients where candle supports them (stride 1)
             if s == 1 {
-                let g2 = (x.as_tensor().conv2d(w.as_tensor(), 0, s, 1, c).unwrap() * &up).unwrap().sum_all().unwrap().backward();
+                let g2 = (refr.clone() * &up).unwrap().sum_all().unwrap().backward();
                 if let Ok(g2) = g2 {
                     assert!(max_rel(gx, g2.get(&x).unwrap()) < 1e-5);
                     assert!(max_rel(gw, g2.get(&w).unwrap()) < 1e-5);
                 }
             }
             // adjoint identity: <conv(x), up> = <x, dx> since the op is linear in x
-            let lhs =
-                (depthwise_conv2d(x.as_tensor(), w.as_tensor(), s).unwrap() * &up).unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap();
+            let lhs = (conv(x.as_tensor(), w.as_tensor()).unwrap() * &up).unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap();
             let rhs = (x.as_tensor() * gx).unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap();
             assert!((lhs - rhs).abs() < 1e-3 * lhs.abs().max(1.0), "{lhs} {rhs}");
             let rhs_w = (w.as_tensor() * gw).unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap();

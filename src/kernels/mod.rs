@@ -41,7 +41,7 @@ mod direct;
 mod pool;
 pub use batchnorm::{Act, BatchNorm};
 pub use conv::conv2d;
-pub use depthwise::{depthwise_conv2d, pad_same};
+pub use depthwise::{depthwise_conv2d, depthwise_conv2d_padded, depthwise_conv2d_same, pad_same, Pad};
 pub use pool::{max_pool, max_pool2, upsample_nearest};
 
 use candle_core::{DType, Module, Tensor};
