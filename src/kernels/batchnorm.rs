@@ -27,7 +27,8 @@ fn lanes_total(acc: [f64; LANES]) -> f64 {
 
 multiversion!(lane_sum(x: &[f32]) -> f64 = lane_sum_body);
 multiversion!(lane_sq_dev(x: &[f32], mean: f64) -> f64 = lane_sq_dev_body);
-multiversion!(lane_bwd_sums(dy: &[f32], x: &[f32], act_out: Option<(&[f32], f32)>, mean: f64) -> (f64, f64) = lane_bwd_sums_body);
+multiversion!(lane_bwd_sums(dy: &[f32], x: &[f32], mean: f64) -> (f64, f64) = lane_bwd_sums_body);
+multiversion!(mask_row(out: &mut [f32], dy: &[f32], r: &[f32], cap: f32) -> () = mask_row_body);
 multiversion!(affine_row(y: &mut [f32], x: &[f32], a: f32, s: f32, cap: Option<f32>) -> () = affine_row_body);
 multiversion!(bwd_dx_row(out: &mut [f32], dy: &[f32], x: &[f32], act_out: Option<(&[f32], f32)>, c: [f32; 5]) -> () = bwd_dx_row_body);
 multiversion!(scale_masked_row(out: &mut [f32], dy: &[f32], act_out: Option<(&[f32], f32)>, a: f32) -> () = scale_masked_row_body);
@@ -58,7 +59,8 @@ impl Act {
 /// that is `o > 0`; for ReLU6 it is PyTorch's hardtanh gradient mask.
 #[inline(always)]
 fn act_mask(d: f32, o: f32, cap: f32) -> f32 {
-    f32::from_bits(d.to_bits() & (-(((o > 0.0) & (o < cap)) as i32)) as u32)
+    let inside = ((o > 0.0) as u32) & ((o < cap) as u32);
+    f32::from_bits(d.to_bits() & inside.wrapping_neg())
 }
 
 /// y = a·x + s, then min(max(0, ·), cap) with a fused activation.
@@ -139,38 +141,37 @@ fn lane_sq_dev_body(x: &[f32], mean: f64) -> f64 {
     lanes_total(acc) + it.remainder().iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>()
 }
 
-/// (Σ dy, Σ dy·(x − mean)) with dy masked by the activation's output when given.
+/// (Σ dy, Σ dy·(x − mean)), dy already masked by the activation. Two lane passes (the compiler
+/// vectorises each; one loop with both sums it does not), then the tail element by element.
 #[inline(always)]
-fn lane_bwd_sums_body(dy: &[f32], x: &[f32], act_out: Option<(&[f32], f32)>, mean: f64) -> (f64, f64) {
+fn lane_bwd_sums_body(dy: &[f32], x: &[f32], mean: f64) -> (f64, f64) {
+    let n = dy.len().min(x.len()) / LANES * LANES;
     let (mut sd, mut sdx) = ([0f64; LANES], [0f64; LANES]);
-    let n = dy.len() / LANES * LANES;
-    match act_out {
-        None => {
-            for (dc, xc) in dy[..n].chunks_exact(LANES).zip(x[..n].chunks_exact(LANES)) {
-                for j in 0..LANES {
-                    let d = dc[j] as f64;
-                    sd[j] += d;
-                    sdx[j] += d * (xc[j] as f64 - mean);
-                }
-            }
+    for c in dy[..n].chunks_exact(LANES) {
+        for j in 0..LANES {
+            sd[j] += c[j] as f64;
         }
-        Some((r, cap)) => {
-            for ((dc, xc), rc) in dy[..n].chunks_exact(LANES).zip(x[..n].chunks_exact(LANES)).zip(r[..n].chunks_exact(LANES)) {
-                for j in 0..LANES {
-                    let d = act_mask(dc[j], rc[j], cap) as f64;
-                    sd[j] += d;
-                    sdx[j] += d * (xc[j] as f64 - mean);
-                }
-            }
+    }
+    for (ca, cb) in dy[..n].chunks_exact(LANES).zip(x[..n].chunks_exact(LANES)) {
+        for j in 0..LANES {
+            sdx[j] += ca[j] as f64 * (cb[j] as f64 - mean);
         }
     }
     let (mut a, mut b) = (lanes_total(sd), lanes_total(sdx));
     for k in n..dy.len() {
-        let d = act_out.map_or(dy[k], |(r, cap)| act_mask(dy[k], r[k], cap)) as f64;
+        let d = dy[k] as f64;
         a += d;
         b += d * (x[k] as f64 - mean);
     }
     (a, b)
+}
+
+/// out = dy masked by the activation's output `r` (clamped values pass no gradient).
+#[inline(always)]
+fn mask_row_body(out: &mut [f32], dy: &[f32], r: &[f32], cap: f32) {
+    for ((o, d), rv) in out.iter_mut().zip(dy).zip(r) {
+        *o = act_mask(*d, *rv, cap);
+    }
 }
 
 /// Per-channel (mean, biased variance) of an NCHW buffer.
@@ -300,18 +301,28 @@ impl CustomOp3 for BnTrainBwd {
         // per channel: sum(dy), sum(dy * xhat)
         let sums: Vec<(f64, f64)> = (0..c)
             .into_par_iter()
-            .map(|ch| {
-                let (mean, var) = st[ch];
-                let inv = 1.0 / (var + self.eps).sqrt();
-                let (mut sd, mut sdx) = (0f64, 0f64);
-                for i in 0..b {
-                    let o = (i * c + ch) * hw;
-                    let (a, d) = lane_bwd_sums(&dy[o..o + hw], &x[o..o + hw], ro.map(|(r, cap)| (&r[o..o + hw], cap)), mean);
-                    sd += a;
-                    sdx += d;
-                }
-                (sd, sdx * inv)
-            })
+            .map_init(
+                || vec![0f32; if ro.is_some() { hw } else { 0 }],
+                |masked, ch| {
+                    let (mean, var) = st[ch];
+                    let inv = 1.0 / (var + self.eps).sqrt();
+                    let (mut sd, mut sdx) = (0f64, 0f64);
+                    for i in 0..b {
+                        let o = (i * c + ch) * hw;
+                        let d: &[f32] = match ro {
+                            None => &dy[o..o + hw],
+                            Some((r, cap)) => {
+                                mask_row(masked, &dy[o..o + hw], &r[o..o + hw], cap);
+                                masked
+                            }
+                        };
+                        let (a, d) = lane_bwd_sums(d, &x[o..o + hw], mean);
+                        sd += a;
+                        sdx += d;
+                    }
+                    (sd, sdx * inv)
+                },
+            )
             .collect();
         let mut out = vec![0f32; x.len() + 2 * c];
         let (dx, rest) = out.split_at_mut(x.len());

@@ -79,9 +79,12 @@ impl G {
     fn q(&self, r: usize, p: usize) -> usize {
         (r * self.s + p) * self.wq
     }
-    /// The padded column of phase p, position j, as an input column (None: padding or unread).
-    fn col(&self, p: usize, j: usize) -> Option<usize> {
-        (j * self.s + p).checked_sub(self.pad.left).filter(|&ix| ix < self.w)
+    /// The positions [lo, hi) of phase p whose column j·s + p − left lies inside a row, and
+    /// the first such column.
+    fn inside(&self, p: usize) -> (usize, usize, usize) {
+        let lo = self.pad.left.saturating_sub(p).div_ceil(self.s).min(self.wq);
+        let hi = (self.w + self.pad.left).saturating_sub(p).div_ceil(self.s).clamp(lo, self.wq);
+        (lo, hi, (lo * self.s + p).saturating_sub(self.pad.left))
     }
 }
 
@@ -101,8 +104,17 @@ fn fill_phases_body(x: &[f32], g: &G, q: &mut [f32]) {
                 None => dst.fill(0.0),
                 Some(iy) => {
                     let src = &x[iy * g.w..(iy + 1) * g.w];
-                    for (j, d) in dst.iter_mut().enumerate() {
-                        *d = g.col(p, j).map_or(0.0, |ix| src[ix]);
+                    let (lo, hi, first) = g.inside(p);
+                    dst[..lo].fill(0.0);
+                    dst[hi..].fill(0.0);
+                    if hi > lo {
+                        if g.s == 1 {
+                            dst[lo..hi].copy_from_slice(&src[first..first + (hi - lo)]);
+                        } else {
+                            for (d, v) in dst[lo..hi].iter_mut().zip(src[first..].iter().step_by(g.s)) {
+                                *d = *v;
+                            }
+                        }
                     }
                 }
             }
@@ -148,14 +160,20 @@ fn bwd_input_plane_body(dy: &[f32], wk: &[f32], g: &G, dq: &mut [f32], dx: &mut 
     for iy in 0..g.h {
         let r = iy + g.pad.top;
         let row = &mut dx[iy * g.w..(iy + 1) * g.w];
+        row.fill(0.0); // columns (and rows) past what any output reads get no gradient
         if r >= g.hp {
-            row.fill(0.0); // below the last row any output reads
             continue;
         }
-        for (ix, d) in row.iter_mut().enumerate() {
-            let c = ix + g.pad.left;
-            let (p, j) = (c % g.s, c / g.s);
-            *d = if j < g.wq { dq[g.q(r, p) + j] } else { 0.0 };
+        for p in 0..g.s {
+            let (lo, hi, first) = g.inside(p);
+            let src = &dq[g.q(r, p) + lo..g.q(r, p) + hi];
+            if g.s == 1 {
+                row[first..first + src.len()].copy_from_slice(src);
+            } else {
+                for (d, v) in row[first..].iter_mut().step_by(g.s).zip(src) {
+                    *d = *v;
+                }
+            }
         }
     }
 }
