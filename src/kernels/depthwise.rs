@@ -71,9 +71,10 @@ impl G {
     fn oplane(&self) -> usize {
         self.ho * self.wo
     }
-    /// Scratch floats for one phase-split padded plane.
+    /// Scratch floats for one phase-split padded plane, plus a block of slack that a row's
+    /// last, partial block may read past the end.
     fn scratch(&self) -> usize {
-        self.hp * self.s * self.wq
+        self.hp * self.s * self.wq + BLK
     }
     /// Start of (padded row r, phase p) in the scratch buffer.
     fn q(&self, r: usize, p: usize) -> usize {
@@ -122,37 +123,64 @@ fn fill_phases_body(x: &[f32], g: &G, q: &mut [f32]) {
     }
 }
 
-/// y[oy][ox] = Σ_{ky,kx} w[ky][kx] · padded[oy·s + ky][ox·s + kx], tap by tap (fixed order).
+/// Outputs per register block of the forward pass: one AVX2 register, which stays in a
+/// register across all k² taps (Lite0's rows are 112, 56, 28, 14 and 7 wide, so a wider block
+/// would leave most of each row to the tail loop).
+const BLK: usize = 8;
+
+/// Each tap's offset from the start of an output row's first padded row, and its weight.
+#[inline(always)]
+fn taps(wk: &[f32], g: &G) -> Vec<(usize, f32)> {
+    (0..g.k * g.k).map(|t| (((t / g.k) * g.s + (t % g.k) % g.s) * g.wq + (t % g.k) / g.s, wk[t])).collect()
+}
+
+/// Output row oy's start in the scratch buffer.
+#[inline(always)]
+fn row_base(g: &G, oy: usize) -> usize {
+    oy * g.s * g.s * g.wq
+}
+
+/// y[oy][ox] = Σ_{ky,kx} w[ky][kx] · padded[oy·s + ky][ox·s + kx], summed from 0 in tap order
+/// (the same order for every output, so the bits do not depend on the blocking). A row's last,
+/// partial block is computed whole (the scratch buffer has `BLK` floats of slack) and only its
+/// valid outputs are stored.
 #[inline(always)]
 fn fwd_plane_body(q: &[f32], wk: &[f32], g: &G, y: &mut [f32]) {
+    let taps = taps(wk, g);
     for oy in 0..g.ho {
+        let base = row_base(g, oy);
         let yr = &mut y[oy * g.wo..(oy + 1) * g.wo];
-        yr.fill(0.0);
-        for ky in 0..g.k {
-            for kx in 0..g.k {
-                let wv = wk[ky * g.k + kx];
-                let src = &q[g.q(oy * g.s + ky, kx % g.s) + kx / g.s..][..g.wo];
-                for (o, v) in yr.iter_mut().zip(src) {
-                    *o += wv * v;
+        for ox in (0..g.wo).step_by(BLK) {
+            let mut acc = [0f32; BLK];
+            for &(off, wv) in &taps {
+                let src: &[f32; BLK] = q[base + off + ox..][..BLK].try_into().expect("a block inside the scratch slack");
+                for l in 0..BLK {
+                    acc[l] += wv * src[l];
                 }
             }
+            let n = BLK.min(g.wo - ox);
+            yr[ox..ox + n].copy_from_slice(&acc[..n]);
         }
     }
 }
 
-/// The adjoint of the forward pass: padded gradient dq += w·dy tap by tap, then the padding is
-/// cropped away into dx.
+/// The adjoint of the forward pass: padded gradient dq += w·dy tap by tap (each element
+/// receives its terms in (oy, ky, kx) order), in blocks of `BLK` outputs over a zero-padded
+/// copy of the dy row (the padding adds +0 into the scratch slack or the next row), then the
+/// padding is cropped away into dx.
 #[inline(always)]
 fn bwd_input_plane_body(dy: &[f32], wk: &[f32], g: &G, dq: &mut [f32], dx: &mut [f32]) {
     dq.fill(0.0);
+    let taps = taps(wk, g);
+    let mut dyr = vec![0f32; g.wo.div_ceil(BLK) * BLK];
     for oy in 0..g.ho {
-        let dyr = &dy[oy * g.wo..(oy + 1) * g.wo];
-        for ky in 0..g.k {
-            for kx in 0..g.k {
-                let wv = wk[ky * g.k + kx];
-                let o = g.q(oy * g.s + ky, kx % g.s) + kx / g.s;
-                for (d, v) in dq[o..o + g.wo].iter_mut().zip(dyr) {
-                    *d += wv * v;
+        dyr[..g.wo].copy_from_slice(&dy[oy * g.wo..(oy + 1) * g.wo]);
+        let base = row_base(g, oy);
+        for &(off, wv) in &taps {
+            for (ox, d) in (0..g.wo).step_by(BLK).zip(dyr.chunks_exact(BLK)) {
+                let dst: &mut [f32; BLK] = (&mut dq[base + off + ox..][..BLK]).try_into().expect("a block inside the scratch slack");
+                for l in 0..BLK {
+                    dst[l] += wv * d[l];
                 }
             }
         }
@@ -178,38 +206,28 @@ fn bwd_input_plane_body(dy: &[f32], wk: &[f32], g: &G, dq: &mut [f32], dx: &mut 
     }
 }
 
-/// Lanes of the weight gradient's dot products: lane l sums elements l, l + 8, ..., then the
-/// lanes are added in order (fixed order, and vectorisable).
-const LANES: usize = 8;
-
-#[inline(always)]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; LANES];
-    let n = a.len() / LANES * LANES;
-    for (ca, cb) in a[..n].chunks_exact(LANES).zip(b[..n].chunks_exact(LANES)) {
-        for l in 0..LANES {
-            acc[l] += ca[l] * cb[l];
-        }
-    }
-    let mut t = acc.iter().sum::<f32>();
-    for i in n..a.len() {
-        t += a[i] * b[i];
-    }
-    t
-}
-
-/// dw[ky][kx] += Σ_{oy} dy[oy] · padded[oy·s + ky][kx ...] (one plane's contribution).
+/// dw[ky][kx] += Σ_{oy} dy[oy] · padded[oy·s + ky][kx ...] (one plane's contribution), each a
+/// lane dot product over a zero-padded copy of the dy row (the padding multiplies the scratch
+/// slack or the next row by 0).
 #[inline(always)]
 fn bwd_weight_plane_body(q: &[f32], dy: &[f32], g: &G, dw: &mut [f32]) {
-    for ky in 0..g.k {
-        for kx in 0..g.k {
-            let mut acc = 0f32;
-            for oy in 0..g.ho {
-                let src = &q[g.q(oy * g.s + ky, kx % g.s) + kx / g.s..][..g.wo];
-                acc += dot(&dy[oy * g.wo..(oy + 1) * g.wo], src);
+    let offs: Vec<usize> = taps(&vec![0f32; g.k * g.k], g).into_iter().map(|(o, _)| o).collect();
+    let wr = g.wo.div_ceil(BLK) * BLK;
+    let mut dyr = vec![0f32; wr];
+    let mut acc = vec![[0f32; BLK]; g.k * g.k];
+    for oy in 0..g.ho {
+        dyr[..g.wo].copy_from_slice(&dy[oy * g.wo..(oy + 1) * g.wo]);
+        let base = row_base(g, oy);
+        for (a, &off) in acc.iter_mut().zip(&offs) {
+            for (src, d) in q[base + off..][..wr].chunks_exact(BLK).zip(dyr.chunks_exact(BLK)) {
+                for l in 0..BLK {
+                    a[l] += d[l] * src[l];
+                }
             }
-            dw[ky * g.k + kx] += acc;
         }
+    }
+    for (t, a) in acc.iter().enumerate() {
+        dw[t] += a.iter().sum::<f32>();
     }
 }
 
