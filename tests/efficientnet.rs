@@ -38,3 +38,64 @@ fn lite0_logits_match_pytorch_at_every_checked_size() {
         assert!(!model.group_params(grp).is_empty(), "group {grp} is empty");
     }
 }
+
+fn rel(a: &Tensor, b: &Tensor) -> f32 {
+    let d = (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+    let s = b.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+    d / s.max(1e-12)
+}
+
+/// Two Lite inverted-residual blocks in train mode (a 5x5 stride-1 block with its skip, then a
+/// 3x3 stride-2 one, on a 15x15 input so the "same" padding is asymmetric) against PyTorch
+/// (tests/golden/make_mbconv_golden.py): the output, the input gradient, every parameter
+/// gradient (depthwise and 1x1 weights, BatchNorm scales and shifts) and the running
+/// statistics, to 1e-4 relative. The BatchNorm scales are large enough that hundreds of
+/// activations clamp at 6, so the ReLU6 gradient mask is exercised at both ends.
+#[test]
+fn mbconv_blocks_match_pytorch_in_train_mode() {
+    use candle_nn::{VarBuilder, VarMap};
+    use graft::backbones::layers::MbConv;
+    let dev = Device::Cpu;
+    let g = candle_core::safetensors::load(root().join("tests/golden/mbconv_golden.safetensors"), &dev).unwrap();
+    let vm = VarMap::new();
+    let vb = VarBuilder::from_varmap(&vm, candle_core::DType::F32, &dev);
+    let blocks: Vec<MbConv> = [(8, 8, 6, 5, 1), (8, 12, 6, 3, 2)]
+        .iter()
+        .enumerate()
+        .map(|(i, &(ci, co, e, k, s))| MbConv::new(ci, co, e, k, s, vb.pp(i.to_string())).unwrap())
+        .collect();
+    let vars: Vec<(String, candle_core::Var)> = vm.data().lock().unwrap().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    assert_eq!(vars.len(), 30, "two blocks of 3 convolutions and 3 BatchNorms (4 tensors each)");
+    for (name, var) in &vars {
+        var.set(&g[&format!("w.{name}")]).unwrap();
+    }
+    let x = candle_core::Var::from_tensor(&g["x"]).unwrap();
+    let mut y = x.as_tensor().clone();
+    for b in &blocks {
+        y = b.forward_t(&y, true).unwrap();
+    }
+    assert!(rel(&y, &g["y"]) < 1e-4, "output: {}", rel(&y, &g["y"]));
+    let grads = (&y * &g["up"]).unwrap().sum_all().unwrap().backward().unwrap();
+    assert!(rel(grads.get(&x).unwrap(), &g["dx"]) < 1e-4, "dx: {}", rel(grads.get(&x).unwrap(), &g["dx"]));
+    let mut checked = 0;
+    for (name, var) in &vars {
+        if name.contains("running") {
+            let want = &g[&format!("after.{name}")];
+            assert!(rel(var.as_tensor(), want) < 1e-4, "{name}: {}", rel(var.as_tensor(), want));
+        } else {
+            let got = grads.get(var).unwrap_or_else(|| panic!("no gradient for {name}"));
+            let want = &g[&format!("grad.{name}")];
+            if name == "0._bn2.bias" {
+                // Block 0's last BatchNorm shift reaches block 1's train-mode BatchNorm through
+                // a 1x1 convolution, which cancels any constant: its gradient is 0 in exact
+                // arithmetic, float noise (about 1e-6) in both.
+                let amax = |t: &Tensor| t.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+                assert!(amax(got) < 1e-4 && amax(want) < 1e-4, "{name}: {} and {} should both be about 0", amax(got), amax(want));
+            } else {
+                assert!(rel(got, want) < 1e-4, "gradient of {name}: {}", rel(got, want));
+            }
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 18);
+}

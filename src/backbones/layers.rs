@@ -92,7 +92,7 @@ impl BasicBlock {
             Some(d) => d.forward_t(x, train)?,
             None => x.clone(),
         };
-        (y + s)?.relu()
+        crate::kernels::add_relu(&y, &s)
     }
 }
 
@@ -127,7 +127,7 @@ impl Bottleneck {
             Some(d) => d.forward_t(x, train)?,
             None => x.clone(),
         };
-        (y + s)?.relu()
+        crate::kernels::add_relu(&y, &s)
     }
 }
 

@@ -36,7 +36,7 @@ impl Geom {
     fn howo(&self) -> usize {
         self.ho * self.wo
     }
-    /// 3x3, stride 1, pad 1 on an AVX-512 CPU: the direct kernel (`direct.rs`) instead of
+    /// 3x3, stride 1, pad 1 on an AVX-512 or AVX2 + FMA CPU: the direct kernel (`direct.rs`) instead of
     /// im2col + GEMM, for the forward pass and the input gradient. Only for widths whose
     /// 16-pixel tiles lie in one row (multiples of 16) or in two rows of 8: the general tile
     /// addressing measured slower than im2col + GEMM.
@@ -122,6 +122,24 @@ fn slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
     super::contiguous_f32(s, l, "conv2d", what)
 }
 
+thread_local! {
+    /// Each worker thread's im2col buffer, kept between calls: allocating and zeroing a fresh
+    /// one per parallel task cost about a tenth of a ResNet-8 step.
+    static SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` on this thread's scratch buffer of `n` floats. Its contents are stale: `f` must
+/// write every element before reading it (im2col and a non-accumulating GEMM both do).
+fn with_scratch<R>(n: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    SCRATCH.with(|s| {
+        let mut s = s.borrow_mut();
+        if s.len() < n {
+            s.resize(n, 0.0);
+        }
+        f(&mut s[..n])
+    })
+}
+
 struct ConvFwd {
     stride: usize,
     pad: usize,
@@ -142,19 +160,17 @@ impl CustomOp2 for ConvFwd {
             direct::conv_batch(x, &wpk, g.cin, g.cout, g.h, g.w, &mut out);
             return Ok((CpuStorage::F32(out), Shape::from((g.b, g.cout, g.ho, g.wo))));
         }
-        out.par_chunks_mut(g.cout * howo).enumerate().for_each_init(
-            || vec![0f32; if g.is_pointwise() { 0 } else { ckk * howo }],
-            |col, (i, y)| {
-                let xi = &x[i * img..(i + 1) * img];
-                let src: &[f32] = if g.is_pointwise() {
-                    xi
-                } else {
+        out.par_chunks_mut(g.cout * howo).enumerate().for_each(|(i, y)| {
+            let xi = &x[i * img..(i + 1) * img];
+            if g.is_pointwise() {
+                sgemm(g.cout, howo, ckk, w, ckk, 1, xi, howo, 1, y, howo, 1, false);
+            } else {
+                with_scratch(ckk * howo, |col| {
                     im2col(xi, &g, col);
-                    col
-                };
-                sgemm(g.cout, howo, ckk, w, ckk, 1, src, howo, 1, y, howo, 1, false);
-            },
-        );
+                    sgemm(g.cout, howo, ckk, w, ckk, 1, col, howo, 1, y, howo, 1, false);
+                });
+            }
+        });
         Ok((CpuStorage::F32(out), Shape::from((g.b, g.cout, g.ho, g.wo))))
     }
     fn bwd(&self, x: &Tensor, w: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
@@ -193,19 +209,18 @@ impl CustomOp2 for ConvBwdInput {
             direct::conv_batch(dy, &wpk, g.cout, g.cin, g.h, g.w, &mut dx);
             return Ok((CpuStorage::F32(dx), Shape::from((g.b, g.cin, g.h, g.w))));
         }
-        dx.par_chunks_mut(img).enumerate().for_each_init(
-            || vec![0f32; if g.is_pointwise() { 0 } else { ckk * howo }],
-            |col, (i, dxi)| {
-                let dyi = &dy[i * g.cout * howo..(i + 1) * g.cout * howo];
-                if g.is_pointwise() {
-                    // dx (cin x hw) = w^T (cin x cout) · dy (cout x hw)
-                    sgemm(ckk, howo, g.cout, w, 1, ckk, dyi, howo, 1, dxi, howo, 1, false);
-                } else {
+        dx.par_chunks_mut(img).enumerate().for_each(|(i, dxi)| {
+            let dyi = &dy[i * g.cout * howo..(i + 1) * g.cout * howo];
+            if g.is_pointwise() {
+                // dx (cin x hw) = w^T (cin x cout) · dy (cout x hw)
+                sgemm(ckk, howo, g.cout, w, 1, ckk, dyi, howo, 1, dxi, howo, 1, false);
+            } else {
+                with_scratch(ckk * howo, |col| {
                     sgemm(ckk, howo, g.cout, w, 1, ckk, dyi, howo, 1, col, howo, 1, false);
                     col2im(col, &g, dxi); // dxi is a fresh zeroed chunk of dx
-                }
-            },
-        );
+                });
+            }
+        });
         Ok((CpuStorage::F32(dx), Shape::from((g.b, g.cin, g.h, g.w))))
     }
 }

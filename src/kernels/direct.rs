@@ -1,4 +1,5 @@
-//! Direct 3x3, stride-1, pad-1 convolution for AVX-512 CPUs, with no im2col matrix.
+//! Direct 3x3, stride-1, pad-1 convolution for AVX-512 and AVX2 + FMA CPUs, with no im2col
+//! matrix.
 //!
 //! A tile of 16 output pixels (consecutive in row-major order, so a tile may span rows) and 16
 //! output channels lives in 16 zmm registers, one per pixel, each holding that pixel's 16
@@ -10,11 +11,13 @@
 //! swapped. Each output element is summed in a fixed order (input channel, then tap), so
 //! results do not depend on the thread count.
 
-/// Whether this CPU can run the kernel.
+/// Whether this CPU can run the kernel: AVX-512, or AVX2 with FMA (where a tile is 6 pixels
+/// by 16 channels in 12 ymm registers; each output is summed in the same order with the same
+/// fused multiply-adds, so both give the same bits).
 pub fn available() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        std::is_x86_feature_detected!("avx512f")
+        std::is_x86_feature_detected!("avx512f") || (std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma"))
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -66,13 +69,69 @@ pub fn conv_batch(x: &[f32], wp: &[f32], n_in: usize, n_out: usize, h: usize, w:
 
 /// y (n_out x h x w) = the 3x3 convolution of the padded image `xp` with packed weights `wp`.
 pub fn conv_image(xp: &[f32], wp: &[f32], n_in: usize, n_out: usize, h: usize, w: usize, y: &mut [f32]) {
-    assert!(available(), "direct conv needs AVX-512");
+    assert!(available(), "direct conv needs AVX-512, or AVX2 and FMA");
     assert!(xp.len() >= n_in * (h + 2) * (w + 2) && wp.len() >= n_out.div_ceil(16) * n_in * 144 && y.len() >= n_out * h * w);
     #[cfg(target_arch = "x86_64")]
-    // SAFETY: AVX-512F is present (asserted above) and the slices cover every index the kernel
-    // reads or writes (asserted above; the offsets stay inside the padded planes).
-    unsafe {
-        conv_image_avx512(xp, wp, n_in, n_out, h, w, y)
+    {
+        if std::is_x86_feature_detected!("avx512f") {
+            // SAFETY: AVX-512F is present (checked just above) and the slices cover every index
+            // the kernel reads or writes (asserted above; the offsets stay inside the padded
+            // planes).
+            unsafe { conv_image_avx512(xp, wp, n_in, n_out, h, w, y) }
+        } else {
+            // SAFETY: AVX2 and FMA are present (`available`, asserted above); the slices are
+            // checked as for AVX-512.
+            unsafe { conv_image_avx2(xp, wp, n_in, n_out, h, w, y) }
+        }
+    }
+}
+
+/// Pixels per AVX2 tile.
+const PX2: usize = 6;
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn conv_image_avx2(xp: &[f32], wp: &[f32], n_in: usize, n_out: usize, h: usize, w: usize, y: &mut [f32]) {
+    use std::arch::x86_64::*;
+    let (wpd, plane, hw) = (w + 2, (h + 2) * (w + 2), h * w);
+    let mut tmp = [0f32; PX2 * 16];
+    for p0 in (0..hw).step_by(PX2) {
+        let valid = (hw - p0).min(PX2);
+        // padded offset of each pixel's top-left tap (pixels past the end repeat the last one)
+        let mut off = [0usize; PX2];
+        for (j, o) in off.iter_mut().enumerate() {
+            let p = p0 + j.min(valid - 1);
+            *o = (p / w) * wpd + p % w;
+        }
+        for blk in 0..n_out.div_ceil(16) {
+            let mut lo = [_mm256_setzero_ps(); PX2];
+            let mut hi = [_mm256_setzero_ps(); PX2];
+            let wb = wp.as_ptr().add(blk * n_in * 144);
+            for ci in 0..n_in {
+                let xb = xp.as_ptr().add(ci * plane);
+                let wc = wb.add(ci * 144);
+                for t in 0..9 {
+                    let d = (t / 3) * wpd + t % 3;
+                    let w0 = _mm256_loadu_ps(wc.add(t * 16));
+                    let w1 = _mm256_loadu_ps(wc.add(t * 16 + 8));
+                    for j in 0..PX2 {
+                        let xv = _mm256_set1_ps(*xb.add(off[j] + d));
+                        lo[j] = _mm256_fmadd_ps(xv, w0, lo[j]);
+                        hi[j] = _mm256_fmadd_ps(xv, w1, hi[j]);
+                    }
+                }
+            }
+            for j in 0..PX2 {
+                _mm256_storeu_ps(tmp.as_mut_ptr().add(j * 16), lo[j]);
+                _mm256_storeu_ps(tmp.as_mut_ptr().add(j * 16 + 8), hi[j]);
+            }
+            for c in 0..(n_out - blk * 16).min(16) {
+                let o = (blk * 16 + c) * hw + p0;
+                for j in 0..valid {
+                    y[o + j] = tmp[j * 16 + c];
+                }
+            }
+        }
     }
 }
 

@@ -38,10 +38,12 @@ mod batchnorm;
 mod conv;
 mod depthwise;
 mod direct;
+mod eltwise;
 mod pool;
 pub use batchnorm::{Act, BatchNorm};
 pub use conv::conv2d;
 pub use depthwise::{depthwise_conv2d, depthwise_conv2d_padded, depthwise_conv2d_same, pad_same, Pad};
+pub use eltwise::add_relu;
 pub use pool::{max_pool, max_pool2, upsample_nearest};
 
 use candle_core::{DType, Module, Tensor};

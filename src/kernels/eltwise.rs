@@ -1,0 +1,105 @@
+//! The residual join of ResNet blocks, relu(a + b), as one pass and one autograd node instead
+//! of candle's add, then ReLU with its compare-and-multiply backward.
+use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
+use rayon::prelude::*;
+
+/// Elements per parallel chunk (large enough that the split costs nothing).
+const CHUNK: usize = 1 << 14;
+
+multiversion!(add_relu_chunk(y: &mut [f32], a: &[f32], b: &[f32]) -> () = add_relu_chunk_body);
+multiversion!(mask_chunk(dx: &mut [f32], dy: &[f32], y: &[f32]) -> () = mask_chunk_body);
+
+#[inline(always)]
+fn add_relu_chunk_body(y: &mut [f32], a: &[f32], b: &[f32]) {
+    for ((o, u), v) in y.iter_mut().zip(a).zip(b) {
+        *o = (u + v).max(0.0);
+    }
+}
+
+/// dx = dy where y > 0, else 0 (a bit mask, as PyTorch's threshold backward).
+#[inline(always)]
+fn mask_chunk_body(dx: &mut [f32], dy: &[f32], y: &[f32]) {
+    for ((o, d), r) in dx.iter_mut().zip(dy).zip(y) {
+        *o = f32::from_bits(d.to_bits() & ((*r > 0.0) as u32).wrapping_neg());
+    }
+}
+
+fn slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
+    super::contiguous_f32(s, l, "add-relu", what)
+}
+
+struct AddRelu;
+
+impl CustomOp2 for AddRelu {
+    fn name(&self) -> &'static str {
+        "graft-add-relu"
+    }
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+        if l1.shape() != l2.shape() {
+            candle_core::bail!("add-relu: shapes {:?} and {:?} differ", l1.dims(), l2.dims());
+        }
+        let (a, b) = (slice(s1, l1, "lhs")?, slice(s2, l2, "rhs")?);
+        let mut y = vec![0f32; a.len()];
+        y.par_chunks_mut(CHUNK).zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK))).for_each(|(y, (a, b))| add_relu_chunk(y, a, b));
+        Ok((CpuStorage::F32(y), l1.shape().clone()))
+    }
+    fn bwd(&self, _a: &Tensor, _b: &Tensor, res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let g = grad.contiguous()?.apply_op2_no_bwd(&res.contiguous()?, &ReluMask)?;
+        Ok((Some(g.clone()), Some(g)))
+    }
+}
+
+/// dy masked by the forward output.
+struct ReluMask;
+
+impl CustomOp2 for ReluMask {
+    fn name(&self) -> &'static str {
+        "graft-relu-mask"
+    }
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (dy, y) = (slice(s1, l1, "grad")?, slice(s2, l2, "output")?);
+        let mut dx = vec![0f32; dy.len()];
+        dx.par_chunks_mut(CHUNK).zip(dy.par_chunks(CHUNK).zip(y.par_chunks(CHUNK))).for_each(|(dx, (dy, y))| mask_chunk(dx, dy, y));
+        Ok((CpuStorage::F32(dx), l1.shape().clone()))
+    }
+}
+
+/// relu(a + b): graft's fused op for float32 on the CPU, candle's ops otherwise.
+pub fn add_relu(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    if a.device().is_cpu()
+        && a.dtype() == candle_core::DType::F32
+        && b.dtype() == candle_core::DType::F32
+        && !super::use_reference_kernels()
+    {
+        a.contiguous()?.apply_op2(&b.contiguous()?, AddRelu)
+    } else {
+        (a + b)?.relu()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::testutil::{max_rel, rand};
+    use candle_core::Var;
+
+    /// The same output bits as candle's add then ReLU, and the same gradients to both inputs
+    /// (the shape spans several parallel chunks; about half the sums are negative).
+    #[test]
+    fn matches_add_then_relu() {
+        let shape = [3, 5, 37, 41];
+        let a = Var::from_tensor(&rand(&shape, 1, -1.0, 1.0)).unwrap();
+        let b = Var::from_tensor(&rand(&shape, 2, -1.0, 1.0)).unwrap();
+        let up = rand(&shape, 3, -1.0, 1.0);
+        let ours = add_relu(a.as_tensor(), b.as_tensor()).unwrap();
+        let refr = (a.as_tensor() + b.as_tensor()).unwrap().relu().unwrap();
+        assert_eq!(ours.flatten_all().unwrap().to_vec1::<f32>().unwrap(), refr.flatten_all().unwrap().to_vec1::<f32>().unwrap());
+        let g1 = (ours * &up).unwrap().sum_all().unwrap().backward().unwrap();
+        let g2 = (refr * &up).unwrap().sum_all().unwrap().backward().unwrap();
+        for v in [&a, &b] {
+            assert!(max_rel(g1.get(v).unwrap(), g2.get(v).unwrap()) < 1e-7);
+        }
+        let zeros = g1.get(&a).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().filter(|v| **v == 0.0).count();
+        assert!(zeros > 1000, "the test must exercise the mask ({zeros} zeros)");
+    }
+}
