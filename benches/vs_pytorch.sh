@@ -7,6 +7,8 @@
 set -euo pipefail
 arch=${1:?arch}; batch=${2:-32}; steps=${3:-5}; repeats=${REPEATS:-2}; threads=${THREADS:-2}
 here=$(cd "$(dirname "$0")/.." && pwd)
+[ -x "$here/target/release/graft" ] || { echo "benches/vs_pytorch.sh: no target/release/graft; run cargo build --release --locked first" >&2; exit 2; }
+python3 -c "import torch" 2>/dev/null || { echo "benches/vs_pytorch.sh: PyTorch is not importable; pip install torch, or point PYTHONPATH at it" >&2; exit 2; }
 out=$(mktemp)
 for _ in $(seq "$repeats"); do
   "$here/target/release/graft" --threads "$threads" bench --arch "$arch" --batch "$batch" --steps "$steps" --json \
