@@ -250,20 +250,23 @@ impl CustomOp2 for ConvBwdWeight {
             .into_par_iter()
             .map(|c| {
                 let mut acc = vec![0f32; g.cout * ckk];
-                let mut col = vec![0f32; if g.is_pointwise() { 0 } else { ckk * howo }];
                 for i in c * WGRAD_CHUNK..((c + 1) * WGRAD_CHUNK).min(g.b) {
                     let xi = &x[i * img..(i + 1) * img];
-                    let src: &[f32] = if g.is_pointwise() {
-                        xi
-                    } else {
-                        im2col(xi, &g, &mut col);
-                        &col
-                    };
                     let dyi = &dy[i * g.cout * howo..(i + 1) * g.cout * howo];
                     // dw (cout x ckk) += dy (cout x howo) · col^T (howo x ckk), accumulated
                     // transposed (ckk x cout, column-major = dw row-major is what gemm sees as
                     // its output): so gemm streams the im2col matrix unpacked and packs only dy
-                    sgemm(g.cout, ckk, howo, dyi, howo, 1, src, 1, howo, &mut acc, 1, g.cout, i > c * WGRAD_CHUNK);
+                    let acc_step = |src: &[f32], acc: &mut [f32]| {
+                        sgemm(g.cout, ckk, howo, dyi, howo, 1, src, 1, howo, acc, 1, g.cout, i > c * WGRAD_CHUNK)
+                    };
+                    if g.is_pointwise() {
+                        acc_step(xi, &mut acc);
+                    } else {
+                        with_scratch(ckk * howo, |col| {
+                            im2col(xi, &g, col);
+                            acc_step(col, &mut acc);
+                        });
+                    }
                 }
                 acc
             })

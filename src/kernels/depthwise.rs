@@ -90,9 +90,9 @@ impl G {
 }
 
 multiversion!(fill_phases(x: &[f32], g: &G, q: &mut [f32]) -> () = fill_phases_body);
-multiversion!(fwd_plane(q: &[f32], wk: &[f32], g: &G, y: &mut [f32]) -> () = fwd_plane_body);
-multiversion!(bwd_input_plane(dy: &[f32], wk: &[f32], g: &G, dq: &mut [f32], dx: &mut [f32]) -> () = bwd_input_plane_body);
-multiversion!(bwd_weight_plane(q: &[f32], dy: &[f32], g: &G, dw: &mut [f32]) -> () = bwd_weight_plane_body);
+multiversion!(fwd_plane(q: &[f32], wk: &[f32], offs: &[usize], g: &G, y: &mut [f32]) -> () = fwd_plane_body);
+multiversion!(bwd_input_plane(dy: &[f32], wk: &[f32], offs: &[usize], g: &G, bufs: &mut (Vec<f32>, Vec<f32>), dx: &mut [f32]) -> () = bwd_input_plane_body);
+multiversion!(bwd_weight_plane(q: &[f32], dy: &[f32], offs: &[usize], g: &G, dyr: &mut [f32], dw: &mut [f32]) -> () = bwd_weight_plane_body);
 
 /// Copies plane `x` into the phase-split padded layout (zeros where the padding is).
 #[inline(always)]
@@ -128,10 +128,15 @@ fn fill_phases_body(x: &[f32], g: &G, q: &mut [f32]) {
 /// would leave most of each row to the tail loop).
 const BLK: usize = 8;
 
-/// Each tap's offset from the start of an output row's first padded row, and its weight.
-#[inline(always)]
-fn taps(wk: &[f32], g: &G) -> Vec<(usize, f32)> {
-    (0..g.k * g.k).map(|t| (((t / g.k) * g.s + (t % g.k) % g.s) * g.wq + (t % g.k) / g.s, wk[t])).collect()
+/// Each tap's offset (ky·k + kx order) from the start of an output row's first padded row,
+/// computed once per op and shared by every plane.
+fn tap_offsets(g: &G) -> Vec<usize> {
+    (0..g.k * g.k).map(|t| ((t / g.k) * g.s + (t % g.k) % g.s) * g.wq + (t % g.k) / g.s).collect()
+}
+
+/// A dy row padded with zeros to whole blocks.
+fn padded_row_len(g: &G) -> usize {
+    g.wo.div_ceil(BLK) * BLK
 }
 
 /// Output row oy's start in the scratch buffer.
@@ -145,14 +150,13 @@ fn row_base(g: &G, oy: usize) -> usize {
 /// partial block is computed whole (the scratch buffer has `BLK` floats of slack) and only its
 /// valid outputs are stored.
 #[inline(always)]
-fn fwd_plane_body(q: &[f32], wk: &[f32], g: &G, y: &mut [f32]) {
-    let taps = taps(wk, g);
+fn fwd_plane_body(q: &[f32], wk: &[f32], offs: &[usize], g: &G, y: &mut [f32]) {
     for oy in 0..g.ho {
         let base = row_base(g, oy);
         let yr = &mut y[oy * g.wo..(oy + 1) * g.wo];
         for ox in (0..g.wo).step_by(BLK) {
             let mut acc = [0f32; BLK];
-            for &(off, wv) in &taps {
+            for (&off, &wv) in offs.iter().zip(wk) {
                 let src: &[f32; BLK] = q[base + off + ox..][..BLK].try_into().expect("a block inside the scratch slack");
                 for l in 0..BLK {
                     acc[l] += wv * src[l];
@@ -167,16 +171,15 @@ fn fwd_plane_body(q: &[f32], wk: &[f32], g: &G, y: &mut [f32]) {
 /// The adjoint of the forward pass: padded gradient dq += w·dy tap by tap (each element
 /// receives its terms in (oy, ky, kx) order), in blocks of `BLK` outputs over a zero-padded
 /// copy of the dy row (the padding adds +0 into the scratch slack or the next row), then the
-/// padding is cropped away into dx.
+/// padding is cropped away into dx. `bufs` is the thread's (padded gradient, dy row) scratch.
 #[inline(always)]
-fn bwd_input_plane_body(dy: &[f32], wk: &[f32], g: &G, dq: &mut [f32], dx: &mut [f32]) {
+fn bwd_input_plane_body(dy: &[f32], wk: &[f32], offs: &[usize], g: &G, bufs: &mut (Vec<f32>, Vec<f32>), dx: &mut [f32]) {
+    let (dq, dyr) = (&mut bufs.0, &mut bufs.1);
     dq.fill(0.0);
-    let taps = taps(wk, g);
-    let mut dyr = vec![0f32; g.wo.div_ceil(BLK) * BLK];
     for oy in 0..g.ho {
         dyr[..g.wo].copy_from_slice(&dy[oy * g.wo..(oy + 1) * g.wo]);
         let base = row_base(g, oy);
-        for &(off, wv) in &taps {
+        for (&off, &wv) in offs.iter().zip(wk) {
             for (ox, d) in (0..g.wo).step_by(BLK).zip(dyr.chunks_exact(BLK)) {
                 let dst: &mut [f32; BLK] = (&mut dq[base + off + ox..][..BLK]).try_into().expect("a block inside the scratch slack");
                 for l in 0..BLK {
@@ -208,17 +211,15 @@ fn bwd_input_plane_body(dy: &[f32], wk: &[f32], g: &G, dq: &mut [f32], dx: &mut 
 
 /// dw[ky][kx] += Σ_{oy} dy[oy] · padded[oy·s + ky][kx ...] (one plane's contribution), each a
 /// lane dot product over a zero-padded copy of the dy row (the padding multiplies the scratch
-/// slack or the next row by 0).
+/// slack or the next row by 0). `dyr` is the thread's dy-row scratch (zeros past `wo`).
 #[inline(always)]
-fn bwd_weight_plane_body(q: &[f32], dy: &[f32], g: &G, dw: &mut [f32]) {
-    let offs: Vec<usize> = taps(&vec![0f32; g.k * g.k], g).into_iter().map(|(o, _)| o).collect();
-    let wr = g.wo.div_ceil(BLK) * BLK;
-    let mut dyr = vec![0f32; wr];
+fn bwd_weight_plane_body(q: &[f32], dy: &[f32], offs: &[usize], g: &G, dyr: &mut [f32], dw: &mut [f32]) {
+    let wr = dyr.len();
     let mut acc = vec![[0f32; BLK]; g.k * g.k];
     for oy in 0..g.ho {
         dyr[..g.wo].copy_from_slice(&dy[oy * g.wo..(oy + 1) * g.wo]);
         let base = row_base(g, oy);
-        for (a, &off) in acc.iter_mut().zip(&offs) {
+        for (a, &off) in acc.iter_mut().zip(offs) {
             for (src, d) in q[base + off..][..wr].chunks_exact(BLK).zip(dyr.chunks_exact(BLK)) {
                 for l in 0..BLK {
                     a[l] += d[l] * src[l];
@@ -249,12 +250,13 @@ impl CustomOp2 for DwFwd {
         let x = slice(s1, l1, "input")?;
         let w = slice(s2, l2, "weight")?;
         let mut y = vec![0f32; g.b * g.c * g.oplane()];
+        let offs = tap_offsets(&g);
         y.par_chunks_mut(g.oplane()).enumerate().for_each_init(
             || vec![0f32; g.scratch()],
             |q, (pi, yp)| {
                 let c = pi % g.c;
                 fill_phases(&x[pi * g.plane()..(pi + 1) * g.plane()], &g, q);
-                fwd_plane(q, &w[c * g.k * g.k..(c + 1) * g.k * g.k], &g, yp);
+                fwd_plane(q, &w[c * g.k * g.k..(c + 1) * g.k * g.k], &offs, &g, yp);
             },
         );
         Ok((CpuStorage::F32(y), Shape::from((g.b, g.c, g.ho, g.wo))))
@@ -287,11 +289,13 @@ impl CustomOp2 for DwBwdInput {
         let dy = slice(s1, l1, "grad")?;
         let w = slice(s2, l2, "weight")?;
         let mut dx = vec![0f32; g.b * g.c * g.plane()];
+        let offs = tap_offsets(&g);
         dx.par_chunks_mut(g.plane()).enumerate().for_each_init(
-            || vec![0f32; g.scratch()],
-            |dq, (pi, dxp)| {
+            || (vec![0f32; g.scratch()], vec![0f32; padded_row_len(&g)]),
+            |bufs, (pi, dxp)| {
                 let c = pi % g.c;
-                bwd_input_plane(&dy[pi * g.oplane()..(pi + 1) * g.oplane()], &w[c * g.k * g.k..(c + 1) * g.k * g.k], &g, dq, dxp);
+                let (dyp, wk) = (&dy[pi * g.oplane()..(pi + 1) * g.oplane()], &w[c * g.k * g.k..(c + 1) * g.k * g.k]);
+                bwd_input_plane(dyp, wk, &offs, &g, bufs, dxp);
             },
         );
         Ok((CpuStorage::F32(dx), Shape::from((g.b, g.c, g.h, g.w))))
@@ -313,13 +317,14 @@ impl CustomOp2 for DwBwdWeight {
         let x = slice(s1, l1, "input")?;
         let dy = slice(s2, l2, "grad")?;
         let mut dw = vec![0f32; g.c * g.k * g.k];
+        let offs = tap_offsets(&g);
         dw.par_chunks_mut(g.k * g.k).enumerate().for_each_init(
-            || vec![0f32; g.scratch()],
-            |q, (c, dwk)| {
+            || (vec![0f32; g.scratch()], vec![0f32; padded_row_len(&g)]),
+            |(q, dyr), (c, dwk)| {
                 for bi in 0..g.b {
                     let pi = bi * g.c + c;
                     fill_phases(&x[pi * g.plane()..(pi + 1) * g.plane()], &g, q);
-                    bwd_weight_plane(q, &dy[pi * g.oplane()..(pi + 1) * g.oplane()], &g, dwk);
+                    bwd_weight_plane(q, &dy[pi * g.oplane()..(pi + 1) * g.oplane()], &offs, &g, dyr, dwk);
                 }
             },
         );
@@ -332,8 +337,7 @@ pub fn depthwise_conv2d_padded(x: &Tensor, w: &Tensor, s: usize, pad: Pad) -> Re
     if x.device().is_cpu() && x.dtype() == candle_core::DType::F32 && !super::use_reference_kernels() {
         x.contiguous()?.apply_op2(&w.contiguous()?, DwFwd { s, pad })
     } else {
-        let x = if pad.top + pad.bottom > 0 { x.pad_with_zeros(2, pad.top, pad.bottom)? } else { x.clone() };
-        let x = if pad.left + pad.right > 0 { x.pad_with_zeros(3, pad.left, pad.right)? } else { x };
+        let x = pad_zeros(x, pad)?;
         x.conv2d(w, 0, s, 1, x.dim(1)?)
     }
 }
@@ -352,7 +356,11 @@ pub fn depthwise_conv2d_same(x: &Tensor, w: &Tensor, s: usize) -> Result<Tensor>
 /// TensorFlow "SAME" zero padding for a k x k window at stride s (asymmetric: the extra
 /// pixel goes to the bottom/right).
 pub fn pad_same(x: &Tensor, k: usize, s: usize) -> Result<Tensor> {
-    let p = Pad::same(x.dim(2)?, x.dim(3)?, k, s);
+    pad_zeros(x, Pad::same(x.dim(2)?, x.dim(3)?, k, s))
+}
+
+/// `x` (NCHW) with zero rows and columns added as `p` says (a copy; `x` itself when `p` is empty).
+fn pad_zeros(x: &Tensor, p: Pad) -> Result<Tensor> {
     let x = if p.top + p.bottom > 0 { x.pad_with_zeros(2, p.top, p.bottom)? } else { x.clone() };
     if p.left + p.right > 0 {
         x.pad_with_zeros(3, p.left, p.right)
