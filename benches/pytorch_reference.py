@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """PyTorch reference for `graft bench`: the same architectures (convnet4, resnet8, resnet20, with
-identical layer shapes and parameter names; EfficientNet-Lite0 from scripts/efficientnet_lite0.py), timed the same way (2 warm-up steps, then STEPS
+identical layer shapes and parameter names; EfficientNet-Lite0 from scripts/efficientnet_lite.py), timed the same way (2 warm-up steps, then STEPS
 timed steps of forward + backward + AdamW on random data; feature extraction = eval-mode forward
 to the pooled output of the last group before the head), printing the same JSON fields.
 
@@ -123,7 +123,7 @@ def perturb_batchnorm(m):
 
 
 class Lite0Net(nn.Module):
-    """EfficientNet-Lite0 (scripts/efficientnet_lite0.py: TensorFlow "same" padding, ReLU6) at
+    """EfficientNet-Lite0 (scripts/efficientnet_lite.py: TensorFlow "same" padding, ReLU6) at
     224 px, with graft's groups: extraction stops after `top` (1x1 conv to 1280, BN, ReLU6)."""
 
     def __init__(self, n_classes=10):
@@ -131,8 +131,8 @@ class Lite0Net(nn.Module):
         import os
         import sys
         sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "scripts"))
-        from efficientnet_lite0 import Lite0
-        self.net = Lite0(n_classes=n_classes)
+        from efficientnet_lite import Lite
+        self.net = Lite("lite0", n_classes=n_classes)
         self.input = (3, 224, 224)
         self.groups = ["stem", "blocks", "top", "head"]
 

@@ -1,6 +1,6 @@
-//! EfficientNet-Lite0 (ImageNet) in graft against the PyTorch reference in
-//! scripts/efficientnet_lite0.py, on the same weights and inputs, at every input size the card
-//! records (224, 128, 96, 64): eval-mode logits to 1e-4 relative.
+//! EfficientNet-Lite0/1/2 (ImageNet) in graft against the PyTorch reference in
+//! scripts/efficientnet_lite.py, on the same weights and inputs, at the native input size and at
+//! 224, 128, 96 and 64 px: eval-mode logits to 1e-4 relative.
 use candle_core::{Device, Tensor};
 use graft::backbones::{card, Model};
 use std::path::PathBuf;
@@ -9,13 +9,20 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-#[test]
-fn lite0_logits_match_pytorch_at_every_checked_size() {
+fn lite_logits_match_pytorch(variant: &str, native: usize, params: usize) {
     let dev = Device::Cpu;
-    let m = card::resolve(root().join("models/efficientnet-lite0-imagenet.safetensors").to_str().unwrap()).unwrap();
+    let m = card::resolve(root().join(format!("models/efficientnet-{variant}-imagenet.safetensors")).to_str().unwrap()).unwrap();
     assert_eq!(m.card.groups.len(), 10);
-    let g = candle_core::safetensors::load(root().join("tests/golden/efficientnet_lite0_logits.safetensors"), &dev).unwrap();
-    for size in [224usize, 128, 96, 64] {
+    assert_eq!(m.card.input.height, native);
+    assert_eq!(m.card.params, params);
+    // the reported upstream top-1 is on the card, with a note saying it is reported
+    assert!(m.card.source_accuracy.is_some_and(|a| a > 0.7 && a < 0.8));
+    assert!(m.card.notes.contains("REPORTED"), "{}", m.card.notes);
+    let g = candle_core::safetensors::load(root().join(format!("tests/golden/efficientnet_{variant}_logits.safetensors")), &dev).unwrap();
+    let mut sizes = vec![native, 224, 128, 96, 64];
+    sizes.dedup();
+    assert_eq!(g.len(), sizes.len());
+    for size in sizes {
         let mut mref = m.clone();
         mref.card.input.height = size;
         mref.card.input.width = size;
@@ -28,15 +35,47 @@ fn lite0_logits_match_pytorch_at_every_checked_size() {
         let want = &g[&format!("logits_{size}")];
         let d = (&y - want).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
         let s = want.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
-        assert!(d / s < 1e-4, "size {size}: relative error {}", d / s);
+        assert!(d / s < 1e-4, "{variant} at {size} px: relative error {}", d / s);
         // every group carries parameters, the head is the 1000-way classifier
         let f = model.features(&x, model.n_groups() - 2).unwrap();
         assert_eq!(f.dims(), &[2, 1280]);
     }
     let model = Model::for_card(&m, 1000, 0, &dev).unwrap();
+    assert_eq!(model.param_count(), params);
     for grp in &model.group_names {
-        assert!(!model.group_params(grp).is_empty(), "group {grp} is empty");
+        assert!(!model.group_params(grp).is_empty(), "{variant}: group {grp} is empty");
     }
+}
+
+#[test]
+fn lite0_logits_match_pytorch_at_every_checked_size() {
+    lite_logits_match_pytorch("lite0", 224, 4_652_008);
+}
+
+#[test]
+fn lite1_logits_match_pytorch_at_every_checked_size() {
+    lite_logits_match_pytorch("lite1", 240, 5_416_680);
+}
+
+#[test]
+fn lite2_logits_match_pytorch_at_every_checked_size() {
+    lite_logits_match_pytorch("lite2", 260, 6_092_072);
+}
+
+/// Lite1's and Lite2's 21 blocks fall into the 7 stages by the scaled block counts
+/// (1, 3, 3, 4, 4, 5, 1), and Lite2's widths are Lite0's times 1.1 rounded to multiples of 8.
+#[test]
+fn lite_stage_tables_follow_the_scaling_rules() {
+    use graft::backbones::Arch;
+    let l1 = Arch::EfficientnetLite1.lite_stages().unwrap();
+    let l2 = Arch::EfficientnetLite2.lite_stages().unwrap();
+    assert_eq!(l1.iter().map(|s| s.4).collect::<Vec<_>>(), [1, 3, 3, 4, 4, 5, 1]);
+    assert_eq!(l1.iter().map(|s| s.3).collect::<Vec<_>>(), [16, 24, 40, 80, 112, 192, 320]);
+    assert_eq!(l2.iter().map(|s| s.3).collect::<Vec<_>>(), [16, 24, 48, 88, 120, 208, 352]);
+    assert_eq!(Model::group_of_arch(Arch::EfficientnetLite1, "_blocks.3._bn1.weight"), "stage2");
+    assert_eq!(Model::group_of_arch(Arch::EfficientnetLite0, "_blocks.3._bn1.weight"), "stage3");
+    assert_eq!(Model::group_of_arch(Arch::EfficientnetLite2, "_blocks.19._bn1.weight"), "stage6");
+    assert_eq!(Model::group_of_arch(Arch::EfficientnetLite2, "_blocks.20._bn1.weight"), "stage7");
 }
 
 fn rel(a: &Tensor, b: &Tensor) -> f32 {

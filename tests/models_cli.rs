@@ -8,9 +8,16 @@ fn shipped_zoo_is_listed_with_cards() {
     let j = json_of(&graft().current_dir(env!("CARGO_MANIFEST_DIR")).args(["models", "--json"]).output().unwrap());
     let models = j["models"].as_array().unwrap();
     let names: Vec<&str> = models.iter().map(|m| m["name"].as_str().unwrap()).collect();
-    for want in
-        ["resnet8-cifar10", "resnet20-cifar10", "convnet4-mnist", "convnet4-fashion", "convnet4-animal", "efficientnet-lite0-imagenet"]
-    {
+    for want in [
+        "resnet8-cifar10",
+        "resnet20-cifar10",
+        "convnet4-mnist",
+        "convnet4-fashion",
+        "convnet4-animal",
+        "efficientnet-lite0-imagenet",
+        "efficientnet-lite1-imagenet",
+        "efficientnet-lite2-imagenet",
+    ] {
         assert!(names.contains(&want), "{want} missing from {names:?}");
     }
     let mut sources: Vec<&str> = models.iter().map(|m| m["source"].as_str().unwrap()).collect();

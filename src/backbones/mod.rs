@@ -37,11 +37,50 @@ pub enum Arch {
     #[value(name = "efficientnet-lite0")]
     #[serde(rename = "efficientnet-lite0")]
     EfficientnetLite0,
+    /// EfficientNet-Lite1: Lite0 deepened 1.1x (21 blocks), native 240 px.
+    #[value(name = "efficientnet-lite1")]
+    #[serde(rename = "efficientnet-lite1")]
+    EfficientnetLite1,
+    /// EfficientNet-Lite2: Lite0 widened 1.1x and deepened 1.2x (21 blocks), native 260 px.
+    #[value(name = "efficientnet-lite2")]
+    #[serde(rename = "efficientnet-lite2")]
+    EfficientnetLite2,
 }
 
-/// EfficientNet-Lite0 stages: (expand ratio, kernel, stride, output channels, blocks).
-pub const LITE0_STAGES: [(usize, usize, usize, usize, usize); 7] =
+/// An EfficientNet-Lite stage: (expand ratio, kernel, stride, output channels, blocks).
+pub type LiteStage = (usize, usize, usize, usize, usize);
+
+/// EfficientNet-Lite0 stages (EfficientNet-B0's, which the other Lite models scale).
+pub const LITE0_STAGES: [LiteStage; 7] =
     [(1, 3, 1, 16, 1), (6, 3, 2, 24, 2), (6, 5, 2, 40, 2), (6, 3, 2, 80, 3), (6, 5, 1, 112, 3), (6, 5, 2, 192, 4), (6, 3, 1, 320, 1)];
+
+/// EfficientNet's channel rounding for a width multiplier: scale, round to a multiple of 8,
+/// and never fall below 90% of the scaled count.
+fn round_filters(c: usize, width: f64) -> usize {
+    if width == 1.0 {
+        return c;
+    }
+    let x = c as f64 * width;
+    let r = (((x + 4.0) as usize) / 8 * 8).max(8);
+    if (r as f64) < 0.9 * x {
+        r + 8
+    } else {
+        r
+    }
+}
+
+/// The stages of a Lite model with the given width and depth multipliers. The Lite family
+/// keeps the stem (32), the head (1280) and the first and last stage's depth fixed.
+pub fn lite_stages(width: f64, depth: f64) -> [LiteStage; 7] {
+    let mut out = LITE0_STAGES;
+    for (i, st) in out.iter_mut().enumerate() {
+        st.3 = round_filters(st.3, width);
+        if i != 0 && i != 6 {
+            st.4 = (st.4 as f64 * depth).ceil() as usize;
+        }
+    }
+    out
+}
 
 impl Arch {
     pub fn name(&self) -> &'static str {
@@ -51,6 +90,8 @@ impl Arch {
             Arch::Resnet20 => "resnet20",
             Arch::TorchvisionResnet => "torchvision-resnet",
             Arch::EfficientnetLite0 => "efficientnet-lite0",
+            Arch::EfficientnetLite1 => "efficientnet-lite1",
+            Arch::EfficientnetLite2 => "efficientnet-lite2",
         }
     }
     pub fn parse(s: &str) -> Result<Self> {
@@ -60,8 +101,10 @@ impl Arch {
             "resnet20" => Ok(Arch::Resnet20),
             "torchvision-resnet" => Ok(Arch::TorchvisionResnet),
             "efficientnet-lite0" => Ok(Arch::EfficientnetLite0),
+            "efficientnet-lite1" => Ok(Arch::EfficientnetLite1),
+            "efficientnet-lite2" => Ok(Arch::EfficientnetLite2),
             _ => Err(GraftError::Model(format!(
-                "unknown arch `{s}`; known: convnet4, resnet8, resnet20, efficientnet-lite0, torchvision-resnet"
+                "unknown arch `{s}`; known: convnet4, resnet8, resnet20, efficientnet-lite0, efficientnet-lite1, efficientnet-lite2, torchvision-resnet"
             ))),
         }
     }
@@ -70,14 +113,27 @@ impl Arch {
         match self {
             Arch::Convnet4 => InputSpec { channels: 1, height: 28, width: 28 },
             Arch::TorchvisionResnet | Arch::EfficientnetLite0 => InputSpec { channels: 3, height: 224, width: 224 },
+            Arch::EfficientnetLite1 => InputSpec { channels: 3, height: 240, width: 240 },
+            Arch::EfficientnetLite2 => InputSpec { channels: 3, height: 260, width: 260 },
             _ => InputSpec { channels: 3, height: 32, width: 32 },
+        }
+    }
+    /// The stages of an EfficientNet-Lite architecture; `None` for the others.
+    pub fn lite_stages(&self) -> Option<[LiteStage; 7]> {
+        match self {
+            Arch::EfficientnetLite0 => Some(LITE0_STAGES),
+            Arch::EfficientnetLite1 => Some(lite_stages(1.0, 1.1)),
+            Arch::EfficientnetLite2 => Some(lite_stages(1.1, 1.2)),
+            _ => None,
         }
     }
     pub fn group_names(&self) -> Vec<String> {
         let g: &[&str] = match self {
             Arch::Convnet4 => &["block1", "block2", "block3", "block4", "head"],
             Arch::TorchvisionResnet => &["stem", "layer1", "layer2", "layer3", "layer4", "head"],
-            Arch::EfficientnetLite0 => &["stem", "stage1", "stage2", "stage3", "stage4", "stage5", "stage6", "stage7", "top", "head"],
+            Arch::EfficientnetLite0 | Arch::EfficientnetLite1 | Arch::EfficientnetLite2 => {
+                &["stem", "stage1", "stage2", "stage3", "stage4", "stage5", "stage6", "stage7", "top", "head"]
+            }
             _ => &["stem", "stage1", "stage2", "stage3", "head"],
         };
         g.iter().map(|s| s.to_string()).collect()
@@ -151,7 +207,8 @@ impl Model {
                 g.push(vec![Layer::PoolLinear(layers::head_linear(64, n_classes, vb.pp("head").pp("fc"))?)]);
                 g
             }
-            Arch::EfficientnetLite0 => {
+            Arch::EfficientnetLite0 | Arch::EfficientnetLite1 | Arch::EfficientnetLite2 => {
+                let stages = arch.lite_stages().expect("a Lite arch has stages");
                 let mut g = vec![vec![Layer::SameConvBn(layers::SameConvBn::new(
                     input.channels,
                     32,
@@ -163,7 +220,7 @@ impl Model {
                     vb.pp("_bn0"),
                 )?)]];
                 let (mut cin, mut idx) = (32, 0);
-                for (e, k, st, cout, r) in LITE0_STAGES {
+                for (e, k, st, cout, r) in stages {
                     let mut stage = Vec::new();
                     for i in 0..r {
                         stage.push(Layer::MbConv(layers::MbConv::new(
@@ -179,7 +236,7 @@ impl Model {
                     }
                     g.push(stage);
                 }
-                g.push(vec![Layer::SameConvBn(layers::SameConvBn::new(320, 1280, 1, 1, false, true, vb.pp("_conv_head"), vb.pp("_bn1"))?)]);
+                g.push(vec![Layer::SameConvBn(layers::SameConvBn::new(cin, 1280, 1, 1, false, true, vb.pp("_conv_head"), vb.pp("_bn1"))?)]);
                 g.push(vec![Layer::PoolLinear(layers::head_linear(1280, n_classes, vb.pp("_fc"))?)]);
                 g
             }
@@ -208,19 +265,25 @@ impl Model {
         data.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
     }
 
-    /// The group a variable belongs to: its first path component (torchvision's `conv1`/`bn1`
-    /// are the stem and `fc` the head).
-    pub fn group_of(name: &str) -> &str {
+    /// The group a variable of this model belongs to (see [`Model::group_of_arch`]).
+    pub fn group_of<'a>(&self, name: &'a str) -> &'a str {
+        Self::group_of_arch(self.arch, name)
+    }
+
+    /// The group a variable of an `arch` model belongs to: its first path component
+    /// (torchvision's `conv1`/`bn1` are the stem and `fc` the head; an EfficientNet's
+    /// `_blocks.N` maps to its stage by the architecture's block counts).
+    pub fn group_of_arch(arch: Arch, name: &str) -> &str {
         let mut parts = name.split('.');
         match parts.next().unwrap_or(name) {
             "conv1" | "bn1" | "_conv_stem" | "_bn0" => "stem",
             "fc" | "_fc" => "head",
             "_conv_head" | "_bn1" => "top",
             "_blocks" => {
-                // EfficientNet-Lite0: block index -> stage
+                // EfficientNet-Lite: block index -> stage
                 let i: usize = parts.next().and_then(|v| v.parse().ok()).unwrap_or(0);
                 let mut end = 0;
-                for (s, st) in LITE0_STAGES.iter().enumerate() {
+                for (s, st) in arch.lite_stages().unwrap_or(LITE0_STAGES).iter().enumerate() {
                     end += st.4;
                     if i < end {
                         return ["stage1", "stage2", "stage3", "stage4", "stage5", "stage6", "stage7"][s];
@@ -238,7 +301,7 @@ impl Model {
 
     /// Trainable parameters of a group (no BatchNorm running statistics), sorted by name.
     pub fn group_params(&self, group: &str) -> Vec<(String, Var)> {
-        self.named_vars().into_iter().filter(|(k, _)| Self::group_of(k) == group && !Self::is_buffer(k)).collect()
+        self.named_vars().into_iter().filter(|(k, _)| self.group_of(k) == group && !Self::is_buffer(k)).collect()
     }
 
     pub fn param_count(&self) -> usize {
@@ -248,7 +311,7 @@ impl Model {
     /// Re-initialise the named groups from `seed`; each variable draws from its own stream.
     pub fn reinit_groups(&self, groups: &[String], seed: u64) -> Result<()> {
         for (name, var) in self.named_vars() {
-            if !groups.iter().any(|g| g == Self::group_of(&name)) {
+            if !groups.iter().any(|g| g == self.group_of(&name)) {
                 continue;
             }
             let dims = var.dims().to_vec();
@@ -322,7 +385,7 @@ impl Model {
         let tensors = candle_core::safetensors::load(path, &self.device)
             .map_err(|e| GraftError::Model(format!("{}: cannot read safetensors: {e}", path.display())))?;
         for (name, var) in self.named_vars() {
-            if skip.iter().any(|g| g == Self::group_of(&name)) {
+            if skip.iter().any(|g| g == self.group_of(&name)) {
                 continue;
             }
             let t = tensors.get(&name).ok_or_else(|| {

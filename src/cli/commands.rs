@@ -176,7 +176,9 @@ pub fn models(a: ModelsArgs) -> Result<i32> {
                 c.input.height,
                 c.input.width,
                 c.source,
-                c.source_accuracy.map(|v| format!("{v:.4}")).unwrap_or("-".into()),
+                c.source_accuracy
+                    .map(|v| format!("{v:.4}{}", if c.notes.contains("REPORTED") { " (reported upstream)" } else { "" }))
+                    .unwrap_or("-".into()),
                 c.params,
                 m.weights.display()
             );

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """PyTorch golden values for graft's EfficientNet-Lite inverted-residual block in train mode:
-two blocks of scripts/efficientnet_lite0.py (TensorFlow "same" padding, BatchNorm eps 1e-3,
+two blocks of scripts/efficientnet_lite.py (TensorFlow "same" padding, BatchNorm eps 1e-3,
 ReLU6) on an odd-sized input, so the padding is asymmetric. Stores the weights, the input, the
 output, the loss sum(out * up), the input gradient and every parameter gradient, and the
 BatchNorm running statistics after the pass. tests/efficientnet.rs checks graft against them.
@@ -15,7 +15,7 @@ from safetensors.torch import save_file
 
 here = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(here, "..", "..", "scripts"))
-from efficientnet_lite0 import Block  # noqa: E402
+from efficientnet_lite import Block  # noqa: E402
 
 torch.manual_seed(0)
 # (cin, cout, expand, kernel, stride): a 5x5 stride-1 block with its skip, then a 3x3 stride-2 one

