@@ -12,6 +12,15 @@
 #                    probability p000/p033/p067/p100, seeded 80/20 split; CC BY-NC-SA, research use)
 #   textures         PyPI scikit-image (brick/grass/gravel 512x512 cut into 32x32 patches, 3 classes)
 #   faces            PyPI scikit-image (lfw_subset.npy: 100 faces vs 100 non-faces, 25x25)
+#   tuxpaint         Debian tuxpaint-stamps-default 2022.06.04-1 (GPL-2): photos and clip art of
+#                    animals, fruit, flowers, houses, money, ... -> 160x160 RGB on white, class =
+#                    category/subcategory with >= 10 stamps (22 classes), mirrored copies
+#                    dropped, seeded 80/20 split
+#   oxygen-icons     Debian oxygen-icon-theme 5:5.103.0-1 (LGPL-3+): 128x128 KDE icons on white,
+#                    class = icon context (actions, apps, devices, places, ...), seeded 80/20 split
+#   wesnoth          Debian wesnoth-1.16-data (GPL-2+): painted unit portraits (400x400) ->
+#                    160x160 RGB on white, class = race/faction with >= 7 portraits (11 classes),
+#                    seeded 80/20 split
 # Usage: scripts/fetch-data.sh [family ...]   (default: all)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,6 +31,16 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 families=("$@")
 has() { [ ${#families[@]} -eq 0 ] || [[ " ${families[*]} " == *" $1 "* ]]; }
+# the converters need numpy and Pillow; install them into the temporary folder when missing
+if ! python3 -c "import numpy, PIL" 2>/dev/null; then
+  echo "python: pip install numpy pillow (into a temporary folder)"
+  pip install --quiet --target "$tmp/pylib" numpy pillow >/dev/null
+  export PYTHONPATH="$tmp/pylib${PYTHONPATH:+:$PYTHONPATH}"
+fi
+deb() { # deb PACKAGE DIR: download a Debian package (apt-get update once if needed) and unpack it
+  (cd "$tmp" && { apt-get download "$1" >/dev/null 2>&1 || { apt-get update >/dev/null && apt-get download "$1" >/dev/null; }; })
+  dpkg -x "$tmp"/"$1"_*.deb "$2"
+}
 
 if has cifar10 && [ ! -d "$DATA/cifar10/train" ]; then
   echo "cifar10: unpacking $SHARED/data/cifar10-jpeg.tar.gz"
@@ -197,6 +216,71 @@ if not os.path.isdir(os.path.join(out, "faces", "train")):
     f = np.load(os.path.join(d, "lfw_subset.npy"))
     items = [("face" if i < 100 else "non-face", Image.fromarray(np.round(f[i] * 255).clip(0, 255).astype(np.uint8))) for i in range(len(f))]
     split_write(os.path.join(out, "faces"), items)
+PY
+fi
+square_py='
+def square(im, size):
+    """RGBA or RGB -> composited on white, padded to a square (centred), resized to size."""
+    im = im.convert("RGBA")
+    bg = Image.new("RGBA", im.size, (255, 255, 255, 255))
+    im = Image.alpha_composite(bg, im).convert("RGB")
+    w, h = im.size
+    s = max(w, h)
+    sq = Image.new("RGB", (s, s), (255, 255, 255))
+    sq.paste(im, ((s - w) // 2, (s - h) // 2))
+    return sq.resize((size, size), Image.LANCZOS)
+'
+
+if has tuxpaint && [ ! -d "$DATA/tuxpaint/train" ]; then
+  echo "tuxpaint: apt-get download tuxpaint-stamps-default"
+  deb tuxpaint-stamps-default "$tmp/tux"
+  python3 - "$tmp/tux/usr/share/tuxpaint/stamps" "$DATA/tuxpaint" <<PY
+$split_py
+$square_py
+import glob, sys
+src, out = sys.argv[1], sys.argv[2]
+by = {}
+for p in sorted(glob.glob(os.path.join(src, "**", "*.png"), recursive=True)):
+    if p.endswith("_mirror.png"): continue
+    parts = os.path.relpath(p, src).split(os.sep)
+    cls = "-".join(parts[:2]) if len(parts) >= 3 else parts[0]
+    by.setdefault(cls, []).append(p)
+items = [(c, square(Image.open(p), 160)) for c in sorted(by) if len(by[c]) >= 10 for p in by[c]]
+split_write(out, items)
+PY
+fi
+
+if has oxygen-icons && [ ! -d "$DATA/oxygen-icons/train" ]; then
+  echo "oxygen-icons: apt-get download oxygen-icon-theme"
+  deb oxygen-icon-theme "$tmp/oxy"
+  python3 - "$tmp/oxy/usr/share/icons/oxygen/base/128x128" "$DATA/oxygen-icons" <<PY
+$split_py
+$square_py
+import glob, sys
+src, out = sys.argv[1], sys.argv[2]
+items = []
+for c in sorted(os.listdir(src)):
+    ps = sorted(glob.glob(os.path.join(src, c, "*.png")))
+    if len(ps) >= 10:
+        items += [(c, square(Image.open(p), 128)) for p in ps]
+split_write(out, items)
+PY
+fi
+
+if has wesnoth && [ ! -d "$DATA/wesnoth/train" ]; then
+  echo "wesnoth: apt-get download wesnoth-1.16-data"
+  deb wesnoth-1.16-data "$tmp/wes"
+  python3 - "$tmp/wes/usr/share/games/wesnoth/1.16/data/core/images/portraits" "$DATA/wesnoth" <<PY
+$split_py
+$square_py
+import glob, sys
+src, out = sys.argv[1], sys.argv[2]
+items = []
+for c in sorted(os.listdir(src)):
+    ps = sorted(glob.glob(os.path.join(src, c, "**", "*.png"), recursive=True) + glob.glob(os.path.join(src, c, "**", "*.webp"), recursive=True))
+    if len(ps) >= 7:
+        items += [(c, square(Image.open(p), 160)) for p in ps]
+split_write(out, items)
 PY
 fi
 ls "$DATA"

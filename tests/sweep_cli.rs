@@ -212,3 +212,44 @@ fn bad_plans_name_the_field() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("--shard 4/4"));
 }
+
+/// A plan may list one backbone at several input sizes: each block runs at its own size (the
+/// runs record it in `mf_input_size`), and the two sizes' probes are distinct runs.
+#[test]
+fn one_backbone_at_two_input_sizes_runs_at_both() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("sizes.toml");
+    std::fs::write(
+        &p,
+        format!(
+            r#"name = "sizes"
+seeds = [0]
+[[family]]
+name = "fam"
+data = "{d}"
+tasks = 1
+[tasks]
+n_classes = [2, 2]
+shots = [5]
+test_per_class = 5
+[[backbone]]
+name = "resnet8-cifar10"
+[[backbone]]
+name = "resnet8-cifar10"
+input_size = 48
+[recipes]
+sample = "none"
+include = ["linear-probe"]
+"#,
+            d = repo().join("examples/cifar3").display()
+        ),
+    )
+    .unwrap();
+    let out = dir.path().join("meta");
+    let o = sweep(&p, &out, &[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let df = graft::metadataset::read_all(&out).unwrap();
+    let mut sizes: Vec<i64> = df.column("mf_input_size").unwrap().i64().unwrap().iter().map(|v| v.unwrap()).collect();
+    sizes.sort();
+    assert_eq!(sizes, [32, 48]);
+}

@@ -76,7 +76,7 @@ fn expand<'a>(
     plan: &'a Plan,
     templates: &'a [plan::Template],
     fams: &[Dataset],
-    mrefs: &HashMap<String, crate::backbones::ModelRef>,
+    mrefs: &HashMap<(String, Option<usize>), crate::backbones::ModelRef>,
     done: &std::collections::HashSet<String>,
     (shard, n_shards): (usize, usize),
     sum: &mut SweepSummary,
@@ -93,7 +93,7 @@ fn expand<'a>(
         for bb in &plan.backbones {
             let mine = b % n_shards == shard;
             b += 1;
-            let mref = &mrefs[&bb.name];
+            let mref = &mrefs[&(bb.name.clone(), bb.input_size)];
             let mut units = Vec::new();
             for tpl in templates.iter().filter(|t| bb.only.as_ref().is_none_or(|o| o.contains(&t.id))) {
                 for &seed in &plan.seeds {
@@ -133,13 +133,14 @@ pub fn sweep(o: &SweepOptions, log: &dyn Fn(&str)) -> Result<SweepSummary> {
     }
     let done = store.done()?;
     tracing::info!("sweep plan `{}` shard {shard}/{n_shards}: {} runs already recorded in {}", plan.name, done.len(), o.out.display());
+    // keyed by name and input size: a plan may list one backbone at several input sizes
     let mut mrefs = HashMap::new();
     for b in &plan.backbones {
         let mut m = card::resolve(&b.name)?;
         if let Some(sz) = b.input_size {
             card::override_input_size(&mut m, sz)?;
         }
-        mrefs.insert(b.name.clone(), m);
+        mrefs.insert((b.name.clone(), b.input_size), m);
     }
     // families are loaded once; the task draws depend on their class sizes
     let mut fams: Vec<Dataset> = Vec::new();
@@ -166,7 +167,7 @@ pub fn sweep(o: &SweepOptions, log: &dyn Fn(&str)) -> Result<SweepSummary> {
     let mut stop = false;
     for Block { fi, draw, bb, pending } in blocks {
         let fam = &plan.families[fi];
-        let mref = &mrefs[&bb.name];
+        let mref = &mrefs[&(bb.name.clone(), bb.input_size)];
         if o.dry_run || stop || pending.is_empty() {
             sum.remaining += pending.len();
             continue;
