@@ -371,6 +371,23 @@ impl Model {
         Ok(pool(&h)?)
     }
 
+    /// Pooled features at several groups (each `<` [`Model::n_groups`]) from one eval-mode
+    /// pass, in the order asked; the same values as [`Model::features`] at each.
+    pub fn features_at(&self, x: &Tensor, at: &[usize]) -> Result<Vec<Tensor>> {
+        let upto = at.iter().copied().max().unwrap_or(0);
+        let mut pooled = vec![None; upto + 1];
+        let mut h = x.clone();
+        for (i, g) in self.groups.iter().enumerate().take(upto + 1) {
+            for l in g {
+                h = l.forward_t(&h, false)?;
+            }
+            if at.contains(&i) {
+                pooled[i] = Some(pool(&h)?);
+            }
+        }
+        Ok(at.iter().map(|&i| pooled[i].clone().expect("pooled")).collect())
+    }
+
     /// Save all variables (including BatchNorm statistics) as safetensors.
     pub fn save(&self, path: &Path) -> Result<()> {
         let tmp = path.with_extension("safetensors.tmp");

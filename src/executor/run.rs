@@ -167,6 +167,69 @@ fn features(model: &Model, set: &ImageSet, norm: &Normalisation, upto: usize) ->
     Ok(Array2::from_shape_vec((set.n, d), rows.into_iter().map(|v| v as f64).collect()).expect("shape"))
 }
 
+/// Pooled features of one split at several groups, from one pass in chunks of 256 images.
+fn features_at(model: &Model, set: &ImageSet, norm: &Normalisation, at: &[usize]) -> Result<Vec<Array2<f64>>> {
+    let mut rows: Vec<Vec<f32>> = vec![Vec::new(); at.len()];
+    let mut dims = vec![0; at.len()];
+    let idx: Vec<usize> = (0..set.n).collect();
+    for chunk in idx.chunks(256) {
+        let x = super::train::to_tensor(set.batch(chunk, norm, None), chunk.len(), set, &model.device)?;
+        for (j, f) in model.features_at(&x, at)?.into_iter().enumerate() {
+            dims[j] = f.dim(1)?;
+            rows[j].extend(f.flatten_all()?.to_vec1::<f32>()?);
+        }
+    }
+    Ok(rows
+        .into_iter()
+        .zip(dims)
+        .map(|(r, d)| Array2::from_shape_vec((set.n, d), r.into_iter().map(|v| v as f64).collect()).expect("shape"))
+        .collect())
+}
+
+/// Frozen-backbone features shared by the probe runs of one prepared task (a sweep block: the
+/// same backbone weights, input size and decoded images). A miss extracts the split at the
+/// probed group and at the first, middle and penultimate body groups in one pass; a hit
+/// returns the same values (eval mode is deterministic) with the seconds that pass took, which
+/// the run adds to its recorded times, so a run's times are what it would spend alone.
+#[derive(Default)]
+pub struct FeatureCache {
+    map: std::sync::Mutex<std::collections::HashMap<(&'static str, usize), (std::sync::Arc<Array2<f64>>, f64)>>,
+}
+
+impl FeatureCache {
+    /// Features of `split` at group `g`: (features, seconds measured now, seconds replayed).
+    fn get(
+        &self,
+        model: &Model,
+        split: &'static str,
+        set: &ImageSet,
+        norm: &Normalisation,
+        g: usize,
+    ) -> Result<(std::sync::Arc<Array2<f64>>, f64, f64)> {
+        if let Some((f, secs)) = self.map.lock().expect("feature cache").get(&(split, g)) {
+            return Ok((f.clone(), 0.0, *secs));
+        }
+        let body = model.n_groups() - 1;
+        let mut at = vec![g, 0, (body - 1) / 2, body - 1];
+        at.sort();
+        at.dedup();
+        let t = Instant::now();
+        let fs = features_at(model, set, norm, &at)?;
+        let secs = t.elapsed().as_secs_f64();
+        let mut map = self.map.lock().expect("feature cache");
+        let mut out = None;
+        for (gi, f) in at.into_iter().zip(fs) {
+            let f = std::sync::Arc::new(f);
+            if gi == g {
+                out = Some(f.clone());
+            }
+            // an entry already there stays (and keeps the seconds of the pass that made it)
+            map.entry((split, gi)).or_insert((f, secs));
+        }
+        Ok((out.expect("the probed group was extracted"), secs, 0.0))
+    }
+}
+
 /// Why a probe cannot be fitted: the backbone's weights or its features at the probed group
 /// hold NaN or infinite values (a corrupt checkpoint, or pretraining that diverged).
 fn probe_inputs_not_finite(model: &Model, train_features: &Array2<f64>, g: usize) -> Result<Option<String>> {
@@ -216,6 +279,8 @@ pub struct Prepared {
     pub dec: Decoded,
     pub load_seconds: f64,
     pub decode_seconds: f64,
+    /// Features shared by the task's probe runs (None: every run extracts its own).
+    pub features: Option<FeatureCache>,
 }
 
 /// Extra task meta-features a caller computed (the sweep, `graft auto`): the backbone's
@@ -263,7 +328,7 @@ pub fn run(opts: &RunOptions, progress: &dyn Progress) -> Result<RunRecord> {
         mref.card.input.width,
         decode_seconds
     );
-    let prep = Prepared { mref, ds, dec, load_seconds, decode_seconds };
+    let prep = Prepared { mref, ds, dec, load_seconds, decode_seconds, features: None };
     run_prepared(opts, &checked, &prep, &opts.context, None, progress)
 }
 
@@ -367,6 +432,9 @@ struct Outcome {
     probe: Option<ProbeReport>,
     /// Seconds spent evaluating the test and validation splits (not training time).
     eval_seconds: f64,
+    /// Seconds of feature extraction another run of the task already spent, whose features
+    /// this run reused: (training split, test and validation splits).
+    replayed_seconds: (f64, f64),
 }
 
 impl Outcome {
@@ -381,6 +449,7 @@ impl Outcome {
             first_step_loss: None,
             probe: None,
             eval_seconds: 0.0,
+            replayed_seconds: (0.0, 0.0),
         }
     }
 }
@@ -429,6 +498,7 @@ fn finetune_outcome(
         first_step_loss: out.first_step_loss,
         probe: None,
         eval_seconds: 0.0,
+        replayed_seconds: (0.0, 0.0),
     };
     if o.diverged.is_none() {
         // a loss that stayed finite can still leave NaN or infinite weights or logits
@@ -455,10 +525,28 @@ fn finetune_outcome(
 /// Fit the recipe's probe (linear SVM or softmax) on standardised features of the probed group,
 /// then predict the test (and validation) split. Non-finite weights or features mean the run
 /// diverged: there is nothing to fit a probe on.
-fn probe_outcome(model: &Model, checked: &CheckedRecipe, dec: &Decoded, norm: &Normalisation, k: usize) -> Result<Outcome> {
+fn probe_outcome(
+    model: &Model,
+    checked: &CheckedRecipe,
+    dec: &Decoded,
+    norm: &Normalisation,
+    k: usize,
+    cache: Option<&FeatureCache>,
+) -> Result<Outcome> {
     let recipe = checked.recipe();
     let g = checked.probe_group();
-    let xtr = features(model, &dec.train, norm, g)?;
+    let mut replayed = (0.0, 0.0);
+    let extract = |split: &'static str, set: &ImageSet| -> Result<(Array2<f64>, f64)> {
+        match cache {
+            Some(c) => {
+                let (f, _, again) = c.get(model, split, set, norm, g)?;
+                Ok(((*f).clone(), again))
+            }
+            None => Ok((features(model, set, norm, g)?, 0.0)),
+        }
+    };
+    let (xtr, again) = extract("train", &dec.train)?;
+    replayed.0 += again;
     if let Some(why) = probe_inputs_not_finite(model, &xtr, g)? {
         return Ok(Outcome::diverged(dec.test.n, why));
     }
@@ -466,9 +554,15 @@ fn probe_outcome(model: &Model, checked: &CheckedRecipe, dec: &Decoded, norm: &N
     let xtr = st.apply(&xtr);
     let ytr = labels(&dec.train);
     let te = Instant::now();
-    let xte = st.apply(&features(model, &dec.test, norm, g)?);
+    let (xte, again) = extract("test", &dec.test)?;
+    replayed.1 += again;
+    let xte = st.apply(&xte);
     let xva = match &dec.val {
-        Some(v) => Some(st.apply(&features(model, v, norm, g)?)),
+        Some(v) => {
+            let (x, again) = extract("val", v)?;
+            replayed.1 += again;
+            Some(st.apply(&x))
+        }
         None => None,
     };
     let eval_seconds = te.elapsed().as_secs_f64();
@@ -494,6 +588,7 @@ fn probe_outcome(model: &Model, checked: &CheckedRecipe, dec: &Decoded, norm: &N
         first_step_loss: None,
         probe: Some(rep),
         eval_seconds,
+        replayed_seconds: replayed,
     })
 }
 
@@ -541,7 +636,11 @@ pub fn run_prepared(
     let t0 = Instant::now();
     let out = match recipe.strategy {
         Strategy::Finetune => finetune_outcome(&model, &checked, dec, &norm, &start, progress)?,
-        Strategy::LinearProbe | Strategy::SoftmaxProbe => probe_outcome(&model, &checked, dec, &norm, ds.n_classes())?,
+        Strategy::LinearProbe | Strategy::SoftmaxProbe => {
+            // shared features only when this run's backbone is the card's, untouched
+            let pristine = pretrain.is_none() && checked.groups().iter().all(|g| g.action != Action::Reinit);
+            probe_outcome(&model, &checked, dec, &norm, ds.n_classes(), prep.features.as_ref().filter(|_| pristine))?
+        }
     };
     let Outcome {
         test_pred,
@@ -553,9 +652,11 @@ pub fn run_prepared(
         first_step_loss,
         probe: probe_report,
         eval_seconds: eval_only,
+        replayed_seconds: (replayed_train, replayed_eval),
     } = out;
-    // training time excludes evaluating the test and validation splits
-    let train_seconds = t0.elapsed().as_secs_f64() - eval_only + pretrain_seconds;
+    // training time excludes evaluating the test and validation splits; features reused from
+    // another run of the task count with the seconds their extraction took
+    let train_seconds = t0.elapsed().as_secs_f64() - eval_only + pretrain_seconds + replayed_train;
     tracing::info!("trained in {train_seconds:.1} s{}", diverged.as_ref().map(|d| format!("; diverged: {d}")).unwrap_or_default());
     let t0 = Instant::now();
     let mut groups = Vec::new();
@@ -574,7 +675,7 @@ pub fn run_prepared(
             confusion[*t][*p] += 1;
         }
     }
-    let eval_seconds = t0.elapsed().as_secs_f64() + eval_only;
+    let eval_seconds = t0.elapsed().as_secs_f64() + eval_only + replayed_eval;
     let profile = metadataset::TaskProfile::compute(ds, &dec.train);
     let family = opts
         .family
@@ -629,7 +730,7 @@ pub fn run_prepared(
             model_seconds,
             train_seconds,
             eval_seconds,
-            total_seconds: t_all.elapsed().as_secs_f64() + load_seconds + decode_seconds,
+            total_seconds: t_all.elapsed().as_secs_f64() + load_seconds + decode_seconds + replayed_train + replayed_eval,
         },
         device: opts.device_name.clone(),
         threads: rayon::current_num_threads(),
@@ -648,4 +749,40 @@ pub fn run_prepared(
         tracing::info!("appended to the meta-dataset: {}", p.display());
     }
     Ok(rec)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backbones::Arch;
+    use crate::data::InputSpec;
+
+    /// The shared feature cache returns exactly what a run extracting its own features gets,
+    /// at every group (one pass for several groups equals one pass per group), and replays the
+    /// first extraction's seconds on a hit.
+    #[test]
+    fn cached_features_equal_fresh_ones_and_replay_their_seconds() {
+        let spec = InputSpec { channels: 3, height: 32, width: 32 };
+        let model = Model::new(Arch::Resnet8, spec, 3, 5, &Device::Cpu).unwrap();
+        let n = 300; // more than one chunk of 256
+        let pixels: Vec<u8> = (0..n * 3 * 32 * 32).map(|i| ((i * 7919) % 251) as u8).collect();
+        let set = ImageSet { pixels, labels: vec![0; n], n, spec, skipped: vec![], fingerprint: String::new() };
+        let norm = Normalisation { mean: vec![0.5; 3], std: vec![0.25; 3] };
+        let cache = FeatureCache::default();
+        let body = model.n_groups() - 1;
+        let (f_mid, secs, again) = cache.get(&model, "train", &set, &norm, (body - 1) / 2).unwrap();
+        assert!(secs > 0.0 && again == 0.0);
+        for g in 0..body {
+            let fresh = features(&model, &set, &norm, g).unwrap();
+            let (cached, now, replayed) = cache.get(&model, "train", &set, &norm, g).unwrap();
+            assert_eq!(*cached, fresh, "group {g}");
+            if [0, (body - 1) / 2, body - 1].contains(&g) {
+                assert_eq!((now, replayed), (0.0, secs), "group {g} came from the first pass");
+            }
+        }
+        assert_eq!(*f_mid, features(&model, &set, &norm, (body - 1) / 2).unwrap());
+        // another split is its own entry
+        let (_, secs_test, _) = cache.get(&model, "test", &set, &norm, body - 1).unwrap();
+        assert!(secs_test > 0.0);
+    }
 }
