@@ -232,9 +232,35 @@ pub fn list_models() -> Result<Vec<ModelRef>> {
     Ok(out)
 }
 
-/// Resolve `--backbone NAME|FILE`. A file needs its card beside it; a name is looked up in
-/// the model folders. The card's sha256 is checked against the file.
+/// The key of a backbone at an input size, as the meta-learner and `--backbone` spell it: the
+/// name alone at the card's own size, `NAME@SIZE` at another square size.
+pub fn backbone_key(name: &str, size: usize, native: usize) -> String {
+    if size == native || size == 0 {
+        name.to_string()
+    } else {
+        format!("{name}@{size}")
+    }
+}
+
+/// Split `NAME@SIZE` into the name and the size (None without a numeric `@SIZE` suffix).
+pub fn split_key(key: &str) -> (&str, Option<usize>) {
+    match key.rsplit_once('@') {
+        Some((n, s)) if !n.is_empty() && !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => (n, s.parse().ok()),
+        _ => (key, None),
+    }
+}
+
+/// Resolve `--backbone NAME|FILE|NAME@SIZE`. A file needs its card beside it; a name is looked
+/// up in the model folders; `@SIZE` runs the model at a square input of SIZE pixels (as
+/// `--input-size` does). The card's sha256 is checked against the file.
 pub fn resolve(name_or_path: &str) -> Result<ModelRef> {
+    if !Path::new(name_or_path).exists() {
+        if let (name, Some(size)) = split_key(name_or_path) {
+            let mut m = resolve(name)?;
+            override_input_size(&mut m, size).map_err(|e| GraftError::Usage(format!("--backbone {name_or_path}: {e}")))?;
+            return Ok(m);
+        }
+    }
     let p = Path::new(name_or_path);
     let r = if p.extension().and_then(|e| e.to_str()) == Some("safetensors") || p.is_file() {
         if !p.is_file() {

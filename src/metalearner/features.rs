@@ -123,6 +123,8 @@ pub struct Obs {
     pub run_id: String,
     pub task_id: String,
     pub family: String,
+    /// The backbone's key: its name, or `NAME@SIZE` when the run used another input size than
+    /// the card's (see [`crate::backbones::card::backbone_key`]).
     pub backbone: String,
     /// The recipe's name (sweep arm id or preset) — identifies a configuration with the backbone.
     pub r_name: String,
@@ -135,6 +137,9 @@ pub struct Obs {
     pub task: Vec<Option<f64>>,
     pub recipe: RecipeSummary,
     pub recipe_json: String,
+    /// Training (or probe fitting) seconds, and the training images they were spent on.
+    pub train_seconds: f64,
+    pub n_train: usize,
 }
 
 impl Obs {
@@ -147,7 +152,13 @@ impl Obs {
 /// Every usable run (status ok, transfer meta-features present) of the meta-dataset folders.
 /// The meta-learner sees, of a run's task profile, the class count, median shots, unlabelled
 /// pool and pixel statistics, and of its transfer features those that every backbone has.
+/// A backbone run at another input size than its card's is its own backbone key
+/// (`NAME@SIZE`); the cards' sizes come from the model folders (a backbone not found there keeps
+/// its name).
 pub fn load_obs(dirs: &[&Path]) -> Result<Vec<Obs>> {
+    let native: std::collections::HashMap<String, usize> = crate::backbones::card::list_models()
+        .map(|ms| ms.into_iter().map(|m| (m.card.name.clone(), m.card.input.height)).collect())
+        .unwrap_or_default();
     let mut out = Vec::new();
     for dir in dirs {
         for r in crate::metadataset::read_rows(dir)? {
@@ -190,7 +201,12 @@ pub fn load_obs(dirs: &[&Path]) -> Result<Vec<Obs>> {
                 run_id: r.run_id,
                 task_id: r.task_id,
                 family: r.family,
-                backbone: r.backbone,
+                backbone: match native.get(&r.backbone) {
+                    Some(&n) => crate::backbones::card::backbone_key(&r.backbone, r.mf.input_size, n),
+                    None => r.backbone,
+                },
+                train_seconds: r.train_seconds,
+                n_train: r.n_train.max(0) as usize,
                 r_name: r.r_name,
                 strategy: r.strategy,
                 acc: r.test_accuracy,
