@@ -57,6 +57,20 @@ fn check_recommendation(v: &serde_json::Value) {
     assert!(v["rationale"].as_array().unwrap().len() >= 3);
     assert!(v["features"].as_object().unwrap().values().next().unwrap().get("logme_last").is_some());
     assert!(v["recipe"]["strategy"].is_string());
+    // the backbone is a model name; the input size is stated, and in the recipe when it is not
+    // the card's, so the recipe runs as recommended
+    let name = v["backbone"].as_str().unwrap();
+    assert!(!name.contains('@'), "{name}");
+    let size = v["input_size"].as_u64().unwrap();
+    assert!((16..=1024).contains(&size));
+    let card = graft::backbones::card::resolve(&format!("{}/models/{name}.safetensors", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    match v["recipe"].get("input_size") {
+        Some(s) => assert_eq!(s.as_u64().unwrap(), size),
+        None => assert_eq!(card.card.input.height as u64, size),
+    }
+    for a in v["alternatives"].as_array().unwrap() {
+        assert!(a["input_size"].as_u64().unwrap() >= 16 && !a["backbone"].as_str().unwrap().contains('@'));
+    }
 }
 
 #[test]

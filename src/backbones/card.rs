@@ -332,3 +332,18 @@ pub fn override_input_size(m: &mut ModelRef, size: usize) -> Result<()> {
     m.card.input.width = size;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backbone_keys_name_a_size_only_when_it_is_not_the_cards() {
+        assert_eq!(backbone_key("efficientnet-lite0-imagenet", 224, 224), "efficientnet-lite0-imagenet");
+        assert_eq!(backbone_key("efficientnet-lite0-imagenet", 96, 224), "efficientnet-lite0-imagenet@96");
+        assert_eq!(split_key("efficientnet-lite0-imagenet@96"), ("efficientnet-lite0-imagenet", Some(96)));
+        assert_eq!(split_key("resnet8-cifar10"), ("resnet8-cifar10", None));
+        assert_eq!(split_key("odd@name"), ("odd@name", None));
+        assert_eq!(split_key("@96"), ("@96", None));
+    }
+}

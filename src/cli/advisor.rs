@@ -231,6 +231,11 @@ pub struct RecommendArgs {
     /// Alternatives to list.
     #[arg(long, default_value_t = 5)]
     pub top: usize,
+    /// Leave out recipes predicted to train for longer than this many seconds (predicted from
+    /// the logged runs' times; on a CPU a larger input size costs about its square).
+    #[arg(long, value_name = "SECONDS")]
+    pub time_budget: Option<f64>,
+
     /// Meta-learner file (default: models/meta-learner.json).
     #[arg(long)]
     pub model: Option<PathBuf>,
@@ -255,11 +260,13 @@ fn load_data(d: &super::DataArgs, seed: u64) -> Result<crate::data::Dataset> {
 
 fn print_recommendation(r: &ml::search::Recommendation) {
     errln!(
-        "recommended recipe ({}): predicted accuracy {:.3}, 80% interval [{:.3}, {:.3}]",
+        "recommended recipe ({} at {} px): predicted accuracy {:.3}, 80% interval [{:.3}, {:.3}]{}",
         r.backbone,
+        r.input_size,
         r.predicted_accuracy,
         r.interval[0],
-        r.interval[1]
+        r.interval[1],
+        r.predicted_seconds.map(|s| format!(", about {s:.0} s of training")).unwrap_or_default()
     );
     for l in &r.rationale {
         errln!("  - {l}");
@@ -267,12 +274,14 @@ fn print_recommendation(r: &ml::search::Recommendation) {
     errln!("alternatives:");
     for a in &r.alternatives {
         errln!(
-            "  {:<10} {:<40} {:.3} [{:.3}, {:.3}]",
+            "  {:<10} {:>4} px {:<40} {:.3} [{:.3}, {:.3}] {}",
             a.backbone,
+            a.input_size,
             a.recipe.name.clone().unwrap_or_default(),
             a.predicted_accuracy,
             a.interval[0],
-            a.interval[1]
+            a.interval[1],
+            a.predicted_seconds.map(|s| format!("~{s:.0} s")).unwrap_or_default()
         );
     }
 }
@@ -280,7 +289,11 @@ fn print_recommendation(r: &ml::search::Recommendation) {
 pub fn recommend(a: RecommendArgs) -> Result<i32> {
     let model = ml::MetaModel::load(&model_path(&a.model)?)?;
     let ds = load_data(&a.data, a.seed)?;
-    let r = ml::search::recommend(&model, &ds, &ml::search::RecommendOptions { backbone: a.backbone.clone(), top: a.top, seed: a.seed })?;
+    let r = ml::search::recommend(
+        &model,
+        &ds,
+        &ml::search::RecommendOptions { backbone: a.backbone.clone(), top: a.top, seed: a.seed, time_budget: a.time_budget },
+    )?;
     let run_cmd = format!(
         "graft run --data {} --recipe RECIPE.json --backbone {}",
         shell_quote(&a.data.data.display().to_string()),
@@ -308,6 +321,10 @@ pub struct AutoArgs {
     pub budget: usize,
     #[arg(long, default_value = "auto")]
     pub backbone: String,
+    /// Leave out recipes predicted to train for longer than this many seconds (predicted from
+    /// the logged runs' times; on a CPU a larger input size costs about its square).
+    #[arg(long, value_name = "SECONDS")]
+    pub time_budget: Option<f64>,
     #[arg(long)]
     pub model: Option<PathBuf>,
     /// Meta-dataset folder the runs are appended to (default: $GRAFT_META or ~/.local/share/graft/meta_dataset).
@@ -329,7 +346,11 @@ pub struct AutoArgs {
 pub fn auto(a: AutoArgs) -> Result<i32> {
     let model = ml::MetaModel::load(&model_path(&a.model)?)?;
     let ds = load_data(&a.data, a.seed)?;
-    let rec = ml::search::recommend(&model, &ds, &ml::search::RecommendOptions { backbone: a.backbone.clone(), top: 5, seed: a.seed })?;
+    let rec = ml::search::recommend(
+        &model,
+        &ds,
+        &ml::search::RecommendOptions { backbone: a.backbone.clone(), top: 5, seed: a.seed, time_budget: a.time_budget },
+    )?;
     if !a.json {
         print_recommendation(&rec);
     }

@@ -297,7 +297,8 @@ pub struct TaskContext {
 pub fn run(opts: &RunOptions, progress: &dyn Progress) -> Result<RunRecord> {
     remove_stale_run_temps(&opts.runs_dir);
     let mut mref = card::resolve(&opts.backbone)?;
-    if let Some(sz) = opts.input_size {
+    // --input-size wins over the recipe's input_size (which wins over the card's)
+    if let Some(sz) = opts.input_size.or(opts.recipe.input_size) {
         card::override_input_size(&mut mref, sz)?;
     }
     let seed = opts.recipe.seed;
@@ -377,6 +378,7 @@ impl metadataset::MetaRow {
             },
             r_pretrain: rc.pretrain.as_ref().map(|p| format!("{}:{}", p.method.as_str(), p.epochs)).unwrap_or_else(|| "none".into()),
             wall_seconds: r.timings.total_seconds,
+            r_input_size: r.input.map(|i| i.height as i64).unwrap_or(r.metafeatures.input_size as i64),
             r_default_action: rc.default_action.as_str().into(),
             r_actions: actions,
             r_n_freeze: count("freeze"),

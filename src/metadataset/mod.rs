@@ -121,6 +121,8 @@ pub struct MetaRow {
     /// Unsupervised pretraining before fine-tuning (`none` until recipes carry one).
     pub r_pretrain: String,
     pub wall_seconds: f64,
+    /// The square input size the backbone ran at (pixels).
+    pub r_input_size: i64,
     pub r_default_action: String,
     pub r_actions: String,
     pub r_n_freeze: i64,
@@ -243,6 +245,19 @@ schema! {
     "r_aug_gaussian_noise" real: |r| r.r_aug_gaussian_noise, |w, v| w.r_aug_gaussian_noise = v.unwrap_or(f64::NAN);
     "r_aug_gaussian_blur" real: |r| r.r_aug_gaussian_blur, |w, v| w.r_aug_gaussian_blur = v.unwrap_or(f64::NAN);
     "recipe" text: |r| r.recipe.clone(), |w, v| w.recipe = v;
+    "r_input_size" int: |r| r.r_input_size, |w, v| w.r_input_size = v.unwrap_or(w.mf.input_size as i64);
+}
+
+/// Columns added after schema version 2 was first written, each with how a part file written
+/// before it gets the column when read: `r_input_size` (the square input the run used) is the
+/// backbone input the task profile recorded, `mf_input_size`.
+fn add_late_columns(df: &mut DataFrame, what: &Path) -> Result<()> {
+    if df.column("r_input_size").is_err() {
+        let v = read::int(df, "mf_input_size", what)?;
+        df.with_column(Column::new("r_input_size".into(), v))
+            .map_err(|e| GraftError::Data(format!("meta-dataset {}: adding r_input_size: {e}", what.display())))?;
+    }
+    Ok(())
 }
 
 /// Typed column readers for [`from_frame`]; numbers are cast, so an integer column written by
@@ -377,7 +392,9 @@ pub fn read_all(dir: &Path) -> Result<DataFrame> {
     let mut out: Option<DataFrame> = None;
     for f in files {
         let file = std::fs::File::open(&f).map_err(|e| GraftError::io(&f, e))?;
-        let df = ParquetReader::new(file).finish().map_err(|e| GraftError::Data(format!("{}: unreadable Parquet: {e}", f.display())))?;
+        let mut df =
+            ParquetReader::new(file).finish().map_err(|e| GraftError::Data(format!("{}: unreadable Parquet: {e}", f.display())))?;
+        add_late_columns(&mut df, &f)?;
         out = Some(match out {
             None => df,
             Some(mut acc) => {

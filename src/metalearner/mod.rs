@@ -392,6 +392,63 @@ pub struct MetaModel {
     /// which the within-task GP leaves out and `auto`'s sequential picks learn from the first run.
     #[serde(default)]
     pub task_mean_var: f64,
+    /// What a recipe costs on the machines that logged it (see [`CostModel`]).
+    #[serde(default)]
+    pub cost: CostModel,
+}
+
+/// Training seconds per training image, learned from the logged runs' `train_seconds`: the
+/// median per configuration (backbone key and recipe name), and per backbone key the median
+/// for probes (seconds per image) and for fine-tuning (seconds per image and epoch), which
+/// price a configuration never logged. Seconds are those of the machines that ran the sweep.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct CostModel {
+    pub per_config: BTreeMap<String, f64>,
+    pub probe_per_image: BTreeMap<String, f64>,
+    pub finetune_per_image_epoch: BTreeMap<String, f64>,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+impl CostModel {
+    pub fn fit(obs: &[Obs]) -> CostModel {
+        let mut per_config: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+        let mut probe: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+        let mut ft: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+        for o in obs.iter().filter(|o| o.train_seconds.is_finite() && o.train_seconds > 0.0 && o.n_train > 0) {
+            let per_image = o.train_seconds / o.n_train as f64;
+            per_config.entry(o.config()).or_default().push(per_image);
+            if o.recipe.strategy == crate::recipe::Strategy::Finetune {
+                ft.entry(o.backbone.clone()).or_default().push(per_image / o.recipe.epochs.max(1) as f64);
+            } else {
+                probe.entry(o.backbone.clone()).or_default().push(per_image);
+            }
+        }
+        let med = |m: BTreeMap<String, Vec<f64>>| m.into_iter().map(|(k, v)| (k, median(v))).collect();
+        CostModel { per_config: med(per_config), probe_per_image: med(probe), finetune_per_image_epoch: med(ft) }
+    }
+
+    /// Predicted training seconds of a candidate on `n_train` images (None: nothing logged
+    /// for its backbone).
+    pub fn seconds(&self, backbone: &str, config: &str, r: &RecipeSummary, n_train: usize) -> Option<f64> {
+        let n = n_train.max(1) as f64;
+        if let Some(rate) = self.per_config.get(config) {
+            return Some(rate * n);
+        }
+        if r.strategy == crate::recipe::Strategy::Finetune {
+            self.finetune_per_image_epoch.get(backbone).map(|rate| rate * n * r.epochs.max(1) as f64)
+        } else {
+            self.probe_per_image.get(backbone).map(|rate| rate * n)
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -642,6 +699,7 @@ pub fn fit(obs: &[Obs], o: &FitOptions, log: &dyn Fn(&str)) -> Result<MetaModel>
         ood_distance,
         tasks,
         task_mean_var: task_mean_variance(&all),
+        cost: CostModel::fit(obs),
     })
 }
 

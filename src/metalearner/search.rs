@@ -33,22 +33,34 @@ pub struct Candidate {
     pub interval: [f64; 2],
     /// `portfolio` (logged on past tasks) or `search` (a new combination, predicted only).
     pub origin: String,
+    /// Predicted training seconds on this task's training images (from the logged runs'
+    /// times); None when nothing was logged for the backbone.
+    pub predicted_seconds: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Alternative {
     pub recipe: Recipe,
     pub backbone: String,
+    /// The square input size the backbone runs at (also in the recipe when it is not the card's).
+    pub input_size: usize,
     pub predicted_accuracy: f64,
     pub interval: [f64; 2],
+    pub predicted_seconds: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Recommendation {
     pub recipe: Recipe,
+    /// The backbone's name (a model of `graft models`).
     pub backbone: String,
+    /// The square input size it runs at; the recipe's `input_size` says so when it is not the
+    /// card's.
+    pub input_size: usize,
     pub predicted_accuracy: f64,
     pub interval: [f64; 2],
+    /// Predicted training seconds (see [`Candidate::predicted_seconds`]).
+    pub predicted_seconds: Option<f64>,
     pub alternatives: Vec<Alternative>,
     pub rationale: Vec<String>,
     /// Meta-features used, per backbone (name -> value).
@@ -131,6 +143,18 @@ pub struct RecommendOptions {
     pub backbone: String,
     pub top: usize,
     pub seed: u64,
+    /// Leave out candidates predicted to train for longer than this many seconds.
+    pub time_budget: Option<f64>,
+}
+
+/// The recipe to run a candidate as written: it names its backbone, and its input size when
+/// the candidate's backbone key carries one (`NAME@SIZE`).
+fn runnable(c: &Candidate) -> (Recipe, String, Option<usize>) {
+    let (name, size) = card::split_key(&c.backbone);
+    let mut r = c.recipe.clone();
+    r.backbone = Some(name.to_string());
+    r.input_size = size;
+    (r, name.to_string(), size)
 }
 
 /// The task as each candidate backbone sees it: meta-features, transferability, and the
@@ -160,12 +184,25 @@ pub fn recommend(model: &MetaModel, ds: &Dataset, o: &RecommendOptions) -> Resul
     let lrs = portfolio_lrs(model);
     let mut cands = candidates(model, ds.n_classes(), o.seed, &view.names, &mrefs, &lrs)?;
     score(model, &view, &mut cands);
+    for c in cands.iter_mut() {
+        c.predicted_seconds = model.cost.seconds(&c.backbone, &c.config, &c.summary, ds.train.len());
+    }
+    if let Some(budget) = o.time_budget {
+        let before = cands.len();
+        cands.retain(|c| c.predicted_seconds.is_none_or(|s| s <= budget));
+        if cands.is_empty() {
+            return Err(GraftError::Usage(format!(
+                "--time-budget {budget}: every one of the {before} candidates is predicted to train for longer; raise the budget"
+            )));
+        }
+    }
     let anchor_note = anchor(model, &view, &mut cands);
     let refine_note = refine_lr(model, &view, &lrs, &mut cands);
     let best = cands[0].clone();
     let near = model.nearest_tasks(&best.backbone, &view.task[&best.backbone], 3);
     let mut lines = rationale(model, &view, &cands, &near, anchor_note);
     lines.extend(refine_note);
+    lines.extend(cost_line(&cands, &mrefs, ds.train.len()));
     tracing::info!(
         "recommend: {} candidates ranked by the {} in {:.1} s; best {} on {} (predicted {:.3})",
         cands.len(),
@@ -185,11 +222,16 @@ pub fn recommend(model: &MetaModel, ds: &Dataset, o: &RecommendOptions) -> Resul
         .iter()
         .skip(1)
         .take(o.top.max(1))
-        .map(|c| Alternative {
-            recipe: c.recipe.clone(),
-            backbone: c.backbone.clone(),
-            predicted_accuracy: c.predicted_accuracy,
-            interval: c.interval,
+        .map(|c| {
+            let (recipe, backbone, _) = runnable(c);
+            Alternative {
+                recipe,
+                backbone,
+                input_size: mrefs[&c.backbone].card.input.height,
+                predicted_accuracy: c.predicted_accuracy,
+                interval: c.interval,
+                predicted_seconds: c.predicted_seconds,
+            }
         })
         .collect();
     let features =
@@ -198,14 +240,16 @@ pub fn recommend(model: &MetaModel, ds: &Dataset, o: &RecommendOptions) -> Resul
         .iter()
         .map(|(d, p)| serde_json::json!({"task_id": p.task_id, "family": p.family, "distance": d, "shots": p.shots, "n_classes": p.n_classes, "shift": p.shift, "best_config": p.best_config, "best_accuracy": p.best_acc}))
         .collect();
-    // the recipe names its backbone, so `graft run --recipe` on it runs what was recommended
-    let mut recipe = best.recipe.clone();
-    recipe.backbone = Some(best.backbone.clone());
+    // the recipe names its backbone (and input size), so `graft run --recipe` on it runs what
+    // was recommended
+    let (recipe, backbone, _) = runnable(&best);
     Ok(Recommendation {
         recipe,
-        backbone: best.backbone.clone(),
+        backbone,
+        input_size: mrefs[&best.backbone].card.input.height,
         predicted_accuracy: best.predicted_accuracy,
         interval: best.interval,
+        predicted_seconds: best.predicted_seconds,
         alternatives,
         rationale: lines,
         features,
@@ -218,6 +262,32 @@ pub fn recommend(model: &MetaModel, ds: &Dataset, o: &RecommendOptions) -> Resul
         task_features: view.task,
         transfer: view.transfer,
     })
+}
+
+/// The time side of the pick: its predicted training seconds at its input size, and the
+/// cheapest candidate predicted within one point of it when that is at least twice as fast
+/// (on a CPU the cost of a backbone grows with the square of its input size).
+fn cost_line(cands: &[Candidate], mrefs: &BTreeMap<String, ModelRef>, n_train: usize) -> Option<String> {
+    let best = cands.first()?;
+    let s = best.predicted_seconds?;
+    let size = |c: &Candidate| mrefs[&c.backbone].card.input.height;
+    let mut line = format!("Cost: about {s:.0} s of training on {n_train} images at {} px (from the logged runs' times).", size(best));
+    let cheaper = cands
+        .iter()
+        .filter(|c| c.predicted_accuracy >= best.predicted_accuracy - 0.01)
+        .filter_map(|c| c.predicted_seconds.map(|t| (t, c)))
+        .filter(|(t, _)| *t * 2.0 <= s)
+        .min_by(|a, b| a.0.total_cmp(&b.0));
+    if let Some((t, c)) = cheaper {
+        line.push_str(&format!(
+            " {} on {} at {} px is predicted within a point ({:.3}) for about {t:.0} s.",
+            c.recipe.name.clone().unwrap_or_default(),
+            c.backbone,
+            size(c),
+            c.predicted_accuracy
+        ));
+    }
+    Some(line)
 }
 
 /// `auto`: every backbone the meta-learner knows; otherwise the one named, if it knows it.
@@ -298,6 +368,7 @@ fn candidates(
                 sd: 0.0,
                 interval: [0.0, 1.0],
                 origin: origin.into(),
+                predicted_seconds: None,
             });
             Ok(())
         };

@@ -227,6 +227,11 @@ pub struct Recipe {
     /// run: the run record states the backbone on its own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backbone: Option<String>,
+    /// The square input size (pixels) the backbone runs at; absent: its card's. On a CPU the
+    /// cost grows with its square. `graft recommend` sets it when it picks another size than
+    /// the card's; `--input-size` overrides it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_size: Option<usize>,
 }
 
 fn default_action() -> Action {
@@ -328,6 +333,11 @@ impl Recipe {
         }
         if self.batch_size < 2 || self.batch_size > 8192 {
             return Err(GraftError::recipe("batch_size", format!("must be in 2..=8192 (BatchNorm needs 2), got {}", self.batch_size)));
+        }
+        if let Some(sz) = self.input_size {
+            if !(16..=1024).contains(&sz) {
+                return Err(GraftError::recipe("input_size", format!("must be in 16..=1024 pixels, got {sz}")));
+            }
         }
         if !(self.l2sp >= 0.0) || !self.l2sp.is_finite() {
             return Err(GraftError::recipe("l2sp", format!("must be >= 0, got {}", self.l2sp)));
