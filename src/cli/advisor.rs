@@ -266,7 +266,7 @@ fn print_recommendation(r: &ml::search::Recommendation) {
         r.predicted_accuracy,
         r.interval[0],
         r.interval[1],
-        r.predicted_seconds.map(|s| format!(", about {s:.0} s of training")).unwrap_or_default()
+        r.predicted_seconds.map(|s| format!(", about {} of training", ml::search::secs(s))).unwrap_or_default()
     );
     for l in &r.rationale {
         errln!("  - {l}");
@@ -281,7 +281,7 @@ fn print_recommendation(r: &ml::search::Recommendation) {
             a.predicted_accuracy,
             a.interval[0],
             a.interval[1],
-            a.predicted_seconds.map(|s| format!("~{s:.0} s")).unwrap_or_default()
+            a.predicted_seconds.map(|s| format!("~{}", ml::search::secs(s))).unwrap_or_default()
         );
     }
 }

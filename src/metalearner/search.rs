@@ -264,6 +264,15 @@ pub fn recommend(model: &MetaModel, ds: &Dataset, o: &RecommendOptions) -> Resul
     })
 }
 
+/// Seconds as a person reads them: one decimal under 10 s.
+pub fn secs(s: f64) -> String {
+    if s < 10.0 {
+        format!("{s:.1} s")
+    } else {
+        format!("{s:.0} s")
+    }
+}
+
 /// The time side of the pick: its predicted training seconds at its input size, and the
 /// cheapest candidate predicted within one point of it when that is at least twice as fast
 /// (on a CPU the cost of a backbone grows with the square of its input size).
@@ -280,11 +289,12 @@ fn cost_line(cands: &[Candidate], mrefs: &BTreeMap<String, ModelRef>, n_train: u
         .min_by(|a, b| a.0.total_cmp(&b.0));
     if let Some((t, c)) = cheaper {
         line.push_str(&format!(
-            " {} on {} at {} px is predicted within a point ({:.3}) for about {t:.0} s.",
+            " {} on {} at {} px is predicted within a point ({:.3}) for about {}.",
             c.recipe.name.clone().unwrap_or_default(),
             c.backbone,
             size(c),
-            c.predicted_accuracy
+            c.predicted_accuracy,
+            secs(t)
         ));
     }
     Some(line)
