@@ -280,7 +280,7 @@ fn cost_line(cands: &[Candidate], mrefs: &BTreeMap<String, ModelRef>, n_train: u
     let best = cands.first()?;
     let s = best.predicted_seconds?;
     let size = |c: &Candidate| mrefs[&c.backbone].card.input.height;
-    let mut line = format!("Cost: about {s:.0} s of training on {n_train} images at {} px (from the logged runs' times).", size(best));
+    let mut line = format!("Cost: about {} of training on {n_train} images at {} px (from the logged runs' times).", secs(s), size(best));
     let cheaper = cands
         .iter()
         .filter(|c| c.predicted_accuracy >= best.predicted_accuracy - 0.01)
