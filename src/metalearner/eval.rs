@@ -25,7 +25,53 @@ pub const METHODS: &[&str] = &[
     "advisor (q-EI, the GP nested CV chose to rank with)",
     "advisor (LogME-anchored, q-EI batch)",
     "advisor (LogME anchor, then greedy portfolio)",
+    "largest ImageNet backbone, linear probe",
+    "largest ImageNet backbone, fine-tune all at lr 3e-4, 224 px",
 ];
+
+/// The ImageNet backbone of the zoo with the most parameters (what a user without an advisor
+/// would reach for), by name.
+fn largest_imagenet_backbone() -> Option<String> {
+    crate::backbones::card::list_models()
+        .ok()?
+        .into_iter()
+        .filter(|m| m.card.source.contains("imagenet"))
+        .max_by_key(|m| m.card.params)
+        .map(|m| m.card.name)
+}
+
+/// The two "what users would otherwise do" baselines on a held-out task's cells, chosen by
+/// recipe alone: the linear probe on the penultimate features of the largest ImageNet backbone
+/// at the largest input size logged for it, and its full fine-tune (nothing frozen or
+/// re-initialised, one learning rate 3e-4, no L2-SP) at the logged size closest to 224 px.
+/// None where the task has no such run.
+pub fn imagenet_baselines(tc: &[&Cell], largest: &str, native: usize) -> (Option<usize>, Option<usize>) {
+    let size = |c: &Cell| crate::backbones::card::split_key(&c.backbone).1.unwrap_or(native);
+    let on_largest = |c: &Cell| crate::backbones::card::split_key(&c.backbone).0 == largest;
+    let probe = tc
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| on_largest(c) && c.recipe.strategy == crate::recipe::Strategy::LinearProbe && c.recipe.probe_depth == Some(1.0))
+        .max_by_key(|(_, c)| size(c))
+        .map(|(i, _)| i);
+    let ft = tc
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| {
+            let r = &c.recipe;
+            on_largest(c)
+                && r.strategy == crate::recipe::Strategy::Finetune
+                && r.n_freeze == 0
+                && r.n_reinit <= 1
+                && (r.lr - 3e-4).abs() < 1e-9
+                && r.layer_decay == 1.0
+                && r.l2sp == 0.0
+                && !r.pretrain
+        })
+        .min_by_key(|(_, c)| (size(c) as i64 - 224).abs())
+        .map(|(i, _)| i);
+    (probe, ft)
+}
 
 /// The LogME anchor of every task among `cells`: the linear probe whose backbone and depth have
 /// the highest LogME on that task (tasks without probe cells have none).
@@ -430,6 +476,8 @@ struct Fold {
     portfolio: Vec<String>,
     /// Configurations by mean accuracy, best first.
     by_avg: Vec<String>,
+    /// The zoo's largest ImageNet backbone and its card's input size.
+    largest_imagenet: Option<(String, usize)>,
 }
 
 /// A held-out task's candidates ranked by every method, and the meta-learner's (recalibrated)
@@ -468,7 +516,9 @@ impl Fold {
         let mut by_avg: Vec<(&String, &f64)> = avg.iter().collect();
         by_avg.sort_by(|a, b| b.1.total_cmp(a.1));
         let by_avg = by_avg.into_iter().map(|(k, _)| k.clone()).collect();
-        Ok(Fold { model, per_config, avg, fixed, portfolio, by_avg })
+        let largest_imagenet = largest_imagenet_backbone()
+            .and_then(|n| crate::backbones::card::resolve(&n).ok().map(|m| (n, m.card.input.height)));
+        Ok(Fold { model, per_config, avg, fixed, portfolio, by_avg, largest_imagenet })
     }
 
     /// Every method's order over a held-out task's configurations `tc` (accuracies `accs`, which
@@ -541,6 +591,15 @@ impl Fold {
             orders.insert(METHODS[0].into(), qei_order(am, ac, budgets, seed));
         }
         orders.insert(METHODS[6].into(), lo);
+        if let Some((name, native)) = &self.largest_imagenet {
+            let (probe, ft) = imagenet_baselines(tc, name, *native);
+            if let Some(i) = probe {
+                orders.insert(METHODS[14].into(), vec![i]);
+            }
+            if let Some(i) = ft {
+                orders.insert(METHODS[15].into(), vec![i]);
+            }
+        }
         Ranked { orders, mean, cov, noise: sn2 }
     }
 }
@@ -627,6 +686,7 @@ pub fn markdown(r: &EvalReport) -> String {
         ),
         ("domain distance (Fréchet tercile)", Box::new(|t: &TaskResult| t.distance.clone())),
         ("input shift", Box::new(|t: &TaskResult| if t.shift == "none" { "none".into() } else { "shifted".into() })),
+        ("held-out family", Box::new(|t: &TaskResult| t.family.clone())),
     ];
     for (title, key) in strata {
         let groups: BTreeSet<String> = r.tasks.iter().map(|t| key(t)).collect();
@@ -691,6 +751,31 @@ mod tests {
     /// The portfolio starts from each task's LogME anchor and adds what complements it: `ft-b`
     /// is best on average but never beats the anchor; `ft-c` is worse on average but wins where
     /// the anchor is weak, so it comes first.
+    /// The ImageNet baselines pick by recipe alone: the probe on the penultimate group at the
+    /// largest logged size of the largest backbone, and its plain fine-tune at lr 3e-4 closest
+    /// to 224 px; other backbones, depths and learning rates are never taken.
+    #[test]
+    fn imagenet_baselines_pick_by_recipe_not_by_accuracy() {
+        let big = "efficientnet-lite2-imagenet";
+        let mut cs = vec![
+            cell("t", &format!("{big}@96"), "linear-probe", 0.9, Some(0.1)),
+            cell("t", &format!("{big}@160"), "linear-probe", 0.5, Some(0.1)),
+            cell("t", "efficientnet-lite0-imagenet@224", "linear-probe", 0.95, Some(0.1)),
+            cell("t", &format!("{big}@160"), "svm-mid", 0.99, Some(0.1)),
+            cell("t", &format!("{big}@96"), "ft-lr3e-4", 0.7, None),
+            cell("t", &format!("{big}@224"), "ft-lr3e-4", 0.6, None),
+            cell("t", &format!("{big}@224"), "ft-lr1e-3", 0.99, None),
+        ];
+        cs[3].recipe.probe_depth = Some(0.5);
+        for c in &mut cs[4..6] {
+            c.recipe.lr = 3e-4;
+        }
+        let refs: Vec<&Cell> = cs.iter().collect();
+        assert_eq!(imagenet_baselines(&refs, big, 260), (Some(1), Some(5)));
+        // no such runs on the task: no pick
+        assert_eq!(imagenet_baselines(&refs[2..4], big, 260), (None, None));
+    }
+
     #[test]
     fn anchored_portfolio_complements_the_anchor() {
         let mut cs = Vec::new();
