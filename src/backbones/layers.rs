@@ -22,6 +22,17 @@ impl Conv2d {
         let w = if train { self.weight.clone() } else { self.weight.detach() };
         crate::kernels::conv2d(x, &w, self.stride, self.pad)
     }
+
+    /// `act(bn(conv(x)))`; outside train mode, when nothing needs a gradient, as one fused pass
+    /// (the same bits).
+    pub fn forward_bn_act(&self, bn: &BatchNorm, x: &Tensor, train: bool, act: crate::kernels::Act) -> Result<Tensor> {
+        if !train {
+            if let Some(y) = crate::kernels::conv2d_bn_eval(x, &self.weight.detach(), self.stride, self.pad, bn, act)? {
+                return Ok(y);
+            }
+        }
+        bn.forward_act(&self.forward_t(x, train)?, train, act)
+    }
 }
 
 pub fn conv(cin: usize, cout: usize, k: usize, stride: usize, vb: VarBuilder) -> Result<Conv2d> {
@@ -44,11 +55,11 @@ impl ConvBn {
         Ok(ConvBn { conv: conv(cin, cout, k, stride, vb.pp("conv"))?, bn: bn(cout, vb.pp("bn"))? })
     }
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        self.bn.forward_t(&self.conv.forward_t(x, train)?, train)
+        self.conv.forward_bn_act(&self.bn, x, train, crate::kernels::Act::Identity)
     }
     /// conv → BatchNorm → ReLU, the ReLU fused into the BatchNorm kernel.
     pub fn forward_t_relu(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        self.bn.forward_t_relu(&self.conv.forward_t(x, train)?, train)
+        self.conv.forward_bn_act(&self.bn, x, train, crate::kernels::Act::Relu)
     }
 }
 
@@ -86,12 +97,19 @@ impl BasicBlock {
         })
     }
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let y = self.bn1.forward_t_relu(&self.conv1.forward_t(x, train)?, train)?;
-        let y = self.bn2.forward_t(&self.conv2.forward_t(&y, train)?, train)?;
+        let y = self.conv1.forward_bn_act(&self.bn1, x, train, crate::kernels::Act::Relu)?;
         let s = match &self.down {
             Some(d) => d.forward_t(x, train)?,
             None => x.clone(),
         };
+        if !train {
+            // eval mode: the second convolution, its BatchNorm and the residual join in one pass
+            let w = self.conv2.weight.detach();
+            if let Some(out) = crate::kernels::conv2d_bn_add_relu_eval(&y, &w, self.conv2.stride, self.conv2.pad, &self.bn2, &s)? {
+                return Ok(out);
+            }
+        }
+        let y = self.conv2.forward_bn_act(&self.bn2, &y, train, crate::kernels::Act::Identity)?;
         crate::kernels::add_relu(&y, &s)
     }
 }
@@ -161,6 +179,18 @@ impl SameConvBn {
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         let w = if train { self.weight.clone() } else { self.weight.detach() };
         let k = w.dim(2)?;
+        let act = if self.relu6 { crate::kernels::Act::Relu6 } else { crate::kernels::Act::Identity };
+        if !train && !self.depthwise {
+            // eval mode: convolution, BatchNorm and activation fused when nothing needs a gradient
+            let fused = if k > 1 || self.stride > 1 {
+                crate::kernels::conv2d_bn_eval(&crate::kernels::pad_same(x, k, self.stride)?, &w, self.stride, 0, &self.bn, act)?
+            } else {
+                crate::kernels::conv2d_bn_eval(x, &w, 1, 0, &self.bn, act)?
+            };
+            if let Some(y) = fused {
+                return Ok(y);
+            }
+        }
         let y = if self.depthwise {
             // the padding is built into the depthwise kernel (no padded copy of the input)
             crate::kernels::depthwise_conv2d_same(x, &w, self.stride)?
@@ -169,7 +199,6 @@ impl SameConvBn {
         } else {
             crate::kernels::conv2d(x, &w, 1, 0)?
         };
-        let act = if self.relu6 { crate::kernels::Act::Relu6 } else { crate::kernels::Act::Identity };
         self.bn.forward_act(&y, train, act)
     }
 }

@@ -30,6 +30,17 @@ multiversion!(lane_sq_dev(x: &[f32], mean: f64) -> f64 = lane_sq_dev_body);
 multiversion!(lane_bwd_sums(dy: &[f32], x: &[f32], mean: f64) -> (f64, f64) = lane_bwd_sums_body);
 multiversion!(mask_row(out: &mut [f32], dy: &[f32], r: &[f32], cap: f32) -> () = mask_row_body);
 multiversion!(affine_row(y: &mut [f32], x: &[f32], a: f32, s: f32, cap: Option<f32>) -> () = affine_row_body);
+multiversion!(affine_row_inplace(y: &mut [f32], a: f32, s: f32, cap: Option<f32>) -> () = affine_row_inplace_body);
+
+/// One image's eval-mode BatchNorm and activation in place (`y` is c x hw): the epilogue the
+/// fused convolution applies while the image is still in cache.
+pub(crate) fn bn_eval_inplace(y: &mut [f32], scale: &[f32], shift: &[f32], act: Act) {
+    let hw = y.len() / scale.len().max(1);
+    let cap = act.cap();
+    for (ch, row) in y.chunks_mut(hw).enumerate() {
+        affine_row_inplace(row, scale[ch], shift[ch], cap);
+    }
+}
 multiversion!(bwd_dx_row(out: &mut [f32], dy: &[f32], x: &[f32], act_out: Option<(&[f32], f32)>, c: [f32; 5]) -> () = bwd_dx_row_body);
 multiversion!(scale_masked_row(out: &mut [f32], dy: &[f32], act_out: Option<(&[f32], f32)>, a: f32) -> () = scale_masked_row_body);
 
@@ -73,6 +84,20 @@ fn affine_row_body(y: &mut [f32], x: &[f32], a: f32, s: f32, cap: Option<f32>) {
     } else {
         for (o, v) in y.iter_mut().zip(x) {
             *o = v * a + s;
+        }
+    }
+}
+
+/// y = act(a·y + s) in place: the arithmetic of [`affine_row_body`], so the same bits.
+#[inline(always)]
+fn affine_row_inplace_body(y: &mut [f32], a: f32, s: f32, cap: Option<f32>) {
+    if let Some(cap) = cap {
+        for o in y.iter_mut() {
+            *o = (*o * a + s).max(0.0).min(cap);
+        }
+    } else {
+        for o in y.iter_mut() {
+            *o = *o * a + s;
         }
     }
 }
@@ -396,6 +421,14 @@ impl BatchNorm {
     /// uses the running statistics and, being frozen, detaches the affine parameters.
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         self.forward_act(x, train, Act::Identity)
+    }
+
+    /// The eval-mode affine map (scale, shift) per channel, as [`BatchNorm::forward_act`]
+    /// computes it outside train mode.
+    pub fn eval_affine(&self) -> Result<(Vec<f32>, Vec<f32>)> {
+        let scale = (self.weight.detach() / (self.running_var.as_detached_tensor() + self.eps)?.sqrt()?)?;
+        let shift = (self.bias.detach() - (self.running_mean.as_detached_tensor() * &scale)?)?;
+        Ok((scale.to_vec1()?, shift.to_vec1()?))
     }
 
     /// `relu(forward_t(x))`, with the ReLU fused into the kernel on the CPU.

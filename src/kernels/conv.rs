@@ -145,33 +145,150 @@ struct ConvFwd {
     pad: usize,
 }
 
+/// The forward convolution, then `post(image index, output image)` on each output image
+/// (c x ho x wo) in the same per-image task, while it is still in cache.
+fn conv_forward(
+    s1: &CpuStorage,
+    l1: &Layout,
+    s2: &CpuStorage,
+    l2: &Layout,
+    stride: usize,
+    pad: usize,
+    post: &(dyn Fn(usize, &mut [f32]) + Sync),
+) -> Result<(CpuStorage, Shape)> {
+    let g = Geom::new(l1.dims(), l2.dims(), stride, pad)?;
+    let x = slice(s1, l1, "input")?;
+    let w = slice(s2, l2, "weight")?;
+    let (ckk, howo, img) = (g.ckk(), g.howo(), g.cin * g.h * g.w);
+    let mut out = vec![0f32; g.b * g.cout * howo];
+    if g.is_direct() {
+        let wpk = direct::pack(g.cout, g.cin, |o, i, t| w[(o * g.cin + i) * 9 + t]);
+        direct::conv_batch_then(x, &wpk, g.cin, g.cout, g.h, g.w, &mut out, post);
+        return Ok((CpuStorage::F32(out), Shape::from((g.b, g.cout, g.ho, g.wo))));
+    }
+    out.par_chunks_mut(g.cout * howo).enumerate().for_each(|(i, y)| {
+        let xi = &x[i * img..(i + 1) * img];
+        if g.is_pointwise() {
+            sgemm(g.cout, howo, ckk, w, ckk, 1, xi, howo, 1, y, howo, 1, false);
+        } else {
+            with_scratch(ckk * howo, |col| {
+                im2col(xi, &g, col);
+                sgemm(g.cout, howo, ckk, w, ckk, 1, col, howo, 1, y, howo, 1, false);
+            });
+        }
+        post(i, y);
+    });
+    Ok((CpuStorage::F32(out), Shape::from((g.b, g.cout, g.ho, g.wo))))
+}
+
+/// Convolution followed by eval-mode BatchNorm (per-channel `scale`, `shift`) and an
+/// activation, in one pass per image: the same bits as [`ConvFwd`] then the BatchNorm's eval
+/// kernel. Forward only: for inputs and weights that need no gradient (feature extraction,
+/// frozen groups).
+struct ConvBnEval {
+    stride: usize,
+    pad: usize,
+    scale: Vec<f32>,
+    shift: Vec<f32>,
+    act: super::Act,
+}
+
+impl CustomOp2 for ConvBnEval {
+    fn name(&self) -> &'static str {
+        "graft-conv2d-bn-eval"
+    }
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+        if l2.dims()[0] != self.scale.len() {
+            candle_core::bail!("conv2d + batch-norm: {} output channels, {} BatchNorm channels", l2.dims()[0], self.scale.len());
+        }
+        conv_forward(s1, l1, s2, l2, self.stride, self.pad, &|_, y| {
+            super::batchnorm::bn_eval_inplace(y, &self.scale, &self.shift, self.act)
+        })
+    }
+}
+
+/// [`ConvBnEval`] with the residual join of a ResNet block as its epilogue too:
+/// relu(bn_eval(conv2d(x, w)) + res), the same bits as the steps and `add_relu`.
+struct ConvBnAddReluEval {
+    stride: usize,
+    pad: usize,
+    scale: Vec<f32>,
+    shift: Vec<f32>,
+}
+
+impl candle_core::CustomOp3 for ConvBnAddReluEval {
+    fn name(&self) -> &'static str {
+        "graft-conv2d-bn-add-relu-eval"
+    }
+    #[allow(clippy::too_many_arguments)]
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let g = Geom::new(l1.dims(), l2.dims(), self.stride, self.pad)?;
+        if l3.dims() != [g.b, g.cout, g.ho, g.wo] {
+            candle_core::bail!("conv2d + residual: residual {:?}, output {:?}", l3.dims(), [g.b, g.cout, g.ho, g.wo]);
+        }
+        let res = slice(s3, l3, "residual")?;
+        let n = g.cout * g.howo();
+        conv_forward(s1, l1, s2, l2, self.stride, self.pad, &|i, y| {
+            super::batchnorm::bn_eval_inplace(y, &self.scale, &self.shift, super::Act::Identity);
+            super::eltwise::add_relu_inplace(y, &res[i * n..(i + 1) * n]);
+        })
+    }
+}
+
+/// `relu(bn_eval(conv2d(x, w)) + res)` fused as [`conv2d_bn_eval`] is (None: run the steps).
+pub fn conv2d_bn_add_relu_eval(
+    x: &Tensor,
+    w: &Tensor,
+    stride: usize,
+    pad: usize,
+    bn: &super::BatchNorm,
+    res: &Tensor,
+) -> Result<Option<Tensor>> {
+    if !fused_eval_applies(x, w) || res.track_op() {
+        return Ok(None);
+    }
+    let (scale, shift) = bn.eval_affine()?;
+    let (x, w, res) = (x.contiguous()?, w.contiguous()?, res.contiguous()?);
+    Ok(Some(x.apply_op3_no_bwd(&w, &res, &ConvBnAddReluEval { stride, pad, scale, shift })?))
+}
+
+/// Whether the fused eval-mode kernels run: graft's float32 CPU kernels, and no gradient needed.
+fn fused_eval_applies(x: &Tensor, w: &Tensor) -> bool {
+    x.device().is_cpu()
+        && x.dtype() == candle_core::DType::F32
+        && !super::use_reference_kernels()
+        && super::precision().is_f32()
+        && !x.track_op()
+        && !w.track_op()
+}
+
+/// `act(bn_eval(conv2d(x, w)))` in one pass per image when nothing needs a gradient and graft's
+/// float32 CPU kernels run (the same bits as the three steps); None otherwise, for the caller
+/// to run the steps.
+pub fn conv2d_bn_eval(x: &Tensor, w: &Tensor, stride: usize, pad: usize, bn: &super::BatchNorm, act: super::Act) -> Result<Option<Tensor>> {
+    if !fused_eval_applies(x, w) {
+        return Ok(None);
+    }
+    let (scale, shift) = bn.eval_affine()?;
+    let x = x.contiguous()?;
+    let w = w.contiguous()?;
+    Ok(Some(x.apply_op2_no_bwd(&w, &ConvBnEval { stride, pad, scale, shift, act })?))
+}
+
 impl CustomOp2 for ConvFwd {
     fn name(&self) -> &'static str {
         "graft-conv2d"
     }
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
-        let g = Geom::new(l1.dims(), l2.dims(), self.stride, self.pad)?;
-        let x = slice(s1, l1, "input")?;
-        let w = slice(s2, l2, "weight")?;
-        let (ckk, howo, img) = (g.ckk(), g.howo(), g.cin * g.h * g.w);
-        let mut out = vec![0f32; g.b * g.cout * howo];
-        if g.is_direct() {
-            let wpk = direct::pack(g.cout, g.cin, |o, i, t| w[(o * g.cin + i) * 9 + t]);
-            direct::conv_batch(x, &wpk, g.cin, g.cout, g.h, g.w, &mut out);
-            return Ok((CpuStorage::F32(out), Shape::from((g.b, g.cout, g.ho, g.wo))));
-        }
-        out.par_chunks_mut(g.cout * howo).enumerate().for_each(|(i, y)| {
-            let xi = &x[i * img..(i + 1) * img];
-            if g.is_pointwise() {
-                sgemm(g.cout, howo, ckk, w, ckk, 1, xi, howo, 1, y, howo, 1, false);
-            } else {
-                with_scratch(ckk * howo, |col| {
-                    im2col(xi, &g, col);
-                    sgemm(g.cout, howo, ckk, w, ckk, 1, col, howo, 1, y, howo, 1, false);
-                });
-            }
-        });
-        Ok((CpuStorage::F32(out), Shape::from((g.b, g.cout, g.ho, g.wo))))
+        conv_forward(s1, l1, s2, l2, self.stride, self.pad, &|_, _| {})
     }
     fn bwd(&self, x: &Tensor, w: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let grad = grad.contiguous()?;
@@ -346,6 +463,41 @@ mod tests {
             let g2 = (refr * &up).unwrap().sum_all().unwrap().backward().unwrap();
             assert!(max_rel(g1.get(&x).unwrap(), g2.get(&x).unwrap()) < 1e-5, "dx {k} {stride}");
             assert!(max_rel(g1.get(&w).unwrap(), g2.get(&w).unwrap()) < 1e-5, "dw {k} {stride}");
+        }
+    }
+
+    /// The fused eval-mode convolution + BatchNorm + activation gives exactly the bits of the
+    /// three steps, on the direct 3x3 path, the im2col path and the pointwise path; and it
+    /// steps aside when the input needs a gradient.
+    #[test]
+    fn fused_conv_bn_eval_equals_the_three_steps_bit_for_bit() {
+        use crate::kernels::{Act, BatchNorm};
+        for (b, cin, h, cout, k, stride, pad) in
+            [(3, 5, 16, 20, 3, 1, 1), (2, 4, 9, 6, 3, 2, 1), (2, 8, 7, 12, 1, 1, 0), (2, 3, 8, 5, 3, 1, 0)]
+        {
+            let vm = candle_nn::VarMap::new();
+            let vb = candle_nn::VarBuilder::from_varmap(&vm, candle_core::DType::F32, &candle_core::Device::Cpu);
+            let bn = BatchNorm::new(cout, vb).unwrap();
+            bn.running_mean.set(&rand(&[cout], 11)).unwrap();
+            bn.running_var.set(&(rand(&[cout], 12).abs().unwrap() + 0.1).unwrap()).unwrap();
+            let x = rand(&[b, cin, h, h], 13);
+            let w = rand(&[cout, cin, k, k], 14);
+            for act in [Act::Identity, Act::Relu, Act::Relu6] {
+                let fused = conv2d_bn_eval(&x, &w, stride, pad, &bn, act).unwrap().expect("the fused path runs");
+                let steps = bn.forward_act(&conv2d(&x, &w, stride, pad).unwrap(), false, act).unwrap();
+                let d = (fused - steps).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+                assert_eq!(d, 0.0, "{b} {cin} {h} {cout} {k} {stride} {pad} {act:?}");
+            }
+            // with the residual join as its epilogue
+            let y = conv2d(&x, &w, stride, pad).unwrap();
+            let res = rand(y.dims(), 15);
+            let fused = conv2d_bn_add_relu_eval(&x, &w, stride, pad, &bn, &res).unwrap().expect("the fused path runs");
+            let steps = crate::kernels::add_relu(&bn.forward_act(&y, false, Act::Identity).unwrap(), &res).unwrap();
+            let d = (fused - steps).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+            assert_eq!(d, 0.0, "residual {b} {cin} {h} {cout} {k} {stride} {pad}");
+            let xv = Var::from_tensor(&x).unwrap();
+            assert!(conv2d_bn_eval(xv.as_tensor(), &w, stride, pad, &bn, Act::Relu).unwrap().is_none());
+            assert!(conv2d_bn_add_relu_eval(xv.as_tensor(), &w, stride, pad, &bn, &res).unwrap().is_none());
         }
     }
 }

@@ -56,6 +56,21 @@ pub fn pad_into(x: &[f32], n_in: usize, h: usize, w: usize, xp: &mut [f32]) {
 /// Every image of `x` (`n_in` x h x w each, one after another) convolved with packed weights
 /// `wp` into `y` (`n_out` x h x w each), images in parallel, each padded into a per-thread buffer.
 pub fn conv_batch(x: &[f32], wp: &[f32], n_in: usize, n_out: usize, h: usize, w: usize, y: &mut [f32]) {
+    conv_batch_then(x, wp, n_in, n_out, h, w, y, &|_, _| {})
+}
+
+/// [`conv_batch`], then `post(image index, output image)` on each image while it is still in cache.
+#[allow(clippy::too_many_arguments)]
+pub fn conv_batch_then(
+    x: &[f32],
+    wp: &[f32],
+    n_in: usize,
+    n_out: usize,
+    h: usize,
+    w: usize,
+    y: &mut [f32],
+    post: &(dyn Fn(usize, &mut [f32]) + Sync),
+) {
     use rayon::prelude::*;
     let img = n_in * h * w;
     y.par_chunks_mut(n_out * h * w).enumerate().for_each_init(
@@ -63,6 +78,7 @@ pub fn conv_batch(x: &[f32], wp: &[f32], n_in: usize, n_out: usize, h: usize, w:
         |xp, (i, yi)| {
             pad_into(&x[i * img..(i + 1) * img], n_in, h, w, xp);
             conv_image(xp, wp, n_in, n_out, h, w, yi);
+            post(i, yi);
         },
     );
 }

@@ -8,6 +8,19 @@ const CHUNK: usize = 1 << 14;
 
 multiversion!(add_relu_chunk(y: &mut [f32], a: &[f32], b: &[f32]) -> () = add_relu_chunk_body);
 multiversion!(mask_chunk(dx: &mut [f32], dy: &[f32], y: &[f32]) -> () = mask_chunk_body);
+multiversion!(add_relu_inplace_chunk(y: &mut [f32], b: &[f32]) -> () = add_relu_inplace_body);
+
+/// y = relu(y + b) in place: the arithmetic of [`add_relu`], so the same bits.
+pub(crate) fn add_relu_inplace(y: &mut [f32], b: &[f32]) {
+    add_relu_inplace_chunk(y, b)
+}
+
+#[inline(always)]
+fn add_relu_inplace_body(y: &mut [f32], b: &[f32]) {
+    for (o, v) in y.iter_mut().zip(b) {
+        *o = (*o + v).max(0.0);
+    }
+}
 
 #[inline(always)]
 fn add_relu_chunk_body(y: &mut [f32], a: &[f32], b: &[f32]) {

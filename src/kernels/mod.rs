@@ -41,7 +41,7 @@ mod direct;
 mod eltwise;
 mod pool;
 pub use batchnorm::{Act, BatchNorm};
-pub use conv::conv2d;
+pub use conv::{conv2d, conv2d_bn_add_relu_eval, conv2d_bn_eval};
 pub use depthwise::{depthwise_conv2d, depthwise_conv2d_padded, depthwise_conv2d_same, pad_same, Pad};
 pub use eltwise::add_relu;
 pub use pool::{max_pool, max_pool2, upsample_nearest};

@@ -516,8 +516,8 @@ impl Fold {
         let mut by_avg: Vec<(&String, &f64)> = avg.iter().collect();
         by_avg.sort_by(|a, b| b.1.total_cmp(a.1));
         let by_avg = by_avg.into_iter().map(|(k, _)| k.clone()).collect();
-        let largest_imagenet = largest_imagenet_backbone()
-            .and_then(|n| crate::backbones::card::resolve(&n).ok().map(|m| (n, m.card.input.height)));
+        let largest_imagenet =
+            largest_imagenet_backbone().and_then(|n| crate::backbones::card::resolve(&n).ok().map(|m| (n, m.card.input.height)));
         Ok(Fold { model, per_config, avg, fixed, portfolio, by_avg, largest_imagenet })
     }
 
