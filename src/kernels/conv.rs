@@ -72,9 +72,15 @@ fn im2col(x: &[f32], g: &Geom, col: &mut [f32]) {
                         let s0 = lo + kx - g.pad;
                         dst[lo..hi].copy_from_slice(&src[s0..s0 + (hi - lo)]);
                     } else {
-                        for (ox, d) in dst.iter_mut().enumerate() {
-                            let ix = (ox * g.stride + kx) as isize - g.pad as isize;
-                            *d = if ix >= 0 && ix < g.w as isize { src[ix as usize] } else { 0.0 };
+                        // valid ox: 0 <= ox * stride + kx - pad < w, a contiguous range
+                        let st = g.stride;
+                        let lo = g.pad.saturating_sub(kx).div_ceil(st).min(g.wo);
+                        let hi = ((g.w + g.pad).saturating_sub(kx).div_ceil(st)).min(g.wo).max(lo);
+                        dst[..lo].fill(0.0);
+                        dst[hi..].fill(0.0);
+                        let s0 = lo * st + kx - g.pad;
+                        for (d, v) in dst[lo..hi].iter_mut().zip(src[s0..].iter().step_by(st)) {
+                            *d = *v;
                         }
                     }
                 }
