@@ -250,3 +250,25 @@ fn the_shipped_meta_learner_round_trips_unchanged() {
     let m = graft::metalearner::MetaModel::load(&p).unwrap();
     assert_eq!(serde_json::to_value(&m).unwrap(), on_disk);
 }
+
+/// `--backbone NAME` leaves the input size to the advisor (every size it knows the backbone
+/// at); `--backbone NAME@SIZE` fixes it; the answer names the backbone and states the size.
+#[test]
+fn a_named_backbone_keeps_the_choice_of_input_size() {
+    let known = |size: u64| [96u64, 160, 224].contains(&size);
+    let o = graft().args(["recommend", "--json", "--backbone", "efficientnet-lite0-imagenet", "--data"]).arg(example()).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v = json_of(&o);
+    check_recommendation(&v);
+    assert_eq!(v["backbone"], "efficientnet-lite0-imagenet");
+    assert!(known(v["input_size"].as_u64().unwrap()), "{}", v["input_size"]);
+    let o =
+        graft().args(["recommend", "--json", "--backbone", "efficientnet-lite0-imagenet@96", "--data"]).arg(example()).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v = json_of(&o);
+    assert_eq!((v["backbone"].as_str().unwrap(), v["input_size"].as_u64().unwrap()), ("efficientnet-lite0-imagenet", 96));
+    assert_eq!(v["recipe"]["input_size"], 96);
+    let o = graft().args(["recommend", "--backbone", "efficientnet-lite0-imagenet@97", "--data"]).arg(example()).output().unwrap();
+    assert_eq!(o.status.code(), Some(2), "an unknown size is a usage error");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--backbone efficientnet-lite0-imagenet@97"));
+}

@@ -300,18 +300,25 @@ fn cost_line(cands: &[Candidate], mrefs: &BTreeMap<String, ModelRef>, n_train: u
     Some(line)
 }
 
-/// `auto`: every backbone the meta-learner knows; otherwise the one named, if it knows it.
+/// `auto`: every backbone the meta-learner knows; otherwise the one named (`NAME`: at every
+/// input size the meta-learner knows it at, so it still chooses the size; `NAME@SIZE`: that
+/// size only), if it knows it.
 fn backbone_names(model: &MetaModel, backbone: &str) -> Result<Vec<String>> {
     if backbone == "auto" {
         return Ok(model.encoder.backbones.clone());
     }
-    if !model.encoder.backbones.iter().any(|b| b == backbone) {
+    let keys: Vec<String> = if card::split_key(backbone).1.is_some() {
+        model.encoder.backbones.iter().filter(|b| *b == backbone).cloned().collect()
+    } else {
+        model.encoder.backbones.iter().filter(|b| card::split_key(b).0 == backbone).cloned().collect()
+    };
+    if keys.is_empty() {
         return Err(GraftError::Usage(format!(
             "--backbone {backbone}: the meta-learner has no runs with this backbone; known: {} (or auto)",
             model.encoder.backbones.join(", ")
         )));
     }
-    Ok(vec![backbone.to_string()])
+    Ok(keys)
 }
 
 /// The task's meta-features under each backbone; backbones with the same input share one
