@@ -175,6 +175,18 @@ fn meta_eval_writes_tables_and_plots() {
     assert_eq!(v["n_calibration_runs"], 36);
     let md = std::fs::read_to_string(out.join("meta-eval.md")).unwrap();
     assert!(md.contains("random search") && md.contains("shots per class"));
+    // the predicted accuracy's error, overall and by held-out family
+    assert!(
+        md.contains("Predicted accuracy against the 36 held-out runs: RMSE") && md.contains("Predicted accuracy by held-out family"),
+        "{md}"
+    );
+    let (sq, runs): (f64, u64) = v["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .fold((0.0, 0), |(s, n), t| (s + t["pred_sq_err"].as_f64().unwrap(), n + t["pred_runs"].as_u64().unwrap()));
+    assert_eq!(runs, 36);
+    assert!(sq > 0.0 && (sq / 36.0).sqrt() < 1.0);
     assert!(std::fs::read_to_string(out.join("regret.svg")).unwrap().starts_with("<svg"));
     let html = std::fs::read_to_string(out.join("meta-eval.html")).unwrap();
     assert!(html.contains("id=\"regret\"") && html.contains("id=\"calibration\"") && html.matches("<svg").count() == 2);

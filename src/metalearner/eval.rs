@@ -137,6 +137,14 @@ pub struct TaskResult {
     pub gap: BTreeMap<String, Vec<f64>>,
     /// method -> rank (1 = best) of the best chosen configuration at budgets 1..=K
     pub rank: BTreeMap<String, Vec<f64>>,
+    /// The advisor's predicted accuracy against each held-out run of the task: the sum of
+    /// squared errors, the runs, and the runs predicted to within ±3 points.
+    #[serde(default)]
+    pub pred_sq_err: f64,
+    #[serde(default)]
+    pub pred_runs: usize,
+    #[serde(default)]
+    pub pred_within3: usize,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -353,11 +361,16 @@ pub fn evaluate(obs: &[Obs], budgets: usize, fo: &FitOptions, log: &dyn Fn(&str)
             let accs: Vec<f64> = tc.iter().map(|c| c.acc).collect();
             let ranked = fold.orders(&tc, &accs, budgets, fo.seed);
             let (regret, gap, rank) = outcomes(&ranked.orders, &accs, budgets);
-            // calibration on the individual held-out runs
+            // calibration and error of the predicted accuracy on the individual held-out runs
+            let (mut sq, mut runs, mut within3) = (0.0, 0usize, 0usize);
             for (i, c) in tc.iter().enumerate() {
                 let sd = (ranked.cov[(i, i)].max(0.0) + ranked.noise).sqrt();
                 for o in held.iter().filter(|o| o.task_id == tid && o.config() == c.config()) {
                     calib.add(ranked.mean[i], sd, o.acc);
+                    let e = ranked.mean[i] - o.acc;
+                    sq += e * e;
+                    runs += 1;
+                    within3 += (e.abs() <= 0.03) as usize;
                 }
             }
             let c0 = tc[0];
@@ -372,6 +385,9 @@ pub fn evaluate(obs: &[Obs], budgets: usize, fo: &FitOptions, log: &dyn Fn(&str)
                 regret,
                 gap,
                 rank,
+                pred_sq_err: sq,
+                pred_runs: runs,
+                pred_within3: within3,
             });
         }
         log(&format!("held out {fam}: {} tasks so far", tasks_out.len()));
@@ -688,6 +704,30 @@ pub fn markdown(r: &EvalReport) -> String {
         ("input shift", Box::new(|t: &TaskResult| if t.shift == "none" { "none".into() } else { "shifted".into() })),
         ("held-out family", Box::new(|t: &TaskResult| t.family.clone())),
     ];
+    // the predicted accuracy users read: its error over the held-out runs, by stratum
+    let err = |ts: &[&TaskResult]| -> (f64, f64, usize) {
+        let n: usize = ts.iter().map(|t| t.pred_runs).sum();
+        let sq: f64 = ts.iter().map(|t| t.pred_sq_err).sum();
+        let w: usize = ts.iter().map(|t| t.pred_within3).sum();
+        ((sq / n.max(1) as f64).sqrt(), w as f64 / n.max(1) as f64, n)
+    };
+    let all: Vec<&TaskResult> = r.tasks.iter().collect();
+    let (rmse, w3, n) = err(&all);
+    s.push_str(&format!(
+        "Predicted accuracy against the {n} held-out runs: RMSE {:.1} points, {:.0}% within ±3 points.\n\n",
+        rmse * 100.0,
+        w3 * 100.0
+    ));
+    for (title, key) in &strata {
+        let groups: BTreeSet<String> = r.tasks.iter().map(|t| key(t)).collect();
+        s.push_str(&format!("Predicted accuracy by {title}:\n\n| | RMSE (pts) | within ±3 pts | runs |\n|---|---|---|---|\n"));
+        for g in &groups {
+            let ts: Vec<&TaskResult> = r.tasks.iter().filter(|t| &key(t) == g).collect();
+            let (rmse, w3, n) = err(&ts);
+            s.push_str(&format!("| {g} | {:.1} | {:.0}% | {n} |\n", rmse * 100.0, w3 * 100.0));
+        }
+        s.push('\n');
+    }
     for (title, key) in strata {
         let groups: BTreeSet<String> = r.tasks.iter().map(|t| key(t)).collect();
         s.push_str(&format!("Regret at budget 1 by {title}:\n\n| method |"));
