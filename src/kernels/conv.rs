@@ -296,11 +296,21 @@ impl CustomOp2 for ConvFwd {
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
         conv_forward(s1, l1, s2, l2, self.stride, self.pad, &|_, _| {})
     }
+    /// Only the gradients something needs: none for an input that no gradient flows to (the
+    /// image at the stem), none for a detached weight (a frozen group).
     fn bwd(&self, x: &Tensor, w: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let grad = grad.contiguous()?;
-        let dx = grad.apply_op2_no_bwd(w, &ConvBwdInput { stride: self.stride, pad: self.pad, h: x.dim(2)?, w: x.dim(3)? })?;
-        let dw = x.apply_op2_no_bwd(&grad, &ConvBwdWeight { stride: self.stride, pad: self.pad, k: w.dim(2)? })?;
-        Ok((Some(dx), Some(dw)))
+        let dx = if x.track_op() {
+            Some(grad.apply_op2_no_bwd(w, &ConvBwdInput { stride: self.stride, pad: self.pad, h: x.dim(2)?, w: x.dim(3)? })?)
+        } else {
+            None
+        };
+        let dw = if w.track_op() {
+            Some(x.apply_op2_no_bwd(&grad, &ConvBwdWeight { stride: self.stride, pad: self.pad, k: w.dim(2)? })?)
+        } else {
+            None
+        };
+        Ok((dx, dw))
     }
 }
 

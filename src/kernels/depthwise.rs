@@ -261,11 +261,17 @@ impl CustomOp2 for DwFwd {
         );
         Ok((CpuStorage::F32(y), Shape::from((g.b, g.c, g.ho, g.wo))))
     }
+    /// Only the gradients something needs (see the convolution's backward).
     fn bwd(&self, x: &Tensor, w: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let grad = grad.contiguous()?;
-        let dx = grad.apply_op2_no_bwd(w, &DwBwdInput { s: self.s, pad: self.pad, h: x.dim(2)?, w: x.dim(3)? })?;
-        let dw = x.apply_op2_no_bwd(&grad, &DwBwdWeight { s: self.s, pad: self.pad, k: w.dim(2)? })?;
-        Ok((Some(dx), Some(dw)))
+        let dx = if x.track_op() {
+            Some(grad.apply_op2_no_bwd(w, &DwBwdInput { s: self.s, pad: self.pad, h: x.dim(2)?, w: x.dim(3)? })?)
+        } else {
+            None
+        };
+        let dw =
+            if w.track_op() { Some(x.apply_op2_no_bwd(&grad, &DwBwdWeight { s: self.s, pad: self.pad, k: w.dim(2)? })?) } else { None };
+        Ok((dx, dw))
     }
 }
 
