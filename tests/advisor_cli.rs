@@ -123,14 +123,21 @@ fn auto_runs_the_budget_and_logs_every_run_back() {
     let v = json_of(&o);
     check_recommendation(&v);
     let runs = v["runs"].as_array().unwrap();
-    assert_eq!(runs.len(), 2);
-    let best = v["best_run_id"].as_str().unwrap();
-    assert!(runs.iter().any(|r| r["run_id"] == best));
+    assert_eq!(runs.len(), 3, "two candidates, then the winner refit");
     // winner chosen on validation (a 20% split), never on test
-    assert!(runs.iter().all(|r| r["val_accuracy"].is_number()));
-    // both runs are in the meta-dataset, with transfer meta-features, and a refit reads them
+    assert!(runs[..2].iter().all(|r| r["val_accuracy"].is_number()));
+    let chosen = v["refit_of"].as_str().unwrap();
+    assert!(runs[..2].iter().any(|r| r["run_id"] == chosen));
+    // the answer is the refit: the winner's recipe on every training image (no validation split)
+    let best = v["best_run_id"].as_str().unwrap();
+    assert_eq!(runs[2]["run_id"], best);
+    assert!(runs[2]["val_accuracy"].is_null());
+    let winner = runs.iter().find(|r| r["run_id"] == chosen).unwrap();
+    assert_eq!(runs[2]["recipe"]["name"], winner["recipe"]["name"]);
+    assert!(runs[2]["n_train"].as_u64().unwrap() > winner["n_train"].as_u64().unwrap());
+    // every run is in the meta-dataset, with transfer meta-features, and a refit reads them
     let df = graft::metadataset::read_all(&meta).unwrap();
-    assert_eq!(df.height(), 2);
+    assert_eq!(df.height(), 3);
     assert_eq!(df.column("mf_logme_last").unwrap().null_count(), 0);
     let o = graft()
         .args(["meta", "fit", "--json", "--gp-iters", "5", "--meta"])
@@ -142,7 +149,7 @@ fn auto_runs_the_budget_and_logs_every_run_back() {
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    assert_eq!(json_of(&o)["n_runs"], 38);
+    assert_eq!(json_of(&o)["n_runs"], 39);
     let html = std::fs::read_to_string(rep.join("report.html")).unwrap();
     for id in ["id=\"recommendation\"", "id=\"alternatives\"", "id=\"nearest\"", "id=\"winner\"", "id=\"curves\"", "id=\"confusion\""] {
         assert!(html.contains(id), "report lacks {id}");

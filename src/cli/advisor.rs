@@ -316,7 +316,9 @@ pub struct AutoArgs {
     #[command(flatten)]
     pub data: super::DataArgs,
     /// Runs to spend, one after another: the recommendation, then each next recipe by expected
-    /// improvement on the GP given the validation accuracies of the runs so far.
+    /// improvement on the GP given the validation accuracies of the runs so far. With more than
+    /// one, the winner on a 20% validation split is then refit on every training image (one
+    /// more run), and that refit is the answer.
     #[arg(long, default_value_t = 1)]
     pub budget: usize,
     #[arg(long, default_value = "auto")]
@@ -371,6 +373,7 @@ pub fn auto(a: AutoArgs) -> Result<i32> {
     let mut out = serde_json::to_value(&rec).expect("serialises");
     out["runs"] = serde_json::to_value(&runs).expect("serialises");
     out["best_run_id"] = serde_json::Value::String(done.best_run_id.clone());
+    out["refit_of"] = done.refit_of.clone().map(serde_json::Value::String).unwrap_or(serde_json::Value::Null);
     if let Some(dir) = &a.report {
         let loaded: Vec<crate::report::LoadedRun> =
             runs.iter().map(|r| crate::report::load_run(std::path::Path::new(&r.run_dir))).collect::<Result<_>>()?;

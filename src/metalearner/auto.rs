@@ -22,9 +22,13 @@ pub struct AutoOptions {
 }
 
 pub struct AutoOutcome {
-    /// The runs in the order they ran, with the candidate each ran.
+    /// The runs in the order they ran, with the candidate each ran (the refit last).
     pub runs: Vec<(Candidate, RunRecord)>,
+    /// The answer: the refit of the winner when there was one, else the winner.
     pub best_run_id: String,
+    /// The run chosen on validation accuracy whose recipe the refit ran again on every
+    /// training image (None: no refit, e.g. budget 1).
+    pub refit_of: Option<String>,
 }
 
 impl AutoOutcome {
@@ -35,16 +39,21 @@ impl AutoOutcome {
 
 /// Runs up to `o.budget` candidates (at least one). With more than one run, a task without a
 /// validation split gets a 20% one, and the winner is the run with the highest validation
-/// accuracy (ties: the earlier run, then the higher prediction). `log` gets a line per run.
+/// accuracy (ties: the earlier run, then the higher prediction). The winner's recipe is then
+/// run again on every training image, validation split included (as scikit-learn's
+/// `GridSearchCV(refit=True)` does), and that refit is the answer: a bigger budget no longer
+/// leaves the answer trained on 80% of a small training set. `log` gets a line per run.
 pub fn auto(model: &MetaModel, rec: &Recommendation, ds: &Dataset, o: &AutoOptions, log: &dyn Fn(&str)) -> Result<AutoOutcome> {
     let mut planner = Planner::new(model, rec);
     let budget = o.budget.max(1);
     let mut runs: Vec<(Candidate, RunRecord)> = Vec::new();
+    let mut carved = false;
     while runs.len() < budget {
         let Some(c) = planner.next().cloned() else { break };
         let mut recipe = c.recipe.clone();
         if budget > 1 && ds.val.is_empty() && recipe.val_fraction == 0.0 {
             recipe.val_fraction = 0.2;
+            carved = true;
         }
         log(&format!(
             "run {}/{}: {} on {} (predicted {:.3})",
@@ -54,26 +63,7 @@ pub fn auto(model: &MetaModel, rec: &Recommendation, ds: &Dataset, o: &AutoOptio
             c.backbone,
             c.predicted_accuracy
         ));
-        let opts = executor::RunOptions {
-            data: o.data.clone(),
-            skip_bad: o.skip_bad,
-            recipe,
-            backbone: c.backbone.clone(),
-            device: o.device.clone(),
-            device_name: o.device_name.clone(),
-            runs_dir: o.runs_dir.clone(),
-            meta_dir: Some(o.meta_dir.clone()),
-            family: None,
-            task_id: None,
-            command: o.command.clone(),
-            input_size: None,
-            context: executor::run::TaskContext {
-                transfer: rec.transfer.get(&c.backbone).cloned(),
-                shift: "none".into(),
-                spec: String::new(),
-            },
-        };
-        let r = executor::run(&opts, &executor::NoProgress)?;
+        let r = run_candidate(rec, &c, recipe, o)?;
         log(&match r.val_accuracy {
             Some(v) => format!("  -> test accuracy {:.4}, validation accuracy {v:.4}", r.test_accuracy),
             None => format!("  -> test accuracy {:.4} (no validation split)", r.test_accuracy),
@@ -81,8 +71,42 @@ pub fn auto(model: &MetaModel, rec: &Recommendation, ds: &Dataset, o: &AutoOptio
         planner.observe(r.val_accuracy);
         runs.push((c, r));
     }
-    let best_run_id = winner(&runs);
-    Ok(AutoOutcome { runs, best_run_id })
+    let chosen = winner(&runs);
+    if !carved {
+        return Ok(AutoOutcome { runs, best_run_id: chosen, refit_of: None });
+    }
+    // refit the winner on every training image (the 20% validation split carved out above included)
+    let c = runs.iter().find(|(_, r)| r.run_id == chosen).map(|(c, _)| c.clone()).expect("the winner ran");
+    log(&format!(
+        "refit: {} on {} on every training image (the winner on validation)",
+        c.recipe.name.clone().unwrap_or_default(),
+        c.backbone
+    ));
+    let r = run_candidate(rec, &c, c.recipe.clone(), o)?;
+    log(&format!("  -> test accuracy {:.4}", r.test_accuracy));
+    let best_run_id = r.run_id.clone();
+    runs.push((c, r));
+    Ok(AutoOutcome { runs, best_run_id, refit_of: Some(chosen) })
+}
+
+/// One run of a candidate's recipe, appended to the user's meta-dataset.
+fn run_candidate(rec: &Recommendation, c: &Candidate, recipe: crate::recipe::Recipe, o: &AutoOptions) -> Result<RunRecord> {
+    let opts = executor::RunOptions {
+        data: o.data.clone(),
+        skip_bad: o.skip_bad,
+        recipe,
+        backbone: c.backbone.clone(),
+        device: o.device.clone(),
+        device_name: o.device_name.clone(),
+        runs_dir: o.runs_dir.clone(),
+        meta_dir: Some(o.meta_dir.clone()),
+        family: None,
+        task_id: None,
+        command: o.command.clone(),
+        input_size: None,
+        context: executor::run::TaskContext { transfer: rec.transfer.get(&c.backbone).cloned(), shift: "none".into(), spec: String::new() },
+    };
+    executor::run(&opts, &executor::NoProgress)
 }
 
 /// The highest validation accuracy; ties go to the earlier run, then the higher prediction.
