@@ -38,8 +38,10 @@ impl AutoOutcome {
 }
 
 /// Runs up to `o.budget` candidates (at least one). With more than one run, a task without a
-/// validation split gets a 20% one, and the winner is the run with the highest validation
-/// accuracy (ties: the earlier run, then the higher prediction). The winner's recipe is then
+/// validation split gets a 20% one, and the winner is the run whose accuracy is highest in the
+/// GP posterior given the validation accuracies, each observed with the sampling noise of its
+/// validation split's size (without the GP: the highest validation accuracy; ties: the earlier
+/// run, then the higher prediction). The winner's recipe is then
 /// run again on every training image, validation split included (as scikit-learn's
 /// `GridSearchCV(refit=True)` does), and that refit is the answer: a bigger budget no longer
 /// leaves the answer trained on 80% of a small training set. `log` gets a line per run.
@@ -68,17 +70,22 @@ pub fn auto(model: &MetaModel, rec: &Recommendation, ds: &Dataset, o: &AutoOptio
             Some(v) => format!("  -> test accuracy {:.4}, validation accuracy {v:.4}", r.test_accuracy),
             None => format!("  -> test accuracy {:.4} (no validation split)", r.test_accuracy),
         });
-        planner.observe(r.val_accuracy);
+        planner.observe_on(r.val_accuracy, r.dataset.n_val);
         runs.push((c, r));
     }
-    let chosen = winner(&runs);
+    // the winner: the highest posterior accuracy given the prediction and the validation
+    // accuracy (a handful of validation images is weak evidence), else the validation accuracy
+    let chosen = planner
+        .best_config()
+        .and_then(|cfg| runs.iter().find(|(c, _)| c.config == cfg).map(|(_, r)| r.run_id.clone()))
+        .unwrap_or_else(|| winner(&runs));
     if !carved {
         return Ok(AutoOutcome { runs, best_run_id: chosen, refit_of: None });
     }
     // refit the winner on every training image (the 20% validation split carved out above included)
     let c = runs.iter().find(|(_, r)| r.run_id == chosen).map(|(c, _)| c.clone()).expect("the winner ran");
     log(&format!(
-        "refit: {} on {} on every training image (the winner on validation)",
+        "refit: {} on {} on every training image (the winner given the validation accuracies)",
         c.recipe.name.clone().unwrap_or_default(),
         c.backbone
     ));

@@ -596,6 +596,8 @@ pub struct Planner {
     top: Vec<Candidate>,
     seq: Option<super::eval::SeqEi>,
     next: Option<usize>,
+    /// (candidate index, validation accuracy) of the runs so far.
+    observed: Vec<(usize, f64)>,
 }
 
 impl Planner {
@@ -609,7 +611,7 @@ impl Planner {
             super::eval::SeqEi::new(&mean, &(cov * k2), noise * k2, model.ranking_offset_var())
         });
         let next = if top.is_empty() { None } else { Some(0) };
-        Planner { top, seq, next }
+        Planner { top, seq, next, observed: Vec::new() }
     }
 
     /// The candidate to run next (None when every candidate has run).
@@ -620,13 +622,41 @@ impl Planner {
     /// Record the run of the candidate `next` returned and its validation accuracy, if any
     /// (never the test accuracy), and choose the one after it.
     pub fn observe(&mut self, val_accuracy: Option<f64>) {
+        self.observe_on(val_accuracy, 0);
+    }
+
+    /// [`Planner::observe`] for an accuracy measured on `n_val` validation images: its binomial
+    /// sampling variance p(1 - p) / n_val (p kept in [0.1, 0.9], so that a perfect score on ten
+    /// images is not taken as certain) joins the GP's observation noise.
+    pub fn observe_on(&mut self, val_accuracy: Option<f64>, n_val: usize) {
         let Some(i) = self.next else { return };
+        if let Some(v) = val_accuracy {
+            self.observed.push((i, v));
+        }
+        let extra = match (val_accuracy, n_val) {
+            (Some(v), n) if n > 0 => {
+                let p = v.clamp(0.1, 0.9);
+                p * (1.0 - p) / n as f64
+            }
+            _ => 0.0,
+        };
         self.next = match &mut self.seq {
             Some(s) => {
-                s.observe(i, val_accuracy);
+                s.observe_noisy(i, val_accuracy, extra);
                 s.next()
             }
             None => (i + 1 < self.top.len()).then_some(i + 1),
         };
+    }
+
+    /// Of the candidates run, the config with the highest posterior mean accuracy given every
+    /// validation accuracy observed (the prediction and the noisy measurement weighed by their
+    /// variances); without the GP, the highest validation accuracy. None before any run.
+    pub fn best_config(&self) -> Option<String> {
+        let pick = match &self.seq {
+            Some(s) => self.observed.iter().map(|&(i, _)| (i, s.posterior(i).0)).max_by(|a, b| a.1.total_cmp(&b.1).then(b.0.cmp(&a.0))),
+            None => self.observed.iter().copied().max_by(|a, b| a.1.total_cmp(&b.1).then(b.0.cmp(&a.0))),
+        };
+        pick.map(|(i, _)| self.top[i].config.clone())
     }
 }
