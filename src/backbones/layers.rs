@@ -180,26 +180,20 @@ impl SameConvBn {
         let w = if train { self.weight.clone() } else { self.weight.detach() };
         let k = w.dim(2)?;
         let act = if self.relu6 { crate::kernels::Act::Relu6 } else { crate::kernels::Act::Identity };
-        if !train && !self.depthwise {
+        if self.depthwise {
+            // the padding is built into the depthwise kernel (no padded copy of the input)
+            let y = crate::kernels::depthwise_conv2d_same(x, &w, self.stride)?;
+            return self.bn.forward_act(&y, train, act);
+        }
+        // TensorFlow "same" padding as an explicit border (none for a 1x1, stride-1 convolution)
+        let xp = if k > 1 || self.stride > 1 { crate::kernels::pad_same(x, k, self.stride)? } else { x.clone() };
+        if !train {
             // eval mode: convolution, BatchNorm and activation fused when nothing needs a gradient
-            let fused = if k > 1 || self.stride > 1 {
-                crate::kernels::conv2d_bn_eval(&crate::kernels::pad_same(x, k, self.stride)?, &w, self.stride, 0, &self.bn, act)?
-            } else {
-                crate::kernels::conv2d_bn_eval(x, &w, 1, 0, &self.bn, act)?
-            };
-            if let Some(y) = fused {
+            if let Some(y) = crate::kernels::conv2d_bn_eval(&xp, &w, self.stride, 0, &self.bn, act)? {
                 return Ok(y);
             }
         }
-        let y = if self.depthwise {
-            // the padding is built into the depthwise kernel (no padded copy of the input)
-            crate::kernels::depthwise_conv2d_same(x, &w, self.stride)?
-        } else if k > 1 || self.stride > 1 {
-            crate::kernels::conv2d(&crate::kernels::pad_same(x, k, self.stride)?, &w, self.stride, 0)?
-        } else {
-            crate::kernels::conv2d(x, &w, 1, 0)?
-        };
-        self.bn.forward_act(&y, train, act)
+        self.bn.forward_act(&crate::kernels::conv2d(&xp, &w, self.stride, 0)?, train, act)
     }
 }
 

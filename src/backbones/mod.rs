@@ -362,17 +362,11 @@ impl Model {
 
     /// Pooled features (global average over space) at group `upto`, all in eval mode.
     pub fn features(&self, x: &Tensor, upto: usize) -> Result<Tensor> {
-        let mut h = x.clone();
-        for g in self.groups.iter().take(upto + 1) {
-            for l in g {
-                h = l.forward_t(&h, false)?;
-            }
-        }
-        Ok(pool(&h)?)
+        Ok(self.features_at(x, &[upto])?.remove(0))
     }
 
     /// Pooled features at several groups (each `<` [`Model::n_groups`]) from one eval-mode
-    /// pass, in the order asked; the same values as [`Model::features`] at each.
+    /// pass, in the order asked.
     pub fn features_at(&self, x: &Tensor, at: &[usize]) -> Result<Vec<Tensor>> {
         let upto = at.iter().copied().max().unwrap_or(0);
         let mut pooled = vec![None; upto + 1];

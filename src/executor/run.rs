@@ -155,16 +155,7 @@ pub struct RunRecord {
 }
 
 fn features(model: &Model, set: &ImageSet, norm: &Normalisation, upto: usize) -> Result<Array2<f64>> {
-    let mut rows: Vec<f32> = Vec::new();
-    let mut d = 0;
-    let idx: Vec<usize> = (0..set.n).collect();
-    for chunk in idx.chunks(256) {
-        let x = super::train::to_tensor(set.batch(chunk, norm, None), chunk.len(), set, &model.device)?;
-        let f = model.features(&x, upto)?;
-        d = f.dim(1)?;
-        rows.extend(f.flatten_all()?.to_vec1::<f32>()?);
-    }
-    Ok(Array2::from_shape_vec((set.n, d), rows.into_iter().map(|v| v as f64).collect()).expect("shape"))
+    Ok(features_at(model, set, norm, &[upto])?.remove(0))
 }
 
 /// Pooled features of one split at several groups, from one pass in chunks of 256 images.

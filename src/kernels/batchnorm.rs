@@ -426,9 +426,15 @@ impl BatchNorm {
     /// The eval-mode affine map (scale, shift) per channel, as [`BatchNorm::forward_act`]
     /// computes it outside train mode.
     pub fn eval_affine(&self) -> Result<(Vec<f32>, Vec<f32>)> {
+        let (scale, shift) = self.eval_scale_shift()?;
+        Ok((scale.to_vec1()?, shift.to_vec1()?))
+    }
+
+    /// scale = γ / sqrt(running_var + eps), shift = β − running_mean · scale (detached).
+    fn eval_scale_shift(&self) -> Result<(Tensor, Tensor)> {
         let scale = (self.weight.detach() / (self.running_var.as_detached_tensor() + self.eps)?.sqrt()?)?;
         let shift = (self.bias.detach() - (self.running_mean.as_detached_tensor() * &scale)?)?;
-        Ok((scale.to_vec1()?, shift.to_vec1()?))
+        Ok((scale, shift))
     }
 
     /// `relu(forward_t(x))`, with the ReLU fused into the kernel on the CPU.
@@ -442,8 +448,7 @@ impl BatchNorm {
         let c = x.dim(1)?;
         let fast = x.device().is_cpu() && x.dtype() == candle_core::DType::F32 && !super::use_reference_kernels();
         if !train {
-            let scale = (self.weight.detach() / (self.running_var.as_detached_tensor() + self.eps)?.sqrt()?)?;
-            let shift = (self.bias.detach() - (self.running_mean.as_detached_tensor() * &scale)?)?;
+            let (scale, shift) = self.eval_scale_shift()?;
             if fast {
                 let op = BnEval { scale: scale.to_vec1()?, shift: shift.to_vec1()?, act };
                 return x.contiguous()?.apply_op1(op);
