@@ -27,7 +27,18 @@ pub const METHODS: &[&str] = &[
     "advisor (LogME anchor, then greedy portfolio)",
     "largest ImageNet backbone, linear probe",
     "largest ImageNet backbone, fine-tune all at lr 3e-4, 224 px",
+    "advisor (probe-CV-anchored, sequential EI)",
+    "probe CV cut layer + probe",
 ];
+
+/// The row of [`METHODS`] that is the advisor as shipped (its anchor score is
+/// [`super::ANCHOR_SCORE`]).
+pub fn shipped_method() -> &'static str {
+    match super::ANCHOR_SCORE {
+        super::AnchorScore::LogMe => METHODS[0],
+        super::AnchorScore::ProbeCv => METHODS[16],
+    }
+}
 
 /// The ImageNet backbone of the zoo with the most parameters (what a user without an advisor
 /// would reach for), by name.
@@ -596,14 +607,12 @@ impl Fold {
         let o: Vec<usize> = self.by_avg.iter().filter_map(|k| tc.iter().position(|c| &c.config() == k)).collect();
         orders.insert(METHODS[4].into(), o);
         // LogME: probes ranked by the task's LogME at the probed depth (mid = 6, last = 7)
-        let mut lo: Vec<(usize, f64)> =
-            tc.iter().enumerate().filter_map(|(i, c)| super::probe_logme(&c.recipe, &c.task).map(|v| (i, v))).collect();
-        lo.sort_by(|a, b| b.1.total_cmp(&a.1));
-        let lo: Vec<usize> = lo.into_iter().map(|x| x.0).collect();
+        let lo = probe_order(tc, super::AnchorScore::LogMe);
+        let cvo = probe_order(tc, super::AnchorScore::ProbeCv);
+        let observe = |i: usize| accs[i];
         // the advisor anchored on the LogME pick: it overrides it only when confident
         if let Some(&anchor) = lo.first() {
             let (pick, _) = super::anchored_pick(am, ac, anchor, super::ANCHOR_SWITCH_PROBABILITY);
-            let observe = |i: usize| accs[i];
             orders.insert(METHODS[0].into(), sequential_ei_order(pick, am, ac, an, aoff, &observe, budgets));
             orders.insert(METHODS[12].into(), first_then_qei(pick, am, ac, budgets, seed));
             let mut po = vec![pick];
@@ -612,7 +621,15 @@ impl Fold {
         } else {
             orders.insert(METHODS[0].into(), qei_order(am, ac, budgets, seed));
         }
+        // the same, anchored on the probe whose features classify the task best under CV
+        if let Some(&anchor) = cvo.first() {
+            let (pick, _) = super::anchored_pick(am, ac, anchor, super::ANCHOR_SWITCH_PROBABILITY);
+            orders.insert(METHODS[16].into(), sequential_ei_order(pick, am, ac, an, aoff, &observe, budgets));
+        } else {
+            orders.insert(METHODS[16].into(), qei_order(am, ac, budgets, seed));
+        }
         orders.insert(METHODS[6].into(), lo);
+        orders.insert(METHODS[17].into(), cvo);
         if let Some((name, native)) = &self.largest_imagenet {
             let (probe, ft) = imagenet_baselines(tc, name, *native);
             if let Some(i) = probe {
@@ -624,6 +641,26 @@ impl Fold {
         }
         Ranked { orders, mean, cov, noise: sn2 }
     }
+}
+
+/// The linear-probe cells of a task, best anchor score first ([`super::transferability_anchor`]
+/// repeatedly: the first is the anchor).
+fn probe_order(tc: &[&Cell], score: super::AnchorScore) -> Vec<usize> {
+    let mut left: Vec<usize> = (0..tc.len()).collect();
+    let mut out = Vec::new();
+    // the fallback to LogME is decided on all of the task's probes, as the anchor decides it
+    let all_cv =
+        tc.iter().filter(|c| super::probe_logme(&c.recipe, &c.task).is_some()).all(|c| super::probe_cv(&c.recipe, &c.task).is_some());
+    let score = if all_cv { score } else { super::AnchorScore::LogMe };
+    loop {
+        let items: Vec<(&super::features::RecipeSummary, &[Option<f64>])> =
+            left.iter().map(|&i| (&tc[i].recipe, tc[i].task.as_slice())).collect();
+        let Some(j) = super::transferability_anchor(&items, score) else {
+            break;
+        };
+        out.push(left.remove(j));
+    }
+    out
 }
 
 type PerMethod = BTreeMap<String, Vec<f64>>;
@@ -656,6 +693,57 @@ fn outcomes(orders: &BTreeMap<String, Vec<usize>>, accs: &[f64], budgets: usize)
     gap.insert(METHODS[5].into(), rs.iter().map(|v| best - v).collect());
     rank.insert(METHODS[5].into(), rs.iter().map(|v| 1.0 + accs.iter().filter(|&&a| a > v + 1e-12).count() as f64).collect());
     (regret, gap, rank)
+}
+
+/// The shipped advisor's first pick against the two ImageNet baselines (what a user without an
+/// advisor would run), per held-out family, on the tasks where both baselines were logged (so the
+/// three are compared on the same tasks): mean test accuracy, mean normalised regret@1, and the
+/// tasks the advisor wins, ties and loses against the better baseline of each task. Empty when no
+/// task has both baselines.
+pub fn baselines_head_to_head(r: &EvalReport) -> String {
+    let (adv, lp, ft) = (shipped_method(), METHODS[14], METHODS[15]);
+    let both: Vec<&TaskResult> =
+        r.tasks.iter().filter(|t| [adv, lp, ft].iter().all(|m| t.gap.get(*m).is_some_and(|g| !g.is_empty()))).collect();
+    if both.is_empty() {
+        return String::new();
+    }
+    let acc = |t: &TaskResult, m: &str| t.best_acc - t.gap[m][0];
+    let reg = |t: &TaskResult, m: &str| t.regret[m][0];
+    let mut s = format!(
+        "The advisor as shipped ({adv}), first pick, against the ImageNet baselines on the {} held-out tasks where both baselines were logged. Accuracy is mean test accuracy; win/tie/loss against the better of the two baselines on each task (tie: within 0.5 points):\n\n| held-out family | tasks | advisor acc | {lp} acc | {ft} acc | advisor regret@1 | probe regret@1 | fine-tune regret@1 | win/tie/loss |\n|---|---|---|---|---|---|---|---|---|\n",
+        both.len()
+    );
+    let fams: BTreeSet<&str> = both.iter().map(|t| t.family.as_str()).collect();
+    let mut groups: Vec<(String, Vec<&TaskResult>)> =
+        fams.iter().map(|f| (f.to_string(), both.iter().copied().filter(|t| t.family == *f).collect())).collect();
+    groups.push(("all".into(), both.clone()));
+    for (g, ts) in groups {
+        let n = ts.len() as f64;
+        let mean = |f: &dyn Fn(&TaskResult) -> f64| ts.iter().map(|t| f(t)).sum::<f64>() / n;
+        let (mut w, mut d, mut l) = (0, 0, 0);
+        for t in &ts {
+            let diff = acc(t, adv) - acc(t, lp).max(acc(t, ft));
+            if diff > 0.005 {
+                w += 1
+            } else if diff < -0.005 {
+                l += 1
+            } else {
+                d += 1
+            }
+        }
+        s.push_str(&format!(
+            "| {g} | {} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {w}/{d}/{l} |\n",
+            ts.len(),
+            mean(&|t| acc(t, adv)),
+            mean(&|t| acc(t, lp)),
+            mean(&|t| acc(t, ft)),
+            mean(&|t| reg(t, adv)),
+            mean(&|t| reg(t, lp)),
+            mean(&|t| reg(t, ft)),
+        ));
+    }
+    s.push('\n');
+    s
 }
 
 /// Markdown tables: overall regret/gap/rank per budget, and regret at budget 1 by stratum.
@@ -693,6 +781,7 @@ pub fn markdown(r: &EvalReport) -> String {
         r.coverage80 * 100.0,
         r.n_calibration_runs
     ));
+    s.push_str(&baselines_head_to_head(r));
     let strata: Vec<(&str, Box<dyn Fn(&TaskResult) -> String>)> = vec![
         (
             "shots per class",
@@ -820,6 +909,56 @@ mod tests {
         assert_eq!(imagenet_baselines(&refs, big, 260), (Some(1), Some(5)));
         // no such runs on the task: no pick
         assert_eq!(imagenet_baselines(&refs[2..4], big, 260), (None, None));
+    }
+
+    /// The head-to-head compares only tasks where both baselines were logged, and derives each
+    /// method's accuracy from the task's best and the method's gap.
+    #[test]
+    fn head_to_head_uses_only_tasks_with_both_baselines() {
+        let task = |fam: &str, adv: f64, lp: Option<f64>, ft: Option<f64>| {
+            let mut gap = BTreeMap::new();
+            let mut regret = BTreeMap::new();
+            for (m, a) in [(shipped_method(), Some(adv)), (METHODS[14], lp), (METHODS[15], ft)] {
+                if let Some(a) = a {
+                    gap.insert(m.to_string(), vec![0.9 - a]);
+                    regret.insert(m.to_string(), vec![(0.9 - a) / 0.5]);
+                }
+            }
+            TaskResult {
+                task_id: format!("{fam}-{adv}"),
+                family: fam.into(),
+                shots: 5.0,
+                shift: "none".into(),
+                distance: "near".into(),
+                n_configs: 10,
+                best_acc: 0.9,
+                regret,
+                gap,
+                rank: BTreeMap::new(),
+                pred_sq_err: 0.0,
+                pred_runs: 0,
+                pred_within3: 0,
+            }
+        };
+        let r = EvalReport {
+            families: vec!["a".into(), "b".into()],
+            n_tasks: 3,
+            budgets: 1,
+            tasks: vec![task("a", 0.8, Some(0.7), Some(0.6)), task("a", 0.5, Some(0.7), Some(0.6)), task("b", 0.9, Some(0.5), None)],
+            mean_regret: BTreeMap::new(),
+            mean_gap: BTreeMap::new(),
+            mean_rank: BTreeMap::new(),
+            coverage80: 0.8,
+            n_calibration_runs: 0,
+            calibration: vec![],
+        };
+        let md = baselines_head_to_head(&r);
+        assert!(md.contains("on the 2 held-out tasks"), "{md}");
+        assert!(md.contains("| a | 2 | 0.650 | 0.700 | 0.600 | 0.500 | 0.400 | 0.600 | 1/0/1 |"), "{md}");
+        assert!(md.contains("| all | 2 |"), "{md}");
+        assert!(!md.contains("| b |"), "{md}");
+        let none = EvalReport { tasks: r.tasks[2..].to_vec(), ..r };
+        assert_eq!(baselines_head_to_head(&none), "");
     }
 
     #[test]

@@ -271,6 +271,47 @@ pub fn probe_logme(r: &RecipeSummary, task: &[Option<f64>]) -> Option<f64> {
     }
 }
 
+/// The cross-validated nearest-centroid accuracy of a linear-probe candidate's features at the
+/// depth it probes (None for other strategies, or where the task has too few images a class for
+/// cross-validation): a direct, cheap estimate of how well a probe on those features classifies
+/// this task.
+pub fn probe_cv(r: &RecipeSummary, task: &[Option<f64>]) -> Option<f64> {
+    if r.strategy == Strategy::LinearProbe {
+        task[logme_index(r.probe_depth) + 3]
+    } else {
+        None
+    }
+}
+
+/// What ranks the linear probes when the advisor picks its transferability anchor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AnchorScore {
+    /// LogME at the probed depth (You et al. 2021).
+    LogMe,
+    /// The probe's cross-validated nearest-centroid accuracy ([`probe_cv`]), ties broken by
+    /// LogME; LogME alone where any probe lacks it (one image a class).
+    ProbeCv,
+}
+
+/// The anchor score the shipped advisor uses (`recommend`, `auto`, and `meta eval`'s first row).
+pub const ANCHOR_SCORE: AnchorScore = AnchorScore::LogMe;
+
+/// The transferability anchor among candidates given as (recipe, task features under the
+/// candidate's backbone): the index of the linear probe with the highest anchor score, or None
+/// when no candidate is a probe with LogME.
+pub fn transferability_anchor(cands: &[(&RecipeSummary, &[Option<f64>])], score: AnchorScore) -> Option<usize> {
+    let probes: Vec<(usize, f64, Option<f64>)> =
+        cands.iter().enumerate().filter_map(|(i, (r, t))| probe_logme(r, t).map(|l| (i, l, probe_cv(r, t)))).collect();
+    let by_cv = score == AnchorScore::ProbeCv && probes.iter().all(|p| p.2.is_some());
+    probes
+        .iter()
+        .max_by(|a, b| {
+            let cv = if by_cv { a.2.unwrap_or(0.0).total_cmp(&b.2.unwrap_or(0.0)) } else { std::cmp::Ordering::Equal };
+            cv.then(a.1.total_cmp(&b.1))
+        })
+        .map(|p| p.0)
+}
+
 /// Probability that the advisor must reach before it overrides the transferability anchor.
 pub const ANCHOR_SWITCH_PROBABILITY: f64 = 0.9;
 
@@ -932,6 +973,44 @@ mod anchor_tests {
         assert_eq!(TASK_FEATURES[logme_index(Some(0.5))], "logme_mid");
         assert_eq!(TASK_FEATURES[logme_index(Some(1.0))], "logme_last");
         assert_eq!(TASK_FEATURES[logme_index(None)], "logme_last");
+    }
+
+    /// The anchor by probe CV takes the probe with the best cross-validated accuracy, LogME
+    /// breaking ties; where any probe has no CV accuracy (one image a class) it falls back to
+    /// LogME, and fine-tuning candidates are never anchors.
+    #[test]
+    fn the_anchor_ranks_probes_by_cv_accuracy_then_logme() {
+        let probe = |d: f64| RecipeSummary {
+            strategy: Strategy::LinearProbe,
+            probe_depth: Some(d),
+            n_freeze: 0,
+            n_reinit: 0,
+            n_groups: 5,
+            lr: 1e-3,
+            layer_decay: 1.0,
+            l2sp: 0.0,
+            epochs: 10,
+            pretrain: false,
+        };
+        let ft = RecipeSummary { strategy: Strategy::Finetune, probe_depth: None, ..probe(1.0) };
+        let task = |logme: f64, cv: Option<f64>| {
+            let mut t = vec![None; TASK_FEATURES.len()];
+            t[logme_index(Some(1.0))] = Some(logme);
+            t[logme_index(Some(1.0)) + 3] = cv;
+            t
+        };
+        assert_eq!(TASK_FEATURES[logme_index(Some(1.0)) + 3], "ncprobe_last");
+        assert_eq!(TASK_FEATURES[logme_index(Some(0.0)) + 3], "ncprobe_first");
+        let (p, f) = (probe(1.0), ft);
+        let (a, b, c, d) = (task(0.9, Some(0.6)), task(0.1, Some(0.8)), task(0.5, Some(0.8)), task(9.0, Some(0.99)));
+        let cands: Vec<(&RecipeSummary, &[Option<f64>])> = vec![(&p, &a), (&p, &b), (&p, &c), (&f, &d)];
+        assert_eq!(transferability_anchor(&cands, AnchorScore::LogMe), Some(0));
+        assert_eq!(transferability_anchor(&cands, AnchorScore::ProbeCv), Some(2));
+        let e = task(0.95, None);
+        let mut one_shot = cands.clone();
+        one_shot.push((&p, &e));
+        assert_eq!(transferability_anchor(&one_shot, AnchorScore::ProbeCv), Some(4));
+        assert_eq!(transferability_anchor(&cands[3..], AnchorScore::ProbeCv), None);
     }
 
     #[test]

@@ -431,10 +431,12 @@ fn anchor(model: &MetaModel, view: &TaskView, cands: &mut Vec<Candidate>) -> Opt
     if model.learner != Learner::Gp {
         return None;
     }
-    let a = (0..cands.len())
-        .filter_map(|i| super::probe_logme(&cands[i].summary, &view.task[&cands[i].backbone]).map(|l| (i, l)))
-        .max_by(|a, b| a.1.total_cmp(&b.1))
-        .map(|x| x.0)?;
+    let items: Vec<(&RecipeSummary, &[Option<f64>])> = cands.iter().map(|c| (&c.summary, view.task[&c.backbone].as_slice())).collect();
+    let a = super::transferability_anchor(&items, super::ANCHOR_SCORE)?;
+    let what = match super::ANCHOR_SCORE {
+        super::AnchorScore::LogMe => "linear probe where LogME is highest",
+        super::AnchorScore::ProbeCv => "linear probe whose features classify this task best under cross-validation",
+    };
     let xs: Vec<Vec<f64>> =
         [0, a].iter().map(|&i| model.encoder.encode(&view.task[&cands[i].backbone], &cands[i].summary, &cands[i].backbone)).collect();
     let (m, c, _) = model.ranking_gp().predict_joint(&xs);
@@ -446,15 +448,15 @@ fn anchor(model: &MetaModel, view: &TaskView, cands: &mut Vec<Candidate>) -> Opt
         cands.insert(0, ac);
     }
     Some(if a == 0 {
-        format!("The meta-learner's best candidate is also the transferability anchor (the linear probe where LogME is highest: {anc}).")
+        format!("The meta-learner's best candidate is also the transferability anchor (the {what}: {anc}).")
     } else if pick == 1 {
         format!(
-            "Kept the transferability anchor {anc} (linear probe where LogME is highest): the meta-learner's best, {top}, beats it with probability {pr:.2} only (needs {:.2}).",
+            "Kept the transferability anchor {anc} ({what}): the meta-learner's best, {top}, beats it with probability {pr:.2} only (needs {:.2}).",
             super::ANCHOR_SWITCH_PROBABILITY
         )
     } else {
         format!(
-            "Overrode the transferability anchor {anc} (linear probe where LogME is highest): the meta-learner's best, {top}, beats it with probability {pr:.2} (>= {:.2}).",
+            "Overrode the transferability anchor {anc} ({what}): the meta-learner's best, {top}, beats it with probability {pr:.2} (>= {:.2}).",
             super::ANCHOR_SWITCH_PROBABILITY
         )
     })
