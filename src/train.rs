@@ -233,6 +233,38 @@ fn load_checkpoint(dir: &std::path::Path, model: &Model, opt: &mut Optimizer) ->
 }
 
 #[allow(clippy::too_many_arguments)]
+/// The most memory the activations of a frozen prefix may take to be cached (bytes).
+const PREFIX_CACHE_BYTES: usize = 1 << 30;
+
+/// How many leading groups `train_with` can skip by caching their output: the frozen prefix
+/// (groups before the first trained one, in eval mode and without gradients), when the recipe has
+/// no augmentation, so every image's prefix output is the same in every epoch; 0 otherwise.
+pub fn cacheable_prefix(train_flags: &[bool], augment_off: bool) -> usize {
+    if !augment_off {
+        return 0;
+    }
+    // the head is always trained, so a prefix never covers every group
+    train_flags.iter().take_while(|t| !**t).count().min(train_flags.len().saturating_sub(1))
+}
+
+/// The output of groups `0..prefix` for every image of `set`, in eval mode and detached, in
+/// chunks of 64 images; None when it would take more than [`PREFIX_CACHE_BYTES`].
+fn prefix_activations(model: &Model, set: &ImageSet, norm: &Normalisation, prefix: usize) -> Result<Option<Tensor>> {
+    let dev = model.device.clone();
+    let flags = vec![false; model.n_groups()];
+    let mut parts = Vec::new();
+    let idx: Vec<usize> = (0..set.n).collect();
+    for chunk in idx.chunks(64) {
+        let x = to_tensor(set.batch(chunk, norm, None), chunk.len(), set, &dev)?;
+        let h = model.forward_groups(&x, &flags, prefix - 1)?.pop().expect("a group").detach();
+        if parts.is_empty() && h.elem_count() / chunk.len() * set.n * 4 > PREFIX_CACHE_BYTES {
+            return Ok(None);
+        }
+        parts.push(h);
+    }
+    Ok(Some(Tensor::cat(&parts, 0)?))
+}
+
 pub fn train_with(
     model: &Model,
     recipe: &CheckedRecipe,
@@ -242,6 +274,21 @@ pub fn train_with(
     anchors: &BTreeMap<String, Tensor>,
     progress: &dyn Progress,
     ckpt: Option<&Checkpointing>,
+) -> Result<TrainOutcome> {
+    train_inner(model, recipe, train_set, val_set, norm, anchors, progress, ckpt, true)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn train_inner(
+    model: &Model,
+    recipe: &CheckedRecipe,
+    train_set: &ImageSet,
+    val_set: Option<&ImageSet>,
+    norm: &Normalisation,
+    anchors: &BTreeMap<String, Tensor>,
+    progress: &dyn Progress,
+    ckpt: Option<&Checkpointing>,
+    cache_prefix: bool,
 ) -> Result<TrainOutcome> {
     let r = recipe.recipe();
     let dev = model.device.clone();
@@ -253,6 +300,12 @@ pub fn train_with(
     let total = steps_per_epoch * r.epochs;
     let warmup = (r.schedule.warmup_epochs * steps_per_epoch as f64).round() as usize;
     let aug = if r.augment.is_off() { None } else { Some(&r.augment) };
+    // a frozen prefix that sees no augmentation is run once, not once an epoch
+    let mut prefix = if cache_prefix { cacheable_prefix(&train_flags, aug.is_none()) } else { 0 };
+    let cached = if prefix > 0 { prefix_activations(model, train_set, norm, prefix)? } else { None };
+    if cached.is_none() {
+        prefix = 0;
+    }
     let mut epochs = Vec::new();
     let mut best: Option<(f64, usize, BTreeMap<String, Tensor>)> = None;
     let mut since_best = 0usize;
@@ -280,10 +333,19 @@ pub fn train_with(
                 continue; // BatchNorm needs two images
             }
             let stream: u64 = rng_for(r.seed, &format!("aug-{epoch}-{bi}")).random();
-            let x = to_tensor(train_set.batch(chunk, norm, aug.map(|a| (a, stream))), chunk.len(), train_set, &dev)?;
             let y: Vec<i64> = chunk.iter().map(|&i| train_set.labels[i]).collect();
             let yt = Tensor::new(y.as_slice(), &dev)?;
-            let logits = model.forward(&x, &train_flags)?;
+            let logits = match &cached {
+                Some(h) => {
+                    let rows: Vec<u32> = chunk.iter().map(|&i| i as u32).collect();
+                    let h = h.index_select(&Tensor::new(rows.as_slice(), &dev)?, 0)?;
+                    model.forward_tail(&h, prefix, &train_flags)?
+                }
+                None => {
+                    let x = to_tensor(train_set.batch(chunk, norm, aug.map(|a| (a, stream))), chunk.len(), train_set, &dev)?;
+                    model.forward(&x, &train_flags)?
+                }
+            };
             let loss = cross_entropy(&logits, &yt, r.label_smoothing)?;
             let lv = loss.to_scalar::<f32>()? as f64;
             if !lv.is_finite() {
@@ -423,6 +485,81 @@ mod precision_tests {
     use crate::kernels::testutil::{max_rel, rand};
     use crate::kernels::{self, Precision};
     use candle_core::{DType, Tensor, Var};
+
+    /// A frozen prefix without augmentation is run once: training from its cached activations
+    /// ends with the same weights as running it on every step, and only the leading frozen
+    /// groups are cached (none with augmentation, never the head).
+    #[test]
+    fn cached_frozen_prefix_trains_to_the_same_weights() {
+        use crate::backbones::{Arch, Model};
+        use crate::data::ImageSet;
+        assert_eq!(super::cacheable_prefix(&[false, false, true, false, true], true), 2);
+        assert_eq!(super::cacheable_prefix(&[false, false, true], false), 0);
+        assert_eq!(super::cacheable_prefix(&[true, false, true], true), 0);
+        assert_eq!(super::cacheable_prefix(&[false, false, false], true), 2);
+        let dev = candle_core::Device::Cpu;
+        let arch = Arch::Resnet8;
+        let spec = arch.default_input();
+        let n = 24;
+        let pixels: Vec<u8> = (0..n * spec.channels * spec.height * spec.width).map(|i| ((i * 7919 + i / 13) % 251) as u8).collect();
+        let set =
+            ImageSet { pixels, labels: (0..n as i64).map(|i| i % 3).collect(), n, spec, skipped: vec![], fingerprint: "synthetic".into() };
+        let norm = set.channel_stats();
+        let mut r = crate::recipe::preset("finetune-all").unwrap();
+        r.augment = Default::default();
+        r.epochs = 2;
+        r.batch_size = 8;
+        let names = Model::new(arch, spec, 3, 0, &dev).unwrap().group_names.clone();
+        for g in &names[..2] {
+            r.groups.insert(g.clone(), crate::recipe::GroupSpec { action: Some(crate::recipe::Action::Freeze), lr: None });
+        }
+        let checked = r.check(&names, 10, 3).unwrap();
+        let weights = |cache: bool| {
+            let model = Model::new(arch, spec, 3, 0, &dev).unwrap();
+            let out = super::train_inner(
+                &model,
+                &checked,
+                &set,
+                None,
+                &norm,
+                &std::collections::BTreeMap::new(),
+                &super::NoProgress,
+                None,
+                cache,
+            )
+            .unwrap();
+            assert!(out.diverged.is_none());
+            let mut v: Vec<(String, Vec<f32>)> =
+                model.named_vars().into_iter().map(|(k, v)| (k, v.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap())).collect();
+            v.sort_by(|a, b| a.0.cmp(&b.0));
+            (v, out.first_step_loss)
+        };
+        let (with, l1) = weights(true);
+        let (without, l2) = weights(false);
+        assert_eq!(l1, l2, "first-step loss");
+        let mut moved = 0;
+        let fresh = Model::new(arch, spec, 3, 0, &dev).unwrap();
+        for ((k, a), (_, b)) in with.iter().zip(&without) {
+            let d = a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
+            assert!(d <= 1e-6, "{k}: cached and uncached weights differ by {d}");
+            let f = fresh
+                .named_vars()
+                .into_iter()
+                .find(|(n, _)| n == k)
+                .unwrap()
+                .1
+                .as_tensor()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap();
+            if a != &f {
+                moved += 1;
+                assert!(!names[..2].iter().any(|g| fresh.group_of(k) == g.as_str()), "{k}: a frozen variable moved");
+            }
+        }
+        assert!(moved > 0, "training moved nothing");
+    }
 
     /// bf16 mixed precision: a training step of a whole backbone gives float32 outputs and
     /// float32 gradients for the float32 weights, within bfloat16's ~3 significant digits of

@@ -348,6 +348,19 @@ impl Model {
         Ok(h)
     }
 
+    /// Logits from `h`, the output of group `from - 1` (the image for 0), through groups
+    /// `from..` with per-group train flags (indexed from group 0).
+    pub fn forward_tail(&self, h: &Tensor, from: usize, train: &[bool]) -> Result<Tensor> {
+        let mut h = h.clone();
+        for (i, g) in self.groups.iter().enumerate().skip(from) {
+            let t = train.get(i).copied().unwrap_or(false);
+            for l in g {
+                h = l.forward_t(&h, t)?;
+            }
+        }
+        Ok(h)
+    }
+
     /// Logits, with per-group train flags.
     pub fn forward(&self, x: &Tensor, train: &[bool]) -> Result<Tensor> {
         let mut h = x.clone();

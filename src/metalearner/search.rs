@@ -462,6 +462,11 @@ fn anchor(model: &MetaModel, view: &TaskView, cands: &mut Vec<Candidate>) -> Opt
     })
 }
 
+/// "name value, name value, ..." over the backbones, "n/a" where a value is missing.
+fn per_backbone(names: &[String], f: impl Fn(&String) -> Option<String>) -> String {
+    names.iter().map(|b| format!("{b} {}", f(b).unwrap_or_else(|| "n/a".into()))).collect::<Vec<_>>().join(", ")
+}
+
 /// Refines the best fine-tuning candidate's learning rate on the surrogate (argmin's Brent over
 /// the portfolio's log10 range); returns the rationale line when the refined rate scores higher.
 fn refine_lr(model: &MetaModel, view: &TaskView, lrs: &[f64], cands: &mut [Candidate]) -> Option<String> {
@@ -552,9 +557,11 @@ fn rationale(
             .collect();
         per_b.sort_by(|a, b| b.1.total_cmp(&a.1));
         lines.push(format!(
-            "Backbone: best predicted recipe per backbone: {}; LogME at the penultimate group: {}.",
+            "Backbone: best predicted recipe per backbone: {}; LogME at the penultimate group: {}; cross-validated nearest-centroid accuracy of the penultimate features: {}; domain distance (Fréchet distance between this task's and the backbone's source images' penultimate features; lower is closer): {}.",
             per_b.iter().map(|(b, a)| format!("{b} {a:.3}")).collect::<Vec<_>>().join(", "),
-            view.names.iter().map(|b| format!("{b} {:.3}", view.transfer[b].logme_last)).collect::<Vec<_>>().join(", ")
+            view.names.iter().map(|b| format!("{b} {:.3}", view.transfer[b].logme_last)).collect::<Vec<_>>().join(", "),
+            per_backbone(&view.names, |b| view.transfer[b].ncprobe_last.map(|v| format!("{v:.3}"))),
+            per_backbone(&view.names, |b| view.transfer[b].frechet.map(|v| format!("{v:.1}"))),
         ));
     }
     let same_b: Vec<&Candidate> = cands.iter().filter(|c| c.backbone == best.backbone).collect();
