@@ -198,6 +198,16 @@ fn meta_eval_writes_tables_and_plots() {
     let html = std::fs::read_to_string(out.join("meta-eval.html")).unwrap();
     assert!(html.contains("id=\"regret\"") && html.contains("id=\"calibration\"") && html.matches("<svg").count() == 2);
     assert!(html.contains(&format!("{:.3}", r[0])), "regret@1 of the advisor is in the table");
+    // the folds run in parallel; one thread gives the same report
+    let o1 = graft()
+        .args(["--threads", "1", "meta", "eval", "--json", "--budget", "3", "--gp-iters", "10", "--meta"])
+        .arg(&f.meta)
+        .arg("--out")
+        .arg(f.root.join("eval1"))
+        .output()
+        .unwrap();
+    assert!(o1.status.success(), "{}", String::from_utf8_lossy(&o1.stderr));
+    assert_eq!(json_of(&o1), v, "meta eval on 1 thread differs");
 }
 
 #[test]

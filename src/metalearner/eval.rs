@@ -356,15 +356,57 @@ fn outcome(order: &[usize], accs: &[f64], k: usize) -> (f64, f64, f64) {
 /// others (fold), rank each held-out task's logged configurations with every method (orders),
 /// score the orders by regret, gap and rank (outcomes), check the intervals (calibration), then
 /// average over tasks.
-pub fn evaluate(obs: &[Obs], budgets: usize, fo: &FitOptions, log: &dyn Fn(&str)) -> Result<EvalReport> {
+pub fn evaluate(obs: &[Obs], budgets: usize, fo: &FitOptions, log: &(dyn Fn(&str) + Sync)) -> Result<EvalReport> {
     let families: Vec<String> = obs.iter().map(|o| o.family.clone()).collect::<BTreeSet<_>>().into_iter().collect();
     if families.len() < 2 {
         return Err(GraftError::Data("meta eval needs runs from at least two families".into()));
     }
     let strata = DistanceStrata::of(obs);
+    // The folds are independent: they run on the worker threads (`--threads`), each taking the
+    // next family in turn, and are merged in family order, so the report does not depend on
+    // the thread count.
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let done: std::sync::Mutex<BTreeMap<usize, Result<(Vec<TaskResult>, Calibration)>>> = Default::default();
+    let workers = rayon::current_num_threads().clamp(1, families.len());
+    std::thread::scope(|sc| {
+        for _ in 0..workers {
+            sc.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                if i >= families.len() {
+                    break;
+                }
+                let out = eval_fold(obs, &families[i], &strata, budgets, fo);
+                if let Ok((t, _)) = &out {
+                    log(&format!("held out {}: {} tasks", families[i], t.len()));
+                }
+                done.lock().expect("no worker panicked").insert(i, out);
+            });
+        }
+    });
     let mut tasks_out = Vec::new();
     let mut calib = Calibration::default();
-    for fam in &families {
+    for (_, out) in done.into_inner().expect("no worker panicked") {
+        let (t, c) = out?;
+        tasks_out.extend(t);
+        calib.inside += c.inside;
+        calib.n += c.n;
+        calib.pairs.extend(c.pairs);
+    }
+    report(families, budgets, tasks_out, calib)
+}
+
+/// One leave-one-family-out fold: the meta-learner refitted without `fam`, then every method's
+/// choices on each of `fam`'s tasks, and the calibration of its predicted accuracies.
+fn eval_fold(
+    obs: &[Obs],
+    fam: &String,
+    strata: &DistanceStrata,
+    budgets: usize,
+    fo: &FitOptions,
+) -> Result<(Vec<TaskResult>, Calibration)> {
+    let mut tasks_out = Vec::new();
+    let mut calib = Calibration::default();
+    {
         let train: Vec<Obs> = obs.iter().filter(|o| &o.family != fam).cloned().collect();
         let held: Vec<&Obs> = obs.iter().filter(|o| &o.family == fam).collect();
         let fold = Fold::fit(&train, budgets, fo)?;
@@ -407,8 +449,12 @@ pub fn evaluate(obs: &[Obs], budgets: usize, fo: &FitOptions, log: &dyn Fn(&str)
                 pred_within3: within3,
             });
         }
-        log(&format!("held out {fam}: {} tasks so far", tasks_out.len()));
     }
+    Ok((tasks_out, calib))
+}
+
+/// The report over every fold's tasks: mean regret, gap and rank per method and budget.
+fn report(families: Vec<String>, budgets: usize, tasks_out: Vec<TaskResult>, calib: Calibration) -> Result<EvalReport> {
     let mean_of = |f: &dyn Fn(&TaskResult) -> Option<&Vec<f64>>| -> Vec<f64> {
         (0..budgets)
             .map(|b| {
