@@ -54,7 +54,14 @@ fn check_recommendation(v: &serde_json::Value) {
     let (lo, hi) = (iv[0].as_f64().unwrap(), iv[1].as_f64().unwrap());
     assert!(lo <= p && p <= hi && hi <= 1.0 && lo >= 0.0, "{p} {lo} {hi}");
     assert!(!v["alternatives"].as_array().unwrap().is_empty());
-    assert!(v["rationale"].as_array().unwrap().len() >= 3);
+    let lines: Vec<&str> = v["rationale"].as_array().unwrap().iter().map(|l| l.as_str().unwrap()).collect();
+    assert!(lines.len() >= 3);
+    // with several backbones, why this one: its predicted recipe, LogME, the probe's CV accuracy
+    // and the domain distance, per backbone
+    if v["features"].as_object().unwrap().len() > 1 {
+        let b = lines.iter().find(|l| l.starts_with("Backbone:")).expect("a backbone line");
+        assert!(b.contains("LogME") && b.contains("cross-validated nearest-centroid accuracy") && b.contains("domain distance"), "{b}");
+    }
     assert!(v["features"].as_object().unwrap().values().next().unwrap().get("logme_last").is_some());
     assert!(v["recipe"]["strategy"].is_string());
     // the backbone is a model name; the input size is stated, and in the recipe when it is not
