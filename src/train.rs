@@ -232,7 +232,6 @@ fn load_checkpoint(dir: &std::path::Path, model: &Model, opt: &mut Optimizer) ->
     Ok(Some(st.epochs))
 }
 
-#[allow(clippy::too_many_arguments)]
 /// The most memory the activations of a frozen prefix may take to be cached (bytes).
 const PREFIX_CACHE_BYTES: usize = 1 << 30;
 
@@ -265,6 +264,7 @@ fn prefix_activations(model: &Model, set: &ImageSet, norm: &Normalisation, prefi
     Ok(Some(Tensor::cat(&parts, 0)?))
 }
 
+#[allow(clippy::too_many_arguments)]
 pub fn train_with(
     model: &Model,
     recipe: &CheckedRecipe,
