@@ -366,7 +366,7 @@ pub fn evaluate(obs: &[Obs], budgets: usize, fo: &FitOptions, log: &(dyn Fn(&str
     // next family in turn, and are merged in family order, so the report does not depend on
     // the thread count.
     let next = std::sync::atomic::AtomicUsize::new(0);
-    let done: std::sync::Mutex<BTreeMap<usize, Result<(Vec<TaskResult>, Calibration)>>> = Default::default();
+    let done: std::sync::Mutex<BTreeMap<usize, FoldOut>> = Default::default();
     let workers = rayon::current_num_threads().clamp(1, families.len());
     std::thread::scope(|sc| {
         for _ in 0..workers {
@@ -394,6 +394,9 @@ pub fn evaluate(obs: &[Obs], budgets: usize, fo: &FitOptions, log: &(dyn Fn(&str
     }
     report(families, budgets, tasks_out, calib)
 }
+
+/// A fold's held-out tasks and the calibration of its predictions.
+type FoldOut = Result<(Vec<TaskResult>, Calibration)>;
 
 /// One leave-one-family-out fold: the meta-learner refitted without `fam`, then every method's
 /// choices on each of `fam`'s tasks, and the calibration of its predicted accuracies.
