@@ -250,12 +250,12 @@ pub fn cacheable_prefix(train_flags: &[bool], augment_off: bool) -> usize {
 /// chunks of 64 images; None when it would take more than [`PREFIX_CACHE_BYTES`].
 fn prefix_activations(model: &Model, set: &ImageSet, norm: &Normalisation, prefix: usize) -> Result<Option<Tensor>> {
     let dev = model.device.clone();
-    let flags = vec![false; model.n_groups()];
+    let flags = [false];
     let mut parts = Vec::new();
     let idx: Vec<usize> = (0..set.n).collect();
     for chunk in idx.chunks(64) {
         let x = to_tensor(set.batch(chunk, norm, None), chunk.len(), set, &dev)?;
-        let h = model.forward_groups(&x, &flags, prefix - 1)?.pop().expect("a group").detach();
+        let h = model.forward_span(&x, 0..prefix, &flags)?.detach();
         if parts.is_empty() && h.elem_count() / chunk.len() * set.n * 4 > PREFIX_CACHE_BYTES {
             return Ok(None);
         }
@@ -339,7 +339,7 @@ fn train_inner(
                 Some(h) => {
                     let rows: Vec<u32> = chunk.iter().map(|&i| i as u32).collect();
                     let h = h.index_select(&Tensor::new(rows.as_slice(), &dev)?, 0)?;
-                    model.forward_tail(&h, prefix, &train_flags)?
+                    model.forward_span(&h, prefix..model.n_groups(), &train_flags)?
                 }
                 None => {
                     let x = to_tensor(train_set.batch(chunk, norm, aug.map(|a| (a, stream))), chunk.len(), train_set, &dev)?;

@@ -348,13 +348,13 @@ impl Model {
         Ok(h)
     }
 
-    /// Logits from `h`, the output of group `from - 1` (the image for 0), through groups
-    /// `from..` with per-group train flags (indexed from group 0).
-    pub fn forward_tail(&self, h: &Tensor, from: usize, train: &[bool]) -> Result<Tensor> {
+    /// `h`, the output of group `span.start - 1` (the image for 0), through the groups in
+    /// `span`, with per-group train flags (indexed from group 0; a missing flag is eval mode).
+    pub fn forward_span(&self, h: &Tensor, span: std::ops::Range<usize>, train: &[bool]) -> Result<Tensor> {
         let mut h = h.clone();
-        for (i, g) in self.groups.iter().enumerate().skip(from) {
+        for i in span {
             let t = train.get(i).copied().unwrap_or(false);
-            for l in g {
+            for l in &self.groups[i] {
                 h = l.forward_t(&h, t)?;
             }
         }
@@ -363,14 +363,7 @@ impl Model {
 
     /// Logits, with per-group train flags.
     pub fn forward(&self, x: &Tensor, train: &[bool]) -> Result<Tensor> {
-        let mut h = x.clone();
-        for (i, g) in self.groups.iter().enumerate() {
-            let t = train.get(i).copied().unwrap_or(false);
-            for l in g {
-                h = l.forward_t(&h, t)?;
-            }
-        }
-        Ok(h)
+        self.forward_span(x, 0..self.groups.len(), train)
     }
 
     /// Pooled features (global average over space) at group `upto`, all in eval mode.

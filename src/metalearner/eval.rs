@@ -400,58 +400,50 @@ type FoldOut = Result<(Vec<TaskResult>, Calibration)>;
 
 /// One leave-one-family-out fold: the meta-learner refitted without `fam`, then every method's
 /// choices on each of `fam`'s tasks, and the calibration of its predicted accuracies.
-fn eval_fold(
-    obs: &[Obs],
-    fam: &String,
-    strata: &DistanceStrata,
-    budgets: usize,
-    fo: &FitOptions,
-) -> Result<(Vec<TaskResult>, Calibration)> {
+fn eval_fold(obs: &[Obs], fam: &String, strata: &DistanceStrata, budgets: usize, fo: &FitOptions) -> FoldOut {
     let mut tasks_out = Vec::new();
     let mut calib = Calibration::default();
-    {
-        let train: Vec<Obs> = obs.iter().filter(|o| &o.family != fam).cloned().collect();
-        let held: Vec<&Obs> = obs.iter().filter(|o| &o.family == fam).collect();
-        let fold = Fold::fit(&train, budgets, fo)?;
-        let held_cells = cells(&held.iter().map(|o| (*o).clone()).collect::<Vec<_>>());
-        let task_ids: BTreeSet<String> = held_cells.iter().map(|c| c.task_id.clone()).collect();
-        for tid in task_ids {
-            let tc: Vec<&Cell> = held_cells.iter().filter(|c| c.task_id == tid && fold.avg.contains_key(&c.config())).collect();
-            if tc.len() < 2 {
-                continue;
-            }
-            let accs: Vec<f64> = tc.iter().map(|c| c.acc).collect();
-            let ranked = fold.orders(&tc, &accs, budgets, fo.seed);
-            let (regret, gap, rank) = outcomes(&ranked.orders, &accs, budgets);
-            // calibration and error of the predicted accuracy on the individual held-out runs
-            let (mut sq, mut runs, mut within3) = (0.0, 0usize, 0usize);
-            for (i, c) in tc.iter().enumerate() {
-                let sd = (ranked.cov[(i, i)].max(0.0) + ranked.noise).sqrt();
-                for o in held.iter().filter(|o| o.task_id == tid && o.config() == c.config()) {
-                    calib.add(ranked.mean[i], sd, o.acc);
-                    let e = ranked.mean[i] - o.acc;
-                    sq += e * e;
-                    runs += 1;
-                    within3 += (e.abs() <= 0.03) as usize;
-                }
-            }
-            let c0 = tc[0];
-            tasks_out.push(TaskResult {
-                task_id: tid.clone(),
-                family: fam.clone(),
-                shots: c0.shots,
-                shift: c0.shift.clone(),
-                distance: strata.label(&tid).into(),
-                n_configs: tc.len(),
-                best_acc: accs.iter().cloned().fold(f64::NEG_INFINITY, f64::max),
-                regret,
-                gap,
-                rank,
-                pred_sq_err: sq,
-                pred_runs: runs,
-                pred_within3: within3,
-            });
+    let train: Vec<Obs> = obs.iter().filter(|o| &o.family != fam).cloned().collect();
+    let held: Vec<&Obs> = obs.iter().filter(|o| &o.family == fam).collect();
+    let fold = Fold::fit(&train, budgets, fo)?;
+    let held_cells = cells(&held.iter().map(|o| (*o).clone()).collect::<Vec<_>>());
+    let task_ids: BTreeSet<String> = held_cells.iter().map(|c| c.task_id.clone()).collect();
+    for tid in task_ids {
+        let tc: Vec<&Cell> = held_cells.iter().filter(|c| c.task_id == tid && fold.avg.contains_key(&c.config())).collect();
+        if tc.len() < 2 {
+            continue;
         }
+        let accs: Vec<f64> = tc.iter().map(|c| c.acc).collect();
+        let ranked = fold.orders(&tc, &accs, budgets, fo.seed);
+        let (regret, gap, rank) = outcomes(&ranked.orders, &accs, budgets);
+        // calibration and error of the predicted accuracy on the individual held-out runs
+        let (mut sq, mut runs, mut within3) = (0.0, 0usize, 0usize);
+        for (i, c) in tc.iter().enumerate() {
+            let sd = (ranked.cov[(i, i)].max(0.0) + ranked.noise).sqrt();
+            for o in held.iter().filter(|o| o.task_id == tid && o.config() == c.config()) {
+                calib.add(ranked.mean[i], sd, o.acc);
+                let e = ranked.mean[i] - o.acc;
+                sq += e * e;
+                runs += 1;
+                within3 += (e.abs() <= 0.03) as usize;
+            }
+        }
+        let c0 = tc[0];
+        tasks_out.push(TaskResult {
+            task_id: tid.clone(),
+            family: fam.clone(),
+            shots: c0.shots,
+            shift: c0.shift.clone(),
+            distance: strata.label(&tid).into(),
+            n_configs: tc.len(),
+            best_acc: accs.iter().cloned().fold(f64::NEG_INFINITY, f64::max),
+            regret,
+            gap,
+            rank,
+            pred_sq_err: sq,
+            pred_runs: runs,
+            pred_within3: within3,
+        });
     }
     Ok((tasks_out, calib))
 }
@@ -659,24 +651,26 @@ impl Fold {
         let lo = probe_order(tc, super::AnchorScore::LogMe);
         let cvo = probe_order(tc, super::AnchorScore::ProbeCv);
         let observe = |i: usize| accs[i];
-        // the advisor anchored on the LogME pick: it overrides it only when confident
-        if let Some(&anchor) = lo.first() {
-            let (pick, _) = super::anchored_pick(am, ac, anchor, super::ANCHOR_SWITCH_PROBABILITY);
-            orders.insert(METHODS[0].into(), sequential_ei_order(pick, am, ac, an, aoff, &observe, budgets));
+        // the advisor keeps its anchor unless confident, then runs sequential EI (without an
+        // anchor: q-EI); returns the first pick when anchored
+        let anchored = |anchor: Option<&usize>| match anchor {
+            Some(&a) => {
+                let (pick, _) = super::anchored_pick(am, ac, a, super::ANCHOR_SWITCH_PROBABILITY);
+                (Some(pick), sequential_ei_order(pick, am, ac, an, aoff, &observe, budgets))
+            }
+            None => (None, qei_order(am, ac, budgets, seed)),
+        };
+        // anchored on the LogME pick
+        let (pick, order) = anchored(lo.first());
+        orders.insert(METHODS[0].into(), order);
+        if let Some(pick) = pick {
             orders.insert(METHODS[12].into(), first_then_qei(pick, am, ac, budgets, seed));
             let mut po = vec![pick];
             po.extend(self.portfolio.iter().filter_map(|k| tc.iter().position(|c| &c.config() == k)).filter(|&i| i != pick));
             orders.insert(METHODS[13].into(), po);
-        } else {
-            orders.insert(METHODS[0].into(), qei_order(am, ac, budgets, seed));
         }
-        // the same, anchored on the probe whose features classify the task best under CV
-        if let Some(&anchor) = cvo.first() {
-            let (pick, _) = super::anchored_pick(am, ac, anchor, super::ANCHOR_SWITCH_PROBABILITY);
-            orders.insert(METHODS[16].into(), sequential_ei_order(pick, am, ac, an, aoff, &observe, budgets));
-        } else {
-            orders.insert(METHODS[16].into(), qei_order(am, ac, budgets, seed));
-        }
+        // anchored on the probe whose features classify the task best under CV
+        orders.insert(METHODS[16].into(), anchored(cvo.first()).1);
         orders.insert(METHODS[6].into(), lo);
         orders.insert(METHODS[17].into(), cvo);
         if let Some((name, native)) = &self.largest_imagenet {
@@ -692,24 +686,11 @@ impl Fold {
     }
 }
 
-/// The linear-probe cells of a task, best anchor score first ([`super::transferability_anchor`]
-/// repeatedly: the first is the anchor).
+/// The linear-probe cells of a task, best anchor score first ([`super::anchor_ranking`]: the
+/// first is the anchor `recommend` would take).
 fn probe_order(tc: &[&Cell], score: super::AnchorScore) -> Vec<usize> {
-    let mut left: Vec<usize> = (0..tc.len()).collect();
-    let mut out = Vec::new();
-    // the fallback to LogME is decided on all of the task's probes, as the anchor decides it
-    let all_cv =
-        tc.iter().filter(|c| super::probe_logme(&c.recipe, &c.task).is_some()).all(|c| super::probe_cv(&c.recipe, &c.task).is_some());
-    let score = if all_cv { score } else { super::AnchorScore::LogMe };
-    loop {
-        let items: Vec<(&super::features::RecipeSummary, &[Option<f64>])> =
-            left.iter().map(|&i| (&tc[i].recipe, tc[i].task.as_slice())).collect();
-        let Some(j) = super::transferability_anchor(&items, score) else {
-            break;
-        };
-        out.push(left.remove(j));
-    }
-    out
+    let items: Vec<(&super::features::RecipeSummary, &[Option<f64>])> = tc.iter().map(|c| (&c.recipe, c.task.as_slice())).collect();
+    super::anchor_ranking(&items, score)
 }
 
 type PerMethod = BTreeMap<String, Vec<f64>>;
@@ -914,18 +895,7 @@ mod tests {
             acc,
             n_seeds: 1,
             task: t,
-            recipe: super::super::features::RecipeSummary {
-                strategy: if logme.is_some() { crate::recipe::Strategy::LinearProbe } else { crate::recipe::Strategy::Finetune },
-                probe_depth: logme.map(|_| 1.0),
-                n_freeze: 0,
-                n_reinit: 0,
-                n_groups: 5,
-                lr: 1e-3,
-                layer_decay: 1.0,
-                l2sp: 0.0,
-                epochs: 10,
-                pretrain: false,
-            },
+            recipe: super::super::features::RecipeSummary::for_tests(logme.map(|_| 1.0)),
             shots: 5.0,
             n_classes: 2,
             shift: "none".into(),

@@ -76,6 +76,24 @@ pub struct RecipeSummary {
 }
 
 impl RecipeSummary {
+    /// For tests: a linear probe at `depth` on a 5-group backbone (lr 1e-3, 10 epochs), or,
+    /// with `depth` None, the plain fine-tune of the same backbone.
+    #[cfg(test)]
+    pub fn for_tests(depth: Option<f64>) -> Self {
+        RecipeSummary {
+            strategy: if depth.is_some() { Strategy::LinearProbe } else { Strategy::Finetune },
+            probe_depth: depth,
+            n_freeze: 0,
+            n_reinit: 0,
+            n_groups: 5,
+            lr: 1e-3,
+            layer_decay: 1.0,
+            l2sp: 0.0,
+            epochs: 10,
+            pretrain: false,
+        }
+    }
+
     pub fn of(c: &CheckedRecipe) -> Self {
         let r = c.recipe();
         let g = c.groups();

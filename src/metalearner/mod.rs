@@ -261,6 +261,11 @@ pub fn logme_index(probe_depth: Option<f64>) -> usize {
     5 + depth_bucket(probe_depth.unwrap_or(1.0))
 }
 
+/// The index in [`TASK_FEATURES`] of the nearest-centroid probe accuracy at a probe depth.
+pub fn ncprobe_index(probe_depth: Option<f64>) -> usize {
+    8 + depth_bucket(probe_depth.unwrap_or(1.0))
+}
+
 /// The LogME of a linear-probe candidate at the depth it probes (None for other strategies or
 /// when LogME is missing): what "LogME cut layer + probe" ranks by and the advisor anchors on.
 pub fn probe_logme(r: &RecipeSummary, task: &[Option<f64>]) -> Option<f64> {
@@ -277,7 +282,7 @@ pub fn probe_logme(r: &RecipeSummary, task: &[Option<f64>]) -> Option<f64> {
 /// this task.
 pub fn probe_cv(r: &RecipeSummary, task: &[Option<f64>]) -> Option<f64> {
     if r.strategy == Strategy::LinearProbe {
-        task[logme_index(r.probe_depth) + 3]
+        task[ncprobe_index(r.probe_depth)]
     } else {
         None
     }
@@ -301,20 +306,26 @@ pub enum AnchorScore {
 /// task; `meta eval` reports both advisors.
 pub const ANCHOR_SCORE: AnchorScore = AnchorScore::ProbeCv;
 
-/// The transferability anchor among candidates given as (recipe, task features under the
-/// candidate's backbone): the index of the linear probe with the highest anchor score, or None
-/// when no candidate is a probe with LogME.
-pub fn transferability_anchor(cands: &[(&RecipeSummary, &[Option<f64>])], score: AnchorScore) -> Option<usize> {
-    let probes: Vec<(usize, f64, Option<f64>)> =
+/// The linear probes among candidates given as (recipe, task features under the candidate's
+/// backbone) with LogME, best anchor score first, as indices into `cands`; among equal scores
+/// the later candidate comes first. Whether CV accuracy can rank is decided once, on all the
+/// probes.
+pub fn anchor_ranking(cands: &[(&RecipeSummary, &[Option<f64>])], score: AnchorScore) -> Vec<usize> {
+    let mut probes: Vec<(usize, f64, Option<f64>)> =
         cands.iter().enumerate().filter_map(|(i, (r, t))| probe_logme(r, t).map(|l| (i, l, probe_cv(r, t)))).collect();
     let by_cv = score == AnchorScore::ProbeCv && probes.iter().all(|p| p.2.is_some());
-    probes
-        .iter()
-        .max_by(|a, b| {
-            let cv = if by_cv { a.2.unwrap_or(0.0).total_cmp(&b.2.unwrap_or(0.0)) } else { std::cmp::Ordering::Equal };
-            cv.then(a.1.total_cmp(&b.1))
-        })
-        .map(|p| p.0)
+    // ascending and stable, then reversed: the best first, and the last of equals first
+    probes.sort_by(|a, b| {
+        let cv = if by_cv { a.2.unwrap_or(0.0).total_cmp(&b.2.unwrap_or(0.0)) } else { std::cmp::Ordering::Equal };
+        cv.then(a.1.total_cmp(&b.1))
+    });
+    probes.iter().rev().map(|p| p.0).collect()
+}
+
+/// The transferability anchor: the first of [`anchor_ranking`], or None when no candidate is a
+/// probe with LogME.
+pub fn transferability_anchor(cands: &[(&RecipeSummary, &[Option<f64>])], score: AnchorScore) -> Option<usize> {
+    anchor_ranking(cands, score).first().copied()
 }
 
 /// Probability that the advisor must reach before it overrides the transferability anchor.
@@ -985,28 +996,16 @@ mod anchor_tests {
     /// LogME, and fine-tuning candidates are never anchors.
     #[test]
     fn the_anchor_ranks_probes_by_cv_accuracy_then_logme() {
-        let probe = |d: f64| RecipeSummary {
-            strategy: Strategy::LinearProbe,
-            probe_depth: Some(d),
-            n_freeze: 0,
-            n_reinit: 0,
-            n_groups: 5,
-            lr: 1e-3,
-            layer_decay: 1.0,
-            l2sp: 0.0,
-            epochs: 10,
-            pretrain: false,
-        };
-        let ft = RecipeSummary { strategy: Strategy::Finetune, probe_depth: None, ..probe(1.0) };
         let task = |logme: f64, cv: Option<f64>| {
             let mut t = vec![None; TASK_FEATURES.len()];
             t[logme_index(Some(1.0))] = Some(logme);
-            t[logme_index(Some(1.0)) + 3] = cv;
+            t[ncprobe_index(Some(1.0))] = cv;
             t
         };
-        assert_eq!(TASK_FEATURES[logme_index(Some(1.0)) + 3], "ncprobe_last");
-        assert_eq!(TASK_FEATURES[logme_index(Some(0.0)) + 3], "ncprobe_first");
-        let (p, f) = (probe(1.0), ft);
+        assert_eq!(TASK_FEATURES[ncprobe_index(Some(1.0))], "ncprobe_last");
+        assert_eq!(TASK_FEATURES[ncprobe_index(Some(0.5))], "ncprobe_mid");
+        assert_eq!(TASK_FEATURES[ncprobe_index(Some(0.0))], "ncprobe_first");
+        let (p, f) = (RecipeSummary::for_tests(Some(1.0)), RecipeSummary::for_tests(None));
         let (a, b, c, d) = (task(0.9, Some(0.6)), task(0.1, Some(0.8)), task(0.5, Some(0.8)), task(9.0, Some(0.99)));
         let cands: Vec<(&RecipeSummary, &[Option<f64>])> = vec![(&p, &a), (&p, &b), (&p, &c), (&f, &d)];
         assert_eq!(transferability_anchor(&cands, AnchorScore::LogMe), Some(0));
@@ -1016,6 +1015,13 @@ mod anchor_tests {
         one_shot.push((&p, &e));
         assert_eq!(transferability_anchor(&one_shot, AnchorScore::ProbeCv), Some(4));
         assert_eq!(transferability_anchor(&cands[3..], AnchorScore::ProbeCv), None);
+        // the full ranking (what `meta eval` scores), probes only, best first
+        assert_eq!(anchor_ranking(&cands, AnchorScore::ProbeCv), vec![2, 1, 0]);
+        assert_eq!(anchor_ranking(&cands, AnchorScore::LogMe), vec![0, 2, 1]);
+        assert_eq!(anchor_ranking(&one_shot, AnchorScore::ProbeCv), vec![4, 0, 2, 1]);
+        // equal scores: the later candidate first, as a max over the candidates would take it
+        let twins: Vec<(&RecipeSummary, &[Option<f64>])> = vec![(&p, &c), (&p, &c), (&p, &b)];
+        assert_eq!(anchor_ranking(&twins, AnchorScore::ProbeCv), vec![1, 0, 2]);
     }
 
     #[test]

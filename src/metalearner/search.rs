@@ -559,7 +559,7 @@ fn rationale(
         lines.push(format!(
             "Backbone: best predicted recipe per backbone: {}; LogME at the penultimate group: {}; cross-validated nearest-centroid accuracy of the penultimate features: {}; domain distance (Fréchet distance between this task's and the backbone's source images' penultimate features; lower is closer): {}.",
             per_b.iter().map(|(b, a)| format!("{b} {a:.3}")).collect::<Vec<_>>().join(", "),
-            view.names.iter().map(|b| format!("{b} {:.3}", view.transfer[b].logme_last)).collect::<Vec<_>>().join(", "),
+            per_backbone(&view.names, |b| Some(format!("{:.3}", view.transfer[b].logme_last))),
             per_backbone(&view.names, |b| view.transfer[b].ncprobe_last.map(|v| format!("{v:.3}"))),
             per_backbone(&view.names, |b| view.transfer[b].frechet.map(|v| format!("{v:.1}"))),
         ));
