@@ -38,10 +38,10 @@ impl AutoOutcome {
 }
 
 /// Runs up to `o.budget` candidates (at least one). With more than one run, a task without a
-/// validation split gets a 20% one, and the winner is the run whose accuracy is highest in the
-/// GP posterior given the validation accuracies, each observed with the sampling noise of its
-/// validation split's size (without the GP: the highest validation accuracy; ties: the earlier
-/// run, then the higher prediction). The winner's recipe is then
+/// validation split gets a 20% one, and the winner is named by [`super::eval::AUTO_WINNER_RULE`]
+/// (the highest validation accuracy; ties: the earlier run, then the higher prediction); the GP,
+/// given each validation accuracy with the sampling noise of its split's size, chooses which
+/// candidate runs next. The winner's recipe is then
 /// run again on every training image, validation split included (as scikit-learn's
 /// `GridSearchCV(refit=True)` does), and that refit is the answer: a bigger budget no longer
 /// leaves the answer trained on 80% of a small training set. `log` gets a line per run.
@@ -73,8 +73,7 @@ pub fn auto(model: &MetaModel, rec: &Recommendation, ds: &Dataset, o: &AutoOptio
         planner.observe_on(r.val_accuracy, r.dataset.n_val);
         runs.push((c, r));
     }
-    // the winner: the highest posterior accuracy given the prediction and the validation
-    // accuracy (a handful of validation images is weak evidence), else the validation accuracy
+    // the winner under the shipped rule (meta eval simulates the alternatives)
     let chosen = planner
         .best_config()
         .and_then(|cfg| runs.iter().find(|(c, _)| c.config == cfg).map(|(_, r)| r.run_id.clone()))

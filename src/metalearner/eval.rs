@@ -29,7 +29,49 @@ pub const METHODS: &[&str] = &[
     "largest ImageNet backbone, fine-tune all at lr 3e-4, 224 px",
     "advisor (probe-CV-anchored, sequential EI)",
     "probe CV cut layer + probe",
+    "auto as it runs (simulated; winner: highest posterior mean)",
+    "auto as it runs (simulated; winner: the first pick unless a run beats it with P >= 0.9)",
+    "auto as it runs (simulated; winner: highest validation accuracy)",
 ];
+
+/// How `graft auto` names its winner among the runs it made, each seen through its accuracy on a
+/// small validation split.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum WinnerRule {
+    /// The run with the highest posterior mean given the prediction and the validation accuracy.
+    PosteriorMean,
+    /// The first run (the anchored pick, which the probe's cross-validation chose on every
+    /// training image) unless the run with the highest posterior mean beats it with posterior
+    /// probability at least this (under the joint posterior, so their correlation counts).
+    KeepFirstUnless(f64),
+    /// The highest validation accuracy (ties: the earlier run).
+    ValAccuracy,
+}
+
+/// The rows of [`METHODS`] that simulate `graft auto --budget K` as it runs ([`simulate_auto`]),
+/// one per winner rule: their regret at budget K is that of the one answer auto gives, not of
+/// the best of K runs.
+pub const AUTO_SIMULATED: [(usize, WinnerRule); 3] = [
+    (18, WinnerRule::PosteriorMean),
+    (19, WinnerRule::KeepFirstUnless(super::ANCHOR_SWITCH_PROBABILITY)),
+    (20, WinnerRule::ValAccuracy),
+];
+
+/// The winner rule `graft auto` uses ([`super::search::Planner::best_config`]): the highest
+/// validation accuracy. In `meta eval`'s simulation of `auto` (279 held-out tasks, 14 764 runs)
+/// it is the only rule of the three under which a bigger budget never gave a worse answer: mean
+/// test accuracy 0.709 at budget 1, 0.713 at 3, 0.714 at 5. The posterior mean lost accuracy
+/// (0.703 at 3): the GP's prior over candidates is too far off to outweigh even a noisy validation
+/// accuracy. Keeping the first pick unless a run beats it with P ≥ 0.9 held 0.709 to 0.710.
+pub const AUTO_WINNER_RULE: WinnerRule = WinnerRule::ValAccuracy;
+
+/// The row of [`METHODS`] that simulates `auto` with its shipped winner rule.
+pub fn auto_simulated_method() -> &'static str {
+    METHODS[AUTO_SIMULATED.iter().find(|x| x.1 == AUTO_WINNER_RULE).expect("the shipped rule is simulated").0]
+}
+
+/// Replicates of the simulated validation noise per held-out task in [`simulate_auto`].
+pub const AUTO_SIM_REPLICATES: usize = 8;
 
 /// The row of [`METHODS`] that is the advisor as shipped (its anchor score is
 /// [`super::ANCHOR_SCORE`]).
@@ -277,6 +319,107 @@ impl SeqEi {
     pub fn posterior(&self, j: usize) -> (f64, f64) {
         (self.mean[j], self.cov[(j, j)])
     }
+
+    /// Of the candidates `idx`, the one with the highest posterior mean (ties: the lower index).
+    pub fn best_among(&self, idx: &[usize]) -> Option<usize> {
+        idx.iter().map(|&i| (i, self.mean[i])).max_by(|a, b| a.1.total_cmp(&b.1).then(b.0.cmp(&a.0))).map(|x| x.0)
+    }
+
+    /// The winner under `rule` among the runs made, as (candidate, validation accuracy) in the
+    /// order they ran; None before any run with a validation accuracy.
+    pub fn winner(&self, runs: &[(usize, f64)], rule: WinnerRule) -> Option<usize> {
+        let idx: Vec<usize> = runs.iter().map(|r| r.0).collect();
+        match rule {
+            WinnerRule::PosteriorMean => self.best_among(&idx),
+            WinnerRule::KeepFirstUnless(p) => {
+                let first = *idx.first()?;
+                let j = self.best_among(&idx)?;
+                let var = (self.cov[(j, j)] + self.cov[(first, first)] - 2.0 * self.cov[(j, first)]).max(1e-12);
+                Some(if j != first && super::normal_cdf((self.mean[j] - self.mean[first]) / var.sqrt()) >= p { j } else { first })
+            }
+            WinnerRule::ValAccuracy => runs.iter().rev().copied().max_by(|a, b| a.1.total_cmp(&b.1)).map(|r| r.0),
+        }
+    }
+}
+
+/// The sampling variance of an accuracy `v` measured on `n_val` validation images, p(1 − p) /
+/// n_val with p kept in [0.1, 0.9] (so that a perfect score on ten images is not taken as
+/// certain); 0 without a validation split.
+pub fn val_noise_var(v: f64, n_val: usize) -> f64 {
+    if n_val == 0 {
+        return 0.0;
+    }
+    let p = v.clamp(0.1, 0.9);
+    p * (1.0 - p) / n_val as f64
+}
+
+/// The validation images `graft auto` carves out of a task with `shots` images in each of
+/// `n_classes` classes: the executor's stratified 20% split (`data::folder::stratified_split`),
+/// at least one and at most all but one image a class, none below two.
+pub fn auto_val_size(shots: f64, n_classes: usize) -> usize {
+    let m = shots.round().max(0.0) as usize;
+    if m < 2 {
+        return 0;
+    }
+    ((0.2 * m as f64).round() as usize).clamp(1, m - 1) * n_classes
+}
+
+/// `graft auto --budget K` as it runs, for every K up to `budgets`, on a task whose
+/// configurations have the logged accuracies `accs`: budget 1 runs the first pick on every
+/// training image. With more, each run trains on 80% of the training set and is seen only
+/// through its accuracy on the `n_val` validation images, simulated as a binomial draw around the
+/// logged accuracy; the next run is the expected-improvement pick given those noisy accuracies
+/// ([`SeqEi::observe_noisy`] with [`val_noise_var`], as the `Planner` does), the winner is named
+/// by `rule` ([`SeqEi::winner`]), and its refit on every training image scores its logged
+/// accuracy. Returns, per replicate of the validation noise, the configuration auto answers with
+/// at each budget. The draws come from `seed` and `task`. Approximations: a run on 80% of the
+/// images is taken to validate at the accuracy logged for the full training set, and every
+/// candidate's validation split holds the same number of images.
+#[allow(clippy::too_many_arguments)]
+pub fn simulate_auto(
+    first: usize,
+    mean: &[f64],
+    cov: &nalgebra::DMatrix<f64>,
+    noise_var: f64,
+    offset_var: f64,
+    accs: &[f64],
+    n_val: usize,
+    budgets: usize,
+    seed: u64,
+    task: &str,
+    rule: WinnerRule,
+) -> Vec<Vec<usize>> {
+    (0..AUTO_SIM_REPLICATES)
+        .map(|rep| {
+            let mut rng = crate::util::rng_for(seed, &format!("auto-sim/{task}/{rep}"));
+            let mut s = SeqEi::new(mean, cov, noise_var, offset_var);
+            let mut answers = vec![first];
+            let mut run: Vec<usize> = Vec::new();
+            let mut seen: Vec<(usize, f64)> = Vec::new();
+            let mut pick = Some(first);
+            while answers.len() < budgets {
+                let Some(i) = pick else {
+                    // every candidate has run: a bigger budget answers as the last one did
+                    answers.push(*answers.last().expect("budget 1 answered"));
+                    continue;
+                };
+                run.push(i);
+                let val = (n_val > 0).then(|| {
+                    let b = rand_distr::Binomial::new(n_val as u64, accs[i].clamp(0.0, 1.0)).expect("p in [0, 1]");
+                    b.sample(&mut rng) as f64 / n_val as f64
+                });
+                s.observe_noisy(i, val, val.map_or(0.0, |v| val_noise_var(v, n_val)));
+                seen.extend(val.map(|v| (i, v)));
+                pick = s.next();
+                if run.len() >= 2 {
+                    // without validation accuracies the first run wins
+                    answers.push(s.winner(&seen, rule).unwrap_or(first));
+                }
+            }
+            answers.truncate(budgets);
+            answers
+        })
+        .collect()
 }
 
 /// The first `k` picks of sequential EI when `first` is run first and `observe` reveals each
@@ -415,7 +558,8 @@ fn eval_fold(obs: &[Obs], fam: &String, strata: &DistanceStrata, budgets: usize,
         }
         let accs: Vec<f64> = tc.iter().map(|c| c.acc).collect();
         let ranked = fold.orders(&tc, &accs, budgets, fo.seed);
-        let (regret, gap, rank) = outcomes(&ranked.orders, &accs, budgets);
+        let (mut regret, mut gap, mut rank) = outcomes(&ranked.orders, &accs, budgets);
+        answer_outcomes(&ranked.answers, &accs, (&mut regret, &mut gap, &mut rank));
         // calibration and error of the predicted accuracy on the individual held-out runs
         let (mut sq, mut runs, mut within3) = (0.0, 0usize, 0usize);
         for (i, c) in tc.iter().enumerate() {
@@ -558,6 +702,9 @@ struct Fold {
 /// joint posterior over them.
 struct Ranked {
     orders: BTreeMap<String, Vec<usize>>,
+    /// Methods that give one answer per budget (the simulated `auto`): per replicate, the answer
+    /// at budgets 1..=K.
+    answers: BTreeMap<String, Vec<Vec<usize>>>,
     mean: Vec<f64>,
     cov: nalgebra::DMatrix<f64>,
     noise: f64,
@@ -670,7 +817,16 @@ impl Fold {
             orders.insert(METHODS[13].into(), po);
         }
         // anchored on the probe whose features classify the task best under CV
-        orders.insert(METHODS[16].into(), anchored(cvo.first()).1);
+        let (shipped_first, shipped_order) = anchored(cvo.first());
+        orders.insert(METHODS[16].into(), shipped_order);
+        let mut answers = BTreeMap::new();
+        if let Some(first) = shipped_first.or_else(|| orders[METHODS[16]].first().copied()) {
+            let n_val = auto_val_size(tc[0].shots, tc[0].n_classes);
+            for (row, rule) in AUTO_SIMULATED {
+                let sim = simulate_auto(first, am, ac, an, aoff, accs, n_val, budgets, seed, &tc[0].task_id, rule);
+                answers.insert(METHODS[row].to_string(), sim);
+            }
+        }
         orders.insert(METHODS[6].into(), lo);
         orders.insert(METHODS[17].into(), cvo);
         if let Some((name, native)) = &self.largest_imagenet {
@@ -682,7 +838,7 @@ impl Fold {
                 orders.insert(METHODS[15].into(), vec![i]);
             }
         }
-        Ranked { orders, mean, cov, noise: sn2 }
+        Ranked { orders, answers, mean, cov, noise: sn2 }
     }
 }
 
@@ -723,6 +879,76 @@ fn outcomes(orders: &BTreeMap<String, Vec<usize>>, accs: &[f64], budgets: usize)
     gap.insert(METHODS[5].into(), rs.iter().map(|v| best - v).collect());
     rank.insert(METHODS[5].into(), rs.iter().map(|v| 1.0 + accs.iter().filter(|&&a| a > v + 1e-12).count() as f64).collect());
     (regret, gap, rank)
+}
+
+/// Regret, gap and rank at each budget of methods that give one answer per budget, averaged over
+/// their replicates, added to `out`.
+fn answer_outcomes(answers: &BTreeMap<String, Vec<Vec<usize>>>, accs: &[f64], out: (&mut PerMethod, &mut PerMethod, &mut PerMethod)) {
+    let best = accs.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    let worst = accs.iter().cloned().fold(f64::INFINITY, f64::min);
+    for (name, reps) in answers {
+        let Some(budgets) = reps.first().map(|r| r.len()) else { continue };
+        let n = reps.len() as f64;
+        let (mut r, mut g, mut k) = (vec![0.0; budgets], vec![0.0; budgets], vec![0.0; budgets]);
+        for rep in reps {
+            for (b, &i) in rep.iter().enumerate() {
+                let got = accs[i];
+                r[b] += if best - worst > 1e-12 { (best - got) / (best - worst) } else { 0.0 } / n;
+                g[b] += (best - got) / n;
+                k[b] += (1.0 + accs.iter().filter(|&&a| a > got + 1e-12).count() as f64) / n;
+            }
+        }
+        out.0.insert(name.clone(), r);
+        out.1.insert(name.clone(), g);
+        out.2.insert(name.clone(), k);
+    }
+}
+
+/// The simulated `auto` ([`simulate_auto`]) at each budget, under each winner rule: the mean
+/// test accuracy of its answer and its regret, next to the shipped advisor's best-of-K on logged
+/// accuracies (which assumes the best of K runs is known without error).
+pub fn auto_simulation_table(r: &EvalReport) -> String {
+    let rows: Vec<(&str, WinnerRule)> = AUTO_SIMULATED.iter().map(|&(i, rule)| (METHODS[i], rule)).collect();
+    let ts: Vec<&TaskResult> =
+        r.tasks.iter().filter(|t| rows.iter().all(|(m, _)| t.gap.get(*m).is_some_and(|g| !g.is_empty()))).collect();
+    if ts.is_empty() {
+        return String::new();
+    }
+    let mut s = format!(
+        "`graft auto --budget K` as it runs, simulated on the {} held-out tasks ({AUTO_SIM_REPLICATES} draws of the validation noise each). Budget 1 runs the first pick on every training image. With more, each run is judged on a 20% validation split (a binomial draw around its logged accuracy), the next run is chosen by expected improvement given those accuracies, and the winner is refit on every training image. Mean test accuracy of the answer (regret in brackets) for each winner rule; `auto` ships {:?}. \"Best of K (logged)\" is the shipped advisor's best logged accuracy among its first K picks, which assumes the winner is known without error.\n\n| budget |",
+        ts.len(),
+        AUTO_WINNER_RULE
+    );
+    for (_, rule) in &rows {
+        s.push_str(&format!(" winner: {rule:?} |"));
+    }
+    s.push_str(" best of K (logged) |\n|---|");
+    for _ in 0..=rows.len() {
+        s.push_str("---|");
+    }
+    s.push('\n');
+    let adv = shipped_method();
+    let mean = |f: &dyn Fn(&TaskResult) -> Option<f64>| {
+        let v: Vec<f64> = ts.iter().filter_map(|t| f(t)).collect();
+        if v.is_empty() {
+            f64::NAN
+        } else {
+            v.iter().sum::<f64>() / v.len() as f64
+        }
+    };
+    for b in 0..r.budgets {
+        s.push_str(&format!("| {} |", b + 1));
+        for (m, _) in rows.iter().copied().chain(std::iter::once((adv, AUTO_WINNER_RULE))) {
+            s.push_str(&format!(
+                " {:.3} ({:.3}) |",
+                mean(&|t| t.gap.get(m).and_then(|g| g.get(b)).map(|g| t.best_acc - g)),
+                mean(&|t| t.regret.get(m).and_then(|g| g.get(b)).copied())
+            ));
+        }
+        s.push('\n');
+    }
+    s.push('\n');
+    s
 }
 
 /// The shipped advisor's first pick against the two ImageNet baselines (what a user without an
@@ -812,6 +1038,7 @@ pub fn markdown(r: &EvalReport) -> String {
         r.n_calibration_runs
     ));
     s.push_str(&baselines_head_to_head(r));
+    s.push_str(&auto_simulation_table(r));
     let strata: Vec<(&str, Box<dyn Fn(&TaskResult) -> String>)> = vec![
         (
             "shots per class",
@@ -1035,6 +1262,78 @@ mod tests {
             let shift = t.posterior(j).0 - mean[j];
             assert!(shift > 0.25 && shift < 0.30, "candidate {j} moved by {shift}");
         }
+    }
+
+    #[test]
+    fn simulated_auto_answers_with_its_first_pick_at_budget_1_and_the_best_run_when_validation_is_exact() {
+        let mean = [0.60, 0.55, 0.50, 0.45];
+        let cov = DMatrix::from_diagonal_element(4, 4, 0.01);
+        let accs = [0.50, 0.80, 0.65, 0.90];
+        // a validation split so large that its accuracy is the logged one: the answer at budget K
+        // is the best logged accuracy among the first K runs of sequential EI on those accuracies
+        let sim = simulate_auto(0, &mean, &cov, 1e-6, 0.0, &accs, 1_000_000, 4, 3, "t", WinnerRule::PosteriorMean);
+        let order = sequential_ei_order(0, &mean, &cov, 1e-6, 0.0, &|i| accs[i], 4);
+        assert_eq!(sim.len(), AUTO_SIM_REPLICATES);
+        for rep in &sim {
+            assert_eq!(rep.len(), 4);
+            assert_eq!(rep[0], 0, "budget 1 runs the first pick");
+            for k in 1..4 {
+                let best = order[..=k].iter().copied().max_by(|&a, &b| accs[a].total_cmp(&accs[b])).unwrap();
+                assert_eq!(rep[k], best, "budget {}: {rep:?} from runs {:?}", k + 1, &order[..=k]);
+            }
+        }
+        // the same seed and task give the same draws; without a validation split the first run wins
+        assert_eq!(sim, simulate_auto(0, &mean, &cov, 1e-6, 0.0, &accs, 1_000_000, 4, 3, "t", WinnerRule::PosteriorMean));
+        for rep in simulate_auto(2, &mean, &cov, 1e-6, 0.0, &accs, 0, 3, 3, "t", WinnerRule::PosteriorMean) {
+            assert_eq!(rep, vec![2, 2, 2]);
+        }
+    }
+
+    #[test]
+    fn simulated_auto_can_pick_a_worse_run_on_a_small_validation_split() {
+        // two candidates 5 points apart, 5 validation images: the noisy validation accuracies
+        // sometimes crown the worse one, so the simulated answer is no oracle
+        let mean = [0.70, 0.70];
+        let cov = DMatrix::from_diagonal_element(2, 2, 0.02);
+        let accs = [0.75, 0.70];
+        let mut worse = 0;
+        for t in 0..20 {
+            for rep in simulate_auto(0, &mean, &cov, 1e-4, 0.0, &accs, 5, 2, t, "t", WinnerRule::PosteriorMean) {
+                assert_eq!(rep[0], 0);
+                worse += (rep[1] == 1) as usize;
+            }
+        }
+        assert!(worse > 0 && worse < 20 * AUTO_SIM_REPLICATES, "worse run chosen {worse} times");
+    }
+
+    #[test]
+    fn winner_rules_weigh_the_validation_accuracies_as_documented() {
+        // candidate 1 is predicted far better than 0; both validate at similar accuracies
+        let mean = [0.50, 0.80, 0.60];
+        let cov = DMatrix::from_diagonal_element(3, 3, 0.01);
+        let mut s = SeqEi::new(&mean, &cov, 1e-4, 0.0);
+        let runs = [(0, 0.72), (1, 0.70), (2, 0.72)];
+        for &(i, v) in &runs {
+            s.observe_noisy(i, Some(v), val_noise_var(v, 10));
+        }
+        // the posterior mean still trusts the prediction of candidate 1
+        assert_eq!(s.winner(&runs, WinnerRule::PosteriorMean), Some(1));
+        // the validation accuracy: 0 and 2 tie, the earlier run wins
+        assert_eq!(s.winner(&runs, WinnerRule::ValAccuracy), Some(0));
+        // keep the first run unless the posterior is sure another beats it
+        assert_eq!(s.winner(&runs, WinnerRule::KeepFirstUnless(0.999)), Some(0));
+        assert_eq!(s.winner(&runs, WinnerRule::KeepFirstUnless(0.5)), Some(1));
+        assert_eq!(s.winner(&[], WinnerRule::ValAccuracy), None);
+        assert!((val_noise_var(1.0, 10) - 0.009).abs() < 1e-15);
+        assert_eq!(val_noise_var(0.5, 0), 0.0);
+    }
+
+    #[test]
+    fn auto_val_size_follows_the_stratified_split() {
+        assert_eq!(auto_val_size(1.0, 5), 0);
+        assert_eq!(auto_val_size(2.0, 5), 5);
+        assert_eq!(auto_val_size(10.0, 3), 6);
+        assert_eq!(auto_val_size(50.0, 4), 40);
     }
 
     #[test]

@@ -634,21 +634,14 @@ impl Planner {
         self.observe_on(val_accuracy, 0);
     }
 
-    /// [`Planner::observe`] for an accuracy measured on `n_val` validation images: its binomial
-    /// sampling variance p(1 - p) / n_val (p kept in [0.1, 0.9], so that a perfect score on ten
-    /// images is not taken as certain) joins the GP's observation noise.
+    /// [`Planner::observe`] for an accuracy measured on `n_val` validation images: its sampling
+    /// variance ([`super::eval::val_noise_var`]) joins the GP's observation noise.
     pub fn observe_on(&mut self, val_accuracy: Option<f64>, n_val: usize) {
         let Some(i) = self.next else { return };
         if let Some(v) = val_accuracy {
             self.observed.push((i, v));
         }
-        let extra = match (val_accuracy, n_val) {
-            (Some(v), n) if n > 0 => {
-                let p = v.clamp(0.1, 0.9);
-                p * (1.0 - p) / n as f64
-            }
-            _ => 0.0,
-        };
+        let extra = val_accuracy.map_or(0.0, |v| super::eval::val_noise_var(v, n_val));
         self.next = match &mut self.seq {
             Some(s) => {
                 s.observe_noisy(i, val_accuracy, extra);
@@ -658,14 +651,14 @@ impl Planner {
         };
     }
 
-    /// Of the candidates run, the config with the highest posterior mean accuracy given every
-    /// validation accuracy observed (the prediction and the noisy measurement weighed by their
-    /// variances); without the GP, the highest validation accuracy. None before any run.
+    /// Of the candidates run, the winner's config under [`super::eval::AUTO_WINNER_RULE`] given
+    /// every validation accuracy observed; without the GP, the highest validation accuracy (ties:
+    /// the earlier run). None before any run with a validation accuracy.
     pub fn best_config(&self) -> Option<String> {
         let pick = match &self.seq {
-            Some(s) => self.observed.iter().map(|&(i, _)| (i, s.posterior(i).0)).max_by(|a, b| a.1.total_cmp(&b.1).then(b.0.cmp(&a.0))),
-            None => self.observed.iter().copied().max_by(|a, b| a.1.total_cmp(&b.1).then(b.0.cmp(&a.0))),
+            Some(s) => s.winner(&self.observed, super::eval::AUTO_WINNER_RULE),
+            None => self.observed.iter().copied().max_by(|a, b| a.1.total_cmp(&b.1).then(b.0.cmp(&a.0))).map(|(i, _)| i),
         };
-        pick.map(|(i, _)| self.top[i].config.clone())
+        pick.map(|i| self.top[i].config.clone())
     }
 }
