@@ -51,11 +51,8 @@ pub enum WinnerRule {
 /// The rows of [`METHODS`] that simulate `graft auto --budget K` as it runs ([`simulate_auto`]),
 /// one per winner rule: their regret at budget K is that of the one answer auto gives, not of
 /// the best of K runs.
-pub const AUTO_SIMULATED: [(usize, WinnerRule); 3] = [
-    (18, WinnerRule::PosteriorMean),
-    (19, WinnerRule::KeepFirstUnless(super::ANCHOR_SWITCH_PROBABILITY)),
-    (20, WinnerRule::ValAccuracy),
-];
+pub const AUTO_SIMULATED: [(usize, WinnerRule); 3] =
+    [(18, WinnerRule::PosteriorMean), (19, WinnerRule::KeepFirstUnless(super::ANCHOR_SWITCH_PROBABILITY)), (20, WinnerRule::ValAccuracy)];
 
 /// The winner rule `graft auto` uses ([`super::search::Planner::best_config`]): the highest
 /// validation accuracy. In `meta eval`'s simulation of `auto` (279 held-out tasks, 14 764 runs)
@@ -909,8 +906,7 @@ fn answer_outcomes(answers: &BTreeMap<String, Vec<Vec<usize>>>, accs: &[f64], ou
 /// accuracies (which assumes the best of K runs is known without error).
 pub fn auto_simulation_table(r: &EvalReport) -> String {
     let rows: Vec<(&str, WinnerRule)> = AUTO_SIMULATED.iter().map(|&(i, rule)| (METHODS[i], rule)).collect();
-    let ts: Vec<&TaskResult> =
-        r.tasks.iter().filter(|t| rows.iter().all(|(m, _)| t.gap.get(*m).is_some_and(|g| !g.is_empty()))).collect();
+    let ts: Vec<&TaskResult> = r.tasks.iter().filter(|t| rows.iter().all(|(m, _)| t.gap.get(*m).is_some_and(|g| !g.is_empty()))).collect();
     if ts.is_empty() {
         return String::new();
     }
