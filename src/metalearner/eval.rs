@@ -27,11 +27,12 @@ pub const METHODS: &[&str] = &[
     "advisor (LogME anchor, then greedy portfolio)",
     "largest ImageNet backbone, linear probe",
     "largest ImageNet backbone, fine-tune all at lr 3e-4, 224 px",
-    "advisor (probe-CV-anchored, sequential EI)",
+    "advisor (probe-CV-anchored, any candidate may override it, sequential EI)",
     "probe CV cut layer + probe",
     "auto as it runs (simulated; winner: highest posterior mean)",
     "auto as it runs (simulated; winner: the first pick unless a run beats it with P >= 0.9)",
     "auto as it runs (simulated; winner: highest validation accuracy)",
+    "advisor (probe-CV-anchored, only a fine-tune may override it, sequential EI)",
 ];
 
 /// How `graft auto` names its winner among the runs it made, each seen through its accuracy on a
@@ -75,7 +76,7 @@ pub const AUTO_SIM_REPLICATES: usize = 8;
 pub fn shipped_method() -> &'static str {
     match super::ANCHOR_SCORE {
         super::AnchorScore::LogMe => METHODS[0],
-        super::AnchorScore::ProbeCv => METHODS[16],
+        super::AnchorScore::ProbeCv => METHODS[21],
     }
 }
 
@@ -195,6 +196,14 @@ pub struct TaskResult {
     pub pred_runs: usize,
     #[serde(default)]
     pub pred_within3: usize,
+    /// The seed-to-seed noise of the task's runs: over its configurations logged with two or more
+    /// seeds, the sum of half the squared difference of the first two seeds' accuracies, and the
+    /// number of such pairs. sqrt(sum / pairs) estimates the standard deviation of one run around
+    /// its configuration's expected accuracy: the RMSE floor of any prediction of a single run.
+    #[serde(default)]
+    pub seed_half_sq: f64,
+    #[serde(default)]
+    pub seed_pairs: usize,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -569,6 +578,7 @@ fn eval_fold(obs: &[Obs], fam: &String, strata: &DistanceStrata, budgets: usize,
                 within3 += (e.abs() <= 0.03) as usize;
             }
         }
+        let (seed_half_sq, seed_pairs) = seed_noise(held.iter().copied().filter(|o| o.task_id == tid));
         let c0 = tc[0];
         tasks_out.push(TaskResult {
             task_id: tid.clone(),
@@ -584,9 +594,26 @@ fn eval_fold(obs: &[Obs], fam: &String, strata: &DistanceStrata, budgets: usize,
             pred_sq_err: sq,
             pred_runs: runs,
             pred_within3: within3,
+            seed_half_sq,
+            seed_pairs,
         });
     }
     Ok((tasks_out, calib))
+}
+
+/// Over a task's runs, per configuration logged with two or more seeds: the sum of (a₁ − a₂)² / 2
+/// of the two lowest seeds' accuracies, and the number of such configurations. If each run is its
+/// configuration's expected accuracy plus independent noise of variance σ², each term estimates σ².
+fn seed_noise<'a>(runs: impl Iterator<Item = &'a Obs>) -> (f64, usize) {
+    let mut by_config: BTreeMap<String, BTreeMap<i64, f64>> = BTreeMap::new();
+    for o in runs {
+        by_config.entry(o.config()).or_default().entry(o.seed).or_insert(o.acc);
+    }
+    by_config.values().filter(|s| s.len() >= 2).fold((0.0, 0), |(sq, n), s| {
+        let mut it = s.values();
+        let (a, b) = (it.next().expect("two seeds"), it.next().expect("two seeds"));
+        (sq + (a - b).powi(2) / 2.0, n + 1)
+    })
 }
 
 /// The report over every fold's tasks: mean regret, gap and rank per method and budget.
@@ -813,11 +840,24 @@ impl Fold {
             po.extend(self.portfolio.iter().filter_map(|k| tc.iter().position(|c| &c.config() == k)).filter(|&i| i != pick));
             orders.insert(METHODS[13].into(), po);
         }
-        // anchored on the probe whose features classify the task best under CV
-        let (shipped_first, shipped_order) = anchored(cvo.first());
-        orders.insert(METHODS[16].into(), shipped_order);
+        // anchored on the probe whose features classify the task best under CV; any candidate
+        // may override it
+        orders.insert(METHODS[16].into(), anchored(cvo.first()).1);
+        // the advisor as shipped: the same anchor, which only a fine-tuning candidate may
+        // override ([`super::may_override_anchor`])
+        let shipped_first = cvo.first().map(|&a| {
+            let eligible = |i: usize| super::may_override_anchor(tc[i].recipe.strategy);
+            super::anchored_pick_among(am, ac, a, super::ANCHOR_SWITCH_PROBABILITY, &eligible).0
+        });
+        orders.insert(
+            METHODS[21].into(),
+            match shipped_first {
+                Some(pick) => sequential_ei_order(pick, am, ac, an, aoff, &observe, budgets),
+                None => qei_order(am, ac, budgets, seed),
+            },
+        );
         let mut answers = BTreeMap::new();
-        if let Some(first) = shipped_first.or_else(|| orders[METHODS[16]].first().copied()) {
+        if let Some(first) = shipped_first.or_else(|| orders[METHODS[21]].first().copied()) {
             let n_val = auto_val_size(tc[0].shots, tc[0].n_classes);
             for (row, rule) in AUTO_SIMULATED {
                 let sim = simulate_auto(first, am, ac, an, aoff, accs, n_val, budgets, seed, &tc[0].task_id, rule);
@@ -1059,20 +1099,31 @@ pub fn markdown(r: &EvalReport) -> String {
         let w: usize = ts.iter().map(|t| t.pred_within3).sum();
         ((sq / n.max(1) as f64).sqrt(), w as f64 / n.max(1) as f64, n)
     };
+    // the seed-to-seed noise: the RMSE no prediction of a single run can beat
+    let floor = |ts: &[&TaskResult]| -> (f64, usize) {
+        let n: usize = ts.iter().map(|t| t.seed_pairs).sum();
+        ((ts.iter().map(|t| t.seed_half_sq).sum::<f64>() / n.max(1) as f64).sqrt(), n)
+    };
     let all: Vec<&TaskResult> = r.tasks.iter().collect();
     let (rmse, w3, n) = err(&all);
+    let (fl, pairs) = floor(&all);
     s.push_str(&format!(
-        "Predicted accuracy against the {n} held-out runs: RMSE {:.1} points, {:.0}% within ±3 points.\n\n",
+        "Predicted accuracy against the {n} held-out runs: RMSE {:.1} points, {:.0}% within ±3 points. The noise floor: a run differs from its configuration's expected accuracy by {:.1} points (RMSE), estimated from the {pairs} configurations logged with two seeds on the same task and test images; no prediction of a single run can have a lower RMSE.\n\n",
         rmse * 100.0,
-        w3 * 100.0
+        w3 * 100.0,
+        fl * 100.0
     ));
     for (title, key) in &strata {
         let groups: BTreeSet<String> = r.tasks.iter().map(|t| key(t)).collect();
-        s.push_str(&format!("Predicted accuracy by {title}:\n\n| | RMSE (pts) | within ±3 pts | runs |\n|---|---|---|---|\n"));
+        s.push_str(&format!(
+            "Predicted accuracy by {title}:\n\n| | RMSE (pts) | within ±3 pts | runs | seed-noise floor (pts) |\n|---|---|---|---|---|\n"
+        ));
         for g in &groups {
             let ts: Vec<&TaskResult> = r.tasks.iter().filter(|t| &key(t) == g).collect();
             let (rmse, w3, n) = err(&ts);
-            s.push_str(&format!("| {g} | {:.1} | {:.0}% | {n} |\n", rmse * 100.0, w3 * 100.0));
+            let (fl, pairs) = floor(&ts);
+            let fl = if pairs > 0 { format!("{:.1}", fl * 100.0) } else { "–".into() };
+            s.push_str(&format!("| {g} | {:.1} | {:.0}% | {n} | {fl} |\n", rmse * 100.0, w3 * 100.0));
         }
         s.push('\n');
     }
@@ -1180,6 +1231,8 @@ mod tests {
                 pred_sq_err: 0.0,
                 pred_runs: 0,
                 pred_within3: 0,
+                seed_half_sq: 0.0,
+                seed_pairs: 0,
             }
         };
         let r = EvalReport {
@@ -1322,6 +1375,33 @@ mod tests {
         assert_eq!(s.winner(&[], WinnerRule::ValAccuracy), None);
         assert!((val_noise_var(1.0, 10) - 0.009).abs() < 1e-15);
         assert_eq!(val_noise_var(0.5, 0), 0.0);
+    }
+
+    #[test]
+    fn seed_noise_pairs_the_seeds_of_each_configuration() {
+        let obs = |name: &str, seed: i64, acc: f64| Obs {
+            run_id: format!("{name}-{seed}"),
+            task_id: "t".into(),
+            family: "f".into(),
+            backbone: "b".into(),
+            r_name: name.into(),
+            strategy: "finetune".into(),
+            acc,
+            seed,
+            n_classes: 2,
+            shots: 5.0,
+            shift: "none".into(),
+            task: vec![],
+            recipe: super::super::features::RecipeSummary::for_tests(None),
+            recipe_json: String::new(),
+            train_seconds: 1.0,
+            n_train: 10,
+        };
+        // a: seeds 0 and 1 differ by 0.2 (seed 2 ignored); b: one seed only; c: equal seeds
+        let runs = [obs("a", 1, 0.5), obs("a", 0, 0.7), obs("a", 2, 0.0), obs("b", 0, 0.9), obs("c", 0, 0.6), obs("c", 1, 0.6)];
+        let (sq, n) = seed_noise(runs.iter());
+        assert_eq!(n, 2);
+        assert!((sq - 0.2f64.powi(2) / 2.0).abs() < 1e-12, "{sq}");
     }
 
     #[test]

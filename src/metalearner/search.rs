@@ -423,10 +423,12 @@ fn score(model: &MetaModel, view: &TaskView, cands: &mut [Candidate]) {
     cands.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.config.cmp(&b.config)));
 }
 
-/// Anchor on transferability: the linear probe at the (backbone, depth) with the highest LogME
-/// on this task is the default pick; the meta-learner overrides it only when its best candidate
-/// beats the anchor with posterior probability >= ANCHOR_SWITCH_PROBABILITY (the recalibrated
-/// posterior, as `meta eval` evaluates the anchored pick). Returns the rationale line.
+/// Anchor on transferability: the linear probe ranked first by [`super::ANCHOR_SCORE`] (the
+/// probe whose features classify this task best under cross-validation) is the default pick. Only
+/// a candidate [`super::may_override_anchor`] admits (fine-tuning) may override it: the
+/// best-ranked such candidate, and only when it beats the anchor with posterior probability >=
+/// ANCHOR_SWITCH_PROBABILITY (the recalibrated posterior, as `meta eval` evaluates the anchored
+/// pick). The pick goes first in `cands`. Returns the rationale line.
 fn anchor(model: &MetaModel, view: &TaskView, cands: &mut Vec<Candidate>) -> Option<String> {
     if model.learner != Learner::Gp {
         return None;
@@ -437,27 +439,34 @@ fn anchor(model: &MetaModel, view: &TaskView, cands: &mut Vec<Candidate>) -> Opt
         super::AnchorScore::LogMe => "linear probe where LogME is highest",
         super::AnchorScore::ProbeCv => "linear probe whose features classify this task best under cross-validation",
     };
+    let p = super::ANCHOR_SWITCH_PROBABILITY;
+    let anc = cands[a].config.clone();
+    let to_front = |cands: &mut Vec<Candidate>, i: usize| {
+        let c = cands.remove(i);
+        cands.insert(0, c);
+    };
+    // the challenger: the best-ranked candidate that may override the anchor (cands are in
+    // ranking order)
+    let Some(f) = cands.iter().position(|c| super::may_override_anchor(c.summary.strategy)) else {
+        to_front(cands, a);
+        return Some(format!("Kept the transferability anchor {anc} ({what}): no fine-tuning candidate to weigh against it."));
+    };
     let xs: Vec<Vec<f64>> =
-        [0, a].iter().map(|&i| model.encoder.encode(&view.task[&cands[i].backbone], &cands[i].summary, &cands[i].backbone)).collect();
+        [f, a].iter().map(|&i| model.encoder.encode(&view.task[&cands[i].backbone], &cands[i].summary, &cands[i].backbone)).collect();
     let (m, c, _) = model.ranking_gp().predict_joint(&xs);
     let c = c * model.cv.gp_sd_scale.powi(2);
-    let (pick, pr) = super::anchored_pick(&m, &c, 1, super::ANCHOR_SWITCH_PROBABILITY);
-    let (top, anc) = (cands[0].config.clone(), cands[a].config.clone());
-    if pick == 1 {
-        let ac = cands.remove(a);
-        cands.insert(0, ac);
-    }
-    Some(if a == 0 {
-        format!("The meta-learner's best candidate is also the transferability anchor (the {what}: {anc}).")
-    } else if pick == 1 {
+    let var = (c[(0, 0)] + c[(1, 1)] - 2.0 * c[(0, 1)]).max(1e-12);
+    let pr = super::normal_cdf((m[0] - m[1]) / var.sqrt());
+    let top = cands[f].config.clone();
+    let overrides = pr >= p;
+    to_front(cands, if overrides { f } else { a });
+    Some(if overrides {
         format!(
-            "Kept the transferability anchor {anc} ({what}): the meta-learner's best, {top}, beats it with probability {pr:.2} only (needs {:.2}).",
-            super::ANCHOR_SWITCH_PROBABILITY
+            "Overrode the transferability anchor {anc} ({what}): the meta-learner's best fine-tuning candidate, {top}, beats it with probability {pr:.2} (>= {p:.2})."
         )
     } else {
         format!(
-            "Overrode the transferability anchor {anc} ({what}): the meta-learner's best, {top}, beats it with probability {pr:.2} (>= {:.2}).",
-            super::ANCHOR_SWITCH_PROBABILITY
+            "Kept the transferability anchor {anc} ({what}): the meta-learner's best fine-tuning candidate, {top}, beats it with probability {pr:.2} only (needs {p:.2}); among the probes, the cross-validated accuracy decides."
         )
     })
 }
