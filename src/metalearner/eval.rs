@@ -58,8 +58,8 @@ pub const AUTO_SIMULATED: [(usize, WinnerRule); 3] =
 /// The winner rule `graft auto` uses ([`super::search::Planner::best_config`]): the highest
 /// validation accuracy. In `meta eval`'s simulation of `auto` (279 held-out tasks, 14 764 runs)
 /// it is the only rule of the three under which a bigger budget never gave a worse answer: mean
-/// test accuracy 0.709 at budget 1, 0.713 at 3, 0.714 at 5. The posterior mean lost accuracy
-/// (0.703 at 3): the GP's prior over candidates is too far off to outweigh even a noisy validation
+/// test accuracy 0.712 at budget 1, 0.715 at 3 and at 5. The posterior mean lost accuracy (0.703
+/// at 3): the GP's prior over candidates is too far off to outweigh even a noisy validation
 /// accuracy. Keeping the first pick unless a run beats it with P ≥ 0.9 held 0.709 to 0.710.
 pub const AUTO_WINNER_RULE: WinnerRule = WinnerRule::ValAccuracy;
 
