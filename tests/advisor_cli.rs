@@ -56,6 +56,9 @@ fn check_recommendation(v: &serde_json::Value) {
     assert!(!v["alternatives"].as_array().unwrap().is_empty());
     let lines: Vec<&str> = v["rationale"].as_array().unwrap().iter().map(|l| l.as_str().unwrap()).collect();
     assert!(lines.len() >= 3);
+    // what the prediction rests on: the task's own cross-validated evidence beside the GP's
+    let basis = lines.iter().find(|l| l.starts_with("Basis:")).expect("a basis line");
+    assert!(basis.contains("predicted") && basis.contains("past tasks"), "{basis}");
     // with several backbones, why this one: its predicted recipe, LogME, the probe's CV accuracy
     // and the domain distance, per backbone
     if v["features"].as_object().unwrap().len() > 1 {

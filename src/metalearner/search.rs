@@ -471,6 +471,27 @@ fn anchor(model: &MetaModel, view: &TaskView, cands: &mut Vec<Candidate>) -> Opt
     })
 }
 
+/// What the predicted accuracy rests on: the direct evidence from the task's own images (the
+/// cross-validated accuracy of the pick's features, or of the best probe's when the pick
+/// fine-tunes) beside the GP's prediction from the past tasks.
+fn basis(view: &TaskView, cands: &[Candidate]) -> String {
+    let best = &cands[0];
+    let cv_of = |c: &Candidate| super::probe_cv(&c.summary, &view.task[&c.backbone]);
+    let gp = format!("the predicted {:.3} is the meta-learner's, from the past tasks most like this one (below)", best.predicted_accuracy);
+    match cv_of(best) {
+        Some(cv) => format!(
+            "Basis: these features classify {cv:.3} of your training images correctly under cross-validation (nearest centroid, a cheap stand-in for the probe); {gp}."
+        ),
+        None => match cands.iter().filter_map(|c| cv_of(c).map(|v| (c, v))).max_by(|a, b| a.1.total_cmp(&b.1)) {
+            Some((c, cv)) => format!(
+                "Basis: {gp}; for comparison, the best probe's features ({}) classify {cv:.3} of your training images correctly under cross-validation.",
+                c.config
+            ),
+            None => format!("Basis: {gp}; no cross-validated accuracy (a class has a single training image)."),
+        },
+    }
+}
+
 /// "name value, name value, ..." over the backbones, "n/a" where a value is missing.
 fn per_backbone(names: &[String], f: impl Fn(&String) -> Option<String>) -> String {
     names.iter().map(|b| format!("{b} {}", f(b).unwrap_or_else(|| "n/a".into()))).collect::<Vec<_>>().join(", ")
@@ -539,6 +560,7 @@ fn rationale(
         model.families.len()
     )];
     lines.extend(anchor_note);
+    lines.push(basis(view, cands));
     lines.push(format!(
         "Most similar past tasks (meta-feature distance; typical nearest distance {:.2}): {}.",
         model.ood_distance,
