@@ -184,6 +184,12 @@ fn meta_eval_writes_tables_and_plots() {
     assert_eq!(v["n_tasks"], 6);
     let r1 = v["mean_regret"]["advisor (LogME-anchored, sequential EI)"].as_array().unwrap();
     assert_eq!(r1.len(), 3);
+    // SPEC.md: exactly one method, the shipped advisor, has "shipped" in its name, with a regret
+    // at every budget; so has the simulation of auto as it runs
+    let shipped: Vec<&String> = v["mean_regret"].as_object().unwrap().keys().filter(|k| k.contains("shipped")).collect();
+    assert_eq!(shipped, vec![graft::metalearner::eval::shipped_method()], "{shipped:?}");
+    assert_eq!(v["mean_regret"][shipped[0].as_str()].as_array().unwrap().len(), 3);
+    assert_eq!(v["mean_regret"][graft::metalearner::eval::auto_simulated_method()].as_array().unwrap().len(), 3);
     // best of K can only get better with K
     let r: Vec<f64> = r1.iter().map(|x| x.as_f64().unwrap()).collect();
     assert!(r[0] >= r[1] - 1e-12 && r[1] >= r[2] - 1e-12 && r.iter().all(|x| (0.0..=1.0).contains(x)), "{r:?}");

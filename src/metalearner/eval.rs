@@ -32,7 +32,7 @@ pub const METHODS: &[&str] = &[
     "auto as it runs (simulated; winner: highest posterior mean)",
     "auto as it runs (simulated; winner: the first pick unless a run beats it with P >= 0.9)",
     "auto as it runs (simulated; winner: highest validation accuracy)",
-    "advisor (probe-CV-anchored, only a fine-tune may override it, sequential EI)",
+    "advisor, shipped (probe-CV-anchored, only a fine-tune may override it, sequential EI)",
 ];
 
 /// How `graft auto` names its winner among the runs it made, each seen through its accuracy on a
@@ -72,7 +72,7 @@ pub fn auto_simulated_method() -> &'static str {
 pub const AUTO_SIM_REPLICATES: usize = 8;
 
 /// The row of [`METHODS`] that is the advisor as shipped (its anchor score is
-/// [`super::ANCHOR_SCORE`]).
+/// [`super::ANCHOR_SCORE`]); SPEC.md: its name, and only its, contains "shipped".
 pub fn shipped_method() -> &'static str {
     match super::ANCHOR_SCORE {
         super::AnchorScore::LogMe => METHODS[0],
