@@ -340,12 +340,17 @@ impl SeqEi {
             WinnerRule::KeepFirstUnless(p) => {
                 let first = *idx.first()?;
                 let j = self.best_among(&idx)?;
-                let var = (self.cov[(j, j)] + self.cov[(first, first)] - 2.0 * self.cov[(j, first)]).max(1e-12);
-                Some(if j != first && super::normal_cdf((self.mean[j] - self.mean[first]) / var.sqrt()) >= p { j } else { first })
+                Some(if j != first && super::prob_greater(&self.mean, &self.cov, j, first) >= p { j } else { first })
             }
-            WinnerRule::ValAccuracy => runs.iter().rev().copied().max_by(|a, b| a.1.total_cmp(&b.1)).map(|r| r.0),
+            WinnerRule::ValAccuracy => highest_validation(runs),
         }
     }
+}
+
+/// The run with the highest validation accuracy among (candidate, validation accuracy) in the
+/// order they ran (ties: the earlier run).
+pub fn highest_validation(runs: &[(usize, f64)]) -> Option<usize> {
+    runs.iter().rev().copied().max_by(|a, b| a.1.total_cmp(&b.1)).map(|r| r.0)
 }
 
 /// The sampling variance of an accuracy `v` measured on `n_val` validation images, p(1 − p) /
@@ -493,9 +498,14 @@ pub fn qei_order(mean: &[f64], cov: &nalgebra::DMatrix<f64>, k: usize, seed: u64
 }
 
 fn outcome(order: &[usize], accs: &[f64], k: usize) -> (f64, f64, f64) {
+    scored(order.iter().take(k).map(|&i| accs[i]).fold(f64::NEG_INFINITY, f64::max), accs)
+}
+
+/// Normalised regret, gap and rank (1 = best) of obtaining accuracy `got` on a task whose
+/// configurations have the accuracies `accs`.
+fn scored(got: f64, accs: &[f64]) -> (f64, f64, f64) {
     let best = accs.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
     let worst = accs.iter().cloned().fold(f64::INFINITY, f64::min);
-    let got = order.iter().take(k).map(|&i| accs[i]).fold(f64::NEG_INFINITY, f64::max);
     let regret = if best - worst > 1e-12 { (best - got) / (best - worst) } else { 0.0 };
     let rank = 1.0 + accs.iter().filter(|&&a| a > got + 1e-12).count() as f64;
     (regret, best - got, rank)
@@ -909,30 +919,26 @@ fn outcomes(orders: &BTreeMap<String, Vec<usize>>, accs: &[f64], budgets: usize)
         gap.insert(name.clone(), g);
         rank.insert(name.clone(), k);
     }
-    let best = accs.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-    let worst = accs.iter().cloned().fold(f64::INFINITY, f64::min);
-    let rs: Vec<f64> = (1..=budgets).map(|b| random_best_of_k(accs, b)).collect();
-    regret.insert(METHODS[5].into(), rs.iter().map(|v| if best - worst > 1e-12 { (best - v) / (best - worst) } else { 0.0 }).collect());
-    gap.insert(METHODS[5].into(), rs.iter().map(|v| best - v).collect());
-    rank.insert(METHODS[5].into(), rs.iter().map(|v| 1.0 + accs.iter().filter(|&&a| a > v + 1e-12).count() as f64).collect());
+    let rs: Vec<(f64, f64, f64)> = (1..=budgets).map(|b| scored(random_best_of_k(accs, b), accs)).collect();
+    regret.insert(METHODS[5].into(), rs.iter().map(|v| v.0).collect());
+    gap.insert(METHODS[5].into(), rs.iter().map(|v| v.1).collect());
+    rank.insert(METHODS[5].into(), rs.iter().map(|v| v.2).collect());
     (regret, gap, rank)
 }
 
 /// Regret, gap and rank at each budget of methods that give one answer per budget, averaged over
 /// their replicates, added to `out`.
 fn answer_outcomes(answers: &BTreeMap<String, Vec<Vec<usize>>>, accs: &[f64], out: (&mut PerMethod, &mut PerMethod, &mut PerMethod)) {
-    let best = accs.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-    let worst = accs.iter().cloned().fold(f64::INFINITY, f64::min);
     for (name, reps) in answers {
         let Some(budgets) = reps.first().map(|r| r.len()) else { continue };
         let n = reps.len() as f64;
         let (mut r, mut g, mut k) = (vec![0.0; budgets], vec![0.0; budgets], vec![0.0; budgets]);
         for rep in reps {
             for (b, &i) in rep.iter().enumerate() {
-                let got = accs[i];
-                r[b] += if best - worst > 1e-12 { (best - got) / (best - worst) } else { 0.0 } / n;
-                g[b] += (best - got) / n;
-                k[b] += (1.0 + accs.iter().filter(|&&a| a > got + 1e-12).count() as f64) / n;
+                let (regret, gap, rank) = scored(accs[i], accs);
+                r[b] += regret / n;
+                g[b] += gap / n;
+                k[b] += rank / n;
             }
         }
         out.0.insert(name.clone(), r);

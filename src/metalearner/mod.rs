@@ -362,9 +362,15 @@ pub fn anchored_pick_among(
     if j == anchor {
         return (anchor, 0.5);
     }
-    let var = (cov[(j, j)] + cov[(anchor, anchor)] - 2.0 * cov[(j, anchor)]).max(1e-12);
-    let pr = normal_cdf((mean[j] - mean[anchor]) / var.sqrt());
+    let pr = prob_greater(mean, cov, j, anchor);
     (if pr >= p { j } else { anchor }, pr)
+}
+
+/// P(f_a > f_b) under a joint Gaussian posterior (`mean`, `cov`): the correlation between the
+/// two counts.
+pub fn prob_greater(mean: &[f64], cov: &nalgebra::DMatrix<f64>, a: usize, b: usize) -> f64 {
+    let var = (cov[(a, a)] + cov[(b, b)] - 2.0 * cov[(a, b)]).max(1e-12);
+    normal_cdf((mean[a] - mean[b]) / var.sqrt())
 }
 
 /// Mean over tasks of the normalised regret (best − chosen) / (best − worst) of picking the

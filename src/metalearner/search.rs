@@ -455,8 +455,7 @@ fn anchor(model: &MetaModel, view: &TaskView, cands: &mut Vec<Candidate>) -> Opt
         [f, a].iter().map(|&i| model.encoder.encode(&view.task[&cands[i].backbone], &cands[i].summary, &cands[i].backbone)).collect();
     let (m, c, _) = model.ranking_gp().predict_joint(&xs);
     let c = c * model.cv.gp_sd_scale.powi(2);
-    let var = (c[(0, 0)] + c[(1, 1)] - 2.0 * c[(0, 1)]).max(1e-12);
-    let pr = super::normal_cdf((m[0] - m[1]) / var.sqrt());
+    let pr = super::prob_greater(&m, &c, 0, 1);
     let top = cands[f].config.clone();
     let overrides = pr >= p;
     to_front(cands, if overrides { f } else { a });
@@ -688,7 +687,8 @@ impl Planner {
     pub fn best_config(&self) -> Option<String> {
         let pick = match &self.seq {
             Some(s) => s.winner(&self.observed, super::eval::AUTO_WINNER_RULE),
-            None => self.observed.iter().copied().max_by(|a, b| a.1.total_cmp(&b.1).then(b.0.cmp(&a.0))).map(|(i, _)| i),
+            // candidates run in index order here, so the earliest run is the lowest index
+            None => super::eval::highest_validation(&self.observed),
         };
         pick.map(|i| self.top[i].config.clone())
     }
