@@ -254,9 +254,9 @@ impl CustomOp3 for BnTrain {
         *self.stats.lock().expect("stats") = Some(st.clone());
         let scale: Vec<f32> = (0..c).map(|ch| (g[ch] as f64 / (st[ch].1 + self.eps).sqrt()) as f32).collect();
         let shift: Vec<f32> = (0..c).map(|ch| be[ch] - (st[ch].0 as f32) * scale[ch]).collect();
-        let mut y = vec![0f32; x.len()];
         let cap = self.act.cap();
-        y.par_chunks_mut(c * hw).zip(x.par_chunks(c * hw)).for_each(|(yi, xi)| {
+        let y = super::par_zeroed(x.len(), c * hw, || (), |_, i, yi| {
+            let xi = &x[i * c * hw..(i + 1) * c * hw];
             for ch in 0..c {
                 let (a, s) = (scale[ch], shift[ch]);
                 affine_row(&mut yi[ch * hw..(ch + 1) * hw], &xi[ch * hw..(ch + 1) * hw], a, s, cap);
@@ -349,8 +349,7 @@ impl CustomOp3 for BnTrainBwd {
                 },
             )
             .collect();
-        let mut out = vec![0f32; x.len() + 2 * c];
-        let (dx, rest) = out.split_at_mut(x.len());
+        let mut rest = vec![0f32; 2 * c];
         // dx = gamma * inv / n * (n*dy - sum(dy) - xhat * sum(dy*xhat))
         // per channel: (gamma * inv, mean(dy), mean(dy * xhat), inv)
         let coef: Vec<(f32, f32, f32, f32)> = (0..c)
@@ -360,7 +359,7 @@ impl CustomOp3 for BnTrainBwd {
             })
             .collect();
         let means: Vec<f32> = st.iter().map(|s| s.0 as f32).collect();
-        dx.par_chunks_mut(c * hw).enumerate().for_each(|(i, dxi)| {
+        let mut out = super::par_zeroed(x.len(), c * hw, || (), |_, i, dxi| {
             for ch in 0..c {
                 let (k, md, mdx, inv) = coef[ch];
                 let m = means[ch];
@@ -378,6 +377,7 @@ impl CustomOp3 for BnTrainBwd {
             rest[ch] = sums[ch].1 as f32;
             rest[c + ch] = sums[ch].0 as f32;
         }
+        out.extend_from_slice(&rest);
         Ok((CpuStorage::F32(out), Shape::from(x.len() + 2 * c)))
     }
 }
@@ -518,9 +518,9 @@ impl candle_core::CustomOp1 for BnEval {
             candle_core::bail!("batch-norm: input has {c} channels, the layer {}", self.scale.len());
         }
         let x = slice(s1, l1, "input")?;
-        let mut y = vec![0f32; x.len()];
         let cap = self.act.cap();
-        y.par_chunks_mut(c * hw).zip(x.par_chunks(c * hw)).for_each(|(yi, xi)| {
+        let y = super::par_zeroed(x.len(), c * hw, || (), |_, i, yi| {
+            let xi = &x[i * c * hw..(i + 1) * c * hw];
             for ch in 0..c {
                 affine_row(&mut yi[ch * hw..(ch + 1) * hw], &xi[ch * hw..(ch + 1) * hw], self.scale[ch], self.shift[ch], cap);
             }
@@ -548,8 +548,7 @@ impl candle_core::CustomOp2 for BnEvalBwd {
         let (_, c, hw) = dims(l1)?;
         let dy = slice(s1, l1, "grad")?;
         let r = slice(s2, l2, "output")?;
-        let mut dx = vec![0f32; dy.len()];
-        dx.par_chunks_mut(c * hw).enumerate().for_each(|(i, dxi)| {
+        let dx = super::par_zeroed(dy.len(), c * hw, || (), |_, i, dxi| {
             for ch in 0..c {
                 let o = (i * c + ch) * hw;
                 let ro = self.cap.map(|cap| (&r[o..o + hw], cap));

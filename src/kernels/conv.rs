@@ -166,13 +166,12 @@ fn conv_forward(
     let x = slice(s1, l1, "input")?;
     let w = slice(s2, l2, "weight")?;
     let (ckk, howo, img) = (g.ckk(), g.howo(), g.cin * g.h * g.w);
-    let mut out = vec![0f32; g.b * g.cout * howo];
     if g.is_direct() {
         let wpk = direct::pack(g.cout, g.cin, |o, i, t| w[(o * g.cin + i) * 9 + t]);
-        direct::conv_batch_then(x, &wpk, g.cin, g.cout, g.h, g.w, &mut out, post);
+        let out = direct::conv_batch_then(&x[..g.b * img], &wpk, g.cin, g.cout, g.h, g.w, post);
         return Ok((CpuStorage::F32(out), Shape::from((g.b, g.cout, g.ho, g.wo))));
     }
-    out.par_chunks_mut(g.cout * howo).enumerate().for_each(|(i, y)| {
+    let out = super::par_zeroed(g.b * g.cout * howo, g.cout * howo, || (), |_, i, y| {
         let xi = &x[i * img..(i + 1) * img];
         if g.is_pointwise() {
             sgemm(g.cout, howo, ckk, w, ckk, 1, xi, howo, 1, y, howo, 1, false);
@@ -335,14 +334,13 @@ impl CustomOp2 for ConvBwdInput {
         let dy = slice(s1, l1, "grad")?;
         let w = slice(s2, l2, "weight")?;
         let (ckk, howo, img) = (g.ckk(), g.howo(), g.cin * g.h * g.w);
-        let mut dx = vec![0f32; g.b * img];
         if g.is_direct() {
             // dx = dy convolved with the weights flipped in both axes, in/out channels swapped
             let wpk = direct::pack(g.cin, g.cout, |o, i, t| w[(i * g.cin + o) * 9 + 8 - t]);
-            direct::conv_batch(dy, &wpk, g.cout, g.cin, g.h, g.w, &mut dx);
+            let dx = direct::conv_batch(&dy[..g.b * g.cout * howo], &wpk, g.cout, g.cin, g.h, g.w);
             return Ok((CpuStorage::F32(dx), Shape::from((g.b, g.cin, g.h, g.w))));
         }
-        dx.par_chunks_mut(img).enumerate().for_each(|(i, dxi)| {
+        let dx = super::par_zeroed(g.b * img, img, || (), |_, i, dxi| {
             let dyi = &dy[i * g.cout * howo..(i + 1) * g.cout * howo];
             if g.is_pointwise() {
                 // dx (cin x hw) = w^T (cin x cout) · dy (cout x hw)

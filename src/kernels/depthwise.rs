@@ -249,11 +249,12 @@ impl CustomOp2 for DwFwd {
         }
         let x = slice(s1, l1, "input")?;
         let w = slice(s2, l2, "weight")?;
-        let mut y = vec![0f32; g.b * g.c * g.oplane()];
         let offs = tap_offsets(&g);
-        y.par_chunks_mut(g.oplane()).enumerate().for_each_init(
+        let y = super::par_zeroed(
+            g.b * g.c * g.oplane(),
+            g.oplane(),
             || vec![0f32; g.scratch()],
-            |q, (pi, yp)| {
+            |q, pi, yp| {
                 let c = pi % g.c;
                 fill_phases(&x[pi * g.plane()..(pi + 1) * g.plane()], &g, q);
                 fwd_plane(q, &w[c * g.k * g.k..(c + 1) * g.k * g.k], &offs, &g, yp);
@@ -294,11 +295,12 @@ impl CustomOp2 for DwBwdInput {
         }
         let dy = slice(s1, l1, "grad")?;
         let w = slice(s2, l2, "weight")?;
-        let mut dx = vec![0f32; g.b * g.c * g.plane()];
         let offs = tap_offsets(&g);
-        dx.par_chunks_mut(g.plane()).enumerate().for_each_init(
+        let dx = super::par_zeroed(
+            g.b * g.c * g.plane(),
+            g.plane(),
             || (vec![0f32; g.scratch()], vec![0f32; padded_row_len(&g)]),
-            |bufs, (pi, dxp)| {
+            |bufs, pi, dxp| {
                 let c = pi % g.c;
                 let (dyp, wk) = (&dy[pi * g.oplane()..(pi + 1) * g.oplane()], &w[c * g.k * g.k..(c + 1) * g.k * g.k]);
                 bwd_input_plane(dyp, wk, &offs, &g, bufs, dxp);

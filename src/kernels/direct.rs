@@ -54,13 +54,12 @@ pub fn pad_into(x: &[f32], n_in: usize, h: usize, w: usize, xp: &mut [f32]) {
 }
 
 /// Every image of `x` (`n_in` x h x w each, one after another) convolved with packed weights
-/// `wp` into `y` (`n_out` x h x w each), images in parallel, each padded into a per-thread buffer.
-pub fn conv_batch(x: &[f32], wp: &[f32], n_in: usize, n_out: usize, h: usize, w: usize, y: &mut [f32]) {
-    conv_batch_then(x, wp, n_in, n_out, h, w, y, &|_, _| {})
+/// `wp` (`n_out` x h x w each), images in parallel, each padded into a per-thread buffer.
+pub fn conv_batch(x: &[f32], wp: &[f32], n_in: usize, n_out: usize, h: usize, w: usize) -> Vec<f32> {
+    conv_batch_then(x, wp, n_in, n_out, h, w, &|_, _| {})
 }
 
 /// [`conv_batch`], then `post(image index, output image)` on each image while it is still in cache.
-#[allow(clippy::too_many_arguments)]
 pub fn conv_batch_then(
     x: &[f32],
     wp: &[f32],
@@ -68,19 +67,20 @@ pub fn conv_batch_then(
     n_out: usize,
     h: usize,
     w: usize,
-    y: &mut [f32],
     post: &(dyn Fn(usize, &mut [f32]) + Sync),
-) {
-    use rayon::prelude::*;
+) -> Vec<f32> {
     let img = n_in * h * w;
-    y.par_chunks_mut(n_out * h * w).enumerate().for_each_init(
+    let n = x.len() / img.max(1);
+    super::par_zeroed(
+        n * n_out * h * w,
+        n_out * h * w,
         || vec![0f32; n_in * (h + 2) * (w + 2)],
-        |xp, (i, yi)| {
+        |xp, i, yi| {
             pad_into(&x[i * img..(i + 1) * img], n_in, h, w, xp);
             conv_image(xp, wp, n_in, n_out, h, w, yi);
             post(i, yi);
         },
-    );
+    )
 }
 
 /// y (n_out x h x w) = the 3x3 convolution of the padded image `xp` with packed weights `wp`.

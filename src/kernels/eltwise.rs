@@ -1,7 +1,6 @@
 //! The residual join of ResNet blocks, relu(a + b), as one pass and one autograd node instead
 //! of candle's add, then ReLU with its compare-and-multiply backward.
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
-use rayon::prelude::*;
 
 /// Elements per parallel chunk (large enough that the split costs nothing).
 const CHUNK: usize = 1 << 14;
@@ -52,8 +51,10 @@ impl CustomOp2 for AddRelu {
             candle_core::bail!("add-relu: shapes {:?} and {:?} differ", l1.dims(), l2.dims());
         }
         let (a, b) = (slice(s1, l1, "lhs")?, slice(s2, l2, "rhs")?);
-        let mut y = vec![0f32; a.len()];
-        y.par_chunks_mut(CHUNK).zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK))).for_each(|(y, (a, b))| add_relu_chunk(y, a, b));
+        let y = super::par_zeroed(a.len(), CHUNK, || (), |_, i, y| {
+            let r = i * CHUNK..i * CHUNK + y.len();
+            add_relu_chunk(y, &a[r.clone()], &b[r])
+        });
         Ok((CpuStorage::F32(y), l1.shape().clone()))
     }
     fn bwd(&self, _a: &Tensor, _b: &Tensor, res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
@@ -71,8 +72,10 @@ impl CustomOp2 for ReluMask {
     }
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
         let (dy, y) = (slice(s1, l1, "grad")?, slice(s2, l2, "output")?);
-        let mut dx = vec![0f32; dy.len()];
-        dx.par_chunks_mut(CHUNK).zip(dy.par_chunks(CHUNK).zip(y.par_chunks(CHUNK))).for_each(|(dx, (dy, y))| mask_chunk(dx, dy, y));
+        let dx = super::par_zeroed(dy.len(), CHUNK, || (), |_, i, dx| {
+            let r = i * CHUNK..i * CHUNK + dx.len();
+            mask_chunk(dx, &dy[r.clone()], &y[r])
+        });
         Ok((CpuStorage::F32(dx), l1.shape().clone()))
     }
 }

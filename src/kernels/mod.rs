@@ -141,6 +141,35 @@ pub fn use_reference_kernels() -> bool {
     *FLAG.get_or_init(|| std::env::var("GRAFT_REFERENCE_KERNELS").map(|v| v == "1").unwrap_or(false))
 }
 
+/// A vector of `n` floats built in parallel chunks of `chunk` (the last may be shorter): each
+/// chunk is zeroed inside its own task, then handed to `f(state, chunk index, chunk)` with a
+/// per-thread `state` from `init`. `vec![0f32; n]` instead zeroes all of it in one serial
+/// memset on the calling thread whenever the allocator reuses memory (7–8% of a ResNet-8
+/// training step on 2 cores was such memsets); here the zeroing is split over the threads and
+/// the chunk is still in cache when `f` fills it.
+pub(crate) fn par_zeroed<T: Send>(
+    n: usize,
+    chunk: usize,
+    init: impl Fn() -> T + Sync + Send,
+    f: impl Fn(&mut T, usize, &mut [f32]) + Sync + Send,
+) -> Vec<f32> {
+    use rayon::prelude::*;
+    use std::mem::MaybeUninit;
+    let mut v: Vec<f32> = Vec::with_capacity(n);
+    v.spare_capacity_mut()[..n].par_chunks_mut(chunk.max(1)).enumerate().for_each_init(init, |st, (i, c)| {
+        for e in c.iter_mut() {
+            e.write(0.0);
+        }
+        // SAFETY: every element of `c` was initialised just above, and MaybeUninit<f32> has
+        // the layout of f32.
+        let c = unsafe { &mut *(c as *mut [MaybeUninit<f32>] as *mut [f32]) };
+        f(st, i, c);
+    });
+    // SAFETY: the chunks cover indices 0..n and each was initialised in its task.
+    unsafe { v.set_len(n) };
+    v
+}
+
 /// The f32 data of a contiguous CPU tensor; `op` and `what` name it in the error.
 pub(crate) fn contiguous_f32<'a>(
     s: &'a candle_core::CpuStorage,
