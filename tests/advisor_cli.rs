@@ -317,3 +317,45 @@ fn a_named_backbone_keeps_the_choice_of_input_size() {
     assert_eq!(o.status.code(), Some(2), "an unknown size is a usage error");
     assert!(String::from_utf8_lossy(&o.stderr).contains("--backbone efficientnet-lite0-imagenet@97"));
 }
+
+/// A checkpoint continued from a backbone the shipped meta-learner knows (`graft pretrain
+/// --init`) stands in for its parent: the recipe runs on the checkpoint, the rationale says whose
+/// runs the prediction comes from, and a checkpoint without a known parent is a usage error.
+#[test]
+fn a_continued_checkpoint_stands_in_for_its_parent() {
+    let t = tempfile::tempdir().unwrap();
+    let out = t.path().join("r8-simclr.safetensors");
+    let o = graft()
+        .args(["--threads", "1", "pretrain", "--arch", "resnet8", "--init", "resnet8-cifar10", "--method", "simclr"])
+        .args(["--epochs", "1", "--batch-size", "8", "--data"])
+        .arg(example().join("train"))
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = graft().args(["recommend", "--json", "--backbone"]).arg(&out).arg("--data").arg(example()).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v = json_of(&o);
+    let (p, iv) = (v["predicted_accuracy"].as_f64().unwrap(), v["interval"].as_array().unwrap());
+    assert!(iv[0].as_f64().unwrap() <= p && p <= iv[1].as_f64().unwrap(), "{v}");
+    let path = out.display().to_string();
+    assert_eq!(v["backbone"].as_str(), Some(path.as_str()));
+    assert_eq!(v["recipe"]["backbone"].as_str(), Some(path.as_str()));
+    assert_eq!(v["continued_from"]["key"].as_str(), Some("resnet8-cifar10"));
+    let why = v["rationale"].as_array().unwrap().iter().map(|l| l.as_str().unwrap()).collect::<Vec<_>>().join("\n");
+    assert!(why.contains("continues resnet8-cifar10 (simclr, 1 epochs)"), "{why}");
+    // a checkpoint trained from scratch names no parent
+    let scratch = t.path().join("scratch.safetensors");
+    let o = graft()
+        .args(["--threads", "1", "pretrain", "--arch", "resnet8", "--method", "simclr", "--epochs", "1", "--batch-size", "8", "--data"])
+        .arg(example().join("train"))
+        .arg("--out")
+        .arg(&scratch)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = graft().args(["recommend", "--backbone"]).arg(&scratch).arg("--data").arg(example()).output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("its card names no parent"), "{}", String::from_utf8_lossy(&o.stderr));
+}

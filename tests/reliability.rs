@@ -425,6 +425,60 @@ fn every_unsupervised_method_pretrains_on_a_plain_folder() {
     }
 }
 
+// 10b. past --in-memory-limit-mb the images are streamed from disk batch by batch: the same
+// weights bit for bit, the same data fingerprint; continued pretraining (--init) names its parent
+#[test]
+fn streamed_pretraining_equals_in_memory_and_the_card_names_its_lineage() {
+    let t = tempfile::tempdir().unwrap();
+    let pool = t.path().join("photos");
+    for (i, sub) in ["", "a/b"].iter().enumerate() {
+        let d = pool.join(sub);
+        std::fs::create_dir_all(&d).unwrap();
+        for j in 0..5 {
+            common::synth_image(j % 3, i * 10 + j, 32).save(d.join(format!("p{j}.png"))).unwrap();
+        }
+    }
+    let mut cards = Vec::new();
+    for (limit, method) in [("1024", "simclr"), ("0", "simclr"), ("0", "denoising-autoencoder")] {
+        let out = t.path().join(format!("{method}-{limit}.safetensors"));
+        let o = graft()
+            .args(["--threads", "1", "pretrain", "--arch", "resnet8", "--init", "resnet8-cifar10", "--epochs", "2", "--batch-size", "4"])
+            .args(["--method", method, "--in-memory-limit-mb", limit, "--json", "--data"])
+            .arg(&pool)
+            .arg("--out")
+            .arg(&out)
+            .output()
+            .unwrap();
+        let j = json_of(&o);
+        let notes = j["card"]["notes"].as_str().unwrap().to_string();
+        let how = if limit == "0" { "streamed from disk" } else { "decoded in memory" };
+        assert!(notes.contains(how) && notes.contains("on 10 unlabelled images"), "{notes}");
+        assert_eq!(j["card"]["parent"]["name"].as_str(), Some("resnet8-cifar10"), "{}", j["card"]);
+        assert_eq!(j["card"]["parent"]["sha256"].as_str().map(|s| s.len()), Some(64));
+        cards.push(j["card"].clone());
+    }
+    assert_eq!(cards[0]["sha256"], cards[1]["sha256"], "streaming changed the pretrained weights");
+    assert_eq!(cards[0]["data_fingerprint"], cards[1]["data_fingerprint"]);
+    assert_eq!(cards[0]["data_fingerprint"], cards[2]["data_fingerprint"]);
+    assert_ne!(cards[1]["sha256"], cards[2]["sha256"], "two methods gave the same weights");
+    // the result is a backbone graft run accepts
+    let data = t.path().join("d");
+    make_folder(&data, &[("train", 4), ("test", 2)], 2, 32);
+    let o = graft_run!(
+        "--json",
+        "--no-meta",
+        "--preset",
+        "linear-probe",
+        "--data",
+        &data,
+        "--backbone",
+        t.path().join("simclr-0.safetensors"),
+        "--runs",
+        t.path().join("runs")
+    );
+    assert_eq!(json_of(&o)["status"].as_str(), Some("ok"));
+}
+
 // 11. a recommended recipe carries its backbone
 #[test]
 fn a_recommended_recipe_runs_on_its_own_backbone() {

@@ -41,6 +41,20 @@ pub struct ModelCard {
     pub train_seconds: Option<f64>,
     #[serde(default)]
     pub notes: String,
+    /// The checkpoint these weights continued from (continued pretraining with `--init`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<Parent>,
+    /// sha256 over the training images (content and label, in order; `ImageSet::fingerprint`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_fingerprint: Option<String>,
+}
+
+/// A parent checkpoint: its card's name and its weights' sha256.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Parent {
+    pub name: String,
+    pub sha256: String,
 }
 
 /// What a card records about where a checkpoint came from: everything the model itself cannot
@@ -62,6 +76,8 @@ pub struct Provenance {
     pub command: String,
     pub train_seconds: Option<f64>,
     pub notes: String,
+    pub parent: Option<Parent>,
+    pub data_fingerprint: Option<String>,
 }
 
 /// The model's side of a card.
@@ -125,6 +141,8 @@ impl ModelCard {
             graft_version: env!("CARGO_PKG_VERSION").into(),
             train_seconds: p.train_seconds,
             notes: p.notes,
+            parent: p.parent,
+            data_fingerprint: p.data_fingerprint,
         }
     }
 

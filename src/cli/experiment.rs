@@ -40,6 +40,14 @@ pub struct ExperimentArgs {
     pub epochs: usize,
     #[arg(long, default_value_t = 100)]
     pub test_per_class: usize,
+    /// paine: start from this pretrained backbone (name or file), e.g.
+    /// efficientnet-lite0-imagenet, and compare continued SimCLR on the pool against no
+    /// continued pretraining; writes paine-init.{json,md,svg}.
+    #[arg(long)]
+    pub init: Option<String>,
+    /// paine --init: input size (square) to run the backbone at (default: its card's).
+    #[arg(long)]
+    pub input_size: Option<usize>,
     #[arg(long, default_value = "cpu")]
     pub device: String,
     #[arg(long)]
@@ -56,9 +64,15 @@ pub fn experiment(a: ExperimentArgs) -> Result<i32> {
     if a.name == "paine" && a.unlabelled < 2 {
         return Err(GraftError::Usage("--unlabelled must be at least 2 for paine".into()));
     }
+    if (a.init.is_some() || a.input_size.is_some()) && a.name != "paine" {
+        return Err(GraftError::Usage("--init and --input-size apply to the paine experiment only".into()));
+    }
+    if a.input_size.is_some() && a.init.is_none() {
+        return Err(GraftError::Usage("--input-size needs --init (the resnet8 protocol runs at 32 px)".into()));
+    }
     let (device, device_name) = executor::select_device(&a.device)?;
     let s = Settings {
-        experiment: a.name.clone(),
+        experiment: if a.init.is_some() { "paine-init".into() } else { a.name.clone() },
         data: a.data.display().to_string(),
         seeds: a.seeds.clone(),
         labels: if a.name == "paine" { a.labels.clone() } else { vec![] },
@@ -67,6 +81,8 @@ pub fn experiment(a: ExperimentArgs) -> Result<i32> {
         shots: if a.name == "yosinski" { a.shots } else { 0 },
         epochs: a.epochs,
         test_per_class: a.test_per_class,
+        init: a.init.clone(),
+        input_size: a.input_size,
     };
     let env = Env {
         out: a.out.clone(),
@@ -85,7 +101,7 @@ pub fn experiment(a: ExperimentArgs) -> Result<i32> {
         print_json(&res);
     } else {
         errln!("{}", experiment::render(&res).0);
-        errln!("wrote {}, {} and {}", md.display(), svg.display(), a.out.join(format!("{}.json", a.name)).display());
+        errln!("wrote {}, {} and {}", md.display(), svg.display(), a.out.join(format!("{}.json", res.settings.experiment)).display());
     }
     Ok(EXIT_OK)
 }

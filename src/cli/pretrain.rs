@@ -1,6 +1,6 @@
 //! `graft pretrain`: flags → a [`PretrainJob`] → `pretrain::run` → what was written.
 use super::commands::{load_opts, print_json};
-use super::progress::EpochBar;
+use super::progress::{EpochBar, StepBar};
 use super::DataArgs;
 use crate::backbones::{Arch, ModelCard};
 use crate::error::{GraftError, Result, EXIT_OK};
@@ -74,6 +74,10 @@ pub struct PretrainArgs {
     /// Resume from the last finished epoch in the checkpoint folder.
     #[arg(long)]
     pub resume: bool,
+    /// Unsupervised methods: decode the images into memory when their 8-bit pixels fit in this
+    /// many MiB; past it, stream them from disk batch by batch (same result, bounded memory).
+    #[arg(long, default_value_t = 1024)]
+    pub in_memory_limit_mb: usize,
     /// Stop after this many epochs as if killed (for testing --resume).
     #[arg(long, hide = true)]
     pub stop_after_epoch: Option<usize>,
@@ -136,13 +140,17 @@ pub fn pretrain(a: PretrainArgs) -> Result<i32> {
         checkpoint_dir: a.checkpoint_dir.clone(),
         resume: a.resume,
         stop_after_epoch: a.stop_after_epoch,
+        in_memory_limit_mb: a.in_memory_limit_mb,
         command: super::command_line(),
     };
     // supervised training reports epochs to the bar; the label-free methods log a line per
     // epoch through `log` instead
     let bar = EpochBar::new(a.epochs, "pretrain", a.method.0.is_some());
-    let done = pretrain::run(&job, &bar, &|l| errln!("{l}"));
+    // the label-free methods: a bar over optimisation steps on a terminal
+    let steps = StepBar::new("pretrain", a.method.0.is_some());
+    let done = pretrain::run(&job, &bar, &|l| steps.println(l), &|d, t| steps.set(d, t));
     bar.finish();
+    steps.finish();
     match done? {
         Finished::Stopped { epochs, checkpoint_dir } => {
             errln!("stopped after epoch {epochs}; resume with --resume (checkpoint in {})", checkpoint_dir.display());

@@ -45,3 +45,42 @@ impl Progress for EpochBar {
         }
     }
 }
+
+/// A bar over optimisation steps (label-free pretraining) when stderr is a terminal; lines
+/// printed through it go above the bar, and are plain stderr lines otherwise.
+pub struct StepBar {
+    bar: Option<ProgressBar>,
+}
+
+impl StepBar {
+    pub fn new(label: &str, enabled: bool) -> Self {
+        let bar = (enabled && std::io::stderr().is_terminal()).then(|| {
+            let b = ProgressBar::new(0);
+            b.set_style(
+                ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} steps ({elapsed}, {eta} left)")
+                    .unwrap()
+                    .progress_chars("=> "),
+            );
+            b.set_prefix(label.to_string());
+            b
+        });
+        StepBar { bar }
+    }
+    pub fn set(&self, done: usize, total: usize) {
+        if let Some(b) = &self.bar {
+            b.set_length(total as u64);
+            b.set_position(done as u64);
+        }
+    }
+    pub fn println(&self, line: &str) {
+        match &self.bar {
+            Some(b) => b.println(line),
+            None => errln!("{line}"),
+        }
+    }
+    pub fn finish(&self) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+    }
+}

@@ -58,16 +58,22 @@ impl ImageSet {
     /// Each image's augmentation draws from its own stream `(seed, epoch, index)`, so the result
     /// does not depend on thread scheduling.
     pub fn batch(&self, idx: &[usize], norm: &Normalisation, aug: Option<(&Augment, u64)>) -> Vec<f32> {
+        self.batch_named(idx, idx, norm, aug)
+    }
+
+    /// [`ImageSet::batch`] of the images at `idx`, whose augmentation streams are named by
+    /// `names` (their indices in a larger collection this set is a part of).
+    fn batch_named(&self, idx: &[usize], names: &[usize], norm: &Normalisation, aug: Option<(&Augment, u64)>) -> Vec<f32> {
         let l = self.image_len();
         let mut out = vec![0f32; idx.len() * l];
         let spec = self.spec;
-        out.par_chunks_mut(l).zip(idx.par_iter()).for_each(|(dst, &i)| {
+        out.par_chunks_mut(l).zip(idx.par_iter().zip(names.par_iter())).for_each(|(dst, (&i, &name))| {
             let src = self.image(i);
             for (d, s) in dst.iter_mut().zip(src) {
                 *d = *s as f32 / 255.0;
             }
             if let Some((a, stream)) = aug {
-                let mut rng = crate::util::rng_for(stream, &format!("aug-{i}"));
+                let mut rng = crate::util::rng_for(stream, &format!("aug-{name}"));
                 a.apply(dst, spec, &mut rng);
             }
             normalise_in_place(dst, spec, norm);
@@ -77,24 +83,11 @@ impl ImageSet {
 
     /// Per-channel mean and std of the pixels in [0, 1].
     pub fn channel_stats(&self) -> Normalisation {
-        let c = self.spec.channels;
-        let hw = self.spec.height * self.spec.width;
-        let mut sum = vec![0f64; c];
-        let mut sq = vec![0f64; c];
+        let mut acc = ChannelSums::new(self.spec);
         for i in 0..self.n {
-            let img = self.image(i);
-            for ch in 0..c {
-                for &p in &img[ch * hw..(ch + 1) * hw] {
-                    let v = p as f64 / 255.0;
-                    sum[ch] += v;
-                    sq[ch] += v * v;
-                }
-            }
+            acc.add(self.image(i));
         }
-        let cnt = (self.n * hw).max(1) as f64;
-        let mean: Vec<f32> = sum.iter().map(|s| (s / cnt) as f32).collect();
-        let std = sq.iter().zip(&mean).map(|(q, m)| ((q / cnt - (*m as f64).powi(2)).max(1e-12)).sqrt() as f32).collect();
-        Normalisation { mean, std }
+        acc.finish()
     }
 
     /// Images per class 0..k (unlabelled images are not counted).
@@ -118,6 +111,126 @@ impl ImageSet {
             labels.push(self.labels[i]);
         }
         ImageSet { pixels, labels, n: idx.len(), spec: self.spec, skipped: Vec::new(), fingerprint: self.fingerprint.clone() }
+    }
+}
+
+/// Running per-channel sums of pixels in [0, 1], image after image (the same order, hence the
+/// same bits, whether the images are in memory or streamed).
+struct ChannelSums {
+    spec: InputSpec,
+    sum: Vec<f64>,
+    sq: Vec<f64>,
+    n: usize,
+}
+
+impl ChannelSums {
+    fn new(spec: InputSpec) -> Self {
+        ChannelSums { spec, sum: vec![0.0; spec.channels], sq: vec![0.0; spec.channels], n: 0 }
+    }
+    fn add(&mut self, img: &[u8]) {
+        let hw = self.spec.height * self.spec.width;
+        for ch in 0..self.spec.channels {
+            for &p in &img[ch * hw..(ch + 1) * hw] {
+                let v = p as f64 / 255.0;
+                self.sum[ch] += v;
+                self.sq[ch] += v * v;
+            }
+        }
+        self.n += 1;
+    }
+    fn finish(&self) -> Normalisation {
+        let cnt = (self.n * self.spec.height * self.spec.width).max(1) as f64;
+        let mean: Vec<f32> = self.sum.iter().map(|s| (s / cnt) as f32).collect();
+        let std = self.sq.iter().zip(&mean).map(|(q, m)| ((q / cnt - (*m as f64).powi(2)).max(1e-12)).sqrt() as f32).collect();
+        Normalisation { mean, std }
+    }
+}
+
+/// Images that training reads batch by batch: decoded in memory ([`ImageSet`]) or streamed from
+/// their files ([`StreamedImages`]). Both give the same batches for the same indices.
+pub trait Images: Sync {
+    fn count(&self) -> usize;
+    fn input(&self) -> InputSpec;
+    /// Normalised float batch (N*C*H*W) of the images at `idx`, as [`ImageSet::batch`].
+    fn float_batch(&self, idx: &[usize], norm: &Normalisation, aug: Option<(&Augment, u64)>) -> Result<Vec<f32>>;
+}
+
+impl Images for ImageSet {
+    fn count(&self) -> usize {
+        self.n
+    }
+    fn input(&self) -> InputSpec {
+        self.spec
+    }
+    fn float_batch(&self, idx: &[usize], norm: &Normalisation, aug: Option<(&Augment, u64)>) -> Result<Vec<f32>> {
+        Ok(self.batch(idx, norm, aug))
+    }
+}
+
+/// Images decoded from their files again for every batch, so memory holds one batch whatever
+/// the number of images. [`StreamedImages::open`] reads every file once first, in chunks: it
+/// drops unreadable files (with `skip_bad`) or names the first one, and computes the
+/// fingerprint and channel statistics the in-memory [`ImageSet`] of the same items would have.
+pub struct StreamedImages {
+    items: Vec<Item>,
+    pub spec: InputSpec,
+    pub fingerprint: String,
+    /// Files that failed to decode and were skipped (`--skip-bad`).
+    pub skipped: Vec<String>,
+    stats: Normalisation,
+}
+
+/// Images decoded at once while [`StreamedImages::open`] scans.
+const SCAN_CHUNK: usize = 256;
+
+impl StreamedImages {
+    pub fn open(items: &[Item], spec: InputSpec, skip_bad: bool) -> Result<Self> {
+        let mut kept = Vec::with_capacity(items.len());
+        let mut skipped = Vec::new();
+        let mut fp = Sha256::new();
+        let mut sums = ChannelSums::new(spec);
+        for chunk in items.chunks(SCAN_CHUNK) {
+            let decoded: Vec<_> = chunk.par_iter().map(|it| decode_one(it, spec)).collect();
+            for (it, d) in chunk.iter().zip(decoded) {
+                match d {
+                    Ok((px, digest)) => {
+                        let label = it.label.map(|l| l as i64).unwrap_or(-1);
+                        fp.update(digest);
+                        fp.update(label.to_le_bytes());
+                        sums.add(&px);
+                        kept.push(it.clone());
+                    }
+                    Err(msg) if skip_bad => skipped.push(msg),
+                    Err(msg) => {
+                        return Err(GraftError::Data(format!(
+                            "{msg}; fix or remove the file, or pass --skip-bad to skip unreadable images"
+                        )))
+                    }
+                }
+            }
+        }
+        Ok(StreamedImages { items: kept, spec, fingerprint: hex::encode(fp.finalize()), skipped, stats: sums.finish() })
+    }
+
+    /// Per-channel mean and std of every image's pixels in [0, 1] (as [`ImageSet::channel_stats`]).
+    pub fn channel_stats(&self) -> Normalisation {
+        self.stats.clone()
+    }
+}
+
+impl Images for StreamedImages {
+    fn count(&self) -> usize {
+        self.items.len()
+    }
+    fn input(&self) -> InputSpec {
+        self.spec
+    }
+    fn float_batch(&self, idx: &[usize], norm: &Normalisation, aug: Option<(&Augment, u64)>) -> Result<Vec<f32>> {
+        let items: Vec<Item> = idx.iter().map(|&i| self.items[i].clone()).collect();
+        // every file decoded during `open`; one that fails now changed on disk since
+        let set = decode_items(&items, self.spec, false)?;
+        let local: Vec<usize> = (0..idx.len()).collect();
+        Ok(set.batch_named(&local, idx, norm, aug))
     }
 }
 

@@ -12,5 +12,5 @@ pub mod task;
 pub use augment::Augment;
 pub use decoded::{decode_dataset, Decoded};
 pub use folder::{load_dataset, Dataset, Item, ItemSource, LoadOptions, SplitInfo};
-pub use images::{decode_items, ImageSet, InputSpec, Normalisation};
+pub use images::{decode_items, ImageSet, Images, InputSpec, Normalisation, StreamedImages};
 pub use shift::Shift;

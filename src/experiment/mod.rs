@@ -45,6 +45,14 @@ pub struct Settings {
     /// Fine-tuning epochs (paine: scaled so every L sees about the same number of steps).
     pub epochs: usize,
     pub test_per_class: usize,
+    /// paine: start from this pretrained backbone (name or file) instead of a random resnet8,
+    /// and compare continued SimCLR pretraining on the pool with no continued pretraining
+    /// (results go to `paine-init.*`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init: Option<String>,
+    /// paine with `init`: the input size (square) to run the backbone at.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_size: Option<usize>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -224,6 +232,9 @@ fn cifar(data: &Path) -> Result<Dataset> {
 /// Paine et al. (2014): scratch vs denoising-AE vs SimCLR pretraining, then fine-tuning, at a few
 /// labels per class; and linear probes on the frozen features.
 pub fn paine(env: &Env, s: &Settings) -> Result<Results> {
+    if s.init.is_some() {
+        return paine_init(env, s);
+    }
     let ds = cifar(Path::new(&s.data))?;
     let mut book = open_book(env, s)?;
     let arch = Arch::Resnet8;
@@ -304,6 +315,90 @@ pub fn paine(env: &Env, s: &Settings) -> Result<Results> {
                     let d = Decoded { train: train_l.clone(), val: None, test: dec.test.clone(), unlabelled: None };
                     let rec = run_one(env, mref, r, &task_l, d, "cifar10")?;
                     book.push(row(key, &format!("probe-{arm}"), l, seed, &rec))?;
+                }
+            }
+        }
+    }
+    Ok(book.res)
+}
+
+/// The Paine protocol from a pretrained backbone (`s.init`, at `s.input_size`): the backbone as
+/// it is, and the backbone after continued SimCLR on the unlabelled pool (domain-adaptive
+/// pretraining), each fine-tuned and linearly probed at every L. The backbone's own input
+/// normalisation is kept throughout.
+fn paine_init(env: &Env, s: &Settings) -> Result<Results> {
+    let init = s.init.as_deref().expect("paine_init needs init");
+    let ds = cifar(Path::new(&s.data))?;
+    let mut book = open_book(env, s)?;
+    let mut base = card::resolve(init)?;
+    if let Some(sz) = s.input_size {
+        card::override_input_size(&mut base, sz)?;
+    }
+    let input = base.card.input;
+    let norm = base.card.normalisation.clone();
+    let max_l = *s.labels.iter().max().ok_or_else(|| GraftError::Usage("--labels: give at least one count".into()))?;
+    for &seed in &s.seeds {
+        let spec = TaskSpec {
+            classes: None,
+            n_classes: 10,
+            shots: max_l,
+            unlabelled: s.unlabelled,
+            test_per_class: Some(s.test_per_class),
+            val_per_class: 0,
+        };
+        let task = sample_task(&ds, &spec, seed)?;
+        let dec = decode_dataset(&task, input, false, 0.0, seed)?;
+        let dir = env.runs.join(format!("paine-init-s{seed}"));
+        let path = dir.join("continued-simclr.safetensors");
+        let continued = if path.is_file() && ModelCard::card_path(&path).is_file() {
+            card::resolve(path.to_str().expect("utf-8 path"))?
+        } else {
+            let pool = decode_items(&task.unlabelled, input, false)?;
+            let model = Model::for_card(&base, base.card.n_classes, seed, &env.device)?;
+            model.load_weights(&base.weights, &[])?;
+            let mut ps = PretrainSpec::new(Method::Simclr);
+            ps.epochs = s.pretrain_epochs;
+            (env.log)(&format!(
+                "seed {seed}: continued SimCLR of {} on {} unlabelled images, {} epochs",
+                base.card.name, pool.n, ps.epochs
+            ));
+            let out = pretrain::pretrain(&model, &pool, &norm, &ps, seed, &|l| (env.log)(l))?;
+            let p = card::Provenance {
+                name: format!("{}-simclr-s{seed}", base.card.name),
+                source: format!("{} unlabelled CIFAR-10 images (graft experiment paine --init)", pool.n),
+                license: base.card.license.clone(),
+                method: "simclr".into(),
+                epochs: ps.epochs,
+                seed,
+                final_loss: out.losses.last().copied(),
+                command: env.command.clone(),
+                train_seconds: Some(out.seconds),
+                notes: format!("continued SimCLR from {} at {} px; loss per epoch {:?}", base.card.name, input.height, out.losses),
+                parent: Some(card::Parent { name: base.card.name.clone(), sha256: base.card.sha256.clone() }),
+                data_fingerprint: Some(pool.fingerprint.clone()),
+                ..card::Provenance::default()
+            };
+            card::save_with_card(&model, &path, &norm, p)?
+        };
+        let starts = [("imagenet", &base), ("imagenet+simclr", &continued)];
+        for &l in &s.labels {
+            let (task_l, train_l) = per_class(&task, &dec.train, l);
+            let epochs = s.epochs.max((s.epochs * max_l * 10).div_ceil(train_l.n.max(1)).min(s.epochs * 8));
+            for (arm, mref) in starts {
+                for (kind, preset) in [("finetune", "finetune-all"), ("probe", "linear-probe")] {
+                    let key = format!("{kind}/{arm}/L{l}/s{seed}");
+                    if book.has(&key).is_some() {
+                        continue;
+                    }
+                    let mut r = recipe::preset(preset)?;
+                    r.seed = seed;
+                    if kind == "finetune" {
+                        r.epochs = epochs;
+                    }
+                    let d = Decoded { train: train_l.clone(), val: None, test: dec.test.clone(), unlabelled: None };
+                    let rec = run_one(env, mref, r, &task_l, d, "cifar10")?;
+                    let name = if kind == "probe" { format!("probe-{arm}") } else { arm.to_string() };
+                    book.push(row(key, &name, l, seed, &rec))?;
                 }
             }
         }
@@ -436,8 +531,17 @@ pub fn render(res: &Results) -> (String, String) {
     }
     xs.sort();
     let s = &res.settings;
+    let init_title;
     let (xname, title) = match s.experiment.as_str() {
         "paine" => ("labels per class", "CIFAR-10: pretraining without labels, then fine-tuning (resnet8)"),
+        "paine-init" => {
+            init_title = format!(
+                "CIFAR-10: continued SimCLR on unlabelled images, then fine-tuning ({} at {} px)",
+                s.init.as_deref().unwrap_or("?"),
+                s.input_size.map(|v| v.to_string()).unwrap_or_else(|| "its native size".into())
+            );
+            ("labels per class", init_title.as_str())
+        }
         _ => ("groups copied (n)", "CIFAR-10 halves: transferability by layer (resnet20)"),
     };
     let mut md = format!("# {title}\n\nSettings: `{}`\n\nCommand: `{}`\n\n", serde_json::to_string(s).expect("serialises"), res.command);
@@ -459,7 +563,7 @@ pub fn render(res: &Results) -> (String, String) {
             } else {
                 let (m, sd) = mean_sd(&v);
                 md += &format!(" {m:.3} ± {sd:.3} (n={}) |", v.len());
-                let px = if s.experiment == "paine" { (x as f64).log10() } else { x as f64 };
+                let px = if s.experiment.starts_with("paine") { (x as f64).log10() } else { x as f64 };
                 pts.push((px, m));
             }
         }
@@ -468,7 +572,7 @@ pub fn render(res: &Results) -> (String, String) {
             series.push(Series { name: a.clone(), points: pts });
         }
     }
-    let xl = if s.experiment == "paine" { "log10(labels per class)" } else { xname };
+    let xl = if s.experiment.starts_with("paine") { "log10(labels per class)" } else { xname };
     let svg = line_chart(title, xl, "test accuracy", &series, None);
     (md, svg)
 }

@@ -255,13 +255,18 @@ impl CustomOp3 for BnTrain {
         let scale: Vec<f32> = (0..c).map(|ch| (g[ch] as f64 / (st[ch].1 + self.eps).sqrt()) as f32).collect();
         let shift: Vec<f32> = (0..c).map(|ch| be[ch] - (st[ch].0 as f32) * scale[ch]).collect();
         let cap = self.act.cap();
-        let y = super::par_zeroed(x.len(), c * hw, || (), |_, i, yi| {
-            let xi = &x[i * c * hw..(i + 1) * c * hw];
-            for ch in 0..c {
-                let (a, s) = (scale[ch], shift[ch]);
-                affine_row(&mut yi[ch * hw..(ch + 1) * hw], &xi[ch * hw..(ch + 1) * hw], a, s, cap);
-            }
-        });
+        let y = super::par_zeroed(
+            x.len(),
+            c * hw,
+            || (),
+            |_, i, yi| {
+                let xi = &x[i * c * hw..(i + 1) * c * hw];
+                for ch in 0..c {
+                    let (a, s) = (scale[ch], shift[ch]);
+                    affine_row(&mut yi[ch * hw..(ch + 1) * hw], &xi[ch * hw..(ch + 1) * hw], a, s, cap);
+                }
+            },
+        );
         Ok((CpuStorage::F32(y), l1.shape().clone()))
     }
     fn bwd(
@@ -359,20 +364,25 @@ impl CustomOp3 for BnTrainBwd {
             })
             .collect();
         let means: Vec<f32> = st.iter().map(|s| s.0 as f32).collect();
-        let mut out = super::par_zeroed(x.len(), c * hw, || (), |_, i, dxi| {
-            for ch in 0..c {
-                let (k, md, mdx, inv) = coef[ch];
-                let m = means[ch];
-                let o = (i * c + ch) * hw;
-                bwd_dx_row(
-                    &mut dxi[ch * hw..(ch + 1) * hw],
-                    &dy[o..o + hw],
-                    &x[o..o + hw],
-                    ro.map(|(r, cap)| (&r[o..o + hw], cap)),
-                    [k, md, m, inv, mdx],
-                );
-            }
-        });
+        let mut out = super::par_zeroed(
+            x.len(),
+            c * hw,
+            || (),
+            |_, i, dxi| {
+                for ch in 0..c {
+                    let (k, md, mdx, inv) = coef[ch];
+                    let m = means[ch];
+                    let o = (i * c + ch) * hw;
+                    bwd_dx_row(
+                        &mut dxi[ch * hw..(ch + 1) * hw],
+                        &dy[o..o + hw],
+                        &x[o..o + hw],
+                        ro.map(|(r, cap)| (&r[o..o + hw], cap)),
+                        [k, md, m, inv, mdx],
+                    );
+                }
+            },
+        );
         for ch in 0..c {
             rest[ch] = sums[ch].1 as f32;
             rest[c + ch] = sums[ch].0 as f32;
@@ -519,12 +529,17 @@ impl candle_core::CustomOp1 for BnEval {
         }
         let x = slice(s1, l1, "input")?;
         let cap = self.act.cap();
-        let y = super::par_zeroed(x.len(), c * hw, || (), |_, i, yi| {
-            let xi = &x[i * c * hw..(i + 1) * c * hw];
-            for ch in 0..c {
-                affine_row(&mut yi[ch * hw..(ch + 1) * hw], &xi[ch * hw..(ch + 1) * hw], self.scale[ch], self.shift[ch], cap);
-            }
-        });
+        let y = super::par_zeroed(
+            x.len(),
+            c * hw,
+            || (),
+            |_, i, yi| {
+                let xi = &x[i * c * hw..(i + 1) * c * hw];
+                for ch in 0..c {
+                    affine_row(&mut yi[ch * hw..(ch + 1) * hw], &xi[ch * hw..(ch + 1) * hw], self.scale[ch], self.shift[ch], cap);
+                }
+            },
+        );
         Ok((CpuStorage::F32(y), l1.shape().clone()))
     }
     fn bwd(&self, _x: &Tensor, res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
@@ -548,13 +563,18 @@ impl candle_core::CustomOp2 for BnEvalBwd {
         let (_, c, hw) = dims(l1)?;
         let dy = slice(s1, l1, "grad")?;
         let r = slice(s2, l2, "output")?;
-        let dx = super::par_zeroed(dy.len(), c * hw, || (), |_, i, dxi| {
-            for ch in 0..c {
-                let o = (i * c + ch) * hw;
-                let ro = self.cap.map(|cap| (&r[o..o + hw], cap));
-                scale_masked_row(&mut dxi[ch * hw..(ch + 1) * hw], &dy[o..o + hw], ro, self.scale[ch]);
-            }
-        });
+        let dx = super::par_zeroed(
+            dy.len(),
+            c * hw,
+            || (),
+            |_, i, dxi| {
+                for ch in 0..c {
+                    let o = (i * c + ch) * hw;
+                    let ro = self.cap.map(|cap| (&r[o..o + hw], cap));
+                    scale_masked_row(&mut dxi[ch * hw..(ch + 1) * hw], &dy[o..o + hw], ro, self.scale[ch]);
+                }
+            },
+        );
         Ok((CpuStorage::F32(dx), l1.shape().clone()))
     }
 }

@@ -171,18 +171,23 @@ fn conv_forward(
         let out = direct::conv_batch_then(&x[..g.b * img], &wpk, g.cin, g.cout, g.h, g.w, post);
         return Ok((CpuStorage::F32(out), Shape::from((g.b, g.cout, g.ho, g.wo))));
     }
-    let out = super::par_zeroed(g.b * g.cout * howo, g.cout * howo, || (), |_, i, y| {
-        let xi = &x[i * img..(i + 1) * img];
-        if g.is_pointwise() {
-            sgemm(g.cout, howo, ckk, w, ckk, 1, xi, howo, 1, y, howo, 1, false);
-        } else {
-            with_scratch(ckk * howo, |col| {
-                im2col(xi, &g, col);
-                sgemm(g.cout, howo, ckk, w, ckk, 1, col, howo, 1, y, howo, 1, false);
-            });
-        }
-        post(i, y);
-    });
+    let out = super::par_zeroed(
+        g.b * g.cout * howo,
+        g.cout * howo,
+        || (),
+        |_, i, y| {
+            let xi = &x[i * img..(i + 1) * img];
+            if g.is_pointwise() {
+                sgemm(g.cout, howo, ckk, w, ckk, 1, xi, howo, 1, y, howo, 1, false);
+            } else {
+                with_scratch(ckk * howo, |col| {
+                    im2col(xi, &g, col);
+                    sgemm(g.cout, howo, ckk, w, ckk, 1, col, howo, 1, y, howo, 1, false);
+                });
+            }
+            post(i, y);
+        },
+    );
     Ok((CpuStorage::F32(out), Shape::from((g.b, g.cout, g.ho, g.wo))))
 }
 
@@ -340,18 +345,23 @@ impl CustomOp2 for ConvBwdInput {
             let dx = direct::conv_batch(&dy[..g.b * g.cout * howo], &wpk, g.cout, g.cin, g.h, g.w);
             return Ok((CpuStorage::F32(dx), Shape::from((g.b, g.cin, g.h, g.w))));
         }
-        let dx = super::par_zeroed(g.b * img, img, || (), |_, i, dxi| {
-            let dyi = &dy[i * g.cout * howo..(i + 1) * g.cout * howo];
-            if g.is_pointwise() {
-                // dx (cin x hw) = w^T (cin x cout) · dy (cout x hw)
-                sgemm(ckk, howo, g.cout, w, 1, ckk, dyi, howo, 1, dxi, howo, 1, false);
-            } else {
-                with_scratch(ckk * howo, |col| {
-                    sgemm(ckk, howo, g.cout, w, 1, ckk, dyi, howo, 1, col, howo, 1, false);
-                    col2im(col, &g, dxi); // dxi is a fresh zeroed chunk of dx
-                });
-            }
-        });
+        let dx = super::par_zeroed(
+            g.b * img,
+            img,
+            || (),
+            |_, i, dxi| {
+                let dyi = &dy[i * g.cout * howo..(i + 1) * g.cout * howo];
+                if g.is_pointwise() {
+                    // dx (cin x hw) = w^T (cin x cout) · dy (cout x hw)
+                    sgemm(ckk, howo, g.cout, w, 1, ckk, dyi, howo, 1, dxi, howo, 1, false);
+                } else {
+                    with_scratch(ckk * howo, |col| {
+                        sgemm(ckk, howo, g.cout, w, 1, ckk, dyi, howo, 1, col, howo, 1, false);
+                        col2im(col, &g, dxi); // dxi is a fresh zeroed chunk of dx
+                    });
+                }
+            },
+        );
         Ok((CpuStorage::F32(dx), Shape::from((g.b, g.cin, g.h, g.w))))
     }
 }

@@ -51,10 +51,15 @@ impl CustomOp2 for AddRelu {
             candle_core::bail!("add-relu: shapes {:?} and {:?} differ", l1.dims(), l2.dims());
         }
         let (a, b) = (slice(s1, l1, "lhs")?, slice(s2, l2, "rhs")?);
-        let y = super::par_zeroed(a.len(), CHUNK, || (), |_, i, y| {
-            let r = i * CHUNK..i * CHUNK + y.len();
-            add_relu_chunk(y, &a[r.clone()], &b[r])
-        });
+        let y = super::par_zeroed(
+            a.len(),
+            CHUNK,
+            || (),
+            |_, i, y| {
+                let r = i * CHUNK..i * CHUNK + y.len();
+                add_relu_chunk(y, &a[r.clone()], &b[r])
+            },
+        );
         Ok((CpuStorage::F32(y), l1.shape().clone()))
     }
     fn bwd(&self, _a: &Tensor, _b: &Tensor, res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
@@ -72,10 +77,15 @@ impl CustomOp2 for ReluMask {
     }
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
         let (dy, y) = (slice(s1, l1, "grad")?, slice(s2, l2, "output")?);
-        let dx = super::par_zeroed(dy.len(), CHUNK, || (), |_, i, dx| {
-            let r = i * CHUNK..i * CHUNK + dx.len();
-            mask_chunk(dx, &dy[r.clone()], &y[r])
-        });
+        let dx = super::par_zeroed(
+            dy.len(),
+            CHUNK,
+            || (),
+            |_, i, dx| {
+                let r = i * CHUNK..i * CHUNK + dx.len();
+                mask_chunk(dx, &dy[r.clone()], &y[r])
+            },
+        );
         Ok((CpuStorage::F32(dx), l1.shape().clone()))
     }
 }

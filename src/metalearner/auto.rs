@@ -101,7 +101,7 @@ fn run_candidate(rec: &Recommendation, c: &Candidate, recipe: crate::recipe::Rec
         data: o.data.clone(),
         skip_bad: o.skip_bad,
         recipe,
-        backbone: c.backbone.clone(),
+        backbone: rec.backbone_for(&c.backbone),
         device: o.device.clone(),
         device_name: o.device_name.clone(),
         runs_dir: o.runs_dir.clone(),

@@ -33,7 +33,15 @@ pub const METHODS: &[&str] = &[
     "auto as it runs (simulated; winner: the first pick unless a run beats it with P >= 0.9)",
     "auto as it runs (simulated; winner: highest validation accuracy)",
     "advisor, shipped (probe-CV-anchored, only a fine-tune may override it, sequential EI)",
+    "pretrain policy: never (the best-predicted recipe without pretraining)",
+    "pretrain policy: always (the best-predicted pretrain-first recipe)",
 ];
+
+/// The rows of [`METHODS`] that restrict the advisor to recipes without, or only with, a
+/// pretraining step: on tasks with an unlabelled pool, what "never pretrain" and "always
+/// pretrain" would get against the advisor's free choice ([`pretrain_policy_table`]).
+pub const PRETRAIN_NEVER: usize = 22;
+pub const PRETRAIN_ALWAYS: usize = 23;
 
 /// How `graft auto` names its winner among the runs it made, each seen through its accuracy on a
 /// small validation split.
@@ -204,6 +212,16 @@ pub struct TaskResult {
     pub seed_half_sq: f64,
     #[serde(default)]
     pub seed_pairs: usize,
+    /// The task's unlabelled pool (images).
+    #[serde(default)]
+    pub n_unlabelled: usize,
+    /// Whether the task's best logged configuration pretrains (None when none of its
+    /// configurations does).
+    #[serde(default)]
+    pub best_pretrains: Option<bool>,
+    /// Whether the shipped advisor's first pick pretrains (same condition).
+    #[serde(default)]
+    pub advisor_pretrains: Option<bool>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -606,6 +624,16 @@ fn eval_fold(obs: &[Obs], fam: &String, strata: &DistanceStrata, budgets: usize,
             pred_within3: within3,
             seed_half_sq,
             seed_pairs,
+            n_unlabelled: n_unlabelled(&c0.task),
+            best_pretrains: tc.iter().any(|c| c.recipe.pretrain).then(|| {
+                let best = (0..tc.len()).max_by(|&a, &b| accs[a].total_cmp(&accs[b]).then(b.cmp(&a))).expect("two cells");
+                tc[best].recipe.pretrain
+            }),
+            advisor_pretrains: tc
+                .iter()
+                .any(|c| c.recipe.pretrain)
+                .then(|| ranked.orders.get(shipped_method()).and_then(|o| o.first()).map(|&i| tc[i].recipe.pretrain))
+                .flatten(),
         });
     }
     Ok((tasks_out, calib))
@@ -624,6 +652,12 @@ fn seed_noise<'a>(runs: impl Iterator<Item = &'a Obs>) -> (f64, usize) {
         let (a, b) = (it.next().expect("two seeds"), it.next().expect("two seeds"));
         (sq + (a - b).powi(2) / 2.0, n + 1)
     })
+}
+
+/// The unlabelled pool of a task, from its meta-features (`log1p_unlabelled`).
+fn n_unlabelled(task: &[Option<f64>]) -> usize {
+    let i = super::features::TASK_FEATURES.iter().position(|f| *f == "log1p_unlabelled").expect("a task feature");
+    task.get(i).copied().flatten().map(|v| v.exp_m1().round().max(0.0) as usize).unwrap_or(0)
 }
 
 /// The report over every fold's tasks: mean regret, gap and rank per method and budget.
@@ -874,6 +908,16 @@ impl Fold {
                 answers.insert(METHODS[row].to_string(), sim);
             }
         }
+        // never / always pretrain, on tasks with an unlabelled pool where both kinds were logged
+        if n_unlabelled(&tc[0].task) >= 2 {
+            let best_where = |want: bool| {
+                (0..tc.len()).filter(|&i| tc[i].recipe.pretrain == want).max_by(|&a, &b| am[a].total_cmp(&am[b]).then(b.cmp(&a)))
+            };
+            if let (Some(never), Some(always)) = (best_where(false), best_where(true)) {
+                orders.insert(METHODS[PRETRAIN_NEVER].into(), vec![never]);
+                orders.insert(METHODS[PRETRAIN_ALWAYS].into(), vec![always]);
+            }
+        }
         orders.insert(METHODS[6].into(), lo);
         orders.insert(METHODS[17].into(), cvo);
         if let Some((name, native)) = &self.largest_imagenet {
@@ -1044,6 +1088,53 @@ pub fn baselines_head_to_head(r: &EvalReport) -> String {
     s
 }
 
+/// On held-out tasks with an unlabelled pool where runs with and without pretraining were
+/// logged: the first pick of "never pretrain", "always pretrain" (each the advisor's
+/// best-predicted recipe of its kind) and the shipped advisor's, by pool size. Empty when no
+/// task qualifies.
+pub fn pretrain_policy_table(r: &EvalReport) -> String {
+    let (never, always, adv) = (METHODS[PRETRAIN_NEVER], METHODS[PRETRAIN_ALWAYS], shipped_method());
+    let ts: Vec<&TaskResult> =
+        r.tasks.iter().filter(|t| [never, always, adv].iter().all(|m| t.gap.get(*m).is_some_and(|g| !g.is_empty()))).collect();
+    if ts.is_empty() {
+        return String::new();
+    }
+    let mut s = format!(
+        "Pretraining on the unlabelled pool: never, always, or as the advisor decides, on the {} held-out tasks with an unlabelled pool where fine-tuning was logged both with and without a pretraining step. Never / always: the advisor's best-predicted recipe of that kind. Accuracy is mean test accuracy of the first pick; \"advisor pretrains\" and \"pretraining best\" count the tasks where the advisor's pick, and the best logged recipe, pretrain.\n\n| pool | tasks | never acc | always acc | advisor acc | never regret@1 | always regret@1 | advisor regret@1 | advisor pretrains | pretraining best |\n|---|---|---|---|---|---|---|---|---|---|\n",
+        ts.len()
+    );
+    let acc = |t: &TaskResult, m: &str| t.best_acc - t.gap[m][0];
+    let bucket = |n: usize| match n {
+        0..=300 => "100",
+        301..=3000 => "1000",
+        _ => "5000",
+    };
+    let mut groups: Vec<(String, Vec<&TaskResult>)> = ["100", "1000", "5000"]
+        .iter()
+        .map(|b| (format!("~{b}"), ts.iter().copied().filter(|t| bucket(t.n_unlabelled) == *b).collect::<Vec<_>>()))
+        .filter(|(_, v)| !v.is_empty())
+        .collect();
+    groups.push(("all".into(), ts.clone()));
+    for (g, v) in groups {
+        let n = v.len() as f64;
+        let mean = |f: &dyn Fn(&TaskResult) -> f64| v.iter().map(|t| f(t)).sum::<f64>() / n;
+        let pretrains = v.iter().filter(|t| t.advisor_pretrains == Some(true)).count();
+        let pt_best = v.iter().filter(|t| t.best_pretrains == Some(true)).count();
+        s.push_str(&format!(
+            "| {g} | {} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {pretrains} | {pt_best} |\n",
+            v.len(),
+            mean(&|t| acc(t, never)),
+            mean(&|t| acc(t, always)),
+            mean(&|t| acc(t, adv)),
+            mean(&|t| t.regret[never][0]),
+            mean(&|t| t.regret[always][0]),
+            mean(&|t| t.regret[adv][0]),
+        ));
+    }
+    s.push('\n');
+    s
+}
+
 /// Markdown tables: overall regret/gap/rank per budget, and regret at budget 1 by stratum.
 pub fn markdown(r: &EvalReport) -> String {
     let mut s = String::new();
@@ -1081,6 +1172,7 @@ pub fn markdown(r: &EvalReport) -> String {
     ));
     s.push_str(&baselines_head_to_head(r));
     s.push_str(&auto_simulation_table(r));
+    s.push_str(&pretrain_policy_table(r));
     let strata: Vec<(&str, Box<dyn Fn(&TaskResult) -> String>)> = vec![
         (
             "shots per class",
@@ -1239,6 +1331,9 @@ mod tests {
                 pred_within3: 0,
                 seed_half_sq: 0.0,
                 seed_pairs: 0,
+                n_unlabelled: 0,
+                best_pretrains: None,
+                advisor_pretrains: None,
             }
         };
         let r = EvalReport {
@@ -1260,6 +1355,65 @@ mod tests {
         assert!(!md.contains("| b |"), "{md}");
         let none = EvalReport { tasks: r.tasks[2..].to_vec(), ..r };
         assert_eq!(baselines_head_to_head(&none), "");
+    }
+
+    /// Tasks with an unlabelled pool and both policies logged enter the table, by pool size;
+    /// the columns are the first picks' accuracies and regrets.
+    #[test]
+    fn pretrain_policy_table_compares_never_always_and_the_advisor() {
+        let task = |pool: usize, never: Option<f64>, always: Option<f64>, adv: f64, adv_pt: bool, best_pt: bool| {
+            let (mut gap, mut regret) = (BTreeMap::new(), BTreeMap::new());
+            for (m, a) in [(METHODS[PRETRAIN_NEVER], never), (METHODS[PRETRAIN_ALWAYS], always), (shipped_method(), Some(adv))] {
+                if let Some(a) = a {
+                    gap.insert(m.to_string(), vec![0.8 - a]);
+                    regret.insert(m.to_string(), vec![(0.8 - a) / 0.4]);
+                }
+            }
+            TaskResult {
+                task_id: format!("t{pool}-{adv}"),
+                family: "f".into(),
+                shots: 2.0,
+                shift: "none".into(),
+                distance: "near".into(),
+                n_configs: 8,
+                best_acc: 0.8,
+                regret,
+                gap,
+                rank: BTreeMap::new(),
+                pred_sq_err: 0.0,
+                pred_runs: 0,
+                pred_within3: 0,
+                seed_half_sq: 0.0,
+                seed_pairs: 0,
+                n_unlabelled: pool,
+                best_pretrains: Some(best_pt),
+                advisor_pretrains: Some(adv_pt),
+            }
+        };
+        let r = EvalReport {
+            families: vec!["f".into()],
+            n_tasks: 3,
+            budgets: 1,
+            tasks: vec![
+                task(100, Some(0.6), Some(0.7), 0.7, true, true),
+                task(5000, Some(0.8), Some(0.6), 0.8, false, false),
+                task(0, None, None, 0.5, false, false),
+            ],
+            mean_regret: BTreeMap::new(),
+            mean_gap: BTreeMap::new(),
+            mean_rank: BTreeMap::new(),
+            coverage80: 0.8,
+            n_calibration_runs: 0,
+            calibration: vec![],
+        };
+        let md = pretrain_policy_table(&r);
+        assert!(md.contains("on the 2 held-out tasks"), "{md}");
+        assert!(md.contains("| ~100 | 1 | 0.600 | 0.700 | 0.700 | 0.500 | 0.250 | 0.250 | 1 | 1 |"), "{md}");
+        assert!(md.contains("| ~5000 | 1 | 0.800 | 0.600 | 0.800 | 0.000 | 0.500 | 0.000 | 0 | 0 |"), "{md}");
+        assert!(md.contains("| all | 2 | 0.700 | 0.650 | 0.750 |"), "{md}");
+        assert!(!md.contains("| ~1000 |"), "{md}");
+        let none = EvalReport { tasks: r.tasks[2..].to_vec(), ..r };
+        assert_eq!(pretrain_policy_table(&none), "");
     }
 
     #[test]

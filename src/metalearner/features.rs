@@ -37,6 +37,9 @@ pub const RECIPE_FEATURES: &[&str] = &[
     "l2sp_x100",
     "epochs_10",
     "pretrain",
+    "pretrain_simclr",
+    "pretrain_sparse",
+    "pretrain_log_epochs",
 ];
 
 pub fn task_vector(p: &TaskProfile, t: &TransferFeatures) -> Vec<Option<f64>> {
@@ -73,6 +76,11 @@ pub struct RecipeSummary {
     /// Unsupervised pretraining first.
     #[serde(default)]
     pub pretrain: bool,
+    /// Which method, and for how many epochs (when `pretrain`).
+    #[serde(default)]
+    pub pretrain_method: Option<crate::pretrain::Method>,
+    #[serde(default)]
+    pub pretrain_epochs: usize,
 }
 
 impl RecipeSummary {
@@ -91,6 +99,8 @@ impl RecipeSummary {
             l2sp: 0.0,
             epochs: 10,
             pretrain: false,
+            pretrain_method: None,
+            pretrain_epochs: 0,
         }
     }
 
@@ -113,6 +123,8 @@ impl RecipeSummary {
             l2sp: r.l2sp,
             epochs: r.epochs,
             pretrain: r.pretrain.is_some(),
+            pretrain_method: r.pretrain.as_ref().map(|p| p.method),
+            pretrain_epochs: r.pretrain.as_ref().map(|p| p.epochs).unwrap_or(0),
         }
     }
 
@@ -131,6 +143,11 @@ impl RecipeSummary {
             if ft { self.l2sp * 100.0 } else { 0.0 },
             if ft { self.epochs as f64 / 10.0 } else { 0.0 },
             self.pretrain as u8 as f64,
+            // the method (the denoising autoencoder, and the other autoencoders, are neither
+            // flag) and its budget
+            (self.pretrain_method == Some(crate::pretrain::Method::Simclr)) as u8 as f64,
+            (self.pretrain_method == Some(crate::pretrain::Method::SparseAutoencoder)) as u8 as f64,
+            if self.pretrain { (self.pretrain_epochs as f64).ln_1p() } else { 0.0 },
         ]
     }
 }
@@ -215,6 +232,8 @@ pub fn load_obs(dirs: &[&Path]) -> Result<Vec<Obs>> {
                     l2sp: r.r_l2sp,
                     epochs: r.r_epochs as usize,
                     pretrain: r.r_pretrain != "none",
+                    pretrain_method: pretrain_method_of(&r.r_pretrain),
+                    pretrain_epochs: r.r_pretrain.split_once(':').and_then(|(_, e)| e.parse().ok()).unwrap_or(0),
                 },
                 run_id: r.run_id,
                 task_id: r.task_id,
@@ -244,6 +263,12 @@ pub fn load_obs(dirs: &[&Path]) -> Result<Vec<Obs>> {
     Ok(out)
 }
 
+/// The method of a meta-dataset row's `r_pretrain` (`METHOD:EPOCHS`, or `none`).
+fn pretrain_method_of(r_pretrain: &str) -> Option<crate::pretrain::Method> {
+    let m = r_pretrain.split(':').next().unwrap_or("none");
+    (m != "none").then(|| crate::pretrain::Method::parse(m).ok()).flatten()
+}
+
 /// A content hash of the observations (run ids and accuracies), recorded with a fitted model.
 pub fn obs_hash(obs: &[Obs]) -> String {
     let mut s = String::new();
@@ -251,4 +276,35 @@ pub fn obs_hash(obs: &[Obs]) -> String {
         s.push_str(&format!("{}:{:.6};", o.run_id, o.acc));
     }
     crate::util::sha256_hex(s.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pretrain::Method;
+
+    /// A row's `r_pretrain` (`METHOD:EPOCHS` or `none`) becomes the method and budget features:
+    /// SimCLR and the sparse autoencoder each have a flag, the denoising autoencoder neither,
+    /// and the budget enters as ln(1 + epochs).
+    #[test]
+    fn pretraining_method_and_budget_are_recipe_features() {
+        assert_eq!(pretrain_method_of("simclr:2"), Some(Method::Simclr));
+        assert_eq!(pretrain_method_of("denoising-autoencoder:1"), Some(Method::DenoisingAutoencoder));
+        assert_eq!(pretrain_method_of("none"), None);
+        assert_eq!(pretrain_method_of("no-such-method:3"), None);
+        let at = |name: &str, v: &[f64]| v[RECIPE_FEATURES.iter().position(|f| *f == name).unwrap()];
+        let mut r = RecipeSummary::for_tests(None);
+        let plain = r.vector();
+        assert_eq!(plain.len(), RECIPE_FEATURES.len());
+        assert_eq!((at("pretrain", &plain), at("pretrain_simclr", &plain), at("pretrain_log_epochs", &plain)), (0.0, 0.0, 0.0));
+        r.pretrain = true;
+        r.pretrain_method = Some(Method::Simclr);
+        r.pretrain_epochs = 2;
+        let v = r.vector();
+        assert_eq!((at("pretrain", &v), at("pretrain_simclr", &v), at("pretrain_sparse", &v)), (1.0, 1.0, 0.0));
+        assert!((at("pretrain_log_epochs", &v) - 3f64.ln()).abs() < 1e-12);
+        r.pretrain_method = Some(Method::DenoisingAutoencoder);
+        let v = r.vector();
+        assert_eq!((at("pretrain_simclr", &v), at("pretrain_sparse", &v)), (0.0, 0.0));
+    }
 }

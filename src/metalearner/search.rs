@@ -78,6 +78,30 @@ pub struct Recommendation {
     pub task_features: BTreeMap<String, Vec<Option<f64>>>,
     #[serde(skip)]
     pub transfer: BTreeMap<String, TransferFeatures>,
+    /// When `--backbone` named a checkpoint the meta-learner has no runs of, continued from one
+    /// it has (`graft pretrain --init`): which, and what stands in for it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub continued_from: Option<ContinuedFrom>,
+}
+
+/// A continued-pretraining checkpoint standing in for its parent: the meta-learner predicts from
+/// the parent's runs (backbone key `key`), with the task's features computed on `weights`, and
+/// every recipe runs on `weights`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ContinuedFrom {
+    pub key: String,
+    pub weights: String,
+}
+
+impl Recommendation {
+    /// What to run a candidate of backbone key `key` on: the continued checkpoint in its
+    /// parent's place, else the key itself.
+    pub fn backbone_for(&self, key: &str) -> String {
+        match &self.continued_from {
+            Some(c) if c.key == key => c.weights.clone(),
+            _ => key.to_string(),
+        }
+    }
 }
 
 /// Meta-features of a dataset under one backbone.
@@ -179,10 +203,17 @@ pub fn recommend(model: &MetaModel, ds: &Dataset, o: &RecommendOptions) -> Resul
     if ds.n_classes() < 2 {
         return Err(GraftError::Data(format!("{}: one class only; a classifier needs at least two classes", ds.root.display())));
     }
-    let names = backbone_names(model, &o.backbone)?;
-    let (view, mrefs) = task_view(model, ds, names)?;
+    let (names, derived) = backbone_names(model, &o.backbone)?;
+    let (view, mrefs) = task_view(model, ds, names, derived.as_ref())?;
     let lrs = portfolio_lrs(model);
     let mut cands = candidates(model, ds.n_classes(), o.seed, &view.names, &mrefs, &lrs)?;
+    // pretrain-first recipes learn from the unlabelled pool; without one they are not candidates
+    let n_unlabelled = ds.unlabelled.len();
+    let before = cands.len();
+    if n_unlabelled < 2 {
+        cands.retain(|c| !c.summary.pretrain);
+    }
+    let dropped_pretrain = before - cands.len();
     score(model, &view, &mut cands);
     for c in cands.iter_mut() {
         c.predicted_seconds = model.cost.seconds(&c.backbone, &c.config, &c.summary, ds.train.len());
@@ -203,6 +234,18 @@ pub fn recommend(model: &MetaModel, ds: &Dataset, o: &RecommendOptions) -> Resul
     let mut lines = rationale(model, &view, &cands, &near, anchor_note);
     lines.extend(refine_note);
     lines.extend(cost_line(&cands, &mrefs, ds.train.len()));
+    lines.extend(pretrain_line(&cands, n_unlabelled, dropped_pretrain));
+    if let Some((key, m)) = &derived {
+        lines.push(format!(
+            "Backbone {} continues {} ({}, {} epochs): the meta-learner has no runs of it, so it predicts from its parent's runs at {} px, with this task's features (LogME, cross-validated accuracy, domain distance) computed on {}'s own weights.",
+            m.weights.display(),
+            key,
+            m.card.method,
+            m.card.epochs,
+            m.card.input.height,
+            m.card.name
+        ));
+    }
     tracing::info!(
         "recommend: {} candidates ranked by the {} in {:.1} s; best {} on {} (predicted {:.3})",
         cands.len(),
@@ -242,7 +285,23 @@ pub fn recommend(model: &MetaModel, ds: &Dataset, o: &RecommendOptions) -> Resul
         .collect();
     // the recipe names its backbone (and input size), so `graft run --recipe` on it runs what
     // was recommended
-    let (recipe, backbone, _) = runnable(&best);
+    let (mut recipe, mut backbone, _) = runnable(&best);
+    let mut alternatives: Vec<Alternative> = alternatives;
+    let continued_from = derived.as_ref().map(|(key, m)| ContinuedFrom { key: key.clone(), weights: m.weights.display().to_string() });
+    if let Some(cf) = &continued_from {
+        // the recipes name the continued checkpoint, at its own card's size
+        let on_it = |r: &mut Recipe, b: &mut String, key: &str| {
+            if key == cf.key {
+                r.backbone = Some(cf.weights.clone());
+                r.input_size = None;
+                *b = cf.weights.clone();
+            }
+        };
+        on_it(&mut recipe, &mut backbone, &best.backbone);
+        for (a, c) in alternatives.iter_mut().zip(cands.iter().skip(1)) {
+            on_it(&mut a.recipe, &mut a.backbone, &c.backbone);
+        }
+    }
     Ok(Recommendation {
         recipe,
         backbone,
@@ -261,7 +320,40 @@ pub fn recommend(model: &MetaModel, ds: &Dataset, o: &RecommendOptions) -> Resul
         ranked: cands,
         task_features: view.task,
         transfer: view.transfer,
+        continued_from,
     })
+}
+
+/// Whether pretraining on the unlabelled pool is predicted to pay: the best pretrain-first
+/// candidate against the best without pretraining, by how much, and what it costs in time.
+fn pretrain_line(cands: &[Candidate], n_unlabelled: usize, dropped: usize) -> Option<String> {
+    if n_unlabelled < 2 {
+        return (dropped > 0).then(|| {
+            format!(
+                "Pretraining: no unlabelled images, so the {dropped} pretrain-first candidates were left out (give an `unlabelled/` folder or --unlabelled DIR to weigh them)."
+            )
+        });
+    }
+    let with = cands.iter().filter(|c| c.summary.pretrain).max_by(|a, b| a.predicted_accuracy.total_cmp(&b.predicted_accuracy))?;
+    let without = cands.iter().filter(|c| !c.summary.pretrain).max_by(|a, b| a.predicted_accuracy.total_cmp(&b.predicted_accuracy))?;
+    let gain = with.predicted_accuracy - without.predicted_accuracy;
+    let method = with.summary.pretrain_method.map(|m| m.as_str()).unwrap_or("unsupervised pretraining");
+    let verdict = if gain > 0.0 { "predicted to pay" } else { "not predicted to pay" };
+    let cost = match (with.predicted_seconds, without.predicted_seconds) {
+        (Some(a), Some(b)) => format!(", at about {} of training against {} without (from the logged runs' times)", secs(a), secs(b)),
+        _ => String::new(),
+    };
+    Some(format!(
+        "Pretraining on your {n_unlabelled} unlabelled images is {verdict}: the best pretrain-first recipe, {} ({method}, {} epochs) on {}, is predicted {:.3}; the best without pretraining, {} on {}, {:.3} ({:+.1} points){cost}.",
+        with.recipe.name.clone().unwrap_or_default(),
+        with.summary.pretrain_epochs,
+        with.backbone,
+        with.predicted_accuracy,
+        without.recipe.name.clone().unwrap_or_default(),
+        without.backbone,
+        without.predicted_accuracy,
+        100.0 * gain
+    ))
 }
 
 /// Seconds as a person reads them: one decimal under 10 s.
@@ -302,34 +394,55 @@ fn cost_line(cands: &[Candidate], mrefs: &BTreeMap<String, ModelRef>, n_train: u
 
 /// `auto`: every backbone the meta-learner knows; otherwise the one named (`NAME`: at every
 /// input size the meta-learner knows it at, so it still chooses the size; `NAME@SIZE`: that
-/// size only), if it knows it.
-fn backbone_names(model: &MetaModel, backbone: &str) -> Result<Vec<String>> {
+/// size only), if it knows it; or a checkpoint whose card names a parent it knows at the
+/// checkpoint's input size (continued pretraining), which then stands in for that parent.
+type Derived = (String, ModelRef);
+
+fn backbone_names(model: &MetaModel, backbone: &str) -> Result<(Vec<String>, Option<Derived>)> {
     if backbone == "auto" {
-        return Ok(model.encoder.backbones.clone());
+        return Ok((model.encoder.backbones.clone(), None));
     }
     let keys: Vec<String> = if card::split_key(backbone).1.is_some() {
         model.encoder.backbones.iter().filter(|b| *b == backbone).cloned().collect()
     } else {
         model.encoder.backbones.iter().filter(|b| card::split_key(b).0 == backbone).cloned().collect()
     };
-    if keys.is_empty() {
-        return Err(GraftError::Usage(format!(
-            "--backbone {backbone}: the meta-learner has no runs with this backbone; known: {} (or auto)",
-            model.encoder.backbones.join(", ")
-        )));
+    if !keys.is_empty() {
+        return Ok((keys, None));
     }
-    Ok(keys)
+    let unknown = |why: String| {
+        GraftError::Usage(format!(
+            "--backbone {backbone}: the meta-learner has no runs with this backbone{why}; known: {} (or auto)",
+            model.encoder.backbones.join(", ")
+        ))
+    };
+    let Ok(m) = card::resolve(backbone) else { return Err(unknown(String::new())) };
+    let Some(parent) = m.card.parent.clone() else { return Err(unknown(" and its card names no parent".into())) };
+    let native = card::resolve(&parent.name).map(|p| p.card.input.height).unwrap_or(m.card.input.height);
+    let key = card::backbone_key(&parent.name, m.card.input.height, native);
+    if !model.encoder.backbones.contains(&key) {
+        return Err(unknown(format!(", nor with its parent {} at {} px ({key})", parent.name, m.card.input.height)));
+    }
+    Ok((vec![key.clone()], Some((key, m))))
 }
 
 /// The task's meta-features under each backbone; backbones with the same input share one
 /// decoding of the training images.
-fn task_view(model: &MetaModel, ds: &Dataset, names: Vec<String>) -> Result<(TaskView, BTreeMap<String, ModelRef>)> {
+fn task_view(
+    model: &MetaModel,
+    ds: &Dataset,
+    names: Vec<String>,
+    derived: Option<&Derived>,
+) -> Result<(TaskView, BTreeMap<String, ModelRef>)> {
     let mut mrefs = BTreeMap::new();
     let mut task = BTreeMap::new();
     let mut transfer = BTreeMap::new();
     let mut decoded: Vec<(crate::data::InputSpec, crate::data::ImageSet)> = Vec::new();
     for b in &names {
-        let m = card::resolve(b)?;
+        let m = match derived {
+            Some((key, m)) if key == b => m.clone(),
+            _ => card::resolve(b)?,
+        };
         let i = match decoded.iter().position(|(s, _)| *s == m.card.input) {
             Some(i) => i,
             None => {

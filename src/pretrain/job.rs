@@ -1,7 +1,7 @@
 //! `graft pretrain` as a library call: one job (supervised training of a new backbone on a
 //! labelled source dataset, or an unsupervised/self-supervised method on unlabelled images)
 //! → a checkpoint with its card. The CLI only turns flags into a [`PretrainJob`] and prints.
-use super::{pretrain, PretrainSpec};
+use super::{pretrain_with, PretrainSpec};
 use crate::backbones::card::{self, ModelRef, Provenance};
 use crate::backbones::{Arch, Model};
 use crate::data::{self, decode_items, load_dataset, Augment, Dataset, Item, LoadOptions};
@@ -57,6 +57,9 @@ pub struct PretrainJob {
     pub checkpoint_dir: Option<PathBuf>,
     pub resume: bool,
     pub stop_after_epoch: Option<usize>,
+    /// Unsupervised only: decode the images into memory when their 8-bit pixels fit in this
+    /// many MiB, else stream them from their files batch by batch.
+    pub in_memory_limit_mb: usize,
     /// The command line recorded in the card.
     pub command: String,
 }
@@ -105,8 +108,9 @@ impl PretrainJob {
 /// Runs the job: checks the flags that do not apply to the objective, makes the output folder
 /// before any training, trains, and writes the weights and their card (and, when supervised,
 /// the source statistics `graft recommend` compares tasks against). `log` gets one line per
-/// unsupervised epoch; `progress` sees the supervised epochs.
-pub fn run(job: &PretrainJob, progress: &dyn Progress, log: &dyn Fn(&str)) -> Result<Finished> {
+/// unsupervised epoch and `step(done, total)` every unsupervised optimisation step; `progress`
+/// sees the supervised epochs.
+pub fn run(job: &PretrainJob, progress: &dyn Progress, log: &dyn Fn(&str), step: &dyn Fn(usize, usize)) -> Result<Finished> {
     if job.out.extension().and_then(|e| e.to_str()) != Some("safetensors") {
         return Err(GraftError::Usage(format!("--out {}: must end in .safetensors", job.out.display())));
     }
@@ -127,7 +131,7 @@ pub fn run(job: &PretrainJob, progress: &dyn Progress, log: &dyn Fn(&str)) -> Re
             if job.resume || job.checkpoint_dir.is_some() {
                 return Err(GraftError::Usage("--resume and --checkpoint-dir apply to --method supervised only".into()));
             }
-            unsupervised(job, spec, log)
+            unsupervised(job, spec, log, step)
         }
     }
 }
@@ -203,6 +207,8 @@ fn supervised(job: &PretrainJob, progress: &dyn Progress) -> Result<Finished> {
             test_loss,
             t_all.elapsed().as_secs_f64()
         ),
+        parent: None,
+        data_fingerprint: Some(dec.train.fingerprint.clone()),
     };
     let mref = card::save_with_card(&model, &job.out, &norm, p)?;
     let _ = std::fs::remove_dir_all(&ckpt_dir);
@@ -252,8 +258,9 @@ fn unlabelled_images(job: &PretrainJob) -> Result<(Option<Dataset>, Vec<Item>)> 
     Ok((None, items))
 }
 
-/// The backbone to pretrain: `--init`'s weights, or the arch at a random initialisation.
-fn initial_model(job: &PretrainJob, ds: Option<&Dataset>) -> Result<(Model, String)> {
+/// The backbone to pretrain: `--init`'s weights (also named as the card's parent), or the arch
+/// at a random initialisation.
+fn initial_model(job: &PretrainJob, ds: Option<&Dataset>) -> Result<(Model, String, Option<card::Parent>)> {
     match &job.init {
         Some(b) => {
             let mut m = card::resolve(b)?;
@@ -265,16 +272,21 @@ fn initial_model(job: &PretrainJob, ds: Option<&Dataset>) -> Result<(Model, Stri
             }
             let model = Model::for_card(&m, m.card.n_classes, job.seed, &job.device)?;
             model.load_weights(&m.weights, &[])?;
-            Ok((model, format!("initialised from {} (sha256 {})", m.card.name, &m.card.sha256[..12.min(m.card.sha256.len())])))
+            let parent = card::Parent { name: m.card.name.clone(), sha256: m.card.sha256.clone() };
+            Ok((
+                model,
+                format!("initialised from {} (sha256 {})", m.card.name, &m.card.sha256[..12.min(m.card.sha256.len())]),
+                Some(parent),
+            ))
         }
         None => {
             let k = ds.map(|d| d.n_classes()).unwrap_or(2).max(2);
-            Ok((Model::new(job.arch, job.input(), k, job.seed, &job.device)?, "random initialisation".to_string()))
+            Ok((Model::new(job.arch, job.input(), k, job.seed, &job.device)?, "random initialisation".to_string(), None))
         }
     }
 }
 
-fn unsupervised(job: &PretrainJob, spec: &PretrainSpec, log: &dyn Fn(&str)) -> Result<Finished> {
+fn unsupervised(job: &PretrainJob, spec: &PretrainSpec, log: &dyn Fn(&str), step: &dyn Fn(usize, usize)) -> Result<Finished> {
     let t_all = Instant::now();
     let (ds, mut items) = unlabelled_images(job)?;
     if let Some(m) = job.max_train {
@@ -282,10 +294,31 @@ fn unsupervised(job: &PretrainJob, spec: &PretrainSpec, log: &dyn Fn(&str)) -> R
         items.shuffle(&mut crate::util::rng_for(job.seed, "max-train"));
         items.truncate(m);
     }
-    let (model, init_note) = initial_model(job, ds.as_ref())?;
-    let set = decode_items(&items, model.input, job.skip_bad)?;
-    let norm = set.channel_stats();
-    let outcome = pretrain(&model, &set, &norm, spec, job.seed, log)?;
+    let (model, init_note, parent) = initial_model(job, ds.as_ref())?;
+    let i = model.input;
+    let bytes = items.len() * i.channels * i.height * i.width;
+    // thousands of images at 224 px are gigabytes even as 8-bit pixels: past the limit they
+    // are read from their files batch by batch (the same batches, bit for bit)
+    let (outcome, norm, n, fingerprint, skipped, held) = if bytes <= job.in_memory_limit_mb << 20 {
+        let set = decode_items(&items, i, job.skip_bad)?;
+        let norm = set.channel_stats();
+        let outcome = pretrain_with(&model, &set, &norm, spec, job.seed, log, step)?;
+        (outcome, norm, set.n, set.fingerprint, set.skipped.len(), "decoded in memory")
+    } else {
+        log(&format!(
+            "{} images of {}x{}x{} are {} MiB as 8-bit pixels, over --in-memory-limit-mb {}: streaming them from disk",
+            items.len(),
+            i.channels,
+            i.height,
+            i.width,
+            bytes >> 20,
+            job.in_memory_limit_mb
+        ));
+        let set = data::StreamedImages::open(&items, i, job.skip_bad)?;
+        let norm = set.channel_stats();
+        let outcome = pretrain_with(&model, &set, &norm, spec, job.seed, log, step)?;
+        (outcome, norm, data::Images::count(&set), set.fingerprint.clone(), set.skipped.len(), "streamed from disk")
+    };
     let method = spec.method.as_str();
     let p = Provenance {
         name: job.name(),
@@ -298,13 +331,15 @@ fn unsupervised(job: &PretrainJob, spec: &PretrainSpec, log: &dyn Fn(&str)) -> R
         command: job.command.clone(),
         train_seconds: Some(outcome.seconds),
         notes: format!(
-            "{method} on {} unlabelled images ({init_note}); head not trained; settings {}; loss per epoch {:?}; {:.0} images/s; total wall time {:.0}s",
-            set.n,
+            "{method} on {n} unlabelled images ({held}{}; {init_note}); head not trained; settings {}; loss per epoch {:?}; {:.0} images/s; total wall time {:.0}s",
+            if skipped > 0 { format!(", {skipped} unreadable skipped") } else { String::new() },
             serde_json::to_string(spec).expect("serialises"),
             outcome.losses.iter().map(|l| (l * 1e5).round() / 1e5).collect::<Vec<_>>(),
             outcome.images_per_second,
             t_all.elapsed().as_secs_f64()
         ),
+        parent,
+        data_fingerprint: Some(fingerprint),
         ..Provenance::default()
     };
     let mref = card::save_with_card(&model, &job.out, &norm, p)?;

@@ -11,7 +11,7 @@
 //! between) — a decoder mirrored from the encoder's shapes. Loss: mean squared error to the
 //! clean (normalised) input.
 use crate::backbones::Model;
-use crate::data::{Augment, ImageSet, Normalisation};
+use crate::data::{Augment, Images, Normalisation};
 use crate::error::{GraftError, Result};
 use crate::optim::{Optimizer, Param};
 use crate::recipe::OptimizerSpec;
@@ -243,7 +243,7 @@ fn stages(method: Method, n_body: usize) -> Vec<(Vec<usize>, bool)> {
 /// The fixed inputs of a pretraining run.
 struct Job<'a> {
     model: &'a Model,
-    images: &'a ImageSet,
+    images: &'a dyn Images,
     norm: &'a Normalisation,
     spec: &'a PretrainSpec,
     seed: u64,
@@ -277,8 +277,10 @@ impl Job<'_> {
         let (pi, epoch, bi) = at;
         let dev = &model.device;
         let n = chunk.len();
-        let shape = (n, images.spec.channels, images.spec.height, images.spec.width);
-        let clean = Tensor::from_vec(images.batch(chunk, norm, None), shape, dev)?;
+        let input = images.input();
+        let shape = (n, input.channels, input.height, input.width);
+        // the clean batch (not needed by SimCLR, which sees only augmented views)
+        let clean_pixels = || images.float_batch(chunk, norm, None);
         let last_features = |x: &Tensor| -> Result<Tensor> {
             model.forward_groups(x, flags, nb - 1)?.pop().ok_or_else(|| GraftError::Model("the body has no groups".into()))
         };
@@ -286,8 +288,8 @@ impl Job<'_> {
             Head::Projection(l1, l2) => {
                 let s1: u64 = rng_for(seed, &format!("simclr-a-{pi}-{epoch}-{bi}")).random();
                 let s2: u64 = rng_for(seed, &format!("simclr-b-{pi}-{epoch}-{bi}")).random();
-                let mut v = images.batch(chunk, norm, Some((&self.aug, s1)));
-                v.extend(images.batch(chunk, norm, Some((&self.aug, s2))));
+                let mut v = images.float_batch(chunk, norm, Some((&self.aug, s1)))?;
+                v.extend(images.float_batch(chunk, norm, Some((&self.aug, s2)))?);
                 let x = Tensor::from_vec(v, (2 * n, shape.1, shape.2, shape.3), dev)?;
                 let p = last_features(&x)?.mean(D::Minus1)?.mean(D::Minus1)?;
                 let z = l2.forward(&l1.forward(&p)?.relu()?)?;
@@ -295,6 +297,7 @@ impl Job<'_> {
             }
             Head::Greedy { group: g, decoder } => {
                 let g = *g;
+                let clean = Tensor::from_vec(clean_pixels()?, shape, dev)?;
                 let below = if g == 0 {
                     clean.clone()
                 } else {
@@ -309,8 +312,10 @@ impl Job<'_> {
                 mse(&decoder.forward(&out)?, &below)?
             }
             Head::Autoencoder(ae) => {
+                let pixels = clean_pixels()?;
+                let clean = Tensor::from_vec(pixels.clone(), shape, dev)?;
                 let input = if spec.method == Method::DenoisingAutoencoder {
-                    let mut v = images.batch(chunk, norm, None);
+                    let mut v = pixels;
                     corrupt(&mut v, spec.noise, spec.mask, &mut rng_for(seed, &format!("corrupt-{epoch}-{bi}")));
                     Tensor::from_vec(v, shape, dev)?
                 } else {
@@ -333,14 +338,35 @@ impl Job<'_> {
 /// Pretrain `model`'s body on `images` (labels ignored) with `spec`; `log` gets one line per epoch.
 pub fn pretrain(
     model: &Model,
-    images: &ImageSet,
+    images: &dyn Images,
     norm: &Normalisation,
     spec: &PretrainSpec,
     seed: u64,
     log: &dyn Fn(&str),
 ) -> Result<PretrainOutcome> {
+    pretrain_with(model, images, norm, spec, seed, log, &|_, _| {})
+}
+
+/// The optimisation steps a pretraining run of `n` images takes in all (every stage, every epoch).
+pub fn total_steps(spec: &PretrainSpec, n_groups: usize, n: usize) -> usize {
+    let bs = spec.batch_size.min(n).max(1);
+    // batches of one image are skipped (see `pretrain_with`)
+    let per_epoch = n.div_ceil(bs) - usize::from(n % bs == 1 && n > 1);
+    stages(spec.method, n_groups.saturating_sub(1)).len() * per_epoch * spec.epochs
+}
+
+/// [`pretrain`], calling `step(done, total)` after every optimisation step (for a progress bar).
+pub fn pretrain_with(
+    model: &Model,
+    images: &dyn Images,
+    norm: &Normalisation,
+    spec: &PretrainSpec,
+    seed: u64,
+    log: &dyn Fn(&str),
+    step_done: &dyn Fn(usize, usize),
+) -> Result<PretrainOutcome> {
     spec.validate()?;
-    if images.n < 2 {
+    if images.count() < 2 {
         return Err(GraftError::Data("pretraining needs at least two images".into()));
     }
     let t0 = std::time::Instant::now();
@@ -348,8 +374,10 @@ pub fn pretrain(
     let job = Job { model, images, norm, spec, seed, nb, aug: Augment::simclr(spec.jitter) };
     let sh = shapes(model)?;
     let mut losses = Vec::new();
-    let bs = spec.batch_size.min(images.n);
+    let bs = spec.batch_size.min(images.count());
     let mut seen = 0usize;
+    let all_steps = total_steps(spec, model.n_groups(), images.count());
+    let mut steps_done = 0usize;
     for (pi, (train_groups, greedy)) in stages(spec.method, nb).into_iter().enumerate() {
         let vm = VarMap::new();
         let vb = VarBuilder::from_varmap(&vm, DType::F32, &model.device);
@@ -366,10 +394,10 @@ pub fn pretrain(
         for &g in &train_groups {
             flags[g] = true;
         }
-        let total = (images.n / bs).max(1) * spec.epochs;
+        let total = (images.count() / bs).max(1) * spec.epochs;
         let mut step = 0;
         for epoch in 0..spec.epochs {
-            let mut order: Vec<usize> = (0..images.n).collect();
+            let mut order: Vec<usize> = (0..images.count()).collect();
             order.shuffle(&mut rng_for(seed, &format!("pretrain-{pi}-{epoch}")));
             let (mut sum, mut cnt) = (0.0, 0usize);
             for (bi, chunk) in order.chunks(bs).enumerate() {
@@ -389,6 +417,8 @@ pub fn pretrain(
                 let f = crate::optim::schedule_factor(crate::recipe::ScheduleKind::Cosine, step, total, 0);
                 opt.step(&grads, &[spec.lr * f])?;
                 step += 1;
+                steps_done += 1;
+                step_done(steps_done, all_steps);
                 sum += lv * chunk.len() as f64;
                 cnt += chunk.len();
                 seen += chunk.len();
@@ -407,7 +437,7 @@ pub fn pretrain(
     Ok(PretrainOutcome {
         method: spec.method.as_str().into(),
         losses,
-        images: images.n,
+        images: images.count(),
         seconds,
         images_per_second: seen as f64 / seconds.max(1e-9),
     })
