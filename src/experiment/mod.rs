@@ -231,6 +231,60 @@ fn cifar(data: &Path) -> Result<Dataset> {
 
 /// Paine et al. (2014): scratch vs denoising-AE vs SimCLR pretraining, then fine-tuning, at a few
 /// labels per class; and linear probes on the frozen features.
+/// A Paine task of one seed: all ten classes, the largest L labelled images a class, the pool
+/// and the test images, decoded at `input`.
+fn paine_task(ds: &Dataset, s: &Settings, seed: u64, input: crate::data::InputSpec) -> Result<(Dataset, Decoded)> {
+    let max_l = *s.labels.iter().max().ok_or_else(|| GraftError::Usage("--labels: give at least one count".into()))?;
+    let spec = TaskSpec {
+        classes: None,
+        n_classes: 10,
+        shots: max_l,
+        unlabelled: s.unlabelled,
+        test_per_class: Some(s.test_per_class),
+        val_per_class: 0,
+    };
+    let task = sample_task(ds, &spec, seed)?;
+    let dec = decode_dataset(&task, input, false, 0.0, seed)?;
+    Ok((task, dec))
+}
+
+/// Every starting point fine-tuned (every group, a new head) and linearly probed at every L,
+/// skipping rows already in the book. Fine-tuning gets `s.epochs` at the largest L and about as
+/// many optimisation steps at smaller L (at most 8x the epochs).
+fn paine_arms(
+    env: &Env,
+    book: &mut Book,
+    s: &Settings,
+    seed: u64,
+    task: &Dataset,
+    dec: &Decoded,
+    starts: &[(&str, &ModelRef)],
+) -> Result<()> {
+    let max_l = s.labels.iter().copied().max().unwrap_or(1);
+    for &l in &s.labels {
+        let (task_l, train_l) = per_class(task, &dec.train, l);
+        let epochs = s.epochs.max((s.epochs * max_l * 10).div_ceil(train_l.n.max(1)).min(s.epochs * 8));
+        for &(arm, mref) in starts {
+            for (kind, preset) in [("finetune", "finetune-all"), ("probe", "linear-probe")] {
+                let key = format!("{kind}/{arm}/L{l}/s{seed}");
+                if book.has(&key).is_some() {
+                    continue;
+                }
+                let mut r = recipe::preset(preset)?;
+                r.seed = seed;
+                if kind == "finetune" {
+                    r.epochs = epochs;
+                }
+                let d = Decoded { train: train_l.clone(), val: None, test: dec.test.clone(), unlabelled: None };
+                let rec = run_one(env, mref, r, &task_l, d, "cifar10")?;
+                let name = if kind == "probe" { format!("probe-{arm}") } else { arm.to_string() };
+                book.push(row(key, &name, l, seed, &rec))?;
+            }
+        }
+    }
+    Ok(())
+}
+
 pub fn paine(env: &Env, s: &Settings) -> Result<Results> {
     if s.init.is_some() {
         return paine_init(env, s);
@@ -239,18 +293,8 @@ pub fn paine(env: &Env, s: &Settings) -> Result<Results> {
     let mut book = open_book(env, s)?;
     let arch = Arch::Resnet8;
     let input = arch.default_input();
-    let max_l = *s.labels.iter().max().ok_or_else(|| GraftError::Usage("--labels: give at least one count".into()))?;
     for &seed in &s.seeds {
-        let spec = TaskSpec {
-            classes: None,
-            n_classes: 10,
-            shots: max_l,
-            unlabelled: s.unlabelled,
-            test_per_class: Some(s.test_per_class),
-            val_per_class: 0,
-        };
-        let task = sample_task(&ds, &spec, seed)?;
-        let dec = decode_dataset(&task, input, false, 0.0, seed)?;
+        let (task, dec) = paine_task(&ds, s, seed, input)?;
         let pool = decode_items(&task.unlabelled, input, false)?;
         let norm = pool.channel_stats();
         let dir = env.runs.join(format!("paine-s{seed}"));
@@ -294,30 +338,8 @@ pub fn paine(env: &Env, s: &Settings) -> Result<Results> {
             };
             starts.push((arm, mref));
         }
-        for &l in &s.labels {
-            let (task_l, train_l) = per_class(&task, &dec.train, l);
-            // about the same number of optimisation steps at every L (at least `epochs` epochs)
-            let epochs = s.epochs.max((s.epochs * max_l * 10).div_ceil(train_l.n.max(1)).min(s.epochs * 8));
-            for (arm, mref) in &starts {
-                let key = format!("finetune/{arm}/L{l}/s{seed}");
-                if book.has(&key).is_none() {
-                    let mut r = recipe::preset("finetune-all")?;
-                    r.epochs = epochs;
-                    r.seed = seed;
-                    let d = Decoded { train: train_l.clone(), val: None, test: dec.test.clone(), unlabelled: None };
-                    let rec = run_one(env, mref, r, &task_l, d, "cifar10")?;
-                    book.push(row(key, arm, l, seed, &rec))?;
-                }
-                let key = format!("probe/{arm}/L{l}/s{seed}");
-                if book.has(&key).is_none() {
-                    let mut r = recipe::preset("linear-probe")?;
-                    r.seed = seed;
-                    let d = Decoded { train: train_l.clone(), val: None, test: dec.test.clone(), unlabelled: None };
-                    let rec = run_one(env, mref, r, &task_l, d, "cifar10")?;
-                    book.push(row(key, &format!("probe-{arm}"), l, seed, &rec))?;
-                }
-            }
-        }
+        let starts: Vec<(&str, &ModelRef)> = starts.iter().map(|(a, m)| (*a, m)).collect();
+        paine_arms(env, &mut book, s, seed, &task, &dec, &starts)?;
     }
     Ok(book.res)
 }
@@ -336,18 +358,8 @@ fn paine_init(env: &Env, s: &Settings) -> Result<Results> {
     }
     let input = base.card.input;
     let norm = base.card.normalisation.clone();
-    let max_l = *s.labels.iter().max().ok_or_else(|| GraftError::Usage("--labels: give at least one count".into()))?;
     for &seed in &s.seeds {
-        let spec = TaskSpec {
-            classes: None,
-            n_classes: 10,
-            shots: max_l,
-            unlabelled: s.unlabelled,
-            test_per_class: Some(s.test_per_class),
-            val_per_class: 0,
-        };
-        let task = sample_task(&ds, &spec, seed)?;
-        let dec = decode_dataset(&task, input, false, 0.0, seed)?;
+        let (task, dec) = paine_task(&ds, s, seed, input)?;
         let dir = env.runs.join(format!("paine-init-s{seed}"));
         let path = dir.join("continued-simclr.safetensors");
         let continued = if path.is_file() && ModelCard::card_path(&path).is_file() {
@@ -380,28 +392,7 @@ fn paine_init(env: &Env, s: &Settings) -> Result<Results> {
             };
             card::save_with_card(&model, &path, &norm, p)?
         };
-        let starts = [("imagenet", &base), ("imagenet+simclr", &continued)];
-        for &l in &s.labels {
-            let (task_l, train_l) = per_class(&task, &dec.train, l);
-            let epochs = s.epochs.max((s.epochs * max_l * 10).div_ceil(train_l.n.max(1)).min(s.epochs * 8));
-            for (arm, mref) in starts {
-                for (kind, preset) in [("finetune", "finetune-all"), ("probe", "linear-probe")] {
-                    let key = format!("{kind}/{arm}/L{l}/s{seed}");
-                    if book.has(&key).is_some() {
-                        continue;
-                    }
-                    let mut r = recipe::preset(preset)?;
-                    r.seed = seed;
-                    if kind == "finetune" {
-                        r.epochs = epochs;
-                    }
-                    let d = Decoded { train: train_l.clone(), val: None, test: dec.test.clone(), unlabelled: None };
-                    let rec = run_one(env, mref, r, &task_l, d, "cifar10")?;
-                    let name = if kind == "probe" { format!("probe-{arm}") } else { arm.to_string() };
-                    book.push(row(key, &name, l, seed, &rec))?;
-                }
-            }
-        }
+        paine_arms(env, &mut book, s, seed, &task, &dec, &[("imagenet", &base), ("imagenet+simclr", &continued)])?;
     }
     Ok(book.res)
 }

@@ -254,19 +254,7 @@ impl CustomOp3 for BnTrain {
         *self.stats.lock().expect("stats") = Some(st.clone());
         let scale: Vec<f32> = (0..c).map(|ch| (g[ch] as f64 / (st[ch].1 + self.eps).sqrt()) as f32).collect();
         let shift: Vec<f32> = (0..c).map(|ch| be[ch] - (st[ch].0 as f32) * scale[ch]).collect();
-        let cap = self.act.cap();
-        let y = super::par_zeroed(
-            x.len(),
-            c * hw,
-            || (),
-            |_, i, yi| {
-                let xi = &x[i * c * hw..(i + 1) * c * hw];
-                for ch in 0..c {
-                    let (a, s) = (scale[ch], shift[ch]);
-                    affine_row(&mut yi[ch * hw..(ch + 1) * hw], &xi[ch * hw..(ch + 1) * hw], a, s, cap);
-                }
-            },
-        );
+        let y = affine_batch(x, c, hw, &scale, &shift, self.act.cap());
         Ok((CpuStorage::F32(y), l1.shape().clone()))
     }
     fn bwd(
@@ -390,6 +378,22 @@ impl CustomOp3 for BnTrainBwd {
         out.extend_from_slice(&rest);
         Ok((CpuStorage::F32(out), Shape::from(x.len() + 2 * c)))
     }
+}
+
+/// y = act(scale · x + shift) per channel over a batch of NCHW images (c channels of hw
+/// pixels each), one image per task.
+fn affine_batch(x: &[f32], c: usize, hw: usize, scale: &[f32], shift: &[f32], cap: Option<f32>) -> Vec<f32> {
+    super::par_zeroed(
+        x.len(),
+        c * hw,
+        || (),
+        |_, i, yi| {
+            let xi = &x[i * c * hw..(i + 1) * c * hw];
+            for ch in 0..c {
+                affine_row(&mut yi[ch * hw..(ch + 1) * hw], &xi[ch * hw..(ch + 1) * hw], scale[ch], shift[ch], cap);
+            }
+        },
+    )
 }
 
 /// BatchNorm over channels of NCHW input with running statistics; variable names match
@@ -528,18 +532,7 @@ impl candle_core::CustomOp1 for BnEval {
             candle_core::bail!("batch-norm: input has {c} channels, the layer {}", self.scale.len());
         }
         let x = slice(s1, l1, "input")?;
-        let cap = self.act.cap();
-        let y = super::par_zeroed(
-            x.len(),
-            c * hw,
-            || (),
-            |_, i, yi| {
-                let xi = &x[i * c * hw..(i + 1) * c * hw];
-                for ch in 0..c {
-                    affine_row(&mut yi[ch * hw..(ch + 1) * hw], &xi[ch * hw..(ch + 1) * hw], self.scale[ch], self.shift[ch], cap);
-                }
-            },
-        );
+        let y = affine_batch(x, c, hw, &self.scale, &self.shift, self.act.cap());
         Ok((CpuStorage::F32(y), l1.shape().clone()))
     }
     fn bwd(&self, _x: &Tensor, res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {

@@ -1304,50 +1304,62 @@ mod tests {
 
     /// The head-to-head compares only tasks where both baselines were logged, and derives each
     /// method's accuracy from the task's best and the method's gap.
-    #[test]
-    fn head_to_head_uses_only_tasks_with_both_baselines() {
-        let task = |fam: &str, adv: f64, lp: Option<f64>, ft: Option<f64>| {
-            let mut gap = BTreeMap::new();
-            let mut regret = BTreeMap::new();
-            for (m, a) in [(shipped_method(), Some(adv)), (METHODS[14], lp), (METHODS[15], ft)] {
-                if let Some(a) = a {
-                    gap.insert(m.to_string(), vec![0.9 - a]);
-                    regret.insert(m.to_string(), vec![(0.9 - a) / 0.5]);
-                }
+    /// A held-out task whose best logged accuracy is `best` (and the worst `best - range`), where
+    /// each method with an accuracy picked a configuration of that accuracy (budget 1).
+    fn task_result(id: &str, family: &str, best: f64, range: f64, picks: &[(&str, Option<f64>)]) -> TaskResult {
+        let (mut gap, mut regret) = (BTreeMap::new(), BTreeMap::new());
+        for (m, a) in picks {
+            if let Some(a) = a {
+                gap.insert(m.to_string(), vec![best - a]);
+                regret.insert(m.to_string(), vec![(best - a) / range]);
             }
-            TaskResult {
-                task_id: format!("{fam}-{adv}"),
-                family: fam.into(),
-                shots: 5.0,
-                shift: "none".into(),
-                distance: "near".into(),
-                n_configs: 10,
-                best_acc: 0.9,
-                regret,
-                gap,
-                rank: BTreeMap::new(),
-                pred_sq_err: 0.0,
-                pred_runs: 0,
-                pred_within3: 0,
-                seed_half_sq: 0.0,
-                seed_pairs: 0,
-                n_unlabelled: 0,
-                best_pretrains: None,
-                advisor_pretrains: None,
-            }
-        };
-        let r = EvalReport {
-            families: vec!["a".into(), "b".into()],
-            n_tasks: 3,
+        }
+        TaskResult {
+            task_id: id.into(),
+            family: family.into(),
+            shots: 5.0,
+            shift: "none".into(),
+            distance: "near".into(),
+            n_configs: 10,
+            best_acc: best,
+            regret,
+            gap,
+            rank: BTreeMap::new(),
+            pred_sq_err: 0.0,
+            pred_runs: 0,
+            pred_within3: 0,
+            seed_half_sq: 0.0,
+            seed_pairs: 0,
+            n_unlabelled: 0,
+            best_pretrains: None,
+            advisor_pretrains: None,
+        }
+    }
+
+    /// A report over `tasks` at budget 1 (the tables read only the tasks).
+    fn report_of(tasks: Vec<TaskResult>) -> EvalReport {
+        let families: BTreeSet<String> = tasks.iter().map(|t| t.family.clone()).collect();
+        EvalReport {
+            families: families.into_iter().collect(),
+            n_tasks: tasks.len(),
             budgets: 1,
-            tasks: vec![task("a", 0.8, Some(0.7), Some(0.6)), task("a", 0.5, Some(0.7), Some(0.6)), task("b", 0.9, Some(0.5), None)],
+            tasks,
             mean_regret: BTreeMap::new(),
             mean_gap: BTreeMap::new(),
             mean_rank: BTreeMap::new(),
             coverage80: 0.8,
             n_calibration_runs: 0,
             calibration: vec![],
+        }
+    }
+
+    #[test]
+    fn head_to_head_uses_only_tasks_with_both_baselines() {
+        let task = |fam: &str, adv: f64, lp: Option<f64>, ft: Option<f64>| {
+            task_result(&format!("{fam}-{adv}"), fam, 0.9, 0.5, &[(shipped_method(), Some(adv)), (METHODS[14], lp), (METHODS[15], ft)])
         };
+        let r =
+            report_of(vec![task("a", 0.8, Some(0.7), Some(0.6)), task("a", 0.5, Some(0.7), Some(0.6)), task("b", 0.9, Some(0.5), None)]);
         let md = baselines_head_to_head(&r);
         assert!(md.contains("on the 2 held-out tasks"), "{md}");
         assert!(md.contains("| a | 2 | 0.650 | 0.700 | 0.600 | 0.500 | 0.400 | 0.600 | 1/0/1 |"), "{md}");
@@ -1362,50 +1374,19 @@ mod tests {
     #[test]
     fn pretrain_policy_table_compares_never_always_and_the_advisor() {
         let task = |pool: usize, never: Option<f64>, always: Option<f64>, adv: f64, adv_pt: bool, best_pt: bool| {
-            let (mut gap, mut regret) = (BTreeMap::new(), BTreeMap::new());
-            for (m, a) in [(METHODS[PRETRAIN_NEVER], never), (METHODS[PRETRAIN_ALWAYS], always), (shipped_method(), Some(adv))] {
-                if let Some(a) = a {
-                    gap.insert(m.to_string(), vec![0.8 - a]);
-                    regret.insert(m.to_string(), vec![(0.8 - a) / 0.4]);
-                }
-            }
+            let picks = [(METHODS[PRETRAIN_NEVER], never), (METHODS[PRETRAIN_ALWAYS], always), (shipped_method(), Some(adv))];
             TaskResult {
-                task_id: format!("t{pool}-{adv}"),
-                family: "f".into(),
-                shots: 2.0,
-                shift: "none".into(),
-                distance: "near".into(),
-                n_configs: 8,
-                best_acc: 0.8,
-                regret,
-                gap,
-                rank: BTreeMap::new(),
-                pred_sq_err: 0.0,
-                pred_runs: 0,
-                pred_within3: 0,
-                seed_half_sq: 0.0,
-                seed_pairs: 0,
                 n_unlabelled: pool,
                 best_pretrains: Some(best_pt),
                 advisor_pretrains: Some(adv_pt),
+                ..task_result(&format!("t{pool}-{adv}"), "f", 0.8, 0.4, &picks)
             }
         };
-        let r = EvalReport {
-            families: vec!["f".into()],
-            n_tasks: 3,
-            budgets: 1,
-            tasks: vec![
-                task(100, Some(0.6), Some(0.7), 0.7, true, true),
-                task(5000, Some(0.8), Some(0.6), 0.8, false, false),
-                task(0, None, None, 0.5, false, false),
-            ],
-            mean_regret: BTreeMap::new(),
-            mean_gap: BTreeMap::new(),
-            mean_rank: BTreeMap::new(),
-            coverage80: 0.8,
-            n_calibration_runs: 0,
-            calibration: vec![],
-        };
+        let r = report_of(vec![
+            task(100, Some(0.6), Some(0.7), 0.7, true, true),
+            task(5000, Some(0.8), Some(0.6), 0.8, false, false),
+            task(0, None, None, 0.5, false, false),
+        ]);
         let md = pretrain_policy_table(&r);
         assert!(md.contains("on the 2 held-out tasks"), "{md}");
         assert!(md.contains("| ~100 | 1 | 0.600 | 0.700 | 0.700 | 0.500 | 0.250 | 0.250 | 1 | 1 |"), "{md}");
