@@ -359,3 +359,40 @@ fn a_continued_checkpoint_stands_in_for_its_parent() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("its card names no parent"), "{}", String::from_utf8_lossy(&o.stderr));
 }
+
+/// Pretrain-first recipes are weighed only when the task has unlabelled images, and the
+/// rationale says whether pretraining is predicted to pay against the pick, and at what cost.
+#[test]
+fn the_rationale_says_whether_pretraining_pays() {
+    let why = |data: &Path| -> String {
+        let o = graft().args(["recommend", "--json", "--data"]).arg(data).output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        json_of(&o)["rationale"].as_array().unwrap().iter().map(|l| l.as_str().unwrap().to_string()).collect::<Vec<_>>().join("\n")
+    };
+    assert!(why(&example()).contains("Pretraining: no unlabelled images, so the"), "{}", why(&example()));
+    // the same task with an unlabelled pool (the cat training images again, without labels)
+    let t = tempfile::tempdir().unwrap();
+    let data = t.path().join("task");
+    for split in ["train", "test"] {
+        for class in std::fs::read_dir(example().join(split)).unwrap() {
+            let class = class.unwrap().path();
+            let dst = data.join(split).join(class.file_name().unwrap());
+            std::fs::create_dir_all(&dst).unwrap();
+            for f in std::fs::read_dir(&class).unwrap() {
+                let f = f.unwrap().path();
+                std::fs::copy(&f, dst.join(f.file_name().unwrap())).unwrap();
+            }
+        }
+    }
+    let pool = data.join("unlabelled");
+    std::fs::create_dir_all(&pool).unwrap();
+    for f in std::fs::read_dir(example().join("train/cat")).unwrap() {
+        let f = f.unwrap().path();
+        std::fs::copy(&f, pool.join(f.file_name().unwrap())).unwrap();
+    }
+    let n = std::fs::read_dir(&pool).unwrap().count();
+    let w = why(&data);
+    let line = w.lines().find(|l| l.starts_with("Pretraining on your")).unwrap_or_else(|| panic!("{w}"));
+    assert!(line.contains(&format!("your {n} unlabelled images is")) && line.contains("points"), "{line}");
+    assert!(line.contains("predicted to pay") && line.contains("the recommended recipe"), "{line}");
+}

@@ -324,18 +324,24 @@ pub fn recommend(model: &MetaModel, ds: &Dataset, o: &RecommendOptions) -> Resul
     })
 }
 
-/// Whether pretraining on the unlabelled pool is predicted to pay: the best pretrain-first
-/// candidate against the best without pretraining, by how much, and what it costs in time.
+/// Whether pretraining on the unlabelled pool is predicted to pay: the pick against the
+/// best-predicted candidate of the other kind (pretrain-first or not), by how much, and what
+/// each costs in time.
 fn pretrain_line(cands: &[Candidate], n_unlabelled: usize, dropped: usize) -> Option<String> {
     if n_unlabelled < 2 {
         return (dropped > 0).then(|| {
+            let what = if dropped == 1 { "pretrain-first candidate was" } else { "pretrain-first candidates were" };
             format!(
-                "Pretraining: no unlabelled images, so the {dropped} pretrain-first candidates were left out (give an `unlabelled/` folder or --unlabelled DIR to weigh them)."
+                "Pretraining: no unlabelled images, so the {dropped} {what} left out (give an `unlabelled/` folder or --unlabelled DIR to weigh them)."
             )
         });
     }
-    let with = cands.iter().filter(|c| c.summary.pretrain).max_by(|a, b| a.predicted_accuracy.total_cmp(&b.predicted_accuracy))?;
-    let without = cands.iter().filter(|c| !c.summary.pretrain).max_by(|a, b| a.predicted_accuracy.total_cmp(&b.predicted_accuracy))?;
+    // the pick against the best-predicted candidate of the other kind
+    let best_where = |want: bool| {
+        cands.iter().filter(|c| c.summary.pretrain == want).max_by(|a, b| a.predicted_accuracy.total_cmp(&b.predicted_accuracy))
+    };
+    let pick = cands.first()?;
+    let (with, without) = if pick.summary.pretrain { (pick, best_where(false)?) } else { (best_where(true)?, pick) };
     let gain = with.predicted_accuracy - without.predicted_accuracy;
     let method = with.summary.pretrain_method.map(|m| m.as_str()).unwrap_or("unsupervised pretraining");
     let verdict = if gain > 0.0 { "predicted to pay" } else { "not predicted to pay" };
@@ -344,11 +350,13 @@ fn pretrain_line(cands: &[Candidate], n_unlabelled: usize, dropped: usize) -> Op
         _ => String::new(),
     };
     Some(format!(
-        "Pretraining on your {n_unlabelled} unlabelled images is {verdict}: the best pretrain-first recipe, {} ({method}, {} epochs) on {}, is predicted {:.3}; the best without pretraining, {} on {}, {:.3} ({:+.1} points){cost}.",
+        "Pretraining on your {n_unlabelled} unlabelled images is {verdict}: {}, {} ({method}, {} epochs) on {}, is predicted {:.3}; {}, {} on {}, {:.3} ({:+.1} points){cost}.",
+        if pick.summary.pretrain { "the recommended recipe" } else { "the best pretrain-first recipe" },
         with.recipe.name.clone().unwrap_or_default(),
         with.summary.pretrain_epochs,
         with.backbone,
         with.predicted_accuracy,
+        if pick.summary.pretrain { "the best without pretraining" } else { "the recommended recipe, without pretraining" },
         without.recipe.name.clone().unwrap_or_default(),
         without.backbone,
         without.predicted_accuracy,
