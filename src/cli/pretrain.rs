@@ -76,7 +76,7 @@ pub struct PretrainArgs {
     pub resume: bool,
     /// Unsupervised methods: decode the images into memory when their 8-bit pixels fit in this
     /// many MiB; past it, stream them from disk batch by batch (same result, bounded memory).
-    #[arg(long, default_value_t = 1024)]
+    #[arg(long, default_value_t = crate::data::images::IN_MEMORY_LIMIT_MB)]
     pub in_memory_limit_mb: usize,
     /// Stop after this many epochs as if killed (for testing --resume).
     #[arg(long, hide = true)]

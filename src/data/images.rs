@@ -180,6 +180,10 @@ pub struct StreamedImages {
     stats: Normalisation,
 }
 
+/// Default limit (MiB of 8-bit pixels) under which a pretraining pool is decoded into memory;
+/// past it, it is streamed ([`StreamedImages`]).
+pub const IN_MEMORY_LIMIT_MB: usize = 1024;
+
 /// Images decoded at once while [`StreamedImages::open`] scans.
 const SCAN_CHUNK: usize = 256;
 

@@ -458,12 +458,19 @@ fn pretrain_step(
 ) -> Result<Option<crate::pretrain::PretrainOutcome>> {
     let Some(spec) = &recipe.pretrain else { return Ok(None) };
     let (ds, dec) = (&prep.ds, &prep.dec);
-    let owned;
-    let images = match (&dec.unlabelled, spec.data.as_str()) {
+    let (owned, streamed);
+    let images: &dyn crate::data::Images = match (&dec.unlabelled, spec.data.as_str()) {
         (Some(u), "unlabelled") if u.n >= 2 => u,
         (None, "unlabelled") if ds.unlabelled.len() >= 2 => {
-            owned = crate::data::decode_items(&ds.unlabelled, prep.mref.card.input, opts.skip_bad)?;
-            &owned
+            let i = prep.mref.card.input;
+            // a large pool is read from its files batch by batch (the same batches)
+            if ds.unlabelled.len() * i.channels * i.height * i.width > crate::data::images::IN_MEMORY_LIMIT_MB << 20 {
+                streamed = crate::data::StreamedImages::open(&ds.unlabelled, i, opts.skip_bad)?;
+                &streamed
+            } else {
+                owned = crate::data::decode_items(&ds.unlabelled, i, opts.skip_bad)?;
+                &owned
+            }
         }
         _ => &dec.train,
     };
