@@ -324,16 +324,21 @@ fn a_named_backbone_keeps_the_choice_of_input_size() {
 #[test]
 fn a_continued_checkpoint_stands_in_for_its_parent() {
     let t = tempfile::tempdir().unwrap();
+    // one epoch of SimCLR on resnet8 over the example's training images, `init` flags first
+    let simclr = |out: &Path, init: &[&str]| {
+        let o = graft()
+            .args(["--threads", "1", "pretrain", "--arch", "resnet8", "--method", "simclr", "--epochs", "1", "--batch-size", "8"])
+            .args(init)
+            .arg("--data")
+            .arg(example().join("train"))
+            .arg("--out")
+            .arg(out)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
     let out = t.path().join("r8-simclr.safetensors");
-    let o = graft()
-        .args(["--threads", "1", "pretrain", "--arch", "resnet8", "--init", "resnet8-cifar10", "--method", "simclr"])
-        .args(["--epochs", "1", "--batch-size", "8", "--data"])
-        .arg(example().join("train"))
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    simclr(&out, &["--init", "resnet8-cifar10"]);
     let o = graft().args(["recommend", "--json", "--backbone"]).arg(&out).arg("--data").arg(example()).output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let v = json_of(&o);
@@ -347,14 +352,7 @@ fn a_continued_checkpoint_stands_in_for_its_parent() {
     assert!(why.contains("continues resnet8-cifar10 (simclr, 1 epochs)"), "{why}");
     // a checkpoint trained from scratch names no parent
     let scratch = t.path().join("scratch.safetensors");
-    let o = graft()
-        .args(["--threads", "1", "pretrain", "--arch", "resnet8", "--method", "simclr", "--epochs", "1", "--batch-size", "8", "--data"])
-        .arg(example().join("train"))
-        .arg("--out")
-        .arg(&scratch)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    simclr(&scratch, &[]);
     let o = graft().args(["recommend", "--backbone"]).arg(&scratch).arg("--data").arg(example()).output().unwrap();
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("its card names no parent"), "{}", String::from_utf8_lossy(&o.stderr));

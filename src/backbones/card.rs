@@ -57,6 +57,13 @@ pub struct Parent {
     pub sha256: String,
 }
 
+impl Parent {
+    /// The checkpoint `m` as a parent.
+    pub fn of(m: &ModelRef) -> Self {
+        Parent { name: m.card.name.clone(), sha256: m.card.sha256.clone() }
+    }
+}
+
 /// What a card records about where a checkpoint came from: everything the model itself cannot
 /// say (its architecture, input, groups, classes and parameter count come from the model).
 #[derive(Debug, Clone, Default)]

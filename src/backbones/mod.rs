@@ -167,6 +167,13 @@ impl Model {
         Self::build(arch, tv, mref.card.input, n_classes, seed, device)
     }
 
+    /// The model a card describes, with its weights (and its own head).
+    pub fn load(mref: &ModelRef, seed: u64, device: &Device) -> Result<Self> {
+        let model = Self::for_card(mref, mref.card.n_classes, seed, device)?;
+        model.load_weights(&mref.weights, &[])?;
+        Ok(model)
+    }
+
     fn build(arch: Arch, tv: Option<torchvision::TvSpec>, input: InputSpec, n_classes: usize, seed: u64, device: &Device) -> Result<Self> {
         let varmap = VarMap::new();
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, device);

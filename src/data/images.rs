@@ -153,6 +153,27 @@ pub trait Images: Sync {
     fn input(&self) -> InputSpec;
     /// Normalised float batch (N*C*H*W) of the images at `idx`, as [`ImageSet::batch`].
     fn float_batch(&self, idx: &[usize], norm: &Normalisation, aug: Option<(&Augment, u64)>) -> Result<Vec<f32>>;
+    /// Per-channel mean and std of every image's pixels in [0, 1].
+    fn channel_stats(&self) -> Normalisation;
+    /// sha256 over the images' contents and labels, in order.
+    fn fingerprint(&self) -> &str;
+    /// Messages of the files skipped as unreadable (`--skip-bad`).
+    fn skipped(&self) -> &[String];
+}
+
+/// Whether `n` images of `spec` fit in `limit_mb` MiB as 8-bit pixels.
+pub fn fits_in_memory(n: usize, spec: InputSpec, limit_mb: usize) -> bool {
+    n * spec.channels * spec.height * spec.width <= limit_mb << 20
+}
+
+/// `items` decoded into memory when they fit in `limit_mb` MiB ([`fits_in_memory`]), else
+/// streamed from their files ([`StreamedImages`]): the same batches either way.
+pub fn open_images(items: &[Item], spec: InputSpec, skip_bad: bool, limit_mb: usize) -> Result<Box<dyn Images>> {
+    Ok(if fits_in_memory(items.len(), spec, limit_mb) {
+        Box::new(decode_items(items, spec, skip_bad)?)
+    } else {
+        Box::new(StreamedImages::open(items, spec, skip_bad)?)
+    })
 }
 
 impl Images for ImageSet {
@@ -165,6 +186,15 @@ impl Images for ImageSet {
     fn float_batch(&self, idx: &[usize], norm: &Normalisation, aug: Option<(&Augment, u64)>) -> Result<Vec<f32>> {
         Ok(self.batch(idx, norm, aug))
     }
+    fn channel_stats(&self) -> Normalisation {
+        ImageSet::channel_stats(self)
+    }
+    fn fingerprint(&self) -> &str {
+        &self.fingerprint
+    }
+    fn skipped(&self) -> &[String] {
+        &self.skipped
+    }
 }
 
 /// Images decoded from their files again for every batch, so memory holds one batch whatever
@@ -173,10 +203,10 @@ impl Images for ImageSet {
 /// fingerprint and channel statistics the in-memory [`ImageSet`] of the same items would have.
 pub struct StreamedImages {
     items: Vec<Item>,
-    pub spec: InputSpec,
-    pub fingerprint: String,
+    spec: InputSpec,
+    fingerprint: String,
     /// Files that failed to decode and were skipped (`--skip-bad`).
-    pub skipped: Vec<String>,
+    skipped: Vec<String>,
     stats: Normalisation,
 }
 
@@ -190,35 +220,16 @@ const SCAN_CHUNK: usize = 256;
 impl StreamedImages {
     pub fn open(items: &[Item], spec: InputSpec, skip_bad: bool) -> Result<Self> {
         let mut kept = Vec::with_capacity(items.len());
-        let mut skipped = Vec::new();
-        let mut fp = Sha256::new();
         let mut sums = ChannelSums::new(spec);
+        let mut scan = Scan::new(skip_bad);
         for chunk in items.chunks(SCAN_CHUNK) {
-            let decoded: Vec<_> = chunk.par_iter().map(|it| decode_one(it, spec)).collect();
-            for (it, d) in chunk.iter().zip(decoded) {
-                match d {
-                    Ok((px, digest)) => {
-                        let label = it.label.map(|l| l as i64).unwrap_or(-1);
-                        fp.update(digest);
-                        fp.update(label.to_le_bytes());
-                        sums.add(&px);
-                        kept.push(it.clone());
-                    }
-                    Err(msg) if skip_bad => skipped.push(msg),
-                    Err(msg) => {
-                        return Err(GraftError::Data(format!(
-                            "{msg}; fix or remove the file, or pass --skip-bad to skip unreadable images"
-                        )))
-                    }
-                }
-            }
+            scan.decode(chunk, spec, |it, _, px| {
+                sums.add(&px);
+                kept.push(it.clone());
+            })?;
         }
-        Ok(StreamedImages { items: kept, spec, fingerprint: hex::encode(fp.finalize()), skipped, stats: sums.finish() })
-    }
-
-    /// Per-channel mean and std of every image's pixels in [0, 1] (as [`ImageSet::channel_stats`]).
-    pub fn channel_stats(&self) -> Normalisation {
-        self.stats.clone()
+        let (fingerprint, skipped) = scan.finish();
+        Ok(StreamedImages { items: kept, spec, fingerprint, skipped, stats: sums.finish() })
     }
 }
 
@@ -235,6 +246,15 @@ impl Images for StreamedImages {
         let set = decode_items(&items, self.spec, false)?;
         let local: Vec<usize> = (0..idx.len()).collect();
         Ok(set.batch_named(&local, idx, norm, aug))
+    }
+    fn channel_stats(&self) -> Normalisation {
+        self.stats.clone()
+    }
+    fn fingerprint(&self) -> &str {
+        &self.fingerprint
+    }
+    fn skipped(&self) -> &[String] {
+        &self.skipped
     }
 }
 
@@ -367,26 +387,56 @@ pub fn jpeg_is_complete(b: &[u8]) -> bool {
 /// Decode items in parallel into `spec`'s channels and size. A file that cannot be read or
 /// decoded is an error naming it, unless `skip_bad`, in which case it is skipped and counted.
 pub fn decode_items(items: &[Item], spec: InputSpec, skip_bad: bool) -> Result<ImageSet> {
-    let decoded: Vec<std::result::Result<(Vec<u8>, [u8; 32]), String>> = items.par_iter().map(|it| decode_one(it, spec)).collect();
     let l = spec.channels * spec.height * spec.width;
     let mut pixels = Vec::with_capacity(items.len() * l);
     let mut labels = Vec::with_capacity(items.len());
-    let mut skipped = Vec::new();
-    let mut fp = Sha256::new();
-    for (it, d) in items.iter().zip(decoded) {
-        match d {
-            Ok((px, digest)) => {
-                pixels.extend_from_slice(&px);
-                labels.push(it.label.map(|l| l as i64).unwrap_or(-1));
-                fp.update(digest);
-                fp.update(it.label.map(|l| l as i64).unwrap_or(-1).to_le_bytes());
-            }
-            Err(msg) if skip_bad => skipped.push(msg),
-            Err(msg) => {
-                return Err(GraftError::Data(format!("{msg}; fix or remove the file, or pass --skip-bad to skip unreadable images")))
+    let mut scan = Scan::new(skip_bad);
+    scan.decode(items, spec, |_, label, px| {
+        pixels.extend_from_slice(&px);
+        labels.push(label);
+    })?;
+    let (fingerprint, skipped) = scan.finish();
+    let n = labels.len();
+    Ok(ImageSet { pixels, labels, n, spec, skipped, fingerprint })
+}
+
+/// Decoding a list of items, in one call or chunk after chunk: the fingerprint over every
+/// decoded image (content digest, then label, in order) and the files skipped as unreadable.
+struct Scan {
+    fp: Sha256,
+    skipped: Vec<String>,
+    skip_bad: bool,
+}
+
+impl Scan {
+    fn new(skip_bad: bool) -> Self {
+        Scan { fp: Sha256::new(), skipped: Vec::new(), skip_bad }
+    }
+
+    /// Decodes `items` in parallel into `spec`, then hands each image to `keep(item, label,
+    /// CHW pixels)` in order (label -1: unlabelled). A file that cannot be read or decoded is an
+    /// error naming it, unless `skip_bad`, in which case it is skipped and counted.
+    fn decode(&mut self, items: &[Item], spec: InputSpec, mut keep: impl FnMut(&Item, i64, Vec<u8>)) -> Result<()> {
+        let decoded: Vec<std::result::Result<(Vec<u8>, [u8; 32]), String>> = items.par_iter().map(|it| decode_one(it, spec)).collect();
+        for (it, d) in items.iter().zip(decoded) {
+            match d {
+                Ok((px, digest)) => {
+                    let label = it.label.map(|l| l as i64).unwrap_or(-1);
+                    self.fp.update(digest);
+                    self.fp.update(label.to_le_bytes());
+                    keep(it, label, px);
+                }
+                Err(msg) if self.skip_bad => self.skipped.push(msg),
+                Err(msg) => {
+                    return Err(GraftError::Data(format!("{msg}; fix or remove the file, or pass --skip-bad to skip unreadable images")))
+                }
             }
         }
+        Ok(())
     }
-    let n = labels.len();
-    Ok(ImageSet { pixels, labels, n, spec, skipped, fingerprint: hex::encode(fp.finalize()) })
+
+    /// The fingerprint (hex) and the skipped files' messages.
+    fn finish(self) -> (String, Vec<String>) {
+        (hex::encode(self.fp.finalize()), self.skipped)
+    }
 }

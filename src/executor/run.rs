@@ -458,19 +458,14 @@ fn pretrain_step(
 ) -> Result<Option<crate::pretrain::PretrainOutcome>> {
     let Some(spec) = &recipe.pretrain else { return Ok(None) };
     let (ds, dec) = (&prep.ds, &prep.dec);
-    let (owned, streamed);
+    let owned;
     let images: &dyn crate::data::Images = match (&dec.unlabelled, spec.data.as_str()) {
         (Some(u), "unlabelled") if u.n >= 2 => u,
         (None, "unlabelled") if ds.unlabelled.len() >= 2 => {
-            let i = prep.mref.card.input;
             // a large pool is read from its files batch by batch (the same batches)
-            if ds.unlabelled.len() * i.channels * i.height * i.width > crate::data::images::IN_MEMORY_LIMIT_MB << 20 {
-                streamed = crate::data::StreamedImages::open(&ds.unlabelled, i, opts.skip_bad)?;
-                &streamed
-            } else {
-                owned = crate::data::decode_items(&ds.unlabelled, i, opts.skip_bad)?;
-                &owned
-            }
+            use crate::data::images::{open_images, IN_MEMORY_LIMIT_MB};
+            owned = open_images(&ds.unlabelled, prep.mref.card.input, opts.skip_bad, IN_MEMORY_LIMIT_MB)?;
+            owned.as_ref()
         }
         _ => &dec.train,
     };

@@ -366,8 +366,7 @@ fn paine_init(env: &Env, s: &Settings) -> Result<Results> {
             card::resolve(path.to_str().expect("utf-8 path"))?
         } else {
             let pool = decode_items(&task.unlabelled, input, false)?;
-            let model = Model::for_card(&base, base.card.n_classes, seed, &env.device)?;
-            model.load_weights(&base.weights, &[])?;
+            let model = Model::load(&base, seed, &env.device)?;
             let mut ps = PretrainSpec::new(Method::Simclr);
             ps.epochs = s.pretrain_epochs;
             (env.log)(&format!(
@@ -386,7 +385,7 @@ fn paine_init(env: &Env, s: &Settings) -> Result<Results> {
                 command: env.command.clone(),
                 train_seconds: Some(out.seconds),
                 notes: format!("continued SimCLR from {} at {} px; loss per epoch {:?}", base.card.name, input.height, out.losses),
-                parent: Some(card::Parent { name: base.card.name.clone(), sha256: base.card.sha256.clone() }),
+                parent: Some(card::Parent::of(&base)),
                 data_fingerprint: Some(pool.fingerprint.clone()),
                 ..card::Provenance::default()
             };

@@ -342,7 +342,8 @@ impl CustomOp3 for BnTrainBwd {
                 },
             )
             .collect();
-        let mut rest = vec![0f32; 2 * c];
+        // after dx: sum(dy * xhat), then sum(dy), per channel
+        let rest: Vec<f32> = sums.iter().map(|s| s.1 as f32).chain(sums.iter().map(|s| s.0 as f32)).collect();
         // dx = gamma * inv / n * (n*dy - sum(dy) - xhat * sum(dy*xhat))
         // per channel: (gamma * inv, mean(dy), mean(dy * xhat), inv)
         let coef: Vec<(f32, f32, f32, f32)> = (0..c)
@@ -352,11 +353,17 @@ impl CustomOp3 for BnTrainBwd {
             })
             .collect();
         let means: Vec<f32> = st.iter().map(|s| s.0 as f32).collect();
-        let mut out = super::par_zeroed(
-            x.len(),
+        // dx, then the two per-channel sums, in one buffer (no reallocation to append them)
+        let out = super::par_zeroed(
+            x.len() + 2 * c,
             c * hw,
             || (),
             |_, i, dxi| {
+                if i >= b {
+                    let at = (i - b) * c * hw;
+                    dxi.copy_from_slice(&rest[at..at + dxi.len()]);
+                    return;
+                }
                 for ch in 0..c {
                     let (k, md, mdx, inv) = coef[ch];
                     let m = means[ch];
@@ -371,11 +378,6 @@ impl CustomOp3 for BnTrainBwd {
                 }
             },
         );
-        for ch in 0..c {
-            rest[ch] = sums[ch].1 as f32;
-            rest[c + ch] = sums[ch].0 as f32;
-        }
-        out.extend_from_slice(&rest);
         Ok((CpuStorage::F32(out), Shape::from(x.len() + 2 * c)))
     }
 }

@@ -123,8 +123,7 @@ pub fn write_source_stats(mref: &ModelRef, data: &Path, max: usize, seed: u64) -
         items.truncate(max);
     }
     let set = decode_items(&items, mref.card.input, true)?;
-    let model = Model::for_card(mref, mref.card.n_classes, 0, &Device::Cpu)?;
-    model.load_weights(&mref.weights, &[])?;
+    let model = Model::load(mref, 0, &Device::Cpu)?;
     let (feats, _) = group_features(&model, &set, &mref.card.normalisation)?;
     let pen = &feats[feats.len() - 1];
     let (mean, cov) = transfer::mean_cov(pen);
@@ -235,8 +234,7 @@ pub fn inspect_decoded(mref: &ModelRef, ds: &crate::data::Dataset, set: &ImageSe
     };
     secs.insert("profile".to_string(), t0.elapsed().as_secs_f64());
     let t0 = Instant::now();
-    let model = Model::for_card(mref, mref.card.n_classes, 0, &Device::Cpu)?;
-    model.load_weights(&mref.weights, &[])?;
+    let model = Model::load(mref, 0, &Device::Cpu)?;
     let (feats, theta) = group_features(&model, set, &mref.card.normalisation)?;
     secs.insert("features".to_string(), t0.elapsed().as_secs_f64());
     if let Some(d) = dump_features {

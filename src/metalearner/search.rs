@@ -97,11 +97,13 @@ impl Recommendation {
     /// What to run a candidate of backbone key `key` on: the continued checkpoint in its
     /// parent's place, else the key itself.
     pub fn backbone_for(&self, key: &str) -> String {
-        match &self.continued_from {
-            Some(c) if c.key == key => c.weights.clone(),
-            _ => key.to_string(),
-        }
+        stand_in(self.continued_from.as_ref(), key).map(|cf| cf.weights.clone()).unwrap_or_else(|| key.to_string())
     }
+}
+
+/// The continued checkpoint, when it stands in for backbone key `key`.
+fn stand_in<'a>(cf: Option<&'a ContinuedFrom>, key: &str) -> Option<&'a ContinuedFrom> {
+    cf.filter(|cf| cf.key == key)
 }
 
 /// Meta-features of a dataset under one backbone.
@@ -172,13 +174,17 @@ pub struct RecommendOptions {
 }
 
 /// The recipe to run a candidate as written: it names its backbone, and its input size when
-/// the candidate's backbone key carries one (`NAME@SIZE`).
-fn runnable(c: &Candidate) -> (Recipe, String, Option<usize>) {
-    let (name, size) = card::split_key(&c.backbone);
+/// the candidate's backbone key carries one (`NAME@SIZE`); or, where a continued checkpoint
+/// stands in for that key, the checkpoint (at its own card's size).
+fn runnable(c: &Candidate, cf: Option<&ContinuedFrom>) -> (Recipe, String) {
+    let (name, size) = match stand_in(cf, &c.backbone) {
+        Some(cf) => (cf.weights.as_str(), None),
+        None => card::split_key(&c.backbone),
+    };
     let mut r = c.recipe.clone();
     r.backbone = Some(name.to_string());
     r.input_size = size;
-    (r, name.to_string(), size)
+    (r, name.to_string())
 }
 
 /// The task as each candidate backbone sees it: meta-features, transferability, and the
@@ -261,12 +267,13 @@ pub fn recommend(model: &MetaModel, ds: &Dataset, o: &RecommendOptions) -> Resul
             model.created_at, best.backbone
         )));
     }
+    let continued_from = derived.as_ref().map(|(key, m)| ContinuedFrom { key: key.clone(), weights: m.weights.display().to_string() });
     let alternatives = cands
         .iter()
         .skip(1)
         .take(o.top.max(1))
         .map(|c| {
-            let (recipe, backbone, _) = runnable(c);
+            let (recipe, backbone) = runnable(c, continued_from.as_ref());
             Alternative {
                 recipe,
                 backbone,
@@ -285,23 +292,7 @@ pub fn recommend(model: &MetaModel, ds: &Dataset, o: &RecommendOptions) -> Resul
         .collect();
     // the recipe names its backbone (and input size), so `graft run --recipe` on it runs what
     // was recommended
-    let (mut recipe, mut backbone, _) = runnable(&best);
-    let mut alternatives: Vec<Alternative> = alternatives;
-    let continued_from = derived.as_ref().map(|(key, m)| ContinuedFrom { key: key.clone(), weights: m.weights.display().to_string() });
-    if let Some(cf) = &continued_from {
-        // the recipes name the continued checkpoint, at its own card's size
-        let on_it = |r: &mut Recipe, b: &mut String, key: &str| {
-            if key == cf.key {
-                r.backbone = Some(cf.weights.clone());
-                r.input_size = None;
-                *b = cf.weights.clone();
-            }
-        };
-        on_it(&mut recipe, &mut backbone, &best.backbone);
-        for (a, c) in alternatives.iter_mut().zip(cands.iter().skip(1)) {
-            on_it(&mut a.recipe, &mut a.backbone, &c.backbone);
-        }
-    }
+    let (recipe, backbone) = runnable(&best, continued_from.as_ref());
     Ok(Recommendation {
         recipe,
         backbone,

@@ -4,7 +4,7 @@
 use super::{pretrain_with, PretrainSpec};
 use crate::backbones::card::{self, ModelRef, Provenance};
 use crate::backbones::{Arch, Model};
-use crate::data::{self, decode_items, load_dataset, Augment, Dataset, Item, LoadOptions};
+use crate::data::{self, load_dataset, Augment, Dataset, Item, LoadOptions};
 use crate::error::{GraftError, Result};
 use crate::recipe::{self, Action, OptimizerKind, OptimizerSpec, ScheduleKind, ScheduleSpec};
 use crate::train::{self, Progress};
@@ -270,13 +270,11 @@ fn initial_model(job: &PretrainJob, ds: Option<&Dataset>) -> Result<(Model, Stri
             if m.card.arch != job.arch.name() {
                 return Err(GraftError::Usage(format!("--init {b}: its arch is {}, not --arch {}", m.card.arch, job.arch.name())));
             }
-            let model = Model::for_card(&m, m.card.n_classes, job.seed, &job.device)?;
-            model.load_weights(&m.weights, &[])?;
-            let parent = card::Parent { name: m.card.name.clone(), sha256: m.card.sha256.clone() };
+            let model = Model::load(&m, job.seed, &job.device)?;
             Ok((
                 model,
                 format!("initialised from {} (sha256 {})", m.card.name, &m.card.sha256[..12.min(m.card.sha256.len())]),
-                Some(parent),
+                Some(card::Parent::of(&m)),
             ))
         }
         None => {
@@ -296,29 +294,24 @@ fn unsupervised(job: &PretrainJob, spec: &PretrainSpec, log: &dyn Fn(&str), step
     }
     let (model, init_note, parent) = initial_model(job, ds.as_ref())?;
     let i = model.input;
-    let bytes = items.len() * i.channels * i.height * i.width;
     // thousands of images at 224 px are gigabytes even as 8-bit pixels: past the limit they
     // are read from their files batch by batch (the same batches, bit for bit)
-    let (outcome, norm, n, fingerprint, skipped, held) = if bytes <= job.in_memory_limit_mb << 20 {
-        let set = decode_items(&items, i, job.skip_bad)?;
-        let norm = set.channel_stats();
-        let outcome = pretrain_with(&model, &set, &norm, spec, job.seed, log, step)?;
-        (outcome, norm, set.n, set.fingerprint, set.skipped.len(), "decoded in memory")
-    } else {
+    let in_memory = data::images::fits_in_memory(items.len(), i, job.in_memory_limit_mb);
+    if !in_memory {
         log(&format!(
-            "{} images of {}x{}x{} are {} MiB as 8-bit pixels, over --in-memory-limit-mb {}: streaming them from disk",
+            "{} images of {}x{}x{} are over --in-memory-limit-mb {} as 8-bit pixels: streaming them from disk",
             items.len(),
             i.channels,
             i.height,
             i.width,
-            bytes >> 20,
             job.in_memory_limit_mb
         ));
-        let set = data::StreamedImages::open(&items, i, job.skip_bad)?;
-        let norm = set.channel_stats();
-        let outcome = pretrain_with(&model, &set, &norm, spec, job.seed, log, step)?;
-        (outcome, norm, data::Images::count(&set), set.fingerprint.clone(), set.skipped.len(), "streamed from disk")
-    };
+    }
+    let set = data::images::open_images(&items, i, job.skip_bad, job.in_memory_limit_mb)?;
+    let norm = set.channel_stats();
+    let outcome = pretrain_with(&model, set.as_ref(), &norm, spec, job.seed, log, step)?;
+    let (n, skipped) = (set.count(), set.skipped().len());
+    let held = if in_memory { "decoded in memory" } else { "streamed from disk" };
     let method = spec.method.as_str();
     let p = Provenance {
         name: job.name(),
@@ -339,7 +332,7 @@ fn unsupervised(job: &PretrainJob, spec: &PretrainSpec, log: &dyn Fn(&str), step
             t_all.elapsed().as_secs_f64()
         ),
         parent,
-        data_fingerprint: Some(fingerprint),
+        data_fingerprint: Some(set.fingerprint().to_string()),
         ..Provenance::default()
     };
     let mref = card::save_with_card(&model, &job.out, &norm, p)?;
