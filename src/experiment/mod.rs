@@ -272,12 +272,13 @@ fn paine_arms(
                 }
                 let mut r = recipe::preset(preset)?;
                 r.seed = seed;
-                if kind == "finetune" {
+                let finetune = r.strategy == Strategy::Finetune;
+                if finetune {
                     r.epochs = epochs;
                 }
                 let d = Decoded { train: train_l.clone(), val: None, test: dec.test.clone(), unlabelled: None };
                 let rec = run_one(env, mref, r, &task_l, d, "cifar10")?;
-                let name = if kind == "probe" { format!("probe-{arm}") } else { arm.to_string() };
+                let name = if finetune { arm.to_string() } else { format!("probe-{arm}") };
                 book.push(row(key, &name, l, seed, &rec))?;
             }
         }
