@@ -253,3 +253,82 @@ include = ["linear-probe"]
     sizes.sort();
     assert_eq!(sizes, [32, 48]);
 }
+
+/// The run.json records under a sweep's run folder, as (recipe name, seed) -> record.
+fn run_records(runs: &Path) -> BTreeMap<(String, u64), serde_json::Value> {
+    let mut m = BTreeMap::new();
+    for e in std::fs::read_dir(runs).unwrap() {
+        let p = e.unwrap().path().join("run.json");
+        if let Ok(s) = std::fs::read_to_string(&p) {
+            let v: serde_json::Value = serde_json::from_str(&s).unwrap();
+            let name = v["recipe"]["name"].as_str().unwrap_or("").to_string();
+            m.insert((name, v["seed"].as_u64().unwrap()), v);
+        }
+    }
+    m
+}
+
+/// A fine-tune and a probe after the same pretraining share it within a sweep block: the second
+/// run replays the first one's pretrained weights (and its seconds), and its result is
+/// bit-identical to the same probe run in a sweep where nothing is shared.
+#[test]
+fn runs_after_the_same_pretraining_share_it_and_match_a_run_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = |name: &str, arms: &str| {
+        let p = dir.path().join(format!("{name}.toml"));
+        std::fs::write(
+            &p,
+            format!(
+                r#"name = "{name}"
+seeds = [0, 1]
+[[family]]
+name = "fam"
+data = "{d}"
+tasks = 1
+[tasks]
+n_classes = [3, 3]
+shots = [5]
+unlabelled = [20]
+test_per_class = 5
+[[backbone]]
+name = "resnet8-cifar10"
+[recipes]
+sample = "none"
+{arms}"#,
+                d = repo().join("examples/cifar3").display()
+            ),
+        )
+        .unwrap();
+        p
+    };
+    let ft = "[[recipes.arm]]\nstrategy = \"finetune\"\nepochs = 1\npretrain = \"denoising-autoencoder\"\npretrain_epochs = 1\n";
+    let probe = "[[recipes.arm]]\nstrategy = \"linear-probe\"\npretrain = \"denoising-autoencoder\"\npretrain_epochs = 1\n";
+    let (shared, alone) = (dir.path().join("shared"), dir.path().join("alone"));
+    let o = sweep(&plan("share", &format!("{ft}{probe}")), &shared, &[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = sweep(&plan("share", probe), &alone, &[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (s, a) = (run_records(&shared.join("_runs")), run_records(&alone.join("_runs")));
+    assert_eq!((s.len(), a.len()), (4, 2));
+    for seed in [0, 1] {
+        let key = ("svm-last-pt-denoising-autoencoder1".to_string(), seed);
+        let (rs, ra) = (&s[&key], &a[&key]);
+        assert_eq!(rs["pretrain"]["replayed"], true, "the probe after the fine-tune replays its pretraining");
+        assert_eq!(ra["pretrain"]["replayed"], false);
+        let ft = &s[&("ft-r0-f0-lr0.001-ld1-sp0-e1-b32-pt-denoising-autoencoder1".to_string(), seed)];
+        assert_eq!(ft["pretrain"]["replayed"], false);
+        // the replayed pretraining is the fine-tune's own (same losses and seconds) ...
+        assert_eq!(rs["pretrain"]["losses"], ft["pretrain"]["losses"]);
+        assert_eq!(rs["pretrain"]["seconds"], ft["pretrain"]["seconds"]);
+        assert!(rs["train_seconds"].as_f64().unwrap() >= ft["pretrain"]["seconds"].as_f64().unwrap());
+        // ... and the probe's result is what it is when it pretrains alone
+        assert_eq!(rs["pretrain"]["losses"], ra["pretrain"]["losses"]);
+        for f in ["test_accuracy", "confusion", "final_weights_sha256"] {
+            assert_eq!(rs[f], ra[f], "{f} differs between the shared and the lone pretraining (seed {seed})");
+        }
+    }
+    // the seeds pretrain separately
+    let l0 = &s[&("svm-last-pt-denoising-autoencoder1".to_string(), 0)]["pretrain"]["losses"];
+    let l1 = &s[&("svm-last-pt-denoising-autoencoder1".to_string(), 1)]["pretrain"]["losses"];
+    assert_ne!(l0, l1);
+}

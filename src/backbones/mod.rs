@@ -434,6 +434,25 @@ impl Model {
         Ok(())
     }
 
+    /// Every variable outside the head (BatchNorm running statistics included), copied: what an
+    /// unsupervised pretraining step changes, so that [`Model::set_vars`] can replay it.
+    pub fn body_state(&self) -> Result<BTreeMap<String, Tensor>> {
+        self.named_vars().into_iter().filter(|(k, _)| self.group_of(k) != "head").map(|(k, v)| Ok((k, v.as_tensor().copy()?))).collect()
+    }
+
+    /// Set the named variables (as [`Model::body_state`] returned them) to the given values.
+    pub fn set_vars(&self, state: &BTreeMap<String, Tensor>) -> Result<()> {
+        let vars = self.named_vars();
+        for (k, t) in state {
+            let v = vars.get(k).ok_or_else(|| GraftError::Model(format!("no variable `{k}` in arch {}", self.arch.name())))?;
+            if v.dims() != t.dims() {
+                return Err(GraftError::Model(format!("variable `{k}` has shape {:?}, the state gives {:?}", v.dims(), t.dims())));
+            }
+            v.set(t)?;
+        }
+        Ok(())
+    }
+
     /// Snapshot of every trainable parameter (for weight-change measures and L2-SP anchors).
     pub fn snapshot(&self) -> Result<BTreeMap<String, Tensor>> {
         self.named_vars().into_iter().filter(|(k, _)| !Self::is_buffer(k)).map(|(k, v)| Ok((k, v.as_tensor().copy()?))).collect()

@@ -221,6 +221,33 @@ impl FeatureCache {
     }
 }
 
+/// Pretrained bodies shared by the pretrain-first runs of one prepared task (a sweep block),
+/// keyed by everything the pretraining step depends on: the pretraining spec, the seed, the
+/// class count and which body groups start re-initialised (the body it starts from), on the same
+/// backbone, input size and decoded pool. The step trains only body groups, so runs that differ
+/// after it (fine-tuning or a probe, their learning rates) start from the same weights: a hit
+/// sets them (bit-identical to pretraining again; the step is deterministic given its seed) and
+/// replays the seconds the pretraining took, so a run's times are what it would spend alone.
+#[derive(Default)]
+pub struct PretrainCache {
+    map: std::sync::Mutex<
+        std::collections::HashMap<
+            String,
+            (std::sync::Arc<std::collections::BTreeMap<String, candle_core::Tensor>>, crate::pretrain::PretrainOutcome),
+        >,
+    >,
+}
+
+impl PretrainCache {
+    fn key(recipe: &Recipe, checked: &CheckedRecipe, n_classes: usize) -> Option<String> {
+        let spec = recipe.pretrain.as_ref()?;
+        // the head is neither trained by the step nor replayed
+        let body = &checked.groups()[..checked.groups().len().saturating_sub(1)];
+        let reinit: Vec<&str> = body.iter().filter(|g| g.action == Action::Reinit).map(|g| g.name.as_str()).collect();
+        Some(format!("{}|seed={}|classes={n_classes}|reinit={}", serde_json::to_string(spec).ok()?, recipe.seed, reinit.join(",")))
+    }
+}
+
 /// Why a probe cannot be fitted: the backbone's weights or its features at the probed group
 /// hold NaN or infinite values (a corrupt checkpoint, or pretraining that diverged).
 fn probe_inputs_not_finite(model: &Model, train_features: &Array2<f64>, g: usize) -> Result<Option<String>> {
@@ -272,6 +299,8 @@ pub struct Prepared {
     pub decode_seconds: f64,
     /// Features shared by the task's probe runs (None: every run extracts its own).
     pub features: Option<FeatureCache>,
+    /// Pretrained bodies shared by the task's pretrain-first runs (None: every run pretrains).
+    pub pretrained: Option<PretrainCache>,
 }
 
 /// Extra task meta-features a caller computed (the sweep, `graft auto`): the backbone's
@@ -320,7 +349,7 @@ pub fn run(opts: &RunOptions, progress: &dyn Progress) -> Result<RunRecord> {
         mref.card.input.width,
         decode_seconds
     );
-    let prep = Prepared { mref, ds, dec, load_seconds, decode_seconds, features: None };
+    let prep = Prepared { mref, ds, dec, load_seconds, decode_seconds, features: None, pretrained: None };
     run_prepared(opts, &checked, &prep, &opts.context, None, progress)
 }
 
@@ -449,14 +478,25 @@ impl Outcome {
 
 /// The recipe's optional unsupervised pretraining step, on the unlabelled pool when the recipe
 /// asks for it and there is one, else on the training images without labels.
+/// Returns the outcome and the seconds replayed from an earlier run's identical pretraining
+/// ([`PretrainCache`]; 0 when this run pretrained).
 fn pretrain_step(
     opts: &RunOptions,
     prep: &Prepared,
     model: &Model,
-    recipe: &Recipe,
+    checked: &CheckedRecipe,
     norm: &Normalisation,
-) -> Result<Option<crate::pretrain::PretrainOutcome>> {
-    let Some(spec) = &recipe.pretrain else { return Ok(None) };
+) -> Result<(Option<crate::pretrain::PretrainOutcome>, f64)> {
+    let recipe = checked.recipe();
+    let Some(spec) = &recipe.pretrain else { return Ok((None, 0.0)) };
+    let key = prep.pretrained.as_ref().and_then(|_| PretrainCache::key(recipe, checked, prep.ds.n_classes()));
+    if let (Some(cache), Some(k)) = (&prep.pretrained, &key) {
+        if let Some((state, outcome)) = cache.map.lock().expect("pretrain cache").get(k) {
+            model.set_vars(state)?;
+            tracing::info!("pretraining ({}) replayed from an earlier run of this task", outcome.method);
+            return Ok((Some(crate::pretrain::PretrainOutcome { replayed: true, ..outcome.clone() }), outcome.seconds));
+        }
+    }
     let (ds, dec) = (&prep.ds, &prep.dec);
     let owned;
     let images: &dyn crate::data::Images = match (&dec.unlabelled, spec.data.as_str()) {
@@ -469,7 +509,12 @@ fn pretrain_step(
         }
         _ => &dec.train,
     };
-    Ok(Some(crate::pretrain::pretrain(model, images, norm, spec, recipe.seed, &|_| {})?))
+    let outcome = crate::pretrain::pretrain(model, images, norm, spec, recipe.seed, &|_| {})?;
+    if let (Some(cache), Some(k)) = (&prep.pretrained, key) {
+        let state = std::sync::Arc::new(model.body_state()?);
+        cache.map.lock().expect("pretrain cache").insert(k, (state, outcome.clone()));
+    }
+    Ok((Some(outcome), 0.0))
 }
 
 /// Fine-tune, then evaluate on the test (and validation) split. A loss, final weight or test
@@ -621,8 +666,8 @@ pub fn run_prepared(
     tracing::info!("run {run_id}: {} on {} ({} parameters), seed {seed}", recipe.strategy.as_str(), mref.card.name, model.param_count());
     // optional unsupervised pretraining step; counted in the training time
     let t_pre = Instant::now();
-    let pretrain = pretrain_step(opts, prep, &model, &recipe, &norm)?;
-    let pretrain_seconds = t_pre.elapsed().as_secs_f64();
+    let (pretrain, pretrain_replayed) = pretrain_step(opts, prep, &model, checked, &norm)?;
+    let pretrain_seconds = t_pre.elapsed().as_secs_f64() + pretrain_replayed;
     if let Some(p) = &pretrain {
         tracing::info!("pretrained ({}) on {} images in {pretrain_seconds:.1} s", p.method, p.images);
     }

@@ -890,7 +890,7 @@ impl Fold {
         // the advisor as shipped: the same anchor, which only a fine-tuning candidate may
         // override ([`super::may_override_anchor`])
         let shipped_first = cvo.first().map(|&a| {
-            let eligible = |i: usize| super::may_override_anchor(tc[i].recipe.strategy);
+            let eligible = |i: usize| super::may_override_anchor(&tc[i].recipe);
             super::anchored_pick_among(am, ac, a, super::ANCHOR_SWITCH_PROBABILITY, &eligible).0
         });
         orders.insert(

@@ -266,10 +266,11 @@ pub fn ncprobe_index(probe_depth: Option<f64>) -> usize {
     8 + depth_bucket(probe_depth.unwrap_or(1.0))
 }
 
-/// The LogME of a linear-probe candidate at the depth it probes (None for other strategies or
-/// when LogME is missing): what "LogME cut layer + probe" ranks by and the advisor anchors on.
+/// The LogME of a linear-probe candidate at the depth it probes (None for other strategies, for
+/// a probe that pretrains first, whose features are not the ones LogME scored, or when LogME is
+/// missing): what "LogME cut layer + probe" ranks by and the advisor anchors on.
 pub fn probe_logme(r: &RecipeSummary, task: &[Option<f64>]) -> Option<f64> {
-    if r.strategy == Strategy::LinearProbe {
+    if r.strategy == Strategy::LinearProbe && !r.pretrain {
         task[logme_index(r.probe_depth)]
     } else {
         None
@@ -278,10 +279,10 @@ pub fn probe_logme(r: &RecipeSummary, task: &[Option<f64>]) -> Option<f64> {
 
 /// The cross-validated nearest-centroid accuracy of a linear-probe candidate's features at the
 /// depth it probes (None for other strategies, or where the task has too few images a class for
-/// cross-validation): a direct, cheap estimate of how well a probe on those features classifies
-/// this task.
+/// cross-validation, or for a probe that pretrains first): a direct, cheap estimate of how well a
+/// probe on those features classifies this task.
 pub fn probe_cv(r: &RecipeSummary, task: &[Option<f64>]) -> Option<f64> {
-    if r.strategy == Strategy::LinearProbe {
+    if r.strategy == Strategy::LinearProbe && !r.pretrain {
         task[ncprobe_index(r.probe_depth)]
     } else {
         None
@@ -331,13 +332,15 @@ pub fn transferability_anchor(cands: &[(&RecipeSummary, &[Option<f64>])], score:
 /// Probability that the advisor must reach before it overrides the transferability anchor.
 pub const ANCHOR_SWITCH_PROBABILITY: f64 = 0.9;
 
-/// Which candidates may override the transferability anchor: fine-tuning only. Among the linear
+/// Which candidates may override the transferability anchor: fine-tuning, and any recipe that
+/// pretrains first. Among the plain linear
 /// probes the anchor's cross-validated accuracy is direct evidence from this task's images, which
 /// the GP's prediction for another probe is not. In `meta eval` (279 held-out tasks) this rule
 /// lowered regret at every budget against letting any candidate override (regret@1 0.214 vs
-/// 0.221, regret@3 0.101 vs 0.105).
-pub fn may_override_anchor(strategy: crate::recipe::Strategy) -> bool {
-    strategy == crate::recipe::Strategy::Finetune
+/// 0.221, regret@3 0.101 vs 0.105). A probe that pretrains first is not one of them: the
+/// anchor's evidence is about the backbone's features before pretraining, not after.
+pub fn may_override_anchor(r: &RecipeSummary) -> bool {
+    r.strategy == crate::recipe::Strategy::Finetune || r.pretrain
 }
 
 /// The LogME-anchored first pick: keep `anchor` (the linear probe at the backbone and depth with

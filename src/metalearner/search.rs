@@ -537,7 +537,7 @@ fn score(model: &MetaModel, view: &TaskView, cands: &mut [Candidate]) {
 
 /// Anchor on transferability: the linear probe ranked first by [`super::ANCHOR_SCORE`] (the
 /// probe whose features classify this task best under cross-validation) is the default pick. Only
-/// a candidate [`super::may_override_anchor`] admits (fine-tuning) may override it: the
+/// a candidate [`super::may_override_anchor`] admits (fine-tuning, or pretraining first) may override it: the
 /// best-ranked such candidate, and only when it beats the anchor with posterior probability >=
 /// ANCHOR_SWITCH_PROBABILITY (the recalibrated posterior, as `meta eval` evaluates the anchored
 /// pick). The pick goes first in `cands`. Returns the rationale line.
@@ -559,9 +559,11 @@ fn anchor(model: &MetaModel, view: &TaskView, cands: &mut Vec<Candidate>) -> Opt
     };
     // the challenger: the best-ranked candidate that may override the anchor (cands are in
     // ranking order)
-    let Some(f) = cands.iter().position(|c| super::may_override_anchor(c.summary.strategy)) else {
+    let Some(f) = cands.iter().position(|c| super::may_override_anchor(&c.summary)) else {
         to_front(cands, a);
-        return Some(format!("Kept the transferability anchor {anc} ({what}): no fine-tuning candidate to weigh against it."));
+        return Some(format!(
+            "Kept the transferability anchor {anc} ({what}): no fine-tuning or pretrain-first candidate to weigh against it."
+        ));
     };
     let xs: Vec<Vec<f64>> =
         [f, a].iter().map(|&i| model.encoder.encode(&view.task[&cands[i].backbone], &cands[i].summary, &cands[i].backbone)).collect();
@@ -569,15 +571,16 @@ fn anchor(model: &MetaModel, view: &TaskView, cands: &mut Vec<Candidate>) -> Opt
     let c = c * model.cv.gp_sd_scale.powi(2);
     let pr = super::prob_greater(&m, &c, 0, 1);
     let top = cands[f].config.clone();
+    let kind = if cands[f].summary.pretrain { "pretrain-first" } else { "fine-tuning" };
     let overrides = pr >= p;
     to_front(cands, if overrides { f } else { a });
     Some(if overrides {
         format!(
-            "Overrode the transferability anchor {anc} ({what}): the meta-learner's best fine-tuning candidate, {top}, beats it with probability {pr:.2} (>= {p:.2})."
+            "Overrode the transferability anchor {anc} ({what}): the meta-learner's best {kind} candidate, {top}, beats it with probability {pr:.2} (>= {p:.2})."
         )
     } else {
         format!(
-            "Kept the transferability anchor {anc} ({what}): the meta-learner's best fine-tuning candidate, {top}, beats it with probability {pr:.2} only (needs {p:.2}); among the probes, the cross-validated accuracy decides."
+            "Kept the transferability anchor {anc} ({what}): the meta-learner's best {kind} candidate, {top}, beats it with probability {pr:.2} only (needs {p:.2}); among the probes, the cross-validated accuracy decides."
         )
     })
 }

@@ -37,6 +37,10 @@ pub struct PretrainOutcome {
     pub images: usize,
     pub seconds: f64,
     pub images_per_second: f64,
+    /// True when a run took these weights from an earlier run of the same task that pretrained
+    /// identically (a sweep's shared pretraining); `seconds` are then that run's.
+    #[serde(default)]
+    pub replayed: bool,
 }
 
 /// Output shapes (C, H, W) of the input and of every body group.
@@ -440,6 +444,7 @@ pub fn pretrain_with(
         images: images.count(),
         seconds,
         images_per_second: seen as f64 / seconds.max(1e-9),
+        replayed: false,
     })
 }
 

@@ -195,7 +195,15 @@ pub fn sweep(o: &SweepOptions, log: &dyn Fn(&str)) -> Result<SweepSummary> {
             shift: draw.shift.name(),
             spec: serde_json::to_string(&draw).expect("serialises"),
         };
-        let prep = Prepared { mref: mref.clone(), ds: task, dec, load_seconds, decode_seconds, features: Some(Default::default()) };
+        let prep = Prepared {
+            mref: mref.clone(),
+            ds: task,
+            dec,
+            load_seconds,
+            decode_seconds,
+            features: Some(Default::default()),
+            pretrained: Some(Default::default()),
+        };
         let mut left = pending.len();
         for (tpl, recipe, key) in pending {
             if stop {
