@@ -222,6 +222,10 @@ pub struct TaskResult {
     /// Whether the shipped advisor's first pick pretrains (same condition).
     #[serde(default)]
     pub advisor_pretrains: Option<bool>,
+    /// The best logged accuracy (mean over seeds) of the task's configurations without a
+    /// pretraining step (`none`) and with each pretraining method (its name), where logged.
+    #[serde(default)]
+    pub best_by_pretrain: BTreeMap<String, f64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -634,6 +638,15 @@ fn eval_fold(obs: &[Obs], fam: &String, strata: &DistanceStrata, budgets: usize,
                 .any(|c| c.recipe.pretrain)
                 .then(|| ranked.orders.get(shipped_method()).and_then(|o| o.first()).map(|&i| tc[i].recipe.pretrain))
                 .flatten(),
+            best_by_pretrain: {
+                let mut m: BTreeMap<String, f64> = BTreeMap::new();
+                for (c, &a) in tc.iter().zip(&accs) {
+                    let k = c.recipe.pretrain_method.filter(|_| c.recipe.pretrain).map(|m| m.as_str().to_string()).unwrap_or_else(|| "none".into());
+                    let e = m.entry(k).or_insert(a);
+                    *e = e.max(a);
+                }
+                m
+            },
         });
     }
     Ok((tasks_out, calib))
@@ -1100,9 +1113,19 @@ pub fn pretrain_policy_table(r: &EvalReport) -> String {
         return String::new();
     }
     let mut s = format!(
-        "Pretraining on the unlabelled pool: never, always, or as the advisor decides, on the {} held-out tasks with an unlabelled pool where fine-tuning was logged both with and without a pretraining step. Never / always: the advisor's best-predicted recipe of that kind. Accuracy is mean test accuracy of the first pick; \"advisor pretrains\" and \"pretraining best\" count the tasks where the advisor's pick, and the best logged recipe, pretrain.\n\n| pool | tasks | never acc | always acc | advisor acc | never regret@1 | always regret@1 | advisor regret@1 | advisor pretrains | pretraining best |\n|---|---|---|---|---|---|---|---|---|---|\n",
+        "Pretraining on the unlabelled pool: never, always, or as the advisor decides, on the {} held-out tasks with an unlabelled pool where recipes were logged both with and without a pretraining step. Never / always: the advisor's best-predicted recipe of that kind. Accuracy is mean test accuracy of the first pick; \"advisor pretrains\" and \"pretraining best\" count the tasks where the advisor's pick, and the best logged recipe, pretrain. The last two columns are the oracles: the best logged recipe of each kind, known after the fact.\n\n| pool | tasks | never acc | always acc | advisor acc | never regret@1 | always regret@1 | advisor regret@1 | advisor pretrains | pretraining best | best without (logged) | best pretrain-first (logged) |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n",
         ts.len()
     );
+    let best_without = |t: &TaskResult| t.best_by_pretrain.get("none").copied();
+    let best_with = |t: &TaskResult| t.best_by_pretrain.iter().filter(|(k, _)| *k != "none").map(|(_, v)| *v).reduce(f64::max);
+    let mean_of = |v: &[&TaskResult], f: &dyn Fn(&TaskResult) -> Option<f64>| {
+        let xs: Vec<f64> = v.iter().filter_map(|t| f(t)).collect();
+        if xs.is_empty() {
+            "–".to_string()
+        } else {
+            format!("{:.3}", xs.iter().sum::<f64>() / xs.len() as f64)
+        }
+    };
     let acc = |t: &TaskResult, m: &str| t.best_acc - t.gap[m][0];
     let bucket = |n: usize| match n {
         0..=300 => "100",
@@ -1121,7 +1144,7 @@ pub fn pretrain_policy_table(r: &EvalReport) -> String {
         let pretrains = v.iter().filter(|t| t.advisor_pretrains == Some(true)).count();
         let pt_best = v.iter().filter(|t| t.best_pretrains == Some(true)).count();
         s.push_str(&format!(
-            "| {g} | {} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {pretrains} | {pt_best} |\n",
+            "| {g} | {} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {pretrains} | {pt_best} | {} | {} |\n",
             v.len(),
             mean(&|t| acc(t, never)),
             mean(&|t| acc(t, always)),
@@ -1129,9 +1152,29 @@ pub fn pretrain_policy_table(r: &EvalReport) -> String {
             mean(&|t| t.regret[never][0]),
             mean(&|t| t.regret[always][0]),
             mean(&|t| t.regret[adv][0]),
+            mean_of(&v, &best_without),
+            mean_of(&v, &best_with),
         ));
     }
     s.push('\n');
+    // what each method adds at best, on the tasks where it and the no-pretraining recipes ran
+    let methods: BTreeSet<&String> = ts.iter().flat_map(|t| t.best_by_pretrain.keys()).filter(|k| *k != "none").collect();
+    if !methods.is_empty() {
+        s.push_str("What each pretraining method adds at best: on the same tasks, the best logged recipe with that method against the best logged recipe without pretraining (accuracy; gain in points; tasks where the method gains more than 1 point, or loses more than 1).\n\n| method | tasks | best without | best with the method | mean gain (pts) | gains > 1 pt | loses > 1 pt |\n|---|---|---|---|---|---|---|\n");
+        for m in methods {
+            let pairs: Vec<(f64, f64)> =
+                ts.iter().filter_map(|t| Some((*t.best_by_pretrain.get("none")?, *t.best_by_pretrain.get(m)?))).collect();
+            if pairs.is_empty() {
+                continue;
+            }
+            let n = pairs.len() as f64;
+            let (wo, wi) = (pairs.iter().map(|p| p.0).sum::<f64>() / n, pairs.iter().map(|p| p.1).sum::<f64>() / n);
+            let gains = pairs.iter().filter(|p| p.1 - p.0 > 0.01).count();
+            let losses = pairs.iter().filter(|p| p.0 - p.1 > 0.01).count();
+            s.push_str(&format!("| {m} | {} | {wo:.3} | {wi:.3} | {:+.2} | {gains} | {losses} |\n", pairs.len(), (wi - wo) * 100.0));
+        }
+        s.push('\n');
+    }
     s
 }
 
@@ -1333,6 +1376,7 @@ mod tests {
             n_unlabelled: 0,
             best_pretrains: None,
             advisor_pretrains: None,
+            best_by_pretrain: BTreeMap::new(),
         }
     }
 
@@ -1375,10 +1419,16 @@ mod tests {
     fn pretrain_policy_table_compares_never_always_and_the_advisor() {
         let task = |pool: usize, never: Option<f64>, always: Option<f64>, adv: f64, adv_pt: bool, best_pt: bool| {
             let picks = [(METHODS[PRETRAIN_NEVER], never), (METHODS[PRETRAIN_ALWAYS], always), (shipped_method(), Some(adv))];
+            let mut best_by_pretrain: BTreeMap<String, f64> = [("none".to_string(), if pool == 100 { 0.7 } else { 0.8 })].into();
+            best_by_pretrain.insert("denoising-autoencoder".into(), if pool == 100 { 0.65 } else { 0.6 });
+            if pool == 100 {
+                best_by_pretrain.insert("simclr".into(), 0.8);
+            }
             TaskResult {
                 n_unlabelled: pool,
                 best_pretrains: Some(best_pt),
                 advisor_pretrains: Some(adv_pt),
+                best_by_pretrain,
                 ..task_result(&format!("t{pool}-{adv}"), "f", 0.8, 0.4, &picks)
             }
         };
@@ -1389,8 +1439,13 @@ mod tests {
         ]);
         let md = pretrain_policy_table(&r);
         assert!(md.contains("on the 2 held-out tasks"), "{md}");
-        assert!(md.contains("| ~100 | 1 | 0.600 | 0.700 | 0.700 | 0.500 | 0.250 | 0.250 | 1 | 1 |"), "{md}");
-        assert!(md.contains("| ~5000 | 1 | 0.800 | 0.600 | 0.800 | 0.000 | 0.500 | 0.000 | 0 | 0 |"), "{md}");
+        assert!(md.contains("| ~100 | 1 | 0.600 | 0.700 | 0.700 | 0.500 | 0.250 | 0.250 | 1 | 1 | 0.700 | 0.800 |"), "{md}");
+        assert!(md.contains("| ~5000 | 1 | 0.800 | 0.600 | 0.800 | 0.000 | 0.500 | 0.000 | 0 | 0 | 0.800 | 0.600 |"), "{md}");
+        assert!(md.contains("| all | 2 | 0.700 | 0.650 | 0.750 | 0.250 | 0.375 | 0.125 | 1 | 1 | 0.750 | 0.700 |"), "{md}");
+        // the per-method table: simclr on the first task only (+10 points), the autoencoder on
+        // both (-5 and -20)
+        assert!(md.contains("| simclr | 1 | 0.700 | 0.800 | +10.00 | 1 | 0 |"), "{md}");
+        assert!(md.contains("| denoising-autoencoder | 2 | 0.750 | 0.625 | -12.50 | 0 | 2 |"), "{md}");
         assert!(md.contains("| all | 2 | 0.700 | 0.650 | 0.750 |"), "{md}");
         assert!(!md.contains("| ~1000 |"), "{md}");
         let none = EvalReport { tasks: r.tasks[2..].to_vec(), ..r };
