@@ -241,6 +241,11 @@ pub struct CvReport {
     pub gp_regret1: f64,
     #[serde(default)]
     pub gp_rel_regret1: f64,
+    /// The same held-out regret for the kNN learner's ranking. The learner with the lower
+    /// held-out regret (the better ranking of the two GPs for the GP) is `chosen`; RMSE breaks a
+    /// tie.
+    #[serde(default)]
+    pub knn_regret1: f64,
 }
 
 /// Standard normal CDF (Abramowitz & Stegun 26.2.17, |error| < 7.5e-8).
@@ -670,7 +675,7 @@ pub fn fit(obs: &[Obs], o: &FitOptions, log: &dyn Fn(&str)) -> Result<MetaModel>
     if families.len() >= 2 {
         cv.folds = family_folds(&families, o.cv_folds);
         let (mut pg, mut pk, mut ys) = (Vec::new(), Vec::new(), Vec::new());
-        let (mut reg_abs, mut reg_rel, mut reg_n) = (0.0, 0.0, 0usize);
+        let (mut reg_abs, mut reg_rel, mut reg_knn, mut reg_n) = (0.0, 0.0, 0.0, 0usize);
         for (fi, held) in cv.folds.iter().enumerate() {
             let train: Vec<Cell> = all.iter().filter(|c| !held.contains(&c.family)).cloned().collect();
             let test: Vec<&Cell> = all.iter().filter(|c| held.contains(&c.family)).collect();
@@ -685,24 +690,42 @@ pub fn fit(obs: &[Obs], o: &FitOptions, log: &dyn Fn(&str)) -> Result<MetaModel>
             reg_abs += ra * n as f64;
             reg_rel += rr * n as f64;
             reg_n += n;
+            let mut mk = Vec::with_capacity(test.len());
             for (i, c) in test.iter().enumerate() {
                 let kp = knn.predict(&c.config(), &enc.task(&c.task)).unwrap_or((gp.params.mean, 0.05));
                 pg.push((m[i], v[i]));
                 pk.push(kp);
+                mk.push(kp.0);
                 ys.push(c.acc);
             }
+            reg_knn += regret_at_1(&test, &mk).0 * n as f64;
             log(&format!("cv fold {}/{} (held out: {}): {} cells", fi + 1, cv.folds.len(), held.join(", "), test.len()));
         }
         (cv.gp_rmse, cv.gp_coverage80) = rmse_cov(&pg, &ys);
         (cv.knn_rmse, cv.knn_coverage80) = rmse_cov(&pk, &ys);
         cv.gp_sd_scale = sd_scale(&pg, &ys);
         cv.knn_sd_scale = sd_scale(&pk, &ys);
-        cv.chosen = if cv.gp_rmse <= cv.knn_rmse { Learner::Gp } else { Learner::Knn };
         cv.gp_regret1 = reg_abs / reg_n.max(1) as f64;
         cv.gp_rel_regret1 = reg_rel / reg_n.max(1) as f64;
+        cv.knn_regret1 = reg_knn / reg_n.max(1) as f64;
+        // the advisor's job is the pick: the learner whose ranking loses less on held-out
+        // families (the GP by its better ranking of the two), RMSE breaking a tie. Choosing by
+        // RMSE alone let a few appended runs flip the fit to kNN, whose pick is worse
+        let gp_regret = cv.gp_regret1.min(cv.gp_rel_regret1);
+        cv.chosen = match gp_regret.total_cmp(&cv.knn_regret1) {
+            std::cmp::Ordering::Less => Learner::Gp,
+            std::cmp::Ordering::Greater => Learner::Knn,
+            std::cmp::Ordering::Equal => {
+                if cv.gp_rmse <= cv.knn_rmse {
+                    Learner::Gp
+                } else {
+                    Learner::Knn
+                }
+            }
+        };
         log(&format!(
-            "held-out regret of the top pick: absolute GP {:.3}, within-task GP {:.3} over {reg_n} tasks",
-            cv.gp_regret1, cv.gp_rel_regret1
+            "held-out regret of the top pick: absolute GP {:.3}, within-task GP {:.3}, kNN {:.3} over {reg_n} tasks",
+            cv.gp_regret1, cv.gp_rel_regret1, cv.knn_regret1
         ));
         log(&format!(
             "held-out RMSE: gp {:.4} (80% coverage {:.2}), knn {:.4} (coverage {:.2}) -> {}; interval scale gp x{:.2}, knn x{:.2}",
