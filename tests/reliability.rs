@@ -423,6 +423,15 @@ fn every_unsupervised_method_pretrains_on_a_plain_folder() {
         assert!(j["card"]["notes"].as_str().unwrap().contains("on 12 unlabelled images"), "{m}: {}", j["card"]["notes"]);
         assert!(out.is_file() && out.with_extension("json").is_file());
     }
+    // a missing pool says what to pass: any folder of images, not a class tree
+    let o = graft()
+        .args(["pretrain", "--arch", "convnet4", "--method", "simclr", "--data"])
+        .arg(t.path().join("missing"))
+        .arg("--out")
+        .arg(t.path().join("m.safetensors"))
+        .output()
+        .unwrap();
+    assert_exit(&o, 2, &["does not exist", "a folder of images (any depth, no class folders needed)"]);
 }
 
 // 10b. past --in-memory-limit-mb the images are streamed from disk batch by batch: the same

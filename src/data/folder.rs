@@ -116,14 +116,17 @@ fn list_images(dir: &Path) -> Result<Vec<PathBuf>> {
 }
 
 fn check_dir(dir: &Path, what: &str) -> Result<()> {
+    // an unlabelled pool is any folder of images; everything else is a labelled class tree
+    let want = if what == "unlabelled" {
+        "a folder of images (any depth, no class folders needed)"
+    } else {
+        "an ImageFolder tree (DIR/<class>/<image>)"
+    };
     if !dir.exists() {
-        return Err(GraftError::Data(format!(
-            "{what} folder {} does not exist; pass an ImageFolder tree (DIR/<class>/<image>)",
-            dir.display()
-        )));
+        return Err(GraftError::Data(format!("{what} folder {} does not exist; pass {want}", dir.display())));
     }
     if !dir.is_dir() {
-        return Err(GraftError::Data(format!("{what} {} is not a folder; pass an ImageFolder tree (DIR/<class>/<image>)", dir.display())));
+        return Err(GraftError::Data(format!("{what} {} is not a folder; pass {want}", dir.display())));
     }
     Ok(())
 }

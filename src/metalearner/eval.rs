@@ -641,7 +641,12 @@ fn eval_fold(obs: &[Obs], fam: &String, strata: &DistanceStrata, budgets: usize,
             best_by_pretrain: {
                 let mut m: BTreeMap<String, f64> = BTreeMap::new();
                 for (c, &a) in tc.iter().zip(&accs) {
-                    let k = c.recipe.pretrain_method.filter(|_| c.recipe.pretrain).map(|m| m.as_str().to_string()).unwrap_or_else(|| "none".into());
+                    let k = c
+                        .recipe
+                        .pretrain_method
+                        .filter(|_| c.recipe.pretrain)
+                        .map(|m| m.as_str().to_string())
+                        .unwrap_or_else(|| "none".into());
                     let e = m.entry(k).or_insert(a);
                     *e = e.max(a);
                 }
