@@ -91,7 +91,7 @@ impl G {
 
 multiversion!(fill_phases(x: &[f32], g: &G, q: &mut [f32]) -> () = fill_phases_body);
 multiversion!(fwd_plane(q: &[f32], wk: &[f32], offs: &[usize], g: &G, y: &mut [f32]) -> () = fwd_plane_body);
-multiversion!(bwd_input_plane(dy: &[f32], wk: &[f32], offs: &[usize], g: &G, bufs: &mut (Vec<f32>, Vec<f32>), dx: &mut [f32]) -> () = bwd_input_plane_body);
+multiversion!(bwd_input_plane(dy: &[f32], wk: &[f32], g: &G, dyp: &mut Vec<f32>, dx: &mut [f32]) -> () = bwd_input_plane_body);
 multiversion!(bwd_weight_plane(q: &[f32], dy: &[f32], offs: &[usize], g: &G, dyr: &mut [f32], dw: &mut [f32]) -> () = bwd_weight_plane_body);
 
 /// Copies plane `x` into the phase-split padded layout (zeros where the padding is).
@@ -168,25 +168,21 @@ fn fwd_plane_body(q: &[f32], wk: &[f32], offs: &[usize], g: &G, y: &mut [f32]) {
     }
 }
 
-/// The adjoint of the forward pass: padded gradient dq += w·dy tap by tap (each element
-/// receives its terms in (oy, ky, kx) order), in blocks of `BLK` outputs over a zero-padded
-/// copy of the dy row (the padding adds +0 into the scratch slack or the next row), then the
-/// padding is cropped away into dx. `bufs` is the thread's (padded gradient, dy row) scratch.
+/// The adjoint of the forward pass, gathered: each input pixel's gradient is the sum of w·dy
+/// over the (output, tap) pairs that read it, accumulated in a register block of `BLK`
+/// pixels of one phase of one input row (as the forward pass accumulates its outputs), in
+/// (oy, kx) order, so the bits are those of scattering w·dy tap by tap in (oy, ky, kx) order.
+/// Padded rows and columns that no input pixel maps to are never computed. `dyp` is the
+/// thread's scratch: the plane's dy rows, each with `(k − 1) / s` zeros before it and zeros
+/// after it to a whole block past the phase row.
 #[inline(always)]
-fn bwd_input_plane_body(dy: &[f32], wk: &[f32], offs: &[usize], g: &G, bufs: &mut (Vec<f32>, Vec<f32>), dx: &mut [f32]) {
-    let (dq, dyr) = (&mut bufs.0, &mut bufs.1);
-    dq.fill(0.0);
+fn bwd_input_plane_body(dy: &[f32], wk: &[f32], g: &G, dyp: &mut Vec<f32>, dx: &mut [f32]) {
+    let lead = (g.k - 1) / g.s;
+    let l = dy_row_len(g);
+    dyp.clear();
+    dyp.resize(g.ho * l, 0.0);
     for oy in 0..g.ho {
-        dyr[..g.wo].copy_from_slice(&dy[oy * g.wo..(oy + 1) * g.wo]);
-        let base = row_base(g, oy);
-        for (&off, &wv) in offs.iter().zip(wk) {
-            for (ox, d) in (0..g.wo).step_by(BLK).zip(dyr.chunks_exact(BLK)) {
-                let dst: &mut [f32; BLK] = (&mut dq[base + off + ox..][..BLK]).try_into().expect("a block inside the scratch slack");
-                for l in 0..BLK {
-                    dst[l] += wv * d[l];
-                }
-            }
-        }
+        dyp[oy * l + lead..][..g.wo].copy_from_slice(&dy[oy * g.wo..(oy + 1) * g.wo]);
     }
     for iy in 0..g.h {
         let r = iy + g.pad.top;
@@ -195,18 +191,40 @@ fn bwd_input_plane_body(dy: &[f32], wk: &[f32], offs: &[usize], g: &G, bufs: &mu
         if r >= g.hp {
             continue;
         }
+        // the outputs whose window covers padded row r: oy·s + ky = r with 0 <= ky < k
+        let oy_lo = (r + 1).saturating_sub(g.k).div_ceil(g.s);
+        let oy_hi = (r / g.s).min(g.ho - 1);
         for p in 0..g.s {
             let (lo, hi, first) = g.inside(p);
-            let src = &dq[g.q(r, p) + lo..g.q(r, p) + hi];
-            if g.s == 1 {
-                row[first..first + src.len()].copy_from_slice(src);
-            } else {
-                for (d, v) in row[first..].iter_mut().step_by(g.s).zip(src) {
-                    *d = *v;
+            for j0 in (lo..hi).step_by(BLK) {
+                let mut acc = [0f32; BLK];
+                for oy in oy_lo..=oy_hi {
+                    let ky = r - oy * g.s;
+                    let drow = &dyp[oy * l..(oy + 1) * l];
+                    for kx in (p..g.k).step_by(g.s) {
+                        let wv = wk[ky * g.k + kx];
+                        let src: &[f32; BLK] = drow[j0 + lead - kx / g.s..][..BLK].try_into().expect("a block inside the padded dy row");
+                        for q in 0..BLK {
+                            acc[q] += wv * src[q];
+                        }
+                    }
+                }
+                let n = BLK.min(hi - j0);
+                if g.s == 1 {
+                    row[first + (j0 - lo)..][..n].copy_from_slice(&acc[..n]);
+                } else {
+                    for (q, v) in acc[..n].iter().enumerate() {
+                        row[first + (j0 - lo + q) * g.s] = *v;
+                    }
                 }
             }
         }
     }
+}
+
+/// Length of one zero-padded dy row in [`bwd_input_plane_body`]'s scratch.
+fn dy_row_len(g: &G) -> usize {
+    (g.k - 1) / g.s + g.wq + BLK
 }
 
 /// dw[ky][kx] += Σ_{oy} dy[oy] · padded[oy·s + ky][kx ...] (one plane's contribution), each a
@@ -295,15 +313,14 @@ impl CustomOp2 for DwBwdInput {
         }
         let dy = slice(s1, l1, "grad")?;
         let w = slice(s2, l2, "weight")?;
-        let offs = tap_offsets(&g);
         let dx = super::par_zeroed(
             g.b * g.c * g.plane(),
             g.plane(),
-            || (vec![0f32; g.scratch()], vec![0f32; padded_row_len(&g)]),
-            |bufs, pi, dxp| {
+            || Vec::with_capacity(g.ho * dy_row_len(&g)),
+            |scratch, pi, dxp| {
                 let c = pi % g.c;
                 let (dyp, wk) = (&dy[pi * g.oplane()..(pi + 1) * g.oplane()], &w[c * g.k * g.k..(c + 1) * g.k * g.k]);
-                bwd_input_plane(dyp, wk, &offs, &g, bufs, dxp);
+                bwd_input_plane(dyp, wk, &g, scratch, dxp);
             },
         );
         Ok((CpuStorage::F32(dx), Shape::from((g.b, g.c, g.h, g.w))))
@@ -421,6 +438,40 @@ mod tests {
             assert!((lhs - rhs).abs() < 1e-3 * lhs.abs().max(1.0), "{lhs} {rhs}");
             let rhs_w = (w.as_tensor() * gw).unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap();
             assert!((lhs - rhs_w).abs() < 1e-3 * lhs.abs().max(1.0), "{lhs} {rhs_w}");
+        }
+    }
+
+    /// The input gradient is bit-identical to scattering w·dy into the padded plane in (oy, ky,
+    /// kx, ox) order and cropping: each pixel sums its terms in (oy, kx) order from 0.
+    #[test]
+    fn input_gradient_has_the_bits_of_a_plain_scatter() {
+        for (c, h, k, s, same) in [(3, 9, 3, 1, false), (2, 11, 5, 2, true), (2, 24, 5, 2, true), (3, 8, 5, 1, true), (2, 4, 3, 2, true), (1, 2, 5, 1, true)] {
+            let x = rand(&[2, c, h, h], 5, -1.0, 1.0);
+            let w = rand(&[c, 1, k, k], 6, -1.0, 1.0);
+            let pad = if same { Pad::same(h, h, k, s) } else { Pad::NONE };
+            let g = G::new(x.dims(), k, s, pad).unwrap();
+            let dy = rand(&[2, c, g.ho, g.wo], 7, -1.0, 1.0);
+            let dx = dy.apply_op2(&w, DwBwdInput { s, pad, h, w: h }).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            let (dyv, wv) = (dy.flatten_all().unwrap().to_vec1::<f32>().unwrap(), w.flatten_all().unwrap().to_vec1::<f32>().unwrap());
+            let (hp, wp) = (h + pad.top + pad.bottom, h + pad.left + pad.right);
+            for pi in 0..2 * c {
+                let mut dq = vec![0f32; hp * wp];
+                for oy in 0..g.ho {
+                    for ky in 0..k {
+                        for kx in 0..k {
+                            for ox in 0..g.wo {
+                                dq[(oy * s + ky) * wp + ox * s + kx] += wv[(pi % c) * k * k + ky * k + kx] * dyv[pi * g.ho * g.wo + oy * g.wo + ox];
+                            }
+                        }
+                    }
+                }
+                for iy in 0..h {
+                    for ix in 0..h {
+                        let want = dq[(iy + pad.top) * wp + ix + pad.left];
+                        assert_eq!(dx[pi * h * h + iy * h + ix].to_bits(), want.to_bits(), "{c} {h} {k} {s} {same}: plane {pi} ({iy}, {ix})");
+                    }
+                }
+            }
         }
     }
 
