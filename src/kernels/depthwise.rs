@@ -445,7 +445,9 @@ mod tests {
     /// kx, ox) order and cropping: each pixel sums its terms in (oy, kx) order from 0.
     #[test]
     fn input_gradient_has_the_bits_of_a_plain_scatter() {
-        for (c, h, k, s, same) in [(3, 9, 3, 1, false), (2, 11, 5, 2, true), (2, 24, 5, 2, true), (3, 8, 5, 1, true), (2, 4, 3, 2, true), (1, 2, 5, 1, true)] {
+        for (c, h, k, s, same) in
+            [(3, 9, 3, 1, false), (2, 11, 5, 2, true), (2, 24, 5, 2, true), (3, 8, 5, 1, true), (2, 4, 3, 2, true), (1, 2, 5, 1, true)]
+        {
             let x = rand(&[2, c, h, h], 5, -1.0, 1.0);
             let w = rand(&[c, 1, k, k], 6, -1.0, 1.0);
             let pad = if same { Pad::same(h, h, k, s) } else { Pad::NONE };
@@ -460,7 +462,8 @@ mod tests {
                     for ky in 0..k {
                         for kx in 0..k {
                             for ox in 0..g.wo {
-                                dq[(oy * s + ky) * wp + ox * s + kx] += wv[(pi % c) * k * k + ky * k + kx] * dyv[pi * g.ho * g.wo + oy * g.wo + ox];
+                                dq[(oy * s + ky) * wp + ox * s + kx] +=
+                                    wv[(pi % c) * k * k + ky * k + kx] * dyv[pi * g.ho * g.wo + oy * g.wo + ox];
                             }
                         }
                     }
@@ -468,7 +471,11 @@ mod tests {
                 for iy in 0..h {
                     for ix in 0..h {
                         let want = dq[(iy + pad.top) * wp + ix + pad.left];
-                        assert_eq!(dx[pi * h * h + iy * h + ix].to_bits(), want.to_bits(), "{c} {h} {k} {s} {same}: plane {pi} ({iy}, {ix})");
+                        assert_eq!(
+                            dx[pi * h * h + iy * h + ix].to_bits(),
+                            want.to_bits(),
+                            "{c} {h} {k} {s} {same}: plane {pi} ({iy}, {ix})"
+                        );
                     }
                 }
             }

@@ -103,6 +103,84 @@ pub fn add_relu(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     }
 }
 
+/// x + b[c] over NCHW `x` and a per-channel bias `b` (a decoder convolution's bias): one pass
+/// forward, and a backward whose bias gradient sums each channel's plane in order (f64), in
+/// parallel over channels, instead of candle's strided reduction over three axes.
+struct AddChannelBias;
+
+impl CustomOp2 for AddChannelBias {
+    fn name(&self) -> &'static str {
+        "graft-add-channel-bias"
+    }
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (_, c, h, w) = l1.shape().dims4()?;
+        if l2.dims() != [c] {
+            candle_core::bail!("add-channel-bias: bias {:?} for {c} channels", l2.dims());
+        }
+        let (x, b) =
+            (super::contiguous_f32(s1, l1, "add-channel-bias", "input")?, super::contiguous_f32(s2, l2, "add-channel-bias", "bias")?);
+        let plane = h * w;
+        let y = super::par_zeroed(
+            x.len(),
+            plane.max(1),
+            || (),
+            |_, i, y| {
+                let bv = b[i % c];
+                for (o, v) in y.iter_mut().zip(&x[i * plane..]) {
+                    *o = v + bv;
+                }
+            },
+        );
+        Ok((CpuStorage::F32(y), l1.shape().clone()))
+    }
+    fn bwd(&self, _x: &Tensor, _b: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let g = grad.contiguous()?;
+        let db = g.apply_op1_no_bwd(&ChannelSums)?;
+        Ok((Some(g), Some(db)))
+    }
+}
+
+/// Per-channel sums of an NCHW tensor, each over images then pixels in order, accumulated in f64.
+struct ChannelSums;
+
+impl candle_core::CustomOp1 for ChannelSums {
+    fn name(&self) -> &'static str {
+        "graft-channel-sums"
+    }
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        use rayon::prelude::*;
+        let (n, c, h, w) = l.shape().dims4()?;
+        let x = super::contiguous_f32(s, l, "channel-sums", "grad")?;
+        let plane = h * w;
+        let sums: Vec<f32> = (0..c)
+            .into_par_iter()
+            .map(|ci| {
+                let mut acc = 0f64;
+                for ni in 0..n {
+                    let p = &x[(ni * c + ci) * plane..][..plane];
+                    acc += p.iter().map(|&v| v as f64).sum::<f64>();
+                }
+                acc as f32
+            })
+            .collect();
+        Ok((CpuStorage::F32(sums), Shape::from(c)))
+    }
+}
+
+/// x + b broadcast over images and pixels (b: one value per channel): graft's op for float32
+/// on the CPU, candle's broadcast add otherwise.
+pub fn add_channel_bias(x: &Tensor, b: &Tensor) -> Result<Tensor> {
+    if x.device().is_cpu()
+        && x.dtype() == candle_core::DType::F32
+        && b.dtype() == candle_core::DType::F32
+        && !super::use_reference_kernels()
+    {
+        x.contiguous()?.apply_op2(&b.contiguous()?, AddChannelBias)
+    } else {
+        x.broadcast_add(&b.reshape((1, (), 1, 1))?)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -127,5 +205,20 @@ mod tests {
         }
         let zeros = g1.get(&a).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().filter(|v| **v == 0.0).count();
         assert!(zeros > 1000, "the test must exercise the mask ({zeros} zeros)");
+    }
+
+    /// The fused bias add and its gradients match candle's broadcast add.
+    #[test]
+    fn channel_bias_matches_broadcast_add() {
+        let x = Var::from_tensor(&rand(&[3, 4, 5, 6], 11, -1.0, 1.0)).unwrap();
+        let b = Var::from_tensor(&rand(&[4], 12, -1.0, 1.0)).unwrap();
+        let up = rand(&[3, 4, 5, 6], 13, -1.0, 1.0);
+        let ours = add_channel_bias(x.as_tensor(), b.as_tensor()).unwrap();
+        let refr = x.as_tensor().broadcast_add(&b.as_tensor().reshape((1, 4, 1, 1)).unwrap()).unwrap();
+        assert!(max_rel(&ours, &refr) < 1e-7);
+        let g1 = (ours * &up).unwrap().sum_all().unwrap().backward().unwrap();
+        let g2 = (refr * &up).unwrap().sum_all().unwrap().backward().unwrap();
+        assert!(max_rel(g1.get(&x).unwrap(), g2.get(&x).unwrap()) < 1e-7);
+        assert!(max_rel(g1.get(&b).unwrap(), g2.get(&b).unwrap()) < 1e-5);
     }
 }

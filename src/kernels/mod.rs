@@ -43,7 +43,7 @@ mod pool;
 pub use batchnorm::{Act, BatchNorm};
 pub use conv::{conv2d, conv2d_bn_add_relu_eval, conv2d_bn_eval};
 pub use depthwise::{depthwise_conv2d, depthwise_conv2d_padded, depthwise_conv2d_same, pad_same, Pad};
-pub use eltwise::add_relu;
+pub use eltwise::{add_channel_bias, add_relu};
 pub use pool::{max_pool, max_pool2, upsample_nearest};
 
 use candle_core::{DType, Module, Tensor};

@@ -92,7 +92,7 @@ impl Stage {
         Ok(Stage { conv, bias, h, w })
     }
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        self.conv.forward_t(&upsample_to(x, self.h, self.w)?, true)?.broadcast_add(&self.bias.reshape((1, (), 1, 1))?)
+        crate::kernels::add_channel_bias(&self.conv.forward_t(&upsample_to(x, self.h, self.w)?, true)?, &self.bias)
     }
 }
 
