@@ -572,7 +572,7 @@ impl Default for FitOptions {
     }
 }
 
-/// GP on a seeded subsample of cells (stratified by task so every task contributes).
+/// GP on a seeded subsample of `max_gp_points` cells (a seeded shuffle of all cells, truncated).
 pub fn fit_gp(cells: &[Cell], enc: &Encoder, o: &FitOptions) -> Result<Gp> {
     let (idx, x) = gp_sample(cells, enc, o);
     let y: Vec<f64> = idx.iter().map(|&i| cells[i].acc).collect();
