@@ -349,7 +349,7 @@ fn a_continued_checkpoint_stands_in_for_its_parent() {
     assert_eq!(v["recipe"]["backbone"].as_str(), Some(path.as_str()));
     assert_eq!(v["continued_from"]["key"].as_str(), Some("resnet8-cifar10"));
     let why = v["rationale"].as_array().unwrap().iter().map(|l| l.as_str().unwrap()).collect::<Vec<_>>().join("\n");
-    assert!(why.contains("continues resnet8-cifar10 (simclr, 1 epochs)"), "{why}");
+    assert!(why.contains("continues resnet8-cifar10 (simclr, 1 epoch)"), "{why}");
     // a checkpoint trained from scratch names no parent
     let scratch = t.path().join("scratch.safetensors");
     simclr(&scratch, &[]);

@@ -243,11 +243,11 @@ pub fn recommend(model: &MetaModel, ds: &Dataset, o: &RecommendOptions) -> Resul
     lines.extend(pretrain_line(&cands, n_unlabelled, dropped_pretrain));
     if let Some((key, m)) = &derived {
         lines.push(format!(
-            "Backbone {} continues {} ({}, {} epochs): the meta-learner has no runs of it, so it predicts from its parent's runs at {} px, with this task's features (LogME, cross-validated accuracy, domain distance) computed on {}'s own weights.",
+            "Backbone {} continues {} ({}, {}): the meta-learner has no runs of it, so it predicts from its parent's runs at {} px, with this task's features (LogME, cross-validated accuracy, domain distance) computed on {}'s own weights.",
             m.weights.display(),
             key,
             m.card.method,
-            m.card.epochs,
+            epochs_phrase(m.card.epochs),
             m.card.input.height,
             m.card.name
         ));
@@ -341,10 +341,10 @@ fn pretrain_line(cands: &[Candidate], n_unlabelled: usize, dropped: usize) -> Op
         _ => String::new(),
     };
     Some(format!(
-        "Pretraining on your {n_unlabelled} unlabelled images is {verdict}: {}, {} ({method}, {} epochs) on {}, is predicted {:.3}; {}, {} on {}, {:.3} ({:+.1} points){cost}.",
+        "Pretraining on your {n_unlabelled} unlabelled images is {verdict}: {}, {} ({method}, {}) on {}, is predicted {:.3}; {}, {} on {}, {:.3} ({:+.1} points){cost}.",
         if pick.summary.pretrain { "the recommended recipe" } else { "the best pretrain-first recipe" },
         with.recipe.name.clone().unwrap_or_default(),
-        with.summary.pretrain_epochs,
+        epochs_phrase(with.summary.pretrain_epochs),
         with.backbone,
         with.predicted_accuracy,
         if pick.summary.pretrain { "the best without pretraining" } else { "the recommended recipe, without pretraining" },
@@ -353,6 +353,11 @@ fn pretrain_line(cands: &[Candidate], n_unlabelled: usize, dropped: usize) -> Op
         without.predicted_accuracy,
         100.0 * gain
     ))
+}
+
+/// "1 epoch", "3 epochs".
+fn epochs_phrase(n: usize) -> String {
+    format!("{n} epoch{}", if n == 1 { "" } else { "s" })
 }
 
 /// Seconds as a person reads them: one decimal under 10 s.
