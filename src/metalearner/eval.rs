@@ -32,7 +32,7 @@ pub const METHODS: &[&str] = &[
     "auto as it runs (simulated; winner: highest posterior mean)",
     "auto as it runs (simulated; winner: the first pick unless a run beats it with P >= 0.9)",
     "auto as it runs (simulated; winner: highest validation accuracy)",
-    "advisor, shipped (probe-CV-anchored, only a fine-tune may override it, sequential EI)",
+    "advisor, shipped (probe-CV-anchored, only a fine-tune or a pretrain-first recipe may override it, sequential EI)",
     "pretrain policy: never (the best-predicted recipe without pretraining)",
     "pretrain policy: always (the best-predicted pretrain-first recipe)",
 ];

@@ -632,7 +632,9 @@ fn refine_lr(model: &MetaModel, view: &TaskView, lrs: &[f64], cands: &mut [Candi
     let key = [(cands[0].backbone.clone(), s.clone(), cands[0].config.clone())];
     let (m, v) = model.predict(&view.task, &key)[0];
     let sc = model.rank_scores(&view.task, &key)[0];
-    if sc <= cands[0].score + 1e-4 {
+    // the ranking GP must prefer the new rate, and the accuracy the advisor states must not
+    // drop (the two GPs can disagree; a refinement that lowers the stated prediction is none)
+    if sc <= cands[0].score + 1e-4 || m < cands[0].predicted_accuracy {
         return None;
     }
     let widen = view.widen(model, &cands[0].backbone);
