@@ -437,7 +437,12 @@ impl Model {
     /// Every variable outside the head (BatchNorm running statistics included), copied: what an
     /// unsupervised pretraining step changes, so that [`Model::set_vars`] can replay it.
     pub fn body_state(&self) -> Result<BTreeMap<String, Tensor>> {
-        self.named_vars().into_iter().filter(|(k, _)| self.group_of(k) != "head").map(|(k, v)| Ok((k, v.as_tensor().copy()?))).collect()
+        self.copied(|k| self.group_of(k) != "head")
+    }
+
+    /// Copies of the variables whose names `keep` admits.
+    fn copied(&self, keep: impl Fn(&str) -> bool) -> Result<BTreeMap<String, Tensor>> {
+        self.named_vars().into_iter().filter(|(k, _)| keep(k)).map(|(k, v)| Ok((k, v.as_tensor().copy()?))).collect()
     }
 
     /// Set the named variables (as [`Model::body_state`] returned them) to the given values.
@@ -455,7 +460,7 @@ impl Model {
 
     /// Snapshot of every trainable parameter (for weight-change measures and L2-SP anchors).
     pub fn snapshot(&self) -> Result<BTreeMap<String, Tensor>> {
-        self.named_vars().into_iter().filter(|(k, _)| !Self::is_buffer(k)).map(|(k, v)| Ok((k, v.as_tensor().copy()?))).collect()
+        self.copied(|k| !Self::is_buffer(k))
     }
 
     /// FLOPs (2 x multiply-adds) of one forward pass for one image: convolutions and linear layers.

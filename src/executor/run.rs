@@ -230,15 +230,28 @@ impl FeatureCache {
 /// replays the seconds the pretraining took, so a run's times are what it would spend alone.
 #[derive(Default)]
 pub struct PretrainCache {
-    map: std::sync::Mutex<
-        std::collections::HashMap<
-            String,
-            (std::sync::Arc<std::collections::BTreeMap<String, candle_core::Tensor>>, crate::pretrain::PretrainOutcome),
-        >,
-    >,
+    map: std::sync::Mutex<std::collections::HashMap<String, Pretrained>>,
 }
 
+/// A pretrained body and the outcome of the pretraining that made it.
+type Pretrained = (std::sync::Arc<std::collections::BTreeMap<String, candle_core::Tensor>>, crate::pretrain::PretrainOutcome);
+
 impl PretrainCache {
+    /// Sets `model`'s body to the pretraining stored under `key`, if any, and returns its
+    /// outcome marked as replayed.
+    fn replay(&self, key: &str, model: &Model) -> Result<Option<crate::pretrain::PretrainOutcome>> {
+        let Some((state, outcome)) = self.map.lock().expect("pretrain cache").get(key).cloned() else { return Ok(None) };
+        model.set_vars(&state)?;
+        Ok(Some(crate::pretrain::PretrainOutcome { replayed: true, ..outcome }))
+    }
+
+    /// Stores `model`'s freshly pretrained body under `key`.
+    fn store(&self, key: String, model: &Model, outcome: &crate::pretrain::PretrainOutcome) -> Result<()> {
+        let state = std::sync::Arc::new(model.body_state()?);
+        self.map.lock().expect("pretrain cache").insert(key, (state, outcome.clone()));
+        Ok(())
+    }
+
     fn key(recipe: &Recipe, checked: &CheckedRecipe, n_classes: usize) -> Option<String> {
         let spec = recipe.pretrain.as_ref()?;
         // the head is neither trained by the step nor replayed
@@ -478,23 +491,22 @@ impl Outcome {
 
 /// The recipe's optional unsupervised pretraining step, on the unlabelled pool when the recipe
 /// asks for it and there is one, else on the training images without labels.
-/// Returns the outcome and the seconds replayed from an earlier run's identical pretraining
-/// ([`PretrainCache`]; 0 when this run pretrained).
+/// With a [`PretrainCache`], an identical earlier pretraining of the task is replayed (the
+/// outcome says so, with that pretraining's seconds).
 fn pretrain_step(
     opts: &RunOptions,
     prep: &Prepared,
     model: &Model,
     checked: &CheckedRecipe,
     norm: &Normalisation,
-) -> Result<(Option<crate::pretrain::PretrainOutcome>, f64)> {
+) -> Result<Option<crate::pretrain::PretrainOutcome>> {
     let recipe = checked.recipe();
-    let Some(spec) = &recipe.pretrain else { return Ok((None, 0.0)) };
-    let key = prep.pretrained.as_ref().and_then(|_| PretrainCache::key(recipe, checked, prep.ds.n_classes()));
-    if let (Some(cache), Some(k)) = (&prep.pretrained, &key) {
-        if let Some((state, outcome)) = cache.map.lock().expect("pretrain cache").get(k) {
-            model.set_vars(state)?;
+    let Some(spec) = &recipe.pretrain else { return Ok(None) };
+    let slot = prep.pretrained.as_ref().zip(PretrainCache::key(recipe, checked, prep.ds.n_classes()));
+    if let Some((cache, key)) = &slot {
+        if let Some(outcome) = cache.replay(key, model)? {
             tracing::info!("pretraining ({}) replayed from an earlier run of this task", outcome.method);
-            return Ok((Some(crate::pretrain::PretrainOutcome { replayed: true, ..outcome.clone() }), outcome.seconds));
+            return Ok(Some(outcome));
         }
     }
     let (ds, dec) = (&prep.ds, &prep.dec);
@@ -510,11 +522,10 @@ fn pretrain_step(
         _ => &dec.train,
     };
     let outcome = crate::pretrain::pretrain(model, images, norm, spec, recipe.seed, &|_| {})?;
-    if let (Some(cache), Some(k)) = (&prep.pretrained, key) {
-        let state = std::sync::Arc::new(model.body_state()?);
-        cache.map.lock().expect("pretrain cache").insert(k, (state, outcome.clone()));
+    if let Some((cache, key)) = slot {
+        cache.store(key, model, &outcome)?;
     }
-    Ok((Some(outcome), 0.0))
+    Ok(Some(outcome))
 }
 
 /// Fine-tune, then evaluate on the test (and validation) split. A loss, final weight or test
@@ -666,8 +677,10 @@ pub fn run_prepared(
     tracing::info!("run {run_id}: {} on {} ({} parameters), seed {seed}", recipe.strategy.as_str(), mref.card.name, model.param_count());
     // optional unsupervised pretraining step; counted in the training time
     let t_pre = Instant::now();
-    let (pretrain, pretrain_replayed) = pretrain_step(opts, prep, &model, checked, &norm)?;
-    let pretrain_seconds = t_pre.elapsed().as_secs_f64() + pretrain_replayed;
+    let pretrain = pretrain_step(opts, prep, &model, checked, &norm)?;
+    // a replayed pretraining counts with the seconds it took when it ran
+    let replayed = pretrain.as_ref().filter(|p| p.replayed).map_or(0.0, |p| p.seconds);
+    let pretrain_seconds = t_pre.elapsed().as_secs_f64() + replayed;
     if let Some(p) = &pretrain {
         tracing::info!("pretrained ({}) on {} images in {pretrain_seconds:.1} s", p.method, p.images);
     }

@@ -462,7 +462,7 @@ impl BatchNorm {
     /// mode); elsewhere candle's ops.
     pub fn forward_act(&self, x: &Tensor, train: bool, act: Act) -> Result<Tensor> {
         let c = x.dim(1)?;
-        let fast = x.device().is_cpu() && x.dtype() == candle_core::DType::F32 && !super::use_reference_kernels();
+        let fast = super::native_kernels_apply(x, &[]);
         if !train {
             let (scale, shift) = self.eval_scale_shift()?;
             if fast {

@@ -272,12 +272,7 @@ pub fn conv2d_bn_add_relu_eval(
 
 /// Whether the fused eval-mode kernels run: graft's float32 CPU kernels, and no gradient needed.
 fn fused_eval_applies(x: &Tensor, w: &Tensor) -> bool {
-    x.device().is_cpu()
-        && x.dtype() == candle_core::DType::F32
-        && !super::use_reference_kernels()
-        && super::precision().is_f32()
-        && !x.track_op()
-        && !w.track_op()
+    super::native_kernels_apply(x, &[]) && super::precision().is_f32() && !x.track_op() && !w.track_op()
 }
 
 /// `act(bn_eval(conv2d(x, w)))` in one pass per image when nothing needs a gradient and graft's
@@ -439,7 +434,7 @@ pub fn conv2d(x: &Tensor, w: &Tensor, stride: usize, pad: usize) -> Result<Tenso
 
 /// graft's kernel for float32 on the CPU, candle's conv2d otherwise.
 fn conv2d_native(x: &Tensor, w: &Tensor, stride: usize, pad: usize) -> Result<Tensor> {
-    if x.device().is_cpu() && x.dtype() == candle_core::DType::F32 && !super::use_reference_kernels() {
+    if super::native_kernels_apply(x, &[]) {
         let x = x.contiguous()?;
         let w = w.contiguous()?;
         x.apply_op2(&w, ConvFwd { stride, pad })

@@ -359,7 +359,7 @@ impl CustomOp2 for DwBwdWeight {
 
 /// Depthwise convolution of NCHW `x` with (C, 1, k, k) `w`, stride `s`, zero padding `pad`.
 pub fn depthwise_conv2d_padded(x: &Tensor, w: &Tensor, s: usize, pad: Pad) -> Result<Tensor> {
-    if x.device().is_cpu() && x.dtype() == candle_core::DType::F32 && !super::use_reference_kernels() {
+    if super::native_kernels_apply(x, &[]) {
         x.contiguous()?.apply_op2(&w.contiguous()?, DwFwd { s, pad })
     } else {
         let x = pad_zeros(x, pad)?;

@@ -92,11 +92,7 @@ impl CustomOp2 for ReluMask {
 
 /// relu(a + b): graft's fused op for float32 on the CPU, candle's ops otherwise.
 pub fn add_relu(a: &Tensor, b: &Tensor) -> Result<Tensor> {
-    if a.device().is_cpu()
-        && a.dtype() == candle_core::DType::F32
-        && b.dtype() == candle_core::DType::F32
-        && !super::use_reference_kernels()
-    {
+    if super::native_kernels_apply(a, &[b]) {
         a.contiguous()?.apply_op2(&b.contiguous()?, AddRelu)
     } else {
         (a + b)?.relu()
@@ -170,11 +166,7 @@ impl candle_core::CustomOp1 for ChannelSums {
 /// x + b broadcast over images and pixels (b: one value per channel): graft's op for float32
 /// on the CPU, candle's broadcast add otherwise.
 pub fn add_channel_bias(x: &Tensor, b: &Tensor) -> Result<Tensor> {
-    if x.device().is_cpu()
-        && x.dtype() == candle_core::DType::F32
-        && b.dtype() == candle_core::DType::F32
-        && !super::use_reference_kernels()
-    {
+    if super::native_kernels_apply(x, &[b]) {
         x.contiguous()?.apply_op2(&b.contiguous()?, AddChannelBias)
     } else {
         x.broadcast_add(&b.reshape((1, (), 1, 1))?)

@@ -134,6 +134,15 @@ pub fn linear_forward(l: &candle_nn::Linear, x: &Tensor) -> candle_core::Result<
     }
 }
 
+/// Whether graft's own kernels serve an op on `x` (and the float32 `others`): float32 on the CPU,
+/// unless `GRAFT_REFERENCE_KERNELS=1` asks for candle's ops.
+pub(crate) fn native_kernels_apply(x: &Tensor, others: &[&Tensor]) -> bool {
+    x.device().is_cpu()
+        && x.dtype() == candle_core::DType::F32
+        && others.iter().all(|t| t.dtype() == candle_core::DType::F32)
+        && !use_reference_kernels()
+}
+
 /// `GRAFT_REFERENCE_KERNELS=1` runs candle's own conv2d and a tensor-op BatchNorm instead of
 /// graft's kernels (for before/after benchmarks and cross-checks).
 pub fn use_reference_kernels() -> bool {

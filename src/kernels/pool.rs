@@ -140,7 +140,7 @@ impl CustomOp2 for PoolBwd {
 
 /// Max-pool with window k, stride s and padding p (k > p); graft's kernel on the CPU.
 pub fn max_pool(x: &Tensor, k: usize, s: usize, p: usize) -> Result<Tensor> {
-    if x.device().is_cpu() && x.dtype() == candle_core::DType::F32 && !super::use_reference_kernels() {
+    if super::native_kernels_apply(x, &[]) {
         x.contiguous()?.apply_op1(Pool { k, s, p })
     } else if p == 0 {
         x.max_pool2d_with_stride(k, s)
@@ -220,7 +220,7 @@ impl CustomOp1 for BlockSum {
 /// Nearest upsampling of an (n, c, h, w) tensor by the integer factor `s`: graft's kernel on
 /// the CPU, a reshape + broadcast elsewhere (both accumulate gradients correctly).
 pub fn upsample_nearest(x: &Tensor, s: usize) -> Result<Tensor> {
-    if x.device().is_cpu() && x.dtype() == candle_core::DType::F32 && !super::use_reference_kernels() {
+    if super::native_kernels_apply(x, &[]) {
         return x.contiguous()?.apply_op1(Upsample(s));
     }
     let (n, c, h, w) = x.dims4()?;
