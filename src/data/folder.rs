@@ -115,13 +115,12 @@ fn list_images(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(imgs)
 }
 
-fn check_dir(dir: &Path, what: &str) -> Result<()> {
-    // an unlabelled pool is any folder of images; everything else is a labelled class tree
-    let want = if what == "unlabelled" {
-        "a folder of images (any depth, no class folders needed)"
-    } else {
-        "an ImageFolder tree (DIR/<class>/<image>)"
-    };
+/// What a labelled folder must be, and what an unlabelled pool may be.
+const CLASS_TREE: &str = "an ImageFolder tree (DIR/<class>/<image>)";
+const ANY_IMAGES: &str = "a folder of images (any depth, no class folders needed)";
+
+/// `dir` exists and is a folder; else an error naming `what` it is and the `want`ed layout.
+fn check_dir(dir: &Path, what: &str, want: &str) -> Result<()> {
     if !dir.exists() {
         return Err(GraftError::Data(format!("{what} folder {} does not exist; pass {want}", dir.display())));
     }
@@ -134,7 +133,7 @@ fn check_dir(dir: &Path, what: &str) -> Result<()> {
 /// Read `DIR/<class>/<image>`: classes are the sorted subfolder names (as torchvision sorts them).
 /// Returns the class names and, per class, the sorted image paths.
 pub fn scan_class_folders(dir: &Path, what: &str) -> Result<(Vec<String>, Vec<Vec<PathBuf>>)> {
-    check_dir(dir, what)?;
+    check_dir(dir, what, CLASS_TREE)?;
     let mut classes = BTreeMap::new();
     let mut not_utf8 = Vec::new();
     let rd = std::fs::read_dir(dir)
@@ -237,7 +236,7 @@ fn items_for(classes: &[String], names: &[String], files: Vec<Vec<PathBuf>>, dir
 
 /// Every image under `dir`, at any depth, without labels.
 pub fn scan_unlabelled(dir: &Path) -> Result<Vec<Item>> {
-    check_dir(dir, "unlabelled")?;
+    check_dir(dir, "unlabelled", ANY_IMAGES)?;
     Ok(list_images(dir)?.into_iter().map(|p| Item { source: ItemSource::File(p), label: None }).collect())
 }
 
@@ -270,7 +269,7 @@ pub fn stratified_split(items: Vec<Item>, n_classes: usize, fraction: f64, seed:
 /// `unlabelled/` or `--unlabelled`, or MNIST-style IDX files.
 pub fn load_dataset(opts: &LoadOptions) -> Result<Dataset> {
     let dir = &opts.data;
-    check_dir(dir, "data")?;
+    check_dir(dir, "data", CLASS_TREE)?;
     if !(opts.test_fraction > 0.0 && opts.test_fraction < 1.0) {
         return Err(GraftError::Usage(format!("--test-fraction must be in (0, 1), got {}", opts.test_fraction)));
     }
