@@ -1,5 +1,5 @@
-//! Slow tier: `graft meta fit` on the committed meta-dataset (8 046 runs) gives the shipped
-//! meta-learner `models/meta-learner.json` back, every field but `created_at` equal. The shipped
+//! Slow tier: `graft meta fit` on the committed meta-dataset (every part under
+//! `meta_dataset/`) gives the shipped meta-learner `models/meta-learner.json` back, every field but `created_at` equal. The shipped
 //! file was fitted before the renovation of issue 21, so this pins the meta-learner's whole fit
 //! (features, GP, kNN, the cross-validated choice, the portfolio) to what it was. About 4 min on
 //! 2 cores; run with `cargo test --release --locked --test meta_fit -- --ignored`.

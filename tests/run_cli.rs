@@ -154,7 +154,7 @@ fn same_seed_same_result_and_weights() {
 }
 
 #[test]
-fn linear_probe_and_softmax_probe() {
+fn linear_softmax_and_centroid_probes() {
     let f = fixture();
     let t = tempfile::tempdir().unwrap();
     let j = json_of(&run_args(f, &["--preset", "linear-probe", "--json", "--no-meta"], t.path()));
@@ -171,6 +171,14 @@ fn linear_probe_and_softmax_probe() {
     assert_eq!(j["probe"]["kind"], "softmax");
     assert_eq!(j["probe"]["group"], "stage2");
     assert_eq!(j["probe"]["feature_dim"], 32);
+    // the nearest-centroid probe on the same features: no C to choose, and far above chance
+    r["strategy"] = "centroid-probe".into();
+    let p = write_recipe(t.path(), "c.json", &r);
+    let j = json_of(&run_args(f, &["--recipe", p.to_str().unwrap(), "--json", "--no-meta"], t.path()));
+    assert_eq!(j["probe"]["kind"], "centroid");
+    assert_eq!(j["probe"]["group"], "stage2");
+    assert!(j["probe"]["c"].is_null(), "{}", j["probe"]["c"]);
+    assert!(j["test_accuracy"].as_f64().unwrap() > 0.5, "{}", j["test_accuracy"]);
 }
 
 fn expect_exit(out: &std::process::Output, code: i32, needle: &str) {

@@ -315,6 +315,75 @@ impl SoftmaxProbe {
     }
 }
 
+/// Nearest class mean on centred, L2-normalised features (SimpleShot's "CL2N", Wang et al. 2019):
+/// subtract the training features' mean, scale every row to unit length, and assign a test image
+/// to the class whose mean normalised training feature is nearest (Euclidean). Nothing is fitted
+/// beyond the means, so it cannot overfit a handful of images a class the way a linear classifier
+/// can; it is the standard few-shot baseline on frozen features.
+pub struct NearestCentroid {
+    centre: Array1<f64>,
+    means: Array2<f64>,
+}
+
+impl NearestCentroid {
+    /// Fit on raw (not standardised) features `x` with labels `y` in 0..k. Every class needs at
+    /// least one training image.
+    pub fn fit(x: &Array2<f64>, y: &[usize], k: usize) -> Result<(Self, ProbeReport)> {
+        if x.nrows() == 0 || x.nrows() != y.len() {
+            return Err(GraftError::Other(format!("centroid probe: {} feature rows for {} labels", x.nrows(), y.len())));
+        }
+        let centre = x.mean_axis(Axis(0)).expect("non-empty");
+        let mut m = NearestCentroid { centre, means: Array2::zeros((k, x.ncols())) };
+        let z = m.normalise(x);
+        let mut cnt = vec![0usize; k];
+        for (r, &c) in y.iter().enumerate() {
+            if c >= k {
+                return Err(GraftError::Other(format!("centroid probe: label {c} outside 0..{k}")));
+            }
+            let mut row = m.means.row_mut(c);
+            row += &z.row(r);
+            cnt[c] += 1;
+        }
+        if let Some(c) = cnt.iter().position(|&n| n == 0) {
+            return Err(GraftError::Data(format!("centroid probe: class {c} has no training image")));
+        }
+        for (c, &n) in cnt.iter().enumerate() {
+            let mut row = m.means.row_mut(c);
+            row /= n as f64;
+        }
+        let train_accuracy = accuracy(&m.predict(x), y);
+        let rep = ProbeReport {
+            kind: "centroid".into(),
+            group: String::new(),
+            feature_dim: x.ncols(),
+            c: f64::NAN,
+            cv: vec![],
+            c_selection: "none (nearest class mean on centred, L2-normalised features)".into(),
+            train_accuracy,
+            solver: None,
+        };
+        Ok((m, rep))
+    }
+
+    fn normalise(&self, x: &Array2<f64>) -> Array2<f64> {
+        let mut z = x - &self.centre;
+        for mut row in z.rows_mut() {
+            let n = row.dot(&row).sqrt();
+            if n > 1e-12 {
+                row /= n;
+            }
+        }
+        z
+    }
+
+    pub fn predict(&self, x: &Array2<f64>) -> Vec<usize> {
+        let z = self.normalise(x);
+        // nearest mean: argmin ‖z − μ‖² = argmax (2 z·μ − ‖μ‖²)
+        let norms: Array1<f64> = self.means.rows().into_iter().map(|r| r.dot(&r)).collect();
+        argmax_rows(&(z.dot(&self.means.t()) * 2.0 - &norms))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -395,6 +464,36 @@ mod tests {
             assert!(worst / spread < 0.1, "C {c}: decision gap {worst} vs spread {spread}");
             assert!(agree >= 0.98, "C {c}: predictions agree on {agree}");
         }
+    }
+
+    #[test]
+    fn centroid_probe_matches_nearest_normalised_mean_by_hand() {
+        // two classes; after centring and normalising, class 0 points left, class 1 right
+        let x = ndarray::array![[0.0, 1.0], [0.0, 2.0], [4.0, 1.0], [4.0, 3.0]];
+        let y = [0, 0, 1, 1];
+        let (m, rep) = NearestCentroid::fit(&x, &y, 2).unwrap();
+        assert_eq!(rep.kind, "centroid");
+        assert_eq!(m.predict(&x), vec![0, 0, 1, 1]);
+        // a point far out on the right is class 1 whatever its length: only direction counts
+        assert_eq!(m.predict(&ndarray::array![[100.0, 1.75], [-3.0, 1.75]]), vec![1, 0]);
+        // by hand: centre (2, 1.75); (0,1)-centre = (-2,-0.75) -> class 0's direction
+        let q = ndarray::array![[1.0, 1.75]]; // centred (-1, 0): nearer class 0's mean
+        assert_eq!(m.predict(&q), vec![0]);
+    }
+
+    #[test]
+    fn centroid_probe_refuses_an_empty_class() {
+        let x = ndarray::array![[0.0, 1.0], [1.0, 0.0]];
+        assert!(NearestCentroid::fit(&x, &[0, 0], 2).is_err());
+        assert!(NearestCentroid::fit(&x, &[0, 2], 2).is_err());
+    }
+
+    #[test]
+    fn centroid_probe_separates_blobs() {
+        let (x, y) = blobs(60, 3);
+        let (m, rep) = NearestCentroid::fit(&x, &y, 3).unwrap();
+        assert!(rep.train_accuracy > 0.9, "{}", rep.train_accuracy);
+        assert!(accuracy(&m.predict(&x), &y) > 0.9);
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! `graft run`: one recipe end to end.
-use super::probe::{accuracy, fit_svm_cv, ProbeReport, SoftmaxProbe, Standardiser};
+use super::probe::{accuracy, fit_svm_cv, NearestCentroid, ProbeReport, SoftmaxProbe, Standardiser};
 use super::train::{evaluate, train, EpochMetrics, Progress};
 use crate::backbones::{card, Model, ModelRef};
 use crate::data::{load_dataset, Dataset, ImageSet, LoadOptions, Normalisation};
@@ -601,28 +601,41 @@ fn probe_outcome(
     if let Some(why) = probe_inputs_not_finite(model, &xtr, g)? {
         return Ok(Outcome::diverged(dec.test.n, why));
     }
-    let st = Standardiser::fit(&xtr);
-    let xtr = st.apply(&xtr);
+    // the linear probes see standardised features; the centroid probe centres and normalises
+    // the raw ones itself
+    let st = (recipe.strategy != Strategy::CentroidProbe).then(|| Standardiser::fit(&xtr));
+    let scale = |x: Array2<f64>| match &st {
+        Some(st) => st.apply(&x),
+        None => x,
+    };
+    let xtr = scale(xtr);
     let ytr = labels(&dec.train);
     let te = Instant::now();
     let (xte, again) = extract("test", &dec.test)?;
     replayed.1 += again;
-    let xte = st.apply(&xte);
+    let xte = scale(xte);
     let xva = match &dec.val {
         Some(v) => {
             let (x, again) = extract("val", v)?;
             replayed.1 += again;
-            Some(st.apply(&x))
+            Some(scale(x))
         }
         None => None,
     };
     let eval_seconds = te.elapsed().as_secs_f64();
-    let (pred, pv, mut rep) = if recipe.strategy == Strategy::LinearProbe {
-        let (m, rep) = fit_svm_cv(&xtr, &ytr, k, &recipe.probe.c_grid, recipe.probe.cv_folds, recipe.seed)?;
-        (m.predict(&xte), xva.map(|x| m.predict(&x)), rep)
-    } else {
-        let (m, rep) = SoftmaxProbe::fit(&xtr, &ytr, k, recipe.probe.l2, recipe.probe.iterations)?;
-        (m.predict(&xte), xva.map(|x| m.predict(&x)), rep)
+    let (pred, pv, mut rep) = match recipe.strategy {
+        Strategy::LinearProbe => {
+            let (m, rep) = fit_svm_cv(&xtr, &ytr, k, &recipe.probe.c_grid, recipe.probe.cv_folds, recipe.seed)?;
+            (m.predict(&xte), xva.map(|x| m.predict(&x)), rep)
+        }
+        Strategy::CentroidProbe => {
+            let (m, rep) = NearestCentroid::fit(&xtr, &ytr, k)?;
+            (m.predict(&xte), xva.map(|x| m.predict(&x)), rep)
+        }
+        _ => {
+            let (m, rep) = SoftmaxProbe::fit(&xtr, &ytr, k, recipe.probe.l2, recipe.probe.iterations)?;
+            (m.predict(&xte), xva.map(|x| m.predict(&x)), rep)
+        }
     };
     rep.group = checked.groups()[g].name.clone();
     let val_accuracy = match (pv, &dec.val) {
@@ -689,7 +702,7 @@ pub fn run_prepared(
     let t0 = Instant::now();
     let out = match recipe.strategy {
         Strategy::Finetune => finetune_outcome(&model, &checked, dec, &norm, &start, progress)?,
-        Strategy::LinearProbe | Strategy::SoftmaxProbe => {
+        Strategy::LinearProbe | Strategy::SoftmaxProbe | Strategy::CentroidProbe => {
             // shared features only when this run's backbone is the card's, untouched
             let pristine = pretrain.is_none() && checked.groups().iter().all(|g| g.action != Action::Reinit);
             probe_outcome(&model, &checked, dec, &norm, ds.n_classes(), prep.features.as_ref().filter(|_| pristine))?

@@ -29,6 +29,7 @@ pub const RECIPE_FEATURES: &[&str] = &[
     "is_finetune",
     "is_svm",
     "is_softmax",
+    "is_centroid",
     "probe_depth",
     "freeze_frac",
     "reinit_frac",
@@ -135,6 +136,7 @@ impl RecipeSummary {
             ft as u8 as f64,
             (self.strategy == Strategy::LinearProbe) as u8 as f64,
             (self.strategy == Strategy::SoftmaxProbe) as u8 as f64,
+            (self.strategy == Strategy::CentroidProbe) as u8 as f64,
             self.probe_depth.unwrap_or(1.0),
             if ft { self.n_freeze as f64 / ng } else { 1.0 },
             if ft { self.n_reinit as f64 / ng } else { 0.0 },
@@ -282,6 +284,27 @@ pub fn obs_hash(obs: &[Obs]) -> String {
 mod tests {
     use super::*;
     use crate::pretrain::Method;
+
+    /// Each probe's classifier has its own flag, so the GP can learn where a nearest-centroid
+    /// probe beats the SVM on the same features (few shots) and where it loses (many).
+    #[test]
+    fn every_probe_classifier_has_its_flag() {
+        let at = |name: &str, v: &[f64]| v[RECIPE_FEATURES.iter().position(|f| *f == name).unwrap()];
+        let mut r = RecipeSummary::for_tests(Some(1.0));
+        for (s, flag) in [
+            (Strategy::LinearProbe, "is_svm"),
+            (Strategy::SoftmaxProbe, "is_softmax"),
+            (Strategy::CentroidProbe, "is_centroid"),
+            (Strategy::Finetune, "is_finetune"),
+        ] {
+            r.strategy = s;
+            let v = r.vector();
+            assert_eq!(v.len(), RECIPE_FEATURES.len());
+            for f in ["is_svm", "is_softmax", "is_centroid", "is_finetune"] {
+                assert_eq!(at(f, &v), (f == flag) as u8 as f64, "{s}: {f}");
+            }
+        }
+    }
 
     /// A row's `r_pretrain` (`METHOD:EPOCHS` or `none`) becomes the method and budget features:
     /// SimCLR and the sparse autoencoder each have a flag, the denoising autoencoder neither,

@@ -337,15 +337,18 @@ pub fn transferability_anchor(cands: &[(&RecipeSummary, &[Option<f64>])], score:
 /// Probability that the advisor must reach before it overrides the transferability anchor.
 pub const ANCHOR_SWITCH_PROBABILITY: f64 = 0.9;
 
-/// Which candidates may override the transferability anchor: fine-tuning, and any recipe that
-/// pretrains first. Among the plain linear
+/// Which candidates may override the transferability anchor: fine-tuning, the centroid probe,
+/// and any recipe that pretrains first. The anchor's cross-validated accuracy ranks feature
+/// sets; whether a nearest-mean classifier or a linear SVM reads them better is a question
+/// of shots and domain that only the past tasks answer, so the centroid probe is weighed by the
+/// GP like a fine-tune. Among the plain linear
 /// probes the anchor's cross-validated accuracy is direct evidence from this task's images, which
 /// the GP's prediction for another probe is not. In `meta eval` (279 held-out tasks) this rule
 /// lowered regret at every budget against letting any candidate override (regret@1 0.214 vs
 /// 0.221, regret@3 0.101 vs 0.105). A probe that pretrains first is not one of them: the
 /// anchor's evidence is about the backbone's features before pretraining, not after.
 pub fn may_override_anchor(r: &RecipeSummary) -> bool {
-    r.strategy == crate::recipe::Strategy::Finetune || r.pretrain
+    matches!(r.strategy, crate::recipe::Strategy::Finetune | crate::recipe::Strategy::CentroidProbe) || r.pretrain
 }
 
 /// The LogME-anchored first pick: keep `anchor` (the linear probe at the backbone and depth with

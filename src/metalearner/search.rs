@@ -125,7 +125,7 @@ pub fn task_features_decoded(mref: &ModelRef, ds: &Dataset, set: &crate::data::I
 
 fn grid_templates(lrs: &[f64]) -> Vec<Template> {
     let mut v = Vec::new();
-    for strat in [Strategy::LinearProbe, Strategy::SoftmaxProbe] {
+    for strat in [Strategy::LinearProbe, Strategy::SoftmaxProbe, Strategy::CentroidProbe] {
         for d in ["first", "mid", "last"] {
             v.push(Template::probe(strat, d));
         }

@@ -21,12 +21,15 @@ pub enum Strategy {
     LinearProbe,
     /// Multinomial logistic regression on pooled features of `probe.group`.
     SoftmaxProbe,
+    /// Nearest class mean on centred, L2-normalised pooled features of `probe.group`
+    /// (SimpleShot's CL2N, Wang et al. 2019); nothing to tune.
+    CentroidProbe,
 }
 
 impl Strategy {
     /// The strategy named by `s` as written in recipes and the meta-dataset.
     pub fn parse(s: &str) -> Option<Strategy> {
-        [Strategy::Finetune, Strategy::LinearProbe, Strategy::SoftmaxProbe].into_iter().find(|k| k.as_str() == s)
+        [Strategy::Finetune, Strategy::LinearProbe, Strategy::SoftmaxProbe, Strategy::CentroidProbe].into_iter().find(|k| k.as_str() == s)
     }
 
     pub fn as_str(&self) -> &'static str {
@@ -34,6 +37,7 @@ impl Strategy {
             Strategy::Finetune => "finetune",
             Strategy::LinearProbe => "linear-probe",
             Strategy::SoftmaxProbe => "softmax-probe",
+            Strategy::CentroidProbe => "centroid-probe",
         }
     }
 }

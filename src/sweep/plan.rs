@@ -198,11 +198,22 @@ pub struct Template {
     pub pretrain: Option<(String, usize)>,
 }
 
+/// How a probe's recipe id starts: `svm`, `softmax` or `centroid` (`finetune` has none).
+fn probe_prefix(strategy: Strategy) -> &'static str {
+    match strategy {
+        Strategy::LinearProbe => "svm",
+        Strategy::SoftmaxProbe => "softmax",
+        Strategy::CentroidProbe => "centroid",
+        Strategy::Finetune => "ft",
+    }
+}
+
 impl Template {
-    /// A probe (`linear-probe` or `softmax-probe`) at depth `first`, `mid` or `last`.
+    /// A probe (`linear-probe`, `softmax-probe` or `centroid-probe`) at depth `first`, `mid` or
+    /// `last`.
     pub fn probe(strategy: Strategy, depth: &str) -> Template {
         Template {
-            id: format!("{}-{depth}", if strategy == Strategy::LinearProbe { "svm" } else { "softmax" }),
+            id: format!("{}-{depth}", probe_prefix(strategy)),
             preset: None,
             strategy,
             probe_depth: depth.into(),
@@ -459,8 +470,7 @@ impl Plan {
                     "ft-r{}-f{}-lr{}-ld{}-sp{}-e{}-b{}{pt}",
                     a.reinit_top, a.freeze_bottom, a.lr, a.layer_decay, a.l2sp, a.epochs, a.batch_size
                 ),
-                Strategy::LinearProbe => format!("svm-{}{pt}", a.probe_depth),
-                Strategy::SoftmaxProbe => format!("softmax-{}{pt}", a.probe_depth),
+                probe => format!("{}-{}{pt}", probe_prefix(probe), a.probe_depth),
             };
             out.push(Template {
                 id,
@@ -542,4 +552,19 @@ impl Plan {
 pub fn run_key(task: &TaskDraw, backbone: &BackboneSpec, recipe_json: &str) -> String {
     let k = format!("{}|{}|{:?}|{}", task.task_id(), backbone.name, backbone.input_size, recipe_json);
     format!("sw-{}", &sha256_hex(k.as_bytes())[..20])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probe_ids_name_the_classifier() {
+        for (s, id) in
+            [(Strategy::LinearProbe, "svm-last"), (Strategy::SoftmaxProbe, "softmax-last"), (Strategy::CentroidProbe, "centroid-last")]
+        {
+            let t = Template::probe(s, "last");
+            assert_eq!((t.id.as_str(), t.strategy), (id, s));
+        }
+    }
 }
