@@ -32,9 +32,10 @@ pub const METHODS: &[&str] = &[
     "auto as it runs (simulated; winner: highest posterior mean)",
     "auto as it runs (simulated; winner: the first pick unless a run beats it with P >= 0.9)",
     "auto as it runs (simulated; winner: highest validation accuracy)",
-    "advisor, shipped (probe-CV-anchored, only a fine-tune or a pretrain-first recipe may override it, sequential EI)",
+    "advisor, shipped (probe-CV-anchored, read by the classifier the GP ranks highest on its features; only a fine-tune, a centroid probe or a pretrain-first recipe may override it, sequential EI)",
     "pretrain policy: never (the best-predicted recipe without pretraining)",
     "pretrain policy: always (the best-predicted pretrain-first recipe)",
+    "advisor (probe-CV-anchored, read by its SVM probe; only a fine-tune, a centroid probe or a pretrain-first recipe may override it, sequential EI)",
 ];
 
 /// The rows of [`METHODS`] that restrict the advisor to recipes without, or only with, a
@@ -42,6 +43,10 @@ pub const METHODS: &[&str] = &[
 /// pretrain" would get against the advisor's free choice ([`pretrain_policy_table`]).
 pub const PRETRAIN_NEVER: usize = 22;
 pub const PRETRAIN_ALWAYS: usize = 23;
+
+/// The row of [`METHODS`] with the shipped rule of session 14: the anchor read by its own SVM
+/// probe, not by the classifier the GP prefers on its features ([`super::anchor_classifier`]).
+pub const SVM_ANCHOR: usize = 24;
 
 /// How `graft auto` names its winner among the runs it made, each seen through its accuracy on a
 /// small validation split.
@@ -907,10 +912,18 @@ impl Fold {
         orders.insert(METHODS[16].into(), anchored(cvo.first()).1);
         // the advisor as shipped: the same anchor, which only a fine-tuning candidate may
         // override ([`super::may_override_anchor`])
+        // (the anchor's features read by the classifier the GP ranks highest on them)
+        let keyed: Vec<(&str, &super::features::RecipeSummary)> = tc.iter().map(|c| (c.backbone.as_str(), &c.recipe)).collect();
+        let eligible = |i: usize| super::may_override_anchor(&tc[i].recipe);
         let shipped_first = cvo.first().map(|&a| {
-            let eligible = |i: usize| super::may_override_anchor(&tc[i].recipe);
+            let a = super::anchor_classifier(&keyed, am, a);
             super::anchored_pick_among(am, ac, a, super::ANCHOR_SWITCH_PROBABILITY, &eligible).0
         });
+        // the rule before: the anchor read by its own (SVM) probe
+        if let Some(&a) = cvo.first() {
+            let pick = super::anchored_pick_among(am, ac, a, super::ANCHOR_SWITCH_PROBABILITY, &eligible).0;
+            orders.insert(METHODS[SVM_ANCHOR].into(), sequential_ei_order(pick, am, ac, an, aoff, &observe, budgets));
+        }
         orders.insert(
             METHODS[21].into(),
             match shipped_first {

@@ -334,6 +334,21 @@ pub fn transferability_anchor(cands: &[(&RecipeSummary, &[Option<f64>])], score:
     anchor_ranking(cands, score).first().copied()
 }
 
+/// The classifier the anchor's features are read with: among the probes on the same features
+/// as candidate `anchor` (same backbone key and probe depth, no pretraining), the one with the
+/// highest ranking-GP mean `mean` (ties: the anchor). The anchor's CV accuracy ranks feature
+/// sets, not classifiers; whether a linear SVM, a softmax or a nearest-centroid classifier reads
+/// those features better depends on shots and domain, which only the past tasks inform.
+/// `cands`: (backbone key, recipe) per candidate.
+pub fn anchor_classifier(cands: &[(&str, &RecipeSummary)], mean: &[f64], anchor: usize) -> usize {
+    let (b, r) = cands[anchor];
+    let same = |i: usize| {
+        let (bi, ri) = cands[i];
+        bi == b && ri.strategy != Strategy::Finetune && !ri.pretrain && ri.probe_depth == r.probe_depth
+    };
+    (0..cands.len()).filter(|&i| i != anchor && same(i)).fold(anchor, |best, i| if mean[i] > mean[best] { i } else { best })
+}
+
 /// Probability that the advisor must reach before it overrides the transferability anchor.
 pub const ANCHOR_SWITCH_PROBABILITY: f64 = 0.9;
 
@@ -1039,6 +1054,25 @@ impl MetaModel {
 mod anchor_tests {
     use super::*;
     use nalgebra::DMatrix;
+
+    #[test]
+    fn the_anchor_reads_its_features_with_the_classifier_the_gp_prefers() {
+        let svm = RecipeSummary::for_tests(Some(1.0));
+        let mut centroid = svm.clone();
+        centroid.strategy = Strategy::CentroidProbe;
+        let mut svm_mid = svm.clone();
+        svm_mid.probe_depth = Some(0.5);
+        let mut after_pretraining = centroid.clone();
+        after_pretraining.pretrain = true;
+        let ft = RecipeSummary::for_tests(None);
+        let cands = [("a", &svm), ("a", &centroid), ("b", &centroid), ("a", &svm_mid), ("a", &after_pretraining), ("a", &ft)];
+        // the centroid probe on the same features is predicted higher: it reads them
+        assert_eq!(anchor_classifier(&cands, &[0.5, 0.6, 0.9, 0.9, 0.9, 0.9], 0), 1);
+        // predicted lower or equal: the anchor stays; other backbones, depths, pretraining and
+        // fine-tunes never stand in for it, however high their prediction
+        assert_eq!(anchor_classifier(&cands, &[0.5, 0.4, 0.9, 0.9, 0.9, 0.9], 0), 0);
+        assert_eq!(anchor_classifier(&cands, &[0.5, 0.5, 0.9, 0.9, 0.9, 0.9], 0), 0);
+    }
 
     #[test]
     fn logme_index_points_at_the_probe_depths_logme() {

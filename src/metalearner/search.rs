@@ -541,8 +541,10 @@ fn score(model: &MetaModel, view: &TaskView, cands: &mut [Candidate]) {
 }
 
 /// Anchor on transferability: the linear probe ranked first by [`super::ANCHOR_SCORE`] (the
-/// probe whose features classify this task best under cross-validation) is the default pick. Only
-/// a candidate [`super::may_override_anchor`] admits (fine-tuning, or pretraining first) may override it: the
+/// probe whose features classify this task best under cross-validation), read by the classifier
+/// the ranking GP prefers on those features ([`super::anchor_classifier`]), is the default pick.
+/// Only a candidate [`super::may_override_anchor`] admits (fine-tuning, a centroid probe, or
+/// pretraining first) may override it: the
 /// best-ranked such candidate, and only when it beats the anchor with posterior probability >=
 /// ANCHOR_SWITCH_PROBABILITY (the recalibrated posterior, as `meta eval` evaluates the anchored
 /// pick). The pick goes first in `cands`. Returns the rationale line.
@@ -551,11 +553,21 @@ fn anchor(model: &MetaModel, view: &TaskView, cands: &mut Vec<Candidate>) -> Opt
         return None;
     }
     let items: Vec<(&RecipeSummary, &[Option<f64>])> = cands.iter().map(|c| (&c.summary, view.task[&c.backbone].as_slice())).collect();
-    let a = super::transferability_anchor(&items, super::ANCHOR_SCORE)?;
-    let what = match super::ANCHOR_SCORE {
-        super::AnchorScore::LogMe => "linear probe where LogME is highest",
-        super::AnchorScore::ProbeCv => "linear probe whose features classify this task best under cross-validation",
+    let probe = super::transferability_anchor(&items, super::ANCHOR_SCORE)?;
+    // the anchor's features, read by the classifier the meta-learner ranks highest on them
+    let keyed: Vec<(&str, &RecipeSummary)> = cands.iter().map(|c| (c.backbone.as_str(), &c.summary)).collect();
+    let scores: Vec<f64> = cands.iter().map(|c| c.score).collect();
+    let a = super::anchor_classifier(&keyed, &scores, probe);
+    let mut what = match super::ANCHOR_SCORE {
+        super::AnchorScore::LogMe => "linear probe where LogME is highest".to_string(),
+        super::AnchorScore::ProbeCv => "linear probe whose features classify this task best under cross-validation".to_string(),
     };
+    if a != probe {
+        what = format!(
+            "the {what} is {}; on the same features the meta-learner ranks the {} higher",
+            cands[probe].config, cands[a].summary.strategy
+        );
+    }
     let p = super::ANCHOR_SWITCH_PROBABILITY;
     let anc = cands[a].config.clone();
     let to_front = |cands: &mut Vec<Candidate>, i: usize| {
@@ -564,10 +576,10 @@ fn anchor(model: &MetaModel, view: &TaskView, cands: &mut Vec<Candidate>) -> Opt
     };
     // the challenger: the best-ranked candidate that may override the anchor (cands are in
     // ranking order)
-    let Some(f) = cands.iter().position(|c| super::may_override_anchor(&c.summary)) else {
+    let Some(f) = (0..cands.len()).find(|&i| i != a && super::may_override_anchor(&cands[i].summary)) else {
         to_front(cands, a);
         return Some(format!(
-            "Kept the transferability anchor {anc} ({what}): no fine-tuning or pretrain-first candidate to weigh against it."
+            "Kept the transferability anchor {anc} ({what}): no fine-tuning, centroid-probe or pretrain-first candidate to weigh against it."
         ));
     };
     let xs: Vec<Vec<f64>> =
@@ -576,7 +588,13 @@ fn anchor(model: &MetaModel, view: &TaskView, cands: &mut Vec<Candidate>) -> Opt
     let c = c * model.cv.gp_sd_scale.powi(2);
     let pr = super::prob_greater(&m, &c, 0, 1);
     let top = cands[f].config.clone();
-    let kind = if cands[f].summary.pretrain { "pretrain-first" } else { "fine-tuning" };
+    let kind = if cands[f].summary.pretrain {
+        "pretrain-first"
+    } else if cands[f].summary.strategy == crate::recipe::Strategy::CentroidProbe {
+        "centroid-probe"
+    } else {
+        "fine-tuning"
+    };
     let overrides = pr >= p;
     to_front(cands, if overrides { f } else { a });
     Some(if overrides {
