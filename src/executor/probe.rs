@@ -332,25 +332,16 @@ impl NearestCentroid {
         if x.nrows() == 0 || x.nrows() != y.len() {
             return Err(GraftError::Other(format!("centroid probe: {} feature rows for {} labels", x.nrows(), y.len())));
         }
-        let centre = x.mean_axis(Axis(0)).expect("non-empty");
-        let mut m = NearestCentroid { centre, means: Array2::zeros((k, x.ncols())) };
-        let z = m.normalise(x);
-        let mut cnt = vec![0usize; k];
-        for (r, &c) in y.iter().enumerate() {
-            if c >= k {
-                return Err(GraftError::Other(format!("centroid probe: label {c} outside 0..{k}")));
-            }
-            let mut row = m.means.row_mut(c);
-            row += &z.row(r);
-            cnt[c] += 1;
+        if let Some(c) = y.iter().find(|&&c| c >= k) {
+            return Err(GraftError::Other(format!("centroid probe: label {c} outside 0..{k}")));
         }
+        let centre = x.mean_axis(Axis(0)).expect("non-empty");
+        let mut m = NearestCentroid { centre, means: Array2::zeros((0, 0)) };
+        let (means, cnt) = crate::metafeatures::stats::class_means(&m.normalise(x), y, k);
         if let Some(c) = cnt.iter().position(|&n| n == 0) {
             return Err(GraftError::Data(format!("centroid probe: class {c} has no training image")));
         }
-        for (c, &n) in cnt.iter().enumerate() {
-            let mut row = m.means.row_mut(c);
-            row /= n as f64;
-        }
+        m.means = means;
         let train_accuracy = accuracy(&m.predict(x), y);
         let rep = ProbeReport {
             kind: "centroid".into(),

@@ -21,6 +21,23 @@ impl Standardiser {
     }
 }
 
+/// The mean row of each class 0..k of `x` (labels `y`, one per row; rows summed in order) and
+/// each class's row count; a class without rows keeps a zero mean.
+pub fn class_means(x: &Array2<f64>, y: &[usize], k: usize) -> (Array2<f64>, Vec<usize>) {
+    let mut means = Array2::<f64>::zeros((k, x.ncols()));
+    let mut cnt = vec![0usize; k];
+    for (r, &c) in y.iter().enumerate() {
+        let mut row = means.row_mut(c);
+        row += &x.row(r);
+        cnt[c] += 1;
+    }
+    for (c, &n) in cnt.iter().enumerate() {
+        let mut row = means.row_mut(c);
+        row /= n.max(1) as f64;
+    }
+    (means, cnt)
+}
+
 /// Stratified k-fold assignment (fold index per sample), seeded.
 pub fn stratified_folds(y: &[usize], k: usize, folds: usize, seed: u64) -> Vec<usize> {
     let mut rng = rng_for(seed, "cv-folds");

@@ -207,17 +207,8 @@ pub fn nearest_centroid_cv(f: &Array2<f64>, y: &[usize], seed: u64) -> Option<f6
         let xtr = f.select(Axis(0), &tr);
         let st = super::stats::Standardiser::fit(&xtr);
         let xtr = st.apply(&xtr);
-        let mut cents = Array2::<f64>::zeros((k, f.ncols()));
-        let mut cnt = vec![0usize; k];
-        for (r, &i) in tr.iter().enumerate() {
-            let mut row = cents.row_mut(y[i]);
-            row += &xtr.row(r);
-            cnt[y[i]] += 1;
-        }
-        for c in 0..k {
-            let mut row = cents.row_mut(c);
-            row /= cnt[c].max(1) as f64;
-        }
+        let ytr: Vec<usize> = tr.iter().map(|&i| y[i]).collect();
+        let (cents, _) = super::stats::class_means(&xtr, &ytr, k);
         for i in (0..y.len()).filter(|&i| assign[i] == fo) {
             let x = st.apply(&f.select(Axis(0), &[i]));
             let best = (0..k)

@@ -910,9 +910,9 @@ impl Fold {
         // anchored on the probe whose features classify the task best under CV; any candidate
         // may override it
         orders.insert(METHODS[16].into(), anchored(cvo.first()).1);
-        // the advisor as shipped: the same anchor, which only a fine-tuning candidate may
-        // override ([`super::may_override_anchor`])
-        // (the anchor's features read by the classifier the GP ranks highest on them)
+        // the advisor as shipped: the same anchor, its features read by the classifier the GP
+        // ranks highest on them ([`super::anchor_classifier`]), which only a fine-tune, a
+        // centroid probe or a pretrain-first recipe may override ([`super::may_override_anchor`])
         let keyed: Vec<(&str, &super::features::RecipeSummary)> = tc.iter().map(|c| (c.backbone.as_str(), &c.recipe)).collect();
         let eligible = |i: usize| super::may_override_anchor(&tc[i].recipe);
         let shipped_first = cvo.first().map(|&a| {
