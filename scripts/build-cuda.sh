@@ -23,6 +23,8 @@
 #   libcublas.so.13, libcublasLt.so.13 } site-packages/nvidia/cu13/lib; point
 #   libnvrtc.so.13    } LD_LIBRARY_PATH there (scripts/device-check.sh does)
 #   libcurand.so.10   } (or at the nvidia-curand / -cublas wheels' lib folder).
+#   libcudnn.so.9     with the `cudnn` feature (the default here): nvidia-cudnn-cu13's lib
+#                     folder, which PyTorch's CUDA 13 wheels install.
 # `ldd target/cuda/release/graft` lists them; the script prints that list last.
 set -euo pipefail
 
@@ -55,10 +57,13 @@ if [ ! -x "$TK/bin/nvcc" ]; then
 fi
 "$TK/bin/nvcc" --version | tail -n 2 >&2
 
+# `cudnn` (the default) adds cuDNN convolutions; FEATURES=cuda builds candle's kernels alone.
+FEATURES=${FEATURES:-cudnn}
+
 # cudarc's sources name every symbol it links; fetch them first.
 cd "$ROOT"
 cargo fetch --locked --quiet
-CUDARC=$(cargo metadata --format-version 1 --locked --features cuda 2>/dev/null |
+CUDARC=$(cargo metadata --format-version 1 --locked --features "$FEATURES" 2>/dev/null |
     "$PY" -c 'import json,sys; m=json.load(sys.stdin); print(next(p["manifest_path"] for p in m["packages"] if p["name"]=="cudarc"))')
 CUDARC=$(dirname "$CUDARC")/src
 
@@ -76,6 +81,9 @@ stub cublas libcublas.so.13 cublas
 stub cublaslt libcublasLt.so.13 cublasLt
 stub nvrtc libnvrtc.so.13 nvrtc
 stub curand libcurand.so.10 curand
+# cuDNN 9 (the `cudnn` feature): PyTorch's CUDA 13 wheels depend on nvidia-cudnn-cu13, whose
+# lib folder (site-packages/nvidia/cudnn/lib) holds the real libcudnn.so.9 on the GPU machine.
+case " $FEATURES " in *cudnn*) stub cudnn libcudnn.so.9 cudnn ;; esac
 ln -sfn libcudart.so.13 "$TK/lib/libcudart.so"
 
 # 3. Build ----------------------------------------------------------------------
@@ -84,8 +92,8 @@ export PATH=$TK/bin:$PATH
 export CUDA_COMPUTE_CAP=${CUDA_COMPUTE_CAP:-90}
 export LIBRARY_PATH=$TK/lib:$STUBS${LIBRARY_PATH:+:$LIBRARY_PATH}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target/cuda}
-say "cargo build --release --locked --features cuda (sm_$CUDA_COMPUTE_CAP) into $CARGO_TARGET_DIR"
-cargo build --release --locked --features cuda --bin graft
+say "cargo build --release --locked --features $FEATURES (sm_$CUDA_COMPUTE_CAP) into $CARGO_TARGET_DIR"
+cargo build --release --locked --features "$FEATURES" --bin graft
 
 BIN=$CARGO_TARGET_DIR/release/graft
 say "built $BIN"

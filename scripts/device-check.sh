@@ -18,7 +18,17 @@
 #     accuracy within run-to-run noise (reported; 2 seeds on CUDA show that noise); then the
 #     same with --precision bf16 on CUDA.
 # (b) throughput: graft bench --device cuda for resnet8 and resnet20 at batch 128 and 512, f32
-#     and bf16, beside benches/pytorch_reference.py on the same GPU, and the ratio.
+#     and bf16, and EfficientNet-Lite0 at 224 px at batch 64 and 256, beside
+#     benches/pytorch_reference.py on the same GPU, and the ratio; resnet8 at 128 and Lite0 at 64
+#     also with GRAFT_REFERENCE_KERNELS=1 (candle's ops: the "before"), and Lite0 at 64 with
+#     GRAFT_TF32=1 (TF32 convolutions, as PyTorch's default).
+# (k) kernels: graft bench --check-kernels (each cuDNN / fused op, forward and backward, against
+#     candle's ops on the GPU), first, so a broken kernel is named before anything is timed.
+# (s) a sweep slice (benches/gpu-slice.toml: 6 Lite0 fine-tunes at 224 px on examples/cifar3) on
+#     the GPU, for runs per hour.
+#
+# Carrying it there: the working tree must stay under the device tool's 64 MiB, so run
+# `scripts/device-slim.sh on` here first (and `off` right after), and carry target/cuda/graft.xz.
 set -uo pipefail
 BIN=${1:-target/cuda/release/graft}
 OUT=${OUT:-$(mktemp -d)}
@@ -62,6 +72,9 @@ fi
 G() { timeout "${T:-120}" "$BIN" "$@"; }
 RUNS=$OUT/runs
 
+# (k) kernels ----------------------------------------------------------------------
+G bench --check-kernels --device cuda --json > "$OUT/kernels.json" 2>>"$OUT/stderr.log" || say "kernel check FAILED or did not run (see $OUT/kernels.json, $OUT/stderr.log)"
+
 # (a) parity ---------------------------------------------------------------------
 run() { # device precision seed -> json
     G run --data examples/cifar3 --preset finetune-all --backbone resnet8-cifar10 --epochs 3 --seed "$3" \
@@ -85,7 +98,25 @@ for arch in resnet8 resnet20; do
         done
     done
 done
+for b in 64 256; do
+    for p in f32 bf16; do
+        G bench --arch efficientnet-lite0 --batch $b --steps 10 --device cuda --precision $p --json > "$OUT/bench-efficientnet-lite0-$b-$p.json" 2>>"$OUT/stderr.log" ||
+            say "graft bench efficientnet-lite0 $b $p failed"
+        timeout 180 "$PY" benches/pytorch_reference.py --arch efficientnet-lite0 --batch $b --steps 10 --device cuda --precision $p \
+            > "$OUT/torch-efficientnet-lite0-$b-$p.json" 2>>"$OUT/stderr.log" || say "pytorch reference efficientnet-lite0 $b $p failed"
+    done
+done
+GRAFT_REFERENCE_KERNELS=1 G bench --arch resnet8 --batch 128 --steps 20 --device cuda --json > "$OUT/ref-resnet8-128-f32.json" 2>>"$OUT/stderr.log" || true
+GRAFT_REFERENCE_KERNELS=1 G bench --arch efficientnet-lite0 --batch 64 --steps 5 --device cuda --json > "$OUT/ref-efficientnet-lite0-64-f32.json" 2>>"$OUT/stderr.log" || true
+GRAFT_TF32=1 G bench --arch efficientnet-lite0 --batch 64 --steps 10 --device cuda --json > "$OUT/tf32-efficientnet-lite0-64-f32.json" 2>>"$OUT/stderr.log" || true
+GRAFT_CUDNN_NONDETERMINISTIC=1 G bench --arch efficientnet-lite0 --batch 64 --steps 10 --device cuda --json > "$OUT/nondet-efficientnet-lite0-64-f32.json" 2>>"$OUT/stderr.log" || true
 G bench --arch resnet8 --batch 256 --steps 5 --device cuda --simclr --json > "$OUT/bench-simclr.json" 2>>"$OUT/stderr.log" || true
+
+# (s) sweep slice ------------------------------------------------------------------
+start=$(date +%s)
+T=${TS:-300} G sweep --plan benches/gpu-slice.toml --out "$OUT/slice" --runs "$OUT/slice-runs" --device cuda --json \
+    > "$OUT/slice.json" 2>>"$OUT/stderr.log" || say "sweep slice failed"
+echo "{\"seconds\": $(( $(date +%s) - start ))}" > "$OUT/slice-time.json"
 
 # (c) table ------------------------------------------------------------------------
 "$PY" - "$OUT" <<'EOF'
@@ -114,8 +145,8 @@ for name in ["cpu-f32-s0", "cuda-f32-s0", "cpu-f32-s1", "cuda-f32-s1", "cpu-bf16
 lines += ["", "## Throughput on the GPU (images/s)", "",
           "| arch | batch | precision | graft train | PyTorch train | ratio | graft extract | PyTorch extract | ratio |",
           "|---|---|---|---|---|---|---|---|---|"]
-for arch in ["resnet8", "resnet20"]:
-    for b in [128, 512]:
+for arch, batches in [("resnet8", [128, 512]), ("resnet20", [128, 512]), ("efficientnet-lite0", [64, 256])]:
+    for b in batches:
         for p in ["f32", "bf16"]:
             g, t = load(f"bench-{arch}-{b}-{p}.json"), load(f"torch-{arch}-{b}-{p}.json")
             f = lambda r, k: f"{r[k]:.0f}" if r else "failed"
@@ -123,10 +154,36 @@ for arch in ["resnet8", "resnet20"]:
             lines.append(f"| {arch} | {b} | {p} | {f(g, 'train_images_per_second')} | {f(t, 'train_images_per_second')} | "
                          f"{ratio('train_images_per_second')} | {f(g, 'extract_images_per_second')} | "
                          f"{f(t, 'extract_images_per_second')} | {ratio('extract_images_per_second')} |")
+for tag, what in [("ref", "GRAFT_REFERENCE_KERNELS=1 (candle's ops)"), ("tf32", "GRAFT_TF32=1"),
+                  ("nondet", "GRAFT_CUDNN_NONDETERMINISTIC=1")]:
+    for arch, b in [("resnet8", 128), ("efficientnet-lite0", 64)]:
+        g, t = load(f"{tag}-{arch}-{b}-f32.json"), load(f"torch-{arch}-{b}-f32.json")
+        if g:
+            tt = f"{t['train_images_per_second']:.0f}" if t else "failed"
+            ratio = f"{g['train_images_per_second'] / t['train_images_per_second']:.2f}" if t else "-"
+            lines.append(f"| {arch} | {b} | f32, {what} | {g['train_images_per_second']:.0f} | {tt} | {ratio} | "
+                         f"{g['extract_images_per_second']:.0f} | | |")
+k = load("kernels.json")
+lines += ["", "## Kernel check (graft bench --check-kernels --device cuda)", ""]
+if k is None:
+    lines.append("kernel check: did not run"); ok = False
+else:
+    bad = [r for r in k if not r["ok"]]
+    worst = max(k, key=lambda r: r["max_rel_error"] / max(r["tolerance"], 1e-12))
+    lines.append(f"{len(k) - len(bad)} of {len(k)} within tolerance; worst relative to its tolerance: {worst['op']} "
+                 f"({worst['max_rel_error']:.2e}, tolerance {worst['tolerance']:.0e})")
+    for r in bad:
+        lines.append(f"- FAIL {r['op']}: {r['max_rel_error']:.2e} (tolerance {r['tolerance']:.0e})")
+    ok = ok and not bad
+sl, st = load("slice.json"), load("slice-time.json")
+if sl is not None and st:
+    n = sl.get("ran", 0) if isinstance(sl, dict) else 0
+    lines += ["", f"Sweep slice (benches/gpu-slice.toml) on CUDA: {n} runs in {st['seconds']:.0f} s = "
+              f"{3600 * n / max(st['seconds'], 1e-9):.0f} runs/hour; {json.dumps(sl)[:300]}"]
 s = load("bench-simclr.json")
 if s and s.get("simclr_images_per_second"):
     lines += ["", f"SimCLR pretraining, resnet8, batch 256, CUDA: {s['simclr_images_per_second']:.0f} images/s"]
-lines += ["", "parity: " + ("PASS (CUDA first-step loss within 1e-4 of CPU)" if ok else "FAIL (see above)")]
+lines += ["", "parity and kernels: " + ("PASS (CUDA first-step loss within 1e-4 of CPU; every kernel within tolerance)" if ok else "FAIL (see above)")]
 text = "\n".join(lines)
 open(os.path.join(out, "table.md"), "w").write(text + "\n")
 print(text)

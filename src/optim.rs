@@ -14,11 +14,14 @@ pub struct Param {
     pub anchor: Option<Tensor>,
     m: Option<Tensor>,
     v: Option<Tensor>,
+    /// On CUDA: the last fused AdamW step's output [w, m, v], whose m and v the next step reads
+    /// (`m` and `v` above are views of it).
+    gpu_state: Option<Tensor>,
 }
 
 impl Param {
     pub fn new(name: String, var: Var, group: usize, decay: bool, anchor: Option<Tensor>) -> Self {
-        Param { name, var, group, decay, anchor, m: None, v: None }
+        Param { name, var, group, decay, anchor, m: None, v: None, gpu_state: None }
     }
 }
 
@@ -64,6 +67,7 @@ impl Optimizer {
         for p in &mut self.params {
             p.m = state.get(&format!("m.{}", p.name)).cloned();
             p.v = state.get(&format!("v.{}", p.name)).cloned();
+            p.gpu_state = None;
         }
         self.t = steps;
     }
@@ -89,6 +93,44 @@ impl Optimizer {
             }
             let wd = if p.decay { s.weight_decay } else { 0.0 };
             match s.kind {
+                OptimizerKind::Adamw if fused && crate::kernels::gpu::applies(w) => {
+                    // one kernel on the GPU: the same f32 arithmetic as the CPU arm below
+                    let f = |x: f64| x as f32;
+                    let (bc1, bc2) = (1.0 - s.beta1.powi(self.t), 1.0 - s.beta2.powi(self.t));
+                    let op = crate::kernels::gpu::AdamW {
+                        b1: f(s.beta1),
+                        c1: f(1.0 - s.beta1),
+                        b2: f(s.beta2),
+                        c2: f(1.0 - s.beta2),
+                        ibc1: f(1.0 / bc1),
+                        ibc2: f(1.0 / bc2),
+                        eps: f(s.eps),
+                        decay: if wd > 0.0 { f(1.0 - lr * wd) } else { -1.0 },
+                        lr: f(lr),
+                    };
+                    let n = w.elem_count();
+                    let shape = w.shape().clone();
+                    let state = match &p.gpu_state {
+                        Some(st) => st.clone(),
+                        None => {
+                            let zeros = || Tensor::zeros(n, candle_core::DType::F32, w.device());
+                            let m = match &p.m {
+                                Some(m) => m.flatten_all()?,
+                                None => zeros()?,
+                            };
+                            let v = match &p.v {
+                                Some(v) => v.flatten_all()?,
+                                None => zeros()?,
+                            };
+                            Tensor::cat(&[&w.flatten_all()?, &m, &v], 0)?
+                        }
+                    };
+                    let out = w.flatten_all()?.apply_op3_no_bwd(&g.flatten_all()?, &state, &op)?;
+                    p.var.set(&out.narrow(0, 0, n)?.reshape(shape.clone())?)?;
+                    p.m = Some(out.narrow(0, n, n)?.reshape(shape.clone())?);
+                    p.v = Some(out.narrow(0, 2 * n, n)?.reshape(shape)?);
+                    p.gpu_state = Some(out);
+                }
                 OptimizerKind::Adamw if fused && w.device().is_cpu() && w.dtype() == candle_core::DType::F32 => {
                     // one fused pass instead of ~15 tensor ops (each a thread fork-join and an
                     // allocation); the f32 arithmetic is candle's, op for op (its scalar ops are

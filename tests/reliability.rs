@@ -599,3 +599,16 @@ fn stale_temporary_files_are_removed_by_the_next_run() {
     }
     assert!(live.exists(), "a live process's temporary file was removed");
 }
+
+/// `graft bench --check-kernels` checks the CUDA kernels: on the CPU it says which flag to give
+/// (exit 2, no panic), and a CUDA device that this build or machine lacks is named as such.
+#[test]
+fn kernel_check_needs_a_cuda_device() {
+    let o = graft().args(["bench", "--check-kernels"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("--device cuda"), "{err}");
+    let o = graft().args(["bench", "--check-kernels", "--device", "cuda"]).output().unwrap();
+    assert_ne!(o.status.code(), Some(0), "{o:?}");
+    assert!(!String::from_utf8_lossy(&o.stderr).contains("panicked"), "{o:?}");
+}

@@ -327,13 +327,50 @@ pub struct BenchArgs {
     /// Also time SimCLR pretraining (two augmented views, projection head, NT-Xent).
     #[arg(long)]
     pub simclr: bool,
+    /// Instead of timing: check each of graft's GPU kernels (cuDNN convolutions, fused
+    /// BatchNorm, add+ReLU, AdamW), forward and backward, against candle's ops on --device
+    /// (needs a build with the `cudnn` feature and a CUDA device); exits 1 if one is off.
+    #[arg(long)]
+    pub check_kernels: bool,
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(serde::Serialize)]
+struct KernelCheck {
+    op: String,
+    max_rel_error: f32,
+    tolerance: f32,
+    ok: bool,
+}
+
+fn check_kernels(a: &BenchArgs) -> Result<i32> {
+    let (device, name) = executor::select_device(&a.device)?;
+    if !device.is_cuda() {
+        return Err(GraftError::Usage(format!("--check-kernels checks graft's CUDA kernels: give --device cuda (got {name})")));
+    }
+    let rows: Vec<KernelCheck> = crate::kernels::gpu::self_check(&device)?
+        .into_iter()
+        .map(|(op, e, tol)| KernelCheck { ok: e <= tol, op, max_rel_error: e, tolerance: tol })
+        .collect();
+    let bad = rows.iter().filter(|r| !r.ok).count();
+    if a.json {
+        print_json(&rows);
+    } else {
+        for r in &rows {
+            errln!("{} {:<60} max rel. error {:.2e} (tolerance {:.0e})", if r.ok { "ok  " } else { "FAIL" }, r.op, r.max_rel_error, r.tolerance);
+        }
+        errln!("{} of {} checks within tolerance on {name}", rows.len() - bad, rows.len());
+    }
+    Ok(if bad == 0 { EXIT_OK } else { 1 })
 }
 
 pub fn bench(a: BenchArgs) -> Result<i32> {
     if a.batch < 2 || a.steps == 0 {
         return Err(GraftError::Usage("--batch must be at least 2 and --steps at least 1".into()));
+    }
+    if a.check_kernels {
+        return check_kernels(&a);
     }
     let (device, name) = executor::select_device(&a.device)?;
     let _precision = crate::kernels::set_precision(a.precision);

@@ -473,6 +473,13 @@ impl BatchNorm {
             let y = x.broadcast_mul(&scale.reshape(shape.clone())?)?.broadcast_add(&shift.reshape(shape)?)?;
             return apply_act(y, act);
         }
+        if super::gpu::applies(x) {
+            let running = (self.running_mean.as_tensor(), self.running_var.as_tensor());
+            let (y, rm, rv) = super::gpu::batchnorm_train(x, &self.weight, &self.bias, running, self.eps, self.momentum, act.cap())?;
+            self.running_mean.set(&rm)?;
+            self.running_var.set(&rv)?;
+            return Ok(y);
+        }
         let (y, mean, var) = if fast {
             let x = x.contiguous()?;
             let shared = SharedStats::default();

@@ -359,6 +359,14 @@ impl CustomOp2 for DwBwdWeight {
 
 /// Depthwise convolution of NCHW `x` with (C, 1, k, k) `w`, stride `s`, zero padding `pad`.
 pub fn depthwise_conv2d_padded(x: &Tensor, w: &Tensor, s: usize, pad: Pad) -> Result<Tensor> {
+    if super::gpu::applies(x) {
+        // cuDNN pads symmetrically: the asymmetric ("SAME") rest is padded explicitly
+        let p = pad.top.min(pad.bottom).min(pad.left).min(pad.right);
+        let rest = Pad { top: pad.top - p, bottom: pad.bottom - p, left: pad.left - p, right: pad.right - p };
+        let x = pad_zeros(x, rest)?;
+        let c = x.dim(1)?;
+        return super::gpu::conv2d(&x, w, s, p, c);
+    }
     if super::native_kernels_apply(x, &[]) {
         x.contiguous()?.apply_op2(&w.contiguous()?, DwFwd { s, pad })
     } else {

@@ -90,8 +90,12 @@ impl CustomOp2 for ReluMask {
     }
 }
 
-/// relu(a + b): graft's fused op for float32 on the CPU, candle's ops otherwise.
+/// relu(a + b): graft's fused op for float32 on the CPU and on CUDA (`cudnn` feature), candle's
+/// ops otherwise.
 pub fn add_relu(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    if super::gpu::applies(a) && b.dtype() == a.dtype() {
+        return super::gpu::add_relu(a, b);
+    }
     if super::native_kernels_apply(a, &[b]) {
         a.contiguous()?.apply_op2(&b.contiguous()?, AddRelu)
     } else {

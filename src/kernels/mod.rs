@@ -40,6 +40,71 @@ mod depthwise;
 mod direct;
 mod eltwise;
 mod pool;
+#[cfg(feature = "cudnn")]
+pub mod gpu;
+/// Without the `cudnn` feature there are no GPU kernels: nothing applies, and candle's ops run
+/// on any non-CPU device.
+#[cfg(not(feature = "cudnn"))]
+pub mod gpu {
+    use candle_core::{Result, Tensor};
+    pub(crate) fn applies(_: &Tensor) -> bool {
+        false
+    }
+    pub(crate) fn conv_applies(_: &Tensor) -> bool {
+        false
+    }
+    fn absent() -> candle_core::Error {
+        candle_core::Error::Msg("graft was built without the `cudnn` feature (scripts/build-cuda.sh builds it)".into())
+    }
+    pub fn conv2d(_: &Tensor, _: &Tensor, _: usize, _: usize, _: usize) -> Result<Tensor> {
+        Err(absent())
+    }
+    pub fn add_relu(_: &Tensor, _: &Tensor) -> Result<Tensor> {
+        Err(absent())
+    }
+    pub fn batchnorm_train(
+        _: &Tensor,
+        _: &Tensor,
+        _: &Tensor,
+        _: (&Tensor, &Tensor),
+        _: f64,
+        _: f64,
+        _: Option<f32>,
+    ) -> Result<(Tensor, Tensor, Tensor)> {
+        Err(absent())
+    }
+    pub fn self_check(_: &candle_core::Device) -> Result<Vec<(String, f32, f32)>> {
+        Err(absent())
+    }
+    /// (The fused GPU AdamW step's parameters; never run without the feature.)
+    pub struct AdamW {
+        pub b1: f32,
+        pub c1: f32,
+        pub b2: f32,
+        pub c2: f32,
+        pub ibc1: f32,
+        pub ibc2: f32,
+        pub eps: f32,
+        pub decay: f32,
+        pub lr: f32,
+    }
+    impl candle_core::CustomOp3 for AdamW {
+        fn name(&self) -> &'static str {
+            "graft-cuda-adamw"
+        }
+        fn cpu_fwd(
+            &self,
+            _: &candle_core::CpuStorage,
+            _: &candle_core::Layout,
+            _: &candle_core::CpuStorage,
+            _: &candle_core::Layout,
+            _: &candle_core::CpuStorage,
+            _: &candle_core::Layout,
+        ) -> Result<(candle_core::CpuStorage, candle_core::Shape)> {
+            Err(absent())
+        }
+    }
+}
 pub use batchnorm::{Act, BatchNorm};
 pub use conv::{conv2d, conv2d_bn_add_relu_eval, conv2d_bn_eval};
 pub use depthwise::{depthwise_conv2d, depthwise_conv2d_padded, depthwise_conv2d_same, pad_same, Pad};
@@ -256,7 +321,8 @@ pub(crate) fn sgemm(
     }
 }
 
-#[cfg(test)]
+#[cfg(any(test, feature = "cudnn"))]
+#[cfg_attr(not(test), allow(dead_code))]
 pub(crate) mod testutil {
     use candle_core::{Device, Tensor};
 

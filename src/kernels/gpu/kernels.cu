@@ -1,0 +1,207 @@
+// graft's fused element-wise kernels for the CUDA build (`--features cudnn`), compiled to PTX by
+// build.rs with nvcc and loaded through candle's custom-kernel API (src/kernels/gpu/mod.rs).
+//
+// Every reduction here has a fixed order (per-block partial sums in double, then a serial sum
+// of the partials per channel), so a seed gives the same bits run after run: no atomics.
+//
+// Layout: NCHW, contiguous; `hw` pixels a plane, `c` channels, `b` images. A BatchNorm channel's
+// elements are the planes (i·c + ch) for i < b.
+#include <stdint.h>
+
+#define RED_THREADS 256
+
+// Block-wide sum of two doubles into thread 0 (RED_THREADS threads, a power of two).
+__device__ __forceinline__ void block_sum2(double& a, double& b, double* sa, double* sb) {
+    int t = threadIdx.x;
+    sa[t] = a;
+    sb[t] = b;
+    __syncthreads();
+    for (int s = RED_THREADS / 2; s > 0; s >>= 1) {
+        if (t < s) {
+            sa[t] += sa[t + s];
+            sb[t] += sb[t + s];
+        }
+        __syncthreads();
+    }
+    a = sa[0];
+    b = sb[0];
+}
+
+// The flat index of element j (0 <= j < b·hw) of channel ch.
+__device__ __forceinline__ int64_t chan_at(int64_t j, int ch, int c, int hw) {
+    int64_t i = j / hw;
+    return (i * c + ch) * (int64_t)hw + (j - i * hw);
+}
+
+extern "C" {
+
+// ---- BatchNorm, training mode ------------------------------------------------------------
+// Pass 1: grid (s, c); block (ch, part) sums x and x² over its share of channel ch into
+// part_out[(ch·s + part)·2 + {0,1}].
+__global__ void bn_stats_partial(const float* __restrict__ x, int b, int c, int hw, int s,
+                                 double* __restrict__ part_out) {
+    __shared__ double sa[RED_THREADS], sb[RED_THREADS];
+    int ch = blockIdx.y, part = blockIdx.x;
+    int64_t n = (int64_t)b * hw;
+    double s1 = 0.0, s2 = 0.0;
+    for (int64_t j = (int64_t)part * RED_THREADS + threadIdx.x; j < n; j += (int64_t)s * RED_THREADS) {
+        double v = x[chan_at(j, ch, c, hw)];
+        s1 += v;
+        s2 += v * v;
+    }
+    block_sum2(s1, s2, sa, sb);
+    if (threadIdx.x == 0) {
+        part_out[((int64_t)ch * s + part) * 2] = s1;
+        part_out[((int64_t)ch * s + part) * 2 + 1] = s2;
+    }
+}
+
+// Pass 2: one thread a channel. out (4·c doubles): mean, biased variance, and the running
+// statistics after this batch: (1−m)·running + m·batch, the variance unbiased (n/(n−1)).
+__global__ void bn_stats_final(const double* __restrict__ part, int c, int s, double n,
+                               const float* __restrict__ run_mean, const float* __restrict__ run_var,
+                               double momentum, double* __restrict__ out) {
+    int ch = blockIdx.x * blockDim.x + threadIdx.x;
+    if (ch >= c) return;
+    double s1 = 0.0, s2 = 0.0;
+    for (int p = 0; p < s; p++) {
+        s1 += part[((int64_t)ch * s + p) * 2];
+        s2 += part[((int64_t)ch * s + p) * 2 + 1];
+    }
+    double mean = s1 / n;
+    double var = s2 / n - mean * mean;
+    if (var < 0.0) var = 0.0;
+    double unb = n > 1.0 ? n / (n - 1.0) : 1.0;
+    out[ch] = mean;
+    out[c + ch] = var;
+    out[2 * c + ch] = (1.0 - momentum) * (double)run_mean[ch] + momentum * mean;
+    out[3 * c + ch] = (1.0 - momentum) * (double)run_var[ch] + momentum * var * unb;
+}
+
+// Per channel (one thread each): scale = γ/√(var + eps) (in double, rounded once) and
+// shift = β − mean·scale, from the batch statistics `st` (mean at [ch], variance at [c + ch]);
+// ss = [scale (c), shift (c)].
+__global__ void bn_scale_shift(const double* __restrict__ st, const float* __restrict__ gamma,
+                               const float* __restrict__ beta, double eps, int c, float* __restrict__ ss) {
+    int ch = blockIdx.x * blockDim.x + threadIdx.x;
+    if (ch >= c) return;
+    float scale = (float)((double)gamma[ch] / sqrt(st[c + ch] + eps));
+    ss[ch] = scale;
+    ss[c + ch] = beta[ch] - (float)st[ch] * scale;
+}
+
+// y = min(max(0, x·scale + shift), cap) per channel (cap < 0: no activation).
+__global__ void bn_affine_act(const float* __restrict__ x, const float* __restrict__ ss, int64_t total,
+                              int c, int hw, float cap, float* __restrict__ y) {
+    for (int64_t j = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; j < total; j += (int64_t)gridDim.x * blockDim.x) {
+        int ch = (int)((j / hw) % c);
+        float v = x[j] * ss[ch] + ss[c + ch];
+        if (cap >= 0.0f) v = fminf(fmaxf(v, 0.0f), cap);
+        y[j] = v;
+    }
+}
+
+// The incoming gradient masked where the activation clamped (output outside (0, cap)).
+__device__ __forceinline__ float act_mask(float d, const float* __restrict__ out, int64_t j, float cap) {
+    if (cap < 0.0f) return d;
+    float o = out[j];
+    return (o > 0.0f && o < cap) ? d : 0.0f;
+}
+
+// Backward pass 1: grid (s, c); sums of dy and dy·(x − mean) over a share of channel ch.
+__global__ void bn_bwd_partial(const float* __restrict__ x, const float* __restrict__ dy,
+                               const float* __restrict__ out, float cap, const double* __restrict__ st,
+                               int b, int c, int hw, int s, double* __restrict__ part_out) {
+    __shared__ double sa[RED_THREADS], sb[RED_THREADS];
+    int ch = blockIdx.y, part = blockIdx.x;
+    int64_t n = (int64_t)b * hw;
+    double mean = st[ch];
+    double s1 = 0.0, s2 = 0.0;
+    for (int64_t j = (int64_t)part * RED_THREADS + threadIdx.x; j < n; j += (int64_t)s * RED_THREADS) {
+        int64_t at = chan_at(j, ch, c, hw);
+        double d = act_mask(dy[at], out, at, cap);
+        s1 += d;
+        s2 += d * ((double)x[at] - mean);
+    }
+    block_sum2(s1, s2, sa, sb);
+    if (threadIdx.x == 0) {
+        part_out[((int64_t)ch * s + part) * 2] = s1;
+        part_out[((int64_t)ch * s + part) * 2 + 1] = s2;
+    }
+}
+
+// Backward pass 2: one thread a channel. coef (6·c floats): dγ = Σ dy·x̂, dβ = Σ dy, then the dx
+// coefficients k = γ·inv, mean(dy), mean(dy·x̂), inv, with inv = 1/√(var + eps), and the mean
+// (7·c floats in all).
+__global__ void bn_bwd_final(const double* __restrict__ part, int c, int s, double n,
+                             const double* __restrict__ st, const float* __restrict__ gamma, double eps,
+                             float* __restrict__ coef) {
+    int ch = blockIdx.x * blockDim.x + threadIdx.x;
+    if (ch >= c) return;
+    double sd = 0.0, sdx = 0.0;
+    for (int p = 0; p < s; p++) {
+        sd += part[((int64_t)ch * s + p) * 2];
+        sdx += part[((int64_t)ch * s + p) * 2 + 1];
+    }
+    double inv = 1.0 / sqrt(st[c + ch] + eps);
+    sdx *= inv;
+    coef[ch] = (float)sdx;
+    coef[c + ch] = (float)sd;
+    coef[2 * c + ch] = (float)((double)gamma[ch] * inv);
+    coef[3 * c + ch] = (float)(sd / n);
+    coef[4 * c + ch] = (float)(sdx / n);
+    coef[5 * c + ch] = (float)inv;
+    coef[6 * c + ch] = (float)st[ch];
+}
+
+// Backward pass 3: dx = k·(dy − mean(dy) − x̂·mean(dy·x̂)), x̂ = (x − mean)·inv, dy masked.
+__global__ void bn_bwd_dx(const float* __restrict__ x, const float* __restrict__ dy,
+                          const float* __restrict__ out, float cap, const float* __restrict__ coef,
+                          int64_t total, int c, int hw, float* __restrict__ dx) {
+    for (int64_t j = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; j < total; j += (int64_t)gridDim.x * blockDim.x) {
+        int ch = (int)((j / hw) % c);
+        float k = coef[2 * c + ch], md = coef[3 * c + ch], mdx = coef[4 * c + ch], inv = coef[5 * c + ch];
+        float m = coef[6 * c + ch];
+        float d = act_mask(dy[j], out, j, cap);
+        dx[j] = k * (d - md - (x[j] - m) * inv * mdx);
+    }
+}
+
+// ---- residual add + ReLU -----------------------------------------------------------------
+__global__ void add_relu_fwd(const float* __restrict__ a, const float* __restrict__ b, int64_t n,
+                             float* __restrict__ y) {
+    for (int64_t j = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; j < n; j += (int64_t)gridDim.x * blockDim.x)
+        y[j] = fmaxf(a[j] + b[j], 0.0f);
+}
+
+// dx = dy where y > 0, else 0 (the gradient of both addends).
+__global__ void relu_mask(const float* __restrict__ dy, const float* __restrict__ y, int64_t n,
+                          float* __restrict__ dx) {
+    for (int64_t j = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; j < n; j += (int64_t)gridDim.x * blockDim.x)
+        dx[j] = y[j] > 0.0f ? dy[j] : 0.0f;
+}
+
+// ---- AdamW in one pass -------------------------------------------------------------------
+// out = [w', m', v'] (3·n floats) from w, g and the previous state mv = [·, m, v] (3·n floats;
+// the first third is not read). The f32 arithmetic is the CPU path's (src/optim.rs), op for op:
+// each scalar op is x·a + b with a and b rounded to f32; `decay` < 0 means no weight decay.
+__global__ void adamw_step(const float* __restrict__ w, const float* __restrict__ g,
+                           const float* __restrict__ mv, int64_t n, float b1, float c1, float b2,
+                           float c2, float ibc1, float ibc2, float eps, float decay, float lr,
+                           float* __restrict__ out) {
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+        float gi = g[i];
+        float m = __fadd_rn(__fmul_rn(mv[n + i], b1), __fmul_rn(gi, c1));
+        float g2 = __fmul_rn(gi, gi);
+        float v = __fadd_rn(__fmul_rn(mv[2 * n + i], b2), __fmul_rn(g2, c2));
+        float denom = __fadd_rn(__fsqrt_rn(__fmul_rn(v, ibc2)), eps);
+        float upd = __fdiv_rn(__fmul_rn(m, ibc1), denom);
+        float nw = w[i];
+        if (decay >= 0.0f) nw = __fmul_rn(nw, decay);
+        out[i] = __fsub_rn(nw, __fmul_rn(upd, lr));
+        out[n + i] = m;
+        out[2 * n + i] = v;
+    }
+}
+
+}  // extern "C"

@@ -1,0 +1,824 @@
+//! graft's CUDA kernels (`--features cudnn`): every convolution through cuDNN (forward and both
+//! gradients, grouped and depthwise ones included: candle 0.11 splits a grouped convolution into
+//! one convolution a group, and computes the input gradient with its direct conv-transpose
+//! kernel), and fused element-wise kernels for training-mode BatchNorm with its activation,
+//! residual add + ReLU and AdamW (`kernels.cu`, compiled to PTX by build.rs with nvcc). They are
+//! candle custom ops, like the CPU kernels beside this module, so autograd needs nothing else.
+//!
+//! Reductions run in a fixed order (no atomics), and the convolution gradients avoid cuDNN's
+//! atomic algorithms (see [`nondeterministic`]), so results are deterministic on one machine.
+//! float32 convolutions use cuDNN's FMA math (true float32, as on the CPU): `GRAFT_TF32=1` lets
+//! cuDNN use TF32 tensor cores instead, as PyTorch does by default for convolutions.
+//! `GRAFT_REFERENCE_KERNELS=1` turns all of this off (candle's ops), for before/after figures.
+//!
+//! [`self_check`] compares each op, forward and backward, with candle's ops on the same GPU
+//! (`graft bench --check-kernels --device cuda`).
+use candle_core::backend::BackendStorage;
+use candle_core::cuda_backend::cudarc::cudnn::{self, safe::Cudnn, CudnnDataType};
+use candle_core::cuda_backend::cudarc::driver::{CudaSlice, CudaView, DeviceRepr, LaunchConfig, PushKernelArg};
+use candle_core::cuda_backend::{CudaDType, CudaDevice, CudaStorageSlice, WrapErr};
+use candle_core::{
+    bail, CpuStorage, CudaStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Storage, Tensor, WithDType,
+};
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/graft_kernels.ptx"));
+const MODULE: &str = "graft_kernels";
+
+/// Whether graft's GPU kernels serve an f32 op on `x`.
+pub(crate) fn applies(x: &Tensor) -> bool {
+    x.device().is_cuda() && x.dtype() == DType::F32 && !super::use_reference_kernels()
+}
+
+/// Whether cuDNN serves a convolution of `x` (float32, or bfloat16 in mixed precision).
+pub(crate) fn conv_applies(x: &Tensor) -> bool {
+    x.device().is_cuda() && matches!(x.dtype(), DType::F32 | DType::BF16) && !super::use_reference_kernels()
+}
+
+/// `GRAFT_CUDNN_NONDETERMINISTIC=1` lets the gradients use cuDNN's algorithms that sum with
+/// atomics (backward-data ALGO_0, backward-filter ALGO_0 and ALGO_3) when its heuristic prefers
+/// them; by default those are replaced by ALGO_1, so a seed gives the same bits run after run.
+fn nondeterministic() -> bool {
+    static FLAG: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *FLAG.get_or_init(|| std::env::var("GRAFT_CUDNN_NONDETERMINISTIC").map(|v| v == "1").unwrap_or(false))
+}
+
+fn tf32() -> bool {
+    static FLAG: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *FLAG.get_or_init(|| std::env::var("GRAFT_TF32").map(|v| v == "1").unwrap_or(false))
+}
+
+fn cpu_only(name: &str) -> Result<(CpuStorage, Shape)> {
+    bail!("{name} is a CUDA kernel; on the CPU graft's CPU kernels run instead")
+}
+
+/// The contiguous elements of `s` that layout `l` covers.
+fn view<'a, T: CudaDType>(s: &'a CudaStorage, l: &Layout, what: &str) -> Result<CudaView<'a, T>> {
+    let Some((a, b)) = l.contiguous_offsets() else { bail!("graft CUDA kernel: {what} must be contiguous") };
+    Ok(s.as_cuda_slice::<T>()?.slice(a..b))
+}
+
+/// A tensor held by an op (statistics, the activation output), read inside its kernel.
+fn with_held<R>(t: &Tensor, what: &str, f: impl FnOnce(&CudaStorage, &Layout) -> Result<R>) -> Result<R> {
+    let (s, l) = t.storage_and_layout();
+    match &*s {
+        Storage::Cuda(s) => f(s, l),
+        _ => bail!("graft CUDA kernel: {what} is not on the GPU"),
+    }
+}
+
+/// Launches kernel `name` of kernels.cu with `cfg` and the arguments in order (each pushed by
+/// reference, so each must outlive the launch).
+macro_rules! launch {
+    ($dev:expr, $name:expr, $cfg:expr; $($arg:expr),* $(,)?) => {{
+        let f = $dev.get_or_load_custom_func($name, MODULE, PTX)?;
+        let mut lb = f.builder();
+        $( lb.arg($arg); )*
+        // SAFETY: the argument list matches the kernel's signature in kernels.cu.
+        unsafe { lb.launch($cfg) }.w()
+    }};
+}
+
+/// A grid-stride launch over `n` elements.
+fn flat_cfg(n: usize) -> LaunchConfig {
+    let blocks = n.div_ceil(256).clamp(1, 8192) as u32;
+    LaunchConfig { grid_dim: (blocks, 1, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 }
+}
+
+/// One thread a channel.
+fn chan_cfg(c: usize) -> LaunchConfig {
+    LaunchConfig { grid_dim: (c.div_ceil(128) as u32, 1, 1), block_dim: (128, 1, 1), shared_mem_bytes: 0 }
+}
+
+/// Blocks a channel for the two-pass reductions: about 4 096 elements a block, at most 64.
+fn split(per_channel: usize) -> usize {
+    per_channel.div_ceil(4096).clamp(1, 64)
+}
+
+fn wrap<T: CudaDType>(s: CudaSlice<T>, dev: &CudaDevice) -> CudaStorage {
+    CudaStorage::wrap_cuda_slice(s, dev.clone())
+}
+
+fn dims4(l: &Layout) -> Result<(usize, usize, usize, usize)> {
+    l.shape().dims4()
+}
+
+// ---- cuDNN convolutions ---------------------------------------------------------------------
+
+thread_local! {
+    // cuDNN handles are neither Send nor Sync: one a thread and device, as candle keeps its own.
+    static CUDNN: RefCell<HashMap<candle_core::cuda_backend::DeviceId, Arc<Cudnn>>> = RefCell::new(HashMap::new());
+    // The heuristic's algorithm for each (pass, shape), asked once.
+    static ALGOS: RefCell<HashMap<(u8, DType, [usize; 9]), i32>> = RefCell::new(HashMap::new());
+}
+
+fn handle(dev: &CudaDevice) -> Result<Arc<Cudnn>> {
+    CUDNN.with(|m| {
+        if let Some(h) = m.borrow().get(&dev.id()) {
+            return Ok(h.clone());
+        }
+        let h = Cudnn::new(dev.cuda_stream()).map_err(candle_core::Error::wrap)?;
+        m.borrow_mut().insert(dev.id(), h.clone());
+        Ok(h)
+    })
+}
+
+/// One convolution's geometry: NCHW input (b, cin, h, w), filter (cout, cin/groups, k, k).
+#[derive(Debug, Clone, Copy)]
+struct ConvGeom {
+    b: usize,
+    cin: usize,
+    h: usize,
+    w: usize,
+    cout: usize,
+    k: usize,
+    stride: usize,
+    pad: usize,
+    groups: usize,
+}
+
+impl ConvGeom {
+    fn out_hw(&self) -> (usize, usize) {
+        ((self.h + 2 * self.pad - self.k) / self.stride + 1, (self.w + 2 * self.pad - self.k) / self.stride + 1)
+    }
+    fn key(&self) -> [usize; 9] {
+        [self.b, self.cin, self.h, self.w, self.cout, self.k, self.stride, self.pad, self.groups]
+    }
+    fn check(&self) -> Result<()> {
+        if self.groups == 0 || self.cin % self.groups != 0 || self.cout % self.groups != 0 {
+            bail!("graft-cudnn-conv: {} input and {} output channels do not split into {} groups", self.cin, self.cout, self.groups)
+        }
+        if self.h + 2 * self.pad < self.k || self.w + 2 * self.pad < self.k {
+            bail!("graft-cudnn-conv: a {}x{} kernel does not fit a padded {}x{} input", self.k, self.k, self.h, self.w)
+        }
+        Ok(())
+    }
+}
+
+/// The descriptors of one convolution, its operands of type `T` and arithmetic in `C`.
+struct Descs<T: CudnnDataType, C: CudnnDataType> {
+    conv: cudnn::safe::ConvDescriptor<C>,
+    x: cudnn::safe::TensorDescriptor<T>,
+    w: cudnn::safe::FilterDescriptor<T>,
+    y: cudnn::safe::TensorDescriptor<T>,
+}
+
+fn descs<T: CudnnDataType, C: CudnnDataType>(h: &Arc<Cudnn>, g: &ConvGeom, dtype: DType) -> Result<Descs<T, C>> {
+    use cudnn::sys::{cudnnConvolutionMode_t as M, cudnnMathType_t as MT, cudnnTensorFormat_t as F};
+    let e = candle_core::Error::wrap;
+    let i = |v: usize| v as i32;
+    let (oh, ow) = g.out_hw();
+    let mut conv = h
+        .create_conv2d::<C>([i(g.pad), i(g.pad)], [i(g.stride), i(g.stride)], [1, 1], M::CUDNN_CROSS_CORRELATION)
+        .map_err(e)?;
+    conv.set_group_count(i(g.groups)).map_err(e)?;
+    let math = match dtype {
+        DType::F32 if !tf32() => MT::CUDNN_FMA_MATH,
+        _ => MT::CUDNN_DEFAULT_MATH,
+    };
+    conv.set_math_type(math).map_err(e)?;
+    Ok(Descs {
+        conv,
+        x: h.create_4d_tensor::<T>(F::CUDNN_TENSOR_NCHW, [i(g.b), i(g.cin), i(g.h), i(g.w)]).map_err(e)?,
+        w: h.create_4d_filter::<T>(F::CUDNN_TENSOR_NCHW, [i(g.cout), i(g.cin / g.groups), i(g.k), i(g.k)]).map_err(e)?,
+        y: h.create_4d_tensor::<T>(F::CUDNN_TENSOR_NCHW, [i(g.b), i(g.cout), i(oh), i(ow)]).map_err(e)?,
+    })
+}
+
+/// The cached algorithm for (pass, dtype, geometry), or `pick()`'s.
+fn algo(pass: u8, dtype: DType, g: &ConvGeom, pick: impl FnOnce() -> Result<i32>) -> Result<i32> {
+    let key = (pass, dtype, g.key());
+    if let Some(a) = ALGOS.with(|m| m.borrow().get(&key).copied()) {
+        return Ok(a);
+    }
+    let a = pick()?;
+    ALGOS.with(|m| m.borrow_mut().insert(key, a));
+    Ok(a)
+}
+
+fn workspace(dev: &CudaDevice, bytes: usize) -> Result<CudaSlice<u8>> {
+    // SAFETY: scratch memory cuDNN writes before it reads.
+    unsafe { dev.alloc::<u8>(bytes.max(1)) }
+}
+
+/// An element type cuDNN convolves (float32, bfloat16).
+trait ConvElem: CudnnDataType + DeviceRepr + WithDType + CudaDType {}
+impl<T: CudnnDataType + DeviceRepr + WithDType + CudaDType> ConvElem for T {}
+
+fn conv_fwd<T: ConvElem, C: CudnnDataType>(
+    dev: &CudaDevice,
+    g: &ConvGeom,
+    x: &CudaView<T>,
+    w: &CudaView<T>,
+) -> Result<CudaSlice<T>> {
+    use cudnn::sys::cudnnConvolutionFwdAlgo_t as A;
+    let h = handle(dev)?;
+    let d = descs::<T, C>(&h, g, T::DTYPE)?;
+    let op = cudnn::safe::ConvForward { conv: &d.conv, x: &d.x, w: &d.w, y: &d.y };
+    let a = algo(0, T::DTYPE, g, || Ok(op.pick_algorithm().map_err(candle_core::Error::wrap)? as i32))?;
+    // SAFETY: the value came from cuDNN's own enum just above (or an earlier call).
+    let a: A = unsafe { std::mem::transmute(a) };
+    let mut ws = workspace(dev, op.get_workspace_size(a).map_err(candle_core::Error::wrap)?)?;
+    let (oh, ow) = g.out_hw();
+    // SAFETY: cuDNN writes every output element (beta = 0).
+    let mut y = unsafe { dev.alloc::<T>(g.b * g.cout * oh * ow)? };
+    // SAFETY: the operands match the descriptors (shapes checked by the caller, contiguous NCHW).
+    unsafe { op.launch(a, Some(&mut ws), (T::one(), T::zero()), x, w, &mut y) }.map_err(candle_core::Error::wrap)?;
+    Ok(y)
+}
+
+fn conv_bwd_data<T: ConvElem, C: CudnnDataType>(
+    dev: &CudaDevice,
+    g: &ConvGeom,
+    dy: &CudaView<T>,
+    w: &CudaView<T>,
+) -> Result<CudaSlice<T>> {
+    use cudnn::sys::cudnnConvolutionBwdDataAlgo_t as A;
+    let h = handle(dev)?;
+    let d = descs::<T, C>(&h, g, T::DTYPE)?;
+    let op = cudnn::safe::ConvBackwardData { conv: &d.conv, dx: &d.x, w: &d.w, dy: &d.y };
+    let a = algo(1, T::DTYPE, g, || {
+        let a = op.pick_algorithm().map_err(candle_core::Error::wrap)?;
+        let det = A::CUDNN_CONVOLUTION_BWD_DATA_ALGO_1;
+        Ok((if a == A::CUDNN_CONVOLUTION_BWD_DATA_ALGO_0 && !nondeterministic() && op.get_workspace_size(det).is_ok() { det } else { a }) as i32)
+    })?;
+    // SAFETY: as in conv_fwd.
+    let a: A = unsafe { std::mem::transmute(a) };
+    let mut ws = workspace(dev, op.get_workspace_size(a).map_err(candle_core::Error::wrap)?)?;
+    // SAFETY: cuDNN writes every element (beta = 0).
+    let mut dx = unsafe { dev.alloc::<T>(g.b * g.cin * g.h * g.w)? };
+    // SAFETY: as in conv_fwd.
+    unsafe { op.launch(a, Some(&mut ws), (T::one(), T::zero()), &mut dx, w, dy) }.map_err(candle_core::Error::wrap)?;
+    Ok(dx)
+}
+
+fn conv_bwd_filter<T: ConvElem, C: CudnnDataType>(
+    dev: &CudaDevice,
+    g: &ConvGeom,
+    x: &CudaView<T>,
+    dy: &CudaView<T>,
+) -> Result<CudaSlice<T>> {
+    use cudnn::sys::cudnnConvolutionBwdFilterAlgo_t as A;
+    let h = handle(dev)?;
+    let d = descs::<T, C>(&h, g, T::DTYPE)?;
+    let op = cudnn::safe::ConvBackwardFilter { conv: &d.conv, x: &d.x, dw: &d.w, dy: &d.y };
+    let a = algo(2, T::DTYPE, g, || {
+        let a = op.pick_algorithm().map_err(candle_core::Error::wrap)?;
+        let det = A::CUDNN_CONVOLUTION_BWD_FILTER_ALGO_1;
+        let atomic = matches!(a, A::CUDNN_CONVOLUTION_BWD_FILTER_ALGO_0 | A::CUDNN_CONVOLUTION_BWD_FILTER_ALGO_3);
+        Ok((if atomic && !nondeterministic() && op.get_workspace_size(det).is_ok() { det } else { a }) as i32)
+    })?;
+    // SAFETY: as in conv_fwd.
+    let a: A = unsafe { std::mem::transmute(a) };
+    let mut ws = workspace(dev, op.get_workspace_size(a).map_err(candle_core::Error::wrap)?)?;
+    // SAFETY: cuDNN writes every element (beta = 0).
+    let mut dw = unsafe { dev.alloc::<T>(g.cout * (g.cin / g.groups) * g.k * g.k)? };
+    // SAFETY: as in conv_fwd.
+    unsafe { op.launch(a, Some(&mut ws), (T::one(), T::zero()), x, &mut dw, dy) }.map_err(candle_core::Error::wrap)?;
+    Ok(dw)
+}
+
+/// Which pass a [`Conv`] op runs: the two operands are (x, w), (dy, w) or (x, dy).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pass {
+    Forward,
+    /// The input gradient of an input of h x w.
+    Data { h: usize, w: usize },
+    /// The filter gradient of a k x k filter with `cout` outputs.
+    Filter { k: usize, cout: usize },
+}
+
+struct Conv {
+    stride: usize,
+    pad: usize,
+    groups: usize,
+    pass: Pass,
+}
+
+impl Conv {
+    fn geom(&self, l1: &Layout, l2: &Layout) -> Result<ConvGeom> {
+        let (stride, pad, groups) = (self.stride, self.pad, self.groups);
+        let g = match self.pass {
+            Pass::Forward => {
+                let (b, cin, h, w) = dims4(l1)?;
+                let (cout, cig, k, k2) = dims4(l2)?;
+                if k != k2 || cig * groups != cin {
+                    bail!("graft-cudnn-conv: filter {:?} does not fit input {:?} in {groups} groups", l2.dims(), l1.dims())
+                }
+                ConvGeom { b, cin, h, w, cout, k, stride, pad, groups }
+            }
+            Pass::Data { h, w } => {
+                let (b, cout, _, _) = dims4(l1)?;
+                let (cout2, cig, k, _) = dims4(l2)?;
+                if cout != cout2 {
+                    bail!("graft-cudnn-conv (input gradient): gradient {:?} does not fit filter {:?}", l1.dims(), l2.dims())
+                }
+                ConvGeom { b, cin: cig * groups, h, w, cout, k, stride, pad, groups }
+            }
+            Pass::Filter { k, cout } => {
+                let (b, cin, h, w) = dims4(l1)?;
+                ConvGeom { b, cin, h, w, cout, k, stride, pad, groups }
+            }
+        };
+        g.check()?;
+        let (oh, ow) = g.out_hw();
+        let out_dims = [g.b, g.cout, oh, ow];
+        let grad = match self.pass {
+            Pass::Forward => None,
+            Pass::Data { .. } => Some(l1.dims()),
+            Pass::Filter { .. } => Some(l2.dims()),
+        };
+        if let Some(d) = grad {
+            if d != out_dims {
+                bail!("graft-cudnn-conv: gradient {d:?} is not the output's shape {out_dims:?}")
+            }
+        }
+        Ok(g)
+    }
+
+    fn run<T: ConvElem, C: CudnnDataType>(
+        &self,
+        dev: &CudaDevice,
+        s1: &CudaSlice<T>,
+        l1: &Layout,
+        s2: &CudaSlice<T>,
+        l2: &Layout,
+    ) -> Result<(CudaStorage, Shape)> {
+        let g = self.geom(l1, l2)?;
+        let Some((o1, e1)) = l1.contiguous_offsets() else { bail!("graft-cudnn-conv: first operand must be contiguous") };
+        let Some((o2, e2)) = l2.contiguous_offsets() else { bail!("graft-cudnn-conv: second operand must be contiguous") };
+        let a = s1.slice(o1..e1);
+        let b = s2.slice(o2..e2);
+        let (oh, ow) = g.out_hw();
+        let (out, shape) = match self.pass {
+            Pass::Forward => (conv_fwd::<T, C>(dev, &g, &a, &b)?, Shape::from((g.b, g.cout, oh, ow))),
+            Pass::Data { h, w } => (conv_bwd_data::<T, C>(dev, &g, &a, &b)?, Shape::from((g.b, g.cin, h, w))),
+            Pass::Filter { k, cout } => (conv_bwd_filter::<T, C>(dev, &g, &a, &b)?, Shape::from((cout, g.cin / g.groups, k, k))),
+        };
+        Ok((wrap(out, dev), shape))
+    }
+}
+
+impl CustomOp2 for Conv {
+    fn name(&self) -> &'static str {
+        match self.pass {
+            Pass::Forward => "graft-cudnn-conv",
+            Pass::Data { .. } => "graft-cudnn-conv-bwd-data",
+            Pass::Filter { .. } => "graft-cudnn-conv-bwd-filter",
+        }
+    }
+    fn cpu_fwd(&self, _: &CpuStorage, _: &Layout, _: &CpuStorage, _: &Layout) -> Result<(CpuStorage, Shape)> {
+        cpu_only(self.name())
+    }
+    fn cuda_fwd(&self, s1: &CudaStorage, l1: &Layout, s2: &CudaStorage, l2: &Layout) -> Result<(CudaStorage, Shape)> {
+        let dev = &s1.device;
+        match (&s1.slice, &s2.slice) {
+            (CudaStorageSlice::F32(a), CudaStorageSlice::F32(b)) => self.run::<_, f32>(dev, a, l1, b, l2),
+            // bfloat16 operands, float32 arithmetic (cuDNN's "pseudo-bf16" configuration)
+            (CudaStorageSlice::BF16(a), CudaStorageSlice::BF16(b)) => self.run::<_, f32>(dev, a, l1, b, l2),
+            _ => bail!("graft-cudnn-conv: operands of {:?} and {:?}; want both float32 or both bfloat16", s1.dtype(), s2.dtype()),
+        }
+    }
+    fn bwd(&self, x: &Tensor, w: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let grad = grad.contiguous()?;
+        let (stride, pad, groups) = (self.stride, self.pad, self.groups);
+        let dx = if x.track_op() {
+            let pass = Pass::Data { h: x.dim(2)?, w: x.dim(3)? };
+            Some(grad.apply_op2_no_bwd(w, &Conv { stride, pad, groups, pass })?)
+        } else {
+            None
+        };
+        let dw = if w.track_op() {
+            let pass = Pass::Filter { k: w.dim(2)?, cout: w.dim(0)? };
+            Some(x.apply_op2_no_bwd(&grad, &Conv { stride, pad, groups, pass })?)
+        } else {
+            None
+        };
+        Ok((dx, dw))
+    }
+}
+
+/// Convolution of NCHW `x` with (cout, cin/groups, k, k) `w` by cuDNN: stride, symmetric zero
+/// padding, `groups` groups (depthwise: groups = channels).
+pub fn conv2d(x: &Tensor, w: &Tensor, stride: usize, pad: usize, groups: usize) -> Result<Tensor> {
+    let w = if w.dtype() == x.dtype() { w.contiguous()? } else { w.to_dtype(x.dtype())? };
+    x.contiguous()?.apply_op2(&w, Conv { stride, pad, groups, pass: Pass::Forward })
+}
+
+// ---- BatchNorm in training mode ---------------------------------------------------------------
+
+fn f32_of(t: &Tensor, what: &str) -> Result<()> {
+    if t.dtype() != DType::F32 {
+        bail!("graft CUDA batch-norm: {what} must be float32, not {:?}", t.dtype())
+    }
+    Ok(())
+}
+
+/// Batch statistics and the updated running ones: (x, running mean, running var) -> float64
+/// (4, c): mean, biased variance, new running mean, new running variance (unbiased batch
+/// variance, as PyTorch).
+struct BnStats {
+    momentum: f64,
+}
+
+impl CustomOp3 for BnStats {
+    fn name(&self) -> &'static str {
+        "graft-cuda-batchnorm-stats"
+    }
+    fn cpu_fwd(&self, _: &CpuStorage, _: &Layout, _: &CpuStorage, _: &Layout, _: &CpuStorage, _: &Layout) -> Result<(CpuStorage, Shape)> {
+        cpu_only(self.name())
+    }
+    fn cuda_fwd(
+        &self,
+        s1: &CudaStorage,
+        l1: &Layout,
+        s2: &CudaStorage,
+        l2: &Layout,
+        s3: &CudaStorage,
+        l3: &Layout,
+    ) -> Result<(CudaStorage, Shape)> {
+        let (b, c, h, w) = dims4(l1)?;
+        let hw = h * w;
+        let dev = &s1.device;
+        let x = view::<f32>(s1, l1, "input")?;
+        let rm = view::<f32>(s2, l2, "running mean")?;
+        let rv = view::<f32>(s3, l3, "running variance")?;
+        let per = b * hw;
+        let s = split(per);
+        // SAFETY: every partial is written by its block.
+        let part = unsafe { dev.alloc::<f64>(2 * s * c)? };
+        let (bi, ci, hwi, si) = (b as i32, c as i32, hw as i32, s as i32);
+        let cfg = LaunchConfig { grid_dim: (s as u32, c as u32, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 };
+        launch!(dev, "bn_stats_partial", cfg; &x, &bi, &ci, &hwi, &si, &part)?;
+        // SAFETY: written by bn_stats_final, one thread a channel.
+        let out = unsafe { dev.alloc::<f64>(4 * c)? };
+        let (n, m) = (per as f64, self.momentum);
+        launch!(dev, "bn_stats_final", chan_cfg(c); &part, &ci, &si, &n, &rm, &rv, &m, &out)?;
+        Ok((wrap(out, dev), Shape::from((4, c))))
+    }
+}
+
+/// y = act(γ·(x − mean)/√(var + eps) + β) with the batch statistics `st` (from [`BnStats`]);
+/// `cap` < 0: no activation, else the clamp's upper bound (∞ for ReLU, 6 for ReLU6).
+struct BnNorm {
+    eps: f64,
+    cap: f32,
+    st: Tensor,
+}
+
+impl CustomOp3 for BnNorm {
+    fn name(&self) -> &'static str {
+        "graft-cuda-batchnorm-train"
+    }
+    fn cpu_fwd(&self, _: &CpuStorage, _: &Layout, _: &CpuStorage, _: &Layout, _: &CpuStorage, _: &Layout) -> Result<(CpuStorage, Shape)> {
+        cpu_only(self.name())
+    }
+    fn cuda_fwd(
+        &self,
+        s1: &CudaStorage,
+        l1: &Layout,
+        s2: &CudaStorage,
+        l2: &Layout,
+        s3: &CudaStorage,
+        l3: &Layout,
+    ) -> Result<(CudaStorage, Shape)> {
+        let (_, c, h, w) = dims4(l1)?;
+        let dev = &s1.device;
+        let x = view::<f32>(s1, l1, "input")?;
+        let gamma = view::<f32>(s2, l2, "weight")?;
+        let beta = view::<f32>(s3, l3, "bias")?;
+        let total = l1.shape().elem_count();
+        // SAFETY: bn_scale_shift writes all 2c values.
+        let ss = unsafe { dev.alloc::<f32>(2 * c)? };
+        with_held(&self.st, "batch statistics", |ss_s, ss_l| {
+            let st = view::<f64>(ss_s, ss_l, "batch statistics")?;
+            let ci = c as i32;
+            launch!(dev, "bn_scale_shift", chan_cfg(c); &st, &gamma, &beta, &self.eps, &ci, &ss)
+        })?;
+        // SAFETY: bn_affine_act writes every element.
+        let y = unsafe { dev.alloc::<f32>(total)? };
+        let (t, ci, hwi) = (total as i64, c as i32, (h * w) as i32);
+        launch!(dev, "bn_affine_act", flat_cfg(total); &x, &ss, &t, &ci, &hwi, &self.cap, &y)?;
+        Ok((wrap(y, dev), l1.shape().clone()))
+    }
+    fn bwd(&self, x: &Tensor, gamma: &Tensor, _beta: &Tensor, res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let grad = grad.contiguous()?;
+        let out = if self.cap >= 0.0 { Some(res.clone()) } else { None };
+        let coef = x.apply_op3_no_bwd(&grad, gamma, &BnBwd { eps: self.eps, cap: self.cap, st: self.st.clone(), out: out.clone(), coef: None })?;
+        let dx = x.apply_op3_no_bwd(&grad, &coef, &BnBwd { eps: self.eps, cap: self.cap, st: self.st.clone(), out, coef: Some(()) })?;
+        Ok((Some(dx), Some(coef.get(0)?), Some(coef.get(1)?)))
+    }
+}
+
+/// The backward pass of [`BnNorm`] in two ops. `coef: None`: (x, dy, γ) -> float32 (7, c): dγ,
+/// dβ, γ·inv, mean(dy), mean(dy·x̂), inv, mean. `coef: Some`: (x, dy, those rows) -> dx.
+struct BnBwd {
+    eps: f64,
+    cap: f32,
+    st: Tensor,
+    /// The forward output, whose clamped values mask the gradient (with an activation).
+    out: Option<Tensor>,
+    coef: Option<()>,
+}
+
+impl CustomOp3 for BnBwd {
+    fn name(&self) -> &'static str {
+        if self.coef.is_none() {
+            "graft-cuda-batchnorm-bwd-sums"
+        } else {
+            "graft-cuda-batchnorm-bwd-dx"
+        }
+    }
+    fn cpu_fwd(&self, _: &CpuStorage, _: &Layout, _: &CpuStorage, _: &Layout, _: &CpuStorage, _: &Layout) -> Result<(CpuStorage, Shape)> {
+        cpu_only(self.name())
+    }
+    fn cuda_fwd(
+        &self,
+        s1: &CudaStorage,
+        l1: &Layout,
+        s2: &CudaStorage,
+        l2: &Layout,
+        s3: &CudaStorage,
+        l3: &Layout,
+    ) -> Result<(CudaStorage, Shape)> {
+        let (b, c, h, w) = dims4(l1)?;
+        let hw = h * w;
+        let dev = &s1.device;
+        let x = view::<f32>(s1, l1, "input")?;
+        let dy = view::<f32>(s2, l2, "gradient")?;
+        let third = view::<f32>(s3, l3, if self.coef.is_none() { "weight" } else { "coefficients" })?;
+        let (bi, ci, hwi) = (b as i32, c as i32, hw as i32);
+        let total = l1.shape().elem_count();
+        // the activation output (or, without an activation, any pointer: the kernels do not read it)
+        let run = |out: &CudaView<f32>| -> Result<(CudaStorage, Shape)> {
+            if self.coef.is_none() {
+                with_held(&self.st, "batch statistics", |st_s, st_l| {
+                    let st = view::<f64>(st_s, st_l, "batch statistics")?;
+                    let s = split(b * hw);
+                    let si = s as i32;
+                    // SAFETY: every partial is written by its block.
+                    let part = unsafe { dev.alloc::<f64>(2 * s * c)? };
+                    let cfg = LaunchConfig { grid_dim: (s as u32, c as u32, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 };
+                    launch!(dev, "bn_bwd_partial", cfg; &x, &dy, out, &self.cap, &st, &bi, &ci, &hwi, &si, &part)?;
+                    // SAFETY: bn_bwd_final writes all 7c values.
+                    let coef = unsafe { dev.alloc::<f32>(7 * c)? };
+                    let n = (b * hw) as f64;
+                    launch!(dev, "bn_bwd_final", chan_cfg(c); &part, &ci, &si, &n, &st, &third, &self.eps, &coef)?;
+                    Ok((wrap(coef, dev), Shape::from((7, c))))
+                })
+            } else {
+                // SAFETY: bn_bwd_dx writes every element.
+                let dx = unsafe { dev.alloc::<f32>(total)? };
+                let t = total as i64;
+                launch!(dev, "bn_bwd_dx", flat_cfg(total); &x, &dy, out, &self.cap, &third, &t, &ci, &hwi, &dx)?;
+                Ok((wrap(dx, dev), l1.shape().clone()))
+            }
+        };
+        match &self.out {
+            Some(o) => with_held(o, "activation output", |os, ol| run(&view::<f32>(os, ol, "activation output")?)),
+            None => run(&x),
+        }
+    }
+}
+
+/// Training-mode BatchNorm with its activation on the GPU: returns y and the updated running
+/// mean and variance (float32, c each). `cap`: None, or the clamp's upper bound.
+pub fn batchnorm_train(
+    x: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    running: (&Tensor, &Tensor),
+    eps: f64,
+    momentum: f64,
+    cap: Option<f32>,
+) -> Result<(Tensor, Tensor, Tensor)> {
+    for (t, what) in [(x, "input"), (gamma, "weight"), (beta, "bias"), (running.0, "running mean"), (running.1, "running variance")] {
+        f32_of(t, what)?;
+    }
+    // any rank >= 2 as (b, c, rest, 1)
+    let shape = x.shape().clone();
+    let (b, c) = (x.dim(0)?, x.dim(1)?);
+    let x = x.contiguous()?.reshape((b, c, shape.elem_count() / (b * c).max(1), 1))?;
+    let st = x.apply_op3_no_bwd(&running.0.contiguous()?, &running.1.contiguous()?, &BnStats { momentum })?;
+    let y = x.apply_op3(&gamma.contiguous()?, &beta.contiguous()?, BnNorm { eps, cap: cap.unwrap_or(-1.0), st: st.clone() })?;
+    Ok((y.reshape(shape)?, st.get(2)?.to_dtype(DType::F32)?, st.get(3)?.to_dtype(DType::F32)?))
+}
+
+// ---- residual add + ReLU ------------------------------------------------------------------------
+
+/// relu(a + b) (`mask: false`), or the gradient dy masked where the output y > 0 (`mask: true`,
+/// operands (dy, y)).
+struct AddRelu {
+    mask: bool,
+}
+
+impl CustomOp2 for AddRelu {
+    fn name(&self) -> &'static str {
+        if self.mask {
+            "graft-cuda-relu-mask"
+        } else {
+            "graft-cuda-add-relu"
+        }
+    }
+    fn cpu_fwd(&self, _: &CpuStorage, _: &Layout, _: &CpuStorage, _: &Layout) -> Result<(CpuStorage, Shape)> {
+        cpu_only(self.name())
+    }
+    fn cuda_fwd(&self, s1: &CudaStorage, l1: &Layout, s2: &CudaStorage, l2: &Layout) -> Result<(CudaStorage, Shape)> {
+        if l1.shape() != l2.shape() {
+            bail!("{}: shapes {:?} and {:?} differ", self.name(), l1.dims(), l2.dims())
+        }
+        let dev = &s1.device;
+        let a = view::<f32>(s1, l1, "first operand")?;
+        let b = view::<f32>(s2, l2, "second operand")?;
+        let n = l1.shape().elem_count();
+        // SAFETY: the kernel writes every element.
+        let y = unsafe { dev.alloc::<f32>(n)? };
+        let ni = n as i64;
+        launch!(dev, if self.mask { "relu_mask" } else { "add_relu_fwd" }, flat_cfg(n); &a, &b, &ni, &y)?;
+        Ok((wrap(y, dev), l1.shape().clone()))
+    }
+    fn bwd(&self, _a: &Tensor, _b: &Tensor, res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let g = grad.contiguous()?.apply_op2_no_bwd(&res.contiguous()?, &AddRelu { mask: true })?;
+        Ok((Some(g.clone()), Some(g)))
+    }
+}
+
+/// relu(a + b) in one kernel (and its gradient in one).
+pub fn add_relu(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    a.contiguous()?.apply_op2(&b.contiguous()?, AddRelu { mask: false })
+}
+
+// ---- AdamW ----------------------------------------------------------------------------------------
+
+/// One AdamW step for one parameter: (w, g, state) -> [w', m', v'] (3n), state = [·, m, v].
+pub struct AdamW {
+    pub b1: f32,
+    pub c1: f32,
+    pub b2: f32,
+    pub c2: f32,
+    pub ibc1: f32,
+    pub ibc2: f32,
+    pub eps: f32,
+    /// 1 − lr·wd, or a negative value for no decay.
+    pub decay: f32,
+    pub lr: f32,
+}
+
+impl CustomOp3 for AdamW {
+    fn name(&self) -> &'static str {
+        "graft-cuda-adamw"
+    }
+    fn cpu_fwd(&self, _: &CpuStorage, _: &Layout, _: &CpuStorage, _: &Layout, _: &CpuStorage, _: &Layout) -> Result<(CpuStorage, Shape)> {
+        cpu_only(self.name())
+    }
+    fn cuda_fwd(
+        &self,
+        s1: &CudaStorage,
+        l1: &Layout,
+        s2: &CudaStorage,
+        l2: &Layout,
+        s3: &CudaStorage,
+        l3: &Layout,
+    ) -> Result<(CudaStorage, Shape)> {
+        let n = l1.shape().elem_count();
+        if l2.shape().elem_count() != n || l3.shape().elem_count() != 3 * n {
+            bail!("graft-cuda-adamw: parameter of {n}, gradient of {}, state of {} (want {})", l2.shape().elem_count(), l3.shape().elem_count(), 3 * n)
+        }
+        let dev = &s1.device;
+        let w = view::<f32>(s1, l1, "parameter")?;
+        let g = view::<f32>(s2, l2, "gradient")?;
+        let mv = view::<f32>(s3, l3, "state")?;
+        // SAFETY: adamw_step writes all 3n values.
+        let out = unsafe { dev.alloc::<f32>(3 * n)? };
+        let ni = n as i64;
+        launch!(dev, "adamw_step", flat_cfg(n); &w, &g, &mv, &ni, &self.b1, &self.c1, &self.b2, &self.c2,
+            &self.ibc1, &self.ibc2, &self.eps, &self.decay, &self.lr, &out)?;
+        Ok((wrap(out, dev), Shape::from(3 * n)))
+    }
+}
+
+// ---- self-check ----------------------------------------------------------------------------------
+
+/// Each GPU op against candle's ops on the CPU (exact float32: candle's own cuDNN convolution
+/// may use TF32 on the GPU), forward and backward: (name, max relative error, tolerance). Inputs
+/// are drawn on the CPU from fixed seeds. A wrong index or a missing term shows as an error of
+/// order 1; the tolerances allow for cuDNN's algorithms (Winograd, FFT) summing in other orders.
+pub fn self_check(dev: &candle_core::Device) -> Result<Vec<(String, f32, f32)>> {
+    use candle_core::{Device, Var};
+    let cpu = Device::Cpu;
+    let rand = |shape: &[usize], seed: u64| -> Tensor { super::testutil::rand(shape, seed, -1.0, 1.0) };
+    // a pair of leaf variables holding the same values, on the GPU and on the CPU
+    let pair = |t: &Tensor| -> Result<(Var, Var)> { Ok((Var::from_tensor(&t.to_device(dev)?)?, Var::from_tensor(t)?)) };
+    let rel = |a: &Tensor, b: &Tensor| -> Result<f32> {
+        let a = a.to_device(&cpu)?;
+        let d = (&a - b)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?;
+        let m = b.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?;
+        Ok(d / m.max(1e-12))
+    };
+    let mut out = Vec::new();
+    // convolutions: dense, strided, 1x1, grouped and depthwise (k 3 and 5)
+    for (i, &(b, cin, h, cout, k, s, p, groups)) in [
+        (4, 16, 16, 32, 3, 1, 1, 1),
+        (4, 16, 17, 32, 3, 2, 1, 1),
+        (8, 32, 8, 64, 1, 1, 0, 1),
+        (2, 3, 32, 16, 3, 2, 0, 1),
+        (4, 8, 12, 16, 3, 1, 1, 4),
+        (4, 32, 14, 32, 3, 1, 1, 32),
+        (4, 24, 15, 24, 5, 2, 2, 24),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let (xg, xc) = pair(&rand(&[b, cin, h, h], 10 + i as u64))?;
+        let (wg, wc) = pair(&rand(&[cout, cin / groups, k, k], 20 + i as u64))?;
+        let o = (h + 2 * p - k) / s + 1;
+        let up = rand(&[b, cout, o, o], 30 + i as u64);
+        let ours = conv2d(xg.as_tensor(), wg.as_tensor(), s, p, groups)?;
+        let theirs = xc.as_tensor().conv2d(wc.as_tensor(), p, s, 1, groups)?;
+        let name = format!("conv b{b} c{cin}->{cout} {h}px k{k} s{s} p{p} g{groups}");
+        out.push((format!("{name} forward"), rel(&ours, &theirs)?, 1e-4));
+        let go = (ours * up.to_device(dev)?)?.sum_all()?.backward()?;
+        let gt = (theirs * &up)?.sum_all()?.backward()?;
+        out.push((format!("{name} input grad"), rel(go.get(xg.as_tensor()).expect("dx"), gt.get(xc.as_tensor()).expect("dx"))?, 1e-4));
+        out.push((format!("{name} weight grad"), rel(go.get(wg.as_tensor()).expect("dw"), gt.get(wc.as_tensor()).expect("dw"))?, 1e-4));
+    }
+    // BatchNorm + activation in training mode, and its running statistics
+    for (i, &(b, c, h, cap)) in [(8, 16, 8, None), (4, 32, 7, Some(6f32)), (16, 8, 4, Some(f32::INFINITY)), (2, 3, 33, Some(6f32))].iter().enumerate() {
+        let (xg, xc) = pair(&((rand(&[b, c, h, h], 40 + i as u64) * 3.0)? + 0.5)?)?;
+        let (gg, gc) = pair(&(rand(&[c], 50 + i as u64) + 1.5)?)?;
+        let (bg, bc) = pair(&rand(&[c], 60 + i as u64))?;
+        let up = rand(&[b, c, h, h], 70 + i as u64);
+        let (rm, rv) = (Tensor::zeros(c, DType::F32, dev)?, Tensor::ones(c, DType::F32, dev)?);
+        let (ours, nrm, nrv) = batchnorm_train(xg.as_tensor(), gg.as_tensor(), bg.as_tensor(), (&rm, &rv), 1e-5, 0.1, cap)?;
+        let xt = xc.as_tensor();
+        let mean = xt.mean_keepdim(0)?.mean_keepdim(2)?.mean_keepdim(3)?;
+        let xm = xt.broadcast_sub(&mean)?;
+        let var = xm.sqr()?.mean_keepdim(0)?.mean_keepdim(2)?.mean_keepdim(3)?;
+        let mut theirs = xm
+            .broadcast_div(&(&var + 1e-5)?.sqrt()?)?
+            .broadcast_mul(&gc.as_tensor().reshape((1, c, 1, 1))?)?
+            .broadcast_add(&bc.as_tensor().reshape((1, c, 1, 1))?)?;
+        if let Some(cap) = cap {
+            theirs = if cap.is_finite() { theirs.clamp(0f32, cap)? } else { theirs.relu()? };
+        }
+        let n = (b * h * h) as f64;
+        let trm = (mean.flatten_all()? * 0.1)?;
+        let trv = (var.flatten_all()? * (n / (n - 1.0)))?.affine(0.1, 0.9)?;
+        let name = format!("batchnorm b{b} c{c} {h}px act {cap:?}");
+        out.push((format!("{name} forward"), rel(&ours, &theirs)?, 1e-5));
+        out.push((format!("{name} running mean"), rel(&nrm, &trm)?, 1e-5));
+        out.push((format!("{name} running var"), rel(&nrv, &trv)?, 1e-5));
+        let go = (ours * up.to_device(dev)?)?.sum_all()?.backward()?;
+        let gt = (theirs * &up)?.sum_all()?.backward()?;
+        for ((vg, vc), what) in [((&xg, &xc), "input"), ((&gg, &gc), "weight"), ((&bg, &bc), "bias")] {
+            let (a, r) = (go.get(vg.as_tensor()).expect("grad"), gt.get(vc.as_tensor()).expect("grad"));
+            out.push((format!("{name} {what} grad"), rel(a, r)?, 1e-4));
+        }
+    }
+    // residual add + ReLU
+    {
+        let (ag, ac) = pair(&rand(&[4, 16, 9, 9], 80))?;
+        let (bg, bc) = pair(&rand(&[4, 16, 9, 9], 81))?;
+        let up = rand(&[4, 16, 9, 9], 82);
+        let ours = add_relu(ag.as_tensor(), bg.as_tensor())?;
+        let theirs = (ac.as_tensor() + bc.as_tensor())?.relu()?;
+        out.push(("add+relu forward".into(), rel(&ours, &theirs)?, 1e-6));
+        let go = (ours * up.to_device(dev)?)?.sum_all()?.backward()?;
+        let gt = (theirs * &up)?.sum_all()?.backward()?;
+        out.push(("add+relu grad".into(), rel(go.get(ag.as_tensor()).expect("grad"), gt.get(ac.as_tensor()).expect("grad"))?, 1e-6));
+    }
+    // AdamW: three steps of the fused kernel against the tensor-op formula
+    {
+        let n = 1000;
+        let w0 = rand(&[n], 90);
+        let (b1, b2, eps, lr, wd) = (0.9f64, 0.999f64, 1e-8f64, 1e-2f64, 0.05f64);
+        let w0g = w0.to_device(dev)?;
+        let (mut w, mut st) = (w0g.clone(), Tensor::cat(&[&w0g, &Tensor::zeros(2 * n, DType::F32, dev)?], 0)?);
+        let (mut wr, mut m, mut v) = (w0.clone(), Tensor::zeros(n, DType::F32, &cpu)?, Tensor::zeros(n, DType::F32, &cpu)?);
+        for t in 1..=3 {
+            let g = rand(&[n], 100 + t as u64);
+            let (bc1, bc2) = (1.0 - b1.powi(t), 1.0 - b2.powi(t));
+            let op = AdamW {
+                b1: b1 as f32,
+                c1: (1.0 - b1) as f32,
+                b2: b2 as f32,
+                c2: (1.0 - b2) as f32,
+                ibc1: (1.0 / bc1) as f32,
+                ibc2: (1.0 / bc2) as f32,
+                eps: eps as f32,
+                decay: (1.0 - lr * wd) as f32,
+                lr: lr as f32,
+            };
+            st = w.apply_op3_no_bwd(&g.to_device(dev)?, &st, &op)?;
+            w = st.narrow(0, 0, n)?;
+            m = ((m * b1)? + (&g * (1.0 - b1))?)?;
+            v = ((v * b2)? + (g.sqr()? * (1.0 - b2))?)?;
+            let upd = ((&m / bc1)? / ((&v / bc2)?.sqrt()? + eps)?)?;
+            wr = ((wr * (1.0 - lr * wd))? - (upd * lr)?)?;
+        }
+        out.push(("adamw 3 steps".into(), rel(&w, &wr)?, 1e-5));
+    }
+    Ok(out)
+}
