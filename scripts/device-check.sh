@@ -9,7 +9,10 @@
 # Build BIN elsewhere with scripts/build-cuda.sh and bring it along. Needs the NVIDIA driver
 # (libcuda.so.1) and CUDA 13 user-space libraries (cuBLAS, cuBLASLt, NVRTC, cuRAND, cudart),
 # which PyTorch's CUDA 13 wheels provide; the script finds them under python3's site-packages.
-# Results go to ${OUT:-a temporary folder}: parity.json, bench-*.json, torch-*.json, table.md.
+# Results go to ${OUT:-a temporary folder}: results.tar (every step's JSON and stderr.log, packed
+# again after each section, so a run cut short still returns what it did) and table.md; the device
+# tool returns at most 8 files. Rebuild the table from a results.tar elsewhere with
+# `mkdir r && tar -xf results.tar -C r && TABLE_ONLY=r scripts/device-check.sh`.
 # It prints a short table last. Each step has its own time limit; the whole check takes a few
 # minutes on an H100.
 #
@@ -23,7 +26,7 @@
 #     also with GRAFT_REFERENCE_KERNELS=1 (candle's ops: the "before"), and Lite0 at 64 with
 #     GRAFT_TF32=1 (TF32 convolutions, as PyTorch's default).
 # (k) kernels: graft bench --check-kernels (each cuDNN / fused op, forward and backward, against
-#     candle's ops on the GPU), first, so a broken kernel is named before anything is timed.
+#     candle's ops on the CPU), first, so a broken kernel is named before anything is timed.
 # (s) a sweep slice (benches/gpu-slice.toml: 6 Lite0 fine-tunes at 224 px on examples/cifar3) on
 #     the GPU, for runs per hour.
 #
@@ -33,24 +36,30 @@ set -uo pipefail
 BIN=${1:-target/cuda/release/graft}
 OUT=${OUT:-$(mktemp -d)}
 mkdir -p "$OUT"
+W=${TABLE_ONLY:-$(mktemp -d)}
+pack() {
+    tar -C "$W" --exclude=./graft --exclude=./runs --exclude=./slice --exclude=./slice-runs -cf "$OUT/results.tar.tmp" . &&
+        mv "$OUT/results.tar.tmp" "$OUT/results.tar"
+}
 PY=${PYTHON:-python3}
 say() { echo "device-check: $*" >&2; }
 
+if [ -z "${TABLE_ONLY:-}" ]; then
 case "$BIN" in
 *.gz | *.xz)
     [ -f "$BIN" ] || { say "no $BIN (build it with scripts/build-cuda.sh)"; exit 2; }
     "$PY" -c 'import gzip, lzma, shutil, sys; o = (gzip.open if sys.argv[1].endswith(".gz") else lzma.open)(sys.argv[1]); shutil.copyfileobj(o, open(sys.argv[2], "wb"))' \
-        "$BIN" "$OUT/graft" && chmod +x "$OUT/graft" && BIN=$OUT/graft || { say "could not unpack $BIN"; exit 2; }
+        "$BIN" "$W/graft" && chmod +x "$W/graft" && BIN=$W/graft || { say "could not unpack $BIN"; exit 2; }
     ;;
 esac
 [ -x "$BIN" ] || { say "no graft binary at $BIN (build it with scripts/build-cuda.sh)"; exit 2; }
-command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$OUT/gpu.txt" >&2
+command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$W/gpu.txt" >&2
 
 # CUDA user-space libraries from the Python environment's NVIDIA wheels.
 LIBS=$("$PY" - <<'EOF' 2>/dev/null
 import glob, os, site, sys
 roots = site.getsitepackages() + [site.getusersitepackages()]
-want = ["libcublas.so.13", "libcublasLt.so.13", "libnvrtc.so.13", "libcurand.so.10", "libcudart.so.13"]
+want = ["libcublas.so.13", "libcublasLt.so.13", "libnvrtc.so.13", "libcurand.so.10", "libcudart.so.13", "libcudnn.so.9"]
 dirs = []
 for r in roots:
     for w in want:
@@ -70,56 +79,63 @@ if ldd "$BIN" | grep -q 'not found'; then
 fi
 
 G() { timeout "${T:-120}" "$BIN" "$@"; }
-RUNS=$OUT/runs
+RUNS=$W/runs
 
 # (k) kernels ----------------------------------------------------------------------
-G bench --check-kernels --device cuda --json > "$OUT/kernels.json" 2>>"$OUT/stderr.log" || say "kernel check FAILED or did not run (see $OUT/kernels.json, $OUT/stderr.log)"
+G bench --check-kernels --device cuda --json > "$W/kernels.json" 2>>"$W/stderr.log" || say "kernel check FAILED or did not run (see kernels.json, stderr.log)"
 
+pack
 # (a) parity ---------------------------------------------------------------------
 run() { # device precision seed -> json
     G run --data examples/cifar3 --preset finetune-all --backbone resnet8-cifar10 --epochs 3 --seed "$3" \
-        --device "$1" --precision "$2" --no-meta --runs "$RUNS" --json 2>>"$OUT/stderr.log"
+        --device "$1" --precision "$2" --no-meta --runs "$RUNS" --json 2>>"$W/stderr.log"
 }
-run cpu f32 0 > "$OUT/run-cpu-f32-s0.json" || say "CPU run failed (see $OUT/stderr.log)"
-run cuda f32 0 > "$OUT/run-cuda-f32-s0.json" || say "CUDA run failed (see $OUT/stderr.log)"
-run cuda f32 1 > "$OUT/run-cuda-f32-s1.json" || say "CUDA run (seed 1) failed"
-run cpu f32 1 > "$OUT/run-cpu-f32-s1.json" || say "CPU run (seed 1) failed"
-run cuda bf16 0 > "$OUT/run-cuda-bf16-s0.json" || say "CUDA bf16 run failed"
-run cpu bf16 0 > "$OUT/run-cpu-bf16-s0.json" || say "CPU bf16 (emulated) run failed"
+run cpu f32 0 > "$W/run-cpu-f32-s0.json" || say "CPU run failed (see $W/stderr.log)"
+run cuda f32 0 > "$W/run-cuda-f32-s0.json" || say "CUDA run failed (see $W/stderr.log)"
+run cuda f32 1 > "$W/run-cuda-f32-s1.json" || say "CUDA run (seed 1) failed"
+run cpu f32 1 > "$W/run-cpu-f32-s1.json" || say "CPU run (seed 1) failed"
+run cuda bf16 0 > "$W/run-cuda-bf16-s0.json" || say "CUDA bf16 run failed"
+run cpu bf16 0 > "$W/run-cpu-bf16-s0.json" || say "CPU bf16 (emulated) run failed"
 
+pack
 # (b) throughput -----------------------------------------------------------------
+# EfficientNet-Lite0 at 224 px first: the issue's target
+for b in 64 256; do
+    for p in f32 bf16; do
+        G bench --arch efficientnet-lite0 --batch $b --steps 10 --device cuda --precision $p --json > "$W/bench-efficientnet-lite0-$b-$p.json" 2>>"$W/stderr.log" ||
+            say "graft bench efficientnet-lite0 $b $p failed"
+        timeout 180 "$PY" benches/pytorch_reference.py --arch efficientnet-lite0 --batch $b --steps 10 --device cuda --precision $p \
+            > "$W/torch-efficientnet-lite0-$b-$p.json" 2>>"$W/stderr.log" || say "pytorch reference efficientnet-lite0 $b $p failed"
+    done
+done
 for arch in resnet8 resnet20; do
     for b in 128 512; do
         for p in f32 bf16; do
-            G bench --arch $arch --batch $b --steps 20 --device cuda --precision $p --json > "$OUT/bench-$arch-$b-$p.json" 2>>"$OUT/stderr.log" ||
+            G bench --arch $arch --batch $b --steps 20 --device cuda --precision $p --json > "$W/bench-$arch-$b-$p.json" 2>>"$W/stderr.log" ||
                 say "graft bench $arch $b $p failed"
             timeout 120 "$PY" benches/pytorch_reference.py --arch $arch --batch $b --steps 20 --device cuda --precision $p \
-                > "$OUT/torch-$arch-$b-$p.json" 2>>"$OUT/stderr.log" || say "pytorch reference $arch $b $p failed"
+                > "$W/torch-$arch-$b-$p.json" 2>>"$W/stderr.log" || say "pytorch reference $arch $b $p failed"
         done
     done
 done
-for b in 64 256; do
-    for p in f32 bf16; do
-        G bench --arch efficientnet-lite0 --batch $b --steps 10 --device cuda --precision $p --json > "$OUT/bench-efficientnet-lite0-$b-$p.json" 2>>"$OUT/stderr.log" ||
-            say "graft bench efficientnet-lite0 $b $p failed"
-        timeout 180 "$PY" benches/pytorch_reference.py --arch efficientnet-lite0 --batch $b --steps 10 --device cuda --precision $p \
-            > "$OUT/torch-efficientnet-lite0-$b-$p.json" 2>>"$OUT/stderr.log" || say "pytorch reference efficientnet-lite0 $b $p failed"
-    done
-done
-GRAFT_REFERENCE_KERNELS=1 G bench --arch resnet8 --batch 128 --steps 20 --device cuda --json > "$OUT/ref-resnet8-128-f32.json" 2>>"$OUT/stderr.log" || true
-GRAFT_REFERENCE_KERNELS=1 G bench --arch efficientnet-lite0 --batch 64 --steps 5 --device cuda --json > "$OUT/ref-efficientnet-lite0-64-f32.json" 2>>"$OUT/stderr.log" || true
-GRAFT_TF32=1 G bench --arch efficientnet-lite0 --batch 64 --steps 10 --device cuda --json > "$OUT/tf32-efficientnet-lite0-64-f32.json" 2>>"$OUT/stderr.log" || true
-GRAFT_CUDNN_NONDETERMINISTIC=1 G bench --arch efficientnet-lite0 --batch 64 --steps 10 --device cuda --json > "$OUT/nondet-efficientnet-lite0-64-f32.json" 2>>"$OUT/stderr.log" || true
-G bench --arch resnet8 --batch 256 --steps 5 --device cuda --simclr --json > "$OUT/bench-simclr.json" 2>>"$OUT/stderr.log" || true
+GRAFT_REFERENCE_KERNELS=1 G bench --arch resnet8 --batch 128 --steps 20 --device cuda --json > "$W/ref-resnet8-128-f32.json" 2>>"$W/stderr.log" || true
+GRAFT_REFERENCE_KERNELS=1 G bench --arch efficientnet-lite0 --batch 64 --steps 5 --device cuda --json > "$W/ref-efficientnet-lite0-64-f32.json" 2>>"$W/stderr.log" || true
+GRAFT_TF32=1 G bench --arch efficientnet-lite0 --batch 64 --steps 10 --device cuda --json > "$W/tf32-efficientnet-lite0-64-f32.json" 2>>"$W/stderr.log" || true
+GRAFT_CUDNN_NONDETERMINISTIC=1 G bench --arch efficientnet-lite0 --batch 64 --steps 10 --device cuda --json > "$W/nondet-efficientnet-lite0-64-f32.json" 2>>"$W/stderr.log" || true
+G bench --arch resnet8 --batch 256 --steps 5 --device cuda --simclr --json > "$W/bench-simclr.json" 2>>"$W/stderr.log" || true
 
+pack
 # (s) sweep slice ------------------------------------------------------------------
 start=$(date +%s)
-T=${TS:-300} G sweep --plan benches/gpu-slice.toml --out "$OUT/slice" --runs "$OUT/slice-runs" --device cuda --json \
-    > "$OUT/slice.json" 2>>"$OUT/stderr.log" || say "sweep slice failed"
-echo "{\"seconds\": $(( $(date +%s) - start ))}" > "$OUT/slice-time.json"
+T=${TS:-300} G sweep --plan benches/gpu-slice.toml --out "$W/slice" --runs "$W/slice-runs" --device cuda --json \
+    > "$W/slice.json" 2>>"$W/stderr.log" || say "sweep slice failed"
+echo "{\"seconds\": $(( $(date +%s) - start ))}" > "$W/slice-time.json"
+
+pack
+fi
 
 # (c) table ------------------------------------------------------------------------
-"$PY" - "$OUT" <<'EOF'
+"$PY" - "$W" "$OUT" <<'EOF'
 import json, os, sys
 out = sys.argv[1]
 def load(name):
@@ -185,7 +201,8 @@ if s and s.get("simclr_images_per_second"):
     lines += ["", f"SimCLR pretraining, resnet8, batch 256, CUDA: {s['simclr_images_per_second']:.0f} images/s"]
 lines += ["", "parity and kernels: " + ("PASS (CUDA first-step loss within 1e-4 of CPU; every kernel within tolerance)" if ok else "FAIL (see above)")]
 text = "\n".join(lines)
-open(os.path.join(out, "table.md"), "w").write(text + "\n")
+for d in sys.argv[1:]:
+    open(os.path.join(d, "table.md"), "w").write(text + "\n")
 print(text)
 sys.exit(0 if ok else 1)
 EOF

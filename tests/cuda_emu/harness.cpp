@@ -1,0 +1,217 @@
+// Runs graft's CUDA kernels (src/kernels/gpu/kernels.cu) on the CPU through shim.h, with the
+// launch shapes src/kernels/gpu/mod.rs uses, against double-precision references (whose
+// BatchNorm gradient is itself checked by central differences). Prints one line a check and
+// exits 1 if any is off. Built and run by tests/cuda_kernels_emulated.rs.
+#include "shim.h"
+#include KERNELS
+
+#include <algorithm>
+#include <cstdio>
+#include <random>
+
+static int failures = 0;
+static void check(const char* what, double err, double tol) {
+    bool ok = err <= tol;
+    if (!ok) failures++;
+    std::printf("%s %-48s max error %.3e (tolerance %.0e)\n", ok ? "ok  " : "FAIL", what, err, tol);
+}
+
+// mod.rs's launch shapes
+static Dim3 flat_cfg(size_t n) { return Dim3{(unsigned)std::clamp<size_t>((n + 255) / 256, 1, 8192), 1, 1}; }
+static Dim3 chan_cfg(size_t c) { return Dim3{(unsigned)((c + 127) / 128), 1, 1}; }
+static int split(size_t per) { return (int)std::clamp<size_t>((per + 4095) / 4096, 1, 64); }
+
+struct Ref {
+    std::vector<double> y, mean, var;
+};
+
+// y = act(γ(x − mean)/√(var + eps) + β) in double; cap < 0: no activation
+static Ref bn_ref(const std::vector<float>& x, const std::vector<float>& g, const std::vector<float>& be, int b, int c,
+                  int hw, double eps, float cap) {
+    Ref r;
+    r.y.resize(x.size());
+    r.mean.assign(c, 0);
+    r.var.assign(c, 0);
+    double n = (double)b * hw;
+    for (int ch = 0; ch < c; ch++) {
+        for (int i = 0; i < b; i++)
+            for (int p = 0; p < hw; p++) r.mean[ch] += x[((size_t)i * c + ch) * hw + p];
+        r.mean[ch] /= n;
+        for (int i = 0; i < b; i++)
+            for (int p = 0; p < hw; p++) {
+                double d = x[((size_t)i * c + ch) * hw + p] - r.mean[ch];
+                r.var[ch] += d * d;
+            }
+        r.var[ch] /= n;
+        for (int i = 0; i < b; i++)
+            for (int p = 0; p < hw; p++) {
+                size_t j = ((size_t)i * c + ch) * hw + p;
+                double v = g[ch] * (x[j] - r.mean[ch]) / std::sqrt(r.var[ch] + eps) + be[ch];
+                if (cap >= 0) v = std::min(std::max(v, 0.0), (double)cap);
+                r.y[j] = v;
+            }
+    }
+    return r;
+}
+
+static double max_rel(const std::vector<float>& a, const std::vector<double>& b) {
+    double d = 0, m = 1e-12;
+    for (size_t i = 0; i < a.size(); i++) {
+        d = std::max(d, std::fabs((double)a[i] - b[i]));
+        m = std::max(m, std::fabs(b[i]));
+    }
+    return d / m;
+}
+
+static void batchnorm(int b, int c, int hw, float cap, unsigned seed) {
+    std::mt19937 rng(seed);
+    std::uniform_real_distribution<float> u(-1, 1);
+    size_t total = (size_t)b * c * hw;
+    std::vector<float> x(total), dy(total), g(c), be(c), rm(c), rv(c);
+    for (auto& v : x) v = 3 * u(rng) + 0.5f;
+    for (auto& v : dy) v = u(rng);
+    for (auto& v : g) v = u(rng) + 1.5f;
+    for (auto& v : be) v = u(rng);
+    for (int ch = 0; ch < c; ch++) rm[ch] = 0.1f * ch, rv[ch] = 1.0f + 0.1f * ch;
+    double eps = 1e-3, mom = 0.1;
+    char name[96];
+    std::snprintf(name, sizeof name, "batchnorm b%d c%d hw%d cap %g", b, c, hw, cap);
+    std::string nm(name);
+
+    // forward, as BnStats and BnNorm launch it
+    int s = split((size_t)b * hw);
+    std::vector<double> part(2 * (size_t)s * c), st(4 * (size_t)c);
+    emu_launch(Dim3{(unsigned)s, (unsigned)c, 1}, Dim3{256, 1, 1}, bn_stats_partial, x.data(), b, c, hw, s, part.data());
+    emu_launch(chan_cfg(c), Dim3{128, 1, 1}, bn_stats_final, (const double*)part.data(), c, s, (double)b * hw,
+               (const float*)rm.data(), (const float*)rv.data(), mom, st.data());
+    std::vector<float> ss(2 * c), y(total);
+    emu_launch(chan_cfg(c), Dim3{128, 1, 1}, bn_scale_shift, (const double*)st.data(), (const float*)g.data(),
+               (const float*)be.data(), eps, c, ss.data());
+    emu_launch(flat_cfg(total), Dim3{256, 1, 1}, bn_affine_act, (const float*)x.data(), (const float*)ss.data(),
+               (int64_t)total, c, hw, cap, y.data());
+    Ref r = bn_ref(x, g, be, b, c, hw, eps, cap);
+    check((nm + " forward").c_str(), max_rel(y, r.y), 1e-6);
+    double n = (double)b * hw, e_stats = 0;
+    for (int ch = 0; ch < c; ch++) {
+        e_stats = std::max(e_stats, std::fabs(st[ch] - r.mean[ch]) + std::fabs(st[c + ch] - r.var[ch]));
+        double nrm = 0.9 * rm[ch] + 0.1 * r.mean[ch], nrv = 0.9 * rv[ch] + 0.1 * r.var[ch] * n / (n - 1);
+        e_stats = std::max(e_stats, std::fabs(st[2 * c + ch] - nrm) + std::fabs(st[3 * c + ch] - nrv));
+    }
+    check((nm + " batch and running statistics").c_str(), e_stats, 1e-9);
+
+    // backward, as BnBwd launches it
+    std::vector<double> bpart(2 * (size_t)s * c);
+    std::vector<float> coef(7 * c), dx(total);
+    const float* outp = cap >= 0 ? y.data() : x.data();
+    emu_launch(Dim3{(unsigned)s, (unsigned)c, 1}, Dim3{256, 1, 1}, bn_bwd_partial, (const float*)x.data(),
+               (const float*)dy.data(), outp, cap, (const double*)st.data(), b, c, hw, s, bpart.data());
+    emu_launch(chan_cfg(c), Dim3{128, 1, 1}, bn_bwd_final, (const double*)bpart.data(), c, s, n, (const double*)st.data(),
+               (const float*)g.data(), eps, coef.data());
+    emu_launch(flat_cfg(total), Dim3{256, 1, 1}, bn_bwd_dx, (const float*)x.data(), (const float*)dy.data(), outp, cap,
+               (const float*)coef.data(), (int64_t)total, c, hw, dx.data());
+
+    // the reference gradient in double
+    std::vector<double> rdx(total), rdg(c, 0), rdb(c, 0);
+    for (int ch = 0; ch < c; ch++) {
+        double inv = 1 / std::sqrt(r.var[ch] + eps), sd = 0, sdx = 0;
+        auto at = [&](int i, int p) { return ((size_t)i * c + ch) * hw + p; };
+        auto masked = [&](size_t j) {
+            if (cap < 0) return (double)dy[j];
+            return (r.y[j] > 0 && r.y[j] < cap) ? (double)dy[j] : 0.0;
+        };
+        for (int i = 0; i < b; i++)
+            for (int p = 0; p < hw; p++) {
+                size_t j = at(i, p);
+                sd += masked(j);
+                sdx += masked(j) * (x[j] - r.mean[ch]) * inv;
+            }
+        rdb[ch] = sd;
+        rdg[ch] = sdx;
+        for (int i = 0; i < b; i++)
+            for (int p = 0; p < hw; p++) {
+                size_t j = at(i, p);
+                double xh = (x[j] - r.mean[ch]) * inv;
+                rdx[j] = g[ch] * inv / n * (n * masked(j) - sd - xh * sdx);
+            }
+    }
+    check((nm + " input grad").c_str(), max_rel(dx, rdx), 1e-5);
+    std::vector<float> dg(coef.begin(), coef.begin() + c), db(coef.begin() + c, coef.begin() + 2 * c);
+    check((nm + " weight grad").c_str(), max_rel(dg, rdg), 1e-5);
+    check((nm + " bias grad").c_str(), max_rel(db, rdb), 1e-5);
+
+    // the reference gradient itself, by central differences of L = Σ dy·y at a few inputs
+    double fd_err = 0, fd_scale = 1e-12;
+    for (int k = 0; k < 6; k++) {
+        size_t j = (size_t)(rng() % total);
+        std::vector<float> xp = x, xm = x;
+        float h = 1e-2f;
+        xp[j] += h;
+        xm[j] -= h;
+        Ref p = bn_ref(xp, g, be, b, c, hw, eps, cap), m = bn_ref(xm, g, be, b, c, hw, eps, cap);
+        double lp = 0, lm = 0;
+        for (size_t q = 0; q < total; q++) lp += dy[q] * p.y[q], lm += dy[q] * m.y[q];
+        double fd = (lp - lm) / (2.0 * ((double)xp[j] - (double)x[j]));
+        fd_err = std::max(fd_err, std::fabs(fd - rdx[j]));
+        fd_scale = std::max(fd_scale, std::fabs(rdx[j]));
+    }
+    // (a clamp kink inside ±h moves a difference quotient: the tolerance is loose on purpose)
+    check((nm + " reference grad vs central differences").c_str(), fd_err / fd_scale, 1e-3);
+}
+
+static void add_relu(unsigned seed) {
+    std::mt19937 rng(seed);
+    std::uniform_real_distribution<float> u(-1, 1);
+    size_t n = 5000;
+    std::vector<float> a(n), b(n), y(n), dy(n), dx(n);
+    for (size_t i = 0; i < n; i++) a[i] = u(rng), b[i] = u(rng), dy[i] = u(rng);
+    emu_launch(flat_cfg(n), Dim3{256, 1, 1}, add_relu_fwd, (const float*)a.data(), (const float*)b.data(), (int64_t)n, y.data());
+    emu_launch(flat_cfg(n), Dim3{256, 1, 1}, relu_mask, (const float*)dy.data(), (const float*)y.data(), (int64_t)n, dx.data());
+    double e1 = 0, e2 = 0;
+    for (size_t i = 0; i < n; i++) {
+        float s = a[i] + b[i];
+        e1 = std::max(e1, (double)std::fabs(y[i] - (s > 0 ? s : 0.0f)));
+        e2 = std::max(e2, (double)std::fabs(dx[i] - (s > 0 ? dy[i] : 0.0f)));
+    }
+    check("add+relu forward", e1, 0);
+    check("add+relu mask", e2, 0);
+}
+
+static void adamw(unsigned seed) {
+    std::mt19937 rng(seed);
+    std::uniform_real_distribution<float> u(-1, 1);
+    size_t n = 3000;
+    std::vector<float> w(n), state(3 * n, 0.0f);
+    for (auto& v : w) v = u(rng);
+    std::vector<double> wr(w.begin(), w.end()), m(n, 0), v(n, 0);
+    double b1 = 0.9, b2 = 0.999, eps = 1e-8, lr = 1e-2, wd = 0.05;
+    for (int t = 1; t <= 3; t++) {
+        std::vector<float> g(n), out(3 * n);
+        for (auto& x : g) x = u(rng);
+        double bc1 = 1 - std::pow(b1, t), bc2 = 1 - std::pow(b2, t);
+        emu_launch(flat_cfg(n), Dim3{256, 1, 1}, adamw_step, (const float*)w.data(), (const float*)g.data(),
+                   (const float*)state.data(), (int64_t)n, (float)b1, (float)(1 - b1), (float)b2, (float)(1 - b2),
+                   (float)(1 / bc1), (float)(1 / bc2), (float)eps, (float)(1 - lr * wd), (float)lr, out.data());
+        state = out;
+        std::copy(out.begin(), out.begin() + n, w.begin());
+        for (size_t i = 0; i < n; i++) {
+            m[i] = b1 * m[i] + (1 - b1) * g[i];
+            v[i] = b2 * v[i] + (1 - b2) * (double)g[i] * g[i];
+            wr[i] = wr[i] * (1 - lr * wd) - lr * (m[i] / bc1) / (std::sqrt(v[i] / bc2) + eps);
+        }
+    }
+    check("adamw 3 steps (weights)", max_rel(w, wr), 1e-5);
+    std::vector<float> mm(state.begin() + n, state.begin() + 2 * n);
+    check("adamw 3 steps (first moment)", max_rel(mm, m), 1e-5);
+}
+
+int main() {
+    // channel planes of 1 pixel to 40x40, batches whose channel spans several blocks (split > 1)
+    batchnorm(4, 3, 1600, 6.0f, 1);        // ReLU6, 6 400 a channel: 2 blocks a channel
+    batchnorm(3, 5, 49, -1.0f, 2);         // no activation, 7x7 planes
+    batchnorm(9, 4, 1, INFINITY, 3);       // ReLU, 1x1 planes
+    batchnorm(2, 7, 33 * 33, INFINITY, 4); // ReLU, odd plane
+    add_relu(5);
+    adamw(6);
+    std::printf("%d failure(s)\n", failures);
+    return failures == 0 ? 0 : 1;
+}
