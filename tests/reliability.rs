@@ -177,6 +177,23 @@ fn exploding_sgd_is_diverged_not_ok() {
     diverged_run_reads_back(&o, &meta);
 }
 
+/// A recipe whose unsupervised pretraining blows up ends as a `diverged` run on record (before,
+/// the run failed without a record, and a sweep dropped it from the meta-dataset).
+#[test]
+fn exploding_pretraining_is_a_diverged_run_on_record() {
+    let f = fixture();
+    let t = tempfile::tempdir().unwrap();
+    let mut r: serde_json::Value = json_of(&graft().args(["recipe", "preset", "finetune-all"]).output().unwrap());
+    r["epochs"] = 1.into();
+    r["pretrain"] = serde_json::json!({"method": "autoencoder", "epochs": 3, "batch_size": 4, "lr": 1e30, "data": "train"});
+    let rp = t.path().join("r.json");
+    std::fs::write(&rp, r.to_string()).unwrap();
+    let meta = t.path().join("meta");
+    let o = graft_run!("--json", "--data", &f.data, "--backbone", &f.backbone, "--recipe", &rp, "--runs", t.path().join("runs"), "--meta", &meta);
+    assert!(stderr(&o).contains("pretraining"), "the reason names the pretraining: {}", stderr(&o));
+    diverged_run_reads_back(&o, &meta);
+}
+
 /// A copy of `weights` (and its card, sha256 updated) with every value of one tensor set to NaN.
 fn nan_checkpoint(weights: &Path, dir: &Path) -> PathBuf {
     let bytes = std::fs::read(weights).unwrap();

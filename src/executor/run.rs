@@ -690,7 +690,13 @@ pub fn run_prepared(
     tracing::info!("run {run_id}: {} on {} ({} parameters), seed {seed}", recipe.strategy.as_str(), mref.card.name, model.param_count());
     // optional unsupervised pretraining step; counted in the training time
     let t_pre = Instant::now();
-    let pretrain = pretrain_step(opts, prep, &model, checked, &norm)?;
+    // a pretraining whose loss diverges ends the run as `diverged`, on record like a diverged
+    // fine-tune (the meta-dataset keeps the failure; the fine-tune or probe does not run)
+    let (pretrain, pretrain_diverged) = match pretrain_step(opts, prep, &model, checked, &norm) {
+        Ok(p) => (p, None),
+        Err(GraftError::Diverged(why)) => (None, Some(why)),
+        Err(e) => return Err(e),
+    };
     // a replayed pretraining counts with the seconds it took when it ran
     let replayed = pretrain.as_ref().filter(|p| p.replayed).map_or(0.0, |p| p.seconds);
     let pretrain_seconds = t_pre.elapsed().as_secs_f64() + replayed;
@@ -700,9 +706,10 @@ pub fn run_prepared(
     let start = model.snapshot()?;
 
     let t0 = Instant::now();
-    let out = match recipe.strategy {
-        Strategy::Finetune => finetune_outcome(&model, &checked, dec, &norm, &start, progress)?,
-        Strategy::LinearProbe | Strategy::SoftmaxProbe | Strategy::CentroidProbe => {
+    let out = match (pretrain_diverged, recipe.strategy) {
+        (Some(why), _) => Outcome::diverged(dec.test.n, why),
+        (None, Strategy::Finetune) => finetune_outcome(&model, &checked, dec, &norm, &start, progress)?,
+        (None, Strategy::LinearProbe | Strategy::SoftmaxProbe | Strategy::CentroidProbe) => {
             // shared features only when this run's backbone is the card's, untouched
             let pristine = pretrain.is_none() && checked.groups().iter().all(|g| g.action != Action::Reinit);
             probe_outcome(&model, &checked, dec, &norm, ds.n_classes(), prep.features.as_ref().filter(|_| pristine))?

@@ -200,7 +200,10 @@ fn contractive(h: &Tensor, w: &Tensor) -> candle_core::Result<Tensor> {
 pub fn nt_xent(z: &Tensor, temperature: f64) -> candle_core::Result<Tensor> {
     let n2 = z.dim(0)?;
     let n = n2 / 2;
-    let norm = z.sqr()?.sum_keepdim(1)?.sqrt()?.clamp(1e-8, f64::MAX)?;
+    // ‖z‖ as sqrt(Σz² + 1e-16): the floor of 1e-8 as before, but with a finite gradient at
+    // z = 0 (clamping after the sqrt gave 0 × ∞ = NaN there when a projection was all zero);
+    // for ‖z‖² above ~1e-9 the sum is unchanged in f32, so earlier runs replay bit for bit
+    let norm = (z.sqr()?.sum_keepdim(1)? + 1e-16)?.sqrt()?;
     let zn = z.broadcast_div(&norm)?;
     let sim = (zn.matmul(&zn.t()?)? / temperature)?;
     let eye = Tensor::eye(n2, DType::F32, z.device())?;
@@ -475,5 +478,36 @@ mod tests {
                 assert!((gi - (k * xi + 1.0)).abs() < 1e-4, "factor {s}: gradient {gi} != {k}·{xi} + 1");
             }
         }
+    }
+
+    /// NT-Xent's gradient stays finite when a projection is all zero (a dead ReLU head): the
+    /// clamped norm gave NaN there and SimCLR on Lite0 diverged. Elsewhere the loss is the
+    /// plain formula, checked against an independent f64 computation.
+    #[test]
+    fn nt_xent_is_finite_at_a_zero_projection_and_matches_the_formula() {
+        let dev = candle_core::Device::Cpu;
+        let mut v: Vec<f32> = (0..4 * 3).map(|i| ((i * 37 % 11) as f32 - 5.0) / 3.0).collect();
+        v[3..6].fill(0.0); // row 1 is zero
+        let z = candle_core::Var::from_tensor(&Tensor::from_vec(v.clone(), (4, 3), &dev).unwrap()).unwrap();
+        let loss = nt_xent(z.as_tensor(), 0.5).unwrap();
+        let g = loss.backward().unwrap().get(z.as_tensor()).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        assert!(g.iter().all(|x| x.is_finite()), "gradient {g:?}");
+        // reference: rows normalised (a zero row stays zero), cosine / t, self excluded
+        let rows: Vec<Vec<f64>> = v
+            .chunks(3)
+            .map(|r| {
+                let n = r.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt().max(1e-8);
+                r.iter().map(|x| *x as f64 / n).collect()
+            })
+            .collect();
+        let mut want = 0.0;
+        for i in 0..4 {
+            let pos = (i + 2) % 4;
+            let s: Vec<f64> = (0..4).map(|j| rows[i].iter().zip(&rows[j]).map(|(a, b)| a * b).sum::<f64>() / 0.5).collect();
+            let lse = (0..4).filter(|&j| j != i).map(|j| s[j].exp()).sum::<f64>().ln();
+            want += (lse - s[pos]) / 4.0;
+        }
+        let got = loss.to_scalar::<f32>().unwrap() as f64;
+        assert!((got - want).abs() < 1e-5, "nt_xent {got} vs {want}");
     }
 }
