@@ -189,7 +189,19 @@ fn exploding_pretraining_is_a_diverged_run_on_record() {
     let rp = t.path().join("r.json");
     std::fs::write(&rp, r.to_string()).unwrap();
     let meta = t.path().join("meta");
-    let o = graft_run!("--json", "--data", &f.data, "--backbone", &f.backbone, "--recipe", &rp, "--runs", t.path().join("runs"), "--meta", &meta);
+    let o = graft_run!(
+        "--json",
+        "--data",
+        &f.data,
+        "--backbone",
+        &f.backbone,
+        "--recipe",
+        &rp,
+        "--runs",
+        t.path().join("runs"),
+        "--meta",
+        &meta
+    );
     assert!(stderr(&o).contains("pretraining"), "the reason names the pretraining: {}", stderr(&o));
     diverged_run_reads_back(&o, &meta);
 }

@@ -358,7 +358,13 @@ fn check_kernels(a: &BenchArgs) -> Result<i32> {
         print_json(&rows);
     } else {
         for r in &rows {
-            errln!("{} {:<60} max rel. error {:.2e} (tolerance {:.0e})", if r.ok { "ok  " } else { "FAIL" }, r.op, r.max_rel_error, r.tolerance);
+            errln!(
+                "{} {:<60} max rel. error {:.2e} (tolerance {:.0e})",
+                if r.ok { "ok  " } else { "FAIL" },
+                r.op,
+                r.max_rel_error,
+                r.tolerance
+            );
         }
         errln!("{} of {} checks within tolerance on {name}", rows.len() - bad, rows.len());
     }

@@ -39,9 +39,9 @@ mod conv;
 mod depthwise;
 mod direct;
 mod eltwise;
-mod pool;
 #[cfg(feature = "cudnn")]
 pub mod gpu;
+mod pool;
 /// Without the `cudnn` feature there are no GPU kernels: nothing applies, and candle's ops run
 /// on any non-CPU device.
 #[cfg(not(feature = "cudnn"))]

@@ -17,9 +17,7 @@ use candle_core::backend::BackendStorage;
 use candle_core::cuda_backend::cudarc::cudnn::{self, safe::Cudnn, CudnnDataType};
 use candle_core::cuda_backend::cudarc::driver::{CudaSlice, CudaView, DeviceRepr, LaunchConfig, PushKernelArg};
 use candle_core::cuda_backend::{CudaDType, CudaDevice, CudaStorageSlice, WrapErr};
-use candle_core::{
-    bail, CpuStorage, CudaStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Storage, Tensor, WithDType,
-};
+use candle_core::{bail, CpuStorage, CudaStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Storage, Tensor, WithDType};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -170,9 +168,7 @@ fn descs<T: CudnnDataType, C: CudnnDataType>(h: &Arc<Cudnn>, g: &ConvGeom, dtype
     let e = candle_core::Error::wrap;
     let i = |v: usize| v as i32;
     let (oh, ow) = g.out_hw();
-    let mut conv = h
-        .create_conv2d::<C>([i(g.pad), i(g.pad)], [i(g.stride), i(g.stride)], [1, 1], M::CUDNN_CROSS_CORRELATION)
-        .map_err(e)?;
+    let mut conv = h.create_conv2d::<C>([i(g.pad), i(g.pad)], [i(g.stride), i(g.stride)], [1, 1], M::CUDNN_CROSS_CORRELATION).map_err(e)?;
     conv.set_group_count(i(g.groups)).map_err(e)?;
     let math = match dtype {
         DType::F32 if !tf32() => MT::CUDNN_FMA_MATH,
@@ -207,12 +203,7 @@ fn workspace(dev: &CudaDevice, bytes: usize) -> Result<CudaSlice<u8>> {
 trait ConvElem: CudnnDataType + DeviceRepr + WithDType + CudaDType {}
 impl<T: CudnnDataType + DeviceRepr + WithDType + CudaDType> ConvElem for T {}
 
-fn conv_fwd<T: ConvElem, C: CudnnDataType>(
-    dev: &CudaDevice,
-    g: &ConvGeom,
-    x: &CudaView<T>,
-    w: &CudaView<T>,
-) -> Result<CudaSlice<T>> {
+fn conv_fwd<T: ConvElem, C: CudnnDataType>(dev: &CudaDevice, g: &ConvGeom, x: &CudaView<T>, w: &CudaView<T>) -> Result<CudaSlice<T>> {
     use cudnn::sys::cudnnConvolutionFwdAlgo_t as A;
     let h = handle(dev)?;
     let d = descs::<T, C>(&h, g, T::DTYPE)?;
@@ -229,12 +220,7 @@ fn conv_fwd<T: ConvElem, C: CudnnDataType>(
     Ok(y)
 }
 
-fn conv_bwd_data<T: ConvElem, C: CudnnDataType>(
-    dev: &CudaDevice,
-    g: &ConvGeom,
-    dy: &CudaView<T>,
-    w: &CudaView<T>,
-) -> Result<CudaSlice<T>> {
+fn conv_bwd_data<T: ConvElem, C: CudnnDataType>(dev: &CudaDevice, g: &ConvGeom, dy: &CudaView<T>, w: &CudaView<T>) -> Result<CudaSlice<T>> {
     use cudnn::sys::cudnnConvolutionBwdDataAlgo_t as A;
     let h = handle(dev)?;
     let d = descs::<T, C>(&h, g, T::DTYPE)?;
@@ -242,7 +228,8 @@ fn conv_bwd_data<T: ConvElem, C: CudnnDataType>(
     let a = algo(1, T::DTYPE, g, || {
         let a = op.pick_algorithm().map_err(candle_core::Error::wrap)?;
         let det = A::CUDNN_CONVOLUTION_BWD_DATA_ALGO_1;
-        Ok((if a == A::CUDNN_CONVOLUTION_BWD_DATA_ALGO_0 && !nondeterministic() && op.get_workspace_size(det).is_ok() { det } else { a }) as i32)
+        Ok((if a == A::CUDNN_CONVOLUTION_BWD_DATA_ALGO_0 && !nondeterministic() && op.get_workspace_size(det).is_ok() { det } else { a })
+            as i32)
     })?;
     // SAFETY: as in conv_fwd.
     let a: A = unsafe { std::mem::transmute(a) };
@@ -285,9 +272,15 @@ fn conv_bwd_filter<T: ConvElem, C: CudnnDataType>(
 enum Pass {
     Forward,
     /// The input gradient of an input of h x w.
-    Data { h: usize, w: usize },
+    Data {
+        h: usize,
+        w: usize,
+    },
     /// The filter gradient of a k x k filter with `cout` outputs.
-    Filter { k: usize, cout: usize },
+    Filter {
+        k: usize,
+        cout: usize,
+    },
 }
 
 struct Conv {
@@ -503,10 +496,18 @@ impl CustomOp3 for BnNorm {
         launch!(dev, "bn_affine_act", flat_cfg(total); &x, &ss, &t, &ci, &hwi, &self.cap, &y)?;
         Ok((wrap(y, dev), l1.shape().clone()))
     }
-    fn bwd(&self, x: &Tensor, gamma: &Tensor, _beta: &Tensor, res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+    fn bwd(
+        &self,
+        x: &Tensor,
+        gamma: &Tensor,
+        _beta: &Tensor,
+        res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let grad = grad.contiguous()?;
         let out = if self.cap >= 0.0 { Some(res.clone()) } else { None };
-        let coef = x.apply_op3_no_bwd(&grad, gamma, &BnBwd { eps: self.eps, cap: self.cap, st: self.st.clone(), out: out.clone(), coef: None })?;
+        let coef =
+            x.apply_op3_no_bwd(&grad, gamma, &BnBwd { eps: self.eps, cap: self.cap, st: self.st.clone(), out: out.clone(), coef: None })?;
         let dx = x.apply_op3_no_bwd(&grad, &coef, &BnBwd { eps: self.eps, cap: self.cap, st: self.st.clone(), out, coef: Some(()) })?;
         Ok((Some(dx), Some(coef.get(0)?), Some(coef.get(1)?)))
     }
@@ -684,7 +685,12 @@ impl CustomOp3 for AdamW {
     ) -> Result<(CudaStorage, Shape)> {
         let n = l1.shape().elem_count();
         if l2.shape().elem_count() != n || l3.shape().elem_count() != 3 * n {
-            bail!("graft-cuda-adamw: parameter of {n}, gradient of {}, state of {} (want {})", l2.shape().elem_count(), l3.shape().elem_count(), 3 * n)
+            bail!(
+                "graft-cuda-adamw: parameter of {n}, gradient of {}, state of {} (want {})",
+                l2.shape().elem_count(),
+                l3.shape().elem_count(),
+                3 * n
+            )
         }
         let dev = &s1.device;
         let w = view::<f32>(s1, l1, "parameter")?;
@@ -745,7 +751,9 @@ pub fn self_check(dev: &candle_core::Device) -> Result<Vec<(String, f32, f32)>> 
         out.push((format!("{name} weight grad"), rel(go.get(wg.as_tensor()).expect("dw"), gt.get(wc.as_tensor()).expect("dw"))?, 1e-4));
     }
     // BatchNorm + activation in training mode, and its running statistics
-    for (i, &(b, c, h, cap)) in [(8, 16, 8, None), (4, 32, 7, Some(6f32)), (16, 8, 4, Some(f32::INFINITY)), (2, 3, 33, Some(6f32))].iter().enumerate() {
+    for (i, &(b, c, h, cap)) in
+        [(8, 16, 8, None), (4, 32, 7, Some(6f32)), (16, 8, 4, Some(f32::INFINITY)), (2, 3, 33, Some(6f32))].iter().enumerate()
+    {
         let (xg, xc) = pair(&((rand(&[b, c, h, h], 40 + i as u64) * 3.0)? + 0.5)?)?;
         let (gg, gc) = pair(&(rand(&[c], 50 + i as u64) + 1.5)?)?;
         let (bg, bc) = pair(&rand(&[c], 60 + i as u64))?;
