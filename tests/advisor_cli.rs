@@ -48,6 +48,21 @@ fn example() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/cifar3")
 }
 
+/// On the photos example the shipped GP's mean for the best candidates is above 1 (1.02 in
+/// session 17); the stated accuracy is the mean clamped to [0, 1], inside its interval.
+#[test]
+fn shipped_advisor_states_accuracies_in_the_unit_interval() {
+    let photos = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/photos");
+    let o = graft().args(["recommend", "--json", "--data"]).arg(&photos).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v = json_of(&o);
+    check_recommendation(&v);
+    for a in v["alternatives"].as_array().unwrap() {
+        let p = a["predicted_accuracy"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&p), "alternative predicted {p}: {a}");
+    }
+}
+
 fn check_recommendation(v: &serde_json::Value) {
     let p = v["predicted_accuracy"].as_f64().unwrap();
     let iv = v["interval"].as_array().unwrap();

@@ -160,8 +160,10 @@ impl CostFunction for LrCost<'_> {
     }
 }
 
+/// The 80% interval around the GP's mean, both ends in [0, 1] (clamping is monotone, so the
+/// stated accuracy `m.clamp(0, 1)` always lies inside it).
 fn interval(m: f64, sd: f64, widen: f64) -> [f64; 2] {
-    [(m - Z80 * sd * widen).max(0.0), (m + Z80 * sd * widen).min(1.0)]
+    [(m - Z80 * sd * widen).clamp(0.0, 1.0), (m + Z80 * sd * widen).clamp(0.0, 1.0)]
 }
 
 pub struct RecommendOptions {
@@ -533,7 +535,9 @@ fn score(model: &MetaModel, view: &TaskView, cands: &mut [Candidate]) {
     for ((c, (m, v)), sc) in cands.iter_mut().zip(preds).zip(scores) {
         let widen = view.widen(model, &c.backbone);
         c.score = sc;
-        c.predicted_accuracy = m;
+        // the GP models accuracy on the real line; what is stated is its mean projected onto
+        // [0, 1] (a mean of 1.02 said "1.023" for the photos example); ranking uses `score`
+        c.predicted_accuracy = m.clamp(0.0, 1.0);
         c.sd = v.sqrt() * widen;
         c.interval = interval(m, v.sqrt(), widen);
     }
@@ -658,14 +662,16 @@ fn refine_lr(model: &MetaModel, view: &TaskView, lrs: &[f64], cands: &mut [Candi
     let widen = view.widen(model, &cands[0].backbone);
     let c = &mut cands[0];
     let note = format!(
-        "Learning rate refined on the surrogate (Brent, log10 lr in [{lo:.2}, {hi:.2}]): {:.2e} -> {lr:.2e}, predicted {:.3} -> {m:.3}.",
-        c.recipe.lr, c.predicted_accuracy
+        "Learning rate refined on the surrogate (Brent, log10 lr in [{lo:.2}, {hi:.2}]): {:.2e} -> {lr:.2e}, predicted {:.3} -> {:.3}.",
+        c.recipe.lr,
+        c.predicted_accuracy,
+        m.clamp(0.0, 1.0)
     );
     c.recipe.lr = lr;
     c.recipe.name = Some(format!("{}-lr{lr:.2e}", c.recipe.name.clone().unwrap_or_default()));
     c.summary = s;
     c.score = sc;
-    c.predicted_accuracy = m;
+    c.predicted_accuracy = m.clamp(0.0, 1.0);
     c.sd = v.sqrt() * widen;
     c.interval = interval(m, v.sqrt(), widen);
     Some(note)
