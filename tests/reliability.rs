@@ -150,30 +150,27 @@ fn diverged_run_reads_back(run_out: &Output, meta: &Path) {
     assert_exit(&o, 0, &[]);
 }
 
+/// `graft run --json` of the `finetune-all` preset changed by `edit`, on the fixture, logging
+/// to a fresh meta-dataset; returns the output and that meta-dataset (in `t`).
+fn run_edited_preset(t: &Path, edit: impl FnOnce(&mut serde_json::Value)) -> (Output, PathBuf) {
+    let f = fixture();
+    let mut r: serde_json::Value = json_of(&graft().args(["recipe", "preset", "finetune-all"]).output().unwrap());
+    r["epochs"] = 1.into();
+    edit(&mut r);
+    let rp = t.join("r.json");
+    std::fs::write(&rp, r.to_string()).unwrap();
+    let meta = t.join("meta");
+    let o = graft_run!("--json", "--data", &f.data, "--backbone", &f.backbone, "--recipe", &rp, "--runs", t.join("runs"), "--meta", &meta);
+    (o, meta)
+}
+
 #[test]
 fn exploding_sgd_is_diverged_not_ok() {
-    let f = fixture();
     let t = tempfile::tempdir().unwrap();
-    let mut r: serde_json::Value = json_of(&graft().args(["recipe", "preset", "finetune-all"]).output().unwrap());
-    r["optimizer"]["kind"] = "sgd".into();
-    r["lr"] = 1e4.into();
-    r["epochs"] = 1.into();
-    let rp = t.path().join("r.json");
-    std::fs::write(&rp, r.to_string()).unwrap();
-    let meta = t.path().join("meta");
-    let o = graft_run!(
-        "--json",
-        "--data",
-        &f.data,
-        "--backbone",
-        &f.backbone,
-        "--recipe",
-        &rp,
-        "--runs",
-        t.path().join("runs"),
-        "--meta",
-        &meta
-    );
+    let (o, meta) = run_edited_preset(t.path(), |r| {
+        r["optimizer"]["kind"] = "sgd".into();
+        r["lr"] = 1e4.into();
+    });
     diverged_run_reads_back(&o, &meta);
 }
 
@@ -181,27 +178,10 @@ fn exploding_sgd_is_diverged_not_ok() {
 /// the run failed without a record, and a sweep dropped it from the meta-dataset).
 #[test]
 fn exploding_pretraining_is_a_diverged_run_on_record() {
-    let f = fixture();
     let t = tempfile::tempdir().unwrap();
-    let mut r: serde_json::Value = json_of(&graft().args(["recipe", "preset", "finetune-all"]).output().unwrap());
-    r["epochs"] = 1.into();
-    r["pretrain"] = serde_json::json!({"method": "autoencoder", "epochs": 3, "batch_size": 4, "lr": 1e30, "data": "train"});
-    let rp = t.path().join("r.json");
-    std::fs::write(&rp, r.to_string()).unwrap();
-    let meta = t.path().join("meta");
-    let o = graft_run!(
-        "--json",
-        "--data",
-        &f.data,
-        "--backbone",
-        &f.backbone,
-        "--recipe",
-        &rp,
-        "--runs",
-        t.path().join("runs"),
-        "--meta",
-        &meta
-    );
+    let (o, meta) = run_edited_preset(t.path(), |r| {
+        r["pretrain"] = serde_json::json!({"method": "autoencoder", "epochs": 3, "batch_size": 4, "lr": 1e30, "data": "train"});
+    });
     assert!(stderr(&o).contains("pretraining"), "the reason names the pretraining: {}", stderr(&o));
     diverged_run_reads_back(&o, &meta);
 }
