@@ -160,10 +160,18 @@ impl CostFunction for LrCost<'_> {
     }
 }
 
-/// The 80% interval around the GP's mean, both ends in [0, 1] (clamping is monotone, so the
-/// stated accuracy `m.clamp(0, 1)` always lies inside it).
-fn interval(m: f64, sd: f64, widen: f64) -> [f64; 2] {
-    [(m - Z80 * sd * widen).clamp(0.0, 1.0), (m + Z80 * sd * widen).clamp(0.0, 1.0)]
+impl Candidate {
+    /// States the meta-learner's prediction (mean `m`, variance `v`, interval widened by
+    /// `widen`). The GP models accuracy on the real line; what is stated is its mean projected
+    /// onto [0, 1] (a mean of 1.02 said "1.023" for the photos example) with the 80% interval's
+    /// ends clamped the same way (clamping is monotone, so the stated accuracy lies inside it).
+    /// Ranking uses `score`, not this.
+    fn set_prediction(&mut self, m: f64, v: f64, widen: f64) {
+        let half = Z80 * v.sqrt() * widen;
+        self.predicted_accuracy = m.clamp(0.0, 1.0);
+        self.sd = v.sqrt() * widen;
+        self.interval = [(m - half).clamp(0.0, 1.0), (m + half).clamp(0.0, 1.0)];
+    }
 }
 
 pub struct RecommendOptions {
@@ -535,11 +543,7 @@ fn score(model: &MetaModel, view: &TaskView, cands: &mut [Candidate]) {
     for ((c, (m, v)), sc) in cands.iter_mut().zip(preds).zip(scores) {
         let widen = view.widen(model, &c.backbone);
         c.score = sc;
-        // the GP models accuracy on the real line; what is stated is its mean projected onto
-        // [0, 1] (a mean of 1.02 said "1.023" for the photos example); ranking uses `score`
-        c.predicted_accuracy = m.clamp(0.0, 1.0);
-        c.sd = v.sqrt() * widen;
-        c.interval = interval(m, v.sqrt(), widen);
+        c.set_prediction(m, v, widen);
     }
     cands.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.config.cmp(&b.config)));
 }
@@ -661,20 +665,16 @@ fn refine_lr(model: &MetaModel, view: &TaskView, lrs: &[f64], cands: &mut [Candi
     }
     let widen = view.widen(model, &cands[0].backbone);
     let c = &mut cands[0];
-    let note = format!(
-        "Learning rate refined on the surrogate (Brent, log10 lr in [{lo:.2}, {hi:.2}]): {:.2e} -> {lr:.2e}, predicted {:.3} -> {:.3}.",
-        c.recipe.lr,
-        c.predicted_accuracy,
-        m.clamp(0.0, 1.0)
-    );
+    let (old_lr, old_pred) = (c.recipe.lr, c.predicted_accuracy);
     c.recipe.lr = lr;
     c.recipe.name = Some(format!("{}-lr{lr:.2e}", c.recipe.name.clone().unwrap_or_default()));
     c.summary = s;
     c.score = sc;
-    c.predicted_accuracy = m.clamp(0.0, 1.0);
-    c.sd = v.sqrt() * widen;
-    c.interval = interval(m, v.sqrt(), widen);
-    Some(note)
+    c.set_prediction(m, v, widen);
+    Some(format!(
+        "Learning rate refined on the surrogate (Brent, log10 lr in [{lo:.2}, {hi:.2}]): {old_lr:.2e} -> {lr:.2e}, predicted {old_pred:.3} -> {:.3}.",
+        c.predicted_accuracy
+    ))
 }
 
 /// Why: the pick and its interval, the anchor decision, the nearest past tasks, backbone,
