@@ -124,6 +124,12 @@ pub struct MetaFitArgs {
     /// Observations the Gaussian process is fitted on (a seeded subsample of task x recipe cells).
     #[arg(long, default_value_t = 600)]
     pub gp_points: usize,
+    /// Observations the fitted GP is then conditioned on, its hyperparameters fixed (a larger
+    /// seeded subsample that contains the first; at most --gp-points: the same observations).
+    /// In `meta eval` (339 held-out tasks) 4 000 against 400 lowered regret@1 from 0.215 to 0.198
+    /// and regret@3 from 0.122 to 0.092; the cost is one Cholesky factor of that size.
+    #[arg(long, default_value_t = ml::CONDITION_POINTS)]
+    pub condition_points: usize,
     /// L-BFGS iterations of the GP's marginal-likelihood fit.
     #[arg(long, default_value_t = 40)]
     pub gp_iters: u64,
@@ -144,7 +150,14 @@ pub fn meta_fit(a: MetaFitArgs) -> Result<i32> {
     let refs: Vec<&std::path::Path> = dirs.iter().map(|d| d.as_path()).collect();
     let obs = ml::features::load_obs(&refs)?;
     errln!("fitting on {} runs from {}", obs.len(), dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", "));
-    let fo = ml::FitOptions { max_gp_points: a.gp_points, gp_iters: a.gp_iters, knn_k: 7, seed: a.seed, cv_folds: a.cv_folds };
+    let fo = ml::FitOptions {
+        max_gp_points: a.gp_points,
+        condition_points: a.condition_points,
+        gp_iters: a.gp_iters,
+        knn_k: 7,
+        seed: a.seed,
+        cv_folds: a.cv_folds,
+    };
     let t0 = std::time::Instant::now();
     let m = ml::fit(&obs, &fo, &|s| errln!("{s}"))?;
     if let Some(p) = a.out.parent() {
@@ -180,6 +193,9 @@ pub struct MetaEvalArgs {
     pub budget: usize,
     #[arg(long, default_value_t = 600)]
     pub gp_points: usize,
+    /// Observations each held-out GP is conditioned on after its hyperparameter fit (see `meta fit`).
+    #[arg(long, default_value_t = ml::CONDITION_POINTS)]
+    pub condition_points: usize,
     #[arg(long, default_value_t = 40)]
     pub gp_iters: u64,
     #[arg(long, default_value_t = 0)]
@@ -195,7 +211,14 @@ pub fn meta_eval(a: MetaEvalArgs) -> Result<i32> {
     let dirs = meta_dirs(&a.meta);
     let refs: Vec<&std::path::Path> = dirs.iter().map(|d| d.as_path()).collect();
     let obs = ml::features::load_obs(&refs)?;
-    let fo = ml::FitOptions { max_gp_points: a.gp_points, gp_iters: a.gp_iters, knn_k: 7, seed: a.seed, cv_folds: 0 };
+    let fo = ml::FitOptions {
+        max_gp_points: a.gp_points,
+        condition_points: a.condition_points,
+        gp_iters: a.gp_iters,
+        knn_k: 7,
+        seed: a.seed,
+        cv_folds: 0,
+    };
     let r = ml::eval::evaluate(&obs, a.budget.max(1), &fo, &|s| errln!("{s}"))?;
     std::fs::create_dir_all(&a.out).map_err(|e| crate::GraftError::io(&a.out, e))?;
     let md = ml::eval::markdown(&r);

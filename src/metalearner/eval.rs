@@ -36,7 +36,19 @@ pub const METHODS: &[&str] = &[
     "pretrain policy: never (the best-predicted recipe without pretraining)",
     "pretrain policy: always (the best-predicted pretrain-first recipe)",
     "advisor (probe-CV-anchored, read by its SVM probe; only a fine-tune, a centroid probe or a pretrain-first recipe may override it, sequential EI)",
+    "advisor (as shipped, but the override is weighed on outcomes: both runs' observation noise counts, sequential EI)",
+    "advisor (as shipped, but a centroid probe may override only on the anchor's own features, sequential EI)",
+    "advisor (as shipped, with both of the two rows above, sequential EI)",
 ];
+
+/// Ablations of the shipped override rule: [`OUTCOME_OVERRIDE`] weighs P(run j beats the
+/// anchor's run) with each run's observation noise added to the latent posterior;
+/// [`SAME_FEATURES_CENTROID`] lets a centroid probe override only on the anchor's backbone and
+/// input size (on other features the anchor's cross-validated accuracy is direct evidence
+/// against it); [`BOTH_OVERRIDE_RULES`] applies both.
+pub const OUTCOME_OVERRIDE: usize = 25;
+pub const SAME_FEATURES_CENTROID: usize = 26;
+pub const BOTH_OVERRIDE_RULES: usize = 27;
 
 /// The rows of [`METHODS`] that restrict the advisor to recipes without, or only with, a
 /// pretraining step: on tasks with an unlabelled pool, what "never pretrain" and "always
@@ -248,6 +260,75 @@ pub struct EvalReport {
     pub n_calibration_runs: usize,
     /// (predicted, actual) per held-out run (advisor, GP), for the calibration plot.
     pub calibration: Vec<(f64, f64)>,
+}
+
+/// Resamples of the family-cluster bootstrap in [`paired_differences`].
+pub const BOOTSTRAP_RESAMPLES: usize = 2000;
+
+/// Each method's regret at budget `b` (0-based) minus the shipped advisor's, paired per task over
+/// the tasks where both have one: (method, tasks, mean difference, 95% interval). The interval is
+/// a percentile bootstrap that resamples held-out *families* with replacement (a family's tasks,
+/// shifted copies included, are not independent draws), seeded, so a difference whose interval
+/// holds 0 is not one the held-out tasks can tell from chance.
+pub fn paired_differences(r: &EvalReport, b: usize, seed: u64) -> Vec<(String, usize, f64, f64, f64)> {
+    use rand::Rng;
+    let shipped = shipped_method();
+    let mut out = Vec::new();
+    for m in METHODS.iter().filter(|m| **m != shipped) {
+        // per family: (sum of differences, tasks)
+        let mut fam: BTreeMap<&str, (f64, usize)> = BTreeMap::new();
+        for t in &r.tasks {
+            if let (Some(a), Some(s)) = (t.regret.get(*m), t.regret.get(shipped)) {
+                if let (Some(a), Some(s)) = (a.get(b), s.get(b)) {
+                    if a.is_finite() && s.is_finite() {
+                        let e = fam.entry(t.family.as_str()).or_insert((0.0, 0));
+                        e.0 += a - s;
+                        e.1 += 1;
+                    }
+                }
+            }
+        }
+        let groups: Vec<(f64, usize)> = fam.into_values().collect();
+        let n: usize = groups.iter().map(|g| g.1).sum();
+        if n == 0 {
+            continue;
+        }
+        let mean = groups.iter().map(|g| g.0).sum::<f64>() / n as f64;
+        let mut rng = rng_for(seed, &format!("paired-bootstrap/{m}/{b}"));
+        let mut boot: Vec<f64> = (0..BOOTSTRAP_RESAMPLES)
+            .map(|_| {
+                let (mut sum, mut k) = (0.0, 0usize);
+                for _ in 0..groups.len() {
+                    let g = groups[rng.random_range(0..groups.len())];
+                    sum += g.0;
+                    k += g.1;
+                }
+                sum / k.max(1) as f64
+            })
+            .collect();
+        boot.sort_by(|x, y| x.total_cmp(y));
+        let q = |p: f64| boot[((p * (boot.len() - 1) as f64).round() as usize).min(boot.len() - 1)];
+        out.push((m.to_string(), n, mean, q(0.025), q(0.975)));
+    }
+    out
+}
+
+/// The paired differences against the shipped advisor at budgets 1 and 3 ([`paired_differences`]).
+fn paired_table(r: &EvalReport) -> String {
+    let b3 = 2.min(r.budgets.saturating_sub(1));
+    let d1 = paired_differences(r, 0, 0);
+    let d3: BTreeMap<String, (f64, f64, f64)> =
+        paired_differences(r, b3, 0).into_iter().map(|(m, _, d, lo, hi)| (m, (d, lo, hi))).collect();
+    let mut s = format!(
+        "Each method against the shipped advisor, paired per task: regret minus the shipped advisor's (positive: worse than shipped), with a 95% interval from a bootstrap over held-out families ({BOOTSTRAP_RESAMPLES} resamples; a family's tasks move together). An interval that holds 0 is a difference these tasks cannot tell from chance.\n\n| method | tasks | Δ regret@1 [95%] | Δ regret@{} [95%] |\n|---|---|---|---|\n",
+        b3 + 1
+    );
+    for (m, n, d, lo, hi) in d1 {
+        let r3 = d3.get(&m).map_or("n/a".to_string(), |(d, lo, hi)| format!("{d:+.3} [{lo:+.3}, {hi:+.3}]"));
+        s.push_str(&format!("| {m} | {n} | {d:+.3} [{lo:+.3}, {hi:+.3}] | {r3} |\n"));
+    }
+    s.push('\n');
+    s
 }
 
 /// Expected best of K distinct configurations drawn uniformly at random (exact).
@@ -919,6 +1000,23 @@ impl Fold {
             let a = super::anchor_classifier(&keyed, am, a);
             super::anchored_pick_among(am, ac, a, super::ANCHOR_SWITCH_PROBABILITY, &eligible).0
         });
+        // ablations of the override rule (see OUTCOME_OVERRIDE)
+        if let Some(&a0) = cvo.first() {
+            let a = super::anchor_classifier(&keyed, am, a0);
+            let outcome_cov = ac + nalgebra::DMatrix::<f64>::identity(ac.nrows(), ac.ncols()) * an;
+            let same_feats = |i: usize| {
+                let r = &tc[i].recipe;
+                super::may_override_anchor(r) && (r.strategy != crate::recipe::Strategy::CentroidProbe || tc[i].backbone == tc[a].backbone)
+            };
+            for (row, cov, elig) in [
+                (OUTCOME_OVERRIDE, &outcome_cov, &eligible as &dyn Fn(usize) -> bool),
+                (SAME_FEATURES_CENTROID, ac, &same_feats),
+                (BOTH_OVERRIDE_RULES, &outcome_cov, &same_feats),
+            ] {
+                let pick = super::anchored_pick_among(am, cov, a, super::ANCHOR_SWITCH_PROBABILITY, elig).0;
+                orders.insert(METHODS[row].into(), sequential_ei_order(pick, am, ac, an, aoff, &observe, budgets));
+            }
+        }
         // the rule before: the anchor read by its own (SVM) probe
         if let Some(&a) = cvo.first() {
             let pick = super::anchored_pick_among(am, ac, a, super::ANCHOR_SWITCH_PROBABILITY, &eligible).0;
@@ -1231,6 +1329,7 @@ pub fn markdown(r: &EvalReport) -> String {
         r.coverage80 * 100.0,
         r.n_calibration_runs
     ));
+    s.push_str(&paired_table(r));
     s.push_str(&baselines_head_to_head(r));
     s.push_str(&auto_simulation_table(r));
     s.push_str(&pretrain_policy_table(r));
@@ -1413,6 +1512,39 @@ mod tests {
             n_calibration_runs: 0,
             calibration: vec![],
         }
+    }
+
+    #[test]
+    fn paired_differences_bootstrap_over_families() {
+        let m = METHODS[3];
+        // a method worse than shipped by 0.2 of the range on every task of every family: the
+        // difference and both ends of its interval are exactly +0.2
+        let worse: Vec<TaskResult> = (0..12)
+            .map(|i| task_result(&format!("t{i}"), &format!("f{}", i % 4), 0.9, 0.5, &[(shipped_method(), Some(0.8)), (m, Some(0.7))]))
+            .collect();
+        let d = paired_differences(&report_of(worse), 0, 0);
+        let (_, n, mean, lo, hi) = d.iter().find(|x| x.0 == m).unwrap().clone();
+        assert_eq!(n, 12);
+        assert!((mean - 0.2).abs() < 1e-12 && (lo - 0.2).abs() < 1e-12 && (hi - 0.2).abs() < 1e-12, "{mean} {lo} {hi}");
+        // better in half the families, worse in the other half: the interval spans 0 and is
+        // wide (families resampled, not tasks), and the tasks where the method has no pick drop out
+        let mixed: Vec<TaskResult> = (0..12)
+            .map(|i| {
+                let a = if i % 4 < 2 { 0.9 } else { 0.7 };
+                let pick = if i == 11 { None } else { Some(a) };
+                task_result(&format!("t{i}"), &format!("f{}", i % 4), 0.9, 0.5, &[(shipped_method(), Some(0.8)), (m, pick)])
+            })
+            .collect();
+        let d = paired_differences(&report_of(mixed), 0, 0);
+        let (_, n, mean, lo, hi) = d.iter().find(|x| x.0 == m).unwrap().clone();
+        assert_eq!(n, 11);
+        assert!(lo < 0.0 && hi > 0.0 && hi - lo > 0.2, "{mean} [{lo}, {hi}]");
+        // seeded: the same report gives the same interval
+        assert_eq!(paired_differences(&report_of(vec![]), 0, 0).len(), 0);
+        let md = paired_table(&report_of(
+            (0..4).map(|i| task_result(&format!("t{i}"), "f", 0.9, 0.5, &[(shipped_method(), Some(0.8)), (m, Some(0.9))])).collect(),
+        ));
+        assert!(md.contains(&format!("| {m} | 4 | -0.200 [-0.200, -0.200] |")), "{md}");
     }
 
     #[test]

@@ -163,6 +163,18 @@ impl Gp {
         Ok(gp)
     }
 
+    /// Condition on new observations (`x`, `y`) with the hyperparameters kept; the constant mean
+    /// becomes the mean of `y`.
+    pub fn condition(&mut self, x: Vec<Vec<f64>>, y: Vec<f64>) -> Result<()> {
+        if x.is_empty() || x.len() != y.len() || x.iter().any(|r| r.len() != self.params.log_ls.len()) {
+            return Err(GraftError::Other("meta-learner: GP conditioning data do not match the fitted inputs".into()));
+        }
+        self.params.mean = y.iter().sum::<f64>() / y.len() as f64;
+        self.x = x;
+        self.y = y;
+        self.refit()
+    }
+
     /// (Re)compute the Cholesky factor and weights for the stored data and hyperparameters.
     /// Shapes and ranges of a loaded GP: `x` is n rows of `dim` finite values, `y` n finite
     /// values of an accuracy's scale, and the hyper-parameters finite and of sane magnitude.
@@ -193,7 +205,9 @@ impl Gp {
 
     pub fn refit(&mut self) -> Result<()> {
         let k = kmatrix(&self.x, &self.params, true);
-        let ch = Cholesky::new(k).ok_or_else(|| GraftError::Other("meta-learner: GP kernel matrix is not positive definite".into()))?;
+        let l = super::linalg::cholesky_lower(k)
+            .ok_or_else(|| GraftError::Other("meta-learner: GP kernel matrix is not positive definite".into()))?;
+        let ch = Cholesky::pack_dirty(l);
         let r = DVector::from_iterator(self.y.len(), self.y.iter().map(|v| v - self.params.mean));
         let alpha = ch.solve(&r);
         self.fitted = Some((ch, alpha));
@@ -211,7 +225,7 @@ impl Gp {
         let (ch, alpha) = self.fitted.as_ref().expect("GP is fitted");
         let ks = self.cross(xs);
         let mean: Vec<f64> = (ks.transpose() * alpha).iter().map(|v| v + self.params.mean).collect();
-        let v = ch.l().solve_lower_triangular(&ks).expect("triangular solve");
+        let v = super::linalg::solve_lower(ch.l_dirty(), ks);
         let kss = kmatrix(xs, &self.params, false);
         let cov = kss - v.transpose() * v;
         (mean, cov, self.params.log_sn2.exp())
@@ -222,7 +236,7 @@ impl Gp {
         let (ch, alpha) = self.fitted.as_ref().expect("GP is fitted");
         let ks = self.cross(xs);
         let mean: Vec<f64> = (ks.transpose() * alpha).iter().map(|v| v + self.params.mean).collect();
-        let v = ch.l().solve_lower_triangular(&ks).expect("triangular solve");
+        let v = super::linalg::solve_lower(ch.l_dirty(), ks);
         let sf2 = self.params.log_sf2.exp();
         let sn2 = self.params.log_sn2.exp();
         let var = (0..xs.len()).map(|j| (sf2 - v.column(j).norm_squared()).max(0.0) + sn2).collect();
@@ -264,5 +278,31 @@ mod tests {
         assert!((m[0] - (1.05f64 * 1.5).sin()).abs() < 0.05, "{m:?}");
         // far from the data the variance returns to the prior
         assert!(v[1] > 10.0 * v[0]);
+    }
+
+    #[test]
+    fn conditioning_on_more_points_keeps_the_hyperparameters_and_uses_the_data() {
+        let f = |v: f64| (v * 1.5).sin();
+        let sparse: Vec<Vec<f64>> = (0..8).map(|i| vec![i as f64 * 0.8]).collect();
+        let mut gp = Gp::fit(sparse.clone(), sparse.iter().map(|v| f(v[0])).collect(), 50).unwrap();
+        let params = gp.params.log_ls.clone();
+        let probe: Vec<Vec<f64>> = (0..20).map(|i| vec![0.15 + i as f64 * 0.27]).collect();
+        let err = |gp: &Gp| {
+            let (m, _) = gp.predict(&probe);
+            m.iter().zip(&probe).map(|(m, x)| (m - f(x[0])).abs()).fold(0.0, f64::max)
+        };
+        let (before, (_, v0)) = (err(&gp), gp.predict(&probe));
+        // conditioning on the same data changes nothing
+        let mut same = gp.clone();
+        same.condition(sparse.clone(), sparse.iter().map(|v| f(v[0])).collect()).unwrap();
+        assert!((err(&same) - before).abs() < 1e-12);
+        let dense: Vec<Vec<f64>> = (0..60).map(|i| vec![i as f64 * 0.1]).collect();
+        gp.condition(dense.clone(), dense.iter().map(|v| f(v[0])).collect()).unwrap();
+        assert_eq!(gp.params.log_ls, params);
+        let (after, (_, v1)) = (err(&gp), gp.predict(&probe));
+        assert!(after < before / 2.0, "max error {before} -> {after}");
+        assert!(v1.iter().sum::<f64>() < v0.iter().sum::<f64>());
+        // inputs of the wrong width are refused
+        assert!(gp.condition(vec![vec![0.0, 1.0]], vec![0.5]).is_err());
     }
 }

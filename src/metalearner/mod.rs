@@ -6,6 +6,7 @@ pub mod auto;
 pub mod eval;
 pub mod features;
 pub mod gp;
+pub mod linalg;
 pub mod search;
 
 use crate::error::{GraftError, Result};
@@ -575,9 +576,17 @@ pub struct PastTask {
     pub best_acc: f64,
 }
 
+/// Cells the shipped GPs are conditioned on after their hyperparameters are fitted on a smaller
+/// subsample (`FitOptions::condition_points`).
+pub const CONDITION_POINTS: usize = 4000;
+
 #[derive(Debug, Clone)]
 pub struct FitOptions {
+    /// Cells the GP's hyperparameters are fitted on (a seeded subsample).
     pub max_gp_points: usize,
+    /// Cells the GP is then conditioned on with those hyperparameters fixed (a seeded subsample
+    /// that contains the first; no more than `max_gp_points` means the same cells).
+    pub condition_points: usize,
     pub gp_iters: u64,
     pub knn_k: usize,
     pub seed: u64,
@@ -586,22 +595,37 @@ pub struct FitOptions {
 
 impl Default for FitOptions {
     fn default() -> Self {
-        FitOptions { max_gp_points: 600, gp_iters: 40, knn_k: 7, seed: 0, cv_folds: 4 }
+        FitOptions { max_gp_points: 600, condition_points: CONDITION_POINTS, gp_iters: 40, knn_k: 7, seed: 0, cv_folds: 4 }
     }
 }
 
-/// GP on a seeded subsample of `max_gp_points` cells (a seeded shuffle of all cells, truncated).
+/// GP on a seeded subsample of `max_gp_points` cells (a seeded shuffle of all cells, truncated),
+/// then conditioned on `condition_points` cells (the same shuffle, truncated later).
 pub fn fit_gp(cells: &[Cell], enc: &Encoder, o: &FitOptions) -> Result<Gp> {
-    let (idx, x) = gp_sample(cells, enc, o);
-    let y: Vec<f64> = idx.iter().map(|&i| cells[i].acc).collect();
-    Gp::fit(x, y, o.gp_iters)
+    fit_gp_on(cells, enc, o, |i| cells[i].acc)
 }
 
-/// The seeded subsample of cells both GPs are fitted on, and its encoded inputs.
-fn gp_sample(cells: &[Cell], enc: &Encoder, o: &FitOptions) -> (Vec<usize>, Vec<Vec<f64>>) {
+/// Fit the hyperparameters on the first `max_gp_points` cells of the seeded shuffle, then
+/// condition on its first `condition_points` (the exact GP posterior with those hyperparameters:
+/// marginal-likelihood fitting costs O(n^3) per L-BFGS step, conditioning one Cholesky factor).
+fn fit_gp_on(cells: &[Cell], enc: &Encoder, o: &FitOptions, target: impl Fn(usize) -> f64) -> Result<Gp> {
+    let (idx, x) = gp_sample(cells, enc, o.seed, o.max_gp_points);
+    let y: Vec<f64> = idx.iter().map(|&i| target(i)).collect();
+    let mut gp = Gp::fit(x, y, o.gp_iters)?;
+    if o.condition_points > o.max_gp_points && cells.len() > o.max_gp_points {
+        let (idx, x) = gp_sample(cells, enc, o.seed, o.condition_points);
+        let y: Vec<f64> = idx.iter().map(|&i| target(i)).collect();
+        gp.condition(x, y)?;
+    }
+    Ok(gp)
+}
+
+/// The seeded subsample of `n` cells the GPs are fitted on, and its encoded inputs: a seeded
+/// shuffle truncated to `n`, so a smaller subsample is contained in a larger one.
+fn gp_sample(cells: &[Cell], enc: &Encoder, seed: u64, n: usize) -> (Vec<usize>, Vec<Vec<f64>>) {
     let mut idx: Vec<usize> = (0..cells.len()).collect();
-    idx.shuffle(&mut rng_for(o.seed, "gp-subsample"));
-    idx.truncate(o.max_gp_points);
+    idx.shuffle(&mut rng_for(seed, "gp-subsample"));
+    idx.truncate(n);
     idx.sort();
     let x = idx.iter().map(|&i| enc.encode(&cells[i].task, &cells[i].recipe, &cells[i].backbone)).collect();
     (idx, x)
@@ -614,9 +638,7 @@ fn gp_sample(cells: &[Cell], enc: &Encoder, o: &FitOptions) -> (Vec<usize>, Vec<
 /// quantity a choice depends on; ZAP's pairwise loss targets the same thing).
 pub fn fit_gp_rel(cells: &[Cell], enc: &Encoder, o: &FitOptions) -> Result<Gp> {
     let tm = task_means(cells);
-    let (idx, x) = gp_sample(cells, enc, o);
-    let y: Vec<f64> = idx.iter().map(|&i| cells[i].acc - tm[cells[i].task_id.as_str()]).collect();
-    Gp::fit(x, y, o.gp_iters)
+    fit_gp_on(cells, enc, o, |i| cells[i].acc - tm[cells[i].task_id.as_str()])
 }
 
 /// Each task's mean accuracy over its logged configurations (all backbones).
