@@ -167,6 +167,7 @@ pub fn meta_fit(a: MetaFitArgs) -> Result<i32> {
     let summary = serde_json::json!({
         "out": a.out.display().to_string(), "learner": m.learner, "n_runs": m.n_runs, "n_tasks": m.n_tasks,
         "families": m.families, "meta_hash": m.meta_hash, "cv": m.cv, "seconds": t0.elapsed().as_secs_f64(),
+        "gp_hyperparameter_cells": a.gp_points.min(m.gp.x.len()), "gp_conditioned_cells": m.gp.x.len(),
         "gp_lengthscales": m.encoder.feature_names().into_iter().zip(m.gp.lengthscales()).collect::<Vec<_>>(),
     });
     if a.json {

@@ -36,9 +36,9 @@ pub const METHODS: &[&str] = &[
     "pretrain policy: never (the best-predicted recipe without pretraining)",
     "pretrain policy: always (the best-predicted pretrain-first recipe)",
     "advisor (probe-CV-anchored, read by its SVM probe; only a fine-tune, a centroid probe or a pretrain-first recipe may override it, sequential EI)",
-    "advisor (as shipped, but the override is weighed on outcomes: both runs' observation noise counts, sequential EI)",
-    "advisor (as shipped, but a centroid probe may override only on the anchor's own features, sequential EI)",
-    "advisor (as shipped, with both of the two rows above, sequential EI)",
+    "advisor variant: the override weighed on outcomes (both runs' observation noise counts), sequential EI",
+    "advisor variant: a centroid probe may override only on the anchor's own features, sequential EI",
+    "advisor variant: both of the two rows above, sequential EI",
 ];
 
 /// Ablations of the shipped override rule: [`OUTCOME_OVERRIDE`] weighs P(run j beats the
