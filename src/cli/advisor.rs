@@ -154,9 +154,9 @@ pub fn meta_fit(a: MetaFitArgs) -> Result<i32> {
         max_gp_points: a.gp_points,
         condition_points: a.condition_points,
         gp_iters: a.gp_iters,
-        knn_k: 7,
         seed: a.seed,
         cv_folds: a.cv_folds,
+        ..Default::default()
     };
     let t0 = std::time::Instant::now();
     let m = ml::fit(&obs, &fo, &|s| errln!("{s}"))?;
@@ -216,9 +216,9 @@ pub fn meta_eval(a: MetaEvalArgs) -> Result<i32> {
         max_gp_points: a.gp_points,
         condition_points: a.condition_points,
         gp_iters: a.gp_iters,
-        knn_k: 7,
         seed: a.seed,
         cv_folds: 0,
+        ..Default::default()
     };
     let r = ml::eval::evaluate(&obs, a.budget.max(1), &fo, &|s| errln!("{s}"))?;
     std::fs::create_dir_all(&a.out).map_err(|e| crate::GraftError::io(&a.out, e))?;

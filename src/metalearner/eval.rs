@@ -996,13 +996,10 @@ impl Fold {
         // centroid probe or a pretrain-first recipe may override ([`super::may_override_anchor`])
         let keyed: Vec<(&str, &super::features::RecipeSummary)> = tc.iter().map(|c| (c.backbone.as_str(), &c.recipe)).collect();
         let eligible = |i: usize| super::may_override_anchor(&tc[i].recipe);
-        let shipped_first = cvo.first().map(|&a| {
-            let a = super::anchor_classifier(&keyed, am, a);
-            super::anchored_pick_among(am, ac, a, super::ANCHOR_SWITCH_PROBABILITY, &eligible).0
-        });
-        // ablations of the override rule (see OUTCOME_OVERRIDE)
-        if let Some(&a0) = cvo.first() {
-            let a = super::anchor_classifier(&keyed, am, a0);
+        let shipped_anchor = cvo.first().map(|&a| super::anchor_classifier(&keyed, am, a));
+        let shipped_first = shipped_anchor.map(|a| super::anchored_pick_among(am, ac, a, super::ANCHOR_SWITCH_PROBABILITY, &eligible).0);
+        // ablations of the override rule (see OUTCOME_OVERRIDE), on the shipped anchor
+        if let Some(a) = shipped_anchor {
             let outcome_cov = ac + nalgebra::DMatrix::<f64>::identity(ac.nrows(), ac.ncols()) * an;
             let same_feats = |i: usize| {
                 let r = &tc[i].recipe;
@@ -1535,11 +1532,12 @@ mod tests {
                 task_result(&format!("t{i}"), &format!("f{}", i % 4), 0.9, 0.5, &[(shipped_method(), Some(0.8)), (m, pick)])
             })
             .collect();
-        let d = paired_differences(&report_of(mixed), 0, 0);
+        let d = paired_differences(&report_of(mixed.clone()), 0, 0);
         let (_, n, mean, lo, hi) = d.iter().find(|x| x.0 == m).unwrap().clone();
         assert_eq!(n, 11);
         assert!(lo < 0.0 && hi > 0.0 && hi - lo > 0.2, "{mean} [{lo}, {hi}]");
-        // seeded: the same report gives the same interval
+        // seeded: the same report gives the same interval; no tasks, no rows
+        assert_eq!(paired_differences(&report_of(mixed.clone()), 0, 0), paired_differences(&report_of(mixed), 0, 0));
         assert_eq!(paired_differences(&report_of(vec![]), 0, 0).len(), 0);
         let md = paired_table(&report_of(
             (0..4).map(|i| task_result(&format!("t{i}"), "f", 0.9, 0.5, &[(shipped_method(), Some(0.8)), (m, Some(0.9))])).collect(),
