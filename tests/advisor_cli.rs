@@ -98,6 +98,26 @@ fn check_recommendation(v: &serde_json::Value) {
     }
 }
 
+/// `meta fit` records the scale its GPs model accuracy on (arcsine by default); a model file
+/// written before the field existed has none and is read as the raw accuracy, its
+/// recommendations still stated inside [0, 1] with the accuracy inside its interval.
+#[test]
+fn the_warp_is_recorded_and_a_file_without_one_reads_as_the_raw_accuracy() {
+    let f = fixture();
+    let mut m: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&f.model).unwrap()).unwrap();
+    assert_eq!(m["warp"], "arcsine");
+    m.as_object_mut().unwrap().remove("warp");
+    let old = f.root.join("ml-without-warp.json");
+    std::fs::write(&old, serde_json::to_string(&m).unwrap()).unwrap();
+    let loaded = graft::metalearner::MetaModel::load(&old).unwrap();
+    assert_eq!(loaded.warp, graft::metalearner::Warp::Identity);
+    for model in [&f.model, &old] {
+        let o = graft().args(["recommend", "--json", "--data"]).arg(example()).arg("--model").arg(model).output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        check_recommendation(&json_of(&o));
+    }
+}
+
 #[test]
 fn recommend_gives_a_runnable_recipe_with_interval_and_reasons() {
     let f = fixture();
@@ -239,6 +259,64 @@ fn meta_eval_writes_tables_and_plots() {
         .unwrap();
     assert!(o1.status.success(), "{}", String::from_utf8_lossy(&o1.stderr));
     assert_eq!(json_of(&o1), v, "meta eval on 1 thread differs");
+}
+
+/// `meta compare` pairs two evaluations task by task: an evaluation against itself differs by
+/// exactly 0 everywhere; the raw-accuracy scale against the shipped arcsine one gives a row per
+/// budget for the shipped advisor over the same 6 tasks; bad inputs exit 2 naming the file.
+#[test]
+fn meta_compare_pairs_two_evaluations() {
+    let f = fixture();
+    let eval = |warp: &str| {
+        let out = f.root.join(format!("cmp-{warp}"));
+        let o = graft()
+            .args(["meta", "eval", "--budget", "3", "--gp-iters", "10", "--warp", warp, "--meta"])
+            .arg(&f.meta)
+            .arg("--out")
+            .arg(&out)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        out
+    };
+    let (arcsine, identity) = (eval("arcsine"), eval("identity"));
+    let compare = |a: &std::path::Path, b: &std::path::Path, extra: &[&str]| {
+        graft().args(["meta", "compare", "--json"]).args(extra).arg(a).arg(b).output().unwrap()
+    };
+    let o = compare(&arcsine, &arcsine.join("meta-eval.json"), &[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let rows = json_of(&o);
+    assert!(rows.as_array().unwrap().len() > 10);
+    for r in rows.as_array().unwrap() {
+        assert_eq!(r["difference"].as_f64().unwrap(), 0.0, "{r}");
+        assert_eq!((r["families_lower"].as_u64(), r["families_higher"].as_u64()), (Some(0), Some(0)));
+    }
+    let o = compare(&identity, &arcsine, &["--method", "shipped"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let rows = json_of(&o);
+    let budgets: Vec<u64> = rows.as_array().unwrap().iter().map(|r| r["budget"].as_u64().unwrap()).collect();
+    assert_eq!(budgets, vec![1, 3]);
+    for r in rows.as_array().unwrap() {
+        assert_eq!(r["method"], graft::metalearner::eval::shipped_method());
+        assert_eq!(r["tasks"], 6);
+        let (d, lo, hi) = (r["difference"].as_f64().unwrap(), r["low"].as_f64().unwrap(), r["high"].as_f64().unwrap());
+        assert!(lo <= d && d <= hi && (r["new"].as_f64().unwrap() - r["base"].as_f64().unwrap() - d).abs() < 1e-9, "{r}");
+    }
+    // the markdown table by default
+    let o = graft().args(["meta", "compare"]).arg(&identity).arg(&arcsine).output().unwrap();
+    assert!(String::from_utf8_lossy(&o.stdout).contains("| method | budget | tasks | base | new |"));
+    // bad inputs
+    let missing = f.root.join("no-such-eval");
+    let o = compare(&missing, &arcsine, &[]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no-such-eval does not exist"), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = compare(&f.model, &arcsine, &[]);
+    assert_eq!(o.status.code(), Some(2));
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(e.contains("ml.json") && e.contains("not a `graft meta eval` result"), "{e}");
+    let o = compare(&identity, &arcsine, &["--budget", "0"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--budget 0"));
 }
 
 #[test]

@@ -294,6 +294,9 @@ pub enum MetaCmd {
     Fit(super::advisor::MetaFitArgs),
     /// Leave-one-family-out evaluation of the advisor against baselines.
     Eval(super::advisor::MetaEvalArgs),
+    /// Compare two `meta eval` runs (their meta-eval.json) method by method, paired per task,
+    /// with a family-bootstrap interval on each difference.
+    Compare(super::advisor::MetaCompareArgs),
 }
 
 pub fn meta(a: MetaArgs) -> Result<i32> {
@@ -306,6 +309,7 @@ pub fn meta(a: MetaArgs) -> Result<i32> {
         }
         MetaCmd::Fit(f) => return super::advisor::meta_fit(f),
         MetaCmd::Eval(e) => return super::advisor::meta_eval(e),
+        MetaCmd::Compare(c) => return super::advisor::meta_compare(c),
     }
     Ok(EXIT_OK)
 }

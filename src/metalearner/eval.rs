@@ -7,7 +7,7 @@ use super::{cells, fit, Cell, FitOptions, MetaModel, Z80};
 use crate::error::{GraftError, Result};
 use crate::util::rng_for;
 use rand_distr::{Distribution, StandardNormal};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
 pub const METHODS: &[&str] = &[
@@ -271,46 +271,143 @@ pub const BOOTSTRAP_RESAMPLES: usize = 2000;
 /// shifted copies included, are not independent draws), seeded, so a difference whose interval
 /// holds 0 is not one the held-out tasks can tell from chance.
 pub fn paired_differences(r: &EvalReport, b: usize, seed: u64) -> Vec<(String, usize, f64, f64, f64)> {
-    use rand::Rng;
     let shipped = shipped_method();
     let mut out = Vec::new();
     for m in METHODS.iter().filter(|m| **m != shipped) {
-        // per family: (sum of differences, tasks)
-        let mut fam: BTreeMap<&str, (f64, usize)> = BTreeMap::new();
-        for t in &r.tasks {
-            if let (Some(a), Some(s)) = (t.regret.get(*m), t.regret.get(shipped)) {
-                if let (Some(a), Some(s)) = (a.get(b), s.get(b)) {
-                    if a.is_finite() && s.is_finite() {
-                        let e = fam.entry(t.family.as_str()).or_insert((0.0, 0));
-                        e.0 += a - s;
-                        e.1 += 1;
-                    }
-                }
-            }
+        let pairs = r.tasks.iter().filter_map(|t| {
+            let (a, s) = (t.regret.get(*m)?.get(b)?, t.regret.get(shipped)?.get(b)?);
+            (a.is_finite() && s.is_finite()).then(|| (t.family.as_str(), a - s))
+        });
+        if let Some((n, mean, lo, hi)) = family_bootstrap(pairs, seed, &format!("paired-bootstrap/{m}/{b}")) {
+            out.push((m.to_string(), n, mean, lo, hi));
         }
-        let groups: Vec<(f64, usize)> = fam.into_values().collect();
-        let n: usize = groups.iter().map(|g| g.1).sum();
-        if n == 0 {
-            continue;
-        }
-        let mean = groups.iter().map(|g| g.0).sum::<f64>() / n as f64;
-        let mut rng = rng_for(seed, &format!("paired-bootstrap/{m}/{b}"));
-        let mut boot: Vec<f64> = (0..BOOTSTRAP_RESAMPLES)
-            .map(|_| {
-                let (mut sum, mut k) = (0.0, 0usize);
-                for _ in 0..groups.len() {
-                    let g = groups[rng.random_range(0..groups.len())];
-                    sum += g.0;
-                    k += g.1;
-                }
-                sum / k.max(1) as f64
-            })
-            .collect();
-        boot.sort_by(|x, y| x.total_cmp(y));
-        let q = |p: f64| boot[((p * (boot.len() - 1) as f64).round() as usize).min(boot.len() - 1)];
-        out.push((m.to_string(), n, mean, q(0.025), q(0.975)));
     }
     out
+}
+
+/// The mean of per-task differences (family, difference) and its 95% percentile interval from
+/// [`BOOTSTRAP_RESAMPLES`] resamples of whole families with replacement, seeded by `seed` and
+/// `label`: (tasks, mean, low, high), or None without a task.
+fn family_bootstrap<'a>(pairs: impl Iterator<Item = (&'a str, f64)>, seed: u64, label: &str) -> Option<(usize, f64, f64, f64)> {
+    use rand::Rng;
+    // per family: (sum of differences, tasks)
+    let mut fam: BTreeMap<&str, (f64, usize)> = BTreeMap::new();
+    for (f, d) in pairs {
+        let e = fam.entry(f).or_insert((0.0, 0));
+        e.0 += d;
+        e.1 += 1;
+    }
+    let groups: Vec<(f64, usize)> = fam.into_values().collect();
+    let n: usize = groups.iter().map(|g| g.1).sum();
+    if n == 0 {
+        return None;
+    }
+    let mean = groups.iter().map(|g| g.0).sum::<f64>() / n as f64;
+    let mut rng = rng_for(seed, label);
+    let mut boot: Vec<f64> = (0..BOOTSTRAP_RESAMPLES)
+        .map(|_| {
+            let (mut sum, mut k) = (0.0, 0usize);
+            for _ in 0..groups.len() {
+                let g = groups[rng.random_range(0..groups.len())];
+                sum += g.0;
+                k += g.1;
+            }
+            sum / k.max(1) as f64
+        })
+        .collect();
+    boot.sort_by(|x, y| x.total_cmp(y));
+    let q = |p: f64| boot[((p * (boot.len() - 1) as f64).round() as usize).min(boot.len() - 1)];
+    Some((n, mean, q(0.025), q(0.975)))
+}
+
+/// A `meta eval` as saved in its meta-eval.json, as far as comparing two of them needs (a
+/// regret that was not finite is saved as null).
+#[derive(Debug, Clone, Deserialize)]
+pub struct SavedEval {
+    pub tasks: Vec<SavedTask>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct SavedTask {
+    pub task_id: String,
+    pub family: String,
+    /// method -> normalised regret at budgets 1..=K
+    pub regret: BTreeMap<String, Vec<Option<f64>>>,
+}
+
+/// One method's regret at one budget in two evaluations, paired per task.
+#[derive(Debug, Clone, Serialize)]
+pub struct EvalDifference {
+    pub method: String,
+    /// 1-based.
+    pub budget: usize,
+    pub tasks: usize,
+    pub base: f64,
+    pub new: f64,
+    /// Mean of new − base over the tasks both evaluated; its 95% family-bootstrap interval.
+    pub difference: f64,
+    pub low: f64,
+    pub high: f64,
+    /// Families whose tasks' summed difference is below 0 / above 0.
+    pub families_lower: usize,
+    pub families_higher: usize,
+}
+
+/// Every method both evaluations report, its regret at budget `b` (0-based) in `new` minus in
+/// `base`, paired per task (by task id; tasks and budgets only one of them has drop out), with
+/// the interval of [`paired_differences`]: what changed between two versions of the advisor (a
+/// refit, a new scale, more runs) on the same held-out tasks, and whether the tasks can tell.
+pub fn compare_evals(base: &SavedEval, new: &SavedEval, b: usize, seed: u64) -> Vec<EvalDifference> {
+    let by_id: BTreeMap<&str, &SavedTask> = base.tasks.iter().map(|t| (t.task_id.as_str(), t)).collect();
+    let methods: BTreeSet<&String> = new.tasks.iter().flat_map(|t| t.regret.keys()).collect();
+    let mut out = Vec::new();
+    for m in methods {
+        let rows: Vec<(&str, f64, f64)> = new
+            .tasks
+            .iter()
+            .filter_map(|t| {
+                let y = (*t.regret.get(m)?.get(b)?)?;
+                let x = (*by_id.get(t.task_id.as_str())?.regret.get(m)?.get(b)?)?;
+                (x.is_finite() && y.is_finite()).then_some((t.family.as_str(), x, y))
+            })
+            .collect();
+        let Some((n, difference, low, high)) =
+            family_bootstrap(rows.iter().map(|r| (r.0, r.2 - r.1)), seed, &format!("compare-bootstrap/{m}/{b}"))
+        else {
+            continue;
+        };
+        let mut fam: BTreeMap<&str, f64> = BTreeMap::new();
+        for r in &rows {
+            *fam.entry(r.0).or_default() += r.2 - r.1;
+        }
+        out.push(EvalDifference {
+            method: m.clone(),
+            budget: b + 1,
+            tasks: n,
+            base: rows.iter().map(|r| r.1).sum::<f64>() / n as f64,
+            new: rows.iter().map(|r| r.2).sum::<f64>() / n as f64,
+            difference,
+            low,
+            high,
+            families_lower: fam.values().filter(|d| **d < -1e-12).count(),
+            families_higher: fam.values().filter(|d| **d > 1e-12).count(),
+        });
+    }
+    out
+}
+
+/// [`compare_evals`] as a markdown table.
+pub fn compare_markdown(rows: &[EvalDifference]) -> String {
+    let mut s = String::from(
+        "| method | budget | tasks | base | new | new − base [95% family-bootstrap interval] | families lower / higher |\n|---|---|---|---|---|---|---|\n",
+    );
+    for r in rows {
+        s.push_str(&format!(
+            "| {} | {} | {} | {:.4} | {:.4} | {:+.4} [{:+.4}, {:+.4}] | {} / {} |\n",
+            r.method, r.budget, r.tasks, r.base, r.new, r.difference, r.low, r.high, r.families_lower, r.families_higher
+        ));
+    }
+    s
 }
 
 /// The paired differences against the shipped advisor at budgets 1 and 3 ([`paired_differences`]).
@@ -507,6 +604,7 @@ pub fn simulate_auto(
     seed: u64,
     task: &str,
     rule: WinnerRule,
+    warp: super::Warp,
 ) -> Vec<Vec<usize>> {
     (0..AUTO_SIM_REPLICATES)
         .map(|rep| {
@@ -527,7 +625,7 @@ pub fn simulate_auto(
                     let b = rand_distr::Binomial::new(n_val as u64, accs[i].clamp(0.0, 1.0)).expect("p in [0, 1]");
                     b.sample(&mut rng) as f64 / n_val as f64
                 });
-                s.observe_noisy(i, val, val.map_or(0.0, |v| val_noise_var(v, n_val)));
+                s.observe_noisy(i, val.map(|v| warp.fwd(v)), val.map_or(0.0, |v| warp.obs_var(val_noise_var(v, n_val), n_val)));
                 seen.extend(val.map(|v| (i, v)));
                 pick = s.next();
                 if run.len() >= 2 {
@@ -688,9 +786,11 @@ fn eval_fold(obs: &[Obs], fam: &String, strata: &DistanceStrata, budgets: usize,
         let (mut sq, mut runs, mut within3) = (0.0, 0usize, 0usize);
         for (i, c) in tc.iter().enumerate() {
             let sd = (ranked.cov[(i, i)].max(0.0) + ranked.noise).sqrt();
+            let warp = fold.model.warp;
+            let (stated, interval) = warp.state(ranked.mean[i], sd, Z80);
             for o in held.iter().filter(|o| o.task_id == tid && o.config() == c.config()) {
-                calib.add(ranked.mean[i], sd, o.acc);
-                let e = ranked.mean[i] - o.acc;
+                calib.add(stated, interval, o.acc);
+                let e = stated - o.acc;
                 sq += e * e;
                 runs += 1;
                 within3 += (e.abs() <= 0.03) as usize;
@@ -844,9 +944,10 @@ struct Calibration {
 }
 
 impl Calibration {
-    fn add(&mut self, mean: f64, sd: f64, acc: f64) {
+    /// A held-out run's accuracy `acc` against the stated accuracy `mean` and 80% interval.
+    fn add(&mut self, mean: f64, (lo, hi): (f64, f64), acc: f64) {
         self.n += 1;
-        if (acc - mean).abs() <= Z80 * sd {
+        if lo - 1e-12 <= acc && acc <= hi + 1e-12 {
             self.inside += 1;
         }
         self.pairs.push((mean, acc));
@@ -969,7 +1070,7 @@ impl Fold {
         // LogME: probes ranked by the task's LogME at the probed depth (mid = 6, last = 7)
         let lo = probe_order(tc, super::AnchorScore::LogMe);
         let cvo = probe_order(tc, super::AnchorScore::ProbeCv);
-        let observe = |i: usize| accs[i];
+        let observe = |i: usize| model.warp.fwd(accs[i]);
         // the advisor keeps its anchor unless confident, then runs sequential EI (without an
         // anchor: q-EI); returns the first pick when anchored
         let anchored = |anchor: Option<&usize>| match anchor {
@@ -1030,7 +1131,7 @@ impl Fold {
         if let Some(first) = shipped_first.or_else(|| orders[METHODS[21]].first().copied()) {
             let n_val = auto_val_size(tc[0].shots, tc[0].n_classes);
             for (row, rule) in AUTO_SIMULATED {
-                let sim = simulate_auto(first, am, ac, an, aoff, accs, n_val, budgets, seed, &tc[0].task_id, rule);
+                let sim = simulate_auto(first, am, ac, an, aoff, accs, n_val, budgets, seed, &tc[0].task_id, rule, model.warp);
                 answers.insert(METHODS[row].to_string(), sim);
             }
         }
@@ -1545,6 +1646,39 @@ mod tests {
         assert!(md.contains(&format!("| {m} | 4 | -0.200 [-0.200, -0.200] |")), "{md}");
     }
 
+    /// Two saved evaluations compared through their JSON: pairs by task id, drops tasks only one
+    /// has and regrets saved as null (NaN), and counts families by the sign of their difference.
+    #[test]
+    fn comparing_two_saved_evaluations_pairs_tasks_by_id() {
+        let m = METHODS[3];
+        let saved = |accs: &[(usize, f64)]| -> SavedEval {
+            let tasks = accs
+                .iter()
+                .map(|&(i, a)| {
+                    task_result(&format!("t{i}"), &format!("f{}", i % 4), 0.9, 0.5, &[(shipped_method(), Some(0.8)), (m, Some(a))])
+                })
+                .collect();
+            serde_json::from_str(&serde_json::to_string(&report_of(tasks)).unwrap()).unwrap()
+        };
+        // base: regret 0.4 on t0..t7; new: 0.2 on t1..t8 (t0 only in base, t8 only in new), t5's regret NaN
+        let base = saved(&(0..8).map(|i| (i, 0.7)).collect::<Vec<_>>());
+        let new = saved(&(1..9).map(|i| (i, if i == 5 { f64::NAN } else { 0.8 })).collect::<Vec<_>>());
+        assert_eq!(new.tasks.iter().find(|t| t.task_id == "t5").unwrap().regret[m], vec![None]);
+        let rows = compare_evals(&base, &new, 0, 0);
+        let r = rows.iter().find(|r| r.method == m).unwrap();
+        assert_eq!((r.tasks, r.budget), (6, 1));
+        assert!((r.base - 0.4).abs() < 1e-12 && (r.new - 0.2).abs() < 1e-12, "{r:?}");
+        assert!((r.difference + 0.2).abs() < 1e-12 && (r.low + 0.2).abs() < 1e-12 && (r.high + 0.2).abs() < 1e-12, "{r:?}");
+        assert_eq!((r.families_lower, r.families_higher), (4, 0));
+        // the shipped advisor's regret did not change: a difference of 0 on 7 tasks, no family either way
+        let s = rows.iter().find(|r| r.method == shipped_method()).unwrap();
+        assert_eq!((s.tasks, s.difference, s.families_lower, s.families_higher), (7, 0.0, 0, 0));
+        // a budget neither has gives no rows; the table names every method compared
+        assert!(compare_evals(&base, &new, 3, 0).is_empty());
+        let md = compare_markdown(&rows);
+        assert!(md.contains(&format!("| {m} | 1 | 6 | 0.4000 | 0.2000 | -0.2000 [-0.2000, -0.2000] | 4 / 0 |")), "{md}");
+    }
+
     #[test]
     fn head_to_head_uses_only_tasks_with_both_baselines() {
         let task = |fam: &str, adv: f64, lp: Option<f64>, ft: Option<f64>| {
@@ -1664,7 +1798,20 @@ mod tests {
         let accs = [0.50, 0.80, 0.65, 0.90];
         // a validation split so large that its accuracy is the logged one: the answer at budget K
         // is the best logged accuracy among the first K runs of sequential EI on those accuracies
-        let sim = simulate_auto(0, &mean, &cov, 1e-6, 0.0, &accs, 1_000_000, 4, 3, "t", WinnerRule::PosteriorMean);
+        let sim = simulate_auto(
+            0,
+            &mean,
+            &cov,
+            1e-6,
+            0.0,
+            &accs,
+            1_000_000,
+            4,
+            3,
+            "t",
+            WinnerRule::PosteriorMean,
+            crate::metalearner::Warp::Identity,
+        );
         let order = sequential_ei_order(0, &mean, &cov, 1e-6, 0.0, &|i| accs[i], 4);
         assert_eq!(sim.len(), AUTO_SIM_REPLICATES);
         for rep in &sim {
@@ -1676,8 +1823,26 @@ mod tests {
             }
         }
         // the same seed and task give the same draws; without a validation split the first run wins
-        assert_eq!(sim, simulate_auto(0, &mean, &cov, 1e-6, 0.0, &accs, 1_000_000, 4, 3, "t", WinnerRule::PosteriorMean));
-        for rep in simulate_auto(2, &mean, &cov, 1e-6, 0.0, &accs, 0, 3, 3, "t", WinnerRule::PosteriorMean) {
+        assert_eq!(
+            sim,
+            simulate_auto(
+                0,
+                &mean,
+                &cov,
+                1e-6,
+                0.0,
+                &accs,
+                1_000_000,
+                4,
+                3,
+                "t",
+                WinnerRule::PosteriorMean,
+                crate::metalearner::Warp::Identity
+            )
+        );
+        for rep in
+            simulate_auto(2, &mean, &cov, 1e-6, 0.0, &accs, 0, 3, 3, "t", WinnerRule::PosteriorMean, crate::metalearner::Warp::Identity)
+        {
             assert_eq!(rep, vec![2, 2, 2]);
         }
     }
@@ -1691,7 +1856,9 @@ mod tests {
         let accs = [0.75, 0.70];
         let mut worse = 0;
         for t in 0..20 {
-            for rep in simulate_auto(0, &mean, &cov, 1e-4, 0.0, &accs, 5, 2, t, "t", WinnerRule::PosteriorMean) {
+            for rep in
+                simulate_auto(0, &mean, &cov, 1e-4, 0.0, &accs, 5, 2, t, "t", WinnerRule::PosteriorMean, crate::metalearner::Warp::Identity)
+            {
                 assert_eq!(rep[0], 0);
                 worse += (rep[1] == 1) as usize;
             }

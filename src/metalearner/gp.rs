@@ -220,12 +220,18 @@ impl Gp {
         DMatrix::from_fn(self.x.len(), xs.len(), |i, j| sf2 * (-0.5 * sqdist_scaled(&self.x[i], &xs[j], &inv)).exp())
     }
 
-    /// Predictive mean and covariance of the latent function at `xs`, plus the noise variance.
-    pub fn predict_joint(&self, xs: &[Vec<f64>]) -> (Vec<f64>, DMatrix<f64>, f64) {
+    /// The posterior mean at `xs` and V = L⁻¹ K(X, xs), whose column norms are what the data
+    /// explain of each prior variance.
+    fn posterior_parts(&self, xs: &[Vec<f64>]) -> (Vec<f64>, DMatrix<f64>) {
         let (ch, alpha) = self.fitted.as_ref().expect("GP is fitted");
         let ks = self.cross(xs);
         let mean: Vec<f64> = (ks.transpose() * alpha).iter().map(|v| v + self.params.mean).collect();
-        let v = super::linalg::solve_lower(ch.l_dirty(), ks);
+        (mean, super::linalg::solve_lower(ch.l_dirty(), ks))
+    }
+
+    /// Predictive mean and covariance of the latent function at `xs`, plus the noise variance.
+    pub fn predict_joint(&self, xs: &[Vec<f64>]) -> (Vec<f64>, DMatrix<f64>, f64) {
+        let (mean, v) = self.posterior_parts(xs);
         let kss = kmatrix(xs, &self.params, false);
         let cov = kss - v.transpose() * v;
         (mean, cov, self.params.log_sn2.exp())
@@ -233,10 +239,7 @@ impl Gp {
 
     /// Predictive mean and variance of an observation (latent variance + noise) at each of `xs`.
     pub fn predict(&self, xs: &[Vec<f64>]) -> (Vec<f64>, Vec<f64>) {
-        let (ch, alpha) = self.fitted.as_ref().expect("GP is fitted");
-        let ks = self.cross(xs);
-        let mean: Vec<f64> = (ks.transpose() * alpha).iter().map(|v| v + self.params.mean).collect();
-        let v = super::linalg::solve_lower(ch.l_dirty(), ks);
+        let (mean, v) = self.posterior_parts(xs);
         let sf2 = self.params.log_sf2.exp();
         let sn2 = self.params.log_sn2.exp();
         let var = (0..xs.len()).map(|j| (sf2 - v.column(j).norm_squared()).max(0.0) + sn2).collect();

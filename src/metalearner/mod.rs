@@ -8,6 +8,7 @@ pub mod features;
 pub mod gp;
 pub mod linalg;
 pub mod search;
+pub mod warp;
 
 use crate::error::{GraftError, Result};
 use crate::recipe::Strategy;
@@ -18,6 +19,7 @@ use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
+pub use warp::Warp;
 
 pub const MODEL_SCHEMA_VERSION: u32 = 3;
 /// z of a central 80% normal interval.
@@ -507,6 +509,9 @@ pub struct MetaModel {
     /// What a recipe costs on the machines that logged it (see [`CostModel`]).
     #[serde(default)]
     pub cost: CostModel,
+    /// The scale both GPs model accuracy on; `predict` answers on it (see [`MetaModel::scale`]).
+    #[serde(default)]
+    pub warp: Warp,
 }
 
 /// Training seconds per training image, learned from the logged runs' `train_seconds`: the
@@ -591,18 +596,28 @@ pub struct FitOptions {
     pub knn_k: usize,
     pub seed: u64,
     pub cv_folds: usize,
+    /// The scale both GPs model accuracy on ([`Warp`]).
+    pub warp: Warp,
 }
 
 impl Default for FitOptions {
     fn default() -> Self {
-        FitOptions { max_gp_points: 600, condition_points: CONDITION_POINTS, gp_iters: 40, knn_k: 7, seed: 0, cv_folds: 4 }
+        FitOptions {
+            max_gp_points: 600,
+            condition_points: CONDITION_POINTS,
+            gp_iters: 40,
+            knn_k: 7,
+            seed: 0,
+            cv_folds: 4,
+            warp: Warp::Arcsine,
+        }
     }
 }
 
 /// GP on a seeded subsample of `max_gp_points` cells (a seeded shuffle of all cells, truncated),
 /// then conditioned on `condition_points` cells (the same shuffle, truncated later).
 pub fn fit_gp(cells: &[Cell], enc: &Encoder, o: &FitOptions) -> Result<Gp> {
-    fit_gp_on(cells, enc, o, |i| cells[i].acc)
+    fit_gp_on(cells, enc, o, |i| o.warp.fwd(cells[i].acc))
 }
 
 /// Fit the hyperparameters on the first `max_gp_points` cells of the seeded shuffle, then
@@ -637,16 +652,16 @@ fn gp_sample(cells: &[Cell], enc: &Encoder, seed: u64, n: usize) -> (Vec<usize>,
 /// removed, so the kernel's length scales are spent on how recipes differ within a task (the
 /// quantity a choice depends on; ZAP's pairwise loss targets the same thing).
 pub fn fit_gp_rel(cells: &[Cell], enc: &Encoder, o: &FitOptions) -> Result<Gp> {
-    let tm = task_means(cells);
-    fit_gp_on(cells, enc, o, |i| cells[i].acc - tm[cells[i].task_id.as_str()])
+    let tm = task_means(cells, o.warp);
+    fit_gp_on(cells, enc, o, |i| o.warp.fwd(cells[i].acc) - tm[cells[i].task_id.as_str()])
 }
 
-/// Each task's mean accuracy over its logged configurations (all backbones).
-fn task_means(cells: &[Cell]) -> BTreeMap<&str, f64> {
+/// Each task's mean accuracy, on the scale `warp`, over its logged configurations (all backbones).
+fn task_means(cells: &[Cell], warp: Warp) -> BTreeMap<&str, f64> {
     let mut tm: BTreeMap<&str, (f64, usize)> = BTreeMap::new();
     for c in cells {
         let e = tm.entry(c.task_id.as_str()).or_insert((0.0, 0));
-        e.0 += c.acc;
+        e.0 += warp.fwd(c.acc);
         e.1 += 1;
     }
     tm.into_iter().map(|(t, (s, n))| (t, s / n as f64)).collect()
@@ -689,10 +704,18 @@ impl PerConfig {
     }
 }
 
-fn rmse_cov(pred: &[(f64, f64)], y: &[f64]) -> (f64, f64) {
+/// RMSE, in accuracy, of predictions (mean, variance) made on the scale `warp`, their
+/// variances multiplied by `s2` (the calibration factor squared) as the advisor states them; and
+/// the fraction of accuracies inside the uncalibrated 80% interval.
+fn rmse_cov(pred: &[(f64, f64)], y: &[f64], warp: Warp, s2: f64) -> (f64, f64) {
     let n = y.len().max(1) as f64;
-    let rmse = (pred.iter().zip(y).map(|((m, _), a)| (m - a).powi(2)).sum::<f64>() / n).sqrt();
-    let cov = pred.iter().zip(y).filter(|((m, v), a)| (*a - m).abs() <= Z80 * v.sqrt()).count() as f64 / n;
+    let rmse =
+        (pred.iter().zip(y).map(|(&(m, v), a)| (warp.state(m, (v * s2).max(0.0).sqrt(), Z80).0 - a).powi(2)).sum::<f64>() / n).sqrt();
+    let inside = |(&(m, v), &a): (&(f64, f64), &f64)| {
+        let (lo, hi) = warp.interval(m, v.sqrt(), Z80);
+        lo - 1e-12 <= a && a <= hi + 1e-12
+    };
+    let cov = pred.iter().zip(y).filter(|&x| inside(x)).count() as f64 / n;
     (rmse, cov)
 }
 
@@ -732,7 +755,7 @@ pub fn fit(obs: &[Obs], o: &FitOptions, log: &dyn Fn(&str)) -> Result<MetaModel>
             reg_n += n;
             let mut mk = Vec::with_capacity(test.len());
             for (i, c) in test.iter().enumerate() {
-                let kp = knn.predict(&c.config(), &enc.task(&c.task)).unwrap_or((gp.params.mean, 0.05));
+                let kp = knn.predict(&c.config(), &enc.task(&c.task)).unwrap_or((o.warp.inv(gp.params.mean), 0.05));
                 pg.push((m[i], v[i]));
                 pk.push(kp);
                 mk.push(kp.0);
@@ -741,10 +764,12 @@ pub fn fit(obs: &[Obs], o: &FitOptions, log: &dyn Fn(&str)) -> Result<MetaModel>
             reg_knn += regret_at_1(&test, &mk).0 * n as f64;
             log(&format!("cv fold {}/{} (held out: {}): {} cells", fi + 1, cv.folds.len(), held.join(", "), test.len()));
         }
-        (cv.gp_rmse, cv.gp_coverage80) = rmse_cov(&pg, &ys);
-        (cv.knn_rmse, cv.knn_coverage80) = rmse_cov(&pk, &ys);
-        cv.gp_sd_scale = sd_scale(&pg, &ys);
+        // the GP's scale is calibrated where it models (its residuals on the warped scale)
+        let yw: Vec<f64> = ys.iter().map(|&a| o.warp.fwd(a)).collect();
+        cv.gp_sd_scale = sd_scale(&pg, &yw);
         cv.knn_sd_scale = sd_scale(&pk, &ys);
+        (cv.gp_rmse, cv.gp_coverage80) = rmse_cov(&pg, &ys, o.warp, cv.gp_sd_scale.powi(2));
+        (cv.knn_rmse, cv.knn_coverage80) = rmse_cov(&pk, &ys, Warp::Identity, 1.0);
         cv.gp_regret1 = reg_abs / reg_n.max(1) as f64;
         cv.gp_rel_regret1 = reg_rel / reg_n.max(1) as f64;
         cv.knn_regret1 = reg_knn / reg_n.max(1) as f64;
@@ -849,14 +874,15 @@ pub fn fit(obs: &[Obs], o: &FitOptions, log: &dyn Fn(&str)) -> Result<MetaModel>
         cv,
         ood_distance,
         tasks,
-        task_mean_var: task_mean_variance(&all),
+        task_mean_var: task_mean_variance(&all, o.warp),
         cost: CostModel::fit(obs),
+        warp: o.warp,
     })
 }
 
 /// Variance over tasks of each task's mean accuracy over its logged configurations.
-pub fn task_mean_variance(cells: &[Cell]) -> f64 {
-    let v: Vec<f64> = task_means(cells).into_values().collect();
+pub fn task_mean_variance(cells: &[Cell], warp: Warp) -> f64 {
+    let v: Vec<f64> = task_means(cells, warp).into_values().collect();
     let mu = v.iter().sum::<f64>() / v.len().max(1) as f64;
     v.iter().map(|x| (x - mu).powi(2)).sum::<f64>() / v.len().max(1) as f64
 }
@@ -882,7 +908,8 @@ fn ood_threshold(tasks: &[PastTask]) -> f64 {
 
 impl MetaModel {
     /// Predictive mean and variance for candidates (backbone, recipe summary, config key) on a
-    /// task whose (unencoded) features under each backbone are `task`.
+    /// task whose (unencoded) features under each backbone are `task`, on the scale
+    /// [`MetaModel::scale`] (the GP's warped scale; kNN's are accuracies).
     /// Variances are recalibrated by the cross-validated factor (`cv.*_sd_scale`).
     pub fn predict(&self, task: &BTreeMap<String, Vec<Option<f64>>>, cands: &[(String, RecipeSummary, String)]) -> Vec<(f64, f64)> {
         match self.learner {
@@ -892,7 +919,7 @@ impl MetaModel {
                     .iter()
                     .map(|(b, _, key)| {
                         let t = self.encoder.task(&task[b]);
-                        let (m, v) = self.knn.predict(key, &t).unwrap_or((self.gp.params.mean, 0.05));
+                        let (m, v) = self.knn.predict(key, &t).unwrap_or((self.warp.inv(self.gp.params.mean), 0.05));
                         (m, v * s2)
                     })
                     .collect()
@@ -906,7 +933,14 @@ impl MetaModel {
         }
     }
 
-    /// The GP that orders candidates (see `ranker`).
+    /// The scale `predict` answers on: the GP's warp, or accuracy itself for kNN.
+    pub fn scale(&self) -> Warp {
+        match self.learner {
+            Learner::Gp => self.warp,
+            Learner::Knn => Warp::Identity,
+        }
+    }
+
     /// The task-level offset variance the ranking GP leaves out (see `task_mean_var`).
     pub fn ranking_offset_var(&self) -> f64 {
         match (self.ranker, &self.gp_rel) {
@@ -915,6 +949,7 @@ impl MetaModel {
         }
     }
 
+    /// The GP that orders candidates (see `ranker`).
     pub fn ranking_gp(&self) -> &Gp {
         match (self.ranker, &self.gp_rel) {
             (Ranker::GpRel, Some(g)) => g,

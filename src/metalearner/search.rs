@@ -3,7 +3,7 @@
 //! rates, layer decay and L2-SP), predict each, refine the best one's learning rate with
 //! argmin's Brent optimiser on the surrogate, and explain the choice.
 use super::features::{task_vector, RecipeSummary, TASK_FEATURES};
-use super::{Learner, MetaModel, Ranker, Z80};
+use super::{Learner, MetaModel, Ranker, Warp, Z80};
 use crate::backbones::{card, ModelRef};
 use crate::data::{decode_items, Dataset};
 use crate::error::{GraftError, Result};
@@ -161,16 +161,19 @@ impl CostFunction for LrCost<'_> {
 }
 
 impl Candidate {
-    /// States the meta-learner's prediction (mean `m`, variance `v`, interval widened by
-    /// `widen`). The GP models accuracy on the real line; what is stated is its mean projected
-    /// onto [0, 1] (a mean of 1.02 said "1.023" for the photos example) with the 80% interval's
-    /// ends clamped the same way (clamping is monotone, so the stated accuracy lies inside it).
-    /// Ranking uses `score`, not this.
-    fn set_prediction(&mut self, m: f64, v: f64, widen: f64) {
-        let half = Z80 * v.sqrt() * widen;
-        self.predicted_accuracy = m.clamp(0.0, 1.0);
-        self.sd = v.sqrt() * widen;
-        self.interval = [(m - half).clamp(0.0, 1.0), (m + half).clamp(0.0, 1.0)];
+    /// States the meta-learner's prediction (mean `m`, variance `v` on the scale `warp`, the
+    /// standard deviation widened by `widen`): the accuracy the latent distribution stands for
+    /// ([`Warp::mean`]), its 80% interval mapped end by end, and the sd read as accuracy points
+    /// ([`Warp::acc_sd`]). Without a warp (a GP on the raw accuracy, or kNN) the mean can leave
+    /// [0, 1] (a mean of 1.02 said "1.023" for the photos example): it and the interval's ends are
+    /// clamped (clamping is monotone, so the stated accuracy stays inside the interval). Ranking
+    /// uses `score`, not this.
+    fn set_prediction(&mut self, m: f64, v: f64, widen: f64, warp: Warp) {
+        let sd = v.max(0.0).sqrt() * widen;
+        let (mean, (lo, hi)) = warp.state(m, sd, Z80);
+        self.predicted_accuracy = mean.clamp(0.0, 1.0);
+        self.sd = warp.acc_sd(m, sd);
+        self.interval = [lo.clamp(0.0, 1.0), hi.clamp(0.0, 1.0)];
     }
 }
 
@@ -543,7 +546,7 @@ fn score(model: &MetaModel, view: &TaskView, cands: &mut [Candidate]) {
     for ((c, (m, v)), sc) in cands.iter_mut().zip(preds).zip(scores) {
         let widen = view.widen(model, &c.backbone);
         c.score = sc;
-        c.set_prediction(m, v, widen);
+        c.set_prediction(m, v, widen, model.scale());
     }
     cands.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.config.cmp(&b.config)));
 }
@@ -658,19 +661,20 @@ fn refine_lr(model: &MetaModel, view: &TaskView, lrs: &[f64], cands: &mut [Candi
     let key = [(cands[0].backbone.clone(), s.clone(), cands[0].config.clone())];
     let (m, v) = model.predict(&view.task, &key)[0];
     let sc = model.rank_scores(&view.task, &key)[0];
+    let widen = view.widen(model, &cands[0].backbone);
+    let stated = model.scale().state(m, v.max(0.0).sqrt() * widen, Z80).0;
     // the ranking GP must prefer the new rate, and the accuracy the advisor states must not
     // drop (the two GPs can disagree; a refinement that lowers the stated prediction is none)
-    if sc <= cands[0].score + 1e-4 || m < cands[0].predicted_accuracy {
+    if sc <= cands[0].score + 1e-4 || stated < cands[0].predicted_accuracy {
         return None;
     }
-    let widen = view.widen(model, &cands[0].backbone);
     let c = &mut cands[0];
     let (old_lr, old_pred) = (c.recipe.lr, c.predicted_accuracy);
     c.recipe.lr = lr;
     c.recipe.name = Some(format!("{}-lr{lr:.2e}", c.recipe.name.clone().unwrap_or_default()));
     c.summary = s;
     c.score = sc;
-    c.set_prediction(m, v, widen);
+    c.set_prediction(m, v, widen, model.scale());
     Some(format!(
         "Learning rate refined on the surrogate (Brent, log10 lr in [{lo:.2}, {hi:.2}]): {old_lr:.2e} -> {lr:.2e}, predicted {old_pred:.3} -> {:.3}.",
         c.predicted_accuracy
@@ -783,6 +787,8 @@ pub struct Planner {
     next: Option<usize>,
     /// (candidate index, validation accuracy) of the runs so far.
     observed: Vec<(usize, f64)>,
+    /// The ranking GP's scale, onto which observed accuracies are mapped.
+    warp: Warp,
 }
 
 impl Planner {
@@ -796,7 +802,7 @@ impl Planner {
             super::eval::SeqEi::new(&mean, &(cov * k2), noise * k2, model.ranking_offset_var())
         });
         let next = if top.is_empty() { None } else { Some(0) };
-        Planner { top, seq, next, observed: Vec::new() }
+        Planner { top, seq, next, observed: Vec::new(), warp: model.warp }
     }
 
     /// The candidate to run next (None when every candidate has run).
@@ -817,10 +823,10 @@ impl Planner {
         if let Some(v) = val_accuracy {
             self.observed.push((i, v));
         }
-        let extra = val_accuracy.map_or(0.0, |v| super::eval::val_noise_var(v, n_val));
+        let extra = val_accuracy.map_or(0.0, |v| self.warp.obs_var(super::eval::val_noise_var(v, n_val), n_val));
         self.next = match &mut self.seq {
             Some(s) => {
-                s.observe_noisy(i, val_accuracy, extra);
+                s.observe_noisy(i, val_accuracy.map(|v| self.warp.fwd(v)), extra);
                 s.next()
             }
             None => (i + 1 < self.top.len()).then_some(i + 1),
