@@ -39,6 +39,7 @@ pub const METHODS: &[&str] = &[
     "advisor variant: the override weighed on outcomes (both runs' observation noise counts), sequential EI",
     "advisor variant: a centroid probe may override only on the anchor's own features, sequential EI",
     "advisor variant: both of the two rows above, sequential EI",
+    "advisor variant: the override's probability on the posterior calibrated on single cells, not on within-task differences (the rule before session 19), sequential EI",
 ];
 
 /// Ablations of the shipped override rule: [`OUTCOME_OVERRIDE`] weighs P(run j beats the
@@ -49,6 +50,11 @@ pub const METHODS: &[&str] = &[
 pub const OUTCOME_OVERRIDE: usize = 25;
 pub const SAME_FEATURES_CENTROID: usize = 26;
 pub const BOTH_OVERRIDE_RULES: usize = 27;
+/// The override's P(challenger beats anchor) with the ranking GP's covariance scaled by the
+/// marginal calibration factor (`cv.gp_sd_scale`, which calibrates single cells) instead of the
+/// one that calibrates differences between a held-out task's cells
+/// ([`MetaModel::override_sd_scale`]), as the advisor did before session 19.
+pub const MARGINAL_OVERRIDE: usize = 28;
 
 /// The rows of [`METHODS`] that restrict the advisor to recipes without, or only with, a
 /// pretraining step: on tasks with an unlabelled pool, what "never pretrain" and "always
@@ -243,6 +249,20 @@ pub struct TaskResult {
     /// pretraining step (`none`) and with each pretraining method (its name), where logged.
     #[serde(default)]
     pub best_by_pretrain: BTreeMap<String, f64>,
+    /// The shipped override's question on this task, where the anchor has a challenger: P(the
+    /// challenger beats the anchor) under the posterior calibrated on within-task differences,
+    /// the same under the marginal calibration, and the logged accuracy of the challenger minus
+    /// the anchor's.
+    #[serde(default)]
+    pub override_check: Option<OverrideCheck>,
+}
+
+/// See [`TaskResult::override_check`].
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct OverrideCheck {
+    pub p: f64,
+    pub p_marginal: f64,
+    pub gain: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -407,6 +427,53 @@ pub fn compare_markdown(rows: &[EvalDifference]) -> String {
             r.method, r.budget, r.tasks, r.base, r.new, r.difference, r.low, r.high, r.families_lower, r.families_higher
         ));
     }
+    s
+}
+
+/// How often the override's challenger beat the anchor in the logged runs, by the probability
+/// the advisor gave it, under the calibration on within-task differences (shipped) and the
+/// marginal one: a reliability table of the override's P. Only tasks where the challenger's
+/// posterior mean exceeds the anchor's (P > 0.5) have a question to ask.
+fn override_table(r: &EvalReport) -> String {
+    let checks: Vec<OverrideCheck> = r.tasks.iter().filter_map(|t| t.override_check).collect();
+    if checks.is_empty() {
+        return String::new();
+    }
+    let bins: [(f64, f64); 4] = [(0.5, 0.7), (0.7, 0.9), (0.9, 0.99), (0.99, 1.0 + 1e-9)];
+    let mut s = format!(
+        "The override's probability against the logged outcome, on the {} held-out tasks where the anchor's best challenger (a fine-tune, a centroid probe or a pretrain-first recipe) has the higher posterior mean: tasks, mean stated P(challenger beats anchor), and the fraction where its logged accuracy was higher (ties count half), binned by P under each calibration. The anchor is overridden at P >= {:.2}. A logged accuracy is one or two seeds on a few test images, so the realised fraction is pulled towards 0.5 even where P is right about the expected accuracies.\n\n| P | tasks (within-task calibration, shipped) | mean P | challenger higher | tasks (marginal calibration) | mean P | challenger higher |\n|---|---|---|---|---|---|---|\n",
+        checks.len(),
+        super::ANCHOR_SWITCH_PROBABILITY
+    );
+    let row = |p: &dyn Fn(&OverrideCheck) -> f64, lo: f64, hi: f64| {
+        let c: Vec<&OverrideCheck> = checks.iter().filter(|c| p(c) >= lo && p(c) < hi).collect();
+        if c.is_empty() {
+            return "0 | – | –".to_string();
+        }
+        let n = c.len() as f64;
+        let won = c
+            .iter()
+            .map(|c| {
+                if c.gain > 1e-12 {
+                    1.0
+                } else if c.gain < -1e-12 {
+                    0.0
+                } else {
+                    0.5
+                }
+            })
+            .sum::<f64>();
+        format!("{} | {:.3} | {:.2}", c.len(), c.iter().map(|c| p(c)).sum::<f64>() / n, won / n)
+    };
+    for (lo, hi) in bins {
+        s.push_str(&format!(
+            "| [{lo:.2}, {:.2}) | {} | {} |\n",
+            hi.min(1.0),
+            row(&|c: &OverrideCheck| c.p, lo, hi),
+            row(&|c: &OverrideCheck| c.p_marginal, lo, hi)
+        ));
+    }
+    s.push('\n');
     s
 }
 
@@ -824,6 +891,7 @@ fn eval_fold(obs: &[Obs], fam: &String, strata: &DistanceStrata, budgets: usize,
                 .any(|c| c.recipe.pretrain)
                 .then(|| ranked.orders.get(shipped_method()).and_then(|o| o.first()).map(|&i| tc[i].recipe.pretrain))
                 .flatten(),
+            override_check: ranked.override_check,
             best_by_pretrain: {
                 let mut m: BTreeMap<String, f64> = BTreeMap::new();
                 for (c, &a) in tc.iter().zip(&accs) {
@@ -981,6 +1049,7 @@ struct Ranked {
     mean: Vec<f64>,
     cov: nalgebra::DMatrix<f64>,
     noise: f64,
+    override_check: Option<OverrideCheck>,
 }
 
 impl Fold {
@@ -1071,11 +1140,13 @@ impl Fold {
         let lo = probe_order(tc, super::AnchorScore::LogMe);
         let cvo = probe_order(tc, super::AnchorScore::ProbeCv);
         let observe = |i: usize| model.warp.fwd(accs[i]);
+        // the override's P(a beats b) reads the covariance calibrated on within-task differences
+        let oc = &(ac * (model.override_sd_scale() / model.cv.gp_sd_scale).powi(2));
         // the advisor keeps its anchor unless confident, then runs sequential EI (without an
         // anchor: q-EI); returns the first pick when anchored
         let anchored = |anchor: Option<&usize>| match anchor {
             Some(&a) => {
-                let (pick, _) = super::anchored_pick(am, ac, a, super::ANCHOR_SWITCH_PROBABILITY);
+                let (pick, _) = super::anchored_pick(am, oc, a, super::ANCHOR_SWITCH_PROBABILITY);
                 (Some(pick), sequential_ei_order(pick, am, ac, an, aoff, &observe, budgets))
             }
             None => (None, qei_order(am, ac, budgets, seed)),
@@ -1098,26 +1169,37 @@ impl Fold {
         let keyed: Vec<(&str, &super::features::RecipeSummary)> = tc.iter().map(|c| (c.backbone.as_str(), &c.recipe)).collect();
         let eligible = |i: usize| super::may_override_anchor(&tc[i].recipe);
         let shipped_anchor = cvo.first().map(|&a| super::anchor_classifier(&keyed, am, a));
-        let shipped_first = shipped_anchor.map(|a| super::anchored_pick_among(am, ac, a, super::ANCHOR_SWITCH_PROBABILITY, &eligible).0);
+        let shipped_first = shipped_anchor.map(|a| super::anchored_pick_among(am, oc, a, super::ANCHOR_SWITCH_PROBABILITY, &eligible).0);
+        // the override's question, under both calibrations, against the logged outcome
+        let override_check = shipped_anchor.and_then(|a| {
+            let j = (0..tc.len()).filter(|&i| i != a && eligible(i)).max_by(|&x, &y| am[x].total_cmp(&am[y]))?;
+            (am[j] > am[a]).then(|| OverrideCheck {
+                p: super::prob_greater(am, oc, j, a),
+                p_marginal: super::prob_greater(am, ac, j, a),
+                gain: accs[j] - accs[a],
+            })
+        });
         // ablations of the override rule (see OUTCOME_OVERRIDE), on the shipped anchor
         if let Some(a) = shipped_anchor {
-            let outcome_cov = ac + nalgebra::DMatrix::<f64>::identity(ac.nrows(), ac.ncols()) * an;
+            let outcome_cov = oc + nalgebra::DMatrix::<f64>::identity(ac.nrows(), ac.ncols()) * an;
             let same_feats = |i: usize| {
                 let r = &tc[i].recipe;
                 super::may_override_anchor(r) && (r.strategy != crate::recipe::Strategy::CentroidProbe || tc[i].backbone == tc[a].backbone)
             };
             for (row, cov, elig) in [
                 (OUTCOME_OVERRIDE, &outcome_cov, &eligible as &dyn Fn(usize) -> bool),
-                (SAME_FEATURES_CENTROID, ac, &same_feats),
+                (SAME_FEATURES_CENTROID, oc, &same_feats),
                 (BOTH_OVERRIDE_RULES, &outcome_cov, &same_feats),
             ] {
                 let pick = super::anchored_pick_among(am, cov, a, super::ANCHOR_SWITCH_PROBABILITY, elig).0;
                 orders.insert(METHODS[row].into(), sequential_ei_order(pick, am, ac, an, aoff, &observe, budgets));
             }
+            let pick = super::anchored_pick_among(am, ac, a, super::ANCHOR_SWITCH_PROBABILITY, &eligible).0;
+            orders.insert(METHODS[MARGINAL_OVERRIDE].into(), sequential_ei_order(pick, am, ac, an, aoff, &observe, budgets));
         }
         // the rule before: the anchor read by its own (SVM) probe
         if let Some(&a) = cvo.first() {
-            let pick = super::anchored_pick_among(am, ac, a, super::ANCHOR_SWITCH_PROBABILITY, &eligible).0;
+            let pick = super::anchored_pick_among(am, oc, a, super::ANCHOR_SWITCH_PROBABILITY, &eligible).0;
             orders.insert(METHODS[SVM_ANCHOR].into(), sequential_ei_order(pick, am, ac, an, aoff, &observe, budgets));
         }
         orders.insert(
@@ -1156,7 +1238,7 @@ impl Fold {
                 orders.insert(METHODS[15].into(), vec![i]);
             }
         }
-        Ranked { orders, answers, mean, cov, noise: sn2 }
+        Ranked { orders, answers, mean, cov, noise: sn2, override_check }
     }
 }
 
@@ -1431,6 +1513,7 @@ pub fn markdown(r: &EvalReport) -> String {
     s.push_str(&baselines_head_to_head(r));
     s.push_str(&auto_simulation_table(r));
     s.push_str(&pretrain_policy_table(r));
+    s.push_str(&override_table(r));
     let strata: Vec<(&str, Box<dyn Fn(&TaskResult) -> String>)> = vec![
         (
             "shots per class",
@@ -1592,6 +1675,7 @@ mod tests {
             best_pretrains: None,
             advisor_pretrains: None,
             best_by_pretrain: BTreeMap::new(),
+            override_check: None,
         }
     }
 
@@ -1644,6 +1728,23 @@ mod tests {
             (0..4).map(|i| task_result(&format!("t{i}"), "f", 0.9, 0.5, &[(shipped_method(), Some(0.8)), (m, Some(0.9))])).collect(),
         ));
         assert!(md.contains(&format!("| {m} | 4 | -0.200 [-0.200, -0.200] |")), "{md}");
+    }
+
+    /// The override's reliability table bins tasks by each calibration's P and counts how often
+    /// the challenger's logged accuracy was higher (ties half).
+    #[test]
+    fn override_table_bins_by_probability_and_counts_outcomes() {
+        let t = |i: usize, p: f64, p_marginal: f64, gain: f64| TaskResult {
+            override_check: Some(OverrideCheck { p, p_marginal, gain }),
+            ..task_result(&format!("t{i}"), "f", 0.9, 0.5, &[(shipped_method(), Some(0.8))])
+        };
+        let r = report_of(vec![t(0, 0.95, 0.995, 0.1), t(1, 0.92, 0.999, -0.1), t(2, 0.6, 0.95, 0.0), t(3, 0.995, 0.999, 0.05)]);
+        let md = override_table(&r);
+        assert!(md.contains("on the 4 held-out tasks"), "{md}");
+        assert!(md.contains("| [0.50, 0.70) | 1 | 0.600 | 0.50 | 0 | – | – |"), "{md}");
+        assert!(md.contains("| [0.90, 0.99) | 2 | 0.935 | 0.50 | 1 | 0.950 | 0.50 |"), "{md}");
+        assert!(md.contains("| [0.99, 1.00) | 1 | 0.995 | 1.00 | 3 | 0.998 | 0.67 |"), "{md}");
+        assert!(override_table(&report_of(vec![])).is_empty());
     }
 
     /// Two saved evaluations compared through their JSON: pairs by task id, drops tasks only one

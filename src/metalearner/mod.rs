@@ -249,6 +249,13 @@ pub struct CvReport {
     /// tie.
     #[serde(default)]
     pub knn_regret1: f64,
+    /// The same recalibration for *differences* between two candidates of one held-out task
+    /// (`pair_sd_scale`), per GP: what the override's P(a beats b) reads. None in model files
+    /// fitted before it existed (the marginal `gp_sd_scale` stands in).
+    #[serde(default)]
+    pub gp_pair_sd_scale: Option<f64>,
+    #[serde(default)]
+    pub gp_rel_pair_sd_scale: Option<f64>,
 }
 
 /// Standard normal CDF (Abramowitz & Stegun 26.2.17, |error| < 7.5e-8).
@@ -461,6 +468,53 @@ fn default_ranker() -> Ranker {
 
 fn one() -> f64 {
     1.0
+}
+
+/// Standardised residuals of within-task differences: for every pair of a held-out task's
+/// cells, |(y_i − y_j) − (m_i − m_j)| over the sd of that difference under the joint posterior
+/// (latent covariance plus both cells' noise), with weight 1/(the task's pairs) so that each
+/// task counts once. `joint`: per task, (latent means, latent covariance, noise variance,
+/// observed values), all on the GP's scale.
+fn pair_residuals(joint: &[(Vec<f64>, nalgebra::DMatrix<f64>, f64, Vec<f64>)]) -> Vec<(f64, f64)> {
+    let mut out = Vec::new();
+    for (m, c, sn2, y) in joint {
+        let n = m.len();
+        if n < 2 {
+            continue;
+        }
+        let w = 2.0 / (n * (n - 1)) as f64;
+        for i in 0..n {
+            for j in 0..i {
+                let v = (c[(i, i)] + c[(j, j)] - 2.0 * c[(i, j)]).max(0.0) + 2.0 * sn2;
+                out.push((((y[i] - y[j]) - (m[i] - m[j])).abs() / v.sqrt().max(1e-6), w));
+            }
+        }
+    }
+    out
+}
+
+/// The factor k with a weighted 80% of the standardised pair residuals inside Z80 · k: the
+/// calibration of the posterior's differences. Because the 80% two-sided point of a normal is its
+/// 90% one-sided point, it calibrates exactly the override's test P(a beats b) ≥ 0.9.
+#[cfg(test)]
+fn pair_scale_of(r: &[(f64, f64)]) -> f64 {
+    pair_sd_scale(r.to_vec()).expect("residuals")
+}
+
+fn pair_sd_scale(mut r: Vec<(f64, f64)>) -> Option<f64> {
+    let total: f64 = r.iter().map(|x| x.1).sum();
+    if r.is_empty() || total <= 0.0 {
+        return None;
+    }
+    r.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let mut acc = 0.0;
+    for (z, w) in &r {
+        acc += w;
+        if acc >= 0.8 * total {
+            return Some((z / Z80).max(0.25));
+        }
+    }
+    r.last().map(|x| (x.0 / Z80).max(0.25))
 }
 
 /// The factor k with P(|y − m| ≤ Z80 · k · sd) = 0.8 on held-out predictions.
@@ -739,6 +793,7 @@ pub fn fit(obs: &[Obs], o: &FitOptions, log: &dyn Fn(&str)) -> Result<MetaModel>
         cv.folds = family_folds(&families, o.cv_folds);
         let (mut pg, mut pk, mut ys) = (Vec::new(), Vec::new(), Vec::new());
         let (mut reg_abs, mut reg_rel, mut reg_knn, mut reg_n) = (0.0, 0.0, 0.0, 0usize);
+        let (mut joint_abs, mut joint_rel) = (Vec::new(), Vec::new());
         for (fi, held) in cv.folds.iter().enumerate() {
             let train: Vec<Cell> = all.iter().filter(|c| !held.contains(&c.family)).cloned().collect();
             let test: Vec<&Cell> = all.iter().filter(|c| held.contains(&c.family)).collect();
@@ -748,6 +803,19 @@ pub fn fit(obs: &[Obs], o: &FitOptions, log: &dyn Fn(&str)) -> Result<MetaModel>
             let (m, v) = gp.predict(&xs);
             let gp_rel = fit_gp_rel(&train, &enc, o)?;
             let (mr, _) = gp_rel.predict(&xs);
+            // both GPs' joint posteriors over each held-out task's cells, for the pairs
+            let mut by_task: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+            for (i, c) in test.iter().enumerate() {
+                by_task.entry(c.task_id.as_str()).or_default().push(i);
+            }
+            for idx in by_task.values() {
+                let xt: Vec<Vec<f64>> = idx.iter().map(|&i| xs[i].clone()).collect();
+                let yt: Vec<f64> = idx.iter().map(|&i| o.warp.fwd(test[i].acc)).collect();
+                let (m, c, n) = gp.predict_joint(&xt);
+                joint_abs.push((m, c, n, yt.clone()));
+                let (m, c, n) = gp_rel.predict_joint(&xt);
+                joint_rel.push((m, c, n, yt));
+            }
             let (ra, n) = regret_at_1(&test, &m);
             let (rr, _) = regret_at_1(&test, &mr);
             reg_abs += ra * n as f64;
@@ -773,6 +841,14 @@ pub fn fit(obs: &[Obs], o: &FitOptions, log: &dyn Fn(&str)) -> Result<MetaModel>
         cv.gp_regret1 = reg_abs / reg_n.max(1) as f64;
         cv.gp_rel_regret1 = reg_rel / reg_n.max(1) as f64;
         cv.knn_regret1 = reg_knn / reg_n.max(1) as f64;
+        cv.gp_pair_sd_scale = pair_sd_scale(pair_residuals(&joint_abs));
+        cv.gp_rel_pair_sd_scale = pair_sd_scale(pair_residuals(&joint_rel));
+        log(&format!(
+            "within-task differences: interval scale absolute GP x{:.2}, within-task GP x{:.2} (marginal: x{:.2})",
+            cv.gp_pair_sd_scale.unwrap_or(f64::NAN),
+            cv.gp_rel_pair_sd_scale.unwrap_or(f64::NAN),
+            cv.gp_sd_scale
+        ));
         // the advisor's job is the pick: the learner whose ranking loses less on held-out
         // families (the GP by its better ranking of the two), RMSE breaking a tie. Choosing by
         // RMSE alone let a few appended runs flip the fit to kNN, whose pick is worse
@@ -947,6 +1023,17 @@ impl MetaModel {
             (Ranker::GpRel, Some(_)) => self.task_mean_var,
             _ => 0.0,
         }
+    }
+
+    /// The factor on the ranking GP's standard deviations for the override's P(a beats b): the
+    /// calibration of within-task differences on held-out tasks (`cv.*_pair_sd_scale`) where the
+    /// file has it, else the marginal one.
+    pub fn override_sd_scale(&self) -> f64 {
+        let pair = match (self.ranker, &self.gp_rel) {
+            (Ranker::GpRel, Some(_)) => self.cv.gp_rel_pair_sd_scale,
+            _ => self.cv.gp_pair_sd_scale,
+        };
+        pair.unwrap_or(self.cv.gp_sd_scale)
     }
 
     /// The GP that orders candidates (see `ranker`).
@@ -1170,6 +1257,32 @@ mod anchor_tests {
         // equal scores: the later candidate first, as a max over the candidates would take it
         let twins: Vec<(&RecipeSummary, &[Option<f64>])> = vec![(&p, &c), (&p, &c), (&p, &b)];
         assert_eq!(anchor_ranking(&twins, AnchorScore::ProbeCv), vec![1, 0, 2]);
+    }
+
+    /// The pairwise calibration: standardised within-task differences, each task weighted once.
+    #[test]
+    fn pair_scale_calibrates_differences_and_weighs_tasks_equally() {
+        // two-cell tasks whose observed difference is d while the posterior predicts none, with
+        // the difference's sd 1 (latent variances 0.5 each, uncorrelated, no noise)
+        let two = |d: f64| (vec![0.0, 0.0], DMatrix::from_diagonal_element(2, 2, 0.5), 0.0, vec![d, 0.0]);
+        let tasks: Vec<_> = (1..=10).map(|i| two(0.2 * i as f64)).collect();
+        let r = super::pair_residuals(&tasks);
+        assert_eq!(r.len(), 10);
+        // the 8th of 10 equally weighted residuals, 1.6, sits at Z80 · k
+        let k = super::pair_scale_of(&r);
+        assert!((k - 1.6 / Z80).abs() < 1e-12, "{k}");
+        // correlation narrows a difference's sd: the same residuals read as larger
+        let corr = |d: f64| (vec![0.0, 0.0], DMatrix::from_row_slice(2, 2, &[0.5, 0.375, 0.375, 0.5]), 0.0, vec![d, 0.0]);
+        let rc = super::pair_residuals(&(1..=10).map(|i| corr(0.2 * i as f64)).collect::<Vec<_>>());
+        assert!((super::pair_scale_of(&rc) - 2.0 * k).abs() < 1e-9);
+        // a task with 6 cells (15 pairs) of huge residuals counts as one task, not fifteen
+        let mut big = tasks.clone();
+        big.push((vec![0.0; 6], DMatrix::from_diagonal_element(6, 6, 0.5), 0.0, vec![0.0, 10.0, 20.0, 30.0, 40.0, 50.0]));
+        let rb = super::pair_residuals(&big);
+        assert_eq!(rb.len(), 25);
+        // 11 tasks: 80% of the weight is reached at the 9th smallest task-residual, 1.8
+        assert!((super::pair_scale_of(&rb) - 1.8 / Z80).abs() < 1e-12);
+        assert_eq!(super::pair_sd_scale(vec![]), None);
     }
 
     #[test]

@@ -557,7 +557,7 @@ fn score(model: &MetaModel, view: &TaskView, cands: &mut [Candidate]) {
 /// Only a candidate [`super::may_override_anchor`] admits (fine-tuning, a centroid probe, or
 /// pretraining first) may override it: the
 /// best-ranked such candidate, and only when it beats the anchor with posterior probability >=
-/// ANCHOR_SWITCH_PROBABILITY (the recalibrated posterior, as `meta eval` evaluates the anchored
+/// ANCHOR_SWITCH_PROBABILITY (the posterior recalibrated on within-task differences, `MetaModel::override_sd_scale`, as `meta eval` evaluates the anchored
 /// pick). The pick goes first in `cands`. Returns the rationale line.
 fn anchor(model: &MetaModel, view: &TaskView, cands: &mut Vec<Candidate>) -> Option<String> {
     if model.learner != Learner::Gp {
@@ -596,7 +596,8 @@ fn anchor(model: &MetaModel, view: &TaskView, cands: &mut Vec<Candidate>) -> Opt
     let xs: Vec<Vec<f64>> =
         [f, a].iter().map(|&i| model.encoder.encode(&view.task[&cands[i].backbone], &cands[i].summary, &cands[i].backbone)).collect();
     let (m, c, _) = model.ranking_gp().predict_joint(&xs);
-    let c = c * model.cv.gp_sd_scale.powi(2);
+    // scaled by the calibration of within-task differences on held-out tasks: what P reads
+    let c = c * model.override_sd_scale().powi(2);
     let pr = super::prob_greater(&m, &c, 0, 1);
     let top = cands[f].config.clone();
     let kind = if cands[f].summary.pretrain {
