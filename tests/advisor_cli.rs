@@ -202,17 +202,24 @@ fn auto_runs_the_budget_and_logs_every_run_back() {
     assert!(html.contains(&format!("{:.3}", v["predicted_accuracy"].as_f64().unwrap())));
 }
 
+/// `graft meta eval` on the fixture's sweep at budgets 1..=3, into `out`.
+fn meta_eval(f: &Fixture, out: &std::path::Path, extra: &[&str]) -> std::process::Output {
+    graft()
+        .args(["meta", "eval", "--budget", "3", "--gp-iters", "10"])
+        .args(extra)
+        .arg("--meta")
+        .arg(&f.meta)
+        .arg("--out")
+        .arg(out)
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn meta_eval_writes_tables_and_plots() {
     let f = fixture();
     let out = f.root.join("eval");
-    let o = graft()
-        .args(["meta", "eval", "--json", "--budget", "3", "--gp-iters", "10", "--meta"])
-        .arg(&f.meta)
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .unwrap();
+    let o = meta_eval(f, &out, &["--json"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let v = json_of(&o);
     assert_eq!(v["families"].as_array().unwrap().len(), 2);
@@ -269,13 +276,7 @@ fn meta_compare_pairs_two_evaluations() {
     let f = fixture();
     let eval = |warp: &str| {
         let out = f.root.join(format!("cmp-{warp}"));
-        let o = graft()
-            .args(["meta", "eval", "--budget", "3", "--gp-iters", "10", "--warp", warp, "--meta"])
-            .arg(&f.meta)
-            .arg("--out")
-            .arg(&out)
-            .output()
-            .unwrap();
+        let o = meta_eval(f, &out, &["--warp", warp]);
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         out
     };

@@ -40,6 +40,7 @@ pub const METHODS: &[&str] = &[
     "advisor variant: a centroid probe may override only on the anchor's own features, sequential EI",
     "advisor variant: both of the two rows above, sequential EI",
     "advisor variant: the override's probability on the posterior calibrated on single cells, not on within-task differences (the rule before session 19), sequential EI",
+    "advisor variant: the override's probability on the posterior calibrated on its own held-out decisions (anchor against best challenger, one-sided), sequential EI",
 ];
 
 /// Ablations of the shipped override rule: [`OUTCOME_OVERRIDE`] weighs P(run j beats the
@@ -55,6 +56,9 @@ pub const BOTH_OVERRIDE_RULES: usize = 27;
 /// one that calibrates differences between a held-out task's cells
 /// ([`MetaModel::override_sd_scale`]), as the advisor did before session 19.
 pub const MARGINAL_OVERRIDE: usize = 28;
+/// The override's P with the covariance scaled by the factor calibrated on the override's own
+/// held-out decisions ([`MetaModel::decision_sd_scale`]).
+pub const DECISION_OVERRIDE: usize = 29;
 
 /// The rows of [`METHODS`] that restrict the advisor to recipes without, or only with, a
 /// pretraining step: on tasks with an unlabelled pool, what "never pretrain" and "always
@@ -1196,6 +1200,9 @@ impl Fold {
             }
             let pick = super::anchored_pick_among(am, ac, a, super::ANCHOR_SWITCH_PROBABILITY, &eligible).0;
             orders.insert(METHODS[MARGINAL_OVERRIDE].into(), sequential_ei_order(pick, am, ac, an, aoff, &observe, budgets));
+            let dc = ac * (model.decision_sd_scale() / model.cv.gp_sd_scale).powi(2);
+            let pick = super::anchored_pick_among(am, &dc, a, super::ANCHOR_SWITCH_PROBABILITY, &eligible).0;
+            orders.insert(METHODS[DECISION_OVERRIDE].into(), sequential_ei_order(pick, am, ac, an, aoff, &observe, budgets));
         }
         // the rule before: the anchor read by its own (SVM) probe
         if let Some(&a) = cvo.first() {
@@ -1852,6 +1859,7 @@ mod tests {
     }
 
     use super::*;
+    use crate::metalearner::Warp;
     use nalgebra::DMatrix;
 
     /// A noisier observation moves the posterior less: a validation accuracy on ten images
@@ -1899,20 +1907,10 @@ mod tests {
         let accs = [0.50, 0.80, 0.65, 0.90];
         // a validation split so large that its accuracy is the logged one: the answer at budget K
         // is the best logged accuracy among the first K runs of sequential EI on those accuracies
-        let sim = simulate_auto(
-            0,
-            &mean,
-            &cov,
-            1e-6,
-            0.0,
-            &accs,
-            1_000_000,
-            4,
-            3,
-            "t",
-            WinnerRule::PosteriorMean,
-            crate::metalearner::Warp::Identity,
-        );
+        let run = |first: usize, n_val: usize, budgets: usize| {
+            simulate_auto(first, &mean, &cov, 1e-6, 0.0, &accs, n_val, budgets, 3, "t", WinnerRule::PosteriorMean, Warp::Identity)
+        };
+        let sim = run(0, 1_000_000, 4);
         let order = sequential_ei_order(0, &mean, &cov, 1e-6, 0.0, &|i| accs[i], 4);
         assert_eq!(sim.len(), AUTO_SIM_REPLICATES);
         for rep in &sim {
@@ -1924,26 +1922,8 @@ mod tests {
             }
         }
         // the same seed and task give the same draws; without a validation split the first run wins
-        assert_eq!(
-            sim,
-            simulate_auto(
-                0,
-                &mean,
-                &cov,
-                1e-6,
-                0.0,
-                &accs,
-                1_000_000,
-                4,
-                3,
-                "t",
-                WinnerRule::PosteriorMean,
-                crate::metalearner::Warp::Identity
-            )
-        );
-        for rep in
-            simulate_auto(2, &mean, &cov, 1e-6, 0.0, &accs, 0, 3, 3, "t", WinnerRule::PosteriorMean, crate::metalearner::Warp::Identity)
-        {
+        assert_eq!(sim, run(0, 1_000_000, 4));
+        for rep in run(2, 0, 3) {
             assert_eq!(rep, vec![2, 2, 2]);
         }
     }
@@ -1957,9 +1937,7 @@ mod tests {
         let accs = [0.75, 0.70];
         let mut worse = 0;
         for t in 0..20 {
-            for rep in
-                simulate_auto(0, &mean, &cov, 1e-4, 0.0, &accs, 5, 2, t, "t", WinnerRule::PosteriorMean, crate::metalearner::Warp::Identity)
-            {
+            for rep in simulate_auto(0, &mean, &cov, 1e-4, 0.0, &accs, 5, 2, t, "t", WinnerRule::PosteriorMean, Warp::Identity) {
                 assert_eq!(rep[0], 0);
                 worse += (rep[1] == 1) as usize;
             }

@@ -256,6 +256,12 @@ pub struct CvReport {
     pub gp_pair_sd_scale: Option<f64>,
     #[serde(default)]
     pub gp_rel_pair_sd_scale: Option<f64>,
+    /// The same for the override's own question only (`decision_sd_scale`): on each held-out
+    /// task, the anchor against its best-ranked challenger, one-sided.
+    #[serde(default)]
+    pub gp_decision_sd_scale: Option<f64>,
+    #[serde(default)]
+    pub gp_rel_decision_sd_scale: Option<f64>,
 }
 
 /// Standard normal CDF (Abramowitz & Stegun 26.2.17, |error| < 7.5e-8).
@@ -515,6 +521,37 @@ fn pair_sd_scale(mut r: Vec<(f64, f64)>) -> Option<f64> {
         }
     }
     r.last().map(|x| (x.0 / Z80).max(0.25))
+}
+
+/// The override's question on one held-out task (cells `tc`, a GP's joint posterior `m`, `c`,
+/// noise `sn2`, observed `y` on its scale): the anchor as `recommend` forms it (the probe-CV
+/// anchor read by the classifier the GP ranks highest), its best-ranked eligible challenger,
+/// and, when the challenger's mean is the higher, the standardised residual of their
+/// difference, signed (negative: the challenger did worse against the anchor than predicted).
+fn decision_residual(tc: &[&Cell], m: &[f64], c: &nalgebra::DMatrix<f64>, sn2: f64, y: &[f64]) -> Option<f64> {
+    let items: Vec<(&RecipeSummary, &[Option<f64>])> = tc.iter().map(|c| (&c.recipe, c.task.as_slice())).collect();
+    let a0 = *anchor_ranking(&items, ANCHOR_SCORE).first()?;
+    let keyed: Vec<(&str, &RecipeSummary)> = tc.iter().map(|c| (c.backbone.as_str(), &c.recipe)).collect();
+    let a = anchor_classifier(&keyed, m, a0);
+    let j = (0..tc.len()).filter(|&i| i != a && may_override_anchor(&tc[i].recipe)).max_by(|&p, &q| m[p].total_cmp(&m[q]))?;
+    if m[j] <= m[a] {
+        return None;
+    }
+    let v = (c[(j, j)] + c[(a, a)] - 2.0 * c[(j, a)]).max(0.0) + 2.0 * sn2;
+    Some(((y[j] - y[a]) - (m[j] - m[a])) / v.sqrt().max(1e-6))
+}
+
+/// The factor k under which the override's one-sided 90% bound holds on held-out decisions:
+/// −(the 10th percentile of the signed residuals) = Z80 · k (Z80 is the normal's 90% one-sided
+/// point). A challenger picked as the best of many is biased upwards (the winner's curse), which
+/// shows here and not in unselected pairs. None with fewer than 20 decisions.
+fn decision_sd_scale(mut z: Vec<f64>) -> Option<f64> {
+    if z.len() < 20 {
+        return None;
+    }
+    z.sort_by(|a, b| a.total_cmp(b));
+    let q10 = z[((z.len() as f64 * 0.1) as usize).min(z.len() - 1)];
+    Some((-q10 / Z80).max(0.25))
 }
 
 /// The factor k with P(|y − m| ≤ Z80 · k · sd) = 0.8 on held-out predictions.
@@ -794,6 +831,7 @@ pub fn fit(obs: &[Obs], o: &FitOptions, log: &dyn Fn(&str)) -> Result<MetaModel>
         let (mut pg, mut pk, mut ys) = (Vec::new(), Vec::new(), Vec::new());
         let (mut reg_abs, mut reg_rel, mut reg_knn, mut reg_n) = (0.0, 0.0, 0.0, 0usize);
         let (mut joint_abs, mut joint_rel) = (Vec::new(), Vec::new());
+        let (mut dec_abs, mut dec_rel) = (Vec::new(), Vec::new());
         for (fi, held) in cv.folds.iter().enumerate() {
             let train: Vec<Cell> = all.iter().filter(|c| !held.contains(&c.family)).cloned().collect();
             let test: Vec<&Cell> = all.iter().filter(|c| held.contains(&c.family)).collect();
@@ -811,9 +849,12 @@ pub fn fit(obs: &[Obs], o: &FitOptions, log: &dyn Fn(&str)) -> Result<MetaModel>
             for idx in by_task.values() {
                 let xt: Vec<Vec<f64>> = idx.iter().map(|&i| xs[i].clone()).collect();
                 let yt: Vec<f64> = idx.iter().map(|&i| o.warp.fwd(test[i].acc)).collect();
+                let tc: Vec<&Cell> = idx.iter().map(|&i| test[i]).collect();
                 let (m, c, n) = gp.predict_joint(&xt);
+                dec_abs.extend(decision_residual(&tc, &m, &c, n, &yt));
                 joint_abs.push((m, c, n, yt.clone()));
                 let (m, c, n) = gp_rel.predict_joint(&xt);
+                dec_rel.extend(decision_residual(&tc, &m, &c, n, &yt));
                 joint_rel.push((m, c, n, yt));
             }
             let (ra, n) = regret_at_1(&test, &m);
@@ -843,6 +884,16 @@ pub fn fit(obs: &[Obs], o: &FitOptions, log: &dyn Fn(&str)) -> Result<MetaModel>
         cv.knn_regret1 = reg_knn / reg_n.max(1) as f64;
         cv.gp_pair_sd_scale = pair_sd_scale(pair_residuals(&joint_abs));
         cv.gp_rel_pair_sd_scale = pair_sd_scale(pair_residuals(&joint_rel));
+        let n_dec = (dec_abs.len(), dec_rel.len());
+        cv.gp_decision_sd_scale = decision_sd_scale(dec_abs);
+        cv.gp_rel_decision_sd_scale = decision_sd_scale(dec_rel);
+        log(&format!(
+            "the override's own decisions (one-sided): interval scale absolute GP x{:.2} over {} tasks, within-task GP x{:.2} over {}",
+            cv.gp_decision_sd_scale.unwrap_or(f64::NAN),
+            n_dec.0,
+            cv.gp_rel_decision_sd_scale.unwrap_or(f64::NAN),
+            n_dec.1
+        ));
         log(&format!(
             "within-task differences: interval scale absolute GP x{:.2}, within-task GP x{:.2} (marginal: x{:.2})",
             cv.gp_pair_sd_scale.unwrap_or(f64::NAN),
@@ -1023,6 +1074,16 @@ impl MetaModel {
             (Ranker::GpRel, Some(_)) => self.task_mean_var,
             _ => 0.0,
         }
+    }
+
+    /// The factor calibrated on the override's own decisions (`cv.*_decision_sd_scale`), where
+    /// the file has it, else [`MetaModel::override_sd_scale`].
+    pub fn decision_sd_scale(&self) -> f64 {
+        let d = match (self.ranker, &self.gp_rel) {
+            (Ranker::GpRel, Some(_)) => self.cv.gp_rel_decision_sd_scale,
+            _ => self.cv.gp_decision_sd_scale,
+        };
+        d.unwrap_or_else(|| self.override_sd_scale())
     }
 
     /// The factor on the ranking GP's standard deviations for the override's P(a beats b): the
@@ -1257,6 +1318,20 @@ mod anchor_tests {
         // equal scores: the later candidate first, as a max over the candidates would take it
         let twins: Vec<(&RecipeSummary, &[Option<f64>])> = vec![(&p, &c), (&p, &c), (&p, &b)];
         assert_eq!(anchor_ranking(&twins, AnchorScore::ProbeCv), vec![1, 0, 2]);
+    }
+
+    /// The decisions' one-sided calibration: the 10th percentile of the signed residuals sits at
+    /// −Z80 · k; too few decisions give none; residuals all on the good side give the floor.
+    #[test]
+    fn decision_scale_is_one_sided() {
+        let z: Vec<f64> = (0..100).map(|i| -2.5 + 5.0 * i as f64 / 99.0).collect();
+        let k = super::decision_sd_scale(z.clone()).unwrap();
+        assert!((k - (2.5 - 50.0 / 99.0) / Z80).abs() < 1e-12, "{k}");
+        // only the lower tail counts: the upper tail moved far out changes nothing
+        let far: Vec<f64> = z.iter().map(|v| if *v > 0.0 { v * 10.0 } else { *v }).collect();
+        assert_eq!(super::decision_sd_scale(far), Some(k));
+        assert_eq!(super::decision_sd_scale(z[..19].to_vec()), None);
+        assert_eq!(super::decision_sd_scale(vec![1.0; 30]), Some(0.25));
     }
 
     /// The pairwise calibration: standardised within-task differences, each task weighted once.
