@@ -1019,7 +1019,7 @@ impl Calibration {
     /// A held-out run's accuracy `acc` against the stated accuracy `mean` and 80% interval.
     fn add(&mut self, mean: f64, (lo, hi): (f64, f64), acc: f64) {
         self.n += 1;
-        if lo - 1e-12 <= acc && acc <= hi + 1e-12 {
+        if super::warp::holds((lo, hi), acc) {
             self.inside += 1;
         }
         self.pairs.push((mean, acc));
@@ -1176,7 +1176,7 @@ impl Fold {
         let shipped_first = shipped_anchor.map(|a| super::anchored_pick_among(am, oc, a, super::ANCHOR_SWITCH_PROBABILITY, &eligible).0);
         // the override's question, under both calibrations, against the logged outcome
         let override_check = shipped_anchor.and_then(|a| {
-            let j = (0..tc.len()).filter(|&i| i != a && eligible(i)).max_by(|&x, &y| am[x].total_cmp(&am[y]))?;
+            let j = super::best_challenger(am, a, &eligible)?;
             (am[j] > am[a]).then(|| OverrideCheck {
                 p: super::prob_greater(am, oc, j, a),
                 p_marginal: super::prob_greater(am, ac, j, a),

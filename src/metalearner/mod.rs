@@ -408,10 +408,22 @@ pub fn anchored_pick_among(
     (if pr >= p { j } else { anchor }, pr)
 }
 
+/// Var(f_a − f_b) under a joint Gaussian covariance `cov` (unfloored: rounding can make it
+/// slightly negative).
+fn diff_var(cov: &nalgebra::DMatrix<f64>, a: usize, b: usize) -> f64 {
+    cov[(a, a)] + cov[(b, b)] - 2.0 * cov[(a, b)]
+}
+
+/// The best-ranked candidate other than `anchor` that `eligible` admits as a challenger to it
+/// (highest `mean`), if any.
+pub fn best_challenger(mean: &[f64], anchor: usize, eligible: &dyn Fn(usize) -> bool) -> Option<usize> {
+    (0..mean.len()).filter(|&i| i != anchor && eligible(i)).max_by(|&p, &q| mean[p].total_cmp(&mean[q]))
+}
+
 /// P(f_a > f_b) under a joint Gaussian posterior (`mean`, `cov`): the correlation between the
 /// two counts.
 pub fn prob_greater(mean: &[f64], cov: &nalgebra::DMatrix<f64>, a: usize, b: usize) -> f64 {
-    let var = (cov[(a, a)] + cov[(b, b)] - 2.0 * cov[(a, b)]).max(1e-12);
+    let var = diff_var(cov, a, b).max(1e-12);
     normal_cdf((mean[a] - mean[b]) / var.sqrt())
 }
 
@@ -491,7 +503,7 @@ fn pair_residuals(joint: &[(Vec<f64>, nalgebra::DMatrix<f64>, f64, Vec<f64>)]) -
         let w = 2.0 / (n * (n - 1)) as f64;
         for i in 0..n {
             for j in 0..i {
-                let v = (c[(i, i)] + c[(j, j)] - 2.0 * c[(i, j)]).max(0.0) + 2.0 * sn2;
+                let v = diff_var(c, i, j).max(0.0) + 2.0 * sn2;
                 out.push((((y[i] - y[j]) - (m[i] - m[j])).abs() / v.sqrt().max(1e-6), w));
             }
         }
@@ -502,11 +514,6 @@ fn pair_residuals(joint: &[(Vec<f64>, nalgebra::DMatrix<f64>, f64, Vec<f64>)]) -
 /// The factor k with a weighted 80% of the standardised pair residuals inside Z80 · k: the
 /// calibration of the posterior's differences. Because the 80% two-sided point of a normal is its
 /// 90% one-sided point, it calibrates exactly the override's test P(a beats b) ≥ 0.9.
-#[cfg(test)]
-fn pair_scale_of(r: &[(f64, f64)]) -> f64 {
-    pair_sd_scale(r.to_vec()).expect("residuals")
-}
-
 fn pair_sd_scale(mut r: Vec<(f64, f64)>) -> Option<f64> {
     let total: f64 = r.iter().map(|x| x.1).sum();
     if r.is_empty() || total <= 0.0 {
@@ -530,14 +537,14 @@ fn pair_sd_scale(mut r: Vec<(f64, f64)>) -> Option<f64> {
 /// difference, signed (negative: the challenger did worse against the anchor than predicted).
 fn decision_residual(tc: &[&Cell], m: &[f64], c: &nalgebra::DMatrix<f64>, sn2: f64, y: &[f64]) -> Option<f64> {
     let items: Vec<(&RecipeSummary, &[Option<f64>])> = tc.iter().map(|c| (&c.recipe, c.task.as_slice())).collect();
-    let a0 = *anchor_ranking(&items, ANCHOR_SCORE).first()?;
+    let a0 = transferability_anchor(&items, ANCHOR_SCORE)?;
     let keyed: Vec<(&str, &RecipeSummary)> = tc.iter().map(|c| (c.backbone.as_str(), &c.recipe)).collect();
     let a = anchor_classifier(&keyed, m, a0);
-    let j = (0..tc.len()).filter(|&i| i != a && may_override_anchor(&tc[i].recipe)).max_by(|&p, &q| m[p].total_cmp(&m[q]))?;
+    let j = best_challenger(m, a, &|i| may_override_anchor(&tc[i].recipe))?;
     if m[j] <= m[a] {
         return None;
     }
-    let v = (c[(j, j)] + c[(a, a)] - 2.0 * c[(j, a)]).max(0.0) + 2.0 * sn2;
+    let v = diff_var(c, j, a).max(0.0) + 2.0 * sn2;
     Some(((y[j] - y[a]) - (m[j] - m[a])) / v.sqrt().max(1e-6))
 }
 
@@ -802,10 +809,7 @@ fn rmse_cov(pred: &[(f64, f64)], y: &[f64], warp: Warp, s2: f64) -> (f64, f64) {
     let n = y.len().max(1) as f64;
     let rmse =
         (pred.iter().zip(y).map(|(&(m, v), a)| (warp.state(m, (v * s2).max(0.0).sqrt(), Z80).0 - a).powi(2)).sum::<f64>() / n).sqrt();
-    let inside = |(&(m, v), &a): (&(f64, f64), &f64)| {
-        let (lo, hi) = warp.interval(m, v.sqrt(), Z80);
-        lo - 1e-12 <= a && a <= hi + 1e-12
-    };
+    let inside = |(&(m, v), &a): (&(f64, f64), &f64)| warp::holds(warp.interval(m, v.sqrt(), Z80), a);
     let cov = pred.iter().zip(y).filter(|&x| inside(x)).count() as f64 / n;
     (rmse, cov)
 }
@@ -1070,19 +1074,22 @@ impl MetaModel {
 
     /// The task-level offset variance the ranking GP leaves out (see `task_mean_var`).
     pub fn ranking_offset_var(&self) -> f64 {
-        match (self.ranker, &self.gp_rel) {
-            (Ranker::GpRel, Some(_)) => self.task_mean_var,
-            _ => 0.0,
+        if self.ranks_within_task() {
+            self.task_mean_var
+        } else {
+            0.0
         }
+    }
+
+    /// Whether the within-task GP orders candidates (`ranker` says so and the file has it).
+    fn ranks_within_task(&self) -> bool {
+        self.ranker == Ranker::GpRel && self.gp_rel.is_some()
     }
 
     /// The factor calibrated on the override's own decisions (`cv.*_decision_sd_scale`), where
     /// the file has it, else [`MetaModel::override_sd_scale`].
     pub fn decision_sd_scale(&self) -> f64 {
-        let d = match (self.ranker, &self.gp_rel) {
-            (Ranker::GpRel, Some(_)) => self.cv.gp_rel_decision_sd_scale,
-            _ => self.cv.gp_decision_sd_scale,
-        };
+        let d = if self.ranks_within_task() { self.cv.gp_rel_decision_sd_scale } else { self.cv.gp_decision_sd_scale };
         d.unwrap_or_else(|| self.override_sd_scale())
     }
 
@@ -1090,10 +1097,7 @@ impl MetaModel {
     /// calibration of within-task differences on held-out tasks (`cv.*_pair_sd_scale`) where the
     /// file has it, else the marginal one.
     pub fn override_sd_scale(&self) -> f64 {
-        let pair = match (self.ranker, &self.gp_rel) {
-            (Ranker::GpRel, Some(_)) => self.cv.gp_rel_pair_sd_scale,
-            _ => self.cv.gp_pair_sd_scale,
-        };
+        let pair = if self.ranks_within_task() { self.cv.gp_rel_pair_sd_scale } else { self.cv.gp_pair_sd_scale };
         pair.unwrap_or(self.cv.gp_sd_scale)
     }
 
@@ -1344,19 +1348,19 @@ mod anchor_tests {
         let r = super::pair_residuals(&tasks);
         assert_eq!(r.len(), 10);
         // the 8th of 10 equally weighted residuals, 1.6, sits at Z80 · k
-        let k = super::pair_scale_of(&r);
+        let k = super::pair_sd_scale(r.clone()).unwrap();
         assert!((k - 1.6 / Z80).abs() < 1e-12, "{k}");
         // correlation narrows a difference's sd: the same residuals read as larger
         let corr = |d: f64| (vec![0.0, 0.0], DMatrix::from_row_slice(2, 2, &[0.5, 0.375, 0.375, 0.5]), 0.0, vec![d, 0.0]);
         let rc = super::pair_residuals(&(1..=10).map(|i| corr(0.2 * i as f64)).collect::<Vec<_>>());
-        assert!((super::pair_scale_of(&rc) - 2.0 * k).abs() < 1e-9);
+        assert!((super::pair_sd_scale(rc).unwrap() - 2.0 * k).abs() < 1e-9);
         // a task with 6 cells (15 pairs) of huge residuals counts as one task, not fifteen
         let mut big = tasks.clone();
         big.push((vec![0.0; 6], DMatrix::from_diagonal_element(6, 6, 0.5), 0.0, vec![0.0, 10.0, 20.0, 30.0, 40.0, 50.0]));
         let rb = super::pair_residuals(&big);
         assert_eq!(rb.len(), 25);
         // 11 tasks: 80% of the weight is reached at the 9th smallest task-residual, 1.8
-        assert!((super::pair_scale_of(&rb) - 1.8 / Z80).abs() < 1e-12);
+        assert!((super::pair_sd_scale(rb).unwrap() - 1.8 / Z80).abs() < 1e-12);
         assert_eq!(super::pair_sd_scale(vec![]), None);
     }
 

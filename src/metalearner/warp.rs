@@ -127,6 +127,11 @@ impl Warp {
     }
 }
 
+/// Whether `x` lies in the interval (lo, hi), ends included up to rounding.
+pub fn holds((lo, hi): (f64, f64), x: f64) -> bool {
+    lo - 1e-12 <= x && x <= hi + 1e-12
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
