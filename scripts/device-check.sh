@@ -24,7 +24,9 @@
 #     and bf16, and EfficientNet-Lite0 at 224 px at batch 64 and 256, beside
 #     benches/pytorch_reference.py on the same GPU, and the ratio; resnet8 at 128 and Lite0 at 64
 #     also with GRAFT_REFERENCE_KERNELS=1 (candle's ops: the "before"), and Lite0 at 64 with
-#     GRAFT_TF32=1 (TF32 convolutions, as PyTorch's default).
+#     GRAFT_TF32=1 (TF32 convolutions, as PyTorch's default), and resnet8 at 128 and Lite0 at 64
+#     in bf16 with GRAFT_BF16_PER_OP=1 (each convolution's result cast back to float32: the
+#     "before" of bf16 activations kept through a block).
 # (k) kernels: graft bench --check-kernels (each cuDNN / fused op, forward and backward, against
 #     candle's ops on the CPU), first, so a broken kernel is named before anything is timed.
 # (s) a sweep slice (benches/gpu-slice.toml: 6 Lite0 fine-tunes at 224 px on examples/cifar3) on
@@ -122,6 +124,9 @@ GRAFT_REFERENCE_KERNELS=1 G bench --arch resnet8 --batch 128 --steps 20 --device
 GRAFT_REFERENCE_KERNELS=1 G bench --arch efficientnet-lite0 --batch 64 --steps 5 --device cuda --json > "$W/ref-efficientnet-lite0-64-f32.json" 2>>"$W/stderr.log" || true
 GRAFT_TF32=1 G bench --arch efficientnet-lite0 --batch 64 --steps 10 --device cuda --json > "$W/tf32-efficientnet-lite0-64-f32.json" 2>>"$W/stderr.log" || true
 GRAFT_CUDNN_NONDETERMINISTIC=1 G bench --arch efficientnet-lite0 --batch 64 --steps 10 --device cuda --json > "$W/nondet-efficientnet-lite0-64-f32.json" 2>>"$W/stderr.log" || true
+# bf16 before issue 24's third item: every convolution's result cast back to float32
+GRAFT_BF16_PER_OP=1 G bench --arch resnet8 --batch 128 --steps 20 --device cuda --precision bf16 --json > "$W/perop-resnet8-128-bf16.json" 2>>"$W/stderr.log" || true
+GRAFT_BF16_PER_OP=1 G bench --arch efficientnet-lite0 --batch 64 --steps 10 --device cuda --precision bf16 --json > "$W/perop-efficientnet-lite0-64-bf16.json" 2>>"$W/stderr.log" || true
 G bench --arch resnet8 --batch 256 --steps 5 --device cuda --simclr --json > "$W/bench-simclr.json" 2>>"$W/stderr.log" || true
 
 pack
@@ -179,6 +184,13 @@ for tag, what in [("ref", "GRAFT_REFERENCE_KERNELS=1 (candle's ops)"), ("tf32", 
             ratio = f"{g['train_images_per_second'] / t['train_images_per_second']:.2f}" if t else "-"
             lines.append(f"| {arch} | {b} | f32, {what} | {g['train_images_per_second']:.0f} | {tt} | {ratio} | "
                          f"{g['extract_images_per_second']:.0f} | | |")
+for arch, b in [("resnet8", 128), ("efficientnet-lite0", 64)]:
+    g, t = load(f"perop-{arch}-{b}-bf16.json"), load(f"torch-{arch}-{b}-bf16.json")
+    if g:
+        tt = f"{t['train_images_per_second']:.0f}" if t else "failed"
+        ratio = f"{g['train_images_per_second'] / t['train_images_per_second']:.2f}" if t else "-"
+        lines.append(f"| {arch} | {b} | bf16, GRAFT_BF16_PER_OP=1 (casts around each op) | {g['train_images_per_second']:.0f} | {tt} | "
+                     f"{ratio} | {g['extract_images_per_second']:.0f} | | |")
 k = load("kernels.json")
 lines += ["", "## Kernel check (graft bench --check-kernels --device cuda)", ""]
 if k is None:

@@ -225,7 +225,7 @@ impl MbConv {
         }
         y = self.project.forward_t(&self.depthwise.forward_t(&y, train)?, train)?;
         if self.skip {
-            y + x
+            crate::kernels::add_act(&y, x)
         } else {
             Ok(y)
         }
@@ -261,7 +261,8 @@ impl Layer {
             Layer::SameConvBn(c) => c.forward_t(x, train),
             Layer::MbConv(b) => b.forward_t(x, train),
             Layer::ConvBnReluPool3(c) => crate::kernels::max_pool(&c.forward_t_relu(x, train)?, 3, 2, 1),
-            Layer::PoolLinear(l) => crate::kernels::linear_forward(&linear_t(l, train), &x.mean((2, 3))?),
+            // pooled in float32 (a mean of bfloat16 activations would round as it sums)
+            Layer::PoolLinear(l) => crate::kernels::linear_forward(&linear_t(l, train), &crate::kernels::to_f32(x)?.mean((2, 3))?),
             Layer::FlattenLinear(l) => crate::kernels::linear_forward(&linear_t(l, train), &x.flatten_from(1)?),
         }
     }

@@ -330,7 +330,10 @@ impl Model {
 
     /// Forward through groups `0..=upto`, with BatchNorm in train mode for groups whose flag is
     /// set (frozen groups run in eval mode). Returns each group's output.
+    /// Like every forward function here, it returns float32 (in mixed precision the
+    /// activations inside may be bfloat16: [`crate::kernels::activation_scope`]).
     pub fn forward_groups(&self, x: &Tensor, train: &[bool], upto: usize) -> Result<Vec<Tensor>> {
+        let _scope = crate::kernels::activation_scope();
         let mut outs = Vec::with_capacity(upto + 1);
         let mut h = x.clone();
         for (i, g) in self.groups.iter().enumerate().take(upto + 1) {
@@ -338,7 +341,7 @@ impl Model {
             for l in g {
                 h = l.forward_t(&h, t)?;
             }
-            outs.push(h.clone());
+            outs.push(crate::kernels::to_f32(&h)?);
         }
         Ok(outs)
     }
@@ -346,18 +349,20 @@ impl Model {
     /// Forward `x` (the output of group `from - 1`, or the image for 0) through groups
     /// `from..=to` with BatchNorm in train mode.
     pub fn forward_from(&self, x: &Tensor, from: usize, to: usize) -> Result<Tensor> {
+        let _scope = crate::kernels::activation_scope();
         let mut h = x.clone();
         for g in &self.groups[from..=to] {
             for l in g {
                 h = l.forward_t(&h, true)?;
             }
         }
-        Ok(h)
+        Ok(crate::kernels::to_f32(&h)?)
     }
 
     /// `h`, the output of group `span.start - 1` (the image for 0), through the groups in
     /// `span`, with per-group train flags (indexed from group 0; a missing flag is eval mode).
     pub fn forward_span(&self, h: &Tensor, span: std::ops::Range<usize>, train: &[bool]) -> Result<Tensor> {
+        let _scope = crate::kernels::activation_scope();
         let mut h = h.clone();
         for i in span {
             let t = train.get(i).copied().unwrap_or(false);
@@ -365,7 +370,7 @@ impl Model {
                 h = l.forward_t(&h, t)?;
             }
         }
-        Ok(h)
+        Ok(crate::kernels::to_f32(&h)?)
     }
 
     /// Logits, with per-group train flags.
@@ -381,6 +386,7 @@ impl Model {
     /// Pooled features at several groups (each `<` [`Model::n_groups`]) from one eval-mode
     /// pass, in the order asked.
     pub fn features_at(&self, x: &Tensor, at: &[usize]) -> Result<Vec<Tensor>> {
+        let _scope = crate::kernels::activation_scope();
         let upto = at.iter().copied().max().unwrap_or(0);
         let mut pooled = vec![None; upto + 1];
         let mut h = x.clone();
@@ -583,11 +589,13 @@ impl Model {
 }
 
 /// Global average pool for 4-D activations; 2-D pass through.
+/// float32 either way (bfloat16 activations are pooled in float32).
 pub fn pool(h: &Tensor) -> candle_core::Result<Tensor> {
+    let h = crate::kernels::to_f32(h)?;
     if h.rank() == 4 {
         h.mean((2, 3))
     } else {
-        Ok(h.clone())
+        Ok(h)
     }
 }
 

@@ -1,7 +1,7 @@
 //! Training-mode BatchNorm over NCHW as one custom op (forward: two passes over the input;
 //! backward: two passes), instead of candle-nn's chain of transposes, copies and broadcast ops.
 //! Per-channel sums are accumulated in f64 in a fixed order, so results are deterministic.
-use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 fn slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
@@ -459,10 +459,19 @@ impl BatchNorm {
     }
 
     /// `act(forward_t(x))`, the activation fused into graft's kernel on the CPU (train and eval
-    /// mode); elsewhere candle's ops.
+    /// mode) and on the GPU (train mode, `cudnn` feature); elsewhere candle's ops. The output is
+    /// in x's type, stored as activations are ([`super::store_act`]).
     pub fn forward_act(&self, x: &Tensor, train: bool, act: Act) -> Result<Tensor> {
+        super::store_act(self.normalise_act(x, train, act)?)
+    }
+
+    fn normalise_act(&self, x: &Tensor, train: bool, act: Act) -> Result<Tensor> {
         let c = x.dim(1)?;
         let fast = super::native_kernels_apply(x, &[]);
+        if !train && x.dtype() != DType::F32 {
+            // a bfloat16 activation in eval mode (a frozen group): float32 arithmetic, stored back
+            return self.forward_act(&x.to_dtype(DType::F32)?, false, act)?.to_dtype(x.dtype());
+        }
         if !train {
             let (scale, shift) = self.eval_scale_shift()?;
             if fast {
@@ -473,7 +482,7 @@ impl BatchNorm {
             let y = x.broadcast_mul(&scale.reshape(shape.clone())?)?.broadcast_add(&shift.reshape(shape)?)?;
             return apply_act(y, act);
         }
-        if super::gpu::applies(x) {
+        if super::gpu::act_applies(x) {
             let running = (self.running_mean.as_tensor(), self.running_var.as_tensor());
             let (y, rm, rv) = super::gpu::batchnorm_train(x, &self.weight, &self.bias, running, self.eps, self.momentum, act.cap())?;
             self.running_mean.set(&rm)?;

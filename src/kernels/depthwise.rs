@@ -358,8 +358,18 @@ impl CustomOp2 for DwBwdWeight {
 }
 
 /// Depthwise convolution of NCHW `x` with (C, 1, k, k) `w`, stride `s`, zero padding `pad`.
+/// In mixed precision its operands are bfloat16, as a dense convolution's ([`super::mixed`]).
 pub fn depthwise_conv2d_padded(x: &Tensor, w: &Tensor, s: usize, pad: Pad) -> Result<Tensor> {
-    if super::gpu::applies(x) {
+    match super::mixed(x, w, |x, w| depthwise_native(x, w, s, pad))? {
+        Some(y) => Ok(y),
+        None => depthwise_native(x, w, s, pad),
+    }
+}
+
+/// cuDNN's grouped convolution on the GPU (`cudnn` feature), graft's kernel for float32 on the
+/// CPU, candle's grouped conv2d otherwise.
+fn depthwise_native(x: &Tensor, w: &Tensor, s: usize, pad: Pad) -> Result<Tensor> {
+    if super::gpu::act_applies(x) {
         // cuDNN pads symmetrically: the asymmetric ("SAME") rest is padded explicitly
         let p = pad.top.min(pad.bottom).min(pad.left).min(pad.right);
         let rest = Pad { top: pad.top - p, bottom: pad.bottom - p, left: pad.left - p, right: pad.right - p };

@@ -92,15 +92,15 @@ impl CustomOp2 for ReluMask {
 
 /// relu(a + b): graft's fused op for float32 on the CPU and on CUDA (`cudnn` feature), candle's
 /// ops otherwise.
+/// Two activations of different types (a bfloat16 block output and a float32 shortcut from
+/// outside the backbone's pass) add in `a`'s type; the result is stored as activations are.
 pub fn add_relu(a: &Tensor, b: &Tensor) -> Result<Tensor> {
-    if super::gpu::applies(a) && b.dtype() == a.dtype() {
-        return super::gpu::add_relu(a, b);
+    let b = super::like(b, a)?;
+    if super::gpu::act_applies(a) {
+        return super::gpu::add_relu(a, &b);
     }
-    if super::native_kernels_apply(a, &[b]) {
-        a.contiguous()?.apply_op2(&b.contiguous()?, AddRelu)
-    } else {
-        (a + b)?.relu()
-    }
+    let y = if super::native_kernels_apply(a, &[&b]) { a.contiguous()?.apply_op2(&b.contiguous()?, AddRelu)? } else { (a + b)?.relu()? };
+    super::store_act(y)
 }
 
 /// x + b[c] over NCHW `x` and a per-channel bias `b` (a decoder convolution's bias): one pass

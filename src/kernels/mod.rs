@@ -53,6 +53,9 @@ pub mod gpu {
     pub(crate) fn conv_applies(_: &Tensor) -> bool {
         false
     }
+    pub(crate) fn act_applies(_: &Tensor) -> bool {
+        false
+    }
     fn absent() -> candle_core::Error {
         candle_core::Error::Msg("graft was built without the `cudnn` feature (scripts/build-cuda.sh builds it)".into())
     }
@@ -115,9 +118,13 @@ use candle_core::{DType, Module, Tensor};
 use std::cell::Cell;
 
 /// Arithmetic precision of convolutions and linear layers. `Bf16` is mixed precision: weights
-/// stay float32 (the optimiser's master copy), each convolution and matmul casts its operands
-/// to bfloat16 and its result back to float32, so BatchNorm, losses, reductions and gradients
-/// accumulate in float32 (gradients flow back through the casts).
+/// stay float32 (the optimiser's master copy) and are cast to bfloat16 for each convolution and
+/// matmul. Inside a backbone's forward pass ([`activation_scope`]) on a GPU that graft's kernels
+/// serve (`cudnn` feature), activations stay bfloat16 from one block to the next: convolutions
+/// return bfloat16, and BatchNorm (float32 statistics, parameters and arithmetic), its
+/// activation and the residual add + ReLU read and write bfloat16; the backbone's outputs come
+/// back float32, so heads, losses, decoders and the optimiser see float32. Elsewhere each
+/// convolution and matmul casts its result back to float32.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize, schemars::JsonSchema, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Precision {
@@ -167,16 +174,95 @@ impl Drop for PrecisionGuard {
     }
 }
 
-/// `op(a, b)` with both operands cast to bfloat16 and the result cast back to float32 when this
-/// thread runs in mixed precision; `None` (run the float32 path) otherwise. candle's CPU backend
-/// has no bfloat16 matmul, so on the CPU the same numerics are emulated: operands and result are
-/// rounded to bfloat16 and the arithmetic runs in float32 (as tensor cores accumulate in float32).
-/// That is for parity checks only; it is no faster than float32.
+thread_local! {
+    static IN_BACKBONE: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Marks this thread as inside a backbone's forward pass (where activations may stay bfloat16)
+/// until the guard is dropped. The backbone's forward functions hold one and return float32.
+pub fn activation_scope() -> ScopeGuard {
+    ScopeGuard(IN_BACKBONE.with(|c| c.replace(true)))
+}
+
+pub struct ScopeGuard(bool);
+
+impl Drop for ScopeGuard {
+    fn drop(&mut self) {
+        IN_BACKBONE.with(|c| c.set(self.0));
+    }
+}
+
+fn in_backbone() -> bool {
+    IN_BACKBONE.with(|c| c.get())
+}
+
+/// Whether activations on `x`'s device are bfloat16 here: mixed precision, inside a backbone's
+/// forward pass, on a GPU whose BatchNorm and add + ReLU graft's kernels serve in bfloat16.
+/// `GRAFT_BF16_PER_OP=1` turns this off (each convolution's result cast back to float32, as
+/// before; on the CPU, no rounding of the stored activations), for before/after figures.
+pub(crate) fn bf16_activations(x: &Tensor) -> bool {
+    precision() == Precision::Bf16 && in_backbone() && gpu::act_applies(x) && !bf16_per_op()
+}
+
+fn bf16_per_op() -> bool {
+    static FLAG: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *FLAG.get_or_init(|| std::env::var("GRAFT_BF16_PER_OP").map(|v| v == "1").unwrap_or(false))
+}
+
+/// An activation as it is stored between two ops of a backbone. Where activations are bfloat16
+/// on the GPU, the ops already return bfloat16 and this does nothing; on the CPU in mixed
+/// precision (inside a backbone) the value is rounded to bfloat16 and kept float32, so the CPU
+/// reproduces the GPU's numerics for parity checks; otherwise `y` itself.
+pub(crate) fn store_act(y: Tensor) -> candle_core::Result<Tensor> {
+    if precision() == Precision::Bf16 && in_backbone() && y.device().is_cpu() && y.dtype() == DType::F32 && !bf16_per_op() {
+        y.to_dtype(DType::BF16)?.to_dtype(DType::F32)
+    } else {
+        Ok(y)
+    }
+}
+
+/// `t` as float32 (itself when it is).
+pub fn to_f32(t: &Tensor) -> candle_core::Result<Tensor> {
+    if t.dtype() == DType::F32 {
+        Ok(t.clone())
+    } else {
+        t.to_dtype(DType::F32)
+    }
+}
+
+/// `b` in `a`'s element type (itself when it is), for ops on two activations.
+pub(crate) fn like(b: &Tensor, a: &Tensor) -> candle_core::Result<Tensor> {
+    if b.dtype() == a.dtype() {
+        Ok(b.clone())
+    } else {
+        b.to_dtype(a.dtype())
+    }
+}
+
+/// `a + b` of two activations (an inverted-residual block's skip), stored as activations are.
+pub fn add_act(a: &Tensor, b: &Tensor) -> candle_core::Result<Tensor> {
+    store_act((a + like(b, a)?)?)
+}
+
+/// `op(a, b)` (`a` an activation, `b` a float32 weight) in this thread's precision; `None` (run
+/// the float32 path) outside mixed precision. Where activations are bfloat16 ([`bf16_activations`])
+/// both operands go in as bfloat16 and the result stays bfloat16. Otherwise both are cast to
+/// bfloat16 and the result back to float32. candle's CPU backend has no bfloat16 matmul, so on
+/// the CPU the same numerics are emulated: operands and result are rounded to bfloat16 and the
+/// arithmetic runs in float32 (as tensor cores accumulate in float32). That is for parity checks
+/// only; it is no faster than float32.
 pub(crate) fn mixed<F>(a: &Tensor, b: &Tensor, op: F) -> candle_core::Result<Option<Tensor>>
 where
     F: Fn(&Tensor, &Tensor) -> candle_core::Result<Tensor>,
 {
-    if precision() != Precision::Bf16 || a.dtype() != DType::F32 {
+    if precision() != Precision::Bf16 {
+        return Ok(None);
+    }
+    if bf16_activations(a) {
+        let a = if a.dtype() == DType::BF16 { a.clone() } else { a.to_dtype(DType::BF16)? };
+        return Ok(Some(op(&a, &b.to_dtype(DType::BF16)?)?));
+    }
+    if a.dtype() != DType::F32 {
         return Ok(None);
     }
     if a.device().is_cpu() {
@@ -188,13 +274,15 @@ where
 }
 
 /// A linear layer's forward pass in this thread's precision (bias added in float32).
+/// Its output is float32 (a head's logits), also where activations are bfloat16.
 pub fn linear_forward(l: &candle_nn::Linear, x: &Tensor) -> candle_core::Result<Tensor> {
     let y = mixed(x, l.weight(), |x, w| x.broadcast_matmul(&w.t()?))?;
     match y {
         Some(y) => match l.bias() {
-            Some(b) => y.broadcast_add(b),
-            None => Ok(y),
+            Some(b) => to_f32(&y)?.broadcast_add(b),
+            None => to_f32(&y),
         },
+        None if x.dtype() != DType::F32 => linear_forward(l, &to_f32(x)?),
         None => l.forward(x),
     }
 }

@@ -63,7 +63,65 @@ static double max_rel(const std::vector<float>& a, const std::vector<double>& b)
     return d / m;
 }
 
-static void batchnorm(int b, int c, int hw, float cap, unsigned seed) {
+static float to_float(float v) { return v; }
+static float to_float(__nv_bfloat16 v) { return __bfloat162float(v); }
+static float round_bf16(float v) { return __bfloat162float(__float2bfloat16(v)); }
+template <class T> static T from_float(float v);
+template <> float from_float<float>(float v) { return v; }
+template <> __nv_bfloat16 from_float<__nv_bfloat16>(float v) { return __float2bfloat16(v); }
+
+// What the BatchNorm kernels give, as mod.rs launches them (activations of type T), in float.
+struct BnOut {
+    std::vector<double> st;
+    std::vector<float> ss, y, coef, dx;
+};
+
+template <class T, class K1, class K2, class K3, class K4>
+static BnOut run_bn(K1 stats_partial, K2 affine_act, K3 bwd_partial, K4 bwd_dx, const std::vector<float>& xf,
+                    const std::vector<float>& dyf, const std::vector<float>& g, const std::vector<float>& be,
+                    const std::vector<float>& rm, const std::vector<float>& rv, int b, int c, int hw, float cap, double eps,
+                    double mom) {
+    size_t total = (size_t)b * c * hw;
+    std::vector<T> x(total), dy(total), y(total), dx(total);
+    for (size_t i = 0; i < total; i++) x[i] = from_float<T>(xf[i]), dy[i] = from_float<T>(dyf[i]);
+    BnOut o;
+    int s = split((size_t)b * hw);
+    double n = (double)b * hw;
+    std::vector<double> part(2 * (size_t)s * c), bpart(2 * (size_t)s * c);
+    o.st.resize(4 * (size_t)c);
+    o.ss.resize(2 * (size_t)c);
+    o.coef.resize(7 * (size_t)c);
+    // forward, as BnStats, BnScaleShift and BnNorm launch it
+    emu_launch(Dim3{(unsigned)s, (unsigned)c, 1}, Dim3{256, 1, 1}, stats_partial, (const T*)x.data(), b, c, hw, s, part.data());
+    emu_launch(chan_cfg(c), Dim3{128, 1, 1}, bn_stats_final, (const double*)part.data(), c, s, n, (const float*)rm.data(),
+               (const float*)rv.data(), mom, o.st.data());
+    emu_launch(chan_cfg(c), Dim3{128, 1, 1}, bn_scale_shift, (const double*)o.st.data(), (const float*)g.data(),
+               (const float*)be.data(), eps, c, o.ss.data());
+    emu_launch(flat_cfg(total), Dim3{256, 1, 1}, affine_act, (const T*)x.data(), (const float*)o.ss.data(), (int64_t)total,
+               c, hw, cap, y.data());
+    // backward, as BnBwd launches it
+    emu_launch(Dim3{(unsigned)s, (unsigned)c, 1}, Dim3{256, 1, 1}, bwd_partial, (const T*)x.data(), (const T*)dy.data(),
+               (const float*)o.ss.data(), cap, (const double*)o.st.data(), b, c, hw, s, bpart.data());
+    emu_launch(chan_cfg(c), Dim3{128, 1, 1}, bn_bwd_final, (const double*)bpart.data(), c, s, n, (const double*)o.st.data(),
+               (const float*)g.data(), eps, o.coef.data());
+    emu_launch(flat_cfg(total), Dim3{256, 1, 1}, bwd_dx, (const T*)x.data(), (const T*)dy.data(), (const float*)o.ss.data(),
+               cap, (const float*)o.coef.data(), (int64_t)total, c, hw, dx.data());
+    for (size_t i = 0; i < total; i++) o.y.push_back(to_float(y[i])), o.dx.push_back(to_float(dx[i]));
+    return o;
+}
+
+// Elements where a and b differ in their bits (after `round`, when given, on b).
+static size_t bit_diffs(const std::vector<float>& a, const std::vector<float>& b, bool round) {
+    size_t d = 0;
+    for (size_t i = 0; i < a.size(); i++) {
+        float r = round ? round_bf16(b[i]) : b[i];
+        if (std::memcmp(&a[i], &r, 4) != 0) d++;
+    }
+    return d;
+}
+
+// `shift`: added to β, so that (with ReLU6) many pre-activations land just below the cap.
+static void batchnorm(int b, int c, int hw, float cap, unsigned seed, float shift = 0.0f) {
     std::mt19937 rng(seed);
     std::uniform_real_distribution<float> u(-1, 1);
     size_t total = (size_t)b * c * hw;
@@ -71,24 +129,19 @@ static void batchnorm(int b, int c, int hw, float cap, unsigned seed) {
     for (auto& v : x) v = 3 * u(rng) + 0.5f;
     for (auto& v : dy) v = u(rng);
     for (auto& v : g) v = u(rng) + 1.5f;
-    for (auto& v : be) v = u(rng);
+    for (auto& v : be) v = u(rng) + shift;
     for (int ch = 0; ch < c; ch++) rm[ch] = 0.1f * ch, rv[ch] = 1.0f + 0.1f * ch;
     double eps = 1e-3, mom = 0.1;
     char name[96];
     std::snprintf(name, sizeof name, "batchnorm b%d c%d hw%d cap %g", b, c, hw, cap);
     std::string nm(name);
 
-    // forward, as BnStats and BnNorm launch it
-    int s = split((size_t)b * hw);
-    std::vector<double> part(2 * (size_t)s * c), st(4 * (size_t)c);
-    emu_launch(Dim3{(unsigned)s, (unsigned)c, 1}, Dim3{256, 1, 1}, bn_stats_partial, x.data(), b, c, hw, s, part.data());
-    emu_launch(chan_cfg(c), Dim3{128, 1, 1}, bn_stats_final, (const double*)part.data(), c, s, (double)b * hw,
-               (const float*)rm.data(), (const float*)rv.data(), mom, st.data());
-    std::vector<float> ss(2 * c), y(total);
-    emu_launch(chan_cfg(c), Dim3{128, 1, 1}, bn_scale_shift, (const double*)st.data(), (const float*)g.data(),
-               (const float*)be.data(), eps, c, ss.data());
-    emu_launch(flat_cfg(total), Dim3{256, 1, 1}, bn_affine_act, (const float*)x.data(), (const float*)ss.data(),
-               (int64_t)total, c, hw, cap, y.data());
+    BnOut o = run_bn<float>(bn_stats_partial, bn_affine_act, bn_bwd_partial, bn_bwd_dx, x, dy, g, be, rm, rv, b, c, hw, cap,
+                            eps, mom);
+    const std::vector<float>& y = o.y;
+    const std::vector<double>& st = o.st;
+    const std::vector<float>& coef = o.coef;
+    const std::vector<float>& dx = o.dx;
     Ref r = bn_ref(x, g, be, b, c, hw, eps, cap);
     check((nm + " forward").c_str(), max_rel(y, r.y), 1e-6);
     double n = (double)b * hw, e_stats = 0;
@@ -98,17 +151,6 @@ static void batchnorm(int b, int c, int hw, float cap, unsigned seed) {
         e_stats = std::max(e_stats, std::fabs(st[2 * c + ch] - nrm) + std::fabs(st[3 * c + ch] - nrv));
     }
     check((nm + " batch and running statistics").c_str(), e_stats, 1e-9);
-
-    // backward, as BnBwd launches it
-    std::vector<double> bpart(2 * (size_t)s * c);
-    std::vector<float> coef(7 * c), dx(total);
-    const float* outp = cap >= 0 ? y.data() : x.data();
-    emu_launch(Dim3{(unsigned)s, (unsigned)c, 1}, Dim3{256, 1, 1}, bn_bwd_partial, (const float*)x.data(),
-               (const float*)dy.data(), outp, cap, (const double*)st.data(), b, c, hw, s, bpart.data());
-    emu_launch(chan_cfg(c), Dim3{128, 1, 1}, bn_bwd_final, (const double*)bpart.data(), c, s, n, (const double*)st.data(),
-               (const float*)g.data(), eps, coef.data());
-    emu_launch(flat_cfg(total), Dim3{256, 1, 1}, bn_bwd_dx, (const float*)x.data(), (const float*)dy.data(), outp, cap,
-               (const float*)coef.data(), (int64_t)total, c, hw, dx.data());
 
     // the reference gradient in double
     std::vector<double> rdx(total), rdg(c, 0), rdb(c, 0);
@@ -156,6 +198,24 @@ static void batchnorm(int b, int c, int hw, float cap, unsigned seed) {
     }
     // (a clamp kink inside ±h moves a difference quotient: the tolerance is loose on purpose)
     check((nm + " reference grad vs central differences").c_str(), fd_err / fd_scale, 1e-3);
+
+    // bfloat16 activations: on the same (rounded) inputs, every statistic and coefficient is the
+    // float32 kernels' bit for bit, and every output is theirs rounded once to bfloat16
+    std::vector<float> xr(total), dyr(total);
+    for (size_t i = 0; i < total; i++) xr[i] = round_bf16(x[i]), dyr[i] = round_bf16(dy[i]);
+    BnOut f = run_bn<float>(bn_stats_partial, bn_affine_act, bn_bwd_partial, bn_bwd_dx, xr, dyr, g, be, rm, rv, b, c, hw, cap,
+                            eps, mom);
+    BnOut h = run_bn<__nv_bfloat16>(bn_stats_partial_bf16, bn_affine_act_bf16, bn_bwd_partial_bf16, bn_bwd_dx_bf16, xr, dyr, g,
+                                    be, rm, rv, b, c, hw, cap, eps, mom);
+    size_t near_cap = 0;
+    for (size_t j = 0; j < total; j++) near_cap += cap > 0 && std::isfinite(cap) && f.y[j] < cap && round_bf16(f.y[j]) == cap;
+    check((nm + " bf16: statistics, coefficients = f32's").c_str(),
+          (double)(h.st != f.st) + (double)bit_diffs(h.ss, f.ss, false) + (double)bit_diffs(h.coef, f.coef, false), 0);
+    check((nm + " bf16: output = f32's rounded").c_str(), (double)bit_diffs(h.y, f.y, true), 0);
+    char mask[160];
+    std::snprintf(mask, sizeof mask, "%s bf16: input grad = f32's rounded (%zu outputs round to the cap)", nm.c_str(), near_cap);
+    check(mask, (double)bit_diffs(h.dx, f.dx, true), 0);
+    check((nm + " bf16: output vs double reference").c_str(), max_rel(h.y, bn_ref(xr, g, be, b, c, hw, eps, cap).y), 4e-3);
 }
 
 static void add_relu(unsigned seed) {
@@ -174,6 +234,22 @@ static void add_relu(unsigned seed) {
     }
     check("add+relu forward", e1, 0);
     check("add+relu mask", e2, 0);
+    // bfloat16: relu(a + b) summed in float32 and rounded once; the mask exact
+    std::vector<__nv_bfloat16> ah(n), bh(n), yh(n), dyh(n), dxh(n);
+    for (size_t i = 0; i < n; i++) ah[i] = __float2bfloat16(a[i]), bh[i] = __float2bfloat16(b[i]), dyh[i] = __float2bfloat16(dy[i]);
+    emu_launch(flat_cfg(n), Dim3{256, 1, 1}, add_relu_fwd_bf16, (const __nv_bfloat16*)ah.data(), (const __nv_bfloat16*)bh.data(),
+               (int64_t)n, yh.data());
+    emu_launch(flat_cfg(n), Dim3{256, 1, 1}, relu_mask_bf16, (const __nv_bfloat16*)dyh.data(), (const __nv_bfloat16*)yh.data(),
+               (int64_t)n, dxh.data());
+    size_t d1 = 0, d2 = 0;
+    for (size_t i = 0; i < n; i++) {
+        float s = __bfloat162float(ah[i]) + __bfloat162float(bh[i]);
+        float want = round_bf16(s > 0 ? s : 0.0f);
+        d1 += __bfloat162float(yh[i]) != want;
+        d2 += __bfloat162float(dxh[i]) != (s > 0 ? __bfloat162float(dyh[i]) : 0.0f);
+    }
+    check("add+relu bf16 forward (elements off)", (double)d1, 0);
+    check("add+relu bf16 mask (elements off)", (double)d2, 0);
 }
 
 static void adamw(unsigned seed) {
@@ -210,6 +286,7 @@ int main() {
     batchnorm(3, 5, 49, -1.0f, 2);         // no activation, 7x7 planes
     batchnorm(9, 4, 1, INFINITY, 3);       // ReLU, 1x1 planes
     batchnorm(2, 7, 33 * 33, INFINITY, 4); // ReLU, odd plane
+    batchnorm(4, 6, 225, 6.0f, 7, 4.5f);   // ReLU6 with many pre-activations just below 6
     add_relu(5);
     adamw(6);
     std::printf("%d failure(s)\n", failures);

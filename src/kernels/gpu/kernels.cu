@@ -6,7 +6,23 @@
 //
 // Layout: NCHW, contiguous; `hw` pixels a plane, `c` channels, `b` images. A BatchNorm channel's
 // elements are the planes (i·c + ch) for i < b.
+//
+// Activations (BatchNorm's input, output and gradients, the residual add's operands) come in
+// float32 or bfloat16 (`--precision bf16`, where they stay bfloat16 through a block): each
+// activation kernel is one template, instantiated as `name` (float) and `name_bf16`. Arithmetic
+// is float32 (reductions float64) either way; a bfloat16 result is rounded to nearest even once,
+// on store. BatchNorm's parameters, statistics and running statistics are float32 always.
 #include <stdint.h>
+#ifdef __CUDACC__
+#include <cuda_bf16.h>
+#endif
+
+typedef __nv_bfloat16 bf16;
+
+__device__ __forceinline__ float ldv(const float* __restrict__ p, int64_t j) { return p[j]; }
+__device__ __forceinline__ float ldv(const bf16* __restrict__ p, int64_t j) { return __bfloat162float(p[j]); }
+__device__ __forceinline__ void stv(float* __restrict__ p, int64_t j, float v) { p[j] = v; }
+__device__ __forceinline__ void stv(bf16* __restrict__ p, int64_t j, float v) { p[j] = __float2bfloat16(v); }
 
 #define RED_THREADS 256
 
@@ -33,19 +49,18 @@ __device__ __forceinline__ int64_t chan_at(int64_t j, int ch, int c, int hw) {
     return (i * c + ch) * (int64_t)hw + (j - i * hw);
 }
 
-extern "C" {
-
 // ---- BatchNorm, training mode ------------------------------------------------------------
 // Pass 1: grid (s, c); block (ch, part) sums x and x² over its share of channel ch into
 // part_out[(ch·s + part)·2 + {0,1}].
-__global__ void bn_stats_partial(const float* __restrict__ x, int b, int c, int hw, int s,
-                                 double* __restrict__ part_out) {
+template <class T>
+__device__ __forceinline__ void bn_stats_partial_t(const T* __restrict__ x, int b, int c, int hw, int s,
+                                                   double* __restrict__ part_out) {
     __shared__ double sa[RED_THREADS], sb[RED_THREADS];
     int ch = blockIdx.y, part = blockIdx.x;
     int64_t n = (int64_t)b * hw;
     double s1 = 0.0, s2 = 0.0;
     for (int64_t j = (int64_t)part * RED_THREADS + threadIdx.x; j < n; j += (int64_t)s * RED_THREADS) {
-        double v = x[chan_at(j, ch, c, hw)];
+        double v = ldv(x, chan_at(j, ch, c, hw));
         s1 += v;
         s2 += v * v;
     }
@@ -55,6 +70,99 @@ __global__ void bn_stats_partial(const float* __restrict__ x, int b, int c, int 
         part_out[((int64_t)ch * s + part) * 2 + 1] = s2;
     }
 }
+
+// The pre-activation x·scale + shift of element j (channel ch), as the forward pass computes it
+// (ss = [scale (c), shift (c)]).
+template <class T>
+__device__ __forceinline__ float bn_pre(const T* __restrict__ x, const float* __restrict__ ss, int64_t j, int ch, int c) {
+    return ldv(x, j) * ss[ch] + ss[c + ch];
+}
+
+// y = min(max(0, x·scale + shift), cap) per channel (cap < 0: no activation).
+template <class T>
+__device__ __forceinline__ void bn_affine_act_t(const T* __restrict__ x, const float* __restrict__ ss, int64_t total,
+                                                int c, int hw, float cap, T* __restrict__ y) {
+    for (int64_t j = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; j < total; j += (int64_t)gridDim.x * blockDim.x) {
+        int ch = (int)((j / hw) % c);
+        float v = bn_pre(x, ss, j, ch, c);
+        if (cap >= 0.0f) v = fminf(fmaxf(v, 0.0f), cap);
+        stv(y, j, v);
+    }
+}
+
+// The incoming gradient of element j, zero where the activation clamped: the pre-activation is
+// recomputed from x (the same bits as the forward pass), not read back from the output, whose
+// bfloat16 rounding could reach the clamp (a ReLU6 output in (5.98, 6) rounds to 6).
+template <class T>
+__device__ __forceinline__ float act_mask(const T* __restrict__ dy, const T* __restrict__ x, const float* __restrict__ ss,
+                                          int64_t j, int ch, int c, float cap) {
+    float d = ldv(dy, j);
+    if (cap < 0.0f) return d;
+    float v = bn_pre(x, ss, j, ch, c);
+    return (v > 0.0f && v < cap) ? d : 0.0f;
+}
+
+// Backward pass 1: grid (s, c); sums of dy and dy·(x − mean) over a share of channel ch.
+template <class T>
+__device__ __forceinline__ void bn_bwd_partial_t(const T* __restrict__ x, const T* __restrict__ dy,
+                                                 const float* __restrict__ ss, float cap, const double* __restrict__ stats,
+                                                 int b, int c, int hw, int s, double* __restrict__ part_out) {
+    __shared__ double sa[RED_THREADS], sb[RED_THREADS];
+    int ch = blockIdx.y, part = blockIdx.x;
+    int64_t n = (int64_t)b * hw;
+    double mean = stats[ch];
+    double s1 = 0.0, s2 = 0.0;
+    for (int64_t j = (int64_t)part * RED_THREADS + threadIdx.x; j < n; j += (int64_t)s * RED_THREADS) {
+        int64_t at = chan_at(j, ch, c, hw);
+        double d = act_mask(dy, x, ss, at, ch, c, cap);
+        s1 += d;
+        s2 += d * ((double)ldv(x, at) - mean);
+    }
+    block_sum2(s1, s2, sa, sb);
+    if (threadIdx.x == 0) {
+        part_out[((int64_t)ch * s + part) * 2] = s1;
+        part_out[((int64_t)ch * s + part) * 2 + 1] = s2;
+    }
+}
+
+// Backward pass 3: dx = k·(dy − mean(dy) − x̂·mean(dy·x̂)), x̂ = (x − mean)·inv, dy masked.
+template <class T>
+__device__ __forceinline__ void bn_bwd_dx_t(const T* __restrict__ x, const T* __restrict__ dy, const float* __restrict__ ss,
+                                            float cap, const float* __restrict__ coef, int64_t total, int c, int hw,
+                                            T* __restrict__ dx) {
+    for (int64_t j = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; j < total; j += (int64_t)gridDim.x * blockDim.x) {
+        int ch = (int)((j / hw) % c);
+        float k = coef[2 * c + ch], md = coef[3 * c + ch], mdx = coef[4 * c + ch], inv = coef[5 * c + ch];
+        float m = coef[6 * c + ch];
+        float d = act_mask(dy, x, ss, j, ch, c, cap);
+        stv(dx, j, k * (d - md - (ldv(x, j) - m) * inv * mdx));
+    }
+}
+
+// ---- residual add + ReLU -----------------------------------------------------------------
+template <class T>
+__device__ __forceinline__ void add_relu_fwd_t(const T* __restrict__ a, const T* __restrict__ b, int64_t n, T* __restrict__ y) {
+    for (int64_t j = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; j < n; j += (int64_t)gridDim.x * blockDim.x)
+        stv(y, j, fmaxf(ldv(a, j) + ldv(b, j), 0.0f));
+}
+
+// dx = dy where y > 0, else 0 (the gradient of both addends). A positive sum stays positive when
+// rounded to bfloat16 (the same exponent range as float32), so the mask is exact in either type.
+template <class T>
+__device__ __forceinline__ void relu_mask_t(const T* __restrict__ dy, const T* __restrict__ y, int64_t n, T* __restrict__ dx) {
+    for (int64_t j = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; j < n; j += (int64_t)gridDim.x * blockDim.x)
+        stv(dx, j, ldv(y, j) > 0.0f ? ldv(dy, j) : 0.0f);
+}
+
+extern "C" {
+
+// Each activation kernel as `name` (float32) and `name_bf16` (bfloat16).
+#define BN_STATS_PARTIAL(NAME, T)                                                                          \
+    __global__ void NAME(const T* __restrict__ x, int b, int c, int hw, int s, double* __restrict__ part_out) { \
+        bn_stats_partial_t(x, b, c, hw, s, part_out);                                                      \
+    }
+BN_STATS_PARTIAL(bn_stats_partial, float)
+BN_STATS_PARTIAL(bn_stats_partial_bf16, bf16)
 
 // Pass 2: one thread a channel. out (4·c doubles): mean, biased variance, and the running
 // statistics after this batch: (1−m)·running + m·batch, the variance unbiased (n/(n−1)).
@@ -79,62 +187,37 @@ __global__ void bn_stats_final(const double* __restrict__ part, int c, int s, do
 }
 
 // Per channel (one thread each): scale = γ/√(var + eps) (in double, rounded once) and
-// shift = β − mean·scale, from the batch statistics `st` (mean at [ch], variance at [c + ch]);
+// shift = β − mean·scale, from the batch statistics `stats` (mean at [ch], variance at [c + ch]);
 // ss = [scale (c), shift (c)].
-__global__ void bn_scale_shift(const double* __restrict__ st, const float* __restrict__ gamma,
+__global__ void bn_scale_shift(const double* __restrict__ stats, const float* __restrict__ gamma,
                                const float* __restrict__ beta, double eps, int c, float* __restrict__ ss) {
     int ch = blockIdx.x * blockDim.x + threadIdx.x;
     if (ch >= c) return;
-    float scale = (float)((double)gamma[ch] / sqrt(st[c + ch] + eps));
+    float scale = (float)((double)gamma[ch] / sqrt(stats[c + ch] + eps));
     ss[ch] = scale;
-    ss[c + ch] = beta[ch] - (float)st[ch] * scale;
+    ss[c + ch] = beta[ch] - (float)stats[ch] * scale;
 }
 
-// y = min(max(0, x·scale + shift), cap) per channel (cap < 0: no activation).
-__global__ void bn_affine_act(const float* __restrict__ x, const float* __restrict__ ss, int64_t total,
-                              int c, int hw, float cap, float* __restrict__ y) {
-    for (int64_t j = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; j < total; j += (int64_t)gridDim.x * blockDim.x) {
-        int ch = (int)((j / hw) % c);
-        float v = x[j] * ss[ch] + ss[c + ch];
-        if (cap >= 0.0f) v = fminf(fmaxf(v, 0.0f), cap);
-        y[j] = v;
+#define BN_AFFINE_ACT(NAME, T)                                                                                 \
+    __global__ void NAME(const T* __restrict__ x, const float* __restrict__ ss, int64_t total, int c, int hw, \
+                         float cap, T* __restrict__ y) {                                                       \
+        bn_affine_act_t(x, ss, total, c, hw, cap, y);                                                          \
     }
-}
+BN_AFFINE_ACT(bn_affine_act, float)
+BN_AFFINE_ACT(bn_affine_act_bf16, bf16)
 
-// The incoming gradient masked where the activation clamped (output outside (0, cap)).
-__device__ __forceinline__ float act_mask(float d, const float* __restrict__ out, int64_t j, float cap) {
-    if (cap < 0.0f) return d;
-    float o = out[j];
-    return (o > 0.0f && o < cap) ? d : 0.0f;
-}
-
-// Backward pass 1: grid (s, c); sums of dy and dy·(x − mean) over a share of channel ch.
-__global__ void bn_bwd_partial(const float* __restrict__ x, const float* __restrict__ dy,
-                               const float* __restrict__ out, float cap, const double* __restrict__ st,
-                               int b, int c, int hw, int s, double* __restrict__ part_out) {
-    __shared__ double sa[RED_THREADS], sb[RED_THREADS];
-    int ch = blockIdx.y, part = blockIdx.x;
-    int64_t n = (int64_t)b * hw;
-    double mean = st[ch];
-    double s1 = 0.0, s2 = 0.0;
-    for (int64_t j = (int64_t)part * RED_THREADS + threadIdx.x; j < n; j += (int64_t)s * RED_THREADS) {
-        int64_t at = chan_at(j, ch, c, hw);
-        double d = act_mask(dy[at], out, at, cap);
-        s1 += d;
-        s2 += d * ((double)x[at] - mean);
+#define BN_BWD_PARTIAL(NAME, T)                                                                                  \
+    __global__ void NAME(const T* __restrict__ x, const T* __restrict__ dy, const float* __restrict__ ss, float cap, \
+                         const double* __restrict__ stats, int b, int c, int hw, int s, double* __restrict__ part_out) { \
+        bn_bwd_partial_t(x, dy, ss, cap, stats, b, c, hw, s, part_out);                                          \
     }
-    block_sum2(s1, s2, sa, sb);
-    if (threadIdx.x == 0) {
-        part_out[((int64_t)ch * s + part) * 2] = s1;
-        part_out[((int64_t)ch * s + part) * 2 + 1] = s2;
-    }
-}
+BN_BWD_PARTIAL(bn_bwd_partial, float)
+BN_BWD_PARTIAL(bn_bwd_partial_bf16, bf16)
 
-// Backward pass 2: one thread a channel. coef (6·c floats): dγ = Σ dy·x̂, dβ = Σ dy, then the dx
-// coefficients k = γ·inv, mean(dy), mean(dy·x̂), inv, with inv = 1/√(var + eps), and the mean
-// (7·c floats in all).
+// Backward pass 2: one thread a channel. coef (7·c floats): dγ = Σ dy·x̂, dβ = Σ dy, then the dx
+// coefficients k = γ·inv, mean(dy), mean(dy·x̂), inv, with inv = 1/√(var + eps), and the mean.
 __global__ void bn_bwd_final(const double* __restrict__ part, int c, int s, double n,
-                             const double* __restrict__ st, const float* __restrict__ gamma, double eps,
+                             const double* __restrict__ stats, const float* __restrict__ gamma, double eps,
                              float* __restrict__ coef) {
     int ch = blockIdx.x * blockDim.x + threadIdx.x;
     if (ch >= c) return;
@@ -143,7 +226,7 @@ __global__ void bn_bwd_final(const double* __restrict__ part, int c, int s, doub
         sd += part[((int64_t)ch * s + p) * 2];
         sdx += part[((int64_t)ch * s + p) * 2 + 1];
     }
-    double inv = 1.0 / sqrt(st[c + ch] + eps);
+    double inv = 1.0 / sqrt(stats[c + ch] + eps);
     sdx *= inv;
     coef[ch] = (float)sdx;
     coef[c + ch] = (float)sd;
@@ -151,35 +234,26 @@ __global__ void bn_bwd_final(const double* __restrict__ part, int c, int s, doub
     coef[3 * c + ch] = (float)(sd / n);
     coef[4 * c + ch] = (float)(sdx / n);
     coef[5 * c + ch] = (float)inv;
-    coef[6 * c + ch] = (float)st[ch];
+    coef[6 * c + ch] = (float)stats[ch];
 }
 
-// Backward pass 3: dx = k·(dy − mean(dy) − x̂·mean(dy·x̂)), x̂ = (x − mean)·inv, dy masked.
-__global__ void bn_bwd_dx(const float* __restrict__ x, const float* __restrict__ dy,
-                          const float* __restrict__ out, float cap, const float* __restrict__ coef,
-                          int64_t total, int c, int hw, float* __restrict__ dx) {
-    for (int64_t j = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; j < total; j += (int64_t)gridDim.x * blockDim.x) {
-        int ch = (int)((j / hw) % c);
-        float k = coef[2 * c + ch], md = coef[3 * c + ch], mdx = coef[4 * c + ch], inv = coef[5 * c + ch];
-        float m = coef[6 * c + ch];
-        float d = act_mask(dy[j], out, j, cap);
-        dx[j] = k * (d - md - (x[j] - m) * inv * mdx);
+#define BN_BWD_DX(NAME, T)                                                                                       \
+    __global__ void NAME(const T* __restrict__ x, const T* __restrict__ dy, const float* __restrict__ ss, float cap, \
+                         const float* __restrict__ coef, int64_t total, int c, int hw, T* __restrict__ dx) {     \
+        bn_bwd_dx_t(x, dy, ss, cap, coef, total, c, hw, dx);                                                     \
     }
-}
+BN_BWD_DX(bn_bwd_dx, float)
+BN_BWD_DX(bn_bwd_dx_bf16, bf16)
 
-// ---- residual add + ReLU -----------------------------------------------------------------
-__global__ void add_relu_fwd(const float* __restrict__ a, const float* __restrict__ b, int64_t n,
-                             float* __restrict__ y) {
-    for (int64_t j = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; j < n; j += (int64_t)gridDim.x * blockDim.x)
-        y[j] = fmaxf(a[j] + b[j], 0.0f);
-}
-
-// dx = dy where y > 0, else 0 (the gradient of both addends).
-__global__ void relu_mask(const float* __restrict__ dy, const float* __restrict__ y, int64_t n,
-                          float* __restrict__ dx) {
-    for (int64_t j = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; j < n; j += (int64_t)gridDim.x * blockDim.x)
-        dx[j] = y[j] > 0.0f ? dy[j] : 0.0f;
-}
+#define ADD_RELU(NAME, MASK, T)                                                                              \
+    __global__ void NAME(const T* __restrict__ a, const T* __restrict__ b, int64_t n, T* __restrict__ y) {   \
+        add_relu_fwd_t(a, b, n, y);                                                                          \
+    }                                                                                                        \
+    __global__ void MASK(const T* __restrict__ dy, const T* __restrict__ y, int64_t n, T* __restrict__ dx) { \
+        relu_mask_t(dy, y, n, dx);                                                                           \
+    }
+ADD_RELU(add_relu_fwd, relu_mask, float)
+ADD_RELU(add_relu_fwd_bf16, relu_mask_bf16, bf16)
 
 // ---- AdamW in one pass -------------------------------------------------------------------
 // out = [w', m', v'] (3·n floats) from w, g and the previous state mv = [·, m, v] (3·n floats;

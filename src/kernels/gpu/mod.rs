@@ -30,6 +30,12 @@ pub(crate) fn applies(x: &Tensor) -> bool {
     x.device().is_cuda() && x.dtype() == DType::F32 && !super::use_reference_kernels()
 }
 
+/// Whether graft's GPU kernels serve an activation op (BatchNorm, add + ReLU, a depthwise
+/// convolution) on `x`: float32, or bfloat16 in mixed precision.
+pub(crate) fn act_applies(x: &Tensor) -> bool {
+    conv_applies(x)
+}
+
 /// Whether cuDNN serves a convolution of `x` (float32, or bfloat16 in mixed precision).
 pub(crate) fn conv_applies(x: &Tensor) -> bool {
     x.device().is_cuda() && matches!(x.dtype(), DType::F32 | DType::BF16) && !super::use_reference_kernels()
@@ -409,11 +415,73 @@ fn f32_of(t: &Tensor, what: &str) -> Result<()> {
     Ok(())
 }
 
+/// An activation's element type (float32, or bfloat16 in mixed precision).
+trait ActElem: CudaDType + DeviceRepr + WithDType {}
+impl<T: CudaDType + DeviceRepr + WithDType> ActElem for T {}
+
+/// kernels.cu's instance of activation kernel `base` for `T`: `base` (float32), `base_bf16`.
+fn act_kernel<T: ActElem>(base: &str) -> Result<String> {
+    match T::DTYPE {
+        DType::F32 => Ok(base.to_string()),
+        DType::BF16 => Ok(format!("{base}_bf16")),
+        d => bail!("graft CUDA kernel {base}: activations of {d:?}; want float32 or bfloat16"),
+    }
+}
+
+/// The contiguous elements of slice `s` that layout `l` covers.
+fn sub<'a, T>(s: &'a CudaSlice<T>, l: &Layout, what: &str) -> Result<CudaView<'a, T>> {
+    let Some((a, b)) = l.contiguous_offsets() else { bail!("graft CUDA kernel: {what} must be contiguous") };
+    Ok(s.slice(a..b))
+}
+
+/// Calls `$body` with `$x` bound to the activation slice of `$s` (float32 or bfloat16), its
+/// element type inferred from the slice.
+macro_rules! with_act {
+    ($s:expr, $name:expr, |$x:ident| $body:expr) => {
+        match &$s.slice {
+            CudaStorageSlice::F32($x) => $body,
+            CudaStorageSlice::BF16($x) => $body,
+            _ => bail!("{}: activations of {:?}; want float32 or bfloat16", $name, $s.dtype()),
+        }
+    };
+}
+
 /// Batch statistics and the updated running ones: (x, running mean, running var) -> float64
 /// (4, c): mean, biased variance, new running mean, new running variance (unbiased batch
 /// variance, as PyTorch).
 struct BnStats {
     momentum: f64,
+}
+
+impl BnStats {
+    fn run<T: ActElem>(
+        &self,
+        xs: &CudaSlice<T>,
+        l1: &Layout,
+        s2: &CudaStorage,
+        l2: &Layout,
+        s3: &CudaStorage,
+        l3: &Layout,
+    ) -> Result<(CudaStorage, Shape)> {
+        let (b, c, h, w) = dims4(l1)?;
+        let hw = h * w;
+        let dev = &s2.device;
+        let x = sub(xs, l1, "input")?;
+        let rm = view::<f32>(s2, l2, "running mean")?;
+        let rv = view::<f32>(s3, l3, "running variance")?;
+        let per = b * hw;
+        let s = split(per);
+        // SAFETY: every partial is written by its block.
+        let part = unsafe { dev.alloc::<f64>(2 * s * c)? };
+        let (bi, ci, hwi, si) = (b as i32, c as i32, hw as i32, s as i32);
+        let cfg = LaunchConfig { grid_dim: (s as u32, c as u32, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 };
+        launch!(dev, &act_kernel::<T>("bn_stats_partial")?, cfg; &x, &bi, &ci, &hwi, &si, &part)?;
+        // SAFETY: written by bn_stats_final, one thread a channel.
+        let out = unsafe { dev.alloc::<f64>(4 * c)? };
+        let (n, m) = (per as f64, self.momentum);
+        launch!(dev, "bn_stats_final", chan_cfg(c); &part, &ci, &si, &n, &rm, &rv, &m, &out)?;
+        Ok((wrap(out, dev), Shape::from((4, c))))
+    }
 }
 
 impl CustomOp3 for BnStats {
@@ -432,33 +500,73 @@ impl CustomOp3 for BnStats {
         s3: &CudaStorage,
         l3: &Layout,
     ) -> Result<(CudaStorage, Shape)> {
-        let (b, c, h, w) = dims4(l1)?;
-        let hw = h * w;
-        let dev = &s1.device;
-        let x = view::<f32>(s1, l1, "input")?;
-        let rm = view::<f32>(s2, l2, "running mean")?;
-        let rv = view::<f32>(s3, l3, "running variance")?;
-        let per = b * hw;
-        let s = split(per);
-        // SAFETY: every partial is written by its block.
-        let part = unsafe { dev.alloc::<f64>(2 * s * c)? };
-        let (bi, ci, hwi, si) = (b as i32, c as i32, hw as i32, s as i32);
-        let cfg = LaunchConfig { grid_dim: (s as u32, c as u32, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 };
-        launch!(dev, "bn_stats_partial", cfg; &x, &bi, &ci, &hwi, &si, &part)?;
-        // SAFETY: written by bn_stats_final, one thread a channel.
-        let out = unsafe { dev.alloc::<f64>(4 * c)? };
-        let (n, m) = (per as f64, self.momentum);
-        launch!(dev, "bn_stats_final", chan_cfg(c); &part, &ci, &si, &n, &rm, &rv, &m, &out)?;
-        Ok((wrap(out, dev), Shape::from((4, c))))
+        with_act!(s1, self.name(), |x| self.run(x, l1, s2, l2, s3, l3))
     }
 }
 
-/// y = act(γ·(x − mean)/√(var + eps) + β) with the batch statistics `st` (from [`BnStats`]);
-/// `cap` < 0: no activation, else the clamp's upper bound (∞ for ReLU, 6 for ReLU6).
+/// Per channel, scale = γ/√(var + eps) and shift = β − mean·scale from the batch statistics:
+/// (statistics (4, c) float64, γ, β) -> float32 (2, c). The forward pass applies them and the
+/// backward pass recomputes the pre-activation with them (for the activation's mask).
+struct BnScaleShift {
+    eps: f64,
+}
+
+impl CustomOp3 for BnScaleShift {
+    fn name(&self) -> &'static str {
+        "graft-cuda-batchnorm-scale-shift"
+    }
+    fn cpu_fwd(&self, _: &CpuStorage, _: &Layout, _: &CpuStorage, _: &Layout, _: &CpuStorage, _: &Layout) -> Result<(CpuStorage, Shape)> {
+        cpu_only(self.name())
+    }
+    fn cuda_fwd(
+        &self,
+        s1: &CudaStorage,
+        l1: &Layout,
+        s2: &CudaStorage,
+        l2: &Layout,
+        s3: &CudaStorage,
+        l3: &Layout,
+    ) -> Result<(CudaStorage, Shape)> {
+        let c = l2.shape().elem_count();
+        if l1.shape().elem_count() != 4 * c || l3.shape().elem_count() != c {
+            bail!("{}: statistics {:?}, weight {:?}, bias {:?}", self.name(), l1.dims(), l2.dims(), l3.dims())
+        }
+        let dev = &s1.device;
+        let st = view::<f64>(s1, l1, "batch statistics")?;
+        let gamma = view::<f32>(s2, l2, "weight")?;
+        let beta = view::<f32>(s3, l3, "bias")?;
+        // SAFETY: bn_scale_shift writes all 2c values.
+        let ss = unsafe { dev.alloc::<f32>(2 * c)? };
+        let ci = c as i32;
+        launch!(dev, "bn_scale_shift", chan_cfg(c); &st, &gamma, &beta, &self.eps, &ci, &ss)?;
+        Ok((wrap(ss, dev), Shape::from((2, c))))
+    }
+}
+
+/// y = act(γ·(x − mean)/√(var + eps) + β) with the batch statistics `st` (from [`BnStats`]) as
+/// `ss` (from [`BnScaleShift`]); `cap` < 0: no activation, else the clamp's upper bound (∞ for
+/// ReLU, 6 for ReLU6). x and y float32 or bfloat16; γ and β float32.
 struct BnNorm {
     eps: f64,
     cap: f32,
     st: Tensor,
+    ss: Tensor,
+}
+
+impl BnNorm {
+    fn run<T: ActElem>(&self, xs: &CudaSlice<T>, l1: &Layout, dev: &CudaDevice) -> Result<(CudaStorage, Shape)> {
+        let (_, c, h, w) = dims4(l1)?;
+        let x = sub(xs, l1, "input")?;
+        let total = l1.shape().elem_count();
+        // SAFETY: bn_affine_act writes every element.
+        let y = unsafe { dev.alloc::<T>(total)? };
+        let (t, ci, hwi) = (total as i64, c as i32, (h * w) as i32);
+        with_held(&self.ss, "scale and shift", |ss_s, ss_l| {
+            let ss = view::<f32>(ss_s, ss_l, "scale and shift")?;
+            launch!(dev, &act_kernel::<T>("bn_affine_act")?, flat_cfg(total); &x, &ss, &t, &ci, &hwi, &self.cap, &y)
+        })?;
+        Ok((wrap(y, dev), l1.shape().clone()))
+    }
 }
 
 impl CustomOp3 for BnNorm {
@@ -472,64 +580,99 @@ impl CustomOp3 for BnNorm {
         &self,
         s1: &CudaStorage,
         l1: &Layout,
-        s2: &CudaStorage,
-        l2: &Layout,
-        s3: &CudaStorage,
-        l3: &Layout,
+        _s2: &CudaStorage,
+        _l2: &Layout,
+        _s3: &CudaStorage,
+        _l3: &Layout,
     ) -> Result<(CudaStorage, Shape)> {
-        let (_, c, h, w) = dims4(l1)?;
-        let dev = &s1.device;
-        let x = view::<f32>(s1, l1, "input")?;
-        let gamma = view::<f32>(s2, l2, "weight")?;
-        let beta = view::<f32>(s3, l3, "bias")?;
-        let total = l1.shape().elem_count();
-        // SAFETY: bn_scale_shift writes all 2c values.
-        let ss = unsafe { dev.alloc::<f32>(2 * c)? };
-        with_held(&self.st, "batch statistics", |ss_s, ss_l| {
-            let st = view::<f64>(ss_s, ss_l, "batch statistics")?;
-            let ci = c as i32;
-            launch!(dev, "bn_scale_shift", chan_cfg(c); &st, &gamma, &beta, &self.eps, &ci, &ss)
-        })?;
-        // SAFETY: bn_affine_act writes every element.
-        let y = unsafe { dev.alloc::<f32>(total)? };
-        let (t, ci, hwi) = (total as i64, c as i32, (h * w) as i32);
-        launch!(dev, "bn_affine_act", flat_cfg(total); &x, &ss, &t, &ci, &hwi, &self.cap, &y)?;
-        Ok((wrap(y, dev), l1.shape().clone()))
+        // γ and β reach the kernel through `ss`; they are operands for autograd's sake
+        with_act!(s1, self.name(), |x| self.run(x, l1, &s1.device))
     }
     fn bwd(
         &self,
         x: &Tensor,
         gamma: &Tensor,
         _beta: &Tensor,
-        res: &Tensor,
+        _res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let grad = grad.contiguous()?;
-        let out = if self.cap >= 0.0 { Some(res.clone()) } else { None };
-        let coef =
-            x.apply_op3_no_bwd(&grad, gamma, &BnBwd { eps: self.eps, cap: self.cap, st: self.st.clone(), out: out.clone(), coef: None })?;
-        let dx = x.apply_op3_no_bwd(&grad, &coef, &BnBwd { eps: self.eps, cap: self.cap, st: self.st.clone(), out, coef: Some(()) })?;
+        // the gradient in the activation's type (candle hands it over in the output's type)
+        let grad = if grad.dtype() == x.dtype() { grad.contiguous()? } else { grad.to_dtype(x.dtype())? };
+        let op = |coef: bool| BnBwd { eps: self.eps, cap: self.cap, st: self.st.clone(), ss: self.ss.clone(), coef };
+        let coef = x.apply_op3_no_bwd(&grad, gamma, &op(false))?;
+        let dx = x.apply_op3_no_bwd(&grad, &coef, &op(true))?;
         Ok((Some(dx), Some(coef.get(0)?), Some(coef.get(1)?)))
     }
 }
 
-/// The backward pass of [`BnNorm`] in two ops. `coef: None`: (x, dy, γ) -> float32 (7, c): dγ,
-/// dβ, γ·inv, mean(dy), mean(dy·x̂), inv, mean. `coef: Some`: (x, dy, those rows) -> dx.
+/// The backward pass of [`BnNorm`] in two ops. `coef: false`: (x, dy, γ) -> float32 (7, c): dγ,
+/// dβ, γ·inv, mean(dy), mean(dy·x̂), inv, mean. `coef: true`: (x, dy, those rows) -> dx, in x's
+/// type. Where the activation clamped, dy is masked; the pre-activation is recomputed from x and
+/// `ss`.
 struct BnBwd {
     eps: f64,
     cap: f32,
     st: Tensor,
-    /// The forward output, whose clamped values mask the gradient (with an activation).
-    out: Option<Tensor>,
-    coef: Option<()>,
+    ss: Tensor,
+    coef: bool,
+}
+
+impl BnBwd {
+    #[allow(clippy::too_many_arguments)]
+    fn run<T: ActElem>(
+        &self,
+        xs: &CudaSlice<T>,
+        l1: &Layout,
+        s2: &CudaStorage,
+        l2: &Layout,
+        s3: &CudaStorage,
+        l3: &Layout,
+    ) -> Result<(CudaStorage, Shape)> {
+        let (b, c, h, w) = dims4(l1)?;
+        let hw = h * w;
+        let dev = &s2.device;
+        if l2.shape() != l1.shape() {
+            bail!("{}: gradient {:?} is not the input's shape {:?}", self.name(), l2.dims(), l1.dims())
+        }
+        let x = sub(xs, l1, "input")?;
+        let dy = view::<T>(s2, l2, "gradient")?;
+        let third = view::<f32>(s3, l3, if self.coef { "coefficients" } else { "weight" })?;
+        let (bi, ci, hwi) = (b as i32, c as i32, hw as i32);
+        let total = l1.shape().elem_count();
+        with_held(&self.ss, "scale and shift", |ss_s, ss_l| {
+            let ss = view::<f32>(ss_s, ss_l, "scale and shift")?;
+            if !self.coef {
+                with_held(&self.st, "batch statistics", |st_s, st_l| {
+                    let st = view::<f64>(st_s, st_l, "batch statistics")?;
+                    let s = split(b * hw);
+                    let si = s as i32;
+                    // SAFETY: every partial is written by its block.
+                    let part = unsafe { dev.alloc::<f64>(2 * s * c)? };
+                    let cfg = LaunchConfig { grid_dim: (s as u32, c as u32, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 };
+                    launch!(dev, &act_kernel::<T>("bn_bwd_partial")?, cfg; &x, &dy, &ss, &self.cap, &st, &bi, &ci, &hwi, &si, &part)?;
+                    // SAFETY: bn_bwd_final writes all 7c values.
+                    let coef = unsafe { dev.alloc::<f32>(7 * c)? };
+                    let n = (b * hw) as f64;
+                    launch!(dev, "bn_bwd_final", chan_cfg(c); &part, &ci, &si, &n, &st, &third, &self.eps, &coef)?;
+                    Ok((wrap(coef, dev), Shape::from((7, c))))
+                })
+            } else {
+                // SAFETY: bn_bwd_dx writes every element.
+                let dx = unsafe { dev.alloc::<T>(total)? };
+                let t = total as i64;
+                launch!(dev, &act_kernel::<T>("bn_bwd_dx")?, flat_cfg(total); &x, &dy, &ss, &self.cap, &third, &t, &ci, &hwi, &dx)?;
+                Ok((wrap(dx, dev), l1.shape().clone()))
+            }
+        })
+    }
 }
 
 impl CustomOp3 for BnBwd {
     fn name(&self) -> &'static str {
-        if self.coef.is_none() {
-            "graft-cuda-batchnorm-bwd-sums"
-        } else {
+        if self.coef {
             "graft-cuda-batchnorm-bwd-dx"
+        } else {
+            "graft-cuda-batchnorm-bwd-sums"
         }
     }
     fn cpu_fwd(&self, _: &CpuStorage, _: &Layout, _: &CpuStorage, _: &Layout, _: &CpuStorage, _: &Layout) -> Result<(CpuStorage, Shape)> {
@@ -544,48 +687,13 @@ impl CustomOp3 for BnBwd {
         s3: &CudaStorage,
         l3: &Layout,
     ) -> Result<(CudaStorage, Shape)> {
-        let (b, c, h, w) = dims4(l1)?;
-        let hw = h * w;
-        let dev = &s1.device;
-        let x = view::<f32>(s1, l1, "input")?;
-        let dy = view::<f32>(s2, l2, "gradient")?;
-        let third = view::<f32>(s3, l3, if self.coef.is_none() { "weight" } else { "coefficients" })?;
-        let (bi, ci, hwi) = (b as i32, c as i32, hw as i32);
-        let total = l1.shape().elem_count();
-        // the activation output (or, without an activation, any pointer: the kernels do not read it)
-        let run = |out: &CudaView<f32>| -> Result<(CudaStorage, Shape)> {
-            if self.coef.is_none() {
-                with_held(&self.st, "batch statistics", |st_s, st_l| {
-                    let st = view::<f64>(st_s, st_l, "batch statistics")?;
-                    let s = split(b * hw);
-                    let si = s as i32;
-                    // SAFETY: every partial is written by its block.
-                    let part = unsafe { dev.alloc::<f64>(2 * s * c)? };
-                    let cfg = LaunchConfig { grid_dim: (s as u32, c as u32, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 };
-                    launch!(dev, "bn_bwd_partial", cfg; &x, &dy, out, &self.cap, &st, &bi, &ci, &hwi, &si, &part)?;
-                    // SAFETY: bn_bwd_final writes all 7c values.
-                    let coef = unsafe { dev.alloc::<f32>(7 * c)? };
-                    let n = (b * hw) as f64;
-                    launch!(dev, "bn_bwd_final", chan_cfg(c); &part, &ci, &si, &n, &st, &third, &self.eps, &coef)?;
-                    Ok((wrap(coef, dev), Shape::from((7, c))))
-                })
-            } else {
-                // SAFETY: bn_bwd_dx writes every element.
-                let dx = unsafe { dev.alloc::<f32>(total)? };
-                let t = total as i64;
-                launch!(dev, "bn_bwd_dx", flat_cfg(total); &x, &dy, out, &self.cap, &third, &t, &ci, &hwi, &dx)?;
-                Ok((wrap(dx, dev), l1.shape().clone()))
-            }
-        };
-        match &self.out {
-            Some(o) => with_held(o, "activation output", |os, ol| run(&view::<f32>(os, ol, "activation output")?)),
-            None => run(&x),
-        }
+        with_act!(s1, self.name(), |x| self.run(x, l1, s2, l2, s3, l3))
     }
 }
 
-/// Training-mode BatchNorm with its activation on the GPU: returns y and the updated running
-/// mean and variance (float32, c each). `cap`: None, or the clamp's upper bound.
+/// Training-mode BatchNorm with its activation on the GPU: returns y (in x's type: float32, or
+/// bfloat16 in mixed precision) and the updated running mean and variance (float32, c each).
+/// `cap`: None, or the clamp's upper bound.
 pub fn batchnorm_train(
     x: &Tensor,
     gamma: &Tensor,
@@ -595,24 +703,53 @@ pub fn batchnorm_train(
     momentum: f64,
     cap: Option<f32>,
 ) -> Result<(Tensor, Tensor, Tensor)> {
-    for (t, what) in [(x, "input"), (gamma, "weight"), (beta, "bias"), (running.0, "running mean"), (running.1, "running variance")] {
+    if !matches!(x.dtype(), DType::F32 | DType::BF16) {
+        bail!("graft CUDA batch-norm: input must be float32 or bfloat16, not {:?}", x.dtype())
+    }
+    for (t, what) in [(gamma, "weight"), (beta, "bias"), (running.0, "running mean"), (running.1, "running variance")] {
         f32_of(t, what)?;
     }
     // any rank >= 2 as (b, c, rest, 1)
     let shape = x.shape().clone();
     let (b, c) = (x.dim(0)?, x.dim(1)?);
     let x = x.contiguous()?.reshape((b, c, shape.elem_count() / (b * c).max(1), 1))?;
+    let (gamma, beta) = (gamma.contiguous()?, beta.contiguous()?);
     let st = x.apply_op3_no_bwd(&running.0.contiguous()?, &running.1.contiguous()?, &BnStats { momentum })?;
-    let y = x.apply_op3(&gamma.contiguous()?, &beta.contiguous()?, BnNorm { eps, cap: cap.unwrap_or(-1.0), st: st.clone() })?;
+    let ss = st.apply_op3_no_bwd(&gamma.detach(), &beta.detach(), &BnScaleShift { eps })?;
+    let y = x.apply_op3(&gamma, &beta, BnNorm { eps, cap: cap.unwrap_or(-1.0), st: st.clone(), ss })?;
     Ok((y.reshape(shape)?, st.get(2)?.to_dtype(DType::F32)?, st.get(3)?.to_dtype(DType::F32)?))
 }
 
 // ---- residual add + ReLU ------------------------------------------------------------------------
 
 /// relu(a + b) (`mask: false`), or the gradient dy masked where the output y > 0 (`mask: true`,
-/// operands (dy, y)).
+/// operands (dy, y)); float32 or bfloat16, both operands of one type.
 struct AddRelu {
     mask: bool,
+}
+
+impl AddRelu {
+    fn run<T: ActElem>(
+        &self,
+        a: &CudaSlice<T>,
+        l1: &Layout,
+        s2: &CudaStorage,
+        l2: &Layout,
+        dev: &CudaDevice,
+    ) -> Result<(CudaStorage, Shape)> {
+        if s2.dtype() != T::DTYPE {
+            bail!("{}: operands of {:?} and {:?}", self.name(), T::DTYPE, s2.dtype())
+        }
+        let a = sub(a, l1, "first operand")?;
+        let b = view::<T>(s2, l2, "second operand")?;
+        let n = l1.shape().elem_count();
+        // SAFETY: the kernel writes every element.
+        let y = unsafe { dev.alloc::<T>(n)? };
+        let ni = n as i64;
+        let name = act_kernel::<T>(if self.mask { "relu_mask" } else { "add_relu_fwd" })?;
+        launch!(dev, &name, flat_cfg(n); &a, &b, &ni, &y)?;
+        Ok((wrap(y, dev), l1.shape().clone()))
+    }
 }
 
 impl CustomOp2 for AddRelu {
@@ -630,23 +767,17 @@ impl CustomOp2 for AddRelu {
         if l1.shape() != l2.shape() {
             bail!("{}: shapes {:?} and {:?} differ", self.name(), l1.dims(), l2.dims())
         }
-        let dev = &s1.device;
-        let a = view::<f32>(s1, l1, "first operand")?;
-        let b = view::<f32>(s2, l2, "second operand")?;
-        let n = l1.shape().elem_count();
-        // SAFETY: the kernel writes every element.
-        let y = unsafe { dev.alloc::<f32>(n)? };
-        let ni = n as i64;
-        launch!(dev, if self.mask { "relu_mask" } else { "add_relu_fwd" }, flat_cfg(n); &a, &b, &ni, &y)?;
-        Ok((wrap(y, dev), l1.shape().clone()))
+        with_act!(s1, self.name(), |a| self.run(a, l1, s2, l2, &s1.device))
     }
     fn bwd(&self, _a: &Tensor, _b: &Tensor, res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let g = grad.contiguous()?.apply_op2_no_bwd(&res.contiguous()?, &AddRelu { mask: true })?;
+        let grad = if grad.dtype() == res.dtype() { grad.contiguous()? } else { grad.to_dtype(res.dtype())? };
+        let g = grad.apply_op2_no_bwd(&res.contiguous()?, &AddRelu { mask: true })?;
         Ok((Some(g.clone()), Some(g)))
     }
 }
 
-/// relu(a + b) in one kernel (and its gradient in one).
+/// relu(a + b) in one kernel (and its gradient in one); a and b of one type, float32 or
+/// bfloat16.
 pub fn add_relu(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     a.contiguous()?.apply_op2(&b.contiguous()?, AddRelu { mask: false })
 }
@@ -718,7 +849,7 @@ pub fn self_check(dev: &candle_core::Device) -> Result<Vec<(String, f32, f32)>> 
     // a pair of leaf variables holding the same values, on the GPU and on the CPU
     let pair = |t: &Tensor| -> Result<(Var, Var)> { Ok((Var::from_tensor(&t.to_device(dev)?)?, Var::from_tensor(t)?)) };
     let rel = |a: &Tensor, b: &Tensor| -> Result<f32> {
-        let a = a.to_device(&cpu)?;
+        let a = a.to_device(&cpu)?.to_dtype(DType::F32)?;
         let d = (&a - b)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?;
         let m = b.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?;
         Ok(d / m.max(1e-12))
@@ -784,6 +915,68 @@ pub fn self_check(dev: &candle_core::Device) -> Result<Vec<(String, f32, f32)>> 
             let (a, r) = (go.get(vg.as_tensor()).expect("grad"), gt.get(vc.as_tensor()).expect("grad"));
             out.push((format!("{name} {what} grad"), rel(a, r)?, 1e-4));
         }
+    }
+    // bfloat16 activations (`--precision bf16`): each op on bfloat16 operands against candle's
+    // float32 ops on the CPU on the same (rounded) values; the tolerances allow for the outputs'
+    // and the upstream gradients' rounding to bfloat16 (relative 2^-9 each)
+    let round = |t: &Tensor| -> Result<Tensor> { t.to_dtype(DType::BF16)?.to_dtype(DType::F32) };
+    let pair16 = |t: &Tensor| -> Result<(Var, Var)> {
+        Ok((Var::from_tensor(&t.to_device(dev)?.to_dtype(DType::BF16)?)?, Var::from_tensor(&round(t)?)?))
+    };
+    // an output that is not bfloat16 fails its check
+    let rel16 = |a: &Tensor, b: &Tensor| -> Result<f32> { Ok(if a.dtype() == DType::BF16 { rel(a, b)? } else { f32::MAX }) };
+    for (i, &(b, cin, h, cout, k, s, p, groups)) in [(4, 16, 16, 32, 3, 1, 1, 1), (4, 32, 14, 32, 3, 1, 1, 32)].iter().enumerate() {
+        let (xg, xc) = pair16(&rand(&[b, cin, h, h], 110 + i as u64))?;
+        let (wg, wc) = pair16(&rand(&[cout, cin / groups, k, k], 120 + i as u64))?;
+        let o = (h + 2 * p - k) / s + 1;
+        let up = round(&rand(&[b, cout, o, o], 130 + i as u64))?;
+        let ours = conv2d(xg.as_tensor(), wg.as_tensor(), s, p, groups)?;
+        let theirs = xc.as_tensor().conv2d(wc.as_tensor(), p, s, 1, groups)?;
+        let name = format!("bf16 conv b{b} c{cin}->{cout} {h}px k{k} g{groups}");
+        out.push((format!("{name} forward"), rel16(&ours, &theirs)?, 1e-2));
+        let go = (ours.to_dtype(DType::F32)? * up.to_device(dev)?)?.sum_all()?.backward()?;
+        let gt = (theirs * &up)?.sum_all()?.backward()?;
+        out.push((format!("{name} input grad"), rel(go.get(xg.as_tensor()).expect("dx"), gt.get(xc.as_tensor()).expect("dx"))?, 2e-2));
+        out.push((format!("{name} weight grad"), rel(go.get(wg.as_tensor()).expect("dw"), gt.get(wc.as_tensor()).expect("dw"))?, 2e-2));
+    }
+    for (i, &(b, c, h, cap)) in [(8, 16, 8, None), (4, 32, 7, Some(6f32)), (16, 8, 4, Some(f32::INFINITY))].iter().enumerate() {
+        let (xg, xc) = pair16(&((rand(&[b, c, h, h], 140 + i as u64) * 3.0)? + 0.5)?)?;
+        let (gg, gc) = pair(&(rand(&[c], 150 + i as u64) + 1.5)?)?;
+        let (bg, bc) = pair(&(rand(&[c], 160 + i as u64) + 3.0)?)?;
+        let up = round(&rand(&[b, c, h, h], 170 + i as u64))?;
+        let (rm, rv) = (Tensor::zeros(c, DType::F32, dev)?, Tensor::ones(c, DType::F32, dev)?);
+        let (ours, nrm, _) = batchnorm_train(xg.as_tensor(), gg.as_tensor(), bg.as_tensor(), (&rm, &rv), 1e-3, 0.1, cap)?;
+        let xt = xc.as_tensor();
+        let mean = xt.mean_keepdim(0)?.mean_keepdim(2)?.mean_keepdim(3)?;
+        let xm = xt.broadcast_sub(&mean)?;
+        let var = xm.sqr()?.mean_keepdim(0)?.mean_keepdim(2)?.mean_keepdim(3)?;
+        let mut theirs = xm
+            .broadcast_div(&(&var + 1e-3)?.sqrt()?)?
+            .broadcast_mul(&gc.as_tensor().reshape((1, c, 1, 1))?)?
+            .broadcast_add(&bc.as_tensor().reshape((1, c, 1, 1))?)?;
+        if let Some(cap) = cap {
+            theirs = if cap.is_finite() { theirs.clamp(0f32, cap)? } else { theirs.relu()? };
+        }
+        let name = format!("bf16 batchnorm b{b} c{c} {h}px act {cap:?}");
+        out.push((format!("{name} forward"), rel16(&ours, &theirs)?, 8e-3));
+        out.push((format!("{name} running mean"), rel(&nrm, &(mean.flatten_all()? * 0.1)?)?, 1e-5));
+        let go = (ours.to_dtype(DType::F32)? * up.to_device(dev)?)?.sum_all()?.backward()?;
+        let gt = (theirs * &up)?.sum_all()?.backward()?;
+        for ((vg, vc), what, tol) in [((&xg, &xc), "input", 2e-2), ((&gg, &gc), "weight", 5e-3), ((&bg, &bc), "bias", 5e-3)] {
+            let (a, r) = (go.get(vg.as_tensor()).expect("grad"), gt.get(vc.as_tensor()).expect("grad"));
+            out.push((format!("{name} {what} grad"), rel(a, r)?, tol));
+        }
+    }
+    {
+        let (ag, ac) = pair16(&rand(&[4, 16, 9, 9], 180))?;
+        let (bg, bc) = pair16(&rand(&[4, 16, 9, 9], 181))?;
+        let up = round(&rand(&[4, 16, 9, 9], 182))?;
+        let ours = add_relu(ag.as_tensor(), bg.as_tensor())?;
+        let theirs = (ac.as_tensor() + bc.as_tensor())?.relu()?;
+        out.push(("bf16 add+relu forward".into(), rel16(&ours, &theirs)?, 4e-3));
+        let go = (ours.to_dtype(DType::F32)? * up.to_device(dev)?)?.sum_all()?.backward()?;
+        let gt = (theirs * &up)?.sum_all()?.backward()?;
+        out.push(("bf16 add+relu grad".into(), rel(go.get(ag.as_tensor()).expect("grad"), gt.get(ac.as_tensor()).expect("grad"))?, 1e-6));
     }
     // residual add + ReLU
     {
