@@ -175,22 +175,16 @@ for arch, batches in [("resnet8", [128, 512]), ("resnet20", [128, 512]), ("effic
             lines.append(f"| {arch} | {b} | {p} | {f(g, 'train_images_per_second')} | {f(t, 'train_images_per_second')} | "
                          f"{ratio('train_images_per_second')} | {f(g, 'extract_images_per_second')} | "
                          f"{f(t, 'extract_images_per_second')} | {ratio('extract_images_per_second')} |")
-for tag, what in [("ref", "GRAFT_REFERENCE_KERNELS=1 (candle's ops)"), ("tf32", "GRAFT_TF32=1"),
-                  ("nondet", "GRAFT_CUDNN_NONDETERMINISTIC=1")]:
+for tag, p, what in [("ref", "f32", "GRAFT_REFERENCE_KERNELS=1 (candle's ops)"), ("tf32", "f32", "GRAFT_TF32=1"),
+                     ("nondet", "f32", "GRAFT_CUDNN_NONDETERMINISTIC=1"),
+                     ("perop", "bf16", "GRAFT_BF16_PER_OP=1 (casts around each op)")]:
     for arch, b in [("resnet8", 128), ("efficientnet-lite0", 64)]:
-        g, t = load(f"{tag}-{arch}-{b}-f32.json"), load(f"torch-{arch}-{b}-f32.json")
+        g, t = load(f"{tag}-{arch}-{b}-{p}.json"), load(f"torch-{arch}-{b}-{p}.json")
         if g:
             tt = f"{t['train_images_per_second']:.0f}" if t else "failed"
             ratio = f"{g['train_images_per_second'] / t['train_images_per_second']:.2f}" if t else "-"
-            lines.append(f"| {arch} | {b} | f32, {what} | {g['train_images_per_second']:.0f} | {tt} | {ratio} | "
+            lines.append(f"| {arch} | {b} | {p}, {what} | {g['train_images_per_second']:.0f} | {tt} | {ratio} | "
                          f"{g['extract_images_per_second']:.0f} | | |")
-for arch, b in [("resnet8", 128), ("efficientnet-lite0", 64)]:
-    g, t = load(f"perop-{arch}-{b}-bf16.json"), load(f"torch-{arch}-{b}-bf16.json")
-    if g:
-        tt = f"{t['train_images_per_second']:.0f}" if t else "failed"
-        ratio = f"{g['train_images_per_second'] / t['train_images_per_second']:.2f}" if t else "-"
-        lines.append(f"| {arch} | {b} | bf16, GRAFT_BF16_PER_OP=1 (casts around each op) | {g['train_images_per_second']:.0f} | {tt} | "
-                     f"{ratio} | {g['extract_images_per_second']:.0f} | | |")
 k = load("kernels.json")
 lines += ["", "## Kernel check (graft bench --check-kernels --device cuda)", ""]
 if k is None:
