@@ -1,7 +1,9 @@
 //! graft's CUDA kernels (src/kernels/gpu/kernels.cu), run on the CPU: tests/cuda_emu/shim.h
 //! supplies just enough of CUDA's model (threads of a block as std::threads, __syncthreads as a
-//! barrier) for the host C++ compiler, and tests/cuda_emu/harness.cpp launches each kernel with
-//! the shapes src/kernels/gpu/mod.rs uses, against double-precision references. This checks the
+//! barrier; kernels without a barrier run their threads one after another) for the host C++
+//! compiler, and tests/cuda_emu/harness.cpp launches each kernel with the shapes
+//! src/kernels/gpu/mod.rs uses, against double-precision references (float32 kernels) and
+//! against the float32 kernels rounded once (bfloat16 instances). This checks the
 //! index arithmetic and the formulas on machines without a GPU (CI); the cuDNN calls and the
 //! Rust glue are checked on a GPU by `graft bench --check-kernels --device cuda`.
 use std::path::Path;

@@ -93,18 +93,18 @@ static BnOut run_bn(K1 stats_partial, K2 affine_act, K3 bwd_partial, K4 bwd_dx, 
     o.coef.resize(7 * (size_t)c);
     // forward, as BnStats, BnScaleShift and BnNorm launch it
     emu_launch(Dim3{(unsigned)s, (unsigned)c, 1}, Dim3{256, 1, 1}, stats_partial, (const T*)x.data(), b, c, hw, s, part.data());
-    emu_launch(chan_cfg(c), Dim3{128, 1, 1}, bn_stats_final, (const double*)part.data(), c, s, n, (const float*)rm.data(),
+    emu_launch_seq(chan_cfg(c), Dim3{128, 1, 1}, bn_stats_final, (const double*)part.data(), c, s, n, (const float*)rm.data(),
                (const float*)rv.data(), mom, o.st.data());
-    emu_launch(chan_cfg(c), Dim3{128, 1, 1}, bn_scale_shift, (const double*)o.st.data(), (const float*)g.data(),
+    emu_launch_seq(chan_cfg(c), Dim3{128, 1, 1}, bn_scale_shift, (const double*)o.st.data(), (const float*)g.data(),
                (const float*)be.data(), eps, c, o.ss.data());
-    emu_launch(flat_cfg(total), Dim3{256, 1, 1}, affine_act, (const T*)x.data(), (const float*)o.ss.data(), (int64_t)total,
+    emu_launch_seq(flat_cfg(total), Dim3{256, 1, 1}, affine_act, (const T*)x.data(), (const float*)o.ss.data(), (int64_t)total,
                c, hw, cap, y.data());
     // backward, as BnBwd launches it
     emu_launch(Dim3{(unsigned)s, (unsigned)c, 1}, Dim3{256, 1, 1}, bwd_partial, (const T*)x.data(), (const T*)dy.data(),
                (const float*)o.ss.data(), cap, (const double*)o.st.data(), b, c, hw, s, bpart.data());
-    emu_launch(chan_cfg(c), Dim3{128, 1, 1}, bn_bwd_final, (const double*)bpart.data(), c, s, n, (const double*)o.st.data(),
+    emu_launch_seq(chan_cfg(c), Dim3{128, 1, 1}, bn_bwd_final, (const double*)bpart.data(), c, s, n, (const double*)o.st.data(),
                (const float*)g.data(), eps, o.coef.data());
-    emu_launch(flat_cfg(total), Dim3{256, 1, 1}, bwd_dx, (const T*)x.data(), (const T*)dy.data(), (const float*)o.ss.data(),
+    emu_launch_seq(flat_cfg(total), Dim3{256, 1, 1}, bwd_dx, (const T*)x.data(), (const T*)dy.data(), (const float*)o.ss.data(),
                cap, (const float*)o.coef.data(), (int64_t)total, c, hw, dx.data());
     for (size_t i = 0; i < total; i++) o.y.push_back(to_float(y[i])), o.dx.push_back(to_float(dx[i]));
     return o;
@@ -224,8 +224,8 @@ static void add_relu(unsigned seed) {
     size_t n = 5000;
     std::vector<float> a(n), b(n), y(n), dy(n), dx(n);
     for (size_t i = 0; i < n; i++) a[i] = u(rng), b[i] = u(rng), dy[i] = u(rng);
-    emu_launch(flat_cfg(n), Dim3{256, 1, 1}, add_relu_fwd, (const float*)a.data(), (const float*)b.data(), (int64_t)n, y.data());
-    emu_launch(flat_cfg(n), Dim3{256, 1, 1}, relu_mask, (const float*)dy.data(), (const float*)y.data(), (int64_t)n, dx.data());
+    emu_launch_seq(flat_cfg(n), Dim3{256, 1, 1}, add_relu_fwd, (const float*)a.data(), (const float*)b.data(), (int64_t)n, y.data());
+    emu_launch_seq(flat_cfg(n), Dim3{256, 1, 1}, relu_mask, (const float*)dy.data(), (const float*)y.data(), (int64_t)n, dx.data());
     double e1 = 0, e2 = 0;
     for (size_t i = 0; i < n; i++) {
         float s = a[i] + b[i];
@@ -237,9 +237,9 @@ static void add_relu(unsigned seed) {
     // bfloat16: relu(a + b) summed in float32 and rounded once; the mask exact
     std::vector<__nv_bfloat16> ah(n), bh(n), yh(n), dyh(n), dxh(n);
     for (size_t i = 0; i < n; i++) ah[i] = __float2bfloat16(a[i]), bh[i] = __float2bfloat16(b[i]), dyh[i] = __float2bfloat16(dy[i]);
-    emu_launch(flat_cfg(n), Dim3{256, 1, 1}, add_relu_fwd_bf16, (const __nv_bfloat16*)ah.data(), (const __nv_bfloat16*)bh.data(),
+    emu_launch_seq(flat_cfg(n), Dim3{256, 1, 1}, add_relu_fwd_bf16, (const __nv_bfloat16*)ah.data(), (const __nv_bfloat16*)bh.data(),
                (int64_t)n, yh.data());
-    emu_launch(flat_cfg(n), Dim3{256, 1, 1}, relu_mask_bf16, (const __nv_bfloat16*)dyh.data(), (const __nv_bfloat16*)yh.data(),
+    emu_launch_seq(flat_cfg(n), Dim3{256, 1, 1}, relu_mask_bf16, (const __nv_bfloat16*)dyh.data(), (const __nv_bfloat16*)yh.data(),
                (int64_t)n, dxh.data());
     size_t d1 = 0, d2 = 0;
     for (size_t i = 0; i < n; i++) {
@@ -264,7 +264,7 @@ static void adamw(unsigned seed) {
         std::vector<float> g(n), out(3 * n);
         for (auto& x : g) x = u(rng);
         double bc1 = 1 - std::pow(b1, t), bc2 = 1 - std::pow(b2, t);
-        emu_launch(flat_cfg(n), Dim3{256, 1, 1}, adamw_step, (const float*)w.data(), (const float*)g.data(),
+        emu_launch_seq(flat_cfg(n), Dim3{256, 1, 1}, adamw_step, (const float*)w.data(), (const float*)g.data(),
                    (const float*)state.data(), (int64_t)n, (float)b1, (float)(1 - b1), (float)b2, (float)(1 - b2),
                    (float)(1 / bc1), (float)(1 / bc2), (float)eps, (float)(1 - lr * wd), (float)lr, out.data());
         state = out;

@@ -7,6 +7,8 @@
 #include <barrier>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <stdint.h>
 #include <thread>
@@ -18,7 +20,13 @@ struct Dim3 {
 inline thread_local Dim3 threadIdx;
 inline Dim3 blockIdx, blockDim, gridDim;
 inline std::barrier<>* emu_barrier = nullptr;
-inline void __syncthreads() { emu_barrier->arrive_and_wait(); }
+inline void __syncthreads() {
+    if (!emu_barrier) {
+        std::fprintf(stderr, "a kernel launched with emu_launch_seq calls __syncthreads: launch it with emu_launch\n");
+        std::abort();
+    }
+    emu_barrier->arrive_and_wait();
+}
 
 #define __global__
 #define __device__
@@ -53,7 +61,26 @@ using std::fmaxf;
 using std::fminf;
 using std::sqrt;
 
-// Runs kernel(args...) over grid x block (x and y of the grid; x of the block).
+// Runs kernel(args...) over grid x block with each block's threads one after another on the
+// calling thread: for kernels without __syncthreads (which aborts here), a hundred times faster
+// than a std::thread a CUDA thread.
+template <class F, class... A>
+void emu_launch_seq(Dim3 grid, Dim3 block, F kernel, A... args) {
+    gridDim = grid;
+    blockDim = block;
+    emu_barrier = nullptr;
+    for (unsigned by = 0; by < grid.y; by++)
+        for (unsigned bx = 0; bx < grid.x; bx++) {
+            blockIdx = Dim3{bx, by, 0};
+            for (unsigned t = 0; t < block.x; t++) {
+                threadIdx = Dim3{t, 0, 0};
+                kernel(args...);
+            }
+        }
+}
+
+// Runs kernel(args...) over grid x block (x and y of the grid; x of the block), each CUDA thread
+// a std::thread, so that __syncthreads is a real barrier.
 template <class F, class... A>
 void emu_launch(Dim3 grid, Dim3 block, F kernel, A... args) {
     gridDim = grid;
