@@ -615,20 +615,11 @@ mod precision_tests {
         assert!(r > 1e-5 && r < 2e-2, "bf16 conv rel err {r}");
     }
 
-    /// The value of each element of `t` as bfloat16 differs from it in this many elements.
+    /// How many elements of `t` differ from their value rounded to bfloat16.
     fn off_bf16(t: &Tensor) -> usize {
         let v = t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-        v.iter().filter(|x| half_round(**x) != **x).count()
-    }
-    fn half_round(x: f32) -> f32 {
-        Tensor::new(&[x], &candle_core::Device::Cpu)
-            .unwrap()
-            .to_dtype(DType::BF16)
-            .unwrap()
-            .to_dtype(DType::F32)
-            .unwrap()
-            .to_vec1::<f32>()
-            .unwrap()[0]
+        let r = t.flatten_all().unwrap().to_dtype(DType::BF16).unwrap().to_dtype(DType::F32).unwrap().to_vec1::<f32>().unwrap();
+        v.iter().zip(&r).filter(|(a, b)| a != b).count()
     }
 
     /// In mixed precision, activations inside a backbone's forward pass are stored as bfloat16

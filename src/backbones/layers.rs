@@ -261,8 +261,7 @@ impl Layer {
             Layer::SameConvBn(c) => c.forward_t(x, train),
             Layer::MbConv(b) => b.forward_t(x, train),
             Layer::ConvBnReluPool3(c) => crate::kernels::max_pool(&c.forward_t_relu(x, train)?, 3, 2, 1),
-            // pooled in float32 (a mean of bfloat16 activations would round as it sums)
-            Layer::PoolLinear(l) => crate::kernels::linear_forward(&linear_t(l, train), &crate::kernels::to_f32(x)?.mean((2, 3))?),
+            Layer::PoolLinear(l) => crate::kernels::linear_forward(&linear_t(l, train), &super::pool(x)?),
             Layer::FlattenLinear(l) => crate::kernels::linear_forward(&linear_t(l, train), &x.flatten_from(1)?),
         }
     }

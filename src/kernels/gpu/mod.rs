@@ -60,8 +60,13 @@ fn cpu_only(name: &str) -> Result<(CpuStorage, Shape)> {
 
 /// The contiguous elements of `s` that layout `l` covers.
 fn view<'a, T: CudaDType>(s: &'a CudaStorage, l: &Layout, what: &str) -> Result<CudaView<'a, T>> {
+    sub(s.as_cuda_slice::<T>()?, l, what)
+}
+
+/// The contiguous elements of slice `s` that layout `l` covers.
+fn sub<'a, T>(s: &'a CudaSlice<T>, l: &Layout, what: &str) -> Result<CudaView<'a, T>> {
     let Some((a, b)) = l.contiguous_offsets() else { bail!("graft CUDA kernel: {what} must be contiguous") };
-    Ok(s.as_cuda_slice::<T>()?.slice(a..b))
+    Ok(s.slice(a..b))
 }
 
 /// A tensor held by an op (statistics, the activation output), read inside its kernel.
@@ -426,12 +431,6 @@ fn act_kernel<T: ActElem>(base: &str) -> Result<String> {
         DType::BF16 => Ok(format!("{base}_bf16")),
         d => bail!("graft CUDA kernel {base}: activations of {d:?}; want float32 or bfloat16"),
     }
-}
-
-/// The contiguous elements of slice `s` that layout `l` covers.
-fn sub<'a, T>(s: &'a CudaSlice<T>, l: &Layout, what: &str) -> Result<CudaView<'a, T>> {
-    let Some((a, b)) = l.contiguous_offsets() else { bail!("graft CUDA kernel: {what} must be contiguous") };
-    Ok(s.slice(a..b))
 }
 
 /// Calls `$body` with `$x` bound to the activation slice of `$s` (float32 or bfloat16), its
@@ -836,6 +835,25 @@ impl CustomOp3 for AdamW {
     }
 }
 
+/// Training-mode BatchNorm and its activation in candle's tensor ops (the self-check's
+/// reference): (y, batch mean (1, c, 1, 1), biased batch variance (1, c, 1, 1)).
+fn bn_reference(x: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f64, cap: Option<f32>) -> Result<(Tensor, Tensor, Tensor)> {
+    let c = gamma.elem_count();
+    let mean = x.mean_keepdim(0)?.mean_keepdim(2)?.mean_keepdim(3)?;
+    let xm = x.broadcast_sub(&mean)?;
+    let var = xm.sqr()?.mean_keepdim(0)?.mean_keepdim(2)?.mean_keepdim(3)?;
+    let y = xm
+        .broadcast_div(&(&var + eps)?.sqrt()?)?
+        .broadcast_mul(&gamma.reshape((1, c, 1, 1))?)?
+        .broadcast_add(&beta.reshape((1, c, 1, 1))?)?;
+    let y = match cap {
+        Some(cap) if cap.is_finite() => y.clamp(0f32, cap)?,
+        Some(_) => y.relu()?,
+        None => y,
+    };
+    Ok((y, mean, var))
+}
+
 // ---- self-check ----------------------------------------------------------------------------------
 
 /// Each GPU op against candle's ops on the CPU (exact float32: candle's own cuDNN convolution
@@ -891,17 +909,7 @@ pub fn self_check(dev: &candle_core::Device) -> Result<Vec<(String, f32, f32)>> 
         let up = rand(&[b, c, h, h], 70 + i as u64);
         let (rm, rv) = (Tensor::zeros(c, DType::F32, dev)?, Tensor::ones(c, DType::F32, dev)?);
         let (ours, nrm, nrv) = batchnorm_train(xg.as_tensor(), gg.as_tensor(), bg.as_tensor(), (&rm, &rv), 1e-5, 0.1, cap)?;
-        let xt = xc.as_tensor();
-        let mean = xt.mean_keepdim(0)?.mean_keepdim(2)?.mean_keepdim(3)?;
-        let xm = xt.broadcast_sub(&mean)?;
-        let var = xm.sqr()?.mean_keepdim(0)?.mean_keepdim(2)?.mean_keepdim(3)?;
-        let mut theirs = xm
-            .broadcast_div(&(&var + 1e-5)?.sqrt()?)?
-            .broadcast_mul(&gc.as_tensor().reshape((1, c, 1, 1))?)?
-            .broadcast_add(&bc.as_tensor().reshape((1, c, 1, 1))?)?;
-        if let Some(cap) = cap {
-            theirs = if cap.is_finite() { theirs.clamp(0f32, cap)? } else { theirs.relu()? };
-        }
+        let (theirs, mean, var) = bn_reference(xc.as_tensor(), gc.as_tensor(), bc.as_tensor(), 1e-5, cap)?;
         let n = (b * h * h) as f64;
         let trm = (mean.flatten_all()? * 0.1)?;
         let trv = (var.flatten_all()? * (n / (n - 1.0)))?.affine(0.1, 0.9)?;
@@ -946,17 +954,7 @@ pub fn self_check(dev: &candle_core::Device) -> Result<Vec<(String, f32, f32)>> 
         let up = round(&rand(&[b, c, h, h], 170 + i as u64))?;
         let (rm, rv) = (Tensor::zeros(c, DType::F32, dev)?, Tensor::ones(c, DType::F32, dev)?);
         let (ours, nrm, _) = batchnorm_train(xg.as_tensor(), gg.as_tensor(), bg.as_tensor(), (&rm, &rv), 1e-3, 0.1, cap)?;
-        let xt = xc.as_tensor();
-        let mean = xt.mean_keepdim(0)?.mean_keepdim(2)?.mean_keepdim(3)?;
-        let xm = xt.broadcast_sub(&mean)?;
-        let var = xm.sqr()?.mean_keepdim(0)?.mean_keepdim(2)?.mean_keepdim(3)?;
-        let mut theirs = xm
-            .broadcast_div(&(&var + 1e-3)?.sqrt()?)?
-            .broadcast_mul(&gc.as_tensor().reshape((1, c, 1, 1))?)?
-            .broadcast_add(&bc.as_tensor().reshape((1, c, 1, 1))?)?;
-        if let Some(cap) = cap {
-            theirs = if cap.is_finite() { theirs.clamp(0f32, cap)? } else { theirs.relu()? };
-        }
+        let (theirs, mean, _) = bn_reference(xc.as_tensor(), gc.as_tensor(), bc.as_tensor(), 1e-3, cap)?;
         let name = format!("bf16 batchnorm b{b} c{c} {h}px act {cap:?}");
         out.push((format!("{name} forward"), rel16(&ours, &theirs)?, 8e-3));
         out.push((format!("{name} running mean"), rel(&nrm, &(mean.flatten_all()? * 0.1)?)?, 1e-5));
