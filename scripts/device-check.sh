@@ -26,7 +26,8 @@
 #     also with GRAFT_REFERENCE_KERNELS=1 (candle's ops: the "before"), and Lite0 at 64 with
 #     GRAFT_TF32=1 (TF32 convolutions, as PyTorch's default), and resnet8 at 128 and Lite0 at 64
 #     in bf16 with GRAFT_BF16_PER_OP=1 (each convolution's result cast back to float32: the
-#     "before" of bf16 activations kept through a block).
+#     "before" of bf16 activations kept through a block), and Lite0 at 64 in f32 and bf16 with
+#     GRAFT_DEPTHWISE=cudnn (depthwise convolutions by cuDNN instead of graft's kernels).
 # (k) kernels: graft bench --check-kernels (each cuDNN / fused op, forward and backward, against
 #     candle's ops on the CPU), first, so a broken kernel is named before anything is timed.
 # (s) a sweep slice (benches/gpu-slice.toml: 6 Lite0 fine-tunes at 224 px on examples/cifar3) on
@@ -124,6 +125,9 @@ GRAFT_REFERENCE_KERNELS=1 G bench --arch resnet8 --batch 128 --steps 20 --device
 GRAFT_REFERENCE_KERNELS=1 G bench --arch efficientnet-lite0 --batch 64 --steps 5 --device cuda --json > "$W/ref-efficientnet-lite0-64-f32.json" 2>>"$W/stderr.log" || true
 GRAFT_TF32=1 G bench --arch efficientnet-lite0 --batch 64 --steps 10 --device cuda --json > "$W/tf32-efficientnet-lite0-64-f32.json" 2>>"$W/stderr.log" || true
 GRAFT_CUDNN_NONDETERMINISTIC=1 G bench --arch efficientnet-lite0 --batch 64 --steps 10 --device cuda --json > "$W/nondet-efficientnet-lite0-64-f32.json" 2>>"$W/stderr.log" || true
+# depthwise convolutions by cuDNN's grouped convolution instead of graft's kernels
+GRAFT_DEPTHWISE=cudnn G bench --arch efficientnet-lite0 --batch 64 --steps 10 --device cuda --json > "$W/cudnndw-efficientnet-lite0-64-f32.json" 2>>"$W/stderr.log" || true
+GRAFT_DEPTHWISE=cudnn G bench --arch efficientnet-lite0 --batch 64 --steps 10 --device cuda --precision bf16 --json > "$W/cudnndw-efficientnet-lite0-64-bf16.json" 2>>"$W/stderr.log" || true
 # bf16 before issue 24's third item: every convolution's result cast back to float32
 GRAFT_BF16_PER_OP=1 G bench --arch resnet8 --batch 128 --steps 20 --device cuda --precision bf16 --json > "$W/perop-resnet8-128-bf16.json" 2>>"$W/stderr.log" || true
 GRAFT_BF16_PER_OP=1 G bench --arch efficientnet-lite0 --batch 64 --steps 10 --device cuda --precision bf16 --json > "$W/perop-efficientnet-lite0-64-bf16.json" 2>>"$W/stderr.log" || true
@@ -177,7 +181,8 @@ for arch, batches in [("resnet8", [128, 512]), ("resnet20", [128, 512]), ("effic
                          f"{f(t, 'extract_images_per_second')} | {ratio('extract_images_per_second')} |")
 for tag, p, what in [("ref", "f32", "GRAFT_REFERENCE_KERNELS=1 (candle's ops)"), ("tf32", "f32", "GRAFT_TF32=1"),
                      ("nondet", "f32", "GRAFT_CUDNN_NONDETERMINISTIC=1"),
-                     ("perop", "bf16", "GRAFT_BF16_PER_OP=1 (casts around each op)")]:
+                     ("perop", "bf16", "GRAFT_BF16_PER_OP=1 (casts around each op)"),
+                     ("cudnndw", "f32", "GRAFT_DEPTHWISE=cudnn"), ("cudnndw", "bf16", "GRAFT_DEPTHWISE=cudnn")]:
     for arch, b in [("resnet8", 128), ("efficientnet-lite0", 64)]:
         g, t = load(f"{tag}-{arch}-{b}-{p}.json"), load(f"torch-{arch}-{b}-{p}.json")
         if g:

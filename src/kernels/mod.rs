@@ -65,6 +65,12 @@ pub mod gpu {
     pub fn add_relu(_: &Tensor, _: &Tensor) -> Result<Tensor> {
         Err(absent())
     }
+    pub(crate) fn depthwise_applies(_: usize) -> bool {
+        false
+    }
+    pub fn depthwise(_: &Tensor, _: &Tensor, _: usize, _: [usize; 4]) -> Result<Tensor> {
+        Err(absent())
+    }
     pub fn batchnorm_train(
         _: &Tensor,
         _: &Tensor,

@@ -218,6 +218,84 @@ static void batchnorm(int b, int c, int hw, float cap, unsigned seed, float shif
     check((nm + " bf16: output vs double reference").c_str(), max_rel(h.y, bn_ref(xr, g, be, b, c, hw, eps, cap).y), 4e-3);
 }
 
+// What the depthwise kernels give, as DwConv in mod.rs launches them (operands of type T), in
+// float: (y, dx, dw).
+struct DwOut {
+    std::vector<float> y, dx, dw;
+};
+
+template <class T, class KF, class KD, class KP, class KQ>
+static DwOut run_dw(KF fwd, KD data, KP filt, KQ fin, const std::vector<float>& xf, const std::vector<float>& wf,
+                    const std::vector<float>& dyf, int b, int c, int h, int w, int oh, int ow, int k, int s, int pt, int pl) {
+    size_t nx = (size_t)b * c * h * w, ny = (size_t)b * c * oh * ow, nw = (size_t)c * k * k;
+    std::vector<T> x(nx), wt(nw), dy(ny), y(ny), dx(nx), dw(nw);
+    for (size_t i = 0; i < nx; i++) x[i] = from_float<T>(xf[i]);
+    for (size_t i = 0; i < nw; i++) wt[i] = from_float<T>(wf[i]);
+    for (size_t i = 0; i < ny; i++) dy[i] = from_float<T>(dyf[i]);
+    emu_launch_seq(flat_cfg(ny), Dim3{256, 1, 1}, fwd, (const T*)x.data(), (const T*)wt.data(), b, c, h, w, oh, ow, k, s, pt, pl,
+                   y.data());
+    emu_launch_seq(flat_cfg(nx), Dim3{256, 1, 1}, data, (const T*)dy.data(), (const T*)wt.data(), b, c, h, w, oh, ow, k, s, pt,
+                   pl, dx.data());
+    int parts = split((size_t)b * oh * ow);
+    std::vector<double> part((size_t)c * parts * k * k);
+    emu_launch(Dim3{(unsigned)parts, (unsigned)c, 1}, Dim3{256, 1, 1}, filt, (const T*)x.data(), (const T*)dy.data(), b, c, h, w,
+               oh, ow, k, s, pt, pl, parts, part.data());
+    emu_launch_seq(chan_cfg(nw), Dim3{128, 1, 1}, fin, (const double*)part.data(), c, k * k, parts, dw.data());
+    DwOut o;
+    for (auto v : y) o.y.push_back(to_float(v));
+    for (auto v : dx) o.dx.push_back(to_float(v));
+    for (auto v : dw) o.dw.push_back(to_float(v));
+    return o;
+}
+
+// Depthwise convolution with padding pt/pb rows and pl/pr columns, against a double reference
+// that scatters each (output, tap) product (the kernels gather), then the bfloat16 instances.
+static void depthwise(int b, int c, int h, int w, int k, int s, int pt, int pb, int pl, int pr, unsigned seed) {
+    std::mt19937 rng(seed);
+    std::uniform_real_distribution<float> u(-1, 1);
+    int oh = (h + pt + pb - k) / s + 1, ow = (w + pl + pr - k) / s + 1;
+    size_t nx = (size_t)b * c * h * w, ny = (size_t)b * c * oh * ow, nw = (size_t)c * k * k;
+    std::vector<float> x(nx), wt(nw), dy(ny);
+    for (auto& v : x) v = u(rng);
+    for (auto& v : wt) v = u(rng);
+    for (auto& v : dy) v = u(rng);
+    std::vector<double> ry(ny, 0), rdx(nx, 0), rdw(nw, 0);
+    for (int i = 0; i < b; i++)
+        for (int ch = 0; ch < c; ch++)
+            for (int oy = 0; oy < oh; oy++)
+                for (int ox = 0; ox < ow; ox++) {
+                    size_t o = (((size_t)i * c + ch) * oh + oy) * ow + ox;
+                    for (int a = 0; a < k; a++)
+                        for (int q = 0; q < k; q++) {
+                            int iy = oy * s - pt + a, ix = ox * s - pl + q;
+                            if (iy < 0 || iy >= h || ix < 0 || ix >= w) continue;
+                            size_t xi = (((size_t)i * c + ch) * h + iy) * w + ix, wi = ((size_t)ch * k + a) * k + q;
+                            ry[o] += (double)x[xi] * wt[wi];
+                            rdx[xi] += (double)dy[o] * wt[wi];
+                            rdw[wi] += (double)dy[o] * x[xi];
+                        }
+                }
+    char name[96];
+    std::snprintf(name, sizeof name, "depthwise b%d c%d %dx%d k%d s%d pad %d,%d,%d,%d", b, c, h, w, k, s, pt, pb, pl, pr);
+    std::string nm(name);
+    DwOut f = run_dw<float>(dw_fwd, dw_bwd_data, dw_bwd_filter_partial, dw_bwd_filter_final, x, wt, dy, b, c, h, w, oh, ow, k, s,
+                            pt, pl);
+    check((nm + " forward").c_str(), max_rel(f.y, ry), 1e-6);
+    check((nm + " input grad").c_str(), max_rel(f.dx, rdx), 1e-6);
+    check((nm + " filter grad").c_str(), max_rel(f.dw, rdw), 1e-5);
+    // bfloat16 operands: the float32 kernels' results on the same rounded values, rounded once
+    std::vector<float> xr(nx), wr(nw), dyr(ny);
+    for (size_t i = 0; i < nx; i++) xr[i] = round_bf16(x[i]);
+    for (size_t i = 0; i < nw; i++) wr[i] = round_bf16(wt[i]);
+    for (size_t i = 0; i < ny; i++) dyr[i] = round_bf16(dy[i]);
+    DwOut fr = run_dw<float>(dw_fwd, dw_bwd_data, dw_bwd_filter_partial, dw_bwd_filter_final, xr, wr, dyr, b, c, h, w, oh, ow, k,
+                             s, pt, pl);
+    DwOut hb = run_dw<__nv_bfloat16>(dw_fwd_bf16, dw_bwd_data_bf16, dw_bwd_filter_partial_bf16, dw_bwd_filter_final_bf16, xr,
+                                     wr, dyr, b, c, h, w, oh, ow, k, s, pt, pl);
+    check((nm + " bf16: output, grads = f32's rounded").c_str(),
+          (double)(bit_diffs(hb.y, fr.y, true) + bit_diffs(hb.dx, fr.dx, true) + bit_diffs(hb.dw, fr.dw, true)), 0);
+}
+
 static void add_relu(unsigned seed) {
     std::mt19937 rng(seed);
     std::uniform_real_distribution<float> u(-1, 1);
@@ -280,6 +358,21 @@ static void adamw(unsigned seed) {
     check("adamw 3 steps (first moment)", max_rel(mm, m), 1e-5);
 }
 
+// The index helper both ways: 32-bit where the dividend fits, 64-bit above 2^32 - 1.
+static void index_division() {
+    size_t off = 0;
+    std::mt19937_64 rng(13);
+    for (int t = 0; t < 20000; t++) {
+        int64_t a = t < 10000 ? (int64_t)(rng() % 0x100000000ULL) : (int64_t)(rng() % (1ULL << 40));
+        if (t == 0) a = 0xffffffffLL;
+        if (t == 1) a = 0x100000000LL;
+        int d = 1 + (int)(rng() % 5000), rem = -1;
+        int64_t q = divmod(a, d, rem);
+        off += q != a / d || rem != a % d;
+    }
+    check("divmod, 32- and 64-bit dividends (results off)", (double)off, 0);
+}
+
 int main() {
     // channel planes of 1 pixel to 40x40, batches whose channel spans several blocks (split > 1)
     batchnorm(4, 3, 1600, 6.0f, 1);        // ReLU6, 6 400 a channel: 2 blocks a channel
@@ -287,6 +380,14 @@ int main() {
     batchnorm(9, 4, 1, INFINITY, 3);       // ReLU, 1x1 planes
     batchnorm(2, 7, 33 * 33, INFINITY, 4); // ReLU, odd plane
     batchnorm(4, 6, 225, 6.0f, 7, 4.5f);   // ReLU6 with many pre-activations just below 6
+    // depthwise: symmetric padding, TensorFlow "SAME" at stride 2 (the extra pixel bottom/right),
+    // odd sizes, k 5, and a channel whose outputs span two blocks of the filter gradient
+    depthwise(2, 3, 9, 7, 3, 1, 1, 1, 1, 1, 8);
+    depthwise(2, 4, 12, 12, 3, 2, 0, 1, 0, 1, 9);
+    depthwise(3, 2, 11, 10, 5, 2, 1, 2, 2, 1, 10);
+    depthwise(3, 2, 40, 40, 5, 1, 2, 2, 2, 2, 11);
+    depthwise(1, 5, 4, 4, 3, 1, 1, 1, 1, 1, 12);
+    index_division();
     add_relu(5);
     adamw(6);
     std::printf("%d failure(s)\n", failures);

@@ -43,10 +43,31 @@ __device__ __forceinline__ void block_sum2(double& a, double& b, double* sa, dou
     b = sb[0];
 }
 
+// a / d, and the remainder in `rem` (a >= 0, d > 0), in 32-bit unsigned arithmetic where a
+// fits: a GPU divides by a run-time divisor in a few instructions in 32 bits, in tens in 64.
+__device__ __forceinline__ int64_t divmod(int64_t a, int d, int& rem) {
+    if (a <= 0xffffffffLL) {
+        uint32_t q = (uint32_t)a / (uint32_t)d;
+        rem = (int)((uint32_t)a - q * (uint32_t)d);
+        return q;
+    }
+    int64_t q = a / d;
+    rem = (int)(a - q * d);
+    return q;
+}
+
+// The channel of flat NCHW index j.
+__device__ __forceinline__ int chan_of(int64_t j, int c, int hw) {
+    int p, ch;
+    divmod(divmod(j, hw, p), c, ch);
+    return ch;
+}
+
 // The flat index of element j (0 <= j < b·hw) of channel ch.
 __device__ __forceinline__ int64_t chan_at(int64_t j, int ch, int c, int hw) {
-    int64_t i = j / hw;
-    return (i * c + ch) * (int64_t)hw + (j - i * hw);
+    int p;
+    int64_t i = divmod(j, hw, p);
+    return (i * c + ch) * (int64_t)hw + p;
 }
 
 // ---- BatchNorm, training mode ------------------------------------------------------------
@@ -83,7 +104,7 @@ template <class T>
 __device__ __forceinline__ void bn_affine_act_t(const T* __restrict__ x, const float* __restrict__ ss, int64_t total,
                                                 int c, int hw, float cap, T* __restrict__ y) {
     for (int64_t j = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; j < total; j += (int64_t)gridDim.x * blockDim.x) {
-        int ch = (int)((j / hw) % c);
+        int ch = chan_of(j, c, hw);
         float v = bn_pre(x, ss, j, ch, c);
         if (cap >= 0.0f) v = fminf(fmaxf(v, 0.0f), cap);
         stv(y, j, v);
@@ -131,7 +152,7 @@ __device__ __forceinline__ void bn_bwd_dx_t(const T* __restrict__ x, const T* __
                                             float cap, const float* __restrict__ coef, int64_t total, int c, int hw,
                                             T* __restrict__ dx) {
     for (int64_t j = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; j < total; j += (int64_t)gridDim.x * blockDim.x) {
-        int ch = (int)((j / hw) % c);
+        int ch = chan_of(j, c, hw);
         float k = coef[2 * c + ch], md = coef[3 * c + ch], mdx = coef[4 * c + ch], inv = coef[5 * c + ch];
         float m = coef[6 * c + ch];
         float d = act_mask(dy, x, ss, j, ch, c, cap);
@@ -152,6 +173,118 @@ template <class T>
 __device__ __forceinline__ void relu_mask_t(const T* __restrict__ dy, const T* __restrict__ y, int64_t n, T* __restrict__ dx) {
     for (int64_t j = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; j < n; j += (int64_t)gridDim.x * blockDim.x)
         stv(dx, j, ldv(y, j) > 0.0f ? ldv(dy, j) : 0.0f);
+}
+
+// ---- depthwise convolution ---------------------------------------------------------------
+// x (b, c, h, w), filter (c, 1, k, k), y (b, c, oh, ow); stride s; zero padding pt rows above
+// and pl columns left (the bottom/right padding is whatever oh and ow imply: TensorFlow "SAME"
+// pads one more pixel there, with no copy of the input). Sums in float32 in a fixed order.
+#define DW_MAXK 5
+
+// Forward: one thread an output element, y = Σ_ij x[oy·s − pt + i, ox·s − pl + j]·w[i, j].
+template <class T>
+__device__ __forceinline__ void dw_fwd_t(const T* __restrict__ x, const T* __restrict__ wt, int b, int c, int h, int w,
+                                         int oh, int ow, int k, int s, int pt, int pl, T* __restrict__ y) {
+    int64_t total = (int64_t)b * c * oh * ow;
+    for (int64_t j = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; j < total; j += (int64_t)gridDim.x * blockDim.x) {
+        int ox, oy, ch;
+        int64_t plane = divmod(divmod(j, ow, ox), oh, oy);
+        divmod(plane, c, ch);
+        int64_t xo = plane * h * w;
+        int wo = ch * k * k;
+        int iy0 = oy * s - pt, ix0 = ox * s - pl;
+        float acc = 0.0f;
+        for (int i = 0; i < k; i++) {
+            int iy = iy0 + i;
+            if (iy < 0 || iy >= h) continue;
+            for (int q = 0; q < k; q++) {
+                int ix = ix0 + q;
+                if (ix < 0 || ix >= w) continue;
+                acc += ldv(x, xo + (int64_t)iy * w + ix) * ldv(wt, wo + i * k + q);
+            }
+        }
+        stv(y, j, acc);
+    }
+}
+
+// Input gradient: one thread an input element, dx = Σ over the taps (i, j) whose output
+// (oy, ox) = ((iy + pt − i)/s, (ix + pl − j)/s) exists (divides exactly, inside oh x ow) of
+// dy[oy, ox]·w[i, j].
+template <class T>
+__device__ __forceinline__ void dw_bwd_data_t(const T* __restrict__ dy, const T* __restrict__ wt, int b, int c, int h,
+                                              int w, int oh, int ow, int k, int s, int pt, int pl, T* __restrict__ dx) {
+    int64_t total = (int64_t)b * c * h * w;
+    for (int64_t j = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; j < total; j += (int64_t)gridDim.x * blockDim.x) {
+        int ix, iy, ch;
+        int64_t plane = divmod(divmod(j, w, ix), h, iy);
+        divmod(plane, c, ch);
+        int64_t go = plane * oh * ow;
+        int wo = ch * k * k;
+        float acc = 0.0f;
+        for (int i = 0; i < k; i++) {
+            int ty = iy + pt - i;
+            if (ty < 0 || ty % s != 0 || ty / s >= oh) continue;
+            int oy = ty / s;
+            for (int q = 0; q < k; q++) {
+                int tx = ix + pl - q;
+                if (tx < 0 || tx % s != 0 || tx / s >= ow) continue;
+                acc += ldv(dy, go + (int64_t)oy * ow + tx / s) * ldv(wt, wo + i * k + q);
+            }
+        }
+        stv(dx, j, acc);
+    }
+}
+
+// Filter gradient, pass 1: grid (parts, c); block (part, ch) sums dy·x for each of the k·k taps
+// over its share of channel ch's b·oh·ow outputs (each thread in float32, then the block in
+// double) into part_out[(ch·parts + part)·k·k + tap]. k <= DW_MAXK.
+template <class T>
+__device__ __forceinline__ void dw_bwd_filter_partial_t(const T* __restrict__ x, const T* __restrict__ dy, int b, int c,
+                                                        int h, int w, int oh, int ow, int k, int s, int pt, int pl,
+                                                        int parts, double* __restrict__ part_out) {
+    __shared__ double sa[RED_THREADS];
+    int ch = blockIdx.y, part = blockIdx.x, t = threadIdx.x;
+    int64_t n = (int64_t)b * oh * ow;
+    float acc[DW_MAXK * DW_MAXK];
+    for (int q = 0; q < k * k; q++) acc[q] = 0.0f;
+    for (int64_t p = (int64_t)part * RED_THREADS + t; p < n; p += (int64_t)parts * RED_THREADS) {
+        int ox, oy;
+        int64_t plane = divmod(divmod(p, ow, ox), oh, oy) * c + ch;
+        float d = ldv(dy, (plane * oh + oy) * ow + ox);
+        int64_t xo = plane * h * w;
+        int iy0 = oy * s - pt, ix0 = ox * s - pl;
+        for (int i = 0; i < k; i++) {
+            int iy = iy0 + i;
+            if (iy < 0 || iy >= h) continue;
+            for (int q = 0; q < k; q++) {
+                int ix = ix0 + q;
+                if (ix < 0 || ix >= w) continue;
+                acc[i * k + q] += d * ldv(x, xo + (int64_t)iy * w + ix);
+            }
+        }
+    }
+    for (int q = 0; q < k * k; q++) {
+        sa[t] = acc[q];
+        __syncthreads();
+        for (int m = RED_THREADS / 2; m > 0; m >>= 1) {
+            if (t < m) sa[t] += sa[t + m];
+            __syncthreads();
+        }
+        if (t == 0) part_out[((int64_t)ch * parts + part) * k * k + q] = sa[0];
+        __syncthreads();
+    }
+}
+
+// Filter gradient, pass 2: one thread a (channel, tap), the partials summed in order.
+template <class T>
+__device__ __forceinline__ void dw_bwd_filter_final_t(const double* __restrict__ part, int c, int kk, int parts,
+                                                      T* __restrict__ dw) {
+    int j = blockIdx.x * blockDim.x + threadIdx.x;
+    if (j >= c * kk) return;
+    int ch = j / kk, q = j - ch * kk;
+    double acc = 0.0;
+    for (int p = 0; p < parts; p++) acc += part[((int64_t)ch * parts + p) * kk + q];
+    stv(dw, j, (float)acc);
 }
 
 extern "C" {
@@ -254,6 +387,25 @@ BN_BWD_DX(bn_bwd_dx_bf16, bf16)
     }
 ADD_RELU(add_relu_fwd, relu_mask, float)
 ADD_RELU(add_relu_fwd_bf16, relu_mask_bf16, bf16)
+
+#define DW_CONV(FWD, DATA, FILT, FINAL, T)                                                                          \
+    __global__ void FWD(const T* __restrict__ x, const T* __restrict__ wt, int b, int c, int h, int w, int oh,    \
+                        int ow, int k, int s, int pt, int pl, T* __restrict__ y) {                                 \
+        dw_fwd_t(x, wt, b, c, h, w, oh, ow, k, s, pt, pl, y);                                                      \
+    }                                                                                                              \
+    __global__ void DATA(const T* __restrict__ dy, const T* __restrict__ wt, int b, int c, int h, int w, int oh,  \
+                         int ow, int k, int s, int pt, int pl, T* __restrict__ dx) {                               \
+        dw_bwd_data_t(dy, wt, b, c, h, w, oh, ow, k, s, pt, pl, dx);                                               \
+    }                                                                                                              \
+    __global__ void FILT(const T* __restrict__ x, const T* __restrict__ dy, int b, int c, int h, int w, int oh,   \
+                         int ow, int k, int s, int pt, int pl, int parts, double* __restrict__ part_out) {         \
+        dw_bwd_filter_partial_t(x, dy, b, c, h, w, oh, ow, k, s, pt, pl, parts, part_out);                         \
+    }                                                                                                              \
+    __global__ void FINAL(const double* __restrict__ part, int c, int kk, int parts, T* __restrict__ dw) {         \
+        dw_bwd_filter_final_t(part, c, kk, parts, dw);                                                             \
+    }
+DW_CONV(dw_fwd, dw_bwd_data, dw_bwd_filter_partial, dw_bwd_filter_final, float)
+DW_CONV(dw_fwd_bf16, dw_bwd_data_bf16, dw_bwd_filter_partial_bf16, dw_bwd_filter_final_bf16, bf16)
 
 // ---- AdamW in one pass -------------------------------------------------------------------
 // out = [w', m', v'] (3·n floats) from w, g and the previous state mv = [·, m, v] (3·n floats;

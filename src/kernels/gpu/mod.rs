@@ -181,7 +181,11 @@ fn descs<T: CudnnDataType, C: CudnnDataType>(h: &Arc<Cudnn>, g: &ConvGeom, dtype
     let (oh, ow) = g.out_hw();
     let mut conv = h.create_conv2d::<C>([i(g.pad), i(g.pad)], [i(g.stride), i(g.stride)], [1, 1], M::CUDNN_CROSS_CORRELATION).map_err(e)?;
     conv.set_group_count(i(g.groups)).map_err(e)?;
+    // cuDNN's legacy convolutions use tensor cores only with a TENSOR_OP math type (its guide's
+    // "Tensor Core operations" prerequisites), so bfloat16 asks for it, as PyTorch does for half;
+    // DEFAULT_MATH permits TF32 on float32 (A100 and later), FMA_MATH forbids it.
     let math = match dtype {
+        DType::BF16 => MT::CUDNN_TENSOR_OP_MATH,
         DType::F32 if !tf32() => MT::CUDNN_FMA_MATH,
         _ => MT::CUDNN_DEFAULT_MATH,
     };
@@ -781,6 +785,157 @@ pub fn add_relu(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     a.contiguous()?.apply_op2(&b.contiguous()?, AddRelu { mask: false })
 }
 
+// ---- depthwise convolution (graft's kernels) --------------------------------------------------
+
+/// Which pass a [`DwConv`] op runs: the operands are (x, w), (dy, w) or (x, dy).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DwPass {
+    Forward,
+    /// The input gradient of an input of h x w.
+    Data { h: usize, w: usize },
+    /// The filter gradient of a k x k filter.
+    Filter { k: usize },
+}
+
+/// Depthwise convolution by kernels.cu (`dw_*`): NCHW x, (c, 1, k, k) filter, stride `s`, zero
+/// padding `pad` = [top, bottom, left, right] (asymmetric "SAME" padding without a padded copy).
+struct DwConv {
+    s: usize,
+    pad: [usize; 4],
+    pass: DwPass,
+}
+
+/// The largest depthwise window kernels.cu's filter gradient holds (`DW_MAXK`).
+const DW_MAXK: usize = 5;
+
+/// (b, c, h, w, oh, ow, k) of a depthwise convolution, checked.
+type DwGeom = (usize, usize, usize, usize, usize, usize, usize);
+
+impl DwConv {
+    fn geom(&self, l1: &Layout, l2: &Layout) -> Result<DwGeom> {
+        let [pt, pb, pl, pr] = self.pad;
+        let (b, c, h, w, k) = match self.pass {
+            DwPass::Forward => {
+                let (b, c, h, w) = dims4(l1)?;
+                let (c2, one, k, k2) = dims4(l2)?;
+                if c2 != c || one != 1 || k != k2 {
+                    bail!("graft-cuda-depthwise: filter {:?} does not fit input {:?}", l2.dims(), l1.dims())
+                }
+                (b, c, h, w, k)
+            }
+            DwPass::Data { h, w } => {
+                let (b, c, _, _) = dims4(l1)?;
+                let (c2, one, k, k2) = dims4(l2)?;
+                if c2 != c || one != 1 || k != k2 {
+                    bail!("graft-cuda-depthwise (input gradient): filter {:?} does not fit gradient {:?}", l2.dims(), l1.dims())
+                }
+                (b, c, h, w, k)
+            }
+            DwPass::Filter { k } => {
+                let (b, c, h, w) = dims4(l1)?;
+                (b, c, h, w, k)
+            }
+        };
+        if k == 0 || k > DW_MAXK || self.s == 0 || h + pt + pb < k || w + pl + pr < k {
+            bail!("graft-cuda-depthwise: a {k}x{k} window at stride {} on a {h}x{w} input padded {:?}", self.s, self.pad)
+        }
+        let (oh, ow) = ((h + pt + pb - k) / self.s + 1, (w + pl + pr - k) / self.s + 1);
+        let grad = match self.pass {
+            DwPass::Forward => None,
+            DwPass::Data { .. } => Some(l1.dims()),
+            DwPass::Filter { .. } => Some(l2.dims()),
+        };
+        if let Some(d) = grad {
+            if d != [b, c, oh, ow] {
+                bail!("graft-cuda-depthwise: gradient {d:?} is not the output's shape {:?}", [b, c, oh, ow])
+            }
+        }
+        Ok((b, c, h, w, oh, ow, k))
+    }
+
+    fn run<T: ActElem>(&self, a: &CudaSlice<T>, l1: &Layout, s2: &CudaStorage, l2: &Layout, dev: &CudaDevice) -> Result<(CudaStorage, Shape)> {
+        if s2.dtype() != T::DTYPE {
+            bail!("{}: operands of {:?} and {:?}", self.name(), T::DTYPE, s2.dtype())
+        }
+        let (b, c, h, w, oh, ow, k) = self.geom(l1, l2)?;
+        let a = sub(a, l1, "first operand")?;
+        let o = view::<T>(s2, l2, "second operand")?;
+        let i = |v: usize| v as i32;
+        let (bi, ci, hi, wi, ohi, owi, ki, si, pt, pl) =
+            (i(b), i(c), i(h), i(w), i(oh), i(ow), i(k), i(self.s), i(self.pad[0]), i(self.pad[2]));
+        match self.pass {
+            DwPass::Forward => {
+                let n = b * c * oh * ow;
+                // SAFETY: dw_fwd writes every output element.
+                let y = unsafe { dev.alloc::<T>(n)? };
+                launch!(dev, &act_kernel::<T>("dw_fwd")?, flat_cfg(n); &a, &o, &bi, &ci, &hi, &wi, &ohi, &owi, &ki, &si, &pt, &pl, &y)?;
+                Ok((wrap(y, dev), Shape::from((b, c, oh, ow))))
+            }
+            DwPass::Data { .. } => {
+                let n = b * c * h * w;
+                // SAFETY: dw_bwd_data writes every input element.
+                let dx = unsafe { dev.alloc::<T>(n)? };
+                launch!(dev, &act_kernel::<T>("dw_bwd_data")?, flat_cfg(n); &a, &o, &bi, &ci, &hi, &wi, &ohi, &owi, &ki, &si, &pt, &pl, &dx)?;
+                Ok((wrap(dx, dev), Shape::from((b, c, h, w))))
+            }
+            DwPass::Filter { .. } => {
+                let parts = split(b * oh * ow);
+                let pi = i(parts);
+                // SAFETY: every partial is written by its block.
+                let part = unsafe { dev.alloc::<f64>(c * parts * k * k)? };
+                let cfg = LaunchConfig { grid_dim: (parts as u32, c as u32, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 };
+                launch!(dev, &act_kernel::<T>("dw_bwd_filter_partial")?, cfg; &a, &o, &bi, &ci, &hi, &wi, &ohi, &owi, &ki, &si, &pt, &pl, &pi, &part)?;
+                // SAFETY: dw_bwd_filter_final writes all c·k·k values.
+                let dw = unsafe { dev.alloc::<T>(c * k * k)? };
+                let kk = i(k * k);
+                launch!(dev, &act_kernel::<T>("dw_bwd_filter_final")?, chan_cfg(c * k * k); &part, &ci, &kk, &pi, &dw)?;
+                Ok((wrap(dw, dev), Shape::from((c, 1, k, k))))
+            }
+        }
+    }
+}
+
+impl CustomOp2 for DwConv {
+    fn name(&self) -> &'static str {
+        match self.pass {
+            DwPass::Forward => "graft-cuda-depthwise",
+            DwPass::Data { .. } => "graft-cuda-depthwise-bwd-data",
+            DwPass::Filter { .. } => "graft-cuda-depthwise-bwd-filter",
+        }
+    }
+    fn cpu_fwd(&self, _: &CpuStorage, _: &Layout, _: &CpuStorage, _: &Layout) -> Result<(CpuStorage, Shape)> {
+        cpu_only(self.name())
+    }
+    fn cuda_fwd(&self, s1: &CudaStorage, l1: &Layout, s2: &CudaStorage, l2: &Layout) -> Result<(CudaStorage, Shape)> {
+        with_act!(s1, self.name(), |a| self.run(a, l1, s2, l2, &s1.device))
+    }
+    fn bwd(&self, x: &Tensor, w: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let grad = if grad.dtype() == x.dtype() { grad.contiguous()? } else { grad.to_dtype(x.dtype())? };
+        let (s, pad) = (self.s, self.pad);
+        let dx = if x.track_op() {
+            Some(grad.apply_op2_no_bwd(w, &DwConv { s, pad, pass: DwPass::Data { h: x.dim(2)?, w: x.dim(3)? } })?)
+        } else {
+            None
+        };
+        let dw = if w.track_op() { Some(x.apply_op2_no_bwd(&grad, &DwConv { s, pad, pass: DwPass::Filter { k: w.dim(2)? } })?) } else { None };
+        Ok((dx, dw))
+    }
+}
+
+/// Whether graft's depthwise kernels serve a k x k depthwise convolution on the GPU: windows up
+/// to 5x5, unless `GRAFT_DEPTHWISE=cudnn` asks for cuDNN's grouped convolution instead.
+pub(crate) fn depthwise_applies(k: usize) -> bool {
+    static CUDNN: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    k <= DW_MAXK && !*CUDNN.get_or_init(|| std::env::var("GRAFT_DEPTHWISE").map(|v| v == "cudnn").unwrap_or(false))
+}
+
+/// Depthwise convolution of NCHW `x` (float32 or bfloat16) with a (c, 1, k, k) filter (cast to
+/// x's type), stride `s`, zero padding [top, bottom, left, right], by graft's kernels.
+pub fn depthwise(x: &Tensor, w: &Tensor, s: usize, pad: [usize; 4]) -> Result<Tensor> {
+    let w = if w.dtype() == x.dtype() { w.contiguous()? } else { w.to_dtype(x.dtype())? };
+    x.contiguous()?.apply_op2(&w, DwConv { s, pad, pass: DwPass::Forward })
+}
+
 // ---- AdamW ----------------------------------------------------------------------------------------
 
 /// One AdamW step for one parameter: (w, g, state) -> [w', m', v'] (3n), state = [·, m, v].
@@ -899,6 +1054,28 @@ pub fn self_check(dev: &candle_core::Device) -> Result<Vec<(String, f32, f32)>> 
         out.push((format!("{name} input grad"), rel(go.get(xg.as_tensor()).expect("dx"), gt.get(xc.as_tensor()).expect("dx"))?, 1e-4));
         out.push((format!("{name} weight grad"), rel(go.get(wg.as_tensor()).expect("dw"), gt.get(wc.as_tensor()).expect("dw"))?, 1e-4));
     }
+    // graft's depthwise kernels: symmetric padding, TensorFlow "SAME" at stride 2 (the extra
+    // pixel bottom/right, no padded copy), k 5 at stride 2, odd sizes
+    let dw_cases: [(usize, usize, usize, usize, usize, [usize; 4]); 4] = [
+        (4, 32, 14, 3, 1, [1, 1, 1, 1]),
+        (4, 16, 16, 3, 2, [0, 1, 0, 1]),
+        (2, 24, 15, 5, 2, [2, 2, 2, 2]),
+        (3, 8, 9, 5, 1, [2, 2, 2, 2]),
+    ];
+    let pad_cpu = |x: &Tensor, p: [usize; 4]| -> Result<Tensor> { x.pad_with_zeros(2, p[0], p[1])?.pad_with_zeros(3, p[2], p[3]) };
+    for (i, &(b, c, h, k, s, p)) in dw_cases.iter().enumerate() {
+        let (xg, xc) = pair(&rand(&[b, c, h, h], 190 + i as u64))?;
+        let (wg, wc) = pair(&rand(&[c, 1, k, k], 200 + i as u64))?;
+        let ours = depthwise(xg.as_tensor(), wg.as_tensor(), s, p)?;
+        let theirs = pad_cpu(xc.as_tensor(), p)?.conv2d(wc.as_tensor(), 0, s, 1, c)?;
+        let up = rand(theirs.dims(), 210 + i as u64);
+        let name = format!("depthwise b{b} c{c} {h}px k{k} s{s} pad {p:?}");
+        out.push((format!("{name} forward"), rel(&ours, &theirs)?, 1e-5));
+        let go = (ours * up.to_device(dev)?)?.sum_all()?.backward()?;
+        let gt = (theirs * &up)?.sum_all()?.backward()?;
+        out.push((format!("{name} input grad"), rel(go.get(xg.as_tensor()).expect("dx"), gt.get(xc.as_tensor()).expect("dx"))?, 1e-5));
+        out.push((format!("{name} weight grad"), rel(go.get(wg.as_tensor()).expect("dw"), gt.get(wc.as_tensor()).expect("dw"))?, 1e-5));
+    }
     // BatchNorm + activation in training mode, and its running statistics
     for (i, &(b, c, h, cap)) in
         [(8, 16, 8, None), (4, 32, 7, Some(6f32)), (16, 8, 4, Some(f32::INFINITY)), (2, 3, 33, Some(6f32))].iter().enumerate()
@@ -941,6 +1118,20 @@ pub fn self_check(dev: &candle_core::Device) -> Result<Vec<(String, f32, f32)>> 
         let ours = conv2d(xg.as_tensor(), wg.as_tensor(), s, p, groups)?;
         let theirs = xc.as_tensor().conv2d(wc.as_tensor(), p, s, 1, groups)?;
         let name = format!("bf16 conv b{b} c{cin}->{cout} {h}px k{k} g{groups}");
+        out.push((format!("{name} forward"), rel16(&ours, &theirs)?, 1e-2));
+        let go = (ours.to_dtype(DType::F32)? * up.to_device(dev)?)?.sum_all()?.backward()?;
+        let gt = (theirs * &up)?.sum_all()?.backward()?;
+        out.push((format!("{name} input grad"), rel(go.get(xg.as_tensor()).expect("dx"), gt.get(xc.as_tensor()).expect("dx"))?, 2e-2));
+        out.push((format!("{name} weight grad"), rel(go.get(wg.as_tensor()).expect("dw"), gt.get(wc.as_tensor()).expect("dw"))?, 2e-2));
+    }
+    {
+        let (b, c, h, k, s, p) = dw_cases[1];
+        let (xg, xc) = pair16(&rand(&[b, c, h, h], 220))?;
+        let (wg, wc) = pair16(&rand(&[c, 1, k, k], 221))?;
+        let ours = depthwise(xg.as_tensor(), wg.as_tensor(), s, p)?;
+        let theirs = pad_cpu(xc.as_tensor(), p)?.conv2d(wc.as_tensor(), 0, s, 1, c)?;
+        let up = round(&rand(theirs.dims(), 222))?;
+        let name = format!("bf16 depthwise b{b} c{c} {h}px k{k} s{s} pad {p:?}");
         out.push((format!("{name} forward"), rel16(&ours, &theirs)?, 1e-2));
         let go = (ours.to_dtype(DType::F32)? * up.to_device(dev)?)?.sum_all()?.backward()?;
         let gt = (theirs * &up)?.sum_all()?.backward()?;
