@@ -152,8 +152,13 @@ def build(arch, n_classes=10):
     return Net(arch, n_classes)
 
 
-def bench(arch, batch, steps, threads, device="cpu", precision="f32"):
+def bench(arch, batch, steps, threads, device="cpu", precision="f32", tf32="default"):
     torch.set_num_threads(threads)
+    # PyTorch lets cuDNN convolutions use TF32 tensor cores by default (matmuls not); "off" is
+    # true float32 throughout, as graft's default; "on" allows TF32 for both
+    if tf32 != "default":
+        torch.backends.cudnn.allow_tf32 = tf32 == "on"
+        torch.backends.cuda.matmul.allow_tf32 = tf32 == "on"
     torch.manual_seed(0)
     dev = torch.device(device)
     m = build(arch).to(dev)
@@ -201,6 +206,8 @@ def bench(arch, batch, steps, threads, device="cpu", precision="f32"):
         "steps": steps,
         "device": "cpu" if dev.type == "cpu" else f"cuda:0 ({torch.cuda.get_device_name(0)})",
         "precision": precision,
+        "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
+        "matmul_allow_tf32": torch.backends.cuda.matmul.allow_tf32,
         "framework": f"pytorch {torch.__version__}",
         "train_images_per_second": train_ips,
         "extract_images_per_second": extract_ips,
@@ -217,5 +224,7 @@ if __name__ == "__main__":
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--precision", default="f32", choices=["f32", "bf16"])
+    ap.add_argument("--tf32", default="default", choices=["default", "on", "off"],
+                    help="TF32 tensor cores for float32 on CUDA: PyTorch's defaults (cuDNN convolutions yes, matmuls no), on, or off")
     a = ap.parse_args()
-    print(json.dumps(bench(a.arch, a.batch, a.steps, a.threads, a.device, a.precision)))
+    print(json.dumps(bench(a.arch, a.batch, a.steps, a.threads, a.device, a.precision, a.tf32)))

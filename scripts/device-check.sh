@@ -27,7 +27,10 @@
 #     GRAFT_TF32=1 (TF32 convolutions, as PyTorch's default), and resnet8 at 128 and Lite0 at 64
 #     in bf16 with GRAFT_BF16_PER_OP=1 (each convolution's result cast back to float32: the
 #     "before" of bf16 activations kept through a block), and Lite0 at 64 in f32 and bf16 with
-#     GRAFT_DEPTHWISE=cudnn (depthwise convolutions by cuDNN instead of graft's kernels).
+#     GRAFT_DEPTHWISE=cudnn (depthwise convolutions by cuDNN instead of graft's kernels); and
+#     float32 like for like: resnet20 at 512 and Lite0 at 64 beside PyTorch with TF32 off
+#     (PyTorch's cuDNN convolutions use TF32 by default, graft's float32 does not), and resnet20
+#     at 512 with GRAFT_TF32=1 beside PyTorch's default.
 # (k) kernels: graft bench --check-kernels (each cuDNN / fused op, forward and backward, against
 #     candle's ops on the CPU), first, so a broken kernel is named before anything is timed.
 # (s) a sweep slice (benches/gpu-slice.toml: 6 Lite0 fine-tunes at 224 px on examples/cifar3) on
@@ -133,6 +136,13 @@ GRAFT_REFERENCE_KERNELS=1 G bench --arch resnet8 --batch 128 --steps 20 --device
 GRAFT_REFERENCE_KERNELS=1 G bench --arch efficientnet-lite0 --batch 64 --steps 5 --device cuda --json > "$W/ref-efficientnet-lite0-64-f32.json" 2>>"$W/stderr.log" || true
 GRAFT_TF32=1 G bench --arch efficientnet-lite0 --batch 64 --steps 10 --device cuda --json > "$W/tf32-efficientnet-lite0-64-f32.json" 2>>"$W/stderr.log" || true
 GRAFT_CUDNN_NONDETERMINISTIC=1 G bench --arch efficientnet-lite0 --batch 64 --steps 10 --device cuda --json > "$W/nondet-efficientnet-lite0-64-f32.json" 2>>"$W/stderr.log" || true
+# float32 like for like: PyTorch lets cuDNN use TF32 by default, graft does not (GRAFT_TF32=1)
+for ab in "resnet20 512 20" "efficientnet-lite0 64 10"; do
+    read -r arch b steps <<< "$ab"
+    timeout 180 "$PY" benches/pytorch_reference.py --arch "$arch" --batch "$b" --steps "$steps" --device cuda --tf32 off \
+        > "$W/torch-strict-$arch-$b-f32.json" 2>>"$W/stderr.log" || say "pytorch reference $arch $b (TF32 off) failed"
+done
+GRAFT_TF32=1 G bench --arch resnet20 --batch 512 --steps 20 --device cuda --json > "$W/tf32-resnet20-512-f32.json" 2>>"$W/stderr.log" || true
 # depthwise convolutions by cuDNN's grouped convolution instead of graft's kernels
 GRAFT_DEPTHWISE=cudnn G bench --arch efficientnet-lite0 --batch 64 --steps 10 --device cuda --json > "$W/cudnndw-efficientnet-lite0-64-f32.json" 2>>"$W/stderr.log" || true
 GRAFT_DEPTHWISE=cudnn G bench --arch efficientnet-lite0 --batch 64 --steps 10 --device cuda --precision bf16 --json > "$W/cudnndw-efficientnet-lite0-64-bf16.json" 2>>"$W/stderr.log" || true
@@ -201,6 +211,16 @@ for tag, p, what in [("ref", "f32", "GRAFT_REFERENCE_KERNELS=1 (candle's ops)"),
 fb = load("fallback.json")
 if fb:
     lines += ["", f"Depthwise convolutions in every row above: {fb['depthwise']}."]
+lines += ["", "## float32 like for like (PyTorch's cuDNN convolutions use TF32 unless told not to)", "",
+          "| arch | batch | graft | PyTorch | graft train | PyTorch train | ratio |", "|---|---|---|---|---|---|---|"]
+for arch, b in [("resnet20", 512), ("efficientnet-lite0", 64)]:
+    for gname, gfile, tname, tfile in [("float32 (FMA)", f"bench-{arch}-{b}-f32.json", "TF32 off", f"torch-strict-{arch}-{b}-f32.json"),
+                                       ("GRAFT_TF32=1", f"tf32-{arch}-{b}-f32.json", "default (TF32 convolutions)", f"torch-{arch}-{b}-f32.json")]:
+        g, t = load(gfile), load(tfile)
+        gt = f"{g['train_images_per_second']:.0f}" if g else "failed"
+        tt = f"{t['train_images_per_second']:.0f}" if t else "failed"
+        ratio = f"{g['train_images_per_second'] / t['train_images_per_second']:.2f}" if g and t else "-"
+        lines.append(f"| {arch} | {b} | {gname} | {tname} | {gt} | {tt} | {ratio} |")
 k = load("kernels.json")
 lines += ["", "## Kernel check (graft bench --check-kernels --device cuda)", ""]
 if k is None:

@@ -109,10 +109,8 @@ pub fn remove_stale_temps(dir: &Path) -> usize {
         let Some(name) = name.to_str() else { continue };
         let Some(pid) = stale_temp_pid(name) else { continue };
         let age = e.metadata().ok().and_then(|m| m.modified().ok()).and_then(|t| t.elapsed().ok()).map(|d| d.as_secs()).unwrap_or(0);
-        if (age > 60 && !pid_alive(pid)) || age > 86_400 {
-            if std::fs::remove_file(e.path()).is_ok() {
-                n += 1;
-            }
+        if ((age > 60 && !pid_alive(pid)) || age > 86_400) && std::fs::remove_file(e.path()).is_ok() {
+            n += 1;
         }
     }
     n

@@ -5,10 +5,6 @@ use common::{graft, json_of, make_folder};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-#[path = "sweep_cli.rs"]
-#[allow(dead_code)]
-mod sweep_cli;
-
 struct Fixture {
     _dir: tempfile::TempDir,
     root: PathBuf,
@@ -21,7 +17,7 @@ fn fixture() -> &'static Fixture {
     F.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().to_path_buf();
-        let plan = sweep_cli::tiny_plan(&root, "adv", 3);
+        let plan = common::tiny_plan(&root, "adv", 3);
         let meta = root.join("meta");
         let o = graft()
             .args(["--threads", "1", "sweep", "--plan"])

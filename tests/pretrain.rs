@@ -161,8 +161,7 @@ fn same_seed_same_pretraining() {
             spec.epochs = 1;
             spec.batch_size = 8;
             let out = pretrain(&model, &unl, &norm, &spec, seed, &|_| {}).unwrap();
-            let w: Vec<f32> =
-                model.named_vars().into_iter().flat_map(|(_, v)| v.flatten_all().unwrap().to_vec1::<f32>().unwrap()).collect();
+            let w: Vec<f32> = model.named_vars().into_values().flat_map(|v| v.flatten_all().unwrap().to_vec1::<f32>().unwrap()).collect();
             (out.losses, w)
         };
         let (a, b, c) = (run(3), run(3), run(4));

@@ -2,56 +2,12 @@
 //! the unsharded plan; a sweep killed with SIGKILL and resumed ends with every run exactly once;
 //! a plan already in the output is refused without --resume; a bad plan names its field.
 mod common;
-use common::graft;
+use common::{graft, tiny_plan};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// A tiny plan over the example dataset (listed as two families so family-grouped code paths
-/// have something to group); 4 tasks -> 4 (task, backbone) blocks.
-pub fn tiny_plan(dir: &Path, name: &str, tasks: usize) -> PathBuf {
-    let data = repo().join("examples/cifar3");
-    let p = dir.join(format!("{name}.toml"));
-    std::fs::write(
-        &p,
-        format!(
-            r#"name = "{name}"
-seeds = [0, 1]
-[[family]]
-name = "fam-a"
-data = "{d}"
-tasks = {tasks}
-[[family]]
-name = "fam-b"
-data = "{d}"
-tasks = {tasks}
-[tasks]
-n_classes = [2, 3]
-shots = [2, 5, 10]
-shifts = ["none", "invert", "rotate"]
-test_per_class = 10
-val_per_class = 3
-[[backbone]]
-name = "resnet8-cifar10"
-[recipes]
-sample = "none"
-include = ["linear-probe"]
-[[recipes.arm]]
-strategy = "finetune"
-epochs = 1
-lr = 0.003
-[[recipes.arm]]
-strategy = "softmax-probe"
-probe_depth = "mid"
-"#,
-            d = data.display()
-        ),
-    )
-    .unwrap();
-    p
 }
 
 fn rows(meta: &Path) -> BTreeMap<String, (f64, Option<f64>)> {

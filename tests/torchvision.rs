@@ -32,7 +32,7 @@ fn torchvision_files_load_and_match_pytorch() {
         model.load_weights(&m.weights, &[]).unwrap();
         let e = model.forward(&x, &[]).unwrap();
         assert!(rel(&e, &g[&format!("{name}.logits_eval")]) < 1e-4, "{name} eval {}", rel(&e, &g[&format!("{name}.logits_eval")]));
-        let t = model.forward(&x, &vec![true; 6]).unwrap();
+        let t = model.forward(&x, &[true; 6]).unwrap();
         assert!(rel(&t, &g[&format!("{name}.logits_train")]) < 1e-4, "{name} train {}", rel(&t, &g[&format!("{name}.logits_train")]));
         // every group holds variables, and blocks per layer were read from the file
         for grp in &model.group_names {

@@ -47,7 +47,7 @@ impl Augment {
             ("augment.gaussian_noise", self.gaussian_noise, 1.0),
             ("augment.gaussian_blur", self.gaussian_blur, 1.0),
         ] {
-            if !(v >= 0.0 && v <= hi) || !v.is_finite() {
+            if !(v.is_finite() && (0.0..=hi).contains(&v)) {
                 return Err(crate::error::GraftError::recipe(name, format!("must be in [0, {hi}], got {v}")));
             }
         }

@@ -417,7 +417,9 @@ impl Scan {
     /// CHW pixels)` in order (label -1: unlabelled). A file that cannot be read or decoded is an
     /// error naming it, unless `skip_bad`, in which case it is skipped and counted.
     fn decode(&mut self, items: &[Item], spec: InputSpec, mut keep: impl FnMut(&Item, i64, Vec<u8>)) -> Result<()> {
-        let decoded: Vec<std::result::Result<(Vec<u8>, [u8; 32]), String>> = items.par_iter().map(|it| decode_one(it, spec)).collect();
+        // per item: (CHW pixels, the file's digest), or why it could not be decoded
+        type Decoded = std::result::Result<(Vec<u8>, [u8; 32]), String>;
+        let decoded: Vec<Decoded> = items.par_iter().map(|it| decode_one(it, spec)).collect();
         for (it, d) in items.iter().zip(decoded) {
             match d {
                 Ok((px, digest)) => {

@@ -184,8 +184,11 @@ fn features_at(model: &Model, set: &ImageSet, norm: &Normalisation, at: &[usize]
 /// the run adds to its recorded times, so a run's times are what it would spend alone.
 #[derive(Default)]
 pub struct FeatureCache {
-    map: std::sync::Mutex<std::collections::HashMap<(&'static str, usize), (std::sync::Arc<Array2<f64>>, f64)>>,
+    map: std::sync::Mutex<std::collections::HashMap<(&'static str, usize), CachedFeatures>>,
 }
+
+/// A split's features at one group and the seconds computing them took.
+type CachedFeatures = (std::sync::Arc<Array2<f64>>, f64);
 
 impl FeatureCache {
     /// Features of `split` at group `g`: (features, seconds measured now, seconds replayed).
@@ -685,7 +688,7 @@ pub fn run_prepared(
     write_atomic(&run_dir.join("recipe.json"), recipe_json.as_bytes())?;
 
     let t0 = Instant::now();
-    let model = build_transferred(mref, &checked, ds.n_classes(), &opts.device)?;
+    let model = build_transferred(mref, checked, ds.n_classes(), &opts.device)?;
     let model_seconds = t0.elapsed().as_secs_f64();
     tracing::info!("run {run_id}: {} on {} ({} parameters), seed {seed}", recipe.strategy.as_str(), mref.card.name, model.param_count());
     // optional unsupervised pretraining step; counted in the training time
@@ -708,11 +711,11 @@ pub fn run_prepared(
     let t0 = Instant::now();
     let out = match (pretrain_diverged, recipe.strategy) {
         (Some(why), _) => Outcome::diverged(dec.test.n, why),
-        (None, Strategy::Finetune) => finetune_outcome(&model, &checked, dec, &norm, &start, progress)?,
+        (None, Strategy::Finetune) => finetune_outcome(&model, checked, dec, &norm, &start, progress)?,
         (None, Strategy::LinearProbe | Strategy::SoftmaxProbe | Strategy::CentroidProbe) => {
             // shared features only when this run's backbone is the card's, untouched
             let pristine = pretrain.is_none() && checked.groups().iter().all(|g| g.action != Action::Reinit);
-            probe_outcome(&model, &checked, dec, &norm, ds.n_classes(), prep.features.as_ref().filter(|_| pristine))?
+            probe_outcome(&model, checked, dec, &norm, ds.n_classes(), prep.features.as_ref().filter(|_| pristine))?
         }
     };
     let Outcome {

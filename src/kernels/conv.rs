@@ -41,7 +41,7 @@ impl Geom {
     /// 16-pixel tiles lie in one row (multiples of 16) or in two rows of 8: the general tile
     /// addressing measured slower than im2col + GEMM.
     fn is_direct(&self) -> bool {
-        self.k == 3 && self.stride == 1 && self.pad == 1 && (self.w % 16 == 0 || self.w == 8) && direct::available()
+        self.k == 3 && self.stride == 1 && self.pad == 1 && (self.w.is_multiple_of(16) || self.w == 8) && direct::available()
     }
     fn is_pointwise(&self) -> bool {
         self.k == 1 && self.stride == 1 && self.pad == 0

@@ -153,6 +153,8 @@ unsafe fn conv_image_avx2(xp: &[f32], wp: &[f32], n_in: usize, n_out: usize, h: 
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
+// `acc` is a tile of 16 registers indexed by pixel, next to pointer offsets by the same index
+#[allow(clippy::needless_range_loop)]
 unsafe fn conv_image_avx512(xp: &[f32], wp: &[f32], n_in: usize, n_out: usize, h: usize, w: usize, y: &mut [f32]) {
     use std::arch::x86_64::*;
     let (wpd, plane, hw) = (w + 2, (h + 2) * (w + 2), h * w);

@@ -81,7 +81,7 @@ pub fn count_stats(counts: &[usize]) -> CountStats {
 }
 
 fn to_array(rows: Vec<f32>, n: usize) -> Array2<f64> {
-    let d = if n == 0 { 0 } else { rows.len() / n };
+    let d = rows.len().checked_div(n).unwrap_or(0);
     Array2::from_shape_vec((n, d), rows.into_iter().map(|v| v as f64).collect()).expect("shape")
 }
 

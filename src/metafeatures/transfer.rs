@@ -18,7 +18,8 @@ pub fn logme(f: &Array2<f64>, y: &[usize]) -> f64 {
     let k = y.iter().copied().max().map(|m| m + 1).unwrap_or(0);
     let fm = to_na(f);
     // eigen-decomposition of the smaller Gram matrix
-    let (sigma, proj): (Vec<f64>, Box<dyn Fn(&DMatrix<f64>) -> Vec<f64>>) = if n >= d {
+    type Projection = Box<dyn Fn(&DMatrix<f64>) -> Vec<f64>>;
+    let (sigma, proj): (Vec<f64>, Projection) = if n >= d {
         let e = SymmetricEigen::new(fm.transpose() * &fm);
         let lam: Vec<f64> = e.eigenvalues.iter().map(|&v| v.max(0.0)).collect();
         let v = e.eigenvectors.clone();

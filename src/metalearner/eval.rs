@@ -570,8 +570,8 @@ impl SeqEi {
         let d = self.cov[(i, i)] + self.noise_var + extra_var.max(0.0);
         let ci: Vec<f64> = (0..n).map(|j| self.cov[(j, i)]).collect();
         let r = y - self.mean[i];
-        for j in 0..n {
-            self.mean[j] += ci[j] / d * r;
+        for (m, c) in self.mean.iter_mut().zip(&ci) {
+            *m += c / d * r;
         }
         for a in 0..n {
             for b in 0..n {
@@ -1521,7 +1521,8 @@ pub fn markdown(r: &EvalReport) -> String {
     s.push_str(&auto_simulation_table(r));
     s.push_str(&pretrain_policy_table(r));
     s.push_str(&override_table(r));
-    let strata: Vec<(&str, Box<dyn Fn(&TaskResult) -> String>)> = vec![
+    type Stratum<'a> = (&'a str, Box<dyn Fn(&TaskResult) -> String>);
+    let strata: Vec<Stratum> = vec![
         (
             "shots per class",
             Box::new(|t: &TaskResult| {
@@ -1560,7 +1561,7 @@ pub fn markdown(r: &EvalReport) -> String {
         fl * 100.0
     ));
     for (title, key) in &strata {
-        let groups: BTreeSet<String> = r.tasks.iter().map(|t| key(t)).collect();
+        let groups: BTreeSet<String> = r.tasks.iter().map(key).collect();
         s.push_str(&format!(
             "Predicted accuracy by {title}:\n\n| | RMSE (pts) | within ±3 pts | runs | seed-noise floor (pts) |\n|---|---|---|---|---|\n"
         ));
@@ -1574,7 +1575,7 @@ pub fn markdown(r: &EvalReport) -> String {
         s.push('\n');
     }
     for (title, key) in strata {
-        let groups: BTreeSet<String> = r.tasks.iter().map(|t| key(t)).collect();
+        let groups: BTreeSet<String> = r.tasks.iter().map(&key).collect();
         s.push_str(&format!("Regret at budget 1 by {title}:\n\n| method |"));
         for g in &groups {
             let n = r.tasks.iter().filter(|t| &key(t) == g).count();
@@ -1631,7 +1632,7 @@ mod tests {
     #[test]
     fn imagenet_baselines_pick_by_recipe_not_by_accuracy() {
         let big = "efficientnet-lite2-imagenet";
-        let mut cs = vec![
+        let mut cs = [
             cell("t", &format!("{big}@96"), "linear-probe", 0.9, Some(0.1)),
             cell("t", &format!("{big}@160"), "linear-probe", 0.5, Some(0.1)),
             cell("t", "efficientnet-lite0-imagenet@224", "linear-probe", 0.95, Some(0.1)),
@@ -1894,8 +1895,8 @@ mod tests {
         // a task-level offset: one observation shifts every candidate's level
         let mut t = SeqEi::new(&mean, &DMatrix::from_diagonal_element(3, 3, 0.001), 1e-6, 0.04);
         t.observe(0, Some(0.90));
-        for j in 1..3 {
-            let shift = t.posterior(j).0 - mean[j];
+        for (j, &m) in mean.iter().enumerate().skip(1) {
+            let shift = t.posterior(j).0 - m;
             assert!(shift > 0.25 && shift < 0.30, "candidate {j} moved by {shift}");
         }
     }

@@ -493,7 +493,9 @@ fn one() -> f64 {
 /// (latent covariance plus both cells' noise), with weight 1/(the task's pairs) so that each
 /// task counts once. `joint`: per task, (latent means, latent covariance, noise variance,
 /// observed values), all on the GP's scale.
-fn pair_residuals(joint: &[(Vec<f64>, nalgebra::DMatrix<f64>, f64, Vec<f64>)]) -> Vec<(f64, f64)> {
+type TaskPosterior = (Vec<f64>, nalgebra::DMatrix<f64>, f64, Vec<f64>);
+
+fn pair_residuals(joint: &[TaskPosterior]) -> Vec<(f64, f64)> {
     let mut out = Vec::new();
     for (m, c, sn2, y) in joint {
         let n = m.len();

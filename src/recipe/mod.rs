@@ -285,7 +285,7 @@ impl CheckedRecipe {
 }
 
 fn pos(field: &str, v: f64) -> Result<()> {
-    if !(v > 0.0) || !v.is_finite() {
+    if !(v.is_finite() && v > 0.0) {
         return Err(GraftError::recipe(field, format!("must be a positive finite number, got {v}")));
     }
     Ok(())
@@ -343,7 +343,7 @@ impl Recipe {
                 return Err(GraftError::recipe("input_size", format!("must be in 16..=1024 pixels, got {sz}")));
             }
         }
-        if !(self.l2sp >= 0.0) || !self.l2sp.is_finite() {
+        if !(self.l2sp.is_finite() && self.l2sp >= 0.0) {
             return Err(GraftError::recipe("l2sp", format!("must be >= 0, got {}", self.l2sp)));
         }
         if !(self.label_smoothing >= 0.0 && self.label_smoothing < 1.0) {
@@ -356,19 +356,19 @@ impl Recipe {
             return Err(GraftError::recipe("val_fraction", format!("must be in [0, 0.9), got {}", self.val_fraction)));
         }
         let o = &self.optimizer;
-        if !(o.weight_decay >= 0.0) || !o.weight_decay.is_finite() {
+        if !(o.weight_decay.is_finite() && o.weight_decay >= 0.0) {
             return Err(GraftError::recipe("optimizer.weight_decay", format!("must be >= 0, got {}", o.weight_decay)));
         }
         if !(o.momentum >= 0.0 && o.momentum < 1.0) {
             return Err(GraftError::recipe("optimizer.momentum", format!("must be in [0, 1), got {}", o.momentum)));
         }
         for (f, v) in [("optimizer.beta1", o.beta1), ("optimizer.beta2", o.beta2)] {
-            if !(v >= 0.0 && v < 1.0) {
+            if !(0.0..1.0).contains(&v) {
                 return Err(GraftError::recipe(f, format!("must be in [0, 1), got {v}")));
             }
         }
         pos("optimizer.eps", o.eps)?;
-        if !(self.schedule.warmup_epochs >= 0.0) || self.schedule.warmup_epochs > self.epochs as f64 {
+        if self.schedule.warmup_epochs.is_nan() || self.schedule.warmup_epochs < 0.0 || self.schedule.warmup_epochs > self.epochs as f64 {
             return Err(GraftError::recipe(
                 "schedule.warmup_epochs",
                 format!("must be in [0, epochs={}], got {}", self.epochs, self.schedule.warmup_epochs),
@@ -390,7 +390,7 @@ impl Recipe {
         if p.cv_folds < 2 || p.cv_folds > 20 {
             return Err(GraftError::recipe("probe.cv_folds", format!("must be in 2..=20, got {}", p.cv_folds)));
         }
-        if !(p.l2 >= 0.0) {
+        if p.l2.is_nan() || p.l2 < 0.0 {
             return Err(GraftError::recipe("probe.l2", format!("must be >= 0, got {}", p.l2)));
         }
         if p.iterations == 0 {
