@@ -138,14 +138,22 @@ impl CustomOp2 for PoolBwd {
     }
 }
 
-/// Max-pool with window k, stride s and padding p (k > p); graft's kernel on the CPU.
+/// Max-pool with window k, stride s and padding p (k > p); graft's kernel on the CPU, and on the
+/// GPU (`cudnn` feature) where there is padding or the window is not its stride (candle has no
+/// padded max-pool, and its backward pass takes only windows equal to their stride).
 pub fn max_pool(x: &Tensor, k: usize, s: usize, p: usize) -> Result<Tensor> {
-    if super::native_kernels_apply(x, &[]) {
+    // (with GRAFT_REFERENCE_KERNELS=1 too where padding leaves candle without a max-pool)
+    let cpu_f32 = x.device().is_cpu() && x.dtype() == candle_core::DType::F32;
+    if super::native_kernels_apply(x, &[]) || (cpu_f32 && p > 0) {
         x.contiguous()?.apply_op1(Pool { k, s, p })
+    } else if super::gpu::act_applies(x) && (p > 0 || k != s) {
+        super::gpu::max_pool(x, k, s, p)
     } else if p == 0 {
         x.max_pool2d_with_stride(k, s)
     } else {
-        candle_core::bail!("padded max-pool is only implemented on the CPU")
+        candle_core::bail!(
+            "a padded max-pool (window {k}, stride {s}, padding {p}) runs on the CPU in float32, or on a GPU with the `cudnn` build (scripts/build-cuda.sh); candle's own max-pool has no padding"
+        )
     }
 }
 

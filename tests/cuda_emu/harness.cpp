@@ -358,6 +358,57 @@ static void adamw(unsigned seed) {
     check("adamw 3 steps (first moment)", max_rel(mm, m), 1e-5);
 }
 
+// Max-pool with padding (the torchvision stem: 3x3, stride 2, padding 1) after a ReLU, so that
+// many windows tie at 0, plus repeated positive values: against a reference that takes the first
+// maximum of each window and scatters its gradient there in output order (graft's CPU kernel).
+static void maxpool(int b, int c, int h, int w, int k, int s, int p, unsigned seed) {
+    std::mt19937 rng(seed);
+    std::uniform_real_distribution<float> u(-1, 1);
+    int oh = (h + 2 * p - k) / s + 1, ow = (w + 2 * p - k) / s + 1;
+    size_t planes = (size_t)b * c, nx = planes * h * w, ny = planes * oh * ow;
+    std::vector<float> x(nx), dy(ny), y(ny), dx(nx), ry(ny), rdx(nx, 0.0f);
+    for (auto& v : x) v = std::max(0.0f, std::round(u(rng) * 8) / 4);  // ReLU'd, on a coarse grid: ties
+    for (auto& v : dy) v = u(rng);
+    for (size_t pl = 0; pl < planes; pl++)
+        for (int oy = 0; oy < oh; oy++)
+            for (int ox = 0; ox < ow; ox++) {
+                int best = -1;
+                for (int a = 0; a < k; a++)
+                    for (int q = 0; q < k; q++) {
+                        int iy = oy * s - p + a, ix = ox * s - p + q;
+                        if (iy < 0 || iy >= h || ix < 0 || ix >= w) continue;
+                        if (best < 0 || x[pl * h * w + iy * w + ix] > x[pl * h * w + best]) best = iy * w + ix;
+                    }
+                size_t o = (pl * oh + oy) * ow + ox;
+                ry[o] = x[pl * h * w + best];
+                rdx[pl * h * w + best] += dy[o];
+            }
+    emu_launch_seq(flat_cfg(ny), Dim3{256, 1, 1}, maxpool_fwd, (const float*)x.data(), (int64_t)planes, h, w, oh, ow, k, s, p,
+                   y.data());
+    emu_launch_seq(flat_cfg(nx), Dim3{256, 1, 1}, maxpool_bwd, (const float*)x.data(), (const float*)dy.data(), (int64_t)planes, h,
+                   w, oh, ow, k, s, p, dx.data());
+    char name[96];
+    std::snprintf(name, sizeof name, "max-pool b%d c%d %dx%d k%d s%d p%d", b, c, h, w, k, s, p);
+    std::string nm(name);
+    check((nm + " forward (elements off)").c_str(), (double)bit_diffs(y, ry, false), 0);
+    check((nm + " input grad (elements off)").c_str(), (double)bit_diffs(dx, rdx, false), 0);
+    // bfloat16: the same maxima (x is on a bf16 grid), the gradient's sums rounded once
+    std::vector<__nv_bfloat16> xh(nx), dyh(ny), yh(ny), dxh(nx);
+    std::vector<float> dyr(ny), fdx(nx), yf, dxf;
+    for (size_t i = 0; i < nx; i++) xh[i] = __float2bfloat16(x[i]);
+    for (size_t i = 0; i < ny; i++) dyh[i] = __float2bfloat16(dy[i]), dyr[i] = round_bf16(dy[i]);
+    emu_launch_seq(flat_cfg(nx), Dim3{256, 1, 1}, maxpool_bwd, (const float*)x.data(), (const float*)dyr.data(), (int64_t)planes,
+                   h, w, oh, ow, k, s, p, fdx.data());
+    emu_launch_seq(flat_cfg(ny), Dim3{256, 1, 1}, maxpool_fwd_bf16, (const __nv_bfloat16*)xh.data(), (int64_t)planes, h, w, oh, ow,
+                   k, s, p, yh.data());
+    emu_launch_seq(flat_cfg(nx), Dim3{256, 1, 1}, maxpool_bwd_bf16, (const __nv_bfloat16*)xh.data(),
+                   (const __nv_bfloat16*)dyh.data(), (int64_t)planes, h, w, oh, ow, k, s, p, dxh.data());
+    for (auto v : yh) yf.push_back(__bfloat162float(v));
+    for (auto v : dxh) dxf.push_back(__bfloat162float(v));
+    check((nm + " bf16: forward = f32's, grad = f32's rounded").c_str(),
+          (double)(bit_diffs(yf, ry, false) + bit_diffs(dxf, fdx, true)), 0);
+}
+
 // The index helper both ways: 32-bit where the dividend fits, 64-bit above 2^32 - 1.
 static void index_division() {
     size_t off = 0;
@@ -388,6 +439,12 @@ int main() {
     depthwise(3, 2, 40, 40, 5, 1, 2, 2, 2, 2, 11);
     depthwise(1, 5, 4, 4, 3, 1, 1, 1, 1, 1, 12);
     index_division();
+    // max-pool: the torchvision stem (3x3, stride 2, padding 1) on even and odd planes, a 2x2
+    // window without padding, and a 3x3 window at stride 1
+    maxpool(2, 3, 16, 16, 3, 2, 1, 14);
+    maxpool(2, 2, 15, 9, 3, 2, 1, 15);
+    maxpool(1, 4, 8, 8, 2, 2, 0, 16);
+    maxpool(2, 2, 7, 7, 3, 1, 1, 17);
     add_relu(5);
     adamw(6);
     std::printf("%d failure(s)\n", failures);

@@ -59,6 +59,7 @@ inline __nv_bfloat16 __float2bfloat16(float f) {
 }
 using std::fmaxf;
 using std::fminf;
+using std::min;
 using std::sqrt;
 
 // Runs kernel(args...) over grid x block with each block's threads one after another on the

@@ -287,6 +287,66 @@ __device__ __forceinline__ void dw_bwd_filter_final_t(const double* __restrict__
     stv(dw, j, (float)acc);
 }
 
+// ---- max-pool with padding ----------------------------------------------------------------
+// x (b, c, h, w), window k, stride s, padding p on every side (padding never wins), y (b, c, oh,
+// ow). The maximum is the first in row-major window order on ties, as graft's CPU kernel picks.
+
+// Index (within its h x w plane) of the maximum of window (oy, ox).
+template <class T>
+__device__ __forceinline__ int pool_argmax(const T* __restrict__ plane, int h, int w, int oy, int ox, int k, int s, int p) {
+    int y0 = oy * s - p, x0 = ox * s - p, best = -1;
+    float bv = 0.0f;
+    for (int dy = 0; dy < k; dy++) {
+        int y = y0 + dy;
+        if (y < 0 || y >= h) continue;
+        for (int dx = 0; dx < k; dx++) {
+            int x = x0 + dx;
+            if (x < 0 || x >= w) continue;
+            float v = ldv(plane, y * w + x);
+            if (best < 0 || v > bv) {
+                best = y * w + x;
+                bv = v;
+            }
+        }
+    }
+    return best;
+}
+
+// Forward: one thread an output element.
+template <class T>
+__device__ __forceinline__ void maxpool_fwd_t(const T* __restrict__ x, int64_t planes, int h, int w, int oh, int ow, int k,
+                                              int s, int p, T* __restrict__ y) {
+    int64_t total = planes * oh * ow;
+    for (int64_t j = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; j < total; j += (int64_t)gridDim.x * blockDim.x) {
+        int ox, oy;
+        int64_t plane = divmod(divmod(j, ow, ox), oh, oy);
+        const T* xp = x + plane * h * w;
+        stv(y, j, ldv(xp, pool_argmax(xp, h, w, oy, ox, k, s, p)));
+    }
+}
+
+// Input gradient: one thread an input element, summing (in output order, as the CPU kernel adds
+// them) the gradients of the windows whose maximum it is.
+template <class T>
+__device__ __forceinline__ void maxpool_bwd_t(const T* __restrict__ x, const T* __restrict__ dy, int64_t planes, int h,
+                                              int w, int oh, int ow, int k, int s, int p, T* __restrict__ dx) {
+    int64_t total = planes * h * w;
+    for (int64_t j = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; j < total; j += (int64_t)gridDim.x * blockDim.x) {
+        int ix, iy;
+        int64_t plane = divmod(divmod(j, w, ix), h, iy);
+        const T* xp = x + plane * h * w;
+        // the windows holding (iy, ix): oy·s − p <= iy <= oy·s − p + k − 1
+        int ly = iy + p - k + 1, lx = ix + p - k + 1;
+        int oy0 = ly <= 0 ? 0 : (ly + s - 1) / s, ox0 = lx <= 0 ? 0 : (lx + s - 1) / s;
+        int oy1 = min(oh - 1, (iy + p) / s), ox1 = min(ow - 1, (ix + p) / s);
+        float acc = 0.0f;
+        for (int oy = oy0; oy <= oy1; oy++)
+            for (int ox = ox0; ox <= ox1; ox++)
+                if (pool_argmax(xp, h, w, oy, ox, k, s, p) == iy * w + ix) acc += ldv(dy, (plane * oh + oy) * ow + ox);
+        stv(dx, j, acc);
+    }
+}
+
 extern "C" {
 
 // Each activation kernel as `name` (float32) and `name_bf16` (bfloat16).
@@ -406,6 +466,18 @@ ADD_RELU(add_relu_fwd_bf16, relu_mask_bf16, bf16)
     }
 DW_CONV(dw_fwd, dw_bwd_data, dw_bwd_filter_partial, dw_bwd_filter_final, float)
 DW_CONV(dw_fwd_bf16, dw_bwd_data_bf16, dw_bwd_filter_partial_bf16, dw_bwd_filter_final_bf16, bf16)
+
+#define MAXPOOL(FWD, BWD, T)                                                                                      \
+    __global__ void FWD(const T* __restrict__ x, int64_t planes, int h, int w, int oh, int ow, int k, int s, int p, \
+                        T* __restrict__ y) {                                                                          \
+        maxpool_fwd_t(x, planes, h, w, oh, ow, k, s, p, y);                                                           \
+    }                                                                                                                 \
+    __global__ void BWD(const T* __restrict__ x, const T* __restrict__ dy, int64_t planes, int h, int w, int oh,    \
+                        int ow, int k, int s, int p, T* __restrict__ dx) {                                            \
+        maxpool_bwd_t(x, dy, planes, h, w, oh, ow, k, s, p, dx);                                                      \
+    }
+MAXPOOL(maxpool_fwd, maxpool_bwd, float)
+MAXPOOL(maxpool_fwd_bf16, maxpool_bwd_bf16, bf16)
 
 // ---- AdamW in one pass -------------------------------------------------------------------
 // out = [w', m', v'] (3·n floats) from w, g and the previous state mv = [·, m, v] (3·n floats;

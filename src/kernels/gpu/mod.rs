@@ -390,22 +390,29 @@ impl CustomOp2 for Conv {
         }
     }
     fn bwd(&self, x: &Tensor, w: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let grad = grad.contiguous()?;
         let (stride, pad, groups) = (self.stride, self.pad, self.groups);
-        let dx = if x.track_op() {
-            let pass = Pass::Data { h: x.dim(2)?, w: x.dim(3)? };
-            Some(grad.apply_op2_no_bwd(w, &Conv { stride, pad, groups, pass })?)
-        } else {
-            None
-        };
-        let dw = if w.track_op() {
-            let pass = Pass::Filter { k: w.dim(2)?, cout: w.dim(0)? };
-            Some(x.apply_op2_no_bwd(&grad, &Conv { stride, pad, groups, pass })?)
-        } else {
-            None
-        };
-        Ok((dx, dw))
+        conv_grads(
+            x,
+            w,
+            &grad.contiguous()?,
+            || Ok(Conv { stride, pad, groups, pass: Pass::Data { h: x.dim(2)?, w: x.dim(3)? } }),
+            || Ok(Conv { stride, pad, groups, pass: Pass::Filter { k: w.dim(2)?, cout: w.dim(0)? } }),
+        )
     }
+}
+
+/// A convolution's gradients by its own backward ops: the input gradient, op `data()` on
+/// (dy, w), where x is tracked; the filter gradient, op `filter()` on (x, dy), where w is.
+fn conv_grads<O: CustomOp2>(
+    x: &Tensor,
+    w: &Tensor,
+    dy: &Tensor,
+    data: impl FnOnce() -> Result<O>,
+    filter: impl FnOnce() -> Result<O>,
+) -> Result<(Option<Tensor>, Option<Tensor>)> {
+    let dx = if x.track_op() { Some(dy.apply_op2_no_bwd(w, &data()?)?) } else { None };
+    let dw = if w.track_op() { Some(x.apply_op2_no_bwd(dy, &filter()?)?) } else { None };
+    Ok((dx, dw))
 }
 
 /// Convolution of NCHW `x` with (cout, cin/groups, k, k) `w` by cuDNN: stride, symmetric zero
@@ -924,14 +931,13 @@ impl CustomOp2 for DwConv {
     fn bwd(&self, x: &Tensor, w: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let grad = if grad.dtype() == x.dtype() { grad.contiguous()? } else { grad.to_dtype(x.dtype())? };
         let (s, pad) = (self.s, self.pad);
-        let dx = if x.track_op() {
-            Some(grad.apply_op2_no_bwd(w, &DwConv { s, pad, pass: DwPass::Data { h: x.dim(2)?, w: x.dim(3)? } })?)
-        } else {
-            None
-        };
-        let dw =
-            if w.track_op() { Some(x.apply_op2_no_bwd(&grad, &DwConv { s, pad, pass: DwPass::Filter { k: w.dim(2)? } })?) } else { None };
-        Ok((dx, dw))
+        conv_grads(
+            x,
+            w,
+            &grad,
+            || Ok(DwConv { s, pad, pass: DwPass::Data { h: x.dim(2)?, w: x.dim(3)? } }),
+            || Ok(DwConv { s, pad, pass: DwPass::Filter { k: w.dim(2)? } }),
+        )
     }
 }
 
@@ -947,6 +953,102 @@ pub(crate) fn depthwise_applies(k: usize) -> bool {
 pub fn depthwise(x: &Tensor, w: &Tensor, s: usize, pad: [usize; 4]) -> Result<Tensor> {
     let w = if w.dtype() == x.dtype() { w.contiguous()? } else { w.to_dtype(x.dtype())? };
     x.contiguous()?.apply_op2(&w, DwConv { s, pad, pass: DwPass::Forward })
+}
+
+// ---- max-pool with padding ------------------------------------------------------------------------
+
+/// Max-pool of NCHW x (float32 or bfloat16), window k, stride s, padding p on every side, by
+/// kernels.cu (`maxpool_*`): the first maximum of a window on ties, as graft's CPU kernel. candle
+/// has no padded max-pool, and its backward pass takes only windows equal to their stride.
+#[derive(Debug, Clone, Copy)]
+struct MaxPool {
+    k: usize,
+    s: usize,
+    p: usize,
+}
+
+impl MaxPool {
+    /// (planes, h, w, oh, ow) of input layout `l`, checked.
+    fn geom(&self, l: &Layout) -> Result<(usize, usize, usize, usize, usize)> {
+        let (b, c, h, w) = dims4(l)?;
+        if self.k == 0 || self.s == 0 || self.p >= self.k || h + 2 * self.p < self.k || w + 2 * self.p < self.k {
+            bail!("graft-cuda-maxpool: window {} stride {} padding {} on a {h}x{w} input", self.k, self.s, self.p)
+        }
+        Ok((b * c, h, w, (h + 2 * self.p - self.k) / self.s + 1, (w + 2 * self.p - self.k) / self.s + 1))
+    }
+
+    fn run<T: ActElem>(
+        &self,
+        xs: &CudaSlice<T>,
+        l1: &Layout,
+        dy: Option<(&CudaStorage, &Layout)>,
+        dev: &CudaDevice,
+    ) -> Result<(CudaStorage, Shape)> {
+        let (planes, h, w, oh, ow) = self.geom(l1)?;
+        let x = sub(xs, l1, "input")?;
+        let i = |v: usize| v as i32;
+        let (pl, hi, wi, ohi, owi, k, s, p) = (planes as i64, i(h), i(w), i(oh), i(ow), i(self.k), i(self.s), i(self.p));
+        match dy {
+            None => {
+                let n = planes * oh * ow;
+                // SAFETY: maxpool_fwd writes every output element.
+                let y = unsafe { dev.alloc::<T>(n)? };
+                launch!(dev, &act_kernel::<T>("maxpool_fwd")?, flat_cfg(n); &x, &pl, &hi, &wi, &ohi, &owi, &k, &s, &p, &y)?;
+                Ok((wrap(y, dev), Shape::from((l1.dims()[0], l1.dims()[1], oh, ow))))
+            }
+            Some((s2, l2)) => {
+                if l2.dims() != [l1.dims()[0], l1.dims()[1], oh, ow] {
+                    bail!("graft-cuda-maxpool-bwd: gradient {:?} is not the output's shape", l2.dims())
+                }
+                let g = view::<T>(s2, l2, "gradient")?;
+                let n = planes * h * w;
+                // SAFETY: maxpool_bwd writes every input element.
+                let dx = unsafe { dev.alloc::<T>(n)? };
+                launch!(dev, &act_kernel::<T>("maxpool_bwd")?, flat_cfg(n); &x, &g, &pl, &hi, &wi, &ohi, &owi, &k, &s, &p, &dx)?;
+                Ok((wrap(dx, dev), l1.shape().clone()))
+            }
+        }
+    }
+}
+
+impl candle_core::CustomOp1 for MaxPool {
+    fn name(&self) -> &'static str {
+        "graft-cuda-maxpool"
+    }
+    fn cpu_fwd(&self, _: &CpuStorage, _: &Layout) -> Result<(CpuStorage, Shape)> {
+        cpu_only(self.name())
+    }
+    fn cuda_fwd(&self, s1: &CudaStorage, l1: &Layout) -> Result<(CudaStorage, Shape)> {
+        with_act!(s1, self.name(), |x| self.run(x, l1, None, &s1.device))
+    }
+    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        let grad = if grad.dtype() == arg.dtype() { grad.contiguous()? } else { grad.to_dtype(arg.dtype())? };
+        Ok(Some(arg.apply_op2_no_bwd(&grad, &MaxPoolBwd(*self))?))
+    }
+}
+
+/// The input gradient of [`MaxPool`]: (x, dy) -> dx.
+struct MaxPoolBwd(MaxPool);
+
+impl CustomOp2 for MaxPoolBwd {
+    fn name(&self) -> &'static str {
+        "graft-cuda-maxpool-bwd"
+    }
+    fn cpu_fwd(&self, _: &CpuStorage, _: &Layout, _: &CpuStorage, _: &Layout) -> Result<(CpuStorage, Shape)> {
+        cpu_only(self.name())
+    }
+    fn cuda_fwd(&self, s1: &CudaStorage, l1: &Layout, s2: &CudaStorage, l2: &Layout) -> Result<(CudaStorage, Shape)> {
+        if s2.dtype() != s1.dtype() {
+            bail!("{}: operands of {:?} and {:?}", self.name(), s1.dtype(), s2.dtype())
+        }
+        with_act!(s1, self.name(), |x| self.0.run(x, l1, Some((s2, l2)), &s1.device))
+    }
+}
+
+/// Max-pool with window k, stride s and padding p (p < k) of NCHW x (float32 or bfloat16) on the
+/// GPU by graft's kernels.
+pub fn max_pool(x: &Tensor, k: usize, s: usize, p: usize) -> Result<Tensor> {
+    x.contiguous()?.apply_op1(MaxPool { k, s, p })
 }
 
 // ---- AdamW ----------------------------------------------------------------------------------------
@@ -1103,6 +1205,24 @@ pub fn self_check(dev: &candle_core::Device) -> Result<Vec<(String, f32, f32)>> 
             Ok(())
         });
     }
+    // padded max-pool (the torchvision stem) against graft's CPU kernel, on ReLU'd values of a
+    // coarse grid, so that many windows tie and must pick the same (first) maximum
+    let pool_cases = [(2, 8, 16, 3, 2, 1), (2, 4, 15, 3, 2, 1), (2, 4, 9, 3, 1, 1)];
+    let tied = |shape: &[usize], seed: u64| -> Result<Tensor> { (rand(shape, seed) * 4.0)?.round()?.relu() };
+    for (i, &(b, c, h, k, s, p)) in pool_cases.iter().enumerate() {
+        let name = format!("max-pool b{b} c{c} {h}px k{k} s{s} p{p}");
+        guarded(&mut out, &name, |out| {
+            let (xg, xc) = pair(&tied(&[b, c, h, h], 230 + i as u64)?)?;
+            let ours = max_pool(xg.as_tensor(), k, s, p)?;
+            let theirs = crate::kernels::max_pool(xc.as_tensor(), k, s, p)?;
+            let up = rand(theirs.dims(), 240 + i as u64);
+            out.push((format!("{name} forward"), rel(&ours, &theirs)?, 0.0));
+            let go = (ours * up.to_device(dev)?)?.sum_all()?.backward()?;
+            let gt = (theirs * &up)?.sum_all()?.backward()?;
+            out.push((format!("{name} input grad"), rel(go.get(xg.as_tensor()).expect("dx"), gt.get(xc.as_tensor()).expect("dx"))?, 1e-6));
+            Ok(())
+        });
+    }
     // BatchNorm + activation in training mode, and its running statistics
     for (i, &(b, c, h, cap)) in
         [(8, 16, 8, None), (4, 32, 7, Some(6f32)), (16, 8, 4, Some(f32::INFINITY)), (2, 3, 33, Some(6f32))].iter().enumerate()
@@ -1193,6 +1313,18 @@ pub fn self_check(dev: &candle_core::Device) -> Result<Vec<(String, f32, f32)>> 
             Ok(())
         });
     }
+    guarded(&mut out, "bf16 max-pool", |out| {
+        let (b, c, h, k, s, p) = pool_cases[0];
+        let (xg, xc) = pair16(&tied(&[b, c, h, h], 250)?)?;
+        let up = round(&rand(&[b, c, (h + 2 * p - k) / s + 1, (h + 2 * p - k) / s + 1], 251))?;
+        let ours = max_pool(xg.as_tensor(), k, s, p)?;
+        let theirs = crate::kernels::max_pool(xc.as_tensor(), k, s, p)?;
+        out.push(("bf16 max-pool forward".into(), rel16(&ours, &theirs)?, 0.0));
+        let go = (ours.to_dtype(DType::F32)? * up.to_device(dev)?)?.sum_all()?.backward()?;
+        let gt = (theirs * &up)?.sum_all()?.backward()?;
+        out.push(("bf16 max-pool input grad".into(), rel(go.get(xg.as_tensor()).expect("dx"), gt.get(xc.as_tensor()).expect("dx"))?, 4e-3));
+        Ok(())
+    });
     guarded(&mut out, "bf16 add+relu", |out| {
         let (ag, ac) = pair16(&rand(&[4, 16, 9, 9], 180))?;
         let (bg, bc) = pair16(&rand(&[4, 16, 9, 9], 181))?;
