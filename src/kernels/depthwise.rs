@@ -366,7 +366,7 @@ pub fn depthwise_conv2d_padded(x: &Tensor, w: &Tensor, s: usize, pad: Pad) -> Re
     }
 }
 
-/// On the GPU (`cudnn` feature) graft's depthwise kernels (windows up to 5x5; `GRAFT_DEPTHWISE=cudnn`:
+/// On the GPU (`cudnn` feature) graft's depthwise kernels (3x3 and 5x5 windows; `GRAFT_DEPTHWISE=cudnn`:
 /// cuDNN's grouped convolution), graft's kernel for float32 on the CPU, candle's grouped conv2d
 /// otherwise.
 fn depthwise_native(x: &Tensor, w: &Tensor, s: usize, pad: Pad) -> Result<Tensor> {

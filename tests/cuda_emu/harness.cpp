@@ -278,8 +278,10 @@ static void depthwise(int b, int c, int h, int w, int k, int s, int pt, int pb, 
     char name[96];
     std::snprintf(name, sizeof name, "depthwise b%d c%d %dx%d k%d s%d pad %d,%d,%d,%d", b, c, h, w, k, s, pt, pb, pl, pr);
     std::string nm(name);
-    DwOut f = run_dw<float>(dw_fwd, dw_bwd_data, dw_bwd_filter_partial, dw_bwd_filter_final, x, wt, dy, b, c, h, w, oh, ow, k, s,
-                            pt, pl);
+    DwOut f = k == 3 ? run_dw<float>(dw_fwd_k3, dw_bwd_data_k3, dw_bwd_filter_partial_k3, dw_bwd_filter_final, x, wt, dy, b, c, h,
+                                     w, oh, ow, k, s, pt, pl)
+                     : run_dw<float>(dw_fwd_k5, dw_bwd_data_k5, dw_bwd_filter_partial_k5, dw_bwd_filter_final, x, wt, dy, b, c, h,
+                                     w, oh, ow, k, s, pt, pl);
     check((nm + " forward").c_str(), max_rel(f.y, ry), 1e-6);
     check((nm + " input grad").c_str(), max_rel(f.dx, rdx), 1e-6);
     check((nm + " filter grad").c_str(), max_rel(f.dw, rdw), 1e-5);
@@ -288,10 +290,14 @@ static void depthwise(int b, int c, int h, int w, int k, int s, int pt, int pb, 
     for (size_t i = 0; i < nx; i++) xr[i] = round_bf16(x[i]);
     for (size_t i = 0; i < nw; i++) wr[i] = round_bf16(wt[i]);
     for (size_t i = 0; i < ny; i++) dyr[i] = round_bf16(dy[i]);
-    DwOut fr = run_dw<float>(dw_fwd, dw_bwd_data, dw_bwd_filter_partial, dw_bwd_filter_final, xr, wr, dyr, b, c, h, w, oh, ow, k,
-                             s, pt, pl);
-    DwOut hb = run_dw<__nv_bfloat16>(dw_fwd_bf16, dw_bwd_data_bf16, dw_bwd_filter_partial_bf16, dw_bwd_filter_final_bf16, xr,
-                                     wr, dyr, b, c, h, w, oh, ow, k, s, pt, pl);
+    DwOut fr = k == 3 ? run_dw<float>(dw_fwd_k3, dw_bwd_data_k3, dw_bwd_filter_partial_k3, dw_bwd_filter_final, xr, wr, dyr, b, c,
+                                      h, w, oh, ow, k, s, pt, pl)
+                      : run_dw<float>(dw_fwd_k5, dw_bwd_data_k5, dw_bwd_filter_partial_k5, dw_bwd_filter_final, xr, wr, dyr, b, c,
+                                      h, w, oh, ow, k, s, pt, pl);
+    DwOut hb = k == 3 ? run_dw<__nv_bfloat16>(dw_fwd_k3_bf16, dw_bwd_data_k3_bf16, dw_bwd_filter_partial_k3_bf16,
+                                              dw_bwd_filter_final_bf16, xr, wr, dyr, b, c, h, w, oh, ow, k, s, pt, pl)
+                      : run_dw<__nv_bfloat16>(dw_fwd_k5_bf16, dw_bwd_data_k5_bf16, dw_bwd_filter_partial_k5_bf16,
+                                              dw_bwd_filter_final_bf16, xr, wr, dyr, b, c, h, w, oh, ow, k, s, pt, pl);
     check((nm + " bf16: output, grads = f32's rounded").c_str(),
           (double)(bit_diffs(hb.y, fr.y, true) + bit_diffs(hb.dx, fr.dx, true) + bit_diffs(hb.dw, fr.dw, true)), 0);
 }

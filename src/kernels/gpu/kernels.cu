@@ -26,6 +26,9 @@ __device__ __forceinline__ void stv(bf16* __restrict__ p, int64_t j, float v) { 
 
 #define RED_THREADS 256
 
+// j over this thread's share of 0..n (a grid-stride loop).
+#define GRID_STRIDE(j, n) for (int64_t j = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; j < (n); j += (int64_t)gridDim.x * blockDim.x)
+
 // Block-wide sum of two doubles into thread 0 (RED_THREADS threads, a power of two).
 __device__ __forceinline__ void block_sum2(double& a, double& b, double* sa, double* sb) {
     int t = threadIdx.x;
@@ -103,7 +106,7 @@ __device__ __forceinline__ float bn_pre(const T* __restrict__ x, const float* __
 template <class T>
 __device__ __forceinline__ void bn_affine_act_t(const T* __restrict__ x, const float* __restrict__ ss, int64_t total,
                                                 int c, int hw, float cap, T* __restrict__ y) {
-    for (int64_t j = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; j < total; j += (int64_t)gridDim.x * blockDim.x) {
+    GRID_STRIDE(j, total) {
         int ch = chan_of(j, c, hw);
         float v = bn_pre(x, ss, j, ch, c);
         if (cap >= 0.0f) v = fminf(fmaxf(v, 0.0f), cap);
@@ -151,7 +154,7 @@ template <class T>
 __device__ __forceinline__ void bn_bwd_dx_t(const T* __restrict__ x, const T* __restrict__ dy, const float* __restrict__ ss,
                                             float cap, const float* __restrict__ coef, int64_t total, int c, int hw,
                                             T* __restrict__ dx) {
-    for (int64_t j = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; j < total; j += (int64_t)gridDim.x * blockDim.x) {
+    GRID_STRIDE(j, total) {
         int ch = chan_of(j, c, hw);
         float k = coef[2 * c + ch], md = coef[3 * c + ch], mdx = coef[4 * c + ch], inv = coef[5 * c + ch];
         float m = coef[6 * c + ch];
@@ -163,7 +166,7 @@ __device__ __forceinline__ void bn_bwd_dx_t(const T* __restrict__ x, const T* __
 // ---- residual add + ReLU -----------------------------------------------------------------
 template <class T>
 __device__ __forceinline__ void add_relu_fwd_t(const T* __restrict__ a, const T* __restrict__ b, int64_t n, T* __restrict__ y) {
-    for (int64_t j = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; j < n; j += (int64_t)gridDim.x * blockDim.x)
+    GRID_STRIDE(j, n)
         stv(y, j, fmaxf(ldv(a, j) + ldv(b, j), 0.0f));
 }
 
@@ -171,7 +174,7 @@ __device__ __forceinline__ void add_relu_fwd_t(const T* __restrict__ a, const T*
 // rounded to bfloat16 (the same exponent range as float32), so the mask is exact in either type.
 template <class T>
 __device__ __forceinline__ void relu_mask_t(const T* __restrict__ dy, const T* __restrict__ y, int64_t n, T* __restrict__ dx) {
-    for (int64_t j = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; j < n; j += (int64_t)gridDim.x * blockDim.x)
+    GRID_STRIDE(j, n)
         stv(dx, j, ldv(y, j) > 0.0f ? ldv(dy, j) : 0.0f);
 }
 
@@ -179,14 +182,16 @@ __device__ __forceinline__ void relu_mask_t(const T* __restrict__ dy, const T* _
 // x (b, c, h, w), filter (c, 1, k, k), y (b, c, oh, ow); stride s; zero padding pt rows above
 // and pl columns left (the bottom/right padding is whatever oh and ow imply: TensorFlow "SAME"
 // pads one more pixel there, with no copy of the input). Sums in float32 in a fixed order.
-#define DW_MAXK 5
+// Each kernel is instantiated for k = 3 and 5 (the windows EfficientNet uses): with k known at
+// compile time its loops unroll and the filter gradient's k·k sums stay in registers.
 
 // Forward: one thread an output element, y = Σ_ij x[oy·s − pt + i, ox·s − pl + j]·w[i, j].
-template <class T>
+template <class T, int K>
 __device__ __forceinline__ void dw_fwd_t(const T* __restrict__ x, const T* __restrict__ wt, int b, int c, int h, int w,
-                                         int oh, int ow, int k, int s, int pt, int pl, T* __restrict__ y) {
+                                         int oh, int ow, int s, int pt, int pl, T* __restrict__ y) {
+    constexpr int k = K;
     int64_t total = (int64_t)b * c * oh * ow;
-    for (int64_t j = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; j < total; j += (int64_t)gridDim.x * blockDim.x) {
+    GRID_STRIDE(j, total) {
         int ox, oy, ch;
         int64_t plane = divmod(divmod(j, ow, ox), oh, oy);
         divmod(plane, c, ch);
@@ -210,11 +215,12 @@ __device__ __forceinline__ void dw_fwd_t(const T* __restrict__ x, const T* __res
 // Input gradient: one thread an input element, dx = Σ over the taps (i, j) whose output
 // (oy, ox) = ((iy + pt − i)/s, (ix + pl − j)/s) exists (divides exactly, inside oh x ow) of
 // dy[oy, ox]·w[i, j].
-template <class T>
+template <class T, int K>
 __device__ __forceinline__ void dw_bwd_data_t(const T* __restrict__ dy, const T* __restrict__ wt, int b, int c, int h,
-                                              int w, int oh, int ow, int k, int s, int pt, int pl, T* __restrict__ dx) {
+                                              int w, int oh, int ow, int s, int pt, int pl, T* __restrict__ dx) {
+    constexpr int k = K;
     int64_t total = (int64_t)b * c * h * w;
-    for (int64_t j = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; j < total; j += (int64_t)gridDim.x * blockDim.x) {
+    GRID_STRIDE(j, total) {
         int ix, iy, ch;
         int64_t plane = divmod(divmod(j, w, ix), h, iy);
         divmod(plane, c, ch);
@@ -237,15 +243,16 @@ __device__ __forceinline__ void dw_bwd_data_t(const T* __restrict__ dy, const T*
 
 // Filter gradient, pass 1: grid (parts, c); block (part, ch) sums dy·x for each of the k·k taps
 // over its share of channel ch's b·oh·ow outputs (each thread in float32, then the block in
-// double) into part_out[(ch·parts + part)·k·k + tap]. k <= DW_MAXK.
-template <class T>
+// double) into part_out[(ch·parts + part)·k·k + tap].
+template <class T, int K>
 __device__ __forceinline__ void dw_bwd_filter_partial_t(const T* __restrict__ x, const T* __restrict__ dy, int b, int c,
-                                                        int h, int w, int oh, int ow, int k, int s, int pt, int pl,
+                                                        int h, int w, int oh, int ow, int s, int pt, int pl,
                                                         int parts, double* __restrict__ part_out) {
     __shared__ double sa[RED_THREADS];
     int ch = blockIdx.y, part = blockIdx.x, t = threadIdx.x;
     int64_t n = (int64_t)b * oh * ow;
-    float acc[DW_MAXK * DW_MAXK];
+    constexpr int k = K;
+    float acc[K * K];
     for (int q = 0; q < k * k; q++) acc[q] = 0.0f;
     for (int64_t p = (int64_t)part * RED_THREADS + t; p < n; p += (int64_t)parts * RED_THREADS) {
         int ox, oy;
@@ -317,7 +324,7 @@ template <class T>
 __device__ __forceinline__ void maxpool_fwd_t(const T* __restrict__ x, int64_t planes, int h, int w, int oh, int ow, int k,
                                               int s, int p, T* __restrict__ y) {
     int64_t total = planes * oh * ow;
-    for (int64_t j = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; j < total; j += (int64_t)gridDim.x * blockDim.x) {
+    GRID_STRIDE(j, total) {
         int ox, oy;
         int64_t plane = divmod(divmod(j, ow, ox), oh, oy);
         const T* xp = x + plane * h * w;
@@ -331,7 +338,7 @@ template <class T>
 __device__ __forceinline__ void maxpool_bwd_t(const T* __restrict__ x, const T* __restrict__ dy, int64_t planes, int h,
                                               int w, int oh, int ow, int k, int s, int p, T* __restrict__ dx) {
     int64_t total = planes * h * w;
-    for (int64_t j = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; j < total; j += (int64_t)gridDim.x * blockDim.x) {
+    GRID_STRIDE(j, total) {
         int ix, iy;
         int64_t plane = divmod(divmod(j, w, ix), h, iy);
         const T* xp = x + plane * h * w;
@@ -448,24 +455,30 @@ BN_BWD_DX(bn_bwd_dx_bf16, bf16)
 ADD_RELU(add_relu_fwd, relu_mask, float)
 ADD_RELU(add_relu_fwd_bf16, relu_mask_bf16, bf16)
 
-#define DW_CONV(FWD, DATA, FILT, FINAL, T)                                                                          \
-    __global__ void FWD(const T* __restrict__ x, const T* __restrict__ wt, int b, int c, int h, int w, int oh,    \
-                        int ow, int k, int s, int pt, int pl, T* __restrict__ y) {                                 \
-        dw_fwd_t(x, wt, b, c, h, w, oh, ow, k, s, pt, pl, y);                                                      \
-    }                                                                                                              \
-    __global__ void DATA(const T* __restrict__ dy, const T* __restrict__ wt, int b, int c, int h, int w, int oh,  \
-                         int ow, int k, int s, int pt, int pl, T* __restrict__ dx) {                               \
-        dw_bwd_data_t(dy, wt, b, c, h, w, oh, ow, k, s, pt, pl, dx);                                               \
-    }                                                                                                              \
-    __global__ void FILT(const T* __restrict__ x, const T* __restrict__ dy, int b, int c, int h, int w, int oh,   \
-                         int ow, int k, int s, int pt, int pl, int parts, double* __restrict__ part_out) {         \
-        dw_bwd_filter_partial_t(x, dy, b, c, h, w, oh, ow, k, s, pt, pl, parts, part_out);                         \
-    }                                                                                                              \
-    __global__ void FINAL(const double* __restrict__ part, int c, int kk, int parts, T* __restrict__ dw) {         \
-        dw_bwd_filter_final_t(part, c, kk, parts, dw);                                                             \
+// The k argument must be K (mod.rs picks the instance by the filter's size).
+#define DW_CONV(FWD, DATA, FILT, T, K)                                                                          \
+    __global__ void FWD(const T* __restrict__ x, const T* __restrict__ wt, int b, int c, int h, int w, int oh,  \
+                        int ow, int k, int s, int pt, int pl, T* __restrict__ y) {                               \
+        dw_fwd_t<T, K>(x, wt, b, c, h, w, oh, ow, s, pt, pl, y);                                                 \
+    }                                                                                                            \
+    __global__ void DATA(const T* __restrict__ dy, const T* __restrict__ wt, int b, int c, int h, int w, int oh,\
+                         int ow, int k, int s, int pt, int pl, T* __restrict__ dx) {                             \
+        dw_bwd_data_t<T, K>(dy, wt, b, c, h, w, oh, ow, s, pt, pl, dx);                                          \
+    }                                                                                                            \
+    __global__ void FILT(const T* __restrict__ x, const T* __restrict__ dy, int b, int c, int h, int w, int oh, \
+                         int ow, int k, int s, int pt, int pl, int parts, double* __restrict__ part_out) {       \
+        dw_bwd_filter_partial_t<T, K>(x, dy, b, c, h, w, oh, ow, s, pt, pl, parts, part_out);                    \
     }
-DW_CONV(dw_fwd, dw_bwd_data, dw_bwd_filter_partial, dw_bwd_filter_final, float)
-DW_CONV(dw_fwd_bf16, dw_bwd_data_bf16, dw_bwd_filter_partial_bf16, dw_bwd_filter_final_bf16, bf16)
+DW_CONV(dw_fwd_k3, dw_bwd_data_k3, dw_bwd_filter_partial_k3, float, 3)
+DW_CONV(dw_fwd_k3_bf16, dw_bwd_data_k3_bf16, dw_bwd_filter_partial_k3_bf16, bf16, 3)
+DW_CONV(dw_fwd_k5, dw_bwd_data_k5, dw_bwd_filter_partial_k5, float, 5)
+DW_CONV(dw_fwd_k5_bf16, dw_bwd_data_k5_bf16, dw_bwd_filter_partial_k5_bf16, bf16, 5)
+__global__ void dw_bwd_filter_final(const double* __restrict__ part, int c, int kk, int parts, float* __restrict__ dw) {
+    dw_bwd_filter_final_t(part, c, kk, parts, dw);
+}
+__global__ void dw_bwd_filter_final_bf16(const double* __restrict__ part, int c, int kk, int parts, bf16* __restrict__ dw) {
+    dw_bwd_filter_final_t(part, c, kk, parts, dw);
+}
 
 #define MAXPOOL(FWD, BWD, T)                                                                                      \
     __global__ void FWD(const T* __restrict__ x, int64_t planes, int h, int w, int oh, int ow, int k, int s, int p, \
@@ -487,7 +500,7 @@ __global__ void adamw_step(const float* __restrict__ w, const float* __restrict_
                            const float* __restrict__ mv, int64_t n, float b1, float c1, float b2,
                            float c2, float ibc1, float ibc2, float eps, float decay, float lr,
                            float* __restrict__ out) {
-    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+    GRID_STRIDE(i, n) {
         float gi = g[i];
         float m = __fadd_rn(__fmul_rn(mv[n + i], b1), __fmul_rn(gi, c1));
         float g2 = __fmul_rn(gi, gi);

@@ -817,8 +817,8 @@ struct DwConv {
     pass: DwPass,
 }
 
-/// The largest depthwise window kernels.cu's filter gradient holds (`DW_MAXK`).
-const DW_MAXK: usize = 5;
+/// The depthwise windows kernels.cu has instances for (`dw_*_k3`, `dw_*_k5`).
+const DW_WINDOWS: [usize; 2] = [3, 5];
 
 /// (b, c, h, w, oh, ow, k) of a depthwise convolution, checked.
 type DwGeom = (usize, usize, usize, usize, usize, usize, usize);
@@ -848,7 +848,7 @@ impl DwConv {
                 (b, c, h, w, k)
             }
         };
-        if k == 0 || k > DW_MAXK || self.s == 0 || h + pt + pb < k || w + pl + pr < k {
+        if !DW_WINDOWS.contains(&k) || self.s == 0 || h + pt + pb < k || w + pl + pr < k {
             bail!("graft-cuda-depthwise: a {k}x{k} window at stride {} on a {h}x{w} input padded {:?}", self.s, self.pad)
         }
         let (oh, ow) = ((h + pt + pb - k) / self.s + 1, (w + pl + pr - k) / self.s + 1);
@@ -887,14 +887,14 @@ impl DwConv {
                 let n = b * c * oh * ow;
                 // SAFETY: dw_fwd writes every output element.
                 let y = unsafe { dev.alloc::<T>(n)? };
-                launch!(dev, &act_kernel::<T>("dw_fwd")?, flat_cfg(n); &a, &o, &bi, &ci, &hi, &wi, &ohi, &owi, &ki, &si, &pt, &pl, &y)?;
+                launch!(dev, &act_kernel::<T>(&format!("dw_fwd_k{k}"))?, flat_cfg(n); &a, &o, &bi, &ci, &hi, &wi, &ohi, &owi, &ki, &si, &pt, &pl, &y)?;
                 Ok((wrap(y, dev), Shape::from((b, c, oh, ow))))
             }
             DwPass::Data { .. } => {
                 let n = b * c * h * w;
                 // SAFETY: dw_bwd_data writes every input element.
                 let dx = unsafe { dev.alloc::<T>(n)? };
-                launch!(dev, &act_kernel::<T>("dw_bwd_data")?, flat_cfg(n); &a, &o, &bi, &ci, &hi, &wi, &ohi, &owi, &ki, &si, &pt, &pl, &dx)?;
+                launch!(dev, &act_kernel::<T>(&format!("dw_bwd_data_k{k}"))?, flat_cfg(n); &a, &o, &bi, &ci, &hi, &wi, &ohi, &owi, &ki, &si, &pt, &pl, &dx)?;
                 Ok((wrap(dx, dev), Shape::from((b, c, h, w))))
             }
             DwPass::Filter { .. } => {
@@ -903,7 +903,7 @@ impl DwConv {
                 // SAFETY: every partial is written by its block.
                 let part = unsafe { dev.alloc::<f64>(c * parts * k * k)? };
                 let cfg = LaunchConfig { grid_dim: (parts as u32, c as u32, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 };
-                launch!(dev, &act_kernel::<T>("dw_bwd_filter_partial")?, cfg; &a, &o, &bi, &ci, &hi, &wi, &ohi, &owi, &ki, &si, &pt, &pl, &pi, &part)?;
+                launch!(dev, &act_kernel::<T>(&format!("dw_bwd_filter_partial_k{k}"))?, cfg; &a, &o, &bi, &ci, &hi, &wi, &ohi, &owi, &ki, &si, &pt, &pl, &pi, &part)?;
                 // SAFETY: dw_bwd_filter_final writes all c·k·k values.
                 let dw = unsafe { dev.alloc::<T>(c * k * k)? };
                 let kk = i(k * k);
@@ -941,11 +941,11 @@ impl CustomOp2 for DwConv {
     }
 }
 
-/// Whether graft's depthwise kernels serve a k x k depthwise convolution on the GPU: windows up
-/// to 5x5, unless `GRAFT_DEPTHWISE=cudnn` asks for cuDNN's grouped convolution instead.
+/// Whether graft's depthwise kernels serve a k x k depthwise convolution on the GPU: 3x3 and
+/// 5x5 windows, unless `GRAFT_DEPTHWISE=cudnn` asks for cuDNN's grouped convolution instead.
 pub(crate) fn depthwise_applies(k: usize) -> bool {
     static CUDNN: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    k <= DW_MAXK && !*CUDNN.get_or_init(|| std::env::var("GRAFT_DEPTHWISE").map(|v| v == "cudnn").unwrap_or(false))
+    DW_WINDOWS.contains(&k) && !*CUDNN.get_or_init(|| std::env::var("GRAFT_DEPTHWISE").map(|v| v == "cudnn").unwrap_or(false))
 }
 
 /// Depthwise convolution of NCHW `x` (float32 or bfloat16) with a (c, 1, k, k) filter (cast to
