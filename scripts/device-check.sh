@@ -19,7 +19,9 @@
 # (a) parity: the same small recipe (finetune-all on resnet8-cifar10, examples/cifar3, seed 0,
 #     3 epochs) on CPU and on CUDA: first-step loss must agree to 1e-4 relative (float32), final
 #     accuracy within run-to-run noise (reported; 2 seeds on CUDA show that noise); then the
-#     same with --precision bf16 on CUDA.
+#     same with --precision bf16 on CUDA; and a torchvision-format ResNet
+#     (tests/golden/tv_basic.safetensors: its stem's padded max-pool) on CPU and CUDA, first-step
+#     loss to 1e-4 relative.
 # (b) throughput: graft bench --device cuda for resnet8 and resnet20 at batch 128 and 512, f32
 #     and bf16, and EfficientNet-Lite0 at 224 px at batch 64 and 256, beside
 #     benches/pytorch_reference.py on the same GPU, and the ratio; resnet8 at 128 and Lite0 at 64
@@ -110,6 +112,11 @@ run cuda f32 1 > "$W/run-cuda-f32-s1.json" || say "CUDA run (seed 1) failed"
 run cpu f32 1 > "$W/run-cpu-f32-s1.json" || say "CPU run (seed 1) failed"
 run cuda bf16 0 > "$W/run-cuda-bf16-s0.json" || say "CUDA bf16 run failed"
 run cpu bf16 0 > "$W/run-cpu-bf16-s0.json" || say "CPU bf16 (emulated) run failed"
+# a torchvision-format ResNet (its stem's padded max-pool runs on graft's kernels on the GPU)
+for d in cpu cuda; do
+    G run --data examples/cifar3 --preset finetune-all --backbone tests/golden/tv_basic.safetensors --epochs 2 --seed 0 \
+        --device $d --no-meta --runs "$RUNS" --json > "$W/run-$d-tv-s0.json" 2>>"$W/stderr.log" || say "torchvision ResNet run on $d failed"
+done
 
 pack
 # (b) throughput -----------------------------------------------------------------
@@ -185,6 +192,15 @@ for name in ["cpu-f32-s0", "cuda-f32-s0", "cpu-f32-s1", "cuda-f32-s1", "cpu-bf16
     if name == "cuda-f32-s0" and not rel <= 1e-4:
         ok = False
     lines.append(f"| {name} | {l:.6f} | {rel:.2e} | {a:.4f} |")
+# the torchvision-format ResNet (tests/golden/tv_basic.safetensors, 224 px, 2 epochs)
+tc, tg = load("run-cpu-tv-s0.json"), load("run-cuda-tv-s0.json")
+if tc and tg:
+    rel = abs(tg["first_step_loss"] - tc["first_step_loss"]) / abs(tc["first_step_loss"])
+    ok = ok and rel <= 1e-4
+    for name, r, e in [("cpu-tv-s0", tc, 0.0), ("cuda-tv-s0", tg, rel)]:
+        lines.append(f"| {name} (torchvision ResNet) | {r['first_step_loss']:.6f} | {e:.2e} | {r['test_accuracy']:.4f} |")
+else:
+    lines.append("| torchvision ResNet | failed | | |"); ok = False
 lines += ["", "## Throughput on the GPU (images/s)", "",
           "| arch | batch | precision | graft train | PyTorch train | ratio | graft extract | PyTorch extract | ratio |",
           "|---|---|---|---|---|---|---|---|---|"]
