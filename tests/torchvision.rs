@@ -92,3 +92,32 @@ fn run_fine_tunes_a_torchvision_backbone() {
     assert_eq!(names, vec!["stem", "layer1", "layer2", "layer3", "layer4", "head"]);
     assert!(j["groups"].as_array().unwrap().iter().all(|g| g["weight_change"].as_f64().unwrap() > 0.0));
 }
+
+/// With `GRAFT_REFERENCE_KERNELS=1` (candle's ops where it has them) a torchvision stem's padded
+/// max-pool still runs, on graft's CPU kernel (candle has no padded max-pool), and the first
+/// step's loss agrees with graft's own kernels to float32 rounding.
+#[test]
+fn the_reference_kernels_run_a_torchvision_stem() {
+    let t = tempfile::tempdir().unwrap();
+    let data = t.path().join("d");
+    common::make_folder(&data, &[("train", 4), ("test", 2)], 2, 32);
+    let first_loss = |reference: bool| -> f64 {
+        let mut c = common::graft();
+        if reference {
+            c.env("GRAFT_REFERENCE_KERNELS", "1");
+        }
+        let out = c
+            .args(["run", "--preset", "finetune-all", "--epochs", "1", "--seed", "0", "--no-meta", "--json", "--runs"])
+            .arg(t.path().join(if reference { "ref" } else { "own" }))
+            .arg("--data")
+            .arg(&data)
+            .arg("--backbone")
+            .arg(golden("tv_basic.safetensors"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "reference {reference}: {}", String::from_utf8_lossy(&out.stderr));
+        common::json_of(&out)["first_step_loss"].as_f64().unwrap()
+    };
+    let (own, reference) = (first_loss(false), first_loss(true));
+    assert!((own - reference).abs() / own.abs() < 1e-5, "graft's kernels {own}, reference kernels {reference}");
+}
