@@ -78,16 +78,7 @@ fn run_fine_tunes_a_torchvision_backbone() {
     let t = tempfile::tempdir().unwrap();
     let data = t.path().join("d");
     common::make_folder(&data, &[("train", 4), ("test", 2)], 2, 32);
-    let out = common::graft()
-        .args(["run", "--preset", "finetune-all", "--epochs", "1", "--no-meta", "--json", "--runs"])
-        .arg(t.path())
-        .arg("--data")
-        .arg(&data)
-        .arg("--backbone")
-        .arg(golden("tv_basic.safetensors"))
-        .output()
-        .unwrap();
-    let j = common::json_of(&out);
+    let j = common::json_of(&run_tv_basic(&data, t.path(), false));
     let names: Vec<&str> = j["groups"].as_array().unwrap().iter().map(|g| g["name"].as_str().unwrap()).collect();
     assert_eq!(names, vec!["stem", "layer1", "layer2", "layer3", "layer4", "head"]);
     assert!(j["groups"].as_array().unwrap().iter().all(|g| g["weight_change"].as_f64().unwrap() > 0.0));
@@ -102,22 +93,27 @@ fn the_reference_kernels_run_a_torchvision_stem() {
     let data = t.path().join("d");
     common::make_folder(&data, &[("train", 4), ("test", 2)], 2, 32);
     let first_loss = |reference: bool| -> f64 {
-        let mut c = common::graft();
-        if reference {
-            c.env("GRAFT_REFERENCE_KERNELS", "1");
-        }
-        let out = c
-            .args(["run", "--preset", "finetune-all", "--epochs", "1", "--seed", "0", "--no-meta", "--json", "--runs"])
-            .arg(t.path().join(if reference { "ref" } else { "own" }))
-            .arg("--data")
-            .arg(&data)
-            .arg("--backbone")
-            .arg(golden("tv_basic.safetensors"))
-            .output()
-            .unwrap();
+        let out = run_tv_basic(&data, &t.path().join(if reference { "ref" } else { "own" }), reference);
         assert!(out.status.success(), "reference {reference}: {}", String::from_utf8_lossy(&out.stderr));
         common::json_of(&out)["first_step_loss"].as_f64().unwrap()
     };
     let (own, reference) = (first_loss(false), first_loss(true));
     assert!((own - reference).abs() / own.abs() < 1e-5, "graft's kernels {own}, reference kernels {reference}");
+}
+
+/// `graft run` (finetune-all, 1 epoch, seed 0) of tests/golden/tv_basic.safetensors on `data`,
+/// runs logged under `runs`; `reference`: with GRAFT_REFERENCE_KERNELS=1.
+fn run_tv_basic(data: &std::path::Path, runs: &std::path::Path, reference: bool) -> std::process::Output {
+    let mut c = common::graft();
+    if reference {
+        c.env("GRAFT_REFERENCE_KERNELS", "1");
+    }
+    c.args(["run", "--preset", "finetune-all", "--epochs", "1", "--seed", "0", "--no-meta", "--json", "--runs"])
+        .arg(runs)
+        .arg("--data")
+        .arg(data)
+        .arg("--backbone")
+        .arg(golden("tv_basic.safetensors"))
+        .output()
+        .unwrap()
 }
