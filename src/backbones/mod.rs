@@ -341,7 +341,7 @@ impl Model {
             for l in g {
                 h = l.forward_t(&h, t)?;
             }
-            outs.push(crate::kernels::to_f32(&h)?);
+            outs.push(h.to_dtype(candle_core::DType::F32)?);
         }
         Ok(outs)
     }
@@ -356,7 +356,7 @@ impl Model {
                 h = l.forward_t(&h, true)?;
             }
         }
-        Ok(crate::kernels::to_f32(&h)?)
+        Ok(h.to_dtype(candle_core::DType::F32)?)
     }
 
     /// `h`, the output of group `span.start - 1` (the image for 0), through the groups in
@@ -370,7 +370,7 @@ impl Model {
                 h = l.forward_t(&h, t)?;
             }
         }
-        Ok(crate::kernels::to_f32(&h)?)
+        Ok(h.to_dtype(candle_core::DType::F32)?)
     }
 
     /// Logits, with per-group train flags.
@@ -591,7 +591,7 @@ impl Model {
 /// Global average pool for 4-D activations; 2-D pass through.
 /// float32 either way (bfloat16 activations are pooled in float32).
 pub fn pool(h: &Tensor) -> candle_core::Result<Tensor> {
-    let h = crate::kernels::to_f32(h)?;
+    let h = h.to_dtype(candle_core::DType::F32)?;
     if h.rank() == 4 {
         h.mean((2, 3))
     } else {

@@ -435,7 +435,7 @@ pub fn conv2d(x: &Tensor, w: &Tensor, stride: usize, pad: usize) -> Result<Tenso
 /// graft's kernel for float32 on the CPU, cuDNN on CUDA (`cudnn` feature), candle's conv2d
 /// otherwise.
 fn conv2d_native(x: &Tensor, w: &Tensor, stride: usize, pad: usize) -> Result<Tensor> {
-    if super::gpu::conv_applies(x) {
+    if super::gpu::act_applies(x) {
         return super::gpu::conv2d(x, w, stride, pad, 1);
     }
     if super::native_kernels_apply(x, &[]) {

@@ -370,10 +370,10 @@ pub fn depthwise_conv2d_padded(x: &Tensor, w: &Tensor, s: usize, pad: Pad) -> Re
 /// cuDNN's grouped convolution), graft's kernel for float32 on the CPU, candle's grouped conv2d
 /// otherwise.
 fn depthwise_native(x: &Tensor, w: &Tensor, s: usize, pad: Pad) -> Result<Tensor> {
-    if super::gpu::act_applies(x) && super::gpu::depthwise_applies(w.dim(2)?) {
-        return super::gpu::depthwise(x, w, s, [pad.top, pad.bottom, pad.left, pad.right]);
-    }
     if super::gpu::act_applies(x) {
+        if super::gpu::depthwise_applies(w.dim(2)?) {
+            return super::gpu::depthwise(x, w, s, [pad.top, pad.bottom, pad.left, pad.right]);
+        }
         // cuDNN pads symmetrically: the asymmetric ("SAME") rest is padded explicitly
         let p = pad.top.min(pad.bottom).min(pad.left).min(pad.right);
         let rest = Pad { top: pad.top - p, bottom: pad.bottom - p, left: pad.left - p, right: pad.right - p };

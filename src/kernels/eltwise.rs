@@ -95,7 +95,7 @@ impl CustomOp2 for ReluMask {
 /// Two activations of different types (a bfloat16 block output and a float32 shortcut from
 /// outside the backbone's pass) add in `a`'s type; the result is stored as activations are.
 pub fn add_relu(a: &Tensor, b: &Tensor) -> Result<Tensor> {
-    let b = super::like(b, a)?;
+    let b = b.to_dtype(a.dtype())?;
     if super::gpu::act_applies(a) {
         return super::gpu::add_relu(a, &b);
     }

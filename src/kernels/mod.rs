@@ -50,9 +50,6 @@ pub mod gpu {
     pub(crate) fn applies(_: &Tensor) -> bool {
         false
     }
-    pub(crate) fn conv_applies(_: &Tensor) -> bool {
-        false
-    }
     pub(crate) fn act_applies(_: &Tensor) -> bool {
         false
     }
@@ -230,27 +227,9 @@ pub(crate) fn store_act(y: Tensor) -> candle_core::Result<Tensor> {
     }
 }
 
-/// `t` as float32 (itself when it is).
-pub fn to_f32(t: &Tensor) -> candle_core::Result<Tensor> {
-    if t.dtype() == DType::F32 {
-        Ok(t.clone())
-    } else {
-        t.to_dtype(DType::F32)
-    }
-}
-
-/// `b` in `a`'s element type (itself when it is), for ops on two activations.
-pub(crate) fn like(b: &Tensor, a: &Tensor) -> candle_core::Result<Tensor> {
-    if b.dtype() == a.dtype() {
-        Ok(b.clone())
-    } else {
-        b.to_dtype(a.dtype())
-    }
-}
-
 /// `a + b` of two activations (an inverted-residual block's skip), stored as activations are.
 pub fn add_act(a: &Tensor, b: &Tensor) -> candle_core::Result<Tensor> {
-    store_act((a + like(b, a)?)?)
+    store_act((a + b.to_dtype(a.dtype())?)?)
 }
 
 /// `op(a, b)` (`a` an activation, `b` a float32 weight) in this thread's precision; `None` (run
@@ -268,8 +247,7 @@ where
         return Ok(None);
     }
     if bf16_activations(a) {
-        let a = if a.dtype() == DType::BF16 { a.clone() } else { a.to_dtype(DType::BF16)? };
-        return Ok(Some(op(&a, &b.to_dtype(DType::BF16)?)?));
+        return Ok(Some(op(&a.to_dtype(DType::BF16)?, &b.to_dtype(DType::BF16)?)?));
     }
     if a.dtype() != DType::F32 {
         return Ok(None);
@@ -288,10 +266,10 @@ pub fn linear_forward(l: &candle_nn::Linear, x: &Tensor) -> candle_core::Result<
     let y = mixed(x, l.weight(), |x, w| x.broadcast_matmul(&w.t()?))?;
     match y {
         Some(y) => match l.bias() {
-            Some(b) => to_f32(&y)?.broadcast_add(b),
-            None => to_f32(&y),
+            Some(b) => y.to_dtype(DType::F32)?.broadcast_add(b),
+            None => y.to_dtype(DType::F32),
         },
-        None if x.dtype() != DType::F32 => linear_forward(l, &to_f32(x)?),
+        None if x.dtype() != DType::F32 => linear_forward(l, &x.to_dtype(DType::F32)?),
         None => l.forward(x),
     }
 }

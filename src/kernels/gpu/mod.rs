@@ -30,14 +30,9 @@ pub(crate) fn applies(x: &Tensor) -> bool {
     x.device().is_cuda() && x.dtype() == DType::F32 && !super::use_reference_kernels()
 }
 
-/// Whether graft's GPU kernels serve an activation op (BatchNorm, add + ReLU, a depthwise
-/// convolution) on `x`: float32, or bfloat16 in mixed precision.
+/// Whether graft's GPU kernels (cuDNN convolutions, BatchNorm, add + ReLU, depthwise
+/// convolutions, max-pool) serve an op on `x`: float32, or bfloat16 in mixed precision.
 pub(crate) fn act_applies(x: &Tensor) -> bool {
-    conv_applies(x)
-}
-
-/// Whether cuDNN serves a convolution of `x` (float32, or bfloat16 in mixed precision).
-pub(crate) fn conv_applies(x: &Tensor) -> bool {
     x.device().is_cuda() && matches!(x.dtype(), DType::F32 | DType::BF16) && !super::use_reference_kernels()
 }
 
@@ -418,7 +413,7 @@ fn conv_grads<O: CustomOp2>(
 /// Convolution of NCHW `x` with (cout, cin/groups, k, k) `w` by cuDNN: stride, symmetric zero
 /// padding, `groups` groups (depthwise: groups = channels).
 pub fn conv2d(x: &Tensor, w: &Tensor, stride: usize, pad: usize, groups: usize) -> Result<Tensor> {
-    let w = if w.dtype() == x.dtype() { w.contiguous()? } else { w.to_dtype(x.dtype())? };
+    let w = w.to_dtype(x.dtype())?.contiguous()?;
     x.contiguous()?.apply_op2(&w, Conv { stride, pad, groups, pass: Pass::Forward })
 }
 
@@ -607,7 +602,7 @@ impl CustomOp3 for BnNorm {
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         // the gradient in the activation's type (candle hands it over in the output's type)
-        let grad = if grad.dtype() == x.dtype() { grad.contiguous()? } else { grad.to_dtype(x.dtype())? };
+        let grad = grad.to_dtype(x.dtype())?.contiguous()?;
         let op = |coef: bool| BnBwd { eps: self.eps, cap: self.cap, st: self.st.clone(), ss: self.ss.clone(), coef };
         let coef = x.apply_op3_no_bwd(&grad, gamma, &op(false))?;
         let dx = x.apply_op3_no_bwd(&grad, &coef, &op(true))?;
@@ -780,7 +775,7 @@ impl CustomOp2 for AddRelu {
         with_act!(s1, self.name(), |a| self.run(a, l1, s2, l2, &s1.device))
     }
     fn bwd(&self, _a: &Tensor, _b: &Tensor, res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let grad = if grad.dtype() == res.dtype() { grad.contiguous()? } else { grad.to_dtype(res.dtype())? };
+        let grad = grad.to_dtype(res.dtype())?.contiguous()?;
         let g = grad.apply_op2_no_bwd(&res.contiguous()?, &AddRelu { mask: true })?;
         Ok((Some(g.clone()), Some(g)))
     }
@@ -929,7 +924,7 @@ impl CustomOp2 for DwConv {
         with_act!(s1, self.name(), |a| self.run(a, l1, s2, l2, &s1.device))
     }
     fn bwd(&self, x: &Tensor, w: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let grad = if grad.dtype() == x.dtype() { grad.contiguous()? } else { grad.to_dtype(x.dtype())? };
+        let grad = grad.to_dtype(x.dtype())?.contiguous()?;
         let (s, pad) = (self.s, self.pad);
         conv_grads(
             x,
@@ -951,7 +946,7 @@ pub(crate) fn depthwise_applies(k: usize) -> bool {
 /// Depthwise convolution of NCHW `x` (float32 or bfloat16) with a (c, 1, k, k) filter (cast to
 /// x's type), stride `s`, zero padding [top, bottom, left, right], by graft's kernels.
 pub fn depthwise(x: &Tensor, w: &Tensor, s: usize, pad: [usize; 4]) -> Result<Tensor> {
-    let w = if w.dtype() == x.dtype() { w.contiguous()? } else { w.to_dtype(x.dtype())? };
+    let w = w.to_dtype(x.dtype())?.contiguous()?;
     x.contiguous()?.apply_op2(&w, DwConv { s, pad, pass: DwPass::Forward })
 }
 
@@ -1022,7 +1017,7 @@ impl candle_core::CustomOp1 for MaxPool {
         with_act!(s1, self.name(), |x| self.run(x, l1, None, &s1.device))
     }
     fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
-        let grad = if grad.dtype() == arg.dtype() { grad.contiguous()? } else { grad.to_dtype(arg.dtype())? };
+        let grad = grad.to_dtype(arg.dtype())?.contiguous()?;
         Ok(Some(arg.apply_op2_no_bwd(&grad, &MaxPoolBwd(*self))?))
     }
 }
