@@ -153,3 +153,93 @@ fn task_sampler_is_seeded() {
     let names = |d: &graft::data::Dataset| d.train.iter().map(|i| i.source.display()).collect::<Vec<_>>();
     assert_eq!(names(&a), names(&b));
 }
+
+#[test]
+fn gif_and_jfif_images_are_read_and_other_files_are_named() {
+    let t = tempfile::tempdir().unwrap();
+    make_folder(t.path(), &[("", 3)], 2, 16);
+    // a GIF (palette) and a JPEG under Windows' .jfif name count as images
+    let gif = common::synth_image(0, 99, 16);
+    image::DynamicImage::ImageRgb8(gif.clone()).save_with_format(t.path().join("class0/extra.gif"), image::ImageFormat::Gif).unwrap();
+    image::DynamicImage::ImageRgb8(gif).save_with_format(t.path().join("class1/extra.jfif"), image::ImageFormat::Jpeg).unwrap();
+    std::fs::write(t.path().join("class0/notes.txt"), "x").unwrap();
+    std::fs::write(t.path().join("class1/photo.heic"), "x").unwrap();
+    std::fs::write(t.path().join("class1/.DS_Store"), "x").unwrap();
+    let ds = load_dataset(&LoadOptions::new(t.path())).unwrap();
+    assert_eq!(ds.train.len() + ds.test.len(), 8);
+    let all: Vec<_> = ds.train.iter().chain(&ds.test).cloned().collect();
+    let set = decode_items(&all, spec(), false).unwrap();
+    assert_eq!((set.n, set.skipped.len()), (8, 0));
+    // the files passed over are counted by kind; hidden files are not mentioned
+    let ignored = vec![t.path().join("class0/notes.txt"), t.path().join("class1/photo.heic")];
+    let m = graft::data::folder::ignored_summary("data", t.path(), &ignored).unwrap();
+    assert!(m.contains("2 files passed over") && m.contains("1 .heic") && m.contains("1 .txt") && m.contains("gif"), "{m}");
+    assert!(graft::data::folder::ignored_summary("data", t.path(), &[]).is_none());
+    // a class holding only files of other kinds names one of them
+    let t2 = tempfile::tempdir().unwrap();
+    make_folder(t2.path(), &[("", 3)], 2, 16);
+    std::fs::create_dir_all(t2.path().join("zheic")).unwrap();
+    std::fs::write(t2.path().join("zheic/a.heic"), "x").unwrap();
+    let e = data_err(load_dataset(&LoadOptions::new(t2.path())));
+    assert!(e.contains("zheic") && e.contains("a.heic") && e.contains("PNG"), "{e}");
+}
+
+#[test]
+fn a_class_without_a_test_image_is_refused_before_training() {
+    let t = tempfile::tempdir().unwrap();
+    make_folder(t.path(), &[("", 5)], 2, 16);
+    std::fs::create_dir_all(t.path().join("lonely")).unwrap();
+    common::synth_image(2, 0, 16).save(t.path().join("lonely/only.png")).unwrap();
+    // loading (and so recommending) works; the class's one image is kept for training
+    let ds = load_dataset(&LoadOptions::new(t.path())).unwrap();
+    assert_eq!(ds.untested_classes(), vec!["lonely"]);
+    let e = ds.check_every_class_tested().unwrap_err().to_string();
+    assert!(e.contains("`lonely`") && e.contains("--test DIR") && e.contains("hold-out"), "{e}");
+    // the executor's decode step refuses it
+    match graft::data::decode_dataset(&ds, spec(), false, 0.0, 0) {
+        Err(e @ GraftError::Data(_)) => assert!(e.to_string().contains("`lonely`"), "{e}"),
+        Err(e) => panic!("expected a data error, got {e}"),
+        Ok(_) => panic!("a test split without class `lonely` was accepted"),
+    }
+    // with a second image, the class is tested
+    common::synth_image(2, 1, 16).save(t.path().join("lonely/second.png")).unwrap();
+    let ds = load_dataset(&LoadOptions::new(t.path())).unwrap();
+    assert!(ds.untested_classes().is_empty());
+    ds.check_every_class_tested().unwrap();
+}
+
+/// A JPEG 16 wide and 8 high, black on the left and white on the right, whose EXIF says
+/// "rotate 90° clockwise to view" (orientation 6, as a phone held upright writes).
+fn sideways_jpeg(orientation: Option<u16>) -> Vec<u8> {
+    use image::ImageEncoder;
+    let img = image::GrayImage::from_fn(16, 8, |x, _| image::Luma([if x < 8 { 0 } else { 255 }]));
+    let mut out = Vec::new();
+    let mut enc = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 95);
+    if let Some(o) = orientation {
+        let mut exif = b"MM\0\x2a\0\0\0\x08\0\x01\x01\x12\0\x03\0\0\0\x01".to_vec();
+        exif.extend_from_slice(&[(o >> 8) as u8, o as u8, 0, 0, 0, 0, 0, 0]);
+        enc.set_exif_metadata(exif).unwrap();
+    }
+    enc.write_image(img.as_raw(), 16, 8, image::ExtendedColorType::L8).unwrap();
+    out
+}
+
+#[test]
+fn exif_orientation_turns_a_photo_upright() {
+    use image::GenericImageView;
+    let up = graft::data::images::decode_upright(&sideways_jpeg(Some(6))).unwrap();
+    assert_eq!(up.dimensions(), (8, 16));
+    let g = up.to_luma8();
+    // the left (black) half is now on top
+    assert!(g.get_pixel(4, 2)[0] < 40 && g.get_pixel(4, 13)[0] > 215, "{:?} {:?}", g.get_pixel(4, 2), g.get_pixel(4, 13));
+    // without the tag, the same pixels come back as stored
+    let plain = graft::data::images::decode_upright(&sideways_jpeg(None)).unwrap();
+    assert_eq!(plain.dimensions(), (16, 8));
+    // and through the loader: the file's digest is of its bytes, its pixels upright
+    let t = tempfile::tempdir().unwrap();
+    make_folder(t.path(), &[("", 2)], 2, 16);
+    std::fs::write(t.path().join("class0/phone.jpg"), sideways_jpeg(Some(6))).unwrap();
+    let item = graft::data::Item { source: graft::data::ItemSource::File(t.path().join("class0/phone.jpg")), label: Some(0) };
+    let set = decode_items(&[item], InputSpec { channels: 1, height: 16, width: 8 }, false).unwrap();
+    assert!(set.pixels[8 * 2 + 4] < 40 && set.pixels[8 * 13 + 4] > 215);
+}

@@ -450,6 +450,8 @@ pub struct AutoArgs {
 pub fn auto(a: AutoArgs) -> Result<i32> {
     let model = ml::MetaModel::load(&model_path(&a.model)?)?;
     let ds = load_data(&a.data, a.seed)?;
+    // auto runs what it recommends: refuse a task it could not test before recommending
+    ds.check_every_class_tested()?;
     let rec = ml::search::recommend(
         &model,
         &ds,

@@ -455,7 +455,8 @@ pub fn inspect(a: InspectArgs) -> Result<i32> {
             d.image_channels,
             d.pixel_separability.map(|v| format!("{v:.3}")).unwrap_or("-".into())
         );
-        errln!("backbone {}: LEEP {:?} NCE {:?} Frechet {:?}", r.backbone, r.leep, r.nce, r.frechet_distance);
+        let opt = |v: Option<f64>| v.map(|v| format!("{v:.4}")).unwrap_or_else(|| "n/a".into());
+        errln!("backbone {}: LEEP {} NCE {} Frechet {}", r.backbone, opt(r.leep), opt(r.nce), opt(r.frechet_distance));
         for g in &r.groups {
             errln!(
                 "  {:<8} dim {:<4} LogME {:>8.4}  H-score {:>8.4}  probe {}",

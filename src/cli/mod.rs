@@ -137,6 +137,8 @@ pub fn main() -> i32 {
         .log_internal_errors(false)
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("GRAFT_LOG").unwrap_or_else(|_| "warn".into()))
         .without_time()
+        // colour codes only on a terminal: logs written to a file or read by a script stay plain
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let res = match cli.command {
         Command::Run(a) => commands::run(a),

@@ -15,6 +15,7 @@ pub struct Decoded {
 }
 
 pub fn decode_dataset(ds: &Dataset, input: InputSpec, skip_bad: bool, val_fraction: f64, seed: u64) -> Result<Decoded> {
+    ds.check_every_class_tested()?;
     let (train_items, val_items) = if !ds.val.is_empty() {
         (ds.train.clone(), ds.val.clone())
     } else if val_fraction > 0.0 {

@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-pub const IMAGE_EXTENSIONS: &[&str] = &["png", "jpg", "jpeg", "bmp", "pgm", "ppm", "pnm", "pbm", "tif", "tiff", "webp"];
+pub const IMAGE_EXTENSIONS: &[&str] =
+    &["png", "jpg", "jpeg", "jpe", "jfif", "bmp", "gif", "pgm", "ppm", "pnm", "pbm", "tif", "tiff", "webp"];
 
 /// Where an image's pixels come from: a file, or raw 8-bit pixels (IDX files).
 #[derive(Debug, Clone)]
@@ -66,6 +67,43 @@ impl Dataset {
     pub fn n_classes(&self) -> usize {
         self.classes.len()
     }
+    /// Classes without a single test image (a hold-out split leaves a class of one image
+    /// wholly in training).
+    pub fn untested_classes(&self) -> Vec<&str> {
+        let mut seen = vec![false; self.classes.len()];
+        for it in &self.test {
+            if let Some(l) = it.label.filter(|&l| l < seen.len()) {
+                seen[l] = true;
+            }
+        }
+        self.classes.iter().zip(seen).filter(|(_, s)| !s).map(|(c, _)| c.as_str()).collect()
+    }
+
+    /// Error unless every class has a test image: accuracy on some of the classes is not the
+    /// task's accuracy, and a run that claimed it would mislead the meta-dataset too.
+    pub fn check_every_class_tested(&self) -> Result<()> {
+        let missing = self.untested_classes();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let names = missing.iter().map(|c| format!("`{c}`")).collect::<Vec<_>>().join(", ");
+        let why = if self.split.method == "holdout" {
+            format!(
+                "the hold-out split (--test-fraction {}) keeps a class's only image for training",
+                self.split.test_fraction.unwrap_or(0.2)
+            )
+        } else {
+            "its test split has none".to_string()
+        };
+        Err(GraftError::Data(format!(
+            "{}: class{} {names} {} no test image ({why}), so a test accuracy would not cover every class; add images to {} (two or more a class), or pass a test tree with every class via --test DIR",
+            self.root.display(),
+            if missing.len() > 1 { "es" } else { "" },
+            if missing.len() > 1 { "have" } else { "has" },
+            if missing.len() > 1 { "them" } else { "it" },
+        )))
+    }
+
     /// Per-class counts of the training split.
     pub fn train_counts(&self) -> Vec<usize> {
         let mut c = vec![0; self.classes.len()];
@@ -98,21 +136,58 @@ pub fn is_image(p: &Path) -> bool {
     p.extension().and_then(|e| e.to_str()).map(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str())).unwrap_or(false)
 }
 
-/// Image files under `dir` at any depth (following links), sorted. A folder that cannot be
-/// read (permissions, a link loop) is an error naming it, not an empty folder.
-fn list_images(dir: &Path) -> Result<Vec<PathBuf>> {
-    let mut imgs = Vec::new();
+/// Image files under `dir` at any depth (following links), sorted, and the other files found
+/// there (hidden ones, such as `.DS_Store`, left out), sorted. A folder that cannot be read
+/// (permissions, a link loop) is an error naming it, not an empty folder.
+fn list_images(dir: &Path) -> Result<(Vec<PathBuf>, Vec<PathBuf>)> {
+    let (mut imgs, mut other) = (Vec::new(), Vec::new());
     for e in walkdir::WalkDir::new(dir).follow_links(true) {
         let e = e.map_err(|e| {
             let at = e.path().unwrap_or(dir).display().to_string();
             GraftError::Data(format!("cannot read {at}: {e}; check that the folder and its files are readable"))
         })?;
-        if e.file_type().is_file() && is_image(e.path()) {
+        if !e.file_type().is_file() {
+            continue;
+        }
+        if is_image(e.path()) {
             imgs.push(e.into_path());
+        } else if !e.file_name().to_string_lossy().starts_with('.') {
+            other.push(e.into_path());
         }
     }
     imgs.sort();
-    Ok(imgs)
+    other.sort();
+    Ok((imgs, other))
+}
+
+/// Say once, for a whole tree, which files were passed over because graft does not read their
+/// kind (an image in a format it lacks would otherwise vanish from the task without a word).
+fn warn_ignored(what: &str, dir: &Path, ignored: &[PathBuf]) {
+    if let Some(msg) = ignored_summary(what, dir, ignored) {
+        tracing::warn!("{msg}");
+    }
+}
+
+/// The warning `warn_ignored` prints, or None when nothing was passed over.
+pub fn ignored_summary(what: &str, dir: &Path, ignored: &[PathBuf]) -> Option<String> {
+    if ignored.is_empty() {
+        return None;
+    }
+    let mut by_ext: BTreeMap<String, usize> = BTreeMap::new();
+    for p in ignored {
+        let ext = p.extension().map(|e| format!(".{}", e.to_string_lossy().to_ascii_lowercase())).unwrap_or_else(|| "no extension".into());
+        *by_ext.entry(ext).or_default() += 1;
+    }
+    let kinds: Vec<String> = by_ext.iter().map(|(e, n)| format!("{n} {e}")).collect();
+    Some(format!(
+        "{what} folder {}: {} file{} passed over, not being images graft reads ({}; e.g. {}); graft reads {}: convert images in other formats to PNG to use them",
+        dir.display(),
+        ignored.len(),
+        if ignored.len() == 1 { "" } else { "s" },
+        kinds.join(", "),
+        ignored[0].display(),
+        IMAGE_EXTENSIONS.join(", ")
+    ))
 }
 
 /// What a labelled folder must be, and what an unlabelled pool may be.
@@ -180,18 +255,26 @@ pub fn scan_class_folders(dir: &Path, what: &str) -> Result<(Vec<String>, Vec<Ve
     }
     let mut names = Vec::new();
     let mut files = Vec::new();
+    let mut ignored = Vec::new();
     for (name, p) in classes {
-        let imgs = list_images(&p)?;
+        let (imgs, other) = list_images(&p)?;
         if imgs.is_empty() {
+            let held = if other.is_empty() {
+                String::new()
+            } else {
+                format!(" (it holds {} other file{}, e.g. {})", other.len(), if other.len() == 1 { "" } else { "s" }, other[0].display())
+            };
             return Err(GraftError::Data(format!(
-                "class folder {} has no images ({}); add images or remove the folder",
+                "class folder {} has no images graft reads ({}){held}; add images, convert them to PNG, or remove the folder",
                 p.display(),
                 IMAGE_EXTENSIONS.join(", ")
             )));
         }
+        ignored.extend(other);
         names.push(name);
         files.push(imgs);
     }
+    warn_ignored(what, dir, &ignored);
     if names.len() < 2 {
         return Err(GraftError::Data(format!(
             "{what} folder {} has only one class ({}); classification needs at least two class subfolders",
@@ -237,7 +320,9 @@ fn items_for(classes: &[String], names: &[String], files: Vec<Vec<PathBuf>>, dir
 /// Every image under `dir`, at any depth, without labels.
 pub fn scan_unlabelled(dir: &Path) -> Result<Vec<Item>> {
     check_dir(dir, "unlabelled", ANY_IMAGES)?;
-    Ok(list_images(dir)?.into_iter().map(|p| Item { source: ItemSource::File(p), label: None }).collect())
+    let (imgs, ignored) = list_images(dir)?;
+    warn_ignored("unlabelled", dir, &ignored);
+    Ok(imgs.into_iter().map(|p| Item { source: ItemSource::File(p), label: None }).collect())
 }
 
 /// Stratified, seeded hold-out: from each class, `round(fraction * n)` images (at least one,

@@ -291,6 +291,19 @@ fn to_channels(img: DynamicImage, channels: usize) -> Vec<u8> {
     }
 }
 
+/// Decode an image file's bytes and turn it upright as its EXIF orientation says (a phone
+/// photo is often stored sideways with a tag saying so; image viewers, and Hugging Face
+/// `datasets`, show it upright, and the same object should not reach the network at four
+/// angles depending on how the phone was held). Files without the tag are unchanged.
+pub fn decode_upright(bytes: &[u8]) -> image::ImageResult<DynamicImage> {
+    use image::ImageDecoder;
+    let mut dec = image::ImageReader::new(std::io::Cursor::new(bytes)).with_guessed_format()?.into_decoder()?;
+    let orientation = dec.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
+    let mut img = DynamicImage::from_decoder(dec)?;
+    img.apply_orientation(orientation);
+    Ok(img)
+}
+
 fn decode_one(item: &Item, spec: InputSpec) -> std::result::Result<(Vec<u8>, [u8; 32]), String> {
     let (img, digest) = match &item.source {
         ItemSource::File(p) => {
@@ -301,7 +314,7 @@ fn decode_one(item: &Item, spec: InputSpec) -> std::result::Result<(Vec<u8>, [u8
             if bytes.starts_with(&[0xFF, 0xD8]) && !jpeg_is_complete(&bytes) {
                 return Err(format!("{}: truncated JPEG (the image data ends before its end-of-image marker)", p.display()));
             }
-            let img = image::load_from_memory(&bytes).map_err(|e| format!("{}: cannot decode image: {e}", p.display()))?;
+            let img = decode_upright(&bytes).map_err(|e| format!("{}: cannot decode image: {e}", p.display()))?;
             (img, digest)
         }
         ItemSource::Pixels { data, width, height, channels, name } => {
