@@ -113,18 +113,75 @@ pub fn evaluate(model: &Model, set: &ImageSet, norm: &Normalisation, batch: usiz
     let mut preds = Vec::with_capacity(set.n);
     let dev = &model.device;
     let idx: Vec<usize> = (0..set.n).collect();
+    // the batches' losses and predictions are read back once, after the last batch, so a GPU
+    // is not waited for between batches (the same values, summed in the same order)
+    let (mut losses, mut picks) = (Vec::new(), Vec::new());
     for chunk in idx.chunks(batch.max(1)) {
         let x = to_tensor(set.batch(chunk, norm, None), chunk.len(), set, dev)?;
         let y: Vec<i64> = chunk.iter().map(|&i| set.labels[i]).collect();
         let yt = Tensor::new(y.as_slice(), dev)?;
-        let logits = model.forward(&x, &[])?;
-        loss_sum += cross_entropy(&logits, &yt, 0.0)?.to_scalar::<f32>()? as f64 * chunk.len() as f64;
-        let p = logits.argmax(D::Minus1)?.to_dtype(DType::U32)?.to_vec1::<u32>()?;
+        let logits = model.forward(&x, &[])?.detach();
+        losses.push(cross_entropy(&logits, &yt, 0.0)?.reshape(1)?);
+        picks.push(logits.argmax(D::Minus1)?);
+    }
+    if !losses.is_empty() {
+        let lv = Tensor::cat(&losses, 0)?.to_dtype(DType::F32)?.to_vec1::<f32>()?;
+        for (l, chunk) in lv.into_iter().zip(idx.chunks(batch.max(1))) {
+            loss_sum += l as f64 * chunk.len() as f64;
+        }
+        let p = Tensor::cat(&picks, 0)?.to_dtype(DType::U32)?.to_vec1::<u32>()?;
         preds.extend(p.into_iter().map(|v| v as usize));
     }
     let correct = preds.iter().zip(&set.labels).filter(|(p, l)| **p as i64 == **l).count();
     let n = set.n.max(1) as f64;
     Ok((loss_sum / n, correct as f64 / n, preds))
+}
+
+fn diverged_at(loss: f64, epoch: usize, step: usize) -> String {
+    format!("loss became {loss} at epoch {} step {}", epoch + 1, step + 1)
+}
+
+/// An epoch's training losses and correct predictions: each step's scalar loss and predicted
+/// classes are pushed as device tensors and read back by `read` (every step on the CPU, once an
+/// epoch on a GPU), summed in step order either way.
+#[derive(Default)]
+struct StepTally {
+    pending: Vec<(Tensor, Tensor, Vec<i64>, usize)>,
+    loss_sum: f64,
+    correct: usize,
+    seen: usize,
+}
+
+impl StepTally {
+    fn push(&mut self, loss: Tensor, preds: Tensor, labels: Vec<i64>, step: usize) {
+        self.pending.push((loss, preds, labels, step));
+    }
+
+    /// Read the pending steps (one transfer each for the losses and the predictions) and add
+    /// them up; the first non-finite loss and its step, if any, instead.
+    fn read(&mut self) -> Result<Option<(f64, usize)>> {
+        if self.pending.is_empty() {
+            return Ok(None);
+        }
+        let pending = std::mem::take(&mut self.pending);
+        let losses: Vec<Tensor> = pending.iter().map(|p| p.0.reshape(1)).collect::<candle_core::Result<_>>()?;
+        let losses = Tensor::cat(&losses, 0)?.to_dtype(DType::F32)?.to_vec1::<f32>()?;
+        let preds: Vec<&Tensor> = pending.iter().map(|p| &p.1).collect();
+        let preds = Tensor::cat(&preds, 0)?.to_dtype(DType::U32)?.to_vec1::<u32>()?;
+        let mut at = 0;
+        for ((_, _, y, step), lv) in pending.iter().zip(losses) {
+            let lv = lv as f64;
+            if !lv.is_finite() {
+                return Ok(Some((lv, *step)));
+            }
+            let p = &preds[at..at + y.len()];
+            at += y.len();
+            self.correct += p.iter().zip(y).filter(|(a, b)| **a as i64 == **b).count();
+            self.loss_sum += lv * y.len() as f64;
+            self.seen += y.len();
+        }
+        Ok(None)
+    }
 }
 
 /// Build the optimiser's parameters: trained groups only, with L2-SP anchors on transferred ones.
@@ -275,7 +332,7 @@ pub fn train_with(
     progress: &dyn Progress,
     ckpt: Option<&Checkpointing>,
 ) -> Result<TrainOutcome> {
-    train_inner(model, recipe, train_set, val_set, norm, anchors, progress, ckpt, true)
+    train_inner(model, recipe, train_set, val_set, norm, anchors, progress, ckpt, true, None)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -289,6 +346,8 @@ fn train_inner(
     progress: &dyn Progress,
     ckpt: Option<&Checkpointing>,
     cache_prefix: bool,
+    // read the steps' losses once an epoch (None: on a GPU only; tests set it on the CPU)
+    defer_reads: Option<bool>,
 ) -> Result<TrainOutcome> {
     let r = recipe.recipe();
     let dev = model.device.clone();
@@ -322,11 +381,16 @@ fn train_inner(
             epochs = done;
         }
     }
+    // On a GPU, reading a step's loss or predictions back to the host waits for the device to
+    // finish that step, so the next batch could not be decoded and augmented while the device
+    // computes. There, the steps' losses and predictions stay on the device and are read once an
+    // epoch (the same values, summed in the same order); on the CPU they are read each step.
+    let defer = defer_reads.unwrap_or(!dev.is_cpu());
     for epoch in start_epoch..r.epochs {
         let t0 = std::time::Instant::now();
         let mut order: Vec<usize> = (0..train_set.n).collect();
         order.shuffle(&mut rng_for(r.seed, &format!("shuffle-{epoch}")));
-        let (mut loss_sum, mut correct, mut seen) = (0.0, 0usize, 0usize);
+        let mut tally = StepTally::default();
         let mut lr_scale = 1.0;
         for (bi, chunk) in order.chunks(bs).enumerate() {
             if chunk.len() < 2 {
@@ -347,29 +411,45 @@ fn train_inner(
                 }
             };
             let loss = cross_entropy(&logits, &yt, r.label_smoothing)?;
-            let lv = loss.to_scalar::<f32>()? as f64;
-            if !lv.is_finite() {
-                return Ok(TrainOutcome {
-                    epochs,
-                    best_epoch: None,
-                    diverged: Some(format!("loss became {lv} at epoch {} step {}", epoch + 1, step + 1)),
-                    interrupted: false,
-                    first_step_loss,
-                });
-            }
-            if step == 0 {
-                first_step_loss = Some(lv);
+            if step == 0 || !defer {
+                // the first step's loss is recorded; on the CPU a non-finite loss stops the run
+                // before its gradient is applied
+                let lv = loss.to_scalar::<f32>()? as f64;
+                if !lv.is_finite() {
+                    return Ok(TrainOutcome {
+                        epochs,
+                        best_epoch: None,
+                        diverged: Some(diverged_at(lv, epoch, step)),
+                        interrupted: false,
+                        first_step_loss,
+                    });
+                }
+                if step == 0 {
+                    first_step_loss = Some(lv);
+                }
             }
             let grads = loss.backward()?;
             lr_scale = schedule_factor(r.schedule.kind, step, total, warmup);
             let lrs: Vec<f64> = base_lrs.iter().map(|l| l * lr_scale).collect();
             opt.step(&grads, &lrs)?;
+            tally.push(loss.detach(), logits.argmax(D::Minus1)?.detach(), y, step);
+            if !defer {
+                tally.read()?;
+            }
             step += 1;
-            let p = logits.argmax(D::Minus1)?.to_dtype(DType::U32)?.to_vec1::<u32>()?;
-            correct += p.iter().zip(&y).filter(|(a, b)| **a as i64 == **b).count();
-            loss_sum += lv * chunk.len() as f64;
-            seen += chunk.len();
         }
+        // on a GPU a non-finite loss is found here, an epoch late at most (the steps after it
+        // ran on NaN weights; the run is recorded as diverged either way)
+        if let Some((lv, at)) = tally.read()? {
+            return Ok(TrainOutcome {
+                epochs,
+                best_epoch: None,
+                diverged: Some(diverged_at(lv, epoch, at)),
+                interrupted: false,
+                first_step_loss,
+            });
+        }
+        let (loss_sum, correct, seen) = (tally.loss_sum, tally.correct, tally.seen);
         let (val_loss, val_accuracy) = match val_set {
             Some(v) if v.n > 0 => {
                 let (l, a, _) = evaluate(model, v, norm, 256)?;
@@ -486,6 +566,54 @@ mod precision_tests {
     use crate::kernels::{self, Precision};
     use candle_core::{DType, Tensor, Var};
 
+    /// Reading the steps' losses and predictions once an epoch (as on a GPU) gives the same
+    /// epoch metrics, first loss and weights as reading them every step, and a loss that
+    /// becomes non-finite is reported at the same epoch and step.
+    #[test]
+    fn deferred_reads_give_the_same_metrics_and_divergence() {
+        use crate::backbones::{Arch, Model};
+        use crate::data::ImageSet;
+        let dev = candle_core::Device::Cpu;
+        let arch = Arch::Resnet8;
+        let spec = arch.default_input();
+        let n = 22; // 3 batches of 8, the last of 6
+        let pixels: Vec<u8> = (0..n * spec.channels * spec.height * spec.width).map(|i| ((i * 7919 + i / 17) % 253) as u8).collect();
+        let set =
+            ImageSet { pixels, labels: (0..n as i64).map(|i| i % 3).collect(), n, spec, skipped: vec![], fingerprint: "synthetic".into() };
+        let norm = set.channel_stats();
+        let mut r = crate::recipe::preset("finetune-all").unwrap();
+        r.epochs = 2;
+        r.batch_size = 8;
+        let names = Model::new(arch, spec, 3, 0, &dev).unwrap().group_names.clone();
+        let train = |r: &crate::recipe::Recipe, defer: bool| {
+            let checked = r.check(&names, 10, 3).unwrap();
+            let model = Model::new(arch, spec, 3, 0, &dev).unwrap();
+            let none = std::collections::BTreeMap::new();
+            let out = super::train_inner(&model, &checked, &set, None, &norm, &none, &super::NoProgress, None, true, Some(defer)).unwrap();
+            let w: Vec<Vec<f32>> =
+                model.named_vars().into_values().map(|v| v.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap()).collect();
+            (out, w)
+        };
+        let (each, w_each) = train(&r, false);
+        let (epoch, w_epoch) = train(&r, true);
+        assert!(each.diverged.is_none() && epoch.diverged.is_none());
+        assert_eq!(each.first_step_loss, epoch.first_step_loss);
+        assert_eq!(each.epochs.len(), 2);
+        for (a, b) in each.epochs.iter().zip(&epoch.epochs) {
+            assert_eq!((a.train_loss, a.train_accuracy), (b.train_loss, b.train_accuracy), "epoch {}", a.epoch);
+            assert!(a.train_accuracy > 0.0 && a.train_loss > 0.0);
+        }
+        assert_eq!(w_each, w_epoch);
+        // a learning rate that blows the weights up after the first step
+        let mut wild = r.clone();
+        wild.lr = 1e30;
+        let (each, _) = train(&wild, false);
+        let (epoch, _) = train(&wild, true);
+        let msg = each.diverged.expect("a 1e30 learning rate diverges");
+        assert!(msg.contains("at epoch 1 step"), "{msg}");
+        assert_eq!(epoch.diverged.as_deref(), Some(msg.as_str()));
+    }
+
     /// A frozen prefix without augmentation is run once: training from its cached activations
     /// ends with the same weights as running it on every step, and only the leading frozen
     /// groups are cached (none with augmentation, never the head).
@@ -526,6 +654,7 @@ mod precision_tests {
                 &super::NoProgress,
                 None,
                 cache,
+                None,
             )
             .unwrap();
             assert!(out.diverged.is_none());
