@@ -362,6 +362,19 @@ pub fn total_steps(spec: &PretrainSpec, n_groups: usize, n: usize) -> usize {
     stages(spec.method, n_groups.saturating_sub(1)).len() * per_epoch * spec.epochs
 }
 
+#[cfg(test)]
+thread_local! {
+    /// Tests read the losses once an epoch on the CPU too, as on a GPU.
+    static DEFER_READS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+fn defer_reads_on_cpu() -> bool {
+    #[cfg(test)]
+    return DEFER_READS.with(|d| d.get());
+    #[cfg(not(test))]
+    false
+}
+
 /// [`pretrain`], calling `step(done, total)` after every optimisation step (for a progress bar).
 pub fn pretrain_with(
     model: &Model,
@@ -407,18 +420,38 @@ pub fn pretrain_with(
             let mut order: Vec<usize> = (0..images.count()).collect();
             order.shuffle(&mut rng_for(seed, &format!("pretrain-{pi}-{epoch}")));
             let (mut sum, mut cnt) = (0.0, 0usize);
+            // each step's loss with its batch size; on a GPU read back once an epoch, so the
+            // host prepares the next batch while the device computes (as in `train`)
+            let mut pending: Vec<(Tensor, usize)> = Vec::new();
+            let mut read = |pending: &mut Vec<(Tensor, usize)>| -> Result<()> {
+                if pending.is_empty() {
+                    return Ok(());
+                }
+                let ls: Vec<Tensor> = pending.iter().map(|(l, _)| l.reshape(1)).collect::<candle_core::Result<_>>()?;
+                let ls = Tensor::cat(&ls, 0)?.to_dtype(DType::F32)?.to_vec1::<f32>()?;
+                for (lv, (_, n)) in ls.into_iter().zip(pending.drain(..)) {
+                    let lv = lv as f64;
+                    if !lv.is_finite() {
+                        return Err(GraftError::Diverged(format!(
+                            "{} pretraining: loss became {lv} at epoch {}",
+                            spec.method.as_str(),
+                            epoch + 1
+                        )));
+                    }
+                    sum += lv * n as f64;
+                    cnt += n;
+                }
+                Ok(())
+            };
             for (bi, chunk) in order.chunks(bs).enumerate() {
                 if chunk.len() < 2 {
                     continue;
                 }
                 let loss = job.loss(&head, chunk, &flags, (pi, epoch, bi))?;
-                let lv = loss.to_scalar::<f32>()? as f64;
-                if !lv.is_finite() {
-                    return Err(GraftError::Diverged(format!(
-                        "{} pretraining: loss became {lv} at epoch {}",
-                        spec.method.as_str(),
-                        epoch + 1
-                    )));
+                pending.push((loss.detach(), chunk.len()));
+                if model.device.is_cpu() && !defer_reads_on_cpu() {
+                    // a non-finite loss stops the run before its gradient is applied
+                    read(&mut pending)?;
                 }
                 let grads = loss.backward()?;
                 let f = crate::optim::schedule_factor(crate::recipe::ScheduleKind::Cosine, step, total, 0);
@@ -426,10 +459,9 @@ pub fn pretrain_with(
                 step += 1;
                 steps_done += 1;
                 step_done(steps_done, all_steps);
-                sum += lv * chunk.len() as f64;
-                cnt += chunk.len();
                 seen += chunk.len();
             }
+            read(&mut pending)?;
             let m = sum / cnt.max(1) as f64;
             losses.push(m);
             let what = match (spec.method, greedy) {
@@ -478,6 +510,48 @@ mod tests {
                 assert!((gi - (k * xi + 1.0)).abs() < 1e-4, "factor {s}: gradient {gi} != {k}·{xi} + 1");
             }
         }
+    }
+
+    /// Reading the losses once an epoch (as on a GPU) gives the same epoch losses and weights
+    /// as reading them every step, and a diverging run fails with the same error.
+    #[test]
+    fn deferred_loss_reads_give_the_same_pretraining() {
+        use crate::backbones::Arch;
+        use crate::data::ImageSet;
+        let dev = candle_core::Device::Cpu;
+        let spec_in = Arch::Resnet8.default_input();
+        let n = 20;
+        let pixels: Vec<u8> =
+            (0..n * spec_in.channels * spec_in.height * spec_in.width).map(|i| ((i * 7919 + i / 11) % 241) as u8).collect();
+        let set = ImageSet { pixels, labels: vec![0; n], n, spec: spec_in, skipped: vec![], fingerprint: "synthetic".into() };
+        let norm = set.channel_stats();
+        let run = |method: Method, lr: f64, defer: bool| {
+            DEFER_READS.with(|d| d.set(defer));
+            let model = Model::new(Arch::Resnet8, spec_in, 10, 0, &dev).unwrap();
+            let mut spec = PretrainSpec::new(method);
+            spec.epochs = 2;
+            spec.batch_size = 8;
+            spec.lr = lr;
+            let out = pretrain(&model, &set, &norm, &spec, 3, &|_| {});
+            DEFER_READS.with(|d| d.set(false));
+            let w: Vec<Vec<f32>> =
+                model.named_vars().into_values().map(|v| v.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap()).collect();
+            (out.map(|o| o.losses).map_err(|e| e.to_string()), w)
+        };
+        for method in [Method::Simclr, Method::DenoisingAutoencoder] {
+            let (each, w_each) = run(method, 1e-3, false);
+            let (epoch, w_epoch) = run(method, 1e-3, true);
+            let each = each.unwrap();
+            assert_eq!(each.len(), 2);
+            assert!(each.iter().all(|l| l.is_finite() && *l > 0.0), "{each:?}");
+            assert_eq!(Ok(each), epoch, "{method:?}");
+            assert_eq!(w_each, w_epoch, "{method:?}");
+        }
+        let (each, _) = run(Method::Autoencoder, 1e30, false);
+        let (epoch, _) = run(Method::Autoencoder, 1e30, true);
+        let e = each.expect_err("a 1e30 learning rate diverges");
+        assert!(e.contains("loss became") && e.contains("at epoch 1"), "{e}");
+        assert_eq!(epoch, Err(e));
     }
 
     /// NT-Xent's gradient stays finite when a projection is all zero (a dead ReLU head): the
