@@ -137,8 +137,10 @@ pub fn evaluate(model: &Model, set: &ImageSet, norm: &Normalisation, batch: usiz
     Ok((loss_sum / n, correct as f64 / n, preds))
 }
 
-fn diverged_at(loss: f64, epoch: usize, step: usize) -> String {
-    format!("loss became {loss} at epoch {} step {}", epoch + 1, step + 1)
+/// The outcome of a run whose loss became non-finite at (`epoch`, `step`), both 0-based.
+fn diverged_at(epochs: Vec<EpochMetrics>, loss: f64, epoch: usize, step: usize, first_step_loss: Option<f64>) -> TrainOutcome {
+    let why = format!("loss became {loss} at epoch {} step {}", epoch + 1, step + 1);
+    TrainOutcome { epochs, best_epoch: None, diverged: Some(why), interrupted: false, first_step_loss }
 }
 
 /// An epoch's training losses and correct predictions: each step's scalar loss and predicted
@@ -416,13 +418,7 @@ fn train_inner(
                 // before its gradient is applied
                 let lv = loss.to_scalar::<f32>()? as f64;
                 if !lv.is_finite() {
-                    return Ok(TrainOutcome {
-                        epochs,
-                        best_epoch: None,
-                        diverged: Some(diverged_at(lv, epoch, step)),
-                        interrupted: false,
-                        first_step_loss,
-                    });
+                    return Ok(diverged_at(epochs, lv, epoch, step, first_step_loss));
                 }
                 if step == 0 {
                     first_step_loss = Some(lv);
@@ -441,13 +437,7 @@ fn train_inner(
         // on a GPU a non-finite loss is found here, an epoch late at most (the steps after it
         // ran on NaN weights; the run is recorded as diverged either way)
         if let Some((lv, at)) = tally.read()? {
-            return Ok(TrainOutcome {
-                epochs,
-                best_epoch: None,
-                diverged: Some(diverged_at(lv, epoch, at)),
-                interrupted: false,
-                first_step_loss,
-            });
+            return Ok(diverged_at(epochs, lv, epoch, at, first_step_loss));
         }
         let (loss_sum, correct, seen) = (tally.loss_sum, tally.correct, tally.seen);
         let (val_loss, val_accuracy) = match val_set {

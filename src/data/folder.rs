@@ -87,13 +87,10 @@ impl Dataset {
             return Ok(());
         }
         let names = missing.iter().map(|c| format!("`{c}`")).collect::<Vec<_>>().join(", ");
-        let why = if self.split.method == "holdout" {
-            format!(
-                "the hold-out split (--test-fraction {}) keeps a class's only image for training",
-                self.split.test_fraction.unwrap_or(0.2)
-            )
-        } else {
-            "its test split has none".to_string()
+        // only a hold-out split records a test fraction
+        let why = match self.split.test_fraction {
+            Some(f) => format!("the hold-out split (--test-fraction {f}) keeps a class's only image for training"),
+            None => "its test split has none".to_string(),
         };
         Err(GraftError::Data(format!(
             "{}: class{} {names} {} no test image ({why}), so a test accuracy would not cover every class; add images to {} (two or more a class), or pass a test tree with every class via --test DIR",
