@@ -1,6 +1,7 @@
 //! `graft sweep` through the binary: four shards as separate processes give exactly the rows of
 //! the unsharded plan; a sweep killed with SIGKILL and resumed ends with every run exactly once;
-//! a plan already in the output is refused without --resume; a bad plan names its field.
+//! a plan already in the output is refused without --resume; a bad plan names its field; a dry
+//! run (and --max-runs 0) runs nothing, and a dry run writes nothing.
 mod common;
 use common::{graft, tiny_plan};
 use std::collections::BTreeMap;
@@ -67,6 +68,24 @@ fn four_shards_give_exactly_the_unsharded_rows() {
     let s: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(s["ran"], 0);
     assert_eq!(s["already_done"], 24);
+}
+
+#[test]
+fn a_dry_run_and_max_runs_0_run_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = tiny_plan(dir.path(), "dry", 2);
+    let out = dir.path().join("meta");
+    let o = sweep(&plan, &out, &["--dry-run", "--json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    // 2 families x 2 tasks x 1 backbone x 3 recipes x 2 seeds, none run
+    assert_eq!((v["units_in_plan"].as_u64(), v["remaining"].as_u64(), v["ran"].as_u64()), (Some(24), Some(24), Some(0)), "{v}");
+    assert!(!out.exists(), "a dry run created {}: {:?}", out.display(), walkdir(&out));
+    // --max-runs 0 runs nothing either
+    let o = sweep(&plan, &out, &["--max-runs", "0", "--json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!((v["ran"].as_u64(), v["remaining"].as_u64()), (Some(0), Some(24)), "{v}");
 }
 
 #[test]

@@ -125,7 +125,7 @@ pub fn sweep(o: &SweepOptions, log: &dyn Fn(&str)) -> Result<SweepSummary> {
     if !o.dry_run {
         crate::executor::run::remove_stale_run_temps(&o.runs_dir);
     }
-    if o.resume {
+    if o.resume && !o.dry_run {
         let n = store.compact()?;
         if n > 0 {
             log(&format!("recovered {n} staged runs from an interrupted sweep"));
@@ -164,7 +164,8 @@ pub fn sweep(o: &SweepOptions, log: &dyn Fn(&str)) -> Result<SweepSummary> {
         )));
     }
     let mut since_compact = 0usize;
-    let mut stop = false;
+    // --max-runs 0 runs nothing (it still recovers staged runs with --resume)
+    let mut stop = o.max_runs == Some(0);
     for Block { fi, draw, bb, pending } in blocks {
         let fam = &plan.families[fi];
         let mref = &mrefs[&(bb.name.clone(), bb.input_size)];

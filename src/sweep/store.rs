@@ -74,27 +74,26 @@ fn parquet_in(dir: &Path) -> Vec<PathBuf> {
 }
 
 impl Store {
-    /// Open the store of one shard. `lock`: take the shard's lock (every writer must; a dry run
-    /// that only counts need not).
-    pub fn new(out: &Path, plan: &str, shard: usize, n_shards: usize, lock: bool) -> Result<Store> {
+    /// Open the store of one shard. `write`: take the shard's lock and prepare its folders, as
+    /// every writer must; a dry run that only counts opens it read-only and creates nothing.
+    pub fn new(out: &Path, plan: &str, shard: usize, n_shards: usize, write: bool) -> Result<Store> {
         crate::util::check_path_component("plan name", plan)?;
         let shard_tag = format!("s{shard}of{n_shards}");
         let staging = out.join("_staging").join(format!("{plan}-{shard_tag}"));
         let part_dir = out.join(format!("source=sweep-{plan}"));
-        std::fs::create_dir_all(&staging).map_err(|e| GraftError::io(&staging, e))?;
-        let lock = if lock {
+        let mut lock = None;
+        if write {
+            std::fs::create_dir_all(&staging).map_err(|e| GraftError::io(&staging, e))?;
             let p = out.join("_staging").join(format!("{plan}-{shard_tag}.lock"));
-            Some(lock_shard(&p, &format!("plan `{plan}` shard {shard}/{n_shards} in {}", out.display()))?)
-        } else {
-            None
-        };
-        std::fs::create_dir_all(&part_dir).map_err(|e| GraftError::io(&part_dir, e))?;
-        // temporary files of this shard left by a killed process (never renamed, never read)
-        for (dir, prefix) in [(&staging, ".part-".to_string()), (&part_dir, format!(".part-{shard_tag}-"))] {
-            for e in std::fs::read_dir(dir).map_err(|e| GraftError::io(dir, e))?.flatten() {
-                let n = e.file_name().to_string_lossy().to_string();
-                if n.starts_with(&prefix) && n.contains(".tmp-") {
-                    let _ = std::fs::remove_file(e.path());
+            lock = Some(lock_shard(&p, &format!("plan `{plan}` shard {shard}/{n_shards} in {}", out.display()))?);
+            std::fs::create_dir_all(&part_dir).map_err(|e| GraftError::io(&part_dir, e))?;
+            // temporary files of this shard left by a killed process (never renamed, never read)
+            for (dir, prefix) in [(&staging, ".part-".to_string()), (&part_dir, format!(".part-{shard_tag}-"))] {
+                for e in std::fs::read_dir(dir).map_err(|e| GraftError::io(dir, e))?.flatten() {
+                    let n = e.file_name().to_string_lossy().to_string();
+                    if n.starts_with(&prefix) && n.contains(".tmp-") {
+                        let _ = std::fs::remove_file(e.path());
+                    }
                 }
             }
         }
