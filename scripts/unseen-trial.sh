@@ -85,10 +85,7 @@ PY
 fi
 # the standard recipe: EfficientNet-Lite0 at 224 px, every group fine-tuned, AdamW 3e-4, 30 epochs
 cat > "$OUT/standard.json" <<'JSON'
-{"schema_version": 1, "name": "standard-lite0-224", "strategy": "finetune", "default_action": "finetune",
- "backbone": "efficientnet-lite0-imagenet", "input_size": 224, "lr": 0.0003, "epochs": 30, "batch_size": 32,
- "optimizer": {"kind": "adamw", "weight_decay": 0.01}, "schedule": {"kind": "cosine", "warmup_epochs": 1.0},
- "augment": {"crop_padding": 16, "hflip": true}, "seed": 0}
+{"augment": {"color_jitter": 0.0, "crop_padding": 16, "gaussian_blur": 0.0, "gaussian_noise": 0.0, "hflip": true, "random_resized_crop": null}, "backbone": "efficientnet-lite0-imagenet", "batch_size": 32, "default_action": "finetune", "early_stopping": null, "epochs": 30, "groups": {}, "input_size": 224, "l2sp": 0.0, "label_smoothing": 0.0, "layer_decay": 1.0, "lr": 0.0003, "name": "standard-lite0-224", "optimizer": {"beta1": 0.9, "beta2": 0.999, "decay_1d": false, "eps": 1e-08, "kind": "adamw", "momentum": 0.9, "nesterov": false, "weight_decay": 0.01}, "schedule": {"kind": "cosine", "warmup_epochs": 1.0}, "schema_version": 1, "seed": 0, "strategy": "finetune", "val_fraction": 0.0}
 JSON
 for t in emoji-twitter emoji-apple icons-faenza letters digits photos; do
   D="$OUT/tasks/$t"; [ "$t" = photos ] && D=examples/photos
