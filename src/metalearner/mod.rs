@@ -712,7 +712,7 @@ impl Default for FitOptions {
     }
 }
 
-/// GP on a seeded subsample of `max_gp_points` cells ([`sample_order`]), then conditioned on
+/// GP on a seeded subsample of `max_gp_points` cells (`sample_order`), then conditioned on
 /// `condition_points` cells (the same order, truncated later).
 pub fn fit_gp(cells: &[Cell], enc: &Encoder, o: &FitOptions) -> Result<Gp> {
     fit_gp_on(cells, enc, o, |i| o.warp.fwd(cells[i].acc))
@@ -740,7 +740,7 @@ fn fit_gp_on(cells: &[Cell], enc: &Encoder, o: &FitOptions, target: impl Fn(usiz
 /// most as many sampled cells as it adds. (Until session 23 this was a seeded shuffle of the cell
 /// list, which re-drew the whole subsample whenever one cell was added: 30 new runs, 0.2% of
 /// the meta-dataset, changed the first pick's regret on 75 of the 309 tasks they did not touch.)
-pub fn sample_order(cells: &[Cell], seed: u64) -> Vec<usize> {
+fn sample_order(cells: &[Cell], seed: u64) -> Vec<usize> {
     use sha2::{Digest, Sha256};
     let key = |c: &Cell| {
         let mut h = Sha256::new();
