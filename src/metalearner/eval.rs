@@ -41,7 +41,15 @@ pub const METHODS: &[&str] = &[
     "advisor variant: both of the two rows above, sequential EI",
     "advisor variant: the override's probability on the posterior calibrated on single cells, not on within-task differences (the rule before session 19), sequential EI",
     "advisor variant: the override's probability on the posterior calibrated on its own held-out decisions (anchor against best challenger, one-sided), sequential EI",
+    "standard ImageNet recipe: EfficientNet-Lite0 fine-tuned at 224 px, 30 epochs, AdamW at 3e-4",
 ];
+
+/// The row of [`METHODS`] that always runs the standard ImageNet transfer recipe
+/// ([`standard_recipe`]): what a practitioner without an advisor would try first.
+pub const STANDARD_RECIPE: usize = 30;
+
+/// The backbone of the standard ImageNet recipe ([`STANDARD_RECIPE`]).
+pub const STANDARD_BACKBONE: &str = "efficientnet-lite0-imagenet";
 
 /// Ablations of the shipped override rule: [`OUTCOME_OVERRIDE`] weighs P(run j beats the
 /// anchor's run) with each run's observation noise added to the latent posterior;
@@ -157,6 +165,28 @@ pub fn imagenet_baselines(tc: &[&Cell], largest: &str, native: usize) -> (Option
         .min_by_key(|(_, c)| (size(c) as i64 - 224).abs())
         .map(|(i, _)| i);
     (probe, ft)
+}
+
+/// The standard ImageNet recipe's cell on a held-out task, chosen by recipe alone:
+/// [`STANDARD_BACKBONE`] at 224 px (`native` is its card's input size, which an unsuffixed key
+/// means), every group fine-tuned (nothing frozen, at most the head re-initialised), one
+/// learning rate 3e-4, no layer decay, no L2-SP, no pretraining, 30 epochs. None where the task
+/// has no such run.
+pub fn standard_recipe(tc: &[&Cell], native: usize) -> Option<usize> {
+    tc.iter().position(|c| {
+        let (name, size) = crate::backbones::card::split_key(&c.backbone);
+        let r = &c.recipe;
+        name == STANDARD_BACKBONE
+            && size.unwrap_or(native) == 224
+            && r.strategy == crate::recipe::Strategy::Finetune
+            && r.n_freeze == 0
+            && r.n_reinit <= 1
+            && (r.lr - 3e-4).abs() < 1e-9
+            && r.layer_decay == 1.0
+            && r.l2sp == 0.0
+            && !r.pretrain
+            && r.epochs == 30
+    })
 }
 
 /// The LogME anchor of every task among `cells`: the linear probe whose backbone and depth have
@@ -1041,6 +1071,8 @@ struct Fold {
     by_avg: Vec<String>,
     /// The zoo's largest ImageNet backbone and its card's input size.
     largest_imagenet: Option<(String, usize)>,
+    /// The card input size of [`STANDARD_BACKBONE`] (None when the zoo lacks it).
+    standard_native: Option<usize>,
 }
 
 /// A held-out task's candidates ranked by every method, and the meta-learner's (recalibrated)
@@ -1085,7 +1117,8 @@ impl Fold {
         let by_avg = by_avg.into_iter().map(|(k, _)| k.clone()).collect();
         let largest_imagenet =
             largest_imagenet_backbone().and_then(|n| crate::backbones::card::resolve(&n).ok().map(|m| (n, m.card.input.height)));
-        Ok(Fold { model, per_config, avg, fixed, portfolio, by_avg, largest_imagenet })
+        let standard_native = crate::backbones::card::resolve(STANDARD_BACKBONE).ok().map(|m| m.card.input.height);
+        Ok(Fold { model, per_config, avg, fixed, portfolio, by_avg, largest_imagenet, standard_native })
     }
 
     /// Every method's order over a held-out task's configurations `tc` (accuracies `accs`, which
@@ -1245,6 +1278,9 @@ impl Fold {
                 orders.insert(METHODS[15].into(), vec![i]);
             }
         }
+        if let Some(i) = self.standard_native.and_then(|n| standard_recipe(tc, n)) {
+            orders.insert(METHODS[STANDARD_RECIPE].into(), vec![i]);
+        }
         Ranked { orders, answers, mean, cov, noise: sn2, override_check }
     }
 }
@@ -1378,17 +1414,7 @@ pub fn baselines_head_to_head(r: &EvalReport) -> String {
     for (g, ts) in groups {
         let n = ts.len() as f64;
         let mean = |f: &dyn Fn(&TaskResult) -> f64| ts.iter().map(|t| f(t)).sum::<f64>() / n;
-        let (mut w, mut d, mut l) = (0, 0, 0);
-        for t in &ts {
-            let diff = acc(t, adv) - acc(t, lp).max(acc(t, ft));
-            if diff > 0.005 {
-                w += 1
-            } else if diff < -0.005 {
-                l += 1
-            } else {
-                d += 1
-            }
-        }
+        let (w, d, l) = win_tie_loss(ts.iter().map(|t| acc(t, adv) - acc(t, lp).max(acc(t, ft))));
         s.push_str(&format!(
             "| {g} | {} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {w}/{d}/{l} |\n",
             ts.len(),
@@ -1398,6 +1424,71 @@ pub fn baselines_head_to_head(r: &EvalReport) -> String {
             mean(&|t| reg(t, adv)),
             mean(&|t| reg(t, lp)),
             mean(&|t| reg(t, ft)),
+        ));
+    }
+    s.push('\n');
+    s
+}
+
+/// The strata of shots per class the report breaks results down by, and a task's stratum.
+const SHOT_BANDS: [&str; 4] = ["1-2", "3-10", "11-50", "51-200"];
+fn shot_band(shots: f64) -> &'static str {
+    SHOT_BANDS[match shots as usize {
+        0..=2 => 0,
+        3..=10 => 1,
+        11..=50 => 2,
+        _ => 3,
+    }]
+}
+
+/// Wins, ties and losses of accuracy differences (tie: within 0.5 points).
+fn win_tie_loss(diffs: impl Iterator<Item = f64>) -> (usize, usize, usize) {
+    diffs.fold((0, 0, 0), |(w, d, l), x| {
+        if x > 0.005 {
+            (w + 1, d, l)
+        } else if x < -0.005 {
+            (w, d, l + 1)
+        } else {
+            (w, d + 1, l)
+        }
+    })
+}
+
+/// The shipped advisor's first pick against the standard ImageNet recipe ([`STANDARD_RECIPE`])
+/// on the held-out tasks where that recipe was logged, by shots per class: mean test accuracy of
+/// each, the mean paired difference with its 95% family-bootstrap interval, mean regret@1 and
+/// the advisor's wins, ties and losses. Empty when no task has the recipe logged.
+pub fn standard_recipe_head_to_head(r: &EvalReport) -> String {
+    let (adv, std) = (shipped_method(), METHODS[STANDARD_RECIPE]);
+    let both: Vec<&TaskResult> =
+        r.tasks.iter().filter(|t| [adv, std].iter().all(|m| t.gap.get(*m).is_some_and(|g| !g.is_empty()))).collect();
+    if both.is_empty() {
+        return String::new();
+    }
+    let acc = |t: &TaskResult, m: &str| t.best_acc - t.gap[m][0];
+    let mut s = format!(
+        "The advisor as shipped, first pick, against the {std} (what a practitioner would try first), on the {} held-out tasks where that recipe was logged, by shots per class. Δ is advisor minus recipe in test accuracy, with a 95% interval from a bootstrap over held-out families; win/tie/loss is the advisor's (tie: within 0.5 points):\n\n| shots per class | tasks | advisor acc | recipe acc | Δ acc [95%] | advisor regret@1 | recipe regret@1 | win/tie/loss |\n|---|---|---|---|---|---|---|---|\n",
+        both.len()
+    );
+    let mut groups: Vec<(&str, Vec<&TaskResult>)> = SHOT_BANDS
+        .iter()
+        .map(|b| (*b, both.iter().copied().filter(|t| shot_band(t.shots) == *b).collect::<Vec<_>>()))
+        .filter(|g| !g.1.is_empty())
+        .collect();
+    groups.push(("all", both.clone()));
+    for (g, ts) in groups {
+        let n = ts.len() as f64;
+        let mean = |f: &dyn Fn(&TaskResult) -> f64| ts.iter().map(|t| f(t)).sum::<f64>() / n;
+        let (w, d, l) = win_tie_loss(ts.iter().map(|t| acc(t, adv) - acc(t, std)));
+        let ci = family_bootstrap(ts.iter().map(|t| (t.family.as_str(), acc(t, adv) - acc(t, std))), 0, &format!("standard-recipe/{g}"))
+            .map_or("n/a".to_string(), |(_, m, lo, hi)| format!("{m:+.3} [{lo:+.3}, {hi:+.3}]"));
+        s.push_str(&format!(
+            "| {g} | {} | {:.3} | {:.3} | {ci} | {:.3} | {:.3} | {w}/{d}/{l} |\n",
+            ts.len(),
+            mean(&|t| acc(t, adv)),
+            mean(&|t| acc(t, std)),
+            mean(&|t| t.regret[adv][0]),
+            mean(&|t| t.regret[std][0]),
         ));
     }
     s.push('\n');
@@ -1518,6 +1609,7 @@ pub fn markdown(r: &EvalReport) -> String {
     ));
     s.push_str(&paired_table(r));
     s.push_str(&baselines_head_to_head(r));
+    s.push_str(&standard_recipe_head_to_head(r));
     s.push_str(&auto_simulation_table(r));
     s.push_str(&pretrain_policy_table(r));
     s.push_str(&override_table(r));
@@ -1525,15 +1617,7 @@ pub fn markdown(r: &EvalReport) -> String {
     let strata: Vec<Stratum> = vec![
         (
             "shots per class",
-            Box::new(|t: &TaskResult| {
-                match t.shots as usize {
-                    0..=2 => "1-2",
-                    3..=10 => "3-10",
-                    11..=50 => "11-50",
-                    _ => "51-200",
-                }
-                .to_string()
-            }),
+            Box::new(|t: &TaskResult| shot_band(t.shots).to_string()),
         ),
         ("domain distance (Fréchet tercile)", Box::new(|t: &TaskResult| t.distance.clone())),
         ("input shift", Box::new(|t: &TaskResult| if t.shift == "none" { "none".into() } else { "shifted".into() })),
@@ -1802,6 +1886,56 @@ mod tests {
         assert!(!md.contains("| b |"), "{md}");
         let none = EvalReport { tasks: r.tasks[2..].to_vec(), ..r };
         assert_eq!(baselines_head_to_head(&none), "");
+    }
+
+    /// The standard-recipe table bands tasks by shots, compares only tasks where the recipe was
+    /// logged, and its Δ is advisor minus recipe in accuracy, with a family-bootstrap interval.
+    #[test]
+    fn standard_recipe_table_bands_by_shots_on_tasks_with_the_recipe() {
+        let task = |i: usize, fam: &str, shots: f64, adv: f64, std: Option<f64>| TaskResult {
+            shots,
+            ..task_result(&format!("t{i}"), fam, 0.9, 0.5, &[(shipped_method(), Some(adv)), (METHODS[STANDARD_RECIPE], std)])
+        };
+        let r = report_of(vec![
+            task(0, "a", 1.0, 0.8, Some(0.7)),
+            task(1, "b", 2.0, 0.8, Some(0.7)),
+            task(2, "a", 5.0, 0.6, Some(0.9)),
+            task(3, "b", 5.0, 0.9, None),
+        ]);
+        let md = standard_recipe_head_to_head(&r);
+        assert!(md.contains("on the 3 held-out tasks"), "{md}");
+        assert!(md.contains("| 1-2 | 2 | 0.800 | 0.700 | +0.100 [+0.100, +0.100] | 0.200 | 0.400 | 2/0/0 |"), "{md}");
+        assert!(md.contains("| 3-10 | 1 | 0.600 | 0.900 | -0.300 [-0.300, -0.300] | 0.600 | 0.000 | 0/0/1 |"), "{md}");
+        assert!(md.contains("| all | 3 | 0.733 | 0.767 |"), "{md}");
+        assert!(!md.contains("| 11-50 |"), "{md}");
+        assert_eq!(standard_recipe_head_to_head(&report_of(vec![task(4, "a", 5.0, 0.9, None)])), "");
+    }
+
+    /// The standard recipe is picked by recipe alone: Lite0 at 224 px (its native size, so an
+    /// unsuffixed key counts), plain fine-tune at 3e-4 for 30 epochs; other sizes, epochs,
+    /// learning rates and backbones are never taken, however well they scored.
+    #[test]
+    fn standard_recipe_picks_by_recipe_not_by_accuracy() {
+        let ft = |backbone: &str, lr: f64, epochs: usize, acc: f64| {
+            let mut c = cell("t", backbone, "ft", acc, None);
+            c.recipe.lr = lr;
+            c.recipe.epochs = epochs;
+            c
+        };
+        let cs = [
+            ft("efficientnet-lite0-imagenet@96", 3e-4, 30, 0.99),
+            ft("efficientnet-lite0-imagenet", 3e-4, 10, 0.98),
+            ft("efficientnet-lite2-imagenet@224", 3e-4, 30, 0.97),
+            ft("efficientnet-lite0-imagenet", 1e-3, 30, 0.96),
+            ft("efficientnet-lite0-imagenet", 3e-4, 30, 0.5),
+        ];
+        let refs: Vec<&Cell> = cs.iter().collect();
+        assert_eq!(standard_recipe(&refs, 224), Some(4));
+        assert_eq!(standard_recipe(&refs[..4], 224), None);
+        // an explicit @224 key counts whatever the card's size
+        let at224 = [ft("efficientnet-lite0-imagenet@224", 3e-4, 30, 0.5)];
+        assert_eq!(standard_recipe(&at224.iter().collect::<Vec<_>>(), 260), Some(0));
+        assert_eq!(standard_recipe(&refs[4..], 260), None);
     }
 
     /// Tasks with an unlabelled pool and both policies logged enter the table, by pool size;
