@@ -326,6 +326,13 @@ fn bad_inputs_exit_2_with_a_clear_message() {
     let o = graft().args(["meta", "fit", "--meta"]).arg(&empty).arg("--out").arg(dir.path().join("x.json")).output().unwrap();
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("no Parquet files"));
+    // one family-grouped CV fold would hold out every family
+    for cmd in ["fit", "eval"] {
+        let o =
+            graft().args(["meta", cmd, "--cv-folds", "1", "--meta"]).arg(&f.meta).arg("--out").arg(dir.path().join("y")).output().unwrap();
+        assert_eq!(o.status.code(), Some(2), "meta {cmd}");
+        assert!(String::from_utf8_lossy(&o.stderr).contains("--cv-folds must be at least 2"), "{}", String::from_utf8_lossy(&o.stderr));
+    }
     // a meta-learner of another schema version
     let mut v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&f.model).unwrap()).unwrap();
     v["schema_version"] = serde_json::json!(99);

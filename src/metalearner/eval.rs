@@ -1090,8 +1090,7 @@ struct Ranked {
 
 impl Fold {
     fn fit(train: &[Obs], budgets: usize, fo: &FitOptions) -> Result<Self> {
-        let fo1 = FitOptions { cv_folds: 2, ..fo.clone() };
-        let model: MetaModel = fit(train, &fo1, &|_| {})?;
+        let model: MetaModel = fit(train, fo, &|_| {})?;
         let train_cells = cells(train);
         let per_config = super::PerConfig::fit(&train_cells, &model.encoder, fo.gp_iters)?;
         let mut sums: BTreeMap<String, (f64, usize)> = BTreeMap::new();
@@ -1615,10 +1614,7 @@ pub fn markdown(r: &EvalReport) -> String {
     s.push_str(&override_table(r));
     type Stratum<'a> = (&'a str, Box<dyn Fn(&TaskResult) -> String>);
     let strata: Vec<Stratum> = vec![
-        (
-            "shots per class",
-            Box::new(|t: &TaskResult| shot_band(t.shots).to_string()),
-        ),
+        ("shots per class", Box::new(|t: &TaskResult| shot_band(t.shots).to_string())),
         ("domain distance (Fréchet tercile)", Box::new(|t: &TaskResult| t.distance.clone())),
         ("input shift", Box::new(|t: &TaskResult| if t.shift == "none" { "none".into() } else { "shifted".into() })),
         ("held-out family", Box::new(|t: &TaskResult| t.family.clone())),
