@@ -134,6 +134,18 @@ fn largest_imagenet_backbone() -> Option<String> {
         .map(|m| m.card.name)
 }
 
+/// Every group fine-tuned (nothing frozen, at most the head re-initialised) at one learning rate
+/// 3e-4, without layer decay, L2-SP or pretraining: the plain fine-tune the baselines run.
+fn plain_finetune_3e4(r: &super::features::RecipeSummary) -> bool {
+    r.strategy == crate::recipe::Strategy::Finetune
+        && r.n_freeze == 0
+        && r.n_reinit <= 1
+        && (r.lr - 3e-4).abs() < 1e-9
+        && r.layer_decay == 1.0
+        && r.l2sp == 0.0
+        && !r.pretrain
+}
+
 /// The two "what users would otherwise do" baselines on a held-out task's cells, chosen by
 /// recipe alone: the linear probe on the penultimate features of the largest ImageNet backbone
 /// at the largest input size logged for it, and its full fine-tune (nothing frozen or
@@ -151,17 +163,7 @@ pub fn imagenet_baselines(tc: &[&Cell], largest: &str, native: usize) -> (Option
     let ft = tc
         .iter()
         .enumerate()
-        .filter(|(_, c)| {
-            let r = &c.recipe;
-            on_largest(c)
-                && r.strategy == crate::recipe::Strategy::Finetune
-                && r.n_freeze == 0
-                && r.n_reinit <= 1
-                && (r.lr - 3e-4).abs() < 1e-9
-                && r.layer_decay == 1.0
-                && r.l2sp == 0.0
-                && !r.pretrain
-        })
+        .filter(|(_, c)| on_largest(c) && plain_finetune_3e4(&c.recipe))
         .min_by_key(|(_, c)| (size(c) as i64 - 224).abs())
         .map(|(i, _)| i);
     (probe, ft)
@@ -169,23 +171,12 @@ pub fn imagenet_baselines(tc: &[&Cell], largest: &str, native: usize) -> (Option
 
 /// The standard ImageNet recipe's cell on a held-out task, chosen by recipe alone:
 /// [`STANDARD_BACKBONE`] at 224 px (`native` is its card's input size, which an unsuffixed key
-/// means), every group fine-tuned (nothing frozen, at most the head re-initialised), one
-/// learning rate 3e-4, no layer decay, no L2-SP, no pretraining, 30 epochs. None where the task
-/// has no such run.
+/// means), the plain fine-tune at 3e-4 ([`plain_finetune_3e4`]) for 30 epochs. None where the
+/// task has no such run.
 pub fn standard_recipe(tc: &[&Cell], native: usize) -> Option<usize> {
     tc.iter().position(|c| {
         let (name, size) = crate::backbones::card::split_key(&c.backbone);
-        let r = &c.recipe;
-        name == STANDARD_BACKBONE
-            && size.unwrap_or(native) == 224
-            && r.strategy == crate::recipe::Strategy::Finetune
-            && r.n_freeze == 0
-            && r.n_reinit <= 1
-            && (r.lr - 3e-4).abs() < 1e-9
-            && r.layer_decay == 1.0
-            && r.l2sp == 0.0
-            && !r.pretrain
-            && r.epochs == 30
+        name == STANDARD_BACKBONE && size.unwrap_or(native) == 224 && plain_finetune_3e4(&c.recipe) && c.recipe.epochs == 30
     })
 }
 
