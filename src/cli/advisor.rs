@@ -142,7 +142,7 @@ pub struct MetaFitArgs {
     pub warp: String,
     /// Family-grouped cross-validation folds (at least 2): they choose between the GP and kNN
     /// and calibrate the stated interval.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = ml::CV_FOLDS)]
     pub cv_folds: usize,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -225,7 +225,7 @@ pub struct MetaEvalArgs {
     /// calibrate its interval and choose its ranker. The default is `meta fit`'s, so the
     /// coverage measured is that of intervals calibrated as the shipped model's are (2 folds, as
     /// before session 24, calibrate on half the training families: wider intervals).
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = ml::CV_FOLDS)]
     pub cv_folds: usize,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,

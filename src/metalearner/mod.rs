@@ -679,6 +679,10 @@ pub struct PastTask {
     pub best_acc: f64,
 }
 
+/// Family-grouped cross-validation folds of `meta fit` (and of each held-out refit in `meta
+/// eval`): they choose the learner and ranker and calibrate the stated interval.
+pub const CV_FOLDS: usize = 4;
+
 /// Cells the shipped GPs are conditioned on after their hyperparameters are fitted on a smaller
 /// subsample (`FitOptions::condition_points`).
 pub const CONDITION_POINTS: usize = 4000;
@@ -706,7 +710,7 @@ impl Default for FitOptions {
             gp_iters: 40,
             knn_k: 7,
             seed: 0,
-            cv_folds: 4,
+            cv_folds: CV_FOLDS,
             warp: Warp::Arcsine,
         }
     }
