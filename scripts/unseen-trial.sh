@@ -13,7 +13,9 @@
 #   photos         examples/photos (in the repository)
 # None of these sources is a family of meta_dataset/; do not add their runs to it (the runs go
 # to OUT/meta). Usage: scripts/unseen-trial.sh [OUT] (default /tmp/graft-unseen); GRAFT names the
-# binary (default target/release/graft). About 20 minutes on 2 cores.
+# binary (default target/release/graft); AUTO_ARGS adds flags to `graft auto` (e.g.
+# AUTO_ARGS="--budget 3", or "--model M" for another meta-learner; use a fresh OUT for each, as
+# results already in OUT/out are kept). About 20 minutes on 2 cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-/tmp/graft-unseen}
@@ -89,7 +91,7 @@ cat > "$OUT/standard.json" <<'JSON'
 JSON
 for t in emoji-twitter emoji-apple icons-faenza letters digits photos; do
   D="$OUT/tasks/$t"; [ "$t" = photos ] && D=examples/photos
-  [ -s "$OUT/out/auto-$t.json" ] || "$GRAFT" auto --data "$D" --meta "$OUT/meta" --runs "$OUT/runs" --json > "$OUT/out/auto-$t.json" 2> "$OUT/out/auto-$t.err"
+  [ -s "$OUT/out/auto-$t.json" ] || "$GRAFT" auto ${AUTO_ARGS:-} --data "$D" --meta "$OUT/meta" --runs "$OUT/runs" --json > "$OUT/out/auto-$t.json" 2> "$OUT/out/auto-$t.err"
   [ -s "$OUT/out/std-$t.json" ] || "$GRAFT" run --data "$D" --recipe "$OUT/standard.json" --no-meta --runs "$OUT/runs" --json > "$OUT/out/std-$t.json" 2> "$OUT/out/std-$t.err"
 done
 python3 - "$OUT/out" <<'PY'
@@ -97,8 +99,9 @@ import json, sys
 d = sys.argv[1]; rows = []
 for t in ["emoji-twitter", "emoji-apple", "icons-faenza", "letters", "digits", "photos"]:
     a, s = json.load(open(f"{d}/auto-{t}.json")), json.load(open(f"{d}/std-{t}.json"))
-    r, rec = a["runs"][0], a["recipe"]
-    pick = f"{a['backbone']}@{rec.get('input_size') or 'native'} {rec['strategy']}"
+    # the answer: the run auto names best (with --budget K > 1, the refit of the winner)
+    r = next((x for x in a["runs"] if x["run_id"] == a.get("best_run_id")), a["runs"][-1])
+    pick = f"{r['backbone_ref']} {r['recipe']['strategy']}"  # "predicted" is the first pick's
     rows.append((r["test_accuracy"], s["test_accuracy"]))
     print(f"{t:14s} train {r['n_train']:3d} test {r['n_test']:3d}  auto: {pick:48s} predicted {a['predicted_accuracy']:.3f} "
           f"[{a['interval'][0]:.2f}, {a['interval'][1]:.2f}] scored {r['test_accuracy']:.3f} ({r['train_seconds']:.0f} s)  "
