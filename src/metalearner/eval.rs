@@ -1447,7 +1447,8 @@ fn win_tie_loss(diffs: impl Iterator<Item = f64>) -> (usize, usize, usize) {
 /// The shipped advisor's first pick against the standard ImageNet recipe ([`STANDARD_RECIPE`])
 /// on the held-out tasks where that recipe was logged, by shots per class: mean test accuracy of
 /// each, the mean paired difference with its 95% family-bootstrap interval, mean regret@1 and
-/// the advisor's wins, ties and losses. Empty when no task has the recipe logged.
+/// the advisor's wins, ties and losses; then the same by held-out family. Empty when no task has
+/// the recipe logged.
 pub fn standard_recipe_head_to_head(r: &EvalReport) -> String {
     let (adv, std) = (shipped_method(), METHODS[STANDARD_RECIPE]);
     let both: Vec<&TaskResult> =
@@ -1460,26 +1461,41 @@ pub fn standard_recipe_head_to_head(r: &EvalReport) -> String {
         "The advisor as shipped, first pick, against the {std} (what a practitioner would try first), on the {} held-out tasks where that recipe was logged, by shots per class. Δ is advisor minus recipe in test accuracy, with a 95% interval from a bootstrap over held-out families; win/tie/loss is the advisor's (tie: within 0.5 points):\n\n| shots per class | tasks | advisor acc | recipe acc | Δ acc [95%] | advisor regret@1 | recipe regret@1 | win/tie/loss |\n|---|---|---|---|---|---|---|---|\n",
         both.len()
     );
-    let mut groups: Vec<(&str, Vec<&TaskResult>)> = SHOT_BANDS
+    let mut groups: Vec<(String, Vec<&TaskResult>)> = SHOT_BANDS
         .iter()
-        .map(|b| (*b, both.iter().copied().filter(|t| shot_band(t.shots) == *b).collect::<Vec<_>>()))
+        .map(|b| (b.to_string(), both.iter().copied().filter(|t| shot_band(t.shots) == *b).collect::<Vec<_>>()))
         .filter(|g| !g.1.is_empty())
         .collect();
-    groups.push(("all", both.clone()));
-    for (g, ts) in groups {
+    groups.push(("all".into(), both.clone()));
+    let row = |g: &str, ts: &[&TaskResult], with_ci: bool| -> String {
         let n = ts.len() as f64;
         let mean = |f: &dyn Fn(&TaskResult) -> f64| ts.iter().map(|t| f(t)).sum::<f64>() / n;
         let (w, d, l) = win_tie_loss(ts.iter().map(|t| acc(t, adv) - acc(t, std)));
-        let ci = family_bootstrap(ts.iter().map(|t| (t.family.as_str(), acc(t, adv) - acc(t, std))), 0, &format!("standard-recipe/{g}"))
-            .map_or("n/a".to_string(), |(_, m, lo, hi)| format!("{m:+.3} [{lo:+.3}, {hi:+.3}]"));
-        s.push_str(&format!(
+        let delta = mean(&|t| acc(t, adv) - acc(t, std));
+        let ci = if with_ci {
+            family_bootstrap(ts.iter().map(|t| (t.family.as_str(), acc(t, adv) - acc(t, std))), 0, &format!("standard-recipe/{g}"))
+                .map_or("n/a".to_string(), |(_, m, lo, hi)| format!("{m:+.3} [{lo:+.3}, {hi:+.3}]"))
+        } else {
+            format!("{delta:+.3}")
+        };
+        format!(
             "| {g} | {} | {:.3} | {:.3} | {ci} | {:.3} | {:.3} | {w}/{d}/{l} |\n",
             ts.len(),
             mean(&|t| acc(t, adv)),
             mean(&|t| acc(t, std)),
             mean(&|t| t.regret[adv][0]),
             mean(&|t| t.regret[std][0]),
-        ));
+        )
+    };
+    for (g, ts) in &groups {
+        s.push_str(&row(g, ts, true));
+    }
+    // by held-out family: one family's tasks move together in the bootstrap, so no interval
+    s.push_str("\nThe same tasks by held-out family (Δ without an interval: a family is one unit of the bootstrap):\n\n| held-out family | tasks | advisor acc | recipe acc | Δ acc | advisor regret@1 | recipe regret@1 | win/tie/loss |\n|---|---|---|---|---|---|---|---|\n");
+    let fams: BTreeSet<&str> = both.iter().map(|t| t.family.as_str()).collect();
+    for f in fams {
+        let ts: Vec<&TaskResult> = both.iter().copied().filter(|t| t.family == f).collect();
+        s.push_str(&row(f, &ts, false));
     }
     s.push('\n');
     s
@@ -1895,6 +1911,9 @@ mod tests {
         assert!(md.contains("| 3-10 | 1 | 0.600 | 0.900 | -0.300 [-0.300, -0.300] | 0.600 | 0.000 | 0/0/1 |"), "{md}");
         assert!(md.contains("| all | 3 | 0.733 | 0.767 |"), "{md}");
         assert!(!md.contains("| 11-50 |"), "{md}");
+        // by family: a: tasks 0 and 2 (Δ +0.1 and −0.3), b: task 1 (+0.1), no interval
+        assert!(md.contains("| a | 2 | 0.700 | 0.800 | -0.100 | 0.400 | 0.200 | 1/0/1 |"), "{md}");
+        assert!(md.contains("| b | 1 | 0.800 | 0.700 | +0.100 | 0.200 | 0.400 | 1/0/0 |"), "{md}");
         assert_eq!(standard_recipe_head_to_head(&report_of(vec![task(4, "a", 5.0, 0.9, None)])), "");
     }
 
