@@ -1338,7 +1338,7 @@ fn answer_outcomes(answers: &BTreeMap<String, Vec<Vec<usize>>>, accs: &[f64], ou
 /// accuracies (which assumes the best of K runs is known without error).
 pub fn auto_simulation_table(r: &EvalReport) -> String {
     let rows: Vec<(&str, WinnerRule)> = AUTO_SIMULATED.iter().map(|&(i, rule)| (METHODS[i], rule)).collect();
-    let ts: Vec<&TaskResult> = r.tasks.iter().filter(|t| rows.iter().all(|(m, _)| t.gap.get(*m).is_some_and(|g| !g.is_empty()))).collect();
+    let ts = tasks_picked_by(r, &rows.iter().map(|(m, _)| *m).collect::<Vec<_>>());
     if ts.is_empty() {
         return String::new();
     }
@@ -1386,12 +1386,11 @@ pub fn auto_simulation_table(r: &EvalReport) -> String {
 /// task has both baselines.
 pub fn baselines_head_to_head(r: &EvalReport) -> String {
     let (adv, lp, ft) = (shipped_method(), METHODS[14], METHODS[15]);
-    let both: Vec<&TaskResult> =
-        r.tasks.iter().filter(|t| [adv, lp, ft].iter().all(|m| t.gap.get(*m).is_some_and(|g| !g.is_empty()))).collect();
+    let both = tasks_picked_by(r, &[adv, lp, ft]);
     if both.is_empty() {
         return String::new();
     }
-    let acc = |t: &TaskResult, m: &str| t.best_acc - t.gap[m][0];
+    let acc = first_pick_acc;
     let reg = |t: &TaskResult, m: &str| t.regret[m][0];
     let mut s = format!(
         "The advisor as shipped ({adv}), first pick, against the ImageNet baselines on the {} held-out tasks where both baselines were logged. Accuracy is mean test accuracy; win/tie/loss against the better of the two baselines on each task (tie: within 0.5 points):\n\n| held-out family | tasks | advisor acc | {lp} acc | {ft} acc | advisor regret@1 | probe regret@1 | fine-tune regret@1 | win/tie/loss |\n|---|---|---|---|---|---|---|---|---|\n",
@@ -1418,6 +1417,17 @@ pub fn baselines_head_to_head(r: &EvalReport) -> String {
     }
     s.push('\n');
     s
+}
+
+/// The held-out tasks on which every one of `methods` made a first pick.
+fn tasks_picked_by<'a>(r: &'a EvalReport, methods: &[&str]) -> Vec<&'a TaskResult> {
+    r.tasks.iter().filter(|t| methods.iter().all(|m| t.gap.get(*m).is_some_and(|g| !g.is_empty()))).collect()
+}
+
+/// The test accuracy of method `m`'s first pick on `t`: the task's best logged accuracy less
+/// the pick's gap.
+fn first_pick_acc(t: &TaskResult, m: &str) -> f64 {
+    t.best_acc - t.gap[m][0]
 }
 
 /// The strata of shots per class the report breaks results down by, and a task's stratum.
@@ -1451,12 +1461,11 @@ fn win_tie_loss(diffs: impl Iterator<Item = f64>) -> (usize, usize, usize) {
 /// the recipe logged.
 pub fn standard_recipe_head_to_head(r: &EvalReport) -> String {
     let (adv, std) = (shipped_method(), METHODS[STANDARD_RECIPE]);
-    let both: Vec<&TaskResult> =
-        r.tasks.iter().filter(|t| [adv, std].iter().all(|m| t.gap.get(*m).is_some_and(|g| !g.is_empty()))).collect();
+    let both = tasks_picked_by(r, &[adv, std]);
     if both.is_empty() {
         return String::new();
     }
-    let acc = |t: &TaskResult, m: &str| t.best_acc - t.gap[m][0];
+    let acc = first_pick_acc;
     let mut s = format!(
         "The advisor as shipped, first pick, against the {std} (what a practitioner would try first), on the {} held-out tasks where that recipe was logged, by shots per class. Δ is advisor minus recipe in test accuracy, with a 95% interval from a bootstrap over held-out families; win/tie/loss is the advisor's (tie: within 0.5 points):\n\n| shots per class | tasks | advisor acc | recipe acc | Δ acc [95%] | advisor regret@1 | recipe regret@1 | win/tie/loss |\n|---|---|---|---|---|---|---|---|\n",
         both.len()
@@ -1507,8 +1516,7 @@ pub fn standard_recipe_head_to_head(r: &EvalReport) -> String {
 /// task qualifies.
 pub fn pretrain_policy_table(r: &EvalReport) -> String {
     let (never, always, adv) = (METHODS[PRETRAIN_NEVER], METHODS[PRETRAIN_ALWAYS], shipped_method());
-    let ts: Vec<&TaskResult> =
-        r.tasks.iter().filter(|t| [never, always, adv].iter().all(|m| t.gap.get(*m).is_some_and(|g| !g.is_empty()))).collect();
+    let ts = tasks_picked_by(r, &[never, always, adv]);
     if ts.is_empty() {
         return String::new();
     }
@@ -1526,7 +1534,7 @@ pub fn pretrain_policy_table(r: &EvalReport) -> String {
             format!("{:.3}", xs.iter().sum::<f64>() / xs.len() as f64)
         }
     };
-    let acc = |t: &TaskResult, m: &str| t.best_acc - t.gap[m][0];
+    let acc = first_pick_acc;
     let bucket = |n: usize| match n {
         0..=300 => "100",
         301..=3000 => "1000",
