@@ -333,6 +333,10 @@ fn bad_inputs_exit_2_with_a_clear_message() {
         assert_eq!(o.status.code(), Some(2), "meta {cmd}");
         assert!(String::from_utf8_lossy(&o.stderr).contains("--cv-folds must be at least 2"), "{}", String::from_utf8_lossy(&o.stderr));
     }
+    // a backfill without its sweep plans
+    let o = graft().args(["meta", "backfill", "--meta"]).arg(&f.meta).arg("--plans").arg(dir.path().join("no-plans")).output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--plans"), "{}", String::from_utf8_lossy(&o.stderr));
     // a meta-learner of another schema version
     let mut v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&f.model).unwrap()).unwrap();
     v["schema_version"] = serde_json::json!(99);

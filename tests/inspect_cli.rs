@@ -18,6 +18,9 @@ fn inspect_reports_every_field_per_group() {
     assert_eq!(d["n_unlabelled"], 1);
     assert_eq!(d["images_per_class"]["min"], 8);
     assert_eq!(d["image_width"], 32);
+    // the stored images' traits: 32 x 32 synthetic colour images
+    assert_eq!(d["native_size"], 32.0);
+    assert!(d["colourfulness"].as_f64().is_some_and(|c| c > 0.0 && c <= 1.0), "{}", d["colourfulness"]);
     assert_eq!(d["colour_mean"].as_array().unwrap().len(), 3);
     assert!(d["pixel_separability"].as_f64().unwrap() > 0.5);
     let groups = j["groups"].as_array().unwrap();

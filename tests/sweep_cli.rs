@@ -307,3 +307,77 @@ sample = "none"
     let l1 = &s[&("svm-last-pt-denoising-autoencoder1".to_string(), 1)]["pretrain"]["losses"];
     assert_ne!(l0, l1);
 }
+
+/// The stored images' traits are recorded with every run, and `graft meta backfill` measures
+/// exactly the same values again from a row's `task_spec` and its plan: rows stripped of them
+/// get them back bit for bit, a second backfill changes nothing, and rows whose folder names
+/// no plan keep null traits.
+#[test]
+fn backfill_measures_the_image_traits_a_sweep_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("traits.toml");
+    std::fs::write(
+        &p,
+        format!(
+            r#"name = "traits"
+seeds = [0]
+[[family]]
+name = "fam"
+data = "{d}"
+tasks = 2
+[tasks]
+n_classes = [2, 3]
+shots = [3, 5]
+test_per_class = 5
+[[backbone]]
+name = "resnet8-cifar10"
+[recipes]
+sample = "none"
+include = ["linear-probe"]
+"#,
+            d = repo().join("examples/cifar3").display()
+        ),
+    )
+    .unwrap();
+    let out = dir.path().join("meta");
+    let o = sweep(&p, &out, &[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let recorded = graft::metadataset::read_rows(&out).unwrap();
+    assert_eq!(recorded.len(), 2);
+    for r in &recorded {
+        // examples/cifar3 holds 32 x 32 colour photographs
+        assert_eq!(r.mf.native_size, Some(32.0), "{}", r.run_id);
+        assert!(r.mf.colourfulness.is_some_and(|c| c > 0.02 && c < 0.5), "{:?}", r.mf.colourfulness);
+    }
+    // strip the traits, as rows logged before they were measured
+    let parts = graft::metadataset::part_files(&out);
+    for part in &parts {
+        let mut rows = graft::metadataset::read_part(part).unwrap();
+        rows.iter_mut().for_each(|r| (r.mf.native_size, r.mf.colourfulness) = (None, None));
+        graft::metadataset::rewrite_part(part, &rows).unwrap();
+    }
+    // one more part, in a folder that names no plan
+    let orphan = out.join("source=sweep-gone");
+    std::fs::create_dir_all(&orphan).unwrap();
+    let mut lone = graft::metadataset::read_rows(&out).unwrap()[0].clone();
+    lone.run_id = "lone".into();
+    graft::metadataset::write_part(&orphan, "lone", &[lone]).unwrap();
+
+    let backfill = || {
+        let o = graft().args(["meta", "backfill", "--meta"]).arg(&out).arg("--plans").arg(dir.path()).output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()
+    };
+    let s = backfill();
+    assert_eq!((s["filled"].as_u64(), s["no_plan"].as_u64(), s["mismatched"].as_u64()), (Some(2), Some(1), Some(0)), "{s}");
+    let mut back = graft::metadataset::read_rows(&out).unwrap();
+    let lone = back.iter().position(|r| r.run_id == "lone").unwrap();
+    assert_eq!((back[lone].mf.native_size, back[lone].mf.colourfulness), (None, None));
+    back.remove(lone);
+    back.sort_by(|a, b| a.run_id.cmp(&b.run_id));
+    let mut want = recorded.clone();
+    want.sort_by(|a, b| a.run_id.cmp(&b.run_id));
+    assert_eq!(back, want, "backfilled rows differ from the rows the sweep recorded");
+    let s = backfill();
+    assert_eq!((s["filled"].as_u64(), s["rewritten"].as_u64(), s["already_measured"].as_u64()), (Some(0), Some(0), Some(2)), "{s}");
+}

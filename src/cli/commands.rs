@@ -297,6 +297,20 @@ pub enum MetaCmd {
     /// Compare two `meta eval` runs (their meta-eval.json) method by method, paired per task,
     /// with a family-bootstrap interval on each difference.
     Compare(super::advisor::MetaCompareArgs),
+    /// Measure the stored images' native size and colourfulness for runs logged before graft
+    /// recorded them: each run's task is drawn again from its `task_spec` with its sweep plan
+    /// (`source=sweep-<plan>/` -> `<plans>/<plan>.toml`), and each changed part file is
+    /// rewritten atomically. Rows already measured are left alone.
+    Backfill {
+        #[arg(long)]
+        meta: Option<PathBuf>,
+        /// Folder of the sweep plans (default: the meta-dataset's `_plans/`).
+        #[arg(long)]
+        plans: Option<PathBuf>,
+        /// Measure and report, write nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 pub fn meta(a: MetaArgs) -> Result<i32> {
@@ -310,6 +324,18 @@ pub fn meta(a: MetaArgs) -> Result<i32> {
         MetaCmd::Fit(f) => return super::advisor::meta_fit(f),
         MetaCmd::Eval(e) => return super::advisor::meta_eval(e),
         MetaCmd::Compare(c) => return super::advisor::meta_compare(c),
+        MetaCmd::Backfill { meta, plans, dry_run } => {
+            let dir = meta.unwrap_or_else(default_meta_dir);
+            let plans = plans.unwrap_or_else(|| dir.join("_plans"));
+            if !plans.is_dir() {
+                return Err(GraftError::Usage(format!(
+                    "--plans {}: no such folder; pass --plans with the folder of the sweep plans (`<plan>.toml`) the meta-dataset's `source=sweep-<plan>/` parts came from",
+                    plans.display()
+                )));
+            }
+            let s = crate::sweep::backfill::backfill(&dir, &plans, dry_run, &|m| errln!("{m}"))?;
+            print_json(&serde_json::to_value(&s).expect("serialises"));
+        }
     }
     Ok(EXIT_OK)
 }

@@ -25,6 +25,14 @@ pub struct TaskProfile {
     pub pixel_std: f64,
     pub input_channels: usize,
     pub input_size: usize,
+    /// The training images as stored, before the backbone resizes them
+    /// ([`crate::metafeatures::images`]): median sqrt(width x height) in pixels, and mean
+    /// chroma in [0, 1]. `None` where they could not be measured (rows logged before these
+    /// columns, unless `graft meta backfill` filled them in).
+    #[serde(default)]
+    pub native_size: Option<f64>,
+    #[serde(default)]
+    pub colourfulness: Option<f64>,
 }
 
 impl TaskProfile {
@@ -32,6 +40,7 @@ impl TaskProfile {
         let shots = crate::metafeatures::count_stats(&train.class_counts(ds.n_classes()));
         let st = train.channel_stats();
         let c = st.mean.len().max(1) as f64;
+        let traits = crate::metafeatures::images::image_traits(&ds.train);
         TaskProfile {
             n_classes: ds.n_classes(),
             n_train: train.n,
@@ -44,6 +53,8 @@ impl TaskProfile {
             pixel_std: st.std.iter().map(|&v| v as f64).sum::<f64>() / c,
             input_channels: train.spec.channels,
             input_size: train.spec.height,
+            native_size: traits.map(|t| t.native_size),
+            colourfulness: traits.map(|t| t.colourfulness),
         }
     }
 }
@@ -246,16 +257,28 @@ schema! {
     "r_aug_gaussian_blur" real: |r| r.r_aug_gaussian_blur, |w, v| w.r_aug_gaussian_blur = v.unwrap_or(f64::NAN);
     "recipe" text: |r| r.recipe.clone(), |w, v| w.recipe = v;
     "r_input_size" int: |r| r.r_input_size, |w, v| w.r_input_size = v.unwrap_or(w.mf.input_size as i64);
+    "mf_native_size" real: |r| r.mf.native_size, |w, v| w.mf.native_size = v;
+    "mf_colourfulness" real: |r| r.mf.colourfulness, |w, v| w.mf.colourfulness = v;
 }
 
 /// Columns added after schema version 2 was first written, each with how a part file written
 /// before it gets the column when read: `r_input_size` (the square input the run used) is the
-/// backbone input the task profile recorded, `mf_input_size`.
+/// backbone input the task profile recorded, `mf_input_size`; the stored images' traits
+/// (`mf_native_size`, `mf_colourfulness`) are null until `graft meta backfill` measures them.
+/// They are added in the schema's order, so every part stacks onto the others.
 fn add_late_columns(df: &mut DataFrame, what: &Path) -> Result<()> {
+    let add = |df: &mut DataFrame, c: Column| {
+        let name = c.name().to_string();
+        df.with_column(c).map(|_| ()).map_err(|e| GraftError::Data(format!("meta-dataset {}: adding {name}: {e}", what.display())))
+    };
     if df.column("r_input_size").is_err() {
         let v = read::int(df, "mf_input_size", what)?;
-        df.with_column(Column::new("r_input_size".into(), v))
-            .map_err(|e| GraftError::Data(format!("meta-dataset {}: adding r_input_size: {e}", what.display())))?;
+        add(df, Column::new("r_input_size".into(), v))?;
+    }
+    for name in ["mf_native_size", "mf_colourfulness"] {
+        if df.column(name).is_err() {
+            add(df, Column::new(name.into(), vec![None::<f64>; df.height()]))?;
+        }
     }
     Ok(())
 }
@@ -341,6 +364,25 @@ pub fn write_part(dir: &Path, id: &str, rows: &[MetaRow]) -> Result<PathBuf> {
     write_parquet_file(&mut df, &tmp)?;
     std::fs::rename(&tmp, &path).map_err(|e| GraftError::io(&path, e))?;
     Ok(path)
+}
+
+/// The rows of one part file (late columns added as [`read_all`] adds them).
+pub fn read_part(path: &Path) -> Result<Vec<MetaRow>> {
+    let file = std::fs::File::open(path).map_err(|e| GraftError::io(path, e))?;
+    let mut df = ParquetReader::new(file).finish().map_err(|e| GraftError::Data(format!("{}: unreadable Parquet: {e}", path.display())))?;
+    add_late_columns(&mut df, path)?;
+    from_frame(&df, path)
+}
+
+/// Replace the part file `path` with `rows`, atomically (a temporary file beside it, then a
+/// rename): a crash leaves either the old part or the new one, never a partial one.
+pub fn rewrite_part(path: &Path, rows: &[MetaRow]) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let mut df = to_frame(rows)?;
+    write_parquet_file(&mut df, &tmp)?;
+    std::fs::rename(&tmp, path).map_err(|e| GraftError::io(path, e))
 }
 
 /// Append one run: its own part file `dir/source=run/part-<run id>.parquet` (a Hive-style

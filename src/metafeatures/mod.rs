@@ -1,5 +1,6 @@
 //! Task meta-features: a dataset profile and per-layer-group transferability scores computed
 //! from one pass of the training images through a backbone (`graft inspect`).
+pub mod images;
 pub mod stats;
 pub mod transfer;
 
@@ -34,6 +35,12 @@ pub struct DatasetProfile {
     pub image_height: u32,
     /// Channels of the first training image as stored (1 grey, 3 colour, 4 with alpha).
     pub image_channels: u8,
+    /// The training images as stored (see [`images`]): median sqrt(width x height) and mean
+    /// chroma; null when none could be read.
+    #[serde(default)]
+    pub native_size: Option<f64>,
+    #[serde(default)]
+    pub colourfulness: Option<f64>,
     /// Per-channel mean and std of pixels in [0, 1] at the backbone's input.
     pub colour_mean: Vec<f32>,
     pub colour_std: Vec<f32>,
@@ -216,6 +223,7 @@ pub fn inspect_decoded(mref: &ModelRef, ds: &crate::data::Dataset, set: &ImageSe
     let pix = to_array(set.pixels.iter().map(|&p| p as f32 / 255.0).collect(), set.n);
     let pixel_sep = transfer::nearest_centroid_cv(&pix, &y, 0);
     let counts = set.class_counts(ds.n_classes());
+    let traits = images::image_traits(&ds.train);
     let profile = DatasetProfile {
         root: ds.root.display().to_string(),
         classes: ds.classes.clone(),
@@ -227,6 +235,8 @@ pub fn inspect_decoded(mref: &ModelRef, ds: &crate::data::Dataset, set: &ImageSe
         image_width: w,
         image_height: h,
         image_channels: ch,
+        native_size: traits.map(|t| t.native_size),
+        colourfulness: traits.map(|t| t.colourfulness),
         colour_mean: stats.mean,
         colour_std: stats.std,
         pixel_separability: pixel_sep,

@@ -8,6 +8,12 @@ use std::path::Path;
 
 /// Task meta-features, in order (`None` where a feature is missing, e.g. no LEEP for a backbone
 /// without a source head).
+///
+/// The stored images' native size and colourfulness (`mf_native_size`, `mf_colourfulness`)
+/// are logged with every run but are not among them: added here (as log2 of the size, and the
+/// chroma), they made the shipped advisor's leave-one-family-out regret@1 worse, 0.195 to 0.204
+/// (+0.009 [-0.001, +0.021]), with 12 families, each of one size and nearly one colour level
+/// (docs/meta-eval/where-it-falls-short.md).
 pub const TASK_FEATURES: &[&str] = &[
     "log_n_classes",
     "log_shots",

@@ -1,6 +1,7 @@
 //! `graft sweep`: every (task, backbone, recipe, seed) of a plan, run in-process, each finished
 //! run stored at once (see [`store`]); `--shard I/N` runs every N-th (task, backbone) block and
 //! `--resume` skips runs already recorded.
+pub mod backfill;
 pub mod plan;
 pub mod store;
 
