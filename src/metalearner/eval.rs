@@ -42,11 +42,18 @@ pub const METHODS: &[&str] = &[
     "advisor variant: the override's probability on the posterior calibrated on single cells, not on within-task differences (the rule before session 19), sequential EI",
     "advisor variant: the override's probability on the posterior calibrated on its own held-out decisions (anchor against best challenger, one-sided), sequential EI",
     "standard ImageNet recipe: EfficientNet-Lite0 fine-tuned at 224 px, 30 epochs, AdamW at 3e-4",
+    "advisor variant: the standard ImageNet recipe is the default, which the shipped first pick replaces only when it beats it with posterior probability >= 0.9, sequential EI",
 ];
 
 /// The row of [`METHODS`] that always runs the standard ImageNet transfer recipe
 /// ([`standard_recipe`]): what a practitioner without an advisor would try first.
 pub const STANDARD_RECIPE: usize = 30;
+
+/// A variant of the shipped rule on the tasks where the standard recipe is a candidate: the
+/// recipe is the default, and the shipped first pick replaces it only when it beats it with
+/// P >= [`super::ANCHOR_SWITCH_PROBABILITY`] (the override's calibrated posterior). It asks
+/// whether the advisor should deviate from what a practitioner would run only when confident.
+pub const STANDARD_DEFAULT: usize = 31;
 
 /// The backbone of the standard ImageNet recipe ([`STANDARD_RECIPE`]).
 pub const STANDARD_BACKBONE: &str = "efficientnet-lite0-imagenet";
@@ -1270,6 +1277,11 @@ impl Fold {
         }
         if let Some(i) = self.standard_native.and_then(|n| standard_recipe(tc, n)) {
             orders.insert(METHODS[STANDARD_RECIPE].into(), vec![i]);
+            if let Some(first) = shipped_first {
+                let keep_first = first == i || super::prob_greater(am, oc, first, i) >= super::ANCHOR_SWITCH_PROBABILITY;
+                let pick = if keep_first { first } else { i };
+                orders.insert(METHODS[STANDARD_DEFAULT].into(), sequential_ei_order(pick, am, ac, an, aoff, &observe, budgets));
+            }
         }
         Ranked { orders, answers, mean, cov, noise: sn2, override_check }
     }
