@@ -59,6 +59,69 @@ fn shipped_advisor_states_accuracies_in_the_unit_interval() {
     }
 }
 
+/// The probability a rationale line states after `prefix` ("... with probability 0.83 ...").
+fn stated_probability(line: &str) -> f64 {
+    let rest = &line[line.find("with probability ").expect("a probability") + "with probability ".len()..];
+    rest.split(|c: char| c == ' ' || c == ')').next().unwrap().parse().unwrap()
+}
+
+/// The standard ImageNet recipe is the default the pick must beat with probability >= 0.90: the
+/// rationale says which way it went, and the recommended recipe agrees with what it says.
+fn check_standard_default(v: &serde_json::Value) {
+    let lines: Vec<&str> = v["rationale"].as_array().unwrap().iter().map(|l| l.as_str().unwrap()).collect();
+    let kept = lines.iter().find(|l| l.starts_with("Kept the standard ImageNet recipe"));
+    let chose = lines.iter().find(|l| l.starts_with("Chose ") && l.contains("over the standard ImageNet recipe"));
+    let r = &v["recipe"];
+    let is_standard = v["backbone"] == "efficientnet-lite0-imagenet"
+        && v["input_size"] == 224
+        && r["strategy"] == "finetune"
+        && r["epochs"] == 30
+        && (r["lr"].as_f64().unwrap() - 3e-4).abs() < 1e-12;
+    match (kept, chose) {
+        (Some(l), None) => {
+            assert!(stated_probability(l) <= 0.90, "{l}");
+            assert!(is_standard, "kept the standard recipe but recommends {r}");
+        }
+        (None, Some(l)) => {
+            assert!(stated_probability(l) >= 0.895, "{l}");
+            assert!(!is_standard, "{l}");
+        }
+        other => panic!("no single line on the standard recipe: {other:?} in {lines:?}"),
+    }
+}
+
+/// On the photos example with 2 training images a class the shipped advisor's best probe does
+/// not beat the standard recipe confidently, so it keeps the recipe; with the full 8 a class (and
+/// on CIFAR-3) the rationale and the pick agree whichever way the rule went.
+#[test]
+fn the_standard_recipe_is_the_default_the_pick_must_beat() {
+    let dir = tempfile::tempdir().unwrap();
+    let photos = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/photos");
+    let two = dir.path().join("photos-2");
+    for split in ["train", "test"] {
+        for class in std::fs::read_dir(photos.join(split)).unwrap() {
+            let class = class.unwrap().path();
+            let to = two.join(split).join(class.file_name().unwrap());
+            std::fs::create_dir_all(&to).unwrap();
+            let mut files: Vec<PathBuf> = std::fs::read_dir(&class).unwrap().map(|e| e.unwrap().path()).collect();
+            files.sort();
+            for f in files.iter().take(if split == "train" { 2 } else { usize::MAX }) {
+                std::fs::copy(f, to.join(f.file_name().unwrap())).unwrap();
+            }
+        }
+    }
+    for data in [two.as_path(), photos.as_path(), example().as_path()] {
+        let o = graft().args(["recommend", "--json", "--data"]).arg(data).output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let v = json_of(&o);
+        check_recommendation(&v);
+        check_standard_default(&v);
+        if data == two {
+            assert_eq!(v["backbone"], "efficientnet-lite0-imagenet", "{}", v["rationale"]);
+        }
+    }
+}
+
 fn check_recommendation(v: &serde_json::Value) {
     let p = v["predicted_accuracy"].as_f64().unwrap();
     let iv = v["interval"].as_array().unwrap();

@@ -42,18 +42,18 @@ pub const METHODS: &[&str] = &[
     "advisor variant: the override's probability on the posterior calibrated on single cells, not on within-task differences (the rule before session 19), sequential EI",
     "advisor variant: the override's probability on the posterior calibrated on its own held-out decisions (anchor against best challenger, one-sided), sequential EI",
     "standard ImageNet recipe: EfficientNet-Lite0 fine-tuned at 224 px, 30 epochs, AdamW at 3e-4",
-    "advisor variant: the standard ImageNet recipe is the default, which the shipped first pick replaces only when it beats it with posterior probability >= 0.9, sequential EI",
+    "advisor variant: the rule before session 25, the anchored pick alone (the standard ImageNet recipe is not the default it must beat), sequential EI",
 ];
 
 /// The row of [`METHODS`] that always runs the standard ImageNet transfer recipe
 /// ([`standard_recipe`]): what a practitioner without an advisor would try first.
 pub const STANDARD_RECIPE: usize = 30;
 
-/// A variant of the shipped rule on the tasks where the standard recipe is a candidate: the
-/// recipe is the default, and the shipped first pick replaces it only when it beats it with
-/// P >= [`super::ANCHOR_SWITCH_PROBABILITY`] (the override's calibrated posterior). It asks
-/// whether the advisor should deviate from what a practitioner would run only when confident.
-pub const STANDARD_DEFAULT: usize = 31;
+/// The shipped rule before session 25: the anchored pick alone. Since then, on the tasks where
+/// the standard recipe is a candidate, the recipe is the default and the anchored pick replaces
+/// it only when it beats it with P >= [`super::ANCHOR_SWITCH_PROBABILITY`]
+/// ([`super::standard_default_pick`]). It differs from the shipped row only on those tasks.
+pub const ANCHORED_ALONE: usize = 31;
 
 /// The backbone of the standard ImageNet recipe ([`STANDARD_RECIPE`]).
 pub const STANDARD_BACKBONE: &str = "efficientnet-lite0-imagenet";
@@ -181,10 +181,13 @@ pub fn imagenet_baselines(tc: &[&Cell], largest: &str, native: usize) -> (Option
 /// means), the plain fine-tune at 3e-4 ([`plain_finetune_3e4`]) for 30 epochs. None where the
 /// task has no such run.
 pub fn standard_recipe(tc: &[&Cell], native: usize) -> Option<usize> {
-    tc.iter().position(|c| {
-        let (name, size) = crate::backbones::card::split_key(&c.backbone);
-        name == STANDARD_BACKBONE && size.unwrap_or(native) == 224 && plain_finetune_3e4(&c.recipe) && c.recipe.epochs == 30
-    })
+    tc.iter().position(|c| is_standard_recipe(&c.backbone, &c.recipe, native))
+}
+
+/// Whether a backbone key and recipe are the standard ImageNet recipe ([`standard_recipe`]).
+pub fn is_standard_recipe(backbone_key: &str, r: &super::features::RecipeSummary, native: usize) -> bool {
+    let (name, size) = crate::backbones::card::split_key(backbone_key);
+    name == STANDARD_BACKBONE && size.unwrap_or(native) == 224 && plain_finetune_3e4(r) && r.epochs == 30
 }
 
 /// The LogME anchor of every task among `cells`: the linear probe whose backbone and depth have
@@ -1203,7 +1206,16 @@ impl Fold {
         let keyed: Vec<(&str, &super::features::RecipeSummary)> = tc.iter().map(|c| (c.backbone.as_str(), &c.recipe)).collect();
         let eligible = |i: usize| super::may_override_anchor(&tc[i].recipe);
         let shipped_anchor = cvo.first().map(|&a| super::anchor_classifier(&keyed, am, a));
-        let shipped_first = shipped_anchor.map(|a| super::anchored_pick_among(am, oc, a, super::ANCHOR_SWITCH_PROBABILITY, &eligible).0);
+        let anchored_first = shipped_anchor.map(|a| super::anchored_pick_among(am, oc, a, super::ANCHOR_SWITCH_PROBABILITY, &eligible).0);
+        // the standard recipe, where logged, is the default the anchored pick must beat
+        let std_cell = self.standard_native.and_then(|n| standard_recipe(tc, n));
+        let shipped_first = match (anchored_first, std_cell) {
+            (Some(first), Some(s)) => Some(super::standard_default_pick(am, oc, first, s)),
+            (first, _) => first,
+        };
+        if let (Some(first), Some(_)) = (anchored_first, std_cell) {
+            orders.insert(METHODS[ANCHORED_ALONE].into(), sequential_ei_order(first, am, ac, an, aoff, &observe, budgets));
+        }
         // the override's question, under both calibrations, against the logged outcome
         let override_check = shipped_anchor.and_then(|a| {
             let j = super::best_challenger(am, a, &eligible)?;
@@ -1275,13 +1287,8 @@ impl Fold {
                 orders.insert(METHODS[15].into(), vec![i]);
             }
         }
-        if let Some(i) = self.standard_native.and_then(|n| standard_recipe(tc, n)) {
+        if let Some(i) = std_cell {
             orders.insert(METHODS[STANDARD_RECIPE].into(), vec![i]);
-            if let Some(first) = shipped_first {
-                let keep_first = first == i || super::prob_greater(am, oc, first, i) >= super::ANCHOR_SWITCH_PROBABILITY;
-                let pick = if keep_first { first } else { i };
-                orders.insert(METHODS[STANDARD_DEFAULT].into(), sequential_ei_order(pick, am, ac, an, aoff, &observe, budgets));
-            }
         }
         Ranked { orders, answers, mean, cov, noise: sn2, override_check }
     }

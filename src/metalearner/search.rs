@@ -247,10 +247,17 @@ pub fn recommend(model: &MetaModel, ds: &Dataset, o: &RecommendOptions) -> Resul
         }
     }
     let anchor_note = anchor(model, &view, &mut cands);
-    let refine_note = refine_lr(model, &view, &lrs, &mut cands);
+    let (default_note, kept_default) = match standard_default(model, &view, &mut cands) {
+        Some((note, kept)) => (Some(note), kept),
+        None => (None, false),
+    };
+    // the standard recipe kept as the default runs as logged: a learning rate the surrogate
+    // prefers would be a deviation it is not confident of
+    let refine_note = if kept_default { None } else { refine_lr(model, &view, &lrs, &mut cands) };
     let best = cands[0].clone();
     let near = model.nearest_tasks(&best.backbone, &view.task[&best.backbone], 3);
     let mut lines = rationale(model, &view, &cands, &near, anchor_note);
+    lines.extend(default_note);
     lines.extend(refine_note);
     lines.extend(cost_line(&cands, &mrefs, ds.train.len()));
     lines.extend(pretrain_line(&cands, n_unlabelled, dropped_pretrain));
@@ -618,6 +625,49 @@ fn anchor(model: &MetaModel, view: &TaskView, cands: &mut Vec<Candidate>) -> Opt
             "Kept the transferability anchor {anc} ({what}): the meta-learner's best {kind} candidate, {top}, beats it with probability {pr:.2} only (needs {p:.2}); among the probes, the cross-validated accuracy decides."
         )
     })
+}
+
+/// The standard ImageNet recipe (EfficientNet-Lite0 fine-tuned at 224 px, 30 epochs, AdamW at
+/// 3e-4; [`super::eval::is_standard_recipe`]) is the default where it is a candidate: the pick
+/// so far (`cands[0]`, the anchor or what overrode it) replaces it only when it beats it with
+/// posterior probability >= [`super::ANCHOR_SWITCH_PROBABILITY`], on the same calibrated joint
+/// posterior as the anchor's override ([`super::standard_default_pick`], which `meta eval`
+/// scores as the shipped rule; its row "the rule before session 25" is the anchored pick
+/// alone). Returns the rationale line and whether the recipe was kept; None where the
+/// recipe is no candidate (another `--backbone`, `--time-budget`) or the learner is kNN.
+fn standard_default(model: &MetaModel, view: &TaskView, cands: &mut Vec<Candidate>) -> Option<(String, bool)> {
+    if model.learner != Learner::Gp {
+        return None;
+    }
+    let native = crate::backbones::card::resolve(super::eval::STANDARD_BACKBONE).ok()?.card.input.height;
+    let s = cands.iter().position(|c| super::eval::is_standard_recipe(&c.backbone, &c.summary, native))?;
+    let std = cands[s].config.clone();
+    if s == 0 {
+        return Some((format!("The pick is the standard ImageNet recipe ({std}), the default a practitioner would run."), true));
+    }
+    let xs: Vec<Vec<f64>> =
+        [0, s].iter().map(|&i| model.encoder.encode(&view.task[&cands[i].backbone], &cands[i].summary, &cands[i].backbone)).collect();
+    let (m, c, _) = model.ranking_gp().predict_joint(&xs);
+    let c = c * model.override_sd_scale().powi(2);
+    let pr = super::prob_greater(&m, &c, 0, 1);
+    let p = super::ANCHOR_SWITCH_PROBABILITY;
+    let pick = cands[0].config.clone();
+    if super::standard_default_pick(&m, &c, 0, 1) == 0 {
+        return Some((
+            format!(
+                "Chose {pick} over the standard ImageNet recipe ({std}, the default a practitioner would run): it beats the recipe with probability {pr:.2} (>= {p:.2})."
+            ),
+            false,
+        ));
+    }
+    let c = cands.remove(s);
+    cands.insert(0, c);
+    Some((
+        format!(
+            "Kept the standard ImageNet recipe ({std}) as the default a practitioner would run: the meta-learner's pick {pick} beats it with probability {pr:.2} only (needs {p:.2})."
+        ),
+        true,
+    ))
 }
 
 /// What the predicted accuracy rests on: the direct evidence from the task's own images (the
