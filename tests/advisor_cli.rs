@@ -59,10 +59,10 @@ fn shipped_advisor_states_accuracies_in_the_unit_interval() {
     }
 }
 
-/// The probability a rationale line states after `prefix` ("... with probability 0.83 ...").
+/// The probability a rationale line states ("... with probability 0.83 ...").
 fn stated_probability(line: &str) -> f64 {
     let rest = &line[line.find("with probability ").expect("a probability") + "with probability ".len()..];
-    rest.split(|c: char| c == ' ' || c == ')').next().unwrap().parse().unwrap()
+    rest.split([' ', ')']).next().unwrap().parse().unwrap()
 }
 
 /// The standard ImageNet recipe is the default the pick must beat with probability >= 0.90: the
