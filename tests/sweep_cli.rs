@@ -23,6 +23,19 @@ fn rows(meta: &Path) -> BTreeMap<String, (f64, Option<f64>)> {
     m
 }
 
+/// A plan `NAME.toml` in `dir`: one family (`examples/cifar3`) with `tasks` (its task count
+/// and `[tasks]` space, 5 test images a class), the `backbones` tables, the linear probe, one seed.
+fn cifar3_plan(dir: &Path, name: &str, tasks: &str, backbones: &str) -> PathBuf {
+    let p = dir.join(format!("{name}.toml"));
+    let d = repo().join("examples/cifar3");
+    let text = format!(
+        "name = \"{name}\"\nseeds = [0]\n[[family]]\nname = \"fam\"\ndata = \"{}\"\n{tasks}\ntest_per_class = 5\n{backbones}\n[recipes]\nsample = \"none\"\ninclude = [\"linear-probe\"]\n",
+        d.display()
+    );
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
 fn sweep(plan: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
     graft()
         .args(["--threads", "1", "sweep", "--plan"])
@@ -193,33 +206,12 @@ fn bad_plans_name_the_field() {
 #[test]
 fn one_backbone_at_two_input_sizes_runs_at_both() {
     let dir = tempfile::tempdir().unwrap();
-    let p = dir.path().join("sizes.toml");
-    std::fs::write(
-        &p,
-        format!(
-            r#"name = "sizes"
-seeds = [0]
-[[family]]
-name = "fam"
-data = "{d}"
-tasks = 1
-[tasks]
-n_classes = [2, 2]
-shots = [5]
-test_per_class = 5
-[[backbone]]
-name = "resnet8-cifar10"
-[[backbone]]
-name = "resnet8-cifar10"
-input_size = 48
-[recipes]
-sample = "none"
-include = ["linear-probe"]
-"#,
-            d = repo().join("examples/cifar3").display()
-        ),
-    )
-    .unwrap();
+    let p = cifar3_plan(
+        dir.path(),
+        "sizes",
+        "tasks = 1\n[tasks]\nn_classes = [2, 2]\nshots = [5]",
+        "[[backbone]]\nname = \"resnet8-cifar10\"\n[[backbone]]\nname = \"resnet8-cifar10\"\ninput_size = 48",
+    );
     let out = dir.path().join("meta");
     let o = sweep(&p, &out, &[]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -315,30 +307,12 @@ sample = "none"
 #[test]
 fn backfill_measures_the_image_traits_a_sweep_recorded() {
     let dir = tempfile::tempdir().unwrap();
-    let p = dir.path().join("traits.toml");
-    std::fs::write(
-        &p,
-        format!(
-            r#"name = "traits"
-seeds = [0]
-[[family]]
-name = "fam"
-data = "{d}"
-tasks = 2
-[tasks]
-n_classes = [2, 3]
-shots = [3, 5]
-test_per_class = 5
-[[backbone]]
-name = "resnet8-cifar10"
-[recipes]
-sample = "none"
-include = ["linear-probe"]
-"#,
-            d = repo().join("examples/cifar3").display()
-        ),
-    )
-    .unwrap();
+    let p = cifar3_plan(
+        dir.path(),
+        "traits",
+        "tasks = 2\n[tasks]\nn_classes = [2, 3]\nshots = [3, 5]",
+        "[[backbone]]\nname = \"resnet8-cifar10\"",
+    );
     let out = dir.path().join("meta");
     let o = sweep(&p, &out, &[]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));

@@ -39,16 +39,6 @@ fn stored_size(item: &Item) -> Option<f64> {
     (w > 0 && h > 0).then(|| ((w as f64) * (h as f64)).sqrt())
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
-}
-
 /// Mean chroma of images decoded as RGB (`pixels` in CHW order, `n` images of `hw` pixels).
 fn mean_chroma(pixels: &[u8], n: usize, hw: usize) -> f64 {
     let mut sum = 0u64;
@@ -75,7 +65,7 @@ pub fn image_traits(items: &[Item]) -> Option<ImageTraits> {
     if set.n == 0 {
         return None;
     }
-    Some(ImageTraits { native_size: median(sizes), colourfulness: mean_chroma(&set.pixels, set.n, COLOUR_SIDE * COLOUR_SIDE) })
+    Some(ImageTraits { native_size: crate::util::median(sizes), colourfulness: mean_chroma(&set.pixels, set.n, COLOUR_SIDE * COLOUR_SIDE) })
 }
 
 #[cfg(test)]

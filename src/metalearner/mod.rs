@@ -637,16 +637,6 @@ pub struct CostModel {
     pub finetune_per_image_epoch: BTreeMap<String, f64>,
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
-}
-
 impl CostModel {
     pub fn fit(obs: &[Obs]) -> CostModel {
         let mut per_config: BTreeMap<String, Vec<f64>> = BTreeMap::new();
@@ -661,7 +651,7 @@ impl CostModel {
                 probe.entry(o.backbone.clone()).or_default().push(per_image);
             }
         }
-        let med = |m: BTreeMap<String, Vec<f64>>| m.into_iter().map(|(k, v)| (k, median(v))).collect();
+        let med = |m: BTreeMap<String, Vec<f64>>| m.into_iter().map(|(k, v)| (k, crate::util::median(v))).collect();
         CostModel { per_config: med(per_config), probe_per_image: med(probe), finetune_per_image_epoch: med(ft) }
     }
 
