@@ -77,6 +77,11 @@ fn check_standard_default(v: &serde_json::Value) {
         && r["strategy"] == "finetune"
         && r["epochs"] == 30
         && (r["lr"].as_f64().unwrap() - 3e-4).abs() < 1e-12;
+    // the same decision in the JSON, unrounded
+    let d = &v["standard_default"];
+    let (p, needed) = (d["p_challenger_beats_it"].as_f64().unwrap(), d["needed"].as_f64().unwrap());
+    assert_eq!(d["kept"].as_bool().unwrap(), p < needed || d["challenger"] == d["config"], "{d}");
+    assert_eq!(d["kept"].as_bool().unwrap(), is_standard, "{d} but recommends {r}");
     match (kept, chose) {
         (Some(l), None) => {
             assert!(stated_probability(l) <= 0.90, "{l}");

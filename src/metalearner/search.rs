@@ -82,6 +82,25 @@ pub struct Recommendation {
     /// it has (`graft pretrain --init`): which, and what stands in for it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub continued_from: Option<ContinuedFrom>,
+    /// The standard ImageNet recipe as the default the pick must beat ([`standard_default`]);
+    /// absent where it is no candidate.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub standard_default: Option<StandardDefault>,
+}
+
+/// How the pick fared against the standard ImageNet recipe, the default it must beat.
+#[derive(Debug, Clone, Serialize)]
+pub struct StandardDefault {
+    /// The recipe's configuration (`backbone::recipe name`).
+    pub config: String,
+    /// The pick it was weighed against (the anchored pick, or what overrode the anchor).
+    pub challenger: String,
+    /// Posterior probability that the challenger beats the recipe (1 when it is the recipe).
+    pub p_challenger_beats_it: f64,
+    /// The probability the challenger needed.
+    pub needed: f64,
+    /// Whether the recipe is the recommendation.
+    pub kept: bool,
 }
 
 /// A continued-pretraining checkpoint standing in for its parent: the meta-learner predicts from
@@ -247,10 +266,11 @@ pub fn recommend(model: &MetaModel, ds: &Dataset, o: &RecommendOptions) -> Resul
         }
     }
     let anchor_note = anchor(model, &view, &mut cands);
-    let (default_note, kept_default) = match standard_default(model, &view, &mut cands) {
-        Some((note, kept)) => (Some(note), kept),
-        None => (None, false),
+    let (default_note, std_default) = match standard_default(model, &view, &mut cands) {
+        Some((note, d)) => (Some(note), Some(d)),
+        None => (None, None),
     };
+    let kept_default = std_default.as_ref().is_some_and(|d| d.kept);
     // the standard recipe kept as the default runs as logged: a learning rate the surrogate
     // prefers would be a deviation it is not confident of
     let refine_note = if kept_default { None } else { refine_lr(model, &view, &lrs, &mut cands) };
@@ -332,6 +352,7 @@ pub fn recommend(model: &MetaModel, ds: &Dataset, o: &RecommendOptions) -> Resul
         task_features: view.task,
         transfer: view.transfer,
         continued_from,
+        standard_default: std_default,
     })
 }
 
@@ -633,31 +654,41 @@ fn anchor(model: &MetaModel, view: &TaskView, cands: &mut Vec<Candidate>) -> Opt
 /// posterior probability >= [`super::ANCHOR_SWITCH_PROBABILITY`], on the same calibrated joint
 /// posterior as the anchor's override ([`super::standard_default_pick`], which `meta eval`
 /// scores as the shipped rule; its row "the rule before session 25" is the anchored pick
-/// alone). Returns the rationale line and whether the recipe was kept; None where the
+/// alone). Returns the rationale line and the decision; None where the
 /// recipe is no candidate (another `--backbone`, `--time-budget`) or the learner is kNN.
-fn standard_default(model: &MetaModel, view: &TaskView, cands: &mut Vec<Candidate>) -> Option<(String, bool)> {
+fn standard_default(model: &MetaModel, view: &TaskView, cands: &mut Vec<Candidate>) -> Option<(String, StandardDefault)> {
     if model.learner != Learner::Gp {
         return None;
     }
     let native = crate::backbones::card::resolve(super::eval::STANDARD_BACKBONE).ok()?.card.input.height;
     let s = cands.iter().position(|c| super::eval::is_standard_recipe(&c.backbone, &c.summary, native))?;
     let std = cands[s].config.clone();
+    let p = super::ANCHOR_SWITCH_PROBABILITY;
+    let outcome = |challenger: &str, pr: f64, kept: bool| StandardDefault {
+        config: std.clone(),
+        challenger: challenger.to_string(),
+        p_challenger_beats_it: pr,
+        needed: p,
+        kept,
+    };
     if s == 0 {
-        return Some((format!("The pick is the standard ImageNet recipe ({std}), the default a practitioner would run."), true));
+        return Some((
+            format!("The pick is the standard ImageNet recipe ({std}), the default a practitioner would run."),
+            outcome(&std, 1.0, true),
+        ));
     }
     let xs: Vec<Vec<f64>> =
         [0, s].iter().map(|&i| model.encoder.encode(&view.task[&cands[i].backbone], &cands[i].summary, &cands[i].backbone)).collect();
     let (m, c, _) = model.ranking_gp().predict_joint(&xs);
     let c = c * model.override_sd_scale().powi(2);
     let pr = super::prob_greater(&m, &c, 0, 1);
-    let p = super::ANCHOR_SWITCH_PROBABILITY;
     let pick = cands[0].config.clone();
     if super::standard_default_pick(&m, &c, 0, 1) == 0 {
         return Some((
             format!(
                 "Chose {pick} over the standard ImageNet recipe ({std}, the default a practitioner would run): it beats the recipe with probability {pr:.2} (>= {p:.2})."
             ),
-            false,
+            outcome(&pick, pr, false),
         ));
     }
     let c = cands.remove(s);
@@ -666,7 +697,7 @@ fn standard_default(model: &MetaModel, view: &TaskView, cands: &mut Vec<Candidat
         format!(
             "Kept the standard ImageNet recipe ({std}) as the default a practitioner would run: the meta-learner's pick {pick} beats it with probability {pr:.2} only (needs {p:.2})."
         ),
-        true,
+        outcome(&pick, pr, true),
     ))
 }
 
