@@ -105,6 +105,7 @@ for t in ["emoji-twitter", "emoji-apple", "icons-faenza", "letters", "digits", "
     rows.append((r["test_accuracy"], s["test_accuracy"]))
     print(f"{t:14s} train {r['n_train']:3d} test {r['n_test']:3d}  auto: {pick:48s} predicted {a['predicted_accuracy']:.3f} "
           f"[{a['interval'][0]:.2f}, {a['interval'][1]:.2f}] scored {r['test_accuracy']:.3f} ({r['train_seconds']:.0f} s)  "
-          f"standard: {s['test_accuracy']:.3f} ({s['train_seconds']:.0f} s)")
+          f"standard: {s['test_accuracy']:.3f} ({s['train_seconds']:.0f} s)"
+          + (f"  [P(pick beats the standard default) {a['standard_default']['p_challenger_beats_it']:.2f}]" if a.get("standard_default") else ""))
 print(f"mean test accuracy: auto {sum(x for x, _ in rows) / len(rows):.3f}, standard {sum(y for _, y in rows) / len(rows):.3f}")
 PY
