@@ -337,6 +337,17 @@ fn backfill_measures_the_image_traits_a_sweep_recorded() {
     lone.run_id = "lone".into();
     graft::metadataset::write_part(&orphan, "lone", &[lone]).unwrap();
 
+    // a plan whose family folder is gone: exit 2 naming the family, nothing rewritten
+    let bad = dir.path().join("bad");
+    std::fs::create_dir_all(&bad).unwrap();
+    let text = std::fs::read_to_string(&p).unwrap().replace(&repo().join("examples/cifar3").display().to_string(), "/no/such/folder");
+    std::fs::write(bad.join("traits.toml"), text).unwrap();
+    let before: Vec<Vec<u8>> = parts.iter().map(|f| std::fs::read(f).unwrap()).collect();
+    let o = graft().args(["meta", "backfill", "--meta"]).arg(&out).arg("--plans").arg(&bad).output().unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("family `fam`"), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(parts.iter().map(|f| std::fs::read(f).unwrap()).collect::<Vec<_>>(), before, "a failed backfill changed a part");
+
     let backfill = || {
         let o = graft().args(["meta", "backfill", "--meta"]).arg(&out).arg("--plans").arg(dir.path()).output().unwrap();
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));

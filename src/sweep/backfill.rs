@@ -84,7 +84,18 @@ pub fn backfill(meta: &Path, plans: &Path, dry_run: bool, log: &dyn Fn(&str)) ->
                 let fkey = (fam.data.clone(), plan.plan_seed);
                 if !families.contains_key(&fkey) {
                     log(&format!("loading family {} ({}) with plan seed {}", fam.name, fam.data.display(), plan.plan_seed));
-                    let ds = load_dataset(&LoadOptions { seed: plan.plan_seed, ..LoadOptions::new(&fam.data) })?;
+                    let ds = load_dataset(&LoadOptions { seed: plan.plan_seed, ..LoadOptions::new(&fam.data) }).map_err(|e| {
+                        let why = match e {
+                            crate::error::GraftError::Data(m) => m,
+                            e => e.to_string(),
+                        };
+                        crate::error::GraftError::Data(format!(
+                            "{}: plan `{}` family `{}`: {why} (the backfill redraws each task from its family's images: fetch them, e.g. scripts/fetch-data.sh, or fix the plan's `data`)",
+                            part.display(),
+                            plan.name,
+                            fam.name
+                        ))
+                    })?;
                     families.insert(fkey.clone(), ds);
                 }
                 let task = sample_task(&families[&fkey], &draw.spec, draw.seed)?;
