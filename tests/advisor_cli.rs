@@ -125,6 +125,14 @@ fn the_standard_recipe_is_the_default_the_pick_must_beat() {
             assert_eq!(v["backbone"], "efficientnet-lite0-imagenet", "{}", v["rationale"]);
         }
     }
+    // a time budget the recipe is predicted to overrun leaves it out, and the rationale says so
+    let o = graft().args(["recommend", "--json", "--time-budget", "20", "--data"]).arg(&two).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v = json_of(&o);
+    assert!(v.get("standard_default").is_none(), "{}", v["standard_default"]);
+    let lines: Vec<&str> = v["rationale"].as_array().unwrap().iter().map(|l| l.as_str().unwrap()).collect();
+    assert!(lines.iter().any(|l| l.starts_with("The standard ImageNet recipe") && l.contains("over --time-budget 20")), "{lines:?}");
+    assert!(v["predicted_seconds"].as_f64().is_none_or(|s| s <= 20.0), "{}", v["predicted_seconds"]);
 }
 
 fn check_recommendation(v: &serde_json::Value) {

@@ -256,8 +256,17 @@ pub fn recommend(model: &MetaModel, ds: &Dataset, o: &RecommendOptions) -> Resul
     for c in cands.iter_mut() {
         c.predicted_seconds = model.cost.seconds(&c.backbone, &c.config, &c.summary, ds.train.len());
     }
+    let mut budget_note = None;
     if let Some(budget) = o.time_budget {
         let before = cands.len();
+        if let Some(c) = standard_candidate(&cands).map(|i| &cands[i]) {
+            if let Some(secs) = c.predicted_seconds.filter(|&s| s > budget) {
+                budget_note = Some(format!(
+                    "The standard ImageNet recipe ({}) is predicted to train for {secs:.0} s, over --time-budget {budget}, so it is not the default here.",
+                    c.config
+                ));
+            }
+        }
         cands.retain(|c| c.predicted_seconds.is_none_or(|s| s <= budget));
         if cands.is_empty() {
             return Err(GraftError::Usage(format!(
@@ -278,6 +287,7 @@ pub fn recommend(model: &MetaModel, ds: &Dataset, o: &RecommendOptions) -> Resul
     let near = model.nearest_tasks(&best.backbone, &view.task[&best.backbone], 3);
     let mut lines = rationale(model, &view, &cands, &near, anchor_note);
     lines.extend(default_note);
+    lines.extend(budget_note);
     lines.extend(refine_note);
     lines.extend(cost_line(&cands, &mrefs, ds.train.len()));
     lines.extend(pretrain_line(&cands, n_unlabelled, dropped_pretrain));
@@ -648,6 +658,12 @@ fn anchor(model: &MetaModel, view: &TaskView, cands: &mut Vec<Candidate>) -> Opt
     })
 }
 
+/// The index of the standard ImageNet recipe among `cands`, if it is one of them.
+fn standard_candidate(cands: &[Candidate]) -> Option<usize> {
+    let native = crate::backbones::card::resolve(super::eval::STANDARD_BACKBONE).ok()?.card.input.height;
+    cands.iter().position(|c| super::eval::is_standard_recipe(&c.backbone, &c.summary, native))
+}
+
 /// The standard ImageNet recipe (EfficientNet-Lite0 fine-tuned at 224 px, 30 epochs, AdamW at
 /// 3e-4; [`super::eval::is_standard_recipe`]) is the default where it is a candidate: the pick
 /// so far (`cands[0]`, the anchor or what overrode it) replaces it only when it beats it with
@@ -660,8 +676,7 @@ fn standard_default(model: &MetaModel, view: &TaskView, cands: &mut Vec<Candidat
     if model.learner != Learner::Gp {
         return None;
     }
-    let native = crate::backbones::card::resolve(super::eval::STANDARD_BACKBONE).ok()?.card.input.height;
-    let s = cands.iter().position(|c| super::eval::is_standard_recipe(&c.backbone, &c.summary, native))?;
+    let s = standard_candidate(cands)?;
     let std = cands[s].config.clone();
     let p = super::ANCHOR_SWITCH_PROBABILITY;
     let outcome = |challenger: &str, pr: f64, kept: bool| StandardDefault {
