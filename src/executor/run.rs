@@ -317,6 +317,15 @@ pub struct Prepared {
     pub features: Option<FeatureCache>,
     /// Pretrained bodies shared by the task's pretrain-first runs (None: every run pretrains).
     pub pretrained: Option<PretrainCache>,
+    /// The stored training images' traits, measured once for all the task's runs ([`Prepared::images`]).
+    pub images: std::sync::OnceLock<Option<crate::metafeatures::images::ImageTraits>>,
+}
+
+impl Prepared {
+    /// The stored training images' native size and colourfulness, measured on first use.
+    pub fn images(&self) -> Option<crate::metafeatures::images::ImageTraits> {
+        *self.images.get_or_init(|| crate::metafeatures::images::image_traits(&self.ds.train))
+    }
 }
 
 /// Extra task meta-features a caller computed (the sweep, `graft auto`): the backbone's
@@ -365,7 +374,7 @@ pub fn run(opts: &RunOptions, progress: &dyn Progress) -> Result<RunRecord> {
         mref.card.input.width,
         decode_seconds
     );
-    let prep = Prepared { mref, ds, dec, load_seconds, decode_seconds, features: None, pretrained: None };
+    let prep = Prepared { mref, ds, dec, load_seconds, decode_seconds, features: None, pretrained: None, images: Default::default() };
     run_prepared(opts, &checked, &prep, &opts.context, None, progress)
 }
 
@@ -752,7 +761,7 @@ pub fn run_prepared(
         }
     }
     let eval_seconds = t0.elapsed().as_secs_f64() + eval_only + replayed_eval;
-    let profile = metadataset::TaskProfile::compute(ds, &dec.train);
+    let profile = metadataset::TaskProfile::compute(ds, &dec.train, prep.images());
     let family = opts
         .family
         .clone()

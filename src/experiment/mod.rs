@@ -194,8 +194,16 @@ fn run_one(env: &Env, mref: &ModelRef, recipe: Recipe, task: &Dataset, dec: Deco
         input_size: None,
         context: TaskContext::default(),
     };
-    let prep =
-        Prepared { mref: mref.clone(), ds: task.clone(), dec, load_seconds: 0.0, decode_seconds: 0.0, features: None, pretrained: None };
+    let prep = Prepared {
+        mref: mref.clone(),
+        ds: task.clone(),
+        dec,
+        load_seconds: 0.0,
+        decode_seconds: 0.0,
+        features: None,
+        pretrained: None,
+        images: Default::default(),
+    };
     let checked = opts.recipe.check(&mref.card.groups, mref.card.n_classes, prep.ds.n_classes())?;
     let rec = run_prepared(&opts, &checked, &prep, &TaskContext::default(), None, &NoProgress)?;
     if rec.status != crate::executor::run::RunStatus::Ok {

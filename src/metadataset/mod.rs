@@ -36,11 +36,12 @@ pub struct TaskProfile {
 }
 
 impl TaskProfile {
-    pub fn compute(ds: &Dataset, train: &ImageSet) -> Self {
+    /// The profile of `ds` with its training images decoded (`train`); `images` are the stored
+    /// images' traits, measured once per task by the caller ([`crate::executor::run::Prepared::images`]).
+    pub fn compute(ds: &Dataset, train: &ImageSet, images: Option<crate::metafeatures::images::ImageTraits>) -> Self {
         let shots = crate::metafeatures::count_stats(&train.class_counts(ds.n_classes()));
         let st = train.channel_stats();
         let c = st.mean.len().max(1) as f64;
-        let traits = crate::metafeatures::images::image_traits(&ds.train);
         TaskProfile {
             n_classes: ds.n_classes(),
             n_train: train.n,
@@ -53,8 +54,8 @@ impl TaskProfile {
             pixel_std: st.std.iter().map(|&v| v as f64).sum::<f64>() / c,
             input_channels: train.spec.channels,
             input_size: train.spec.height,
-            native_size: traits.map(|t| t.native_size),
-            colourfulness: traits.map(|t| t.colourfulness),
+            native_size: images.map(|t| t.native_size),
+            colourfulness: images.map(|t| t.colourfulness),
         }
     }
 }

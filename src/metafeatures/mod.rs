@@ -36,7 +36,8 @@ pub struct DatasetProfile {
     /// Channels of the first training image as stored (1 grey, 3 colour, 4 with alpha).
     pub image_channels: u8,
     /// The training images as stored (see [`images`]): median sqrt(width x height) and mean
-    /// chroma; null when none could be read.
+    /// chroma; null when none could be read (and in [`inspect_decoded`]'s report: `inspect`
+    /// measures them).
     #[serde(default)]
     pub native_size: Option<f64>,
     #[serde(default)]
@@ -201,6 +202,9 @@ pub fn inspect(o: &InspectOptions) -> Result<InspectReport> {
         return Err(GraftError::Data(format!("{}: fewer than two readable training images", ds.root.display())));
     }
     let mut r = inspect_decoded(&mref, &ds, &set, o.dump_features.as_deref())?;
+    let traits = images::image_traits(&ds.train);
+    r.dataset.native_size = traits.map(|t| t.native_size);
+    r.dataset.colourfulness = traits.map(|t| t.colourfulness);
     r.seconds.extend(secs);
     Ok(r)
 }
@@ -223,7 +227,6 @@ pub fn inspect_decoded(mref: &ModelRef, ds: &crate::data::Dataset, set: &ImageSe
     let pix = to_array(set.pixels.iter().map(|&p| p as f32 / 255.0).collect(), set.n);
     let pixel_sep = transfer::nearest_centroid_cv(&pix, &y, 0);
     let counts = set.class_counts(ds.n_classes());
-    let traits = images::image_traits(&ds.train);
     let profile = DatasetProfile {
         root: ds.root.display().to_string(),
         classes: ds.classes.clone(),
@@ -235,8 +238,10 @@ pub fn inspect_decoded(mref: &ModelRef, ds: &crate::data::Dataset, set: &ImageSe
         image_width: w,
         image_height: h,
         image_channels: ch,
-        native_size: traits.map(|t| t.native_size),
-        colourfulness: traits.map(|t| t.colourfulness),
+        // measured by `inspect` (once per task; the callers that inspect one task per backbone
+        // do not need them)
+        native_size: None,
+        colourfulness: None,
         colour_mean: stats.mean,
         colour_std: stats.std,
         pixel_separability: pixel_sep,

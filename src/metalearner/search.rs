@@ -136,7 +136,8 @@ pub fn task_features_decoded(mref: &ModelRef, ds: &Dataset, set: &crate::data::I
     if set.n < 2 {
         return Err(GraftError::Data(format!("{}: fewer than two readable training images", ds.root.display())));
     }
-    let profile = TaskProfile::compute(ds, set);
+    // the stored images' traits are not among the meta-learner's task features: not measured
+    let profile = TaskProfile::compute(ds, set, None);
     let rep = inspect_decoded(mref, ds, set, None)?;
     let tf = TransferFeatures::from_report(&rep);
     Ok((task_vector(&profile, &tf), tf))
@@ -631,11 +632,7 @@ fn anchor(model: &MetaModel, view: &TaskView, cands: &mut Vec<Candidate>) -> Opt
             "Kept the transferability anchor {anc} ({what}): no fine-tuning, centroid-probe or pretrain-first candidate to weigh against it."
         ));
     };
-    let xs: Vec<Vec<f64>> =
-        [f, a].iter().map(|&i| model.encoder.encode(&view.task[&cands[i].backbone], &cands[i].summary, &cands[i].backbone)).collect();
-    let (m, c, _) = model.ranking_gp().predict_joint(&xs);
-    // scaled by the calibration of within-task differences on held-out tasks: what P reads
-    let c = c * model.override_sd_scale().powi(2);
+    let (m, c) = calibrated_pair(model, view, cands, f, a);
     let pr = super::prob_greater(&m, &c, 0, 1);
     let top = cands[f].config.clone();
     let kind = if cands[f].summary.pretrain {
@@ -656,6 +653,16 @@ fn anchor(model: &MetaModel, view: &TaskView, cands: &mut Vec<Candidate>) -> Opt
             "Kept the transferability anchor {anc} ({what}): the meta-learner's best {kind} candidate, {top}, beats it with probability {pr:.2} only (needs {p:.2}); among the probes, the cross-validated accuracy decides."
         )
     })
+}
+
+/// The ranking GP's joint posterior of candidates `i` and `j` (in that order), its covariance
+/// scaled by the calibration of within-task differences on held-out tasks: what the override
+/// decisions' P reads.
+fn calibrated_pair(model: &MetaModel, view: &TaskView, cands: &[Candidate], i: usize, j: usize) -> (Vec<f64>, nalgebra::DMatrix<f64>) {
+    let xs: Vec<Vec<f64>> =
+        [i, j].iter().map(|&k| model.encoder.encode(&view.task[&cands[k].backbone], &cands[k].summary, &cands[k].backbone)).collect();
+    let (m, c, _) = model.ranking_gp().predict_joint(&xs);
+    (m, c * model.override_sd_scale().powi(2))
 }
 
 /// The index of the standard ImageNet recipe among `cands`, if it is one of them.
@@ -692,10 +699,7 @@ fn standard_default(model: &MetaModel, view: &TaskView, cands: &mut Vec<Candidat
             outcome(&std, 1.0, true),
         ));
     }
-    let xs: Vec<Vec<f64>> =
-        [0, s].iter().map(|&i| model.encoder.encode(&view.task[&cands[i].backbone], &cands[i].summary, &cands[i].backbone)).collect();
-    let (m, c, _) = model.ranking_gp().predict_joint(&xs);
-    let c = c * model.override_sd_scale().powi(2);
+    let (m, c) = calibrated_pair(model, view, cands, 0, s);
     let pr = super::prob_greater(&m, &c, 0, 1);
     let pick = cands[0].config.clone();
     if super::standard_default_pick(&m, &c, 0, 1) == 0 {

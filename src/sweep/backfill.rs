@@ -50,26 +50,29 @@ pub fn backfill(meta: &Path, plans: &Path, dry_run: bool, log: &dyn Fn(&str)) ->
     for part in part_files(meta) {
         sum.part_files += 1;
         let mut rows = read_part(&part)?;
+        let measured = |r: &crate::metadataset::MetaRow| r.mf.native_size.is_some() && r.mf.colourfulness.is_some();
+        let todo = rows.iter().filter(|r| !measured(r)).count();
+        sum.rows += rows.len();
+        sum.already_measured += rows.len() - todo;
+        if todo == 0 {
+            continue;
+        }
+        // the part's plan, loaded once per plan
+        let plan = plan_of(&part).and_then(|name| {
+            loaded_plans
+                .entry(name.clone())
+                .or_insert_with(|| {
+                    let p = plans.join(format!("{name}.toml"));
+                    let plan = Plan::load(&p).ok();
+                    if plan.is_none() {
+                        log(&format!("{}: no readable plan {}; its rows keep null image traits", part.display(), p.display()));
+                    }
+                    plan
+                })
+                .as_ref()
+        });
         let mut changed = false;
-        for row in rows.iter_mut() {
-            sum.rows += 1;
-            if row.mf.native_size.is_some() && row.mf.colourfulness.is_some() {
-                sum.already_measured += 1;
-                continue;
-            }
-            let plan = plan_of(&part).and_then(|name| {
-                loaded_plans
-                    .entry(name.clone())
-                    .or_insert_with(|| {
-                        let p = plans.join(format!("{name}.toml"));
-                        let plan = Plan::load(&p).ok();
-                        if plan.is_none() {
-                            log(&format!("{}: no readable plan {}; its rows keep null image traits", part.display(), p.display()));
-                        }
-                        plan
-                    })
-                    .clone()
-            });
+        for row in rows.iter_mut().filter(|r| !measured(r)) {
             let draw: Option<TaskDraw> = serde_json::from_str(&row.task_spec).ok();
             let (Some(plan), Some(draw)) = (plan, draw) else {
                 sum.no_plan += 1;

@@ -205,6 +205,7 @@ pub fn sweep(o: &SweepOptions, log: &dyn Fn(&str)) -> Result<SweepSummary> {
             decode_seconds,
             features: Some(Default::default()),
             pretrained: Some(Default::default()),
+            images: Default::default(),
         };
         let mut left = pending.len();
         for (tpl, recipe, key) in pending {
