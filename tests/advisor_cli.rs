@@ -135,7 +135,35 @@ fn the_standard_recipe_is_the_default_the_pick_must_beat() {
     assert!(v["predicted_seconds"].as_f64().is_none_or(|s| s <= 20.0), "{}", v["predicted_seconds"]);
 }
 
+/// By default the pick and its alternatives are of kinds (strategy, probe depth, frozen and
+/// re-initialised groups, pretraining) logged on their backbone, and the rationale says how many
+/// of the search grid's candidates were left out for never having run; `--allow-unlogged` weighs
+/// them too.
+#[test]
+fn recipes_of_a_kind_never_logged_are_left_out_unless_asked_for() {
+    let logged = |v: &serde_json::Value| -> Vec<u64> {
+        std::iter::once(&v["logged_tasks"])
+            .chain(v["alternatives"].as_array().unwrap().iter().map(|a| &a["logged_tasks"]))
+            .map(|n| n.as_u64().expect("logged_tasks"))
+            .collect()
+    };
+    let left_out = |v: &serde_json::Value| v["rationale"].as_array().unwrap().iter().any(|l| l.as_str().unwrap().starts_with("Left out "));
+    let o = graft().args(["recommend", "--json", "--top", "60", "--data"]).arg(example()).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v = json_of(&o);
+    let n = logged(&v);
+    assert_eq!(n.len(), 61);
+    assert!(n.iter().all(|&k| k > 0), "{n:?}");
+    assert!(left_out(&v), "{}", v["rationale"]);
+    let o = graft().args(["recommend", "--json", "--top", "60", "--allow-unlogged", "--data"]).arg(example()).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v = json_of(&o);
+    assert!(logged(&v).contains(&0), "{:?}", logged(&v));
+    assert!(!left_out(&v), "{}", v["rationale"]);
+}
+
 fn check_recommendation(v: &serde_json::Value) {
+    assert!(v["logged_tasks"].as_u64().is_some_and(|n| n > 0), "{}", v["logged_tasks"]);
     let p = v["predicted_accuracy"].as_f64().unwrap();
     let iv = v["interval"].as_array().unwrap();
     let (lo, hi) = (iv[0].as_f64().unwrap(), iv[1].as_f64().unwrap());

@@ -355,6 +355,11 @@ pub struct RecommendArgs {
     /// the logged runs' times; on a CPU a larger input size costs about its square).
     #[arg(long, value_name = "SECONDS")]
     pub time_budget: Option<f64>,
+    /// Also weigh recipes of a kind (strategy, probe depth, frozen and re-initialised groups,
+    /// pretraining) that no logged run has on that backbone; by default they are left out, as
+    /// the meta-learner's predictions for them are extrapolations.
+    #[arg(long)]
+    pub allow_unlogged: bool,
 
     /// Meta-learner file (default: models/meta-learner.json).
     #[arg(long)]
@@ -412,7 +417,13 @@ pub fn recommend(a: RecommendArgs) -> Result<i32> {
     let r = ml::search::recommend(
         &model,
         &ds,
-        &ml::search::RecommendOptions { backbone: a.backbone.clone(), top: a.top, seed: a.seed, time_budget: a.time_budget },
+        &ml::search::RecommendOptions {
+            backbone: a.backbone.clone(),
+            top: a.top,
+            seed: a.seed,
+            time_budget: a.time_budget,
+            allow_unlogged: a.allow_unlogged,
+        },
     )?;
     let run_cmd = format!(
         "graft run --data {} --recipe RECIPE.json --backbone {}",
@@ -447,6 +458,11 @@ pub struct AutoArgs {
     /// the logged runs' times; on a CPU a larger input size costs about its square).
     #[arg(long, value_name = "SECONDS")]
     pub time_budget: Option<f64>,
+    /// Also weigh recipes of a kind (strategy, probe depth, frozen and re-initialised groups,
+    /// pretraining) that no logged run has on that backbone; by default they are left out, as
+    /// the meta-learner's predictions for them are extrapolations.
+    #[arg(long)]
+    pub allow_unlogged: bool,
     #[arg(long)]
     pub model: Option<PathBuf>,
     /// Meta-dataset folder the runs are appended to (default: $GRAFT_META or ~/.local/share/graft/meta_dataset).
@@ -473,7 +489,13 @@ pub fn auto(a: AutoArgs) -> Result<i32> {
     let rec = ml::search::recommend(
         &model,
         &ds,
-        &ml::search::RecommendOptions { backbone: a.backbone.clone(), top: 5, seed: a.seed, time_budget: a.time_budget },
+        &ml::search::RecommendOptions {
+            backbone: a.backbone.clone(),
+            top: 5,
+            seed: a.seed,
+            time_budget: a.time_budget,
+            allow_unlogged: a.allow_unlogged,
+        },
     )?;
     if !a.json {
         print_recommendation(&rec);

@@ -377,6 +377,16 @@ pub fn standard_default_pick(mean: &[f64], cov: &nalgebra::DMatrix<f64>, first: 
     }
 }
 
+/// A recipe's kind as far as the logged runs inform it: strategy, probe depth, how many groups
+/// are frozen and re-initialised, and the pretraining method. The learning rate, layer decay,
+/// L2-SP strength and epochs vary continuously inside a kind, and the GP interpolates them; a
+/// kind no run has logged on a backbone is an extrapolation ([`MetaModel::support`]).
+pub fn recipe_kind(s: &RecipeSummary) -> (Strategy, Option<i64>, usize, usize, Option<crate::pretrain::Method>) {
+    let depth = s.probe_depth.map(|d| (d * 1000.0).round() as i64);
+    let (f, r) = if s.strategy == Strategy::Finetune { (s.n_freeze, s.n_reinit) } else { (0, 0) };
+    (s.strategy, depth, f, r, if s.pretrain { s.pretrain_method } else { None })
+}
+
 /// Probability that the advisor must reach before it overrides the transferability anchor.
 pub const ANCHOR_SWITCH_PROBABILITY: f64 = 0.9;
 
@@ -1068,6 +1078,14 @@ fn ood_threshold(tasks: &[PastTask]) -> f64 {
 }
 
 impl MetaModel {
+    /// On how many past tasks a recipe of `s`'s kind ([`recipe_kind`]) was logged on backbone
+    /// key `backbone`: the most of any portfolio configuration of that kind (0: never run, so
+    /// any prediction for it is an extrapolation of the surrogate).
+    pub fn support(&self, backbone: &str, s: &RecipeSummary) -> usize {
+        let k = recipe_kind(s);
+        self.portfolio.iter().filter(|p| p.backbone == backbone && recipe_kind(&p.recipe) == k).map(|p| p.n_tasks).max().unwrap_or(0)
+    }
+
     /// Predictive mean and variance for candidates (backbone, recipe summary, config key) on a
     /// task whose (unencoded) features under each backbone are `task`, on the scale
     /// [`MetaModel::scale`] (the GP's warped scale; kNN's are accuracies).
