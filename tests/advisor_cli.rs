@@ -162,6 +162,55 @@ fn recipes_of_a_kind_never_logged_are_left_out_unless_asked_for() {
     assert!(!left_out(&v), "{}", v["rationale"]);
 }
 
+/// `meta score` states a fitted model's errors on logged runs; whether a run's recipe kind was
+/// logged comes from the model's portfolio, and the predictions do not depend on it.
+#[test]
+fn meta_score_states_errors_by_whether_the_kind_was_logged() {
+    let f = fixture();
+    let score = |model: &Path| {
+        let o = graft().args(["meta", "score", "--json", "--meta"]).arg(&f.meta).arg("--model").arg(model).output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        json_of(&o)
+    };
+    let v = score(&f.model);
+    assert_eq!(v["runs"], 36);
+    let groups: Vec<&str> = v["groups"].as_array().unwrap().iter().map(|g| g[0].as_str().unwrap()).collect();
+    assert_eq!(groups, ["all", "kind logged on its backbone", "configuration seen", "task seen"]);
+    let all = &v["groups"][0][1];
+    assert_eq!(all["runs"], 36);
+    let (rmse, cov, bias) = (all["rmse"].as_f64().unwrap(), all["coverage80"].as_f64().unwrap(), all["bias"].as_f64().unwrap());
+    assert!(rmse > 0.0 && rmse < 1.0 && (0.0..=1.0).contains(&cov) && bias.abs() <= rmse, "{all}");
+    let configs = v["configs"].as_array().unwrap();
+    assert_eq!(configs.iter().map(|c| c["runs"].as_u64().unwrap()).sum::<u64>(), 36);
+    // a model whose portfolio forgets one configuration: its runs become a kind never logged
+    // (unless another configuration shares the kind), with the same predictions
+    let mut m: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&f.model).unwrap()).unwrap();
+    let gone = m["portfolio"].as_array_mut().unwrap().remove(0);
+    let key = format!("{}::{}", gone["backbone"].as_str().unwrap(), gone["r_name"].as_str().unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let forgot = dir.path().join("forgot.json");
+    std::fs::write(&forgot, m.to_string()).unwrap();
+    let w = score(&forgot);
+    let row = |v: &serde_json::Value| v["configs"].as_array().unwrap().iter().find(|c| c["config"] == key.as_str()).unwrap().clone();
+    let (before, after) = (row(&v), row(&w));
+    assert_eq!(before["config_seen"], true);
+    assert_eq!(after["config_seen"], false);
+    for k in ["runs", "mean_predicted", "mean_actual", "rmse", "coverage80"] {
+        assert_eq!(before[k], after[k], "{k}");
+    }
+    let names: Vec<&str> = w["groups"].as_array().unwrap().iter().map(|g| g[0].as_str().unwrap()).collect();
+    assert!(names.contains(&"configuration new"), "{names:?}");
+    if after["kind_logged_tasks"] == 0 {
+        assert!(names.contains(&"kind never logged on its backbone"), "{names:?}");
+    }
+    // the Markdown report, and a folder that is not there
+    let o = graft().args(["meta", "score", "--meta"]).arg(&f.meta).arg("--model").arg(&f.model).output().unwrap();
+    assert!(String::from_utf8_lossy(&o.stdout).contains("| all | 36 |"), "{}", String::from_utf8_lossy(&o.stdout));
+    let o = graft().args(["meta", "score", "--meta"]).arg(dir.path().join("nope")).arg("--model").arg(&f.model).output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--meta"), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
 fn check_recommendation(v: &serde_json::Value) {
     assert!(v["logged_tasks"].as_u64().is_some_and(|n| n > 0), "{}", v["logged_tasks"]);
     let p = v["predicted_accuracy"].as_f64().unwrap();

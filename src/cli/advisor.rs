@@ -276,6 +276,49 @@ pub fn meta_eval(a: MetaEvalArgs) -> Result<i32> {
 }
 
 #[derive(Args, Debug)]
+pub struct MetaScoreArgs {
+    /// Meta-dataset folder(s) whose runs are scored (repeatable; a `source=...` folder inside
+    /// one scores that source only, e.g. a sweep logged after the model was fitted).
+    #[arg(long, required = true)]
+    pub meta: Vec<PathBuf>,
+    /// Meta-learner file (default: models/meta-learner.json).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `graft meta score`: a fitted meta-learner's predictions against logged runs.
+pub fn meta_score(a: MetaScoreArgs) -> Result<i32> {
+    for d in &a.meta {
+        if !d.is_dir() {
+            return Err(crate::GraftError::Usage(format!(
+                "--meta {}: no such folder; pass a meta-dataset folder (e.g. meta_dataset)",
+                d.display()
+            )));
+        }
+    }
+    let model = ml::MetaModel::load(&model_path(&a.model)?)?;
+    let refs: Vec<&std::path::Path> = a.meta.iter().map(|d| d.as_path()).collect();
+    let obs = ml::features::load_obs(&refs)?;
+    let r = ml::score::score(&model, &obs);
+    if r.runs == 0 {
+        return Err(crate::GraftError::Data(format!(
+            "none of the {} runs in {} is on a backbone the meta-learner knows ({}); score a meta-dataset of those backbones",
+            obs.len(),
+            a.meta.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", "),
+            model.encoder.backbones.join(", ")
+        )));
+    }
+    if a.json {
+        print_json(&r);
+    } else {
+        outln!("{}", ml::score::markdown(&r));
+    }
+    Ok(EXIT_OK)
+}
+
+#[derive(Args, Debug)]
 pub struct MetaCompareArgs {
     /// The baseline evaluation: a meta-eval.json, or the folder `meta eval --out` wrote it to.
     pub base: PathBuf,

@@ -297,6 +297,11 @@ pub enum MetaCmd {
     /// Compare two `meta eval` runs (their meta-eval.json) method by method, paired per task,
     /// with a family-bootstrap interval on each difference.
     Compare(super::advisor::MetaCompareArgs),
+    /// Score a fitted meta-learner on logged runs, as `recommend` states them (accuracy and 80%
+    /// interval): bias, RMSE and interval coverage, by whether the run's recipe kind and task
+    /// were among those the model was fitted on, and per configuration. Prospective on a sweep
+    /// logged after the fit.
+    Score(super::advisor::MetaScoreArgs),
     /// Measure the stored images' native size and colourfulness for runs logged before graft
     /// recorded them: each run's task is drawn again from its `task_spec` with its sweep plan
     /// (`source=sweep-<plan>/` -> `<plans>/<plan>.toml`), and each changed part file is
@@ -324,6 +329,7 @@ pub fn meta(a: MetaArgs) -> Result<i32> {
         MetaCmd::Fit(f) => return super::advisor::meta_fit(f),
         MetaCmd::Eval(e) => return super::advisor::meta_eval(e),
         MetaCmd::Compare(c) => return super::advisor::meta_compare(c),
+        MetaCmd::Score(c) => return super::advisor::meta_score(c),
         MetaCmd::Backfill { meta, plans, dry_run } => {
             let dir = meta.unwrap_or_else(default_meta_dir);
             let plans = plans.unwrap_or_else(|| dir.join("_plans"));

@@ -7,6 +7,7 @@ pub mod eval;
 pub mod features;
 pub mod gp;
 pub mod linalg;
+pub mod score;
 pub mod search;
 pub mod warp;
 
@@ -1091,13 +1092,21 @@ impl MetaModel {
     /// [`MetaModel::scale`] (the GP's warped scale; kNN's are accuracies).
     /// Variances are recalibrated by the cross-validated factor (`cv.*_sd_scale`).
     pub fn predict(&self, task: &BTreeMap<String, Vec<Option<f64>>>, cands: &[(String, RecipeSummary, String)]) -> Vec<(f64, f64)> {
+        let items: Vec<(&str, &[Option<f64>], &RecipeSummary, &str)> =
+            cands.iter().map(|(b, r, key)| (b.as_str(), task[b].as_slice(), r, key.as_str())).collect();
+        self.predict_each(&items)
+    }
+
+    /// [`MetaModel::predict`] where every item brings its own task features: (backbone key,
+    /// features under it, recipe summary, config key).
+    pub fn predict_each(&self, items: &[(&str, &[Option<f64>], &RecipeSummary, &str)]) -> Vec<(f64, f64)> {
         match self.learner {
             Learner::Knn => {
                 let s2 = self.cv.knn_sd_scale.powi(2);
-                cands
+                items
                     .iter()
-                    .map(|(b, _, key)| {
-                        let t = self.encoder.task(&task[b]);
+                    .map(|(_, t, _, key)| {
+                        let t = self.encoder.task(t);
                         let (m, v) = self.knn.predict(key, &t).unwrap_or((self.warp.inv(self.gp.params.mean), 0.05));
                         (m, v * s2)
                     })
@@ -1105,7 +1114,7 @@ impl MetaModel {
             }
             Learner::Gp => {
                 let s2 = self.cv.gp_sd_scale.powi(2);
-                let xs: Vec<Vec<f64>> = cands.iter().map(|(b, r, _)| self.encoder.encode(&task[b], r, b)).collect();
+                let xs: Vec<Vec<f64>> = items.iter().map(|(b, t, r, _)| self.encoder.encode(t, r, b)).collect();
                 let (m, v) = self.gp.predict(&xs);
                 m.into_iter().zip(v).map(|(m, v)| (m, v * s2)).collect()
             }
