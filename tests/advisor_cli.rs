@@ -95,9 +95,9 @@ fn check_standard_default(v: &serde_json::Value) {
     }
 }
 
-/// On the photos example with 2 training images a class the shipped advisor's best probe does
-/// not beat the standard recipe confidently, so it keeps the recipe; with the full 8 a class (and
-/// on CIFAR-3) the rationale and the pick agree whichever way the rule went.
+/// On the photos example with 2 and with 8 training images a class, and on CIFAR-3, the
+/// rationale, the JSON's `standard_default` and the pick agree whichever way the rule went; a
+/// time budget the recipe overruns leaves it out and says so.
 #[test]
 fn the_standard_recipe_is_the_default_the_pick_must_beat() {
     let dir = tempfile::tempdir().unwrap();
@@ -121,9 +121,12 @@ fn the_standard_recipe_is_the_default_the_pick_must_beat() {
         let v = json_of(&o);
         check_recommendation(&v);
         check_standard_default(&v);
-        if data == two {
-            assert_eq!(v["backbone"], "efficientnet-lite0-imagenet", "{}", v["rationale"]);
-        }
+        // Session 25 also asserted that on the 2-a-class cut the recipe is kept. The model refitted
+        // in session 26 leaves it there (centroid-mid on Lite2 at 160 px, P 0.94) and loses
+        // (0.370 against 0.630 on the 27 test photos), but on the held-out families at 1-2 shots
+        // leaving the recipe wins (+0.099 [+0.011, +0.230], 14 tasks): which way it goes is the
+        // model's fit, not a property, and where-it-falls-short.md reports the miss. What holds
+        // for every model is checked above: the stated P and the decision agree.
     }
     // a time budget the recipe is predicted to overrun leaves it out, and the rationale says so
     let o = graft().args(["recommend", "--json", "--time-budget", "20", "--data"]).arg(&two).output().unwrap();
@@ -220,6 +223,8 @@ fn check_recommendation(v: &serde_json::Value) {
     assert!(!v["alternatives"].as_array().unwrap().is_empty());
     let lines: Vec<&str> = v["rationale"].as_array().unwrap().iter().map(|l| l.as_str().unwrap()).collect();
     assert!(lines.len() >= 3);
+    // every figure stated is a number (a kind with no candidate says so, not "NaN")
+    assert!(lines.iter().all(|l| !l.contains("NaN") && !l.contains(" inf")), "{lines:?}");
     // what the prediction rests on: the task's own cross-validated evidence beside the GP's
     let basis = lines.iter().find(|l| l.starts_with("Basis:")).expect("a basis line");
     assert!(basis.contains("predicted") && basis.contains("past tasks"), "{basis}");

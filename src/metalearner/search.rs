@@ -898,21 +898,34 @@ fn rationale(
     let best_of = |f: &dyn Fn(&Candidate) -> bool| same_b.iter().filter(|c| f(c)).map(|c| c.predicted_accuracy).fold(f64::NAN, f64::max);
     let ft = best_of(&|c| c.recipe.strategy == Strategy::Finetune);
     let pr = best_of(&|c| c.recipe.strategy != Strategy::Finetune);
-    lines.push(format!("Strategy: best fine-tuning recipe predicted {ft:.3}, best probe {pr:.3} on {}.", best.backbone));
+    // NaN: no candidate of that kind on this backbone (left out as never logged, or by a budget)
+    let acc = |v: f64| if v.is_nan() { "none among the candidates".to_string() } else { format!("{v:.3}") };
+    lines.push(format!("Strategy: best fine-tuning recipe predicted {}, best probe {} on {}.", acc(ft), acc(pr), best.backbone));
     if best.recipe.strategy == Strategy::Finetune {
         let s = &best.summary;
         let nf = best_of(&|c| c.recipe.strategy == Strategy::Finetune && c.summary.n_freeze == 0);
         let nr = best_of(&|c| c.recipe.strategy == Strategy::Finetune && c.summary.n_reinit <= 1);
         lines.push(format!(
-            "Groups: {} of {} frozen (best recipe with nothing frozen: {nf:.3}); {} re-initialised incl. the new head (best with only the head new: {nr:.3}); learning rate {:.2e}, layer decay {}, L2-SP {}.",
-            s.n_freeze, s.n_groups, s.n_reinit, s.lr, s.layer_decay, s.l2sp
+            "Groups: {} of {} frozen (best recipe with nothing frozen: {}); {} re-initialised incl. the new head (best with only the head new: {}); learning rate {:.2e}, layer decay {}, L2-SP {}.",
+            s.n_freeze,
+            s.n_groups,
+            acc(nf),
+            s.n_reinit,
+            acc(nr),
+            s.lr,
+            s.layer_decay,
+            s.l2sp
         ));
     } else {
+        let vs_ft = if ft.is_nan() {
+            format!("no fine-tuning recipe of a logged kind on {} is a candidate", best.backbone)
+        } else {
+            format!("fine-tuning is predicted {:+.3} relative to it", ft - best.predicted_accuracy)
+        };
         lines.push(format!(
-            "Probe on group `{}` (relative depth {:.2}): the backbone stays frozen; fine-tuning is predicted {:+.3} relative to it.",
+            "Probe on group `{}` (relative depth {:.2}): the backbone stays frozen; {vs_ft}.",
             best.recipe.probe.group.clone().unwrap_or_default(),
             best.summary.probe_depth.unwrap_or(1.0),
-            ft - best.predicted_accuracy
         ));
     }
     if model.learner == Learner::Gp {
