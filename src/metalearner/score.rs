@@ -54,6 +54,16 @@ pub struct ScoreReport {
 /// A scored run: (task id, predicted, actual, inside the 80% interval).
 type Scored = (String, f64, f64, bool);
 
+/// A scored run with what the model knew of it.
+struct Known {
+    /// The model's support of the run's kind on its backbone ([`MetaModel::support`]).
+    kind_tasks: usize,
+    config_seen: bool,
+    task_seen: bool,
+    config: String,
+    run: Scored,
+}
+
 fn stats(v: &[&Scored]) -> Option<ScoreStats> {
     if v.is_empty() {
         return None;
@@ -79,7 +89,7 @@ pub fn score(model: &MetaModel, obs: &[Obs]) -> ScoreReport {
     let seen_configs: BTreeSet<String> = model.portfolio.iter().map(|p| format!("{}::{}", p.backbone, p.r_name)).collect();
     let usable: Vec<&Obs> = obs.iter().filter(|o| known.contains(o.backbone.as_str())).collect();
     let keys: Vec<String> = usable.iter().map(|o| o.config()).collect();
-    let mut scored: Vec<(usize, bool, bool, String, Scored)> = Vec::with_capacity(usable.len());
+    let mut scored: Vec<Known> = Vec::with_capacity(usable.len());
     for (chunk, kchunk) in usable.chunks(512).zip(keys.chunks(512)) {
         let items: Vec<(&str, &[Option<f64>], &super::RecipeSummary, &str)> =
             chunk.iter().zip(kchunk).map(|(o, k)| (o.backbone.as_str(), o.task.as_slice(), &o.recipe, k.as_str())).collect();
@@ -89,40 +99,40 @@ pub fn score(model: &MetaModel, obs: &[Obs]) -> ScoreReport {
             let (mean, (lo, hi)) = model.scale().state(m, v.max(0.0).sqrt() * widen, Z80);
             let (mean, lo, hi) = (mean.clamp(0.0, 1.0), lo.clamp(0.0, 1.0), hi.clamp(0.0, 1.0));
             let inside = lo <= o.acc && o.acc <= hi;
-            scored.push((
-                model.support(&o.backbone, &o.recipe),
-                seen_configs.contains(k),
-                seen_tasks.contains(o.task_id.as_str()),
-                k.clone(),
-                (o.task_id.clone(), mean, o.acc, inside),
-            ));
+            scored.push(Known {
+                kind_tasks: model.support(&o.backbone, &o.recipe),
+                config_seen: seen_configs.contains(k),
+                task_seen: seen_tasks.contains(o.task_id.as_str()),
+                config: k.clone(),
+                run: (o.task_id.clone(), mean, o.acc, inside),
+            });
         }
     }
-    let group = |name: &str, f: &dyn Fn(&(usize, bool, bool, String, Scored)) -> bool| {
-        let v: Vec<&Scored> = scored.iter().filter(|s| f(s)).map(|s| &s.4).collect();
+    let group = |name: &str, f: &dyn Fn(&Known) -> bool| {
+        let v: Vec<&Scored> = scored.iter().filter(|s| f(s)).map(|s| &s.run).collect();
         stats(&v).map(|st| (name.to_string(), st))
     };
     let groups = [
         group("all", &|_| true),
-        group("kind logged on its backbone", &|s| s.0 > 0),
-        group("kind never logged on its backbone", &|s| s.0 == 0),
-        group("configuration seen", &|s| s.1),
-        group("configuration new", &|s| !s.1),
-        group("task seen", &|s| s.2),
-        group("task new", &|s| !s.2),
+        group("kind logged on its backbone", &|s| s.kind_tasks > 0),
+        group("kind never logged on its backbone", &|s| s.kind_tasks == 0),
+        group("configuration seen", &|s| s.config_seen),
+        group("configuration new", &|s| !s.config_seen),
+        group("task seen", &|s| s.task_seen),
+        group("task new", &|s| !s.task_seen),
     ]
     .into_iter()
     .flatten()
     .collect();
-    let mut by: BTreeMap<&str, Vec<&(usize, bool, bool, String, Scored)>> = BTreeMap::new();
+    let mut by: BTreeMap<&str, Vec<&Known>> = BTreeMap::new();
     for s in &scored {
-        by.entry(s.3.as_str()).or_default().push(s);
+        by.entry(s.config.as_str()).or_default().push(s);
     }
     let mut configs: Vec<ScoreRow> = by
         .into_iter()
         .filter_map(|(k, v)| {
-            let st = stats(&v.iter().map(|s| &s.4).collect::<Vec<_>>())?;
-            Some(ScoreRow { config: k.to_string(), kind_logged_tasks: v[0].0, config_seen: v[0].1, stats: st })
+            let st = stats(&v.iter().map(|s| &s.run).collect::<Vec<_>>())?;
+            Some(ScoreRow { config: k.to_string(), kind_logged_tasks: v[0].kind_tasks, config_seen: v[0].config_seen, stats: st })
         })
         .collect();
     configs.sort_by(|a, b| b.stats.runs.cmp(&a.stats.runs).then(a.config.cmp(&b.config)));
