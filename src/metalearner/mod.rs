@@ -1321,6 +1321,36 @@ mod anchor_tests {
     use super::*;
     use nalgebra::DMatrix;
 
+    /// A kind ignores what the GP interpolates (learning rate, layer decay, L2-SP, epochs) and
+    /// tells apart strategy, depth, frozen and re-initialised groups and pretraining.
+    #[test]
+    fn a_recipe_kind_is_what_the_logged_runs_inform() {
+        let ft = RecipeSummary::for_tests(None);
+        let mut other_lr = ft.clone();
+        (other_lr.lr, other_lr.layer_decay, other_lr.l2sp, other_lr.epochs) = (3e-4, 0.5, 0.01, 30);
+        assert_eq!(recipe_kind(&ft), recipe_kind(&other_lr));
+        let mut frozen = ft.clone();
+        frozen.n_freeze = 2;
+        let mut reinit = ft.clone();
+        reinit.n_reinit = 1;
+        let mut pre = ft.clone();
+        (pre.pretrain, pre.pretrain_method) = (true, Some(crate::pretrain::Method::Simclr));
+        for k in [&frozen, &reinit, &pre] {
+            assert_ne!(recipe_kind(&ft), recipe_kind(k), "{k:?}");
+        }
+        let svm_last = RecipeSummary::for_tests(Some(1.0));
+        let mut svm_mid = svm_last.clone();
+        svm_mid.probe_depth = Some(0.5);
+        let mut centroid = svm_last.clone();
+        centroid.strategy = Strategy::CentroidProbe;
+        assert_ne!(recipe_kind(&svm_last), recipe_kind(&svm_mid));
+        assert_ne!(recipe_kind(&svm_last), recipe_kind(&centroid));
+        // a probe's frozen-group count is the whole body either way: not part of its kind
+        let mut svm_frozen = svm_last.clone();
+        svm_frozen.n_freeze = 4;
+        assert_eq!(recipe_kind(&svm_last), recipe_kind(&svm_frozen));
+    }
+
     #[test]
     fn the_anchor_reads_its_features_with_the_classifier_the_gp_prefers() {
         let svm = RecipeSummary::for_tests(Some(1.0));
