@@ -1078,7 +1078,29 @@ fn ood_threshold(tasks: &[PastTask]) -> f64 {
     d[((d.len() as f64 * 0.95) as usize).min(d.len() - 1)].max(0.5)
 }
 
+/// What the advisor states for a prediction (mean `m`, variance `v` on the scale `warp`, the
+/// standard deviation widened by `widen`): the accuracy the latent distribution stands for
+/// ([`Warp::state`]) and its 80% interval, both clamped to [0, 1] (clamping is monotone, so the
+/// accuracy stays inside the interval), and the sd read as accuracy points ([`Warp::acc_sd`]).
+pub fn stated(warp: Warp, m: f64, v: f64, widen: f64) -> (f64, [f64; 2], f64) {
+    let sd = v.max(0.0).sqrt() * widen;
+    let (mean, (lo, hi)) = warp.state(m, sd, Z80);
+    (mean.clamp(0.0, 1.0), [lo.clamp(0.0, 1.0), hi.clamp(0.0, 1.0)], warp.acc_sd(m, sd))
+}
+
 impl MetaModel {
+    /// The distance from a task (features `t` under backbone key `backbone`) to the nearest
+    /// past task under that backbone; infinite when there is none.
+    pub fn nearest_distance(&self, backbone: &str, t: &[Option<f64>]) -> f64 {
+        self.nearest_tasks(backbone, t, 1).first().map(|x| x.0).unwrap_or(f64::INFINITY)
+    }
+
+    /// How much a prediction's interval widens on a task whose nearest past task is `nearest`
+    /// away: that distance over the typical one, at least 1.
+    pub fn widening(&self, nearest: f64) -> f64 {
+        (nearest / self.ood_distance).max(1.0)
+    }
+
     /// On how many past tasks a recipe of `s`'s kind ([`recipe_kind`]) was logged on backbone
     /// key `backbone`: the most of any portfolio configuration of that kind (0: never run, so
     /// any prediction for it is an extrapolation of the surrogate).

@@ -6,7 +6,7 @@
 //! recipe kind ([`super::recipe_kind`]) was never logged on their backbone, they test the
 //! surrogate's extrapolation, which `meta eval` (it scores logged configurations only) cannot.
 use super::features::Obs;
-use super::{MetaModel, Z80};
+use super::MetaModel;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -94,10 +94,8 @@ pub fn score(model: &MetaModel, obs: &[Obs]) -> ScoreReport {
         let items: Vec<(&str, &[Option<f64>], &super::RecipeSummary, &str)> =
             chunk.iter().zip(kchunk).map(|(o, k)| (o.backbone.as_str(), o.task.as_slice(), &o.recipe, k.as_str())).collect();
         for ((o, k), (m, v)) in chunk.iter().zip(kchunk).zip(model.predict_each(&items)) {
-            let near = model.nearest_tasks(&o.backbone, &o.task, 1).first().map(|x| x.0).unwrap_or(f64::INFINITY);
-            let widen = if model.ood_distance > 0.0 { (near / model.ood_distance).max(1.0) } else { 1.0 };
-            let (mean, (lo, hi)) = model.scale().state(m, v.max(0.0).sqrt() * widen, Z80);
-            let (mean, lo, hi) = (mean.clamp(0.0, 1.0), lo.clamp(0.0, 1.0), hi.clamp(0.0, 1.0));
+            let widen = model.widening(model.nearest_distance(&o.backbone, &o.task));
+            let (mean, [lo, hi], _) = super::stated(model.scale(), m, v, widen);
             let inside = lo <= o.acc && o.acc <= hi;
             scored.push(Known {
                 kind_tasks: model.support(&o.backbone, &o.recipe),

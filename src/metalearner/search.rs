@@ -197,11 +197,7 @@ impl Candidate {
     /// clamped (clamping is monotone, so the stated accuracy stays inside the interval). Ranking
     /// uses `score`, not this.
     fn set_prediction(&mut self, m: f64, v: f64, widen: f64, warp: Warp) {
-        let sd = v.max(0.0).sqrt() * widen;
-        let (mean, (lo, hi)) = warp.state(m, sd, Z80);
-        self.predicted_accuracy = mean.clamp(0.0, 1.0);
-        self.sd = warp.acc_sd(m, sd);
-        self.interval = [lo.clamp(0.0, 1.0), hi.clamp(0.0, 1.0)];
+        (self.predicted_accuracy, self.interval, self.sd) = super::stated(warp, m, v, widen);
     }
 }
 
@@ -213,7 +209,7 @@ pub struct RecommendOptions {
     /// Leave out candidates predicted to train for longer than this many seconds.
     pub time_budget: Option<f64>,
     /// Also weigh candidates of a kind no past run has logged on their backbone (by default
-    /// they are left out: [`unlogged_line`]).
+    /// they are left out: [`drop_unlogged`]).
     pub allow_unlogged: bool,
 }
 
@@ -243,7 +239,7 @@ struct TaskView {
 impl TaskView {
     /// How much a backbone's intervals widen: the nearest past task's distance over the typical one.
     fn widen(&self, model: &MetaModel, backbone: &str) -> f64 {
-        (self.nearest[backbone] / model.ood_distance).max(1.0)
+        model.widening(self.nearest[backbone])
     }
 }
 
@@ -529,8 +525,7 @@ fn task_view(
         transfer.insert(b.clone(), tf);
         mrefs.insert(b.clone(), m);
     }
-    let nearest =
-        names.iter().map(|b| (b.clone(), model.nearest_tasks(b, &task[b], 1).first().map(|x| x.0).unwrap_or(f64::INFINITY))).collect();
+    let nearest = names.iter().map(|b| (b.clone(), model.nearest_distance(b, &task[b]))).collect();
     Ok((TaskView { names, task, transfer, nearest }, mrefs))
 }
 
@@ -604,15 +599,13 @@ fn candidates(
 /// to the standard recipe by 13 and 15 points. `cands` is in ranking order; returns the
 /// rationale line, None when nothing was left out. Keeps everything when nothing is logged.
 fn drop_unlogged(cands: &mut Vec<Candidate>) -> Option<String> {
-    let logged: Vec<bool> = cands.iter().map(|c| c.logged_tasks > 0).collect();
-    let n_out = logged.iter().filter(|&&l| !l).count();
+    let n_out = cands.iter().filter(|c| c.logged_tasks == 0).count();
     if n_out == 0 || n_out == cands.len() {
         return None;
     }
-    let best_out = cands.iter().zip(&logged).find(|(_, &l)| !l).map(|(c, _)| (c.config.clone(), c.predicted_accuracy));
-    let best_in = cands.iter().zip(&logged).find(|(_, &l)| l).map(|(c, _)| c.predicted_accuracy).unwrap_or(0.0);
-    let mut keep = logged.iter();
-    cands.retain(|_| *keep.next().expect("one flag a candidate"));
+    let best_out = cands.iter().find(|c| c.logged_tasks == 0).map(|c| (c.config.clone(), c.predicted_accuracy));
+    let best_in = cands.iter().find(|c| c.logged_tasks > 0).map(|c| c.predicted_accuracy).unwrap_or(0.0);
+    cands.retain(|c| c.logged_tasks > 0);
     let (cfg, acc) = best_out?;
     let ahead = if acc > best_in {
         format!(", among them the best-predicted of all, {cfg} (predicted {acc:.3})")
