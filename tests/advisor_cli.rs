@@ -250,6 +250,18 @@ fn check_recommendation(v: &serde_json::Value) {
     for a in v["alternatives"].as_array().unwrap() {
         assert!(a["input_size"].as_u64().unwrap() >= 16 && !a["backbone"].as_str().unwrap().contains('@'));
     }
+    // a decision's stated P comes with what such a P meant on held-out tasks: the band it falls
+    // in, counted consistently, and said in the rationale
+    for key in ["anchor_decision", "standard_default"] {
+        let Some(b) = v.get(key).and_then(|d| d.get("held_out")).filter(|b| !b.is_null()) else { continue };
+        let p = v[key]["p_challenger_beats_it"].as_f64().unwrap();
+        let (lo, hi) = (b["lo"].as_f64().unwrap(), b["hi"].as_f64().unwrap());
+        assert!(lo <= p && (p < hi || (hi == 1.0 && p <= 1.0)), "{key}: P {p} outside its band [{lo}, {hi})");
+        let n = b["decisions"].as_u64().unwrap();
+        assert!(b["challenger_higher"].as_u64().unwrap() + b["ties"].as_u64().unwrap() <= n, "{b}");
+        let band = format!("[{lo:.2}, {hi:.2})");
+        assert!(lines.iter().any(|l| l.contains(&band) && l.contains("cross-validation")), "{key}: no rationale line states {band}: {lines:?}");
+    }
 }
 
 /// `meta fit` records the scale its GPs model accuracy on (arcsine by default); a model file

@@ -261,6 +261,84 @@ pub struct CvReport {
     pub gp_decision_sd_scale: Option<f64>,
     #[serde(default)]
     pub gp_rel_decision_sd_scale: Option<f64>,
+    /// What the ranking GP's stated P(challenger beats the default) has meant on held-out
+    /// tasks, per band of P ([`HitBand`]): for the override of the transferability anchor by
+    /// its best-ranked challenger, and for the anchored pick against the standard ImageNet
+    /// recipe. Empty in files fitted before session 27.
+    #[serde(default)]
+    pub override_hits: Vec<HitBand>,
+    #[serde(default)]
+    pub standard_hits: Vec<HitBand>,
+}
+
+/// Held-out decisions whose stated P(challenger beats the default) fell in [lo, hi): how many,
+/// their mean P, in how many the challenger's logged accuracy was the higher, and in how many
+/// the two tied.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct HitBand {
+    pub lo: f64,
+    pub hi: f64,
+    pub decisions: usize,
+    pub mean_p: f64,
+    pub challenger_higher: usize,
+    pub ties: usize,
+}
+
+/// The bands of P that [`HitBand`]s count in.
+pub const HIT_BANDS: [f64; 7] = [0.0, 0.1, 0.5, 0.7, 0.9, 0.99, 1.0];
+
+/// Counts decisions (stated P, the challenger's logged accuracy minus the default's) into
+/// [`HIT_BANDS`]; P = 1 falls in the last band.
+pub fn hit_bands(d: &[(f64, f64)]) -> Vec<HitBand> {
+    HIT_BANDS
+        .windows(2)
+        .enumerate()
+        .map(|(i, w)| {
+            let last = i == HIT_BANDS.len() - 2;
+            let inside: Vec<&(f64, f64)> = d.iter().filter(|(p, _)| *p >= w[0] && (*p < w[1] || (last && *p <= w[1]))).collect();
+            HitBand {
+                lo: w[0],
+                hi: w[1],
+                decisions: inside.len(),
+                mean_p: inside.iter().map(|x| x.0).sum::<f64>() / inside.len().max(1) as f64,
+                challenger_higher: inside.iter().filter(|x| x.1 > 1e-12).count(),
+                ties: inside.iter().filter(|x| x.1.abs() <= 1e-12).count(),
+            }
+        })
+        .collect()
+}
+
+/// The band of `bands` that P `p` falls in.
+pub fn hit_band(bands: &[HitBand], p: f64) -> Option<&HitBand> {
+    let n = bands.len();
+    bands.iter().enumerate().find(|(i, b)| p >= b.lo && (p < b.hi || (*i == n - 1 && p <= b.hi))).map(|x| x.1)
+}
+
+/// The two decisions `recommend` states a P for, on one held-out task (cells `tc`, a GP's joint
+/// posterior `m`, `cov` with the override's calibration applied, observed `y` on its scale), as
+/// the advisor takes them: the anchor (the probe-CV anchor read by the classifier the GP ranks
+/// highest) against its best-ranked eligible challenger; and, where the standard ImageNet recipe
+/// is logged (native input size `native`) and the anchored pick is another configuration, that
+/// pick against the recipe. Each as (P(challenger beats the default), the challenger's logged
+/// value minus the default's).
+fn held_out_decisions(
+    tc: &[&Cell],
+    m: &[f64],
+    cov: &nalgebra::DMatrix<f64>,
+    y: &[f64],
+    native: Option<usize>,
+) -> (Option<(f64, f64)>, Option<(f64, f64)>) {
+    let items: Vec<(&RecipeSummary, &[Option<f64>])> = tc.iter().map(|c| (&c.recipe, c.task.as_slice())).collect();
+    let Some(a0) = transferability_anchor(&items, ANCHOR_SCORE) else {
+        return (None, None);
+    };
+    let keyed: Vec<(&str, &RecipeSummary)> = tc.iter().map(|c| (c.backbone.as_str(), &c.recipe)).collect();
+    let a = anchor_classifier(&keyed, m, a0);
+    let eligible = |i: usize| may_override_anchor(&tc[i].recipe);
+    let over = best_challenger(m, a, &eligible).map(|j| (prob_greater(m, cov, j, a), y[j] - y[a]));
+    let first = anchored_pick_among(m, cov, a, ANCHOR_SWITCH_PROBABILITY, &eligible).0;
+    let std = native.and_then(|n| eval::standard_recipe(tc, n)).filter(|&s| s != first).map(|s| (prob_greater(m, cov, first, s), y[first] - y[s]));
+    (over, std)
 }
 
 /// Standard normal CDF (Abramowitz & Stegun 26.2.17, |error| < 7.5e-8).
@@ -871,11 +949,14 @@ pub fn fit(obs: &[Obs], o: &FitOptions, log: &dyn Fn(&str)) -> Result<MetaModel>
     let families: Vec<String> = obs.iter().map(|c| c.family.clone()).collect::<BTreeSet<_>>().into_iter().collect();
     // held-out error of both learners, folds grouped by family
     let mut cv = CvReport { n_cells: all.len(), ..Default::default() };
+    let mut decision_hits = None;
     if families.len() >= 2 {
         cv.folds = family_folds(&families, o.cv_folds);
         let (mut pg, mut pk, mut ys) = (Vec::new(), Vec::new(), Vec::new());
         let (mut reg_abs, mut reg_rel, mut reg_knn, mut reg_n) = (0.0, 0.0, 0.0, 0usize);
         let (mut joint_abs, mut joint_rel) = (Vec::new(), Vec::new());
+        // each held-out task's cells, in the order of its joint posteriors
+        let mut task_cells: Vec<Vec<&Cell>> = Vec::new();
         let (mut dec_abs, mut dec_rel) = (Vec::new(), Vec::new());
         for (fi, held) in cv.folds.iter().enumerate() {
             let train: Vec<Cell> = all.iter().filter(|c| !held.contains(&c.family)).cloned().collect();
@@ -901,6 +982,7 @@ pub fn fit(obs: &[Obs], o: &FitOptions, log: &dyn Fn(&str)) -> Result<MetaModel>
                 let (m, c, n) = gp_rel.predict_joint(&xt);
                 dec_rel.extend(decision_residual(&tc, &m, &c, n, &yt));
                 joint_rel.push((m, c, n, yt));
+                task_cells.push(tc);
             }
             let (ra, n) = regret_at_1(&test, &m);
             let (rr, _) = regret_at_1(&test, &mr);
@@ -929,6 +1011,22 @@ pub fn fit(obs: &[Obs], o: &FitOptions, log: &dyn Fn(&str)) -> Result<MetaModel>
         cv.knn_regret1 = reg_knn / reg_n.max(1) as f64;
         cv.gp_pair_sd_scale = pair_sd_scale(pair_residuals(&joint_abs));
         cv.gp_rel_pair_sd_scale = pair_sd_scale(pair_residuals(&joint_rel));
+        // what the stated P of the advisor's two decisions has meant on the held-out tasks, under
+        // each GP with the calibration the override reads
+        let native = crate::backbones::card::resolve(eval::STANDARD_BACKBONE).ok().map(|m| m.card.input.height);
+        let hits = |joint: &[TaskPosterior], k: Option<f64>| {
+            let k2 = k.unwrap_or(1.0).powi(2);
+            let (mut over, mut std) = (Vec::new(), Vec::new());
+            for (tc, (m, c, _, y)) in task_cells.iter().zip(joint) {
+                let (o, s) = held_out_decisions(tc, m, &(c * k2), y, native);
+                over.extend(o);
+                std.extend(s);
+            }
+            (hit_bands(&over), hit_bands(&std))
+        };
+        let hits_abs = hits(&joint_abs, cv.gp_pair_sd_scale.or(Some(cv.gp_sd_scale)));
+        let hits_rel = hits(&joint_rel, cv.gp_rel_pair_sd_scale.or(Some(cv.gp_sd_scale)));
+        decision_hits = Some((hits_abs, hits_rel));
         let n_dec = (dec_abs.len(), dec_rel.len());
         cv.gp_decision_sd_scale = decision_sd_scale(dec_abs);
         cv.gp_rel_decision_sd_scale = decision_sd_scale(dec_rel);
@@ -976,6 +1074,21 @@ pub fn fit(obs: &[Obs], o: &FitOptions, log: &dyn Fn(&str)) -> Result<MetaModel>
     }
     let gp = fit_gp(&all, &enc, o)?;
     let gp_rel = Some(fit_gp_rel(&all, &enc, o)?);
+    let ranker = if cv.gp_rel_regret1 < cv.gp_regret1 && gp_rel.is_some() { Ranker::GpRel } else { Ranker::Gp };
+    if let Some((abs, rel)) = decision_hits.take() {
+        (cv.override_hits, cv.standard_hits) = if ranker == Ranker::GpRel { rel } else { abs };
+        for (what, bands) in [("override of the anchor", &cv.override_hits), ("anchored pick against the standard recipe", &cv.standard_hits)] {
+            log(&format!(
+                "held-out {what}: {}",
+                bands
+                    .iter()
+                    .filter(|b| b.decisions > 0)
+                    .map(|b| format!("P [{:.2}, {:.2}) challenger higher {}/{} (ties {})", b.lo, b.hi, b.challenger_higher, b.decisions, b.ties))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+    }
     let knn = Knn::fit(&all, &enc, o.knn_k);
     // the portfolio, and the past tasks with their best configuration
     let mut port: BTreeMap<String, (Vec<f64>, &Obs)> = BTreeMap::new();
@@ -1039,7 +1152,7 @@ pub fn fit(obs: &[Obs], o: &FitOptions, log: &dyn Fn(&str)) -> Result<MetaModel>
         learner: cv.chosen,
         encoder: enc,
         gp,
-        ranker: if cv.gp_rel_regret1 < cv.gp_regret1 && gp_rel.is_some() { Ranker::GpRel } else { Ranker::Gp },
+        ranker,
         gp_rel,
         knn,
         portfolio,
@@ -1088,7 +1201,24 @@ pub fn stated(warp: Warp, m: f64, v: f64, widen: f64) -> (f64, [f64; 2], f64) {
     (mean.clamp(0.0, 1.0), [lo.clamp(0.0, 1.0), hi.clamp(0.0, 1.0)], warp.acc_sd(m, sd))
 }
 
+/// The two decisions `recommend` states a P for ([`CvReport::override_hits`], [`CvReport::standard_hits`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Decision {
+    Override,
+    StandardDefault,
+}
+
 impl MetaModel {
+    /// The band of held-out decisions of kind `d` whose stated P was near `p` (None in a model
+    /// file fitted before the bands were kept).
+    pub fn held_out_band(&self, d: Decision, p: f64) -> Option<&HitBand> {
+        let bands = match d {
+            Decision::Override => &self.cv.override_hits,
+            Decision::StandardDefault => &self.cv.standard_hits,
+        };
+        hit_band(bands, p)
+    }
+
     /// The distance from a task (features `t` under backbone key `backbone`) to the nearest
     /// past task under that backbone; infinite when there is none.
     pub fn nearest_distance(&self, backbone: &str, t: &[Option<f64>]) -> f64 {
@@ -1335,6 +1465,29 @@ impl MetaModel {
             return Err(bad("`task_mean_var` must be finite and >= 0".into()));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod hit_tests {
+    use super::*;
+
+    #[test]
+    fn decisions_are_counted_in_the_band_of_their_stated_p() {
+        let d = [(0.05, -0.1), (0.95, 0.2), (0.93, 0.0), (0.97, -0.05), (1.0, 0.1), (0.995, 0.3), (0.5, 0.1)];
+        let b = hit_bands(&d);
+        assert_eq!(b.len(), HIT_BANDS.len() - 1);
+        assert_eq!(b.iter().map(|x| x.decisions).sum::<usize>(), d.len());
+        let high = hit_band(&b, 0.95).unwrap();
+        assert_eq!((high.lo, high.hi), (0.9, 0.99));
+        assert_eq!((high.decisions, high.challenger_higher, high.ties), (3, 1, 1));
+        assert!((high.mean_p - (0.95 + 0.93 + 0.97) / 3.0).abs() < 1e-12);
+        // P = 1 falls in the last band, with P in [0.99, 1)
+        let top = hit_band(&b, 1.0).unwrap();
+        assert_eq!((top.lo, top.decisions, top.challenger_higher), (0.99, 2, 2));
+        assert_eq!(hit_band(&b, 0.5).unwrap().lo, 0.5);
+        assert_eq!(hit_band(&b, 0.0).unwrap().decisions, 1);
+        assert!(hit_band(&[], 0.5).is_none());
     }
 }
 

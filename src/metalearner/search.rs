@@ -94,6 +94,8 @@ pub struct Recommendation {
     /// absent where it is no candidate.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub standard_default: Option<StandardDefault>,
+    /// The anchor's override decision (None: no anchor, or no challenger to weigh against it).
+    pub anchor_decision: Option<AnchorDecision>,
 }
 
 /// How the pick fared against the standard ImageNet recipe, the default it must beat.
@@ -109,6 +111,42 @@ pub struct StandardDefault {
     pub needed: f64,
     /// Whether the recipe is the recommendation.
     pub kept: bool,
+    /// What such a P has meant on held-out tasks: the meta-learner's cross-validated decisions of
+    /// this kind stated at a P in the same band ([`super::HitBand`]); None with a model file
+    /// fitted before session 27.
+    pub held_out: Option<super::HitBand>,
+}
+
+/// The override of the transferability anchor by its best-ranked challenger (a fine-tune, a
+/// centroid probe or a pretrain-first recipe).
+#[derive(Debug, Clone, Serialize)]
+pub struct AnchorDecision {
+    pub anchor: String,
+    pub challenger: String,
+    /// Posterior probability that the challenger beats the anchor.
+    pub p_challenger_beats_it: f64,
+    pub needed: f64,
+    pub overrode: bool,
+    /// As for [`StandardDefault::held_out`].
+    pub held_out: Option<super::HitBand>,
+}
+
+/// The rationale's sentence on what a stated P has meant on held-out tasks (empty without a band).
+fn held_out_note(band: Option<&super::HitBand>, challenger: &str, default: &str) -> String {
+    match band {
+        None => String::new(),
+        Some(b) if b.decisions == 0 => {
+            format!(" No held-out decision of the meta-learner's cross-validation was stated at a P in [{:.2}, {:.2}).", b.lo, b.hi)
+        }
+        Some(b) => format!(
+            " In the meta-learner's cross-validation (held-out families), {challenger}'s logged accuracy was above {default}'s in {} of the {} decisions stated at a P in [{:.2}, {:.2}){}.",
+            b.challenger_higher,
+            b.decisions,
+            b.lo,
+            b.hi,
+            if b.ties > 0 { format!(" (tied in {})", b.ties) } else { String::new() }
+        ),
+    }
 }
 
 /// A continued-pretraining checkpoint standing in for its parent: the meta-learner predicts from
@@ -286,7 +324,10 @@ pub fn recommend(model: &MetaModel, ds: &Dataset, o: &RecommendOptions) -> Resul
             )));
         }
     }
-    let anchor_note = anchor(model, &view, &mut cands);
+    let (anchor_note, anchor_decision) = match anchor(model, &view, &mut cands) {
+        Some((note, d)) => (Some(note), d),
+        None => (None, None),
+    };
     let (default_note, std_default) = match standard_default(model, &view, &mut cands) {
         Some((note, d)) => (Some(note), Some(d)),
         None => (None, None),
@@ -378,6 +419,7 @@ pub fn recommend(model: &MetaModel, ds: &Dataset, o: &RecommendOptions) -> Resul
         transfer: view.transfer,
         continued_from,
         standard_default: std_default,
+        anchor_decision,
     })
 }
 
@@ -640,7 +682,7 @@ fn score(model: &MetaModel, view: &TaskView, cands: &mut [Candidate]) {
 /// best-ranked such candidate, and only when it beats the anchor with posterior probability >=
 /// ANCHOR_SWITCH_PROBABILITY (the posterior recalibrated on within-task differences, `MetaModel::override_sd_scale`, as `meta eval` evaluates the anchored
 /// pick). The pick goes first in `cands`. Returns the rationale line.
-fn anchor(model: &MetaModel, view: &TaskView, cands: &mut Vec<Candidate>) -> Option<String> {
+fn anchor(model: &MetaModel, view: &TaskView, cands: &mut Vec<Candidate>) -> Option<(String, Option<AnchorDecision>)> {
     if model.learner != Learner::Gp {
         return None;
     }
@@ -670,8 +712,11 @@ fn anchor(model: &MetaModel, view: &TaskView, cands: &mut Vec<Candidate>) -> Opt
     // ranking order)
     let Some(f) = (0..cands.len()).find(|&i| i != a && super::may_override_anchor(&cands[i].summary)) else {
         to_front(cands, a);
-        return Some(format!(
-            "Kept the transferability anchor {anc} ({what}): no fine-tuning, centroid-probe or pretrain-first candidate to weigh against it."
+        return Some((
+            format!(
+                "Kept the transferability anchor {anc} ({what}): no fine-tuning, centroid-probe or pretrain-first candidate to weigh against it."
+            ),
+            None,
         ));
     };
     let (m, c) = calibrated_pair(model, view, cands, f, a);
@@ -686,15 +731,19 @@ fn anchor(model: &MetaModel, view: &TaskView, cands: &mut Vec<Candidate>) -> Opt
     };
     let overrides = pr >= p;
     to_front(cands, if overrides { f } else { a });
-    Some(if overrides {
+    let band = model.held_out_band(super::Decision::Override, pr).cloned();
+    let note = held_out_note(band.as_ref(), "the challenger", "the anchor");
+    let line = if overrides {
         format!(
-            "Overrode the transferability anchor {anc} ({what}): the meta-learner's best {kind} candidate, {top}, beats it with probability {pr:.2} (>= {p:.2})."
+            "Overrode the transferability anchor {anc} ({what}): the meta-learner's best {kind} candidate, {top}, beats it with probability {pr:.2} (>= {p:.2}).{note}"
         )
     } else {
         format!(
-            "Kept the transferability anchor {anc} ({what}): the meta-learner's best {kind} candidate, {top}, beats it with probability {pr:.2} only (needs {p:.2}); among the probes, the cross-validated accuracy decides."
+            "Kept the transferability anchor {anc} ({what}): the meta-learner's best {kind} candidate, {top}, beats it with probability {pr:.2} only (needs {p:.2}); among the probes, the cross-validated accuracy decides.{note}"
         )
-    })
+    };
+    let d = AnchorDecision { anchor: anc, challenger: top, p_challenger_beats_it: pr, needed: p, overrode: overrides, held_out: band };
+    Some((line, Some(d)))
 }
 
 /// The ranking GP's joint posterior of candidates `i` and `j` (in that order), its covariance
@@ -734,6 +783,7 @@ fn standard_default(model: &MetaModel, view: &TaskView, cands: &mut Vec<Candidat
         p_challenger_beats_it: pr,
         needed: p,
         kept,
+        held_out: if challenger == std { None } else { model.held_out_band(super::Decision::StandardDefault, pr).cloned() },
     };
     if s == 0 {
         return Some((
@@ -744,10 +794,11 @@ fn standard_default(model: &MetaModel, view: &TaskView, cands: &mut Vec<Candidat
     let (m, c) = calibrated_pair(model, view, cands, 0, s);
     let pr = super::prob_greater(&m, &c, 0, 1);
     let pick = cands[0].config.clone();
+    let note = held_out_note(model.held_out_band(super::Decision::StandardDefault, pr), "the pick", "the recipe");
     if super::standard_default_pick(&m, &c, 0, 1) == 0 {
         return Some((
             format!(
-                "Chose {pick} over the standard ImageNet recipe ({std}, the default a practitioner would run): it beats the recipe with probability {pr:.2} (>= {p:.2})."
+                "Chose {pick} over the standard ImageNet recipe ({std}, the default a practitioner would run): it beats the recipe with probability {pr:.2} (>= {p:.2}).{note}"
             ),
             outcome(&pick, pr, false),
         ));
@@ -756,7 +807,7 @@ fn standard_default(model: &MetaModel, view: &TaskView, cands: &mut Vec<Candidat
     cands.insert(0, c);
     Some((
         format!(
-            "Kept the standard ImageNet recipe ({std}) as the default a practitioner would run: the meta-learner's pick {pick} beats it with probability {pr:.2} only (needs {p:.2})."
+            "Kept the standard ImageNet recipe ({std}) as the default a practitioner would run: the meta-learner's pick {pick} beats it with probability {pr:.2} only (needs {p:.2}).{note}"
         ),
         outcome(&pick, pr, true),
     ))
