@@ -82,6 +82,11 @@ fn check_standard_default(v: &serde_json::Value) {
     let (p, needed) = (d["p_challenger_beats_it"].as_f64().unwrap(), d["needed"].as_f64().unwrap());
     assert_eq!(d["kept"].as_bool().unwrap(), p < needed || d["challenger"] == d["config"], "{d}");
     assert_eq!(d["kept"].as_bool().unwrap(), is_standard, "{d} but recommends {r}");
+    // the shipped model (fitted since session 27) says what such a P meant on held-out tasks,
+    // whenever a pick other than the recipe was weighed against it
+    if d["challenger"] != d["config"] {
+        assert!(d["held_out"]["decisions"].is_u64(), "{d}");
+    }
     match (kept, chose) {
         (Some(l), None) => {
             assert!(stated_probability(l) <= 0.90, "{l}");
