@@ -43,7 +43,14 @@ pub const METHODS: &[&str] = &[
     "advisor variant: the override's probability on the posterior calibrated on its own held-out decisions (anchor against best challenger, one-sided), sequential EI",
     "standard ImageNet recipe: EfficientNet-Lite0 fine-tuned at 224 px, 30 epochs, AdamW at 3e-4",
     "advisor variant: the rule before session 25, the anchored pick alone (the standard ImageNet recipe is not the default it must beat), sequential EI",
+    "advisor variant: the rule before session 27, the pick replaces the standard recipe at P >= 0.9 (not at the threshold chosen on held-out decisions), sequential EI",
 ];
+
+/// The shipped rule with the standard default's threshold fixed at
+/// [`super::ANCHOR_SWITCH_PROBABILITY`], as before session 27, not the one each refit chooses on
+/// its cross-validated decisions ([`MetaModel::standard_threshold`]). It differs from the
+/// shipped row only on tasks where the recipe was logged.
+pub const STANDARD_AT_0_9: usize = 32;
 
 /// The row of [`METHODS`] that always runs the standard ImageNet transfer recipe
 /// ([`standard_recipe`]): what a practitioner without an advisor would try first.
@@ -494,7 +501,7 @@ fn standard_check_table(r: &EvalReport) -> String {
         return String::new();
     }
     let head = format!(
-        "The standard default's probability against the logged outcome, on the {} held-out tasks where the standard recipe was logged and the anchored pick is another configuration: tasks, mean stated P(the pick beats the recipe), and the fraction where the pick's logged accuracy was higher (ties count half), binned by P. The pick replaces the recipe at P >= {:.2}. The same caveat on noisy outcomes holds.\n\n| P | tasks (within-task calibration, shipped) | mean P | pick higher | tasks (marginal calibration) | mean P | pick higher |\n|---|---|---|---|---|---|---|\n",
+        "The standard default's probability against the logged outcome, on the {} held-out tasks where the standard recipe was logged and the anchored pick is another configuration: tasks, mean stated P(the pick beats the recipe), and the fraction where the pick's logged accuracy was higher (ties count half), binned by P. The pick replaces the recipe at P >= {:.2} before session 27; since, at the threshold each held-out refit chose on its own cross-validated decisions. The same caveat on noisy outcomes holds.\n\n| P | tasks (within-task calibration, shipped) | mean P | pick higher | tasks (marginal calibration) | mean P | pick higher |\n|---|---|---|---|---|---|---|\n",
         checks.len(),
         super::ANCHOR_SWITCH_PROBABILITY
     );
@@ -1236,9 +1243,13 @@ impl Fold {
         // the standard recipe, where logged, is the default the anchored pick must beat
         let std_cell = self.standard_native.and_then(|n| standard_recipe(tc, n));
         let shipped_first = match (anchored_first, std_cell) {
-            (Some(first), Some(s)) => Some(super::standard_default_pick(am, oc, first, s)),
+            (Some(first), Some(s)) => Some(super::standard_default_pick(am, oc, first, s, model.standard_threshold())),
             (first, _) => first,
         };
+        if let (Some(first), Some(s)) = (anchored_first, std_cell) {
+            let pick = super::standard_default_pick(am, oc, first, s, super::ANCHOR_SWITCH_PROBABILITY);
+            orders.insert(METHODS[STANDARD_AT_0_9].into(), sequential_ei_order(pick, am, ac, an, aoff, &observe, budgets));
+        }
         let standard_check = match (anchored_first, std_cell) {
             (Some(f), Some(s)) if f != s => Some(OverrideCheck {
                 p: super::prob_greater(am, oc, f, s),

@@ -269,6 +269,14 @@ pub struct CvReport {
     pub override_hits: Vec<HitBand>,
     #[serde(default)]
     pub standard_hits: Vec<HitBand>,
+    /// The P the anchored pick must reach to replace the standard recipe, chosen on the same
+    /// held-out decisions ([`choose_standard_threshold`]), and the mean accuracy gain over the
+    /// recipe at each threshold tried. None (0.9) before session 27 or with fewer than
+    /// [`MIN_STANDARD_DECISIONS`] decisions.
+    #[serde(default)]
+    pub standard_threshold: Option<f64>,
+    #[serde(default)]
+    pub standard_gain_by_threshold: Vec<(f64, f64)>,
 }
 
 /// Held-out decisions whose stated P(challenger beats the default) fell in [lo, hi): how many,
@@ -314,20 +322,49 @@ pub fn hit_band(bands: &[HitBand], p: f64) -> Option<&HitBand> {
     bands.iter().enumerate().find(|(i, b)| p >= b.lo && (p < b.hi || (*i == n - 1 && p <= b.hi))).map(|x| x.1)
 }
 
+/// The thresholds on P(the anchored pick beats the standard recipe) that `meta fit` chooses
+/// among ([`choose_standard_threshold`]).
+pub const STANDARD_THRESHOLDS: [f64; 7] = [0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99];
+
+/// Fewest held-out standard-default decisions a threshold is chosen on.
+pub const MIN_STANDARD_DECISIONS: usize = 20;
+
+/// The threshold on the standard default's P chosen on held-out decisions `d` (stated P, the
+/// pick's logged accuracy minus the recipe's; a decision below the threshold keeps the recipe
+/// and gains 0) by the one-standard-error rule: the highest threshold (the fewest departures
+/// from the default) whose mean accuracy gain is within one standard error of the best mean
+/// gain. On a few dozen decisions the gain curve is flat within its noise, and the rule keeps
+/// the choice from chasing that noise. Returns it with the mean gain at every threshold; None
+/// with fewer than [`MIN_STANDARD_DECISIONS`] decisions.
+pub fn choose_standard_threshold(d: &[(f64, f64)]) -> Option<(f64, Vec<(f64, f64)>)> {
+    if d.len() < MIN_STANDARD_DECISIONS {
+        return None;
+    }
+    let n = d.len() as f64;
+    let taken = |t: f64| d.iter().map(move |x| if x.0 >= t { x.1 } else { 0.0 });
+    let gains: Vec<(f64, f64)> = STANDARD_THRESHOLDS.iter().map(|&t| (t, taken(t).sum::<f64>() / n)).collect();
+    let best = gains.iter().fold(gains[0], |b, &g| if g.1 >= b.1 - 1e-12 { g } else { b });
+    let se = (taken(best.0).map(|g| (g - best.1).powi(2)).sum::<f64>() / (n - 1.0)).sqrt() / n.sqrt();
+    let chosen = gains.iter().rev().find(|g| g.1 >= best.1 - se - 1e-12).map_or(best.0, |g| g.0);
+    Some((chosen, gains))
+}
+
 /// The two decisions `recommend` states a P for, on one held-out task (cells `tc`, a GP's joint
 /// posterior `m`, `cov` with the override's calibration applied, observed `y` on its scale), as
 /// the advisor takes them: the anchor (the probe-CV anchor read by the classifier the GP ranks
 /// highest) against its best-ranked eligible challenger; and, where the standard ImageNet recipe
 /// is logged (native input size `native`) and the anchored pick is another configuration, that
 /// pick against the recipe. Each as (P(challenger beats the default), the challenger's logged
-/// value minus the default's).
+/// accuracy minus the default's; `y` is on the GP's scale `warp`).
 fn held_out_decisions(
     tc: &[&Cell],
     m: &[f64],
     cov: &nalgebra::DMatrix<f64>,
     y: &[f64],
     native: Option<usize>,
+    warp: Warp,
 ) -> (Option<(f64, f64)>, Option<(f64, f64)>) {
+    let gain = |i: usize, j: usize| warp.inv(y[i]) - warp.inv(y[j]);
     let items: Vec<(&RecipeSummary, &[Option<f64>])> = tc.iter().map(|c| (&c.recipe, c.task.as_slice())).collect();
     let Some(a0) = transferability_anchor(&items, ANCHOR_SCORE) else {
         return (None, None);
@@ -335,9 +372,9 @@ fn held_out_decisions(
     let keyed: Vec<(&str, &RecipeSummary)> = tc.iter().map(|c| (c.backbone.as_str(), &c.recipe)).collect();
     let a = anchor_classifier(&keyed, m, a0);
     let eligible = |i: usize| may_override_anchor(&tc[i].recipe);
-    let over = best_challenger(m, a, &eligible).map(|j| (prob_greater(m, cov, j, a), y[j] - y[a]));
+    let over = best_challenger(m, a, &eligible).map(|j| (prob_greater(m, cov, j, a), gain(j, a)));
     let first = anchored_pick_among(m, cov, a, ANCHOR_SWITCH_PROBABILITY, &eligible).0;
-    let std = native.and_then(|n| eval::standard_recipe(tc, n)).filter(|&s| s != first).map(|s| (prob_greater(m, cov, first, s), y[first] - y[s]));
+    let std = native.and_then(|n| eval::standard_recipe(tc, n)).filter(|&s| s != first).map(|s| (prob_greater(m, cov, first, s), gain(first, s)));
     (over, std)
 }
 
@@ -443,13 +480,13 @@ pub fn anchor_classifier(cands: &[(&str, &RecipeSummary)], mean: &[f64], anchor:
 }
 
 /// The first pick when the standard ImageNet recipe (candidate `standard`) is the default: the
-/// anchored pick `first` replaces it only when it beats it with posterior probability >=
-/// [`ANCHOR_SWITCH_PROBABILITY`] under (`mean`, `cov`), the override's calibrated joint
-/// posterior. Session 25's `meta eval`, on the 60 held-out tasks with the recipe logged: mean
+/// anchored pick `first` replaces it only when it beats it with posterior probability >= `p`
+/// ([`MetaModel::standard_threshold`]; [`ANCHOR_SWITCH_PROBABILITY`] before session 27) under
+/// (`mean`, `cov`), the override's calibrated joint posterior. Session 25's `meta eval`, on the 60 held-out tasks with the recipe logged: mean
 /// gap to the best logged recipe 0.073, against 0.091 for the anchored pick alone and 0.128 for
 /// the recipe always (regret@1 -0.032 [-0.067, +0.009] against the anchored pick alone).
-pub fn standard_default_pick(mean: &[f64], cov: &nalgebra::DMatrix<f64>, first: usize, standard: usize) -> usize {
-    if first == standard || prob_greater(mean, cov, first, standard) >= ANCHOR_SWITCH_PROBABILITY {
+pub fn standard_default_pick(mean: &[f64], cov: &nalgebra::DMatrix<f64>, first: usize, standard: usize, p: f64) -> usize {
+    if first == standard || prob_greater(mean, cov, first, standard) >= p {
         first
     } else {
         standard
@@ -1018,11 +1055,13 @@ pub fn fit(obs: &[Obs], o: &FitOptions, log: &dyn Fn(&str)) -> Result<MetaModel>
             let k2 = k.unwrap_or(1.0).powi(2);
             let (mut over, mut std) = (Vec::new(), Vec::new());
             for (tc, (m, c, _, y)) in task_cells.iter().zip(joint) {
-                let (o, s) = held_out_decisions(tc, m, &(c * k2), y, native);
+                let (o, s) = held_out_decisions(tc, m, &(c * k2), y, native, o.warp);
                 over.extend(o);
                 std.extend(s);
             }
-            (hit_bands(&over), hit_bands(&std))
+            // the standard default's threshold: the one under which its held-out decisions gained most
+            let threshold = choose_standard_threshold(&std);
+            (hit_bands(&over), hit_bands(&std), threshold)
         };
         let hits_abs = hits(&joint_abs, cv.gp_pair_sd_scale.or(Some(cv.gp_sd_scale)));
         let hits_rel = hits(&joint_rel, cv.gp_rel_pair_sd_scale.or(Some(cv.gp_sd_scale)));
@@ -1076,7 +1115,16 @@ pub fn fit(obs: &[Obs], o: &FitOptions, log: &dyn Fn(&str)) -> Result<MetaModel>
     let gp_rel = Some(fit_gp_rel(&all, &enc, o)?);
     let ranker = if cv.gp_rel_regret1 < cv.gp_regret1 && gp_rel.is_some() { Ranker::GpRel } else { Ranker::Gp };
     if let Some((abs, rel)) = decision_hits.take() {
-        (cv.override_hits, cv.standard_hits) = if ranker == Ranker::GpRel { rel } else { abs };
+        let threshold;
+        (cv.override_hits, cv.standard_hits, threshold) = if ranker == Ranker::GpRel { rel } else { abs };
+        if let Some((t, gains)) = threshold {
+            cv.standard_threshold = Some(t);
+            log(&format!(
+                "the standard default's threshold on P: {t}, the highest within one standard error of the best mean held-out accuracy gain over the recipe (by threshold: {})",
+                gains.iter().map(|(t, g)| format!("{t} {g:+.4}")).collect::<Vec<_>>().join(", ")
+            ));
+            cv.standard_gain_by_threshold = gains;
+        }
         for (what, bands) in [("override of the anchor", &cv.override_hits), ("anchored pick against the standard recipe", &cv.standard_hits)] {
             log(&format!(
                 "held-out {what}: {}",
@@ -1209,6 +1257,12 @@ pub enum Decision {
 }
 
 impl MetaModel {
+    /// The P the anchored pick must reach to replace the standard recipe (`cv.standard_threshold`,
+    /// else [`ANCHOR_SWITCH_PROBABILITY`]).
+    pub fn standard_threshold(&self) -> f64 {
+        self.cv.standard_threshold.unwrap_or(ANCHOR_SWITCH_PROBABILITY)
+    }
+
     /// The band of held-out decisions of kind `d` whose stated P was near `p` (None in a model
     /// file fitted before the bands were kept).
     pub fn held_out_band(&self, d: Decision, p: f64) -> Option<&HitBand> {
@@ -1488,6 +1542,37 @@ mod hit_tests {
         assert_eq!(hit_band(&b, 0.5).unwrap().lo, 0.5);
         assert_eq!(hit_band(&b, 0.0).unwrap().decisions, 1);
         assert!(hit_band(&[], 0.5).is_none());
+    }
+
+    #[test]
+    fn the_standard_threshold_is_the_most_conservative_within_one_se_of_the_best_held_out_gain() {
+        // decisions at P 0.9-0.99 lost on average, those at 0.99 and above won
+        let mut d = Vec::new();
+        for i in 0..10 {
+            d.push((0.6, if i % 2 == 0 { 0.05 } else { -0.08 }));
+            d.push((0.93, if i % 3 == 0 { 0.02 } else { -0.04 }));
+            d.push((0.995, 0.06));
+        }
+        let (t, gains) = choose_standard_threshold(&d).unwrap();
+        assert_eq!(t, 0.99, "{gains:?}");
+        assert_eq!(gains.len(), STANDARD_THRESHOLDS.len());
+        let at = |t: f64| gains.iter().find(|g| g.0 == t).unwrap().1;
+        assert!((at(0.99) - 0.6 / 30.0).abs() < 1e-12);
+        assert!(at(0.99) > at(0.9) && at(0.9) > at(0.5));
+        // a higher threshold within one standard error of the best is preferred: fewer departures
+        let mut flat = d.clone();
+        flat.extend((0..10).map(|_| (0.85, 0.001)));
+        assert_eq!(choose_standard_threshold(&flat).unwrap().0, 0.99);
+        let close: Vec<(f64, f64)> = (0..40).map(|i| (if i < 20 { 0.75 } else { 0.999 }, if i % 2 == 0 { 0.2 } else { -0.19 })).collect();
+        let (t, g) = choose_standard_threshold(&close).unwrap();
+        assert!(g.iter().find(|x| x.0 == 0.7).unwrap().1 > g.iter().find(|x| x.0 == 0.99).unwrap().1);
+        assert_eq!(t, 0.99, "{g:?}");
+        // when every departure gains, the lowest threshold departs most; ties go to the higher one
+        let all_win: Vec<(f64, f64)> = (0..20).map(|i| (0.55 + 0.02 * i as f64, 0.03)).collect();
+        assert_eq!(choose_standard_threshold(&all_win).unwrap().0, 0.5);
+        let none_above: Vec<(f64, f64)> = (0..20).map(|_| (0.3, 0.1)).collect();
+        assert_eq!(choose_standard_threshold(&none_above).unwrap().0, 0.99);
+        assert!(choose_standard_threshold(&d[..19]).is_none());
     }
 }
 

@@ -765,7 +765,8 @@ fn standard_candidate(cands: &[Candidate]) -> Option<usize> {
 /// The standard ImageNet recipe (EfficientNet-Lite0 fine-tuned at 224 px, 30 epochs, AdamW at
 /// 3e-4; [`super::eval::is_standard_recipe`]) is the default where it is a candidate: the pick
 /// so far (`cands[0]`, the anchor or what overrode it) replaces it only when it beats it with
-/// posterior probability >= [`super::ANCHOR_SWITCH_PROBABILITY`], on the same calibrated joint
+/// posterior probability >= [`MetaModel::standard_threshold`] (chosen by `meta fit` on held-out
+/// decisions; 0.9 before session 27), on the same calibrated joint
 /// posterior as the anchor's override ([`super::standard_default_pick`], which `meta eval`
 /// scores as the shipped rule; its row "the rule before session 25" is the anchored pick
 /// alone). Returns the rationale line and the decision; None where the
@@ -776,7 +777,7 @@ fn standard_default(model: &MetaModel, view: &TaskView, cands: &mut Vec<Candidat
     }
     let s = standard_candidate(cands)?;
     let std = cands[s].config.clone();
-    let p = super::ANCHOR_SWITCH_PROBABILITY;
+    let p = model.standard_threshold();
     let outcome = |challenger: &str, pr: f64, kept: bool| StandardDefault {
         config: std.clone(),
         challenger: challenger.to_string(),
@@ -794,8 +795,13 @@ fn standard_default(model: &MetaModel, view: &TaskView, cands: &mut Vec<Candidat
     let (m, c) = calibrated_pair(model, view, cands, 0, s);
     let pr = super::prob_greater(&m, &c, 0, 1);
     let pick = cands[0].config.clone();
-    let note = held_out_note(model.held_out_band(super::Decision::StandardDefault, pr), "the pick", "the recipe");
-    if super::standard_default_pick(&m, &c, 0, 1) == 0 {
+    let mut note = held_out_note(model.held_out_band(super::Decision::StandardDefault, pr), "the pick", "the recipe");
+    if model.cv.standard_threshold.is_some() {
+        note.push_str(&format!(
+            " The threshold {p:.2} is the one under which those held-out decisions gained the most accuracy over the recipe."
+        ));
+    }
+    if super::standard_default_pick(&m, &c, 0, 1, p) == 0 {
         return Some((
             format!(
                 "Chose {pick} over the standard ImageNet recipe ({std}, the default a practitioner would run): it beats the recipe with probability {pr:.2} (>= {p:.2}).{note}"
