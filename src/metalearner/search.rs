@@ -798,7 +798,7 @@ fn standard_default(model: &MetaModel, view: &TaskView, cands: &mut Vec<Candidat
     let mut note = held_out_note(model.held_out_band(super::Decision::StandardDefault, pr), "the pick", "the recipe");
     if model.cv.standard_threshold.is_some() {
         note.push_str(&format!(
-            " The threshold {p:.2} is the one under which those held-out decisions gained the most accuracy over the recipe."
+            " The threshold {p:.2} is the most conservative whose mean accuracy gain over the recipe on those held-out decisions came within one standard error of the best threshold's."
         ));
     }
     if super::standard_default_pick(&m, &c, 0, 1, p) == 0 {
