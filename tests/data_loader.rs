@@ -138,6 +138,45 @@ fn corrupt_image_is_named_or_skipped() {
     assert!(set.skipped[0].contains("broken.png"));
 }
 
+/// A BMP of a few bytes whose header declares `w` × `h` pixels at 24 bits.
+fn bmp_declaring(w: i32, h: i32) -> Vec<u8> {
+    let mut b = Vec::new();
+    b.extend_from_slice(b"BM");
+    b.extend_from_slice(&(54u32 + 16).to_le_bytes());
+    b.extend_from_slice(&[0; 4]);
+    b.extend_from_slice(&54u32.to_le_bytes());
+    b.extend_from_slice(&40u32.to_le_bytes());
+    b.extend_from_slice(&w.to_le_bytes());
+    b.extend_from_slice(&h.to_le_bytes());
+    b.extend_from_slice(&1u16.to_le_bytes());
+    b.extend_from_slice(&24u16.to_le_bytes());
+    b.extend_from_slice(&[0; 24]);
+    b.extend_from_slice(&[0x80; 16]);
+    b
+}
+
+/// A header declaring more pixels than graft decodes for one image is an error naming the file
+/// and the size, not an allocation that aborts the process (found by `tests/fuzz.rs`: a mutated
+/// header asked for 72 GB).
+#[test]
+fn an_image_declaring_an_enormous_size_is_refused_before_decoding() {
+    let t = tempfile::tempdir().unwrap();
+    make_folder(t.path(), &[("train", 3), ("test", 2)], 2, 16);
+    std::fs::write(t.path().join("train/class1/huge.bmp"), bmp_declaring(60_000, 60_000)).unwrap();
+    let ds = load_dataset(&LoadOptions::new(t.path())).unwrap();
+    match decode_items(&ds.train, spec(), false) {
+        Err(e @ GraftError::Data(_)) => {
+            let m = e.to_string();
+            assert!(m.contains("huge.bmp") && m.contains("60000 x 60000") && m.contains("MiB"), "{m}");
+        }
+        other => panic!("expected a data error, got {:?}", other.map(|s| s.n)),
+    }
+    let set = decode_items(&ds.train, spec(), true).unwrap();
+    assert_eq!(set.skipped.len(), 1);
+    // a small image still decodes
+    assert!(graft::data::images::decode_upright(&bmp_declaring(2, 2)).is_ok());
+}
+
 #[test]
 fn task_sampler_is_seeded() {
     let t = tempfile::tempdir().unwrap();

@@ -295,14 +295,36 @@ fn to_channels(img: DynamicImage, channels: usize) -> Vec<u8> {
 /// photo is often stored sideways with a tag saying so; image viewers, and Hugging Face
 /// `datasets`, show it upright, and the same object should not reach the network at four
 /// angles depending on how the phone was held). Files without the tag are unchanged.
-pub fn decode_upright(bytes: &[u8]) -> image::ImageResult<DynamicImage> {
+///
+/// An image whose header declares more than [`MAX_DECODED_BYTES`] of pixels is refused before
+/// anything is allocated: decoding straight from the decoder skips the `image` crate's own
+/// allocation limit, and a corrupt or hostile header (a few bytes claiming 100 000 × 100 000
+/// pixels) would otherwise abort the process on a failed allocation.
+pub fn decode_upright(bytes: &[u8]) -> std::result::Result<DynamicImage, String> {
     use image::ImageDecoder;
-    let mut dec = image::ImageReader::new(std::io::Cursor::new(bytes)).with_guessed_format()?.into_decoder()?;
+    let mut dec = image::ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| e.to_string())?
+        .into_decoder()
+        .map_err(|e| e.to_string())?;
+    let (w, h) = dec.dimensions();
+    if dec.total_bytes() > MAX_DECODED_BYTES {
+        return Err(format!(
+            "its header declares {w} x {h} pixels ({} MiB decoded), above the {} MiB graft decodes for one image; resize it, or check the file is not corrupt",
+            dec.total_bytes() >> 20,
+            MAX_DECODED_BYTES >> 20
+        ));
+    }
     let orientation = dec.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
-    let mut img = DynamicImage::from_decoder(dec)?;
+    let mut img = DynamicImage::from_decoder(dec).map_err(|e| e.to_string())?;
     img.apply_orientation(orientation);
     Ok(img)
 }
+
+/// The most decoded pixel bytes [`decode_upright`] accepts for one image (512 MiB, the `image`
+/// crate's default allocation limit: 11 585 × 11 585 RGB at 32 bits a channel, or about
+/// 13 000 × 13 000 RGBA at 8).
+pub const MAX_DECODED_BYTES: u64 = 512 << 20;
 
 fn decode_one(item: &Item, spec: InputSpec) -> std::result::Result<(Vec<u8>, [u8; 32]), String> {
     let (img, digest) = match &item.source {
