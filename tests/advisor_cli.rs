@@ -265,7 +265,10 @@ fn check_recommendation(v: &serde_json::Value) {
         let n = b["decisions"].as_u64().unwrap();
         assert!(b["challenger_higher"].as_u64().unwrap() + b["ties"].as_u64().unwrap() <= n, "{b}");
         let band = format!("[{lo:.2}, {hi:.2})");
-        assert!(lines.iter().any(|l| l.contains(&band) && l.contains("cross-validation")), "{key}: no rationale line states {band}: {lines:?}");
+        assert!(
+            lines.iter().any(|l| l.contains(&band) && l.contains("cross-validation")),
+            "{key}: no rationale line states {band}: {lines:?}"
+        );
     }
 }
 

@@ -349,6 +349,10 @@ pub fn choose_standard_threshold(d: &[(f64, f64)]) -> Option<(f64, Vec<(f64, f64
     Some((chosen, gains))
 }
 
+/// One held-out decision: (stated P(challenger beats the default), the challenger's logged
+/// accuracy minus the default's).
+type Decided = (f64, f64);
+
 /// The two decisions `recommend` states a P for, on one held-out task (cells `tc`, a GP's joint
 /// posterior `m`, `cov` with the override's calibration applied, observed `y` on its scale), as
 /// the advisor takes them: the anchor (the probe-CV anchor read by the classifier the GP ranks
@@ -363,7 +367,7 @@ fn held_out_decisions(
     y: &[f64],
     native: Option<usize>,
     warp: Warp,
-) -> (Option<(f64, f64)>, Option<(f64, f64)>) {
+) -> (Option<Decided>, Option<Decided>) {
     let gain = |i: usize, j: usize| warp.inv(y[i]) - warp.inv(y[j]);
     let items: Vec<(&RecipeSummary, &[Option<f64>])> = tc.iter().map(|c| (&c.recipe, c.task.as_slice())).collect();
     let Some(a0) = transferability_anchor(&items, ANCHOR_SCORE) else {
@@ -374,7 +378,8 @@ fn held_out_decisions(
     let eligible = |i: usize| may_override_anchor(&tc[i].recipe);
     let over = best_challenger(m, a, &eligible).map(|j| (prob_greater(m, cov, j, a), gain(j, a)));
     let first = anchored_pick_among(m, cov, a, ANCHOR_SWITCH_PROBABILITY, &eligible).0;
-    let std = native.and_then(|n| eval::standard_recipe(tc, n)).filter(|&s| s != first).map(|s| (prob_greater(m, cov, first, s), gain(first, s)));
+    let std =
+        native.and_then(|n| eval::standard_recipe(tc, n)).filter(|&s| s != first).map(|s| (prob_greater(m, cov, first, s), gain(first, s)));
     (over, std)
 }
 
@@ -1125,13 +1130,18 @@ pub fn fit(obs: &[Obs], o: &FitOptions, log: &dyn Fn(&str)) -> Result<MetaModel>
             ));
             cv.standard_gain_by_threshold = gains;
         }
-        for (what, bands) in [("override of the anchor", &cv.override_hits), ("anchored pick against the standard recipe", &cv.standard_hits)] {
+        for (what, bands) in
+            [("override of the anchor", &cv.override_hits), ("anchored pick against the standard recipe", &cv.standard_hits)]
+        {
             log(&format!(
                 "held-out {what}: {}",
                 bands
                     .iter()
                     .filter(|b| b.decisions > 0)
-                    .map(|b| format!("P [{:.2}, {:.2}) challenger higher {}/{} (ties {})", b.lo, b.hi, b.challenger_higher, b.decisions, b.ties))
+                    .map(|b| format!(
+                        "P [{:.2}, {:.2}) challenger higher {}/{} (ties {})",
+                        b.lo, b.hi, b.challenger_higher, b.decisions, b.ties
+                    ))
                     .collect::<Vec<_>>()
                     .join(", ")
             ));
