@@ -307,11 +307,11 @@ pub fn decode_upright(bytes: &[u8]) -> std::result::Result<DynamicImage, String>
         .map_err(|e| e.to_string())?
         .into_decoder()
         .map_err(|e| e.to_string())?;
-    let (w, h) = dec.dimensions();
-    if dec.total_bytes() > MAX_DECODED_BYTES {
+    let ((w, h), need) = (dec.dimensions(), dec.total_bytes());
+    if need > MAX_DECODED_BYTES {
         return Err(format!(
             "its header declares {w} x {h} pixels ({} MiB decoded), above the {} MiB graft decodes for one image; resize it, or check the file is not corrupt",
-            dec.total_bytes() >> 20,
+            need >> 20,
             MAX_DECODED_BYTES >> 20
         ));
     }

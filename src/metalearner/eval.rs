@@ -1242,25 +1242,23 @@ impl Fold {
         let anchored_first = shipped_anchor.map(|a| super::anchored_pick_among(am, oc, a, super::ANCHOR_SWITCH_PROBABILITY, &eligible).0);
         // the standard recipe, where logged, is the default the anchored pick must beat
         let std_cell = self.standard_native.and_then(|n| standard_recipe(tc, n));
-        let shipped_first = match (anchored_first, std_cell) {
-            (Some(first), Some(s)) => Some(super::standard_default_pick(am, oc, first, s, model.standard_threshold())),
-            (first, _) => first,
+        // where it is, its rows before sessions 25 (the anchored pick alone) and 27 (the recipe
+        // left at P >= 0.9), and the shipped decision's P against the outcome
+        let (shipped_first, standard_check) = match (anchored_first, std_cell) {
+            (Some(first), Some(s)) => {
+                let at_0_9 = super::standard_default_pick(am, oc, first, s, super::ANCHOR_SWITCH_PROBABILITY);
+                for (row, pick) in [(ANCHORED_ALONE, first), (STANDARD_AT_0_9, at_0_9)] {
+                    orders.insert(METHODS[row].into(), sequential_ei_order(pick, am, ac, an, aoff, &observe, budgets));
+                }
+                let check = (first != s).then(|| OverrideCheck {
+                    p: super::prob_greater(am, oc, first, s),
+                    p_marginal: super::prob_greater(am, ac, first, s),
+                    gain: accs[first] - accs[s],
+                });
+                (Some(super::standard_default_pick(am, oc, first, s, model.standard_threshold())), check)
+            }
+            (first, _) => (first, None),
         };
-        if let (Some(first), Some(s)) = (anchored_first, std_cell) {
-            let pick = super::standard_default_pick(am, oc, first, s, super::ANCHOR_SWITCH_PROBABILITY);
-            orders.insert(METHODS[STANDARD_AT_0_9].into(), sequential_ei_order(pick, am, ac, an, aoff, &observe, budgets));
-        }
-        let standard_check = match (anchored_first, std_cell) {
-            (Some(f), Some(s)) if f != s => Some(OverrideCheck {
-                p: super::prob_greater(am, oc, f, s),
-                p_marginal: super::prob_greater(am, ac, f, s),
-                gain: accs[f] - accs[s],
-            }),
-            _ => None,
-        };
-        if let (Some(first), Some(_)) = (anchored_first, std_cell) {
-            orders.insert(METHODS[ANCHORED_ALONE].into(), sequential_ei_order(first, am, ac, an, aoff, &observe, budgets));
-        }
         // the override's question, under both calibrations, against the logged outcome
         let override_check = shipped_anchor.and_then(|a| {
             let j = super::best_challenger(am, a, &eligible)?;

@@ -295,15 +295,20 @@ pub struct HitBand {
 /// The bands of P that [`HitBand`]s count in.
 pub const HIT_BANDS: [f64; 7] = [0.0, 0.1, 0.5, 0.7, 0.9, 0.99, 1.0];
 
+/// Whether P `p` falls in the band [lo, hi) (the last band, `last`, also holds hi itself).
+fn in_band(p: f64, lo: f64, hi: f64, last: bool) -> bool {
+    p >= lo && (p < hi || (last && p <= hi))
+}
+
 /// Counts decisions (stated P, the challenger's logged accuracy minus the default's) into
 /// [`HIT_BANDS`]; P = 1 falls in the last band.
-pub fn hit_bands(d: &[(f64, f64)]) -> Vec<HitBand> {
+pub fn hit_bands(d: &[Decided]) -> Vec<HitBand> {
     HIT_BANDS
         .windows(2)
         .enumerate()
         .map(|(i, w)| {
             let last = i == HIT_BANDS.len() - 2;
-            let inside: Vec<&(f64, f64)> = d.iter().filter(|(p, _)| *p >= w[0] && (*p < w[1] || (last && *p <= w[1]))).collect();
+            let inside: Vec<&Decided> = d.iter().filter(|(p, _)| in_band(*p, w[0], w[1], last)).collect();
             HitBand {
                 lo: w[0],
                 hi: w[1],
@@ -319,7 +324,7 @@ pub fn hit_bands(d: &[(f64, f64)]) -> Vec<HitBand> {
 /// The band of `bands` that P `p` falls in.
 pub fn hit_band(bands: &[HitBand], p: f64) -> Option<&HitBand> {
     let n = bands.len();
-    bands.iter().enumerate().find(|(i, b)| p >= b.lo && (p < b.hi || (*i == n - 1 && p <= b.hi))).map(|x| x.1)
+    bands.iter().enumerate().find(|(i, b)| in_band(p, b.lo, b.hi, *i == n - 1)).map(|x| x.1)
 }
 
 /// The thresholds on P(the anchored pick beats the standard recipe) that `meta fit` chooses
@@ -336,7 +341,7 @@ pub const MIN_STANDARD_DECISIONS: usize = 20;
 /// gain. On a few dozen decisions the gain curve is flat within its noise, and the rule keeps
 /// the choice from chasing that noise. Returns it with the mean gain at every threshold; None
 /// with fewer than [`MIN_STANDARD_DECISIONS`] decisions.
-pub fn choose_standard_threshold(d: &[(f64, f64)]) -> Option<(f64, Vec<(f64, f64)>)> {
+pub fn choose_standard_threshold(d: &[Decided]) -> Option<(f64, Vec<(f64, f64)>)> {
     if d.len() < MIN_STANDARD_DECISIONS {
         return None;
     }
@@ -351,7 +356,16 @@ pub fn choose_standard_threshold(d: &[(f64, f64)]) -> Option<(f64, Vec<(f64, f64
 
 /// One held-out decision: (stated P(challenger beats the default), the challenger's logged
 /// accuracy minus the default's).
-type Decided = (f64, f64);
+pub type Decided = (f64, f64);
+
+/// The anchor `recommend` would keep on a held-out task (cells `tc`, the ranking GP's means
+/// `m`): the probe-CV anchor, read by the classifier the GP ranks highest on its features.
+fn held_out_anchor(tc: &[&Cell], m: &[f64]) -> Option<usize> {
+    let items: Vec<(&RecipeSummary, &[Option<f64>])> = tc.iter().map(|c| (&c.recipe, c.task.as_slice())).collect();
+    let a0 = transferability_anchor(&items, ANCHOR_SCORE)?;
+    let keyed: Vec<(&str, &RecipeSummary)> = tc.iter().map(|c| (c.backbone.as_str(), &c.recipe)).collect();
+    Some(anchor_classifier(&keyed, m, a0))
+}
 
 /// The two decisions `recommend` states a P for, on one held-out task (cells `tc`, a GP's joint
 /// posterior `m`, `cov` with the override's calibration applied, observed `y` on its scale), as
@@ -369,12 +383,9 @@ fn held_out_decisions(
     warp: Warp,
 ) -> (Option<Decided>, Option<Decided>) {
     let gain = |i: usize, j: usize| warp.inv(y[i]) - warp.inv(y[j]);
-    let items: Vec<(&RecipeSummary, &[Option<f64>])> = tc.iter().map(|c| (&c.recipe, c.task.as_slice())).collect();
-    let Some(a0) = transferability_anchor(&items, ANCHOR_SCORE) else {
+    let Some(a) = held_out_anchor(tc, m) else {
         return (None, None);
     };
-    let keyed: Vec<(&str, &RecipeSummary)> = tc.iter().map(|c| (c.backbone.as_str(), &c.recipe)).collect();
-    let a = anchor_classifier(&keyed, m, a0);
     let eligible = |i: usize| may_override_anchor(&tc[i].recipe);
     let over = best_challenger(m, a, &eligible).map(|j| (prob_greater(m, cov, j, a), gain(j, a)));
     let first = anchored_pick_among(m, cov, a, ANCHOR_SWITCH_PROBABILITY, &eligible).0;
@@ -487,7 +498,8 @@ pub fn anchor_classifier(cands: &[(&str, &RecipeSummary)], mean: &[f64], anchor:
 /// The first pick when the standard ImageNet recipe (candidate `standard`) is the default: the
 /// anchored pick `first` replaces it only when it beats it with posterior probability >= `p`
 /// ([`MetaModel::standard_threshold`]; [`ANCHOR_SWITCH_PROBABILITY`] before session 27) under
-/// (`mean`, `cov`), the override's calibrated joint posterior. Session 25's `meta eval`, on the 60 held-out tasks with the recipe logged: mean
+/// (`mean`, `cov`), the override's calibrated joint posterior. Session 25's `meta eval`, on the
+/// 60 held-out tasks with the recipe logged: mean
 /// gap to the best logged recipe 0.073, against 0.091 for the anchored pick alone and 0.128 for
 /// the recipe always (regret@1 -0.032 [-0.067, +0.009] against the anchored pick alone).
 pub fn standard_default_pick(mean: &[f64], cov: &nalgebra::DMatrix<f64>, first: usize, standard: usize, p: f64) -> usize {
@@ -681,10 +693,7 @@ fn pair_sd_scale(mut r: Vec<(f64, f64)>) -> Option<f64> {
 /// and, when the challenger's mean is the higher, the standardised residual of their
 /// difference, signed (negative: the challenger did worse against the anchor than predicted).
 fn decision_residual(tc: &[&Cell], m: &[f64], c: &nalgebra::DMatrix<f64>, sn2: f64, y: &[f64]) -> Option<f64> {
-    let items: Vec<(&RecipeSummary, &[Option<f64>])> = tc.iter().map(|c| (&c.recipe, c.task.as_slice())).collect();
-    let a0 = transferability_anchor(&items, ANCHOR_SCORE)?;
-    let keyed: Vec<(&str, &RecipeSummary)> = tc.iter().map(|c| (c.backbone.as_str(), &c.recipe)).collect();
-    let a = anchor_classifier(&keyed, m, a0);
+    let a = held_out_anchor(tc, m)?;
     let j = best_challenger(m, a, &|i| may_override_anchor(&tc[i].recipe))?;
     if m[j] <= m[a] {
         return None;
@@ -812,6 +821,15 @@ pub struct PastTask {
     pub features: Vec<f64>,
     pub best_config: String,
     pub best_acc: f64,
+}
+
+/// The GP that orders candidates: the within-task GP where its held-out regret is the lower.
+fn ranker_of(cv: &CvReport) -> Ranker {
+    if cv.gp_rel_regret1 < cv.gp_regret1 {
+        Ranker::GpRel
+    } else {
+        Ranker::Gp
+    }
 }
 
 /// Family-grouped cross-validation folds of `meta fit` (and of each held-out refit in `meta
@@ -991,7 +1009,6 @@ pub fn fit(obs: &[Obs], o: &FitOptions, log: &dyn Fn(&str)) -> Result<MetaModel>
     let families: Vec<String> = obs.iter().map(|c| c.family.clone()).collect::<BTreeSet<_>>().into_iter().collect();
     // held-out error of both learners, folds grouped by family
     let mut cv = CvReport { n_cells: all.len(), ..Default::default() };
-    let mut decision_hits = None;
     if families.len() >= 2 {
         cv.folds = family_folds(&families, o.cv_folds);
         let (mut pg, mut pk, mut ys) = (Vec::new(), Vec::new(), Vec::new());
@@ -1054,23 +1071,43 @@ pub fn fit(obs: &[Obs], o: &FitOptions, log: &dyn Fn(&str)) -> Result<MetaModel>
         cv.gp_pair_sd_scale = pair_sd_scale(pair_residuals(&joint_abs));
         cv.gp_rel_pair_sd_scale = pair_sd_scale(pair_residuals(&joint_rel));
         // what the stated P of the advisor's two decisions has meant on the held-out tasks, under
-        // each GP with the calibration the override reads
+        // the ranking GP with the calibration the override reads
         let native = crate::backbones::card::resolve(eval::STANDARD_BACKBONE).ok().map(|m| m.card.input.height);
-        let hits = |joint: &[TaskPosterior], k: Option<f64>| {
-            let k2 = k.unwrap_or(1.0).powi(2);
-            let (mut over, mut std) = (Vec::new(), Vec::new());
-            for (tc, (m, c, _, y)) in task_cells.iter().zip(joint) {
-                let (o, s) = held_out_decisions(tc, m, &(c * k2), y, native, o.warp);
-                over.extend(o);
-                std.extend(s);
-            }
-            // the standard default's threshold: the one under which its held-out decisions gained most
-            let threshold = choose_standard_threshold(&std);
-            (hit_bands(&over), hit_bands(&std), threshold)
+        let (joint, k) = match ranker_of(&cv) {
+            Ranker::GpRel => (&joint_rel, cv.gp_rel_pair_sd_scale),
+            Ranker::Gp => (&joint_abs, cv.gp_pair_sd_scale),
         };
-        let hits_abs = hits(&joint_abs, cv.gp_pair_sd_scale.or(Some(cv.gp_sd_scale)));
-        let hits_rel = hits(&joint_rel, cv.gp_rel_pair_sd_scale.or(Some(cv.gp_sd_scale)));
-        decision_hits = Some((hits_abs, hits_rel));
+        let k2 = k.unwrap_or(cv.gp_sd_scale).powi(2);
+        let (mut over, mut std) = (Vec::new(), Vec::new());
+        for (tc, (m, c, _, y)) in task_cells.iter().zip(joint) {
+            let (d_over, d_std) = held_out_decisions(tc, m, &(c * k2), y, native, o.warp);
+            over.extend(d_over);
+            std.extend(d_std);
+        }
+        (cv.override_hits, cv.standard_hits) = (hit_bands(&over), hit_bands(&std));
+        if let Some((t, gains)) = choose_standard_threshold(&std) {
+            log(&format!(
+                "the standard default's threshold on P: {t}, the highest within one standard error of the best mean held-out accuracy gain over the recipe (by threshold: {})",
+                gains.iter().map(|(t, g)| format!("{t} {g:+.4}")).collect::<Vec<_>>().join(", ")
+            ));
+            (cv.standard_threshold, cv.standard_gain_by_threshold) = (Some(t), gains);
+        }
+        for (what, bands) in
+            [("override of the anchor", &cv.override_hits), ("anchored pick against the standard recipe", &cv.standard_hits)]
+        {
+            log(&format!(
+                "held-out {what}: {}",
+                bands
+                    .iter()
+                    .filter(|b| b.decisions > 0)
+                    .map(|b| format!(
+                        "P [{:.2}, {:.2}) challenger higher {}/{} (ties {})",
+                        b.lo, b.hi, b.challenger_higher, b.decisions, b.ties
+                    ))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
         let n_dec = (dec_abs.len(), dec_rel.len());
         cv.gp_decision_sd_scale = decision_sd_scale(dec_abs);
         cv.gp_rel_decision_sd_scale = decision_sd_scale(dec_rel);
@@ -1118,35 +1155,6 @@ pub fn fit(obs: &[Obs], o: &FitOptions, log: &dyn Fn(&str)) -> Result<MetaModel>
     }
     let gp = fit_gp(&all, &enc, o)?;
     let gp_rel = Some(fit_gp_rel(&all, &enc, o)?);
-    let ranker = if cv.gp_rel_regret1 < cv.gp_regret1 && gp_rel.is_some() { Ranker::GpRel } else { Ranker::Gp };
-    if let Some((abs, rel)) = decision_hits.take() {
-        let threshold;
-        (cv.override_hits, cv.standard_hits, threshold) = if ranker == Ranker::GpRel { rel } else { abs };
-        if let Some((t, gains)) = threshold {
-            cv.standard_threshold = Some(t);
-            log(&format!(
-                "the standard default's threshold on P: {t}, the highest within one standard error of the best mean held-out accuracy gain over the recipe (by threshold: {})",
-                gains.iter().map(|(t, g)| format!("{t} {g:+.4}")).collect::<Vec<_>>().join(", ")
-            ));
-            cv.standard_gain_by_threshold = gains;
-        }
-        for (what, bands) in
-            [("override of the anchor", &cv.override_hits), ("anchored pick against the standard recipe", &cv.standard_hits)]
-        {
-            log(&format!(
-                "held-out {what}: {}",
-                bands
-                    .iter()
-                    .filter(|b| b.decisions > 0)
-                    .map(|b| format!(
-                        "P [{:.2}, {:.2}) challenger higher {}/{} (ties {})",
-                        b.lo, b.hi, b.challenger_higher, b.decisions, b.ties
-                    ))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ));
-        }
-    }
     let knn = Knn::fit(&all, &enc, o.knn_k);
     // the portfolio, and the past tasks with their best configuration
     let mut port: BTreeMap<String, (Vec<f64>, &Obs)> = BTreeMap::new();
@@ -1210,7 +1218,7 @@ pub fn fit(obs: &[Obs], o: &FitOptions, log: &dyn Fn(&str)) -> Result<MetaModel>
         learner: cv.chosen,
         encoder: enc,
         gp,
-        ranker,
+        ranker: ranker_of(&cv),
         gp_rel,
         knn,
         portfolio,

@@ -778,24 +778,25 @@ fn standard_default(model: &MetaModel, view: &TaskView, cands: &mut Vec<Candidat
     let s = standard_candidate(cands)?;
     let std = cands[s].config.clone();
     let p = model.standard_threshold();
-    let outcome = |challenger: &str, pr: f64, kept: bool| StandardDefault {
+    let outcome = |challenger: &str, pr: f64, kept: bool, held_out: Option<super::HitBand>| StandardDefault {
         config: std.clone(),
         challenger: challenger.to_string(),
         p_challenger_beats_it: pr,
         needed: p,
         kept,
-        held_out: if challenger == std { None } else { model.held_out_band(super::Decision::StandardDefault, pr).cloned() },
+        held_out,
     };
     if s == 0 {
         return Some((
             format!("The pick is the standard ImageNet recipe ({std}), the default a practitioner would run."),
-            outcome(&std, 1.0, true),
+            outcome(&std, 1.0, true, None),
         ));
     }
     let (m, c) = calibrated_pair(model, view, cands, 0, s);
     let pr = super::prob_greater(&m, &c, 0, 1);
     let pick = cands[0].config.clone();
-    let mut note = held_out_note(model.held_out_band(super::Decision::StandardDefault, pr), "the pick", "the recipe");
+    let band = model.held_out_band(super::Decision::StandardDefault, pr).cloned();
+    let mut note = held_out_note(band.as_ref(), "the pick", "the recipe");
     if model.cv.standard_threshold.is_some() {
         note.push_str(&format!(
             " The threshold {p:.2} is the most conservative whose mean accuracy gain over the recipe on those held-out decisions came within one standard error of the best threshold's."
@@ -806,7 +807,7 @@ fn standard_default(model: &MetaModel, view: &TaskView, cands: &mut Vec<Candidat
             format!(
                 "Chose {pick} over the standard ImageNet recipe ({std}, the default a practitioner would run): it beats the recipe with probability {pr:.2} (>= {p:.2}).{note}"
             ),
-            outcome(&pick, pr, false),
+            outcome(&pick, pr, false, band),
         ));
     }
     let c = cands.remove(s);
@@ -815,7 +816,7 @@ fn standard_default(model: &MetaModel, view: &TaskView, cands: &mut Vec<Candidat
         format!(
             "Kept the standard ImageNet recipe ({std}) as the default a practitioner would run: the meta-learner's pick {pick} beats it with probability {pr:.2} only (needs {p:.2}).{note}"
         ),
-        outcome(&pick, pr, true),
+        outcome(&pick, pr, true, band),
     ))
 }
 
