@@ -316,6 +316,48 @@ fn recommend_gives_a_runnable_recipe_with_interval_and_reasons() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }
 
+/// `recommend` computes the meta-features on the images it can decode; it says how many it
+/// could not, and which, instead of leaving them out silently.
+#[test]
+fn recommend_names_the_training_images_it_could_not_decode() {
+    let f = fixture();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    make_folder(&data, &[("train", 8), ("test", 3)], 3, 32);
+    let bad = data.join("train/class1/broken.png");
+    std::fs::write(&bad, b"not a png at all").unwrap();
+    let o = graft().args(["recommend", "--json", "--data"]).arg(&data).arg("--model").arg(&f.model).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v = json_of(&o);
+    let bad_list = v["unreadable_training_images"].as_array().unwrap();
+    assert_eq!(bad_list.len(), 1, "{bad_list:?}");
+    assert!(bad_list[0].as_str().unwrap().contains("broken.png"), "{bad_list:?}");
+    let line = v["rationale"].as_array().unwrap().iter().filter_map(|l| l.as_str()).find(|l| l.contains("could not be decoded"));
+    let line = line.unwrap_or_else(|| panic!("no rationale line on the unreadable image: {}", v["rationale"]));
+    assert!(line.starts_with("1 of the 25 training images") && line.contains("broken.png") && line.contains("--skip-bad"), "{line}");
+    // auto refuses them before its first run, naming the file and --skip-bad
+    let o = graft()
+        .args(["auto", "--json", "--budget", "1", "--data"])
+        .arg(&data)
+        .arg("--model")
+        .arg(&f.model)
+        .arg("--meta")
+        .arg(dir.path().join("meta"))
+        .arg("--runs")
+        .arg(dir.path().join("runs"))
+        .output()
+        .unwrap();
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{e}");
+    assert!(e.contains("broken.png") && e.contains("--skip-bad"), "{e}");
+    assert!(!dir.path().join("runs").exists() && !dir.path().join("meta").exists(), "auto ran before refusing");
+    // without one, the list is empty and the rationale silent on it
+    let o = graft().args(["recommend", "--json", "--data"]).arg(example()).arg("--model").arg(&f.model).output().unwrap();
+    let v = json_of(&o);
+    assert_eq!(v["unreadable_training_images"], serde_json::json!([]));
+    assert!(!v["rationale"].to_string().contains("could not be decoded"));
+}
+
 #[test]
 fn auto_runs_the_budget_and_logs_every_run_back() {
     let f = fixture();

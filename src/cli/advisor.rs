@@ -543,6 +543,13 @@ pub fn auto(a: AutoArgs) -> Result<i32> {
     if !a.json {
         print_recommendation(&rec);
     }
+    // the runs decode every training image: refuse unreadable ones now, not after the first run
+    if let (false, Some(first)) = (a.data.skip_bad, rec.unreadable_training_images.first()) {
+        return Err(crate::GraftError::Data(format!(
+            "{first} ({} unreadable training image(s) in all); fix or remove them, or pass --skip-bad to train without them",
+            rec.unreadable_training_images.len()
+        )));
+    }
     let (device, device_name) = executor::select_device(&a.device)?;
     let meta_dir = a.meta.clone().unwrap_or_else(super::default_meta_dir);
     let opts = ml::auto::AutoOptions {

@@ -96,6 +96,10 @@ pub struct Recommendation {
     pub standard_default: Option<StandardDefault>,
     /// The anchor's override decision (None: no anchor, or no challenger to weigh against it).
     pub anchor_decision: Option<AnchorDecision>,
+    /// Training images that could not be decoded, left out of the meta-features (the
+    /// decoder's message for each, naming the file); `run` and `auto` refuse them unless
+    /// `--skip-bad`.
+    pub unreadable_training_images: Vec<String>,
 }
 
 /// How the pick fared against the standard ImageNet recipe, the default it must beat.
@@ -272,6 +276,9 @@ struct TaskView {
     task: BTreeMap<String, Vec<Option<f64>>>,
     transfer: BTreeMap<String, TransferFeatures>,
     nearest: BTreeMap<String, f64>,
+    /// Training images that could not be decoded and were left out of the meta-features, each
+    /// as the decoder's message naming the file (the same files at every input size).
+    unreadable: Vec<String>,
 }
 
 impl TaskView {
@@ -345,6 +352,7 @@ pub fn recommend(model: &MetaModel, ds: &Dataset, o: &RecommendOptions) -> Resul
     lines.extend(refine_note);
     lines.extend(cost_line(&cands, &mrefs, ds.train.len()));
     lines.extend(pretrain_line(&cands, n_unlabelled, dropped_pretrain));
+    lines.extend(unreadable_line(&view.unreadable, ds.train.len()));
     if let Some((key, m)) = &derived {
         lines.push(format!(
             "Backbone {} continues {} ({}, {}): the meta-learner has no runs of it, so it predicts from its parent's runs at {} px, with this task's features (LogME, cross-validated accuracy, domain distance) computed on {}'s own weights.",
@@ -420,6 +428,7 @@ pub fn recommend(model: &MetaModel, ds: &Dataset, o: &RecommendOptions) -> Resul
         continued_from,
         standard_default: std_default,
         anchor_decision,
+        unreadable_training_images: view.unreadable,
     })
 }
 
@@ -568,7 +577,18 @@ fn task_view(
         mrefs.insert(b.clone(), m);
     }
     let nearest = names.iter().map(|b| (b.clone(), model.nearest_distance(b, &task[b]))).collect();
-    Ok((TaskView { names, task, transfer, nearest }, mrefs))
+    let unreadable = decoded.first().map(|(_, set)| set.skipped.clone()).unwrap_or_default();
+    Ok((TaskView { names, task, transfer, nearest, unreadable }, mrefs))
+}
+
+/// The rationale's line on training images that could not be decoded (None when all could).
+fn unreadable_line(unreadable: &[String], n_train: usize) -> Option<String> {
+    let first = unreadable.first()?;
+    Some(format!(
+        "{} of the {n_train} training images could not be decoded and were left out of the task's meta-features ({first}{}); `graft run` and `graft auto` refuse them unless --skip-bad, so fix or remove those files.",
+        unreadable.len(),
+        if unreadable.len() > 1 { "; and others, listed in the JSON's unreadable_training_images" } else { "" }
+    ))
 }
 
 /// The fine-tuning learning rates of the logged portfolio, ascending: the grid's rates and the
