@@ -115,6 +115,34 @@ fn finetune_run_record_and_meta_append() {
     );
 }
 
+/// LP-FT (`head_init: probe`): the head starts as a softmax probe on the frozen head inputs, so
+/// the first training step's loss is far below a random head's (ln 3 ≈ 1.10 for three classes);
+/// the run records the probe, and the recipe as run says `head_init`.
+#[test]
+fn a_head_started_from_a_probe_starts_with_a_lower_loss() {
+    let f = fixture();
+    let t = tempfile::tempdir().unwrap();
+    let mut r = preset_json("finetune-all");
+    r["epochs"] = 2.into();
+    r["augment"] = serde_json::json!({});
+    let random = write_recipe(t.path(), "random.json", &r);
+    r["head_init"] = "probe".into();
+    r["probe"]["l2"] = 0.01.into();
+    let probe = write_recipe(t.path(), "probe.json", &r);
+    let a = json_of(&run_args(f, &["--recipe", random.to_str().unwrap(), "--no-meta", "--json"], t.path()));
+    let b = json_of(&run_args(f, &["--recipe", probe.to_str().unwrap(), "--no-meta", "--json"], t.path()));
+    let (la, lb) = (a["first_step_loss"].as_f64().unwrap(), b["first_step_loss"].as_f64().unwrap());
+    assert!(lb < 0.5 * la, "first-step loss with the probe head {lb}, with a random head {la}");
+    assert!(a["probe"].is_null(), "{}", a["probe"]);
+    assert_eq!(b["probe"]["kind"], "softmax head init");
+    assert!(b["probe"]["train_accuracy"].as_f64().unwrap() > 0.9, "{}", b["probe"]);
+    assert_eq!(b["recipe"]["head_init"], "probe");
+    assert!(a["recipe"].get("head_init").is_none(), "the default is not written: {}", a["recipe"]);
+    // the same seed gives the same run
+    let c = json_of(&run_args(f, &["--recipe", probe.to_str().unwrap(), "--no-meta", "--json"], t.path()));
+    assert_eq!(b["final_weights_sha256"], c["final_weights_sha256"]);
+}
+
 #[test]
 fn frozen_groups_do_not_move_and_layerwise_rates_apply() {
     let f = fixture();
@@ -231,6 +259,22 @@ fn bad_recipes_exit_2_naming_the_field() {
                 r
             },
             "schema_version",
+        ),
+        (
+            {
+                let mut r = preset_json("linear-probe");
+                r["head_init"] = "probe".into();
+                r
+            },
+            "head_init",
+        ),
+        (
+            {
+                let mut r = preset_json("finetune-all");
+                r["head_init"] = "lp".into();
+                r
+            },
+            "head_init",
         ),
     ];
     for (i, (r, needle)) in cases.into_iter().enumerate() {

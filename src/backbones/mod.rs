@@ -464,6 +464,25 @@ impl Model {
         Ok(())
     }
 
+    /// Whether the head is a linear layer on the last body group's globally pooled output, the
+    /// features [`Model::features`] gives at group `n_groups() - 2` (a convnet4's head reads the
+    /// flattened maps instead).
+    pub fn head_pools(&self) -> bool {
+        matches!(self.groups.last().and_then(|g| g.last()), Some(Layer::PoolLinear(_)))
+    }
+
+    /// Set the head's linear layer: `weight` (classes × features) and `bias` (classes).
+    pub fn set_head(&self, weight: &Tensor, bias: &Tensor) -> Result<()> {
+        for (name, var) in self.group_params("head") {
+            let t = if name.ends_with("weight") { weight } else { bias };
+            if var.dims() != t.dims() {
+                return Err(GraftError::Model(format!("head variable `{name}` has shape {:?}, given {:?}", var.dims(), t.dims())));
+            }
+            var.set(&t.to_dtype(DType::F32)?.to_device(&self.device)?)?;
+        }
+        Ok(())
+    }
+
     /// Snapshot of every trainable parameter (for weight-change measures and L2-SP anchors).
     pub fn snapshot(&self) -> Result<BTreeMap<String, Tensor>> {
         self.copied(|k| !Self::is_buffer(k))

@@ -313,6 +313,14 @@ impl SoftmaxProbe {
     pub fn predict(&self, x: &Array2<f64>) -> Vec<usize> {
         argmax_rows(&(x.dot(&self.w) + &self.b))
     }
+
+    /// The probe fitted on features `(x - mean) / sd` (per column) as a linear layer on the raw
+    /// ones: weight (classes × features) and bias (classes) giving the same logits.
+    pub fn on_raw_features(&self, mean: &Array1<f64>, sd: &Array1<f64>) -> (Array2<f64>, Array1<f64>) {
+        let w = &self.w / &sd.view().insert_axis(ndarray::Axis(1));
+        let b = &self.b - &mean.dot(&w);
+        (w.t().to_owned(), b)
+    }
 }
 
 /// Nearest class mean on centred, L2-normalised features (SimpleShot's "CL2N", Wang et al. 2019):
@@ -395,6 +403,28 @@ mod tests {
             }
         }
         (x, y)
+    }
+
+    /// The probe folded back onto raw features gives the logits it gives on standardised ones.
+    #[test]
+    fn a_softmax_probe_on_raw_features_gives_the_same_logits() {
+        let (mut x, y) = blobs(10, 4);
+        // columns on very different scales and offsets, and one constant column
+        x.column_mut(0).mapv_inplace(|v| 100.0 * v + 7.0);
+        x.column_mut(1).mapv_inplace(|v| 0.01 * v - 3.0);
+        x.column_mut(2).fill(5.0);
+        let st = Standardiser::fit(&x);
+        let xs = st.apply(&x);
+        let (m, _) = SoftmaxProbe::fit(&xs, &y, 3, 1e-2, 200).unwrap();
+        let (mean, sd) = st.moments();
+        let (w, b) = m.on_raw_features(mean, sd);
+        assert_eq!(w.dim(), (3, 3));
+        let raw = x.dot(&w.t()) + &b;
+        let std = xs.dot(&m.w) + &m.b;
+        for (a, e) in raw.iter().zip(std.iter()) {
+            assert!((a - e).abs() < 1e-9 * (1.0 + e.abs()), "{a} vs {e}");
+        }
+        assert!(std.iter().any(|v| v.abs() > 0.1), "a fitted probe has non-zero logits");
     }
 
     #[test]

@@ -540,6 +540,39 @@ fn pretrain_step(
     Ok(Some(outcome))
 }
 
+/// LP-FT's first stage ([`crate::recipe::HeadInit::Probe`]): fit a softmax probe (`probe.l2`,
+/// `probe.iterations`) on the centred head inputs of the training images (eval mode, no
+/// augmentation), scaled by one factor, and set the head to it, folded back to the raw inputs. Returns the probe's
+/// report (`kind` "softmax head init").
+fn init_head_from_probe(model: &Model, recipe: &Recipe, dec: &Decoded, norm: &Normalisation, k: usize) -> Result<ProbeReport> {
+    if !model.head_pools() {
+        return Err(GraftError::recipe(
+            "head_init",
+            format!("`probe` needs a head on pooled features; the {} head reads flattened maps (use `random`)", model.arch.name()),
+        ));
+    }
+    let x = features(model, &dec.train, norm, model.n_groups() - 2)?;
+    if x.iter().any(|v| !v.is_finite()) {
+        return Err(GraftError::Diverged("head_init probe: the backbone's features of the training images are not finite".into()));
+    }
+    // centred, and scaled by one factor (the root mean variance), not per column: a nearly dead
+    // channel scaled up to unit variance would get a weight that explodes once the fine-tune
+    // moves its input (batch statistics, augmentation)
+    let mean = x.mean_axis(ndarray::Axis(0)).expect("training images");
+    let centred = &x - &mean;
+    let scale = (centred.mapv(|v| v * v).mean().unwrap_or(0.0)).sqrt().max(1e-8);
+    let sd = ndarray::Array1::from_elem(x.ncols(), scale);
+    let (m, mut rep) = SoftmaxProbe::fit(&(centred / scale), &labels(&dec.train), k, recipe.probe.l2, recipe.probe.iterations)?;
+    let (w, b) = m.on_raw_features(&mean, &sd);
+    let dev = &model.device;
+    let w = candle_core::Tensor::from_vec(w.iter().map(|&v| v as f32).collect::<Vec<_>>(), w.dim(), dev)?;
+    let b = candle_core::Tensor::from_vec(b.iter().map(|&v| v as f32).collect::<Vec<_>>(), b.len(), dev)?;
+    model.set_head(&w, &b)?;
+    rep.kind = "softmax head init".into();
+    rep.group = model.group_names[model.n_groups() - 2].clone();
+    Ok(rep)
+}
+
 /// Fine-tune, then evaluate on the test (and validation) split. A loss, final weight or test
 /// logit that is NaN or infinite means the run diverged.
 fn finetune_outcome(
@@ -715,6 +748,13 @@ pub fn run_prepared(
     if let Some(p) = &pretrain {
         tracing::info!("pretrained ({}) on {} images in {pretrain_seconds:.1} s", p.method, p.images);
     }
+    // LP-FT: the head starts as a softmax probe on the frozen head inputs (counted as training)
+    let t_head = Instant::now();
+    let head_probe = match (&pretrain_diverged, recipe.head_init) {
+        (None, crate::recipe::HeadInit::Probe) => Some(init_head_from_probe(&model, &recipe, dec, &norm, ds.n_classes())?),
+        _ => None,
+    };
+    let head_seconds = t_head.elapsed().as_secs_f64();
     let start = model.snapshot()?;
 
     let t0 = Instant::now();
@@ -741,7 +781,8 @@ pub fn run_prepared(
     } = out;
     // training time excludes evaluating the test and validation splits; features reused from
     // another run of the task count with the seconds their extraction took
-    let train_seconds = t0.elapsed().as_secs_f64() - eval_only + pretrain_seconds + replayed_train;
+    let train_seconds = t0.elapsed().as_secs_f64() - eval_only + pretrain_seconds + head_seconds + replayed_train;
+    let probe_report = probe_report.or(head_probe);
     tracing::info!("trained in {train_seconds:.1} s{}", diverged.as_ref().map(|d| format!("; diverged: {d}")).unwrap_or_default());
     let t0 = Instant::now();
     let mut groups = Vec::new();

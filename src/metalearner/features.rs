@@ -205,7 +205,7 @@ pub fn load_obs(dirs: &[&Path]) -> Result<Vec<Obs>> {
     let mut out = Vec::new();
     for dir in dirs {
         for r in crate::metadataset::read_rows(dir)? {
-            if RunStatus::parse(&r.status) != Some(RunStatus::Ok) || !r.has_mft {
+            if RunStatus::parse(&r.status) != Some(RunStatus::Ok) || !r.has_mft || starts_head_from_probe(&r.recipe) {
                 continue;
             }
             let Some(strat) = Strategy::parse(&r.strategy) else {
@@ -271,6 +271,13 @@ pub fn load_obs(dirs: &[&Path]) -> Result<Vec<Obs>> {
     Ok(out)
 }
 
+/// Whether a row's recipe (JSON) starts its head from a probe (LP-FT, `head_init: probe`). The
+/// meta-learner's recipe encoding has no such input, so these runs would read as the plain
+/// fine-tune of the same recipe; until it has one, `load_obs` leaves them out.
+fn starts_head_from_probe(recipe_json: &str) -> bool {
+    recipe_json.contains("head_init") && serde_json::from_str::<serde_json::Value>(recipe_json).is_ok_and(|v| v["head_init"] == "probe")
+}
+
 /// The method of a meta-dataset row's `r_pretrain` (`METHOD:EPOCHS`, or `none`).
 fn pretrain_method_of(r_pretrain: &str) -> Option<crate::pretrain::Method> {
     let m = r_pretrain.split(':').next().unwrap_or("none");
@@ -310,6 +317,18 @@ mod tests {
                 assert_eq!(at(f, &v), (f == flag) as u8 as f64, "{s}: {f}");
             }
         }
+    }
+
+    /// Runs that start the head from a probe (LP-FT) are told apart from plain fine-tunes by the
+    /// recipe JSON alone; a recipe without the field, or with the default, is a plain one.
+    #[test]
+    fn lp_ft_runs_are_recognised_by_their_recipe() {
+        let mut r = crate::recipe::preset("finetune-all").unwrap();
+        assert!(!starts_head_from_probe(&r.to_json()));
+        r.head_init = crate::recipe::HeadInit::Probe;
+        assert!(starts_head_from_probe(&r.to_json()));
+        assert!(!starts_head_from_probe(r#"{"name": "head_init", "head_init": "random"}"#));
+        assert!(!starts_head_from_probe("head_init: not json"));
     }
 
     /// A row's `r_pretrain` (`METHOD:EPOCHS` or `none`) becomes the method and budget features:

@@ -48,6 +48,26 @@ impl std::fmt::Display for Strategy {
     }
 }
 
+/// How a fine-tune's classifier head starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum HeadInit {
+    /// Seeded at random (or transferred, when the class count is the source's).
+    #[default]
+    Random,
+    /// A softmax probe (multinomial logistic regression, `probe.l2`, `probe.iterations`) fitted
+    /// on the training images' frozen head inputs before the fine-tune: the first stage of LP-FT
+    /// (Kumar et al. 2022), so the body's first gradients come through a head that already
+    /// classifies instead of a random one.
+    Probe,
+}
+
+impl HeadInit {
+    pub fn is_random(&self) -> bool {
+        *self == HeadInit::Random
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Action {
@@ -225,6 +245,9 @@ pub struct Recipe {
     /// (bfloat16 operands, float32 master weights, BatchNorm and losses). Pays on a GPU.
     #[serde(default, skip_serializing_if = "crate::kernels::Precision::is_f32")]
     pub precision: crate::kernels::Precision,
+    /// How the head starts a fine-tune ([`HeadInit`]); `probe` makes the run LP-FT.
+    #[serde(default, skip_serializing_if = "HeadInit::is_random")]
+    pub head_init: HeadInit,
     /// The backbone the recipe was made for (a name from `graft models`, or a .safetensors file
     /// with its card); `graft recommend` writes it. `graft run` uses it unless `--backbone`
     /// is given, and refuses a `--backbone` that names other weights. Not part of the recipe as
@@ -395,6 +418,15 @@ impl Recipe {
         }
         if p.iterations == 0 {
             return Err(GraftError::recipe("probe.iterations", "must be at least 1"));
+        }
+        if self.head_init == HeadInit::Probe && self.strategy != Strategy::Finetune {
+            return Err(GraftError::recipe(
+                "head_init",
+                format!(
+                    "`probe` starts a fine-tune's head from a probe; strategy {} has no head to train (remove head_init)",
+                    self.strategy
+                ),
+            ));
         }
         for (name, g) in &self.groups {
             if !group_names.iter().any(|n| n == name) {

@@ -25,6 +25,7 @@ fn base(name: &str, strategy: Strategy, action: Action) -> Recipe {
         val_fraction: 0.0,
         pretrain: None,
         precision: Default::default(),
+        head_init: Default::default(),
         backbone: None,
         input_size: None,
     }
