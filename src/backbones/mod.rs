@@ -446,6 +446,11 @@ impl Model {
         self.copied(|k| self.group_of(k) != "head")
     }
 
+    /// Every variable (BatchNorm running statistics included), copied, for [`Model::set_vars`].
+    pub fn state(&self) -> Result<BTreeMap<String, Tensor>> {
+        self.copied(|_| true)
+    }
+
     /// Copies of the variables whose names `keep` admits.
     fn copied(&self, keep: impl Fn(&str) -> bool) -> Result<BTreeMap<String, Tensor>> {
         self.named_vars().into_iter().filter(|(k, _)| keep(k)).map(|(k, v)| Ok((k, v.as_tensor().copy()?))).collect()
@@ -464,11 +469,16 @@ impl Model {
         Ok(())
     }
 
-    /// Whether the head is a linear layer on the last body group's globally pooled output, the
-    /// features [`Model::features`] gives at group `n_groups() - 2` (a convnet4's head reads the
-    /// flattened maps instead).
-    pub fn head_pools(&self) -> bool {
-        matches!(self.groups.last().and_then(|g| g.last()), Some(Layer::PoolLinear(_)))
+    /// What the head's linear layer reads for images `x`: the last body group's output, pooled
+    /// (or, for a convnet4, flattened) as the head does; per-group train flags as
+    /// [`Model::forward_span`] (a group in train mode updates its BatchNorm running statistics).
+    pub fn head_inputs(&self, x: &Tensor, train: &[bool]) -> Result<Tensor> {
+        let n = self.groups.len();
+        let h = self.forward_span(x, 0..n - 1, train)?;
+        Ok(match self.groups[n - 1].last() {
+            Some(Layer::FlattenLinear(_)) => h.flatten_from(1)?,
+            _ => pool(&h)?,
+        })
     }
 
     /// Set the head's linear layer: `weight` (classes × features) and `bias` (classes).

@@ -9,6 +9,7 @@ use crate::recipe::{Action, CheckedRecipe, Recipe, Strategy};
 use crate::util::{now_rfc3339, sha256_hex, write_atomic};
 use candle_core::Device;
 use ndarray::Array2;
+use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::time::Instant;
@@ -544,14 +545,30 @@ fn pretrain_step(
 /// `probe.iterations`) on the centred head inputs of the training images (eval mode, no
 /// augmentation), scaled by one factor, and set the head to it, folded back to the raw inputs. Returns the probe's
 /// report (`kind` "softmax head init").
-fn init_head_from_probe(model: &Model, recipe: &Recipe, dec: &Decoded, norm: &Normalisation, k: usize) -> Result<ProbeReport> {
-    if !model.head_pools() {
-        return Err(GraftError::recipe(
-            "head_init",
-            format!("`probe` needs a head on pooled features; the {} head reads flattened maps (use `random`)", model.arch.name()),
-        ));
+fn init_head_from_probe(model: &Model, checked: &CheckedRecipe, dec: &Decoded, norm: &Normalisation, k: usize) -> Result<ProbeReport> {
+    let recipe = checked.recipe();
+    // the head inputs as the fine-tune's first steps see them: each trained group's BatchNorm on
+    // the statistics of a training batch (of the recipe's size), frozen groups on their running
+    // statistics; the running statistics this updates are restored after
+    let train: Vec<bool> = checked.groups().iter().map(|g| g.action != Action::Freeze).collect();
+    let saved = model.state()?;
+    // batches drawn as training draws them: shuffled (from the recipe's seed), not class by class
+    let mut idx: Vec<usize> = (0..dec.train.n).collect();
+    idx.shuffle(&mut crate::util::rng_for(recipe.seed, "head-init"));
+    let bs = recipe.batch_size.clamp(2, 256);
+    let mut x: Option<Array2<f64>> = None;
+    for chunk in idx.chunks(bs) {
+        let t = super::train::to_tensor(dec.train.batch(chunk, norm, None), chunk.len(), &dec.train, &model.device)?;
+        // a last batch of one image has no batch statistics: eval mode
+        let flags: &[bool] = if chunk.len() > 1 { &train } else { &[] };
+        let h = model.head_inputs(&t, flags)?.to_dtype(candle_core::DType::F64)?.to_vec2::<f64>()?;
+        let x = x.get_or_insert_with(|| Array2::zeros((dec.train.n, h[0].len())));
+        for (&i, row) in chunk.iter().zip(h) {
+            x.row_mut(i).assign(&ndarray::Array1::from(row));
+        }
     }
-    let x = features(model, &dec.train, norm, model.n_groups() - 2)?;
+    model.set_vars(&saved)?;
+    let x = x.ok_or_else(|| GraftError::Data("head_init probe: no training images".into()))?;
     if x.iter().any(|v| !v.is_finite()) {
         return Err(GraftError::Diverged("head_init probe: the backbone's features of the training images are not finite".into()));
     }
@@ -569,7 +586,7 @@ fn init_head_from_probe(model: &Model, recipe: &Recipe, dec: &Decoded, norm: &No
     let b = candle_core::Tensor::from_vec(b.iter().map(|&v| v as f32).collect::<Vec<_>>(), b.len(), dev)?;
     model.set_head(&w, &b)?;
     rep.kind = "softmax head init".into();
-    rep.group = model.group_names[model.n_groups() - 2].clone();
+    rep.group = "head".into();
     Ok(rep)
 }
 
@@ -751,7 +768,7 @@ pub fn run_prepared(
     // LP-FT: the head starts as a softmax probe on the frozen head inputs (counted as training)
     let t_head = Instant::now();
     let head_probe = match (&pretrain_diverged, recipe.head_init) {
-        (None, crate::recipe::HeadInit::Probe) => Some(init_head_from_probe(&model, &recipe, dec, &norm, ds.n_classes())?),
+        (None, crate::recipe::HeadInit::Probe) => Some(init_head_from_probe(&model, checked, dec, &norm, ds.n_classes())?),
         _ => None,
     };
     let head_seconds = t_head.elapsed().as_secs_f64();
