@@ -542,9 +542,10 @@ fn pretrain_step(
 }
 
 /// LP-FT's first stage ([`crate::recipe::HeadInit::Probe`]): fit a softmax probe (`probe.l2`,
-/// `probe.iterations`) on the centred head inputs of the training images (eval mode, no
-/// augmentation), scaled by one factor, and set the head to it, folded back to the raw inputs. Returns the probe's
-/// report (`kind` "softmax head init").
+/// `probe.iterations`) on the head inputs of the training images as the fine-tune's first
+/// steps see them (no augmentation), centred and scaled by one factor, and set the head to it,
+/// folded back to the raw inputs. Returns the probe's report (`kind` "softmax head init");
+/// non-finite features are [`GraftError::Diverged`].
 fn init_head_from_probe(model: &Model, checked: &CheckedRecipe, dec: &Decoded, norm: &Normalisation, k: usize) -> Result<ProbeReport> {
     let recipe = checked.recipe();
     // the head inputs as the fine-tune's first steps see them: each trained group's BatchNorm on
@@ -765,11 +766,16 @@ pub fn run_prepared(
     if let Some(p) = &pretrain {
         tracing::info!("pretrained ({}) on {} images in {pretrain_seconds:.1} s", p.method, p.images);
     }
-    // LP-FT: the head starts as a softmax probe on the frozen head inputs (counted as training)
+    // LP-FT: the head starts as a softmax probe (counted as training); features that are not
+    // finite end the run as diverged, on record
     let t_head = Instant::now();
-    let head_probe = match (&pretrain_diverged, recipe.head_init) {
-        (None, crate::recipe::HeadInit::Probe) => Some(init_head_from_probe(&model, checked, dec, &norm, ds.n_classes())?),
-        _ => None,
+    let (head_probe, pretrain_diverged) = match (pretrain_diverged, recipe.head_init) {
+        (None, crate::recipe::HeadInit::Probe) => match init_head_from_probe(&model, checked, dec, &norm, ds.n_classes()) {
+            Ok(rep) => (Some(rep), None),
+            Err(GraftError::Diverged(why)) => (None, Some(why)),
+            Err(e) => return Err(e),
+        },
+        (d, _) => (None, d),
     };
     let head_seconds = t_head.elapsed().as_secs_f64();
     let start = model.snapshot()?;
