@@ -56,7 +56,8 @@ pub enum HeadInit {
     #[default]
     Random,
     /// A softmax probe (multinomial logistic regression, `probe.l2`, `probe.iterations`) fitted
-    /// on the training images' frozen head inputs before the fine-tune: the first stage of LP-FT
+    /// on the training images' head inputs (as the fine-tune's first steps see them, BatchNorm
+    /// of trained groups on batch statistics) before the fine-tune: the first stage of LP-FT
     /// (Kumar et al. 2022), so the body's first gradients come through a head that already
     /// classifies instead of a random one.
     Probe,
