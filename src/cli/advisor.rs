@@ -466,6 +466,8 @@ pub fn recommend(a: RecommendArgs) -> Result<i32> {
             seed: a.seed,
             time_budget: a.time_budget,
             allow_unlogged: a.allow_unlogged,
+            // recommend lists unreadable images instead of refusing them
+            skip_unreadable: true,
         },
     )?;
     let run_cmd = format!(
@@ -538,17 +540,13 @@ pub fn auto(a: AutoArgs) -> Result<i32> {
             seed: a.seed,
             time_budget: a.time_budget,
             allow_unlogged: a.allow_unlogged,
+            // the runs decode every training image: refuse unreadable ones now, as a run would,
+            // not after the recommendation
+            skip_unreadable: a.data.skip_bad,
         },
     )?;
     if !a.json {
         print_recommendation(&rec);
-    }
-    // the runs decode every training image: refuse unreadable ones now, not after the first run
-    if let (false, Some(first)) = (a.data.skip_bad, rec.unreadable_training_images.first()) {
-        return Err(crate::GraftError::Data(format!(
-            "{first} ({} unreadable training image(s) in all); fix or remove them, or pass --skip-bad to train without them",
-            rec.unreadable_training_images.len()
-        )));
     }
     let (device, device_name) = executor::select_device(&a.device)?;
     let meta_dir = a.meta.clone().unwrap_or_else(super::default_meta_dir);

@@ -19,10 +19,6 @@ impl Standardiser {
     pub fn apply(&self, x: &Array2<f64>) -> Array2<f64> {
         (x - &self.mean) / &self.std
     }
-    /// The per-column means and standard deviations (a constant column's is 1).
-    pub fn moments(&self) -> (&Array1<f64>, &Array1<f64>) {
-        (&self.mean, &self.std)
-    }
 }
 
 /// The mean row of each class 0..k of `x` (labels `y`, one per row; rows summed in order) and

@@ -275,7 +275,14 @@ pub fn load_obs(dirs: &[&Path]) -> Result<Vec<Obs>> {
 /// meta-learner's recipe encoding has no such input, so these runs would read as the plain
 /// fine-tune of the same recipe; until it has one, `load_obs` leaves them out.
 fn starts_head_from_probe(recipe_json: &str) -> bool {
-    recipe_json.contains("head_init") && serde_json::from_str::<serde_json::Value>(recipe_json).is_ok_and(|v| v["head_init"] == "probe")
+    /// The one recipe field this reads (the others are ignored here).
+    #[derive(serde::Deserialize)]
+    struct Head {
+        #[serde(default)]
+        head_init: crate::recipe::HeadInit,
+    }
+    recipe_json.contains("head_init")
+        && serde_json::from_str::<Head>(recipe_json).is_ok_and(|h| h.head_init == crate::recipe::HeadInit::Probe)
 }
 
 /// The method of a meta-dataset row's `r_pretrain` (`METHOD:EPOCHS`, or `none`).

@@ -253,6 +253,10 @@ pub struct RecommendOptions {
     /// Also weigh candidates of a kind no past run has logged on their backbone (by default
     /// they are left out: [`drop_unlogged`]).
     pub allow_unlogged: bool,
+    /// Leave training images that cannot be decoded out of the meta-features and list them
+    /// ([`Recommendation::unreadable_training_images`]); false refuses them with the decoder's
+    /// error naming the file and `--skip-bad`, as a run does (`auto` without `--skip-bad`).
+    pub skip_unreadable: bool,
 }
 
 /// The recipe to run a candidate as written: it names its backbone, and its input size when
@@ -295,7 +299,7 @@ pub fn recommend(model: &MetaModel, ds: &Dataset, o: &RecommendOptions) -> Resul
         return Err(GraftError::Data(format!("{}: one class only; a classifier needs at least two classes", ds.root.display())));
     }
     let (names, derived) = backbone_names(model, &o.backbone)?;
-    let (view, mrefs) = task_view(model, ds, names, derived.as_ref())?;
+    let (view, mrefs) = task_view(model, ds, names, derived.as_ref(), o.skip_unreadable)?;
     let lrs = portfolio_lrs(model);
     let mut cands = candidates(model, ds.n_classes(), o.seed, &view.names, &mrefs, &lrs)?;
     // pretrain-first recipes learn from the unlabelled pool; without one they are not candidates
@@ -548,12 +552,13 @@ fn backbone_names(model: &MetaModel, backbone: &str) -> Result<(Vec<String>, Opt
 }
 
 /// The task's meta-features under each backbone; backbones with the same input share one
-/// decoding of the training images.
+/// decoding of the training images (unreadable ones skipped, or refused: `skip_unreadable`).
 fn task_view(
     model: &MetaModel,
     ds: &Dataset,
     names: Vec<String>,
     derived: Option<&Derived>,
+    skip_unreadable: bool,
 ) -> Result<(TaskView, BTreeMap<String, ModelRef>)> {
     let mut mrefs = BTreeMap::new();
     let mut task = BTreeMap::new();
@@ -567,7 +572,7 @@ fn task_view(
         let i = match decoded.iter().position(|(s, _)| *s == m.card.input) {
             Some(i) => i,
             None => {
-                decoded.push((m.card.input, decode_items(&ds.train, m.card.input, true)?));
+                decoded.push((m.card.input, decode_items(&ds.train, m.card.input, skip_unreadable)?));
                 decoded.len() - 1
             }
         };
