@@ -167,6 +167,13 @@ impl Model {
         Self::build(arch, tv, mref.card.input, n_classes, seed, device)
     }
 
+    /// The structure of a saved model (`arch` at `input` with `n_classes`), for its weights file
+    /// (a torchvision ResNet reads its layout from it); the weights are not loaded.
+    pub fn for_weights(arch: Arch, input: InputSpec, n_classes: usize, weights: &Path, device: &Device) -> Result<Self> {
+        let tv = if arch == Arch::TorchvisionResnet { Some(torchvision::TvSpec::from_file(weights)?) } else { None };
+        Self::build(arch, tv, input, n_classes, 0, device)
+    }
+
     /// The model a card describes, with its weights (and its own head).
     pub fn load(mref: &ModelRef, seed: u64, device: &Device) -> Result<Self> {
         let model = Self::for_card(mref, mref.card.n_classes, seed, device)?;
@@ -403,10 +410,9 @@ impl Model {
 
     /// Save all variables (including BatchNorm statistics) as safetensors.
     pub fn save(&self, path: &Path) -> Result<()> {
-        let tmp = path.with_extension("safetensors.tmp");
-        self.varmap.save(&tmp).map_err(|e| GraftError::Other(format!("{}: cannot save weights: {e}", tmp.display())))?;
-        std::fs::rename(&tmp, path).map_err(|e| GraftError::io(path, e))?;
-        Ok(())
+        crate::util::write_atomic_with(path, |tmp| {
+            self.varmap.save(tmp).map_err(|e| GraftError::Other(format!("{}: cannot save weights: {e}", tmp.display())))
+        })
     }
 
     /// Load weights from a safetensors file, skipping the groups in `skip` (e.g. a head whose

@@ -524,6 +524,10 @@ pub struct AutoArgs {
     pub device: String,
     #[arg(long)]
     pub json: bool,
+    /// Do not save the runs' trained classifiers in their run directories; `graft predict`
+    /// needs them.
+    #[arg(long)]
+    pub no_save_model: bool,
 }
 
 pub fn auto(a: AutoArgs) -> Result<i32> {
@@ -559,6 +563,7 @@ pub fn auto(a: AutoArgs) -> Result<i32> {
         runs_dir: a.runs.clone(),
         meta_dir: meta_dir.clone(),
         command: super::command_line(),
+        save_model: !a.no_save_model,
     };
     let done = ml::auto::auto(&model, &rec, &ds, &opts, &|l| errln!("{l}"))?;
     let runs: Vec<&executor::RunRecord> = done.runs.iter().map(|(_, r)| r).collect();

@@ -65,6 +65,10 @@ pub struct RunArgs {
     /// Print the run record as one JSON object on stdout.
     #[arg(long)]
     pub json: bool,
+    /// Do not save the trained classifier (model.safetensors, classifier.json) in the run
+    /// directory; `graft predict` needs it.
+    #[arg(long)]
+    pub no_save_model: bool,
 }
 
 pub fn load_recipe(file: &Option<PathBuf>, preset: &Option<String>) -> Result<Recipe> {
@@ -123,6 +127,7 @@ pub fn run(a: RunArgs) -> Result<i32> {
         command: command_line(),
         input_size: a.input_size,
         context: Default::default(),
+        save_model: !a.no_save_model,
     };
     let bar = EpochBar::new(recipe.epochs, "train", a.json);
     let rec = executor::run(&opts, &bar)?;
@@ -598,5 +603,127 @@ pub fn report(a: ReportArgs) -> Result<i32> {
     let path = out.join("report.html");
     write_atomic(&path, html.as_bytes())?;
     errln!("wrote {}", path.display());
+    Ok(EXIT_OK)
+}
+
+#[derive(Args, Debug)]
+pub struct PredictArgs {
+    /// A run directory whose trained classifier to apply (runs/<run_id>, as `graft run` or
+    /// `graft auto` printed it).
+    #[arg(long)]
+    pub run: PathBuf,
+    /// An image file, or a folder: every image in it and its subfolders. Images in a subfolder
+    /// named after one of the run's classes count as that class, and the accuracy on them is
+    /// reported.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Also write the predictions as CSV (path, class, probability, truth) to this file.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Skip unreadable image files (listed) instead of failing.
+    #[arg(long)]
+    pub skip_bad: bool,
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Print one JSON object on stdout instead of one line an image.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// One image's prediction.
+#[derive(serde::Serialize)]
+struct Prediction {
+    path: String,
+    class: String,
+    /// The predicted class's probability (fine-tuned networks and softmax probes; null for
+    /// SVM and centroid probes, whose scores are not probabilities).
+    probability: Option<f64>,
+    /// Every class's probability, in the order of `classes` (null where `probability` is).
+    probabilities: Option<Vec<f64>>,
+    /// The class its folder names, when it is one of the run's classes.
+    truth: Option<String>,
+}
+
+pub fn predict(a: PredictArgs) -> Result<i32> {
+    use crate::executor::classifier::{decode_files, image_files, Classifier, SavedHead};
+    let (device, _) = executor::select_device(&a.device)?;
+    let clf = Classifier::load(&a.run, &device)?;
+    let files = image_files(&a.data)?;
+    let (set, kept) = decode_files(&files, clf.card.input, a.skip_bad)?;
+    if set.n == 0 {
+        return Err(GraftError::Data(format!("--data {}: none of its {} image files could be decoded", a.data.display(), files.len())));
+    }
+    let s = clf.scores(&set)?;
+    let classes = &clf.card.classes;
+    // the ground truth: the first folder under --data, when it names a class
+    let truth_of = |p: &std::path::Path| -> Option<String> {
+        let rel = p.strip_prefix(&a.data).ok()?;
+        let mut comps = rel.components();
+        let first = comps.next()?.as_os_str().to_string_lossy().to_string();
+        (comps.next().is_some() && classes.contains(&first)).then_some(first)
+    };
+    let preds: Vec<Prediction> = kept
+        .iter()
+        .enumerate()
+        .map(|(row, &i)| Prediction {
+            path: files[i].display().to_string(),
+            class: classes[s.pred[row]].clone(),
+            probability: s.probabilities.as_ref().map(|p| p[[row, s.pred[row]]]),
+            probabilities: s.probabilities.as_ref().map(|p| p.row(row).to_vec()),
+            truth: truth_of(&files[i]),
+        })
+        .collect();
+    let labelled: Vec<&Prediction> = preds.iter().filter(|p| p.truth.is_some()).collect();
+    let accuracy = (!labelled.is_empty())
+        .then(|| labelled.iter().filter(|p| p.truth.as_deref() == Some(p.class.as_str())).count() as f64 / labelled.len() as f64);
+    let head = match &clf.card.head {
+        SavedHead::Network => "network".to_string(),
+        SavedHead::Probe { probe, group, .. } => format!("{probe} probe on {group}"),
+    };
+    if let Some(out) = &a.out {
+        let quote = |v: &str| if v.contains([',', '"', '\n', '\r']) { format!("\"{}\"", v.replace('"', "\"\"")) } else { v.to_string() };
+        let mut csv = String::from("path,class,probability,truth\n");
+        for p in &preds {
+            let prob = p.probability.map(|v| format!("{v:.6}")).unwrap_or_default();
+            csv.push_str(&format!("{},{},{prob},{}\n", quote(&p.path), quote(&p.class), quote(p.truth.as_deref().unwrap_or(""))));
+        }
+        write_atomic(out, csv.as_bytes())?;
+    }
+    if a.json {
+        print_json(&serde_json::json!({
+            "run_id": clf.card.run_id,
+            "run_dir": clf.dir.display().to_string(),
+            "backbone": clf.card.backbone,
+            "head": head,
+            "classes": classes,
+            "n_images": preds.len(),
+            "skipped": set.skipped,
+            "n_labelled": labelled.len(),
+            "accuracy": accuracy,
+            "predictions": preds,
+        }));
+    } else {
+        for p in &preds {
+            let prob = p.probability.map(|v| format!("\t{v:.3}")).unwrap_or_default();
+            outln!("{}\t{}{prob}", p.path, p.class);
+        }
+        errln!(
+            "{} images classified by run {} ({} on {}){}",
+            preds.len(),
+            clf.card.run_id,
+            head,
+            clf.card.backbone,
+            match accuracy {
+                Some(acc) => format!("; accuracy {acc:.4} on the {} in class-named folders", labelled.len()),
+                None => String::new(),
+            }
+        );
+        if !set.skipped.is_empty() {
+            errln!("skipped {} unreadable files, e.g. {}", set.skipped.len(), set.skipped[0]);
+        }
+        if let Some(out) = &a.out {
+            errln!("predictions written to {}", out.display());
+        }
+    }
     Ok(EXIT_OK)
 }

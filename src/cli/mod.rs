@@ -104,6 +104,8 @@ pub enum Command {
     Recommend(advisor::RecommendArgs),
     /// Recommend, run the best recipe (or the --budget most promising), report the winner.
     Auto(advisor::AutoArgs),
+    /// Classify images with a run's trained classifier (saved by `graft run` and `graft auto`).
+    Predict(commands::PredictArgs),
     /// Run many tasks x recipes to grow the meta-dataset (sharded, resumable).
     Sweep(advisor::SweepArgs),
     /// Reproduce a claim of the lecture (paine: pretraining without labels when labels are few;
@@ -156,6 +158,7 @@ pub fn main() -> i32 {
         Command::Experiment(a) => experiment::experiment(a),
         Command::Recommend(a) => advisor::recommend(a),
         Command::Auto(a) => advisor::auto(a),
+        Command::Predict(a) => commands::predict(a),
     };
     match res {
         Ok(code) => code,

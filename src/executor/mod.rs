@@ -1,6 +1,7 @@
 //! The executor: runs a checked recipe (fine-tuning or a probe), evaluates it, writes the run
 //! directory and appends the run to the meta-dataset.
 pub mod bench;
+pub mod classifier;
 pub use crate::optim;
 pub mod probe;
 pub mod run;

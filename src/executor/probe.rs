@@ -155,6 +155,10 @@ impl LinearSvm {
     pub fn predict(&self, x: &Array2<f64>) -> Vec<usize> {
         argmax_rows(&self.decision(x))
     }
+    /// The hyperplanes: weight (classes × features) and bias (classes).
+    pub fn into_parts(self) -> (Array2<f64>, Array1<f64>) {
+        (self.w, self.b)
+    }
 }
 
 pub fn argmax_rows(s: &Array2<f64>) -> Vec<usize> {
@@ -313,6 +317,10 @@ impl SoftmaxProbe {
     pub fn predict(&self, x: &Array2<f64>) -> Vec<usize> {
         argmax_rows(&(x.dot(&self.w) + &self.b))
     }
+    /// Weight (features × classes) and bias (classes).
+    pub fn into_parts(self) -> (Array2<f64>, Array1<f64>) {
+        (self.w, self.b)
+    }
 
     /// The probe fitted on features `(x - mean) / sd` (per column) as a linear layer on the raw
     /// ones: weight (classes × features) and bias (classes) giving the same logits.
@@ -376,10 +384,97 @@ impl NearestCentroid {
     }
 
     pub fn predict(&self, x: &Array2<f64>) -> Vec<usize> {
+        argmax_rows(&self.scores(x))
+    }
+    /// Per class, 2 z·μ − ‖μ‖² for the normalised feature z: the larger, the nearer the mean.
+    pub fn scores(&self, x: &Array2<f64>) -> Array2<f64> {
         let z = self.normalise(x);
         // nearest mean: argmin ‖z − μ‖² = argmax (2 z·μ − ‖μ‖²)
         let norms: Array1<f64> = self.means.rows().into_iter().map(|r| r.dot(&r)).collect();
-        argmax_rows(&(z.dot(&self.means.t()) * 2.0 - &norms))
+        z.dot(&self.means.t()) * 2.0 - &norms
+    }
+    /// The training features' mean (subtracted first) and the class means (classes × features).
+    pub fn into_parts(self) -> (Array1<f64>, Array2<f64>) {
+        (self.centre, self.means)
+    }
+    pub fn from_parts(centre: Array1<f64>, means: Array2<f64>) -> Self {
+        NearestCentroid { centre, means }
+    }
+}
+
+/// A fitted probe, as a run evaluates it and as `graft predict` applies it to new images: class
+/// scores from raw (unstandardised) features of the probed group. The run's own test predictions
+/// come from [`ProbeHead::scores`], so a saved head predicts exactly what the run measured.
+pub enum ProbeHead {
+    /// One-vs-rest linear SVM on standardised features: weight (classes × features), bias.
+    Svm { st: Standardiser, w: Array2<f64>, b: Array1<f64> },
+    /// Softmax regression on standardised features: weight (features × classes), bias.
+    Softmax { st: Standardiser, w: Array2<f64>, b: Array1<f64> },
+    /// Nearest class mean on centred, L2-normalised features.
+    Centroid(NearestCentroid),
+}
+
+impl ProbeHead {
+    /// `linear-svm`, `softmax` or `centroid` (the run record's probe kind).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ProbeHead::Svm { .. } => "linear-svm",
+            ProbeHead::Softmax { .. } => "softmax",
+            ProbeHead::Centroid(_) => "centroid",
+        }
+    }
+
+    /// Class scores (images × classes) for raw features; the largest is the prediction.
+    /// Softmax scores are logits.
+    pub fn scores(&self, x: &Array2<f64>) -> Array2<f64> {
+        match self {
+            ProbeHead::Svm { st, w, b } => st.apply(x).dot(&w.t()) + b,
+            ProbeHead::Softmax { st, w, b } => st.apply(x).dot(w) + b,
+            ProbeHead::Centroid(m) => m.scores(x),
+        }
+    }
+
+    pub fn predict(&self, x: &Array2<f64>) -> Vec<usize> {
+        argmax_rows(&self.scores(x))
+    }
+
+    /// The head's arrays by name, for a safetensors file.
+    pub fn arrays(&self) -> Vec<(&'static str, ndarray::ArrayD<f64>)> {
+        let d = |a: &Array1<f64>| a.clone().into_dyn();
+        let m = |a: &Array2<f64>| a.clone().into_dyn();
+        match self {
+            ProbeHead::Svm { st, w, b } | ProbeHead::Softmax { st, w, b } => {
+                let (mean, sd) = st.parts();
+                vec![("mean", d(mean)), ("sd", d(sd)), ("weight", m(w)), ("bias", d(b))]
+            }
+            ProbeHead::Centroid(c) => vec![("centre", d(&c.centre)), ("means", m(&c.means))],
+        }
+    }
+
+    /// Rebuild a head of `kind` from [`ProbeHead::arrays`]' arrays, checking their shapes
+    /// against `classes` and `features`; an error says which array is wrong.
+    pub fn from_arrays(kind: &str, get: &dyn Fn(&str) -> Result<ndarray::ArrayD<f64>>, classes: usize, features: usize) -> Result<Self> {
+        let vec1 = |name: &str, len: usize| -> Result<Array1<f64>> {
+            let a = get(name)?;
+            if a.shape() != [len] {
+                return Err(GraftError::Model(format!("probe array `{name}` has shape {:?}, expected [{len}]", a.shape())));
+            }
+            Ok(a.into_dimensionality().expect("rank 1"))
+        };
+        let mat = |name: &str, r: usize, c: usize| -> Result<Array2<f64>> {
+            let a = get(name)?;
+            if a.shape() != [r, c] {
+                return Err(GraftError::Model(format!("probe array `{name}` has shape {:?}, expected [{r}, {c}]", a.shape())));
+            }
+            Ok(a.into_dimensionality().expect("rank 2"))
+        };
+        let st = || -> Result<Standardiser> { Ok(Standardiser::from_parts(vec1("mean", features)?, vec1("sd", features)?)) };
+        Ok(match kind {
+            "linear-svm" => ProbeHead::Svm { st: st()?, w: mat("weight", classes, features)?, b: vec1("bias", classes)? },
+            "softmax" => ProbeHead::Softmax { st: st()?, w: mat("weight", features, classes)?, b: vec1("bias", classes)? },
+            "centroid" => ProbeHead::Centroid(NearestCentroid::from_parts(vec1("centre", features)?, mat("means", classes, features)?)),
+            other => return Err(GraftError::Model(format!("unknown probe kind `{other}`; expected linear-svm, softmax or centroid"))),
+        })
     }
 }
 

@@ -1,5 +1,5 @@
 //! `graft run`: one recipe end to end.
-use super::probe::{accuracy, fit_svm_cv, NearestCentroid, ProbeReport, SoftmaxProbe, Standardiser};
+use super::probe::{accuracy, fit_svm_cv, NearestCentroid, ProbeHead, ProbeReport, SoftmaxProbe, Standardiser};
 use super::train::{evaluate, train, EpochMetrics, Progress};
 use crate::backbones::{card, Model, ModelRef};
 use crate::data::{load_dataset, Dataset, ImageSet, LoadOptions, Normalisation};
@@ -36,6 +36,9 @@ pub struct RunOptions {
     pub input_size: Option<usize>,
     /// Task meta-features computed by the caller (`graft auto`), recorded with the run.
     pub context: TaskContext,
+    /// Save the trained classifier in the run directory for `graft predict` (`run` and `auto`
+    /// do; sweeps and experiments, whose thousands of runs are for the meta-dataset, do not).
+    pub save_model: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -153,6 +156,10 @@ pub struct RunRecord {
     /// The recipe's pretraining step, when it had one (losses per epoch, images/s).
     #[serde(default)]
     pub pretrain: Option<crate::pretrain::PretrainOutcome>,
+    /// The trained classifier's description in the run directory (`classifier.json`, beside
+    /// `model.safetensors`), for `graft predict`; absent when the run did not save it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub saved_model: Option<String>,
 }
 
 fn features(model: &Model, set: &ImageSet, norm: &Normalisation, upto: usize) -> Result<Array2<f64>> {
@@ -160,7 +167,7 @@ fn features(model: &Model, set: &ImageSet, norm: &Normalisation, upto: usize) ->
 }
 
 /// Pooled features of one split at several groups, from one pass in chunks of 256 images.
-fn features_at(model: &Model, set: &ImageSet, norm: &Normalisation, at: &[usize]) -> Result<Vec<Array2<f64>>> {
+pub(crate) fn features_at(model: &Model, set: &ImageSet, norm: &Normalisation, at: &[usize]) -> Result<Vec<Array2<f64>>> {
     let mut rows: Vec<Vec<f32>> = vec![Vec::new(); at.len()];
     let mut dims = vec![0; at.len()];
     let idx: Vec<usize> = (0..set.n).collect();
@@ -478,6 +485,8 @@ struct Outcome {
     diverged: Option<String>,
     first_step_loss: Option<f64>,
     probe: Option<ProbeReport>,
+    /// The fitted probe of a probe run, saved with the model for `graft predict`.
+    probe_head: Option<ProbeHead>,
     /// Seconds spent evaluating the test and validation splits (not training time).
     eval_seconds: f64,
     /// Seconds of feature extraction another run of the task already spent, whose features
@@ -496,6 +505,7 @@ impl Outcome {
             diverged: Some(why),
             first_step_loss: None,
             probe: None,
+            probe_head: None,
             eval_seconds: 0.0,
             replayed_seconds: (0.0, 0.0),
         }
@@ -611,6 +621,7 @@ fn finetune_outcome(
         diverged: out.diverged,
         first_step_loss: out.first_step_loss,
         probe: None,
+        probe_head: None,
         eval_seconds: 0.0,
         replayed_seconds: (0.0, 0.0),
     };
@@ -667,39 +678,37 @@ fn probe_outcome(
     // the linear probes see standardised features; the centroid probe centres and normalises
     // the raw ones itself
     let st = (recipe.strategy != Strategy::CentroidProbe).then(|| Standardiser::fit(&xtr));
-    let scale = |x: Array2<f64>| match &st {
-        Some(st) => st.apply(&x),
-        None => x,
-    };
-    let xtr = scale(xtr);
     let ytr = labels(&dec.train);
     let te = Instant::now();
     let (xte, again) = extract("test", &dec.test)?;
     replayed.1 += again;
-    let xte = scale(xte);
     let xva = match &dec.val {
         Some(v) => {
             let (x, again) = extract("val", v)?;
             replayed.1 += again;
-            Some(scale(x))
+            Some(x)
         }
         None => None,
     };
     let eval_seconds = te.elapsed().as_secs_f64();
-    let (pred, pv, mut rep) = match recipe.strategy {
-        Strategy::LinearProbe => {
-            let (m, rep) = fit_svm_cv(&xtr, &ytr, k, &recipe.probe.c_grid, recipe.probe.cv_folds, recipe.seed)?;
-            (m.predict(&xte), xva.map(|x| m.predict(&x)), rep)
-        }
-        Strategy::CentroidProbe => {
+    let (head, mut rep) = match (recipe.strategy, st) {
+        (Strategy::CentroidProbe, _) | (_, None) => {
             let (m, rep) = NearestCentroid::fit(&xtr, &ytr, k)?;
-            (m.predict(&xte), xva.map(|x| m.predict(&x)), rep)
+            (ProbeHead::Centroid(m), rep)
         }
-        _ => {
-            let (m, rep) = SoftmaxProbe::fit(&xtr, &ytr, k, recipe.probe.l2, recipe.probe.iterations)?;
-            (m.predict(&xte), xva.map(|x| m.predict(&x)), rep)
+        (Strategy::LinearProbe, Some(st)) => {
+            let (m, rep) = fit_svm_cv(&st.apply(&xtr), &ytr, k, &recipe.probe.c_grid, recipe.probe.cv_folds, recipe.seed)?;
+            let (w, b) = m.into_parts();
+            (ProbeHead::Svm { st, w, b }, rep)
+        }
+        (_, Some(st)) => {
+            let (m, rep) = SoftmaxProbe::fit(&st.apply(&xtr), &ytr, k, recipe.probe.l2, recipe.probe.iterations)?;
+            let (w, b) = m.into_parts();
+            (ProbeHead::Softmax { st, w, b }, rep)
         }
     };
+    // the predictions come from the head as saved for `graft predict`
+    let (pred, pv) = (head.predict(&xte), xva.map(|x| head.predict(&x)));
     rep.group = checked.groups()[g].name.clone();
     let val_accuracy = match (pv, &dec.val) {
         (Some(p), Some(v)) => Some(accuracy(&p, &labels(v))),
@@ -714,6 +723,7 @@ fn probe_outcome(
         diverged: None,
         first_step_loss: None,
         probe: Some(rep),
+        probe_head: Some(head),
         eval_seconds,
         replayed_seconds: replayed,
     })
@@ -799,6 +809,7 @@ pub fn run_prepared(
         mut diverged,
         first_step_loss,
         probe: probe_report,
+        probe_head,
         eval_seconds: eval_only,
         replayed_seconds: (replayed_train, replayed_eval),
     } = out;
@@ -889,8 +900,16 @@ pub fn run_prepared(
         metafeatures: profile,
         context: ctx.clone(),
         pretrain,
+        saved_model: (opts.save_model && diverged.is_none()).then(|| super::classifier::CLASSIFIER_FILE.to_string()),
     };
     write_atomic(&run_dir.join("metrics.csv"), EpochMetrics::to_csv(&epochs).as_bytes())?;
+    // the trained classifier, for `graft predict` (written before run.json, so a run on record
+    // with `saved_model` has it)
+    if let Some(file) = &rec.saved_model {
+        let probe = probe_head.as_ref().map(|h| (h, checked.probe_group()));
+        super::classifier::save(&run_dir, &rec, &model, &norm, probe)?;
+        tracing::info!("saved the trained classifier: {}", run_dir.join(file).display());
+    }
     write_atomic(&run_dir.join("run.json"), serde_json::to_string_pretty(&rec).expect("serialises").as_bytes())?;
     tracing::info!("run {run_id}: {} test accuracy {:.4}; record in {}", rec.status, rec.test_accuracy, run_dir.display());
     if let Some(meta) = &opts.meta_dir {

@@ -193,6 +193,7 @@ fn run_one(env: &Env, mref: &ModelRef, recipe: Recipe, task: &Dataset, dec: Deco
         command: env.command.clone(),
         input_size: None,
         context: TaskContext::default(),
+        save_model: false,
     };
     let prep = Prepared {
         mref: mref.clone(),

@@ -19,6 +19,14 @@ impl Standardiser {
     pub fn apply(&self, x: &Array2<f64>) -> Array2<f64> {
         (x - &self.mean) / &self.std
     }
+    /// The per-column mean and standard deviation (a constant column's is 1).
+    pub fn parts(&self) -> (&Array1<f64>, &Array1<f64>) {
+        (&self.mean, &self.std)
+    }
+    /// A standardiser with the given moments (as [`Standardiser::parts`] returned them).
+    pub fn from_parts(mean: Array1<f64>, std: Array1<f64>) -> Self {
+        Standardiser { mean, std }
+    }
 }
 
 /// The mean row of each class 0..k of `x` (labels `y`, one per row; rows summed in order) and

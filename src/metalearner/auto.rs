@@ -19,6 +19,8 @@ pub struct AutoOptions {
     pub meta_dir: PathBuf,
     /// The command line recorded in each run.
     pub command: String,
+    /// Save each run's trained classifier in its run directory (`graft predict`).
+    pub save_model: bool,
 }
 
 pub struct AutoOutcome {
@@ -111,6 +113,7 @@ fn run_candidate(rec: &Recommendation, c: &Candidate, recipe: crate::recipe::Rec
         command: o.command.clone(),
         input_size: None,
         context: executor::run::TaskContext { transfer: rec.transfer.get(&c.backbone).cloned(), shift: "none".into(), spec: String::new() },
+        save_model: o.save_model,
     };
     executor::run(&opts, &executor::NoProgress)
 }

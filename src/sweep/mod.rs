@@ -228,6 +228,7 @@ pub fn sweep(o: &SweepOptions, log: &dyn Fn(&str)) -> Result<SweepSummary> {
                 command: o.command.clone(),
                 input_size: bb.input_size,
                 context: ctx.clone(),
+                save_model: false,
             };
             let t0 = Instant::now();
             let checked = opts.recipe.check(&prep.mref.card.groups, prep.mref.card.n_classes, prep.ds.n_classes());

@@ -1,0 +1,308 @@
+//! A run's trained classifier, saved in its run directory, and applied to new images
+//! (`graft predict`).
+//!
+//! A run that saves its classifier writes, beside `run.json`:
+//! - `model.safetensors`: every variable of the network as trained (BatchNorm statistics
+//!   included), float32;
+//! - `probe.safetensors` (probe runs only): the fitted probe's arrays, float64;
+//! - `classifier.json` ([`ClassifierCard`]): what is needed to apply them without the model zoo
+//!   (arch, input size, normalisation, precision, class names), and the digests that tie the
+//!   files to the run record.
+//!
+//! Applying the classifier to the run's own test images gives the run's own test predictions:
+//! the same decoding, normalisation, forward pass (or features and probe) and batch size.
+use super::probe::{argmax_rows, ProbeHead};
+use super::run::{features_at, RunRecord};
+use crate::backbones::{Arch, Model};
+use crate::data::{decode_items, ImageSet, InputSpec, Item, ItemSource, Normalisation};
+use crate::error::{GraftError, Result};
+use crate::kernels::Precision;
+use crate::util::{sha256_hex, write_atomic};
+use candle_core::{DType, Device, Tensor, D};
+use ndarray::Array2;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+pub const CLASSIFIER_FILE: &str = "classifier.json";
+pub const MODEL_FILE: &str = "model.safetensors";
+pub const PROBE_FILE: &str = "probe.safetensors";
+const FORMAT: u32 = 1;
+/// Images a forward pass takes at once (the batch the run's own evaluation uses).
+const BATCH: usize = 256;
+
+/// `classifier.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClassifierCard {
+    /// The file format's version (1).
+    pub format: u32,
+    pub run_id: String,
+    /// The backbone the run started from (a name from `graft models`).
+    pub backbone: String,
+    pub arch: String,
+    /// The input the images are resized to (the run's, after any `input_size`).
+    pub input: InputSpec,
+    pub normalisation: Normalisation,
+    pub precision: Precision,
+    /// Class names, in label order (the training folder's sorted subfolder names).
+    pub classes: Vec<String>,
+    /// sha256 over `model.safetensors`' variables as the run record's `final_weights_sha256`
+    /// computes it.
+    pub weights_sha256: String,
+    pub head: SavedHead,
+    /// What the run measured, for reference.
+    pub test_accuracy: f64,
+    pub n_test: usize,
+}
+
+/// What turns the network's output into class scores.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum SavedHead {
+    /// The network's own classifier layer (fine-tuning): scores are logits.
+    Network,
+    /// A probe fitted on the pooled features of `group` (`probe.safetensors`).
+    Probe {
+        /// `linear-svm`, `softmax` or `centroid`.
+        probe: String,
+        group: String,
+        group_index: usize,
+        features: usize,
+        /// sha256 of `probe.safetensors`' bytes.
+        file_sha256: String,
+    },
+}
+
+/// Save a finished run's classifier into `run_dir`: the network, the probe (with the index of
+/// the group it reads) for a probe run, and `classifier.json` last, each file written atomically.
+pub fn save(run_dir: &Path, rec: &RunRecord, model: &Model, norm: &Normalisation, probe: Option<(&ProbeHead, usize)>) -> Result<()> {
+    model.save(&run_dir.join(MODEL_FILE))?;
+    let head = match probe {
+        None => SavedHead::Network,
+        Some((h, g)) => {
+            let arrays = h.arrays();
+            let features = arrays[0].1.shape()[0];
+            let mut map = HashMap::new();
+            for (name, a) in arrays {
+                let shape = a.shape().to_vec();
+                let t = Tensor::from_vec(a.iter().copied().collect::<Vec<f64>>(), shape, &Device::Cpu)?;
+                map.insert(name.to_string(), t);
+            }
+            let path = run_dir.join(PROBE_FILE);
+            crate::util::write_atomic_with(&path, |tmp| {
+                candle_core::safetensors::save(&map, tmp).map_err(|e| GraftError::Other(format!("{}: cannot save the probe: {e}", tmp.display())))
+            })?;
+            let bytes = std::fs::read(&path).map_err(|e| GraftError::io(&path, e))?;
+            SavedHead::Probe {
+                probe: h.kind().into(),
+                group: model.group_names[g].clone(),
+                group_index: g,
+                features,
+                file_sha256: sha256_hex(&bytes),
+            }
+        }
+    };
+    let card = ClassifierCard {
+        format: FORMAT,
+        run_id: rec.run_id.clone(),
+        backbone: rec.backbone.clone(),
+        arch: model.arch.name().into(),
+        input: model.input,
+        normalisation: norm.clone(),
+        precision: rec.recipe.precision,
+        classes: rec.dataset.classes.clone(),
+        weights_sha256: rec.final_weights_sha256.clone(),
+        head,
+        test_accuracy: rec.test_accuracy,
+        n_test: rec.n_test,
+    };
+    write_atomic(&run_dir.join(CLASSIFIER_FILE), serde_json::to_string_pretty(&card).expect("serialises").as_bytes())
+}
+
+/// A saved classifier, loaded and checked against its digests.
+pub struct Classifier {
+    pub card: ClassifierCard,
+    pub dir: PathBuf,
+    model: Model,
+    probe: Option<(ProbeHead, usize)>,
+}
+
+/// Class scores for a set of images: the prediction (largest score) and, where the head gives
+/// them (fine-tuned networks, softmax probes), class probabilities.
+pub struct Scores {
+    pub scores: Array2<f64>,
+    pub pred: Vec<usize>,
+    pub probabilities: Option<Array2<f64>>,
+}
+
+impl Classifier {
+    /// Load the classifier saved in run directory `dir` (`--run`). A missing file, a file that
+    /// does not match its digest, or a malformed card is an error naming the file and the fix.
+    pub fn load(dir: &Path, device: &Device) -> Result<Classifier> {
+        if !dir.is_dir() {
+            return Err(GraftError::Usage(format!("--run {}: not a directory; pass a run directory (runs/<run_id>)", dir.display())));
+        }
+        let card_path = dir.join(CLASSIFIER_FILE);
+        if !card_path.is_file() {
+            return Err(GraftError::Usage(format!(
+                "--run {}: no {CLASSIFIER_FILE}; this run did not save its classifier (runs of `graft sweep` and `graft experiment`, \
+                 runs with --no-save-model, diverged runs and runs older than `graft predict` do not). Rerun its recipe with `graft run --recipe {}`",
+                dir.display(),
+                dir.join("recipe.json").display()
+            )));
+        }
+        let text = std::fs::read_to_string(&card_path).map_err(|e| GraftError::io(&card_path, e))?;
+        let card: ClassifierCard =
+            serde_json::from_str(&text).map_err(|e| GraftError::Model(format!("{}: not a classifier card: {e}", card_path.display())))?;
+        if card.format != FORMAT {
+            return Err(GraftError::Model(format!(
+                "{}: format {} (this graft reads format {FORMAT}); use the graft that wrote it",
+                card_path.display(),
+                card.format
+            )));
+        }
+        let k = card.classes.len();
+        if k < 2 {
+            return Err(GraftError::Model(format!("{}: `classes` lists {k} classes; a classifier needs two or more", card_path.display())));
+        }
+        let arch = Arch::parse(&card.arch).map_err(|e| GraftError::Model(format!("{}: field `arch`: {e}", card_path.display())))?;
+        let weights = dir.join(MODEL_FILE);
+        if !weights.is_file() {
+            return Err(GraftError::Model(format!("{}: missing; the run directory is incomplete (rerun the recipe)", weights.display())));
+        }
+        let model = Model::for_weights(arch, card.input, k, &weights, device)?;
+        model.load_weights(&weights, &[])?;
+        let sha = model.weights_sha256()?;
+        if sha != card.weights_sha256 {
+            return Err(GraftError::Model(format!(
+                "{}: its weights' sha256 is {sha}, {CLASSIFIER_FILE} says {}; the file was changed or replaced since the run (rerun the recipe)",
+                weights.display(),
+                card.weights_sha256
+            )));
+        }
+        let probe = match &card.head {
+            SavedHead::Network => None,
+            SavedHead::Probe { probe, group_index, features, file_sha256, .. } => {
+                let path = dir.join(PROBE_FILE);
+                if !path.is_file() {
+                    return Err(GraftError::Model(format!("{}: missing; the run directory is incomplete (rerun the recipe)", path.display())));
+                }
+                let bytes = std::fs::read(&path).map_err(|e| GraftError::io(&path, e))?;
+                let got = sha256_hex(&bytes);
+                if &got != file_sha256 {
+                    return Err(GraftError::Model(format!(
+                        "{}: sha256 {got}, {CLASSIFIER_FILE} says {file_sha256}; the file was changed since the run (rerun the recipe)",
+                        path.display()
+                    )));
+                }
+                if *group_index + 1 >= model.n_groups() {
+                    return Err(GraftError::Model(format!(
+                        "{}: `head.group_index` {group_index} is not a body group of arch {}",
+                        card_path.display(),
+                        arch.name()
+                    )));
+                }
+                let tensors = candle_core::safetensors::load(&path, &Device::Cpu)
+                    .map_err(|e| GraftError::Model(format!("{}: cannot read safetensors: {e}", path.display())))?;
+                let get = |name: &str| -> Result<ndarray::ArrayD<f64>> {
+                    let t = tensors.get(name).ok_or_else(|| GraftError::Model(format!("{}: missing array `{name}`", path.display())))?;
+                    let v = t.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?;
+                    Ok(ndarray::ArrayD::from_shape_vec(t.dims().to_vec(), v).expect("shape matches"))
+                };
+                let head = ProbeHead::from_arrays(probe, &get, k, *features)
+                    .map_err(|e| GraftError::Model(format!("{}: {e}", path.display())))?;
+                Some((head, *group_index))
+            }
+        };
+        Ok(Classifier { card, dir: dir.to_path_buf(), model, probe })
+    }
+
+    /// Class scores for `set` (decoded at the card's input).
+    pub fn scores(&self, set: &ImageSet) -> Result<Scores> {
+        let _precision = crate::kernels::set_precision(self.card.precision);
+        let norm = &self.card.normalisation;
+        if let Some((head, g)) = &self.probe {
+            let x = features_at(&self.model, set, norm, &[*g])?.remove(0);
+            let scores = head.scores(&x);
+            let pred = argmax_rows(&scores);
+            let probabilities = matches!(head, ProbeHead::Softmax { .. }).then(|| softmax_rows(&scores));
+            return Ok(Scores { scores, pred, probabilities });
+        }
+        let k = self.card.classes.len();
+        let mut scores = Array2::<f64>::zeros((set.n, k));
+        let mut pred = Vec::with_capacity(set.n);
+        let idx: Vec<usize> = (0..set.n).collect();
+        for chunk in idx.chunks(BATCH) {
+            let x = super::train::to_tensor(set.batch(chunk, norm, None), chunk.len(), set, &self.model.device)?;
+            let logits = self.model.forward(&x, &[])?.detach();
+            // the prediction as the run's evaluation takes it
+            pred.extend(logits.argmax(D::Minus1)?.to_dtype(DType::U32)?.to_vec1::<u32>()?.into_iter().map(|v| v as usize));
+            for (r, row) in chunk.iter().zip(logits.to_dtype(DType::F32)?.to_vec2::<f32>()?) {
+                for (c, v) in row.into_iter().enumerate() {
+                    scores[[*r, c]] = v as f64;
+                }
+            }
+        }
+        let probabilities = Some(softmax_rows(&scores));
+        Ok(Scores { scores, pred, probabilities })
+    }
+}
+
+fn softmax_rows(s: &Array2<f64>) -> Array2<f64> {
+    let mut p = s.clone();
+    for mut r in p.rows_mut() {
+        let m = r.fold(f64::NEG_INFINITY, |a, &v| a.max(v));
+        r.mapv_inplace(|v| (v - m).exp());
+        let z = r.sum();
+        r.mapv_inplace(|v| v / z);
+    }
+    p
+}
+
+/// Image files to classify: `path` itself when it is a file, else every image file under it
+/// (recursively, sorted by path). An empty list is an error naming the path.
+pub fn image_files(path: &Path) -> Result<Vec<PathBuf>> {
+    if path.is_file() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    if !path.is_dir() {
+        return Err(GraftError::Usage(format!("--data {}: no such file or folder", path.display())));
+    }
+    let mut out = Vec::new();
+    let mut stack = vec![path.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let rd = std::fs::read_dir(&d).map_err(|e| GraftError::io(&d, e))?;
+        for e in rd {
+            let e = e.map_err(|e| GraftError::io(&d, e))?;
+            let p = e.path();
+            // a symlinked folder is not followed (it could loop); a symlinked image is read
+            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                stack.push(p);
+            } else if crate::data::folder::is_image(&p) && p.is_file() {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    if out.is_empty() {
+        return Err(GraftError::Data(format!(
+            "--data {}: no image files ({}) in it or its subfolders",
+            path.display(),
+            crate::data::folder::IMAGE_EXTENSIONS.join(", ")
+        )));
+    }
+    Ok(out)
+}
+
+/// Decode `files` at `spec`: the decoded images and, for each, its index in `files`; with
+/// `skip_bad`, unreadable files are left out (their messages in the set's `skipped`), else the
+/// first is an error naming it.
+pub fn decode_files(files: &[PathBuf], spec: InputSpec, skip_bad: bool) -> Result<(ImageSet, Vec<usize>)> {
+    // each item's label is its index, so the kept images say which files they are
+    let items: Vec<Item> = files.iter().enumerate().map(|(i, p)| Item { source: ItemSource::File(p.clone()), label: Some(i) }).collect();
+    let mut set = decode_items(&items, spec, skip_bad)?;
+    let kept: Vec<usize> = set.labels.iter().map(|&l| l as usize).collect();
+    set.labels = vec![-1; set.n];
+    Ok((set, kept))
+}

@@ -1,0 +1,203 @@
+//! `graft predict`: a run's saved classifier applied to images reproduces the run's own test
+//! predictions for every strategy, and every bad input (a missing, changed or unsaved
+//! classifier, a folder without images, an unreadable image) is a clear error.
+mod common;
+use common::{graft, json_of, make_folder, tiny_backbone};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    backbone: PathBuf,
+    data: PathBuf,
+}
+
+fn fixture() -> &'static Fixture {
+    static F: OnceLock<Fixture> = OnceLock::new();
+    F.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let backbone = tiny_backbone(dir.path());
+        let data = dir.path().join("task");
+        make_folder(&data, &[("train", 8), ("test", 6)], 3, 32);
+        Fixture { _dir: dir, backbone, data }
+    })
+}
+
+/// `graft run --json` with a recipe (a preset, edited by `edit`); the run record.
+fn run(f: &Fixture, runs: &Path, preset: &str, edit: impl Fn(&mut serde_json::Value), extra: &[&str]) -> serde_json::Value {
+    let mut r = json_of(&graft().args(["recipe", "preset", preset]).output().unwrap());
+    r["epochs"] = serde_json::json!(2);
+    edit(&mut r);
+    let p = runs.join(format!("recipe-{}.json", std::fs::read_dir(runs).map(|d| d.count()).unwrap_or(0)));
+    std::fs::create_dir_all(runs).unwrap();
+    std::fs::write(&p, serde_json::to_string(&r).unwrap()).unwrap();
+    let out = graft()
+        .args(["run", "--no-meta", "--json", "--data"])
+        .arg(&f.data)
+        .arg("--backbone")
+        .arg(&f.backbone)
+        .arg("--runs")
+        .arg(runs)
+        .arg("--recipe")
+        .arg(&p)
+        .args(extra)
+        .output()
+        .unwrap();
+    json_of(&out)
+}
+
+fn predict(run_dir: &str, data: &Path, extra: &[&str]) -> std::process::Output {
+    graft().args(["predict", "--json", "--run", run_dir, "--data"]).arg(data).args(extra).output().unwrap()
+}
+
+fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).to_string()
+}
+
+/// For a fine-tune (float32 and bfloat16), a fine-tune at another input size, and each probe,
+/// the saved classifier's predictions on the test folder give the run's confusion matrix
+/// exactly, and its card carries the run's weight digest and classes.
+#[test]
+fn the_saved_classifier_reproduces_each_runs_test_predictions() {
+    let f = fixture();
+    let t = tempfile::tempdir().unwrap();
+    let cases: Vec<(&str, &str, Box<dyn Fn(&mut serde_json::Value)>, Vec<&str>)> = vec![
+        ("finetune", "finetune-all", Box::new(|_| {}), vec![]),
+        ("finetune bf16", "finetune-all", Box::new(|r| r["precision"] = "bf16".into()), vec![]),
+        ("finetune at 40 px", "finetune-all", Box::new(|_| {}), vec!["--input-size", "40"]),
+        ("linear-svm", "linear-probe", Box::new(|_| {}), vec![]),
+        ("softmax", "linear-probe", Box::new(|r| r["strategy"] = "softmax-probe".into()), vec![]),
+        ("centroid", "linear-probe", Box::new(|r| r["strategy"] = "centroid-probe".into()), vec![]),
+    ];
+    let test = f.data.join("test");
+    for (name, preset, edit, extra) in cases {
+        let rec = run(f, t.path(), preset, edit, &extra);
+        let dir = rec["run_dir"].as_str().unwrap();
+        assert_eq!(rec["saved_model"], "classifier.json", "{name}");
+        let card: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(Path::new(dir).join("classifier.json")).unwrap()).unwrap();
+        assert_eq!(card["weights_sha256"], rec["final_weights_sha256"], "{name}");
+        assert_eq!(card["classes"], rec["dataset"]["classes"], "{name}");
+        let p = json_of(&predict(dir, &test, &[]));
+        let classes: Vec<String> = p["classes"].as_array().unwrap().iter().map(|c| c.as_str().unwrap().to_string()).collect();
+        let k = classes.len();
+        let mut confusion = vec![vec![0u64; k]; k];
+        let mut nll = 0.0;
+        for q in p["predictions"].as_array().unwrap() {
+            let ix = |v: &serde_json::Value| classes.iter().position(|c| c == v.as_str().unwrap()).unwrap();
+            confusion[ix(&q["truth"])][ix(&q["class"])] += 1;
+            if let Some(ps) = q["probabilities"].as_array() {
+                nll -= ps[ix(&q["truth"])].as_f64().unwrap().ln();
+            }
+            let prob = &q["probability"];
+            match name {
+                "linear-svm" | "centroid" => assert!(prob.is_null(), "{name}: {prob}"),
+                _ => assert!(prob.as_f64().is_some_and(|v| v > 1.0 / k as f64 - 1e-9 && v <= 1.0), "{name}: {prob}"),
+            }
+        }
+        let want: Vec<Vec<u64>> = serde_json::from_value(rec["confusion"].clone()).unwrap();
+        assert_eq!(confusion, want, "{name}: predict's confusion matrix against the run's");
+        // a fine-tune's test loss is the mean cross-entropy of the same logits
+        if let Some(loss) = rec["test_loss"].as_f64() {
+            let n = rec["n_test"].as_f64().unwrap();
+            assert!((nll / n - loss).abs() <= 1e-5 * loss.max(1e-3), "{name}: predict's test loss {} against the run's {loss}", nll / n);
+        }
+        assert_eq!(p["n_images"], rec["n_test"], "{name}");
+        assert_eq!(p["n_labelled"], rec["n_test"], "{name}");
+        assert!((p["accuracy"].as_f64().unwrap() - rec["test_accuracy"].as_f64().unwrap()).abs() < 1e-12, "{name}");
+    }
+}
+
+/// One file, a folder that is not split by class (no ground truth), and the CSV, whose paths
+/// with commas and quotes are quoted.
+#[test]
+fn predict_takes_a_file_or_any_folder_and_writes_csv() {
+    let f = fixture();
+    let t = tempfile::tempdir().unwrap();
+    let rec = run(f, &t.path().join("runs"), "finetune-all", |_| {}, &[]);
+    let dir = rec["run_dir"].as_str().unwrap();
+    let one = f.data.join("test/class1/img000.png");
+    let p = json_of(&predict(dir, &one, &[]));
+    assert_eq!(p["n_images"], 1);
+    assert_eq!(p["n_labelled"], 0);
+    assert!(p["accuracy"].is_null());
+    // a flat folder with an awkward name: nothing counts as labelled
+    let flat = t.path().join("new, \"unsorted\" photos");
+    std::fs::create_dir_all(&flat).unwrap();
+    for (i, c) in ["class0", "class2"].iter().enumerate() {
+        std::fs::copy(f.data.join(format!("test/{c}/img001.png")), flat.join(format!("{i}.png"))).unwrap();
+    }
+    std::fs::write(flat.join("notes.txt"), "not an image").unwrap();
+    let csv = t.path().join("pred.csv");
+    let o = graft().args(["predict", "--run", dir, "--data"]).arg(&flat).arg("--out").arg(&csv).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let lines: Vec<String> = String::from_utf8_lossy(&o.stdout).lines().map(String::from).collect();
+    assert_eq!(lines.len(), 2, "one line an image: {lines:?}");
+    let text = std::fs::read_to_string(&csv).unwrap();
+    let rows: Vec<&str> = text.lines().collect();
+    assert_eq!(rows[0], "path,class,probability,truth");
+    assert_eq!(rows.len(), 3);
+    assert!(rows[1].starts_with('"') && rows[1].contains("\"\"unsorted\"\""), "quoted path: {}", rows[1]);
+}
+
+/// Every bad input is an error (exit 2) that names the file or flag and the fix; a run saved
+/// without its classifier says so.
+#[test]
+fn predict_refuses_a_missing_changed_or_unsaved_classifier_and_bad_images() {
+    let f = fixture();
+    let t = tempfile::tempdir().unwrap();
+    let test = f.data.join("test");
+    let fails = |o: &std::process::Output, needles: &[&str]| {
+        assert_eq!(o.status.code(), Some(2), "{}", stderr(o));
+        let e = stderr(o);
+        for n in needles {
+            assert!(e.contains(n), "`{n}` not in: {e}");
+        }
+    };
+    // not saved
+    let rec = run(f, &t.path().join("a"), "finetune-all", |_| {}, &["--no-save-model"]);
+    let dir = rec["run_dir"].as_str().unwrap();
+    assert!(rec.get("saved_model").is_none() && !Path::new(dir).join("model.safetensors").exists());
+    fails(&predict(dir, &test, &[]), &["classifier.json", "did not save its classifier", "--no-save-model"]);
+    fails(&predict("/nonexistent/run", &test, &[]), &["--run", "not a directory"]);
+
+    // a changed weight file: its digest no longer matches
+    let rec = run(f, &t.path().join("b"), "finetune-all", |_| {}, &[]);
+    let dir = rec["run_dir"].as_str().unwrap().to_string();
+    let w = Path::new(&dir).join("model.safetensors");
+    let mut bytes = std::fs::read(&w).unwrap();
+    let last = bytes.len() - 3;
+    bytes[last] ^= 0x40;
+    std::fs::write(&w, &bytes).unwrap();
+    fails(&predict(&dir, &test, &[]), &["model.safetensors", "sha256", "changed"]);
+
+    // a changed or missing probe file
+    let rec = run(f, &t.path().join("c"), "linear-probe", |_| {}, &[]);
+    let dir = rec["run_dir"].as_str().unwrap().to_string();
+    let pf = Path::new(&dir).join("probe.safetensors");
+    let mut bytes = std::fs::read(&pf).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(&pf, &bytes).unwrap();
+    fails(&predict(&dir, &test, &[]), &["probe.safetensors", "sha256"]);
+    std::fs::remove_file(&pf).unwrap();
+    fails(&predict(&dir, &test, &[]), &["probe.safetensors", "missing"]);
+
+    // data: nothing there, no images, an unreadable image (named; --skip-bad skips it)
+    let rec = run(f, &t.path().join("d"), "finetune-all", |_| {}, &[]);
+    let dir = rec["run_dir"].as_str().unwrap().to_string();
+    fails(&predict(&dir, &t.path().join("nowhere"), &[]), &["--data", "no such file or folder"]);
+    let empty = t.path().join("empty");
+    std::fs::create_dir_all(empty.join("sub")).unwrap();
+    std::fs::write(empty.join("sub/readme.txt"), "x").unwrap();
+    fails(&predict(&dir, &empty, &[]), &["--data", "no image files"]);
+    let mixed = t.path().join("mixed/class0");
+    std::fs::create_dir_all(&mixed).unwrap();
+    std::fs::copy(test.join("class0/img000.png"), mixed.join("good.png")).unwrap();
+    std::fs::write(mixed.join("broken.png"), b"\x89PNG\r\n\x1a\nnot really").unwrap();
+    fails(&predict(&dir, &t.path().join("mixed"), &[]), &["broken.png", "--skip-bad"]);
+    let p = json_of(&predict(&dir, &t.path().join("mixed"), &["--skip-bad"]));
+    assert_eq!(p["n_images"], 1);
+    assert_eq!(p["n_labelled"], 1);
+    let skipped = p["skipped"].as_array().unwrap();
+    assert!(skipped.len() == 1 && skipped[0].as_str().unwrap().contains("broken.png"), "{skipped:?}");
+}
