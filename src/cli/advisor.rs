@@ -591,6 +591,9 @@ pub fn auto(a: AutoArgs) -> Result<i32> {
             runs.len(),
             meta_dir.display()
         );
+        if b.saved_model.is_some() {
+            errln!("classify new images with it: graft predict --run {} --data IMAGES", b.run_dir);
+        }
     }
     Ok(EXIT_OK)
 }

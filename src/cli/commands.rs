@@ -151,6 +151,9 @@ pub fn run(a: RunArgs) -> Result<i32> {
         if let Some(m) = &meta_dir {
             errln!("appended to meta-dataset {}", m.display());
         }
+        if rec.saved_model.is_some() {
+            errln!("classify new images with it: graft predict --run {} --data IMAGES", rec.run_dir);
+        }
     }
     if rec.status == executor::run::RunStatus::Diverged {
         errln!("error: run diverged: {}", rec.error.clone().unwrap_or_default());
