@@ -201,3 +201,49 @@ fn predict_refuses_a_missing_changed_or_unsaved_classifier_and_bad_images() {
     let skipped = p["skipped"].as_array().unwrap();
     assert!(skipped.len() == 1 && skipped[0].as_str().unwrap().contains("broken.png"), "{skipped:?}");
 }
+
+/// `--tta flip` averages each image's probabilities with its mirror image's: the same as
+/// averaging `predict` on the folder and on a mirrored copy of it. A run that did not train
+/// with flips gets a warning.
+#[test]
+fn flip_tta_is_the_mean_over_the_image_and_its_mirror() {
+    let f = fixture();
+    let t = tempfile::tempdir().unwrap();
+    let rec = run(f, &t.path().join("runs"), "finetune-all", |_| {}, &[]);
+    let dir = rec["run_dir"].as_str().unwrap();
+    let test = f.data.join("test");
+    let mirrored = t.path().join("mirrored");
+    for c in ["class0", "class1", "class2"] {
+        std::fs::create_dir_all(mirrored.join(c)).unwrap();
+        for e in std::fs::read_dir(test.join(c)).unwrap() {
+            let p = e.unwrap().path();
+            image::open(&p).unwrap().fliph().save(mirrored.join(c).join(p.file_name().unwrap())).unwrap();
+        }
+    }
+    let probs = |o: &std::process::Output| -> Vec<Vec<f64>> {
+        json_of(o)["predictions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|q| q["probabilities"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect())
+            .collect()
+    };
+    let plain = probs(&predict(dir, &test, &[]));
+    let mirror = probs(&predict(dir, &mirrored, &[]));
+    let o = predict(dir, &test, &["--tta", "flip"]);
+    assert!(!stderr(&o).contains("warning"), "{}", stderr(&o));
+    let tta = probs(&o);
+    assert_eq!(tta.len(), plain.len());
+    let mut differs = false;
+    for ((a, b), m) in plain.iter().zip(&mirror).zip(&tta) {
+        for ((x, y), z) in a.iter().zip(b).zip(m) {
+            assert!(((x + y) / 2.0 - z).abs() < 1e-6, "{x} {y} {z}");
+            differs |= (x - z).abs() > 1e-6;
+        }
+    }
+    assert!(differs, "the mirror images changed no probability: the test is vacuous");
+    // a run without flips in training: the prediction runs, with a warning
+    let rec = run(f, &t.path().join("runs2"), "finetune-all", |r| r["augment"]["hflip"] = false.into(), &[]);
+    let o = predict(rec["run_dir"].as_str().unwrap(), &test, &["--tta", "flip"]);
+    assert!(o.status.success() && stderr(&o).contains("did not train with augment.hflip"), "{}", stderr(&o));
+}

@@ -626,11 +626,21 @@ pub struct PredictArgs {
     /// Skip unreadable image files (listed) instead of failing.
     #[arg(long)]
     pub skip_bad: bool,
+    /// Test-time augmentation: `flip` averages each image's prediction with its mirror
+    /// image's (for a run that trained with `augment.hflip`; not for text or digits).
+    #[arg(long, value_enum, default_value = "none")]
+    pub tta: Tta,
     #[arg(long, default_value = "cpu")]
     pub device: String,
     /// Print one JSON object on stdout instead of one line an image.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tta {
+    None,
+    Flip,
 }
 
 /// One image's prediction.
@@ -656,7 +666,18 @@ pub fn predict(a: PredictArgs) -> Result<i32> {
     if set.n == 0 {
         return Err(GraftError::Data(format!("--data {}: none of its {} image files could be decoded", a.data.display(), files.len())));
     }
-    let s = clf.scores(&set)?;
+    if a.tta == Tta::Flip {
+        // mirrored images are like the training images only if training mirrored them
+        let recipe: Option<serde_json::Value> =
+            std::fs::read_to_string(a.run.join("recipe.json")).ok().and_then(|t| serde_json::from_str(&t).ok());
+        if recipe.as_ref().and_then(|r| r["augment"]["hflip"].as_bool()) != Some(true) {
+            errln!(
+                "warning: --tta flip: run {} did not train with augment.hflip, so mirrored images may not look like its training images",
+                clf.card.run_id
+            );
+        }
+    }
+    let s = clf.scores_tta(&set, a.tta == Tta::Flip)?;
     let classes = &clf.card.classes;
     // the ground truth: the first folder under --data, when it names a class
     let truth_of = |p: &std::path::Path| -> Option<String> {
@@ -698,6 +719,7 @@ pub fn predict(a: PredictArgs) -> Result<i32> {
             "run_dir": clf.dir.display().to_string(),
             "backbone": clf.card.backbone,
             "head": head,
+            "tta": format!("{:?}", a.tta).to_lowercase(),
             "classes": classes,
             "n_images": preds.len(),
             "skipped": set.skipped,

@@ -112,6 +112,18 @@ impl ImageSet {
         }
         ImageSet { pixels, labels, n: idx.len(), spec: self.spec, skipped: Vec::new(), fingerprint: self.fingerprint.clone() }
     }
+
+    /// Every image mirrored left to right (labels and the rest unchanged).
+    pub fn hflipped(&self) -> ImageSet {
+        let w = self.spec.width;
+        let mut pixels = self.pixels.clone();
+        if w > 0 {
+            for row in pixels.chunks_mut(w) {
+                row.reverse();
+            }
+        }
+        ImageSet { pixels, ..self.clone() }
+    }
 }
 
 /// Running per-channel sums of pixels in [0, 1], image after image (the same order, hence the

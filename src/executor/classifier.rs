@@ -218,6 +218,28 @@ impl Classifier {
         Ok(Classifier { card, dir: dir.to_path_buf(), model, probe })
     }
 
+    /// Class scores for `set` (decoded at the card's input); with `flip`, the mean of the scores
+    /// of each image and its mirror image (test-time augmentation; for heads with probabilities,
+    /// the mean probability, and its log as the score).
+    pub fn scores_tta(&self, set: &ImageSet, flip: bool) -> Result<Scores> {
+        let a = self.scores(set)?;
+        if !flip {
+            return Ok(a);
+        }
+        let b = self.scores(&set.hflipped())?;
+        Ok(match (a.probabilities, b.probabilities) {
+            (Some(pa), Some(pb)) => {
+                let p = (pa + pb) * 0.5;
+                let pred = argmax_rows(&p);
+                Scores { scores: p.mapv(f64::ln), pred, probabilities: Some(p) }
+            }
+            _ => {
+                let s = (a.scores + b.scores) * 0.5;
+                Scores { pred: argmax_rows(&s), scores: s, probabilities: None }
+            }
+        })
+    }
+
     /// Class scores for `set` (decoded at the card's input).
     pub fn scores(&self, set: &ImageSet) -> Result<Scores> {
         let _precision = crate::kernels::set_precision(self.card.precision);
