@@ -282,3 +282,46 @@ fn exif_orientation_turns_a_photo_upright() {
     let set = decode_items(&[item], InputSpec { channels: 1, height: 16, width: 8 }, false).unwrap();
     assert!(set.pixels[8 * 2 + 4] < 40 && set.pixels[8 * 13 + 4] > 215);
 }
+
+/// A TIFF with float or signed samples (which the `image` crate does not read) is read by
+/// scaling its own range of finite values to 0-255, gray or RGB (alpha dropped); a colour type
+/// it cannot map is still a clear error.
+#[test]
+fn float_and_signed_tiffs_are_read_on_their_own_range() {
+    use tiff::encoder::{colortype, TiffEncoder};
+    let encode = |f: &dyn Fn(&mut TiffEncoder<&mut std::io::Cursor<Vec<u8>>>)| {
+        let mut c = std::io::Cursor::new(Vec::new());
+        f(&mut TiffEncoder::new(&mut c).unwrap());
+        c.into_inner()
+    };
+    // 4 x 1 float gray: -1, 1, 3 and NaN -> 0, 128, 255 and 0
+    let f32_gray = encode(&|e| e.write_image::<colortype::Gray32Float>(4, 1, &[-1.0f32, 1.0, 3.0, f32::NAN]).unwrap());
+    let g = graft::data::images::decode_upright(&f32_gray).unwrap().to_luma8();
+    assert_eq!(g.as_raw(), &vec![0u8, 128, 255, 0]);
+    // signed 16-bit gray, and float RGB with the range over every colour sample
+    let i16_gray = encode(&|e| e.write_image::<colortype::GrayI16>(3, 1, &[-255i16, 0, 255]).unwrap());
+    assert_eq!(graft::data::images::decode_upright(&i16_gray).unwrap().to_luma8().as_raw(), &vec![0u8, 128, 255]);
+    let f64_rgb = encode(&|e| e.write_image::<colortype::RGB64Float>(2, 1, &[0.0f64, 10.0, 20.0, 5.0, 40.0, 20.0]).unwrap());
+    let rgb = graft::data::images::decode_upright(&f64_rgb).unwrap().to_rgb8();
+    assert_eq!(rgb.as_raw().len(), 6);
+    assert_eq!((rgb.as_raw()[0], rgb.as_raw()[4]), (0, 255));
+    let i32_gray = encode(&|e| e.write_image::<colortype::GrayI32>(3, 1, &[-70_000i32, 0, 70_000]).unwrap());
+    let g = graft::data::images::decode_upright(&i32_gray).unwrap().to_luma8();
+    assert_eq!(g.as_raw(), &vec![0u8, 128, 255]);
+    // a constant image is black, not a division by zero
+    let flat = encode(&|e| e.write_image::<colortype::Gray64Float>(2, 2, &[7.0f64; 4]).unwrap());
+    assert_eq!(graft::data::images::decode_upright(&flat).unwrap().to_luma8().as_raw(), &vec![0u8; 4]);
+    // through the loader, at the backbone's input
+    let t = tempfile::tempdir().unwrap();
+    let p = t.path().join("sample.tif");
+    std::fs::write(&p, &f32_gray).unwrap();
+    let item = graft::data::Item { source: graft::data::ItemSource::File(p), label: Some(0) };
+    let set = decode_items(&[item], InputSpec { channels: 1, height: 1, width: 4 }, false).unwrap();
+    assert_eq!(set.pixels, vec![0, 128, 255, 0]);
+    // CMYK floats: refused, naming the colour type
+    let cmyk = encode(&|e| e.write_image::<colortype::CMYK32Float>(1, 1, &[0.1f32, 0.2, 0.3, 0.4]).unwrap());
+    match graft::data::images::decode_upright(&cmyk) {
+        Err(e) => assert!(e.contains("CMYK"), "{e}"),
+        Ok(img) => assert_eq!(img.to_rgb8().as_raw().len(), 3, "read by the image crate itself"),
+    }
+}

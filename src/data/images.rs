@@ -313,6 +313,85 @@ fn to_channels(img: DynamicImage, channels: usize) -> Vec<u8> {
 /// allocation limit, and a corrupt or hostile header (a few bytes claiming 100 000 × 100 000
 /// pixels) would otherwise abort the process on a failed allocation.
 pub fn decode_upright(bytes: &[u8]) -> std::result::Result<DynamicImage, String> {
+    match decode_with_image(bytes) {
+        Ok(img) => Ok(img),
+        // the `image` crate reads 8- and 16-bit unsigned TIFF samples only; scientific images
+        // (microscopy, remote sensing) often hold float or signed samples
+        Err(e) if bytes.starts_with(b"II*\0") || bytes.starts_with(b"MM\0*") => match decode_tiff_samples(bytes) {
+            Ok(img) => Ok(img),
+            Err(e2) => Err(format!("{e}; as raw TIFF samples: {e2}")),
+        },
+        Err(e) => Err(e),
+    }
+}
+
+/// A TIFF the `image` crate cannot read (float, signed or 32/64-bit integer samples), read with
+/// the `tiff` crate: gray or RGB (alpha dropped), each image's own range of finite values (its
+/// minimum to its maximum over every colour sample) scaled to 0-255, since such samples carry
+/// no fixed white level. Only the first page is read.
+fn decode_tiff_samples(bytes: &[u8]) -> std::result::Result<DynamicImage, String> {
+    use tiff::decoder::{Decoder, DecodingResult};
+    use tiff::ColorType;
+    let mut d = Decoder::new(std::io::Cursor::new(bytes)).map_err(|e| e.to_string())?;
+    let (w, h) = d.dimensions().map_err(|e| e.to_string())?;
+    let ct = d.colortype().map_err(|e| e.to_string())?;
+    let (samples, colours) = match ct {
+        ColorType::Gray(_) => (1, 1),
+        ColorType::GrayA(_) => (2, 1),
+        ColorType::RGB(_) => (3, 3),
+        ColorType::RGBA(_) => (4, 3),
+        other => return Err(format!("colour type {other:?} is not supported (gray or RGB samples are)")),
+    };
+    // as f64 values, checked before decoding anything
+    let need = w as u64 * h as u64 * samples as u64 * 8;
+    if need > MAX_DECODED_BYTES {
+        return Err(format!("its header declares {w} x {h} pixels, above what graft decodes for one image; resize it"));
+    }
+    let v: Vec<f64> = match d.read_image().map_err(|e| e.to_string())? {
+        DecodingResult::U8(v) => v.into_iter().map(f64::from).collect(),
+        DecodingResult::U16(v) => v.into_iter().map(f64::from).collect(),
+        DecodingResult::U32(v) => v.into_iter().map(f64::from).collect(),
+        DecodingResult::U64(v) => v.into_iter().map(|x| x as f64).collect(),
+        DecodingResult::I8(v) => v.into_iter().map(f64::from).collect(),
+        DecodingResult::I16(v) => v.into_iter().map(f64::from).collect(),
+        DecodingResult::I32(v) => v.into_iter().map(f64::from).collect(),
+        DecodingResult::I64(v) => v.into_iter().map(|x| x as f64).collect(),
+        DecodingResult::F16(v) => v.into_iter().map(|x| x.to_f64()).collect(),
+        DecodingResult::F32(v) => v.into_iter().map(f64::from).collect(),
+        DecodingResult::F64(v) => v,
+    };
+    let n = w as usize * h as usize;
+    if v.len() < n * samples {
+        return Err(format!("{} samples for {w} x {h} pixels of {samples} samples each", v.len()));
+    }
+    let colour = |i: usize, c: usize| v[i * samples + c];
+    let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
+    for i in 0..n {
+        for c in 0..colours {
+            let x = colour(i, c);
+            if x.is_finite() {
+                lo = lo.min(x);
+                hi = hi.max(x);
+            }
+        }
+    }
+    let scale = if hi > lo { 255.0 / (hi - lo) } else { 0.0 };
+    let to_u8 = |x: f64| if x.is_finite() { ((x - lo) * scale).round().clamp(0.0, 255.0) as u8 } else { 0 };
+    let mut out = Vec::with_capacity(n * colours);
+    for i in 0..n {
+        for c in 0..colours {
+            out.push(to_u8(colour(i, c)));
+        }
+    }
+    let img = if colours == 1 {
+        image::GrayImage::from_raw(w, h, out).map(DynamicImage::ImageLuma8)
+    } else {
+        image::RgbImage::from_raw(w, h, out).map(DynamicImage::ImageRgb8)
+    };
+    img.ok_or_else(|| "pixel buffer does not match the image size".to_string())
+}
+
+fn decode_with_image(bytes: &[u8]) -> std::result::Result<DynamicImage, String> {
     use image::ImageDecoder;
     let mut dec = image::ImageReader::new(std::io::Cursor::new(bytes))
         .with_guessed_format()
