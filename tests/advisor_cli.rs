@@ -399,7 +399,11 @@ fn auto_runs_the_budget_and_logs_every_run_back() {
     // the answer's classifier is saved, and `graft predict` on the test folder measures what
     // the run measured
     assert_eq!(runs[2]["saved_model"], "classifier.json");
-    let o = graft().args(["predict", "--json", "--run", runs[2]["run_dir"].as_str().unwrap(), "--data"]).arg(example().join("test")).output().unwrap();
+    let o = graft()
+        .args(["predict", "--json", "--run", runs[2]["run_dir"].as_str().unwrap(), "--data"])
+        .arg(example().join("test"))
+        .output()
+        .unwrap();
     let p = json_of(&o);
     assert_eq!(p["n_labelled"], runs[2]["n_test"]);
     assert!((p["accuracy"].as_f64().unwrap() - runs[2]["test_accuracy"].as_f64().unwrap()).abs() < 1e-12);

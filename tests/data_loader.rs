@@ -289,7 +289,8 @@ fn exif_orientation_turns_a_photo_upright() {
 #[test]
 fn float_and_signed_tiffs_are_read_on_their_own_range() {
     use tiff::encoder::{colortype, TiffEncoder};
-    let encode = |f: &dyn Fn(&mut TiffEncoder<&mut std::io::Cursor<Vec<u8>>>)| {
+    type Encoder<'a> = TiffEncoder<&'a mut std::io::Cursor<Vec<u8>>>;
+    let encode = |f: &dyn Fn(&mut Encoder)| {
         let mut c = std::io::Cursor::new(Vec::new());
         f(&mut TiffEncoder::new(&mut c).unwrap());
         c.into_inner()

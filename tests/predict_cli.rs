@@ -61,7 +61,8 @@ fn stderr(o: &std::process::Output) -> String {
 fn the_saved_classifier_reproduces_each_runs_test_predictions() {
     let f = fixture();
     let t = tempfile::tempdir().unwrap();
-    let cases: Vec<(&str, &str, Box<dyn Fn(&mut serde_json::Value)>, Vec<&str>)> = vec![
+    type Edit = Box<dyn Fn(&mut serde_json::Value)>;
+    let cases: Vec<(&str, &str, Edit, Vec<&str>)> = vec![
         ("finetune", "finetune-all", Box::new(|_| {}), vec![]),
         ("finetune bf16", "finetune-all", Box::new(|r| r["precision"] = "bf16".into()), vec![]),
         ("finetune at 40 px", "finetune-all", Box::new(|_| {}), vec!["--input-size", "40"]),
@@ -74,7 +75,8 @@ fn the_saved_classifier_reproduces_each_runs_test_predictions() {
         let rec = run(f, t.path(), preset, edit, &extra);
         let dir = rec["run_dir"].as_str().unwrap();
         assert_eq!(rec["saved_model"], "classifier.json", "{name}");
-        let card: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(Path::new(dir).join("classifier.json")).unwrap()).unwrap();
+        let card: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(Path::new(dir).join("classifier.json")).unwrap()).unwrap();
         assert_eq!(card["weights_sha256"], rec["final_weights_sha256"], "{name}");
         assert_eq!(card["classes"], rec["dataset"]["classes"], "{name}");
         let p = json_of(&predict(dir, &test, &[]));

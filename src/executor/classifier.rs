@@ -91,7 +91,8 @@ pub fn save(run_dir: &Path, rec: &RunRecord, model: &Model, norm: &Normalisation
             }
             let path = run_dir.join(PROBE_FILE);
             crate::util::write_atomic_with(&path, |tmp| {
-                candle_core::safetensors::save(&map, tmp).map_err(|e| GraftError::Other(format!("{}: cannot save the probe: {e}", tmp.display())))
+                candle_core::safetensors::save(&map, tmp)
+                    .map_err(|e| GraftError::Other(format!("{}: cannot save the probe: {e}", tmp.display())))
             })?;
             let bytes = std::fs::read(&path).map_err(|e| GraftError::io(&path, e))?;
             SavedHead::Probe {
@@ -186,7 +187,10 @@ impl Classifier {
             SavedHead::Probe { probe, group_index, features, file_sha256, .. } => {
                 let path = dir.join(PROBE_FILE);
                 if !path.is_file() {
-                    return Err(GraftError::Model(format!("{}: missing; the run directory is incomplete (rerun the recipe)", path.display())));
+                    return Err(GraftError::Model(format!(
+                        "{}: missing; the run directory is incomplete (rerun the recipe)",
+                        path.display()
+                    )));
                 }
                 let bytes = std::fs::read(&path).map_err(|e| GraftError::io(&path, e))?;
                 let got = sha256_hex(&bytes);
@@ -210,8 +214,8 @@ impl Classifier {
                     let v = t.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?;
                     Ok(ndarray::ArrayD::from_shape_vec(t.dims().to_vec(), v).expect("shape matches"))
                 };
-                let head = ProbeHead::from_arrays(probe, &get, k, *features)
-                    .map_err(|e| GraftError::Model(format!("{}: {e}", path.display())))?;
+                let head =
+                    ProbeHead::from_arrays(probe, &get, k, *features).map_err(|e| GraftError::Model(format!("{}: {e}", path.display())))?;
                 Some((head, *group_index))
             }
         };
