@@ -117,11 +117,19 @@ fn predict_takes_a_file_or_any_folder_and_writes_csv() {
     let t = tempfile::tempdir().unwrap();
     let rec = run(f, &t.path().join("runs"), "finetune-all", |_| {}, &[]);
     let dir = rec["run_dir"].as_str().unwrap();
+    // one file: its folder names its class
     let one = f.data.join("test/class1/img000.png");
     let p = json_of(&predict(dir, &one, &[]));
     assert_eq!(p["n_images"], 1);
-    assert_eq!(p["n_labelled"], 0);
-    assert!(p["accuracy"].is_null());
+    assert_eq!(p["n_labelled"], 1);
+    assert_eq!(p["predictions"][0]["truth"], "class1");
+    // the dataset's root: train/ and test/ images, each labelled by its class folder
+    let p = json_of(&predict(dir, &f.data, &[]));
+    assert_eq!(p["n_images"], 3 * (8 + 6));
+    assert_eq!(p["n_labelled"], p["n_images"]);
+    // a class folder given as --data labels its images
+    let p = json_of(&predict(dir, &f.data.join("test/class2"), &[]));
+    assert_eq!((p["n_images"].as_u64(), p["n_labelled"].as_u64()), (Some(6), Some(6)));
     // a flat folder with an awkward name: nothing counts as labelled
     let flat = t.path().join("new, \"unsorted\" photos");
     std::fs::create_dir_all(&flat).unwrap();
@@ -129,6 +137,9 @@ fn predict_takes_a_file_or_any_folder_and_writes_csv() {
         std::fs::copy(f.data.join(format!("test/{c}/img001.png")), flat.join(format!("{i}.png"))).unwrap();
     }
     std::fs::write(flat.join("notes.txt"), "not an image").unwrap();
+    let p = json_of(&predict(dir, &flat, &[]));
+    assert_eq!(p["n_labelled"], 0);
+    assert!(p["accuracy"].is_null());
     let csv = t.path().join("pred.csv");
     let o = graft().args(["predict", "--run", dir, "--data"]).arg(&flat).arg("--out").arg(&csv).output().unwrap();
     assert!(o.status.success(), "{}", stderr(&o));

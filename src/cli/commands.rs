@@ -615,9 +615,9 @@ pub struct PredictArgs {
     /// `graft auto` printed it).
     #[arg(long)]
     pub run: PathBuf,
-    /// An image file, or a folder: every image in it and its subfolders. Images in a subfolder
-    /// named after one of the run's classes count as that class, and the accuracy on them is
-    /// reported.
+    /// An image file, or a folder: every image in it and its subfolders. An image in a folder
+    /// named after one of the run's classes (the nearest such folder up to --data itself)
+    /// counts as that class, and the accuracy on such images is reported.
     #[arg(long)]
     pub data: PathBuf,
     /// Also write the predictions as CSV (path, class, probability, truth) to this file.
@@ -679,12 +679,15 @@ pub fn predict(a: PredictArgs) -> Result<i32> {
     }
     let s = clf.scores_tta(&set, a.tta == Tta::Flip)?;
     let classes = &clf.card.classes;
-    // the ground truth: the first folder under --data, when it names a class
+    // the ground truth: the nearest folder above the image, up to --data itself (a file's own
+    // folder), named after a class (so --data DATASET, DATASET/test and DATASET/test/cat all work)
+    let top = if a.data.is_file() { a.data.parent().unwrap_or(&a.data).to_path_buf() } else { a.data.clone() };
     let truth_of = |p: &std::path::Path| -> Option<String> {
-        let rel = p.strip_prefix(&a.data).ok()?;
-        let mut comps = rel.components();
-        let first = comps.next()?.as_os_str().to_string_lossy().to_string();
-        (comps.next().is_some() && classes.contains(&first)).then_some(first)
+        p.ancestors()
+            .skip(1)
+            .take_while(|d| d.starts_with(&top))
+            .filter_map(|d| d.file_name().map(|n| n.to_string_lossy().to_string()))
+            .find(|n| classes.contains(n))
     };
     let preds: Vec<Prediction> = kept
         .iter()
