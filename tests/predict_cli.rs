@@ -260,3 +260,44 @@ fn flip_tta_is_the_mean_over_the_image_and_its_mirror() {
     let o = predict(rec["run_dir"].as_str().unwrap(), &test, &["--tta", "flip"]);
     assert!(o.status.success() && stderr(&o).contains("did not train with augment.hflip"), "{}", stderr(&o));
 }
+
+/// A folder larger than one decoding chunk (1 024 images): every image is classified once, a
+/// copy of an image gets the same probabilities wherever it falls, and an unreadable file in
+/// the second chunk is skipped and listed under --skip-bad.
+#[test]
+fn predict_classifies_a_folder_larger_than_a_chunk() {
+    let f = fixture();
+    let t = tempfile::tempdir().unwrap();
+    let rec = run(f, &t.path().join("runs"), "finetune-all", |_| {}, &[]);
+    let dir = rec["run_dir"].as_str().unwrap();
+    let big = t.path().join("big");
+    let mut n = 0;
+    for c in ["class0", "class1", "class2"] {
+        std::fs::create_dir_all(big.join(c)).unwrap();
+        for e in std::fs::read_dir(f.data.join("test").join(c)).unwrap() {
+            let p = e.unwrap().path();
+            for k in 0..58 {
+                std::fs::hard_link(&p, big.join(c).join(format!("{}-{k:02}.png", p.file_stem().unwrap().to_string_lossy()))).unwrap();
+                n += 1;
+            }
+        }
+    }
+    std::fs::write(big.join("class2/zz-broken.png"), b"not a png").unwrap();
+    let p = json_of(&predict(dir, &big, &["--skip-bad"]));
+    assert!(n > 1024);
+    assert_eq!(p["n_images"].as_u64(), Some(n as u64));
+    assert!(p["skipped"][0].as_str().unwrap().contains("zz-broken.png"));
+    let mut by_source: std::collections::BTreeMap<String, Vec<f64>> = Default::default();
+    for q in p["predictions"].as_array().unwrap() {
+        let path = q["path"].as_str().unwrap();
+        let source = path.rsplit_once('-').unwrap().0.to_string();
+        let probs: Vec<f64> = q["probabilities"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+        let first = by_source.entry(source).or_insert_with(|| probs.clone());
+        for (a, b) in first.iter().zip(&probs) {
+            assert!((a - b).abs() < 1e-6, "{path}: {first:?} against {probs:?}");
+        }
+    }
+    assert_eq!(by_source.len(), 18);
+    // the run's own accuracy, as every source image is copied equally often
+    assert!((p["accuracy"].as_f64().unwrap() - rec["test_accuracy"].as_f64().unwrap()).abs() < 1e-9);
+}

@@ -658,14 +658,10 @@ struct Prediction {
 }
 
 pub fn predict(a: PredictArgs) -> Result<i32> {
-    use crate::executor::classifier::{decode_files, image_files, Classifier, SavedHead};
+    use crate::executor::classifier::{decode_files, image_files, Classifier, SavedHead, PREDICT_CHUNK};
     let (device, _) = executor::select_device(&a.device)?;
     let clf = Classifier::load(&a.run, &device)?;
     let files = image_files(&a.data)?;
-    let (set, kept) = decode_files(&files, clf.card.input, a.skip_bad)?;
-    if set.n == 0 {
-        return Err(GraftError::Data(format!("--data {}: none of its {} image files could be decoded", a.data.display(), files.len())));
-    }
     if a.tta == Tta::Flip {
         // mirrored images are like the training images only if training mirrored them
         let recipe: Option<serde_json::Value> =
@@ -677,7 +673,6 @@ pub fn predict(a: PredictArgs) -> Result<i32> {
             );
         }
     }
-    let s = clf.scores_tta(&set, a.tta == Tta::Flip)?;
     let classes = &clf.card.classes;
     // the ground truth: the nearest folder above the image, up to --data itself (a file's own
     // folder), named after a class (so --data DATASET, DATASET/test and DATASET/test/cat all work)
@@ -689,17 +684,36 @@ pub fn predict(a: PredictArgs) -> Result<i32> {
             .filter_map(|d| d.file_name().map(|n| n.to_string_lossy().to_string()))
             .find(|n| classes.contains(n))
     };
-    let preds: Vec<Prediction> = kept
-        .iter()
-        .enumerate()
-        .map(|(row, &i)| Prediction {
-            path: files[i].display().to_string(),
-            class: classes[s.pred[row]].clone(),
-            probability: s.probabilities.as_ref().map(|p| p[[row, s.pred[row]]]),
-            probabilities: s.probabilities.as_ref().map(|p| p.row(row).to_vec()),
-            truth: truth_of(&files[i]),
-        })
-        .collect();
+    // decoded a chunk at a time, so a large folder does not have to fit in memory; the lines
+    // are printed as each chunk is done
+    let mut preds: Vec<Prediction> = Vec::with_capacity(files.len());
+    let mut skipped: Vec<String> = Vec::new();
+    for (c, chunk) in files.chunks(PREDICT_CHUNK).enumerate() {
+        let (set, kept) = decode_files(chunk, clf.card.input, a.skip_bad)?;
+        skipped.extend(set.skipped.iter().cloned());
+        if set.n == 0 {
+            continue;
+        }
+        let s = clf.scores_tta(&set, a.tta == Tta::Flip)?;
+        for (row, &i) in kept.iter().enumerate() {
+            let file = &files[c * PREDICT_CHUNK + i];
+            let p = Prediction {
+                path: file.display().to_string(),
+                class: classes[s.pred[row]].clone(),
+                probability: s.probabilities.as_ref().map(|p| p[[row, s.pred[row]]]),
+                probabilities: s.probabilities.as_ref().map(|p| p.row(row).to_vec()),
+                truth: truth_of(file),
+            };
+            if !a.json {
+                let prob = p.probability.map(|v| format!("\t{v:.3}")).unwrap_or_default();
+                outln!("{}\t{}{prob}", p.path, p.class);
+            }
+            preds.push(p);
+        }
+    }
+    if preds.is_empty() {
+        return Err(GraftError::Data(format!("--data {}: none of its {} image files could be decoded", a.data.display(), files.len())));
+    }
     let labelled: Vec<&Prediction> = preds.iter().filter(|p| p.truth.is_some()).collect();
     let accuracy = (!labelled.is_empty())
         .then(|| labelled.iter().filter(|p| p.truth.as_deref() == Some(p.class.as_str())).count() as f64 / labelled.len() as f64);
@@ -725,16 +739,12 @@ pub fn predict(a: PredictArgs) -> Result<i32> {
             "tta": format!("{:?}", a.tta).to_lowercase(),
             "classes": classes,
             "n_images": preds.len(),
-            "skipped": set.skipped,
+            "skipped": skipped,
             "n_labelled": labelled.len(),
             "accuracy": accuracy,
             "predictions": preds,
         }));
     } else {
-        for p in &preds {
-            let prob = p.probability.map(|v| format!("\t{v:.3}")).unwrap_or_default();
-            outln!("{}\t{}{prob}", p.path, p.class);
-        }
         errln!(
             "{} images classified by run {} ({} on {}){}",
             preds.len(),
@@ -746,8 +756,8 @@ pub fn predict(a: PredictArgs) -> Result<i32> {
                 None => String::new(),
             }
         );
-        if !set.skipped.is_empty() {
-            errln!("skipped {} unreadable files, e.g. {}", set.skipped.len(), set.skipped[0]);
+        if !skipped.is_empty() {
+            errln!("skipped {} unreadable files, e.g. {}", skipped.len(), skipped[0]);
         }
         if let Some(out) = &a.out {
             errln!("predictions written to {}", out.display());

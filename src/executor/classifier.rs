@@ -30,6 +30,9 @@ pub const PROBE_FILE: &str = "probe.safetensors";
 const FORMAT: u32 = 1;
 /// Images a forward pass takes at once (the batch the run's own evaluation uses).
 const BATCH: usize = 256;
+/// Images `graft predict` decodes at once: a multiple of [`BATCH`], so its forward passes see
+/// the batches the run's evaluation saw.
+pub const PREDICT_CHUNK: usize = 4 * BATCH;
 
 /// `classifier.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
