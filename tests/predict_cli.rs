@@ -301,3 +301,60 @@ fn predict_classifies_a_folder_larger_than_a_chunk() {
     // the run's own accuracy, as every source image is copied equally often
     assert!((p["accuracy"].as_f64().unwrap() - rec["test_accuracy"].as_f64().unwrap()).abs() < 1e-9);
 }
+
+/// Several --run: the mean of the runs' probabilities (here a fine-tune at 32 px, one at 40 px
+/// and a softmax probe); runs without probabilities or on other classes are refused.
+#[test]
+fn several_runs_predict_as_the_mean_of_their_probabilities() {
+    let f = fixture();
+    let t = tempfile::tempdir().unwrap();
+    let runs = t.path().join("runs");
+    let a = run(f, &runs, "finetune-all", |_| {}, &[]);
+    let b = run(f, &runs, "finetune-all", |r| r["seed"] = 7.into(), &["--input-size", "40"]);
+    let c = run(f, &runs, "linear-probe", |r| r["strategy"] = "softmax-probe".into(), &[]);
+    let dirs: Vec<&str> = [&a, &b, &c].iter().map(|r| r["run_dir"].as_str().unwrap()).collect();
+    let test = f.data.join("test");
+    let probs = |v: &serde_json::Value| -> Vec<Vec<f64>> {
+        v["predictions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|q| q["probabilities"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect())
+            .collect()
+    };
+    let single: Vec<Vec<Vec<f64>>> = dirs.iter().map(|d| probs(&json_of(&predict(d, &test, &[])))).collect();
+    let o =
+        graft().args(["predict", "--json", "--run", dirs[0], "--run", dirs[1], "--run", dirs[2], "--data"]).arg(&test).output().unwrap();
+    let e = json_of(&o);
+    assert_eq!(e["run_ids"].as_array().unwrap().len(), 3);
+    let mean = probs(&e);
+    for (i, row) in mean.iter().enumerate() {
+        for (j, p) in row.iter().enumerate() {
+            let want = (single[0][i][j] + single[1][i][j] + single[2][i][j]) / 3.0;
+            assert!((p - want).abs() < 1e-9, "image {i} class {j}: {p} against {want}");
+        }
+        let pick = row.iter().enumerate().fold(0, |b, (j, &v)| if v > row[b] { j } else { b });
+        assert_eq!(e["predictions"][i]["class"].as_str().unwrap(), e["classes"][pick].as_str().unwrap());
+    }
+    // an SVM probe has no probabilities to average
+    let svm = run(f, &runs, "linear-probe", |_| {}, &[]);
+    let o = graft().args(["predict", "--run", dirs[0], "--run", svm["run_dir"].as_str().unwrap(), "--data"]).arg(&test).output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("linear-svm") && stderr(&o).contains("probabilities"), "{}", stderr(&o));
+    // a run on other classes
+    let other = t.path().join("two");
+    make_folder(&other, &[("train", 8), ("test", 4)], 2, 32);
+    let out = graft()
+        .args(["run", "--no-meta", "--json", "--preset", "finetune-all", "--epochs", "1", "--data"])
+        .arg(&other)
+        .arg("--backbone")
+        .arg(&f.backbone)
+        .arg("--runs")
+        .arg(&runs)
+        .output()
+        .unwrap();
+    let two = json_of(&out);
+    let o = graft().args(["predict", "--run", dirs[0], "--run", two["run_dir"].as_str().unwrap(), "--data"]).arg(&test).output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("same classes"), "{}", stderr(&o));
+}

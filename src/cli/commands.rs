@@ -612,9 +612,10 @@ pub fn report(a: ReportArgs) -> Result<i32> {
 #[derive(Args, Debug)]
 pub struct PredictArgs {
     /// A run directory whose trained classifier to apply (runs/<run_id>, as `graft run` or
-    /// `graft auto` printed it).
-    #[arg(long)]
-    pub run: PathBuf,
+    /// `graft auto` printed it). Given more than once: an ensemble, the mean of the runs' class
+    /// probabilities (the runs must have the same classes, and heads with probabilities).
+    #[arg(long, required = true)]
+    pub run: Vec<PathBuf>,
     /// An image file, or a folder: every image in it and its subfolders. An image in a folder
     /// named after one of the run's classes (the nearest such folder up to --data itself)
     /// counts as that class, and the accuracy on such images is reported.
@@ -658,22 +659,51 @@ struct Prediction {
 }
 
 pub fn predict(a: PredictArgs) -> Result<i32> {
-    use crate::executor::classifier::{decode_files, image_files, Classifier, SavedHead, PREDICT_CHUNK};
+    use crate::executor::classifier::{decode_files, image_files, Classifier, SavedHead, Scores, PREDICT_CHUNK};
     let (device, _) = executor::select_device(&a.device)?;
-    let clf = Classifier::load(&a.run, &device)?;
+    let clfs: Vec<Classifier> = a.run.iter().map(|r| Classifier::load(r, &device)).collect::<Result<_>>()?;
+    let first = &clfs[0];
+    let classes = &first.card.classes;
+    let head_of = |c: &Classifier| match &c.card.head {
+        SavedHead::Network => "network".to_string(),
+        SavedHead::Probe { probe, group, .. } => format!("{probe} probe on {group}"),
+    };
+    if clfs.len() > 1 {
+        for c in &clfs {
+            if &c.card.classes != classes {
+                return Err(GraftError::Usage(format!(
+                    "--run {}: classes {:?}, but --run {} has {:?}; an ensemble needs runs on the same classes",
+                    c.dir.display(),
+                    c.card.classes,
+                    first.dir.display(),
+                    classes
+                )));
+            }
+            if let SavedHead::Probe { probe, .. } = &c.card.head {
+                if probe != "softmax" {
+                    return Err(GraftError::Usage(format!(
+                        "--run {}: a {probe} probe gives scores, not probabilities, and an ensemble averages probabilities; \
+                         use fine-tuned or softmax-probe runs",
+                        c.dir.display()
+                    )));
+                }
+            }
+        }
+    }
     let files = image_files(&a.data)?;
     if a.tta == Tta::Flip {
         // mirrored images are like the training images only if training mirrored them
-        let recipe: Option<serde_json::Value> =
-            std::fs::read_to_string(a.run.join("recipe.json")).ok().and_then(|t| serde_json::from_str(&t).ok());
-        if recipe.as_ref().and_then(|r| r["augment"]["hflip"].as_bool()) != Some(true) {
-            errln!(
-                "warning: --tta flip: run {} did not train with augment.hflip, so mirrored images may not look like its training images",
-                clf.card.run_id
-            );
+        for c in &clfs {
+            let recipe: Option<serde_json::Value> =
+                std::fs::read_to_string(c.dir.join("recipe.json")).ok().and_then(|t| serde_json::from_str(&t).ok());
+            if recipe.as_ref().and_then(|r| r["augment"]["hflip"].as_bool()) != Some(true) {
+                errln!(
+                    "warning: --tta flip: run {} did not train with augment.hflip, so mirrored images may not look like its training images",
+                    c.card.run_id
+                );
+            }
         }
     }
-    let classes = &clf.card.classes;
     // the ground truth: the nearest folder above the image, up to --data itself (a file's own
     // folder), named after a class (so --data DATASET, DATASET/test and DATASET/test/cat all work)
     let top = if a.data.is_file() { a.data.parent().unwrap_or(&a.data).to_path_buf() } else { a.data.clone() };
@@ -689,12 +719,31 @@ pub fn predict(a: PredictArgs) -> Result<i32> {
     let mut preds: Vec<Prediction> = Vec::with_capacity(files.len());
     let mut skipped: Vec<String> = Vec::new();
     for (c, chunk) in files.chunks(PREDICT_CHUNK).enumerate() {
-        let (set, kept) = decode_files(chunk, clf.card.input, a.skip_bad)?;
+        // each run at its own input (decoded once for runs sharing one)
+        let mut decoded: Vec<(crate::data::InputSpec, crate::data::ImageSet, Vec<usize>)> = Vec::new();
+        let mut each: Vec<Scores> = Vec::new();
+        for clf in &clfs {
+            if !decoded.iter().any(|(spec, _, _)| *spec == clf.card.input) {
+                let (set, kept) = decode_files(chunk, clf.card.input, a.skip_bad)?;
+                decoded.push((clf.card.input, set, kept));
+            }
+            let (_, set, _) = decoded.iter().find(|(spec, _, _)| *spec == clf.card.input).expect("decoded above");
+            if set.n > 0 {
+                each.push(clf.scores_tta(set, a.tta == Tta::Flip)?);
+            }
+        }
+        let (_, set, kept) = &decoded[0];
+        if decoded.iter().any(|(_, _, k)| k != kept) {
+            return Err(GraftError::Data(format!(
+                "--data {}: some images could be decoded at one run's input size and not at another's; pass runs with one input size",
+                a.data.display()
+            )));
+        }
         skipped.extend(set.skipped.iter().cloned());
         if set.n == 0 {
             continue;
         }
-        let s = clf.scores_tta(&set, a.tta == Tta::Flip)?;
+        let s = Scores::mean_probabilities(each);
         for (row, &i) in kept.iter().enumerate() {
             let file = &files[c * PREDICT_CHUNK + i];
             let p = Prediction {
@@ -717,10 +766,8 @@ pub fn predict(a: PredictArgs) -> Result<i32> {
     let labelled: Vec<&Prediction> = preds.iter().filter(|p| p.truth.is_some()).collect();
     let accuracy = (!labelled.is_empty())
         .then(|| labelled.iter().filter(|p| p.truth.as_deref() == Some(p.class.as_str())).count() as f64 / labelled.len() as f64);
-    let head = match &clf.card.head {
-        SavedHead::Network => "network".to_string(),
-        SavedHead::Probe { probe, group, .. } => format!("{probe} probe on {group}"),
-    };
+    let head = if clfs.len() == 1 { head_of(first) } else { format!("mean probability of {} runs", clfs.len()) };
+    let backbones: Vec<&str> = clfs.iter().map(|c| c.card.backbone.as_str()).collect();
     if let Some(out) = &a.out {
         let quote = |v: &str| if v.contains([',', '"', '\n', '\r']) { format!("\"{}\"", v.replace('"', "\"\"")) } else { v.to_string() };
         let mut csv = String::from("path,class,probability,truth\n");
@@ -732,9 +779,11 @@ pub fn predict(a: PredictArgs) -> Result<i32> {
     }
     if a.json {
         print_json(&serde_json::json!({
-            "run_id": clf.card.run_id,
-            "run_dir": clf.dir.display().to_string(),
-            "backbone": clf.card.backbone,
+            "run_id": first.card.run_id,
+            "run_dir": first.dir.display().to_string(),
+            "run_ids": clfs.iter().map(|c| c.card.run_id.clone()).collect::<Vec<_>>(),
+            "backbone": first.card.backbone,
+            "backbones": backbones,
             "head": head,
             "tta": format!("{:?}", a.tta).to_lowercase(),
             "classes": classes,
@@ -745,12 +794,13 @@ pub fn predict(a: PredictArgs) -> Result<i32> {
             "predictions": preds,
         }));
     } else {
+        let ids: Vec<&str> = clfs.iter().map(|c| c.card.run_id.as_str()).collect();
         errln!(
             "{} images classified by run {} ({} on {}){}",
             preds.len(),
-            clf.card.run_id,
+            ids.join(" + "),
             head,
-            clf.card.backbone,
+            backbones.join(", "),
             match accuracy {
                 Some(acc) => format!("; accuracy {acc:.4} on the {} in class-named folders", labelled.len()),
                 None => String::new(),

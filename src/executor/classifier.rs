@@ -140,6 +140,24 @@ pub struct Scores {
     pub probabilities: Option<Array2<f64>>,
 }
 
+impl Scores {
+    /// The ensemble of several classifiers' scores for the same images: the mean of their
+    /// probabilities (one classifier: its scores unchanged). Every one must give probabilities
+    /// when there are several.
+    pub fn mean_probabilities(mut each: Vec<Scores>) -> Scores {
+        if each.len() == 1 {
+            return each.remove(0);
+        }
+        let k = each.len() as f64;
+        let mut p = each[0].probabilities.clone().expect("ensembled heads give probabilities");
+        for s in &each[1..] {
+            p += s.probabilities.as_ref().expect("ensembled heads give probabilities");
+        }
+        p /= k;
+        Scores { scores: p.mapv(f64::ln), pred: argmax_rows(&p), probabilities: Some(p) }
+    }
+}
+
 impl Classifier {
     /// Load the classifier saved in run directory `dir` (`--run`). A missing file, a file that
     /// does not match its digest, or a malformed card is an error naming the file and the fix.
