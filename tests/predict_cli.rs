@@ -183,6 +183,14 @@ fn predict_refuses_a_missing_changed_or_unsaved_classifier_and_bad_images() {
     std::fs::write(&w, &bytes).unwrap();
     fails(&predict(&dir, &test, &[]), &["model.safetensors", "sha256", "changed"]);
 
+    // a hand-edited card: an input size that would decode every image at 100 000 px
+    let card = Path::new(&dir).join("classifier.json");
+    let text = std::fs::read_to_string(&card).unwrap();
+    std::fs::write(&card, text.replacen("\"height\": 32", "\"height\": 100000", 1)).unwrap();
+    fails(&predict(&dir, &test, &[]), &["classifier.json", "field `input`"]);
+    std::fs::write(&card, "{\"format\": 1}").unwrap();
+    fails(&predict(&dir, &test, &[]), &["classifier.json", "not a classifier card"]);
+
     // a changed or missing probe file
     let rec = run(f, &t.path().join("c"), "linear-probe", |_| {}, &[]);
     let dir = rec["run_dir"].as_str().unwrap().to_string();

@@ -184,6 +184,26 @@ impl Classifier {
                 card.format
             )));
         }
+        // the card's own fields: a hand-edited input size would otherwise decode every image
+        // at it (the weights' digest does not cover the card)
+        let InputSpec { channels, height, width } = card.input;
+        if !matches!(channels, 1 | 3) || !(8..=1024).contains(&height) || !(8..=1024).contains(&width) {
+            return Err(GraftError::Model(format!(
+                "{}: field `input` is {channels}x{height}x{width}; expected 1 or 3 channels and sides in 8..=1024",
+                card_path.display()
+            )));
+        }
+        let norm = &card.normalisation;
+        if norm.mean.len() != channels
+            || norm.std.len() != channels
+            || norm.mean.iter().any(|m| !m.is_finite())
+            || norm.std.iter().any(|s| !(s.is_finite() && *s > 0.0))
+        {
+            return Err(GraftError::Model(format!(
+                "{}: field `normalisation` needs {channels} finite means and {channels} positive standard deviations",
+                card_path.display()
+            )));
+        }
         let k = card.classes.len();
         if k < 2 {
             return Err(GraftError::Model(format!("{}: `classes` lists {k} classes; a classifier needs two or more", card_path.display())));
