@@ -54,8 +54,9 @@ fn stderr(o: &std::process::Output) -> String {
     String::from_utf8_lossy(&o.stderr).to_string()
 }
 
-/// For a fine-tune (float32 and bfloat16), a fine-tune at another input size, and each probe,
-/// the saved classifier's predictions on the test folder give the run's confusion matrix
+/// For a fine-tune (float32 and bfloat16), a fine-tune at another input size, each probe, and
+/// pretraining first (its own modules are not part of the classifier), the saved classifier's
+/// predictions on the test folder give the run's confusion matrix
 /// exactly, and its card carries the run's weight digest and classes.
 #[test]
 fn the_saved_classifier_reproduces_each_runs_test_predictions() {
@@ -69,6 +70,18 @@ fn the_saved_classifier_reproduces_each_runs_test_predictions() {
         ("linear-svm", "linear-probe", Box::new(|_| {}), vec![]),
         ("softmax", "linear-probe", Box::new(|r| r["strategy"] = "softmax-probe".into()), vec![]),
         ("centroid", "linear-probe", Box::new(|r| r["strategy"] = "centroid-probe".into()), vec![]),
+        (
+            "simclr, then finetune",
+            "finetune-all",
+            Box::new(|r| r["pretrain"] = serde_json::json!({"method": "simclr", "epochs": 1})),
+            vec![],
+        ),
+        (
+            "denoising autoencoder, then linear-svm",
+            "linear-probe",
+            Box::new(|r| r["pretrain"] = serde_json::json!({"method": "denoising-autoencoder", "epochs": 1})),
+            vec![],
+        ),
     ];
     let test = f.data.join("test");
     for (name, preset, edit, extra) in cases {
@@ -92,7 +105,7 @@ fn the_saved_classifier_reproduces_each_runs_test_predictions() {
             }
             let prob = &q["probability"];
             match name {
-                "linear-svm" | "centroid" => assert!(prob.is_null(), "{name}: {prob}"),
+                "linear-svm" | "centroid" | "denoising autoencoder, then linear-svm" => assert!(prob.is_null(), "{name}: {prob}"),
                 _ => assert!(prob.as_f64().is_some_and(|v| v > 1.0 / k as f64 - 1e-9 && v <= 1.0), "{name}: {prob}"),
             }
         }
