@@ -82,6 +82,15 @@ fn run_fine_tunes_a_torchvision_backbone() {
     let names: Vec<&str> = j["groups"].as_array().unwrap().iter().map(|g| g["name"].as_str().unwrap()).collect();
     assert_eq!(names, vec!["stem", "layer1", "layer2", "layer3", "layer4", "head"]);
     assert!(j["groups"].as_array().unwrap().iter().all(|g| g["weight_change"].as_f64().unwrap() > 0.0));
+    // the saved classifier rebuilds the ResNet from its own file and predicts what the run did
+    let o = common::graft()
+        .args(["predict", "--json", "--run", j["run_dir"].as_str().unwrap(), "--data"])
+        .arg(data.join("test"))
+        .output()
+        .unwrap();
+    let p = common::json_of(&o);
+    assert_eq!(p["n_labelled"], j["n_test"]);
+    assert!((p["accuracy"].as_f64().unwrap() - j["test_accuracy"].as_f64().unwrap()).abs() < 1e-12);
 }
 
 /// With `GRAFT_REFERENCE_KERNELS=1` (candle's ops where it has them) a torchvision stem's padded
