@@ -111,6 +111,9 @@ fn the_saved_classifier_reproduces_each_runs_test_predictions() {
         }
         let want: Vec<Vec<u64>> = serde_json::from_value(rec["confusion"].clone()).unwrap();
         assert_eq!(confusion, want, "{name}: predict's confusion matrix against the run's");
+        assert_eq!(p["confusion"], rec["confusion"], "{name}: the confusion predict reports");
+        let counts: Vec<u64> = (0..k).map(|j| confusion.iter().map(|r| r[j]).sum()).collect();
+        assert_eq!(p["counts"], serde_json::json!(counts), "{name}");
         // a fine-tune's test loss is the mean cross-entropy of the same logits
         if let Some(loss) = rec["test_loss"].as_f64() {
             let n = rec["n_test"].as_f64().unwrap();
@@ -152,7 +155,8 @@ fn predict_takes_a_file_or_any_folder_and_writes_csv() {
     std::fs::write(flat.join("notes.txt"), "not an image").unwrap();
     let p = json_of(&predict(dir, &flat, &[]));
     assert_eq!(p["n_labelled"], 0);
-    assert!(p["accuracy"].is_null());
+    assert!(p["accuracy"].is_null() && p["confusion"].is_null());
+    assert_eq!(p["counts"].as_array().unwrap().iter().map(|c| c.as_u64().unwrap()).sum::<u64>(), 2);
     let csv = t.path().join("pred.csv");
     let o = graft().args(["predict", "--run", dir, "--data"]).arg(&flat).arg("--out").arg(&csv).output().unwrap();
     assert!(o.status.success(), "{}", stderr(&o));

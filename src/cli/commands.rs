@@ -766,6 +766,16 @@ pub fn predict(a: PredictArgs) -> Result<i32> {
     let labelled: Vec<&Prediction> = preds.iter().filter(|p| p.truth.is_some()).collect();
     let accuracy = (!labelled.is_empty())
         .then(|| labelled.iter().filter(|p| p.truth.as_deref() == Some(p.class.as_str())).count() as f64 / labelled.len() as f64);
+    // per class: images predicted as it; over the labelled images, truth x prediction
+    let ix = |c: &str| classes.iter().position(|k| k == c).expect("a class of the run");
+    let mut counts = vec![0usize; classes.len()];
+    let mut confusion = vec![vec![0usize; classes.len()]; classes.len()];
+    for p in &preds {
+        counts[ix(&p.class)] += 1;
+        if let Some(t) = &p.truth {
+            confusion[ix(t)][ix(&p.class)] += 1;
+        }
+    }
     let head = if clfs.len() == 1 { head_of(first) } else { format!("mean probability of {} runs", clfs.len()) };
     let backbones: Vec<&str> = clfs.iter().map(|c| c.card.backbone.as_str()).collect();
     if let Some(out) = &a.out {
@@ -789,8 +799,10 @@ pub fn predict(a: PredictArgs) -> Result<i32> {
             "classes": classes,
             "n_images": preds.len(),
             "skipped": skipped,
+            "counts": counts,
             "n_labelled": labelled.len(),
             "accuracy": accuracy,
+            "confusion": (!labelled.is_empty()).then_some(confusion),
             "predictions": preds,
         }));
     } else {
@@ -806,6 +818,8 @@ pub fn predict(a: PredictArgs) -> Result<i32> {
                 None => String::new(),
             }
         );
+        let per: Vec<String> = classes.iter().zip(&counts).map(|(c, n)| format!("{c} {n}")).collect();
+        errln!("predicted: {}", per.join(", "));
         if !skipped.is_empty() {
             errln!("skipped {} unreadable files, e.g. {}", skipped.len(), skipped[0]);
         }
