@@ -15,11 +15,13 @@
 # to OUT/meta). Usage: scripts/unseen-trial.sh [OUT] (default /tmp/graft-unseen); GRAFT names the
 # binary (default target/release/graft); AUTO_ARGS adds flags to `graft auto` (e.g.
 # AUTO_ARGS="--budget 3", or "--model M" for another meta-learner; use a fresh OUT for each, as
-# results already in OUT/out are kept). About 20 minutes on 2 cores.
+# results already in OUT/out are kept); SEED (default 0) is both runs' seed, `auto --seed` and
+# `run --seed`. About 20 minutes on 2 cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-/tmp/graft-unseen}
 GRAFT=${GRAFT:-target/release/graft}
+SEED=${SEED:-0}
 mkdir -p "$OUT/src" "$OUT/out"
 if ! python3 -c "import PIL" 2>/dev/null; then
   pip install --quiet --target "$OUT/pylib" pillow >/dev/null
@@ -91,8 +93,8 @@ cat > "$OUT/standard.json" <<'JSON'
 JSON
 for t in emoji-twitter emoji-apple icons-faenza letters digits photos; do
   D="$OUT/tasks/$t"; [ "$t" = photos ] && D=examples/photos
-  [ -s "$OUT/out/auto-$t.json" ] || "$GRAFT" auto ${AUTO_ARGS:-} --data "$D" --meta "$OUT/meta" --runs "$OUT/runs" --json > "$OUT/out/auto-$t.json" 2> "$OUT/out/auto-$t.err"
-  [ -s "$OUT/out/std-$t.json" ] || "$GRAFT" run --data "$D" --recipe "$OUT/standard.json" --no-meta --runs "$OUT/runs" --json > "$OUT/out/std-$t.json" 2> "$OUT/out/std-$t.err"
+  [ -s "$OUT/out/auto-$t.json" ] || "$GRAFT" auto ${AUTO_ARGS:-} --seed "$SEED" --data "$D" --meta "$OUT/meta" --runs "$OUT/runs" --json > "$OUT/out/auto-$t.json" 2> "$OUT/out/auto-$t.err"
+  [ -s "$OUT/out/std-$t.json" ] || "$GRAFT" run --seed "$SEED" --data "$D" --recipe "$OUT/standard.json" --no-meta --runs "$OUT/runs" --json > "$OUT/out/std-$t.json" 2> "$OUT/out/std-$t.err"
 done
 python3 - "$OUT/out" <<'PY'
 import json, sys
