@@ -2,25 +2,15 @@
 //! predictions for every strategy, and every bad input (a missing, changed or unsaved
 //! classifier, a folder without images, an unreadable image) is a clear error.
 mod common;
-use common::{graft, json_of, make_folder, tiny_backbone};
-use std::path::{Path, PathBuf};
+use common::{graft, json_of, make_folder, TinyTask};
+use std::path::Path;
 use std::sync::OnceLock;
 
-struct Fixture {
-    _dir: tempfile::TempDir,
-    backbone: PathBuf,
-    data: PathBuf,
-}
+type Fixture = TinyTask;
 
 fn fixture() -> &'static Fixture {
     static F: OnceLock<Fixture> = OnceLock::new();
-    F.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
-        let backbone = tiny_backbone(dir.path());
-        let data = dir.path().join("task");
-        make_folder(&data, &[("train", 8), ("test", 6)], 3, 32);
-        Fixture { _dir: dir, backbone, data }
-    })
+    F.get_or_init(|| TinyTask::new(8, 6))
 }
 
 /// `graft run --json` with a recipe (a preset, edited by `edit`); the run record.

@@ -2,7 +2,7 @@
 //! original failure (a path outside --out, a lost run on a closed pipe, a NaN run recorded as
 //! ok, ...) and checks the named error, the exit code and that nothing is lost.
 mod common;
-use common::{graft, json_of, make_folder, tiny_backbone};
+use common::{graft, json_of, make_folder, TinyTask};
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -13,21 +13,11 @@ fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-struct Fixture {
-    _dir: tempfile::TempDir,
-    backbone: PathBuf,
-    data: PathBuf,
-}
+type Fixture = TinyTask;
 
 fn fixture() -> &'static Fixture {
     static F: OnceLock<Fixture> = OnceLock::new();
-    F.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
-        let backbone = tiny_backbone(dir.path());
-        let data = dir.path().join("task");
-        make_folder(&data, &[("train", 6), ("test", 4)], 3, 32);
-        Fixture { _dir: dir, backbone, data }
-    })
+    F.get_or_init(|| TinyTask::new(6, 4))
 }
 
 /// `graft run` with these arguments (strings or paths), run to completion.

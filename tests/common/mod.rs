@@ -70,6 +70,24 @@ pub fn tiny_backbone(dir: &Path) -> PathBuf {
     out
 }
 
+/// A tiny backbone and a 3-class task (`train` and `test` images a class, 32 px) in a
+/// temporary folder that lives as long as the value.
+pub struct TinyTask {
+    pub _dir: tempfile::TempDir,
+    pub backbone: PathBuf,
+    pub data: PathBuf,
+}
+
+impl TinyTask {
+    pub fn new(train: usize, test: usize) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let backbone = tiny_backbone(dir.path());
+        let data = dir.path().join("task");
+        make_folder(&data, &[("train", train), ("test", test)], 3, 32);
+        TinyTask { _dir: dir, backbone, data }
+    }
+}
+
 pub fn json_of(out: &std::process::Output) -> serde_json::Value {
     assert!(out.status.success(), "command failed ({:?}): {}", out.status, String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout)
