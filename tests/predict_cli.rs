@@ -179,6 +179,10 @@ fn predict_refuses_a_missing_changed_or_unsaved_classifier_and_bad_images() {
     assert!(rec.get("saved_model").is_none() && !Path::new(dir).join("model.safetensors").exists());
     fails(&predict(dir, &test, &[]), &["classifier.json", "did not save its classifier", "--no-save-model"]);
     fails(&predict("/nonexistent/run", &test, &[]), &["--run", "not a directory"]);
+    // a file of the run directory stands for it
+    let rec = run(f, &t.path().join("a2"), "finetune-all", |_| {}, &[]);
+    let card = Path::new(rec["run_dir"].as_str().unwrap()).join("run.json");
+    assert_eq!(json_of(&predict(card.to_str().unwrap(), &test, &[]))["run_id"], rec["run_id"]);
 
     // a changed weight file: its digest no longer matches
     let rec = run(f, &t.path().join("b"), "finetune-all", |_| {}, &[]);

@@ -162,6 +162,8 @@ impl Classifier {
     /// Load the classifier saved in run directory `dir` (`--run`). A missing file, a file that
     /// does not match its digest, or a malformed card is an error naming the file and the fix.
     pub fn load(dir: &Path, device: &Device) -> Result<Classifier> {
+        // a file of the run directory (its run.json, classifier.json, ...) names the directory
+        let dir = if dir.is_file() { dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")) } else { dir };
         if !dir.is_dir() {
             return Err(GraftError::Usage(format!("--run {}: not a directory; pass a run directory (runs/<run_id>)", dir.display())));
         }
