@@ -1,9 +1,11 @@
 //! Bounded fuzzing of every parser that reads user files: recipes, sweep plans, model cards and
 //! safetensors checkpoints, IDX and `.npy` files, and the image decode path. Each property is
-//! "never panics": a bad input gives `Err`, never a crash. Inputs are random bytes and random
+//! "never panics": a bad input gives `Err`, never a crash. `graft predict`'s saved classifier
+//! (its card and probe file) is fuzzed the same way. Inputs are random bytes and random
 //! mutations (byte edits, truncations) of a valid file, so the parsers get past their first
 //! check. `GRAFT_FUZZ_CASES` sets the cases per target (default 64 here; `scripts/fuzz.sh`
 //! runs many more), `GRAFT_FUZZ_SEED` the seed they are drawn from (default 0). Crashes found become regression tests at the end of this file.
+mod common;
 use graft::backbones::{card, Arch, Model};
 use graft::data::{decode_items, InputSpec, Item, ItemSource};
 use graft::recipe::Recipe;
@@ -66,6 +68,7 @@ struct Seeds {
     png: Vec<u8>,
     jpg: Vec<u8>,
     bmp: Vec<u8>,
+    tiff_f32: Vec<u8>,
 }
 
 fn seeds() -> &'static Seeds {
@@ -109,6 +112,12 @@ fn seeds() -> &'static Seeds {
             png: enc(image::ImageFormat::Png),
             jpg: enc(image::ImageFormat::Jpeg),
             bmp: enc(image::ImageFormat::Bmp),
+            tiff_f32: {
+                let mut c = std::io::Cursor::new(Vec::new());
+                let v: Vec<f32> = (0..64).map(|i| i as f32 * 0.25 - 3.0).collect();
+                tiff::encoder::TiffEncoder::new(&mut c).unwrap().write_image::<tiff::encoder::colortype::Gray32Float>(8, 8, &v).unwrap();
+                c.into_inner()
+            },
             _dir: dir,
         }
     })
@@ -158,8 +167,93 @@ fn image_target(name: &str, bytes: &[u8]) {
     let _ = decode_items(&items, InputSpec { channels: 3, height: 8, width: 8 }, true);
 }
 
+/// A softmax-probe run's saved classifier (`graft run`, tiny backbone): its directory's files.
+struct Saved {
+    _task: common::TinyTask,
+    _runs: tempfile::TempDir,
+    model: Vec<u8>,
+    probe: Vec<u8>,
+    card: Vec<u8>,
+}
+
+fn saved() -> &'static Saved {
+    static S: OnceLock<Saved> = OnceLock::new();
+    S.get_or_init(|| {
+        let task = common::TinyTask::new(4, 2);
+        let runs = tempfile::tempdir().unwrap();
+        let mut r = graft::recipe::preset("linear-probe").unwrap();
+        r.strategy = graft::recipe::Strategy::SoftmaxProbe;
+        let rp = runs.path().join("recipe.json");
+        std::fs::write(&rp, r.to_json()).unwrap();
+        let out = common::graft()
+            .args(["run", "--no-meta", "--json", "--data"])
+            .arg(&task.data)
+            .arg("--backbone")
+            .arg(&task.backbone)
+            .arg("--runs")
+            .arg(runs.path())
+            .arg("--recipe")
+            .arg(&rp)
+            .output()
+            .unwrap();
+        let rec = common::json_of(&out);
+        let dir = PathBuf::from(rec["run_dir"].as_str().unwrap());
+        let read = |f: &str| std::fs::read(dir.join(f)).unwrap();
+        // the seed itself loads and classifies, so the mutations start from a working classifier
+        let c = graft::executor::classifier::Classifier::load(&dir, &candle_core::Device::Cpu).unwrap();
+        assert!(matches!(&c.card.head, graft::executor::classifier::SavedHead::Probe { probe, .. } if probe == "softmax"));
+        Saved {
+            model: read("model.safetensors"),
+            probe: read("probe.safetensors"),
+            card: read("classifier.json"),
+            _task: task,
+            _runs: runs,
+        }
+    })
+}
+
+/// Load a run directory made of these files (the card's probe digest set to the probe file's,
+/// where the card parses, so a mutated probe file gets past the digest) and classify two images.
+fn classifier_target(card: &[u8], probe: &[u8]) {
+    use graft::executor::classifier::Classifier;
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(d.path().join("model.safetensors"), &saved().model).unwrap();
+    std::fs::write(d.path().join("probe.safetensors"), probe).unwrap();
+    let card = match serde_json::from_slice::<serde_json::Value>(card) {
+        Ok(mut v) if v["head"].is_object() => {
+            v["head"]["file_sha256"] = graft::util::sha256_hex(probe).into();
+            serde_json::to_vec(&v).unwrap()
+        }
+        _ => card.to_vec(),
+    };
+    std::fs::write(d.path().join("classifier.json"), card).unwrap();
+    if let Ok(c) = Classifier::load(d.path(), &candle_core::Device::Cpu) {
+        let spec = c.card.input;
+        let n = 2;
+        let pixels: Vec<u8> = (0..n * spec.channels * spec.height * spec.width).map(|i| (i * 31 % 251) as u8).collect();
+        let set = graft::data::ImageSet { pixels, labels: vec![-1; n], n, spec, skipped: vec![], fingerprint: String::new() };
+        let _ = c.scores_tta(&set, true);
+    }
+}
+
 proptest! {
     #![proptest_config(config())]
+
+    #[test]
+    fn classifier_card_mutated((e, c) in edits()) {
+        let s = saved();
+        let card = mutate(&s.card, &e, c);
+        let r = no_panic(|| classifier_target(&card, &s.probe));
+        prop_assert!(r.is_ok(), "panic {:?} on {}", r, String::from_utf8_lossy(&card));
+    }
+
+    #[test]
+    fn classifier_probe_file_mutated((e, c) in edits()) {
+        let s = saved();
+        let probe = mutate(&s.probe, &e, c);
+        let r = no_panic(|| classifier_target(&s.card, &probe));
+        prop_assert!(r.is_ok(), "panic {:?}", r);
+    }
 
     #[test]
     fn recipe_parser_random(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
@@ -222,7 +316,7 @@ proptest! {
     #[test]
     fn image_decode((e, c) in edits()) {
         let s = seeds();
-        for (name, base) in [("a.png", &s.png), ("a.jpg", &s.jpg), ("a.bmp", &s.bmp)] {
+        for (name, base) in [("a.png", &s.png), ("a.jpg", &s.jpg), ("a.bmp", &s.bmp), ("a.tif", &s.tiff_f32)] {
             let bytes = mutate(base, &e, c);
             let r = no_panic(|| image_target(name, &bytes));
             prop_assert!(r.is_ok(), "panic {:?} on {} {:?}", r, name, bytes);
