@@ -55,6 +55,13 @@ pub fn write_atomic_with(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -
         let _ = std::fs::remove_file(&tmp);
         return Err(e);
     }
+    // a writer that goes through a temporary file of its own (safetensors does) leaves it
+    // readable by its owner only; give it a plain file's mode, like the run's other files
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o644)).map_err(|e| GraftError::io(&tmp, e))?;
+    }
     std::fs::rename(&tmp, path).map_err(|e| GraftError::io(path, e))?;
     Ok(())
 }

@@ -78,6 +78,11 @@ fn the_saved_classifier_reproduces_each_runs_test_predictions() {
         let rec = run(f, t.path(), preset, edit, &extra);
         let dir = rec["run_dir"].as_str().unwrap();
         assert_eq!(rec["saved_model"], "classifier.json", "{name}");
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = |f: &str| std::fs::metadata(Path::new(dir).join(f)).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode("model.safetensors"), mode("run.json"), "{name}: the weights are as readable as the record");
+        }
         let card: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(Path::new(dir).join("classifier.json")).unwrap()).unwrap();
         assert_eq!(card["weights_sha256"], rec["final_weights_sha256"], "{name}");
