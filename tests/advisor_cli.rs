@@ -423,7 +423,15 @@ fn auto_runs_the_budget_and_logs_every_run_back() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(json_of(&o)["n_runs"], 39);
     let html = std::fs::read_to_string(rep.join("report.html")).unwrap();
-    for id in ["id=\"recommendation\"", "id=\"alternatives\"", "id=\"nearest\"", "id=\"winner\"", "id=\"curves\"", "id=\"confusion\""] {
+    for id in [
+        "id=\"recommendation\"",
+        "id=\"alternatives\"",
+        "id=\"nearest\"",
+        "id=\"winner\"",
+        "id=\"predict\"",
+        "id=\"curves\"",
+        "id=\"confusion\"",
+    ] {
         assert!(html.contains(id), "report lacks {id}");
     }
     assert!(html.contains(&format!("{:.3}", v["predicted_accuracy"].as_f64().unwrap())));

@@ -259,6 +259,13 @@ pub fn render_auto(rec: &crate::metalearner::search::Recommendation, runs: &[Loa
     let mut sec = recommendation_html(rec);
     let _ =
         write!(sec, "<p id=\"winner\">Winner (chosen on validation accuracy when several runs were made): <b>{}</b>.</p>", esc(best_run));
+    if let Some(r) = runs.iter().find(|r| r.record.run_id == best_run && r.record.saved_model.is_some()) {
+        let _ = write!(
+            sec,
+            "<p id=\"predict\">Its trained classifier is saved in the run directory; classify new images with <code>graft predict --run {} --data IMAGES</code>.</p>",
+            esc(&r.dir.display().to_string())
+        );
+    }
     match body.find("<section id=\"summary\">") {
         Some(i) => format!("{}{}{}", &body[..i], sec, &body[i..]),
         None => body + &sec,
