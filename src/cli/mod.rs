@@ -16,6 +16,7 @@ macro_rules! errln {
 mod advisor;
 mod commands;
 mod experiment;
+mod predict;
 mod pretrain;
 mod progress;
 
@@ -105,7 +106,7 @@ pub enum Command {
     /// Recommend, run the best recipe (or the --budget most promising), report the winner.
     Auto(advisor::AutoArgs),
     /// Classify images with a run's trained classifier (saved by `graft run` and `graft auto`).
-    Predict(commands::PredictArgs),
+    Predict(predict::PredictArgs),
     /// Run many tasks x recipes to grow the meta-dataset (sharded, resumable).
     Sweep(advisor::SweepArgs),
     /// Reproduce a claim of the lecture (paine: pretraining without labels when labels are few;
@@ -158,7 +159,7 @@ pub fn main() -> i32 {
         Command::Experiment(a) => experiment::experiment(a),
         Command::Recommend(a) => advisor::recommend(a),
         Command::Auto(a) => advisor::auto(a),
-        Command::Predict(a) => commands::predict(a),
+        Command::Predict(a) => predict::predict(a),
     };
     match res {
         Ok(code) => code,

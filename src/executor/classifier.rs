@@ -375,3 +375,159 @@ pub fn decode_files(files: &[PathBuf], spec: InputSpec, skip_bad: bool) -> Resul
     set.labels = vec![-1; set.n];
     Ok((set, kept))
 }
+
+/// One image's prediction.
+#[derive(Debug, Clone, Serialize)]
+pub struct Prediction {
+    pub path: String,
+    pub class: String,
+    /// The predicted class's probability (fine-tuned networks and softmax probes; None for SVM
+    /// and centroid probes, whose scores are not probabilities).
+    pub probability: Option<f64>,
+    /// Every class's probability, in the order of the classes (None where `probability` is).
+    pub probabilities: Option<Vec<f64>>,
+    /// The class the image's folder names, when it is one of the classes.
+    pub truth: Option<String>,
+}
+
+/// Every image's prediction, with the totals `graft predict` reports.
+#[derive(Debug, Clone, Serialize)]
+pub struct Predicted {
+    pub predictions: Vec<Prediction>,
+    /// The decoder's message for each unreadable file left out (`skip_bad`).
+    pub skipped: Vec<String>,
+    /// Images predicted as each class.
+    pub counts: Vec<usize>,
+    pub n_labelled: usize,
+    /// Over the labelled images (None without any).
+    pub accuracy: Option<f64>,
+    /// True class × predicted class, over the labelled images (None without any).
+    pub confusion: Option<Vec<Vec<usize>>>,
+}
+
+/// Classifiers that can be averaged: the same classes, each giving probabilities (one
+/// classifier is always fine). The error names the run that does not fit.
+pub fn check_ensemble(clfs: &[Classifier]) -> Result<()> {
+    let Some(first) = clfs.first() else { return Err(GraftError::Usage("pass at least one --run".into())) };
+    if clfs.len() == 1 {
+        return Ok(());
+    }
+    for c in clfs {
+        if c.card.classes != first.card.classes {
+            return Err(GraftError::Usage(format!(
+                "--run {}: classes {:?}, but --run {} has {:?}; an ensemble needs runs on the same classes",
+                c.dir.display(),
+                c.card.classes,
+                first.dir.display(),
+                first.card.classes
+            )));
+        }
+        if let SavedHead::Probe { probe, .. } = &c.card.head {
+            if probe != "softmax" {
+                return Err(GraftError::Usage(format!(
+                    "--run {}: a {probe} probe gives scores, not probabilities, and an ensemble averages probabilities; \
+                     use fine-tuned or softmax-probe runs",
+                    c.dir.display()
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Classify every image under `data` (a file, or a folder searched recursively) with the
+/// classifiers (several: the mean of their probabilities, [`check_ensemble`]), `flip`: with
+/// flip test-time augmentation. Images are decoded [`PREDICT_CHUNK`] at a time, each
+/// classifier's at its own input; `each` sees every prediction as its chunk is done. An image's
+/// truth is the nearest folder above it, up to `data` itself (a file's own folder), named after
+/// a class, so a dataset's root, its test folder and one class folder all score.
+pub fn predict(clfs: &[Classifier], data: &Path, flip: bool, skip_bad: bool, each: &mut dyn FnMut(&Prediction)) -> Result<Predicted> {
+    check_ensemble(clfs)?;
+    let classes = &clfs[0].card.classes;
+    let files = image_files(data)?;
+    let top = if data.is_file() { data.parent().unwrap_or(data).to_path_buf() } else { data.to_path_buf() };
+    let truth_of = |p: &Path| -> Option<String> {
+        p.ancestors()
+            .skip(1)
+            .take_while(|d| d.starts_with(&top))
+            .filter_map(|d| d.file_name().map(|n| n.to_string_lossy().to_string()))
+            .find(|n| classes.contains(n))
+    };
+    let mut predictions: Vec<Prediction> = Vec::with_capacity(files.len());
+    let mut skipped: Vec<String> = Vec::new();
+    for (c, chunk) in files.chunks(PREDICT_CHUNK).enumerate() {
+        // each classifier at its own input (decoded once for those sharing one)
+        let mut decoded: Vec<(InputSpec, ImageSet, Vec<usize>)> = Vec::new();
+        let mut scores: Vec<Scores> = Vec::new();
+        for clf in clfs {
+            if !decoded.iter().any(|(spec, _, _)| *spec == clf.card.input) {
+                let (set, kept) = decode_files(chunk, clf.card.input, skip_bad)?;
+                decoded.push((clf.card.input, set, kept));
+            }
+            let (_, set, _) = decoded.iter().find(|(spec, _, _)| *spec == clf.card.input).expect("decoded above");
+            if set.n > 0 {
+                scores.push(clf.scores_tta(set, flip)?);
+            }
+        }
+        let (_, set, kept) = &decoded[0];
+        if decoded.iter().any(|(_, _, k)| k != kept) {
+            return Err(GraftError::Data(format!(
+                "--data {}: some images could be decoded at one run's input size and not at another's; pass runs with one input size",
+                data.display()
+            )));
+        }
+        skipped.extend(set.skipped.iter().cloned());
+        if set.n == 0 {
+            continue;
+        }
+        let s = Scores::mean_probabilities(scores);
+        for (row, &i) in kept.iter().enumerate() {
+            let file = &files[c * PREDICT_CHUNK + i];
+            let p = Prediction {
+                path: file.display().to_string(),
+                class: classes[s.pred[row]].clone(),
+                probability: s.probabilities.as_ref().map(|p| p[[row, s.pred[row]]]),
+                probabilities: s.probabilities.as_ref().map(|p| p.row(row).to_vec()),
+                truth: truth_of(file),
+            };
+            each(&p);
+            predictions.push(p);
+        }
+    }
+    if predictions.is_empty() {
+        return Err(GraftError::Data(format!("--data {}: none of its {} image files could be decoded", data.display(), files.len())));
+    }
+    let ix = |c: &str| classes.iter().position(|k| k == c).expect("a class of the classifier");
+    let mut counts = vec![0usize; classes.len()];
+    let mut confusion = vec![vec![0usize; classes.len()]; classes.len()];
+    let (mut n_labelled, mut correct) = (0usize, 0usize);
+    for p in &predictions {
+        counts[ix(&p.class)] += 1;
+        if let Some(t) = &p.truth {
+            confusion[ix(t)][ix(&p.class)] += 1;
+            n_labelled += 1;
+            correct += usize::from(t == &p.class);
+        }
+    }
+    let labelled = n_labelled > 0;
+    Ok(Predicted {
+        predictions,
+        skipped,
+        counts,
+        n_labelled,
+        accuracy: labelled.then(|| correct as f64 / n_labelled as f64),
+        confusion: labelled.then_some(confusion),
+    })
+}
+
+/// The predictions as CSV (path, class, probability, truth), fields with a comma, quote or line
+/// break quoted.
+pub fn to_csv(predictions: &[Prediction]) -> String {
+    let quote = |v: &str| if v.contains([',', '"', '\n', '\r']) { format!("\"{}\"", v.replace('"', "\"\"")) } else { v.to_string() };
+    let mut csv = String::from("path,class,probability,truth\n");
+    for p in predictions {
+        let prob = p.probability.map(|v| format!("{v:.6}")).unwrap_or_default();
+        csv.push_str(&format!("{},{},{prob},{}\n", quote(&p.path), quote(&p.class), quote(p.truth.as_deref().unwrap_or(""))));
+    }
+    csv
+}
