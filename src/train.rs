@@ -244,9 +244,7 @@ fn save_checkpoint(dir: &std::path::Path, model: &Model, opt: &Optimizer, epochs
     let mf = format!("model-e{n}.safetensors");
     let of = format!("optim-e{n}.safetensors");
     model.save(&dir.join(&mf))?;
-    let tmp = dir.join(format!(".{of}.tmp"));
-    candle_core::safetensors::save(&opt.state(), &tmp).map_err(|e| GraftError::Other(format!("{}: {e}", tmp.display())))?;
-    std::fs::rename(&tmp, dir.join(&of)).map_err(|e| GraftError::io(dir.join(&of), e))?;
+    crate::util::save_tensors(&dir.join(&of), opt.state())?;
     let st = CheckpointState {
         epochs_done: n,
         steps: opt.steps(),

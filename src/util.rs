@@ -43,27 +43,17 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
-/// Write a file through `write(tmp)` into the temporary name [`write_atomic`] uses, then rename
-/// it into place (a crash leaves a temporary that [`remove_stale_temps`] clears, never a
-/// half-written `path`).
-pub fn write_atomic_with(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|e| GraftError::io(dir, e))?;
-    let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_else(|| "out".into());
-    let tmp = dir.join(format!(".{}.tmp-{}", name, std::process::id()));
-    if let Err(e) = write(&tmp) {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e);
-    }
-    // a writer that goes through a temporary file of its own (safetensors does) leaves it
-    // readable by its owner only; give it a plain file's mode, like the run's other files
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o644)).map_err(|e| GraftError::io(&tmp, e))?;
-    }
-    std::fs::rename(&tmp, path).map_err(|e| GraftError::io(path, e))?;
-    Ok(())
+/// Save named tensors as a safetensors file, atomically as [`write_atomic`] writes (so a crash
+/// leaves a temporary that [`remove_stale_temps`] clears, and the file gets a plain file's
+/// mode; writing through the safetensors crate's own temporary file left it 0600).
+pub fn save_tensors<K, I>(path: &Path, tensors: I) -> Result<()>
+where
+    K: AsRef<str> + Ord + std::fmt::Display,
+    I: IntoIterator<Item = (K, candle_core::Tensor)>,
+{
+    let bytes =
+        safetensors::serialize(tensors, None).map_err(|e| GraftError::Other(format!("{}: cannot save tensors: {e}", path.display())))?;
+    write_atomic(path, &bytes)
 }
 
 pub fn read_to_string(path: &Path) -> Result<String> {

@@ -201,7 +201,7 @@ fn saved() -> &'static Saved {
         let read = |f: &str| std::fs::read(dir.join(f)).unwrap();
         // the seed itself loads and classifies, so the mutations start from a working classifier
         let c = graft::executor::classifier::Classifier::load(&dir, &candle_core::Device::Cpu).unwrap();
-        assert!(matches!(&c.card.head, graft::executor::classifier::SavedHead::Probe { probe, .. } if probe == "softmax"));
+        assert!(matches!(&c.card.head, graft::executor::classifier::SavedHead::Probe { probe, .. } if *probe == graft::executor::probe::ProbeKind::Softmax));
         Saved {
             model: read("model.safetensors"),
             probe: read("probe.safetensors"),

@@ -410,9 +410,7 @@ impl Model {
 
     /// Save all variables (including BatchNorm statistics) as safetensors.
     pub fn save(&self, path: &Path) -> Result<()> {
-        crate::util::write_atomic_with(path, |tmp| {
-            self.varmap.save(tmp).map_err(|e| GraftError::Other(format!("{}: cannot save weights: {e}", tmp.display())))
-        })
+        crate::util::save_tensors(path, self.named_vars().into_iter().map(|(k, v)| (k, v.as_tensor().clone())))
     }
 
     /// Load weights from a safetensors file, skipping the groups in `skip` (e.g. a head whose

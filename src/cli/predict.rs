@@ -46,7 +46,6 @@ pub fn predict(a: PredictArgs) -> Result<i32> {
     use classifier::{Classifier, SavedHead};
     let (device, _) = executor::select_device(&a.device)?;
     let clfs: Vec<Classifier> = a.run.iter().map(|r| Classifier::load(r, &device)).collect::<Result<_>>()?;
-    classifier::check_ensemble(&clfs)?;
     let flip = a.tta == Tta::Flip;
     if flip {
         // mirrored images are like the training images only if training mirrored them

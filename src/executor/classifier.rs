@@ -11,7 +11,7 @@
 //!
 //! Applying the classifier to the run's own test images gives the run's own test predictions:
 //! the same decoding, normalisation, forward pass (or features and probe) and batch size.
-use super::probe::{argmax_rows, ProbeHead};
+use super::probe::{argmax_rows, softmax_rows, ProbeHead, ProbeKind};
 use super::run::{features_at, RunRecord};
 use crate::backbones::{Arch, Model};
 use crate::data::{decode_items, ImageSet, InputSpec, Item, ItemSource, Normalisation};
@@ -67,8 +67,7 @@ pub enum SavedHead {
     Network,
     /// A probe fitted on the pooled features of `group` (`probe.safetensors`).
     Probe {
-        /// `linear-svm`, `softmax` or `centroid`.
-        probe: String,
+        probe: ProbeKind,
         group: String,
         group_index: usize,
         features: usize,
@@ -93,13 +92,10 @@ pub fn save(run_dir: &Path, rec: &RunRecord, model: &Model, norm: &Normalisation
                 map.insert(name.to_string(), t);
             }
             let path = run_dir.join(PROBE_FILE);
-            crate::util::write_atomic_with(&path, |tmp| {
-                candle_core::safetensors::save(&map, tmp)
-                    .map_err(|e| GraftError::Other(format!("{}: cannot save the probe: {e}", tmp.display())))
-            })?;
+            crate::util::save_tensors(&path, map)?;
             let bytes = std::fs::read(&path).map_err(|e| GraftError::io(&path, e))?;
             SavedHead::Probe {
-                probe: h.kind().into(),
+                probe: h.kind(),
                 group: model.group_names[g].clone(),
                 group_index: g,
                 features,
@@ -257,8 +253,8 @@ impl Classifier {
                     let v = t.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?;
                     Ok(ndarray::ArrayD::from_shape_vec(t.dims().to_vec(), v).expect("shape matches"))
                 };
-                let head =
-                    ProbeHead::from_arrays(probe, &get, k, *features).map_err(|e| GraftError::Model(format!("{}: {e}", path.display())))?;
+                let head = ProbeHead::from_arrays(*probe, &get, k, *features)
+                    .map_err(|e| GraftError::Model(format!("{}: {e}", path.display())))?;
                 Some((head, *group_index))
             }
         };
@@ -295,7 +291,7 @@ impl Classifier {
             let x = features_at(&self.model, set, norm, &[*g])?.remove(0);
             let scores = head.scores(&x);
             let pred = argmax_rows(&scores);
-            let probabilities = matches!(head, ProbeHead::Softmax { .. }).then(|| softmax_rows(&scores));
+            let probabilities = matches!(head, ProbeHead::Softmax { .. }).then(|| softmax_rows(scores.clone()));
             return Ok(Scores { scores, pred, probabilities });
         }
         let k = self.card.classes.len();
@@ -313,20 +309,9 @@ impl Classifier {
                 }
             }
         }
-        let probabilities = Some(softmax_rows(&scores));
+        let probabilities = Some(softmax_rows(scores.clone()));
         Ok(Scores { scores, pred, probabilities })
     }
-}
-
-fn softmax_rows(s: &Array2<f64>) -> Array2<f64> {
-    let mut p = s.clone();
-    for mut r in p.rows_mut() {
-        let m = r.fold(f64::NEG_INFINITY, |a, &v| a.max(v));
-        r.mapv_inplace(|v| (v - m).exp());
-        let z = r.sum();
-        r.mapv_inplace(|v| v / z);
-    }
-    p
 }
 
 /// Image files to classify: `path` itself when it is a file, else every image file under it
@@ -423,7 +408,7 @@ pub fn check_ensemble(clfs: &[Classifier]) -> Result<()> {
             )));
         }
         if let SavedHead::Probe { probe, .. } = &c.card.head {
-            if probe != "softmax" {
+            if *probe != ProbeKind::Softmax {
                 return Err(GraftError::Usage(format!(
                     "--run {}: a {probe} probe gives scores, not probabilities, and an ensemble averages probabilities; \
                      use fine-tuned or softmax-probe runs",

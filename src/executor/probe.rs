@@ -165,6 +165,17 @@ pub fn argmax_rows(s: &Array2<f64>) -> Vec<usize> {
     s.outer_iter().map(|r| r.iter().enumerate().fold((0, f64::NEG_INFINITY), |b, (i, &v)| if v > b.1 { (i, v) } else { b }).0).collect()
 }
 
+/// Each row of logits turned into probabilities (shifted by its maximum first).
+pub fn softmax_rows(mut s: Array2<f64>) -> Array2<f64> {
+    for mut r in s.outer_iter_mut() {
+        let m = r.fold(f64::NEG_INFINITY, |a, &v| a.max(v));
+        r.mapv_inplace(|v| (v - m).exp());
+        let z = r.sum();
+        r.mapv_inplace(|v| v / z);
+    }
+    s
+}
+
 pub fn accuracy(pred: &[usize], y: &[usize]) -> f64 {
     if y.is_empty() {
         return 0.0;
@@ -236,14 +247,7 @@ impl Softmax<'_> {
         (w, b)
     }
     fn probs(&self, w: &Array2<f64>, b: &Array1<f64>) -> Array2<f64> {
-        let mut s = self.x.dot(w) + b;
-        for mut r in s.outer_iter_mut() {
-            let m = r.fold(f64::NEG_INFINITY, |a, &v| a.max(v));
-            r.mapv_inplace(|v| (v - m).exp());
-            let z = r.sum();
-            r.mapv_inplace(|v| v / z);
-        }
-        s
+        softmax_rows(self.x.dot(w) + b)
     }
 }
 
@@ -393,10 +397,8 @@ impl NearestCentroid {
         let norms: Array1<f64> = self.means.rows().into_iter().map(|r| r.dot(&r)).collect();
         z.dot(&self.means.t()) * 2.0 - &norms
     }
-    /// The training features' mean (subtracted first) and the class means (classes × features).
-    pub fn into_parts(self) -> (Array1<f64>, Array2<f64>) {
-        (self.centre, self.means)
-    }
+    /// The centroid probe with the training features' mean `centre` (subtracted first) and the
+    /// class means (classes × features), as [`ProbeHead::arrays`] saves them.
     pub fn from_parts(centre: Array1<f64>, means: Array2<f64>) -> Self {
         NearestCentroid { centre, means }
     }
@@ -414,13 +416,32 @@ pub enum ProbeHead {
     Centroid(NearestCentroid),
 }
 
+/// Which probe a [`ProbeHead`] is; written `linear-svm`, `softmax` or `centroid` (the run
+/// record's probe kinds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProbeKind {
+    LinearSvm,
+    Softmax,
+    Centroid,
+}
+
+impl std::fmt::Display for ProbeKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ProbeKind::LinearSvm => "linear-svm",
+            ProbeKind::Softmax => "softmax",
+            ProbeKind::Centroid => "centroid",
+        })
+    }
+}
+
 impl ProbeHead {
-    /// `linear-svm`, `softmax` or `centroid` (the run record's probe kind).
-    pub fn kind(&self) -> &'static str {
+    pub fn kind(&self) -> ProbeKind {
         match self {
-            ProbeHead::Svm { .. } => "linear-svm",
-            ProbeHead::Softmax { .. } => "softmax",
-            ProbeHead::Centroid(_) => "centroid",
+            ProbeHead::Svm { .. } => ProbeKind::LinearSvm,
+            ProbeHead::Softmax { .. } => ProbeKind::Softmax,
+            ProbeHead::Centroid(_) => ProbeKind::Centroid,
         }
     }
 
@@ -453,7 +474,12 @@ impl ProbeHead {
 
     /// Rebuild a head of `kind` from [`ProbeHead::arrays`]' arrays, checking their shapes
     /// against `classes` and `features`; an error says which array is wrong.
-    pub fn from_arrays(kind: &str, get: &dyn Fn(&str) -> Result<ndarray::ArrayD<f64>>, classes: usize, features: usize) -> Result<Self> {
+    pub fn from_arrays(
+        kind: ProbeKind,
+        get: &dyn Fn(&str) -> Result<ndarray::ArrayD<f64>>,
+        classes: usize,
+        features: usize,
+    ) -> Result<Self> {
         let vec1 = |name: &str, len: usize| -> Result<Array1<f64>> {
             let a = get(name)?;
             if a.shape() != [len] {
@@ -470,10 +496,11 @@ impl ProbeHead {
         };
         let st = || -> Result<Standardiser> { Ok(Standardiser::from_parts(vec1("mean", features)?, vec1("sd", features)?)) };
         Ok(match kind {
-            "linear-svm" => ProbeHead::Svm { st: st()?, w: mat("weight", classes, features)?, b: vec1("bias", classes)? },
-            "softmax" => ProbeHead::Softmax { st: st()?, w: mat("weight", features, classes)?, b: vec1("bias", classes)? },
-            "centroid" => ProbeHead::Centroid(NearestCentroid::from_parts(vec1("centre", features)?, mat("means", classes, features)?)),
-            other => return Err(GraftError::Model(format!("unknown probe kind `{other}`; expected linear-svm, softmax or centroid"))),
+            ProbeKind::LinearSvm => ProbeHead::Svm { st: st()?, w: mat("weight", classes, features)?, b: vec1("bias", classes)? },
+            ProbeKind::Softmax => ProbeHead::Softmax { st: st()?, w: mat("weight", features, classes)?, b: vec1("bias", classes)? },
+            ProbeKind::Centroid => {
+                ProbeHead::Centroid(NearestCentroid::from_parts(vec1("centre", features)?, mat("means", classes, features)?))
+            }
         })
     }
 }

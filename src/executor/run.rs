@@ -675,9 +675,6 @@ fn probe_outcome(
     if let Some(why) = probe_inputs_not_finite(model, &xtr, g)? {
         return Ok(Outcome::diverged(dec.test.n, why));
     }
-    // the linear probes see standardised features; the centroid probe centres and normalises
-    // the raw ones itself
-    let st = (recipe.strategy != Strategy::CentroidProbe).then(|| Standardiser::fit(&xtr));
     let ytr = labels(&dec.train);
     let te = Instant::now();
     let (xte, again) = extract("test", &dec.test)?;
@@ -691,17 +688,21 @@ fn probe_outcome(
         None => None,
     };
     let eval_seconds = te.elapsed().as_secs_f64();
-    let (head, mut rep) = match (recipe.strategy, st) {
-        (Strategy::CentroidProbe, _) | (_, None) => {
+    // the linear probes see standardised features; the centroid probe centres and normalises
+    // the raw ones itself
+    let (head, mut rep) = match recipe.strategy {
+        Strategy::CentroidProbe => {
             let (m, rep) = NearestCentroid::fit(&xtr, &ytr, k)?;
             (ProbeHead::Centroid(m), rep)
         }
-        (Strategy::LinearProbe, Some(st)) => {
+        Strategy::LinearProbe => {
+            let st = Standardiser::fit(&xtr);
             let (m, rep) = fit_svm_cv(&st.apply(&xtr), &ytr, k, &recipe.probe.c_grid, recipe.probe.cv_folds, recipe.seed)?;
             let (w, b) = m.into_parts();
             (ProbeHead::Svm { st, w, b }, rep)
         }
-        (_, Some(st)) => {
+        _ => {
+            let st = Standardiser::fit(&xtr);
             let (m, rep) = SoftmaxProbe::fit(&st.apply(&xtr), &ytr, k, recipe.probe.l2, recipe.probe.iterations)?;
             let (w, b) = m.into_parts();
             (ProbeHead::Softmax { st, w, b }, rep)

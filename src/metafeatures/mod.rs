@@ -142,7 +142,7 @@ pub fn write_source_stats(mref: &ModelRef, data: &Path, max: usize, seed: u64) -
     map.insert("penultimate.cov".to_string(), Tensor::from_vec(cov.into_raw_vec_and_offset().0, (d, d), &dev)?);
     map.insert("n".to_string(), Tensor::new(&[set.n as f64], &dev)?);
     let p = stats_path(&mref.weights);
-    candle_core::safetensors::save(&map, &p).map_err(|e| GraftError::Other(format!("{}: {e}", p.display())))?;
+    crate::util::save_tensors(&p, map)?;
     Ok(p)
 }
 
