@@ -12,7 +12,7 @@
 //! Applying the classifier to the run's own test images gives the run's own test predictions:
 //! the same decoding, normalisation, forward pass (or features and probe) and batch size.
 use super::probe::{argmax_rows, softmax_rows, ProbeHead, ProbeKind};
-use super::run::{features_at, RunRecord};
+use super::features::features_at;
 use crate::backbones::{Arch, Model};
 use crate::data::{decode_items, ImageSet, InputSpec, Item, ItemSource, Normalisation};
 use crate::error::{GraftError, Result};
@@ -76,9 +76,21 @@ pub enum SavedHead {
     },
 }
 
+/// What a saved classifier's card records of the run that trained it.
+pub struct RunFacts<'a> {
+    pub run_id: &'a str,
+    pub backbone: &'a str,
+    pub precision: Precision,
+    pub classes: &'a [String],
+    /// The run's `final_weights_sha256`: the digest of the saved network's weights.
+    pub weights_sha256: &'a str,
+    pub test_accuracy: f64,
+    pub n_test: usize,
+}
+
 /// Save a finished run's classifier into `run_dir`: the network, the probe (with the index of
 /// the group it reads) for a probe run, and `classifier.json` last, each file written atomically.
-pub fn save(run_dir: &Path, rec: &RunRecord, model: &Model, norm: &Normalisation, probe: Option<(&ProbeHead, usize)>) -> Result<()> {
+pub fn save(run_dir: &Path, run: &RunFacts, model: &Model, norm: &Normalisation, probe: Option<(&ProbeHead, usize)>) -> Result<()> {
     model.save(&run_dir.join(MODEL_FILE))?;
     let head = match probe {
         None => SavedHead::Network,
@@ -105,17 +117,17 @@ pub fn save(run_dir: &Path, rec: &RunRecord, model: &Model, norm: &Normalisation
     };
     let card = ClassifierCard {
         format: FORMAT,
-        run_id: rec.run_id.clone(),
-        backbone: rec.backbone.clone(),
+        run_id: run.run_id.to_string(),
+        backbone: run.backbone.to_string(),
         arch: model.arch.name().into(),
         input: model.input,
         normalisation: norm.clone(),
-        precision: rec.recipe.precision,
-        classes: rec.dataset.classes.clone(),
-        weights_sha256: rec.final_weights_sha256.clone(),
+        precision: run.precision,
+        classes: run.classes.to_vec(),
+        weights_sha256: run.weights_sha256.to_string(),
         head,
-        test_accuracy: rec.test_accuracy,
-        n_test: rec.n_test,
+        test_accuracy: run.test_accuracy,
+        n_test: run.n_test,
     };
     write_atomic(&run_dir.join(CLASSIFIER_FILE), serde_json::to_string_pretty(&card).expect("serialises").as_bytes())
 }

@@ -2,6 +2,7 @@
 //! directory and appends the run to the meta-dataset.
 pub mod bench;
 pub mod classifier;
+mod features;
 pub use crate::optim;
 pub mod probe;
 pub mod run;

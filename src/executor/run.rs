@@ -1,4 +1,5 @@
 //! `graft run`: one recipe end to end.
+use super::features::{features, features_at};
 use super::probe::{accuracy, fit_svm_cv, NearestCentroid, ProbeHead, ProbeReport, SoftmaxProbe, Standardiser};
 use super::train::{evaluate, train, EpochMetrics, Progress};
 use crate::backbones::{card, Model, ModelRef};
@@ -160,29 +161,6 @@ pub struct RunRecord {
     /// `model.safetensors`), for `graft predict`; absent when the run did not save it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub saved_model: Option<String>,
-}
-
-fn features(model: &Model, set: &ImageSet, norm: &Normalisation, upto: usize) -> Result<Array2<f64>> {
-    Ok(features_at(model, set, norm, &[upto])?.remove(0))
-}
-
-/// Pooled features of one split at several groups, from one pass in chunks of 256 images.
-pub(crate) fn features_at(model: &Model, set: &ImageSet, norm: &Normalisation, at: &[usize]) -> Result<Vec<Array2<f64>>> {
-    let mut rows: Vec<Vec<f32>> = vec![Vec::new(); at.len()];
-    let mut dims = vec![0; at.len()];
-    let idx: Vec<usize> = (0..set.n).collect();
-    for chunk in idx.chunks(256) {
-        let x = super::train::to_tensor(set.batch(chunk, norm, None), chunk.len(), set, &model.device)?;
-        for (j, f) in model.features_at(&x, at)?.into_iter().enumerate() {
-            dims[j] = f.dim(1)?;
-            rows[j].extend(f.flatten_all()?.to_vec1::<f32>()?);
-        }
-    }
-    Ok(rows
-        .into_iter()
-        .zip(dims)
-        .map(|(r, d)| Array2::from_shape_vec((set.n, d), r.into_iter().map(|v| v as f64).collect()).expect("shape"))
-        .collect())
 }
 
 /// Frozen-backbone features shared by the probe runs of one prepared task (a sweep block: the
@@ -908,7 +886,16 @@ pub fn run_prepared(
     // with `saved_model` has it)
     if let Some(file) = &rec.saved_model {
         let probe = probe_head.as_ref().map(|h| (h, checked.probe_group()));
-        super::classifier::save(&run_dir, &rec, &model, &norm, probe)?;
+        let facts = super::classifier::RunFacts {
+            run_id: &rec.run_id,
+            backbone: &rec.backbone,
+            precision: rec.recipe.precision,
+            classes: &rec.dataset.classes,
+            weights_sha256: &rec.final_weights_sha256,
+            test_accuracy: rec.test_accuracy,
+            n_test: rec.n_test,
+        };
+        super::classifier::save(&run_dir, &facts, &model, &norm, probe)?;
         tracing::info!("saved the trained classifier: {}", run_dir.join(file).display());
     }
     write_atomic(&run_dir.join("run.json"), serde_json::to_string_pretty(&rec).expect("serialises").as_bytes())?;
