@@ -11,8 +11,8 @@
 //!
 //! Applying the classifier to the run's own test images gives the run's own test predictions:
 //! the same decoding, normalisation, forward pass (or features and probe) and batch size.
-use super::probe::{argmax_rows, softmax_rows, ProbeHead, ProbeKind};
 use super::features::features_at;
+use super::probe::{argmax_rows, softmax_rows, ProbeHead, ProbeKind};
 use crate::backbones::{Arch, Model};
 use crate::data::{decode_items, ImageSet, InputSpec, Item, ItemSource, Normalisation};
 use crate::error::{GraftError, Result};

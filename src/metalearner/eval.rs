@@ -44,7 +44,13 @@ pub const METHODS: &[&str] = &[
     "standard ImageNet recipe: EfficientNet-Lite0 fine-tuned at 224 px, 30 epochs, AdamW at 3e-4",
     "advisor variant: the rule before session 25, the anchored pick alone (the standard ImageNet recipe is not the default it must beat), sequential EI",
     "advisor variant: the rule before session 27, the pick replaces the standard recipe at P >= 0.9 (not at the threshold chosen on held-out decisions), sequential EI",
+    "advisor variant: the shipped rule with each configuration's predicted mean shifted by its cross-validated within-task offset (empirical-Bayes shrunk), sequential EI",
 ];
+
+/// The shipped rule on the ranking GP's means shifted per configuration by the refit's
+/// cross-validated offsets (`cv.config_offsets`, [`super::config_offsets`]): anchor, override,
+/// the standard default and sequential EI all read the shifted means.
+pub const CONFIG_OFFSET: usize = 33;
 
 /// The shipped rule with the standard default's threshold fixed at
 /// [`super::ANCHOR_SWITCH_PROBABILITY`], as before session 27, not the one each refit chooses on
@@ -1293,6 +1299,26 @@ impl Fold {
         if let Some(&a) = cvo.first() {
             let pick = super::anchored_pick_among(am, oc, a, super::ANCHOR_SWITCH_PROBABILITY, &eligible).0;
             orders.insert(METHODS[SVM_ANCHOR].into(), sequential_ei_order(pick, am, ac, an, aoff, &observe, budgets));
+        }
+        // the same rule on the means shifted by each configuration's cross-validated offset
+        if !model.cv.config_offsets.is_empty() {
+            let shifted: Vec<f64> =
+                am.iter().zip(&keys).map(|(m, (_, _, k))| m + model.cv.config_offsets.get(k).copied().unwrap_or(0.0)).collect();
+            let first = cvo.first().map(|&a| {
+                let a = super::anchor_classifier(&keyed, &shifted, a);
+                let first = super::anchored_pick_among(&shifted, oc, a, super::ANCHOR_SWITCH_PROBABILITY, &eligible).0;
+                match std_cell {
+                    Some(s) => super::standard_default_pick(&shifted, oc, first, s, model.standard_threshold()),
+                    None => first,
+                }
+            });
+            orders.insert(
+                METHODS[CONFIG_OFFSET].into(),
+                match first {
+                    Some(pick) => sequential_ei_order(pick, &shifted, ac, an, aoff, &observe, budgets),
+                    None => qei_order(&shifted, ac, budgets, seed),
+                },
+            );
         }
         orders.insert(
             METHODS[21].into(),

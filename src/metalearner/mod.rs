@@ -277,6 +277,46 @@ pub struct CvReport {
     pub standard_threshold: Option<f64>,
     #[serde(default)]
     pub standard_gain_by_threshold: Vec<(f64, f64)>,
+    /// Per configuration (backbone key and recipe name), the ranking GP's systematic miss on
+    /// held-out tasks, relative to the other configurations of the same task: the mean of
+    /// (logged − predicted) centred within each task, on the GP's scale, shrunk towards 0 by
+    /// empirical Bayes ([`config_offsets`]). Only `meta eval`'s variant row reads it; empty in
+    /// files fitted before session 30.
+    #[serde(default)]
+    pub config_offsets: BTreeMap<String, f64>,
+}
+
+/// Per configuration, the shrunk mean of its within-task-centred held-out residuals. On each
+/// held-out task with two or more cells, a cell's residual is (observed − predicted mean) minus
+/// the task's mean residual, so a miss of the task's level (which moves every candidate alike
+/// and changes no decision) drops out. Each configuration's mean residual r̄ over its n tasks is
+/// shrunk as in a normal-normal model: r̄ · τ² / (τ² + σ²/n), with σ² the pooled variance of a
+/// residual about its configuration's mean, and τ² the variance of the true offsets by the
+/// method of moments (the spread of the r̄ less their mean sampling variance σ²/n, floored at 0).
+/// `tasks` holds, per held-out task, each cell's configuration, predicted mean and observation
+/// (both on the GP's scale).
+pub fn config_offsets(tasks: &[Vec<(String, f64, f64)>]) -> BTreeMap<String, f64> {
+    let mut by: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+    for t in tasks.iter().filter(|t| t.len() >= 2) {
+        let mean = t.iter().map(|(_, m, y)| y - m).sum::<f64>() / t.len() as f64;
+        for (k, m, y) in t {
+            by.entry(k.as_str()).or_default().push(y - m - mean);
+        }
+    }
+    let means: Vec<(&str, f64, f64)> = by.iter().map(|(k, r)| (*k, r.iter().sum::<f64>() / r.len() as f64, r.len() as f64)).collect();
+    let (ss, dof) = by
+        .values()
+        .zip(&means)
+        .fold((0.0, 0.0), |(ss, dof), (r, &(_, rb, n))| (ss + r.iter().map(|x| (x - rb).powi(2)).sum::<f64>(), dof + n - 1.0));
+    if means.len() < 2 || dof < 1.0 {
+        return BTreeMap::new();
+    }
+    let sigma2 = ss / dof;
+    let k = means.len() as f64;
+    let grand = means.iter().map(|m| m.1).sum::<f64>() / k;
+    let spread = means.iter().map(|m| (m.1 - grand).powi(2)).sum::<f64>() / (k - 1.0);
+    let tau2 = (spread - means.iter().map(|m| sigma2 / m.2).sum::<f64>() / k).max(0.0);
+    means.into_iter().map(|(key, rb, n)| (key.to_string(), if tau2 > 0.0 { rb * tau2 / (tau2 + sigma2 / n) } else { 0.0 })).collect()
 }
 
 /// Held-out decisions whose stated P(challenger beats the default) fell in [lo, hi): how many,
@@ -1078,6 +1118,20 @@ pub fn fit(obs: &[Obs], o: &FitOptions, log: &dyn Fn(&str)) -> Result<MetaModel>
             Ranker::Gp => (&joint_abs, cv.gp_pair_sd_scale),
         };
         let k2 = k.unwrap_or(cv.gp_sd_scale).powi(2);
+        let residuals: Vec<Vec<(String, f64, f64)>> = task_cells
+            .iter()
+            .zip(joint)
+            .map(|(tc, (m, _, _, y))| tc.iter().zip(m).zip(y).map(|((c, &m), &y)| (c.config(), m, y)).collect())
+            .collect();
+        cv.config_offsets = config_offsets(&residuals);
+        let standard_key = native
+            .and_then(|n| task_cells.iter().flatten().find(|c| eval::is_standard_recipe(&c.backbone, &c.recipe, n)).map(|c| c.config()));
+        if let Some(s) = standard_key.and_then(|k| cv.config_offsets.get(&k)) {
+            log(&format!(
+                "the standard recipe's held-out within-task offset (shrunk): {s:+.4} on the GP's scale, of {} configurations' offsets",
+                cv.config_offsets.len()
+            ));
+        }
         let (mut over, mut std) = (Vec::new(), Vec::new());
         for (tc, (m, c, _, y)) in task_cells.iter().zip(joint) {
             let (d_over, d_std) = held_out_decisions(tc, m, &(c * k2), y, native, o.warp);
@@ -1802,5 +1856,51 @@ mod sample_tests {
         assert!(g.iter().all(|k| s.contains(k) || k.0.starts_with("new")), "a cell that was not sampled before entered");
         let other = sample(&old, 1, 100);
         assert!(other.intersection(&s).count() < 50, "seed 1 draws nearly the same sample as seed 0");
+    }
+}
+
+#[cfg(test)]
+mod offset_tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+
+    /// 200 held-out tasks, each with its own level miss (which must drop out), three
+    /// configurations: `low` observed 0.1 above its prediction relative to the others, `flat` and
+    /// `also-flat` without a systematic miss, all with noise of sd 0.05.
+    fn tasks(seed: u64) -> Vec<Vec<(String, f64, f64)>> {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let mut noise = move || (0..12).map(|_| rng.random::<f64>()).sum::<f64>() - 6.0;
+        (0..200)
+            .map(|t| {
+                let level = (t % 7) as f64 * 0.1 - 0.3;
+                [("low", 0.1), ("flat", 0.0), ("also-flat", 0.0)]
+                    .into_iter()
+                    .map(|(k, miss)| (k.to_string(), 0.5, 0.5 + level + miss + 0.05 * noise()))
+                    .collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_configuration_missed_within_its_tasks_gets_the_miss_shrunk_and_the_task_level_drops_out() {
+        let o = config_offsets(&tasks(3));
+        // centred within the task: low is +0.1 - 0.1/3 = +0.067, the others -0.033
+        assert!((o["low"] - 0.2 / 3.0).abs() < 0.01, "{o:?}");
+        assert!((o["flat"] + 0.1 / 3.0).abs() < 0.01, "{o:?}");
+        // shrunk towards 0, never past the raw mean
+        assert!(o["low"] < 0.2 / 3.0 + 0.01 && o["low"] > 0.0);
+    }
+
+    #[test]
+    fn no_systematic_miss_gives_no_offsets() {
+        // every configuration missed alike: the offsets' spread is all sampling noise
+        let t: Vec<Vec<(String, f64, f64)>> = tasks(5)
+            .into_iter()
+            .map(|cells| cells.into_iter().map(|(k, m, y)| (k.clone(), m, if k == "low" { y - 0.1 } else { y })).collect())
+            .collect();
+        let o = config_offsets(&t);
+        assert!(o.values().all(|v| v.abs() < 0.01), "{o:?}");
+        // one configuration, or tasks of one cell: nothing to compare
+        assert!(config_offsets(&[vec![("a".into(), 0.5, 0.6)]]).is_empty());
     }
 }
