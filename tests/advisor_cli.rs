@@ -467,6 +467,9 @@ fn meta_eval_writes_tables_and_plots() {
     assert_eq!(shipped, vec![graft::metalearner::eval::shipped_method()], "{shipped:?}");
     assert_eq!(v["mean_regret"][shipped[0].as_str()].as_array().unwrap().len(), 3);
     assert_eq!(v["mean_regret"][graft::metalearner::eval::auto_simulated_method()].as_array().unwrap().len(), 3);
+    // the per-configuration offset variant runs on every task (the fixture's refits have offsets)
+    let offset_row = graft::metalearner::eval::METHODS[graft::metalearner::eval::CONFIG_OFFSET];
+    assert_eq!(v["mean_regret"][offset_row].as_array().map(Vec::len), Some(3), "{offset_row}");
     // best of K can only get better with K
     let r: Vec<f64> = r1.iter().map(|x| x.as_f64().unwrap()).collect();
     assert!(r[0] >= r[1] - 1e-12 && r[1] >= r[2] - 1e-12 && r.iter().all(|x| (0.0..=1.0).contains(x)), "{r:?}");

@@ -44,7 +44,7 @@ pub const METHODS: &[&str] = &[
     "standard ImageNet recipe: EfficientNet-Lite0 fine-tuned at 224 px, 30 epochs, AdamW at 3e-4",
     "advisor variant: the rule before session 25, the anchored pick alone (the standard ImageNet recipe is not the default it must beat), sequential EI",
     "advisor variant: the rule before session 27, the pick replaces the standard recipe at P >= 0.9 (not at the threshold chosen on held-out decisions), sequential EI",
-    "advisor variant: the shipped rule with each configuration's predicted mean shifted by its cross-validated within-task offset (empirical-Bayes shrunk), sequential EI",
+    "advisor variant: the advisor's rule on predicted means shifted per configuration by its cross-validated within-task offset (empirical-Bayes shrunk), sequential EI",
 ];
 
 /// The shipped rule on the ranking GP's means shifted per configuration by the refit's
