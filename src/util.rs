@@ -45,15 +45,17 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 
 /// Save named tensors as a safetensors file, atomically as [`write_atomic`] writes (so a crash
 /// leaves a temporary that [`remove_stale_temps`] clears, and the file gets a plain file's
-/// mode; writing through the safetensors crate's own temporary file left it 0600).
-pub fn save_tensors<K, I>(path: &Path, tensors: I) -> Result<()>
+/// mode; writing through the safetensors crate's own temporary file left it 0600). Returns the
+/// bytes written, for a caller that records their digest.
+pub fn save_tensors<K, I>(path: &Path, tensors: I) -> Result<Vec<u8>>
 where
     K: AsRef<str> + Ord + std::fmt::Display,
     I: IntoIterator<Item = (K, candle_core::Tensor)>,
 {
     let bytes =
         safetensors::serialize(tensors, None).map_err(|e| GraftError::Other(format!("{}: cannot save tensors: {e}", path.display())))?;
-    write_atomic(path, &bytes)
+    write_atomic(path, &bytes)?;
+    Ok(bytes)
 }
 
 pub fn read_to_string(path: &Path) -> Result<String> {

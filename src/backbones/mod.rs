@@ -410,7 +410,7 @@ impl Model {
 
     /// Save all variables (including BatchNorm statistics) as safetensors.
     pub fn save(&self, path: &Path) -> Result<()> {
-        crate::util::save_tensors(path, self.named_vars().into_iter().map(|(k, v)| (k, v.as_tensor().clone())))
+        crate::util::save_tensors(path, self.named_vars().into_iter().map(|(k, v)| (k, v.as_tensor().clone()))).map(drop)
     }
 
     /// Load weights from a safetensors file, skipping the groups in `skip` (e.g. a head whose

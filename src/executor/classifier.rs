@@ -104,8 +104,7 @@ pub fn save(run_dir: &Path, run: &RunFacts, model: &Model, norm: &Normalisation,
                 map.insert(name.to_string(), t);
             }
             let path = run_dir.join(PROBE_FILE);
-            crate::util::save_tensors(&path, map)?;
-            let bytes = std::fs::read(&path).map_err(|e| GraftError::io(&path, e))?;
+            let bytes = crate::util::save_tensors(&path, map)?;
             SavedHead::Probe {
                 probe: h.kind(),
                 group: model.group_names[g].clone(),

@@ -1248,6 +1248,10 @@ impl Fold {
         let anchored_first = shipped_anchor.map(|a| super::anchored_pick_among(am, oc, a, super::ANCHOR_SWITCH_PROBABILITY, &eligible).0);
         // the standard recipe, where logged, is the default the anchored pick must beat
         let std_cell = self.standard_native.and_then(|n| standard_recipe(tc, n));
+        // the shipped rule's last step on means `m`: the anchored pick `first` replaces the
+        // recipe only at the threshold the refit chose
+        let standard_default_on =
+            |m: &[f64], first: usize| std_cell.map_or(first, |s| super::standard_default_pick(m, oc, first, s, model.standard_threshold()));
         // where it is, its rows before sessions 25 (the anchored pick alone) and 27 (the recipe
         // left at P >= 0.9), and the shipped decision's P against the outcome
         let (shipped_first, standard_check) = match (anchored_first, std_cell) {
@@ -1261,7 +1265,7 @@ impl Fold {
                     p_marginal: super::prob_greater(am, ac, first, s),
                     gain: accs[first] - accs[s],
                 });
-                (Some(super::standard_default_pick(am, oc, first, s, model.standard_threshold())), check)
+                (Some(standard_default_on(am, first)), check)
             }
             (first, _) => (first, None),
         };
@@ -1306,11 +1310,7 @@ impl Fold {
                 am.iter().zip(&keys).map(|(m, (_, _, k))| m + model.cv.config_offsets.get(k).copied().unwrap_or(0.0)).collect();
             let first = cvo.first().map(|&a| {
                 let a = super::anchor_classifier(&keyed, &shifted, a);
-                let first = super::anchored_pick_among(&shifted, oc, a, super::ANCHOR_SWITCH_PROBABILITY, &eligible).0;
-                match std_cell {
-                    Some(s) => super::standard_default_pick(&shifted, oc, first, s, model.standard_threshold()),
-                    None => first,
-                }
+                standard_default_on(&shifted, super::anchored_pick_among(&shifted, oc, a, super::ANCHOR_SWITCH_PROBABILITY, &eligible).0)
             });
             orders.insert(
                 METHODS[CONFIG_OFFSET].into(),
