@@ -737,3 +737,52 @@ fn the_rationale_says_whether_pretraining_pays() {
     assert!(line.contains(&format!("your {n} unlabelled images is")) && line.contains("points"), "{line}");
     assert!(line.contains("predicted to pay") && line.contains("the recommended recipe"), "{line}");
 }
+
+/// Every accuracy `recommend` states is the GP's shifted by the task's own level (session 31):
+/// on the photos example the JSON's `task_level` and the rationale's "Level:" line say by how
+/// much, and against the same model without its fitted level, every alternative's interval
+/// moves by exactly that shift on the arcsine scale while the ranking and the pick stay.
+#[test]
+fn stated_accuracies_carry_the_tasks_level_shift() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let photos = root.join("examples/photos");
+    let mut m: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(root.join("models/meta-learner.json")).unwrap()).unwrap();
+    assert!(m["cv"]["task_level"]["beta"].as_f64().is_some_and(|b| b > 0.0), "the shipped model has no fitted task level");
+    let rec = |model: &Path| {
+        let o = graft().args(["recommend", "--json", "--data"]).arg(&photos).arg("--model").arg(model).output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        json_of(&o)
+    };
+    let with = rec(&root.join("models/meta-learner.json"));
+    m["cv"]["task_level"] = serde_json::Value::Null;
+    let dir = tempfile::tempdir().unwrap();
+    let flat = dir.path().join("no-level.json");
+    std::fs::write(&flat, m.to_string()).unwrap();
+    let without = rec(&flat);
+    let level = |v: &serde_json::Value| {
+        v["rationale"].as_array().unwrap().iter().map(|l| l.as_str().unwrap().to_string()).find(|l| l.starts_with("Level:"))
+    };
+    let tl = &with["task_level"];
+    let shift = tl["shift"].as_f64().unwrap();
+    assert!(tl["probes"].as_u64().unwrap() >= 1 && tl["probe_gap"].as_f64().unwrap().is_finite(), "{tl}");
+    let line = level(&with).expect("a Level: line");
+    assert!(line.contains(&format!("shifted by {shift:+.3}")), "{line}");
+    assert!(without.get("task_level").is_none() && level(&without).is_none());
+    // the same candidates in the same order, and the same pick
+    assert_eq!(with["recipe"], without["recipe"]);
+    let (a, b) = (with["alternatives"].as_array().unwrap(), without["alternatives"].as_array().unwrap());
+    assert_eq!(a.len(), b.len());
+    let latent_mid = |v: &serde_json::Value| {
+        let (lo, hi) = (v["interval"][0].as_f64().unwrap(), v["interval"][1].as_f64().unwrap());
+        ((lo > 1e-9 && hi < 1.0 - 1e-9).then(|| (lo.sqrt().asin() + hi.sqrt().asin()) / 2.0), hi - lo)
+    };
+    let mut checked = 0;
+    for (x, y) in a.iter().zip(b) {
+        assert_eq!(x["recipe"], y["recipe"]);
+        if let ((Some(mx), _), (Some(my), _)) = (latent_mid(x), latent_mid(y)) {
+            assert!((mx - my - shift).abs() < 1e-6, "{mx} - {my} != {shift}");
+            checked += 1;
+        }
+    }
+    assert!(checked >= 3, "only {checked} alternatives with an interval inside (0, 1)");
+}

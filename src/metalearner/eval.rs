@@ -333,6 +333,35 @@ pub struct EvalReport {
     pub n_calibration_runs: usize,
     /// (predicted, actual) per held-out run (advisor, GP), for the calibration plot.
     pub calibration: Vec<(f64, f64)>,
+    /// The stated accuracy with the task-level shift and without: over all held-out runs, and
+    /// over the standard recipe's.
+    pub task_level_all: LevelCheck,
+    pub task_level_standard: LevelCheck,
+}
+
+/// The accuracy stated for the held-out runs with the task-level shift (shipped) and without:
+/// bias, RMSE and 80% coverage, over all runs and over the standard recipe's.
+fn task_level_table(r: &EvalReport) -> String {
+    let mut s = "The accuracy stated for a held-out run, with the task-level shift (alpha + beta x the task's probe gap: its nearest-centroid probes' cross-validated accuracy on its training images less the GP's prediction for them, alpha and beta from each refit's own cross-validation; shipped) and without:\n\n| runs | n | bias with | bias without | RMSE with | RMSE without | 80% coverage with | without |\n|---|---|---|---|---|---|---|---|\n".to_string();
+    for (name, c) in [("all", &r.task_level_all), ("the standard recipe's", &r.task_level_standard)] {
+        if c.runs == 0 {
+            continue;
+        }
+        let (b0, e0, v0) = c.stats(0);
+        let (b1, e1, v1) = c.stats(1);
+        s.push_str(&format!(
+            "| {name} | {} | {:+.1} | {:+.1} | {:.1} | {:.1} | {:.1}% | {:.1}% |\n",
+            c.runs,
+            b0 * 100.0,
+            b1 * 100.0,
+            e0 * 100.0,
+            e1 * 100.0,
+            v0 * 100.0,
+            v1 * 100.0
+        ));
+    }
+    s.push_str("\nBias and RMSE in accuracy points (stated − logged).\n\n");
+    s
 }
 
 /// Resamples of the family-cluster bootstrap in [`paired_differences`].
@@ -892,9 +921,7 @@ pub fn evaluate(obs: &[Obs], budgets: usize, fo: &FitOptions, log: &(dyn Fn(&str
     for (_, out) in done.into_inner().expect("no worker panicked") {
         let (t, c) = out?;
         tasks_out.extend(t);
-        calib.inside += c.inside;
-        calib.n += c.n;
-        calib.pairs.extend(c.pairs);
+        calib.merge(c);
     }
     report(families, budgets, tasks_out, calib)
 }
@@ -923,12 +950,27 @@ fn eval_fold(obs: &[Obs], fam: &String, strata: &DistanceStrata, budgets: usize,
         answer_outcomes(&ranked.answers, &accs, (&mut regret, &mut gap, &mut rank));
         // calibration and error of the predicted accuracy on the individual held-out runs
         let (mut sq, mut runs, mut within3) = (0.0, 0usize, 0usize);
+        let mut feats: BTreeMap<String, Vec<Option<f64>>> = BTreeMap::new();
+        for c in &tc {
+            feats.entry(c.backbone.clone()).or_insert_with(|| c.task.clone());
+        }
+        let shift = fold.model.task_shift(&feats);
         for (i, c) in tc.iter().enumerate() {
             let sd = (ranked.cov[(i, i)].max(0.0) + ranked.noise).sqrt();
             let warp = fold.model.warp;
-            let (stated, interval) = warp.state(ranked.mean[i], sd, Z80);
+            // as `recommend` states it: the GP's mean shifted by the task's level, the interval
+            // on the shift's own scale
+            let raw = warp.state(ranked.mean[i], sd, Z80);
+            let (m, v) = fold.model.shifted((ranked.mean[i], sd * sd), shift.as_ref());
+            let (stated, interval) = warp.state(m, v.sqrt(), Z80);
+            let is_standard = fold.standard_native.is_some_and(|n| is_standard_recipe(&c.backbone, &c.recipe, n));
             for o in held.iter().filter(|o| o.task_id == tid && o.config() == c.config()) {
                 calib.add(stated, interval, o.acc);
+                for g in if is_standard { &mut calib.level[..] } else { &mut calib.level[..1] } {
+                    g.runs += 1;
+                    g.add(0, (stated, interval), o.acc);
+                    g.add(1, raw, o.acc);
+                }
                 let e = stated - o.acc;
                 sq += e * e;
                 runs += 1;
@@ -1038,6 +1080,8 @@ fn report(families: Vec<String>, budgets: usize, tasks_out: Vec<TaskResult>, cal
         coverage80: calib.inside as f64 / calib.n.max(1) as f64,
         n_calibration_runs: calib.n,
         calibration: calib.pairs,
+        task_level_all: calib.level[0].clone(),
+        task_level_standard: calib.level[1].clone(),
     })
 }
 
@@ -1082,6 +1126,9 @@ struct Calibration {
     inside: usize,
     n: usize,
     pairs: Vec<(f64, f64)>,
+    /// The stated accuracy with and without the task-level shift, on all held-out runs and on
+    /// the standard recipe's.
+    level: [LevelCheck; 2],
 }
 
 impl Calibration {
@@ -1092,6 +1139,49 @@ impl Calibration {
             self.inside += 1;
         }
         self.pairs.push((mean, acc));
+    }
+
+    fn merge(&mut self, c: Calibration) {
+        self.inside += c.inside;
+        self.n += c.n;
+        self.pairs.extend(c.pairs);
+        for (a, b) in self.level.iter_mut().zip(c.level) {
+            a.merge(&b);
+        }
+    }
+}
+
+/// The accuracy stated for held-out runs, with the task-level shift (`cv.task_level`, what is
+/// shipped) and without it: runs, sums of error and squared error (stated − logged), and how
+/// many fell inside the stated 80% interval, each as [with, without].
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct LevelCheck {
+    pub runs: usize,
+    pub sum_err: [f64; 2],
+    pub sum_sq: [f64; 2],
+    pub inside: [usize; 2],
+}
+
+impl LevelCheck {
+    fn add(&mut self, i: usize, (mean, interval): (f64, (f64, f64)), acc: f64) {
+        self.sum_err[i] += mean - acc;
+        self.sum_sq[i] += (mean - acc).powi(2);
+        self.inside[i] += super::warp::holds(interval, acc) as usize;
+    }
+
+    fn merge(&mut self, o: &LevelCheck) {
+        self.runs += o.runs;
+        for i in 0..2 {
+            self.sum_err[i] += o.sum_err[i];
+            self.sum_sq[i] += o.sum_sq[i];
+            self.inside[i] += o.inside[i];
+        }
+    }
+
+    /// (bias, RMSE, 80% coverage) with the shift (`i` 0) or without (1).
+    pub fn stats(&self, i: usize) -> (f64, f64, f64) {
+        let n = self.runs.max(1) as f64;
+        (self.sum_err[i] / n, (self.sum_sq[i] / n).sqrt(), self.inside[i] as f64 / n)
     }
 }
 
@@ -1709,6 +1799,7 @@ pub fn markdown(r: &EvalReport) -> String {
         r.coverage80 * 100.0,
         r.n_calibration_runs
     ));
+    s.push_str(&task_level_table(r));
     s.push_str(&paired_table(r));
     s.push_str(&baselines_head_to_head(r));
     s.push_str(&standard_recipe_head_to_head(r));
@@ -1886,6 +1977,8 @@ mod tests {
             coverage80: 0.8,
             n_calibration_runs: 0,
             calibration: vec![],
+            task_level_all: LevelCheck::default(),
+            task_level_standard: LevelCheck::default(),
         }
     }
 

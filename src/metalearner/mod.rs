@@ -284,6 +284,111 @@ pub struct CvReport {
     /// files fitted before session 30.
     #[serde(default)]
     pub config_offsets: BTreeMap<String, f64>,
+    /// How the level of a held-out task moved with its probe gap ([`TaskLevel`]); None in files
+    /// fitted before session 31, or where the gap did not predict the level.
+    #[serde(default)]
+    pub task_level: Option<TaskLevel>,
+}
+
+/// The task's own images as evidence on its level. The meta-learner's held-out error is more
+/// than half the level of each task: every configuration on it is over- or under-predicted
+/// together (the variance of a task's mean residual is 0.017 of the 0.030 of a cell's, on the
+/// arcsine scale, over the shipped meta-dataset's held-out families). A new task carries one
+/// measurement of its own level: the cross-validated accuracy of nearest-centroid probes on its
+/// training images (the `ncprobe_*` meta-features, computed for every candidate backbone). The
+/// *probe gap* ([`probe_gap`]) is that measurement less what the GP predicts for the centroid
+/// probe on the same features, averaged over the probes; `meta fit`'s family-grouped CV
+/// regresses each held-out task's mean residual on it (least squares over tasks), and the
+/// accuracy stated for every candidate of a new task is shifted by `alpha + beta · gap`.
+/// A shift common to every candidate changes no ranking and no decision.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TaskLevel {
+    pub alpha: f64,
+    pub beta: f64,
+    /// Held-out tasks with a gap the regression was fitted on.
+    pub n_tasks: usize,
+    /// Correlation of gap and mean residual over those tasks.
+    pub correlation: f64,
+    /// Variance over those tasks of the mean residual, before and after the shift.
+    pub var_before: f64,
+    pub var_after: f64,
+    /// The GP's interval scale recalibrated on the shifted held-out cells (as `gp_sd_scale` is
+    /// on the unshifted ones); used where the shift is.
+    pub sd_scale: f64,
+}
+
+impl TaskLevel {
+    /// Least squares of each task's mean residual on its gap, `pairs` = (gap, mean residual);
+    /// None with fewer than `MIN_TASK_LEVEL_TASKS` tasks or a slope that is not positive (a gap
+    /// that does not move the level in its own direction is no evidence to shift by).
+    pub fn fit(pairs: &[(f64, f64)]) -> Option<(f64, f64, f64, f64, f64)> {
+        let n = pairs.len() as f64;
+        if pairs.len() < MIN_TASK_LEVEL_TASKS {
+            return None;
+        }
+        let (mx, my) = (pairs.iter().map(|p| p.0).sum::<f64>() / n, pairs.iter().map(|p| p.1).sum::<f64>() / n);
+        let sxx: f64 = pairs.iter().map(|p| (p.0 - mx).powi(2)).sum();
+        let syy: f64 = pairs.iter().map(|p| (p.1 - my).powi(2)).sum();
+        let sxy: f64 = pairs.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum();
+        if sxx <= 0.0 || syy <= 0.0 || sxy <= 0.0 {
+            return None;
+        }
+        let beta = sxy / sxx;
+        let alpha = my - beta * mx;
+        let after: f64 = pairs.iter().map(|p| (p.1 - alpha - beta * p.0).powi(2)).sum::<f64>() / n;
+        Some((alpha, beta, sxy / (sxx * syy).sqrt(), syy / n, after))
+    }
+
+    /// The shift for a task with probe gap `gap`.
+    pub fn shift(&self, gap: f64) -> f64 {
+        self.alpha + self.beta * gap
+    }
+}
+
+/// A held-out task's probe gap, and its cells' (mean, variance, observation) on the GP's scale.
+type GapTask = (f64, Vec<(f64, f64, f64)>);
+
+/// Fewest held-out tasks with a probe gap that [`TaskLevel::fit`] fits on.
+pub const MIN_TASK_LEVEL_TASKS: usize = 20;
+
+/// The centroid probes among configurations given as (backbone key, recipe): those without
+/// pretraining, one per backbone key and probe-depth bucket (the first of each).
+pub fn centroid_probes<'a>(configs: impl Iterator<Item = (&'a str, &'a RecipeSummary)>) -> Vec<(String, RecipeSummary)> {
+    let mut seen: BTreeMap<(String, usize), RecipeSummary> = BTreeMap::new();
+    for (b, r) in configs {
+        if r.strategy == Strategy::CentroidProbe && !r.pretrain {
+            seen.entry((b.to_string(), depth_bucket(r.probe_depth.unwrap_or(1.0)))).or_insert_with(|| r.clone());
+        }
+    }
+    seen.into_iter().map(|((b, _), r)| (b, r)).collect()
+}
+
+/// A task's probe gap under `gp`: over the centroid probes `probes` whose backbone the task has
+/// features under and whose cross-validated accuracy it has (`ncprobe_*` at the probe's depth),
+/// the mean of (that accuracy − the GP's predicted mean for the probe), on the GP's scale `warp`;
+/// with how many probes it averages. None where no probe has both.
+pub fn probe_gap(
+    gp: &Gp,
+    enc: &Encoder,
+    warp: Warp,
+    probes: &[(String, RecipeSummary)],
+    task: &BTreeMap<String, Vec<Option<f64>>>,
+) -> Option<(f64, usize)> {
+    let (mut xs, mut ys) = (Vec::new(), Vec::new());
+    for (b, r) in probes {
+        let Some(t) = task.get(b) else { continue };
+        if let Some(Some(cv)) = t.get(ncprobe_index(r.probe_depth)) {
+            if cv.is_finite() {
+                xs.push(enc.encode(t, r, b));
+                ys.push(warp.fwd(cv.clamp(0.0, 1.0)));
+            }
+        }
+    }
+    if xs.is_empty() {
+        return None;
+    }
+    let (m, _) = gp.predict(&xs);
+    Some((ys.iter().zip(&m).map(|(y, m)| y - m).sum::<f64>() / m.len() as f64, m.len()))
 }
 
 /// Per configuration, the shrunk mean of its within-task-centred held-out residuals. On each
@@ -303,6 +408,15 @@ pub fn config_offsets(tasks: &[Vec<(String, f64, f64)>]) -> BTreeMap<String, f64
             by.entry(k.as_str()).or_default().push(y - m - mean);
         }
     }
+    shrunk_means(&by)
+}
+
+/// Each group's mean r̄ over its n values, shrunk as in a normal-normal model:
+/// r̄ · τ² / (τ² + σ²/n), with σ² the pooled variance of a value about its group's mean, and τ²
+/// the variance of the true means by the method of moments (the spread of the r̄ about their mean
+/// less their mean sampling variance σ²/n, floored at 0). Empty with fewer than two groups or no
+/// degree of freedom for σ².
+fn shrunk_means(by: &BTreeMap<&str, Vec<f64>>) -> BTreeMap<String, f64> {
     let means: Vec<(&str, f64, f64)> = by.iter().map(|(k, r)| (*k, r.iter().sum::<f64>() / r.len() as f64, r.len() as f64)).collect();
     let (ss, dof) = by
         .values()
@@ -1057,6 +1171,9 @@ pub fn fit(obs: &[Obs], o: &FitOptions, log: &dyn Fn(&str)) -> Result<MetaModel>
         // each held-out task's cells, in the order of its joint posteriors
         let mut task_cells: Vec<Vec<&Cell>> = Vec::new();
         let (mut dec_abs, mut dec_rel) = (Vec::new(), Vec::new());
+        // per held-out task with a probe gap under its fold's GP: the gap, and its cells'
+        // (mean, variance, observation) under the absolute GP on its scale
+        let mut gaps: Vec<GapTask> = Vec::new();
         for (fi, held) in cv.folds.iter().enumerate() {
             let train: Vec<Cell> = all.iter().filter(|c| !held.contains(&c.family)).cloned().collect();
             let test: Vec<&Cell> = all.iter().filter(|c| held.contains(&c.family)).collect();
@@ -1071,7 +1188,15 @@ pub fn fit(obs: &[Obs], o: &FitOptions, log: &dyn Fn(&str)) -> Result<MetaModel>
             for (i, c) in test.iter().enumerate() {
                 by_task.entry(c.task_id.as_str()).or_default().push(i);
             }
+            let probes = centroid_probes(train.iter().map(|c| (c.backbone.as_str(), &c.recipe)));
             for idx in by_task.values() {
+                let mut feats: BTreeMap<String, Vec<Option<f64>>> = BTreeMap::new();
+                for &i in idx {
+                    feats.entry(test[i].backbone.clone()).or_insert_with(|| test[i].task.clone());
+                }
+                if let Some((g, _)) = probe_gap(&gp, &enc, o.warp, &probes, &feats) {
+                    gaps.push((g, idx.iter().map(|&i| (m[i], v[i], o.warp.fwd(test[i].acc))).collect()));
+                }
                 let xt: Vec<Vec<f64>> = idx.iter().map(|&i| xs[i].clone()).collect();
                 let yt: Vec<f64> = idx.iter().map(|&i| o.warp.fwd(test[i].acc)).collect();
                 let tc: Vec<&Cell> = idx.iter().map(|&i| test[i]).collect();
@@ -1126,11 +1251,25 @@ pub fn fit(obs: &[Obs], o: &FitOptions, log: &dyn Fn(&str)) -> Result<MetaModel>
         cv.config_offsets = config_offsets(&residuals);
         let standard_key = native
             .and_then(|n| task_cells.iter().flatten().find(|c| eval::is_standard_recipe(&c.backbone, &c.recipe, n)).map(|c| c.config()));
-        if let Some(s) = standard_key.and_then(|k| cv.config_offsets.get(&k)) {
+        if let Some(s) = standard_key.as_ref().and_then(|k| cv.config_offsets.get(k)) {
             log(&format!(
                 "the standard recipe's held-out within-task offset (shrunk): {s:+.4} on the GP's scale, of {} configurations' offsets",
                 cv.config_offsets.len()
             ));
+        }
+        let pairs: Vec<(f64, f64)> =
+            gaps.iter().map(|(g, cs)| (*g, cs.iter().map(|(m, _, y)| y - m).sum::<f64>() / cs.len() as f64)).collect();
+        cv.task_level = TaskLevel::fit(&pairs).map(|(alpha, beta, correlation, var_before, var_after)| {
+            let (pred, y): (Vec<(f64, f64)>, Vec<f64>) =
+                gaps.iter().flat_map(|(g, cs)| cs.iter().map(move |&(m, v, y)| ((m + alpha + beta * g, v), y))).unzip();
+            TaskLevel { alpha, beta, n_tasks: pairs.len(), correlation, var_before, var_after, sd_scale: sd_scale(&pred, &y) }
+        });
+        match &cv.task_level {
+            Some(t) => log(&format!(
+                "the task's level against its probe gap, over {} held-out tasks: shift {:+.4} {:+.4} x gap (correlation {:.2}); variance of a task's mean residual {:.4} -> {:.4}; interval scale x{:.2} where shifted",
+                t.n_tasks, t.alpha, t.beta, t.correlation, t.var_before, t.var_after, t.sd_scale
+            )),
+            None => log(&format!("the task's level against its probe gap: no shift ({} held-out tasks with a gap)", pairs.len())),
         }
         let (mut over, mut std) = (Vec::new(), Vec::new());
         for (tc, (m, c, _, y)) in task_cells.iter().zip(joint) {
@@ -1368,11 +1507,34 @@ impl MetaModel {
     /// Predictive mean and variance for candidates (backbone, recipe summary, config key) on a
     /// task whose (unencoded) features under each backbone are `task`, on the scale
     /// [`MetaModel::scale`] (the GP's warped scale; kNN's are accuracies).
-    /// Variances are recalibrated by the cross-validated factor (`cv.*_sd_scale`).
+    /// Variances are recalibrated by the cross-validated factor (`cv.*_sd_scale`), and the GP's
+    /// means shifted by the task's level ([`MetaModel::task_shift`], with its own interval
+    /// scale): this is the accuracy the advisor states. Ranking and decisions read the GPs
+    /// directly ([`MetaModel::rank_scores`], [`MetaModel::ranking_gp`]).
     pub fn predict(&self, task: &BTreeMap<String, Vec<Option<f64>>>, cands: &[(String, RecipeSummary, String)]) -> Vec<(f64, f64)> {
         let items: Vec<(&str, &[Option<f64>], &RecipeSummary, &str)> =
             cands.iter().map(|(b, r, key)| (b.as_str(), task[b].as_slice(), r, key.as_str())).collect();
-        self.predict_each(&items)
+        let shift = self.task_shift(task);
+        self.predict_each(&items).into_iter().map(|p| self.shifted(p, shift.as_ref())).collect()
+    }
+
+    /// The task-level shift of the accuracies stated for a task whose (unencoded) features under
+    /// each backbone are `task` ([`TaskLevel`]): (shift on the GP's scale, probe gap, probes
+    /// averaged). None for kNN, a model without a fitted [`TaskLevel`], or a task without a gap.
+    pub fn task_shift(&self, task: &BTreeMap<String, Vec<Option<f64>>>) -> Option<(f64, f64, usize)> {
+        let tl = self.cv.task_level.as_ref().filter(|_| self.learner == Learner::Gp)?;
+        let probes = centroid_probes(self.portfolio.iter().map(|p| (p.backbone.as_str(), &p.recipe)));
+        let (gap, n) = probe_gap(&self.gp, &self.encoder, self.warp, &probes, task)?;
+        Some((tl.shift(gap), gap, n))
+    }
+
+    /// A prediction of [`MetaModel::predict_each`] (mean, variance) with the task's shift
+    /// applied: the mean moved, the variance rescaled from `gp_sd_scale` to the shift's own.
+    pub fn shifted(&self, (m, v): (f64, f64), shift: Option<&(f64, f64, usize)>) -> (f64, f64) {
+        match (shift, &self.cv.task_level) {
+            (Some(&(s, _, _)), Some(tl)) => (m + s, v * (tl.sd_scale / self.cv.gp_sd_scale).powi(2)),
+            _ => (m, v),
+        }
     }
 
     /// [`MetaModel::predict`] where every item brings its own task features: (backbone key,
@@ -1902,5 +2064,20 @@ mod offset_tests {
         assert!(o.values().all(|v| v.abs() < 0.01), "{o:?}");
         // one configuration, or tasks of one cell: nothing to compare
         assert!(config_offsets(&[vec![("a".into(), 0.5, 0.6)]]).is_empty());
+    }
+
+    #[test]
+    fn the_task_level_is_fitted_on_the_gap_only_when_it_moves_with_it() {
+        // mean residual = 0.02 + 0.6 gap, exactly: the fit recovers it and leaves no variance
+        let pairs: Vec<(f64, f64)> = (0..30).map(|i| (i as f64 / 30.0 - 0.5, 0.02 + 0.6 * (i as f64 / 30.0 - 0.5))).collect();
+        let (a, b, r, before, after) = TaskLevel::fit(&pairs).unwrap();
+        assert!((a - 0.02).abs() < 1e-12 && (b - 0.6).abs() < 1e-12 && (r - 1.0).abs() < 1e-12, "{a} {b} {r}");
+        assert!(before > 0.0 && after < 1e-20);
+        // a gap that moves the level the other way, or too few tasks: no shift
+        let neg: Vec<(f64, f64)> = pairs.iter().map(|&(g, y)| (g, -y)).collect();
+        assert!(TaskLevel::fit(&neg).is_none());
+        assert!(TaskLevel::fit(&pairs[..MIN_TASK_LEVEL_TASKS - 1]).is_none());
+        let tl = TaskLevel { alpha: a, beta: b, n_tasks: 30, correlation: r, var_before: before, var_after: after, sd_scale: 1.0 };
+        assert!((tl.shift(0.1) - 0.08).abs() < 1e-12);
     }
 }

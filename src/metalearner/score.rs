@@ -82,18 +82,27 @@ fn stats(v: &[&Scored]) -> Option<ScoreStats> {
 }
 
 /// Scores `model` on `obs`: each run predicted from its own logged task features, as
-/// `recommend` would state it.
+/// `recommend` would state it. The task-level shift ([`MetaModel::task_shift`]) reads the task's
+/// features under the backbones among the scored runs, where `recommend` has them under every
+/// candidate backbone.
 pub fn score(model: &MetaModel, obs: &[Obs]) -> ScoreReport {
     let known: BTreeSet<&str> = model.encoder.backbones.iter().map(String::as_str).collect();
     let seen_tasks: BTreeSet<&str> = model.tasks.iter().map(|t| t.task_id.as_str()).collect();
     let seen_configs: BTreeSet<String> = model.portfolio.iter().map(|p| format!("{}::{}", p.backbone, p.r_name)).collect();
     let usable: Vec<&Obs> = obs.iter().filter(|o| known.contains(o.backbone.as_str())).collect();
     let keys: Vec<String> = usable.iter().map(|o| o.config()).collect();
+    // each task's level shift, from its features under the backbones among the scored runs
+    let mut feats: BTreeMap<&str, BTreeMap<String, Vec<Option<f64>>>> = BTreeMap::new();
+    for o in &usable {
+        feats.entry(o.task_id.as_str()).or_default().entry(o.backbone.clone()).or_insert_with(|| o.task.clone());
+    }
+    let shifts: BTreeMap<&str, Option<(f64, f64, usize)>> = feats.iter().map(|(t, f)| (*t, model.task_shift(f))).collect();
     let mut scored: Vec<Known> = Vec::with_capacity(usable.len());
     for (chunk, kchunk) in usable.chunks(512).zip(keys.chunks(512)) {
         let items: Vec<(&str, &[Option<f64>], &super::RecipeSummary, &str)> =
             chunk.iter().zip(kchunk).map(|(o, k)| (o.backbone.as_str(), o.task.as_slice(), &o.recipe, k.as_str())).collect();
-        for ((o, k), (m, v)) in chunk.iter().zip(kchunk).zip(model.predict_each(&items)) {
+        for ((o, k), p) in chunk.iter().zip(kchunk).zip(model.predict_each(&items)) {
+            let (m, v) = model.shifted(p, shifts[o.task_id.as_str()].as_ref());
             let widen = model.widening(model.nearest_distance(&o.backbone, &o.task));
             let (mean, [lo, hi], _) = super::stated(model.scale(), m, v, widen);
             let inside = lo <= o.acc && o.acc <= hi;

@@ -100,6 +100,21 @@ pub struct Recommendation {
     /// decoder's message for each, naming the file); `run` and `auto` refuse them unless
     /// `--skip-bad`.
     pub unreadable_training_images: Vec<String>,
+    /// The shift of every stated accuracy by the task's own level ([`super::TaskLevel`]);
+    /// absent where there is none (no fitted level in the model, or no probe gap).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub task_level: Option<TaskLevelShift>,
+}
+
+/// The task-level shift `recommend` applied to every stated accuracy, on the GP's scale.
+#[derive(Debug, Clone, Serialize)]
+pub struct TaskLevelShift {
+    /// The mean of (cross-validated nearest-centroid accuracy − the GP's prediction for that
+    /// centroid probe) over `probes` probes, on the GP's (arcsine) scale.
+    pub probe_gap: f64,
+    pub probes: usize,
+    /// alpha + beta · probe_gap, added to every candidate's latent mean.
+    pub shift: f64,
 }
 
 /// How the pick fared against the standard ImageNet recipe, the default it must beat.
@@ -410,6 +425,7 @@ pub fn recommend(model: &MetaModel, ds: &Dataset, o: &RecommendOptions) -> Resul
     // the recipe names its backbone (and input size), so `graft run --recipe` on it runs what
     // was recommended
     let (recipe, backbone) = runnable(&best, continued_from.as_ref());
+    let task_level = model.task_shift(&view.task).map(|(shift, probe_gap, probes)| TaskLevelShift { probe_gap, probes, shift });
     Ok(Recommendation {
         recipe,
         backbone,
@@ -432,6 +448,7 @@ pub fn recommend(model: &MetaModel, ds: &Dataset, o: &RecommendOptions) -> Resul
         continued_from,
         standard_default: std_default,
         anchor_decision,
+        task_level,
         unreadable_training_images: view.unreadable,
     })
 }
@@ -866,6 +883,20 @@ fn basis(view: &TaskView, cands: &[Candidate]) -> String {
     }
 }
 
+/// The task-level shift of every stated accuracy ([`super::TaskLevel`]), in words: the probe
+/// gap it rests on, and what the same shift did on held-out tasks. None where there is none.
+fn level_note(model: &MetaModel, view: &TaskView) -> Option<String> {
+    let tl = model.cv.task_level.as_ref()?;
+    let (shift, gap, n) = model.task_shift(&view.task)?;
+    Some(format!(
+        "Level: on your training images, {n} nearest-centroid probes classify {} under cross-validation than the meta-learner predicts for them (probe gap {gap:+.3} on its arcsine scale). Over {} held-out past tasks, every recipe's accuracy moved with that gap (correlation {:.2}), so every accuracy stated here is shifted by {shift:+.3} on that scale; the shift explained {:.0}% of the variance of a task's level.",
+        if gap >= 0.0 { "better" } else { "worse" },
+        tl.n_tasks,
+        tl.correlation,
+        100.0 * (1.0 - tl.var_after / tl.var_before.max(1e-12))
+    ))
+}
+
 /// "name value, name value, ..." over the backbones, "n/a" where a value is missing.
 fn per_backbone(names: &[String], f: impl Fn(&String) -> Option<String>) -> String {
     names.iter().map(|b| format!("{b} {}", f(b).unwrap_or_else(|| "n/a".into()))).collect::<Vec<_>>().join(", ")
@@ -936,6 +967,9 @@ fn rationale(
     )];
     lines.extend(anchor_note);
     lines.push(basis(view, cands));
+    if let Some(l) = level_note(model, view) {
+        lines.push(l);
+    }
     lines.push(format!(
         "Most similar past tasks (meta-feature distance; typical nearest distance {:.2}): {}.",
         model.ood_distance,
