@@ -741,7 +741,8 @@ fn the_rationale_says_whether_pretraining_pays() {
 /// Every accuracy `recommend` states is the GP's shifted by the task's own level (session 31):
 /// on the photos example the JSON's `task_level` and the rationale's "Level:" line say by how
 /// much, and against the same model without its fitted level, every alternative's interval
-/// moves by exactly that shift on the arcsine scale while the ranking and the pick stay.
+/// moves by exactly that shift on the arcsine scale while the ranking and the pick stay. The
+/// interval's width is its strategy and backbone model's own (`cv.stated_sd_scales`).
 #[test]
 fn stated_accuracies_carry_the_tasks_level_shift() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
@@ -785,4 +786,27 @@ fn stated_accuracies_carry_the_tasks_level_shift() {
         }
     }
     assert!(checked >= 3, "only {checked} alternatives with an interval inside (0, 1)");
+    // the interval's scale is its strategy and backbone model's own where the model has one:
+    // against the pooled scale, every such alternative's latent half-width scales by their ratio
+    let scales = m["cv"]["stated_sd_scales"].as_object().expect("per-group interval scales").clone();
+    let pooled = m["cv"]["gp_sd_scale"].as_f64().unwrap();
+    assert!(!scales.is_empty());
+    m["cv"]["stated_sd_scales"] = serde_json::json!({});
+    let plain = dir.path().join("pooled.json");
+    std::fs::write(&plain, m.to_string()).unwrap();
+    let pooled_rec = rec(&plain);
+    let half = |v: &serde_json::Value| {
+        let (lo, hi) = (v["interval"][0].as_f64().unwrap(), v["interval"][1].as_f64().unwrap());
+        (lo > 1e-9 && hi < 1.0 - 1e-9).then(|| (hi.sqrt().asin() - lo.sqrt().asin()) / 2.0)
+    };
+    let mut scaled = 0;
+    for (x, y) in b.iter().zip(pooled_rec["alternatives"].as_array().unwrap()) {
+        assert_eq!(x["recipe"], y["recipe"]);
+        let group = format!("{}/{}", x["recipe"]["strategy"].as_str().unwrap(), x["backbone"].as_str().unwrap());
+        if let (Some(s), Some(hx), Some(hy)) = (scales.get(&group).and_then(|s| s.as_f64()), half(x), half(y)) {
+            assert!((hx / hy - s / pooled).abs() < 1e-6, "{group}: {hx} / {hy} != {s} / {pooled}");
+            scaled += 1;
+        }
+    }
+    assert!(scaled >= 3, "only {scaled} alternatives of a group with its own scale");
 }

@@ -337,6 +337,9 @@ pub struct EvalReport {
     /// over the standard recipe's.
     pub task_level_all: LevelCheck,
     pub task_level_standard: LevelCheck,
+    /// Per strategy and backbone model ([`super::scale_group`]): held-out runs, and how many
+    /// fell inside the stated 80% interval.
+    pub coverage80_by_group: BTreeMap<String, [usize; 2]>,
 }
 
 /// The accuracy stated for the held-out runs with the task-level shift (shipped) and without:
@@ -360,7 +363,11 @@ fn task_level_table(r: &EvalReport) -> String {
             v1 * 100.0
         ));
     }
-    s.push_str("\nBias and RMSE in accuracy points (stated − logged).\n\n");
+    s.push_str("\nBias and RMSE in accuracy points (stated − logged). The stated 80% interval's coverage per strategy and backbone model (its interval scale calibrated on that group's held-out cells where it has enough):\n\n| strategy / backbone model | held-out runs | inside the 80% interval |\n|---|---|---|\n");
+    for (g, [n, i]) in &r.coverage80_by_group {
+        s.push_str(&format!("| {g} | {n} | {:.1}% |\n", 100.0 * *i as f64 / (*n).max(1) as f64));
+    }
+    s.push('\n');
     s
 }
 
@@ -959,13 +966,17 @@ fn eval_fold(obs: &[Obs], fam: &String, strata: &DistanceStrata, budgets: usize,
             let sd = (ranked.cov[(i, i)].max(0.0) + ranked.noise).sqrt();
             let warp = fold.model.warp;
             // as `recommend` states it: the GP's mean shifted by the task's level, the interval
-            // on the shift's own scale
+            // on the scale of its strategy and backbone model
             let raw = warp.state(ranked.mean[i], sd, Z80);
-            let (m, v) = fold.model.shifted((ranked.mean[i], sd * sd), shift.as_ref());
+            let group = super::scale_group(&c.backbone, &c.recipe);
+            let (m, v) = fold.model.stated_latent((ranked.mean[i], sd * sd), shift.as_ref(), &group);
             let (stated, interval) = warp.state(m, v.sqrt(), Z80);
             let is_standard = fold.standard_native.is_some_and(|n| is_standard_recipe(&c.backbone, &c.recipe, n));
             for o in held.iter().filter(|o| o.task_id == tid && o.config() == c.config()) {
                 calib.add(stated, interval, o.acc);
+                let e = calib.by_group.entry(group.clone()).or_default();
+                e[0] += 1;
+                e[1] += super::warp::holds(interval, o.acc) as usize;
                 for g in if is_standard { &mut calib.level[..] } else { &mut calib.level[..1] } {
                     g.runs += 1;
                     g.add(0, (stated, interval), o.acc);
@@ -1082,6 +1093,7 @@ fn report(families: Vec<String>, budgets: usize, tasks_out: Vec<TaskResult>, cal
         calibration: calib.pairs,
         task_level_all: calib.level[0].clone(),
         task_level_standard: calib.level[1].clone(),
+        coverage80_by_group: calib.by_group,
     })
 }
 
@@ -1129,6 +1141,9 @@ struct Calibration {
     /// The stated accuracy with and without the task-level shift, on all held-out runs and on
     /// the standard recipe's.
     level: [LevelCheck; 2],
+    /// Per scale group ([`super::scale_group`]): held-out runs, and how many fell inside the
+    /// stated 80% interval.
+    by_group: BTreeMap<String, [usize; 2]>,
 }
 
 impl Calibration {
@@ -1147,6 +1162,11 @@ impl Calibration {
         self.pairs.extend(c.pairs);
         for (a, b) in self.level.iter_mut().zip(c.level) {
             a.merge(&b);
+        }
+        for (g, [n, i]) in c.by_group {
+            let e = self.by_group.entry(g).or_default();
+            e[0] += n;
+            e[1] += i;
         }
     }
 }
@@ -1979,6 +1999,7 @@ mod tests {
             calibration: vec![],
             task_level_all: LevelCheck::default(),
             task_level_standard: LevelCheck::default(),
+            coverage80_by_group: BTreeMap::new(),
         }
     }
 

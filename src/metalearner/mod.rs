@@ -288,7 +288,25 @@ pub struct CvReport {
     /// fitted before session 31, or where the gap did not predict the level.
     #[serde(default)]
     pub task_level: Option<TaskLevel>,
+    /// Per [`scale_group`] with at least [`MIN_SCALE_GROUP_CELLS`] held-out cells, the GP's
+    /// interval scale calibrated on that group's held-out cells as they are stated (shifted by
+    /// the task's level where it has a gap), as `gp_sd_scale` is on all of them: a fine-tune on
+    /// an ImageNet backbone is missed by more than one on a small backbone, and a single scale
+    /// made the first's intervals too narrow and the second's too wide. Empty in files fitted
+    /// before session 31; a group without one falls back to the pooled scales.
+    #[serde(default)]
+    pub stated_sd_scales: BTreeMap<String, f64>,
 }
+
+/// The group whose held-out cells calibrate a candidate's stated interval
+/// ([`CvReport::stated_sd_scales`]): its strategy ("+pretrain" for a pretrain-first recipe) on its
+/// backbone model (the backbone key without its input size).
+pub fn scale_group(backbone: &str, r: &RecipeSummary) -> String {
+    format!("{}{}/{}", r.strategy, if r.pretrain { "+pretrain" } else { "" }, backbone.split('@').next().unwrap_or(backbone))
+}
+
+/// Fewest held-out cells a [`scale_group`] needs for its own interval scale.
+pub const MIN_SCALE_GROUP_CELLS: usize = 200;
 
 /// The task's own images as evidence on its level. The meta-learner's held-out error is more
 /// than half the level of each task: every configuration on it is over- or under-predicted
@@ -1174,6 +1192,9 @@ pub fn fit(obs: &[Obs], o: &FitOptions, log: &dyn Fn(&str)) -> Result<MetaModel>
         // per held-out task with a probe gap under its fold's GP: the gap, and its cells'
         // (mean, variance, observation) under the absolute GP on its scale
         let mut gaps: Vec<GapTask> = Vec::new();
+        // every held-out cell: its scale group, (mean, variance) under the absolute GP,
+        // observation, and its task's probe gap
+        let mut stated_cells: Vec<(String, (f64, f64), f64, Option<f64>)> = Vec::new();
         for (fi, held) in cv.folds.iter().enumerate() {
             let train: Vec<Cell> = all.iter().filter(|c| !held.contains(&c.family)).cloned().collect();
             let test: Vec<&Cell> = all.iter().filter(|c| held.contains(&c.family)).collect();
@@ -1194,8 +1215,12 @@ pub fn fit(obs: &[Obs], o: &FitOptions, log: &dyn Fn(&str)) -> Result<MetaModel>
                 for &i in idx {
                     feats.entry(test[i].backbone.clone()).or_insert_with(|| test[i].task.clone());
                 }
-                if let Some((g, _)) = probe_gap(&gp, &enc, o.warp, &probes, &feats) {
+                let gap = probe_gap(&gp, &enc, o.warp, &probes, &feats).map(|g| g.0);
+                if let Some(g) = gap {
                     gaps.push((g, idx.iter().map(|&i| (m[i], v[i], o.warp.fwd(test[i].acc))).collect()));
+                }
+                for &i in idx {
+                    stated_cells.push((scale_group(&test[i].backbone, &test[i].recipe), (m[i], v[i]), o.warp.fwd(test[i].acc), gap));
                 }
                 let xt: Vec<Vec<f64>> = idx.iter().map(|&i| xs[i].clone()).collect();
                 let yt: Vec<f64> = idx.iter().map(|&i| o.warp.fwd(test[i].acc)).collect();
@@ -1271,6 +1296,22 @@ pub fn fit(obs: &[Obs], o: &FitOptions, log: &dyn Fn(&str)) -> Result<MetaModel>
             )),
             None => log(&format!("the task's level against its probe gap: no shift ({} held-out tasks with a gap)", pairs.len())),
         }
+        let mut groups: BTreeMap<&str, (Vec<(f64, f64)>, Vec<f64>)> = BTreeMap::new();
+        for (g, (m, v), y, gap) in &stated_cells {
+            let shift = cv.task_level.as_ref().zip(*gap).map(|(t, gap)| t.shift(gap)).unwrap_or(0.0);
+            let e = groups.entry(g.as_str()).or_default();
+            e.0.push((m + shift, *v));
+            e.1.push(*y);
+        }
+        cv.stated_sd_scales = groups
+            .into_iter()
+            .filter(|(_, (p, _))| p.len() >= MIN_SCALE_GROUP_CELLS)
+            .map(|(g, (p, y))| (g.to_string(), sd_scale(&p, &y)))
+            .collect();
+        log(&format!(
+            "interval scale per strategy and backbone model (>= {MIN_SCALE_GROUP_CELLS} held-out cells): {}",
+            cv.stated_sd_scales.iter().map(|(g, s)| format!("{g} x{s:.2}")).collect::<Vec<_>>().join(", ")
+        ));
         let (mut over, mut std) = (Vec::new(), Vec::new());
         for (tc, (m, c, _, y)) in task_cells.iter().zip(joint) {
             let (d_over, d_std) = held_out_decisions(tc, m, &(c * k2), y, native, o.warp);
@@ -1515,7 +1556,11 @@ impl MetaModel {
         let items: Vec<(&str, &[Option<f64>], &RecipeSummary, &str)> =
             cands.iter().map(|(b, r, key)| (b.as_str(), task[b].as_slice(), r, key.as_str())).collect();
         let shift = self.task_shift(task);
-        self.predict_each(&items).into_iter().map(|p| self.shifted(p, shift.as_ref())).collect()
+        self.predict_each(&items)
+            .into_iter()
+            .zip(cands)
+            .map(|(p, (b, r, _))| self.stated_latent(p, shift.as_ref(), &scale_group(b, r)))
+            .collect()
     }
 
     /// The task-level shift of the accuracies stated for a task whose (unencoded) features under
@@ -1528,13 +1573,25 @@ impl MetaModel {
         Some((tl.shift(gap), gap, n))
     }
 
-    /// A prediction of [`MetaModel::predict_each`] (mean, variance) with the task's shift
-    /// applied: the mean moved, the variance rescaled from `gp_sd_scale` to the shift's own.
-    pub fn shifted(&self, (m, v): (f64, f64), shift: Option<&(f64, f64, usize)>) -> (f64, f64) {
-        match (shift, &self.cv.task_level) {
-            (Some(&(s, _, _)), Some(tl)) => (m + s, v * (tl.sd_scale / self.cv.gp_sd_scale).powi(2)),
-            _ => (m, v),
+    /// A prediction of [`MetaModel::predict_each`] (mean, variance under `gp_sd_scale`) as the
+    /// advisor states it, for a candidate of [`scale_group`] `group`: the mean moved by the task's
+    /// shift, the variance rescaled to the group's own interval scale
+    /// ([`CvReport::stated_sd_scales`]), else to the shift's ([`TaskLevel::sd_scale`]) where the
+    /// task is shifted, else left. kNN's predictions are left as they are.
+    pub fn stated_latent(&self, (m, v): (f64, f64), shift: Option<&(f64, f64, usize)>, group: &str) -> (f64, f64) {
+        if self.learner != Learner::Gp {
+            return (m, v);
         }
+        let tl = self.cv.task_level.as_ref();
+        let s = shift.filter(|_| tl.is_some()).map(|x| x.0);
+        let scale = self
+            .cv
+            .stated_sd_scales
+            .get(group)
+            .copied()
+            .or_else(|| s.and(tl).map(|t| t.sd_scale))
+            .unwrap_or(self.cv.gp_sd_scale);
+        (m + s.unwrap_or(0.0), v * (scale / self.cv.gp_sd_scale).powi(2))
     }
 
     /// [`MetaModel::predict`] where every item brings its own task features: (backbone key,

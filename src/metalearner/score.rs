@@ -102,7 +102,7 @@ pub fn score(model: &MetaModel, obs: &[Obs]) -> ScoreReport {
         let items: Vec<(&str, &[Option<f64>], &super::RecipeSummary, &str)> =
             chunk.iter().zip(kchunk).map(|(o, k)| (o.backbone.as_str(), o.task.as_slice(), &o.recipe, k.as_str())).collect();
         for ((o, k), p) in chunk.iter().zip(kchunk).zip(model.predict_each(&items)) {
-            let (m, v) = model.shifted(p, shifts[o.task_id.as_str()].as_ref());
+            let (m, v) = model.stated_latent(p, shifts[o.task_id.as_str()].as_ref(), &super::scale_group(&o.backbone, &o.recipe));
             let widen = model.widening(model.nearest_distance(&o.backbone, &o.task));
             let (mean, [lo, hi], _) = super::stated(model.scale(), m, v, widen);
             let inside = lo <= o.acc && o.acc <= hi;

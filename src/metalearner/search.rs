@@ -889,7 +889,7 @@ fn level_note(model: &MetaModel, view: &TaskView) -> Option<String> {
     let tl = model.cv.task_level.as_ref()?;
     let (shift, gap, n) = model.task_shift(&view.task)?;
     Some(format!(
-        "Level: on your training images, {n} nearest-centroid probes classify {} under cross-validation than the meta-learner predicts for them (probe gap {gap:+.3} on its arcsine scale). Over {} held-out past tasks, every recipe's accuracy moved with that gap (correlation {:.2}), so every accuracy stated here is shifted by {shift:+.3} on that scale; the shift explained {:.0}% of the variance of a task's level.",
+        "Level: on your training images, {n} nearest-centroid probes classify {} under cross-validation than the meta-learner predicts for them (probe gap {gap:+.3} on its arcsine scale). Over {} held-out past tasks, the meta-learner's miss on a task's recipes moved with that gap (correlation {:.2}), so every accuracy stated here is shifted by {shift:+.3} on that scale (the same for every candidate: no ranking changes); on those tasks the shift explained {:.0}% of the variance of that miss.",
         if gap >= 0.0 { "better" } else { "worse" },
         tl.n_tasks,
         tl.correlation,
