@@ -1584,13 +1584,7 @@ impl MetaModel {
         }
         let tl = self.cv.task_level.as_ref();
         let s = shift.filter(|_| tl.is_some()).map(|x| x.0);
-        let scale = self
-            .cv
-            .stated_sd_scales
-            .get(group)
-            .copied()
-            .or_else(|| s.and(tl).map(|t| t.sd_scale))
-            .unwrap_or(self.cv.gp_sd_scale);
+        let scale = self.cv.stated_sd_scales.get(group).copied().or_else(|| s.and(tl).map(|t| t.sd_scale)).unwrap_or(self.cv.gp_sd_scale);
         (m + s.unwrap_or(0.0), v * (scale / self.cv.gp_sd_scale).powi(2))
     }
 
