@@ -366,6 +366,13 @@ impl TaskLevel {
 /// A held-out task's probe gap, and its cells' (mean, variance, observation) on the GP's scale.
 type GapTask = (f64, Vec<(f64, f64, f64)>);
 
+/// A held-out cell: its [`scale_group`], (mean, variance) on the GP's scale, observation, and
+/// its task's probe gap.
+type StatedCell = (String, (f64, f64), f64, Option<f64>);
+
+/// Predictions (mean, variance) and the observations they predict, in order.
+type Scored = (Vec<(f64, f64)>, Vec<f64>);
+
 /// Fewest held-out tasks with a probe gap that [`TaskLevel::fit`] fits on.
 pub const MIN_TASK_LEVEL_TASKS: usize = 20;
 
@@ -1194,7 +1201,7 @@ pub fn fit(obs: &[Obs], o: &FitOptions, log: &dyn Fn(&str)) -> Result<MetaModel>
         let mut gaps: Vec<GapTask> = Vec::new();
         // every held-out cell: its scale group, (mean, variance) under the absolute GP,
         // observation, and its task's probe gap
-        let mut stated_cells: Vec<(String, (f64, f64), f64, Option<f64>)> = Vec::new();
+        let mut stated_cells: Vec<StatedCell> = Vec::new();
         for (fi, held) in cv.folds.iter().enumerate() {
             let train: Vec<Cell> = all.iter().filter(|c| !held.contains(&c.family)).cloned().collect();
             let test: Vec<&Cell> = all.iter().filter(|c| held.contains(&c.family)).collect();
@@ -1296,7 +1303,8 @@ pub fn fit(obs: &[Obs], o: &FitOptions, log: &dyn Fn(&str)) -> Result<MetaModel>
             )),
             None => log(&format!("the task's level against its probe gap: no shift ({} held-out tasks with a gap)", pairs.len())),
         }
-        let mut groups: BTreeMap<&str, (Vec<(f64, f64)>, Vec<f64>)> = BTreeMap::new();
+        // per group: the cells' (mean, variance) as stated, and their observations
+        let mut groups: BTreeMap<&str, Scored> = BTreeMap::new();
         for (g, (m, v), y, gap) in &stated_cells {
             let shift = cv.task_level.as_ref().zip(*gap).map(|(t, gap)| t.shift(gap)).unwrap_or(0.0);
             let e = groups.entry(g.as_str()).or_default();
