@@ -957,11 +957,7 @@ fn eval_fold(obs: &[Obs], fam: &String, strata: &DistanceStrata, budgets: usize,
         answer_outcomes(&ranked.answers, &accs, (&mut regret, &mut gap, &mut rank));
         // calibration and error of the predicted accuracy on the individual held-out runs
         let (mut sq, mut runs, mut within3) = (0.0, 0usize, 0usize);
-        let mut feats: BTreeMap<String, Vec<Option<f64>>> = BTreeMap::new();
-        for c in &tc {
-            feats.entry(c.backbone.clone()).or_insert_with(|| c.task.clone());
-        }
-        let shift = fold.model.task_shift(&feats);
+        let shift = fold.model.task_shift(&super::features_by_backbone(tc.iter().map(|c| (c.backbone.as_str(), c.task.as_slice()))));
         for (i, c) in tc.iter().enumerate() {
             let sd = (ranked.cov[(i, i)].max(0.0) + ranked.noise).sqrt();
             let warp = fold.model.warp;
@@ -973,15 +969,7 @@ fn eval_fold(obs: &[Obs], fam: &String, strata: &DistanceStrata, budgets: usize,
             let (stated, interval) = warp.state(m, v.sqrt(), Z80);
             let is_standard = fold.standard_native.is_some_and(|n| is_standard_recipe(&c.backbone, &c.recipe, n));
             for o in held.iter().filter(|o| o.task_id == tid && o.config() == c.config()) {
-                calib.add(stated, interval, o.acc);
-                let e = calib.by_group.entry(group.clone()).or_default();
-                e[0] += 1;
-                e[1] += super::warp::holds(interval, o.acc) as usize;
-                for g in if is_standard { &mut calib.level[..] } else { &mut calib.level[..1] } {
-                    g.runs += 1;
-                    g.add(0, (stated, interval), o.acc);
-                    g.add(1, raw, o.acc);
-                }
+                calib.add((stated, interval), raw, o.acc, is_standard, &group);
                 let e = stated - o.acc;
                 sq += e * e;
                 runs += 1;
@@ -1088,8 +1076,8 @@ fn report(families: Vec<String>, budgets: usize, tasks_out: Vec<TaskResult>, cal
         mean_regret,
         mean_gap,
         mean_rank,
-        coverage80: calib.inside as f64 / calib.n.max(1) as f64,
-        n_calibration_runs: calib.n,
+        coverage80: calib.level[0].stats(0).2,
+        n_calibration_runs: calib.level[0].runs,
         calibration: calib.pairs,
         task_level_all: calib.level[0].clone(),
         task_level_standard: calib.level[1].clone(),
@@ -1135,11 +1123,10 @@ impl DistanceStrata {
 /// The 80% intervals against the held-out runs' accuracies.
 #[derive(Default)]
 struct Calibration {
-    inside: usize,
-    n: usize,
+    /// (stated, logged) per held-out run.
     pairs: Vec<(f64, f64)>,
     /// The stated accuracy with and without the task-level shift, on all held-out runs and on
-    /// the standard recipe's.
+    /// the standard recipe's (the coverage of the first, with the shift, is `coverage80`).
     level: [LevelCheck; 2],
     /// Per scale group ([`super::scale_group`]): held-out runs, and how many fell inside the
     /// stated 80% interval.
@@ -1147,18 +1134,22 @@ struct Calibration {
 }
 
 impl Calibration {
-    /// A held-out run's accuracy `acc` against the stated accuracy `mean` and 80% interval.
-    fn add(&mut self, mean: f64, (lo, hi): (f64, f64), acc: f64) {
-        self.n += 1;
-        if super::warp::holds((lo, hi), acc) {
-            self.inside += 1;
+    /// A held-out run's accuracy `acc` against the accuracy and 80% interval stated for it
+    /// (`stated`) and those without the task-level shift (`raw`); `standard`: a run of the
+    /// standard recipe; `group`: its [`super::scale_group`].
+    fn add(&mut self, stated: (f64, (f64, f64)), raw: (f64, (f64, f64)), acc: f64, standard: bool, group: &str) {
+        self.pairs.push((stated.0, acc));
+        let e = self.by_group.entry(group.to_string()).or_default();
+        e[0] += 1;
+        e[1] += super::warp::holds(stated.1, acc) as usize;
+        for g in if standard { &mut self.level[..] } else { &mut self.level[..1] } {
+            g.runs += 1;
+            g.add(0, stated, acc);
+            g.add(1, raw, acc);
         }
-        self.pairs.push((mean, acc));
     }
 
     fn merge(&mut self, c: Calibration) {
-        self.inside += c.inside;
-        self.n += c.n;
         self.pairs.extend(c.pairs);
         for (a, b) in self.level.iter_mut().zip(c.level) {
             a.merge(&b);

@@ -363,12 +363,9 @@ impl TaskLevel {
     }
 }
 
-/// A held-out task's probe gap, and its cells' (mean, variance, observation) on the GP's scale.
-type GapTask = (f64, Vec<(f64, f64, f64)>);
-
-/// A held-out cell: its [`scale_group`], (mean, variance) on the GP's scale, observation, and
-/// its task's probe gap.
-type StatedCell = (String, (f64, f64), f64, Option<f64>);
+/// A held-out task's probe gap (None where it has none), and its cells: each one's
+/// [`scale_group`], (mean, variance) on the GP's scale, and observation.
+type GapTask = (Option<f64>, Vec<(String, (f64, f64), f64)>);
 
 /// Predictions (mean, variance) and the observations they predict, in order.
 type Scored = (Vec<(f64, f64)>, Vec<f64>);
@@ -386,6 +383,17 @@ pub fn centroid_probes<'a>(configs: impl Iterator<Item = (&'a str, &'a RecipeSum
         }
     }
     seen.into_iter().map(|((b, _), r)| (b, r)).collect()
+}
+
+/// A task's (unencoded) features per backbone key, from its cells or runs given as (backbone
+/// key, features under it): the first of each backbone (every cell of a task on one backbone
+/// carries the same features).
+pub fn features_by_backbone<'a>(cells: impl Iterator<Item = (&'a str, &'a [Option<f64>])>) -> BTreeMap<String, Vec<Option<f64>>> {
+    let mut m = BTreeMap::new();
+    for (b, t) in cells {
+        m.entry(b.to_string()).or_insert_with(|| t.to_vec());
+    }
+    m
 }
 
 /// A task's probe gap under `gp`: over the centroid probes `probes` whose backbone the task has
@@ -433,15 +441,6 @@ pub fn config_offsets(tasks: &[Vec<(String, f64, f64)>]) -> BTreeMap<String, f64
             by.entry(k.as_str()).or_default().push(y - m - mean);
         }
     }
-    shrunk_means(&by)
-}
-
-/// Each group's mean r̄ over its n values, shrunk as in a normal-normal model:
-/// r̄ · τ² / (τ² + σ²/n), with σ² the pooled variance of a value about its group's mean, and τ²
-/// the variance of the true means by the method of moments (the spread of the r̄ about their mean
-/// less their mean sampling variance σ²/n, floored at 0). Empty with fewer than two groups or no
-/// degree of freedom for σ².
-fn shrunk_means(by: &BTreeMap<&str, Vec<f64>>) -> BTreeMap<String, f64> {
     let means: Vec<(&str, f64, f64)> = by.iter().map(|(k, r)| (*k, r.iter().sum::<f64>() / r.len() as f64, r.len() as f64)).collect();
     let (ss, dof) = by
         .values()
@@ -1196,12 +1195,9 @@ pub fn fit(obs: &[Obs], o: &FitOptions, log: &dyn Fn(&str)) -> Result<MetaModel>
         // each held-out task's cells, in the order of its joint posteriors
         let mut task_cells: Vec<Vec<&Cell>> = Vec::new();
         let (mut dec_abs, mut dec_rel) = (Vec::new(), Vec::new());
-        // per held-out task with a probe gap under its fold's GP: the gap, and its cells'
-        // (mean, variance, observation) under the absolute GP on its scale
+        // per held-out task: its probe gap under its fold's GP, and its cells' scale group,
+        // (mean, variance) under the absolute GP and observation
         let mut gaps: Vec<GapTask> = Vec::new();
-        // every held-out cell: its scale group, (mean, variance) under the absolute GP,
-        // observation, and its task's probe gap
-        let mut stated_cells: Vec<StatedCell> = Vec::new();
         for (fi, held) in cv.folds.iter().enumerate() {
             let train: Vec<Cell> = all.iter().filter(|c| !held.contains(&c.family)).cloned().collect();
             let test: Vec<&Cell> = all.iter().filter(|c| held.contains(&c.family)).collect();
@@ -1218,17 +1214,11 @@ pub fn fit(obs: &[Obs], o: &FitOptions, log: &dyn Fn(&str)) -> Result<MetaModel>
             }
             let probes = centroid_probes(train.iter().map(|c| (c.backbone.as_str(), &c.recipe)));
             for idx in by_task.values() {
-                let mut feats: BTreeMap<String, Vec<Option<f64>>> = BTreeMap::new();
-                for &i in idx {
-                    feats.entry(test[i].backbone.clone()).or_insert_with(|| test[i].task.clone());
-                }
-                let gap = probe_gap(&gp, &enc, o.warp, &probes, &feats).map(|g| g.0);
-                if let Some(g) = gap {
-                    gaps.push((g, idx.iter().map(|&i| (m[i], v[i], o.warp.fwd(test[i].acc))).collect()));
-                }
-                for &i in idx {
-                    stated_cells.push((scale_group(&test[i].backbone, &test[i].recipe), (m[i], v[i]), o.warp.fwd(test[i].acc), gap));
-                }
+                let feats = features_by_backbone(idx.iter().map(|&i| (test[i].backbone.as_str(), test[i].task.as_slice())));
+                gaps.push((
+                    probe_gap(&gp, &enc, o.warp, &probes, &feats).map(|g| g.0),
+                    idx.iter().map(|&i| (scale_group(&test[i].backbone, &test[i].recipe), (m[i], v[i]), o.warp.fwd(test[i].acc))).collect(),
+                ));
                 let xt: Vec<Vec<f64>> = idx.iter().map(|&i| xs[i].clone()).collect();
                 let yt: Vec<f64> = idx.iter().map(|&i| o.warp.fwd(test[i].acc)).collect();
                 let tc: Vec<&Cell> = idx.iter().map(|&i| test[i]).collect();
@@ -1283,17 +1273,22 @@ pub fn fit(obs: &[Obs], o: &FitOptions, log: &dyn Fn(&str)) -> Result<MetaModel>
         cv.config_offsets = config_offsets(&residuals);
         let standard_key = native
             .and_then(|n| task_cells.iter().flatten().find(|c| eval::is_standard_recipe(&c.backbone, &c.recipe, n)).map(|c| c.config()));
-        if let Some(s) = standard_key.as_ref().and_then(|k| cv.config_offsets.get(k)) {
+        if let Some(s) = standard_key.and_then(|k| cv.config_offsets.get(&k)) {
             log(&format!(
                 "the standard recipe's held-out within-task offset (shrunk): {s:+.4} on the GP's scale, of {} configurations' offsets",
                 cv.config_offsets.len()
             ));
         }
-        let pairs: Vec<(f64, f64)> =
-            gaps.iter().map(|(g, cs)| (*g, cs.iter().map(|(m, _, y)| y - m).sum::<f64>() / cs.len() as f64)).collect();
+        let pairs: Vec<(f64, f64)> = gaps
+            .iter()
+            .filter_map(|(g, cs)| g.map(|g| (g, cs.iter().map(|(_, (m, _), y)| y - m).sum::<f64>() / cs.len() as f64)))
+            .collect();
         cv.task_level = TaskLevel::fit(&pairs).map(|(alpha, beta, correlation, var_before, var_after)| {
-            let (pred, y): (Vec<(f64, f64)>, Vec<f64>) =
-                gaps.iter().flat_map(|(g, cs)| cs.iter().map(move |&(m, v, y)| ((m + alpha + beta * g, v), y))).unzip();
+            let (pred, y): Scored = gaps
+                .iter()
+                .filter_map(|(g, cs)| g.map(|g| (g, cs)))
+                .flat_map(|(g, cs)| cs.iter().map(move |&(_, (m, v), y)| ((m + alpha + beta * g, v), y)))
+                .unzip();
             TaskLevel { alpha, beta, n_tasks: pairs.len(), correlation, var_before, var_after, sd_scale: sd_scale(&pred, &y) }
         });
         match &cv.task_level {
@@ -1305,11 +1300,13 @@ pub fn fit(obs: &[Obs], o: &FitOptions, log: &dyn Fn(&str)) -> Result<MetaModel>
         }
         // per group: the cells' (mean, variance) as stated, and their observations
         let mut groups: BTreeMap<&str, Scored> = BTreeMap::new();
-        for (g, (m, v), y, gap) in &stated_cells {
+        for (gap, cs) in &gaps {
             let shift = cv.task_level.as_ref().zip(*gap).map(|(t, gap)| t.shift(gap)).unwrap_or(0.0);
-            let e = groups.entry(g.as_str()).or_default();
-            e.0.push((m + shift, *v));
-            e.1.push(*y);
+            for (g, (m, v), y) in cs {
+                let e = groups.entry(g.as_str()).or_default();
+                e.0.push((m + shift, *v));
+                e.1.push(*y);
+            }
         }
         cv.stated_sd_scales = groups
             .into_iter()

@@ -92,11 +92,14 @@ pub fn score(model: &MetaModel, obs: &[Obs]) -> ScoreReport {
     let usable: Vec<&Obs> = obs.iter().filter(|o| known.contains(o.backbone.as_str())).collect();
     let keys: Vec<String> = usable.iter().map(|o| o.config()).collect();
     // each task's level shift, from its features under the backbones among the scored runs
-    let mut feats: BTreeMap<&str, BTreeMap<String, Vec<Option<f64>>>> = BTreeMap::new();
+    let mut runs_of: BTreeMap<&str, Vec<&Obs>> = BTreeMap::new();
     for o in &usable {
-        feats.entry(o.task_id.as_str()).or_default().entry(o.backbone.clone()).or_insert_with(|| o.task.clone());
+        runs_of.entry(o.task_id.as_str()).or_default().push(o);
     }
-    let shifts: BTreeMap<&str, Option<(f64, f64, usize)>> = feats.iter().map(|(t, f)| (*t, model.task_shift(f))).collect();
+    let shifts: BTreeMap<&str, Option<(f64, f64, usize)>> = runs_of
+        .iter()
+        .map(|(t, rs)| (*t, model.task_shift(&super::features_by_backbone(rs.iter().map(|o| (o.backbone.as_str(), o.task.as_slice()))))))
+        .collect();
     let mut scored: Vec<Known> = Vec::with_capacity(usable.len());
     for (chunk, kchunk) in usable.chunks(512).zip(keys.chunks(512)) {
         let items: Vec<(&str, &[Option<f64>], &super::RecipeSummary, &str)> =

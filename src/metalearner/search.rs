@@ -364,7 +364,8 @@ pub fn recommend(model: &MetaModel, ds: &Dataset, o: &RecommendOptions) -> Resul
     let refine_note = if kept_default { None } else { refine_lr(model, &view, &lrs, &mut cands) };
     let best = cands[0].clone();
     let near = model.nearest_tasks(&best.backbone, &view.task[&best.backbone], 3);
-    let mut lines = rationale(model, &view, &cands, &near, anchor_note);
+    let task_level = model.task_shift(&view.task).map(|(shift, probe_gap, probes)| TaskLevelShift { probe_gap, probes, shift });
+    let mut lines = rationale(model, &view, &cands, &near, anchor_note, task_level.as_ref());
     lines.extend(default_note);
     lines.extend(unlogged_note);
     lines.extend(budget_note);
@@ -425,7 +426,6 @@ pub fn recommend(model: &MetaModel, ds: &Dataset, o: &RecommendOptions) -> Resul
     // the recipe names its backbone (and input size), so `graft run --recipe` on it runs what
     // was recommended
     let (recipe, backbone) = runnable(&best, continued_from.as_ref());
-    let task_level = model.task_shift(&view.task).map(|(shift, probe_gap, probes)| TaskLevelShift { probe_gap, probes, shift });
     Ok(Recommendation {
         recipe,
         backbone,
@@ -885,9 +885,9 @@ fn basis(view: &TaskView, cands: &[Candidate]) -> String {
 
 /// The task-level shift of every stated accuracy ([`super::TaskLevel`]), in words: the probe
 /// gap it rests on, and what the same shift did on held-out tasks. None where there is none.
-fn level_note(model: &MetaModel, view: &TaskView) -> Option<String> {
+fn level_note(model: &MetaModel, level: Option<&TaskLevelShift>) -> Option<String> {
     let tl = model.cv.task_level.as_ref()?;
-    let (shift, gap, n) = model.task_shift(&view.task)?;
+    let &TaskLevelShift { probe_gap: gap, probes: n, shift } = level?;
     Some(format!(
         "Level: on your training images, {n} nearest-centroid probes classify {} under cross-validation than the meta-learner predicts for them (probe gap {gap:+.3} on its arcsine scale). Over {} held-out past tasks, the meta-learner's miss on a task's recipes moved with that gap (correlation {:.2}), so every accuracy stated here is shifted by {shift:+.3} on that scale (the same for every candidate: no ranking changes); on those tasks the shift explained {:.0}% of the variance of that miss.",
         if gap >= 0.0 { "better" } else { "worse" },
@@ -946,6 +946,7 @@ fn rationale(
     cands: &[Candidate],
     near: &[(f64, &super::PastTask)],
     anchor_note: Option<String>,
+    level: Option<&TaskLevelShift>,
 ) -> Vec<String> {
     let best = &cands[0];
     let mut lines = vec![format!(
@@ -967,7 +968,7 @@ fn rationale(
     )];
     lines.extend(anchor_note);
     lines.push(basis(view, cands));
-    if let Some(l) = level_note(model, view) {
+    if let Some(l) = level_note(model, level) {
         lines.push(l);
     }
     lines.push(format!(
