@@ -103,6 +103,31 @@ pub fn cross_entropy(logits: &Tensor, labels: &Tensor, smoothing: f64) -> candle
     (nll * (1.0 - smoothing))? + (uni * smoothing)?
 }
 
+/// Cross-entropy with label smoothing ε, each image's term weighted: Σ w_i l_i / Σ w_i with
+/// l_i = (1-ε)·(−log p_{y_i}) + ε·mean_k(−log p_k) (PyTorch's weighted mean). `weights` holds one
+/// weight per image of the batch.
+pub fn weighted_cross_entropy(logits: &Tensor, labels: &Tensor, smoothing: f64, weights: &Tensor) -> candle_core::Result<Tensor> {
+    let logp = candle_nn::ops::log_softmax(logits, D::Minus1)?;
+    let mut per = logp.gather(&labels.unsqueeze(1)?, 1)?.squeeze(1)?.neg()?;
+    if smoothing != 0.0 {
+        per = ((per * (1.0 - smoothing))? + (logp.mean(D::Minus1)?.neg()? * smoothing)?)?;
+    }
+    let w = weights.to_dtype(per.dtype())?;
+    (per * &w)?.sum_all()?.broadcast_div(&w.sum_all()?)
+}
+
+/// The training loss of a batch: the plain cross-entropy, or the class-weighted one when the
+/// recipe weights classes and the training set's classes differ in size (`class_w`, per class).
+fn batch_loss(logits: &Tensor, y: &[i64], yt: &Tensor, smoothing: f64, class_w: Option<&[f64]>) -> candle_core::Result<Tensor> {
+    match class_w {
+        None => cross_entropy(logits, yt, smoothing),
+        Some(cw) => {
+            let w: Vec<f32> = y.iter().map(|&c| cw[c as usize] as f32).collect();
+            weighted_cross_entropy(logits, yt, smoothing, &Tensor::new(w.as_slice(), logits.device())?)
+        }
+    }
+}
+
 pub fn to_tensor(x: Vec<f32>, n: usize, set: &ImageSet, dev: &Device) -> candle_core::Result<Tensor> {
     Tensor::from_vec(x, (n, set.spec.channels, set.spec.height, set.spec.width), dev)
 }
@@ -359,6 +384,8 @@ fn train_inner(
     let total = steps_per_epoch * r.epochs;
     let warmup = (r.schedule.warmup_epochs * steps_per_epoch as f64).round() as usize;
     let aug = if r.augment.is_off() { None } else { Some(&r.augment) };
+    let n_labels = train_set.labels.iter().filter(|&&l| l >= 0).map(|&l| l as usize + 1).max().unwrap_or(0);
+    let class_w = r.class_weights.weights(&train_set.class_counts(n_labels));
     // a frozen prefix that sees no augmentation is run once, not once an epoch
     let mut prefix = if cache_prefix { cacheable_prefix(&train_flags, aug.is_none()) } else { 0 };
     let cached = if prefix > 0 { prefix_activations(model, train_set, norm, prefix)? } else { None };
@@ -410,7 +437,7 @@ fn train_inner(
                     model.forward(&x, &train_flags)?
                 }
             };
-            let loss = cross_entropy(&logits, &yt, r.label_smoothing)?;
+            let loss = batch_loss(&logits, &y, &yt, r.label_smoothing, class_w.as_deref())?;
             if step == 0 || !defer {
                 // the first step's loss is recorded; on the CPU a non-finite loss stops the run
                 // before its gradient is applied
@@ -543,6 +570,44 @@ mod tests {
         // mean over classes of -log p = (nll + (10 + nll)) / 2
         let want = 0.8 * nll + 0.2 * (nll + 10.0 + nll) / 2.0;
         assert!((l1 - want).abs() < 1e-5, "{l1} vs {want}");
+    }
+
+    /// The weighted cross-entropy is Σ w_i l_i / Σ w_i of the per-image terms: equal weights
+    /// give the plain mean (with smoothing too), and a weight of 0 drops an image.
+    #[test]
+    fn weighted_cross_entropy_is_the_weighted_mean_of_the_terms() {
+        let dev = Device::Cpu;
+        let z = Tensor::new(&[[2f32, 0.0, -1.0], [0.5, 1.5, 0.0], [0.0, 0.0, 3.0]], &dev).unwrap();
+        let y = Tensor::new(&[0i64, 2, 2], &dev).unwrap();
+        let one = |t: &Tensor| t.to_scalar::<f32>().unwrap();
+        for eps in [0.0, 0.1] {
+            let plain = one(&cross_entropy(&z, &y, eps).unwrap());
+            let w = Tensor::new(&[2.5f32, 2.5, 2.5], &dev).unwrap();
+            assert!((one(&weighted_cross_entropy(&z, &y, eps, &w).unwrap()) - plain).abs() < 1e-6);
+        }
+        // per-image terms, from single-image batches
+        let term = |i: usize| {
+            let zi = z.narrow(0, i, 1).unwrap();
+            let yi = y.narrow(0, i, 1).unwrap();
+            one(&cross_entropy(&zi, &yi, 0.0).unwrap())
+        };
+        let w = Tensor::new(&[3f32, 1.0, 0.0], &dev).unwrap();
+        let want = (3.0 * term(0) + term(1)) / 4.0;
+        let got = one(&weighted_cross_entropy(&z, &y, 0.0, &w).unwrap());
+        assert!((got - want).abs() < 1e-6, "{got} vs {want}");
+    }
+
+    /// Balanced class weights are n / (K n_c) over the classes with images; on a balanced
+    /// training set, or with weighting off, there are none, so training takes the plain path.
+    #[test]
+    fn balanced_class_weights() {
+        use crate::recipe::ClassWeights;
+        assert_eq!(ClassWeights::Balanced.weights(&[4, 4, 4]), None);
+        assert_eq!(ClassWeights::None.weights(&[8, 2]), None);
+        let w = ClassWeights::Balanced.weights(&[8, 2, 0]).unwrap();
+        assert_eq!(w, vec![10.0 / 16.0, 10.0 / 4.0, 0.0]);
+        // every class then carries the same total weight
+        assert!((8.0 * w[0] - 2.0 * w[1]).abs() < 1e-12);
     }
 }
 

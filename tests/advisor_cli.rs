@@ -358,6 +358,45 @@ fn recommend_names_the_training_images_it_could_not_decode() {
     assert!(!v["rationale"].to_string().contains("could not be decoded"));
 }
 
+/// On a training set whose classes differ in size by 1.5x or more, every recipe `recommend`
+/// gives weighs classes the same (`class_weights: balanced`) and the rationale says why and how
+/// to turn it off; `--class-weights none` turns it off; on a balanced set nothing changes.
+#[test]
+fn an_imbalanced_training_set_gets_class_weights() {
+    let f = fixture();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    make_folder(&data, &[("train", 8), ("test", 3)], 3, 32);
+    for i in 3..8 {
+        std::fs::remove_file(data.join(format!("train/class1/img{i:03}.png"))).unwrap();
+    }
+    let rec = |extra: &[&str]| {
+        let o = graft().args(["recommend", "--json", "--data"]).arg(&data).arg("--model").arg(&f.model).args(extra).output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        json_of(&o)
+    };
+    let line = |v: &serde_json::Value| {
+        v["rationale"].as_array().unwrap().iter().filter_map(|l| l.as_str()).find(|l| l.starts_with("Classes:")).map(str::to_string)
+    };
+    let v = rec(&[]);
+    assert_eq!(v["recipe"]["class_weights"], "balanced", "{}", v["recipe"]);
+    assert!(v["alternatives"].as_array().unwrap().iter().all(|a| a["recipe"]["class_weights"] == "balanced"));
+    let l = line(&v).unwrap_or_else(|| panic!("no Classes: line in {}", v["rationale"]));
+    assert!(l.contains("3 to 8 training images a class") && l.contains("--class-weights none"), "{l}");
+    let v = rec(&["--class-weights", "none"]);
+    assert!(v["recipe"].get("class_weights").is_none(), "{}", v["recipe"]);
+    assert!(line(&v).is_some_and(|l| l.contains("--class-weights balanced")), "{}", v["rationale"]);
+    // a balanced training set: no weights, no line
+    let o = graft().args(["recommend", "--json", "--data"]).arg(example()).arg("--model").arg(&f.model).output().unwrap();
+    let v = json_of(&o);
+    assert!(v["recipe"].get("class_weights").is_none(), "{}", v["recipe"]);
+    assert!(line(&v).is_none(), "{}", v["rationale"]);
+    // a bad value names the flag
+    let o = graft().args(["recommend", "--class-weights", "inverse", "--data"]).arg(example()).output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--class-weights"), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
 #[test]
 fn auto_runs_the_budget_and_logs_every_run_back() {
     let f = fixture();

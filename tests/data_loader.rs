@@ -182,8 +182,15 @@ fn task_sampler_is_seeded() {
     let t = tempfile::tempdir().unwrap();
     make_folder(t.path(), &[("train", 10), ("test", 4)], 4, 16);
     let ds = load_dataset(&LoadOptions::new(t.path())).unwrap();
-    let spec =
-        graft::data::task::TaskSpec { classes: None, n_classes: 2, shots: 3, unlabelled: 5, test_per_class: Some(2), val_per_class: 0 };
+    let spec = graft::data::task::TaskSpec {
+        classes: None,
+        n_classes: 2,
+        shots: 3,
+        unlabelled: 5,
+        test_per_class: Some(2),
+        val_per_class: 0,
+        imbalance: 1.0,
+    };
     let a = graft::data::task::sample_task(&ds, &spec, 1).unwrap();
     let b = graft::data::task::sample_task(&ds, &spec, 1).unwrap();
     assert_eq!(a.classes, b.classes);

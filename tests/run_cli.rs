@@ -156,6 +156,74 @@ fn a_head_started_from_a_probe_starts_with_a_lower_loss() {
     assert!(d["first_step_loss"].as_f64().unwrap() < 0.8 * (3f64).ln(), "{}", d["first_step_loss"]);
 }
 
+/// Class weights: on the fixture's balanced training set `balanced` is the unweighted run bit
+/// for bit (every weight is 1); on an imbalanced copy it changes the first step's loss, the
+/// weights and the probes' fits, records the balanced test accuracy, and the recipe says it.
+#[test]
+fn class_weights_act_only_on_an_imbalanced_training_set() {
+    let f = fixture();
+    let t = tempfile::tempdir().unwrap();
+    let mut r = preset_json("finetune-all");
+    r["epochs"] = 2.into();
+    let none = write_recipe(t.path(), "none.json", &r);
+    r["class_weights"] = "balanced".into();
+    let balanced = write_recipe(t.path(), "balanced.json", &r);
+    let go = |data: &Path, recipe: &Path| {
+        let o = graft()
+            .args(["run", "--json", "--no-meta", "--data"])
+            .arg(data)
+            .arg("--backbone")
+            .arg(&f.backbone)
+            .arg("--recipe")
+            .arg(recipe)
+            .arg("--runs")
+            .arg(t.path())
+            .output()
+            .unwrap();
+        json_of(&o)
+    };
+    let (a, b) = (go(&f.data, &none), go(&f.data, &balanced));
+    assert_eq!(a["final_weights_sha256"], b["final_weights_sha256"], "balanced training set: the same run");
+    assert_eq!(a["first_step_loss"], b["first_step_loss"]);
+    assert_eq!(b["recipe"]["class_weights"], "balanced");
+    assert!(a["recipe"].get("class_weights").is_none(), "the default is not written: {}", a["recipe"]);
+    // the test split is balanced: its balanced accuracy is the accuracy
+    assert_eq!(a["test_balanced_accuracy"], a["test_accuracy"]);
+    // 8, 8 and 2 training images a class
+    let data = t.path().join("imbalanced");
+    make_folder(&data, &[("train", 8), ("test", 6)], 3, 32);
+    for i in 2..8 {
+        std::fs::remove_file(data.join(format!("train/class2/img{i:03}.png"))).unwrap();
+    }
+    let (a, b) = (go(&data, &none), go(&data, &balanced));
+    assert_eq!(b["dataset"]["train_per_class"], serde_json::json!([8, 8, 2]));
+    assert_ne!(a["final_weights_sha256"], b["final_weights_sha256"]);
+    assert_ne!(a["first_step_loss"], b["first_step_loss"]);
+    for j in [&a, &b] {
+        let bal = j["test_balanced_accuracy"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&bal), "{j}");
+    }
+    // the probes: the SVM's C per image and the softmax probe's loss follow the weights
+    for strategy in ["linear-probe", "softmax-probe"] {
+        let mut p = preset_json("linear-probe");
+        p["strategy"] = strategy.into();
+        let pn = write_recipe(t.path(), "pn.json", &p);
+        p["class_weights"] = "balanced".into();
+        let pb = write_recipe(t.path(), "pb.json", &p);
+        let (x, y) = (go(&data, &pn), go(&data, &pb));
+        assert_eq!(y["recipe"]["class_weights"], "balanced", "{strategy}");
+        if strategy == "linear-probe" {
+            assert!(y["probe"]["c_selection"].as_str().unwrap().contains("by balanced accuracy"), "{}", y["probe"]);
+            assert!(!x["probe"]["c_selection"].as_str().unwrap().contains("balanced"), "{}", x["probe"]);
+        }
+        // on the balanced training set the weighted probe is the unweighted one
+        let (x2, y2) = (go(&f.data, &pn), go(&f.data, &pb));
+        assert_eq!(x2["confusion"], y2["confusion"], "{strategy}");
+        assert_eq!(x2["probe"], y2["probe"], "{strategy}");
+        let _ = x;
+    }
+}
+
 #[test]
 fn frozen_groups_do_not_move_and_layerwise_rates_apply() {
     let f = fixture();

@@ -403,6 +403,11 @@ pub struct RecommendArgs {
     /// the meta-learner's predictions for them are extrapolations.
     #[arg(long)]
     pub allow_unlogged: bool,
+    /// Whether the recipes weight each class's loss: `auto` weighs every class the same
+    /// (`class_weights: balanced`) when the largest class has 1.5x the training images of the
+    /// smallest or more, `none` weighs every image the same, `balanced` always weighs classes.
+    #[arg(long, value_enum, default_value_t = crate::recipe::ClassWeightPolicy::Auto)]
+    pub class_weights: crate::recipe::ClassWeightPolicy,
 
     /// Meta-learner file (default: models/meta-learner.json).
     #[arg(long)]
@@ -468,6 +473,7 @@ pub fn recommend(a: RecommendArgs) -> Result<i32> {
             allow_unlogged: a.allow_unlogged,
             // recommend lists unreadable images instead of refusing them
             skip_unreadable: true,
+            class_weights: a.class_weights,
         },
     )?;
     let run_cmd = format!(
@@ -508,6 +514,11 @@ pub struct AutoArgs {
     /// the meta-learner's predictions for them are extrapolations.
     #[arg(long)]
     pub allow_unlogged: bool,
+    /// Whether the recipes weight each class's loss: `auto` weighs every class the same
+    /// (`class_weights: balanced`) when the largest class has 1.5x the training images of the
+    /// smallest or more, `none` weighs every image the same, `balanced` always weighs classes.
+    #[arg(long, value_enum, default_value_t = crate::recipe::ClassWeightPolicy::Auto)]
+    pub class_weights: crate::recipe::ClassWeightPolicy,
     #[arg(long)]
     pub model: Option<PathBuf>,
     /// Meta-dataset folder the runs are appended to (default: $GRAFT_META or ~/.local/share/graft/meta_dataset).
@@ -547,6 +558,7 @@ pub fn auto(a: AutoArgs) -> Result<i32> {
             // the runs decode every training image: refuse unreadable ones now, as a run would,
             // not after the recommendation
             skip_unreadable: a.data.skip_bad,
+            class_weights: a.class_weights,
         },
     )?;
     if !a.json {
@@ -583,11 +595,12 @@ pub fn auto(a: AutoArgs) -> Result<i32> {
         print_json(&out);
     } else if let Some(b) = done.best() {
         errln!(
-            "winner {}: {} on {}: test accuracy {:.4} (appended {} runs to {})",
+            "winner {}: {} on {}: test accuracy {:.4}{} (appended {} runs to {})",
             b.run_id,
             b.recipe.name.clone().unwrap_or_default(),
             b.backbone,
             b.test_accuracy,
+            b.balanced_note(),
             runs.len(),
             meta_dir.display()
         );

@@ -136,11 +136,12 @@ pub fn run(a: RunArgs) -> Result<i32> {
         print_json(&rec);
     } else {
         errln!(
-            "run {}: {} on {} -> test_accuracy {:.4} (n_test {}), {:.1}s training; record in {}",
+            "run {}: {} on {} -> test_accuracy {:.4}{} (n_test {}), {:.1}s training; record in {}",
             rec.run_id,
             rec.strategy,
             rec.backbone,
             rec.test_accuracy,
+            rec.balanced_note(),
             rec.n_test,
             rec.train_seconds,
             rec.run_dir
@@ -217,6 +218,11 @@ pub struct TaskArgs {
     /// Labelled validation images per class (written to OUT/val/), disjoint from the shots.
     #[arg(long, default_value_t = 0)]
     pub val_per_class: usize,
+    /// Most over fewest training images a class: above 1, the classes (in a seeded order) get
+    /// from --shots down to --shots / IMBALANCE images, exponentially (long-tailed CIFAR's
+    /// profile); test and validation images per class are unchanged.
+    #[arg(long, default_value_t = 1.0)]
+    pub imbalance: f64,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     #[arg(long)]
@@ -232,6 +238,7 @@ pub fn task(a: TaskArgs) -> Result<i32> {
         unlabelled: a.unlabelled_pool,
         test_per_class: a.test_per_class,
         val_per_class: a.val_per_class,
+        imbalance: a.imbalance,
     };
     let t = data::task::sample_task(&ds, &spec, a.seed)?;
     data::task::write_imagefolder(&t, &a.out)?;

@@ -22,6 +22,37 @@ pub struct TaskSpec {
     /// shots (disjoint from them), into the task's `val` split.
     #[serde(default)]
     pub val_per_class: usize,
+    /// Ratio of the most to the fewest training images a class (1 = `shots` in every class).
+    /// Above 1 the classes, in a seeded random order, get `shots` · imbalance^(−i/(K−1))
+    /// images (rounded, at least 1): the exponential profile of long-tailed CIFAR (Cui et al.
+    /// 2019), from `shots` down to `shots` / imbalance.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub imbalance: f64,
+}
+
+fn one() -> f64 {
+    1.0
+}
+fn is_one(v: &f64) -> bool {
+    *v == 1.0
+}
+
+impl TaskSpec {
+    /// Training images of each of `k` classes, in the order of the task's classes; the
+    /// largest first unless the imbalance's seeded order says otherwise.
+    pub fn shots_per_class(&self, k: usize, seed: u64) -> Vec<usize> {
+        if self.imbalance == 1.0 || k < 2 {
+            return vec![self.shots; k];
+        }
+        let mut order: Vec<usize> = (0..k).collect();
+        order.shuffle(&mut rng_for(seed, "task-imbalance"));
+        let mut out = vec![0; k];
+        for (rank, &c) in order.iter().enumerate() {
+            let s = self.shots as f64 * self.imbalance.powf(-(rank as f64) / (k - 1) as f64);
+            out[c] = (s.round() as usize).max(1);
+        }
+        out
+    }
 }
 
 pub fn sample_task(ds: &Dataset, spec: &TaskSpec, seed: u64) -> Result<Dataset> {
@@ -57,6 +88,13 @@ pub fn sample_task(ds: &Dataset, spec: &TaskSpec, seed: u64) -> Result<Dataset> 
     if spec.shots == 0 {
         return Err(GraftError::Usage("--shots must be at least 1".into()));
     }
+    if !(spec.imbalance.is_finite() && spec.imbalance >= 1.0) {
+        return Err(GraftError::Usage(format!(
+            "--imbalance must be at least 1 (the most over the fewest images a class), got {}",
+            spec.imbalance
+        )));
+    }
+    let shots = spec.shots_per_class(chosen.len(), seed);
     let classes: Vec<String> = chosen.iter().map(|&c| ds.classes[c].clone()).collect();
     let relabel = |l: usize| chosen.iter().position(|&c| c == l);
     let mut train = Vec::new();
@@ -66,20 +104,21 @@ pub fn sample_task(ds: &Dataset, spec: &TaskSpec, seed: u64) -> Result<Dataset> 
     for (new, &old) in chosen.iter().enumerate() {
         let mut items: Vec<&Item> = ds.train.iter().filter(|it| it.label == Some(old)).collect();
         items.shuffle(&mut rng);
-        if items.len() < spec.shots + spec.val_per_class {
+        let s = shots[new];
+        if items.len() < s + spec.val_per_class {
             return Err(GraftError::Usage(format!(
                 "--shots {} (+ {} validation): class `{}` has only {} training images",
-                spec.shots,
+                s,
                 spec.val_per_class,
                 ds.classes[old],
                 items.len()
             )));
         }
-        for it in &items[..spec.shots] {
+        for it in &items[..s] {
             train.push(Item { source: it.source.clone(), label: Some(new) });
         }
-        let v_end = spec.shots + spec.val_per_class;
-        val.extend(items[spec.shots..v_end].iter().map(|it| Item { source: it.source.clone(), label: Some(new) }));
+        let v_end = s + spec.val_per_class;
+        val.extend(items[s..v_end].iter().map(|it| Item { source: it.source.clone(), label: Some(new) }));
         pool.extend(items[v_end..].iter().map(|it| Item { source: it.source.clone(), label: None }));
         let mut t: Vec<&Item> = ds.test.iter().filter(|it| it.label == Some(old)).collect();
         if let Some(k) = spec.test_per_class {
@@ -130,4 +169,31 @@ pub fn write_imagefolder(ds: &Dataset, out: &Path) -> Result<()> {
         write_item(it, &out.join("unlabelled"), i)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TaskSpec;
+
+    fn spec(shots: usize, imbalance: f64) -> TaskSpec {
+        TaskSpec { classes: None, n_classes: 5, shots, unlabelled: 0, test_per_class: None, val_per_class: 0, imbalance }
+    }
+
+    /// The imbalanced profile runs from `shots` down to `shots` / imbalance exponentially, in a
+    /// seeded class order; an imbalance of 1 gives every class `shots` and leaves the spec's
+    /// JSON (a meta-dataset row's `task_spec`) as it was before the field existed.
+    #[test]
+    fn imbalanced_shots_follow_the_exponential_profile() {
+        let mut s = spec(40, 10.0).shots_per_class(5, 7);
+        let again = spec(40, 10.0).shots_per_class(5, 7);
+        assert_eq!(s, again);
+        s.sort_unstable_by(|a, b| b.cmp(a));
+        assert_eq!(s, vec![40, 22, 13, 7, 4]);
+        assert_eq!(spec(3, 10.0).shots_per_class(5, 0).iter().min(), Some(&1), "at least one image a class");
+        assert_eq!(spec(6, 1.0).shots_per_class(4, 3), vec![6; 4]);
+        let json = serde_json::to_string(&spec(6, 1.0)).unwrap();
+        assert!(!json.contains("imbalance"), "{json}");
+        let back: TaskSpec = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.imbalance, 1.0);
+    }
 }

@@ -1,6 +1,7 @@
 //! Probes on fixed features: a one-vs-rest linear SVM (linfa-svm) with C chosen by stratified
 //! k-fold cross-validation, and a multinomial logistic regression fitted by L-BFGS (argmin).
 use crate::error::{GraftError, Result};
+use crate::recipe::ClassWeights;
 use crate::util::rng_for;
 use argmin::core::{CostFunction, Executor, Gradient};
 use argmin::solver::linesearch::MoreThuenteLineSearch;
@@ -71,7 +72,8 @@ const DCD_MAX_EPOCHS: usize = 2000;
 /// ½αᵀQα − Σα with Q = (y yᵀ)∘(X̃X̃ᵀ), X̃ = [X, B]; w = Σ αᵢ yᵢ x̃ᵢ is kept up to date, so each
 /// coordinate step costs O(d). Stops when the projected-gradient spread is under the tolerance.
 /// The visiting order is a fixed-seed shuffle per epoch, so the result depends only on the data.
-fn dcd_binary(x: &Array2<f64>, pos: &[bool], c: f64) -> (Array1<f64>, f64) {
+/// `c` is each image's C (a class-weighted SVM scales it by the image's class weight).
+fn dcd_binary(x: &Array2<f64>, pos: &[bool], c: &[f64]) -> (Array1<f64>, f64) {
     let (n, d) = x.dim();
     let bf = DCD_BIAS_FEATURE;
     let xs = x.as_standard_layout();
@@ -91,7 +93,7 @@ fn dcd_binary(x: &Array2<f64>, pos: &[bool], c: f64) -> (Array1<f64>, f64) {
             let g = y[i] * (xi.iter().zip(&w).map(|(a, b)| a * b).sum::<f64>() + wb * bf) - 1.0;
             let pg = if alpha[i] <= 0.0 {
                 g.min(0.0)
-            } else if alpha[i] >= c {
+            } else if alpha[i] >= c[i] {
                 g.max(0.0)
             } else {
                 g
@@ -100,7 +102,7 @@ fn dcd_binary(x: &Array2<f64>, pos: &[bool], c: f64) -> (Array1<f64>, f64) {
             min_pg = min_pg.min(pg);
             if pg.abs() > 1e-12 {
                 let old = alpha[i];
-                alpha[i] = (old - g / qii[i]).clamp(0.0, c);
+                alpha[i] = (old - g / qii[i]).clamp(0.0, c[i]);
                 let delta = (alpha[i] - old) * y[i];
                 for (wj, xj) in w.iter_mut().zip(xi) {
                     *wj += delta * xj;
@@ -121,21 +123,34 @@ impl LinearSvm {
     }
 
     pub fn fit_with(x: &Array2<f64>, y: &[usize], k: usize, c: f64, solver: SvmSolver) -> Result<Self> {
+        Self::fit_weighted(x, y, k, c, ClassWeights::None, solver)
+    }
+
+    /// One-vs-rest linear SVMs; with `class_weights` balanced (and classes of different sizes)
+    /// each image's C is C times its class's weight, as scikit-learn's `class_weight`. linfa's
+    /// SMO solver takes one C for the positives and one for the negatives: the negatives get C
+    /// times their mean weight.
+    pub fn fit_weighted(x: &Array2<f64>, y: &[usize], k: usize, c: f64, class_weights: ClassWeights, solver: SvmSolver) -> Result<Self> {
         let d = x.ncols();
         let mut w = Array2::zeros((k, d));
         let mut b = Array1::zeros(k);
+        let cw = class_weights.weights(&class_counts(y, k));
+        let wt = |l: usize| cw.as_ref().map_or(1.0, |cw| cw[l]);
+        let per_image: Vec<f64> = y.iter().map(|&l| c * wt(l)).collect();
         for cls in 0..k {
             let t: Vec<bool> = y.iter().map(|&l| l == cls).collect();
             if solver == SvmSolver::Dcd {
-                let (wc, bc) = dcd_binary(x, &t, c);
+                let (wc, bc) = dcd_binary(x, &t, &per_image);
                 w.row_mut(cls).assign(&wc);
                 b[cls] = bc;
                 continue;
             }
+            let negs: Vec<f64> = y.iter().filter(|&&l| l != cls).map(|&l| wt(l)).collect();
+            let c_neg = if negs.is_empty() { c } else { c * negs.iter().sum::<f64>() / negs.len() as f64 };
             let ds = DatasetBase::new(x.clone(), Array1::from_vec(t));
             let m: Svm<f64, bool> = Svm::<f64, bool>::params()
                 .linear_kernel()
-                .pos_neg_weights(c, c)
+                .pos_neg_weights(c * wt(cls), c_neg)
                 .fit(&ds)
                 .map_err(|e| GraftError::Other(format!("linear SVM for class {cls} failed: {e}")))?;
             // decision(x) = weighted_sum(x) - rho; recover the hyperplane from unit vectors
@@ -176,6 +191,34 @@ pub fn softmax_rows(mut s: Array2<f64>) -> Array2<f64> {
     s
 }
 
+/// Images per class, for labels in 0..k.
+pub fn class_counts(y: &[usize], k: usize) -> Vec<usize> {
+    let mut c = vec![0usize; k];
+    for &l in y {
+        if l < k {
+            c[l] += 1;
+        }
+    }
+    c
+}
+
+/// Mean over the classes present in `y` of the share of their images predicted correctly (the
+/// mean per-class recall). Equals the accuracy when every class has as many images.
+pub fn balanced_accuracy(pred: &[usize], y: &[usize]) -> f64 {
+    let k = y.iter().map(|&l| l + 1).max().unwrap_or(0);
+    let (mut hit, mut n) = (vec![0usize; k], vec![0usize; k]);
+    for (p, &l) in pred.iter().zip(y) {
+        n[l] += 1;
+        hit[l] += usize::from(*p == l);
+    }
+    let present: Vec<f64> = (0..k).filter(|&c| n[c] > 0).map(|c| hit[c] as f64 / n[c] as f64).collect();
+    if present.is_empty() {
+        0.0
+    } else {
+        present.iter().sum::<f64>() / present.len() as f64
+    }
+}
+
 pub fn accuracy(pred: &[usize], y: &[usize]) -> f64 {
     if y.is_empty() {
         return 0.0;
@@ -191,30 +234,48 @@ fn rows(x: &Array2<f64>, idx: &[usize]) -> Array2<f64> {
 /// With fewer than two images in some class, CV is impossible and C = 1 (or the grid's
 /// closest value) is used; the report says so.
 pub fn fit_svm_cv(x: &Array2<f64>, y: &[usize], k: usize, grid: &[f64], folds: usize, seed: u64) -> Result<(LinearSvm, ProbeReport)> {
+    fit_svm_cv_weighted(x, y, k, grid, folds, seed, ClassWeights::None)
+}
+
+/// [`fit_svm_cv`] with class weights: every fit weights its own training images' classes, and
+/// with balanced weights on classes of different sizes C is chosen by balanced accuracy.
+pub fn fit_svm_cv_weighted(
+    x: &Array2<f64>,
+    y: &[usize],
+    k: usize,
+    grid: &[f64],
+    folds: usize,
+    seed: u64,
+    class_weights: ClassWeights,
+) -> Result<(LinearSvm, ProbeReport)> {
+    let solver = SvmSolver::from_env();
+    let by_class = class_weights.weights(&class_counts(y, k)).is_some();
     let min_count = (0..k).map(|c| y.iter().filter(|&&l| l == c).count()).min().unwrap_or(0);
     let folds = folds.min(min_count);
     let mut cv = Vec::new();
     let (c, how) = if folds >= 2 && grid.len() > 1 {
         let assign = stratified_folds(y, k, folds, seed);
         for &c in grid {
-            let mut correct = 0usize;
+            let mut pred = vec![0usize; y.len()];
             for f in 0..folds {
                 let tr: Vec<usize> = (0..y.len()).filter(|&i| assign[i] != f).collect();
                 let te: Vec<usize> = (0..y.len()).filter(|&i| assign[i] == f).collect();
                 let ytr: Vec<usize> = tr.iter().map(|&i| y[i]).collect();
-                let m = LinearSvm::fit(&rows(x, &tr), &ytr, k, c)?;
-                let p = m.predict(&rows(x, &te));
-                correct += p.iter().zip(&te).filter(|(p, &i)| **p == y[i]).count();
+                let m = LinearSvm::fit_weighted(&rows(x, &tr), &ytr, k, c, class_weights, solver)?;
+                for (p, &i) in m.predict(&rows(x, &te)).into_iter().zip(&te) {
+                    pred[i] = p;
+                }
             }
-            cv.push((c, correct as f64 / y.len() as f64));
+            cv.push((c, if by_class { balanced_accuracy(&pred, y) } else { accuracy(&pred, y) }));
         }
         let best = cv.iter().fold((grid[0], -1.0), |b, &(c, a)| if a > b.1 + 1e-12 { (c, a) } else { b });
-        (best.0, format!("{folds}-fold stratified cross-validation"))
+        let what = if by_class { ", by balanced accuracy" } else { "" };
+        (best.0, format!("{folds}-fold stratified cross-validation{what}"))
     } else {
         let c = grid.iter().copied().min_by(|a, b| (a.ln().abs()).partial_cmp(&b.ln().abs()).unwrap()).unwrap_or(1.0);
         (c, "grid value closest to 1 (too few images per class to cross-validate)".to_string())
     };
-    let m = LinearSvm::fit(x, y, k, c)?;
+    let m = LinearSvm::fit_weighted(x, y, k, c, class_weights, solver)?;
     let train_accuracy = accuracy(&m.predict(x), y);
     Ok((
         m,
@@ -231,12 +292,14 @@ pub fn fit_svm_cv(x: &Array2<f64>, y: &[usize], k: usize, grid: &[f64], folds: u
     ))
 }
 
-/// Multinomial logistic regression: mean cross-entropy + l2 ‖W‖², parameters (d+1) x k.
+/// Multinomial logistic regression: mean cross-entropy + l2 ‖W‖², parameters (d+1) x k. With
+/// image weights `w` (class weights) the mean is Σ w_i l_i / Σ w_i.
 struct Softmax<'a> {
     x: &'a Array2<f64>,
     y: &'a [usize],
     k: usize,
     l2: f64,
+    w: Option<Vec<f64>>,
 }
 
 impl Softmax<'_> {
@@ -249,6 +312,12 @@ impl Softmax<'_> {
     fn probs(&self, w: &Array2<f64>, b: &Array1<f64>) -> Array2<f64> {
         softmax_rows(self.x.dot(w) + b)
     }
+    fn weight(&self, i: usize) -> f64 {
+        self.w.as_ref().map_or(1.0, |w| w[i])
+    }
+    fn total(&self) -> f64 {
+        self.w.as_ref().map_or(self.y.len() as f64, |w| w.iter().sum())
+    }
 }
 
 impl CostFunction for Softmax<'_> {
@@ -257,8 +326,7 @@ impl CostFunction for Softmax<'_> {
     fn cost(&self, p: &Self::Param) -> std::result::Result<f64, argmin::core::Error> {
         let (w, b) = self.unpack(p);
         let pr = self.probs(&w, &b);
-        let n = self.y.len() as f64;
-        let nll: f64 = self.y.iter().enumerate().map(|(i, &l)| -(pr[[i, l]].max(1e-300)).ln()).sum::<f64>() / n;
+        let nll: f64 = self.y.iter().enumerate().map(|(i, &l)| -(pr[[i, l]].max(1e-300)).ln() * self.weight(i)).sum::<f64>() / self.total();
         Ok(nll + self.l2 * w.mapv(|v| v * v).sum())
     }
 }
@@ -269,11 +337,18 @@ impl Gradient for Softmax<'_> {
     fn gradient(&self, p: &Self::Param) -> std::result::Result<Array1<f64>, argmin::core::Error> {
         let (w, b) = self.unpack(p);
         let mut pr = self.probs(&w, &b);
-        let n = self.y.len() as f64;
         for (i, &l) in self.y.iter().enumerate() {
             pr[[i, l]] -= 1.0;
         }
-        pr /= n;
+        match &self.w {
+            None => pr /= self.y.len() as f64,
+            Some(w) => {
+                let total = self.total();
+                for (mut row, wi) in pr.outer_iter_mut().zip(w) {
+                    row.mapv_inplace(|v| v * wi / total);
+                }
+            }
+        }
         let gw = self.x.t().dot(&pr) + &(&w * (2.0 * self.l2));
         let gb = pr.sum_axis(Axis(0));
         let mut g = gw.into_raw_vec_and_offset().0;
@@ -290,8 +365,21 @@ pub struct SoftmaxProbe {
 
 impl SoftmaxProbe {
     pub fn fit(x: &Array2<f64>, y: &[usize], k: usize, l2: f64, iters: usize) -> Result<(Self, ProbeReport)> {
+        Self::fit_weighted(x, y, k, l2, iters, ClassWeights::None)
+    }
+
+    /// [`SoftmaxProbe::fit`] with each image's cross-entropy weighted by its class's weight.
+    pub fn fit_weighted(
+        x: &Array2<f64>,
+        y: &[usize],
+        k: usize,
+        l2: f64,
+        iters: usize,
+        class_weights: ClassWeights,
+    ) -> Result<(Self, ProbeReport)> {
         let d = x.ncols();
-        let prob = Softmax { x, y, k, l2 };
+        let image_w = class_weights.weights(&class_counts(y, k)).map(|cw| y.iter().map(|&l| cw[l]).collect::<Vec<f64>>());
+        let prob = Softmax { x, y, k, l2, w: image_w.clone() };
         let init = Array1::<f64>::zeros(d * k + k);
         let ls = MoreThuenteLineSearch::new();
         let solver = LBFGS::new(ls, 10);
@@ -300,7 +388,7 @@ impl SoftmaxProbe {
             .run()
             .map_err(|e| GraftError::Other(format!("softmax probe (L-BFGS) failed: {e}")))?;
         let best = res.state().best_param.clone().ok_or_else(|| GraftError::Other("softmax probe: no solution".into()))?;
-        let prob = Softmax { x, y, k, l2 };
+        let prob = Softmax { x, y, k, l2, w: image_w };
         let (w, b) = prob.unpack(&best);
         let m = SoftmaxProbe { w, b };
         let train_accuracy = accuracy(&m.predict(x), y);
@@ -525,6 +613,52 @@ mod tests {
             }
         }
         (x, y)
+    }
+
+    /// Two overlapping classes, 40 training images against 4: weighting classes moves the
+    /// SVM's and the softmax probe's boundary toward the large class, so more of the small
+    /// class's test images are found and the balanced accuracy is no lower; every weight is
+    /// 1 on a balanced set, where the weighted fit is the unweighted one.
+    #[test]
+    fn class_weights_move_the_probes_toward_the_small_class() {
+        use rand_distr::{Distribution, Normal};
+        let mut rng = rng_for(11, "overlap");
+        let nd = Normal::new(0.0, 1.0).unwrap();
+        let draw = |rng: &mut _, n: [usize; 2]| {
+            let mut x = Array2::zeros((n[0] + n[1], 2));
+            let mut y = Vec::new();
+            for c in 0..2 {
+                for _ in 0..n[c] {
+                    let i = y.len();
+                    x[[i, 0]] = c as f64 * 1.5 + nd.sample(rng);
+                    x[[i, 1]] = nd.sample(rng);
+                    y.push(c);
+                }
+            }
+            (x, y)
+        };
+        let (xtr, ytr) = draw(&mut rng, [40, 4]);
+        let (xte, yte) = draw(&mut rng, [200, 200]);
+        let recall1 = |p: &[usize]| p.iter().zip(&yte).filter(|(p, y)| **y == 1 && **p == 1).count();
+        let solver = SvmSolver::Dcd;
+        let plain = LinearSvm::fit_weighted(&xtr, &ytr, 2, 1.0, ClassWeights::None, solver).unwrap().predict(&xte);
+        let weighted = LinearSvm::fit_weighted(&xtr, &ytr, 2, 1.0, ClassWeights::Balanced, solver).unwrap().predict(&xte);
+        assert!(recall1(&weighted) > recall1(&plain) + 20, "SVM: {} vs {}", recall1(&weighted), recall1(&plain));
+        assert!(balanced_accuracy(&weighted, &yte) >= balanced_accuracy(&plain, &yte));
+        let (sp, _) = SoftmaxProbe::fit_weighted(&xtr, &ytr, 2, 1e-3, 200, ClassWeights::None).unwrap();
+        let (sw, _) = SoftmaxProbe::fit_weighted(&xtr, &ytr, 2, 1e-3, 200, ClassWeights::Balanced).unwrap();
+        let (plain, weighted) = (sp.predict(&xte), sw.predict(&xte));
+        assert!(recall1(&weighted) > recall1(&plain) + 20, "softmax: {} vs {}", recall1(&weighted), recall1(&plain));
+        assert!(balanced_accuracy(&weighted, &yte) >= balanced_accuracy(&plain, &yte));
+        // balanced blobs: the same fits
+        let (x, y) = blobs(6, 2);
+        let a = LinearSvm::fit_weighted(&x, &y, 3, 1.0, ClassWeights::None, solver).unwrap();
+        let b = LinearSvm::fit_weighted(&x, &y, 3, 1.0, ClassWeights::Balanced, solver).unwrap();
+        assert_eq!(a.into_parts(), b.into_parts());
+        // balanced accuracy: the mean per-class recall
+        assert_eq!(balanced_accuracy(&[0, 0, 0, 1], &[0, 0, 0, 0]), 0.75);
+        assert_eq!(balanced_accuracy(&[0, 0, 0, 0, 1], &[0, 0, 0, 0, 1]), 1.0);
+        assert!((balanced_accuracy(&[0, 0, 0, 0, 0], &[0, 0, 0, 0, 1]) - 0.5).abs() < 1e-12);
     }
 
     /// The probe folded back onto raw features gives the logits it gives on standardised ones.

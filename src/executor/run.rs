@@ -1,6 +1,6 @@
 //! `graft run`: one recipe end to end.
 use super::features::{features, features_at};
-use super::probe::{accuracy, fit_svm_cv, NearestCentroid, ProbeHead, ProbeReport, SoftmaxProbe, Standardiser};
+use super::probe::{accuracy, balanced_accuracy, fit_svm_cv_weighted, NearestCentroid, ProbeHead, ProbeReport, SoftmaxProbe, Standardiser};
 use super::train::{evaluate, train, EpochMetrics, Progress};
 use crate::backbones::{card, Model, ModelRef};
 use crate::data::{load_dataset, Dataset, ImageSet, LoadOptions, Normalisation};
@@ -142,6 +142,11 @@ pub struct RunRecord {
     pub test_loss: Option<f64>,
     /// confusion[true][predicted] on the test split.
     pub confusion: Vec<Vec<usize>>,
+    /// Mean over the test split's classes of the share of their images classified correctly
+    /// (mean per-class recall); equals `test_accuracy` when every class has as many test
+    /// images. Absent from records written before it was added.
+    #[serde(default)]
+    pub test_balanced_accuracy: Option<f64>,
     /// sha256 of the final weights (see `Model::weights_sha256`), for reproducibility checks.
     pub final_weights_sha256: String,
     pub timings: Timings,
@@ -161,6 +166,18 @@ pub struct RunRecord {
     /// `model.safetensors`), for `graft predict`; absent when the run did not save it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub saved_model: Option<String>,
+}
+
+impl RunRecord {
+    /// ", balanced accuracy X" when the test split's classes have different numbers of images
+    /// (there the accuracy weighs each class by its images), else nothing.
+    pub fn balanced_note(&self) -> String {
+        let sizes: Vec<usize> = self.confusion.iter().map(|r| r.iter().sum()).filter(|&n| n > 0).collect();
+        match self.test_balanced_accuracy {
+            Some(b) if sizes.iter().any(|&n| n != sizes[0]) => format!(", balanced accuracy {b:.4}"),
+            _ => String::new(),
+        }
+    }
 }
 
 /// Frozen-backbone features shared by the probe runs of one prepared task (a sweep block: the
@@ -568,7 +585,14 @@ fn init_head_from_probe(model: &Model, checked: &CheckedRecipe, dec: &Decoded, n
     let centred = &x - &mean;
     let scale = (centred.mapv(|v| v * v).mean().unwrap_or(0.0)).sqrt().max(1e-8);
     let sd = ndarray::Array1::from_elem(x.ncols(), scale);
-    let (m, mut rep) = SoftmaxProbe::fit(&(centred / scale), &labels(&dec.train), k, recipe.probe.l2, recipe.probe.iterations)?;
+    let (m, mut rep) = SoftmaxProbe::fit_weighted(
+        &(centred / scale),
+        &labels(&dec.train),
+        k,
+        recipe.probe.l2,
+        recipe.probe.iterations,
+        recipe.class_weights,
+    )?;
     let (w, b) = m.on_raw_features(&mean, &sd);
     let dev = &model.device;
     let w = candle_core::Tensor::from_vec(w.iter().map(|&v| v as f32).collect::<Vec<_>>(), w.dim(), dev)?;
@@ -675,13 +699,22 @@ fn probe_outcome(
         }
         Strategy::LinearProbe => {
             let st = Standardiser::fit(&xtr);
-            let (m, rep) = fit_svm_cv(&st.apply(&xtr), &ytr, k, &recipe.probe.c_grid, recipe.probe.cv_folds, recipe.seed)?;
+            let (m, rep) = fit_svm_cv_weighted(
+                &st.apply(&xtr),
+                &ytr,
+                k,
+                &recipe.probe.c_grid,
+                recipe.probe.cv_folds,
+                recipe.seed,
+                recipe.class_weights,
+            )?;
             let (w, b) = m.into_parts();
             (ProbeHead::Svm { st, w, b }, rep)
         }
         _ => {
             let st = Standardiser::fit(&xtr);
-            let (m, rep) = SoftmaxProbe::fit(&st.apply(&xtr), &ytr, k, recipe.probe.l2, recipe.probe.iterations)?;
+            let (m, rep) =
+                SoftmaxProbe::fit_weighted(&st.apply(&xtr), &ytr, k, recipe.probe.l2, recipe.probe.iterations, recipe.class_weights)?;
             let (w, b) = m.into_parts();
             (ProbeHead::Softmax { st, w, b }, rep)
         }
@@ -808,6 +841,7 @@ pub fn run_prepared(
     }
     let ytest = labels(&dec.test);
     let test_accuracy = if diverged.is_some() { 0.0 } else { accuracy(&test_pred, &ytest) };
+    let test_balanced_accuracy = if diverged.is_some() { 0.0 } else { balanced_accuracy(&test_pred, &ytest) };
     let mut confusion = vec![vec![0usize; ds.n_classes()]; ds.n_classes()];
     if diverged.is_none() {
         for (p, t) in test_pred.iter().zip(&ytest) {
@@ -862,6 +896,7 @@ pub fn run_prepared(
         first_step_loss,
         test_loss,
         confusion,
+        test_balanced_accuracy: Some(test_balanced_accuracy),
         final_weights_sha256: model.weights_sha256()?,
         timings: Timings {
             load_seconds,

@@ -252,6 +252,7 @@ fn paine_task(ds: &Dataset, s: &Settings, seed: u64, input: crate::data::InputSp
         unlabelled: s.unlabelled,
         test_per_class: Some(s.test_per_class),
         val_per_class: 0,
+        imbalance: 1.0,
     };
     let task = sample_task(ds, &spec, seed)?;
     let dec = decode_dataset(&task, input, false, 0.0, seed)?;
@@ -426,6 +427,7 @@ pub fn yosinski(env: &Env, s: &Settings) -> Result<Results> {
                 unlabelled: 0,
                 test_per_class: Some(s.test_per_class),
                 val_per_class: 0,
+                imbalance: 1.0,
             };
             let t = sample_task(&ds, &spec, seed)?;
             let d = decode_dataset(&t, input, false, 0.0, seed)?;

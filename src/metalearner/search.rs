@@ -272,6 +272,8 @@ pub struct RecommendOptions {
     /// ([`Recommendation::unreadable_training_images`]); false refuses them with the decoder's
     /// error naming the file and `--skip-bad`, as a run does (`auto` without `--skip-bad`).
     pub skip_unreadable: bool,
+    /// Whether the recipes weight classes ([`crate::recipe::ClassWeightPolicy`]).
+    pub class_weights: crate::recipe::ClassWeightPolicy,
 }
 
 /// The recipe to run a candidate as written: it names its backbone, and its input size when
@@ -317,6 +319,10 @@ pub fn recommend(model: &MetaModel, ds: &Dataset, o: &RecommendOptions) -> Resul
     let (view, mrefs) = task_view(model, ds, names, derived.as_ref(), o.skip_unreadable)?;
     let lrs = portfolio_lrs(model);
     let mut cands = candidates(model, ds.n_classes(), o.seed, &view.names, &mrefs, &lrs)?;
+    let (weighting, weighting_note) = class_weighting(ds, o.class_weights);
+    for c in cands.iter_mut() {
+        c.recipe.class_weights = weighting;
+    }
     // pretrain-first recipes learn from the unlabelled pool; without one they are not candidates
     let n_unlabelled = ds.unlabelled.len();
     let before = cands.len();
@@ -373,6 +379,7 @@ pub fn recommend(model: &MetaModel, ds: &Dataset, o: &RecommendOptions) -> Resul
     lines.extend(cost_line(&cands, &mrefs, ds.train.len()));
     lines.extend(pretrain_line(&cands, n_unlabelled, dropped_pretrain));
     lines.extend(unreadable_line(&view.unreadable, ds.train.len()));
+    lines.extend(weighting_note);
     if let Some((key, m)) = &derived {
         lines.push(format!(
             "Backbone {} continues {} ({}, {}): the meta-learner has no runs of it, so it predicts from its parent's runs at {} px, with this task's features (LogME, cross-validated accuracy, domain distance) computed on {}'s own weights.",
@@ -451,6 +458,34 @@ pub fn recommend(model: &MetaModel, ds: &Dataset, o: &RecommendOptions) -> Resul
         task_level,
         unreadable_training_images: view.unreadable,
     })
+}
+
+/// The class weighting of every candidate's recipe, and the rationale's line on it when the
+/// training set's classes differ in size.
+fn class_weighting(ds: &Dataset, policy: crate::recipe::ClassWeightPolicy) -> (crate::recipe::ClassWeights, Option<String>) {
+    let mut counts = vec![0usize; ds.n_classes()];
+    for it in &ds.train {
+        if let Some(l) = it.label.filter(|&l| l < counts.len()) {
+            counts[l] += 1;
+        }
+    }
+    let w = policy.choose(&counts);
+    let (lo, hi) = (counts.iter().copied().min().unwrap_or(0), counts.iter().copied().max().unwrap_or(0));
+    if lo == hi {
+        return (w, None);
+    }
+    let ratio = hi as f64 / lo.max(1) as f64;
+    let line = if w.is_none() {
+        format!(
+            "Classes: {lo} to {hi} training images a class ({ratio:.1}x); the recipe weighs every image the same, so larger classes count more (`--class-weights balanced` weighs every class the same{}).",
+            if ratio >= crate::recipe::ClassWeightPolicy::IMBALANCE_RATIO { "" } else { "; `auto` does from 1.5x" }
+        )
+    } else {
+        format!(
+            "Classes: {lo} to {hi} training images a class ({ratio:.1}x); the recipe weighs every class the same (`class_weights: balanced`, each image's loss by n / (K n_c)), for test images spread evenly over the classes. The meta-learner's past tasks have as many images in every class, so its accuracies are for such a task; where the test images are as unevenly spread as the training images, `--class-weights none` may do better."
+        )
+    };
+    (w, Some(line))
 }
 
 /// Whether pretraining on the unlabelled pool is predicted to pay: the pick against the

@@ -69,6 +69,79 @@ impl HeadInit {
     }
 }
 
+/// How each training image's loss is weighted by its class.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ClassWeights {
+    /// Every image counts the same, so a class counts in proportion to its images.
+    #[default]
+    None,
+    /// Every class counts the same: an image of class c weighs n / (K n_c), K the classes with
+    /// images, n_c its images (scikit-learn's `class_weight="balanced"`). Fine-tuning and the
+    /// softmax probe weight the cross-entropy (a batch's loss is its weighted mean), the SVM
+    /// probe its hinge losses (each image's C), and their cross-validation chooses by balanced
+    /// accuracy. The nearest-centroid probe weighs classes equally either way. On a training
+    /// set with as many images in every class every weight is 1 and the run is the same as
+    /// with `none`.
+    Balanced,
+}
+
+/// Whether a recommended recipe weights classes (`graft recommend` / `graft auto
+/// --class-weights`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum ClassWeightPolicy {
+    /// `balanced` when the training set's largest class has at least
+    /// [`ClassWeightPolicy::IMBALANCE_RATIO`] times the images of its smallest, else `none`.
+    #[default]
+    Auto,
+    None,
+    Balanced,
+}
+
+impl ClassWeightPolicy {
+    /// Most over fewest training images a class from which `auto` weights classes.
+    pub const IMBALANCE_RATIO: f64 = 1.5;
+
+    /// The weighting for a training set with these images per class.
+    pub fn choose(&self, counts: &[usize]) -> ClassWeights {
+        match self {
+            ClassWeightPolicy::None => ClassWeights::None,
+            ClassWeightPolicy::Balanced => ClassWeights::Balanced,
+            ClassWeightPolicy::Auto => {
+                let present: Vec<usize> = counts.iter().copied().filter(|&c| c > 0).collect();
+                let (lo, hi) = (present.iter().min().copied().unwrap_or(0), present.iter().max().copied().unwrap_or(0));
+                if lo > 0 && hi as f64 >= Self::IMBALANCE_RATIO * lo as f64 {
+                    ClassWeights::Balanced
+                } else {
+                    ClassWeights::None
+                }
+            }
+        }
+    }
+}
+
+impl ClassWeights {
+    pub fn is_none(&self) -> bool {
+        *self == ClassWeights::None
+    }
+    /// Per-class weights for these class counts (classes without images get 0); None when
+    /// they would all be equal (a balanced training set, or weighting off), so callers take
+    /// the unweighted path and the run is bit-for-bit the unweighted one.
+    pub fn weights(&self, counts: &[usize]) -> Option<Vec<f64>> {
+        if self.is_none() {
+            return None;
+        }
+        let present: Vec<usize> = counts.iter().copied().filter(|&c| c > 0).collect();
+        if present.is_empty() || present.iter().all(|&c| c == present[0]) {
+            return None;
+        }
+        let n: usize = present.iter().sum();
+        let k = present.len() as f64;
+        Some(counts.iter().map(|&c| if c == 0 { 0.0 } else { n as f64 / (k * c as f64) }).collect())
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Action {
@@ -249,6 +322,10 @@ pub struct Recipe {
     /// How the head starts a fine-tune ([`HeadInit`]); `probe` makes the run LP-FT.
     #[serde(default, skip_serializing_if = "HeadInit::is_random")]
     pub head_init: HeadInit,
+    /// How each image's loss is weighted by its class ([`ClassWeights`]): `none` (default) or
+    /// `balanced`, for a training set whose classes have very different numbers of images.
+    #[serde(default, skip_serializing_if = "ClassWeights::is_none")]
+    pub class_weights: ClassWeights,
     /// The backbone the recipe was made for (a name from `graft models`, or a .safetensors file
     /// with its card); `graft recommend` writes it. `graft run` uses it unless `--backbone`
     /// is given, and refuses a `--backbone` that names other weights. Not part of the recipe as

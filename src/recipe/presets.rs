@@ -26,6 +26,7 @@ fn base(name: &str, strategy: Strategy, action: Action) -> Recipe {
         pretrain: None,
         precision: Default::default(),
         head_init: Default::default(),
+        class_weights: Default::default(),
         backbone: None,
         input_size: None,
     }

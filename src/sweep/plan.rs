@@ -540,6 +540,7 @@ impl Plan {
                 unlabelled,
                 test_per_class: Some(t.test_per_class),
                 val_per_class: t.val_per_class,
+                imbalance: 1.0,
             },
             shift,
             seed,
