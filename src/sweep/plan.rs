@@ -57,6 +57,11 @@ pub struct TaskSpace {
     pub test_per_class: usize,
     #[serde(default)]
     pub val_per_class: usize,
+    /// Class imbalances to choose from (`graft task --imbalance`: the classes get from the
+    /// drawn shots down to shots / imbalance training images); default [1], balanced tasks,
+    /// which draws nothing, so plans without the field draw the tasks they always did.
+    #[serde(default = "one_vec")]
+    pub imbalance: Vec<f64>,
 }
 
 fn zero_vec() -> Vec<usize> {
@@ -372,6 +377,9 @@ impl Plan {
         if t.test_per_class == 0 {
             return bad("tasks.test_per_class", "must be at least 1".into());
         }
+        if t.imbalance.is_empty() || t.imbalance.iter().any(|v| !(v.is_finite() && *v >= 1.0)) {
+            return bad("tasks.imbalance", format!("must list imbalances >= 1 (most over fewest images a class), got {:?}", t.imbalance));
+        }
         if let Some(s) = &self.recipes.space {
             if s.lr.is_empty() || s.epochs.is_empty() || s.strategy.is_empty() {
                 return bad("recipes.space", "needs at least one strategy, lr and epochs value".into());
@@ -530,6 +538,8 @@ impl Plan {
         let u: f32 = rng.random();
         let shift = Shift::of_kind(&kind, u)?;
         let seed: u64 = rng.random::<u32>() as u64;
+        // drawn last, and only from a list of several, so balanced plans draw what they did
+        let imbalance = if t.imbalance.len() > 1 { *t.imbalance.choose(&mut rng).expect("non-empty") } else { t.imbalance[0] };
         Ok(TaskDraw {
             family: fam.name.clone(),
             index,
@@ -540,7 +550,7 @@ impl Plan {
                 unlabelled,
                 test_per_class: Some(t.test_per_class),
                 val_per_class: t.val_per_class,
-                imbalance: 1.0,
+                imbalance,
             },
             shift,
             seed,
@@ -558,6 +568,33 @@ pub fn run_key(task: &TaskDraw, backbone: &BackboneSpec, recipe_json: &str) -> S
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn plan_with(extra: &str) -> Result<Plan> {
+        let text = format!(
+            "name = \"t\"\nseeds = [0]\nplan_seed = 5\n[[family]]\nname = \"f\"\ndata = \"d\"\ntasks = 4\n[tasks]\nn_classes = [2, 5]\nshots = [10, 20]\ntest_per_class = 5\n{extra}\n[[backbone]]\nname = \"resnet8-cifar10\"\n[recipes]\nsample = \"none\"\ninclude = [\"linear-probe\"]\n"
+        );
+        Plan::parse(&text, Path::new("plan.toml"))
+    }
+
+    /// A plan without `tasks.imbalance` draws the tasks (and task ids) it always did, as one
+    /// with `imbalance = [1.0]`; a list of several draws among them, into the task's spec; a
+    /// value under 1 is refused, naming the field.
+    #[test]
+    fn imbalanced_task_draws() {
+        let sizes = [100; 6];
+        let (a, b) = (plan_with("").unwrap(), plan_with("imbalance = [1.0]").unwrap());
+        let fam = &a.families[0];
+        for i in 0..4 {
+            let (x, y) = (a.draw_task(fam, &sizes, i).unwrap(), b.draw_task(fam, &sizes, i).unwrap());
+            assert_eq!(x.task_id(), y.task_id());
+            assert_eq!(x.spec.imbalance, 1.0);
+        }
+        let c = plan_with("imbalance = [1.0, 10.0]").unwrap();
+        let got: Vec<f64> = (0..16).map(|i| c.draw_task(fam, &sizes, i).unwrap().spec.imbalance).collect();
+        assert!(got.contains(&1.0) && got.contains(&10.0), "{got:?}");
+        let e = plan_with("imbalance = [0.5]").unwrap_err().to_string();
+        assert!(e.contains("tasks.imbalance"), "{e}");
+    }
 
     #[test]
     fn probe_ids_name_the_classifier() {
