@@ -117,6 +117,8 @@ fn the_saved_classifier_reproduces_each_runs_test_predictions() {
         assert_eq!(p["n_images"], rec["n_test"], "{name}");
         assert_eq!(p["n_labelled"], rec["n_test"], "{name}");
         assert!((p["accuracy"].as_f64().unwrap() - rec["test_accuracy"].as_f64().unwrap()).abs() < 1e-12, "{name}");
+        let bal = rec["test_balanced_accuracy"].as_f64().unwrap();
+        assert!((p["balanced_accuracy"].as_f64().unwrap() - bal).abs() < 1e-12, "{name}");
     }
 }
 
@@ -150,7 +152,7 @@ fn predict_takes_a_file_or_any_folder_and_writes_csv() {
     std::fs::write(flat.join("notes.txt"), "not an image").unwrap();
     let p = json_of(&predict(dir, &flat, &[]));
     assert_eq!(p["n_labelled"], 0);
-    assert!(p["accuracy"].is_null() && p["confusion"].is_null());
+    assert!(p["accuracy"].is_null() && p["confusion"].is_null() && p["balanced_accuracy"].is_null());
     assert_eq!(p["counts"].as_array().unwrap().iter().map(|c| c.as_u64().unwrap()).sum::<u64>(), 2);
     let csv = t.path().join("pred.csv");
     let o = graft().args(["predict", "--run", dir, "--data"]).arg(&flat).arg("--out").arg(&csv).output().unwrap();

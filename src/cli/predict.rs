@@ -93,6 +93,7 @@ pub fn predict(a: PredictArgs) -> Result<i32> {
             "counts": done.counts,
             "n_labelled": done.n_labelled,
             "accuracy": done.accuracy,
+            "balanced_accuracy": done.balanced_accuracy,
             "confusion": done.confusion,
             "predictions": done.predictions,
         }));

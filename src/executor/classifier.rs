@@ -397,6 +397,9 @@ pub struct Predicted {
     pub n_labelled: usize,
     /// Over the labelled images (None without any).
     pub accuracy: Option<f64>,
+    /// The mean over the labelled images' classes of the share of their images predicted
+    /// right (None without any).
+    pub balanced_accuracy: Option<f64>,
     /// True class × predicted class, over the labelled images (None without any).
     pub confusion: Option<Vec<Vec<usize>>>,
 }
@@ -512,6 +515,7 @@ pub fn predict(clfs: &[Classifier], data: &Path, flip: bool, skip_bad: bool, eac
         counts,
         n_labelled,
         accuracy: labelled.then(|| correct as f64 / n_labelled as f64),
+        balanced_accuracy: super::probe::balanced_accuracy_of(&confusion),
         confusion: labelled.then_some(confusion),
     })
 }

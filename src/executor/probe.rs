@@ -219,6 +219,19 @@ pub fn balanced_accuracy(pred: &[usize], y: &[usize]) -> f64 {
     }
 }
 
+/// [`balanced_accuracy`] from a confusion matrix (true class × predicted); None without images.
+pub fn balanced_accuracy_of(confusion: &[Vec<usize>]) -> Option<f64> {
+    let recalls: Vec<f64> = confusion
+        .iter()
+        .enumerate()
+        .filter_map(|(c, row)| {
+            let n: usize = row.iter().sum();
+            (n > 0).then(|| row.get(c).copied().unwrap_or(0) as f64 / n as f64)
+        })
+        .collect();
+    (!recalls.is_empty()).then(|| recalls.iter().sum::<f64>() / recalls.len() as f64)
+}
+
 pub fn accuracy(pred: &[usize], y: &[usize]) -> f64 {
     if y.is_empty() {
         return 0.0;
@@ -659,6 +672,8 @@ mod tests {
         assert_eq!(balanced_accuracy(&[0, 0, 0, 1], &[0, 0, 0, 0]), 0.75);
         assert_eq!(balanced_accuracy(&[0, 0, 0, 0, 1], &[0, 0, 0, 0, 1]), 1.0);
         assert!((balanced_accuracy(&[0, 0, 0, 0, 0], &[0, 0, 0, 0, 1]) - 0.5).abs() < 1e-12);
+        assert_eq!(balanced_accuracy_of(&[vec![3, 1], vec![0, 0]]), Some(0.75));
+        assert_eq!(balanced_accuracy_of(&[vec![0, 0], vec![0, 0]]), None);
     }
 
     /// The probe folded back onto raw features gives the logits it gives on standardised ones.
