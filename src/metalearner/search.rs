@@ -477,12 +477,12 @@ fn class_weighting(ds: &Dataset, policy: crate::recipe::ClassWeightPolicy) -> (c
     let ratio = hi as f64 / lo.max(1) as f64;
     let line = if w.is_none() {
         format!(
-            "Classes: {lo} to {hi} training images a class ({ratio:.1}x); the recipe weighs every image the same, so larger classes count more (`--class-weights balanced` weighs every class the same{}).",
-            if ratio >= crate::recipe::ClassWeightPolicy::IMBALANCE_RATIO { "" } else { "; `auto` does from 1.5x" }
+            "Classes: {lo} to {hi} training images a class ({ratio:.1}x); the recipe gives every image the same weight, so a larger class counts for more (`--class-weights balanced` gives every class the same weight{}).",
+            if ratio >= crate::recipe::ClassWeightPolicy::IMBALANCE_RATIO { "" } else { "; `auto` does so from 1.5x" }
         )
     } else {
         format!(
-            "Classes: {lo} to {hi} training images a class ({ratio:.1}x); the recipe weighs every class the same (`class_weights: balanced`, each image's loss by n / (K n_c)), for test images spread evenly over the classes. The meta-learner's past tasks have as many images in every class, so its accuracies are for such a task; where the test images are as unevenly spread as the training images, `--class-weights none` may do better."
+            "Classes: {lo} to {hi} training images a class ({ratio:.1}x); the recipe gives every class the same weight (`class_weights: balanced`: each image's loss weighted by n / (K n_c)), which suits test images spread evenly over the classes. The meta-learner's past tasks had as many images in every class, so its stated accuracy is for such a task; where the test images are as unevenly spread as the training images, `--class-weights none` may do better."
         )
     };
     (w, Some(line))
