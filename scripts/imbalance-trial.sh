@@ -7,10 +7,13 @@
 # Lite0's penultimate features at 224 px. Prints, per task and arm, the balanced test
 # accuracy (the test split is balanced, so it is also the accuracy) and the accuracy the run
 # would have on a test split with the training split's class proportions (sum over classes of
-# proportion x recall), then the means and the paired differences.
+# proportion x recall), then the means and the paired differences (scripts/imbalance-summary.py,
+# which pools several OUTs, e.g. one per seed). Families without 5 classes of 40 training
+# images (textures, tuxpaint, oxygen-icons) are skipped, with the reason.
 # Usage: scripts/imbalance-trial.sh [OUT] (default /tmp/graft-imbalance); GRAFT names the binary
 # (default target/release/graft); SEED (default 1) is the task draws' and the runs' seed;
-# FAMILIES overrides the family list. About 40 minutes on 2 cores. Needs scripts/fetch-data.sh.
+# FAMILIES overrides the family list. About 35 minutes on 2 cores (a standard-recipe run takes
+# about 3 minutes, a probe seconds). Needs scripts/fetch-data.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-/tmp/graft-imbalance}
@@ -39,30 +42,4 @@ for f in $FAMILIES; do
     done
   done
 done
-python3 - "$OUT/out" $FAMILIES <<'PY'
-import json, os, sys
-d, fams = sys.argv[1], sys.argv[2:]
-def scores(r):
-    conf = r["confusion"]; tr = r["dataset"]["train_per_class"]
-    rec = [row[i] / sum(row) for i, row in enumerate(conf) if sum(row)]
-    prior = sum(t / sum(tr) * row[i] / sum(row) for i, (row, t) in enumerate(zip(conf, tr)) if sum(row))
-    return sum(rec) / len(rec), prior
-print(f"{'task':14s} {'arm':5s} {'train a class':18s} {'balanced acc none':>18s} {'balanced':>9s} {'prior-weighted none':>20s} {'balanced':>9s}")
-diffs = {}
-for kind in ["std", "svm", "soft"]:
-    for f in fams:
-        p = [f"{d}/{f}-{kind}-{w}.json" for w in ("none", "balanced")]
-        if not all(os.path.exists(x) for x in p): continue
-        a, b = (json.load(open(x)) for x in p)
-        (ba, pa), (bb, pb) = scores(a), scores(b)
-        diffs.setdefault(kind, []).append((ba, bb, pa, pb))
-        tr = ",".join(str(x) for x in a["dataset"]["train_per_class"])
-        print(f"{f:14s} {kind:5s} {tr:18s} {ba:18.3f} {bb:9.3f} {pa:20.3f} {pb:9.3f}")
-print()
-for kind, v in diffs.items():
-    n = len(v); m = [sum(x[i] for x in v) / n for i in range(4)]
-    db = [x[1] - x[0] for x in v]; dp = [x[3] - x[2] for x in v]
-    sd = lambda z: (sum((t - sum(z) / n) ** 2 for t in z) / max(n - 1, 1)) ** 0.5 / n ** 0.5
-    print(f"{kind:5s} n={n}: balanced acc {m[0]:.3f} -> {m[1]:.3f} (paired {sum(db)/n:+.3f} +- {sd(db):.3f}, better on {sum(x > 0 for x in db)}, worse on {sum(x < 0 for x in db)}); "
-          f"prior-weighted {m[2]:.3f} -> {m[3]:.3f} (paired {sum(dp)/n:+.3f} +- {sd(dp):.3f})")
-PY
+python3 scripts/imbalance-summary.py "$OUT"

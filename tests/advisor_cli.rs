@@ -386,11 +386,17 @@ fn an_imbalanced_training_set_gets_class_weights() {
     let v = rec(&["--class-weights", "none"]);
     assert!(v["recipe"].get("class_weights").is_none(), "{}", v["recipe"]);
     assert!(line(&v).is_some_and(|l| l.contains("--class-weights balanced")), "{}", v["rationale"]);
-    // a balanced training set: no weights, no line
-    let o = graft().args(["recommend", "--json", "--data"]).arg(example()).arg("--model").arg(&f.model).output().unwrap();
-    let v = json_of(&o);
-    assert!(v["recipe"].get("class_weights").is_none(), "{}", v["recipe"]);
-    assert!(line(&v).is_none(), "{}", v["rationale"]);
+    // a balanced training set, and a nearly balanced one (7 to 8 images a class): no weights,
+    // no line
+    std::fs::remove_dir_all(&data).unwrap();
+    make_folder(&data, &[("train", 8), ("test", 3)], 3, 32);
+    std::fs::remove_file(data.join("train/class1/img007.png")).unwrap();
+    for d in [example(), data.clone()] {
+        let o = graft().args(["recommend", "--json", "--data"]).arg(&d).arg("--model").arg(&f.model).output().unwrap();
+        let v = json_of(&o);
+        assert!(v["recipe"].get("class_weights").is_none(), "{}", v["recipe"]);
+        assert!(line(&v).is_none(), "{}", v["rationale"]);
+    }
     // a bad value names the flag
     let o = graft().args(["recommend", "--class-weights", "inverse", "--data"]).arg(example()).output().unwrap();
     assert_eq!(o.status.code(), Some(2));

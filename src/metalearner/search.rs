@@ -476,9 +476,12 @@ fn class_weighting(ds: &Dataset, policy: crate::recipe::ClassWeightPolicy) -> (c
     }
     let ratio = hi as f64 / lo.max(1) as f64;
     let line = if w.is_none() {
+        // a near-balanced set (under the ratio `auto` acts at) is not worth a line
+        if ratio < crate::recipe::ClassWeightPolicy::IMBALANCE_RATIO {
+            return (w, None);
+        }
         format!(
-            "Classes: {lo} to {hi} training images a class ({ratio:.1}x); the recipe gives every image the same weight, so a larger class counts for more (`--class-weights balanced` gives every class the same weight{}).",
-            if ratio >= crate::recipe::ClassWeightPolicy::IMBALANCE_RATIO { "" } else { "; `auto` does so from 1.5x" }
+            "Classes: {lo} to {hi} training images a class ({ratio:.1}x); the recipe gives every image the same weight, so a larger class counts for more (`--class-weights balanced` gives every class the same weight)."
         )
     } else {
         format!(
