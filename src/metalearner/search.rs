@@ -485,7 +485,7 @@ fn class_weighting(ds: &Dataset, policy: crate::recipe::ClassWeightPolicy) -> (c
         )
     } else {
         format!(
-            "Classes: {lo} to {hi} training images a class ({ratio:.1}x); the recipe gives every class the same weight (`class_weights: balanced`: each image's loss weighted by n / (K n_c)), which suits test images spread evenly over the classes. The meta-learner's past tasks had as many images in every class, so its stated accuracy is for such a task; where the test images are as unevenly spread as the training images, `--class-weights none` may do better."
+            "Classes: {lo} to {hi} training images a class ({ratio:.1}x); the recipe gives every class the same weight (`class_weights: balanced`: each image's loss weighted by n / (K n_c)), for test images spread evenly over the classes. On 11 imbalanced tasks drawn from past families this raised the standard recipe's balanced accuracy by about 2 points and left its accuracy under the training proportions where it was (docs/imbalance.md). The meta-learner's past tasks had as many images in every class, so its stated accuracy is for such a task; `--class-weights none` turns the weighting off."
         )
     };
     (w, Some(line))
