@@ -359,8 +359,9 @@ fn recommend_names_the_training_images_it_could_not_decode() {
 }
 
 /// On a training set whose classes differ in size by 1.5x or more, every recipe `recommend`
-/// gives weighs classes the same (`class_weights: balanced`) and the rationale says why and how
-/// to turn it off; `--class-weights none` turns it off; on a balanced set nothing changes.
+/// gives weights classes the same (`class_weights: balanced`), `auto` runs it so, and the
+/// rationale says why and how to turn it off; `--class-weights none` turns it off; on a
+/// balanced or nearly balanced set nothing changes.
 #[test]
 fn an_imbalanced_training_set_gets_class_weights() {
     let f = fixture();
@@ -386,6 +387,24 @@ fn an_imbalanced_training_set_gets_class_weights() {
     let v = rec(&["--class-weights", "none"]);
     assert!(v["recipe"].get("class_weights").is_none(), "{}", v["recipe"]);
     assert!(line(&v).is_some_and(|l| l.contains("--class-weights balanced")), "{}", v["rationale"]);
+    // auto runs the weighted recipe and records its balanced test accuracy
+    let o = graft()
+        .args(["auto", "--json", "--budget", "1", "--data"])
+        .arg(&data)
+        .arg("--model")
+        .arg(&f.model)
+        .arg("--meta")
+        .arg(dir.path().join("meta"))
+        .arg("--runs")
+        .arg(dir.path().join("runs"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v = json_of(&o);
+    let run = &v["runs"][0];
+    assert_eq!(run["recipe"]["class_weights"], "balanced", "{run}");
+    assert_eq!(run["dataset"]["train_per_class"], serde_json::json!([8, 3, 8]));
+    assert!(run["test_balanced_accuracy"].as_f64().is_some_and(|b| (0.0..=1.0).contains(&b)), "{run}");
     // a balanced training set, and a nearly balanced one (7 to 8 images a class): no weights,
     // no line
     std::fs::remove_dir_all(&data).unwrap();

@@ -640,8 +640,8 @@ mod tests {
         let draw = |rng: &mut _, n: [usize; 2]| {
             let mut x = Array2::zeros((n[0] + n[1], 2));
             let mut y = Vec::new();
-            for c in 0..2 {
-                for _ in 0..n[c] {
+            for (c, &nc) in n.iter().enumerate() {
+                for _ in 0..nc {
                     let i = y.len();
                     x[[i, 0]] = c as f64 * 1.5 + nd.sample(rng);
                     x[[i, 1]] = nd.sample(rng);
