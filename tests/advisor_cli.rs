@@ -40,6 +40,22 @@ fn fixture() -> &'static Fixture {
     })
 }
 
+/// `graft auto --json --budget 1` on `data` with the fixture's model, logging into `dir`'s
+/// `meta/` and `runs/`.
+fn auto_once(f: &Fixture, data: &Path, dir: &Path) -> std::process::Output {
+    graft()
+        .args(["auto", "--json", "--budget", "1", "--data"])
+        .arg(data)
+        .arg("--model")
+        .arg(&f.model)
+        .arg("--meta")
+        .arg(dir.join("meta"))
+        .arg("--runs")
+        .arg(dir.join("runs"))
+        .output()
+        .unwrap()
+}
+
 fn example() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/cifar3")
 }
@@ -336,17 +352,7 @@ fn recommend_names_the_training_images_it_could_not_decode() {
     let line = line.unwrap_or_else(|| panic!("no rationale line on the unreadable image: {}", v["rationale"]));
     assert!(line.starts_with("1 of the 25 training images") && line.contains("broken.png") && line.contains("--skip-bad"), "{line}");
     // auto refuses them before its first run, naming the file and --skip-bad
-    let o = graft()
-        .args(["auto", "--json", "--budget", "1", "--data"])
-        .arg(&data)
-        .arg("--model")
-        .arg(&f.model)
-        .arg("--meta")
-        .arg(dir.path().join("meta"))
-        .arg("--runs")
-        .arg(dir.path().join("runs"))
-        .output()
-        .unwrap();
+    let o = auto_once(f, &data, dir.path());
     let e = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(2), "{e}");
     assert!(e.contains("broken.png") && e.contains("--skip-bad"), "{e}");
@@ -388,17 +394,7 @@ fn an_imbalanced_training_set_gets_class_weights() {
     assert!(v["recipe"].get("class_weights").is_none(), "{}", v["recipe"]);
     assert!(line(&v).is_some_and(|l| l.contains("--class-weights balanced")), "{}", v["rationale"]);
     // auto runs the weighted recipe and records its balanced test accuracy
-    let o = graft()
-        .args(["auto", "--json", "--budget", "1", "--data"])
-        .arg(&data)
-        .arg("--model")
-        .arg(&f.model)
-        .arg("--meta")
-        .arg(dir.path().join("meta"))
-        .arg("--runs")
-        .arg(dir.path().join("runs"))
-        .output()
-        .unwrap();
+    let o = auto_once(f, &data, dir.path());
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let v = json_of(&o);
     let run = &v["runs"][0];
