@@ -79,8 +79,8 @@ pub enum ClassWeights {
     /// Every class counts the same: an image of class c weighs n / (K n_c), K the classes with
     /// images, n_c its images (scikit-learn's `class_weight="balanced"`). Fine-tuning and the
     /// softmax probe weight the cross-entropy (a batch's loss is its weighted mean), the SVM
-    /// probe its hinge losses (each image's C), and their cross-validation chooses by balanced
-    /// accuracy. The nearest-centroid probe weighs classes equally either way. On a training
+    /// probe its hinge losses (each image's C), and the SVM's cross-validation chooses C by
+    /// balanced accuracy. The nearest-centroid probe weighs classes equally either way. On a training
     /// set with as many images in every class every weight is 1 and the run is the same as
     /// with `none`.
     Balanced,
