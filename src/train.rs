@@ -384,8 +384,7 @@ fn train_inner(
     let total = steps_per_epoch * r.epochs;
     let warmup = (r.schedule.warmup_epochs * steps_per_epoch as f64).round() as usize;
     let aug = if r.augment.is_off() { None } else { Some(&r.augment) };
-    let n_labels = train_set.labels.iter().filter(|&&l| l >= 0).map(|&l| l as usize + 1).max().unwrap_or(0);
-    let class_w = r.class_weights.weights(&train_set.class_counts(n_labels));
+    let class_w = r.class_weights.weights(&train_set.class_counts(model.n_classes));
     // a frozen prefix that sees no augmentation is run once, not once an epoch
     let mut prefix = if cache_prefix { cacheable_prefix(&train_flags, aug.is_none()) } else { 0 };
     let cached = if prefix > 0 { prefix_activations(model, train_set, norm, prefix)? } else { None };

@@ -205,18 +205,12 @@ pub fn class_counts(y: &[usize], k: usize) -> Vec<usize> {
 /// Mean over the classes present in `y` of the share of their images predicted correctly (the
 /// mean per-class recall). Equals the accuracy when every class has as many images.
 pub fn balanced_accuracy(pred: &[usize], y: &[usize]) -> f64 {
-    let k = y.iter().map(|&l| l + 1).max().unwrap_or(0);
-    let (mut hit, mut n) = (vec![0usize; k], vec![0usize; k]);
-    for (p, &l) in pred.iter().zip(y) {
-        n[l] += 1;
-        hit[l] += usize::from(*p == l);
+    let k = y.iter().chain(pred).map(|&l| l + 1).max().unwrap_or(0);
+    let mut confusion = vec![vec![0usize; k]; k];
+    for (&p, &l) in pred.iter().zip(y) {
+        confusion[l][p] += 1;
     }
-    let present: Vec<f64> = (0..k).filter(|&c| n[c] > 0).map(|c| hit[c] as f64 / n[c] as f64).collect();
-    if present.is_empty() {
-        0.0
-    } else {
-        present.iter().sum::<f64>() / present.len() as f64
-    }
+    balanced_accuracy_of(&confusion).unwrap_or(0.0)
 }
 
 /// [`balanced_accuracy`] from a confusion matrix (true class × predicted); None without images.
@@ -262,8 +256,9 @@ pub fn fit_svm_cv_weighted(
     class_weights: ClassWeights,
 ) -> Result<(LinearSvm, ProbeReport)> {
     let solver = SvmSolver::from_env();
-    let by_class = class_weights.weights(&class_counts(y, k)).is_some();
-    let min_count = (0..k).map(|c| y.iter().filter(|&&l| l == c).count()).min().unwrap_or(0);
+    let counts = class_counts(y, k);
+    let by_class = class_weights.weights(&counts).is_some();
+    let min_count = counts.iter().copied().min().unwrap_or(0);
     let folds = folds.min(min_count);
     let mut cv = Vec::new();
     let (c, how) = if folds >= 2 && grid.len() > 1 {

@@ -1,6 +1,8 @@
 //! `graft run`: one recipe end to end.
 use super::features::{features, features_at};
-use super::probe::{accuracy, balanced_accuracy, fit_svm_cv_weighted, NearestCentroid, ProbeHead, ProbeReport, SoftmaxProbe, Standardiser};
+use super::probe::{
+    accuracy, balanced_accuracy_of, fit_svm_cv_weighted, NearestCentroid, ProbeHead, ProbeReport, SoftmaxProbe, Standardiser,
+};
 use super::train::{evaluate, train, EpochMetrics, Progress};
 use crate::backbones::{card, Model, ModelRef};
 use crate::data::{load_dataset, Dataset, ImageSet, LoadOptions, Normalisation};
@@ -841,13 +843,14 @@ pub fn run_prepared(
     }
     let ytest = labels(&dec.test);
     let test_accuracy = if diverged.is_some() { 0.0 } else { accuracy(&test_pred, &ytest) };
-    let test_balanced_accuracy = if diverged.is_some() { 0.0 } else { balanced_accuracy(&test_pred, &ytest) };
     let mut confusion = vec![vec![0usize; ds.n_classes()]; ds.n_classes()];
     if diverged.is_none() {
         for (p, t) in test_pred.iter().zip(&ytest) {
             confusion[*t][*p] += 1;
         }
     }
+    // a diverged run's confusion is all zero, so 0 is its balanced accuracy as its accuracy
+    let test_balanced_accuracy = balanced_accuracy_of(&confusion).unwrap_or(0.0);
     let eval_seconds = t0.elapsed().as_secs_f64() + eval_only + replayed_eval;
     let profile = metadataset::TaskProfile::compute(ds, &dec.train, prep.images());
     let family = opts

@@ -463,21 +463,13 @@ pub fn recommend(model: &MetaModel, ds: &Dataset, o: &RecommendOptions) -> Resul
 /// The class weighting of every candidate's recipe, and the rationale's line on it when the
 /// training set's classes differ in size.
 fn class_weighting(ds: &Dataset, policy: crate::recipe::ClassWeightPolicy) -> (crate::recipe::ClassWeights, Option<String>) {
-    let mut counts = vec![0usize; ds.n_classes()];
-    for it in &ds.train {
-        if let Some(l) = it.label.filter(|&l| l < counts.len()) {
-            counts[l] += 1;
-        }
-    }
+    let counts = ds.train_counts();
     let w = policy.choose(&counts);
-    let (lo, hi) = (counts.iter().copied().min().unwrap_or(0), counts.iter().copied().max().unwrap_or(0));
-    if lo == hi {
-        return (w, None);
-    }
-    let ratio = hi as f64 / lo.max(1) as f64;
+    let Some((lo, hi)) = crate::recipe::class_size_range(&counts).filter(|(lo, hi)| lo < hi) else { return (w, None) };
+    let ratio = hi as f64 / lo as f64;
     let line = if w.is_none() {
-        // a near-balanced set (under the ratio `auto` acts at) is not worth a line
-        if ratio < crate::recipe::ClassWeightPolicy::IMBALANCE_RATIO {
+        // a near-balanced set (one `auto` would not weight) is not worth a line
+        if crate::recipe::ClassWeightPolicy::Auto.choose(&counts).is_none() {
             return (w, None);
         }
         format!(

@@ -108,17 +108,19 @@ impl ClassWeightPolicy {
         match self {
             ClassWeightPolicy::None => ClassWeights::None,
             ClassWeightPolicy::Balanced => ClassWeights::Balanced,
-            ClassWeightPolicy::Auto => {
-                let present: Vec<usize> = counts.iter().copied().filter(|&c| c > 0).collect();
-                let (lo, hi) = (present.iter().min().copied().unwrap_or(0), present.iter().max().copied().unwrap_or(0));
-                if lo > 0 && hi as f64 >= Self::IMBALANCE_RATIO * lo as f64 {
-                    ClassWeights::Balanced
-                } else {
-                    ClassWeights::None
-                }
-            }
+            ClassWeightPolicy::Auto => match class_size_range(counts) {
+                Some((lo, hi)) if hi as f64 >= Self::IMBALANCE_RATIO * lo as f64 => ClassWeights::Balanced,
+                _ => ClassWeights::None,
+            },
         }
     }
+}
+
+/// The fewest and the most images of a class, over the classes that have any (None without
+/// images).
+pub fn class_size_range(counts: &[usize]) -> Option<(usize, usize)> {
+    let present = counts.iter().copied().filter(|&c| c > 0);
+    Some((present.clone().min()?, present.max()?))
 }
 
 impl ClassWeights {
@@ -132,12 +134,12 @@ impl ClassWeights {
         if self.is_none() {
             return None;
         }
-        let present: Vec<usize> = counts.iter().copied().filter(|&c| c > 0).collect();
-        if present.is_empty() || present.iter().all(|&c| c == present[0]) {
-            return None;
+        match class_size_range(counts) {
+            Some((lo, hi)) if lo < hi => {}
+            _ => return None,
         }
-        let n: usize = present.iter().sum();
-        let k = present.len() as f64;
+        let n: usize = counts.iter().sum();
+        let k = counts.iter().filter(|&&c| c > 0).count() as f64;
         Some(counts.iter().map(|&c| if c == 0 { 0.0 } else { n as f64 / (k * c as f64) }).collect())
     }
 }
