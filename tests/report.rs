@@ -36,7 +36,7 @@ fn report_has_every_section_and_the_run_numbers() {
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let html = std::fs::read_to_string(out.join("report.html")).unwrap();
-    for id in ["summary", "curves", "groups", "transferability", "confusion"] {
+    for id in ["summary", "compare", "curves", "groups", "transferability", "confusion"] {
         assert!(html.contains(&format!("<section id=\"{id}\">")), "section {id} missing");
     }
     assert_eq!(html.matches("http").count(), html.matches("xmlns=\"http://www.w3.org/2000/svg\"").count(), "no external resources");
@@ -65,4 +65,80 @@ fn report_of_a_missing_run_is_a_clear_error() {
     let o = graft().arg("report").arg(t.path().join("nope")).output().unwrap();
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("run.json"));
+}
+
+/// Every run writes each test image's true and predicted class (`predictions.csv`) and the 95%
+/// interval of its accuracy; `graft compare` pairs runs on the same test images by McNemar's
+/// test, and refuses to pair runs scored on different test sets.
+#[test]
+fn compare_pairs_runs_on_the_same_test_images() {
+    let t = tempfile::tempdir().unwrap();
+    let bb = tiny_backbone(t.path());
+    let data = t.path().join("task");
+    make_folder(&data, &[("train", 6), ("test", 7)], 3, 32);
+    let other = t.path().join("other");
+    make_folder(&other, &[("train", 6), ("test", 4)], 3, 32);
+    let run = |preset: &str, data: &std::path::Path| {
+        json_of(
+            &graft()
+                .args(["run", "--preset", preset, "--epochs", "3", "--no-meta", "--json", "--runs"])
+                .arg(t.path().join("runs"))
+                .arg("--data")
+                .arg(data)
+                .arg("--backbone")
+                .arg(&bb)
+                .output()
+                .unwrap(),
+        )
+    };
+    let runs = [run("linear-probe", &data), run("finetune-all", &data), run("scratch", &data), run("linear-probe", &other)];
+    for j in &runs {
+        let dir = std::path::Path::new(j["run_dir"].as_str().unwrap());
+        let text = std::fs::read_to_string(dir.join("predictions.csv")).unwrap();
+        let mut lines = text.lines();
+        assert_eq!(lines.next(), Some("image,label,predicted,correct"));
+        let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+        let n = j["n_test"].as_u64().unwrap() as usize;
+        assert_eq!(rows.len(), n);
+        let classes: Vec<&str> = j["dataset"]["classes"].as_array().unwrap().iter().map(|c| c.as_str().unwrap()).collect();
+        let mut confusion = vec![vec![0u64; classes.len()]; classes.len()];
+        for r in &rows {
+            assert!(std::path::Path::new(r[0]).is_file(), "{} names the test image", r[0]);
+            let (l, p) = (classes.iter().position(|c| *c == r[1]).unwrap(), classes.iter().position(|c| *c == r[2]).unwrap());
+            assert_eq!(r[3], if l == p { "1" } else { "0" });
+            confusion[l][p] += 1;
+        }
+        let want: Vec<Vec<u64>> = serde_json::from_value(j["confusion"].clone()).unwrap();
+        assert_eq!(confusion, want, "the rows are the run's confusion matrix");
+        let acc = j["test_accuracy"].as_f64().unwrap();
+        let iv = j["test_accuracy_interval"].as_array().unwrap();
+        let (lo, hi) = (iv[0].as_f64().unwrap(), iv[1].as_f64().unwrap());
+        assert!(lo <= acc && acc <= hi && hi - lo > 0.1, "{lo} {acc} {hi} over {n} images");
+    }
+    let o = graft().arg("compare").args(runs.iter().map(|j| j["run_dir"].as_str().unwrap())).arg("--json").output().unwrap();
+    let c = json_of(&o);
+    let pairs = c["pairs"].as_array().unwrap();
+    assert_eq!(pairs.len(), 6);
+    let mut tested = 0;
+    for p in pairs {
+        let involves_other = p["a"] == runs[3]["run_id"] || p["b"] == runs[3]["run_id"];
+        if involves_other {
+            assert!(p["not_tested"].as_str().unwrap().contains("different test sets"), "{p}");
+            assert!(p["p_value"].is_null());
+            continue;
+        }
+        tested += 1;
+        let n = p["n"].as_f64().unwrap();
+        let d = p["accuracy_a"].as_f64().unwrap() - p["accuracy_b"].as_f64().unwrap();
+        assert!((d - (p["only_a"].as_f64().unwrap() - p["only_b"].as_f64().unwrap()) / n).abs() < 1e-9, "{p}");
+        let (pv, q) = (p["p_value"].as_f64().unwrap(), p["p_holm"].as_f64().unwrap());
+        assert!((0.0..=1.0).contains(&pv) && q >= pv && q <= 1.0, "{p}");
+        let a = runs.iter().find(|j| j["run_id"] == p["a"]).unwrap();
+        assert_eq!(p["accuracy_a"].as_f64().unwrap(), a["test_accuracy"].as_f64().unwrap());
+    }
+    assert_eq!(tested, 3);
+    // one run is not a comparison
+    let o = graft().arg("compare").arg(runs[0]["run_dir"].as_str().unwrap()).output().unwrap();
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("RUNS"), "{}", String::from_utf8_lossy(&o.stderr));
 }

@@ -595,12 +595,14 @@ pub fn auto(a: AutoArgs) -> Result<i32> {
         print_json(&out);
     } else if let Some(b) = done.best() {
         errln!(
-            "winner {}: {} on {}: test accuracy {:.4}{} (appended {} runs to {})",
+            "winner {}: {} on {}: test accuracy {:.4}{}{} over {} test images (appended {} runs to {})",
             b.run_id,
             b.recipe.name.clone().unwrap_or_default(),
             b.backbone,
             b.test_accuracy,
+            b.interval_note(),
             b.balanced_note(),
+            b.n_test,
             runs.len(),
             meta_dir.display()
         );

@@ -136,11 +136,12 @@ pub fn run(a: RunArgs) -> Result<i32> {
         print_json(&rec);
     } else {
         errln!(
-            "run {}: {} on {} -> test_accuracy {:.4}{} (n_test {}), {:.1}s training; record in {}",
+            "run {}: {} on {} -> test_accuracy {:.4}{}{} (n_test {}), {:.1}s training; record in {}",
             rec.run_id,
             rec.strategy,
             rec.backbone,
             rec.test_accuracy,
+            rec.interval_note(),
             rec.balanced_note(),
             rec.n_test,
             rec.train_seconds,
@@ -578,6 +579,31 @@ pub fn source_stats(a: SourceStatsArgs) -> Result<i32> {
     let m = card::resolve(&a.backbone)?;
     let p = crate::metafeatures::write_source_stats(&m, &a.data, a.max_images, 0)?;
     errln!("wrote {}", p.display());
+    Ok(EXIT_OK)
+}
+
+#[derive(Args, Debug)]
+pub struct CompareArgs {
+    /// Two or more run directories (each with run.json; `predictions.csv` for the paired test).
+    #[arg(required = true, num_args = 2..)]
+    pub runs: Vec<PathBuf>,
+    /// Print one JSON object (`runs`, `pairs`) on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs side by side: each test accuracy with its 95% interval, and every pair scored on the
+/// same test images by the exact McNemar test (Holm-adjusted over the pairs).
+pub fn compare(a: CompareArgs) -> Result<i32> {
+    let runs = a.runs.iter().map(|d| crate::report::load_run(d)).collect::<Result<Vec<_>>>()?;
+    let c = crate::report::stats::compare(&runs);
+    if a.json {
+        print_json(&c);
+    } else {
+        for l in c.lines() {
+            errln!("{l}");
+        }
+    }
     Ok(EXIT_OK)
 }
 

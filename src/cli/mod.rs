@@ -101,6 +101,9 @@ pub enum Command {
     Logme(commands::LogmeArgs),
     /// Self-contained HTML report (inline SVG) for one or more run directories.
     Report(commands::ReportArgs),
+    /// Compare runs: test accuracies with 95% intervals, and an exact McNemar test for every
+    /// pair scored on the same test images.
+    Compare(commands::CompareArgs),
     /// Predict the best recipe for a dataset, with an interval, alternatives and reasons.
     Recommend(advisor::RecommendArgs),
     /// Recommend, run the best recipe (or the --budget most promising), report the winner.
@@ -155,6 +158,7 @@ pub fn main() -> i32 {
         Command::Logme(a) => commands::logme(a),
         Command::SourceStats(a) => commands::source_stats(a),
         Command::Report(a) => commands::report(a),
+        Command::Compare(a) => commands::compare(a),
         Command::Sweep(a) => advisor::sweep(a),
         Command::Experiment(a) => experiment::experiment(a),
         Command::Recommend(a) => advisor::recommend(a),

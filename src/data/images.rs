@@ -43,6 +43,9 @@ pub struct ImageSet {
     pub skipped: Vec<String>,
     /// sha256 over the sorted list of (source name, label, content hash).
     pub fingerprint: String,
+    /// Each image's source (file path, or `file#index` for images inside a file), in order;
+    /// empty for synthetic sets.
+    pub names: Vec<String>,
 }
 
 impl ImageSet {
@@ -110,7 +113,8 @@ impl ImageSet {
             pixels.extend_from_slice(self.image(i));
             labels.push(self.labels[i]);
         }
-        ImageSet { pixels, labels, n: idx.len(), spec: self.spec, skipped: Vec::new(), fingerprint: self.fingerprint.clone() }
+        let names = if self.names.len() == self.n { idx.iter().map(|&i| self.names[i].clone()).collect() } else { Vec::new() };
+        ImageSet { pixels, labels, n: idx.len(), spec: self.spec, skipped: Vec::new(), fingerprint: self.fingerprint.clone(), names }
     }
 
     /// Every image mirrored left to right (labels and the rest unchanged).
@@ -516,14 +520,16 @@ pub fn decode_items(items: &[Item], spec: InputSpec, skip_bad: bool) -> Result<I
     let l = spec.channels * spec.height * spec.width;
     let mut pixels = Vec::with_capacity(items.len() * l);
     let mut labels = Vec::with_capacity(items.len());
+    let mut names = Vec::with_capacity(items.len());
     let mut scan = Scan::new(skip_bad);
-    scan.decode(items, spec, |_, label, px| {
+    scan.decode(items, spec, |it, label, px| {
         pixels.extend_from_slice(&px);
         labels.push(label);
+        names.push(it.source.display());
     })?;
     let (fingerprint, skipped) = scan.finish();
     let n = labels.len();
-    Ok(ImageSet { pixels, labels, n, spec, skipped, fingerprint })
+    Ok(ImageSet { pixels, labels, n, spec, skipped, fingerprint, names })
 }
 
 /// Decoding a list of items, in one call or chunk after chunk: the fingerprint over every

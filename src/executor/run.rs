@@ -65,6 +65,11 @@ pub struct DatasetRecord {
     pub n_val: usize,
     pub n_unlabelled: usize,
     pub skipped: Vec<String>,
+    /// sha256 over the test split's decoded images and labels (as `fingerprint` is the training
+    /// split's): two runs with the same one were scored on the same test images. Absent from
+    /// records written before it was added.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_fingerprint: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -149,6 +154,11 @@ pub struct RunRecord {
     /// images. Absent from records written before it was added.
     #[serde(default)]
     pub test_balanced_accuracy: Option<f64>,
+    /// The 95% Wilson score interval of `test_accuracy` over the `n_test` images: where the
+    /// accuracy on another test set of that size from the same source would likely fall
+    /// (`report::stats::wilson_interval`). Absent from records written before it was added.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_accuracy_interval: Option<[f64; 2]>,
     /// sha256 of the final weights (see `Model::weights_sha256`), for reproducibility checks.
     pub final_weights_sha256: String,
     pub timings: Timings,
@@ -171,6 +181,14 @@ pub struct RunRecord {
 }
 
 impl RunRecord {
+    /// ", 95% interval [lo, hi]" for the test accuracy over the run's `n_test` images, when on
+    /// record.
+    pub fn interval_note(&self) -> String {
+        match self.test_accuracy_interval {
+            Some([lo, hi]) => format!(", 95% interval [{lo:.3}, {hi:.3}]"),
+            None => String::new(),
+        }
+    }
     /// ", balanced accuracy X" when the test split's classes have different numbers of images
     /// (there the accuracy weighs each class by its images), else nothing.
     pub fn balanced_note(&self) -> String {
@@ -851,6 +869,12 @@ pub fn run_prepared(
     }
     // a diverged run's confusion is all zero, so 0 is its balanced accuracy as its accuracy
     let test_balanced_accuracy = balanced_accuracy_of(&confusion).unwrap_or(0.0);
+    let correct: usize = (0..ds.n_classes()).map(|c| confusion[c][c]).sum();
+    let test_interval = if diverged.is_none() {
+        crate::report::stats::wilson_interval(correct, dec.test.n, crate::report::stats::Z95).map(|(lo, hi)| [lo, hi])
+    } else {
+        None
+    };
     let eval_seconds = t0.elapsed().as_secs_f64() + eval_only + replayed_eval;
     let profile = metadataset::TaskProfile::compute(ds, &dec.train, prep.images());
     let family = opts
@@ -891,6 +915,7 @@ pub fn run_prepared(
             n_unlabelled: ds.unlabelled.len(),
             skipped: [dec.train.skipped.clone(), dec.test.skipped.clone(), dec.val.as_ref().map(|v| v.skipped.clone()).unwrap_or_default()]
                 .concat(),
+            test_fingerprint: Some(dec.test.fingerprint.clone()),
         },
         probe: probe_report,
         epochs_run: epochs.len(),
@@ -900,6 +925,7 @@ pub fn run_prepared(
         test_loss,
         confusion,
         test_balanced_accuracy: Some(test_balanced_accuracy),
+        test_accuracy_interval: test_interval,
         final_weights_sha256: model.weights_sha256()?,
         timings: Timings {
             load_seconds,
@@ -920,6 +946,18 @@ pub fn run_prepared(
         saved_model: (opts.save_model && diverged.is_none()).then(|| super::classifier::CLASSIFIER_FILE.to_string()),
     };
     write_atomic(&run_dir.join("metrics.csv"), EpochMetrics::to_csv(&epochs).as_bytes())?;
+    // every test image's true and predicted class, for error analysis and paired comparisons
+    // (`graft compare`); a diverged run predicted nothing
+    if diverged.is_none() && dec.test.names.len() == dec.test.n {
+        let rows: Vec<crate::report::stats::Prediction> = (0..dec.test.n)
+            .map(|i| crate::report::stats::Prediction {
+                image: dec.test.names[i].clone(),
+                label: ds.classes[ytest[i]].clone(),
+                predicted: ds.classes[test_pred[i]].clone(),
+            })
+            .collect();
+        write_atomic(&run_dir.join(crate::report::stats::PREDICTIONS_FILE), &crate::report::stats::predictions_csv(&rows)?)?;
+    }
     // the trained classifier, for `graft predict` (written before run.json, so a run on record
     // with `saved_model` has it)
     if let Some(file) = &rec.saved_model {
@@ -960,7 +998,7 @@ mod tests {
         let model = Model::new(Arch::Resnet8, spec, 3, 5, &Device::Cpu).unwrap();
         let n = 300; // more than one chunk of 256
         let pixels: Vec<u8> = (0..n * 3 * 32 * 32).map(|i| ((i * 7919) % 251) as u8).collect();
-        let set = ImageSet { pixels, labels: vec![0; n], n, spec, skipped: vec![], fingerprint: String::new() };
+        let set = ImageSet { pixels, labels: vec![0; n], n, spec, skipped: vec![], fingerprint: String::new(), names: vec![] };
         let norm = Normalisation { mean: vec![0.5; 3], std: vec![0.25; 3] };
         let cache = FeatureCache::default();
         let body = model.n_groups() - 1;

@@ -1,6 +1,7 @@
 //! Self-contained HTML reports with hand-made inline SVG (no network, no font libraries):
 //! learning curves of one or more runs overlaid, per-group action / learning rate / weight
 //! change beside per-group transferability from `graft inspect`, and the test confusion matrix.
+pub mod stats;
 pub mod svg;
 
 use crate::error::{GraftError, Result};
@@ -17,6 +18,9 @@ pub struct LoadedRun {
     pub dir: PathBuf,
     pub record: RunRecord,
     pub epochs: Vec<EpochMetrics>,
+    /// Each test image's true and predicted class (`predictions.csv`; None for runs from
+    /// before it was written).
+    pub predictions: Option<Vec<stats::Prediction>>,
 }
 
 pub fn load_run(dir: &Path) -> Result<LoadedRun> {
@@ -28,7 +32,8 @@ pub fn load_run(dir: &Path) -> Result<LoadedRun> {
         .map_err(|e| GraftError::Data(format!("{}: not a graft run record: {e}", rp.display())))?;
     let mp = dir.join("metrics.csv");
     let epochs = EpochMetrics::from_csv(&crate::util::read_to_string(&mp)?, &mp)?;
-    Ok(LoadedRun { dir: dir.to_path_buf(), record, epochs })
+    let predictions = stats::read_predictions(dir)?;
+    Ok(LoadedRun { dir: dir.to_path_buf(), record, epochs, predictions })
 }
 
 pub fn esc(s: &str) -> String {
@@ -45,17 +50,18 @@ pub fn render(runs: &[LoadedRun], inspect: Option<&InspectReport>) -> String {
     let _ = write!(h, "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>graft report</title><style>{STYLE}</style></head><body>");
     let _ = write!(h, "<h1>graft report: {} run{}</h1>", runs.len(), if runs.len() == 1 { "" } else { "s" });
     // summary
-    h.push_str("<section id=\"summary\"><h2>Runs</h2><table><tr><th class=\"l\">run</th><th class=\"l\">backbone</th><th class=\"l\">strategy</th><th class=\"l\">status</th><th>test accuracy</th><th>val accuracy</th><th>n_train</th><th>n_test</th><th>classes</th><th>train s</th><th>seed</th></tr>");
+    h.push_str("<section id=\"summary\"><h2>Runs</h2><table><tr><th class=\"l\">run</th><th class=\"l\">backbone</th><th class=\"l\">strategy</th><th class=\"l\">status</th><th>test accuracy</th><th>95% interval</th><th>val accuracy</th><th>n_train</th><th>n_test</th><th>classes</th><th>train s</th><th>seed</th></tr>");
     for r in runs {
         let x = &r.record;
         let _ = write!(
             h,
-            "<tr><td class=\"l\">{}</td><td class=\"l\">{}</td><td class=\"l\">{}</td><td class=\"l\">{}</td><td class=\"acc\">{:.4}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.1}</td><td>{}</td></tr>",
+            "<tr><td class=\"l\">{}</td><td class=\"l\">{}</td><td class=\"l\">{}</td><td class=\"l\">{}</td><td class=\"acc\">{:.4}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.1}</td><td>{}</td></tr>",
             esc(&x.run_id),
             esc(&x.backbone),
             esc(x.strategy.as_str()),
             esc(x.status.as_str()),
             x.test_accuracy,
+            x.test_accuracy_interval.map(|[l, h]| format!("[{l:.3}, {h:.3}]")).unwrap_or_else(|| "–".into()),
             x.val_accuracy.map(|v| format!("{v:.4}")).unwrap_or_else(|| "–".into()),
             x.n_train,
             x.n_test,
@@ -65,6 +71,9 @@ pub fn render(runs: &[LoadedRun], inspect: Option<&InspectReport>) -> String {
         );
     }
     h.push_str("</table></section>");
+    if runs.len() > 1 {
+        h.push_str(&comparison_html(&stats::compare(runs)));
+    }
     // learning curves
     h.push_str("<section id=\"curves\"><h2>Learning curves</h2>");
     if runs.iter().all(|r| r.epochs.is_empty()) {
@@ -254,6 +263,44 @@ pub fn recommendation_html(rec: &crate::metalearner::search::Recommendation) -> 
 }
 
 /// `graft auto --report`: the recommendation, then the usual run report of the runs it made.
+/// The runs' paired comparisons: every pair scored on the same test images, by the exact
+/// McNemar test with Holm's adjustment; pairs that cannot be tested say why.
+fn comparison_html(c: &stats::Comparison) -> String {
+    let mut h = String::from(
+        "<section id=\"compare\"><h2>Are the differences real?</h2><p class=\"muted\">Each pair of runs scored on the same test images: the images only one of them classified correctly, and the exact McNemar test of equal accuracy (two-sided; Holm-adjusted over the pairs tested). A 95% interval of a test accuracy is on the runs table.</p><table><tr><th class=\"l\">run A</th><th class=\"l\">run B</th><th>accuracy A</th><th>accuracy B</th><th>images</th><th>only A right</th><th>only B right</th><th>p</th><th>p (Holm)</th></tr>",
+    );
+    for p in &c.pairs {
+        match &p.paired {
+            Some(x) => {
+                let _ = write!(
+                    h,
+                    "<tr><td class=\"l\">{}</td><td class=\"l\">{}</td><td>{:.4}</td><td>{:.4}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.3}</td><td>{:.3}</td></tr>",
+                    esc(&p.a),
+                    esc(&p.b),
+                    x.accuracy_a,
+                    x.accuracy_b,
+                    x.n,
+                    x.only_a,
+                    x.only_b,
+                    x.p_value,
+                    p.p_holm.unwrap_or(1.0)
+                );
+            }
+            None => {
+                let _ = write!(
+                    h,
+                    "<tr><td class=\"l\">{}</td><td class=\"l\">{}</td><td class=\"l\" colspan=\"7\">not tested: {}</td></tr>",
+                    esc(&p.a),
+                    esc(&p.b),
+                    esc(p.not_tested.as_deref().unwrap_or(""))
+                );
+            }
+        }
+    }
+    h.push_str("</table></section>");
+    h
+}
+
 pub fn render_auto(rec: &crate::metalearner::search::Recommendation, runs: &[LoadedRun], best_run: &str) -> String {
     let body = render(runs, None);
     let mut sec = recommendation_html(rec);
