@@ -401,6 +401,35 @@ fn an_imbalanced_training_set_gets_class_weights() {
     assert_eq!(run["recipe"]["class_weights"], "balanced", "{run}");
     assert_eq!(run["dataset"]["train_per_class"], serde_json::json!([8, 3, 8]));
     assert!(run["test_balanced_accuracy"].as_f64().is_some_and(|b| (0.0..=1.0).contains(&b)), "{run}");
+    // with a budget, each weighted run is judged on its validation split's balanced accuracy
+    // (mean per-class recall), and the winner refit is the run that scored highest on it
+    let o = graft()
+        .args(["auto", "--json", "--budget", "3", "--data"])
+        .arg(&data)
+        .arg("--model")
+        .arg(&f.model)
+        .arg("--meta")
+        .arg(dir.path().join("meta-budget"))
+        .arg("--runs")
+        .arg(dir.path().join("runs-budget"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    assert!(err.contains("validation balanced accuracy"), "{err}");
+    let v = json_of(&o);
+    let runs = v["runs"].as_array().unwrap();
+    let judged: Vec<&serde_json::Value> = runs.iter().filter(|r| r["val_balanced_accuracy"].is_number()).collect();
+    assert_eq!(judged.len(), 3, "every budgeted run has a validation split: {v}");
+    for r in &judged {
+        let per: Vec<u64> = serde_json::from_value(r["dataset"]["val_per_class"].clone()).unwrap();
+        assert_eq!(per.len(), 3);
+        assert!(per.iter().all(|&n| n >= 1), "{per:?}");
+        assert_eq!(per.iter().sum::<u64>(), r["dataset"]["n_val"].as_u64().unwrap());
+    }
+    let top = judged.iter().map(|r| r["val_balanced_accuracy"].as_f64().unwrap()).fold(f64::MIN, f64::max);
+    let first_top = judged.iter().find(|r| r["val_balanced_accuracy"].as_f64().unwrap() == top).unwrap();
+    assert_eq!(v["refit_of"], first_top["run_id"], "{err}");
     // a balanced training set, and a nearly balanced one (7 to 8 images a class): no weights,
     // no line
     std::fs::remove_dir_all(&data).unwrap();

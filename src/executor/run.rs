@@ -63,6 +63,10 @@ pub struct DatasetRecord {
     pub split: crate::data::SplitInfo,
     pub train_per_class: Vec<usize>,
     pub n_val: usize,
+    /// Validation images per class (empty without a validation split, and in records written
+    /// before it was added).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub val_per_class: Vec<usize>,
     pub n_unlabelled: usize,
     pub skipped: Vec<String>,
     /// sha256 over the test split's decoded images and labels (as `fingerprint` is the training
@@ -159,6 +163,10 @@ pub struct RunRecord {
     /// (`report::stats::wilson_interval`). Absent from records written before it was added.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub test_accuracy_interval: Option<[f64; 2]>,
+    /// The validation split's mean per-class recall, when it has one (`auto` judges runs with
+    /// `class_weights: balanced` by it). Absent from records written before it was added.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub val_balanced_accuracy: Option<f64>,
     /// sha256 of the final weights (see `Model::weights_sha256`), for reproducibility checks.
     pub final_weights_sha256: String,
     pub timings: Timings,
@@ -493,7 +501,8 @@ pub fn remove_stale_run_temps(runs_dir: &std::path::Path) {
 struct Outcome {
     test_pred: Vec<usize>,
     test_loss: Option<f64>,
-    val_accuracy: Option<f64>,
+    /// The validation split's predictions, when there is one.
+    val_pred: Option<Vec<usize>>,
     epochs: Vec<EpochMetrics>,
     best_epoch: Option<usize>,
     /// Why the run diverged (a NaN or infinite loss, weight, logit or feature).
@@ -514,7 +523,7 @@ impl Outcome {
         Outcome {
             test_pred: vec![0; n_test],
             test_loss: None,
-            val_accuracy: None,
+            val_pred: None,
             epochs: Vec::new(),
             best_epoch: None,
             diverged: Some(why),
@@ -637,7 +646,7 @@ fn finetune_outcome(
     let mut o = Outcome {
         test_pred: vec![0; dec.test.n],
         test_loss: None,
-        val_accuracy: None,
+        val_pred: None,
         epochs: out.epochs,
         best_epoch: out.best_epoch,
         diverged: out.diverged,
@@ -657,12 +666,12 @@ fn finetune_outcome(
     let te = Instant::now();
     let (l, _, p) = evaluate(model, &dec.test, norm, 256)?;
     let va = match &dec.val {
-        Some(v) => Some(evaluate(model, v, norm, 256)?.1),
+        Some(v) => Some(evaluate(model, v, norm, 256)?.2),
         None => None,
     };
     o.eval_seconds = te.elapsed().as_secs_f64();
     if l.is_finite() {
-        (o.test_pred, o.test_loss, o.val_accuracy) = (p, Some(l), va);
+        (o.test_pred, o.test_loss, o.val_pred) = (p, Some(l), va);
     } else {
         o.diverged = Some(format!("the test loss is {l} (non-finite test logits)"));
     }
@@ -742,14 +751,10 @@ fn probe_outcome(
     // the predictions come from the head as saved for `graft predict`
     let (pred, pv) = (head.predict(&xte), xva.map(|x| head.predict(&x)));
     rep.group = checked.groups()[g].name.clone();
-    let val_accuracy = match (pv, &dec.val) {
-        (Some(p), Some(v)) => Some(accuracy(&p, &labels(v))),
-        _ => None,
-    };
     Ok(Outcome {
         test_pred: pred,
         test_loss: None,
-        val_accuracy,
+        val_pred: pv,
         epochs: Vec::new(),
         best_epoch: None,
         diverged: None,
@@ -835,7 +840,7 @@ pub fn run_prepared(
     let Outcome {
         test_pred,
         test_loss,
-        val_accuracy,
+        val_pred,
         epochs,
         best_epoch,
         mut diverged,
@@ -875,6 +880,18 @@ pub fn run_prepared(
     } else {
         None
     };
+    // validation: accuracy, and the mean per-class recall `auto` judges class-weighted runs by
+    let (val_accuracy, val_balanced_accuracy) = match (&val_pred, &dec.val) {
+        (Some(p), Some(v)) if diverged.is_none() => {
+            let y = labels(v);
+            let mut cm = vec![vec![0usize; ds.n_classes()]; ds.n_classes()];
+            for (p, t) in p.iter().zip(&y) {
+                cm[*t][*p] += 1;
+            }
+            (Some(accuracy(p, &y)), balanced_accuracy_of(&cm))
+        }
+        _ => (None, None),
+    };
     let eval_seconds = t0.elapsed().as_secs_f64() + eval_only + replayed_eval;
     let profile = metadataset::TaskProfile::compute(ds, &dec.train, prep.images());
     let family = opts
@@ -912,6 +929,7 @@ pub fn run_prepared(
             split: ds.split.clone(),
             train_per_class: train_counts,
             n_val: dec.val.as_ref().map(|v| v.n).unwrap_or(0),
+            val_per_class: dec.val.as_ref().map(|v| v.class_counts(ds.n_classes())).unwrap_or_default(),
             n_unlabelled: ds.unlabelled.len(),
             skipped: [dec.train.skipped.clone(), dec.test.skipped.clone(), dec.val.as_ref().map(|v| v.skipped.clone()).unwrap_or_default()]
                 .concat(),
@@ -926,6 +944,7 @@ pub fn run_prepared(
         confusion,
         test_balanced_accuracy: Some(test_balanced_accuracy),
         test_accuracy_interval: test_interval,
+        val_balanced_accuracy,
         final_weights_sha256: model.weights_sha256()?,
         timings: Timings {
             load_seconds,

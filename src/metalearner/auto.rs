@@ -6,6 +6,7 @@ use super::MetaModel;
 use crate::data::{Dataset, LoadOptions};
 use crate::error::Result;
 use crate::executor::{self, RunRecord};
+use crate::recipe::ClassWeights;
 use candle_core::Device;
 use std::path::PathBuf;
 
@@ -41,7 +42,8 @@ impl AutoOutcome {
 
 /// Runs up to `o.budget` candidates (at least one). With more than one run, a task without a
 /// validation split gets a 20% one, and the winner is named by [`super::eval::AUTO_WINNER_RULE`]
-/// (the highest validation accuracy; ties: the earlier run, then the higher prediction); the GP,
+/// (the highest validation accuracy, or balanced accuracy for class-weighted recipes: see
+/// [`validation_score`]; ties: the earlier run, then the higher prediction); the GP,
 /// given each validation accuracy with the sampling noise of its split's size, chooses which
 /// candidate runs next. The winner's recipe is then
 /// run again on every training image, validation split included (as scikit-learn's
@@ -68,11 +70,16 @@ pub fn auto(model: &MetaModel, rec: &Recommendation, ds: &Dataset, o: &AutoOptio
             c.predicted_accuracy
         ));
         let r = run_candidate(rec, &c, recipe, o)?;
-        log(&match r.val_accuracy {
-            Some(v) => format!("  -> test accuracy {:.4}, validation accuracy {v:.4}", r.test_accuracy),
-            None => format!("  -> test accuracy {:.4} (no validation split)", r.test_accuracy),
+        let (score, n_eff) = validation_score(&r);
+        log(&match (score, r.val_accuracy) {
+            (Some(v), _) if r.recipe.class_weights == ClassWeights::Balanced => format!(
+                "  -> test accuracy {:.4}, validation balanced accuracy {v:.4} (mean per-class recall; as reliable as an accuracy on {n_eff} images)",
+                r.test_accuracy
+            ),
+            (Some(v), _) => format!("  -> test accuracy {:.4}, validation accuracy {v:.4}", r.test_accuracy),
+            _ => format!("  -> test accuracy {:.4} (no validation split)", r.test_accuracy),
         });
-        planner.observe_on(r.val_accuracy, r.dataset.n_val);
+        planner.observe_on(score, n_eff);
         runs.push((c, r));
     }
     // the winner under the shipped rule (meta eval simulates the alternatives)
@@ -118,9 +125,53 @@ fn run_candidate(rec: &Recommendation, c: &Candidate, recipe: crate::recipe::Rec
     executor::run(&opts, &executor::NoProgress)
 }
 
-/// The highest validation accuracy; ties go to the earlier run, then the higher prediction.
+/// What a run is judged on, and the number of validation images whose plain accuracy would be
+/// as noisy: its validation accuracy over `n_val` images; for a class-weighted recipe
+/// (`class_weights: balanced`, set on imbalanced tasks) its validation *balanced* accuracy, the
+/// mean per-class recall the weighting aims at, which a plain accuracy would let the large
+/// classes decide. That mean's variance is Σ_c p(1-p)/(K² n_c) over the K classes' n_c images,
+/// that of an accuracy over K² / Σ_c 1/n_c images (fewer than n_val when classes differ).
+pub fn validation_score(r: &RunRecord) -> (Option<f64>, usize) {
+    let balanced = r.recipe.class_weights == ClassWeights::Balanced;
+    match (balanced, r.val_balanced_accuracy) {
+        (true, Some(b)) => (Some(b), effective_images(&r.dataset.val_per_class)),
+        _ => (r.val_accuracy, r.dataset.n_val),
+    }
+}
+
+/// K² / Σ_c 1/n_c over the classes with images: the number of images a plain accuracy needs to
+/// be as precise as a mean of per-class recalls on these counts (their harmonic mean times K).
+pub fn effective_images(per_class: &[usize]) -> usize {
+    let present: Vec<f64> = per_class.iter().filter(|&&n| n > 0).map(|&n| n as f64).collect();
+    if present.is_empty() {
+        return 0;
+    }
+    let k = present.len() as f64;
+    (k * k / present.iter().map(|n| 1.0 / n).sum::<f64>()).round() as usize
+}
+
+/// The highest validation score ([`validation_score`]); ties go to the earlier run, then the
+/// higher prediction.
 fn winner(runs: &[(Candidate, RunRecord)]) -> String {
-    let key =
-        |i: usize, (c, r): &(Candidate, RunRecord)| r.val_accuracy.unwrap_or(0.0) * 1e3 - i as f64 * 1e-9 + c.predicted_accuracy * 1e-6;
+    let key = |i: usize, (c, r): &(Candidate, RunRecord)| {
+        validation_score(r).0.unwrap_or(0.0) * 1e3 - i as f64 * 1e-9 + c.predicted_accuracy * 1e-6
+    };
     runs.iter().enumerate().max_by(|x, y| key(x.0, x.1).total_cmp(&key(y.0, y.1))).map(|(_, (_, r))| r.run_id.clone()).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Equal classes: every image counts; unequal: fewer (the harmonic mean times K); a class
+    /// without images is left out.
+    #[test]
+    fn effective_images_is_k_times_the_harmonic_mean() {
+        assert_eq!(effective_images(&[4, 4, 4]), 12);
+        // 2 classes of 8 and 1: 4 / (1/8 + 1) = 3.56
+        assert_eq!(effective_images(&[8, 1]), 4);
+        assert_eq!(effective_images(&[8, 0, 1]), 4);
+        assert_eq!(effective_images(&[]), 0);
+        assert!(effective_images(&[9, 5, 3, 2, 1]) < 20);
+    }
 }

@@ -305,7 +305,7 @@ pub fn render_auto(rec: &crate::metalearner::search::Recommendation, runs: &[Loa
     let body = render(runs, None);
     let mut sec = recommendation_html(rec);
     let _ =
-        write!(sec, "<p id=\"winner\">Winner (chosen on validation accuracy when several runs were made): <b>{}</b>.</p>", esc(best_run));
+        write!(sec, "<p id=\"winner\">Winner (chosen on validation accuracy when several runs were made; on validation balanced accuracy, the mean per-class recall, for class-weighted recipes): <b>{}</b>.</p>", esc(best_run));
     if let Some(r) = runs.iter().find(|r| r.record.run_id == best_run && r.record.saved_model.is_some()) {
         let _ = write!(
             sec,
