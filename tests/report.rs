@@ -36,7 +36,7 @@ fn report_has_every_section_and_the_run_numbers() {
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let html = std::fs::read_to_string(out.join("report.html")).unwrap();
-    for id in ["summary", "compare", "curves", "groups", "transferability", "confusion"] {
+    for id in ["summary", "compare", "curves", "groups", "transferability", "mistakes", "confusion"] {
         assert!(html.contains(&format!("<section id=\"{id}\">")), "section {id} missing");
     }
     assert_eq!(html.matches("http").count(), html.matches("xmlns=\"http://www.w3.org/2000/svg\"").count(), "no external resources");
@@ -48,6 +48,19 @@ fn report_has_every_section_and_the_run_numbers() {
             assert!(html.contains(&format!("<td class=\"wc\">{:.6}</td>", g["weight_change"].as_f64().unwrap())), "{g}");
         }
     }
+    // each run's misclassified test images as thumbnails, as many as predictions.csv has wrong
+    // rows (up to 24), each captioned with its true and predicted class
+    let mut shown = 0;
+    for j in [&a, &b] {
+        let csv = std::fs::read_to_string(std::path::Path::new(j["run_dir"].as_str().unwrap()).join("predictions.csv")).unwrap();
+        let wrong: Vec<&str> = csv.lines().skip(1).filter(|l| l.ends_with(",0")).collect();
+        shown += wrong.len().min(24);
+        for l in wrong.iter().take(24) {
+            let f: Vec<&str> = l.split(',').collect();
+            assert!(html.contains(&format!("title=\"{}\"><figcaption>{} → <b>{}</b>", f[0], f[1], f[2])), "{l}");
+        }
+    }
+    assert_eq!(html.matches("<img src=\"data:image/png;base64,").count(), shown);
     // two runs' curves overlaid, one polyline per run for train loss and accuracy
     assert!(html.matches("<polyline").count() >= 4);
     // confusion cells: 3x3 per run, counts summing to n_test

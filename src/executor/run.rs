@@ -970,7 +970,10 @@ pub fn run_prepared(
     if diverged.is_none() && dec.test.names.len() == dec.test.n {
         let rows: Vec<crate::report::stats::Prediction> = (0..dec.test.n)
             .map(|i| crate::report::stats::Prediction {
-                image: dec.test.names[i].clone(),
+                // absolute, so the file stays usable from another working directory
+                image: std::path::absolute(&dec.test.names[i])
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_else(|_| dec.test.names[i].clone()),
                 label: ds.classes[ytest[i]].clone(),
                 predicted: ds.classes[test_pred[i]].clone(),
             })

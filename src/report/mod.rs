@@ -184,6 +184,7 @@ pub fn render(runs: &[LoadedRun], inspect: Option<&InspectReport>) -> String {
         None => h.push_str("<p class=\"muted\">Not computed (pass --inspect).</p>"),
     }
     h.push_str("</section>");
+    h.push_str(&mistakes_html(runs));
     // confusion
     h.push_str("<section id=\"confusion\"><h2>Confusion matrix (test split)</h2>");
     for r in runs {
@@ -263,6 +264,128 @@ pub fn recommendation_html(rec: &crate::metalearner::search::Recommendation) -> 
 }
 
 /// `graft auto --report`: the recommendation, then the usual run report of the runs it made.
+/// A p-value for a table cell: three decimals, or "<0.001".
+fn p_cell(p: f64) -> String {
+    if p < 0.001 {
+        "&lt;0.001".into()
+    } else {
+        format!("{p:.3}")
+    }
+}
+
+/// Misclassified test images shown per run, at most this many.
+pub const MISTAKES_SHOWN: usize = 24;
+/// The longest side of a thumbnail, in pixels.
+const THUMB_PX: u32 = 72;
+
+/// Each run's misclassified test images as inline thumbnails (PNG data URIs), captioned true →
+/// predicted: at most [`MISTAKES_SHOWN`], taken in test order with each true class given an
+/// equal share first, so one bad class does not fill the page. Images that can no longer be
+/// read (moved, or inside an IDX file) are counted, not shown.
+fn mistakes_html(runs: &[LoadedRun]) -> String {
+    let mut h = String::from("<section id=\"mistakes\"><h2>Misclassified test images</h2>");
+    for r in runs {
+        let _ = write!(h, "<h3>{}</h3>", esc(&r.record.run_id));
+        let Some(preds) = &r.predictions else {
+            h.push_str("<p class=\"muted\">No per-image predictions (a run from before they were recorded, or one that diverged).</p>");
+            continue;
+        };
+        let wrong: Vec<&stats::Prediction> = preds.iter().filter(|p| !p.correct()).collect();
+        if wrong.is_empty() {
+            h.push_str("<p class=\"muted\">Every test image was classified correctly.</p>");
+            continue;
+        }
+        let picked = spread_over_classes(&wrong, MISTAKES_SHOWN);
+        let (mut shown, mut unreadable) = (String::new(), 0);
+        for p in &picked {
+            match thumbnail_data_uri(std::path::Path::new(&p.image)) {
+                Some(uri) => {
+                    let _ = write!(
+                        shown,
+                        "<figure class=\"mistake\" style=\"margin:0;text-align:center;font-size:11px;width:{w}px\"><img src=\"{uri}\" width=\"{THUMB_PX}\" style=\"image-rendering:pixelated\" alt=\"{alt}\" title=\"{alt}\"><figcaption>{t} → <b>{pr}</b></figcaption></figure>",
+                        w = THUMB_PX + 24,
+                        alt = esc(&p.image),
+                        t = esc(&p.label),
+                        pr = esc(&p.predicted)
+                    );
+                }
+                None => unreadable += 1,
+            }
+        }
+        let _ = write!(
+            h,
+            "<p class=\"muted\">{} of {} test images misclassified; {} shown (true class → predicted){}.</p><div class=\"grid\" style=\"gap:8px\">{shown}</div>",
+            wrong.len(),
+            preds.len(),
+            picked.len() - unreadable,
+            if unreadable > 0 { format!("; {unreadable} could not be read from where the run read them") } else { String::new() }
+        );
+    }
+    h.push_str("</section>");
+    h
+}
+
+/// Up to `max` items, in their order, taking from each true class in turn (round robin), so the
+/// classes share the space.
+fn spread_over_classes<'a>(wrong: &[&'a stats::Prediction], max: usize) -> Vec<&'a stats::Prediction> {
+    let mut classes: Vec<&str> = Vec::new();
+    for p in wrong {
+        if !classes.contains(&p.label.as_str()) {
+            classes.push(&p.label);
+        }
+    }
+    let queues: Vec<Vec<usize>> = classes.iter().map(|c| (0..wrong.len()).filter(|&i| wrong[i].label == *c).collect()).collect();
+    let mut take: Vec<usize> = Vec::new();
+    for round in 0.. {
+        let before = take.len();
+        for q in &queues {
+            if take.len() < max {
+                if let Some(&i) = q.get(round) {
+                    take.push(i);
+                }
+            }
+        }
+        if take.len() == before || take.len() >= max {
+            break;
+        }
+    }
+    take.sort_unstable();
+    take.into_iter().map(|i| wrong[i]).collect()
+}
+
+/// A PNG thumbnail (longest side [`THUMB_PX`]) of an image file as a data URI; None when the
+/// file cannot be read or decoded.
+fn thumbnail_data_uri(path: &std::path::Path) -> Option<String> {
+    let bytes = std::fs::read(path).ok()?;
+    let img = crate::data::images::decode_upright(&bytes).ok()?;
+    // large images are shrunk; small ones are kept as they are (the page enlarges them without
+    // smoothing), which keeps the report small
+    let img =
+        if img.width().max(img.height()) > THUMB_PX { img.resize(THUMB_PX, THUMB_PX, image::imageops::FilterType::Triangle) } else { img };
+    let img = if img.color().has_alpha() {
+        image::DynamicImage::ImageRgba8(img.to_rgba8())
+    } else {
+        image::DynamicImage::ImageRgb8(img.to_rgb8())
+    };
+    let mut png = Vec::new();
+    img.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png).ok()?;
+    Some(format!("data:image/png;base64,{}", base64(&png)))
+}
+
+/// Standard base64 (RFC 4648, with padding).
+pub fn base64(data: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for c in data.chunks(3) {
+        let n = (c[0] as u32) << 16 | (*c.get(1).unwrap_or(&0) as u32) << 8 | *c.get(2).unwrap_or(&0) as u32;
+        out.push(A[(n >> 18) as usize & 63] as char);
+        out.push(A[(n >> 12) as usize & 63] as char);
+        out.push(if c.len() > 1 { A[(n >> 6) as usize & 63] as char } else { '=' });
+        out.push(if c.len() > 2 { A[n as usize & 63] as char } else { '=' });
+    }
+    out
+}
+
 /// The runs' paired comparisons: every pair scored on the same test images, by the exact
 /// McNemar test with Holm's adjustment; pairs that cannot be tested say why.
 fn comparison_html(c: &stats::Comparison) -> String {
@@ -274,7 +397,7 @@ fn comparison_html(c: &stats::Comparison) -> String {
             Some(x) => {
                 let _ = write!(
                     h,
-                    "<tr><td class=\"l\">{}</td><td class=\"l\">{}</td><td>{:.4}</td><td>{:.4}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.3}</td><td>{:.3}</td></tr>",
+                    "<tr><td class=\"l\">{}</td><td class=\"l\">{}</td><td>{:.4}</td><td>{:.4}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                     esc(&p.a),
                     esc(&p.b),
                     x.accuracy_a,
@@ -282,8 +405,8 @@ fn comparison_html(c: &stats::Comparison) -> String {
                     x.n,
                     x.only_a,
                     x.only_b,
-                    x.p_value,
-                    p.p_holm.unwrap_or(1.0)
+                    p_cell(x.p_value),
+                    p_cell(p.p_holm.unwrap_or(1.0))
                 );
             }
             None => {
@@ -376,4 +499,33 @@ pub fn meta_eval_plots(r: &crate::metalearner::eval::EvalReport) -> (String, Str
     let diag = Series { name: "y = x".into(), points: vec![(0.0, 0.0), (1.0, 1.0)] };
     let cal = svg::scatter_chart("Predicted vs actual test accuracy", "predicted", "actual", &pts, &diag);
     (regret, cal)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// RFC 4648's test vectors.
+    #[test]
+    fn base64_matches_rfc_4648() {
+        for (i, o) in
+            [("", ""), ("f", "Zg=="), ("fo", "Zm8="), ("foo", "Zm9v"), ("foob", "Zm9vYg=="), ("fooba", "Zm9vYmE="), ("foobar", "Zm9vYmFy")]
+        {
+            assert_eq!(base64(i.as_bytes()), o);
+        }
+        assert_eq!(base64(&[0xff, 0xfe, 0x00]), "//4A");
+    }
+
+    /// Each class gets its turn before any gets a second; the order stays the test order.
+    #[test]
+    fn mistakes_are_spread_over_the_true_classes() {
+        let p = |img: &str, label: &str| stats::Prediction { image: img.into(), label: label.into(), predicted: "x".into() };
+        let rows = [p("1", "a"), p("2", "a"), p("3", "a"), p("4", "b"), p("5", "c"), p("6", "c")];
+        let refs: Vec<&stats::Prediction> = rows.iter().collect();
+        let names = |v: Vec<&stats::Prediction>| v.iter().map(|p| p.image.clone()).collect::<Vec<_>>().join(",");
+        assert_eq!(names(spread_over_classes(&refs, 3)), "1,4,5");
+        assert_eq!(names(spread_over_classes(&refs, 5)), "1,2,4,5,6");
+        assert_eq!(names(spread_over_classes(&refs, 10)), "1,2,3,4,5,6");
+        assert!(spread_over_classes(&refs, 0).is_empty());
+    }
 }
