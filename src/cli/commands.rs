@@ -515,6 +515,17 @@ pub fn inspect(a: InspectArgs) -> Result<i32> {
                 g.probe_accuracy.map(|v| format!("{v:.3}")).unwrap_or("-".into())
             );
         }
+        if let Some(c) = &r.label_curve {
+            let pts: Vec<String> = c.points.iter().map(|p| format!("{}: {:.3}", p.shots, p.accuracy)).collect();
+            errln!(
+                "label curve (nearest-centroid probe on the last group, held-out training images, by images a class): {}; fitted {:.3} at {} a class, {:.3} at twice that ({:+.3})",
+                pts.join(", "),
+                c.at_shots,
+                c.shots,
+                c.at_shots + c.gain_from_twice,
+                c.gain_from_twice
+            );
+        }
     }
     Ok(EXIT_OK)
 }

@@ -1,5 +1,6 @@
 //! Task meta-features: a dataset profile and per-layer-group transferability scores computed
 //! from one pass of the training images through a backbone (`graft inspect`).
+pub mod curve;
 pub mod images;
 pub mod stats;
 pub mod transfer;
@@ -71,6 +72,11 @@ pub struct InspectReport {
     /// Fréchet distance between the target's and the source's pooled penultimate features
     /// (null when the card has no source statistics).
     pub frechet_distance: Option<f64>,
+    /// The label curve under the penultimate group's features: a nearest-centroid probe's
+    /// accuracy on held-out training images when trained on 1, 2, 4, ... images a class
+    /// ([`curve::label_curve`]); null when a class has fewer than three images.
+    #[serde(default)]
+    pub label_curve: Option<curve::LabelCurve>,
     pub seconds: HashMap<String, f64>,
 }
 
@@ -277,6 +283,16 @@ pub fn inspect_decoded(mref: &ModelRef, ds: &crate::data::Dataset, set: &ImageSe
         }
         None => None,
     };
+    let label_curve = feats.last().and_then(|f| curve::label_curve(f, &y, 0));
     secs.insert("scores".to_string(), t0.elapsed().as_secs_f64());
-    Ok(InspectReport { dataset: profile, backbone: mref.card.name.clone(), groups, leep, nce, frechet_distance, seconds: secs })
+    Ok(InspectReport {
+        dataset: profile,
+        backbone: mref.card.name.clone(),
+        groups,
+        leep,
+        nce,
+        frechet_distance,
+        label_curve,
+        seconds: secs,
+    })
 }
