@@ -33,6 +33,21 @@ fn inspect_reports_every_field_per_group() {
     assert!(j["leep"].as_f64().unwrap() < 0.0);
     assert!(j["nce"].as_f64().unwrap() <= 0.0);
     assert!(j["frechet_distance"].as_f64().unwrap() >= 0.0);
+    // the label curve on the last group: 1, 2, 4 and 7 training images a class (one held out
+    // from the smallest class of 8), each a mean of held-out balanced accuracies, and the power
+    // law fitted to it read at the 8 images a class and at twice that
+    let c = &j["label_curve"];
+    let pts = c["points"].as_array().unwrap();
+    assert_eq!(pts.iter().map(|p| p["shots"].as_u64().unwrap()).collect::<Vec<_>>(), vec![1, 2, 4, 7]);
+    assert!(pts.iter().all(|p| (0.0..=1.0).contains(&p["accuracy"].as_f64().unwrap()) && p["draws"].as_u64().unwrap() >= 20), "{c}");
+    assert_eq!(pts[3]["draws"], 200, "one image a class left to score: 200 draws");
+    let f = &c["fit"];
+    let law = |m: f64| {
+        (f["asymptote"].as_f64().unwrap() - f["scale"].as_f64().unwrap() * m.powf(-f["exponent"].as_f64().unwrap())).clamp(0.0, 1.0)
+    };
+    assert_eq!(c["shots"], 8);
+    assert!((law(8.0) - c["at_shots"].as_f64().unwrap()).abs() < 1e-9, "{c}");
+    assert!((law(16.0) - law(8.0) - c["gain_from_twice"].as_f64().unwrap()).abs() < 1e-9, "{c}");
 }
 
 #[test]

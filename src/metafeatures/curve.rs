@@ -1,12 +1,13 @@
-//! "Would more labels help?": a task's label curve, measured on its own training images. A
-//! nearest-centroid probe on a backbone's frozen features is trained on 1, 2, 4, ... images of
-//! each class (up to one fewer than the smallest class has) and scored on the class's other
-//! images, over repeated seeded draws. Its slope against log2(images per class) at the top of
-//! the curve says what the last doubling of labels bought; learning curves in this regime are
-//! close to linear in log-shots and flatten as they go, so one more doubling buys that much or
-//! less. It measures the probe, not a fine-tune; `docs/label-curve.md` says how well it has
-//! foretold the probe's and the fine-tune's gains from twice the labels.
-use super::stats::{class_means, Standardiser};
+//! A task's label curve, measured on its own training images (`graft inspect`'s
+//! `label_curve`): a nearest-centroid probe on a backbone's frozen last-group features (the
+//! probe `graft run` fits for `centroid-probe`) trained on 1, 2, 4, ... images of each class (up
+//! to one fewer than the smallest class has) and scored on the class's other images, over
+//! repeated seeded draws; and a power law fitted to those points.
+//!
+//! It describes the probe on the images at hand. It does not say what more labels would buy:
+//! on 24 pairs of tasks with S and 2S images a class (`docs/label-curve.md`), the fitted law's
+//! gain from S to 2S missed the probe's measured gain by more than a constant guess did, and the
+//! fine-tune's gain was several times the probe's. `recommend` does not use it.
 use ndarray::{Array2, Axis};
 use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
@@ -42,8 +43,8 @@ pub struct LabelCurve {
     pub shots: usize,
     /// The fitted curve at `shots` images a class.
     pub at_shots: f64,
-    /// The fitted curve at twice `shots`, less `at_shots`: what twice the labels would add to
-    /// this probe if its curve holds.
+    /// The fitted curve at twice `shots`, less `at_shots`: an extrapolation, which on held-out
+    /// task pairs did not foretell the measured gain (`docs/label-curve.md`).
     pub gain_from_twice: f64,
     /// Images in the smallest class of the training set (the curve stops one below it).
     pub smallest_class: usize,
@@ -136,22 +137,19 @@ pub fn label_curve(f: &Array2<f64>, y: &[usize], seed: u64) -> Option<LabelCurve
     Some(LabelCurve { points, fit, shots, at_shots, gain_from_twice: fit.at(2.0 * shots as f64) - at_shots, smallest_class: smallest })
 }
 
-/// Mean per-class recall on `te` of the nearest class mean fitted on `tr`, on features
-/// standardised by the training images (as [`super::transfer::nearest_centroid_cv`]).
+/// Mean per-class recall on `te` of the nearest class mean fitted on `tr`: the centroid probe
+/// `graft run` fits (centred, L2-normalised features; [`crate::executor::probe::NearestCentroid`]),
+/// so the curve describes the probe a run of `centroid-probe` on the same group would be.
 fn centroid_balanced_accuracy(f: &Array2<f64>, y: &[usize], tr: &[usize], te: &[usize], k: usize) -> f64 {
-    let xtr = f.select(Axis(0), tr);
-    let st = Standardiser::fit(&xtr);
     let ytr: Vec<usize> = tr.iter().map(|&i| y[i]).collect();
-    let (cents, _) = class_means(&st.apply(&xtr), &ytr, k);
-    let xte = st.apply(&f.select(Axis(0), te));
+    let Ok((m, _)) = crate::executor::probe::NearestCentroid::fit(&f.select(Axis(0), tr), &ytr, k) else {
+        return 0.0; // unreachable: every class has `m` >= 1 training images
+    };
+    let pred = m.predict(&f.select(Axis(0), te));
     let (mut right, mut total) = (vec![0usize; k], vec![0usize; k]);
-    for (row, &i) in xte.outer_iter().zip(te) {
-        let best = (0..k)
-            .map(|c| (c, (&row - &cents.row(c)).mapv(|v| v * v).sum()))
-            .fold((0, f64::INFINITY), |b, (c, d)| if d < b.1 { (c, d) } else { b })
-            .0;
+    for (&p, &i) in pred.iter().zip(te) {
         total[y[i]] += 1;
-        right[y[i]] += (best == y[i]) as usize;
+        right[y[i]] += (p == y[i]) as usize;
     }
     let recalls: Vec<f64> = (0..k).filter(|&c| total[c] > 0).map(|c| right[c] as f64 / total[c] as f64).collect();
     recalls.iter().sum::<f64>() / recalls.len().max(1) as f64

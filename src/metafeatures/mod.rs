@@ -72,9 +72,10 @@ pub struct InspectReport {
     /// Fréchet distance between the target's and the source's pooled penultimate features
     /// (null when the card has no source statistics).
     pub frechet_distance: Option<f64>,
-    /// The label curve under the penultimate group's features: a nearest-centroid probe's
-    /// accuracy on held-out training images when trained on 1, 2, 4, ... images a class
-    /// ([`curve::label_curve`]); null when a class has fewer than three images.
+    /// The label curve under the last group's features: a nearest-centroid probe's accuracy
+    /// on held-out training images when trained on 1, 2, 4, ... images a class
+    /// ([`curve::label_curve`]; descriptive: it did not foretell the gain from more labels);
+    /// null when a class has fewer than three images.
     #[serde(default)]
     pub label_curve: Option<curve::LabelCurve>,
     pub seconds: HashMap<String, f64>,

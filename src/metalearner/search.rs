@@ -8,7 +8,6 @@ use crate::backbones::{card, ModelRef};
 use crate::data::{decode_items, Dataset};
 use crate::error::{GraftError, Result};
 use crate::metadataset::{TaskProfile, TransferFeatures};
-use crate::metafeatures::curve::LabelCurve;
 use crate::metafeatures::inspect_decoded;
 use crate::recipe::{Recipe, Strategy};
 use crate::sweep::plan::Template;
@@ -105,11 +104,6 @@ pub struct Recommendation {
     /// absent where there is none (no fitted level in the model, or no probe gap).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub task_level: Option<TaskLevelShift>,
-    /// The task's label curve under the recommended backbone's penultimate features (null when
-    /// a class has fewer than three training images): a nearest-centroid probe's held-out
-    /// accuracy at 1, 2, 4, ... training images a class, and its gain per doubling at the top.
-    #[serde(default)]
-    pub label_curve: Option<LabelCurve>,
 }
 
 /// The task-level shift `recommend` applied to every stated accuracy, on the GP's scale.
@@ -199,16 +193,11 @@ fn stand_in<'a>(cf: Option<&'a ContinuedFrom>, key: &str) -> Option<&'a Continue
 /// Meta-features of a dataset under one backbone.
 pub fn task_features(mref: &ModelRef, ds: &Dataset) -> Result<(Vec<Option<f64>>, TransferFeatures)> {
     let set = decode_items(&ds.train, mref.card.input, true)?;
-    task_features_decoded(mref, ds, &set).map(|(v, tf, _)| (v, tf))
+    task_features_decoded(mref, ds, &set)
 }
 
-/// Meta-features from training images already decoded at the backbone's input, and the task's
-/// label curve under the backbone's penultimate features.
-pub fn task_features_decoded(
-    mref: &ModelRef,
-    ds: &Dataset,
-    set: &crate::data::ImageSet,
-) -> Result<(Vec<Option<f64>>, TransferFeatures, Option<LabelCurve>)> {
+/// Meta-features from training images already decoded at the backbone's input.
+pub fn task_features_decoded(mref: &ModelRef, ds: &Dataset, set: &crate::data::ImageSet) -> Result<(Vec<Option<f64>>, TransferFeatures)> {
     if set.n < 2 {
         return Err(GraftError::Data(format!("{}: fewer than two readable training images", ds.root.display())));
     }
@@ -216,7 +205,7 @@ pub fn task_features_decoded(
     let profile = TaskProfile::compute(ds, set, None);
     let rep = inspect_decoded(mref, ds, set, None)?;
     let tf = TransferFeatures::from_report(&rep);
-    Ok((task_vector(&profile, &tf), tf, rep.label_curve))
+    Ok((task_vector(&profile, &tf), tf))
 }
 
 fn grid_templates(lrs: &[f64]) -> Vec<Template> {
@@ -307,8 +296,6 @@ struct TaskView {
     names: Vec<String>,
     task: BTreeMap<String, Vec<Option<f64>>>,
     transfer: BTreeMap<String, TransferFeatures>,
-    /// The label curve under each backbone's penultimate features.
-    curves: BTreeMap<String, Option<LabelCurve>>,
     nearest: BTreeMap<String, f64>,
     /// Training images that could not be decoded and were left out of the meta-features, each
     /// as the decoder's message naming the file (the same files at every input size).
@@ -393,8 +380,6 @@ pub fn recommend(model: &MetaModel, ds: &Dataset, o: &RecommendOptions) -> Resul
     lines.extend(pretrain_line(&cands, n_unlabelled, dropped_pretrain));
     lines.extend(unreadable_line(&view.unreadable, ds.train.len()));
     lines.extend(weighting_note);
-    let label_curve = view.curves.get(&best.backbone).cloned().flatten();
-    lines.extend(label_curve.as_ref().map(|c| labels_line(c, &best.backbone)));
     if let Some((key, m)) = &derived {
         lines.push(format!(
             "Backbone {} continues {} ({}, {}): the meta-learner has no runs of it, so it predicts from its parent's runs at {} px, with this task's features (LogME, cross-validated accuracy, domain distance) computed on {}'s own weights.",
@@ -472,39 +457,8 @@ pub fn recommend(model: &MetaModel, ds: &Dataset, o: &RecommendOptions) -> Resul
         anchor_decision,
         task_level,
         unreadable_training_images: view.unreadable,
-        label_curve,
     })
 }
-
-/// The rationale's line on what more labels would buy, from the task's label curve under the
-/// recommended backbone.
-fn labels_line(c: &LabelCurve, backbone: &str) -> String {
-    let top = &c.points[c.points.len() - 1];
-    let gain = 100.0 * c.gain_from_twice;
-    let verdict = if c.at_shots >= 0.98 {
-        "such a probe is near perfect already, so more labels have little left to buy".to_string()
-    } else if gain >= 2.0 {
-        format!("more labels are likely to help: twice the images would add about {gain:.0} points to such a probe")
-    } else {
-        format!("the curve has flattened: twice the images would add about {gain:.1} points to such a probe")
-    };
-    format!(
-        "Labels: a nearest-centroid probe on {backbone}'s features, trained on {} of your images a class, classifies {:.3} of the others (mean per-class recall, {} random draws); from 1 image a class ({:.3}) up, its curve follows {:.3} − {:.3} m^−{:.2} for m images a class, which puts it at {:.3} with your {} and {:.3} with twice that: {verdict}.{LABEL_CURVE_EVIDENCE}",
-        top.shots,
-        top.accuracy,
-        top.draws,
-        c.points[0].accuracy,
-        c.fit.asymptote,
-        c.fit.scale,
-        c.fit.exponent,
-        c.at_shots,
-        c.shots,
-        c.at_shots + c.gain_from_twice
-    )
-}
-
-/// What the label curve's slope has meant on tasks with twice the labels (docs/label-curve.md).
-const LABEL_CURVE_EVIDENCE: &str = "";
 
 /// The class weighting of every candidate's recipe, and the rationale's line on it when the
 /// training set's classes differ in size.
@@ -656,7 +610,6 @@ fn task_view(
     let mut mrefs = BTreeMap::new();
     let mut task = BTreeMap::new();
     let mut transfer = BTreeMap::new();
-    let mut curves = BTreeMap::new();
     let mut decoded: Vec<(crate::data::InputSpec, crate::data::ImageSet)> = Vec::new();
     for b in &names {
         let m = match derived {
@@ -670,15 +623,14 @@ fn task_view(
                 decoded.len() - 1
             }
         };
-        let (tv, tf, curve) = task_features_decoded(&m, ds, &decoded[i].1)?;
+        let (tv, tf) = task_features_decoded(&m, ds, &decoded[i].1)?;
         task.insert(b.clone(), tv);
         transfer.insert(b.clone(), tf);
-        curves.insert(b.clone(), curve);
         mrefs.insert(b.clone(), m);
     }
     let nearest = names.iter().map(|b| (b.clone(), model.nearest_distance(b, &task[b]))).collect();
     let unreadable = decoded.first().map(|(_, set)| set.skipped.clone()).unwrap_or_default();
-    Ok((TaskView { names, task, transfer, curves, nearest, unreadable }, mrefs))
+    Ok((TaskView { names, task, transfer, nearest, unreadable }, mrefs))
 }
 
 /// The rationale's line on training images that could not be decoded (None when all could).
