@@ -630,15 +630,7 @@ mod precision_tests {
         let spec = arch.default_input();
         let n = 22; // 3 batches of 8, the last of 6
         let pixels: Vec<u8> = (0..n * spec.channels * spec.height * spec.width).map(|i| ((i * 7919 + i / 17) % 253) as u8).collect();
-        let set = ImageSet {
-            pixels,
-            labels: (0..n as i64).map(|i| i % 3).collect(),
-            n,
-            spec,
-            skipped: vec![],
-            fingerprint: "synthetic".into(),
-            names: vec![],
-        };
+        let set = ImageSet::in_memory(pixels, (0..n as i64).map(|i| i % 3).collect(), spec);
         let norm = set.channel_stats();
         let mut r = crate::recipe::preset("finetune-all").unwrap();
         r.epochs = 2;
@@ -689,15 +681,7 @@ mod precision_tests {
         let spec = arch.default_input();
         let n = 24;
         let pixels: Vec<u8> = (0..n * spec.channels * spec.height * spec.width).map(|i| ((i * 7919 + i / 13) % 251) as u8).collect();
-        let set = ImageSet {
-            pixels,
-            labels: (0..n as i64).map(|i| i % 3).collect(),
-            n,
-            spec,
-            skipped: vec![],
-            fingerprint: "synthetic".into(),
-            names: vec![],
-        };
+        let set = ImageSet::in_memory(pixels, (0..n as i64).map(|i| i % 3).collect(), spec);
         let norm = set.channel_stats();
         let mut r = crate::recipe::preset("finetune-all").unwrap();
         r.augment = Default::default();

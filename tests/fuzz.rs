@@ -231,8 +231,7 @@ fn classifier_target(card: &[u8], probe: &[u8]) {
         let spec = c.card.input;
         let n = 2;
         let pixels: Vec<u8> = (0..n * spec.channels * spec.height * spec.width).map(|i| (i * 31 % 251) as u8).collect();
-        let set =
-            graft::data::ImageSet { pixels, labels: vec![-1; n], n, spec, skipped: vec![], fingerprint: String::new(), names: vec![] };
+        let set = graft::data::ImageSet::in_memory(pixels, vec![-1; n], spec);
         let _ = c.scores_tta(&set, true);
     }
 }

@@ -49,6 +49,13 @@ pub struct ImageSet {
 }
 
 impl ImageSet {
+    /// A set of images made in memory (benchmarks, tests, synthetic inputs): `pixels` holds
+    /// `labels.len()` CHW images of `spec`; no file names, nothing skipped, an empty fingerprint.
+    pub fn in_memory(pixels: Vec<u8>, labels: Vec<i64>, spec: InputSpec) -> ImageSet {
+        let n = labels.len();
+        ImageSet { pixels, labels, n, spec, skipped: Vec::new(), fingerprint: String::new(), names: Vec::new() }
+    }
+
     pub fn image_len(&self) -> usize {
         self.spec.channels * self.spec.height * self.spec.width
     }

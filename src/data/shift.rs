@@ -164,7 +164,7 @@ mod tests {
     use crate::data::InputSpec;
 
     fn set(px: Vec<u8>, spec: InputSpec) -> ImageSet {
-        ImageSet { n: 1, pixels: px, labels: vec![0], spec, skipped: vec![], fingerprint: String::new(), names: vec![] }
+        ImageSet::in_memory(px, vec![0], spec)
     }
 
     #[test]

@@ -63,7 +63,7 @@ pub fn bench_simclr(arch: Arch, batch: usize, steps: usize, dev: &Device) -> Res
     let mut rng = rng_for(0, "bench-simclr");
     use rand::Rng;
     let pixels: Vec<u8> = (0..n * spec.channels * spec.height * spec.width).map(|_| rng.random()).collect();
-    let set = crate::data::ImageSet { pixels, labels: vec![-1; n], n, spec, skipped: vec![], fingerprint: String::new(), names: vec![] };
+    let set = crate::data::ImageSet::in_memory(pixels, vec![-1; n], spec);
     let norm = crate::data::Normalisation { mean: vec![0.5; spec.channels], std: vec![0.25; spec.channels] };
     let mut ps = crate::pretrain::PretrainSpec::new(crate::pretrain::Method::Simclr);
     ps.epochs = 1;

@@ -1020,7 +1020,7 @@ mod tests {
         let model = Model::new(Arch::Resnet8, spec, 3, 5, &Device::Cpu).unwrap();
         let n = 300; // more than one chunk of 256
         let pixels: Vec<u8> = (0..n * 3 * 32 * 32).map(|i| ((i * 7919) % 251) as u8).collect();
-        let set = ImageSet { pixels, labels: vec![0; n], n, spec, skipped: vec![], fingerprint: String::new(), names: vec![] };
+        let set = ImageSet::in_memory(pixels, vec![0; n], spec);
         let norm = Normalisation { mean: vec![0.5; 3], std: vec![0.25; 3] };
         let cache = FeatureCache::default();
         let body = model.n_groups() - 1;

@@ -523,8 +523,7 @@ mod tests {
         let n = 20;
         let pixels: Vec<u8> =
             (0..n * spec_in.channels * spec_in.height * spec_in.width).map(|i| ((i * 7919 + i / 11) % 241) as u8).collect();
-        let set =
-            ImageSet { pixels, labels: vec![0; n], n, spec: spec_in, skipped: vec![], fingerprint: "synthetic".into(), names: vec![] };
+        let set = ImageSet::in_memory(pixels, vec![0; n], spec_in);
         let norm = set.channel_stats();
         let run = |method: Method, lr: f64, defer: bool| {
             DEFER_READS.with(|d| d.set(defer));
