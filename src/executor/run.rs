@@ -1,7 +1,8 @@
 //! `graft run`: one recipe end to end.
 use super::features::{features, features_at};
 use super::probe::{
-    accuracy, balanced_accuracy_of, fit_svm_cv_weighted, NearestCentroid, ProbeHead, ProbeReport, SoftmaxProbe, Standardiser,
+    accuracy, balanced_accuracy, balanced_accuracy_of, fit_svm_cv_weighted, NearestCentroid, ProbeHead, ProbeReport, SoftmaxProbe,
+    Standardiser,
 };
 use super::train::{evaluate, train, EpochMetrics, Progress};
 use crate::backbones::{card, Model, ModelRef};
@@ -884,11 +885,7 @@ pub fn run_prepared(
     let (val_accuracy, val_balanced_accuracy) = match (&val_pred, &dec.val) {
         (Some(p), Some(v)) if diverged.is_none() => {
             let y = labels(v);
-            let mut cm = vec![vec![0usize; ds.n_classes()]; ds.n_classes()];
-            for (p, t) in p.iter().zip(&y) {
-                cm[*t][*p] += 1;
-            }
-            (Some(accuracy(p, &y)), balanced_accuracy_of(&cm))
+            (Some(accuracy(p, &y)), (!y.is_empty()).then(|| balanced_accuracy(p, &y)))
         }
         _ => (None, None),
     };

@@ -145,14 +145,8 @@ fn centroid_balanced_accuracy(f: &Array2<f64>, y: &[usize], tr: &[usize], te: &[
     let Ok((m, _)) = crate::executor::probe::NearestCentroid::fit(&f.select(Axis(0), tr), &ytr, k) else {
         return 0.0; // unreachable: every class has `m` >= 1 training images
     };
-    let pred = m.predict(&f.select(Axis(0), te));
-    let (mut right, mut total) = (vec![0usize; k], vec![0usize; k]);
-    for (&p, &i) in pred.iter().zip(te) {
-        total[y[i]] += 1;
-        right[y[i]] += (p == y[i]) as usize;
-    }
-    let recalls: Vec<f64> = (0..k).filter(|&c| total[c] > 0).map(|c| right[c] as f64 / total[c] as f64).collect();
-    recalls.iter().sum::<f64>() / recalls.len().max(1) as f64
+    let yte: Vec<usize> = te.iter().map(|&i| y[i]).collect();
+    crate::executor::probe::balanced_accuracy(&m.predict(&f.select(Axis(0), te)), &yte)
 }
 
 #[cfg(test)]

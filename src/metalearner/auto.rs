@@ -71,13 +71,13 @@ pub fn auto(model: &MetaModel, rec: &Recommendation, ds: &Dataset, o: &AutoOptio
         ));
         let r = run_candidate(rec, &c, recipe, o)?;
         let (score, n_eff) = validation_score(&r);
-        log(&match (score, r.val_accuracy) {
-            (Some(v), _) if r.recipe.class_weights == ClassWeights::Balanced => format!(
+        log(&match score {
+            Some(v) if r.recipe.class_weights == ClassWeights::Balanced => format!(
                 "  -> test accuracy {:.4}, validation balanced accuracy {v:.4} (mean per-class recall; as reliable as an accuracy on {n_eff} images)",
                 r.test_accuracy
             ),
-            (Some(v), _) => format!("  -> test accuracy {:.4}, validation accuracy {v:.4}", r.test_accuracy),
-            _ => format!("  -> test accuracy {:.4} (no validation split)", r.test_accuracy),
+            Some(v) => format!("  -> test accuracy {:.4}, validation accuracy {v:.4}", r.test_accuracy),
+            None => format!("  -> test accuracy {:.4} (no validation split)", r.test_accuracy),
         });
         planner.observe_on(score, n_eff);
         runs.push((c, r));
