@@ -4,6 +4,7 @@ pub mod bench;
 pub mod classifier;
 mod features;
 pub use crate::optim;
+pub mod predictions;
 pub mod probe;
 pub mod run;
 pub use crate::train;

@@ -161,7 +161,7 @@ pub struct RunRecord {
     pub test_balanced_accuracy: Option<f64>,
     /// The 95% Wilson score interval of `test_accuracy` over the `n_test` images: where the
     /// accuracy on another test set of that size from the same source would likely fall
-    /// (`report::stats::wilson_interval`). Absent from records written before it was added.
+    /// (`executor::predictions::wilson_interval`). Absent from records written before it was added.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub test_accuracy_interval: Option<[f64; 2]>,
     /// The validation split's mean per-class recall, when it has one (`auto` judges runs with
@@ -877,7 +877,7 @@ pub fn run_prepared(
     let test_balanced_accuracy = balanced_accuracy_of(&confusion).unwrap_or(0.0);
     let correct: usize = (0..ds.n_classes()).map(|c| confusion[c][c]).sum();
     let test_interval = if diverged.is_none() {
-        crate::report::stats::wilson_interval(correct, dec.test.n, crate::report::stats::Z95).map(|(lo, hi)| [lo, hi])
+        super::predictions::wilson_interval(correct, dec.test.n, super::predictions::Z95).map(|(lo, hi)| [lo, hi])
     } else {
         None
     };
@@ -965,8 +965,8 @@ pub fn run_prepared(
     // every test image's true and predicted class, for error analysis and paired comparisons
     // (`graft compare`); a diverged run predicted nothing
     if diverged.is_none() && dec.test.names.len() == dec.test.n {
-        let rows: Vec<crate::report::stats::Prediction> = (0..dec.test.n)
-            .map(|i| crate::report::stats::Prediction {
+        let rows: Vec<super::predictions::Prediction> = (0..dec.test.n)
+            .map(|i| super::predictions::Prediction {
                 // absolute, so the file stays usable from another working directory
                 image: std::path::absolute(&dec.test.names[i])
                     .map(|p| p.display().to_string())
@@ -975,7 +975,7 @@ pub fn run_prepared(
                 predicted: ds.classes[test_pred[i]].clone(),
             })
             .collect();
-        write_atomic(&run_dir.join(crate::report::stats::PREDICTIONS_FILE), &crate::report::stats::predictions_csv(&rows)?)?;
+        write_atomic(&run_dir.join(super::predictions::PREDICTIONS_FILE), &super::predictions::predictions_csv(&rows)?)?;
     }
     // the trained classifier, for `graft predict` (written before run.json, so a run on record
     // with `saved_model` has it)
