@@ -12,7 +12,9 @@ use ndarray::{Array1, Array2, Axis};
 use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 
-pub use crate::metafeatures::stats::{stratified_folds, Standardiser};
+pub use crate::metafeatures::stats::{
+    argmax_rows, balanced_accuracy, balanced_accuracy_of, stratified_folds, NearestCentroid, Standardiser,
+};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ProbeReport {
@@ -176,10 +178,6 @@ impl LinearSvm {
     }
 }
 
-pub fn argmax_rows(s: &Array2<f64>) -> Vec<usize> {
-    s.outer_iter().map(|r| r.iter().enumerate().fold((0, f64::NEG_INFINITY), |b, (i, &v)| if v > b.1 { (i, v) } else { b }).0).collect()
-}
-
 /// Each row of logits turned into probabilities (shifted by its maximum first).
 pub fn softmax_rows(mut s: Array2<f64>) -> Array2<f64> {
     for mut r in s.outer_iter_mut() {
@@ -200,30 +198,6 @@ pub fn class_counts(y: &[usize], k: usize) -> Vec<usize> {
         }
     }
     c
-}
-
-/// Mean over the classes present in `y` of the share of their images predicted correctly (the
-/// mean per-class recall). Equals the accuracy when every class has as many images.
-pub fn balanced_accuracy(pred: &[usize], y: &[usize]) -> f64 {
-    let k = y.iter().chain(pred).map(|&l| l + 1).max().unwrap_or(0);
-    let mut confusion = vec![vec![0usize; k]; k];
-    for (&p, &l) in pred.iter().zip(y) {
-        confusion[l][p] += 1;
-    }
-    balanced_accuracy_of(&confusion).unwrap_or(0.0)
-}
-
-/// [`balanced_accuracy`] from a confusion matrix (true class × predicted); None without images.
-pub fn balanced_accuracy_of(confusion: &[Vec<usize>]) -> Option<f64> {
-    let recalls: Vec<f64> = confusion
-        .iter()
-        .enumerate()
-        .filter_map(|(c, row)| {
-            let n: usize = row.iter().sum();
-            (n > 0).then(|| row.get(c).copied().unwrap_or(0) as f64 / n as f64)
-        })
-        .collect();
-    (!recalls.is_empty()).then(|| recalls.iter().sum::<f64>() / recalls.len() as f64)
 }
 
 pub fn accuracy(pred: &[usize], y: &[usize]) -> f64 {
@@ -431,33 +405,11 @@ impl SoftmaxProbe {
     }
 }
 
-/// Nearest class mean on centred, L2-normalised features (SimpleShot's "CL2N", Wang et al. 2019):
-/// subtract the training features' mean, scale every row to unit length, and assign a test image
-/// to the class whose mean normalised training feature is nearest (Euclidean). Nothing is fitted
-/// beyond the means, so it cannot overfit a handful of images a class the way a linear classifier
-/// can; it is the standard few-shot baseline on frozen features.
-pub struct NearestCentroid {
-    centre: Array1<f64>,
-    means: Array2<f64>,
-}
-
 impl NearestCentroid {
-    /// Fit on raw (not standardised) features `x` with labels `y` in 0..k. Every class needs at
-    /// least one training image.
+    /// Fit on raw (not standardised) features `x` with labels `y` in 0..k, with the report a run
+    /// records. Every class needs at least one training image.
     pub fn fit(x: &Array2<f64>, y: &[usize], k: usize) -> Result<(Self, ProbeReport)> {
-        if x.nrows() == 0 || x.nrows() != y.len() {
-            return Err(GraftError::Other(format!("centroid probe: {} feature rows for {} labels", x.nrows(), y.len())));
-        }
-        if let Some(c) = y.iter().find(|&&c| c >= k) {
-            return Err(GraftError::Other(format!("centroid probe: label {c} outside 0..{k}")));
-        }
-        let centre = x.mean_axis(Axis(0)).expect("non-empty");
-        let mut m = NearestCentroid { centre, means: Array2::zeros((0, 0)) };
-        let (means, cnt) = crate::metafeatures::stats::class_means(&m.normalise(x), y, k);
-        if let Some(c) = cnt.iter().position(|&n| n == 0) {
-            return Err(GraftError::Data(format!("centroid probe: class {c} has no training image")));
-        }
-        m.means = means;
+        let m = NearestCentroid::fit_means(x, y, k)?;
         let train_accuracy = accuracy(&m.predict(x), y);
         let rep = ProbeReport {
             kind: "centroid".into(),
@@ -470,33 +422,6 @@ impl NearestCentroid {
             solver: None,
         };
         Ok((m, rep))
-    }
-
-    fn normalise(&self, x: &Array2<f64>) -> Array2<f64> {
-        let mut z = x - &self.centre;
-        for mut row in z.rows_mut() {
-            let n = row.dot(&row).sqrt();
-            if n > 1e-12 {
-                row /= n;
-            }
-        }
-        z
-    }
-
-    pub fn predict(&self, x: &Array2<f64>) -> Vec<usize> {
-        argmax_rows(&self.scores(x))
-    }
-    /// Per class, 2 z·μ − ‖μ‖² for the normalised feature z: the larger, the nearer the mean.
-    pub fn scores(&self, x: &Array2<f64>) -> Array2<f64> {
-        let z = self.normalise(x);
-        // nearest mean: argmin ‖z − μ‖² = argmax (2 z·μ − ‖μ‖²)
-        let norms: Array1<f64> = self.means.rows().into_iter().map(|r| r.dot(&r)).collect();
-        z.dot(&self.means.t()) * 2.0 - &norms
-    }
-    /// The centroid probe with the training features' mean `centre` (subtracted first) and the
-    /// class means (classes × features), as [`ProbeHead::arrays`] saves them.
-    pub fn from_parts(centre: Array1<f64>, means: Array2<f64>) -> Self {
-        NearestCentroid { centre, means }
     }
 }
 
@@ -564,7 +489,10 @@ impl ProbeHead {
                 let (mean, sd) = st.parts();
                 vec![("mean", d(mean)), ("sd", d(sd)), ("weight", m(w)), ("bias", d(b))]
             }
-            ProbeHead::Centroid(c) => vec![("centre", d(&c.centre)), ("means", m(&c.means))],
+            ProbeHead::Centroid(c) => {
+                let (centre, means) = c.parts();
+                vec![("centre", d(centre)), ("means", m(means))]
+            }
         }
     }
 

@@ -8,6 +8,7 @@
 //! on 24 pairs of tasks with S and 2S images a class (`docs/label-curve.md`), the fitted law's
 //! gain from S to 2S missed the probe's measured gain by more than a constant guess did, and the
 //! fine-tune's gain was several times the probe's. `recommend` does not use it.
+use super::stats::{balanced_accuracy, NearestCentroid};
 use ndarray::{Array2, Axis};
 use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
@@ -138,15 +139,15 @@ pub fn label_curve(f: &Array2<f64>, y: &[usize], seed: u64) -> Option<LabelCurve
 }
 
 /// Mean per-class recall on `te` of the nearest class mean fitted on `tr`: the centroid probe
-/// `graft run` fits (centred, L2-normalised features; [`crate::executor::probe::NearestCentroid`]),
+/// `graft run` fits (centred, L2-normalised features; [`NearestCentroid`]),
 /// so the curve describes the probe a run of `centroid-probe` on the same group would be.
 fn centroid_balanced_accuracy(f: &Array2<f64>, y: &[usize], tr: &[usize], te: &[usize], k: usize) -> f64 {
     let ytr: Vec<usize> = tr.iter().map(|&i| y[i]).collect();
-    let Ok((m, _)) = crate::executor::probe::NearestCentroid::fit(&f.select(Axis(0), tr), &ytr, k) else {
+    let Ok(m) = NearestCentroid::fit_means(&f.select(Axis(0), tr), &ytr, k) else {
         return 0.0; // unreachable: every class has `m` >= 1 training images
     };
     let yte: Vec<usize> = te.iter().map(|&i| y[i]).collect();
-    crate::executor::probe::balanced_accuracy(&m.predict(&f.select(Axis(0), te)), &yte)
+    balanced_accuracy(&m.predict(&f.select(Axis(0), te)), &yte)
 }
 
 #[cfg(test)]
