@@ -3,8 +3,10 @@
 --json --top 400` on the S-shot and the 2S-shot task of each pair, the stated accuracy of the
 standard recipe (Lite0 fine-tuned at 224 px) and of the centroid probe on Lite0's last group,
 and their difference against the measured gains. The 2S task's own features are used, so this
-asks whether the meta-learner tracks what more labels did, given them; not a forecast made
-before labelling. Usage: label-curve-metalearner.py OUT [GRAFT]"""
+asks whether the meta-learner tracks what more labels did, given them. The forecast made before
+labelling is recommend's `more_labels` on the S-shot task alone (its shots doubled, its measured
+transferability held); it is scored against the same measured gains.
+Usage: label-curve-metalearner.py OUT [GRAFT]"""
 import json, math, subprocess, sys
 
 out = sys.argv[1]
@@ -19,6 +21,8 @@ def stated(task):
         key = (e["backbone"], e["recipe"].get("name"))
         if e.get("input_size") == 224 and key in (STD, PROBE):
             found.setdefault(key, e["predicted_accuracy"])
+            if e.get("more_labels"):
+                found.setdefault(key + ("forecast",), e["more_labels"]["gain"])
     return found
 
 rows = [json.loads(l) for l in open(f"{out}/rows.jsonl") if l.strip()]
@@ -28,8 +32,12 @@ for r in rows:
     res.append((r, a, b))
     print(r["key"], {k[1]: (round(a.get(k, float("nan")), 3), round(b.get(k, float("nan")), 3)) for k in (STD, PROBE)}, flush=True)
 
-def summary(name, key, measured):
-    pairs = [(b[key] - a[key], measured(r)) for r, a, b in res if key in a and key in b and measured(r) is not None]
+def summary(name, key, measured, forecast=False):
+    if forecast:
+        fk = key + ("forecast",)
+        pairs = [(a[fk], measured(r)) for r, a, b in res if fk in a and measured(r) is not None]
+    else:
+        pairs = [(b[key] - a[key], measured(r)) for r, a, b in res if key in a and key in b and measured(r) is not None]
     if len(pairs) < 2:
         print(f"{name}: {len(pairs)} pairs"); return
     n = len(pairs); p = [x for x, _ in pairs]; t = [y for _, y in pairs]
@@ -40,3 +48,5 @@ def summary(name, key, measured):
 
 summary("Standard recipe", STD, lambda r: None if r["ft_a"] is None else r["ft_b"] - r["ft_a"])
 summary("Centroid probe (last group)", PROBE, lambda r: r["probe_b"] - r["probe_a"])
+summary("Standard recipe, forecast from the S-shot task", STD, lambda r: None if r["ft_a"] is None else r["ft_b"] - r["ft_a"], True)
+summary("Centroid probe (last group), forecast from the S-shot task", PROBE, lambda r: r["probe_b"] - r["probe_a"], True)

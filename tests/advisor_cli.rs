@@ -271,6 +271,20 @@ fn check_recommendation(v: &serde_json::Value) {
     for a in v["alternatives"].as_array().unwrap() {
         assert!(a["input_size"].as_u64().unwrap() >= 16 && !a["backbone"].as_str().unwrap().contains('@'));
     }
+    // the forecast with twice the labels: the task's median shots doubled, stated as the accuracy
+    // now is (inside its interval), its gain the difference of the two
+    for e in std::iter::once(v).chain(v["alternatives"].as_array().unwrap()) {
+        let m = &e["more_labels"];
+        assert!(m.is_object(), "no more_labels forecast: {e}");
+        let shots = m["shots"].as_f64().unwrap();
+        assert!(shots >= 1.0 && (m["forecast_shots"].as_f64().unwrap() - 2.0 * shots).abs() < 1e-9, "{m}");
+        let (p2, lo2, hi2) = (m["predicted_accuracy"].as_f64().unwrap(), m["interval"][0].as_f64().unwrap(), m["interval"][1].as_f64().unwrap());
+        assert!((0.0..=1.0).contains(&lo2) && lo2 <= p2 && p2 <= hi2 && hi2 <= 1.0, "{m}");
+        assert!((m["gain"].as_f64().unwrap() - (p2 - e["predicted_accuracy"].as_f64().unwrap())).abs() < 1e-9, "{m}");
+    }
+    let shots = v["more_labels"]["shots"].as_f64().unwrap();
+    let logged = v["features"].as_object().unwrap().values().map(|f| f["log_shots"].as_f64().unwrap().exp());
+    assert!(logged.into_iter().all(|s| (s - shots).abs() < 1e-6 * shots), "shots {shots} is not the task's: {}", v["features"]);
     // a decision's stated P comes with what such a P meant on held-out tasks: the band it falls
     // in, counted consistently, and said in the rationale
     for key in ["anchor_decision", "standard_default"] {
@@ -716,6 +730,44 @@ fn the_shipped_meta_learner_recommends_for_the_example() {
     check_recommendation(&v);
     let m: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
     assert!(m["n_runs"].as_u64().unwrap() >= 1000 && m["families"].as_array().unwrap().len() >= 6);
+}
+
+/// The forecast with twice the labels moves only the shots: at a factor of 1 it is the
+/// prediction for the task as it is, to the bit; at 2 the shipped GP forecasts the standard
+/// fine-tune higher (more labels have helped every logged fine-tune family on average).
+#[test]
+fn the_more_labels_forecast_moves_only_the_shots() {
+    use graft::metalearner::features::{RecipeSummary, TASK_FEATURES};
+    let model = graft::metalearner::MetaModel::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("models/meta-learner.json")).unwrap();
+    let o = graft().args(["recommend", "--json", "--data"]).arg(example()).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v = json_of(&o);
+    let task: std::collections::BTreeMap<String, Vec<Option<f64>>> = v["features"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(b, f)| (b.clone(), TASK_FEATURES.iter().map(|n| f[*n].as_f64()).collect()))
+        .collect();
+    let ft = RecipeSummary {
+        strategy: graft::recipe::Strategy::Finetune,
+        probe_depth: None,
+        n_freeze: 0,
+        n_reinit: 0,
+        n_groups: 5,
+        lr: 3e-4,
+        layer_decay: 1.0,
+        l2sp: 0.0,
+        epochs: 30,
+        pretrain: false,
+        pretrain_method: None,
+        pretrain_epochs: 0,
+    };
+    let keys: Vec<(String, RecipeSummary, String)> = task.keys().map(|b| (b.clone(), ft.clone(), format!("{b}::test-ft"))).collect();
+    let now = model.predict(&task, &keys);
+    assert_eq!(model.predict_with_more_shots(&task, &keys, 1.0), now);
+    let twice = model.predict_with_more_shots(&task, &keys, 2.0);
+    let std = keys.iter().position(|k| k.0 == "efficientnet-lite0-imagenet").expect("the shipped model knows Lite0 at 224 px");
+    assert!(twice[std].0 > now[std].0, "Lite0 fine-tune: {:?} at twice the labels vs {:?}", twice[std], now[std]);
 }
 
 /// The shipped meta-learner reads and writes back unchanged: the learner, ranker, strategy and

@@ -1568,6 +1568,39 @@ impl MetaModel {
             .collect()
     }
 
+    /// [`MetaModel::predict`] for the same task with `factor` times the labelled images a class:
+    /// the log median shots moved by ln `factor`, every other feature held as measured on the
+    /// images at hand, and the task-level shift held at the one measured ([`MetaModel::task_shift`]):
+    /// the probe gap it is read from is measured, and a prediction of the probe at more shots
+    /// would move the gap by the very gain asked about. A forecast of what more labels of the same
+    /// kind would give a recipe, before labelling them.
+    pub fn predict_with_more_shots(
+        &self,
+        task: &BTreeMap<String, Vec<Option<f64>>>,
+        cands: &[(String, RecipeSummary, String)],
+        factor: f64,
+    ) -> Vec<(f64, f64)> {
+        let shift = self.task_shift(task);
+        let at = TASK_FEATURES.iter().position(|f| *f == "log_shots").expect("log_shots is a task feature");
+        let moved: BTreeMap<String, Vec<Option<f64>>> = task
+            .iter()
+            .map(|(b, v)| {
+                let mut v = v.clone();
+                if let Some(Some(x)) = v.get_mut(at) {
+                    *x += factor.ln();
+                }
+                (b.clone(), v)
+            })
+            .collect();
+        let items: Vec<(&str, &[Option<f64>], &RecipeSummary, &str)> =
+            cands.iter().map(|(b, r, key)| (b.as_str(), moved[b].as_slice(), r, key.as_str())).collect();
+        self.predict_each(&items)
+            .into_iter()
+            .zip(cands)
+            .map(|(p, (b, r, _))| self.stated_latent(p, shift.as_ref(), &scale_group(b, r)))
+            .collect()
+    }
+
     /// The task-level shift of the accuracies stated for a task whose (unencoded) features under
     /// each backbone are `task` ([`TaskLevel`]): (shift on the GP's scale, probe gap, probes
     /// averaged). None for kNN, a model without a fitted [`TaskLevel`], or a task without a gap.

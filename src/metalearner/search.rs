@@ -39,6 +39,25 @@ pub struct Candidate {
     /// On how many past tasks a recipe of this kind ran on this backbone
     /// ([`MetaModel::support`]); 0: never, its prediction is an extrapolation.
     pub logged_tasks: usize,
+    /// The same recipe forecast with twice the labelled images a class ([`more_labels`]).
+    pub more_labels: Option<MoreLabels>,
+}
+
+/// The meta-learner's forecast for a recipe on the same task with twice the labelled images a
+/// class, of the same kind: the task's median shots doubled and its measured transferability
+/// held ([`MetaModel::predict_with_more_shots`]). It answers "should I label more before
+/// training?"; docs/label-curve.md says how such forecasts compared with what more labels did.
+#[derive(Debug, Clone, Serialize)]
+pub struct MoreLabels {
+    /// The task's median labelled images a class.
+    pub shots: f64,
+    /// The forecast's (twice `shots`).
+    pub forecast_shots: f64,
+    pub predicted_accuracy: f64,
+    /// 80% interval, as the recipe's own stated accuracy has.
+    pub interval: [f64; 2],
+    /// `predicted_accuracy` less the recipe's stated accuracy at `shots`.
+    pub gain: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -52,6 +71,9 @@ pub struct Alternative {
     pub predicted_seconds: Option<f64>,
     /// See [`Candidate::logged_tasks`].
     pub logged_tasks: usize,
+    /// See [`Candidate::more_labels`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub more_labels: Option<MoreLabels>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -69,6 +91,9 @@ pub struct Recommendation {
     /// On how many past tasks a recipe of the pick's kind ran on its backbone (see
     /// [`Candidate::logged_tasks`]).
     pub logged_tasks: usize,
+    /// The recipe forecast with twice the labelled images a class ([`MoreLabels`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub more_labels: Option<MoreLabels>,
     pub alternatives: Vec<Alternative>,
     pub rationale: Vec<String>,
     /// Meta-features used, per backbone (name -> value).
@@ -368,6 +393,7 @@ pub fn recommend(model: &MetaModel, ds: &Dataset, o: &RecommendOptions) -> Resul
     // the standard recipe kept as the default runs as logged: a learning rate the surrogate
     // prefers would be a deviation it is not confident of
     let refine_note = if kept_default { None } else { refine_lr(model, &view, &lrs, &mut cands) };
+    more_labels(model, &view, &mut cands);
     let best = cands[0].clone();
     let near = model.nearest_tasks(&best.backbone, &view.task[&best.backbone], 3);
     let task_level = model.task_shift(&view.task).map(|(shift, probe_gap, probes)| TaskLevelShift { probe_gap, probes, shift });
@@ -421,6 +447,7 @@ pub fn recommend(model: &MetaModel, ds: &Dataset, o: &RecommendOptions) -> Resul
                 interval: c.interval,
                 predicted_seconds: c.predicted_seconds,
                 logged_tasks: c.logged_tasks,
+                more_labels: c.more_labels.clone(),
             }
         })
         .collect();
@@ -441,6 +468,7 @@ pub fn recommend(model: &MetaModel, ds: &Dataset, o: &RecommendOptions) -> Resul
         interval: best.interval,
         predicted_seconds: best.predicted_seconds,
         logged_tasks: best.logged_tasks,
+        more_labels: best.more_labels.clone(),
         alternatives,
         rationale: lines,
         features,
@@ -683,6 +711,7 @@ fn candidates(
                 origin: origin.into(),
                 predicted_seconds: None,
                 logged_tasks: 0,
+                more_labels: None,
             });
             Ok(())
         };
@@ -744,6 +773,31 @@ fn score(model: &MetaModel, view: &TaskView, cands: &mut [Candidate]) {
         c.set_prediction(m, v, widen, model.scale());
     }
     cands.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.config.cmp(&b.config)));
+}
+
+/// Every candidate's forecast with twice the labelled images a class ([`MoreLabels`]), stated as
+/// its accuracy now is (same widening for the distance to past tasks). None where the task has no
+/// finite shots feature.
+fn more_labels(model: &MetaModel, view: &TaskView, cands: &mut [Candidate]) {
+    let at = TASK_FEATURES.iter().position(|f| *f == "log_shots").expect("log_shots is a task feature");
+    let keys: Vec<(String, RecipeSummary, String)> =
+        cands.iter().map(|c| (c.backbone.clone(), c.summary.clone(), c.config.clone())).collect();
+    let preds = model.predict_with_more_shots(&view.task, &keys, 2.0);
+    for (c, (m, v)) in cands.iter_mut().zip(preds) {
+        let Some(shots) = view.task[&c.backbone].get(at).copied().flatten().map(f64::exp).filter(|s| s.is_finite()) else {
+            continue;
+        };
+        let (acc, interval, _) = super::stated(model.scale(), m, v, view.widen(model, &c.backbone));
+        if acc.is_finite() && interval.iter().all(|v| v.is_finite()) {
+            c.more_labels = Some(MoreLabels {
+                shots,
+                forecast_shots: 2.0 * shots,
+                predicted_accuracy: acc,
+                interval,
+                gain: acc - c.predicted_accuracy,
+            });
+        }
+    }
 }
 
 /// Anchor on transferability: the linear probe ranked first by [`super::ANCHOR_SCORE`] (the
