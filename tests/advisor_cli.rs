@@ -278,7 +278,8 @@ fn check_recommendation(v: &serde_json::Value) {
         assert!(m.is_object(), "no more_labels forecast: {e}");
         let shots = m["shots"].as_f64().unwrap();
         assert!(shots >= 1.0 && (m["forecast_shots"].as_f64().unwrap() - 2.0 * shots).abs() < 1e-9, "{m}");
-        let (p2, lo2, hi2) = (m["predicted_accuracy"].as_f64().unwrap(), m["interval"][0].as_f64().unwrap(), m["interval"][1].as_f64().unwrap());
+        let (p2, lo2, hi2) =
+            (m["predicted_accuracy"].as_f64().unwrap(), m["interval"][0].as_f64().unwrap(), m["interval"][1].as_f64().unwrap());
         assert!((0.0..=1.0).contains(&lo2) && lo2 <= p2 && p2 <= hi2 && hi2 <= 1.0, "{m}");
         assert!((m["gain"].as_f64().unwrap() - (p2 - e["predicted_accuracy"].as_f64().unwrap())).abs() < 1e-9, "{m}");
     }

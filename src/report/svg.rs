@@ -26,6 +26,30 @@ fn nice_range(lo: f64, hi: f64) -> (f64, f64) {
     (lo - pad, hi + pad)
 }
 
+/// Axis ticks inside [lo, hi]: multiples of a step of 1, 2 or 5 times a power of ten giving at
+/// most 6 ticks; with `integer` (every value a whole number, e.g. epochs) the step is at least 1,
+/// so no tick falls between two whole values.
+fn nice_ticks(lo: f64, hi: f64, integer: bool) -> Vec<f64> {
+    if !(lo.is_finite() && hi.is_finite()) || hi < lo {
+        return Vec::new();
+    }
+    if hi - lo < 1e-12 {
+        return vec![lo];
+    }
+    let raw = (hi - lo) / 5.0;
+    let mag = 10f64.powf(raw.log10().floor());
+    let mut step = [1.0, 2.0, 5.0, 10.0].iter().map(|m| m * mag).find(|&s| s >= raw).unwrap_or(10.0 * mag);
+    if integer {
+        step = step.max(1.0).round();
+    }
+    let first = (lo / step - 1e-9).ceil() as i64;
+    let last = (hi / step + 1e-9).floor() as i64;
+    // multiples of the step, rounded to it so 0.1 * 3 prints as 0.3
+    let digits = (-step.log10().floor()).max(0.0) as i32;
+    let round = |v: f64| (v * 10f64.powi(digits)).round() / 10f64.powi(digits);
+    (first..=last).map(|i| round(i as f64 * step)).collect()
+}
+
 /// An SVG chart canvas with a white background and a title.
 fn open_chart(title: &str) -> String {
     let mut s = String::new();
@@ -54,7 +78,10 @@ pub fn line_chart(title: &str, xlabel: &str, ylabel: &str, series: &[Series], yr
         let yv = y0 + (y1 - y0) * i as f64 / 4.0;
         let y = sy(yv);
         let _ = write!(s, "<line x1=\"{L}\" y1=\"{y:.1}\" x2=\"{}\" y2=\"{y:.1}\" stroke=\"#eee\"/><text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>", W - R, L - 4.0, y + 4.0, fmt_tick(yv));
-        let xv = x0 + (x1 - x0) * i as f64 / 4.0;
+    }
+    let xs = all.iter().map(|p| p.0);
+    let integer = all.iter().all(|p| p.0.fract() == 0.0);
+    for xv in nice_ticks(xs.clone().fold(f64::INFINITY, f64::min), xs.fold(f64::NEG_INFINITY, f64::max), integer) {
         let _ =
             write!(s, "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\" class=\"xtick\">{}</text>", sx(xv), H - B + 14.0, fmt_tick(xv));
     }
@@ -207,4 +234,26 @@ pub fn scatter_chart(title: &str, xlabel: &str, ylabel: &str, pts: &Series, diag
     s.push_str(&dots);
     s.push_str("</svg>");
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Epochs 1..=30 get whole-number ticks at a round step; 1..=3 epochs get no tick between
+    /// two epochs (the report once labelled 1.5 and 2.5); a 0..1 range gets tenths or fifths.
+    #[test]
+    fn ticks_are_round_and_whole_for_whole_values() {
+        assert_eq!(nice_ticks(1.0, 30.0, true), vec![10.0, 20.0, 30.0]);
+        assert_eq!(nice_ticks(0.0, 12.0, true), vec![0.0, 5.0, 10.0]);
+        assert_eq!(nice_ticks(1.0, 3.0, true), vec![1.0, 2.0, 3.0]);
+        assert_eq!(nice_ticks(0.0, 1.0, false), vec![0.0, 0.2, 0.4, 0.6, 0.8, 1.0]);
+        assert_eq!(nice_ticks(0.0, 0.3, false), vec![0.0, 0.1, 0.2, 0.3]);
+        assert_eq!(nice_ticks(4.0, 4.0, true), vec![4.0]);
+        assert!(nice_ticks(f64::NAN, 1.0, false).is_empty());
+        let chart =
+            line_chart("t", "epoch", "loss", &[Series { name: "a".into(), points: vec![(1.0, 0.5), (2.0, 0.4), (3.0, 0.3)] }], None);
+        let ticks: Vec<&str> = chart.split("class=\"xtick\">").skip(1).map(|s| &s[..s.find('<').unwrap()]).collect();
+        assert_eq!(ticks, ["1", "2", "3"]);
+    }
 }
