@@ -340,6 +340,8 @@ pub struct EvalReport {
     /// Per strategy and backbone model ([`super::scale_group`]): held-out runs, and how many
     /// fell inside the stated 80% interval.
     pub coverage80_by_group: BTreeMap<String, [usize; 2]>,
+    /// The forecasts of twice the labels against what twice the labels did ([`LabelPair`]).
+    pub label_pairs: Vec<LabelPair>,
 }
 
 /// The accuracy stated for the held-out runs with the task-level shift (shipped) and without:
@@ -366,6 +368,101 @@ fn task_level_table(r: &EvalReport) -> String {
     s.push_str("\nBias and RMSE in accuracy points (stated − logged). The stated 80% interval's coverage per strategy and backbone model (its interval scale calibrated on that group's held-out cells where it has enough):\n\n| strategy / backbone model | held-out runs | inside the 80% interval |\n|---|---|---|\n");
     for (g, [n, i]) in &r.coverage80_by_group {
         s.push_str(&format!("| {g} | {n} | {:.1}% |\n", 100.0 * *i as f64 / (*n).max(1) as f64));
+    }
+    s.push('\n');
+    s
+}
+
+/// Pearson correlation of two equally long series (NaN with fewer than 3 points or no spread).
+fn correlation(x: &[f64], y: &[f64]) -> f64 {
+    let n = x.len() as f64;
+    if x.len() < 3 {
+        return f64::NAN;
+    }
+    let (mx, my) = (x.iter().sum::<f64>() / n, y.iter().sum::<f64>() / n);
+    let sxy: f64 = x.iter().zip(y).map(|(a, b)| (a - mx) * (b - my)).sum();
+    let sxx: f64 = x.iter().map(|a| (a - mx).powi(2)).sum();
+    let syy: f64 = y.iter().map(|b| (b - my).powi(2)).sum();
+    if sxx <= 0.0 || syy <= 0.0 {
+        f64::NAN
+    } else {
+        sxy / (sxx * syy).sqrt()
+    }
+}
+
+/// A correlation to two decimals, or a dash where it is undefined.
+fn fmt_r(r: f64) -> String {
+    if r.is_finite() {
+        format!("{r:.2}")
+    } else {
+        "–".into()
+    }
+}
+
+/// Per [`LabelPair`], the baseline "what twice the labels did elsewhere": the mean measured gain
+/// of the pairs of the same kind and shots in the *other* families (None where there are none).
+pub fn other_families_gain(pairs: &[LabelPair]) -> Vec<Option<f64>> {
+    pairs
+        .iter()
+        .map(|p| {
+            let g: Vec<f64> =
+                pairs.iter().filter(|q| q.family != p.family && q.kind == p.kind && q.shots == p.shots).map(|q| q.measured_gain).collect();
+            (!g.is_empty()).then(|| g.iter().sum::<f64>() / g.len() as f64)
+        })
+        .collect()
+}
+
+/// The forecasts of twice the labels on held-out families, per kind of recipe and per S: the
+/// measured gain, the forecast's and the given features' gains, their mean absolute errors and
+/// correlations with the measured gain, beside two baselines (no change; the mean gain of the
+/// other families' pairs of the same kind and S).
+fn label_pairs_table(pairs: &[LabelPair]) -> String {
+    if pairs.is_empty() {
+        return String::new();
+    }
+    let base = other_families_gain(pairs);
+    let mut s = "## Twice the labels: the forecast on held-out families\n\nEach held-out family's tasks of one kind (classes, shift) at S and at 2S labelled images a class, and each configuration logged on both (seeds and tasks averaged): the gain twice the labels measured, the gain `recommend` forecasts from the S-shot tasks alone (`more_labels`: shots doubled, the measured transferability and the task-level shift held), and the gain it states once the 2S tasks exist (their own features). Baselines: no change, and the mean measured gain of the other families' pairs of the same kind and S. Gains and mean absolute errors (MAE) in accuracy points; r: correlation with the measured gain over the pairs.\n\n| pairs by | pairs | families | measured | forecast | MAE forecast | r forecast | given 2S | MAE given | r given | MAE no change | MAE other families | r other families |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n".to_string();
+    let mut rows: Vec<(String, Vec<usize>)> = Vec::new();
+    let kinds: BTreeSet<&str> = pairs.iter().map(|p| p.kind.as_str()).collect();
+    rows.push(("all".into(), (0..pairs.len()).collect()));
+    for k in kinds {
+        rows.push((k.to_string(), (0..pairs.len()).filter(|&i| pairs[i].kind == k).collect()));
+    }
+    let mut shots: Vec<f64> = pairs.iter().map(|p| p.shots).collect();
+    shots.sort_by(f64::total_cmp);
+    shots.dedup();
+    for sh in shots {
+        rows.push((format!("S = {sh}"), (0..pairs.len()).filter(|&i| pairs[i].shots == sh).collect()));
+    }
+    for (name, idx) in rows {
+        if idx.is_empty() {
+            continue;
+        }
+        let col = |f: &dyn Fn(usize) -> f64| idx.iter().map(|&i| f(i)).collect::<Vec<f64>>();
+        let m = col(&|i| pairs[i].measured_gain);
+        let fc = col(&|i| pairs[i].forecast_gain);
+        let gv = col(&|i| pairs[i].given_gain);
+        let mean = |v: &[f64]| 100.0 * v.iter().sum::<f64>() / v.len() as f64;
+        let mae = |v: &[f64]| 100.0 * v.iter().zip(&m).map(|(a, b)| (a - b).abs()).sum::<f64>() / v.len() as f64;
+        let with_base: Vec<usize> = idx.iter().copied().filter(|&i| base[i].is_some()).collect();
+        let (bm, bb): (Vec<f64>, Vec<f64>) = with_base.iter().map(|&i| (pairs[i].measured_gain, base[i].expect("filtered"))).unzip();
+        let base_mae = 100.0 * bm.iter().zip(&bb).map(|(a, b)| (a - b).abs()).sum::<f64>() / bm.len().max(1) as f64;
+        let families: BTreeSet<&str> = idx.iter().map(|&i| pairs[i].family.as_str()).collect();
+        s.push_str(&format!(
+            "| {name} | {} | {} | {:+.1} | {:+.1} | {:.1} | {} | {:+.1} | {:.1} | {} | {:.1} | {} | {} |\n",
+            idx.len(),
+            families.len(),
+            mean(&m),
+            mean(&fc),
+            mae(&fc),
+            fmt_r(correlation(&fc, &m)),
+            mean(&gv),
+            mae(&gv),
+            fmt_r(correlation(&gv, &m)),
+            100.0 * m.iter().map(|v| v.abs()).sum::<f64>() / m.len() as f64,
+            if bm.is_empty() { "–".to_string() } else { format!("{base_mae:.1} ({} pairs)", bm.len()) },
+            fmt_r(correlation(&bb, &bm))
+        ));
     }
     s.push('\n');
     s
@@ -916,7 +1013,7 @@ pub fn evaluate(obs: &[Obs], budgets: usize, fo: &FitOptions, log: &(dyn Fn(&str
                     break;
                 }
                 let out = eval_fold(obs, &families[i], &strata, budgets, fo);
-                if let Ok((t, _)) = &out {
+                if let Ok((t, _, _)) = &out {
                     log(&format!("held out {}: {} tasks", families[i], t.len()));
                 }
                 done.lock().expect("no worker panicked").insert(i, out);
@@ -925,16 +1022,118 @@ pub fn evaluate(obs: &[Obs], budgets: usize, fo: &FitOptions, log: &(dyn Fn(&str
     });
     let mut tasks_out = Vec::new();
     let mut calib = Calibration::default();
+    let mut label_pairs = Vec::new();
     for (_, out) in done.into_inner().expect("no worker panicked") {
-        let (t, c) = out?;
+        let (t, c, l) = out?;
         tasks_out.extend(t);
         calib.merge(c);
+        label_pairs.extend(l);
     }
-    report(families, budgets, tasks_out, calib)
+    let mut r = report(families, budgets, tasks_out, calib)?;
+    r.label_pairs = label_pairs;
+    Ok(r)
 }
 
-/// A fold's held-out tasks and the calibration of its predictions.
-type FoldOut = Result<(Vec<TaskResult>, Calibration)>;
+/// A fold's held-out tasks, the calibration of its predictions, and its forecasts of twice the
+/// labels.
+type FoldOut = Result<(Vec<TaskResult>, Calibration, Vec<LabelPair>)>;
+
+/// A held-out family's tasks of one kind (classes, shift) at S and at 2S labelled images a class,
+/// and one configuration logged on both: what twice the labels did to its accuracy, and what the
+/// meta-learner refitted without the family said it would.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LabelPair {
+    pub family: String,
+    pub config: String,
+    /// `fine-tune`, `pretrain, then fine-tune`, or the probe's strategy.
+    pub kind: String,
+    pub n_classes: usize,
+    pub shift: String,
+    /// S (median labelled images a class of the fewer-shot tasks).
+    pub shots: f64,
+    /// Tasks with the configuration at S and at 2S.
+    pub tasks: [usize; 2],
+    /// Mean logged accuracy (seeds averaged per task) at S.
+    pub measured_now: f64,
+    /// Mean logged accuracy at 2S less at S.
+    pub measured_gain: f64,
+    /// The forecast from the S tasks alone, as `recommend`'s `more_labels` states it (shots
+    /// doubled, measured transferability held), less the accuracy stated for them; averaged.
+    pub forecast_gain: f64,
+    /// The accuracy stated for the 2S tasks from their own features less that for the S tasks:
+    /// what the meta-learner says once the labels exist.
+    pub given_gain: f64,
+}
+
+/// The kind of recipe a [`LabelPair`] is summarised under.
+fn recipe_kind(r: &super::features::RecipeSummary) -> String {
+    match r.strategy {
+        crate::recipe::Strategy::Finetune if r.pretrain => "pretrain, then fine-tune".into(),
+        crate::recipe::Strategy::Finetune => "fine-tune".into(),
+        s => s.to_string(),
+    }
+}
+
+/// Every [`LabelPair`] of a held-out family: its tasks grouped by (classes, shift, shots), each
+/// group paired with the group at twice the shots, and every configuration logged on both.
+fn label_pairs(model: &MetaModel, fam: &str, held: &[Cell]) -> Vec<LabelPair> {
+    let mut by_task: BTreeMap<&str, Vec<&Cell>> = BTreeMap::new();
+    for c in held {
+        by_task.entry(c.task_id.as_str()).or_default().push(c);
+    }
+    // the accuracy stated now and forecast at twice the shots, per (task, configuration)
+    let mut stated: BTreeMap<(&str, String), (f64, f64)> = BTreeMap::new();
+    for (tid, cs) in &by_task {
+        let task = super::features_by_backbone(cs.iter().map(|c| (c.backbone.as_str(), c.task.as_slice())));
+        let keys: Vec<_> = cs.iter().map(|c| (c.backbone.clone(), c.recipe.clone(), c.config())).collect();
+        let now = model.predict(&task, &keys);
+        let twice = model.predict_with_more_shots(&task, &keys, 2.0);
+        for ((c, (m, v)), (m2, v2)) in cs.iter().zip(now).zip(twice) {
+            let a = super::stated(model.scale(), m, v, 1.0).0;
+            let b = super::stated(model.scale(), m2, v2, 1.0).0;
+            stated.insert((tid, c.config()), (a, b));
+        }
+    }
+    // tasks of one kind and size: (classes, shift, shots in thousandths)
+    let key = |c: &Cell| (c.n_classes, c.shift.clone(), (c.shots * 1000.0).round() as i64);
+    let mut groups: BTreeMap<(usize, String, i64), Vec<&Cell>> = BTreeMap::new();
+    for c in held {
+        groups.entry(key(c)).or_default().push(c);
+    }
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+    let mut out = Vec::new();
+    for ((k, shift, s), few) in &groups {
+        let Some(more) = groups.get(&(*k, shift.clone(), 2 * s)) else { continue };
+        let configs: BTreeSet<String> = few.iter().map(|c| c.config()).collect();
+        for config in configs {
+            let a: Vec<&&Cell> = few.iter().filter(|c| c.config() == config).collect();
+            let b: Vec<&&Cell> = more.iter().filter(|c| c.config() == config).collect();
+            if b.is_empty() {
+                continue;
+            }
+            let st = |c: &Cell| stated[&(c.task_id.as_str(), config.clone())];
+            let acc_a = mean(&a.iter().map(|c| c.acc).collect::<Vec<_>>());
+            let acc_b = mean(&b.iter().map(|c| c.acc).collect::<Vec<_>>());
+            let now_a = mean(&a.iter().map(|c| st(c).0).collect::<Vec<_>>());
+            let now_b = mean(&b.iter().map(|c| st(c).0).collect::<Vec<_>>());
+            let forecast = mean(&a.iter().map(|c| st(c).1 - st(c).0).collect::<Vec<_>>());
+            out.push(LabelPair {
+                family: fam.to_string(),
+                config: config.clone(),
+                kind: recipe_kind(&a[0].recipe),
+                n_classes: *k,
+                shift: shift.clone(),
+                shots: *s as f64 / 1000.0,
+                tasks: [a.len(), b.len()],
+                measured_now: acc_a,
+                measured_gain: acc_b - acc_a,
+                forecast_gain: forecast,
+                given_gain: now_b - now_a,
+            });
+        }
+    }
+    out
+}
 
 /// One leave-one-family-out fold: the meta-learner refitted without `fam`, then every method's
 /// choices on each of `fam`'s tasks, and the calibration of its predicted accuracies.
@@ -945,6 +1144,7 @@ fn eval_fold(obs: &[Obs], fam: &String, strata: &DistanceStrata, budgets: usize,
     let held: Vec<&Obs> = obs.iter().filter(|o| &o.family == fam).collect();
     let fold = Fold::fit(&train, budgets, fo)?;
     let held_cells = cells(&held.iter().map(|o| (*o).clone()).collect::<Vec<_>>());
+    let pairs = label_pairs(&fold.model, fam, &held_cells);
     let task_ids: BTreeSet<String> = held_cells.iter().map(|c| c.task_id.clone()).collect();
     for tid in task_ids {
         let tc: Vec<&Cell> = held_cells.iter().filter(|c| c.task_id == tid && fold.avg.contains_key(&c.config())).collect();
@@ -1022,7 +1222,7 @@ fn eval_fold(obs: &[Obs], fam: &String, strata: &DistanceStrata, budgets: usize,
             },
         });
     }
-    Ok((tasks_out, calib))
+    Ok((tasks_out, calib, pairs))
 }
 
 /// Over a task's runs, per configuration logged with two or more seeds: the sum of (a₁ − a₂)² / 2
@@ -1082,6 +1282,7 @@ fn report(families: Vec<String>, budgets: usize, tasks_out: Vec<TaskResult>, cal
         task_level_all: calib.level[0].clone(),
         task_level_standard: calib.level[1].clone(),
         coverage80_by_group: calib.by_group,
+        label_pairs: Vec::new(),
     })
 }
 
@@ -1811,6 +2012,7 @@ pub fn markdown(r: &EvalReport) -> String {
         r.n_calibration_runs
     ));
     s.push_str(&task_level_table(r));
+    s.push_str(&label_pairs_table(&r.label_pairs));
     s.push_str(&paired_table(r));
     s.push_str(&baselines_head_to_head(r));
     s.push_str(&standard_recipe_head_to_head(r));
@@ -1991,6 +2193,7 @@ mod tests {
             task_level_all: LevelCheck::default(),
             task_level_standard: LevelCheck::default(),
             coverage80_by_group: BTreeMap::new(),
+            label_pairs: Vec::new(),
         }
     }
 
@@ -2362,5 +2565,52 @@ mod tests {
         let mut sorted = order.clone();
         sorted.sort();
         assert_eq!(sorted, vec![0, 1, 2]);
+    }
+
+    /// A family's tasks pair with the tasks of the same classes and shift at twice the shots,
+    /// per configuration logged on both: the measured gain is the difference of the mean
+    /// accuracies; a configuration or a shot count without a partner makes no pair. With no
+    /// measured transferability to hold (no probe gap, so no task-level shift), the forecast from
+    /// the S tasks is exactly what the meta-learner states for a 2S task whose features differ
+    /// only in the shots.
+    #[test]
+    fn label_pairs_pair_s_with_2s_and_forecast_what_the_2s_task_is_stated() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/meta-learner.json");
+        let model = MetaModel::load(&path).unwrap();
+        let names = super::super::features::TASK_FEATURES;
+        let at = |n: &str| names.iter().position(|f| *f == n).unwrap();
+        let mk = |task: &str, shots: f64, name: &str, acc: f64, probe: bool| {
+            let mut c = cell(task, "efficientnet-lite0-imagenet", name, acc, None);
+            c.task[at("log_shots")] = Some(shots.ln());
+            c.task[at("log_n_classes")] = Some(5f64.ln());
+            c.task[at("pixel_mean")] = Some(0.45);
+            c.task[at("pixel_std")] = Some(0.25);
+            c.shots = shots;
+            c.n_classes = 5;
+            c.recipe = super::super::features::RecipeSummary::for_tests(probe.then_some(1.0));
+            c
+        };
+        let held = vec![
+            mk("a5", 5.0, "ft", 0.50, false),
+            mk("b5", 5.0, "ft", 0.60, false),
+            mk("a5", 5.0, "svm", 0.55, true),
+            mk("a10", 10.0, "ft", 0.70, false),
+            mk("a3", 3.0, "ft", 0.40, false),
+        ];
+        let pairs = label_pairs(&model, "f", &held);
+        assert_eq!(pairs.len(), 1, "{pairs:?}");
+        let p = &pairs[0];
+        assert_eq!((p.config.as_str(), p.kind.as_str(), p.shots, p.tasks), ("efficientnet-lite0-imagenet::ft", "fine-tune", 5.0, [2, 1]));
+        assert!((p.measured_now - 0.55).abs() < 1e-12 && (p.measured_gain - 0.15).abs() < 1e-12, "{p:?}");
+        assert!(p.forecast_gain.is_finite() && (p.forecast_gain - p.given_gain).abs() < 1e-9, "{p:?}");
+        // the baseline from the other families: none here; one other family's gain when there is
+        let mut q = p.clone();
+        q.family = "g".into();
+        q.measured_gain = 0.05;
+        assert_eq!(other_families_gain(&[p.clone()]), vec![None]);
+        let g = other_families_gain(&[p.clone(), q]);
+        assert!((g[0].unwrap() - 0.05).abs() < 1e-12 && (g[1].unwrap() - 0.15).abs() < 1e-12, "{g:?}");
+        let md = label_pairs_table(&pairs);
+        assert!(md.contains("| fine-tune | 1 | 1 | +15.0 |") && md.contains("| S = 5 |"), "{md}");
     }
 }
