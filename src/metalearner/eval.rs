@@ -2607,7 +2607,7 @@ mod tests {
         let mut q = p.clone();
         q.family = "g".into();
         q.measured_gain = 0.05;
-        assert_eq!(other_families_gain(&[p.clone()]), vec![None]);
+        assert_eq!(other_families_gain(std::slice::from_ref(p)), vec![None]);
         let g = other_families_gain(&[p.clone(), q]);
         assert!((g[0].unwrap() - 0.05).abs() < 1e-12 && (g[1].unwrap() - 0.15).abs() < 1e-12, "{g:?}");
         let md = label_pairs_table(&pairs);
