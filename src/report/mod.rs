@@ -480,8 +480,27 @@ pub fn render_meta_eval(r: &crate::metalearner::eval::EvalReport) -> String {
         r.coverage80 * 100.0,
         r.n_calibration_runs
     );
+    h.push_str(&label_pairs_section(&r.label_pairs));
     h.push_str("</body></html>\n");
     h
+}
+
+/// The forecasts of twice the labels against the measured gains, one point per held-out pair
+/// ([`crate::metalearner::eval::LabelPair`]); empty without pairs.
+fn label_pairs_section(pairs: &[crate::metalearner::eval::LabelPair]) -> String {
+    if pairs.is_empty() {
+        return String::new();
+    }
+    let pts = Series { name: "held-out pair".into(), points: pairs.iter().map(|p| (p.forecast_gain, p.measured_gain)).collect() };
+    let (lo, hi) = pts.points.iter().fold((0.0f64, 0.0f64), |(lo, hi), &(x, y)| (lo.min(x).min(y), hi.max(x).max(y)));
+    let diag = Series { name: "forecast = measured".into(), points: vec![(lo, lo), (hi, hi)] };
+    let chart = svg::scatter_chart("Twice the labels: forecast vs measured gain", "forecast gain", "measured gain", &pts, &diag, (lo, hi));
+    let families: std::collections::BTreeSet<&str> = pairs.iter().map(|p| p.family.as_str()).collect();
+    format!(
+        "<section id=\"more-labels\"><h2>Twice the labels</h2><p>{} pairs from {} held-out families: a configuration logged on tasks of one kind at S and at 2S labelled images a class; the gain `recommend` forecasts from the S-shot tasks alone (<code>more_labels</code>) against the gain measured. meta-eval.md tabulates the errors by kind of recipe and by S.</p><div class=\"grid\">{chart}</div></section>",
+        pairs.len(),
+        families.len()
+    )
 }
 
 /// SVG plots: regret vs budget per method, and predicted vs actual accuracy.
@@ -497,7 +516,7 @@ pub fn meta_eval_plots(r: &crate::metalearner::eval::EvalReport) -> (String, Str
         line_chart("Normalised regret vs budget (held-out families)", "budget (runs)", "mean normalised regret", &series, Some((0.0, 1.0)));
     let pts = Series { name: "held-out runs".into(), points: r.calibration.clone() };
     let diag = Series { name: "y = x".into(), points: vec![(0.0, 0.0), (1.0, 1.0)] };
-    let cal = svg::scatter_chart("Predicted vs actual test accuracy", "predicted", "actual", &pts, &diag);
+    let cal = svg::scatter_chart("Predicted vs actual test accuracy", "predicted", "actual", &pts, &diag, (0.0, 1.0));
     (regret, cal)
 }
 

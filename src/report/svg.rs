@@ -214,10 +214,12 @@ pub fn confusion(classes: &[String], m: &[Vec<usize>]) -> String {
 }
 
 /// Scatter plot of `pts` on [0, 1] x [0, 1] with a reference line `diag` (e.g. y = x).
-pub fn scatter_chart(title: &str, xlabel: &str, ylabel: &str, pts: &Series, diag: &Series) -> String {
-    let mut s = line_chart(title, xlabel, ylabel, std::slice::from_ref(diag), Some(nice_range(0.0, 1.0)));
-    let (x0, x1) = nice_range(0.0, 1.0);
-    let (y0, y1) = nice_range(0.0, 1.0);
+/// Points over both axes' range [lo, hi] (clamped into it), on a line chart of `diag` (the
+/// identity, from (lo, lo) to (hi, hi)).
+pub fn scatter_chart(title: &str, xlabel: &str, ylabel: &str, pts: &Series, diag: &Series, (lo, hi): (f64, f64)) -> String {
+    let mut s = line_chart(title, xlabel, ylabel, std::slice::from_ref(diag), Some(nice_range(lo, hi)));
+    let (x0, x1) = nice_range(lo, hi);
+    let (y0, y1) = nice_range(lo, hi);
     let sx = |x: f64| L + (x - x0) / (x1 - x0) * (W - L - R);
     let sy = |y: f64| H - B - (y - y0) / (y1 - y0) * (H - T - B);
     let mut dots = String::new();
@@ -225,8 +227,8 @@ pub fn scatter_chart(title: &str, xlabel: &str, ylabel: &str, pts: &Series, diag
         let _ = write!(
             dots,
             "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"1.6\" fill=\"#d62728\" fill-opacity=\"0.35\"/>",
-            sx(x.clamp(0.0, 1.0)),
-            sy(y.clamp(0.0, 1.0))
+            sx(x.clamp(lo, hi)),
+            sy(y.clamp(lo, hi))
         );
     }
     let _ = write!(dots, "<text x=\"{}\" y=\"{}\" fill=\"#d62728\">{}</text>", L + 8.0, T + 8.0, esc(&pts.name));
