@@ -421,7 +421,7 @@ fn label_pairs_table(pairs: &[LabelPair]) -> String {
         return String::new();
     }
     let base = other_families_gain(pairs);
-    let mut s = "## Twice the labels: the forecast on held-out families\n\nEach held-out family's tasks of one kind (classes, shift) at S and at 2S labelled images a class, and each configuration logged on both (seeds and tasks averaged): the gain twice the labels measured, the gain `recommend` forecasts from the S-shot tasks alone (`more_labels`: shots doubled, the measured transferability and the task-level shift held), and the gain it states once the 2S tasks exist (their own features). Baselines: no change, and the mean measured gain of the other families' pairs of the same kind and S. Gains and mean absolute errors (MAE) in accuracy points; r: correlation with the measured gain over the pairs.\n\n| pairs by | pairs | families | measured | forecast | MAE forecast | r forecast | given 2S | MAE given | r given | MAE no change | MAE other families | r other families |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n".to_string();
+    let mut s = "## Twice the labels: the forecast on held-out families\n\nEach held-out family's tasks of one kind (classes, shift) at S and at 2S labelled images a class, and each configuration logged on both (seeds and tasks averaged): the gain twice the labels measured, the gain the meta-learner forecasts from the S-shot tasks' features with only their shots doubled (the measured transferability and the task-level shift held), and the gain it states once the 2S tasks exist (their own features: what `recommend`'s `more_labels`, which forecasts the transferability from half the images, would give were that forecast exact). Baselines: no change, and the mean measured gain of the other families' pairs of the same kind and S. Gains and mean absolute errors (MAE) in accuracy points; r: correlation with the measured gain over the pairs.\n\n| pairs by | pairs | families | measured | shots only | MAE shots only | r shots only | given 2S | MAE given | r given | MAE no change | MAE other families | r other families |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n".to_string();
     let mut rows: Vec<(String, Vec<usize>)> = Vec::new();
     let kinds: BTreeSet<&str> = pairs.iter().map(|p| p.kind.as_str()).collect();
     rows.push(("all".into(), (0..pairs.len()).collect()));
@@ -1057,8 +1057,11 @@ pub struct LabelPair {
     pub measured_now: f64,
     /// Mean logged accuracy at 2S less at S.
     pub measured_gain: f64,
-    /// The forecast from the S tasks alone, as `recommend`'s `more_labels` states it (shots
-    /// doubled, measured transferability held), less the accuracy stated for them; averaged.
+    /// The forecast from the S tasks' features alone with their shots doubled and their measured
+    /// transferability held ([`MetaModel::predict_with_more_shots`]), less the accuracy stated
+    /// for them; averaged. `recommend`'s `more_labels` also moves the transferability (measured
+    /// again on half the images), which needs the images; `given_gain` is what a perfect
+    /// forecast of those features would give.
     pub forecast_gain: f64,
     /// The accuracy stated for the 2S tasks from their own features less that for the S tasks:
     /// what the meta-learner says once the labels exist.

@@ -44,9 +44,10 @@ pub struct Candidate {
 }
 
 /// The meta-learner's forecast for a recipe on the same task with twice the labelled images a
-/// class, of the same kind: the task's median shots doubled and its measured transferability
-/// held ([`MetaModel::predict_with_more_shots`]). It answers "should I label more before
-/// training?"; docs/label-curve.md says how such forecasts compared with what more labels did.
+/// class, of the same kind: its prediction for the task's features forecast at twice the shots
+/// (measured on half the labels and on all, and extrapolated: [`twice_the_labels`]). It answers
+/// "should I label more before training?"; docs/label-curve.md says how such forecasts compared
+/// with what more labels did.
 #[derive(Debug, Clone, Serialize)]
 pub struct MoreLabels {
     /// The task's median labelled images a class.
@@ -393,7 +394,8 @@ pub fn recommend(model: &MetaModel, ds: &Dataset, o: &RecommendOptions) -> Resul
     // the standard recipe kept as the default runs as logged: a learning rate the surrogate
     // prefers would be a deviation it is not confident of
     let refine_note = if kept_default { None } else { refine_lr(model, &view, &lrs, &mut cands) };
-    more_labels(model, &view, &mut cands);
+    let twice = twice_the_labels(ds, &view, &mrefs, o.seed, o.skip_unreadable)?;
+    more_labels(model, &view, twice.as_ref(), &mut cands);
     let best = cands[0].clone();
     let near = model.nearest_tasks(&best.backbone, &view.task[&best.backbone], 3);
     let task_level = model.task_shift(&view.task).map(|(shift, probe_gap, probes)| TaskLevelShift { probe_gap, probes, shift });
@@ -775,14 +777,103 @@ fn score(model: &MetaModel, view: &TaskView, cands: &mut [Candidate]) {
     cands.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.config.cmp(&b.config)));
 }
 
-/// Every candidate's forecast with twice the labelled images a class ([`MoreLabels`]), stated as
-/// its accuracy now is (same widening for the distance to past tasks). None where the task has no
-/// finite shots feature.
-fn more_labels(model: &MetaModel, view: &TaskView, cands: &mut [Candidate]) {
+/// The task features that move with the labelled images a class, extrapolated by
+/// [`twice_the_labels`], and the range each must stay in.
+const SHOT_DEPENDENT: &[(&str, f64, f64)] = &[
+    ("logme_first", f64::NEG_INFINITY, f64::INFINITY),
+    ("logme_mid", f64::NEG_INFINITY, f64::INFINITY),
+    ("logme_last", f64::NEG_INFINITY, f64::INFINITY),
+    ("ncprobe_first", 0.0, 1.0),
+    ("ncprobe_mid", 0.0, 1.0),
+    ("ncprobe_last", 0.0, 1.0),
+    ("leep", f64::NEG_INFINITY, 0.0),
+    ("log1p_frechet", 0.0, f64::INFINITY),
+    ("pixel_separability", 0.0, 1.0),
+];
+
+/// The training set with about half the images of every class (at least one a class), drawn
+/// with the seed: a stratified subsample, as a task of half the labels.
+fn half_the_labels(ds: &Dataset, seed: u64) -> Dataset {
+    use rand::seq::SliceRandom;
+    let mut rng = crate::util::rng_for(seed, "more-labels-half");
+    let mut by_class: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+    for (i, it) in ds.train.iter().enumerate() {
+        by_class.entry(it.label.unwrap_or(0)).or_default().push(i);
+    }
+    let mut keep = Vec::new();
+    for idx in by_class.values_mut() {
+        idx.shuffle(&mut rng);
+        keep.extend(idx.iter().take((idx.len() / 2).max(1)).copied());
+    }
+    keep.sort_unstable();
+    let mut half = ds.clone();
+    half.train = keep.into_iter().map(|i| ds.train[i].clone()).collect();
+    half
+}
+
+/// Every backbone's task features forecast at twice the labelled images a class, for
+/// [`more_labels`]: the features measured again on half the training images a class
+/// ([`half_the_labels`]), and each feature that moves with the shots ([`SHOT_DEPENDENT`]: the
+/// transferability scores, which a larger sample measures differently) extrapolated linearly in
+/// log shots from the half to the whole and on to twice the whole; the shots feature set to
+/// twice the task's; the class count, unlabelled pool and pixel statistics held. A feature the
+/// half could not measure (a probe needs two images a class) is held as measured. None where the
+/// median class has fewer than two training images (no half to measure).
+fn twice_the_labels(
+    ds: &Dataset,
+    view: &TaskView,
+    mrefs: &BTreeMap<String, ModelRef>,
+    seed: u64,
+    skip_unreadable: bool,
+) -> Result<Option<BTreeMap<String, Vec<Option<f64>>>>> {
+    let at = |n: &str| TASK_FEATURES.iter().position(|f| *f == n).expect("a task feature");
+    let shots = at("log_shots");
+    let half = half_the_labels(ds, seed);
+    let mut decoded: Vec<(crate::data::InputSpec, crate::data::ImageSet)> = Vec::new();
+    let mut out = BTreeMap::new();
+    for b in &view.names {
+        let m = &mrefs[b];
+        let full = &view.task[b];
+        let i = match decoded.iter().position(|(s, _)| *s == m.card.input) {
+            Some(i) => i,
+            None => {
+                decoded.push((m.card.input, decode_items(&half.train, m.card.input, skip_unreadable)?));
+                decoded.len() - 1
+            }
+        };
+        if decoded[i].1.n < 2 {
+            return Ok(None);
+        }
+        let (h, _) = task_features_decoded(m, &half, &decoded[i].1)?;
+        let (Some(ls_full), Some(ls_half)) = (full[shots], h[shots]) else { return Ok(None) };
+        if ls_full - ls_half < 0.1 {
+            return Ok(None);
+        }
+        // from the half to the whole is ln(S / S_half) in log shots; from the whole to twice, ln 2
+        let k = std::f64::consts::LN_2 / (ls_full - ls_half);
+        let mut v = full.clone();
+        v[shots] = Some(ls_full + std::f64::consts::LN_2);
+        for &(name, lo, hi) in SHOT_DEPENDENT {
+            let j = at(name);
+            if let (Some(f), Some(g)) = (full[j], h[j]) {
+                v[j] = Some((f + k * (f - g)).clamp(lo, hi));
+            }
+        }
+        out.insert(b.clone(), v);
+    }
+    Ok(Some(out))
+}
+
+/// Every candidate's forecast with twice the labelled images a class ([`MoreLabels`]): the
+/// meta-learner's prediction for the task's features forecast at twice the labels
+/// ([`twice_the_labels`]), stated as its accuracy now is (same widening for the distance to past
+/// tasks). None where there is no forecast of the features.
+fn more_labels(model: &MetaModel, view: &TaskView, twice: Option<&BTreeMap<String, Vec<Option<f64>>>>, cands: &mut [Candidate]) {
+    let Some(twice) = twice else { return };
     let at = TASK_FEATURES.iter().position(|f| *f == "log_shots").expect("log_shots is a task feature");
     let keys: Vec<(String, RecipeSummary, String)> =
         cands.iter().map(|c| (c.backbone.clone(), c.summary.clone(), c.config.clone())).collect();
-    let preds = model.predict_with_more_shots(&view.task, &keys, 2.0);
+    let preds = model.predict(twice, &keys);
     for (c, (m, v)) in cands.iter_mut().zip(preds) {
         let Some(shots) = view.task[&c.backbone].get(at).copied().flatten().map(f64::exp).filter(|s| s.is_finite()) else {
             continue;
@@ -1201,5 +1292,50 @@ impl Planner {
             None => super::eval::highest_validation(&self.observed),
         };
         pick.map(|i| self.top[i].config.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::{Item, ItemSource, SplitInfo};
+
+    fn dataset(counts: &[usize]) -> Dataset {
+        let mut train = Vec::new();
+        for (c, &n) in counts.iter().enumerate() {
+            for i in 0..n {
+                train.push(Item { source: ItemSource::File(format!("c{c}/{i}.png").into()), label: Some(c) });
+            }
+        }
+        Dataset {
+            root: "mem".into(),
+            classes: (0..counts.len()).map(|c| format!("c{c}")).collect(),
+            train,
+            val: vec![],
+            test: vec![],
+            unlabelled: vec![],
+            split: SplitInfo { method: "folders".into(), test_fraction: None, seed: 0 },
+        }
+    }
+
+    fn names(ds: &Dataset) -> Vec<String> {
+        ds.train.iter().map(|it| format!("{:?}", it.source)).collect()
+    }
+
+    /// Half the labels: every class keeps half its images (rounded down, at least one), drawn
+    /// from its own images by the seed; the same seed draws the same half.
+    #[test]
+    fn half_the_labels_halves_every_class_from_its_own_images() {
+        let ds = dataset(&[5, 1, 4, 10]);
+        let half = half_the_labels(&ds, 7);
+        let counts = |d: &Dataset| (0..4).map(|c| d.train.iter().filter(|it| it.label == Some(c)).count()).collect::<Vec<_>>();
+        assert_eq!(counts(&half), vec![2, 1, 2, 5]);
+        let all = names(&ds);
+        for (it, name) in half.train.iter().zip(names(&half)) {
+            let c = it.label.unwrap();
+            assert!(all.contains(&name) && name.contains(&format!("c{c}/")), "{name} is not one of class {c}'s images");
+        }
+        assert_eq!(names(&half_the_labels(&ds, 7)), names(&half));
+        assert!((0..20).any(|s| names(&half_the_labels(&ds, s)) != names(&half)), "the seed never changes the draw");
     }
 }

@@ -494,10 +494,17 @@ fn label_pairs_section(pairs: &[crate::metalearner::eval::LabelPair]) -> String 
     let pts = Series { name: "held-out pair".into(), points: pairs.iter().map(|p| (p.forecast_gain, p.measured_gain)).collect() };
     let (lo, hi) = pts.points.iter().fold((0.0f64, 0.0f64), |(lo, hi), &(x, y)| (lo.min(x).min(y), hi.max(x).max(y)));
     let diag = Series { name: "forecast = measured".into(), points: vec![(lo, lo), (hi, hi)] };
-    let chart = svg::scatter_chart("Twice the labels: forecast vs measured gain", "forecast gain", "measured gain", &pts, &diag, (lo, hi));
+    let chart = svg::scatter_chart(
+        "Twice the labels: shots-only forecast vs measured gain",
+        "forecast gain (shots doubled)",
+        "measured gain",
+        &pts,
+        &diag,
+        (lo, hi),
+    );
     let families: std::collections::BTreeSet<&str> = pairs.iter().map(|p| p.family.as_str()).collect();
     format!(
-        "<section id=\"more-labels\"><h2>Twice the labels</h2><p>{} pairs from {} held-out families: a configuration logged on tasks of one kind at S and at 2S labelled images a class; the gain `recommend` forecasts from the S-shot tasks alone (<code>more_labels</code>) against the gain measured. meta-eval.md tabulates the errors by kind of recipe and by S.</p><div class=\"grid\">{chart}</div></section>",
+        "<section id=\"more-labels\"><h2>Twice the labels</h2><p>{} pairs from {} held-out families: a configuration logged on tasks of one kind at S and at 2S labelled images a class; the gain the meta-learner forecasts from the S-shot tasks' features with only the shots doubled, against the gain measured. meta-eval.md tabulates the errors by kind of recipe and by S.</p><div class=\"grid\">{chart}</div></section>",
         pairs.len(),
         families.len()
     )
