@@ -6,11 +6,14 @@ and their difference against the measured gains. The 2S task's own features are 
 asks whether the meta-learner tracks what more labels did, given them. The forecast made before
 labelling is recommend's `more_labels` on the S-shot task alone (its shots doubled, its measured
 transferability held); it is scored against the same measured gains.
-Usage: label-curve-metalearner.py OUT [GRAFT]"""
+Usage: label-curve-metalearner.py OUT [GRAFT] [--forecast-only] (only the S-shot tasks: the
+forecast, not the stated gain given both tasks)"""
 import json, math, subprocess, sys
 
-out = sys.argv[1]
-graft = sys.argv[2] if len(sys.argv) > 2 else "target/release/graft"
+args = [a for a in sys.argv[1:] if a != "--forecast-only"]
+forecast_only = "--forecast-only" in sys.argv
+out = args[0]
+graft = args[1] if len(args) > 1 else "target/release/graft"
 STD = ("efficientnet-lite0-imagenet", "ft-r0-f0-lr0.0003-ld1-sp0-e30-b32")
 PROBE = ("efficientnet-lite0-imagenet", "centroid-last")
 
@@ -28,9 +31,10 @@ def stated(task):
 rows = [json.loads(l) for l in open(f"{out}/rows.jsonl") if l.strip()]
 res = []
 for r in rows:
-    a, b = stated(f"{out}/tasks/{r['key']}-a"), stated(f"{out}/tasks/{r['key']}-b")
+    a = stated(f"{out}/tasks/{r['key']}-a")
+    b = {} if forecast_only else stated(f"{out}/tasks/{r['key']}-b")
     res.append((r, a, b))
-    print(r["key"], {k[1]: (round(a.get(k, float("nan")), 3), round(b.get(k, float("nan")), 3)) for k in (STD, PROBE)}, flush=True)
+    print(r["key"], {k[1]: (round(a.get(k, float("nan")), 3), round(b.get(k, float("nan")), 3), round(a.get(k + ("forecast",), float("nan")), 3)) for k in (STD, PROBE)}, flush=True)
 
 def summary(name, key, measured, forecast=False):
     if forecast:

@@ -14,7 +14,7 @@ use crate::sweep::plan::Template;
 use argmin::core::{CostFunction, Executor};
 use argmin::solver::brent::BrentOpt;
 use serde::Serialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
 #[derive(Debug, Clone, Serialize)]
@@ -394,7 +394,10 @@ pub fn recommend(model: &MetaModel, ds: &Dataset, o: &RecommendOptions) -> Resul
     // the standard recipe kept as the default runs as logged: a learning rate the surrogate
     // prefers would be a deviation it is not confident of
     let refine_note = if kept_default { None } else { refine_lr(model, &view, &lrs, &mut cands) };
-    let twice = twice_the_labels(ds, &view, &mrefs, o.seed, o.skip_unreadable)?;
+    // the features at twice the labels cost a second pass over the images: only under the
+    // backbones of the candidates the answer lists
+    let shown: BTreeSet<String> = cands.iter().take(o.top.max(1) + 1).map(|c| c.backbone.clone()).collect();
+    let twice = twice_the_labels(ds, &view, &mrefs, &shown, o.seed, o.skip_unreadable)?;
     more_labels(model, &view, twice.as_ref(), &mut cands);
     let best = cands[0].clone();
     let near = model.nearest_tasks(&best.backbone, &view.task[&best.backbone], 3);
@@ -823,6 +826,7 @@ fn twice_the_labels(
     ds: &Dataset,
     view: &TaskView,
     mrefs: &BTreeMap<String, ModelRef>,
+    backbones: &BTreeSet<String>,
     seed: u64,
     skip_unreadable: bool,
 ) -> Result<Option<BTreeMap<String, Vec<Option<f64>>>>> {
@@ -831,7 +835,7 @@ fn twice_the_labels(
     let half = half_the_labels(ds, seed);
     let mut decoded: Vec<(crate::data::InputSpec, crate::data::ImageSet)> = Vec::new();
     let mut out = BTreeMap::new();
-    for b in &view.names {
+    for b in view.names.iter().filter(|b| backbones.contains(*b)) {
         let m = &mrefs[b];
         let full = &view.task[b];
         let i = match decoded.iter().position(|(s, _)| *s == m.card.input) {
@@ -873,8 +877,18 @@ fn more_labels(model: &MetaModel, view: &TaskView, twice: Option<&BTreeMap<Strin
     let at = TASK_FEATURES.iter().position(|f| *f == "log_shots").expect("log_shots is a task feature");
     let keys: Vec<(String, RecipeSummary, String)> =
         cands.iter().map(|c| (c.backbone.clone(), c.summary.clone(), c.config.clone())).collect();
-    let preds = model.predict(twice, &keys);
-    for (c, (m, v)) in cands.iter_mut().zip(preds) {
+    let (idx, keys): (Vec<usize>, Vec<_>) = keys.into_iter().enumerate().filter(|(_, k)| twice.contains_key(&k.0)).unzip();
+    // the task-level shift is read from the backbones' probes together: the gain is taken
+    // between the same backbones' features now and at twice the labels, and added to the
+    // prediction now (over every backbone, as stated)
+    let now_all = model.predict(&view.task, &keys);
+    let same: BTreeMap<String, Vec<Option<f64>>> =
+        view.task.iter().filter(|(b, _)| twice.contains_key(*b)).map(|(b, v)| (b.clone(), v.clone())).collect();
+    let now_same = model.predict(&same, &keys);
+    let then = model.predict(twice, &keys);
+    let preds = now_all.iter().zip(&now_same).zip(then).map(|((a, s), (t, v))| (a.0 + (t - s.0), v));
+    for (i, (m, v)) in idx.into_iter().zip(preds) {
+        let c = &mut cands[i];
         let Some(shots) = view.task[&c.backbone].get(at).copied().flatten().map(f64::exp).filter(|s| s.is_finite()) else {
             continue;
         };
