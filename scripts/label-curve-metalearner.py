@@ -18,7 +18,7 @@ STD = ("efficientnet-lite0-imagenet", "ft-r0-f0-lr0.0003-ld1-sp0-e30-b32")
 PROBE = ("efficientnet-lite0-imagenet", "centroid-last")
 
 def stated(task):
-    d = json.loads(subprocess.run([graft, "recommend", "--json", "--top", "400", "--data", task], capture_output=True, text=True, check=True).stdout)
+    d = json.loads(subprocess.run([graft, "recommend", "--json", "--forecast-more-labels", "--top", "400", "--data", task], capture_output=True, text=True, check=True).stdout)
     found = {}
     for e in [d] + d["alternatives"]:
         key = (e["backbone"], e["recipe"].get("name"))
