@@ -781,6 +781,20 @@ fn the_more_labels_forecast_moves_only_the_shots() {
     assert!(twice[std].0 > now[std].0, "Lite0 fine-tune: {:?} at twice the labels vs {:?}", twice[std], now[std]);
 }
 
+/// With one training image a class there is no half of the labels to measure: asked for the
+/// forecast, `recommend` gives none and says why, and still recommends.
+#[test]
+fn one_image_a_class_gets_no_forecast_and_says_why() {
+    let t = tempfile::tempdir().unwrap();
+    make_folder(t.path(), &[("train", 1), ("test", 3)], 3, 32);
+    let o = graft().args(["recommend", "--json", "--forecast-more-labels", "--data"]).arg(t.path()).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v = json_of(&o);
+    assert!(v.get("more_labels").is_none(), "{}", v["more_labels"]);
+    let lines: Vec<&str> = v["rationale"].as_array().unwrap().iter().map(|l| l.as_str().unwrap()).collect();
+    assert!(lines.iter().any(|l| l.starts_with("More labels: no forecast") && l.contains("fewer than two training images")), "{lines:?}");
+}
+
 /// The shipped meta-learner reads and writes back unchanged: the learner, ranker, strategy and
 /// status fields are enums in code and the same strings on disk.
 #[test]

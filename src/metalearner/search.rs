@@ -399,9 +399,16 @@ pub fn recommend(model: &MetaModel, ds: &Dataset, o: &RecommendOptions) -> Resul
     let refine_note = if kept_default { None } else { refine_lr(model, &view, &lrs, &mut cands) };
     // the features at twice the labels cost a second pass over the images: only under the
     // backbones of the candidates the answer lists
+    let mut no_forecast_note = None;
     if o.forecast_more_labels {
         let shown: BTreeSet<String> = cands.iter().take(o.top.max(1) + 1).map(|c| c.backbone.clone()).collect();
         let twice = twice_the_labels(ds, &view, &mrefs, &shown, o.seed, o.skip_unreadable)?;
+        if twice.is_none() {
+            no_forecast_note = Some(
+                "More labels: no forecast (--forecast-more-labels), as the median class has fewer than two training images: there is no half of the labels to measure the features on, and the features that move with the labels cannot be extrapolated."
+                    .to_string(),
+            );
+        }
         more_labels(model, &view, twice.as_ref(), &mut cands);
     }
     let best = cands[0].clone();
@@ -417,6 +424,7 @@ pub fn recommend(model: &MetaModel, ds: &Dataset, o: &RecommendOptions) -> Resul
     lines.extend(unreadable_line(&view.unreadable, ds.train.len()));
     lines.extend(weighting_note);
     lines.extend(best.more_labels.as_ref().map(more_labels_line));
+    lines.extend(no_forecast_note);
     if let Some((key, m)) = &derived {
         lines.push(format!(
             "Backbone {} continues {} ({}, {}): the meta-learner has no runs of it, so it predicts from its parent's runs at {} px, with this task's features (LogME, cross-validated accuracy, domain distance) computed on {}'s own weights.",
