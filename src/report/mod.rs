@@ -493,13 +493,12 @@ fn label_pairs_section(pairs: &[crate::metalearner::eval::LabelPair]) -> String 
     }
     let pts = Series { name: "held-out pair".into(), points: pairs.iter().map(|p| (p.forecast_gain, p.measured_gain)).collect() };
     let (lo, hi) = pts.points.iter().fold((0.0f64, 0.0f64), |(lo, hi), &(x, y)| (lo.min(x).min(y), hi.max(x).max(y)));
-    let diag = Series { name: "forecast = measured".into(), points: vec![(lo, lo), (hi, hi)] };
     let chart = svg::scatter_chart(
         "Twice the labels: shots-only forecast vs measured gain",
         "forecast gain (shots doubled)",
         "measured gain",
         &pts,
-        &diag,
+        "forecast = measured",
         (lo, hi),
     );
     let families: std::collections::BTreeSet<&str> = pairs.iter().map(|p| p.family.as_str()).collect();
@@ -522,8 +521,7 @@ pub fn meta_eval_plots(r: &crate::metalearner::eval::EvalReport) -> (String, Str
     let regret =
         line_chart("Normalised regret vs budget (held-out families)", "budget (runs)", "mean normalised regret", &series, Some((0.0, 1.0)));
     let pts = Series { name: "held-out runs".into(), points: r.calibration.clone() };
-    let diag = Series { name: "y = x".into(), points: vec![(0.0, 0.0), (1.0, 1.0)] };
-    let cal = svg::scatter_chart("Predicted vs actual test accuracy", "predicted", "actual", &pts, &diag, (0.0, 1.0));
+    let cal = svg::scatter_chart("Predicted vs actual test accuracy", "predicted", "actual", &pts, "y = x", (0.0, 1.0));
     (regret, cal)
 }
 

@@ -214,10 +214,11 @@ pub fn confusion(classes: &[String], m: &[Vec<usize>]) -> String {
 }
 
 /// Scatter plot of `pts` on [0, 1] x [0, 1] with a reference line `diag` (e.g. y = x).
-/// Points over both axes' range [lo, hi] (clamped into it), on a line chart of `diag` (the
-/// identity, from (lo, lo) to (hi, hi)).
-pub fn scatter_chart(title: &str, xlabel: &str, ylabel: &str, pts: &Series, diag: &Series, (lo, hi): (f64, f64)) -> String {
-    let mut s = line_chart(title, xlabel, ylabel, std::slice::from_ref(diag), Some(nice_range(lo, hi)));
+/// Points over both axes' range [lo, hi] (clamped into it), on the identity line from (lo, lo)
+/// to (hi, hi), named `diag`.
+pub fn scatter_chart(title: &str, xlabel: &str, ylabel: &str, pts: &Series, diag: &str, (lo, hi): (f64, f64)) -> String {
+    let diag = Series { name: diag.into(), points: vec![(lo, lo), (hi, hi)] };
+    let mut s = line_chart(title, xlabel, ylabel, std::slice::from_ref(&diag), Some(nice_range(lo, hi)));
     let (x0, x1) = nice_range(lo, hi);
     let (y0, y1) = nice_range(lo, hi);
     let sx = |x: f64| L + (x - x0) / (x1 - x0) * (W - L - R);
