@@ -1245,7 +1245,7 @@ fn seed_noise<'a>(runs: impl Iterator<Item = &'a Obs>) -> (f64, usize) {
 
 /// The unlabelled pool of a task, from its meta-features (`log1p_unlabelled`).
 fn n_unlabelled(task: &[Option<f64>]) -> usize {
-    let i = super::features::TASK_FEATURES.iter().position(|f| *f == "log1p_unlabelled").expect("a task feature");
+    let i = super::features::task_index("log1p_unlabelled");
     task.get(i).copied().flatten().map(|v| v.exp_m1().round().max(0.0) as usize).unwrap_or(0)
 }
 

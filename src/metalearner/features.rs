@@ -31,6 +31,11 @@ pub const TASK_FEATURES: &[&str] = &[
     "pixel_separability",
 ];
 
+/// The position of task feature `name` in [`TASK_FEATURES`] (a name not among them is a bug).
+pub fn task_index(name: &str) -> usize {
+    TASK_FEATURES.iter().position(|f| *f == name).unwrap_or_else(|| panic!("{name} is not a task feature"))
+}
+
 pub const RECIPE_FEATURES: &[&str] = &[
     "is_finetune",
     "is_svm",

@@ -1581,7 +1581,7 @@ impl MetaModel {
         factor: f64,
     ) -> Vec<(f64, f64)> {
         let shift = self.task_shift(task);
-        let at = TASK_FEATURES.iter().position(|f| *f == "log_shots").expect("log_shots is a task feature");
+        let at = features::task_index("log_shots");
         let moved: BTreeMap<String, Vec<Option<f64>>> = task
             .iter()
             .map(|(b, v)| {

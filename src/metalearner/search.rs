@@ -2,7 +2,7 @@
 //! recipes (the logged portfolio, and with the GP a grid of freeze/reinit depths, learning
 //! rates, layer decay and L2-SP), predict each, refine the best one's learning rate with
 //! argmin's Brent optimiser on the surrogate, and explain the choice.
-use super::features::{task_vector, RecipeSummary, TASK_FEATURES};
+use super::features::{task_index, task_vector, RecipeSummary, TASK_FEATURES};
 use super::{Learner, MetaModel, Ranker, Warp, Z80};
 use crate::backbones::{card, ModelRef};
 use crate::data::{decode_items, Dataset};
@@ -645,6 +645,24 @@ fn backbone_names(model: &MetaModel, backbone: &str) -> Result<(Vec<String>, Opt
     Ok((vec![key.clone()], Some((key, m))))
 }
 
+/// `items` decoded at `spec`: from `cache`, or decoded now and kept there, so backbones with the
+/// same input share one decoding.
+fn decoded_at<'a>(
+    cache: &'a mut Vec<(crate::data::InputSpec, crate::data::ImageSet)>,
+    items: &[crate::data::Item],
+    spec: crate::data::InputSpec,
+    skip_unreadable: bool,
+) -> Result<&'a crate::data::ImageSet> {
+    let i = match cache.iter().position(|(s, _)| *s == spec) {
+        Some(i) => i,
+        None => {
+            cache.push((spec, decode_items(items, spec, skip_unreadable)?));
+            cache.len() - 1
+        }
+    };
+    Ok(&cache[i].1)
+}
+
 /// The task's meta-features under each backbone; backbones with the same input share one
 /// decoding of the training images (unreadable ones skipped, or refused: `skip_unreadable`).
 fn task_view(
@@ -663,14 +681,7 @@ fn task_view(
             Some((key, m)) if key == b => m.clone(),
             _ => card::resolve(b)?,
         };
-        let i = match decoded.iter().position(|(s, _)| *s == m.card.input) {
-            Some(i) => i,
-            None => {
-                decoded.push((m.card.input, decode_items(&ds.train, m.card.input, skip_unreadable)?));
-                decoded.len() - 1
-            }
-        };
-        let (tv, tf) = task_features_decoded(&m, ds, &decoded[i].1)?;
+        let (tv, tf) = task_features_decoded(&m, ds, decoded_at(&mut decoded, &ds.train, m.card.input, skip_unreadable)?)?;
         task.insert(b.clone(), tv);
         transfer.insert(b.clone(), tf);
         mrefs.insert(b.clone(), m);
@@ -844,25 +855,18 @@ fn twice_the_labels(
     seed: u64,
     skip_unreadable: bool,
 ) -> Result<Option<BTreeMap<String, Vec<Option<f64>>>>> {
-    let at = |n: &str| TASK_FEATURES.iter().position(|f| *f == n).expect("a task feature");
-    let shots = at("log_shots");
+    let shots = task_index("log_shots");
     let half = half_the_labels(ds, seed);
     let mut decoded: Vec<(crate::data::InputSpec, crate::data::ImageSet)> = Vec::new();
     let mut out = BTreeMap::new();
     for b in view.names.iter().filter(|b| backbones.contains(*b)) {
         let m = &mrefs[b];
         let full = &view.task[b];
-        let i = match decoded.iter().position(|(s, _)| *s == m.card.input) {
-            Some(i) => i,
-            None => {
-                decoded.push((m.card.input, decode_items(&half.train, m.card.input, skip_unreadable)?));
-                decoded.len() - 1
-            }
-        };
-        if decoded[i].1.n < 2 {
+        let set = decoded_at(&mut decoded, &half.train, m.card.input, skip_unreadable)?;
+        if set.n < 2 {
             return Ok(None);
         }
-        let (h, _) = task_features_decoded(m, &half, &decoded[i].1)?;
+        let (h, _) = task_features_decoded(m, &half, set)?;
         let (Some(ls_full), Some(ls_half)) = (full[shots], h[shots]) else { return Ok(None) };
         if ls_full - ls_half < 0.1 {
             return Ok(None);
@@ -872,7 +876,7 @@ fn twice_the_labels(
         let mut v = full.clone();
         v[shots] = Some(ls_full + std::f64::consts::LN_2);
         for &(name, lo, hi) in SHOT_DEPENDENT {
-            let j = at(name);
+            let j = task_index(name);
             if let (Some(f), Some(g)) = (full[j], h[j]) {
                 v[j] = Some((f + k * (f - g)).clamp(lo, hi));
             }
@@ -902,7 +906,7 @@ fn more_labels_line(m: &MoreLabels) -> String {
 /// tasks). None where there is no forecast of the features.
 fn more_labels(model: &MetaModel, view: &TaskView, twice: Option<&BTreeMap<String, Vec<Option<f64>>>>, cands: &mut [Candidate]) {
     let Some(twice) = twice else { return };
-    let at = TASK_FEATURES.iter().position(|f| *f == "log_shots").expect("log_shots is a task feature");
+    let at = task_index("log_shots");
     let keys: Vec<(String, RecipeSummary, String)> =
         cands.iter().map(|c| (c.backbone.clone(), c.summary.clone(), c.config.clone())).collect();
     let (idx, keys): (Vec<usize>, Vec<_>) = keys.into_iter().enumerate().filter(|(_, k)| twice.contains_key(&k.0)).unzip();
