@@ -423,7 +423,10 @@ fn label_pairs_table(pairs: &[LabelPair]) -> String {
     let base = other_families_gain(pairs);
     let mut s = "## Twice the labels: the forecast on held-out families\n\nEach held-out family's tasks of one kind (classes, shift) at S and at 2S labelled images a class, and each configuration logged on both (seeds and tasks averaged): the gain twice the labels measured, the gain the meta-learner forecasts from the S-shot tasks' features with only their shots doubled (the measured transferability and the task-level shift held), and the gain it states once the 2S tasks exist (their own features: what `recommend`'s `more_labels`, which forecasts the transferability from half the images, would give were that forecast exact). Baselines: no change, and the mean measured gain of the other families' pairs of the same kind and S. Gains and mean absolute errors (MAE) in accuracy points; r: correlation with the measured gain over the pairs.\n\n| pairs by | pairs | families | measured | shots only | MAE shots only | r shots only | given 2S | MAE given | r given | MAE no change | MAE other families | r other families |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n".to_string();
     let mut rows: Vec<(String, Vec<usize>)> = Vec::new();
-    let kinds: BTreeSet<&str> = pairs.iter().map(|p| p.kind.as_str()).collect();
+    // the kinds in the order of their names
+    let mut kinds: Vec<RecipeKind> = pairs.iter().map(|p| p.kind).collect();
+    kinds.sort_by_key(|k| k.to_string());
+    kinds.dedup();
     rows.push(("all".into(), (0..pairs.len()).collect()));
     for k in kinds {
         rows.push((k.to_string(), (0..pairs.len()).filter(|&i| pairs[i].kind == k).collect()));
@@ -1045,8 +1048,7 @@ type FoldOut = Result<(Vec<TaskResult>, Calibration, Vec<LabelPair>)>;
 pub struct LabelPair {
     pub family: String,
     pub config: String,
-    /// `fine-tune`, `pretrain, then fine-tune`, or the probe's strategy.
-    pub kind: String,
+    pub kind: RecipeKind,
     pub n_classes: usize,
     pub shift: String,
     /// S (median labelled images a class of the fewer-shot tasks).
@@ -1068,12 +1070,50 @@ pub struct LabelPair {
     pub given_gain: f64,
 }
 
-/// The kind of recipe a [`LabelPair`] is summarised under.
-fn recipe_kind(r: &super::features::RecipeSummary) -> String {
-    match r.strategy {
-        crate::recipe::Strategy::Finetune if r.pretrain => "pretrain, then fine-tune".into(),
-        crate::recipe::Strategy::Finetune => "fine-tune".into(),
-        s => s.to_string(),
+/// The kind of recipe a [`LabelPair`] is summarised under: its strategy, and for a fine-tune
+/// whether it pretrains first. Written `fine-tune`, `pretrain, then fine-tune`, or the probe's
+/// strategy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "String", try_from = "String")]
+pub struct RecipeKind {
+    pub strategy: crate::recipe::Strategy,
+    pub pretrain: bool,
+}
+
+impl RecipeKind {
+    fn of(r: &super::features::RecipeSummary) -> Self {
+        RecipeKind { strategy: r.strategy, pretrain: r.strategy == crate::recipe::Strategy::Finetune && r.pretrain }
+    }
+}
+
+impl std::fmt::Display for RecipeKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.strategy, self.pretrain) {
+            (crate::recipe::Strategy::Finetune, true) => f.write_str("pretrain, then fine-tune"),
+            (crate::recipe::Strategy::Finetune, false) => f.write_str("fine-tune"),
+            (s, _) => write!(f, "{s}"),
+        }
+    }
+}
+
+impl From<RecipeKind> for String {
+    fn from(k: RecipeKind) -> String {
+        k.to_string()
+    }
+}
+
+impl TryFrom<String> for RecipeKind {
+    type Error = String;
+    fn try_from(s: String) -> std::result::Result<Self, String> {
+        use crate::recipe::Strategy;
+        match s.as_str() {
+            "fine-tune" => Ok(RecipeKind { strategy: Strategy::Finetune, pretrain: false }),
+            "pretrain, then fine-tune" => Ok(RecipeKind { strategy: Strategy::Finetune, pretrain: true }),
+            _ => Strategy::parse(&s)
+                .filter(|st| *st != Strategy::Finetune)
+                .map(|strategy| RecipeKind { strategy, pretrain: false })
+                .ok_or_else(|| format!("unknown recipe kind {s:?} (expected fine-tune, pretrain, then fine-tune, or a probe strategy)")),
+        }
     }
 }
 
@@ -1123,7 +1163,7 @@ fn label_pairs(model: &MetaModel, fam: &str, held: &[Cell]) -> Vec<LabelPair> {
             out.push(LabelPair {
                 family: fam.to_string(),
                 config: config.clone(),
-                kind: recipe_kind(&a[0].recipe),
+                kind: RecipeKind::of(&a[0].recipe),
                 n_classes: *k,
                 shift: shift.clone(),
                 shots: *s as f64 / 1000.0,
@@ -2603,7 +2643,14 @@ mod tests {
         let pairs = label_pairs(&model, "f", &held);
         assert_eq!(pairs.len(), 1, "{pairs:?}");
         let p = &pairs[0];
-        assert_eq!((p.config.as_str(), p.kind.as_str(), p.shots, p.tasks), ("efficientnet-lite0-imagenet::ft", "fine-tune", 5.0, [2, 1]));
+        assert_eq!(
+            (p.config.as_str(), p.kind.to_string().as_str(), p.shots, p.tasks),
+            ("efficientnet-lite0-imagenet::ft", "fine-tune", 5.0, [2, 1])
+        );
+        // the kind is written and read back as its name
+        let json = serde_json::to_string(&p.kind).unwrap();
+        assert_eq!(json, "\"fine-tune\"");
+        assert_eq!(serde_json::from_str::<RecipeKind>(&json).unwrap(), p.kind);
         assert!((p.measured_now - 0.55).abs() < 1e-12 && (p.measured_gain - 0.15).abs() < 1e-12, "{p:?}");
         assert!(p.forecast_gain.is_finite() && (p.forecast_gain - p.given_gain).abs() < 1e-9, "{p:?}");
         // the baseline from the other families: none here; one other family's gain when there is
