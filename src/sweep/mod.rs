@@ -98,7 +98,7 @@ fn expand<'a>(
             let mut units = Vec::new();
             for tpl in templates.iter().filter(|t| bb.only.as_ref().is_none_or(|o| o.contains(&t.id))) {
                 for &seed in &plan.seeds {
-                    let r = tpl.recipe(&mref.card.groups, seed)?;
+                    let r = plan.recipe_for(tpl, &mref.card.groups, seed, &draw)?;
                     let key = run_key(&draw, bb, &r.to_json());
                     units.push((tpl, r, key));
                 }

@@ -96,6 +96,11 @@ pub struct RecipeSpace {
     pub arms: Vec<Arm>,
     #[serde(default)]
     pub space: Option<Space>,
+    /// Class weighting of every recipe, chosen per task from its training images a class as
+    /// `graft recommend --class-weights` does (`auto`: `balanced` from 1.5x imbalance, which is
+    /// what the advisor recommends). Unset, recipes carry none (and keep the run ids they had).
+    #[serde(default)]
+    pub class_weights: Option<crate::recipe::ClassWeightPolicy>,
 }
 
 /// One explicit recipe of the portfolio; unset fields take the finetune-all preset's values.
@@ -517,6 +522,18 @@ impl Plan {
         Ok(out)
     }
 
+    /// Template `tpl`'s recipe for a backbone of `groups` on task `draw`: with
+    /// `recipes.class_weights` set, weighted as that policy chooses for the draw's training
+    /// images a class (the draw's spec gives them exactly: its shots are already capped to what
+    /// every class has).
+    pub fn recipe_for(&self, tpl: &Template, groups: &[String], seed: u64, draw: &TaskDraw) -> Result<Recipe> {
+        let mut r = tpl.recipe(groups, seed)?;
+        if let Some(policy) = self.recipes.class_weights {
+            r.class_weights = policy.choose(&draw.spec.shots_per_class(draw.spec.n_classes, draw.seed));
+        }
+        Ok(r)
+    }
+
     /// Draw the `index`-th task of a family whose classes have `class_sizes` training images.
     pub fn draw_task(&self, fam: &FamilySpec, class_sizes: &[usize], index: usize) -> Result<TaskDraw> {
         let t = &self.tasks;
@@ -540,21 +557,23 @@ impl Plan {
         let seed: u64 = rng.random::<u32>() as u64;
         // drawn last, and only from a list of several, so balanced plans draw what they did
         let imbalance = if t.imbalance.len() > 1 { *t.imbalance.choose(&mut rng).expect("non-empty") } else { t.imbalance[0] };
-        Ok(TaskDraw {
-            family: fam.name.clone(),
-            index,
-            spec: TaskSpec {
-                classes: None,
-                n_classes,
-                shots,
-                unlabelled,
-                test_per_class: Some(t.test_per_class),
-                val_per_class: t.val_per_class,
-                imbalance,
-            },
-            shift,
-            seed,
-        })
+        let mut spec = TaskSpec {
+            classes: None,
+            n_classes,
+            shots,
+            unlabelled,
+            test_per_class: Some(t.test_per_class),
+            val_per_class: t.val_per_class,
+            imbalance,
+        };
+        // an imbalance that leaves every class as many images (one shot: each class keeps at
+        // least one) draws the balanced task itself, with its task id, so its runs are not
+        // logged twice under two ids
+        let counts = spec.shots_per_class(n_classes, seed);
+        if counts.iter().min() == counts.iter().max() {
+            spec.imbalance = 1.0;
+        }
+        Ok(TaskDraw { family: fam.name.clone(), index, spec, shift, seed })
     }
 }
 
@@ -568,10 +587,16 @@ pub fn run_key(task: &TaskDraw, backbone: &BackboneSpec, recipe_json: &str) -> S
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::recipe::ClassWeights;
 
     fn plan_with(extra: &str) -> Result<Plan> {
+        plan_with_recipes(extra, "")
+    }
+
+    /// A small plan with `extra` in its `[tasks]` and `recipes_extra` in its `[recipes]`.
+    fn plan_with_recipes(extra: &str, recipes_extra: &str) -> Result<Plan> {
         let text = format!(
-            "name = \"t\"\nseeds = [0]\nplan_seed = 5\n[[family]]\nname = \"f\"\ndata = \"d\"\ntasks = 4\n[tasks]\nn_classes = [2, 5]\nshots = [10, 20]\ntest_per_class = 5\n{extra}\n[[backbone]]\nname = \"resnet8-cifar10\"\n[recipes]\nsample = \"none\"\ninclude = [\"linear-probe\"]\n"
+            "name = \"t\"\nseeds = [0]\nplan_seed = 5\n[[family]]\nname = \"f\"\ndata = \"d\"\ntasks = 4\n[tasks]\nn_classes = [2, 5]\nshots = [10, 20]\ntest_per_class = 5\n{extra}\n[[backbone]]\nname = \"resnet8-cifar10\"\n[recipes]\nsample = \"none\"\ninclude = [\"linear-probe\"]\n{recipes_extra}\n"
         );
         Plan::parse(&text, Path::new("plan.toml"))
     }
@@ -594,6 +619,47 @@ mod tests {
         assert!(got.contains(&1.0) && got.contains(&10.0), "{got:?}");
         let e = plan_with("imbalance = [0.5]").unwrap_err().to_string();
         assert!(e.contains("tasks.imbalance"), "{e}");
+        // one shot a class leaves every class one image: the balanced draw itself, same id
+        let one = |extra: &str| {
+            let mut p = plan_with(extra).unwrap();
+            p.tasks.shots = vec![1];
+            p
+        };
+        let (o, p) = (one(""), one("imbalance = [10.0]"));
+        for i in 0..4 {
+            let (x, y) = (o.draw_task(fam, &sizes, i).unwrap(), p.draw_task(fam, &sizes, i).unwrap());
+            assert_eq!((x.task_id(), y.spec.imbalance), (y.task_id(), 1.0));
+        }
+    }
+
+    /// `recipes.class_weights = "auto"` weights the recipes of the imbalanced draws only, so a
+    /// balanced draw's recipe (and run id) is the one a plan without it has; unset, nothing is
+    /// weighted; an unknown policy is refused, naming the field.
+    #[test]
+    fn class_weights_follow_each_draws_imbalance() {
+        let sizes = [100; 6];
+        let groups: Vec<String> = ["g0", "g1", "head"].iter().map(|s| s.to_string()).collect();
+        let plain = plan_with("imbalance = [1.0, 10.0]").unwrap();
+        let auto = plan_with_recipes("imbalance = [1.0, 10.0]", "class_weights = \"auto\"").unwrap();
+        let fam = &plain.families[0];
+        let tpl = Template::probe(Strategy::LinearProbe, "last");
+        let (mut balanced, mut weighted) = (0, 0);
+        for i in 0..16 {
+            let d = auto.draw_task(fam, &sizes, i).unwrap();
+            assert_eq!(d, plain.draw_task(fam, &sizes, i).unwrap(), "the policy does not change the draws");
+            let (a, p) = (auto.recipe_for(&tpl, &groups, 0, &d).unwrap(), plain.recipe_for(&tpl, &groups, 0, &d).unwrap());
+            assert_eq!(p.class_weights, ClassWeights::None);
+            if d.spec.imbalance == 1.0 {
+                assert_eq!(a.to_json(), p.to_json());
+                balanced += 1;
+            } else {
+                assert_eq!(a.class_weights, ClassWeights::Balanced, "{:?}", d.spec);
+                weighted += 1;
+            }
+        }
+        assert!(balanced > 0 && weighted > 0, "{balanced} {weighted}");
+        let e = plan_with_recipes("", "class_weights = \"sometimes\"").unwrap_err().to_string();
+        assert!(e.contains("class_weights") && e.contains("plan.toml"), "{e}");
     }
 
     #[test]
