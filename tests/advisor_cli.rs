@@ -412,6 +412,13 @@ fn an_imbalanced_training_set_gets_class_weights() {
     assert!(v["alternatives"].as_array().unwrap().iter().all(|a| a["recipe"]["class_weights"] == "balanced"));
     let l = line(&v).unwrap_or_else(|| panic!("no Classes: line in {}", v["rationale"]));
     assert!(l.contains("3 to 8 training images a class") && l.contains("--class-weights none"), "{l}");
+    // the meta-learner reads the imbalance as a task feature, under every backbone
+    let feats = v["features"].as_object().unwrap();
+    assert!(!feats.is_empty());
+    for (b, f) in feats {
+        let li = f["log_imbalance"].as_f64().unwrap_or_else(|| panic!("{b}: no log_imbalance in {f}"));
+        assert!((li - (8f64 / 3.0).ln()).abs() < 1e-12, "{b}: {li}");
+    }
     let v = rec(&["--class-weights", "none"]);
     assert!(v["recipe"].get("class_weights").is_none(), "{}", v["recipe"]);
     assert!(line(&v).is_some_and(|l| l.contains("--class-weights balanced")), "{}", v["rationale"]);

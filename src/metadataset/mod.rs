@@ -36,6 +36,16 @@ pub struct TaskProfile {
 }
 
 impl TaskProfile {
+    /// Most over fewest training images a class: 1 for a balanced task, and for a profile
+    /// without counts (rows that lack them, or no training images).
+    pub fn imbalance(&self) -> f64 {
+        if self.shots_min == 0 || self.shots_max <= self.shots_min {
+            1.0
+        } else {
+            self.shots_max as f64 / self.shots_min as f64
+        }
+    }
+
     /// The profile of `ds` with its training images decoded (`train`); `images` are the stored
     /// images' traits, measured once per task by the caller ([`crate::executor::run::Prepared::images`]).
     pub fn compute(ds: &Dataset, train: &ImageSet, images: Option<crate::metafeatures::images::ImageTraits>) -> Self {
@@ -467,6 +477,16 @@ fn drop_duplicate_runs(df: DataFrame, dir: &Path) -> Result<DataFrame> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A profile's imbalance is its most over fewest training images a class: 1 when balanced or
+    /// without counts; the meta-learner's `log_imbalance` is its log.
+    #[test]
+    fn imbalance_is_most_over_fewest_images_a_class() {
+        let p = |lo, hi| TaskProfile { shots_min: lo, shots_max: hi, ..Default::default() };
+        assert_eq!((p(3, 30).imbalance(), p(8, 8).imbalance(), p(0, 0).imbalance()), (10.0, 1.0, 1.0));
+        let t = crate::metalearner::features::task_vector(&p(4, 12), &TransferFeatures::default());
+        assert_eq!(t[crate::metalearner::features::task_index("log_imbalance")], Some(3f64.ln()));
+    }
 
     /// The one schema table drives both directions: a row with every field set (and one without
     /// transfer features) goes through a DataFrame and comes back equal, in the columns'

@@ -275,6 +275,13 @@ pub struct TaskResult {
     pub pred_runs: usize,
     #[serde(default)]
     pub pred_within3: usize,
+    /// The sum of the signed errors (stated − measured) over those runs: their bias.
+    #[serde(default)]
+    pub pred_err_sum: f64,
+    /// Most over fewest training images a class (1 for a balanced task; 0 in evaluations saved
+    /// before it was recorded, whose tasks were all balanced).
+    #[serde(default)]
+    pub imbalance: f64,
     /// The seed-to-seed noise of the task's runs: over its configurations logged with two or more
     /// seeds, the sum of half the squared difference of the first two seeds' accuracies, and the
     /// number of such pairs. sqrt(sum / pairs) estimates the standard deviation of one run around
@@ -1041,7 +1048,7 @@ pub fn evaluate(obs: &[Obs], budgets: usize, fo: &FitOptions, log: &(dyn Fn(&str
 /// labels.
 type FoldOut = Result<(Vec<TaskResult>, Calibration, Vec<LabelPair>)>;
 
-/// A held-out family's tasks of one kind (classes, shift) at S and at 2S labelled images a class,
+/// A held-out family's balanced tasks of one kind (classes, shift) at S and at 2S labelled images a class,
 /// and one configuration logged on both: what twice the labels did to its accuracy, and what the
 /// meta-learner refitted without the family said it would.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -1120,8 +1127,11 @@ impl TryFrom<String> for RecipeKind {
 /// Every [`LabelPair`] of a held-out family: its tasks grouped by (classes, shift, shots), each
 /// group paired with the group at twice the shots, and every configuration logged on both.
 fn label_pairs(model: &MetaModel, fam: &str, held: &[Cell]) -> Vec<LabelPair> {
+    // balanced tasks only: an imbalanced task's shots (the median class) would pair it with
+    // balanced tasks of other sizes
+    let held: Vec<&Cell> = held.iter().filter(|c| balance_label(c.imbalance) == "balanced").collect();
     let mut by_task: BTreeMap<&str, Vec<&Cell>> = BTreeMap::new();
-    for c in held {
+    for &c in &held {
         by_task.entry(c.task_id.as_str()).or_default().push(c);
     }
     // the accuracy stated now and forecast at twice the shots, per (task, configuration)
@@ -1140,7 +1150,7 @@ fn label_pairs(model: &MetaModel, fam: &str, held: &[Cell]) -> Vec<LabelPair> {
     // tasks of one kind and size: (classes, shift, shots in thousandths)
     let key = |c: &Cell| (c.n_classes, c.shift.clone(), (c.shots * 1000.0).round() as i64);
     let mut groups: BTreeMap<(usize, String, i64), Vec<&Cell>> = BTreeMap::new();
-    for c in held {
+    for &c in &held {
         groups.entry(key(c)).or_default().push(c);
     }
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
@@ -1199,7 +1209,7 @@ fn eval_fold(obs: &[Obs], fam: &String, strata: &DistanceStrata, budgets: usize,
         let (mut regret, mut gap, mut rank) = outcomes(&ranked.orders, &accs, budgets);
         answer_outcomes(&ranked.answers, &accs, (&mut regret, &mut gap, &mut rank));
         // calibration and error of the predicted accuracy on the individual held-out runs
-        let (mut sq, mut runs, mut within3) = (0.0, 0usize, 0usize);
+        let (mut sq, mut err_sum, mut runs, mut within3) = (0.0, 0.0, 0usize, 0usize);
         let shift = fold.model.task_shift(&super::features_by_backbone(tc.iter().map(|c| (c.backbone.as_str(), c.task.as_slice()))));
         for (i, c) in tc.iter().enumerate() {
             let sd = (ranked.cov[(i, i)].max(0.0) + ranked.noise).sqrt();
@@ -1215,6 +1225,7 @@ fn eval_fold(obs: &[Obs], fam: &String, strata: &DistanceStrata, budgets: usize,
                 calib.add((stated, interval), raw, o.acc, is_standard, &group);
                 let e = stated - o.acc;
                 sq += e * e;
+                err_sum += e;
                 runs += 1;
                 within3 += (e.abs() <= 0.03) as usize;
             }
@@ -1235,6 +1246,8 @@ fn eval_fold(obs: &[Obs], fam: &String, strata: &DistanceStrata, budgets: usize,
             pred_sq_err: sq,
             pred_runs: runs,
             pred_within3: within3,
+            pred_err_sum: err_sum,
+            imbalance: c0.imbalance,
             seed_half_sq,
             seed_pairs,
             n_unlabelled: n_unlabelled(&c0.task),
@@ -1864,6 +1877,62 @@ fn first_pick_acc(t: &TaskResult, m: &str) -> f64 {
 }
 
 /// The strata of shots per class the report breaks results down by, and a task's stratum.
+/// The error of the stated accuracy over the held-out runs of some tasks.
+struct PredictionError {
+    rmse: f64,
+    /// Mean of stated − measured.
+    bias: f64,
+    /// Share of runs stated to within ±3 points.
+    within3: f64,
+    runs: usize,
+}
+
+fn prediction_error(ts: &[&TaskResult]) -> PredictionError {
+    let runs: usize = ts.iter().map(|t| t.pred_runs).sum();
+    let n = runs.max(1) as f64;
+    PredictionError {
+        rmse: (ts.iter().map(|t| t.pred_sq_err).sum::<f64>() / n).sqrt(),
+        bias: ts.iter().map(|t| t.pred_err_sum).sum::<f64>() / n,
+        within3: ts.iter().map(|t| t.pred_within3).sum::<usize>() as f64 / n,
+        runs,
+    }
+}
+
+/// The seed-to-seed noise, the RMSE no prediction of a single run can beat, and the
+/// configurations it is estimated from.
+fn seed_noise_floor(ts: &[&TaskResult]) -> (f64, usize) {
+    let n: usize = ts.iter().map(|t| t.seed_pairs).sum();
+    ((ts.iter().map(|t| t.seed_half_sq).sum::<f64>() / n.max(1) as f64).sqrt(), n)
+}
+
+/// The predicted accuracy users read: its error over the held-out runs, by the groups `key`
+/// puts the tasks in.
+fn prediction_table(r: &EvalReport, title: &str, key: &dyn Fn(&TaskResult) -> String) -> String {
+    let groups: BTreeSet<String> = r.tasks.iter().map(key).collect();
+    let mut s = format!(
+        "Predicted accuracy by {title}:\n\n| | RMSE (pts) | bias, stated − measured (pts) | within ±3 pts | runs | seed-noise floor (pts) |\n|---|---|---|---|---|---|\n"
+    );
+    for g in &groups {
+        let ts: Vec<&TaskResult> = r.tasks.iter().filter(|t| &key(t) == g).collect();
+        let e = prediction_error(&ts);
+        let (fl, pairs) = seed_noise_floor(&ts);
+        let fl = if pairs > 0 { format!("{:.1}", fl * 100.0) } else { "–".into() };
+        s.push_str(&format!("| {g} | {:.1} | {:+.1} | {:.0}% | {} | {fl} |\n", e.rmse * 100.0, e.bias * 100.0, e.within3 * 100.0, e.runs));
+    }
+    s.push('\n');
+    s
+}
+
+/// A task's class balance as `meta eval` strata name it: `imbalanced` from the ratio at which
+/// the advisor weights classes ([`crate::recipe::ClassWeightPolicy::IMBALANCE_RATIO`]).
+fn balance_label(imbalance: f64) -> &'static str {
+    if imbalance >= crate::recipe::ClassWeightPolicy::IMBALANCE_RATIO {
+        "imbalanced (1.5x or more)"
+    } else {
+        "balanced"
+    }
+}
+
 const SHOT_BANDS: [&str; 4] = ["1-2", "3-10", "11-50", "51-200"];
 fn shot_band(shots: f64) -> &'static str {
     SHOT_BANDS[match shots as usize {
@@ -2068,42 +2137,21 @@ pub fn markdown(r: &EvalReport) -> String {
         ("shots per class", Box::new(|t: &TaskResult| shot_band(t.shots).to_string())),
         ("domain distance (Fréchet tercile)", Box::new(|t: &TaskResult| t.distance.clone())),
         ("input shift", Box::new(|t: &TaskResult| if t.shift == "none" { "none".into() } else { "shifted".into() })),
+        ("class balance (training images a class, most over fewest)", Box::new(|t: &TaskResult| balance_label(t.imbalance).into())),
         ("held-out family", Box::new(|t: &TaskResult| t.family.clone())),
     ];
-    // the predicted accuracy users read: its error over the held-out runs, by stratum
-    let err = |ts: &[&TaskResult]| -> (f64, f64, usize) {
-        let n: usize = ts.iter().map(|t| t.pred_runs).sum();
-        let sq: f64 = ts.iter().map(|t| t.pred_sq_err).sum();
-        let w: usize = ts.iter().map(|t| t.pred_within3).sum();
-        ((sq / n.max(1) as f64).sqrt(), w as f64 / n.max(1) as f64, n)
-    };
-    // the seed-to-seed noise: the RMSE no prediction of a single run can beat
-    let floor = |ts: &[&TaskResult]| -> (f64, usize) {
-        let n: usize = ts.iter().map(|t| t.seed_pairs).sum();
-        ((ts.iter().map(|t| t.seed_half_sq).sum::<f64>() / n.max(1) as f64).sqrt(), n)
-    };
     let all: Vec<&TaskResult> = r.tasks.iter().collect();
-    let (rmse, w3, n) = err(&all);
-    let (fl, pairs) = floor(&all);
+    let e = prediction_error(&all);
+    let (fl, pairs) = seed_noise_floor(&all);
     s.push_str(&format!(
-        "Predicted accuracy against the {n} held-out runs: RMSE {:.1} points, {:.0}% within ±3 points. The noise floor: a run differs from its configuration's expected accuracy by {:.1} points (RMSE), estimated from the {pairs} configurations logged with two seeds on the same task and test images; no prediction of a single run can have a lower RMSE.\n\n",
-        rmse * 100.0,
-        w3 * 100.0,
+        "Predicted accuracy against the {} held-out runs: RMSE {:.1} points, {:.0}% within ±3 points. The noise floor: a run differs from its configuration's expected accuracy by {:.1} points (RMSE), estimated from the {pairs} configurations logged with two seeds on the same task and test images; no prediction of a single run can have a lower RMSE.\n\n",
+        e.runs,
+        e.rmse * 100.0,
+        e.within3 * 100.0,
         fl * 100.0
     ));
     for (title, key) in &strata {
-        let groups: BTreeSet<String> = r.tasks.iter().map(key).collect();
-        s.push_str(&format!(
-            "Predicted accuracy by {title}:\n\n| | RMSE (pts) | within ±3 pts | runs | seed-noise floor (pts) |\n|---|---|---|---|---|\n"
-        ));
-        for g in &groups {
-            let ts: Vec<&TaskResult> = r.tasks.iter().filter(|t| &key(t) == g).collect();
-            let (rmse, w3, n) = err(&ts);
-            let (fl, pairs) = floor(&ts);
-            let fl = if pairs > 0 { format!("{:.1}", fl * 100.0) } else { "–".into() };
-            s.push_str(&format!("| {g} | {:.1} | {:.0}% | {n} | {fl} |\n", rmse * 100.0, w3 * 100.0));
-        }
-        s.push('\n');
+        s.push_str(&prediction_table(r, title, key));
     }
     for (title, key) in strata {
         let groups: BTreeSet<String> = r.tasks.iter().map(&key).collect();
@@ -2149,6 +2197,7 @@ mod tests {
             task: t,
             recipe: super::super::features::RecipeSummary::for_tests(logme.map(|_| 1.0)),
             shots: 5.0,
+            imbalance: 1.0,
             n_classes: 2,
             shift: "none".into(),
         }
@@ -2208,6 +2257,8 @@ mod tests {
             pred_sq_err: 0.0,
             pred_runs: 0,
             pred_within3: 0,
+            pred_err_sum: 0.0,
+            imbalance: 1.0,
             seed_half_sq: 0.0,
             seed_pairs: 0,
             n_unlabelled: 0,
@@ -2238,6 +2289,24 @@ mod tests {
             coverage80_by_group: BTreeMap::new(),
             label_pairs: Vec::new(),
         }
+    }
+
+    /// The stated accuracy's error by class balance: RMSE and bias per group over the runs,
+    /// tasks saved before the imbalance was recorded (0) read as balanced.
+    #[test]
+    fn prediction_table_states_rmse_and_bias_by_class_balance() {
+        let t = |i: usize, imbalance: f64, runs: usize, sq: f64, err: f64| TaskResult {
+            imbalance,
+            pred_runs: runs,
+            pred_sq_err: sq,
+            pred_err_sum: err,
+            pred_within3: 1,
+            ..task_result(&format!("t{i}"), "f", 0.9, 0.5, &[])
+        };
+        let r = report_of(vec![t(0, 1.0, 2, 0.01, -0.02), t(1, 0.0, 2, 0.01, 0.0), t(2, 10.0, 4, 0.04, 0.2)]);
+        let md = prediction_table(&r, "class balance", &|t: &TaskResult| balance_label(t.imbalance).into());
+        assert!(md.contains("| balanced | 7.1 | -0.5 | 50% | 4 | – |"), "{md}");
+        assert!(md.contains("| imbalanced (1.5x or more) | 10.0 | +5.0 | 25% | 4 | – |"), "{md}");
     }
 
     #[test]
@@ -2570,6 +2639,7 @@ mod tests {
             seed,
             n_classes: 2,
             shots: 5.0,
+            imbalance: 1.0,
             shift: "none".into(),
             task: vec![],
             recipe: super::super::features::RecipeSummary::for_tests(None),
@@ -2639,6 +2709,9 @@ mod tests {
             mk("a5", 5.0, "svm", 0.55, true),
             mk("a10", 10.0, "ft", 0.70, false),
             mk("a3", 3.0, "ft", 0.40, false),
+            // imbalanced tasks of the same median shots are not paired
+            Cell { imbalance: 3.0, ..mk("i5", 5.0, "ft", 0.90, false) },
+            Cell { imbalance: 10.0, ..mk("i10", 10.0, "ft", 0.10, false) },
         ];
         let pairs = label_pairs(&model, "f", &held);
         assert_eq!(pairs.len(), 1, "{pairs:?}");

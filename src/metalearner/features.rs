@@ -29,6 +29,8 @@ pub const TASK_FEATURES: &[&str] = &[
     "leep",
     "log1p_frechet",
     "pixel_separability",
+    // ln(most / fewest training images a class): 0 for a balanced task (docs/imbalance.md)
+    "log_imbalance",
 ];
 
 /// The position of task feature `name` in [`TASK_FEATURES`] (a name not among them is a bug).
@@ -70,6 +72,7 @@ pub fn task_vector(p: &TaskProfile, t: &TransferFeatures) -> Vec<Option<f64>> {
         t.leep,
         t.frechet.map(|f| f.max(0.0).ln_1p()),
         t.pixel_separability,
+        Some(p.imbalance().ln()),
     ]
 }
 
@@ -181,6 +184,9 @@ pub struct Obs {
     pub seed: i64,
     pub n_classes: usize,
     pub shots: f64,
+    /// Most over fewest training images a class (1 for a balanced task; see
+    /// [`TaskProfile::imbalance`]).
+    pub imbalance: f64,
     pub shift: String,
     pub task: Vec<Option<f64>>,
     pub recipe: RecipeSummary,
@@ -227,12 +233,15 @@ pub fn load_obs(dirs: &[&Path]) -> Result<Vec<Obs>> {
                 n_unlabelled: r.mf.n_unlabelled,
                 pixel_mean: r.mf.pixel_mean,
                 pixel_std: r.mf.pixel_std,
+                shots_min: r.mf.shots_min,
+                shots_max: r.mf.shots_max,
                 ..Default::default()
             };
             let t = TransferFeatures { hscore_last: 0.0, nce: None, ..r.mft.clone() };
             out.push(Obs {
                 n_classes: profile.n_classes,
                 shots: profile.shots_median,
+                imbalance: profile.imbalance(),
                 task: task_vector(&profile, &t),
                 recipe: RecipeSummary {
                     strategy: strat,

@@ -143,6 +143,8 @@ pub struct Cell {
     pub task: Vec<Option<f64>>,
     pub recipe: RecipeSummary,
     pub shots: f64,
+    /// Most over fewest training images a class ([`Obs::imbalance`]).
+    pub imbalance: f64,
     pub n_classes: usize,
     pub shift: String,
 }
@@ -170,6 +172,7 @@ pub fn cells(obs: &[Obs]) -> Vec<Cell> {
             task: o.task.clone(),
             recipe: o.recipe.clone(),
             shots: o.shots,
+            imbalance: o.imbalance,
             n_classes: o.n_classes,
             shift: o.shift.clone(),
         })
@@ -2077,6 +2080,7 @@ mod sample_tests {
             task: vec![],
             recipe: RecipeSummary::for_tests(Some(1.0)),
             shots: 1.0,
+            imbalance: 1.0,
             n_classes: 2,
             shift: "none".into(),
         }

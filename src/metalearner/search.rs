@@ -520,11 +520,12 @@ fn class_weighting(ds: &Dataset, policy: crate::recipe::ClassWeightPolicy) -> (c
             return (w, None);
         }
         format!(
-            "Classes: {lo} to {hi} training images a class ({ratio:.1}x); the recipe gives every image the same weight, so a larger class counts for more (`--class-weights balanced` gives every class the same weight)."
+            "Classes: {lo} to {hi} training images a class ({ratio:.1}x); the recipe gives every image the same weight, so a larger class counts for more (`--class-weights balanced` gives every class the same weight). The meta-learner's imbalanced past tasks were all class-weighted, so its stated accuracy may be high for an unweighted recipe."
         )
     } else {
         format!(
-            "Classes: {lo} to {hi} training images a class ({ratio:.1}x); the recipe gives every class the same weight (`class_weights: balanced`: each image's loss weighted by n / (K n_c)), for test images spread evenly over the classes. On 11 imbalanced tasks drawn from past families this raised the standard recipe's balanced accuracy by about 2 points and left its accuracy under the training proportions where it was (docs/imbalance.md). The meta-learner's past tasks had as many images in every class, so its stated accuracy is for such a task; `--class-weights none` turns the weighting off."
+            "Classes: {lo} to {hi} training images a class ({ratio:.1}x); the recipe gives every class the same weight (`class_weights: balanced`: each image's loss weighted by n / (K n_c)), for test images spread evenly over the classes. On 11 imbalanced tasks drawn from past families this raised the standard recipe's balanced accuracy by about 2 points and left its accuracy under the training proportions where it was (docs/imbalance.md). The meta-learner's past tasks include imbalanced ones (3x and 10x, class-weighted as here) and it reads the imbalance among the task's features (ln of most over fewest images a class, and the probes' cross-validated accuracy on these images){}; `--class-weights none` turns the weighting off.",
+            if ratio > 10.5 { "; it has no past task beyond 10x, so here it extrapolates" } else { "" }
         )
     };
     (w, Some(line))
