@@ -1129,7 +1129,7 @@ impl TryFrom<String> for RecipeKind {
 fn label_pairs(model: &MetaModel, fam: &str, held: &[Cell]) -> Vec<LabelPair> {
     // balanced tasks only: an imbalanced task's shots (the median class) would pair it with
     // balanced tasks of other sizes
-    let held: Vec<&Cell> = held.iter().filter(|c| balance_label(c.imbalance) == "balanced").collect();
+    let held: Vec<&Cell> = held.iter().filter(|c| !is_imbalanced(c.imbalance)).collect();
     let mut by_task: BTreeMap<&str, Vec<&Cell>> = BTreeMap::new();
     for &c in &held {
         by_task.entry(c.task_id.as_str()).or_default().push(c);
@@ -1876,7 +1876,6 @@ fn first_pick_acc(t: &TaskResult, m: &str) -> f64 {
     t.best_acc - t.gap[m][0]
 }
 
-/// The strata of shots per class the report breaks results down by, and a task's stratum.
 /// The error of the stated accuracy over the held-out runs of some tasks.
 struct PredictionError {
     rmse: f64,
@@ -1923,16 +1922,23 @@ fn prediction_table(r: &EvalReport, title: &str, key: &dyn Fn(&TaskResult) -> St
     s
 }
 
-/// A task's class balance as `meta eval` strata name it: `imbalanced` from the ratio at which
-/// the advisor weights classes ([`crate::recipe::ClassWeightPolicy::IMBALANCE_RATIO`]).
+/// Whether a task of this imbalance (most over fewest images a class) counts as imbalanced:
+/// from the ratio at which the advisor weights classes
+/// ([`crate::recipe::ClassWeightPolicy::IMBALANCE_RATIO`]).
+fn is_imbalanced(imbalance: f64) -> bool {
+    imbalance >= crate::recipe::ClassWeightPolicy::IMBALANCE_RATIO
+}
+
+/// A task's class balance as `meta eval`'s strata name it.
 fn balance_label(imbalance: f64) -> &'static str {
-    if imbalance >= crate::recipe::ClassWeightPolicy::IMBALANCE_RATIO {
+    if is_imbalanced(imbalance) {
         "imbalanced (1.5x or more)"
     } else {
         "balanced"
     }
 }
 
+/// The strata of shots per class the report breaks results down by, and a task's stratum.
 const SHOT_BANDS: [&str; 4] = ["1-2", "3-10", "11-50", "51-200"];
 fn shot_band(shots: f64) -> &'static str {
     SHOT_BANDS[match shots as usize {

@@ -507,6 +507,10 @@ pub fn recommend(model: &MetaModel, ds: &Dataset, o: &RecommendOptions) -> Resul
     })
 }
 
+/// The largest imbalance (most over fewest images a class) among the meta-dataset's tasks: the
+/// imbalance plans draw 3x and 10x (`meta_dataset/_plans/imbalance.toml`).
+const MOST_IMBALANCE_LOGGED: f64 = 10.0;
+
 /// The class weighting of every candidate's recipe, and the rationale's line on it when the
 /// training set's classes differ in size.
 fn class_weighting(ds: &Dataset, policy: crate::recipe::ClassWeightPolicy) -> (crate::recipe::ClassWeights, Option<String>) {
@@ -525,7 +529,12 @@ fn class_weighting(ds: &Dataset, policy: crate::recipe::ClassWeightPolicy) -> (c
     } else {
         format!(
             "Classes: {lo} to {hi} training images a class ({ratio:.1}x); the recipe gives every class the same weight (`class_weights: balanced`: each image's loss weighted by n / (K n_c)), for test images spread evenly over the classes. On 11 imbalanced tasks drawn from past families this raised the standard recipe's balanced accuracy by about 2 points and left its accuracy under the training proportions where it was (docs/imbalance.md). The meta-learner's past tasks include imbalanced ones (3x and 10x, class-weighted as here) and it reads the imbalance among the task's features (ln of most over fewest images a class, and the probes' cross-validated accuracy on these images){}; `--class-weights none` turns the weighting off.",
-            if ratio > 10.5 { "; it has no past task beyond 10x, so here it extrapolates" } else { "" }
+            // beyond it by more than the rounding of class sizes
+            if ratio > MOST_IMBALANCE_LOGGED + 0.5 {
+                format!("; it has no past task beyond {MOST_IMBALANCE_LOGGED}x, so here it extrapolates")
+            } else {
+                String::new()
+            }
         )
     };
     (w, Some(line))

@@ -213,14 +213,14 @@ pub fn confusion(classes: &[String], m: &[Vec<usize>]) -> String {
     s
 }
 
-/// Scatter plot of `pts` on [0, 1] x [0, 1] with a reference line `diag` (e.g. y = x).
-/// Points over both axes' range [lo, hi] (clamped into it), on the identity line from (lo, lo)
-/// to (hi, hi), named `diag`.
+/// Scatter plot of `pts` over both axes' range [lo, hi] (points clamped into it), on the
+/// identity line from (lo, lo) to (hi, hi), named `diag` (e.g. y = x).
 pub fn scatter_chart(title: &str, xlabel: &str, ylabel: &str, pts: &Series, diag: &str, (lo, hi): (f64, f64)) -> String {
     let diag = Series { name: diag.into(), points: vec![(lo, lo), (hi, hi)] };
-    let mut s = line_chart(title, xlabel, ylabel, std::slice::from_ref(&diag), Some(nice_range(lo, hi)));
+    // both axes span the same rounded range
     let (x0, x1) = nice_range(lo, hi);
-    let (y0, y1) = nice_range(lo, hi);
+    let (y0, y1) = (x0, x1);
+    let mut s = line_chart(title, xlabel, ylabel, std::slice::from_ref(&diag), Some((x0, x1)));
     let sx = |x: f64| L + (x - x0) / (x1 - x0) * (W - L - R);
     let sy = |y: f64| H - B - (y - y0) / (y1 - y0) * (H - T - B);
     let mut dots = String::new();
