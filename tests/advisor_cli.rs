@@ -412,6 +412,8 @@ fn an_imbalanced_training_set_gets_class_weights() {
     assert!(v["alternatives"].as_array().unwrap().iter().all(|a| a["recipe"]["class_weights"] == "balanced"));
     let l = line(&v).unwrap_or_else(|| panic!("no Classes: line in {}", v["rationale"]));
     assert!(l.contains("3 to 8 training images a class") && l.contains("--class-weights none"), "{l}");
+    // and what the held-out evaluation says about accuracies stated for such a task
+    assert!(l.contains("can be far too high"), "{l}");
     // the meta-learner reads the imbalance as a task feature, under every backbone
     let feats = v["features"].as_object().unwrap();
     assert!(!feats.is_empty());

@@ -71,3 +71,27 @@ fn logme_ranks_separable_features_higher() {
     assert!(transfer::logme(&sep, &y) > transfer::logme(&noise, &y));
     assert!(transfer::hscore(&sep, &y) > transfer::hscore(&noise, &y));
 }
+
+/// The centroid probe's cross-validated accuracy is balanced (mean per-class recall): a small
+/// class half of whose images sit inside the large class's cluster scores 0.5 recall, whatever
+/// its share of the images. Class 0: 20 images in [-0.5, 0.5]; class 1: two at 10, two at 0.
+/// With 4 folds each fold holds one class-1 image out: a far one is recalled (the other three
+/// put the centroid at 3.3), a near one is not (centroid 6.7), every class-0 image is.
+#[test]
+fn centroid_probe_cv_is_balanced_accuracy() {
+    let mut x: Vec<f64> = (0..20).map(|i| -0.5 + i as f64 / 19.0).collect();
+    let mut y = vec![0usize; 20];
+    x.extend([10.0, 0.0, 10.0, 0.0]);
+    y.extend([1, 1, 1, 1]);
+    let f = Array2::from_shape_vec((x.len(), 1), x.clone()).unwrap();
+    let got = transfer::nearest_centroid_cv(&f, &y, 0).unwrap();
+    assert!((got - 0.75).abs() < 1e-12, "balanced accuracy (1 + 0.5) / 2, not plain 22/24: got {got}");
+    // equal class sizes: the same figure as correct / n (one class-1 image inside class 0's
+    // cluster is the only miss)
+    let xb: Vec<f64> = (0..8).map(|i| -0.5 + i as f64 / 7.0).chain([10.0, 11.0, 12.0, 9.0, 10.5, 9.5, 11.5, 0.0]).collect();
+    let yb: Vec<usize> = (0..16).map(|i| usize::from(i >= 8)).collect();
+    let fb = Array2::from_shape_vec((16, 1), xb).unwrap();
+    assert_eq!(transfer::nearest_centroid_cv(&fb, &yb, 0), Some(15.0 / 16.0));
+    // fewer than two images in a class: no cross-validation
+    assert_eq!(transfer::nearest_centroid_cv(&fb, &[vec![0; 15], vec![1]].concat(), 0), None);
+}

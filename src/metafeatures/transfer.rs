@@ -192,17 +192,26 @@ pub fn mean_cov(f: &Array2<f64>) -> (Vec<f64>, Array2<f64>) {
     (mean.to_vec(), cov)
 }
 
-/// Nearest-centroid accuracy on standardised features, by stratified k-fold cross-validation
-/// (k = min(5, smallest class)); None when a class has fewer than two images.
+/// Nearest-centroid balanced accuracy (mean per-class recall) on standardised features, by
+/// stratified k-fold cross-validation (k = min(5, smallest class)); None when a class has fewer
+/// than two images.
+///
+/// Balanced, because graft's test sets are scored per class: on an imbalanced training set plain
+/// accuracy is dominated by the large classes and overstates what a recipe reaches on a balanced
+/// test set. Every image is held out exactly once, so when all classes are the same size the two
+/// are the same number; that case is computed as correct / n, bit for bit the figure logged
+/// before the change, so balanced tasks' meta-features are unchanged.
 pub fn nearest_centroid_cv(f: &Array2<f64>, y: &[usize], seed: u64) -> Option<f64> {
     let k = y.iter().copied().max().map(|m| m + 1).unwrap_or(0);
-    let min_count = (0..k).map(|c| y.iter().filter(|&&l| l == c).count()).min().unwrap_or(0);
+    let counts: Vec<usize> = (0..k).map(|c| y.iter().filter(|&&l| l == c).count()).collect();
+    let min_count = counts.iter().copied().min().unwrap_or(0);
     let folds = min_count.min(5);
     if folds < 2 {
         return None;
     }
     let assign = super::stats::stratified_folds(y, k, folds, seed);
     let mut correct = 0;
+    let mut correct_by_class = vec![0usize; k];
     for fo in 0..folds {
         let tr: Vec<usize> = (0..y.len()).filter(|&i| assign[i] != fo).collect();
         let xtr = f.select(Axis(0), &tr);
@@ -218,8 +227,12 @@ pub fn nearest_centroid_cv(f: &Array2<f64>, y: &[usize], seed: u64) -> Option<f6
                 .0;
             if best == y[i] {
                 correct += 1;
+                correct_by_class[y[i]] += 1;
             }
         }
     }
-    Some(correct as f64 / y.len() as f64)
+    if counts.iter().all(|&c| c == min_count) {
+        return Some(correct as f64 / y.len() as f64);
+    }
+    Some(correct_by_class.iter().zip(&counts).map(|(&hit, &n)| hit as f64 / n as f64).sum::<f64>() / k as f64)
 }

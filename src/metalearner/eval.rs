@@ -354,7 +354,7 @@ pub struct EvalReport {
 /// The accuracy stated for the held-out runs with the task-level shift (shipped) and without:
 /// bias, RMSE and 80% coverage, over all runs and over the standard recipe's.
 fn task_level_table(r: &EvalReport) -> String {
-    let mut s = "The accuracy stated for a held-out run, with the task-level shift (alpha + beta x the task's probe gap: its nearest-centroid probes' cross-validated accuracy on its training images less the GP's prediction for them, alpha and beta from each refit's own cross-validation; shipped) and without:\n\n| runs | n | bias with | bias without | RMSE with | RMSE without | 80% coverage with | without |\n|---|---|---|---|---|---|---|---|\n".to_string();
+    let mut s = "The accuracy stated for a held-out run, with the task-level shift (alpha + beta x the task's probe gap: its nearest-centroid probes' cross-validated balanced accuracy on its training images less the GP's prediction for them, alpha and beta from each refit's own cross-validation; shipped) and without:\n\n| runs | n | bias with | bias without | RMSE with | RMSE without | 80% coverage with | without |\n|---|---|---|---|---|---|---|---|\n".to_string();
     for (name, c) in [("all", &r.task_level_all), ("the standard recipe's", &r.task_level_standard)] {
         if c.runs == 0 {
             continue;
