@@ -11,6 +11,7 @@ needs pyarrow."""
 import glob, json, math, sys
 from collections import defaultdict
 import pyarrow.parquet as pq
+from pairstats import pair_summary
 
 meta = sys.argv[1] if len(sys.argv) > 1 else "meta_dataset"
 cols = ["task_id", "task_spec", "backbone", "r_input_size", "r_name", "status", "test_accuracy", "mf_ncprobe_last", "mf_shots_min", "mf_shots_max"]
@@ -36,12 +37,8 @@ for f in sorted(glob.glob(f"{meta}/source=*/*.parquet")):
 print("| class balance | backbone | tasks | CV (training images) | test | CV - test (SE) | r |")
 print("|---|---|---|---|---|---|---|")
 for (b, w), v in sorted(groups.items()):
-    n = len(v)
-    cv = sum(x for x, _ in v) / n
-    te = sum(y for _, y in v) / n
-    d = [x - y for x, y in v]
-    m = sum(d) / n
-    se = math.sqrt(sum((x - m) ** 2 for x in d) / (n - 1) / n) if n > 1 else float("nan")
+    # pairs (test, CV): the difference is CV - test
+    n, te, cv, m, se = pair_summary([(y, x) for x, y in v])
     sx = math.sqrt(sum((x - cv) ** 2 for x, _ in v))
     sy = math.sqrt(sum((y - te) ** 2 for _, y in v))
     r = sum((x - cv) * (y - te) for x, y in v) / (sx * sy) if sx > 0 and sy > 0 else float("nan")

@@ -8,8 +8,9 @@ same run on the balanced draw it came from. Prints, by imbalance, the mean diffe
 in how many pairs the imbalanced draw scored higher.
 Usage: PYTHONPATH=... python3 scripts/imbalance-features.py [META_DIR] (default meta_dataset);
 needs pyarrow."""
-import glob, json, math, sys
+import glob, json, sys
 import pyarrow.parquet as pq
+from pairstats import mean_se
 
 meta = sys.argv[1] if len(sys.argv) > 1 else "meta_dataset"
 FEATURES = ["test_accuracy", "mf_leep", "mf_nce", "mf_hscore_last", "mf_logme_last", "mf_ncprobe_last", "mf_pixel_separability"]
@@ -48,6 +49,5 @@ for R0 in sorted({R for _, R, _ in imb}):
         if not d:
             continue
         n = len(d)
-        m = sum(d) / n
-        se = math.sqrt(sum((x - m) ** 2 for x in d) / (n - 1) / n) if n > 1 else float("nan")
+        m, se = mean_se(d)
         print(f"| {R0:g}x | {feat} | {n} | {m:+.3f} ({se:.3f}) | {sum(x > 0 for x in d)} / {n} |")

@@ -7,9 +7,10 @@ imbalance 1). Prints the mean accuracies and the paired difference (with its sta
 by configuration kind and by imbalance.
 Usage: PYTHONPATH=... python3 scripts/imbalance-pairs.py [META_DIR] (default meta_dataset);
 needs pyarrow."""
-import glob, json, math, sys
+import glob, json, sys
 from collections import defaultdict
 import pyarrow.parquet as pq
+from pairstats import pair_summary
 
 meta = sys.argv[1] if len(sys.argv) > 1 else "meta_dataset"
 cols = ["task_spec", "backbone", "r_input_size", "r_name", "seed", "status", "test_accuracy", "mf_shots_min", "mf_shots_max", "strategy"]
@@ -59,10 +60,5 @@ print(f"{len(imb)} imbalanced runs, {sum(len(v) for k, v in groups.items() if k[
 print("| group | | pairs | balanced | imbalanced | paired difference (SE) |")
 print("|---|---|---|---|---|---|")
 for (g, k), v in sorted(groups.items()):
-    n = len(v)
-    a = sum(x for x, _ in v) / n
-    c = sum(y for _, y in v) / n
-    d = [y - x for x, y in v]
-    m = sum(d) / n
-    se = math.sqrt(sum((x - m) ** 2 for x in d) / (n - 1) / n) if n > 1 else float("nan")
+    n, a, c, m, se = pair_summary(v)
     print(f"| {g} | {k} | {n} | {a:.3f} | {c:.3f} | {m:+.3f} ({se:.3f}) |")
