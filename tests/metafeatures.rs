@@ -83,7 +83,7 @@ fn centroid_probe_cv_is_balanced_accuracy() {
     let mut y = vec![0usize; 20];
     x.extend([10.0, 0.0, 10.0, 0.0]);
     y.extend([1, 1, 1, 1]);
-    let f = Array2::from_shape_vec((x.len(), 1), x.clone()).unwrap();
+    let f = Array2::from_shape_vec((x.len(), 1), x).unwrap();
     let got = transfer::nearest_centroid_cv(&f, &y, 0).unwrap();
     assert!((got - 0.75).abs() < 1e-12, "balanced accuracy (1 + 0.5) / 2, not plain 22/24: got {got}");
     // equal class sizes: the same figure as correct / n (one class-1 image inside class 0's

@@ -511,14 +511,14 @@ pub fn recommend(model: &MetaModel, ds: &Dataset, o: &RecommendOptions) -> Resul
 /// imbalance plans draw 3x and 10x (`meta_dataset/_plans/imbalance.toml`).
 const MOST_IMBALANCE_LOGGED: f64 = 10.0;
 
-/// The class weighting of every candidate's recipe, and the rationale's line on it when the
-/// training set's classes differ in size.
 /// What the held-out evaluation says about accuracies stated for an imbalanced task: right on
 /// average, but not where the smallest class is also the hardest, since several task features
 /// (LEEP, NCE, H-score, sometimes LogME) average over images and score an imbalanced draw as
 /// easier (docs/imbalance.md, session 36).
 const IMBALANCE_CAVEAT: &str = "On held-out imbalanced tasks the stated accuracy was right on average, but several of the task's features (LEEP, LogME) average over images, so an imbalanced task reads as easier than it is: where the smallest class is also the hardest, the stated accuracy can be far too high (one such task was stated 0.90 and scored 0.71, docs/imbalance.md).";
 
+/// The class weighting of every candidate's recipe, and the rationale's line on it when the
+/// training set's classes differ in size.
 fn class_weighting(ds: &Dataset, policy: crate::recipe::ClassWeightPolicy) -> (crate::recipe::ClassWeights, Option<String>) {
     let counts = ds.train_counts();
     let w = policy.choose(&counts);
