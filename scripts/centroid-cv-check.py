@@ -8,31 +8,27 @@ Prints, by class balance and backbone: the tasks, the mean CV figure, the mean t
 the mean difference (CV - test, with its standard error) and the correlation.
 Usage: PYTHONPATH=... python3 scripts/centroid-cv-check.py [META_DIR] (default meta_dataset);
 needs pyarrow."""
-import glob, json, math, sys
+import math, sys
 from collections import defaultdict
-import pyarrow.parquet as pq
-from pairstats import pair_summary
+from pairstats import IMBALANCED, load_rows, pair_summary, ratio
 
 meta = sys.argv[1] if len(sys.argv) > 1 else "meta_dataset"
 cols = ["task_id", "task_spec", "backbone", "r_input_size", "r_name", "status", "test_accuracy", "mf_ncprobe_last", "mf_shots_min", "mf_shots_max"]
 groups = defaultdict(list)
 seen = set()
-for f in sorted(glob.glob(f"{meta}/source=*/*.parquet")):
-    t = pq.read_table(f)
-    if not all(c in t.column_names for c in cols):
+for r in load_rows(meta, cols, cols):
+    if r["status"] != "ok" or r["r_name"] != "centroid-last" or r["mf_ncprobe_last"] is None:
         continue
-    for r in t.select(cols).to_pylist():
-        if r["status"] != "ok" or r["r_name"] != "centroid-last" or r["mf_ncprobe_last"] is None:
-            continue
-        key = (r["task_id"], r["backbone"], r["r_input_size"])
-        if key in seen:  # one run per task and backbone (the CV figure is per task, not per seed)
-            continue
-        seen.add(key)
-        ratio = r["mf_shots_max"] / max(r["mf_shots_min"], 1)
-        balance = "balanced" if ratio < 1.5 else ("imbalanced 3x" if ratio < 5 else "imbalanced 10x")
-        where = "Lite0 at 224 px" if r["backbone"].startswith("efficientnet") else "28-32 px zoo"
-        for g in [(balance, "all"), (balance, where)]:
-            groups[g].append((r["mf_ncprobe_last"], r["test_accuracy"]))
+    key = (r["task_id"], r["backbone"], r["r_input_size"])
+    if key in seen:  # one run per task and backbone (the CV figure is per task, not per seed)
+        continue
+    seen.add(key)
+    q = ratio(r)
+    balance = "balanced" if q < IMBALANCED else ("imbalanced 3x" if q < 5 else "imbalanced 10x")
+    small = not r["backbone"].startswith("efficientnet")
+    where = "28-32 px zoo" if small else f"{r['backbone'].replace('-imagenet', '')}@{r['r_input_size']}"
+    for g in [(balance, "all"), (balance, where)]:
+        groups[g].append((r["mf_ncprobe_last"], r["test_accuracy"]))
 
 print("| class balance | backbone | tasks | CV (training images) | test | CV - test (SE) | r |")
 print("|---|---|---|---|---|---|---|")

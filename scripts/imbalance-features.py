@@ -8,33 +8,26 @@ same run on the balanced draw it came from. Prints, by imbalance, the mean diffe
 in how many pairs the imbalanced draw scored higher.
 Usage: PYTHONPATH=... python3 scripts/imbalance-features.py [META_DIR] (default meta_dataset);
 needs pyarrow."""
-import glob, json, sys
-import pyarrow.parquet as pq
-from pairstats import mean_se
+import sys
+from pairstats import IMBALANCED, draw_of, load_rows, mean_se, ratio
 
 meta = sys.argv[1] if len(sys.argv) > 1 else "meta_dataset"
 FEATURES = ["test_accuracy", "mf_leep", "mf_nce", "mf_hscore_last", "mf_logme_last", "mf_ncprobe_last", "mf_pixel_separability"]
 cols = ["task_spec", "backbone", "r_input_size", "r_name", "seed", "status", "mf_shots_min", "mf_shots_max"] + FEATURES
-rows = []
-for f in sorted(glob.glob(f"{meta}/source=*/*.parquet")):
-    t = pq.read_table(f)
-    if "task_spec" not in t.column_names:
-        continue
-    rows.extend(t.select([c for c in cols if c in t.column_names]).to_pylist())
 bal, imb = {}, []
-for r in rows:
+for r in load_rows(meta, cols, ["task_spec"]):
     if r["status"] != "ok" or not r.get("task_spec") or r["r_name"] != "centroid-last":
         continue
     if not (r["backbone"].startswith("efficientnet-lite0") and r.get("r_input_size") == 224):
         continue
-    d = json.loads(r["task_spec"])
-    s = d["spec"]
-    R = s.get("imbalance", 1.0)
-    draw = (d["family"], d["index"], d["seed"], s["n_classes"], s["shots"], json.dumps(d["shift"], sort_keys=True))
+    drawn = draw_of(r["task_spec"])
+    if drawn is None:
+        continue
+    draw, R = drawn
     key = (draw, r["backbone"], r["seed"])
     if R == 1.0:
         bal[key] = r
-    elif r["mf_shots_max"] / max(r["mf_shots_min"], 1) >= 1.5:
+    elif ratio(r) >= IMBALANCED:
         imb.append((key, R, r))
 
 print("| imbalance | feature | pairs | imbalanced - balanced (SE) | higher on the imbalanced draw |")

@@ -7,31 +7,20 @@ imbalance 1). Prints the mean accuracies and the paired difference (with its sta
 by configuration kind and by imbalance.
 Usage: PYTHONPATH=... python3 scripts/imbalance-pairs.py [META_DIR] (default meta_dataset);
 needs pyarrow."""
-import glob, json, sys
+import sys
 from collections import defaultdict
-import pyarrow.parquet as pq
-from pairstats import pair_summary
+from pairstats import IMBALANCED, draw_of, load_rows, pair_summary, ratio
 
 meta = sys.argv[1] if len(sys.argv) > 1 else "meta_dataset"
 cols = ["task_spec", "backbone", "r_input_size", "r_name", "seed", "status", "test_accuracy", "mf_shots_min", "mf_shots_max", "strategy"]
-rows = []
-for f in sorted(glob.glob(f"{meta}/source=*/*.parquet")):
-    t = pq.read_table(f)
-    have = [c for c in cols if c in t.column_names]
-    if "task_spec" not in have:
-        continue
-    rows.extend(t.select(have).to_pylist())
 bal, imb = {}, []
-for r in rows:
+for r in load_rows(meta, cols, ["task_spec"]):
     if r["status"] != "ok" or not r.get("task_spec"):
         continue
-    try:
-        d = json.loads(r["task_spec"])
-    except ValueError:
+    drawn = draw_of(r["task_spec"])
+    if drawn is None:
         continue
-    s = d["spec"]
-    R = s.get("imbalance", 1.0)
-    draw = (d["family"], d["index"], d["seed"], s["n_classes"], s["shots"], json.dumps(d["shift"], sort_keys=True))
+    draw, R = drawn
     cfg = (r["backbone"], r.get("r_input_size"), r["r_name"], r["seed"])
     if R == 1.0:
         bal[(draw, cfg)] = r["test_accuracy"]
@@ -51,8 +40,7 @@ for draw, cfg, R, r in imb:
     b = bal.get((draw, cfg))
     if b is None:
         continue
-    ratio = r["mf_shots_max"] / max(r["mf_shots_min"], 1)
-    effective = "balanced in fact (1 shot)" if ratio < 1.5 else f"imbalance {R:g}"
+    effective = "balanced in fact (1 shot)" if ratio(r) < IMBALANCED else f"imbalance {R:g}"
     groups[("all", "")].append((b, r["test_accuracy"]))
     groups[("by imbalance", effective)].append((b, r["test_accuracy"]))
     groups[("by recipe", kind(cfg, r["strategy"]))].append((b, r["test_accuracy"]))

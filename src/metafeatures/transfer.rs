@@ -210,8 +210,8 @@ pub fn nearest_centroid_cv(f: &Array2<f64>, y: &[usize], seed: u64) -> Option<f6
         return None;
     }
     let assign = super::stats::stratified_folds(y, k, folds, seed);
-    let mut correct = 0;
-    let mut correct_by_class = vec![0usize; k];
+    // true class x predicted, over every image's one held-out prediction
+    let mut confusion = vec![vec![0usize; k]; k];
     for fo in 0..folds {
         let tr: Vec<usize> = (0..y.len()).filter(|&i| assign[i] != fo).collect();
         let xtr = f.select(Axis(0), &tr);
@@ -225,14 +225,12 @@ pub fn nearest_centroid_cv(f: &Array2<f64>, y: &[usize], seed: u64) -> Option<f6
                 .map(|c| (c, (&x.row(0) - &cents.row(c)).mapv(|v| v * v).sum()))
                 .fold((0, f64::INFINITY), |b, (c, dist)| if dist < b.1 { (c, dist) } else { b })
                 .0;
-            if best == y[i] {
-                correct += 1;
-                correct_by_class[y[i]] += 1;
-            }
+            confusion[y[i]][best] += 1;
         }
     }
     if counts.iter().all(|&c| c == min_count) {
+        let correct: usize = (0..k).map(|c| confusion[c][c]).sum();
         return Some(correct as f64 / y.len() as f64);
     }
-    Some(correct_by_class.iter().zip(&counts).map(|(&hit, &n)| hit as f64 / n as f64).sum::<f64>() / k as f64)
+    super::stats::balanced_accuracy_of(&confusion)
 }
